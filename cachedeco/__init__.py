@@ -1,0 +1,63 @@
+"""cachedeco: decorator-based memoization over Redis (or in memory), correct under concurrency.
+
+The public surface is exactly the names in ``__all__`` (see API.md); everything in a module
+whose name starts with ``_`` is private and may change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cachedeco._decorators import cached, write_through
+from cachedeco._lock import Lock as _Lock
+from cachedeco._registry import Registry, registry
+from cachedeco._stats import Stats
+from cachedeco._write_behind import write_behind
+from cachedeco.errors import (
+    BackendError,
+    CacheError,
+    ConfigurationError,
+    LockTimeout,
+    SerializationError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendError",
+    "CacheError",
+    "ConfigurationError",
+    "LockTimeout",
+    "Registry",
+    "SerializationError",
+    "Stats",
+    "ainvalidate_tags",
+    "cached",
+    "configure",
+    "invalidate_tags",
+    "lock",
+    "registry",
+    "write_behind",
+    "write_through",
+]
+
+
+def configure(backend: object = "memory://", **settings: Any) -> Registry:
+    """Replace the default registry's settings (see :class:`Registry`) and return it."""
+    return registry.configure(backend, **settings)
+
+
+def invalidate_tags(*tags: str, backend: str = "default") -> None:
+    """Make every entry stored with any of ``tags`` a miss, in every process, in one round trip."""
+    registry.invalidate_tags(*tags, backend=backend)
+
+
+async def ainvalidate_tags(*tags: str, backend: str = "default") -> None:
+    """The asyncio form of :func:`invalidate_tags`."""
+    await registry.ainvalidate_tags(*tags, backend=backend)
+
+
+def lock(name: str, *, ttl: float = 10.0, timeout: float | None = None,
+         backend: str = "default") -> _Lock:
+    """A distributed mutex on the default registry, for ``with`` and ``async with``."""
+    return registry.lock(name, ttl=ttl, timeout=timeout, backend=backend)

@@ -1,0 +1,168 @@
+"""The sync driver of the read-through and write flows.
+
+GENERATED from ``_drive_async.py`` by ``python -m tools.unasync``: do not edit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from cachedeco._entry import NO_VALUE, new_tag_token, new_tombstone
+from cachedeco._flow import Bound, is_current
+from cachedeco._guard import BACKEND_ERRORS, logger
+from cachedeco._singleflight import LeaderGone, wait_sync
+
+__all__ = ["get_or_load", "invalidate", "invalidate_all", "put", "refresh"]
+
+Args = tuple[Any, ...]
+Kwargs = dict[str, Any]
+
+
+def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
+    """The decorated call: a hit returns after one read; anything else goes through a load."""
+    key = b.key(args, kwargs)
+    tag_keys = b.tags(args, kwargs)
+    if not b.guard.allow(key, b.name):
+        return func(*args, **kwargs)
+    try:
+        entry, tokens = b.slot.backend().read(key, tag_keys)
+    except BACKEND_ERRORS as exc:
+        b.guard.failed(exc, key=key, function=b.name, action="read")
+        return func(*args, **kwargs)
+    b.guard.breaker.success()
+    if entry is not None and is_current(entry, tokens):
+        value = b.decode(entry)
+        if value is not NO_VALUE:
+            now = time.time()
+            if now < entry.soft:
+                b.stats.hits += 1
+                if b.policy.beta and b.policy.refresh_early(now, entry.soft, entry.delta):
+                    b.stats.early_refreshes += 1
+                    background(b, func, args, kwargs, key, tag_keys, entry.marker, tokens)
+                return value
+            if b.policy.stale_ttl:
+                b.stats.stale_hits += 1
+                background(b, func, args, kwargs, key, tag_keys, entry.marker, tokens)
+                return value
+    b.stats.misses += 1
+    expect = "" if entry is None else entry.marker
+    return load(b, func, args, kwargs, key, tag_keys, expect, tokens)
+
+
+def load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs, key: str,
+               tag_keys: tuple[str, ...], expect: str,
+               tokens: tuple[str | None, ...]) -> Any:
+    """Run the function once for every concurrent caller that read the same state."""
+    flight, leader = b.flights.join(key, (expect, tokens))
+    if not leader:
+        b.stats.singleflight_joins += 1
+        try:
+            return wait_sync(flight, b.lock_timeout)
+        except (TimeoutError, LeaderGone):
+            return compute(b, func, args, kwargs, key, tag_keys, expect, tokens)
+    try:
+        value = compute(b, func, args, kwargs, key, tag_keys, expect, tokens)
+    except Exception as exc:
+        b.flights.land(key, flight, exc=exc)
+        raise
+    except BaseException:
+        b.flights.land(key, flight, exc=LeaderGone())
+        raise
+    b.flights.land(key, flight, value)
+    return value
+
+
+def compute(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs, key: str,
+                  tag_keys: tuple[str, ...], expect: str | None,
+                  tokens: tuple[str | None, ...] | None) -> Any:
+    """Call the function and store its result (conditionally when ``expect`` is given)."""
+    start = time.perf_counter()
+    try:
+        value = func(*args, **kwargs)
+    except Exception:
+        b.stats.load_errors += 1
+        raise
+    delta = time.perf_counter() - start
+    b.stats.loads += 1
+    payload = b.encode(value)
+    if payload is not NO_VALUE:
+        store(b, key, tag_keys, payload, delta, expect, tokens)
+    return value
+
+
+def store(b: Bound, key: str, tag_keys: tuple[str, ...], payload: Any, delta: float,
+                expect: str | None, tokens: tuple[str | None, ...] | None) -> bool:
+    """Write a payload; a failure is counted, logged or raised as the guard says."""
+    write = b.write(payload, delta, tag_keys, expect, tokens)
+    try:
+        return b.slot.backend().write(key, write)
+    except BACKEND_ERRORS as exc:
+        b.guard.failed(exc, key=key, function=b.name, action="store")
+        return False
+
+
+def background(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs, key: str,
+               tag_keys: tuple[str, ...], expect: str, tokens: tuple[str | None, ...]) -> None:
+    """Start one refresh of a stale (or early-expiring) entry unless one is running."""
+    if not b.flights.running(key, (expect, tokens)):
+        b.registry.spawn_sync(refresh_quietly, b, func, args, kwargs, key, tag_keys, expect,
+                               tokens)
+
+
+def refresh_quietly(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs,
+                          key: str, tag_keys: tuple[str, ...], expect: str,
+                          tokens: tuple[str | None, ...]) -> None:
+    """A background refresh: on failure the stale value stays (fail-safe) and it is logged."""
+    try:
+        load(b, func, args, kwargs, key, tag_keys, expect, tokens)
+    except Exception as exc:
+        logger.warning("cachedeco: background refresh of %s failed (%s: %s); serving the "
+                       "stale value", b.name, type(exc).__name__, exc)
+
+
+def refresh(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
+    """Recompute and store unconditionally; later callers never join an older load."""
+    key = b.key(args, kwargs)
+    b.flights.forget(key)
+    return compute(b, func, args, kwargs, key, b.tags(args, kwargs), None, None)
+
+
+def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any) -> None:
+    """Store a written value as the entry (write-through); if that fails, drop the old one."""
+    b.flights.forget(key)
+    payload = b.encode(value)
+    try:
+        if payload is NO_VALUE:
+            b.slot.backend().invalidate([key], new_tombstone(), b.policy.hard_ms)
+        else:
+            b.slot.backend().write(key, b.write(payload, 0.0, tag_keys, None, None))
+    except BACKEND_ERRORS as exc:
+        try:
+            b.slot.backend().invalidate([key], new_tombstone(), b.policy.hard_ms)
+        except BACKEND_ERRORS:
+            logger.error("cachedeco: write-through of %s could not store nor drop the old "
+                         "entry; it may be served until it expires", b.name)
+        b.guard.failed(exc, key=key, function=b.name, action="write through")
+
+
+def invalidate(b: Bound, args: Args, kwargs: Kwargs) -> bool:
+    """Drop one entry (a tombstone stops older loads from storing over it)."""
+    key = b.key(args, kwargs)
+    b.flights.forget(key)
+    b.stats.invalidations += 1
+    try:
+        removed = b.slot.backend().invalidate([key], new_tombstone(), b.policy.hard_ms)
+    except BACKEND_ERRORS as exc:
+        b.guard.fail(exc, key=key, function=b.name, action="invalidate")
+    return removed > 0
+
+
+def invalidate_all(b: Bound) -> None:
+    """Drop every entry of the function: one new token for its implicit tag."""
+    b.stats.invalidations += 1
+    try:
+        b.slot.backend().invalidate_tags([b.fn_tag], new_tag_token(True), b.tag_px)
+    except BACKEND_ERRORS as exc:
+        b.guard.fail(exc, function=b.name, action="invalidate all")

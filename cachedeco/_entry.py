@@ -1,0 +1,143 @@
+"""The stored envelope: what an entry, a tombstone and a write look like to every backend.
+
+An entry carries a *marker* that names the write that produced it (``cd1:`` + 16 hex digits,
+or ``cdT:`` + 16 hex digits for a tombstone left by an invalidation). A fill that read marker
+``M`` stores only while the key still holds ``M``: that compare-and-set is how a load that
+began before a write or an invalidation is kept from storing its old result (the equivalent of
+memcache leases). Each entry also records the tokens its tags held when it was written; a read
+that sees other tokens treats the entry as a miss, which makes tag invalidation O(1).
+
+On Redis the envelope is one string, a header line then the payload::
+
+    cd1:<16 hex>:<soft expiry ms>:<load ms>:<tag token>,<tag token>\\n<payload>
+
+The marker sits at a fixed offset so Lua can compare it without parsing the rest.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Final
+
+__all__ = [
+    "CORRUPT",
+    "CREATED_TAG",
+    "ENTRY",
+    "INVALIDATED_TAG",
+    "MARKER_LEN",
+    "NO_VALUE",
+    "TOMBSTONE",
+    "Entry",
+    "NoValue",
+    "Write",
+    "decode_entry",
+    "encode_header",
+    "new_marker",
+    "new_tag_token",
+    "new_tombstone",
+]
+
+ENTRY: Final = "cd1:"
+TOMBSTONE: Final = "cdT:"
+MARKER_LEN: Final = 20  # "cd1:" + 16 hex digits
+CORRUPT: Final = "?"  # the marker of a stored value that is not a readable envelope
+CREATED_TAG: Final = "c"  # tag token made by a store: adopting it is safe
+INVALIDATED_TAG: Final = "i"  # tag token left by invalidate_tags: a fill that saw none aborts
+
+
+class NoValue(Enum):
+    """The miss sentinel: falsy, typed, and never confused with a cached ``None``."""
+
+    NO_VALUE = "NO_VALUE"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+NO_VALUE: Final = NoValue.NO_VALUE
+
+
+@dataclass(slots=True, frozen=True)
+class Entry:
+    """An entry as read back: its marker, payload, soft expiry, load time and tag tokens."""
+
+    marker: str
+    value: Any  # payload bytes (Redis) or the object itself (memory); NO_VALUE for tombstones
+    soft: float  # epoch seconds after which the value is stale
+    delta: float  # seconds the load took, for early refresh
+    tags: tuple[str, ...]
+
+    @property
+    def is_tombstone(self) -> bool:
+        """True when an invalidation left this marker instead of a value."""
+        return self.marker.startswith(TOMBSTONE)
+
+
+@dataclass(slots=True, frozen=True)
+class Write:
+    """One store, conditional or not, described without I/O so every backend can carry it out.
+
+    ``expect`` is the marker the fill read ("" for a missing key) or None for an unconditional
+    write; ``expect_tags`` likewise holds the tag tokens read (None for a missing tag key) or
+    is None for an unconditional write. Missing tag keys are created with ``new_tag``.
+    """
+
+    marker: str
+    value: Any
+    soft: float
+    delta: float
+    px: int  # hard TTL of the entry in milliseconds
+    tag_keys: tuple[str, ...] = ()
+    expect: str | None = None
+    expect_tags: tuple[str | None, ...] | None = None
+    new_tag: str = ""
+    tag_px: int = 0  # tag keys live at least this long (and at least as long as the entry)
+
+
+_CORRUPT: Final = Entry(CORRUPT, NO_VALUE, 0.0, 0.0, ())
+
+
+def _hex16() -> str:
+    return os.urandom(8).hex()
+
+
+def new_marker() -> str:
+    """A fresh entry marker: unique per write."""
+    return ENTRY + _hex16()
+
+
+def new_tombstone() -> str:
+    """A fresh tombstone marker: unique per invalidation."""
+    return TOMBSTONE + _hex16()
+
+
+def new_tag_token(invalidated: bool = False) -> str:
+    """A fresh tag token; ``invalidated`` marks one left by ``invalidate_tags``."""
+    return (INVALIDATED_TAG if invalidated else CREATED_TAG) + _hex16()
+
+
+def encode_header(marker: str, soft: float, delta: float) -> bytes:
+    """The envelope header up to (not including) the tag tokens, for Lua to complete."""
+    return f"{marker}:{int(soft * 1000)}:{int(delta * 1000)}:".encode()
+
+
+def decode_entry(raw: bytes) -> Entry:
+    """Parse a stored envelope; an unreadable one comes back with the CORRUPT marker."""
+    if raw.startswith(b"cdT:"):
+        return Entry(raw[:MARKER_LEN].decode("ascii", "replace"), NO_VALUE, 0.0, 0.0, ())
+    end = raw.find(b"\n")
+    if end < 0 or not raw.startswith(b"cd1:"):
+        return _CORRUPT
+    try:
+        marker, soft, delta, tags = raw[:end].decode("ascii").rsplit(":", 3)
+        return Entry(
+            marker,
+            raw[end + 1 :],
+            int(soft) / 1000,
+            int(delta) / 1000,
+            tuple(tags.split(",")) if tags else (),
+        )
+    except (ValueError, UnicodeDecodeError):
+        return _CORRUPT

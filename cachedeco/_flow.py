@@ -1,0 +1,96 @@
+"""The read-through and write flows, written once and free of I/O.
+
+A decorated call is bound once per registry configuration into a :class:`Bound`, which holds
+every decision (key builder, tags, backend, codec, policy, failure guard); the sync and async
+drivers then only move data between these pure steps and the backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cachedeco._codec import Codec
+from cachedeco._entry import NO_VALUE, Entry, Write, new_marker, new_tag_token
+from cachedeco._guard import Guard
+from cachedeco._policy import Policy
+from cachedeco._singleflight import Flights
+from cachedeco._stats import Stats
+from cachedeco.errors import SerializationError
+
+if TYPE_CHECKING:
+    from cachedeco._connect import BackendSlot
+    from cachedeco._registry import Registry
+
+__all__ = ["Bound", "is_current", "make_write"]
+
+logger = logging.getLogger("cachedeco")
+
+KeyFn = Callable[[tuple[Any, ...], dict[str, Any]], str]
+TagsFn = Callable[[tuple[Any, ...], dict[str, Any]], tuple[str, ...]]
+
+
+@dataclass(slots=True, eq=False)
+class Bound:
+    """One decorated function bound to one registry configuration: all a call needs."""
+
+    name: str
+    key: KeyFn
+    tags: TagsFn
+    fn_tag: str
+    slot: BackendSlot
+    guard: Guard
+    codec: Codec | None  # None when the backend keeps objects
+    policy: Policy
+    stats: Stats
+    flights: Flights
+    registry: Registry
+    cache_none: bool
+    condition: Callable[[Any], bool] | None
+    lock: bool
+    lock_timeout: float | None
+    tag_px: int
+
+    def decode(self, entry: Entry) -> Any:
+        """The value of an entry, or NO_VALUE (logged, counted) when it cannot be decoded."""
+        if self.codec is None:
+            return entry.value
+        try:
+            return self.codec.loads(entry.value)
+        except SerializationError as exc:
+            self.stats.decode_errors += 1
+            logger.warning("cachedeco: cannot decode a stored value of %s (%s); treating it "
+                           "as a miss and overwriting it", self.name, exc)
+            return NO_VALUE
+
+    def encode(self, value: Any) -> Any:
+        """The payload to store for a result, or NO_VALUE when it is not to be cached."""
+        if value is None and not self.cache_none:
+            return NO_VALUE
+        if self.condition is not None and not self.condition(value):
+            return NO_VALUE
+        return value if self.codec is None else self.codec.dumps(value)
+
+    def write(self, payload: Any, delta: float, tag_keys: tuple[str, ...],
+              expect: str | None, expect_tags: tuple[str | None, ...] | None) -> Write:
+        """The write for a payload that took ``delta`` seconds to load."""
+        return make_write(self.policy, payload, delta, tag_keys, expect, expect_tags,
+                          self.tag_px)
+
+
+def is_current(entry: Entry | None, tokens: tuple[str | None, ...]) -> bool:
+    """Whether an entry holds a value written under the tags' current tokens."""
+    return entry is not None and entry.value is not NO_VALUE and entry.tags == tokens
+
+
+def make_write(policy: Policy, payload: Any, delta: float, tag_keys: tuple[str, ...],
+               expect: str | None, expect_tags: tuple[str | None, ...] | None,
+               tag_px: int) -> Write:
+    """A write of ``payload`` under fresh expiry, conditional when ``expect`` is given."""
+    soft, px = policy.expiry(time.time(), delta)
+    return Write(marker=new_marker(), value=payload, soft=soft, delta=delta, px=px,
+                 tag_keys=tag_keys, expect=expect, expect_tags=expect_tags,
+                 new_tag=new_tag_token(), tag_px=tag_px)

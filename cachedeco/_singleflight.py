@@ -1,0 +1,97 @@
+"""In-process single-flight: concurrent calls with one key share one load.
+
+A flight is a ``concurrent.futures.Future``, so threads and asyncio tasks on any number of
+event loops can wait on it. Each flight remembers what its leader read (the entry's marker and
+the tags' tokens): a caller that read something else (an invalidation or a write happened in
+between) does not join it but starts a new flight, so no call is served by a load that began
+before a change it has seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from typing import Any
+
+__all__ = ["Flight", "Flights", "LeaderGone", "wait_async", "wait_sync"]
+
+State = tuple[str, tuple[str | None, ...]]
+
+
+class LeaderGone(Exception):
+    """The leader was cancelled or interrupted: each waiter loads for itself."""
+
+
+class Flight:
+    """One load in progress, with the read state it started from."""
+
+    __slots__ = ("future", "state")
+
+    def __init__(self, state: State) -> None:
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.state = state
+
+
+class Flights:
+    """The loads in progress, by cache key."""
+
+    def __init__(self) -> None:
+        self._flights: dict[str, Flight] = {}
+        self._lock = threading.Lock()
+
+    def join(self, key: str, state: State) -> tuple[Flight, bool]:
+        """The flight to wait on and whether this caller leads it (runs the load)."""
+        with self._lock:
+            flight = self._flights.get(key)
+            if flight is not None and flight.state == state and not flight.future.done():
+                return flight, False
+            flight = self._flights[key] = Flight(state)
+            return flight, True
+
+    def running(self, key: str, state: State) -> bool:
+        """Whether a load from this read state is already under way (for background refresh)."""
+        flight = self._flights.get(key)
+        return flight is not None and flight.state == state and not flight.future.done()
+
+    def land(self, key: str, flight: Flight, value: Any = None,
+             exc: BaseException | None = None) -> None:
+        """Finish a flight: later callers start afresh, waiters get the value or the error."""
+        with self._lock:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+        if exc is not None:
+            flight.future.set_exception(exc)
+        else:
+            flight.future.set_result(value)
+
+    def forget(self, key: str) -> None:
+        """A local write or invalidation: callers from now on never join the current flight."""
+        with self._lock:
+            self._flights.pop(key, None)
+
+
+def wait_sync(flight: Flight, timeout: float | None) -> Any:
+    """Wait for a flight in a thread; TimeoutError after ``timeout`` seconds."""
+    return flight.future.result(timeout)
+
+
+async def wait_async(flight: Flight, timeout: float | None) -> Any:
+    """Wait for a flight in a task without ever cancelling the shared future."""
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def wake(_: concurrent.futures.Future[Any]) -> None:
+        try:
+            loop.call_soon_threadsafe(_settle, waiter)
+        except RuntimeError:  # the waiter's loop is already closed: nobody to wake
+            pass
+
+    flight.future.add_done_callback(wake)
+    await asyncio.wait_for(waiter, timeout)
+    return flight.future.result()
+
+
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

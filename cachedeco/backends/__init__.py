@@ -1,0 +1,1 @@
+"""Backends: one small Protocol (``base``), the embedded memory backend and Redis."""

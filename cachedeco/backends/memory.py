@@ -1,0 +1,201 @@
+"""The embedded default backend: an in-process, thread-safe, bounded LRU that honours TTLs.
+
+It keeps values as objects (no serialization, like ``functools.lru_cache``), so a hit costs a
+dict lookup under a lock. It carries out the same envelope contract as Redis, tags and
+compare-and-set included, so every guarantee holds on ``memory://`` too, within one process.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from functools import lru_cache
+
+from cachedeco._entry import CREATED_TAG, ENTRY, NO_VALUE, Entry, Write
+from cachedeco.backends.base import ReadResult
+
+__all__ = ["AsyncMemoryBackend", "MemoryBackend", "glob_to_regex"]
+
+_Item = Entry | str
+
+
+@lru_cache(maxsize=256)
+def glob_to_regex(pattern: str) -> re.Pattern[str]:
+    """Translate a Redis glob (``*``, ``?``, ``[...]``, ``\\`` escapes) into a regex."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\" and i + 1 < len(pattern):
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        if char == "*":
+            out.append(".*")
+        elif char == "?":
+            out.append(".")
+        elif char == "[" and (end := pattern.find("]", i + 1)) > i:
+            body = pattern[i + 1 : end]
+            negate = body.startswith("^")
+            body = body[1:] if negate else body
+            out.append("[" + ("^" if negate else "") + body.replace("\\", "\\\\") + "]")
+            i = end
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return re.compile("".join(out), re.DOTALL)
+
+
+class MemoryBackend:
+    """A bounded LRU of envelopes and tag tokens with per-key TTLs."""
+
+    stores_objects = True
+
+    def __init__(self, maxsize: int = 10_000) -> None:
+        self.maxsize = maxsize
+        self._data: OrderedDict[str, tuple[float, _Item]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _get(self, key: str, now: float) -> _Item | None:
+        found = self._data.get(key)
+        if found is None:
+            return None
+        if found[0] <= now:
+            del self._data[key]
+            return None
+        self._data.move_to_end(key)
+        return found[1]
+
+    def _put(self, key: str, item: _Item, px: int, now: float) -> None:
+        self._data[key] = (now + px / 1000, item)
+        self._data.move_to_end(key)
+        while len(self._data) > self.maxsize:
+            self._data.popitem(last=False)
+
+    def _extend(self, key: str, px: int, now: float) -> None:
+        expires, item = self._data[key]
+        self._data[key] = (max(expires, now + px / 1000), item)
+
+    def read(self, key: str, tag_keys: Sequence[str]) -> ReadResult:
+        """Return the live entry at ``key`` and its tags' current tokens."""
+        now = time.monotonic()
+        with self._lock:
+            item = self._get(key, now)
+            tags = [self._get(tag, now) for tag in tag_keys]
+        entry = item if isinstance(item, Entry) else None
+        return entry, tuple(t if isinstance(t, str) else None for t in tags)
+
+    def _check(self, key: str, write: Write, now: float) -> list[str | None] | None:
+        """The conditions of a write, checked before anything changes; None means abort."""
+        if write.expect is not None:
+            current = self._get(key, now)
+            marker = current.marker if isinstance(current, Entry) else ""
+            if marker != write.expect:
+                return None
+        tokens: list[str | None] = []
+        for i, tag in enumerate(write.tag_keys):
+            token = self._get(tag, now)
+            token = token if isinstance(token, str) else None
+            if write.expect_tags is not None:
+                seen = write.expect_tags[i]
+                if seen is None and token is not None and not token.startswith(CREATED_TAG):
+                    return None
+                if seen is not None and token != seen:
+                    return None
+            tokens.append(token)
+        return tokens
+
+    def write(self, key: str, write: Write) -> bool:
+        """Store the entry if its conditions hold, creating missing tag keys."""
+        now = time.monotonic()
+        with self._lock:
+            tokens = self._check(key, write, now)
+            if tokens is None:
+                return False
+            tag_px = max(write.tag_px, write.px)
+            recorded = []
+            for tag, token in zip(write.tag_keys, tokens, strict=True):
+                if token is None:
+                    self._put(tag, write.new_tag, tag_px, now)
+                    recorded.append(write.new_tag)
+                else:
+                    self._extend(tag, tag_px, now)
+                    recorded.append(token)
+            entry = Entry(write.marker, write.value, write.soft, write.delta, tuple(recorded))
+            self._put(key, entry, write.px, now)
+        return True
+
+    def invalidate(self, keys: Sequence[str], marker: str, px: int) -> int:
+        """Leave a tombstone at each key; count the values it removed."""
+        now = time.monotonic()
+        removed = 0
+        with self._lock:
+            for key in keys:
+                old = self._get(key, now)
+                removed += isinstance(old, Entry) and old.marker.startswith(ENTRY)
+                self._put(key, Entry(marker, NO_VALUE, 0.0, 0.0, ()), px, now)
+        return removed
+
+    def invalidate_tags(self, tag_keys: Sequence[str], token: str, px: int) -> None:
+        """Set every tag key to ``token``."""
+        now = time.monotonic()
+        with self._lock:
+            for tag in tag_keys:
+                self._put(tag, token, px, now)
+
+    def delete_matching(self, pattern: str) -> int:
+        """Delete the keys matching the glob; return how many were deleted."""
+        regex = glob_to_regex(pattern)
+        with self._lock:
+            doomed = [key for key in self._data if regex.fullmatch(key)]
+            for key in doomed:
+                del self._data[key]
+        return len(doomed)
+
+    def raw(self, key: str) -> bytes | Entry | None:
+        """The live entry at ``key`` (tag tokens come back encoded)."""
+        with self._lock:
+            item = self._get(key, time.monotonic())
+        return item.encode() if isinstance(item, str) else item
+
+    def close(self) -> None:
+        """Nothing to release; the data stays for the life of the object."""
+
+
+class AsyncMemoryBackend:
+    """The asyncio face of a :class:`MemoryBackend`: no I/O, so each call runs inline."""
+
+    stores_objects = True
+
+    def __init__(self, sync: MemoryBackend) -> None:
+        self.sync = sync
+
+    async def read(self, key: str, tag_keys: Sequence[str]) -> ReadResult:
+        """See :meth:`MemoryBackend.read`."""
+        return self.sync.read(key, tag_keys)
+
+    async def write(self, key: str, write: Write) -> bool:
+        """See :meth:`MemoryBackend.write`."""
+        return self.sync.write(key, write)
+
+    async def invalidate(self, keys: Sequence[str], marker: str, px: int) -> int:
+        """See :meth:`MemoryBackend.invalidate`."""
+        return self.sync.invalidate(keys, marker, px)
+
+    async def invalidate_tags(self, tag_keys: Sequence[str], token: str, px: int) -> None:
+        """See :meth:`MemoryBackend.invalidate_tags`."""
+        self.sync.invalidate_tags(tag_keys, token, px)
+
+    async def delete_matching(self, pattern: str) -> int:
+        """See :meth:`MemoryBackend.delete_matching`."""
+        return self.sync.delete_matching(pattern)
+
+    async def raw(self, key: str) -> bytes | Entry | None:
+        """See :meth:`MemoryBackend.raw`."""
+        return self.sync.raw(key)
+
+    async def close(self) -> None:
+        """See :meth:`MemoryBackend.close`."""
