@@ -131,7 +131,7 @@ class BackendSlot:
         self._ready_async: AsyncBackend | None = None
         if isinstance(spec, str):
             self.kind = _kind_of_url(name, spec)
-            self.flavours = ("sync", "async")
+            self.flavours: tuple[str, ...] = ("sync", "async")
         else:
             flavour = _client_flavour(spec)
             self.kind = "cluster" if "Cluster" in type(spec).__name__ else "redis"
@@ -188,7 +188,8 @@ class BackendSlot:
             return RedisBackend(redis.Redis(connection_pool=pool))
         from cachedeco.backends import scaleout
 
-        return scaleout.make_sync(self.kind, spec, self.options)
+        backend: Backend = scaleout.make_sync(self.kind, spec, self.options)
+        return backend
 
     def _make_async(self) -> AsyncBackend:
         spec = self.spec
@@ -201,7 +202,8 @@ class BackendSlot:
             return AsyncRedisBackend(redis.asyncio.Redis(connection_pool=pool))
         from cachedeco.backends import scaleout
 
-        return scaleout.make_async(self.kind, spec, self.options)
+        backend: AsyncBackend = scaleout.make_async(self.kind, spec, self.options)
+        return backend
 
     def made(self) -> list[Backend | AsyncBackend]:
         """Every backend made so far (to close them)."""
@@ -217,7 +219,8 @@ def _wrap_sync(client: Any, kind: str) -> Backend:
     if kind == "cluster":
         from cachedeco.backends import scaleout
 
-        return scaleout.wrap_sync_cluster(client)
+        backend: Backend = scaleout.wrap_sync_cluster(client)
+        return backend
     return RedisBackend(client)
 
 
@@ -225,5 +228,6 @@ def _wrap_async(client: Any, kind: str) -> AsyncBackend:
     if kind == "cluster":
         from cachedeco.backends import scaleout
 
-        return scaleout.wrap_async_cluster(client)
+        backend: AsyncBackend = scaleout.wrap_async_cluster(client)
+        return backend
     return AsyncRedisBackend(client)

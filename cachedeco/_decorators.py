@@ -203,7 +203,7 @@ def _check_serializer(serializer: object) -> object:
     return serializer
 
 
-def cached(ttl: float | None | Callable[..., Any] = None, *,
+def cached(ttl: float | Callable[..., Any] | None = None, *,
            key: str | Callable[..., str] | None = None, tags: TagsArg = (),
            ignore: Iterable[str] = (), version: str | int | None = None,
            backend: str = "default", lock: bool = False, lock_timeout: float | None = None,
@@ -329,7 +329,7 @@ class MethodBound:
 
     def __init__(self, wrapper: Callable[..., Any]) -> None:
         self.wrapper = wrapper
-        functools.update_wrapper(self, wrapper)  # type: ignore[arg-type]
+        functools.update_wrapper(self, wrapper)
 
     def __get__(self, obj: object, owner: type | None = None) -> Any:
         return self.wrapper if obj is None else BoundCached(self.wrapper, obj)

@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cachedeco._entry import NO_VALUE, new_tag_token, new_tombstone
-from cachedeco._flow import Bound, is_current
+from cachedeco._entry import NO_VALUE, Write, new_tag_token, new_tombstone
+from cachedeco._flow import Bound, Call, ReadState, is_current
 from cachedeco._guard import BACKEND_ERRORS, logger
 from cachedeco._singleflight import LeaderGone, wait_async
 
@@ -41,47 +41,43 @@ async def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kw
                 b.stats.hits += 1
                 if b.policy.beta and b.policy.refresh_early(now, entry.soft, entry.delta):
                     b.stats.early_refreshes += 1
-                    background(b, func, args, kwargs, key, tag_keys, entry.marker, tokens)
+                    background(b, Call(func, args, kwargs, key, tag_keys), (entry.marker, tokens))
                 return value
             if b.policy.stale_ttl:
                 b.stats.stale_hits += 1
-                background(b, func, args, kwargs, key, tag_keys, entry.marker, tokens)
+                background(b, Call(func, args, kwargs, key, tag_keys), (entry.marker, tokens))
                 return value
     b.stats.misses += 1
-    expect = "" if entry is None else entry.marker
-    return await load(b, func, args, kwargs, key, tag_keys, expect, tokens)
+    state = ("" if entry is None else entry.marker, tokens)
+    return await load(b, Call(func, args, kwargs, key, tag_keys), state)
 
 
-async def load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs, key: str,
-               tag_keys: tuple[str, ...], expect: str,
-               tokens: tuple[str | None, ...]) -> Any:
+async def load(b: Bound, call: Call, state: ReadState) -> Any:
     """Run the function once for every concurrent caller that read the same state."""
-    flight, leader = b.flights.join(key, (expect, tokens))
+    flight, leader = b.flights.join(call.key, state)
     if not leader:
         b.stats.singleflight_joins += 1
         try:
             return await wait_async(flight, b.lock_timeout)
         except (TimeoutError, LeaderGone):
-            return await compute(b, func, args, kwargs, key, tag_keys, expect, tokens)
+            return await compute(b, call, state)
     try:
-        value = await compute(b, func, args, kwargs, key, tag_keys, expect, tokens)
+        value = await compute(b, call, state)
     except Exception as exc:
-        b.flights.land(key, flight, exc=exc)
+        b.flights.land(call.key, flight, exc=exc)
         raise
     except BaseException:
-        b.flights.land(key, flight, exc=LeaderGone())
+        b.flights.land(call.key, flight, exc=LeaderGone())
         raise
-    b.flights.land(key, flight, value)
+    b.flights.land(call.key, flight, value)
     return value
 
 
-async def compute(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs, key: str,
-                  tag_keys: tuple[str, ...], expect: str | None,
-                  tokens: tuple[str | None, ...] | None) -> Any:
-    """Call the function and store its result (conditionally when ``expect`` is given)."""
+async def compute(b: Bound, call: Call, state: ReadState | None) -> Any:
+    """Call the function and store its result (conditionally on ``state`` unless None)."""
     start = time.perf_counter()
     try:
-        value = await func(*args, **kwargs)
+        value = await call.func(*call.args, **call.kwargs)
     except Exception:
         b.stats.load_errors += 1
         raise
@@ -89,35 +85,29 @@ async def compute(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs
     b.stats.loads += 1
     payload = b.encode(value)
     if payload is not NO_VALUE:
-        await store(b, key, tag_keys, payload, delta, expect, tokens)
+        await store(b, call, b.write(payload, delta, call.tag_keys, state))
     return value
 
 
-async def store(b: Bound, key: str, tag_keys: tuple[str, ...], payload: Any, delta: float,
-                expect: str | None, tokens: tuple[str | None, ...] | None) -> bool:
-    """Write a payload; a failure is counted, logged or raised as the guard says."""
-    write = b.write(payload, delta, tag_keys, expect, tokens)
+async def store(b: Bound, call: Call, write: Write) -> bool:
+    """Carry out a write; a failure is counted, logged or raised as the guard says."""
     try:
-        return await b.slot.abackend().write(key, write)
+        return await b.slot.abackend().write(call.key, write)
     except BACKEND_ERRORS as exc:
-        b.guard.failed(exc, key=key, function=b.name, action="store")
+        b.guard.failed(exc, key=call.key, function=b.name, action="store")
         return False
 
 
-def background(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs, key: str,
-               tag_keys: tuple[str, ...], expect: str, tokens: tuple[str | None, ...]) -> None:
+def background(b: Bound, call: Call, state: ReadState) -> None:
     """Start one refresh of a stale (or early-expiring) entry unless one is running."""
-    if not b.flights.running(key, (expect, tokens)):
-        b.registry.spawn_async(refresh_quietly, b, func, args, kwargs, key, tag_keys, expect,
-                               tokens)
+    if not b.flights.running(call.key, state):
+        b.registry.spawn_async(refresh_quietly, b, call, state)
 
 
-async def refresh_quietly(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs,
-                          key: str, tag_keys: tuple[str, ...], expect: str,
-                          tokens: tuple[str | None, ...]) -> None:
+async def refresh_quietly(b: Bound, call: Call, state: ReadState) -> None:
     """A background refresh: on failure the stale value stays (fail-safe) and it is logged."""
     try:
-        await load(b, func, args, kwargs, key, tag_keys, expect, tokens)
+        await load(b, call, state)
     except Exception as exc:
         logger.warning("cachedeco: background refresh of %s failed (%s: %s); serving the "
                        "stale value", b.name, type(exc).__name__, exc)
@@ -127,7 +117,7 @@ async def refresh(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs
     """Recompute and store unconditionally; later callers never join an older load."""
     key = b.key(args, kwargs)
     b.flights.forget(key)
-    return await compute(b, func, args, kwargs, key, b.tags(args, kwargs), None, None)
+    return await compute(b, Call(func, args, kwargs, key, b.tags(args, kwargs)), None)
 
 
 async def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any) -> None:
@@ -138,7 +128,7 @@ async def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any) -> None
         if payload is NO_VALUE:
             await b.slot.abackend().invalidate([key], new_tombstone(), b.policy.hard_ms)
         else:
-            await b.slot.abackend().write(key, b.write(payload, 0.0, tag_keys, None, None))
+            await b.slot.abackend().write(key, b.write(payload, 0.0, tag_keys, None))
     except BACKEND_ERRORS as exc:
         try:
             await b.slot.abackend().invalidate([key], new_tombstone(), b.policy.hard_ms)

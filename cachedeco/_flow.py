@@ -25,11 +25,14 @@ if TYPE_CHECKING:
     from cachedeco._connect import BackendSlot
     from cachedeco._registry import Registry
 
-__all__ = ["Bound", "is_current", "make_write"]
+__all__ = ["Bound", "Call", "ReadState", "is_current"]
 
 logger = logging.getLogger("cachedeco")
 
 KeyFn = Callable[[tuple[Any, ...], dict[str, Any]], str]
+#: What a fill read: the entry's marker ("" when absent) and its tags' tokens. A store made
+#: from it succeeds only while both are unchanged; a flight is shared only by equal states.
+ReadState = tuple[str, tuple[str | None, ...]]
 TagsFn = Callable[[tuple[Any, ...], dict[str, Any]], tuple[str, ...]]
 
 
@@ -75,22 +78,28 @@ class Bound:
         return value if self.codec is None else self.codec.dumps(value)
 
     def write(self, payload: Any, delta: float, tag_keys: tuple[str, ...],
-              expect: str | None, expect_tags: tuple[str | None, ...] | None) -> Write:
-        """The write for a payload that took ``delta`` seconds to load."""
-        return make_write(self.policy, payload, delta, tag_keys, expect, expect_tags,
-                          self.tag_px)
+              state: ReadState | None) -> Write:
+        """The write for a payload that took ``delta`` seconds to load; conditional on
+        ``state`` (what the fill read) unless it is None."""
+        soft, px = self.policy.expiry(time.time(), delta)
+        expect, expect_tags = (None, None) if state is None else state
+        return Write(marker=new_marker(), value=payload, soft=soft, delta=delta, px=px,
+                     tag_keys=tag_keys, expect=expect, expect_tags=expect_tags,
+                     new_tag=new_tag_token(), tag_px=self.tag_px)
+
+
+@dataclass(slots=True, eq=False)
+class Call:
+    """One call that missed: the function, its arguments, its key and tag keys."""
+
+    func: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    key: str
+    tag_keys: tuple[str, ...]
 
 
 def is_current(entry: Entry | None, tokens: tuple[str | None, ...]) -> bool:
     """Whether an entry holds a value written under the tags' current tokens."""
     return entry is not None and entry.value is not NO_VALUE and entry.tags == tokens
 
-
-def make_write(policy: Policy, payload: Any, delta: float, tag_keys: tuple[str, ...],
-               expect: str | None, expect_tags: tuple[str | None, ...] | None,
-               tag_px: int) -> Write:
-    """A write of ``payload`` under fresh expiry, conditional when ``expect`` is given."""
-    soft, px = policy.expiry(time.time(), delta)
-    return Write(marker=new_marker(), value=payload, soft=soft, delta=delta, px=px,
-                 tag_keys=tag_keys, expect=expect, expect_tags=expect_tags,
-                 new_tag=new_tag_token(), tag_px=tag_px)

@@ -8,6 +8,7 @@ after the decorated modules were imported. Creating a registry opens no connecti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import concurrent.futures
 import threading
 import weakref
@@ -40,7 +41,8 @@ def escape_glob(text: str) -> str:
 class Registry:
     """Backends by name plus the settings every decorator bound to this registry uses."""
 
-    def __init__(self, backend: object = "memory://", *, backends: Mapping[str, object] | None = None,
+    def __init__(self, backend: object = "memory://", *,
+                 backends: Mapping[str, object] | None = None,
                  prefix: str = "cachedeco", ttl: float = 3600, jitter: float = 0.1,
                  serializer: object = "orjson", secret: str | bytes | None = None,
                  on_error: str = "fallback", lock_timeout: float = 10.0,
@@ -267,10 +269,8 @@ class Registry:
         for slot in self._slots.values():
             for backend in slot.made():
                 if asyncio.iscoroutinefunction(backend.close):
-                    try:
+                    with contextlib.suppress(*BACKEND_ERRORS):
                         await backend.close()
-                    except BACKEND_ERRORS:
-                        pass
         self.close()
 
     def __enter__(self) -> Registry:
@@ -295,10 +295,8 @@ def _close_quietly(slot: BackendSlot) -> None:
     """Close the sync clients a slot made (async ones close with their loop)."""
     for backend in slot.made():
         if not asyncio.iscoroutinefunction(backend.close):
-            try:
+            with contextlib.suppress(*BACKEND_ERRORS):
                 backend.close()
-            except BACKEND_ERRORS:
-                pass
 
 
 registry: Final = Registry()

@@ -10,6 +10,7 @@ before a change it has seen.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import concurrent.futures
 import threading
 from typing import Any
@@ -82,10 +83,8 @@ async def wait_async(flight: Flight, timeout: float | None) -> Any:
     waiter: asyncio.Future[None] = loop.create_future()
 
     def wake(_: concurrent.futures.Future[Any]) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # a closed loop has nobody left to wake
             loop.call_soon_threadsafe(_settle, waiter)
-        except RuntimeError:  # the waiter's loop is already closed: nobody to wake
-            pass
 
     flight.future.add_done_callback(wake)
     await asyncio.wait_for(waiter, timeout)

@@ -17,8 +17,8 @@ from cachedeco import _drive_async, _drive_sync
 from cachedeco._decorators import (
     Options,
     Spec,
-    TagSet,
     TagsArg,
+    TagSet,
     check_optional_ttl,
     spec_of,
     unwrap_callable,

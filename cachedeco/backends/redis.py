@@ -7,7 +7,7 @@ A read is one round trip (``GET``, or ``MGET`` of the entry and its tag keys); a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -55,14 +55,15 @@ class RedisBackend:
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
+        self._exec: Callable[..., Any] = client.execute_command
         self._store = client.register_script(STORE)
 
     def read(self, key: str, tag_keys: Sequence[str]) -> ReadResult:
         """One round trip: the entry and its tags' tokens."""
         if not tag_keys:
-            raw = self.client.execute_command("GET", key)
+            raw = self._exec("GET", key)
             return (None if raw is None else decode_entry(raw)), ()
-        return parse_read(self.client.execute_command("MGET", key, *tag_keys))
+        return parse_read(self._exec("MGET", key, *tag_keys))
 
     def write(self, key: str, write: Write) -> bool:
         """One EVALSHA of the STORE script."""
@@ -112,14 +113,15 @@ class AsyncRedisBackend:
 
     def __init__(self, client: redis.asyncio.Redis) -> None:
         self.client = client
+        self._exec: Callable[..., Any] = client.execute_command
         self._store = client.register_script(STORE)
 
     async def read(self, key: str, tag_keys: Sequence[str]) -> ReadResult:
         """One round trip: the entry and its tags' tokens."""
         if not tag_keys:
-            raw = await self.client.execute_command("GET", key)
+            raw = await self._exec("GET", key)
             return (None if raw is None else decode_entry(raw)), ()
-        return parse_read(await self.client.execute_command("MGET", key, *tag_keys))
+        return parse_read(await self._exec("MGET", key, *tag_keys))
 
     async def write(self, key: str, write: Write) -> bool:
         """One EVALSHA of the STORE script."""
