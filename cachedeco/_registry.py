@@ -8,8 +8,8 @@ after the decorated modules were imported. Creating a registry opens no connecti
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import concurrent.futures
+import contextlib
 import threading
 import weakref
 from collections.abc import Callable, Coroutine, Mapping

@@ -10,8 +10,8 @@ before a change it has seen.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import concurrent.futures
+import contextlib
 import threading
 from typing import Any
 
