@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cachedeco._entry import NO_VALUE, Write, new_tag_token, new_tombstone
-from cachedeco._flow import Bound, Call, ReadState, is_current
+from cachedeco._flow import Bound, Call, ReadState
 from cachedeco._guard import BACKEND_ERRORS, logger
 from cachedeco._singleflight import LeaderGone, wait_async
 
@@ -33,8 +33,8 @@ async def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kw
         b.guard.failed(exc, key=key, function=b.name, action="read")
         return await func(*args, **kwargs)
     b.guard.breaker.success()
-    if entry is not None and is_current(entry, tokens):
-        value = b.decode(entry)
+    if entry is not None and entry.tags == tokens and entry.value is not NO_VALUE:
+        value = entry.value if b.codec is None else b.decode(entry)
         if value is not NO_VALUE:
             now = time.time()
             if now < entry.soft:

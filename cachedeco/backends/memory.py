@@ -80,13 +80,24 @@ class MemoryBackend:
         self._data[key] = (max(expires, now + px / 1000), item)
 
     def read(self, key: str, tag_keys: Sequence[str]) -> ReadResult:
-        """Return the live entry at ``key`` and its tags' current tokens."""
+        """Return the live entry at ``key`` and its tags' current tokens (the hit path)."""
         now = time.monotonic()
+        data = self._data
         with self._lock:
-            item = self._get(key, now)
-            tags = [self._get(tag, now) for tag in tag_keys]
-        entry = item if isinstance(item, Entry) else None
-        return entry, tuple(t if isinstance(t, str) else None for t in tags)
+            found = data.get(key)
+            if found is not None:
+                if found[0] > now:
+                    data.move_to_end(key)
+                else:
+                    del data[key]
+                    found = None
+            tokens: list[str | None] = []
+            for tag in tag_keys:
+                item = data.get(tag)
+                token = item[1] if item is not None and item[0] > now else None
+                tokens.append(token if token.__class__ is str else None)
+        entry = found[1] if found is not None else None
+        return (entry if entry.__class__ is Entry else None), tuple(tokens)
 
     def _check(self, key: str, write: Write, now: float) -> list[str | None] | None:
         """The conditions of a write, checked before anything changes; None means abort."""
