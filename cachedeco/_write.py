@@ -28,7 +28,8 @@ from cachedeco._keys import Binder, KeyBuilder, Template
 from cachedeco._policy import Policy
 from cachedeco._registry import Registry
 from cachedeco._registry import registry as default_registry
-from cachedeco.errors import ConfigurationError
+from cachedeco._guard import logger
+from cachedeco.errors import BackendError, ConfigurationError
 
 __all__ = ["Link", "make_write_through"]
 
@@ -117,6 +118,14 @@ class Link:
         """The tags to invalidate after a write."""
         return tuple(t.render(values) for t in self.invalidate)
 
+    def invalidation_failed(self, bound: Bound, exc: BackendError) -> None:
+        """The write succeeded but its tags could not be invalidated: raise or log loudly."""
+        if bound.guard.raise_errors:
+            raise exc
+        logger.error("cachedeco: %s wrote, but invalidating its tags failed (%s); entries "
+                     "with those tags may be served until they expire",
+                     self.writer.__qualname__, exc)
+
 
 def make_write_through(target: Any, *, key: str | None, ttl: float | None, tags: TagsArg,
                        invalidate: Iterable[str], backend: str,
@@ -137,7 +146,10 @@ def make_write_through(target: Any, *, key: str | None, ttl: float | None, tags:
                 await _drive_async.put(bound, entry, tag_keys, result)
                 stale = link.stale_tags(values)
                 if stale:
-                    await bound.registry.ainvalidate_tags(*stale, backend=bound.slot.name)
+                    try:
+                        await bound.registry.ainvalidate_tags(*stale, backend=bound.slot.name)
+                    except BackendError as exc:
+                        link.invalidation_failed(bound, exc)
                 return result
 
             wrapper: Callable[..., Any] = awrapper
@@ -151,7 +163,10 @@ def make_write_through(target: Any, *, key: str | None, ttl: float | None, tags:
                 _drive_sync.put(bound, entry, tag_keys, result)
                 stale = link.stale_tags(values)
                 if stale:
-                    bound.registry.invalidate_tags(*stale, backend=bound.slot.name)
+                    try:
+                        bound.registry.invalidate_tags(*stale, backend=bound.slot.name)
+                    except BackendError as exc:
+                        link.invalidation_failed(bound, exc)
                 return result
 
             wrapper = swrapper
