@@ -24,11 +24,11 @@ from cachedeco._decorators import (
     unwrap_callable,
 )
 from cachedeco._flow import Bound
+from cachedeco._guard import logger
 from cachedeco._keys import Binder, KeyBuilder, Template
 from cachedeco._policy import Policy
 from cachedeco._registry import Registry
 from cachedeco._registry import registry as default_registry
-from cachedeco._guard import logger
 from cachedeco.errors import BackendError, ConfigurationError
 
 __all__ = ["Link", "make_write_through"]
