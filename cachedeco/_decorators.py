@@ -8,15 +8,16 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, TypeVar, cast
+from typing import Any, Final, ParamSpec, Protocol, TypeVar, cast, overload
 
 from cachedeco import _drive_async, _drive_sync
 from cachedeco._codec import make_codec
 from cachedeco._flow import Bound
 from cachedeco._keys import Binder, KeyBuilder, Template
 from cachedeco._policy import Policy, check_jitter, check_ttl
+from cachedeco._protocols import AsyncCachedFunction, CachedDecorator, CachedFunction
 from cachedeco._registry import Registry
 from cachedeco._registry import registry as default_registry
 from cachedeco._singleflight import Flights
@@ -26,6 +27,8 @@ from cachedeco.errors import ConfigurationError
 __all__ = ["Spec", "cached", "spec_of", "write_through"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 TagsArg = Iterable[str] | Callable[..., Iterable[str]]
 SPEC_ATTR: Final = "__cachedeco_spec__"
 _BOUND_SELF: Final = ("self", "cls")
@@ -203,6 +206,18 @@ def _check_serializer(serializer: object) -> object:
     return serializer
 
 
+@overload
+def cached(ttl: Callable[P, Coroutine[Any, Any, R]]) -> AsyncCachedFunction[P, R]: ...
+@overload
+def cached(ttl: Callable[P, R]) -> CachedFunction[P, R]: ...
+@overload
+def cached(ttl: float | None = None, *,
+           key: str | Callable[..., str] | None = None, tags: TagsArg = (),
+           ignore: Iterable[str] = (), version: str | int | None = None,
+           backend: str = "default", lock: bool = False, lock_timeout: float | None = None,
+           stale_ttl: float = 0, early_refresh: bool | float = False, cache_none: bool = True,
+           condition: Callable[[Any], bool] | None = None, jitter: float | None = None,
+           serializer: object = None, registry: Registry | None = None) -> CachedDecorator: ...
 def cached(ttl: float | Callable[..., Any] | None = None, *,
            key: str | Callable[..., str] | None = None, tags: TagsArg = (),
            ignore: Iterable[str] = (), version: str | int | None = None,
