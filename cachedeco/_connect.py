@@ -185,7 +185,7 @@ class BackendSlot:
             pool = redis.BlockingConnectionPool.from_url(
                 spec, max_connections=self.options.max_connections,
                 timeout=self.options.pool_timeout, **self.options.redis_kwargs())
-            return RedisBackend(redis.Redis(connection_pool=pool))
+            return RedisBackend(redis.Redis.from_pool(pool))  # owns the pool: close() frees it
         from cachedeco.backends import scaleout
 
         backend: Backend = scaleout.make_sync(self.kind, spec, self.options)
@@ -199,7 +199,7 @@ class BackendSlot:
             pool = redis.asyncio.BlockingConnectionPool.from_url(
                 spec, max_connections=self.options.max_connections,
                 timeout=self.options.pool_timeout, **self.options.redis_kwargs())
-            return AsyncRedisBackend(redis.asyncio.Redis(connection_pool=pool))
+            return AsyncRedisBackend(redis.asyncio.Redis.from_pool(pool))
         from cachedeco.backends import scaleout
 
         backend: AsyncBackend = scaleout.make_async(self.kind, spec, self.options)

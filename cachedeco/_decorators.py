@@ -155,7 +155,7 @@ class Spec:
         codec = None if slot.stores_objects else make_codec(
             opts.serializer if opts.serializer is not None else registry.serializer,
             func=self.func, name=self.keys.name, secret=registry.secret)
-        fn_tag = registry.fn_tag_key(self.keys.namespace)
+        fn_tag = registry.fn_tag_key(self.keys.family)
         policy = Policy(opts.ttl if opts.ttl is not None else registry.ttl,
                         opts.jitter if opts.jitter is not None else registry.jitter,
                         opts.stale_ttl, opts.beta)

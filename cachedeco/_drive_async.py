@@ -10,10 +10,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cachedeco._entry import NO_VALUE, Write, new_tag_token, new_tombstone
+from cachedeco._entry import CORRUPT, NO_VALUE, Write, new_tag_token, new_tombstone
 from cachedeco._flow import Bound, Call, ReadState
 from cachedeco._guard import BACKEND_ERRORS, logger
-from cachedeco._singleflight import LeaderGone, wait_async
+from cachedeco._singleflight import LeaderGone, WaitTimeout, wait_async
+from cachedeco.errors import SerializationError
 
 __all__ = ["get_or_load", "invalidate", "invalidate_all", "put", "refresh"]
 
@@ -27,6 +28,7 @@ async def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kw
     tag_keys = b.tags(args, kwargs)
     if not b.guard.allow(key, b.name):
         return await func(*args, **kwargs)
+    since = b.flights.landings
     try:
         entry, tokens = await b.slot.abackend().read(key, tag_keys)
     except BACKEND_ERRORS as exc:
@@ -48,18 +50,20 @@ async def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kw
                 background(b, Call(func, args, kwargs, key, tag_keys), (entry.marker, tokens))
                 return value
     b.stats.misses += 1
+    if entry is not None and entry.marker == CORRUPT:
+        b.corrupt()
     state = ("" if entry is None else entry.marker, tokens)
-    return await load(b, Call(func, args, kwargs, key, tag_keys), state)
+    return await load(b, Call(func, args, kwargs, key, tag_keys), state, since)
 
 
-async def load(b: Bound, call: Call, state: ReadState) -> Any:
+async def load(b: Bound, call: Call, state: ReadState, since: int = -1) -> Any:
     """Run the function once for every concurrent caller that read the same state."""
-    flight, leader = b.flights.join(call.key, state)
+    flight, leader = b.flights.join(call.key, state, since)
     if not leader:
         b.stats.singleflight_joins += 1
         try:
             return await wait_async(flight, b.lock_timeout)
-        except (TimeoutError, LeaderGone):
+        except (WaitTimeout, LeaderGone):
             return await compute(b, call, state)
     try:
         value = await compute(b, call, state)
@@ -74,19 +78,28 @@ async def load(b: Bound, call: Call, state: ReadState) -> Any:
 
 
 async def compute(b: Bound, call: Call, state: ReadState | None) -> Any:
-    """Call the function and store its result (conditionally on ``state`` unless None)."""
-    start = time.perf_counter()
-    try:
-        value = await call.func(*call.args, **call.kwargs)
-    except Exception:
-        b.stats.load_errors += 1
-        raise
-    delta = time.perf_counter() - start
-    b.stats.loads += 1
-    payload = b.encode(value)
-    if payload is not NO_VALUE:
-        await store(b, call, b.write(payload, delta, call.tag_keys, state))
-    return value
+    """Call the function and store its result (conditionally on ``state`` unless None); with
+    ``lock=True`` a fill runs under the entry's lease, so one process of all computes it."""
+
+    async def run() -> Any:
+        start = time.perf_counter()
+        try:
+            value = await call.func(*call.args, **call.kwargs)
+        except Exception:
+            b.stats.load_errors += 1
+            raise
+        delta = time.perf_counter() - start
+        b.stats.loads += 1
+        payload = b.encode(value)
+        if payload is not NO_VALUE:
+            await store(b, call, b.write(payload, delta, call.tag_keys, state))
+        return value
+
+    if b.lock and state is not None:
+        from cachedeco._lease_async import leased
+
+        return await leased(b, call, state, run)
+    return await run()
 
 
 async def store(b: Bound, call: Call, write: Write) -> bool:
@@ -123,18 +136,20 @@ async def refresh(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs
 async def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any) -> None:
     """Store a written value as the entry (write-through); if that fails, drop the old one."""
     b.flights.forget(key)
-    payload = b.encode(value)
     try:
+        payload = b.encode(value)
         if payload is NO_VALUE:
             await b.slot.abackend().invalidate([key], new_tombstone(), b.policy.hard_ms)
         else:
             await b.slot.abackend().write(key, b.write(payload, 0.0, tag_keys, None))
-    except BACKEND_ERRORS as exc:
+    except (*BACKEND_ERRORS, SerializationError) as exc:
         try:
             await b.slot.abackend().invalidate([key], new_tombstone(), b.policy.hard_ms)
         except BACKEND_ERRORS:
             logger.error("cachedeco: write-through of %s could not store nor drop the old "
                          "entry; it may be served until it expires", b.name)
+        if isinstance(exc, SerializationError):
+            raise
         b.guard.failed(exc, key=key, function=b.name, action="write through")
 
 

@@ -9,10 +9,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cachedeco._entry import NO_VALUE, Write, new_tag_token, new_tombstone
+from cachedeco._entry import CORRUPT, NO_VALUE, Write, new_tag_token, new_tombstone
 from cachedeco._flow import Bound, Call, ReadState
 from cachedeco._guard import BACKEND_ERRORS, logger
-from cachedeco._singleflight import LeaderGone, wait_sync
+from cachedeco._singleflight import LeaderGone, WaitTimeout, wait_sync
+from cachedeco.errors import SerializationError
 
 __all__ = ["get_or_load", "invalidate", "invalidate_all", "put", "refresh"]
 
@@ -26,6 +27,7 @@ def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) 
     tag_keys = b.tags(args, kwargs)
     if not b.guard.allow(key, b.name):
         return func(*args, **kwargs)
+    since = b.flights.landings
     try:
         entry, tokens = b.slot.backend().read(key, tag_keys)
     except BACKEND_ERRORS as exc:
@@ -47,18 +49,20 @@ def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) 
                 background(b, Call(func, args, kwargs, key, tag_keys), (entry.marker, tokens))
                 return value
     b.stats.misses += 1
+    if entry is not None and entry.marker == CORRUPT:
+        b.corrupt()
     state = ("" if entry is None else entry.marker, tokens)
-    return load(b, Call(func, args, kwargs, key, tag_keys), state)
+    return load(b, Call(func, args, kwargs, key, tag_keys), state, since)
 
 
-def load(b: Bound, call: Call, state: ReadState) -> Any:
+def load(b: Bound, call: Call, state: ReadState, since: int = -1) -> Any:
     """Run the function once for every concurrent caller that read the same state."""
-    flight, leader = b.flights.join(call.key, state)
+    flight, leader = b.flights.join(call.key, state, since)
     if not leader:
         b.stats.singleflight_joins += 1
         try:
             return wait_sync(flight, b.lock_timeout)
-        except (TimeoutError, LeaderGone):
+        except (WaitTimeout, LeaderGone):
             return compute(b, call, state)
     try:
         value = compute(b, call, state)
@@ -73,19 +77,28 @@ def load(b: Bound, call: Call, state: ReadState) -> Any:
 
 
 def compute(b: Bound, call: Call, state: ReadState | None) -> Any:
-    """Call the function and store its result (conditionally on ``state`` unless None)."""
-    start = time.perf_counter()
-    try:
-        value = call.func(*call.args, **call.kwargs)
-    except Exception:
-        b.stats.load_errors += 1
-        raise
-    delta = time.perf_counter() - start
-    b.stats.loads += 1
-    payload = b.encode(value)
-    if payload is not NO_VALUE:
-        store(b, call, b.write(payload, delta, call.tag_keys, state))
-    return value
+    """Call the function and store its result (conditionally on ``state`` unless None); with
+    ``lock=True`` a fill runs under the entry's lease, so one process of all computes it."""
+
+    def run() -> Any:
+        start = time.perf_counter()
+        try:
+            value = call.func(*call.args, **call.kwargs)
+        except Exception:
+            b.stats.load_errors += 1
+            raise
+        delta = time.perf_counter() - start
+        b.stats.loads += 1
+        payload = b.encode(value)
+        if payload is not NO_VALUE:
+            store(b, call, b.write(payload, delta, call.tag_keys, state))
+        return value
+
+    if b.lock and state is not None:
+        from cachedeco._lease_sync import leased
+
+        return leased(b, call, state, run)
+    return run()
 
 
 def store(b: Bound, call: Call, write: Write) -> bool:
@@ -122,18 +135,20 @@ def refresh(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) -> A
 def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any) -> None:
     """Store a written value as the entry (write-through); if that fails, drop the old one."""
     b.flights.forget(key)
-    payload = b.encode(value)
     try:
+        payload = b.encode(value)
         if payload is NO_VALUE:
             b.slot.backend().invalidate([key], new_tombstone(), b.policy.hard_ms)
         else:
             b.slot.backend().write(key, b.write(payload, 0.0, tag_keys, None))
-    except BACKEND_ERRORS as exc:
+    except (*BACKEND_ERRORS, SerializationError) as exc:
         try:
             b.slot.backend().invalidate([key], new_tombstone(), b.policy.hard_ms)
         except BACKEND_ERRORS:
             logger.error("cachedeco: write-through of %s could not store nor drop the old "
                          "entry; it may be served until it expires", b.name)
+        if isinstance(exc, SerializationError):
+            raise
         b.guard.failed(exc, key=key, function=b.name, action="write through")
 
 

@@ -17,6 +17,7 @@ The marker sits at a fixed offset so Lua can compare it without parsing the rest
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Final
@@ -97,6 +98,8 @@ class Write:
 
 
 _CORRUPT: Final = Entry(CORRUPT, NO_VALUE, 0.0, 0.0, ())
+#: A readable entry's header; the STORE script's Lua pattern for "readable" is the same.
+_HEADER: Final = re.compile(rb"cd1:[0-9a-f]{16}:(\d+):(\d+):([^\n]*)\n")
 
 
 def _hex16() -> str:
@@ -124,20 +127,20 @@ def encode_header(marker: str, soft: float, delta: float) -> bytes:
 
 
 def decode_entry(raw: bytes) -> Entry:
-    """Parse a stored envelope; an unreadable one comes back with the CORRUPT marker."""
+    """Parse a stored envelope; an unreadable one comes back with the CORRUPT marker.
+
+    What counts as readable here is exactly what the STORE script's ``"?"`` check accepts.
+    """
     if raw.startswith(b"cdT:"):
         return Entry(raw[:MARKER_LEN].decode("ascii", "replace"), NO_VALUE, 0.0, 0.0, ())
-    end = raw.find(b"\n")
-    if end < 0 or not raw.startswith(b"cd1:"):
+    header = _HEADER.match(raw)
+    if header is None:
         return _CORRUPT
-    try:
-        marker, soft, delta, tags = raw[:end].decode("ascii").rsplit(":", 3)
-        return Entry(
-            marker,
-            raw[end + 1 :],
-            int(soft) / 1000,
-            int(delta) / 1000,
-            tuple(tags.split(",")) if tags else (),
-        )
-    except (ValueError, UnicodeDecodeError):
-        return _CORRUPT
+    soft, delta, tags = header.groups()
+    return Entry(
+        raw[:MARKER_LEN].decode("ascii"),
+        raw[header.end():],
+        int(soft) / 1000,
+        int(delta) / 1000,
+        tuple(tags.decode("ascii", "replace").split(",")) if tags else (),
+    )

@@ -69,6 +69,12 @@ class Bound:
                            "as a miss and overwriting it", self.name, exc)
             return NO_VALUE
 
+    def corrupt(self) -> None:
+        """A stored value that is not a readable envelope: count and log; it is overwritten."""
+        self.stats.decode_errors += 1
+        logger.warning("cachedeco: a stored value of %s is not a cachedeco entry; treating it "
+                       "as a miss and overwriting it", self.name)
+
     def encode(self, value: Any) -> Any:
         """The payload to store for a result, or NO_VALUE when it is not to be cached."""
         if value is None and not self.cache_none:

@@ -249,6 +249,14 @@ def _escape_text(text: str) -> str:
     )
 
 
+RESERVED = "~"  # keys of cachedeco's own (tags, leases, queues) start with "prefix:~"
+
+
+def _unreserved(body: str) -> str:
+    """A user key body never starts with RESERVED, so it cannot collide with internal keys."""
+    return "%7E" + body[1:] if body.startswith(RESERVED) else body
+
+
 def _fitter(root: str, head: str) -> Callable[[str], str]:
     """Make ``head + body`` fit MAX_KEY_BYTES by hashing the body (or all after ``root``)."""
     if len(head.encode()) + 1 + _HASH_CHARS <= MAX_KEY_BYTES:
@@ -414,15 +422,16 @@ class Template:
 
 
 def _check_name(name: object) -> str:
-    """A function's key name: non-empty, printable, no whitespace, braces or leading ``#``."""
+    """A function's key name: non-empty, printable, no whitespace, braces, leading ``#``/``~``."""
     if (
         not isinstance(name, str)
         or not name.isprintable()
         or not name
-        or name.startswith("#")
+        or name.startswith(("#", RESERVED))
         or any(c.isspace() or c in "{}" for c in name)
     ):
-        raise ConfigurationError(f"invalid cache name {name!r}: no whitespace, braces or '#'")
+        raise ConfigurationError(
+            f"invalid cache name {name!r}: no whitespace or braces, no leading '#' or '~'")
     return name
 
 
@@ -508,6 +517,15 @@ class KeyBuilder:
         """``name[:vVERSION]``: what every default key of this function has after ``prefix:``."""
         return self._name + self._suffix
 
+    @property
+    def family(self) -> str:
+        """What names this function's entries as a group (its implicit tag): the namespace, or
+        for a key template the template itself, so a writer and a reader sharing a template
+        share their entries."""
+        if self._template is not None:
+            return "key=" + self._template.text + self._suffix
+        return self.namespace
+
     def binder(self) -> Binder:
         """The function's Binder, shared with its tag templates."""
         return self._binder
@@ -555,7 +573,7 @@ class KeyBuilder:
         suffix = self._suffix
 
         def template_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-            return fit(render(bind(args, kwargs)) + suffix)
+            return fit(_unreserved(render(bind(args, kwargs))) + suffix)
 
         return template_key
 
@@ -570,6 +588,6 @@ class KeyBuilder:
                 raise ConfigurationError(
                     f"the key= callable returned {type(body).__qualname__}, not str", function=name
                 )
-            return fit(_escape_text(body) + suffix)
+            return fit(_unreserved(_escape_text(body)) + suffix)
 
         return callable_key

@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
+from cachedeco._codec import make_codec
 from cachedeco._connect import BackendSlot, Options
 from cachedeco._entry import new_tag_token
 from cachedeco._guard import BACKEND_ERRORS, Breaker, Guard
@@ -25,6 +26,7 @@ from cachedeco.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from cachedeco._lock import Lock
+    from cachedeco.backends.queues import DeadLetter
 
 __all__ = ["Registry", "escape_glob"]
 
@@ -75,17 +77,17 @@ class Registry:
             raise ConfigurationError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
         if serializer == "pickle" and not secret:
             raise ConfigurationError('serializer="pickle" requires secret= (payloads are signed)')
+        make_codec(serializer, name="registry", secret=secret)  # checks the serializer now
         options = self._options(backend_options)
+        ttl, jitter = check_ttl(ttl), check_jitter(jitter)
+        lock_timeout = check_ttl(lock_timeout, "lock_timeout")
+        tag_ttl = check_ttl(backend_options.get("tag_ttl", 3600.0), "tag_ttl")
         specs: dict[str, object] = {"default": backend, **(backends or {})}
         slots = {name: BackendSlot(name, spec, options) for name, spec in specs.items()}
-        self.prefix = prefix
-        self.ttl = check_ttl(ttl)
-        self.jitter = check_jitter(jitter)
-        self.serializer = serializer
-        self.secret = secret
-        self.on_error = on_error
-        self.lock_timeout = check_ttl(lock_timeout, "lock_timeout")
-        self.tag_ttl = check_ttl(backend_options.get("tag_ttl", 3600.0), "tag_ttl")
+        # Everything is valid: only now does the registry change.
+        self.prefix, self.ttl, self.jitter = prefix, ttl, jitter
+        self.serializer, self.secret, self.on_error = serializer, secret, on_error
+        self.lock_timeout, self.tag_ttl = lock_timeout, tag_ttl
         self.breaker_threshold = int(backend_options.get("breaker_threshold", 5))
         self.breaker_cooldown = float(backend_options.get("breaker_cooldown", 5.0))
         old, self._slots = self._slots, slots
@@ -123,13 +125,17 @@ class Registry:
         return Guard(name, stats, raise_errors=self.on_error == "raise",
                      breaker=self._breakers[name])
 
+    def internal_key(self, family: str, rest: str) -> str:
+        """A key of cachedeco's own (``prefix:~family:rest``): no entry key starts with "~"."""
+        return f"{self.prefix}:~{family}:{rest}"
+
     def tag_key(self, tag: str) -> str:
         """The key holding a tag's current token."""
-        return f"{self.prefix}:tag:{tag}"
+        return f"{self.prefix}:~tag:{tag}"
 
     def fn_tag_key(self, namespace: str) -> str:
         """The key of a function's implicit tag (``f.invalidate_all()``)."""
-        return f"{self.prefix}:fn:{namespace}"
+        return f"{self.prefix}:~fn:{namespace}"
 
     def track(self, function: Any) -> None:
         """Remember a function bound to this registry, for ``stats()``."""
@@ -210,6 +216,24 @@ class Registry:
         """The asyncio form of :meth:`clear`."""
         return await self.ainvalidate_pattern("*", backend=backend)
 
+    def cached(self, *args: Any, **kwargs: Any) -> Any:
+        """``@cachedeco.cached`` bound to this registry."""
+        from cachedeco._decorators import cached
+
+        return cached(*args, registry=self, **kwargs)
+
+    def write_through(self, *args: Any, **kwargs: Any) -> Any:
+        """``@cachedeco.write_through`` bound to this registry."""
+        from cachedeco._decorators import write_through
+
+        return write_through(*args, registry=self, **kwargs)
+
+    def write_behind(self, *args: Any, **kwargs: Any) -> Any:
+        """``@cachedeco.write_behind`` bound to this registry."""
+        from cachedeco._write_behind import write_behind
+
+        return write_behind(*args, registry=self, **kwargs)
+
     def lock(self, name: str, *, ttl: float = 10.0, timeout: float | None = None,
              backend: str = "default") -> Lock:
         """A distributed mutex for ``with`` and ``async with``; see :class:`cachedeco.lock`."""
@@ -289,6 +313,32 @@ class Registry:
 
     def __repr__(self) -> str:
         return f"<Registry prefix={self.prefix!r} backends={sorted(self._slots)}>"
+
+    # -- write-behind dead letters (cachedeco._write_behind) ----------------------------------
+
+    def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
+        """Write-behind records that used up their retries (up to ``limit`` per function)."""
+        from cachedeco import _write_behind
+
+        return _write_behind.dead_letters(self._services, limit)
+
+    async def adead_letters(self, limit: int = 1000) -> list[DeadLetter]:
+        """The asyncio form of :meth:`dead_letters`."""
+        from cachedeco import _write_behind
+
+        return await _write_behind.adead_letters(self._services, limit)
+
+    def replay_dead_letters(self) -> int:
+        """Queue every write-behind dead letter again; return how many."""
+        from cachedeco import _write_behind
+
+        return _write_behind.replay_dead_letters(self._services)
+
+    async def areplay_dead_letters(self) -> int:
+        """The asyncio form of :meth:`replay_dead_letters`."""
+        from cachedeco import _write_behind
+
+        return await _write_behind.areplay_dead_letters(self._services)
 
 
 def _close_quietly(slot: BackendSlot) -> None:

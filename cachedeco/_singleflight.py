@@ -13,9 +13,10 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
+from collections import OrderedDict
 from typing import Any
 
-__all__ = ["Flight", "Flights", "LeaderGone", "wait_async", "wait_sync"]
+__all__ = ["Flight", "Flights", "LeaderGone", "WaitTimeout", "wait_async", "wait_sync"]
 
 State = tuple[str, tuple[str | None, ...]]
 
@@ -24,29 +25,48 @@ class LeaderGone(Exception):
     """The leader was cancelled or interrupted: each waiter loads for itself."""
 
 
+class WaitTimeout(Exception):
+    """A waiter gave up on a flight (``lock_timeout``); unlike a TimeoutError raised by the
+    function itself, which every waiter must receive."""
+
+
 class Flight:
     """One load in progress, with the read state it started from."""
 
-    __slots__ = ("future", "state")
+    __slots__ = ("future", "landed", "state")
 
     def __init__(self, state: State) -> None:
         self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self.state = state
+        self.landed = 0  # the Flights.landings count when it landed
 
 
 class Flights:
-    """The loads in progress, by cache key."""
+    """The loads in progress by cache key, and the last one landed per key.
+
+    A caller whose read was under way when a load landed (it read the state the load started
+    from, before the load's store) joins that landed load rather than starting another: it
+    notes ``landings`` before its read and passes it as ``since``.
+    """
+
+    RECENT = 1024  # landed flights remembered for such late joiners
 
     def __init__(self) -> None:
         self._flights: dict[str, Flight] = {}
+        self._recent: OrderedDict[str, Flight] = OrderedDict()
         self._lock = threading.Lock()
+        self.landings = 0
 
-    def join(self, key: str, state: State) -> tuple[Flight, bool]:
+    def join(self, key: str, state: State, since: int = -1) -> tuple[Flight, bool]:
         """The flight to wait on and whether this caller leads it (runs the load)."""
         with self._lock:
             flight = self._flights.get(key)
             if flight is not None and flight.state == state and not flight.future.done():
                 return flight, False
+            recent = self._recent.get(key)
+            if (recent is not None and recent.state == state and recent.landed > since
+                    and recent.future.exception() is None):
+                return recent, False
             flight = self._flights[key] = Flight(state)
             return flight, True
 
@@ -61,6 +81,12 @@ class Flights:
         with self._lock:
             if self._flights.get(key) is flight:
                 del self._flights[key]
+            self.landings += 1
+            flight.landed = self.landings
+            self._recent[key] = flight
+            self._recent.move_to_end(key)
+            if len(self._recent) > self.RECENT:
+                self._recent.popitem(last=False)
         if exc is not None:
             flight.future.set_exception(exc)
         else:
@@ -70,11 +96,15 @@ class Flights:
         """A local write or invalidation: callers from now on never join the current flight."""
         with self._lock:
             self._flights.pop(key, None)
+            self._recent.pop(key, None)
 
 
 def wait_sync(flight: Flight, timeout: float | None) -> Any:
-    """Wait for a flight in a thread; TimeoutError after ``timeout`` seconds."""
-    return flight.future.result(timeout)
+    """Wait for a flight in a thread; WaitTimeout after ``timeout`` seconds."""
+    done, _ = concurrent.futures.wait((flight.future,), timeout)
+    if not done:
+        raise WaitTimeout
+    return flight.future.result()
 
 
 async def wait_async(flight: Flight, timeout: float | None) -> Any:
@@ -87,7 +117,10 @@ async def wait_async(flight: Flight, timeout: float | None) -> Any:
             loop.call_soon_threadsafe(_settle, waiter)
 
     flight.future.add_done_callback(wake)
-    await asyncio.wait_for(waiter, timeout)
+    try:
+        await asyncio.wait_for(waiter, timeout)
+    except TimeoutError:
+        raise WaitTimeout from None
     return flight.future.result()
 
 

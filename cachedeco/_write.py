@@ -52,6 +52,10 @@ class Link:
             raise ConfigurationError("invalidate= must be a list of tag templates")
         self.invalidate = tuple(Template(t, writer, what="tag") for t in invalidate)
         self.own_tags = None if not tags else TagSet(writer, tags, self.binder)
+        if target is not None and tags:
+            raise ConfigurationError(
+                f"@{what}: tags= applies only with key=; an entry stored for a @cached target "
+                "carries the target's own tags, the only ones its reader checks")
         if target is not None:
             if isinstance(target, staticmethod | classmethod):
                 target = target.__func__
@@ -143,13 +147,13 @@ def make_write_through(target: Any, *, key: str | None, ttl: float | None, tags:
                 result = await func(*args, **kwargs)
                 bound = link.bound()
                 entry, tag_keys, values = link.locate(bound, args, kwargs)
-                await _drive_async.put(bound, entry, tag_keys, result)
                 stale = link.stale_tags(values)
-                if stale:
+                if stale:  # first, so the entry stored next carries the tags' new tokens
                     try:
                         await bound.registry.ainvalidate_tags(*stale, backend=bound.slot.name)
                     except BackendError as exc:
                         link.invalidation_failed(bound, exc)
+                await _drive_async.put(bound, entry, tag_keys, result)
                 return result
 
             wrapper: Callable[..., Any] = awrapper
@@ -160,13 +164,13 @@ def make_write_through(target: Any, *, key: str | None, ttl: float | None, tags:
                 result = func(*args, **kwargs)
                 bound = link.bound()
                 entry, tag_keys, values = link.locate(bound, args, kwargs)
-                _drive_sync.put(bound, entry, tag_keys, result)
                 stale = link.stale_tags(values)
-                if stale:
+                if stale:  # first, so the entry stored next carries the tags' new tokens
                     try:
                         bound.registry.invalidate_tags(*stale, backend=bound.slot.name)
                     except BackendError as exc:
                         link.invalidation_failed(bound, exc)
+                _drive_sync.put(bound, entry, tag_keys, result)
                 return result
 
             wrapper = swrapper

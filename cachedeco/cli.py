@@ -49,8 +49,10 @@ def _kind(key: str, prefix: str) -> str:
     """Which family a key under the prefix belongs to, by its second segment."""
     rest = key[len(prefix) + 1:]
     family = rest.split(":", 1)[0]
-    return {"tag": "tag keys", "fn": "function tags", "lease": "leases", "lock": "locks",
-            "wb": "write-behind"}.get(family, "entries")
+    if not family.startswith("~"):
+        return "entries"
+    return {"~tag": "tag keys", "~fn": "function tags", "~lease": "leases", "~lock": "locks",
+            "~wb": "write-behind"}.get(family, "internal")
 
 
 def stats(registry: Registry) -> dict[str, Any]:

@@ -11,6 +11,13 @@ from typing import Final
 
 __all__ = ["CHECK_TAGS", "STORE", "STORE_ENTRY"]
 
+#: The Lua twin of cachedeco._entry._HEADER: what a readable entry starts with. A fill that
+#: read an unreadable value (expected marker "?") overwrites it only while it is still
+#: unreadable by this very definition, so a corrupt value always heals.
+_READABLE: Final = (
+    "local READABLE = '^cd1:" + "[0-9a-f]" * 16 + ":%d+:%d+:[^\\n]*\\n'\n"
+)
+
 #: Conditional or unconditional store of an entry with its tags.
 #: KEYS[1] entry, KEYS[2..] tag keys.
 #: ARGV[1] expected marker: "-" unconditional, "" missing, "?" unreadable, else a marker;
@@ -19,16 +26,15 @@ __all__ = ["CHECK_TAGS", "STORE", "STORE_ENTRY"]
 #: the fill read ("" for a missing tag key).
 #: A missing tag that a fill saw missing may since have been created by another store (token
 #: "c…": adopt it) but not by an invalidation (token "i…": abort).
-STORE: Final = """
+STORE: Final = _READABLE + """
 local expect = ARGV[1]
-if expect ~= '-' then
-  local cur = redis.call('GETRANGE', KEYS[1], 0, 19)
-  if expect == '?' then
-    local kind = string.sub(cur, 1, 4)
-    if cur == '' or kind == 'cd1:' or kind == 'cdT:' then return 0 end
-  elseif cur ~= expect then
+if expect == '?' then
+  local cur = redis.call('GET', KEYS[1])
+  if not cur or string.sub(cur, 1, 4) == 'cdT:' or string.match(cur, READABLE) then
     return 0
   end
+elseif expect ~= '-' then
+  if redis.call('GETRANGE', KEYS[1], 0, 19) ~= expect then return 0 end
 end
 local n = #KEYS - 1
 local toks = {}
@@ -87,17 +93,207 @@ return toks
 
 #: Cluster, step two: the entry part of STORE, with the tag tokens already settled.
 #: KEYS[1] entry; ARGV[1] expected marker; ARGV[2] full header; ARGV[3] payload; ARGV[4] px.
-STORE_ENTRY: Final = """
+STORE_ENTRY: Final = _READABLE + """
 local expect = ARGV[1]
-if expect ~= '-' then
-  local cur = redis.call('GETRANGE', KEYS[1], 0, 19)
-  if expect == '?' then
-    local kind = string.sub(cur, 1, 4)
-    if cur == '' or kind == 'cd1:' or kind == 'cdT:' then return 0 end
-  elseif cur ~= expect then
+if expect == '?' then
+  local cur = redis.call('GET', KEYS[1])
+  if not cur or string.sub(cur, 1, 4) == 'cdT:' or string.match(cur, READABLE) then
     return 0
   end
+elseif expect ~= '-' then
+  if redis.call('GETRANGE', KEYS[1], 0, 19) ~= expect then return 0 end
 end
 redis.call('SET', KEYS[1], ARGV[2] .. ARGV[3], 'PX', ARGV[4])
 return 1
+"""
+
+#: Leases (``lock=True`` and ``cachedeco.lock``): take one. KEYS[1] lease, KEYS[2] its wake
+#: list; ARGV[1] token; ARGV[2] px. Returns nil when taken (the wake list is emptied, so a
+#: waiter never wakes for an older release), else the holder's remaining ms (-1: no TTL).
+LEASE_ACQUIRE: Final = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('DEL', KEYS[2])
+  return nil
+end
+return redis.call('PTTL', KEYS[1])
+"""
+
+#: Leases: release one and wake its waiters. KEYS[1] lease, KEYS[2] wake list; ARGV[1] token;
+#: ARGV[2] px of the wake list. Only the token's owner releases (0 otherwise). Waiters block
+#: with ``BLMOVE wake wake RIGHT LEFT``, which hands the one element back: every waiter wakes.
+LEASE_RELEASE: Final = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('RPUSH', KEYS[2], '1')
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
+"""
+
+__all__ += ["LEASE_ACQUIRE", "LEASE_RELEASE"]
+
+# --- write-behind queue (cachedeco/backends/queues.py) ---------------------------------------
+# One stream per @write_behind function, read through one consumer group; entries carry
+# r=<record> k=<entry key> m=<entry marker, "" for a tombstone>. Stream and dead-letter stream
+# share the "{prefix}" hash tag, so on Redis Cluster every script below but WB_PUSH (and the
+# restore part of WB_ACK, which touches entries) runs unchanged.
+
+__all__ += ["WB_ACK", "WB_BURY", "WB_PUSH", "WB_RELEASE", "WB_RENEW", "WB_REPLAY", "WB_TAKE"]
+
+#: Store the record as the cache entry (unconditionally, as write-through does) and queue it.
+#: KEYS[1] entry, KEYS[2..#KEYS-1] tag keys, KEYS[#KEYS] stream.
+#: ARGV[1] "-" to store, else a tombstone marker to leave instead; ARGV[2] header up to the tag
+#: tokens; ARGV[3] payload; ARGV[4] entry px; ARGV[5] tag px; ARGV[6] token for missing tags;
+#: ARGV[7] record; ARGV[8] marker. Returns the stream's length.
+WB_PUSH: Final = """
+local stream = KEYS[#KEYS]
+if ARGV[1] == '-' then
+  local toks = {}
+  local tag_px = tonumber(ARGV[5])
+  for i = 2, #KEYS - 1 do
+    local cur = redis.call('GET', KEYS[i])
+    if cur then
+      redis.call('PEXPIRE', KEYS[i], tag_px, 'GT')
+    else
+      redis.call('SET', KEYS[i], ARGV[6], 'PX', tag_px)
+      cur = ARGV[6]
+    end
+    toks[i - 1] = cur
+  end
+  redis.call('SET', KEYS[1], ARGV[2] .. table.concat(toks, ',') .. '\\n' .. ARGV[3], 'PX', ARGV[4])
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
+end
+redis.call('XADD', stream, '*', 'r', ARGV[7], 'k', KEYS[1], 'm', ARGV[8])
+return redis.call('XLEN', stream)
+"""
+
+#: Take up to COUNT records for one consumer: first those idle in a dead consumer's pending
+#: list for ARGV[4] ms (XAUTOCLAIM from the cursor ARGV[5]), then never-delivered ones.
+#: KEYS[1] stream; ARGV[1] group; ARGV[2] consumer; ARGV[3] count; ARGV[4] min idle ms;
+#: ARGV[5] cursor. Returns {length, next cursor, claimed entries, new entries}.
+WB_TAKE: Final = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, '0-0', {}, {}} end
+redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0')
+local count = tonumber(ARGV[3])
+local auto = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[4], ARGV[5],
+                        'COUNT', count)
+local claimed = auto[2]
+local fresh = {}
+if #claimed < count then
+  local got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', count - #claimed,
+                         'STREAMS', KEYS[1], '>')
+  if got then fresh = got[1][2] end
+end
+return {redis.call('XLEN', KEYS[1]), auto[1], claimed, fresh}
+"""
+
+#: Keep a lease: of the ids ARGV[3..], those still pending for consumer ARGV[2] get their idle
+#: time reset (XCLAIM JUSTID, which leaves the delivery count alone). KEYS[1] stream;
+#: ARGV[1] group. Returns the ids still ours.
+WB_RENEW: Final = """
+local mine = {}
+local claim = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0}
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if p[1] and p[1][2] == ARGV[2] then
+    mine[#mine + 1] = ARGV[i]
+    claim[#claim + 1] = ARGV[i]
+  end
+end
+if #mine > 0 then
+  claim[#claim + 1] = 'JUSTID'
+  redis.call(unpack(claim))
+end
+return mine
+"""
+
+#: Acknowledge and delete delivered records, then give each flushed entry whose marker is
+#: unchanged its normal soft expiry and TTL back. KEYS[1] stream, KEYS[2..] entries;
+#: ARGV[1] group; ARGV[2] n; ARGV[3..n+2] ids; then per entry: marker, soft ms, px.
+#: Returns the stream's length.
+WB_ACK: Final = """
+local n = tonumber(ARGV[2])
+if n > 0 then
+  local ids = {}
+  for i = 1, n do ids[i] = ARGV[i + 2] end
+  redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+  redis.call('XDEL', KEYS[1], unpack(ids))
+end
+for j = 2, #KEYS do
+  local at = n + 3 * (j - 2) + 3
+  local cur = redis.call('GET', KEYS[j])
+  if cur and string.sub(cur, 1, 20) == ARGV[at] then
+    local tail = string.sub(cur, 22)
+    local colon = string.find(tail, ':', 1, true)
+    if colon then
+      redis.call('SET', KEYS[j], string.sub(cur, 1, 21) .. ARGV[at + 1] .. string.sub(tail, colon),
+                 'PX', ARGV[at + 2])
+    end
+  end
+end
+return redis.call('XLEN', KEYS[1])
+"""
+
+#: Move records to the dead-letter stream with e=<error> o=<old id> t=<ms>, then ack and
+#: delete them. KEYS[1] stream, KEYS[2] dead letters; ARGV[1] group; ARGV[2] error;
+#: ARGV[3] now ms; ARGV[4..] ids. Returns the stream's length.
+WB_BURY: Final = """
+for i = 4, #ARGV do
+  local found = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
+  if found[1] then
+    local f = found[1][2]
+    f[#f + 1] = 'e'
+    f[#f + 1] = ARGV[2]
+    f[#f + 1] = 'o'
+    f[#f + 1] = ARGV[i]
+    f[#f + 1] = 't'
+    f[#f + 1] = ARGV[3]
+    redis.call('XADD', KEYS[2], '*', unpack(f))
+  end
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
+  redis.call('XDEL', KEYS[1], ARGV[i])
+end
+return redis.call('XLEN', KEYS[1])
+"""
+
+#: Queue up to ARGV[1] dead letters again (their r, k, m fields), oldest first.
+#: KEYS[1] dead letters, KEYS[2] stream. Returns how many moved.
+WB_REPLAY: Final = """
+local dead = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', ARGV[1])
+for _, e in ipairs(dead) do
+  local f = e[2]
+  local keep = {}
+  for i = 1, #f, 2 do
+    if f[i] == 'r' or f[i] == 'k' or f[i] == 'm' then
+      keep[#keep + 1] = f[i]
+      keep[#keep + 1] = f[i + 1]
+    end
+  end
+  redis.call('XADD', KEYS[2], '*', unpack(keep))
+  redis.call('XDEL', KEYS[1], e[1])
+end
+return #dead
+"""
+
+#: Give records back (an interrupted delivery): those of ids ARGV[4..] still pending for
+#: consumer ARGV[2] are marked idle for ARGV[3] ms, so the next take claims them at once; a
+#: consumer left with nothing pending is removed from the group. KEYS[1] stream; ARGV[1] group.
+WB_RELEASE: Final = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local claim = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0}
+for i = 4, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if p[1] and p[1][2] == ARGV[2] then claim[#claim + 1] = ARGV[i] end
+end
+if #claim > 5 then
+  claim[#claim + 1] = 'IDLE'
+  claim[#claim + 1] = ARGV[3]
+  claim[#claim + 1] = 'JUSTID'
+  redis.call(unpack(claim))
+end
+local held = redis.pcall('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if type(held) == 'table' and held.err == nil and #held == 0 then
+  redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+end
+return #claim - 5
 """

@@ -160,11 +160,13 @@ class MemoryBackend:
     def delete_matching(self, pattern: str) -> int:
         """Delete the keys matching the glob; return how many were deleted."""
         regex = glob_to_regex(pattern)
+        now = time.monotonic()
         with self._lock:
-            doomed = [key for key in self._data if regex.fullmatch(key)]
+            doomed = [key for key, (expires, _) in self._data.items() if regex.fullmatch(key)]
+            live = 0
             for key in doomed:
-                del self._data[key]
-        return len(doomed)
+                live += self._data.pop(key)[0] > now
+        return live
 
     def raw(self, key: str) -> bytes | Entry | None:
         """The live entry at ``key`` (tag tokens come back encoded)."""
