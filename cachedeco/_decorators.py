@@ -94,12 +94,23 @@ class TagSet:
         if self.empty:
             constant = (fn_tag,)
             return lambda args, kwargs: constant
-        tag_key = registry.tag_key
+        head = registry.tag_key("")
+        if self.func_tags is not None:
 
-        def keys(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, ...]:
-            return (*map(tag_key, self.render(args, kwargs)), fn_tag)
+            def called(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, ...]:
+                return (*[head + tag for tag in self.render(args, kwargs)], fn_tag)
 
-        return keys
+            return called
+        if not any(t.fields for t in self.templates):  # no placeholders: the same every call
+            fixed = (*[head + t.render({}) for t in self.templates], fn_tag)
+            return lambda args, kwargs: fixed
+        bind, templates = self.binder.bind, self.templates
+
+        def rendered(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, ...]:
+            bound = bind(args, kwargs)
+            return (*[head + t.render(bound) for t in templates], fn_tag)
+
+        return rendered
 
 
 @dataclass(eq=False)

@@ -20,7 +20,7 @@ import os
 import re
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 __all__ = [
     "CORRUPT",
@@ -60,9 +60,12 @@ class NoValue(Enum):
 NO_VALUE: Final = NoValue.NO_VALUE
 
 
-@dataclass(slots=True, frozen=True)
-class Entry:
-    """An entry as read back: its marker, payload, soft expiry, load time and tag tokens."""
+class Entry(NamedTuple):
+    """An entry as read back: its marker, payload, soft expiry, load time and tag tokens.
+
+    A NamedTuple rather than a frozen dataclass: it is built on every Redis hit, and a tuple
+    is several times cheaper to build.
+    """
 
     marker: str
     value: Any  # payload bytes (Redis) or the object itself (memory); NO_VALUE for tombstones

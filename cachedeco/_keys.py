@@ -367,6 +367,11 @@ class Template:
 
     __slots__ = ("_parts", "text")
 
+    @property
+    def fields(self) -> bool:
+        """Whether the template has any placeholder (else it renders to its own text)."""
+        return any(fmt is not None for _, fmt in self._parts)
+
     def __init__(
         self,
         template: str,
@@ -409,12 +414,22 @@ class Template:
             yield text, f"{{{field}{suffix}}}"
 
     def render(self, bound: dict[str, Any]) -> str:
-        """The template formatted with the bound arguments, substituted text percent-escaped."""
+        """The template formatted with the bound arguments, substituted text percent-escaped.
+
+        A plain ``{name}`` field holding an int or a str is substituted without ``format``.
+        """
         out = []
         for literal, fmt in self._parts:
             out.append(literal)
             if fmt is not None:
-                out.append(_escape_text(fmt.format_map(bound)))
+                value = bound.get(fmt[1:-1], _EMPTY)
+                kind = value.__class__
+                if kind is int:
+                    out.append(str(value))
+                elif kind is str:
+                    out.append(_escape_text(value))
+                else:
+                    out.append(_escape_text(fmt.format_map(bound)))
         return "".join(out)
 
 

@@ -25,7 +25,7 @@ def parse_read(values: Sequence[bytes | None]) -> ReadResult:
     """Turn ``MGET entry tag…`` replies into an entry and the tags' tokens."""
     raw = values[0]
     entry = None if raw is None else decode_entry(raw)
-    return entry, tuple(None if v is None else v.decode("ascii", "replace") for v in values[1:])
+    return entry, tuple([None if v is None else v.decode("ascii", "replace") for v in values[1:]])
 
 def store_args(key: str, write: Write) -> tuple[list[str], list[Any]]:
     """The KEYS and ARGV of the STORE script for one write."""
