@@ -55,7 +55,8 @@ def _kind_of_url(name: str, url: str) -> str:
     """Validate a backend URL and return its kind (memory, redis, cluster, sentinel)."""
     try:
         parts = urlsplit(url)
-        port = parts.port
+        # Cluster and sentinel URLs list several host:port pairs; only one-host URLs have a port.
+        port = parts.port if parts.scheme.lower() in ("redis", "rediss") else None
     except ValueError as exc:
         raise ConfigurationError(f"backend {name!r}: malformed URL: {exc}") from exc
     scheme = parts.scheme.lower()

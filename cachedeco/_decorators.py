@@ -15,7 +15,7 @@ from typing import Any, Final, ParamSpec, Protocol, TypeVar, cast, overload
 from cachedeco import _drive_async, _drive_sync
 from cachedeco._codec import make_codec
 from cachedeco._flow import Bound
-from cachedeco._keys import Binder, KeyBuilder, Template
+from cachedeco._keys import Binder, KeyBuilder, Template, escape_text
 from cachedeco._policy import Policy, check_jitter, check_ttl
 from cachedeco._protocols import AsyncCachedFunction, CachedDecorator, CachedFunction
 from cachedeco._registry import Registry
@@ -98,7 +98,7 @@ class TagSet:
         if self.func_tags is not None:
 
             def called(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, ...]:
-                return (*[head + tag for tag in self.render(args, kwargs)], fn_tag)
+                return (*[head + escape_text(tag) for tag in self.render(args, kwargs)], fn_tag)
 
             return called
         if not any(t.fields for t in self.templates):  # no placeholders: the same every call

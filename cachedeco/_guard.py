@@ -21,7 +21,8 @@ __all__ = ["BACKEND_ERRORS", "Breaker", "Guard", "logger"]
 logger: Final = logging.getLogger("cachedeco")
 
 #: What a backend raises when it is down, slow or refusing: translated, counted, logged.
-BACKEND_ERRORS: Final = (redis.exceptions.RedisError, OSError, asyncio.TimeoutError)
+BACKEND_ERRORS: Final = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException,
+                         OSError, asyncio.TimeoutError)
 
 
 class Breaker:

@@ -44,7 +44,15 @@ from typing import Any
 
 from cachedeco.errors import ConfigurationError, SerializationError
 
-__all__ = ["MAX_KEY_BYTES", "Binder", "KeyBuilder", "Template", "encode_args", "hashed"]
+__all__ = [
+    "MAX_KEY_BYTES",
+    "Binder",
+    "KeyBuilder",
+    "Template",
+    "encode_args",
+    "escape_text",
+    "hashed",
+]
 
 MAX_KEY_BYTES = 250
 _HASH_CHARS = 32  # blake2b, digest_size=16, in hex
@@ -237,7 +245,7 @@ def hashed(text: str) -> str:
 _TEXT_SPECIAL = re.compile(r"[%{}]")
 
 
-def _escape_text(text: str) -> str:
+def escape_text(text: str) -> str:
     """Percent-escape ``%``, braces and non-printables of template or callable key text."""
     if text.isprintable() and _TEXT_SPECIAL.search(text) is None:
         return text
@@ -400,7 +408,7 @@ class Template:
     ) -> Iterable[tuple[str, str | None]]:
         """(escaped literal, one-field format string or None) pairs; checks every field name."""
         for literal, field, spec, conversion in _FORMATTER.parse(template):
-            text = literal.replace("{", "%7B").replace("}", "%7D")
+            text = literal.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
             if field is None:
                 yield text, None
                 continue
@@ -427,9 +435,9 @@ class Template:
                 if kind is int:
                     out.append(str(value))
                 elif kind is str:
-                    out.append(_escape_text(value))
+                    out.append(escape_text(value))
                 else:
-                    out.append(_escape_text(fmt.format_map(bound)))
+                    out.append(escape_text(fmt.format_map(bound)))
         return "".join(out)
 
 
@@ -603,6 +611,6 @@ class KeyBuilder:
                 raise ConfigurationError(
                     f"the key= callable returned {type(body).__qualname__}, not str", function=name
                 )
-            return fit(_unreserved(_escape_text(body)) + suffix)
+            return fit(_unreserved(escape_text(body)) + suffix)
 
         return callable_key

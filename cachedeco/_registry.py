@@ -20,6 +20,7 @@ from cachedeco._codec import make_codec
 from cachedeco._connect import BackendSlot, Options
 from cachedeco._entry import new_tag_token
 from cachedeco._guard import BACKEND_ERRORS, Breaker, Guard
+from cachedeco._keys import escape_text
 from cachedeco._policy import check_jitter, check_ttl
 from cachedeco._stats import Stats
 from cachedeco.errors import ConfigurationError
@@ -180,7 +181,8 @@ class Registry:
         for tag in tags:
             if not isinstance(tag, str) or not tag:
                 raise ConfigurationError(f"a tag must be a non-empty string, not {tag!r}")
-        return [self.tag_key(tag) for tag in dict.fromkeys(tags)]
+        # The same escaping as a rendered tag template, so "item:50%" names f("50%")'s tag.
+        return [self.tag_key(escape_text(tag)) for tag in dict.fromkeys(tags)]
 
     def _tag_px(self) -> int:
         return int(self.tag_ttl * 1000)

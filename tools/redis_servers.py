@@ -739,15 +739,19 @@ def _calls(info: Mapping[str, Any]) -> dict[str, int]:
 def commandstats(client: Any) -> dict[str, int]:
     """Calls per command since start (``INFO commandstats``), e.g. ``{"get": 10, "mget": 3}``.
 
-    Works with ``redis.Redis`` and ``redis.cluster.RedisCluster`` (summed over the nodes it
-    asks). Counts are server-wide: compare two snapshots taken around the code under test.
+    Works with ``redis.Redis`` and ``redis.cluster.RedisCluster`` (summed over every
+    primary). Counts are server-wide: compare two snapshots taken around the code under test.
     Subcommands appear as ``"client|setinfo"``.
     """
+    if hasattr(client, "get_primaries"):
+        return _calls(_dict(client.info("commandstats", target_nodes=client.PRIMARIES)))
     return _calls(_dict(client.info("commandstats")))
 
 
 async def acommandstats(client: Any) -> dict[str, int]:
-    """``commandstats`` for ``redis.asyncio.Redis`` / ``RedisCluster``."""
+    """``commandstats`` for ``redis.asyncio.Redis`` / ``RedisCluster`` (every primary)."""
+    if hasattr(client, "get_primaries"):
+        return _calls(_dict(await client.info("commandstats", target_nodes=client.PRIMARIES)))
     return _calls(_dict(await client.info("commandstats")))
 
 

@@ -826,3 +826,19 @@ def test_functools_partial_is_not_needed_for_methods(reg: Registry) -> None:
     bound = service_cls("z").method
     assert callable(bound)
     assert functools.partial(bound, 1)() == "z:1"
+
+
+def test_invalidate_tags_names_the_tag_a_template_rendered_with_special_characters() -> None:
+    reg = Registry("memory://", prefix="esc")
+    calls = Calls()
+
+    @cached(registry=reg, tags=["item:{x}", "50%:{x}"])
+    def get(x: str) -> str:
+        calls(x)
+        return x
+
+    for value, tag in (("50%", "item:50%"), ("{a}", "item:{a}"), ("b", "50%:b")):
+        get(value)
+        reg.invalidate_tags(tag)
+        get(value)
+    assert calls.log == ["50%", "50%", "{a}", "{a}", "b", "b"]
