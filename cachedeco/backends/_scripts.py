@@ -168,15 +168,19 @@ return redis.call('XLEN', stream)
 """
 
 #: Take up to COUNT records for one consumer: first those idle in a dead consumer's pending
-#: list for ARGV[4] ms (XAUTOCLAIM from the cursor ARGV[5]), then never-delivered ones.
+#: list for ARGV[4] ms (XAUTOCLAIM from the cursor ARGV[5]), then never-delivered ones. The
+#: group is created (reading from the start) the first time it is missing.
 #: KEYS[1] stream; ARGV[1] group; ARGV[2] consumer; ARGV[3] count; ARGV[4] min idle ms;
 #: ARGV[5] cursor. Returns {length, next cursor, claimed entries, new entries}.
 WB_TAKE: Final = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0, '0-0', {}, {}} end
-redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0')
 local count = tonumber(ARGV[3])
-local auto = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[4], ARGV[5],
-                        'COUNT', count)
+local claim = {'XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[4], ARGV[5], 'COUNT', count}
+local auto = redis.pcall(unpack(claim))
+if auto.err then
+  redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0')
+  auto = redis.call(unpack(claim))
+end
 local claimed = auto[2]
 local fresh = {}
 if #claimed < count then
