@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import threading
 import weakref
 from collections.abc import Callable, Coroutine, Mapping
@@ -34,6 +35,18 @@ __all__ = ["Registry", "escape_glob"]
 ON_ERROR: Final = ("fallback", "raise")
 _OPTION_NAMES: Final = ("socket_timeout", "socket_connect_timeout", "max_connections",
                         "pool_timeout", "maxsize")
+_POLICY_NAMES: Final = ("tag_ttl", "breaker_threshold", "breaker_cooldown")
+
+
+@functools.cache
+def _redis_keywords() -> frozenset[str]:
+    """The keywords a redis-py client accepts (passwords, TLS options and such)."""
+    import inspect
+
+    import redis
+
+    names = set(inspect.signature(redis.Redis.__init__).parameters)
+    return frozenset(names - {"self", "host", "port", "db", "connection_pool", "retry"})
 
 
 def escape_glob(text: str) -> str:
@@ -103,10 +116,15 @@ class Registry:
 
     @staticmethod
     def _options(given: Mapping[str, Any]) -> Options:
+        """Connection options: ours, checked, plus redis-py connection keywords passed on."""
         known = {k: v for k, v in given.items() if k in _OPTION_NAMES}
         extra = {k: v for k, v in given.items()
-                 if k not in _OPTION_NAMES and k not in ("tag_ttl", "breaker_threshold",
-                                                         "breaker_cooldown")}
+                 if k not in _OPTION_NAMES and k not in _POLICY_NAMES}
+        unknown = sorted(set(extra) - _redis_keywords())
+        if unknown:
+            raise ConfigurationError(
+                f"unknown registry option(s) {unknown}: expected one of "
+                f"{sorted(_OPTION_NAMES + _POLICY_NAMES)} or a redis-py connection keyword")
         for name in ("socket_timeout", "socket_connect_timeout", "pool_timeout"):
             if name in known:
                 known[name] = check_ttl(known[name], name)
@@ -129,6 +147,10 @@ class Registry:
     def internal_key(self, family: str, rest: str) -> str:
         """A key of cachedeco's own (``prefix:~family:rest``): no entry key starts with "~"."""
         return f"{self.prefix}:~{family}:{rest}"
+
+    def _internal(self) -> str:
+        """What every key of cachedeco's own starts with."""
+        return f"{self.prefix}:~"
 
     def tag_key(self, tag: str) -> str:
         """The key holding a tag's current token."""
@@ -193,11 +215,14 @@ class Registry:
         return f"{escape_glob(self.prefix)}:{glob}"
 
     def invalidate_pattern(self, glob: str, *, backend: str = "default") -> int:
-        """Drop the entries whose key after the prefix matches ``glob``; SCAN, never KEYS."""
+        """Drop the entries whose key after the prefix matches ``glob``; SCAN, never KEYS.
+
+        cachedeco's own keys (``prefix:~…``: tags, leases, write-behind queues) are spared.
+        """
         pattern = self._pattern(glob)
         self._stats.invalidations += 1
         try:
-            return self.slot(backend).backend().delete_matching(pattern)
+            return self.slot(backend).backend().delete_matching(pattern, self._internal())
         except BACKEND_ERRORS as exc:
             self._guards[backend].fail(exc, action="invalidate a pattern")
 
@@ -206,7 +231,8 @@ class Registry:
         pattern = self._pattern(glob)
         self._stats.invalidations += 1
         try:
-            return await self.slot(backend).abackend().delete_matching(pattern)
+            return await self.slot(backend).abackend().delete_matching(pattern,
+                                                                       self._internal())
         except BACKEND_ERRORS as exc:
             self._guards[backend].fail(exc, action="invalidate a pattern")
 

@@ -40,8 +40,9 @@ class Backend(Protocol):
         """Give every tag a new token (one round trip), so entries recorded with it miss."""
         ...
 
-    def delete_matching(self, pattern: str) -> int:
-        """Delete the keys matching a glob pattern (SCAN + UNLINK in batches); return the count."""
+    def delete_matching(self, pattern: str, spare: str | None = None) -> int:
+        """Delete the keys matching a glob pattern (SCAN + UNLINK in batches) except those
+        starting with ``spare``; return the count."""
         ...
 
     def raw(self, key: str) -> bytes | Entry | None:
@@ -74,7 +75,7 @@ class AsyncBackend(Protocol):
         """See :meth:`Backend.invalidate_tags`."""
         ...
 
-    async def delete_matching(self, pattern: str) -> int:
+    async def delete_matching(self, pattern: str, spare: str | None = None) -> int:
         """See :meth:`Backend.delete_matching`."""
         ...
 

@@ -314,15 +314,18 @@ class ClusterBackend:
                 pipe.execute()
 
     @_cluster_errors
-    def delete_matching(self, pattern: str) -> int:
-        """SCAN MATCH on every primary; each page UNLINKed per slot. Never KEYS."""
+    def delete_matching(self, pattern: str, spare: str | None = None) -> int:
+        """SCAN MATCH on every primary; each page UNLINKed per slot (but keys starting with
+        ``spare``). Never KEYS."""
         deleted = 0
+        kept = spare.encode() if spare else None
         for node in self._cluster.get_primaries():
             cursor = 0
             while True:
                 cursors, keys = self._cluster.scan(cursor, match=pattern, count=SCAN_COUNT,
                                                    target_nodes=node)
                 cursor = cursors[node.name]
+                keys = [k for k in keys if kept is None or not k.startswith(kept)]
                 if keys:
                     deleted += self._unlink(keys)
                 if not cursor:
@@ -440,15 +443,17 @@ class AsyncClusterBackend:
                 await pipe.execute()
 
     @_acluster_errors
-    async def delete_matching(self, pattern: str) -> int:
+    async def delete_matching(self, pattern: str, spare: str | None = None) -> int:
         """See :meth:`ClusterBackend.delete_matching`."""
         deleted = 0
+        kept = spare.encode() if spare else None
         for node in self._cluster.get_primaries():
             cursor = 0
             while True:
                 cursors, keys = await self._cluster.scan(
                     cursor, match=pattern, count=SCAN_COUNT, target_nodes=node)
                 cursor = cursors[node.name]
+                keys = [k for k in keys if kept is None or not k.startswith(kept)]
                 if keys:
                     deleted += await self._unlink(keys)
                 if not cursor:

@@ -157,12 +157,13 @@ class MemoryBackend:
             for tag in tag_keys:
                 self._put(tag, token, px, now)
 
-    def delete_matching(self, pattern: str) -> int:
-        """Delete the keys matching the glob; return how many were deleted."""
+    def delete_matching(self, pattern: str, spare: str | None = None) -> int:
+        """Delete the keys matching the glob (but those starting with ``spare``); count them."""
         regex = glob_to_regex(pattern)
         now = time.monotonic()
         with self._lock:
-            doomed = [key for key, (expires, _) in self._data.items() if regex.fullmatch(key)]
+            doomed = [key for key in self._data if regex.fullmatch(key)
+                      and not (spare and key.startswith(spare))]
             live = 0
             for key in doomed:
                 live += self._data.pop(key)[0] > now
@@ -202,9 +203,9 @@ class AsyncMemoryBackend:
         """See :meth:`MemoryBackend.invalidate_tags`."""
         self.sync.invalidate_tags(tag_keys, token, px)
 
-    async def delete_matching(self, pattern: str) -> int:
+    async def delete_matching(self, pattern: str, spare: str | None = None) -> int:
         """See :meth:`MemoryBackend.delete_matching`."""
-        return self.sync.delete_matching(pattern)
+        return self.sync.delete_matching(pattern, spare)
 
     async def raw(self, key: str) -> bytes | Entry | None:
         """See :meth:`MemoryBackend.raw`."""

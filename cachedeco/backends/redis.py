@@ -84,11 +84,14 @@ class RedisBackend:
                 pipe.set(tag, token, px=px)
             pipe.execute()
 
-    def delete_matching(self, pattern: str) -> int:
-        """SCAN MATCH + UNLINK in batches; never KEYS."""
+    def delete_matching(self, pattern: str, spare: str | None = None) -> int:
+        """SCAN MATCH + UNLINK in batches, sparing keys that start with ``spare``; never KEYS."""
         deleted = 0
         batch: list[Any] = []
+        kept = spare.encode() if spare else None
         for key in self.client.scan_iter(match=pattern, count=SCAN_COUNT):
+            if kept is not None and key.startswith(kept):
+                continue
             batch.append(key)
             if len(batch) >= SCAN_COUNT:
                 deleted += self.client.unlink(*batch)
@@ -142,11 +145,14 @@ class AsyncRedisBackend:
                 pipe.set(tag, token, px=px)
             await pipe.execute()
 
-    async def delete_matching(self, pattern: str) -> int:
-        """SCAN MATCH + UNLINK in batches; never KEYS."""
+    async def delete_matching(self, pattern: str, spare: str | None = None) -> int:
+        """SCAN MATCH + UNLINK in batches, sparing keys that start with ``spare``; never KEYS."""
         deleted = 0
         batch: list[Any] = []
+        kept = spare.encode() if spare else None
         async for key in self.client.scan_iter(match=pattern, count=SCAN_COUNT):
+            if kept is not None and key.startswith(kept):
+                continue
             batch.append(key)
             if len(batch) >= SCAN_COUNT:
                 deleted += await self.client.unlink(*batch)

@@ -403,3 +403,17 @@ async def test_registry_async_context_manager_closes() -> None:
             return x
 
         assert await f(3) == 3
+
+
+def test_unknown_registry_option_is_a_configuration_error_naming_it() -> None:
+    with pytest.raises(ConfigurationError, match="claim_afterr"):
+        Registry("redis://127.0.0.1:6379/0", claim_afterr=1)
+
+
+def test_redis_connection_keywords_pass_through() -> None:
+    reg = Registry("redis://127.0.0.1:6379/0", password="s3cret", client_name="app",
+                   health_check_interval=5)
+    kwargs = reg.slot("default").backend().client.connection_pool.connection_kwargs  # type: ignore[attr-defined]
+    assert (kwargs["password"], kwargs["client_name"], kwargs["health_check_interval"]) == (
+        "s3cret", "app", 5)
+    reg.close()
