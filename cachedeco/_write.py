@@ -28,7 +28,6 @@ from cachedeco._guard import logger
 from cachedeco._keys import Binder, KeyBuilder, Template
 from cachedeco._policy import Policy
 from cachedeco._registry import Registry
-from cachedeco._registry import registry as default_registry
 from cachedeco.errors import BackendError, ConfigurationError
 
 __all__ = ["Link", "make_write_through"]
@@ -69,8 +68,7 @@ class Link:
             self.spec = Spec(writer, keys, TagSet(writer, (), self.binder), options, registry)
             self.params = ()
         self.registry = registry
-        self._bound: Bound | None = None
-        self._generation = -1
+        self._cache: tuple[Bound, Bound] | None = None  # (the target's Bound, ours)
 
     def _shared_params(self, spec: Spec, what: str) -> tuple[str, ...]:
         """The target's parameters, each of which the writer must have by name."""
@@ -88,15 +86,14 @@ class Link:
     def bound(self) -> Bound:
         """The target's Bound, with this link's ttl override, for the current configuration."""
         base = self.spec.bind()
-        registry = self.registry or default_registry
-        if self._bound is None or self._generation != registry.generation or (
-                self._bound.slot is not base.slot):
-            bound = base
+        cache = self._cache
+        if cache is None or cache[0] is not base:  # the target was (re)bound: derive again
+            derived = base
             if self.ttl is not None:
                 policy = Policy(self.ttl, base.policy.jitter, base.policy.stale_ttl)
-                bound = dataclasses.replace(base, policy=policy)
-            self._bound, self._generation = bound, registry.generation
-        return self._bound
+                derived = dataclasses.replace(base, policy=policy)
+            cache = self._cache = (base, derived)
+        return cache[1]
 
     def locate(self, bound: Bound, args: tuple[Any, ...], kwargs: dict[str, Any]
                ) -> tuple[str, tuple[str, ...], dict[str, Any]]:
