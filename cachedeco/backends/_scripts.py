@@ -133,11 +133,31 @@ __all__ += ["LEASE_ACQUIRE", "LEASE_RELEASE"]
 
 # --- write-behind queue (cachedeco/backends/queues.py) ---------------------------------------
 # One stream per @write_behind function, read through one consumer group; entries carry
-# r=<record> k=<entry key> m=<entry marker, "" for a tombstone>. Stream and dead-letter stream
-# share the "{prefix}" hash tag, so on Redis Cluster every script below but WB_PUSH (and the
-# restore part of WB_ACK, which touches entries) runs unchanged.
+# r=<record> k=<entry key> m=<entry marker, "" for a tombstone>. The stream and its dead-letter
+# stream share the hash tag of the function's name ("prefix:~wb:{name}" and "…:dead"), so on
+# Redis Cluster WB_TAKE, WB_RENEW, WB_BURY, WB_REPLAY, WB_RELEASE and WB_ACK without entries
+# run unchanged. WB_PUSH (entry, tags and stream) and WB_ACK's restores touch other slots: the
+# cluster queue runs WB_ADD and the backend's own store instead, and WB_RESTORE per entry slot.
 
-__all__ += ["WB_ACK", "WB_BURY", "WB_PUSH", "WB_RELEASE", "WB_RENEW", "WB_REPLAY", "WB_TAKE"]
+__all__ += ["WB_ACK", "WB_ADD", "WB_BURY", "WB_PUSH", "WB_RELEASE", "WB_RENEW", "WB_REPLAY",
+            "WB_RESTORE", "WB_TAKE"]
+
+#: Lua: give the entry at ``key`` the soft expiry ``soft`` (ms) and the TTL ``px`` when it
+#: still holds ``marker`` (the header is rewritten in place; the payload is untouched).
+_RESTORE_FN: Final = """
+local function restore(key, marker, soft, px)
+  local cur = redis.call('GET', key)
+  if cur and string.sub(cur, 1, 20) == marker then
+    local tail = string.sub(cur, 22)
+    local colon = string.find(tail, ':', 1, true)
+    if colon then
+      redis.call('SET', key, string.sub(cur, 1, 21) .. soft .. string.sub(tail, colon), 'PX', px)
+      return 1
+    end
+  end
+  return 0
+end
+"""
 
 #: Store the record as the cache entry (unconditionally, as write-through does) and queue it.
 #: KEYS[1] entry, KEYS[2..#KEYS-1] tag keys, KEYS[#KEYS] stream.
@@ -215,7 +235,7 @@ return mine
 #: unchanged its normal soft expiry and TTL back. KEYS[1] stream, KEYS[2..] entries;
 #: ARGV[1] group; ARGV[2] n; ARGV[3..n+2] ids; then per entry: marker, soft ms, px.
 #: Returns the stream's length.
-WB_ACK: Final = """
+WB_ACK: Final = _RESTORE_FN + """
 local n = tonumber(ARGV[2])
 if n > 0 then
   local ids = {}
@@ -225,16 +245,26 @@ if n > 0 then
 end
 for j = 2, #KEYS do
   local at = n + 3 * (j - 2) + 3
-  local cur = redis.call('GET', KEYS[j])
-  if cur and string.sub(cur, 1, 20) == ARGV[at] then
-    local tail = string.sub(cur, 22)
-    local colon = string.find(tail, ':', 1, true)
-    if colon then
-      redis.call('SET', KEYS[j], string.sub(cur, 1, 21) .. ARGV[at + 1] .. string.sub(tail, colon),
-                 'PX', ARGV[at + 2])
-    end
-  end
+  restore(KEYS[j], ARGV[at], ARGV[at + 1], ARGV[at + 2])
 end
+return redis.call('XLEN', KEYS[1])
+"""
+
+#: Redis Cluster: the restore part of WB_ACK for the entries of ONE hash slot.
+#: KEYS entries; per entry three ARGV: marker, soft ms, px. Returns how many were restored.
+WB_RESTORE: Final = _RESTORE_FN + """
+local done = 0
+for j = 1, #KEYS do
+  done = done + restore(KEYS[j], ARGV[3 * j - 2], ARGV[3 * j - 1], ARGV[3 * j])
+end
+return done
+"""
+
+#: Redis Cluster: queue a record without touching its entry (the backend stores that, in
+#: other slots). KEYS[1] stream; ARGV[1] record; ARGV[2] entry key; ARGV[3] marker ("" for a
+#: tombstone). Returns the stream's length.
+WB_ADD: Final = """
+redis.call('XADD', KEYS[1], '*', 'r', ARGV[1], 'k', ARGV[2], 'm', ARGV[3])
 return redis.call('XLEN', KEYS[1])
 """
 

@@ -1,0 +1,292 @@
+"""In-process single-flight (no server): flights keyed by read state, waiting from threads and
+from tasks on several event loops, errors and cancelled leaders, the cold-key stampede on
+``memory://``; and the in-process leases that ``lock()`` uses on ``memory://``."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import math
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import cachedeco
+from cachedeco import Registry
+from cachedeco._singleflight import Flights, LeaderGone, WaitTimeout, wait_async, wait_sync
+from cachedeco.backends.leases import (
+    Busy,
+    MemoryLeases,
+    deadline,
+    keep_alive,
+    lease_name,
+    lease_ttl,
+)
+
+STATE = ("", ())
+OTHER = ("cdT:0123456789abcdef", ())
+
+# --- Flights -----------------------------------------------------------------------------------
+
+
+def test_the_first_caller_leads_and_the_next_join() -> None:
+    flights = Flights()
+    flight, leader = flights.join("k", STATE)
+    joined, second = flights.join("k", STATE)
+    assert leader and not second and joined is flight
+    assert flights.running("k", STATE)
+
+
+def test_a_caller_that_read_another_state_never_joins() -> None:
+    flights = Flights()
+    flight, _ = flights.join("k", STATE)
+    newer, leader = flights.join("k", OTHER)
+    assert leader and newer is not flight
+    assert not flights.running("k", STATE) and flights.running("k", OTHER)
+
+
+def test_landing_hands_the_value_to_waiters_and_ends_the_flight() -> None:
+    flights = Flights()
+    flight, _ = flights.join("k", STATE)
+    since = flights.landings
+    flights.land("k", flight, 42)
+    assert wait_sync(flight, 0) == 42
+    assert not flights.running("k", STATE)
+    # a caller whose read was under way when it landed joins it; a later one starts afresh
+    assert flights.join("k", STATE, since) == (flight, False)
+    assert flights.join("k", STATE, flights.landings)[1]
+
+
+def test_forget_makes_later_callers_start_afresh() -> None:
+    flights = Flights()
+    flight, _ = flights.join("k", STATE)
+    flights.forget("k")
+    assert flights.join("k", STATE)[0] is not flight
+
+
+def test_an_error_reaches_every_waiter() -> None:
+    flights = Flights()
+    flight, _ = flights.join("k", STATE)
+    flights.land("k", flight, exc=ValueError("boom"))
+    for _ in range(3):
+        with pytest.raises(ValueError, match="boom"):
+            wait_sync(flight, 0)
+
+
+def test_wait_sync_times_out_without_ending_the_flight() -> None:
+    flights = Flights()
+    flight, _ = flights.join("k", STATE)
+    with pytest.raises(WaitTimeout):
+        wait_sync(flight, 0.01)
+    assert not flight.future.cancelled()
+    flights.land("k", flight, 1)
+    assert wait_sync(flight, 0) == 1
+
+
+async def test_wait_async_times_out_without_cancelling_the_shared_future() -> None:
+    flights = Flights()
+    flight, _ = flights.join("k", STATE)
+    with pytest.raises(WaitTimeout):
+        await wait_async(flight, 0.01)
+    assert not flight.future.cancelled()
+    flights.land("k", flight, "v")
+    assert await wait_async(flight, 1) == "v"
+
+
+def test_tasks_on_several_event_loops_share_one_flight() -> None:
+    flights = Flights()
+    flight, _ = flights.join("k", STATE)
+    results: list[Any] = []
+
+    def loop_thread() -> None:
+        async def main() -> list[Any]:
+            return await asyncio.gather(*(wait_async(flight, 5) for _ in range(10)))
+
+        results.extend(asyncio.run(main()))
+
+    threads = [threading.Thread(target=loop_thread) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.05)
+    flights.land("k", flight, "shared")
+    for thread in threads:
+        thread.join()
+    assert results == ["shared"] * 40
+
+
+# --- through @cached on memory:// --------------------------------------------------------------
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.runs = 0
+        self._lock = threading.Lock()
+
+    def bump(self) -> int:
+        with self._lock:
+            self.runs += 1
+            return self.runs
+
+
+@pytest.mark.parametrize("lock", [False, True])
+async def test_200_tasks_on_a_cold_key_run_the_function_once(lock: bool) -> None:
+    counter = Counter()
+
+    @cachedeco.cached(registry=Registry("memory://"), lock=lock)
+    async def load(x: int) -> int:
+        await asyncio.sleep(0.02)
+        return counter.bump()
+
+    assert await asyncio.gather(*(load(1) for _ in range(200))) == [1] * 200
+    assert load.stats().singleflight_joins == 199
+
+
+@pytest.mark.parametrize("lock", [False, True])
+def test_32_threads_on_a_cold_key_run_the_function_once(lock: bool) -> None:
+    counter = Counter()
+
+    @cachedeco.cached(registry=Registry("memory://"), lock=lock)
+    def load(x: int) -> int:
+        time.sleep(0.02)
+        return counter.bump()
+
+    barrier = threading.Barrier(32)
+
+    def call() -> int:
+        barrier.wait()
+        return load(1)
+
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        assert list(pool.map(lambda _: call(), range(32))) == [1] * 32
+    assert counter.runs == 1
+
+
+async def test_an_error_reaches_every_task_and_is_not_cached() -> None:
+    counter = Counter()
+
+    @cachedeco.cached(registry=Registry("memory://"))
+    async def load(x: int) -> int:
+        run = counter.bump()
+        await asyncio.sleep(0.02)
+        if run == 1:
+            raise RuntimeError("first load fails")
+        return run
+
+    results = await asyncio.gather(*(load(1) for _ in range(20)), return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in results)
+    assert await load(1) == 2
+
+
+async def test_a_cancelled_leader_lets_its_waiters_load() -> None:
+    counter = Counter()
+    started = asyncio.Event()
+
+    @cachedeco.cached(registry=Registry("memory://"))
+    async def load(x: int) -> int:
+        run = counter.bump()
+        started.set()
+        await asyncio.sleep(0.1 if run == 1 else 0)
+        return run
+
+    leader = asyncio.create_task(load(1))
+    await started.wait()
+    waiter = asyncio.create_task(load(1))
+    await asyncio.sleep(0.01)
+    leader.cancel()
+    assert await waiter == 2
+    with pytest.raises(asyncio.CancelledError):
+        await leader
+
+
+def test_leader_gone_is_what_waiters_see() -> None:
+    flights = Flights()
+    flight, _ = flights.join("k", STATE)
+    flights.land("k", flight, exc=LeaderGone())
+    with pytest.raises(LeaderGone):
+        wait_sync(flight, 0)
+
+
+async def test_a_call_after_an_invalidation_never_joins_the_older_load() -> None:
+    counter = Counter()
+    gate = asyncio.Event()
+
+    @cachedeco.cached(registry=Registry("memory://"))
+    async def load(x: int) -> int:
+        run = counter.bump()
+        if run == 1:
+            await gate.wait()
+        return run
+
+    old = asyncio.create_task(load(1))
+    await asyncio.sleep(0.01)
+    await load.invalidate(1)
+    assert await load(1) == 2  # did not wait for (nor get) the load that began before
+    gate.set()
+    assert await old == 1
+
+
+# --- in-process leases -------------------------------------------------------------------------
+
+NAME = lease_name(lambda family, rest: f"p:~{family}:{rest}", "lock", "job")
+
+
+def test_a_memory_lease_excludes_until_released_and_wakes_its_waiters() -> None:
+    leases = MemoryLeases()
+    held = leases.acquire(NAME, 5)
+    assert not isinstance(held, Busy)
+    busy = leases.acquire(NAME, 5)
+    assert isinstance(busy, Busy) and busy.ms is not None and 4000 < busy.ms <= 5000
+    woke: list[bool] = []
+    waiter = threading.Thread(target=lambda: woke.append(leases.wait(NAME, busy, 5)))
+    waiter.start()
+    assert held.release()
+    waiter.join(1)
+    assert woke == [True]
+    assert not isinstance(leases.acquire(NAME, 5), Busy)
+
+
+def test_a_memory_lease_expires_and_its_old_owner_cannot_release_the_next() -> None:
+    leases = MemoryLeases()
+    first = leases.acquire(NAME, 0.05)
+    assert not isinstance(first, Busy)
+    time.sleep(0.06)
+    assert not first.extend(5)
+    second = leases.acquire(NAME, 5)
+    assert not isinstance(second, Busy)
+    assert not first.release()
+    assert isinstance(leases.acquire(NAME, 5), Busy)
+    assert second.release()
+
+
+def test_a_memory_lease_extends_while_owned() -> None:
+    leases = MemoryLeases()
+    held = leases.acquire(NAME, 0.1)
+    assert not isinstance(held, Busy)
+    keeper = keep_alive(held, 0.1, lambda exc: None)
+    time.sleep(0.25)
+    assert isinstance(leases.acquire(NAME, 5), Busy)  # kept alive past its first TTL
+    keeper.stop()
+    assert held.release()
+
+
+def test_a_wait_times_out() -> None:
+    leases = MemoryLeases()
+    assert not isinstance(leases.acquire(NAME, 5), Busy)
+    busy = leases.acquire(NAME, 5)
+    assert isinstance(busy, Busy)
+    started = time.perf_counter()
+    assert not leases.wait(NAME, busy, 0.05)
+    assert 0.04 < time.perf_counter() - started < 0.5
+
+
+def test_timing_helpers() -> None:
+    assert lease_ttl(None) == 10.0
+    assert lease_ttl(10.0) == 5.0
+    assert lease_ttl(0.1) == 0.5
+    assert lease_ttl(600) == 30.0
+    assert deadline(None) == math.inf
+    assert Busy(100).bound(5.0) == pytest.approx(0.102)
+    assert Busy(None).bound(5.0) == 5.0
+    assert Busy(10_000).bound(0.5) == 0.5
