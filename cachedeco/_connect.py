@@ -22,6 +22,7 @@ from redis.retry import Retry
 
 from cachedeco.backends.base import AsyncBackend, Backend
 from cachedeco.backends.memory import AsyncMemoryBackend, MemoryBackend
+from cachedeco.backends.pools import WaitingConnectionPool
 from cachedeco.backends.redis import AsyncRedisBackend, RedisBackend
 from cachedeco.errors import ConfigurationError
 
@@ -197,7 +198,7 @@ class BackendSlot:
         if not isinstance(spec, str):
             return _wrap_async(spec, self.kind)
         if self.kind == "redis":
-            pool = redis.asyncio.BlockingConnectionPool.from_url(
+            pool = WaitingConnectionPool.from_url(
                 spec, max_connections=self.options.max_connections,
                 timeout=self.options.pool_timeout, **self.options.redis_kwargs())
             return AsyncRedisBackend(redis.asyncio.Redis.from_pool(pool))

@@ -43,11 +43,13 @@ async def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kw
                 b.stats.hits += 1
                 if b.policy.beta and b.policy.refresh_early(now, entry.soft, entry.delta):
                     b.stats.early_refreshes += 1
-                    background(b, Call(func, args, kwargs, key, tag_keys), (entry.marker, tokens))
+                    background(b, Call(func, args, kwargs, key, tag_keys), (entry.marker, tokens),
+                               since)
                 return value
             if b.policy.stale_ttl:
                 b.stats.stale_hits += 1
-                background(b, Call(func, args, kwargs, key, tag_keys), (entry.marker, tokens))
+                background(b, Call(func, args, kwargs, key, tag_keys), (entry.marker, tokens),
+                           since)
                 return value
     b.stats.misses += 1
     if entry is not None and entry.marker == CORRUPT:
@@ -62,7 +64,8 @@ async def load(b: Bound, call: Call, state: ReadState, since: int = -1) -> Any:
     if not leader:
         b.stats.singleflight_joins += 1
         try:
-            return await wait_async(flight, b.lock_timeout)
+            # With lock=True the leader may itself wait lock_timeout for a remote lease.
+            return await wait_async(flight, b.lock_timeout * (2 if b.lock else 1))
         except (WaitTimeout, LeaderGone):
             return await compute(b, call, state)
     try:
@@ -111,16 +114,16 @@ async def store(b: Bound, call: Call, write: Write) -> bool:
         return False
 
 
-def background(b: Bound, call: Call, state: ReadState) -> None:
+def background(b: Bound, call: Call, state: ReadState, since: int) -> None:
     """Start one refresh of a stale (or early-expiring) entry unless one is running."""
     if not b.flights.running(call.key, state):
-        b.registry.spawn_async(refresh_quietly, b, call, state)
+        b.registry.spawn_async(refresh_quietly, b, call, state, since)
 
 
-async def refresh_quietly(b: Bound, call: Call, state: ReadState) -> None:
+async def refresh_quietly(b: Bound, call: Call, state: ReadState, since: int) -> None:
     """A background refresh: on failure the stale value stays (fail-safe) and it is logged."""
     try:
-        await load(b, call, state)
+        await load(b, call, state, since)
     except Exception as exc:
         logger.warning("cachedeco: background refresh of %s failed (%s: %s); serving the "
                        "stale value", b.name, type(exc).__name__, exc)

@@ -54,7 +54,7 @@ class Bound:
     cache_none: bool
     condition: Callable[[Any], bool] | None
     lock: bool
-    lock_timeout: float | None
+    lock_timeout: float
     tag_px: int
 
     def decode(self, entry: Entry) -> Any:

@@ -16,7 +16,15 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-__all__ = ["Flight", "Flights", "LeaderGone", "WaitTimeout", "wait_async", "wait_sync"]
+__all__ = [
+    "Flight",
+    "Flights",
+    "LeaderGone",
+    "WaitTimeout",
+    "generation",
+    "wait_async",
+    "wait_sync",
+]
 
 State = tuple[str, tuple[str | None, ...]]
 
@@ -28,6 +36,16 @@ class LeaderGone(Exception):
 class WaitTimeout(Exception):
     """A waiter gave up on a flight (``lock_timeout``); unlike a TimeoutError raised by the
     function itself, which every waiter must receive."""
+
+
+def generation(state: State) -> State:
+    """What makes two read states one generation: the entry's marker and the tokens that
+    invalidations left. A tag token a store created ("c…") where another caller saw none is
+    the same generation (stores adopt it too), so such callers share one load."""
+    marker, tokens = state
+    if all(t is None or t[0] == "i" for t in tokens):
+        return state
+    return marker, tuple(t if t is not None and t[0] == "i" else None for t in tokens)
 
 
 class Flight:
@@ -59,6 +77,7 @@ class Flights:
 
     def join(self, key: str, state: State, since: int = -1) -> tuple[Flight, bool]:
         """The flight to wait on and whether this caller leads it (runs the load)."""
+        state = generation(state)
         with self._lock:
             flight = self._flights.get(key)
             if flight is not None and flight.state == state and not flight.future.done():
@@ -72,6 +91,7 @@ class Flights:
 
     def running(self, key: str, state: State) -> bool:
         """Whether a load from this read state is already under way (for background refresh)."""
+        state = generation(state)
         flight = self._flights.get(key)
         return flight is not None and flight.state == state and not flight.future.done()
 
