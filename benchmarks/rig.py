@@ -17,12 +17,21 @@ from typing import Any
 
 import redis
 import redis.asyncio
+import redis.cluster
 
 import cachedeco
 from benchmarks import peers
 from benchmarks.servers import new_prefix, sweep
 
 __all__ = ["Rig"]
+
+
+def _raw_client(url: str) -> Any:
+    """A raw sync client for a ``redis://`` URL, or a RedisCluster for ``redis+cluster://``."""
+    if url.startswith("redis+cluster://"):
+        host, port = url.split("://", 1)[1].split(",", maxsplit=1)[0].rsplit(":", 1)
+        return redis.cluster.RedisCluster(host=host, port=int(port))
+    return redis.Redis.from_url(url)
 
 
 class Rig:
@@ -36,16 +45,16 @@ class Rig:
         self.loop = asyncio.new_event_loop()
         self.peers: list[peers.Cached] = []
         self.cleanups: list[Callable[[], Awaitable[object]]] = []
-        self._sync: redis.Redis | None = None
+        self._sync: Any = None
         self._async: redis.asyncio.Redis | None = None
 
     @property
-    def client(self) -> redis.Redis:
+    def client(self) -> Any:
         """A raw sync client (the baseline's), made on first use."""
         if self.url is None:
             raise RuntimeError("this scenario runs without Redis")
         if self._sync is None:
-            self._sync = redis.Redis.from_url(self.url)
+            self._sync = _raw_client(self.url)
         return self._sync
 
     @property

@@ -228,15 +228,16 @@ def memory_usage(client: redis.Redis, prefix: str, extra: Sequence[str] = ()) ->
     return total + (flush() if batch else 0)
 
 
-def sweep(client: redis.Redis, prefix: str) -> int:
+def sweep(client: Any, prefix: str) -> int:
     """UNLINK whatever is left under ``prefix`` (SCAN MATCH in batches; never KEYS or FLUSH*):
     the registry's ``clear()`` spares cachedeco's own keys (``prefix:~…``: tags, leases,
     queues), and a benchmark run must leave nothing behind."""
     removed = 0
     batch: list[bytes] = []
+    one_by_one = not isinstance(client, redis.Redis)  # a cluster: keys lie in many slots
     for key in client.scan_iter(match=_glob_escape(prefix) + ":*", count=1000):
         batch.append(key)
-        if len(batch) >= 500:
+        if one_by_one or len(batch) >= 500:
             removed += int(client.unlink(*batch))
             batch.clear()
     return removed + (int(client.unlink(*batch)) if batch else 0)
