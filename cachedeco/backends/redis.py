@@ -16,6 +16,7 @@ import redis.asyncio
 from cachedeco._entry import Entry, Write, decode_entry, encode_header
 from cachedeco.backends._scripts import STORE
 from cachedeco.backends.base import ReadResult
+from cachedeco.backends.batching import ReadBatcher
 
 __all__ = ["AsyncRedisBackend", "RedisBackend", "parse_read", "store_args"]
 
@@ -118,13 +119,33 @@ class AsyncRedisBackend:
         self.client = client
         self._exec: Callable[..., Any] = client.execute_command
         self._store = client.register_script(STORE)
+        self._reads = ReadBatcher(self._read_many)
 
     async def read(self, key: str, tag_keys: Sequence[str]) -> ReadResult:
-        """One round trip: the entry and its tags' tokens."""
+        """One round trip: the entry and its tags' tokens; shared with concurrent reads."""
+        reads = self._reads
+        if reads.busy:
+            reply = await reads.join(key, tag_keys)
+        else:
+            reads.busy += 1
+            try:
+                reply = await (self._exec("MGET", key, *tag_keys) if tag_keys
+                               else self._exec("GET", key))
+            finally:
+                reads.busy -= 1
         if not tag_keys:
-            raw = await self._exec("GET", key)
-            return (None if raw is None else decode_entry(raw)), ()
-        return parse_read(await self._exec("MGET", key, *tag_keys))
+            return (None if reply is None else decode_entry(reply)), ()
+        return parse_read(reply)
+
+    async def _read_many(self, requests: list[tuple[str, tuple[str, ...]]]) -> list[Any]:
+        """Many reads in one pipelined round trip."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key, tag_keys in requests:
+                if tag_keys:
+                    pipe.execute_command("MGET", key, *tag_keys)
+                else:
+                    pipe.execute_command("GET", key)
+            return list(await pipe.execute())
 
     async def write(self, key: str, write: Write) -> bool:
         """One EVALSHA of the STORE script."""
