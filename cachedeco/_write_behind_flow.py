@@ -12,6 +12,13 @@ superseded); then, while attempts remain, renew the lease (durable queues: only 
 still ours are flushed, so two processes never both deliver a record neither lost), call
 ``flush``, and on failure back off exponentially with jitter; finally ack, restoring the
 flushed entries' normal expiry, or bury the batch after ``max_retries`` retries.
+
+A restore applies only to an entry that still holds the marker of the record it names. Those
+of the records a flushed one superseded are sent too: an entry holding one of them is older
+than what the database now has. That never happens where a call stores its entry and queues
+its record atomically (one server, memory); on Redis Cluster two concurrent calls with one
+key can store their entries in the other order than they queued their records, and without
+it that older entry would stay held (30 days) instead of expiring after its ``ttl``.
 """
 
 from __future__ import annotations
@@ -180,8 +187,10 @@ def deliver(job: Job, messages: list[Message]) -> Flow:
     done = _ids(flushed) + _ids(superseded)
     if done:
         now = time.time()
+        delivered = {r.message.key for r in flushed}
+        settled = flushed + [r for r in superseded if r.message.key in delivered]
         restores = tuple(Restore(r.message.key, r.message.marker, *job.expiry(now),
-                                 r.message.tag_keys) for r in flushed if r.message.marker)
+                                 r.message.tag_keys) for r in settled if r.message.marker)
         job.stats.write_behind_pending = yield Ack(done, restores)
     job.stats.write_behind_flushed += len(flushed)
 

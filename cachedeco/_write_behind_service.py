@@ -1,13 +1,15 @@
 """One ``@write_behind`` function as a registry service: its call path, its drains and
 lifecycle (``reg.flush`` / ``aflush`` / ``close`` / ``aclose``), counters and dead letters.
 
-A call writes the record as the cached entry and queues it in one round trip. While its
-record waits, the entry is *held*: stored with a soft expiry and a TTL of at least ``HOLD``
-(30 days), so that neither it nor its tag keys expire and no reader refills it from a
-database that has not seen the record yet. The ack after a successful flush gives the entry
-its normal soft expiry and TTL, counted from then, provided it still holds the marker of that
-record: a newer write (itself still queued), an invalidation or a refill is left alone. An
-entry whose record went to the dead letters stays held until a replay flushes it.
+A call writes the record as the cached entry and queues it: in one round trip on a single
+server or Sentinel's primary; on Redis Cluster the record is queued first and the entry
+stored after, through the cluster backend (``backends/queues.py``). While its record waits,
+the entry is *held*: stored with a soft expiry and a TTL of at least ``HOLD`` (30 days), so
+that neither it nor its tag keys expire and no reader refills it from a database that has not
+seen the record yet. The ack after a successful flush gives the entry its normal soft expiry
+and TTL, counted from then, provided it still holds the marker of that record: a newer write
+(itself still queued), an invalidation or a refill is left alone. An entry whose record
+went to the dead letters stays held until a replay flushes it.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ from cachedeco._stats import Stats
 from cachedeco._write import Link
 from cachedeco._write_behind_flow import Job, Settings, Stop, drain
 from cachedeco._write_behind_run import TaskWorker, ThreadWorker, run_async, run_sync
+from cachedeco.backends.leases import hash_tagged
 from cachedeco.backends.queues import (
     AsyncQueue,
     DeadLetter,
+    NotStored,
     Push,
     Queue,
     QueueNames,
@@ -101,8 +105,9 @@ class WriteBehind:
         return self._consumer[1]
 
     def _names(self, bound: Bound) -> QueueNames:
-        """The queue's keys under the bound registry's prefix."""
-        return QueueNames.of(bound.registry.prefix, self.name)
+        """The queue's keys: internal keys of the bound registry, ``prefix:~wb:{name}`` (and
+        ``…:dead``), hash-tagged by the function's name so both share one Cluster slot."""
+        return QueueNames.of(bound.registry.internal_key("wb", hash_tagged(self.name)))
 
     def queue(self, bound: Bound) -> Queue:
         """The synchronous queue beside the bound backend."""
@@ -159,7 +164,7 @@ class WriteBehind:
         write = Write(marker=new_marker(), value=payload, soft=time.time() + hold, delta=0.0,
                       px=int(hold * 1000), tag_keys=tag_keys, new_tag=new_tag_token(),
                       tag_px=bound.tag_px)
-        return bound, guard, Push(key, tag_keys, write, record)
+        return bound, guard, Push(key, tag_keys, write, record, tomb_px=bound.policy.hard_ms)
 
     def _queued(self, guard: Guard, length: int) -> None:
         """After a push: count it, start the worker, wake it when a batch is full."""
@@ -171,11 +176,23 @@ class WriteBehind:
             self._since_take = 0
             self.worker.notify()
 
+    def _not_stored(self, guard: Guard, item: Push, exc: NotStored) -> None:
+        """Queued, but the entry was not stored (Redis Cluster's second step failed): the
+        record will be flushed all the same; log and count it (raise under on_error="raise")
+        as write_through does when its store fails after the write."""
+        self._queued(guard, exc.length)
+        guard.failed(exc.__cause__ or exc, key=item.key, function=self.name,
+                     action="store the entry of a queued write-behind record (the record "
+                            "will be flushed)")
+
     def push(self, args: tuple[Any, ...], kwargs: dict[str, Any], value: Any) -> None:
         """Store and queue a sync call's record; BackendError if it could not be queued."""
         bound, guard, item = self._prepare(args, kwargs, value)
         try:
             length = self.queue(bound).push(item)
+        except NotStored as exc:
+            self._not_stored(guard, item, exc)
+            return
         except BACKEND_ERRORS as exc:
             guard.fail(exc, key=item.key, function=self.name, action="queue a record")
         self._queued(guard, length)
@@ -185,6 +202,9 @@ class WriteBehind:
         bound, guard, item = self._prepare(args, kwargs, value)
         try:
             length = await self.aqueue(bound).push(item)
+        except NotStored as exc:
+            self._not_stored(guard, item, exc)
+            return
         except BACKEND_ERRORS as exc:
             guard.fail(exc, key=item.key, function=self.name, action="queue a record")
         self._queued(guard, length)

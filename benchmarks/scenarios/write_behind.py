@@ -34,7 +34,7 @@ import redis
 
 import cachedeco
 from benchmarks import progress
-from benchmarks.servers import new_prefix
+from benchmarks.servers import new_prefix, sweep
 
 __all__ = ["run"]
 
@@ -98,9 +98,7 @@ def _registry(redis_url: str | None) -> Iterator[cachedeco.Registry]:
         if redis_url is not None:
             reg.clear()
             with redis.Redis.from_url(redis_url) as client:
-                streams = list(client.scan_iter(match=f"{{{prefix}}}:wb:*", count=100))
-                if streams:
-                    client.unlink(*streams)
+                sweep(client, prefix)  # clear() spares cachedeco's own keys, queues included
             reg.close()
 
 

@@ -9,6 +9,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import secrets
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -130,6 +132,11 @@ def make(reg: Registry, flush: Any, **options: Any) -> tuple[Any, Any]:
         return {"id": event_id, "v": v}
 
     return get_event, record_event
+
+
+def stream_of(prefix: str, writer: Any) -> str:
+    """The stream of a @write_behind function: an internal key, hash-tagged by its name."""
+    return f"{prefix}:~wb:{{{writer.__module__}.{writer.__qualname__}}}"
 
 
 def run(tmp_path: Path, *args: object) -> subprocess.CompletedProcess[str]:
@@ -293,13 +300,111 @@ def test_a_call_is_one_round_trip_and_leaves_a_held_entry(
     assert sent == ["EVALSHA"]  # entry, tag keys and XADD: one script, one round trip
     key = get_event.key("a")
     assert redis_client.pttl(key) > 86_400_000
-    stream = f"{{{prefix}}}:wb:{record_event.__module__}.{record_event.__qualname__}"
+    stream = stream_of(prefix, record_event)
     assert redis_client.xlen(stream) == 2
-    assert reg.clear() >= 1  # entries go; the queue is outside the prefix:* glob
+    assert reg.clear() >= 1  # entries go; the queue is one of cachedeco's own keys, spared
     assert redis_client.xlen(stream) == 2
     reg.flush()
     assert redis_client.xlen(stream) == 0
     assert events.rows() == [("a", 1), ("warm", 0)]
+
+
+def test_queue_keys_live_under_the_prefix(reg: Registry, events: Events,
+                                          redis_client: redis.Redis, prefix: str) -> None:
+    _, record_event = make(reg, events.flush, max_retries=0)
+    record_event("a", 1)
+    ours = {k.decode() for k in redis_client.scan_iter(match="*wb*", count=1000)
+            if prefix.encode() in k}
+    assert ours == {stream_of(prefix, record_event)}
+    assert all(k.startswith(f"{prefix}:~wb:{{") for k in ours)
+
+
+def test_clear_keeps_queued_records_and_dead_letters(
+        reg: Registry, events: Events, redis_client: redis.Redis, prefix: str) -> None:
+    broken = [True]
+
+    def flush(records: list[dict[str, Any]]) -> None:
+        if broken[0]:
+            raise sqlite3.OperationalError("disk I/O error")
+        events.flush(records)
+
+    get_event, record_event = make(reg, flush, max_retries=0, flush_interval=3600)
+    record_event("dead", 0)
+    reg.flush()  # one dead letter
+    broken[0] = False
+    for i in range(40):
+        record_event(f"e{i}", i)
+    assert reg.clear() >= 41  # every entry (the dead letter's one too), nothing of the queue
+    assert reg.invalidate_pattern("*wb*") == 0
+    assert redis_client.exists(get_event.key("e1")) == 0
+    assert [d.record for d in reg.dead_letters()] == [{"id": "dead", "v": 0}]
+    reg.flush()
+    assert events.rows() == sorted((f"e{i}", i) for i in range(40))
+    assert reg.replay_dead_letters() == 1
+    reg.flush()
+    assert ("dead", 0) in events.rows() and reg.stats().write_behind_pending == 0
+    assert redis_client.xlen(stream_of(prefix, record_event)) == 0
+
+
+@pytest.fixture
+def acl_url(redis_url: str, redis_client: redis.Redis, prefix: str) -> Iterator[str]:
+    """A URL logging in as a user confined to ``prefix`` as API.md promises (the user is
+    deleted after the test)."""
+    name, password = f"wb-{prefix}", secrets.token_hex(12)
+    admin: Any = redis_client
+    admin.execute_command("ACL", "SETUSER", name, "reset", "on", f">{password}",
+                          f"~{prefix}:*", f"&{prefix}:*", "+@all", "-@dangerous")
+    parts = urlsplit(redis_url)
+    try:
+        yield parts._replace(netloc=f"{name}:{password}@{parts.hostname}:{parts.port}").geturl()
+    finally:
+        admin.execute_command("ACL", "DELUSER", name)
+
+
+def test_a_user_confined_to_the_prefix_runs_write_behind(
+        acl_url: str, prefix: str, events: Events) -> None:
+    """Queue, flush, restore, dead letters and replay under ``~prefix:* &prefix:*``;
+    on_error="raise" so a refused command fails the test rather than falling back."""
+    reg = Registry(acl_url, prefix=prefix, on_error="raise")
+    broken = [True]
+
+    def flush(records: list[dict[str, Any]]) -> None:
+        if broken[0]:
+            raise RuntimeError("down")
+        events.flush(records)
+
+    try:
+        get_event, record_event = make(reg, flush, max_retries=0, batch_size=10)
+        for i in range(25):
+            record_event(f"e{i}", i)
+        reg.flush()
+        assert len(reg.dead_letters()) == 25
+        broken[0] = False
+        assert reg.replay_dead_letters() == 25
+        reg.flush()
+        assert events.rows() == sorted((f"e{i}", i) for i in range(25))
+        assert get_event("e3") == {"id": "e3", "v": 3}
+        assert reg.stats().backend_errors == 0
+    finally:
+        close(reg)
+
+
+async def test_a_user_confined_to_the_prefix_runs_async_write_behind(
+        acl_url: str, prefix: str, events: Events) -> None:
+    async def flush(records: list[dict[str, Any]]) -> None:
+        events.flush(records)
+
+    async with Registry(acl_url, prefix=prefix, on_error="raise") as reg:
+        @cachedeco.write_behind(key="ev:{event_id}", flush=flush, flush_interval=3600,
+                                registry=reg)
+        async def record_event(event_id: str, v: int) -> dict[str, Any]:
+            return {"id": event_id, "v": v}
+
+        for i in range(5):
+            await record_event(f"e{i}", i)
+        await reg.aflush()
+        assert reg.stats().write_behind_flushed == 5
+    assert events.rows() == sorted((f"e{i}", i) for i in range(5))
 
 
 def test_a_newer_pending_write_keeps_the_entry_held(

@@ -21,6 +21,9 @@ import pytest
 
 import cachedeco
 from cachedeco import ConfigurationError, Registry
+from cachedeco._stats import Stats
+from cachedeco._write_behind_flow import Ack, Bury, Flush, Job, Settings, deliver
+from cachedeco.backends.queues import Message
 
 
 class Events:
@@ -474,3 +477,45 @@ async def test_aclose_never_cuts_an_async_batch_short(events: Events) -> None:
     await reg.aclose()
     assert finished[0] == 5 and sum(finished) == 6
     assert len(events.rows()) == 6
+
+
+# --- the flow itself (no queue) ------------------------------------------------------------------
+
+
+def _ack_of(*, fail: bool) -> Ack:
+    """Drive one batch of the pure flow: records k=A, k=B (newer), j=C; return its Ack."""
+    settings = Settings(name="f", batch_size=10, flush_interval=1.0, coalesce=True,
+                        max_retries=0, claim_after=30.0, retry_delay=0.01)
+    job = Job(settings, Stats(), durable=False, decode=lambda r: r,
+              expiry=lambda now: (now + 60, 60_000), stop=lambda: False)
+    messages = [Message("1-0", {"v": 1}, "k", "cd1:" + "a" * 16),
+                Message("2-0", {"v": 2}, "k", "cd1:" + "b" * 16),
+                Message("3-0", {"v": 3}, "j", "cd1:" + "c" * 16)]
+    flow = deliver(job, messages)
+    op = next(flow)
+    assert isinstance(op, Flush) and op.records == [{"v": 2}, {"v": 3}]  # coalesced
+    if fail:
+        op = flow.throw(RuntimeError("down"))
+        assert isinstance(op, Bury) and op.ids == ("2-0", "3-0")
+        op = flow.send(0)
+    else:
+        op = flow.send(None)
+    assert isinstance(op, Ack)
+    with pytest.raises(StopIteration):
+        flow.send(0)
+    return op
+
+
+def test_the_ack_restores_flushed_entries_and_those_they_superseded() -> None:
+    """A superseded record's entry is restored too once its key was flushed: on Redis Cluster
+    an older call's entry may land after a newer call's; it must not stay held."""
+    ack = _ack_of(fail=False)
+    assert set(ack.ids) == {"1-0", "2-0", "3-0"}
+    assert {(r.key, r.marker[4]) for r in ack.restores} == {("k", "a"), ("k", "b"), ("j", "c")}
+    assert all(r.px == 60_000 for r in ack.restores)
+
+
+def test_a_buried_batch_restores_nothing() -> None:
+    ack = _ack_of(fail=True)
+    assert ack.ids == ("1-0",)  # the superseded record is acked; its key was not delivered
+    assert ack.restores == ()
