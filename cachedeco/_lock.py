@@ -29,17 +29,18 @@ from cachedeco.backends.leases import (
     lease_name,
     leases_of,
 )
-from cachedeco.errors import BackendError, CacheError, ConfigurationError, LockTimeout
+from cachedeco.errors import (
+    BackendError,
+    CacheError,
+    ConfigurationError,
+    LockNotOwned,
+    LockTimeout,
+)
 
 if TYPE_CHECKING:
     from cachedeco._registry import Registry
 
 __all__ = ["Lock", "LockNotOwned"]
-
-
-class LockNotOwned(CacheError):
-    """A lock's ``ttl`` ran out before its owner released it: another owner may have held it
-    meanwhile (or this owner never held it)."""
 
 
 class Lock:

@@ -7,7 +7,8 @@
           ├── BackendError                      the backend failed or timed out
           ├── SerializationError (+ TypeError)  a value could not be encoded
           ├── ConfigurationError (+ ValueError) a bad setting, caught as early as possible
-          └── LockTimeout (+ TimeoutError)      a lock was not acquired in time
+          ├── LockTimeout (+ TimeoutError)      a lock was not acquired in time
+          └── LockNotOwned                      a lock was released after its ttl ran out
 
 Backend errors carry context (``key=``, ``function=``) and chain the client's exception with
 ``raise ... from exc`` so the root cause stays visible.
@@ -19,6 +20,7 @@ __all__ = [
     "BackendError",
     "CacheError",
     "ConfigurationError",
+    "LockNotOwned",
     "LockTimeout",
     "SerializationError",
 ]
@@ -49,3 +51,8 @@ class ConfigurationError(CacheError, ValueError):
 
 class LockTimeout(CacheError, TimeoutError):
     """A distributed lock was not acquired within its timeout."""
+
+
+class LockNotOwned(CacheError):
+    """A lock's ``ttl`` ran out before its owner released it: another owner may have held it
+    meanwhile (or this owner never held it)."""

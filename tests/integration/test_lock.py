@@ -17,8 +17,8 @@ import redis.crc
 
 import cachedeco
 from cachedeco import CacheError, ConfigurationError, LockTimeout, Registry
-from cachedeco._lock import LockNotOwned
 from cachedeco.backends.leases import hash_tagged, lease_name
+from cachedeco.errors import LockNotOwned
 
 PROMPT = 0.05  # a woken waiter acquires within this of the release (no poll interval)
 
