@@ -30,7 +30,7 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 import pytest
@@ -41,6 +41,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
+from cachedeco import Registry
 from tools import redis_servers as servers
 from tools.redis_servers import (
     acommandstats,
@@ -268,3 +269,40 @@ def fresh_sentinel() -> Iterator[servers.SentinelSetup]:
         yield setup
     finally:
         setup.stop()
+
+
+# --- registries made by a test, closed after it -------------------------------------------------
+
+
+@pytest.fixture
+def make_registry() -> Iterator[Callable[..., Registry]]:
+    """Registries made by the test, closed after it."""
+    made: list[Registry] = []
+
+    def make(*args: Any, **kwargs: Any) -> Registry:
+        made.append(Registry(*args, **kwargs))
+        return made[-1]
+
+    yield make
+    for registry in made:
+        registry.close()
+
+
+@pytest.fixture
+async def amake_registry() -> AsyncIterator[Callable[..., Registry]]:
+    """Registries made by an asyncio test, closed (``aclose``) after it on its loop."""
+    made: list[Registry] = []
+
+    def make(*args: Any, **kwargs: Any) -> Registry:
+        made.append(Registry(*args, **kwargs))
+        return made[-1]
+
+    yield make
+    for registry in made:
+        await registry.aclose()
+
+
+@pytest.fixture
+def reg(make_registry: Callable[..., Registry], redis_url: str, prefix: str) -> Registry:
+    """A registry on the test server under the test's prefix."""
+    return make_registry(redis_url, prefix=prefix)

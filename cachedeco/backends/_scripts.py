@@ -18,15 +18,9 @@ _READABLE: Final = (
     "local READABLE = '^cd1:" + "[0-9a-f]" * 16 + ":%d+:%d+:[^\\n]*\\n'\n"
 )
 
-#: Conditional or unconditional store of an entry with its tags.
-#: KEYS[1] entry, KEYS[2..] tag keys.
-#: ARGV[1] expected marker: "-" unconditional, "" missing, "?" unreadable, else a marker;
-#: ARGV[2] header up to the tag tokens; ARGV[3] payload; ARGV[4] entry px; ARGV[5] tag px;
-#: ARGV[6] token for missing tags; ARGV[7] "1" when tags are conditional; ARGV[8..] tokens
-#: the fill read ("" for a missing tag key).
-#: A missing tag that a fill saw missing may since have been created by another store (token
-#: "c…": adopt it) but not by an invalidation (token "i…": abort).
-STORE: Final = _READABLE + """
+#: The entry condition of a store (KEYS[1] the entry, ARGV[1] the expected marker: "-" none,
+#: "" missing, "?" unreadable, else that marker), shared by STORE and STORE_ENTRY.
+_EXPECT: Final = _READABLE + """
 local expect = ARGV[1]
 if expect == '?' then
   local cur = redis.call('GET', KEYS[1])
@@ -36,7 +30,17 @@ if expect == '?' then
 elseif expect ~= '-' then
   if redis.call('GETRANGE', KEYS[1], 0, 19) ~= expect then return 0 end
 end
-local n = #KEYS - 1
+"""
+
+#: Conditional or unconditional store of an entry with its tags.
+#: KEYS[1] entry, KEYS[2..] tag keys.
+#: ARGV[1] expected marker: "-" unconditional, "" missing, "?" unreadable, else a marker;
+#: ARGV[2] header up to the tag tokens; ARGV[3] payload; ARGV[4] entry px; ARGV[5] tag px;
+#: ARGV[6] token for missing tags; ARGV[7] "1" when tags are conditional; ARGV[8..] tokens
+#: the fill read ("" for a missing tag key).
+#: A missing tag that a fill saw missing may since have been created by another store (token
+#: "c…": adopt it) but not by an invalidation (token "i…": abort).
+STORE: Final = _EXPECT + """local n = #KEYS - 1
 local toks = {}
 for i = 1, n do
   local cur = redis.call('GET', KEYS[i + 1])
@@ -93,17 +97,7 @@ return toks
 
 #: Cluster, step two: the entry part of STORE, with the tag tokens already settled.
 #: KEYS[1] entry; ARGV[1] expected marker; ARGV[2] full header; ARGV[3] payload; ARGV[4] px.
-STORE_ENTRY: Final = _READABLE + """
-local expect = ARGV[1]
-if expect == '?' then
-  local cur = redis.call('GET', KEYS[1])
-  if not cur or string.sub(cur, 1, 4) == 'cdT:' or string.match(cur, READABLE) then
-    return 0
-  end
-elseif expect ~= '-' then
-  if redis.call('GETRANGE', KEYS[1], 0, 19) ~= expect then return 0 end
-end
-redis.call('SET', KEYS[1], ARGV[2] .. ARGV[3], 'PX', ARGV[4])
+STORE_ENTRY: Final = _EXPECT + """redis.call('SET', KEYS[1], ARGV[2] .. ARGV[3], 'PX', ARGV[4])
 return 1
 """
 

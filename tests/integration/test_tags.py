@@ -9,7 +9,7 @@ import random
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -26,69 +26,6 @@ write_through = write_through_
 
 
 # --- fixtures ----------------------------------------------------------------------------------
-
-
-def _pools(registry: Registry) -> list[Any]:
-    """The connection pools of the clients a registry made from URLs (private attributes,
-    read defensively: this only serves the teardown below)."""
-    pools = []
-    for slot in getattr(registry, "_slots", {}).values():
-        for backend in getattr(slot, "made", list)():
-            pool = getattr(getattr(backend, "client", None), "connection_pool", None)
-            if pool is not None:
-                pools.append(pool)
-    return pools
-
-
-def _release(registry: Registry) -> None:
-    """Close a sync registry, then disconnect what ``close()`` leaves connected (the leak
-    ``test_close_releases_every_connection`` reports), so no ResourceWarning surfaces in
-    whichever later test the garbage collector happens to run."""
-    registry.close()
-    for pool in _pools(registry):
-        if not asyncio.iscoroutinefunction(pool.disconnect):
-            pool.disconnect()
-
-
-async def _arelease(registry: Registry) -> None:
-    """The asyncio form of :func:`_release`; runs on the loop the clients belong to."""
-    await registry.aclose()
-    for pool in _pools(registry):
-        if asyncio.iscoroutinefunction(pool.disconnect):
-            await pool.disconnect()
-        else:
-            pool.disconnect()
-
-
-@pytest.fixture
-def make_registry() -> Iterator[Callable[..., Registry]]:
-    made: list[Registry] = []
-
-    def make(*args: Any, **kwargs: Any) -> Registry:
-        made.append(Registry(*args, **kwargs))
-        return made[-1]
-
-    yield make
-    for registry in made:
-        _release(registry)
-
-
-@pytest.fixture
-async def amake_registry() -> AsyncIterator[Callable[..., Registry]]:
-    made: list[Registry] = []
-
-    def make(*args: Any, **kwargs: Any) -> Registry:
-        made.append(Registry(*args, **kwargs))
-        return made[-1]
-
-    yield make
-    for registry in made:
-        await _arelease(registry)
-
-
-@pytest.fixture
-def reg(make_registry: Callable[..., Registry], redis_url: str, prefix: str) -> Registry:
-    return make_registry(redis_url, prefix=prefix)
 
 
 @pytest.fixture
@@ -233,13 +170,13 @@ def test_default_registry_module_functions(redis_url: str, prefix: str) -> None:
 
         async def invalidate() -> None:
             await cachedeco.ainvalidate_tags("g:1")
-            await _arelease(cachedeco.registry)
+            await cachedeco.registry.aclose()
 
         asyncio.run(invalidate())
         f(1)
         assert calls.log == [1, 1, 1]
     finally:
-        _release(cachedeco.registry)
+        cachedeco.registry.close()
         cachedeco.configure("memory://")
 
 
