@@ -1,0 +1,92 @@
+"""The operator's command line, run as a subprocess against the test server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import redis
+
+from cachedeco import Registry, cached
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CACHEDECO_")}
+    return subprocess.run([sys.executable, "-m", "cachedeco", *args], capture_output=True,
+                          text=True, timeout=60, check=False, stdin=subprocess.DEVNULL, env=env)
+
+
+def fill(redis_url: str, prefix: str) -> Registry:
+    reg = Registry(redis_url, prefix=prefix)
+
+    @cached(registry=reg, key="user:{uid}", tags=["users"])
+    def user(uid: int) -> dict[str, int]:
+        return {"id": uid}
+
+    for uid in range(3):
+        user(uid)
+    user.invalidate(2)  # a tombstone
+    return reg
+
+
+def test_stats_counts_entries_tombstones_and_tags(redis_url: str, prefix: str) -> None:
+    fill(redis_url, prefix).close()
+    done = cli("stats", "--backend", redis_url, "--prefix", prefix)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert (out["entries"], out["tombstones"], out["tag keys"]) == (2, 1, 1)
+    assert out["function tags"] == 1
+
+
+def test_inspect_shows_the_envelope_and_value(redis_url: str, prefix: str) -> None:
+    fill(redis_url, prefix).close()
+    done = cli("inspect", "user:1", "--backend", redis_url, "--prefix", prefix)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["found"] is True and out["key"] == f"{prefix}:user:1"
+    assert out["value"] == '{"id":1}'
+    assert out["marker"].startswith("cd1:") and 0 < out["pttl_ms"] <= 3_960_000
+    assert len(out["tag_tokens"]) == 2
+    missing = json.loads(cli("inspect", "nope", "--backend", redis_url,
+                             "--prefix", prefix).stdout)
+    assert missing == {"key": f"{prefix}:nope", "found": False}
+
+
+def test_invalidate_tags_makes_entries_miss(redis_url: str, prefix: str) -> None:
+    reg = fill(redis_url, prefix)
+    calls = []
+
+    @cached(registry=reg, key="user:{uid}", tags=["users"])
+    def user(uid: int) -> dict[str, int]:
+        calls.append(uid)
+        return {"id": uid}
+
+    user(0)
+    assert calls == []
+    done = cli("invalidate-tags", "users", "--backend", redis_url, "--prefix", prefix)
+    assert done.returncode == 0, done.stderr
+    user(0)
+    assert calls == [0]
+    reg.close()
+
+
+def test_clear_needs_confirmation_and_spares_foreign_keys(redis_url: str, prefix: str,
+                                                          redis_client: redis.Redis) -> None:
+    fill(redis_url, prefix).close()
+    redis_client.set(f"{prefix}x:foreign", b"1", px=60_000)
+    refused = cli("clear", "--backend", redis_url, "--prefix", prefix)
+    assert refused.returncode == 1 and "--yes" in refused.stderr
+    assert redis_client.exists(f"{prefix}:user:0") == 1
+    done = cli("clear", "--yes", "--backend", redis_url, "--prefix", prefix)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"deleted": 3}
+    assert redis_client.exists(f"{prefix}:user:0", f"{prefix}:user:1") == 0
+    assert redis_client.get(f"{prefix}x:foreign") == b"1"
+
+
+def test_usage_errors() -> None:
+    assert cli("stats").returncode == 2  # no --backend and no $CACHEDECO_BACKEND
+    bad = cli("stats", "--backend", "nope://x")
+    assert bad.returncode == 1 and "unknown scheme" in bad.stderr
