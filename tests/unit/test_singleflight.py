@@ -16,14 +16,8 @@ import pytest
 import cachedeco
 from cachedeco import Registry
 from cachedeco._singleflight import Flights, LeaderGone, WaitTimeout, wait_async, wait_sync
-from cachedeco.backends.leases import (
-    Busy,
-    MemoryLeases,
-    deadline,
-    keep_alive,
-    lease_name,
-    lease_ttl,
-)
+from cachedeco.backends.leases import Busy, deadline, keep_alive, lease_name, lease_ttl
+from cachedeco.backends.leases_memory import MemoryLeases
 
 STATE = ("", ())
 OTHER = ("cdT:0123456789abcdef", ())
