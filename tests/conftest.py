@@ -30,6 +30,7 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
@@ -42,6 +43,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from cachedeco import Registry
+from tests.sqlite_events import Events
 from tools import redis_servers as servers
 from tools.redis_servers import (
     acommandstats,
@@ -306,3 +308,9 @@ async def amake_registry() -> AsyncIterator[Callable[..., Registry]]:
 def reg(make_registry: Callable[..., Registry], redis_url: str, prefix: str) -> Registry:
     """A registry on the test server under the test's prefix."""
     return make_registry(redis_url, prefix=prefix)
+
+
+@pytest.fixture
+def events(tmp_path: Path) -> Events:
+    """A fresh SQLite events table (the database behind write-behind flushes)."""
+    return Events(tmp_path / "events.db")

@@ -5,7 +5,6 @@ flush interval and two processes' workers competing for one queue."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import logging
@@ -28,6 +27,7 @@ import redis
 
 import cachedeco
 from cachedeco import BackendError, Registry
+from tests.sqlite_events import Events
 
 SCRIPT = textwrap.dedent("""
     import contextlib, json, os, signal, sqlite3, sys, time
@@ -73,36 +73,6 @@ SCRIPT = textwrap.dedent("""
         print(json.dumps({"flushed": stats.write_behind_flushed,
                           "duplicates": stats.write_behind_duplicates}))
 """)
-
-
-class Events:
-    """A SQLite table of events: what ``flush`` writes and the tests read back."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.batches: list[int] = []
-        with self.connect() as db:
-            db.execute("CREATE TABLE events (id TEXT, v INTEGER)")
-
-    @contextlib.contextmanager
-    def connect(self) -> Iterator[sqlite3.Connection]:
-        with contextlib.closing(sqlite3.connect(self.path, timeout=10)) as db, db:
-            yield db
-
-    def flush(self, records: list[dict[str, Any]]) -> None:
-        self.batches.append(len(records))
-        with self.connect() as db:
-            db.executemany("INSERT INTO events VALUES (?, ?)",
-                           [(r["id"], r["v"]) for r in records])
-
-    def rows(self) -> list[tuple[str, int]]:
-        with self.connect() as db:
-            return sorted(db.execute("SELECT id, v FROM events").fetchall())
-
-
-@pytest.fixture
-def events(tmp_path: Path) -> Events:
-    return Events(tmp_path / "events.db")
 
 
 def close(*regs: Registry) -> None:

@@ -29,7 +29,8 @@ from cachedeco import BackendError, Registry
 from cachedeco.backends.cluster import AsyncClusterBackend, ClusterBackend
 from cachedeco.backends.queues import AsyncClusterQueue, ClusterQueue
 from tests.integration.test_cluster import primaries_commandstats
-from tests.integration.test_write_behind import Events, close, make, run, stream_of
+from tests.integration.test_write_behind import close, make, run, stream_of
+from tests.sqlite_events import Events
 from tools.redis_servers import cluster_hosts, sentinel_hosts
 
 HELD = 86_400_000  # ms: a held entry's TTL is above this (30 days); a restored one is ttl=60 s
@@ -70,11 +71,6 @@ def reg(url: str, prefix: str) -> Iterator[Registry]:
     registry = Registry(url, prefix=prefix, on_error="raise")
     yield registry
     close(registry)
-
-
-@pytest.fixture
-def events(tmp_path: Any) -> Events:
-    return Events(tmp_path / "events.db")
 
 
 def ttls(raw: Raw, keys: list[str]) -> list[int]:

@@ -4,7 +4,6 @@ letters and the lifecycle, with SQLite as the database behind ``flush``."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
 import subprocess
@@ -24,36 +23,7 @@ from cachedeco import ConfigurationError, Registry
 from cachedeco._stats import Stats
 from cachedeco._write_behind_flow import Ack, Bury, Flush, Job, Settings, deliver
 from cachedeco.backends.queues import Message
-
-
-class Events:
-    """A SQLite table of events: what ``flush`` writes and the tests read back."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.batches: list[int] = []
-        with self.connect() as db:
-            db.execute("CREATE TABLE events (id TEXT, v INTEGER)")
-
-    @contextlib.contextmanager
-    def connect(self) -> Iterator[sqlite3.Connection]:
-        with contextlib.closing(sqlite3.connect(self.path, timeout=10)) as db, db:
-            yield db
-
-    def flush(self, records: list[dict[str, Any]]) -> None:
-        self.batches.append(len(records))
-        with self.connect() as db:
-            db.executemany("INSERT INTO events VALUES (?, ?)",
-                           [(r["id"], r["v"]) for r in records])
-
-    def rows(self) -> list[tuple[str, int]]:
-        with self.connect() as db:
-            return sorted(db.execute("SELECT id, v FROM events").fetchall())
-
-
-@pytest.fixture
-def events(tmp_path: Path) -> Events:
-    return Events(tmp_path / "events.db")
+from tests.sqlite_events import Events
 
 
 @pytest.fixture
