@@ -64,8 +64,7 @@ async def load(b: Bound, call: Call, state: ReadState, since: int = -1) -> Any:
     if not leader:
         b.stats.singleflight_joins += 1
         try:
-            # With lock=True the leader may itself wait lock_timeout for a remote lease.
-            return await wait_async(flight, b.lock_timeout * (2 if b.lock else 1))
+            return await wait_async(flight, b.lock_timeout)
         except (WaitTimeout, LeaderGone):
             return await compute(b, call, state)
     try:

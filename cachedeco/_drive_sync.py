@@ -63,8 +63,7 @@ def load(b: Bound, call: Call, state: ReadState, since: int = -1) -> Any:
     if not leader:
         b.stats.singleflight_joins += 1
         try:
-            # With lock=True the leader may itself wait lock_timeout for a remote lease.
-            return wait_sync(flight, b.lock_timeout * (2 if b.lock else 1))
+            return wait_sync(flight, b.lock_timeout)
         except (WaitTimeout, LeaderGone):
             return compute(b, call, state)
     try:
