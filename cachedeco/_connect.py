@@ -207,6 +207,12 @@ class BackendSlot:
         backend: AsyncBackend = scaleout.make_async(self.kind, spec, self.options)
         return backend
 
+    def made_here(self) -> list[AsyncBackend]:
+        """The asyncio backends usable on the running loop (to close them there)."""
+        here = [] if self._ready_async is None else [self._ready_async]
+        backend = self._async.get(asyncio.get_running_loop())
+        return here if backend is None else [*here, backend]
+
     def made(self) -> list[Backend | AsyncBackend]:
         """Every backend made so far (to close them)."""
         made: list[Backend | AsyncBackend] = [*self._async.values()]

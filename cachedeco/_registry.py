@@ -319,10 +319,9 @@ class Registry:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         for slot in self._slots.values():
-            for backend in slot.made():
-                if asyncio.iscoroutinefunction(backend.close):
-                    with contextlib.suppress(*BACKEND_ERRORS):
-                        await backend.close()
+            for backend in slot.made_here():  # another loop's clients close with that loop
+                with contextlib.suppress(*BACKEND_ERRORS):
+                    await backend.close()
         self.close()
 
     def __enter__(self) -> Registry:
