@@ -10,7 +10,7 @@ import inspect
 import math
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any, Final, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import Any, Final, ParamSpec, TypeVar, cast, overload
 
 from cachedeco import _drive_async, _drive_sync
 from cachedeco._codec import make_codec
@@ -32,10 +32,6 @@ R = TypeVar("R")
 TagsArg = Iterable[str] | Callable[..., Iterable[str]]
 SPEC_ATTR: Final = "__cachedeco_spec__"
 _BOUND_SELF: Final = ("self", "cls")
-
-
-class _HasSpec(Protocol):
-    __cachedeco_spec__: Spec
 
 
 def unwrap_callable(func: object, what: str) -> tuple[Callable[..., Any], str | None]:

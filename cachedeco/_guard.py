@@ -36,11 +36,6 @@ class Breaker:
         self._probing = False
         self._lock = threading.Lock()
 
-    @property
-    def is_open(self) -> bool:
-        """True while calls skip the backend."""
-        return self._failures >= self.threshold
-
     def allow(self) -> bool:
         """Whether a call may use the backend now (closed, or the one half-open probe)."""
         if self._failures < self.threshold:
