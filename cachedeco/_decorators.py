@@ -15,13 +15,14 @@ from typing import Any, Final, ParamSpec, TypeVar, cast, overload
 from cachedeco import _drive_async, _drive_sync
 from cachedeco._codec import make_codec
 from cachedeco._flow import Bound
-from cachedeco._keys import Binder, KeyBuilder, Template, escape_text
+from cachedeco._keys import KeyBuilder
 from cachedeco._policy import Policy, check_jitter, check_ttl
 from cachedeco._protocols import AsyncCachedFunction, CachedDecorator, CachedFunction
 from cachedeco._registry import Registry
 from cachedeco._registry import registry as default_registry
 from cachedeco._singleflight import Flights
 from cachedeco._stats import Stats
+from cachedeco._templates import Binder, Template, escape_text
 from cachedeco.errors import ConfigurationError
 
 __all__ = ["Spec", "cached", "spec_of", "write_through"]

@@ -21,9 +21,9 @@ from cachedeco._codec import make_codec
 from cachedeco._connect import BackendSlot, Options
 from cachedeco._entry import new_tag_token
 from cachedeco._guard import BACKEND_ERRORS, Breaker, Guard
-from cachedeco._keys import escape_text
 from cachedeco._policy import check_jitter, check_ttl
 from cachedeco._stats import Stats
+from cachedeco._templates import escape_text
 from cachedeco.errors import ConfigurationError
 
 if TYPE_CHECKING:

@@ -25,9 +25,10 @@ from cachedeco._decorators import (
 )
 from cachedeco._flow import Bound
 from cachedeco._guard import logger
-from cachedeco._keys import Binder, KeyBuilder, Template
+from cachedeco._keys import KeyBuilder
 from cachedeco._policy import Policy
 from cachedeco._registry import Registry
+from cachedeco._templates import Binder, Template
 from cachedeco.errors import BackendError, ConfigurationError
 
 __all__ = ["Link", "make_write_through"]
