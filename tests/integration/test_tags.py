@@ -855,6 +855,34 @@ def test_clear_leaves_foreign_keys_alone(make_registry: Callable[..., Registry],
     assert len(calls) == 10
 
 
+def test_a_lost_tag_key_never_resurrects_old_entries(reg: Registry,
+                                                       redis_client: redis.Redis,
+                                                       prefix: str) -> None:
+    """Entries record their tags' tokens and never 'missing': a tag key that is evicted or
+    expires (here: deleted, as eviction would) makes its entries miss, and so does a tag whose
+    invalidation mark later expired."""
+    calls = Calls()
+
+    @cached(registry=reg, tags=["t"])
+    def f(x: int) -> int:
+        calls(x)
+        return x
+
+    f(1)
+    redis_client.delete(f"{prefix}:~tag:t")  # evicted
+    f(1)
+    assert calls.log == [1, 1]
+    f(2)
+    reg.invalidate_tags("t")
+    redis_client.delete(f"{prefix}:~tag:t")  # the mark expired
+    f(1)
+    f(2)
+    assert calls.log == [1, 1, 2, 1, 2]
+    f(1)
+    f(2)
+    assert calls.log == [1, 1, 2, 1, 2]  # cached again under the new token
+
+
 # --- last: no KEYS, FLUSHDB or FLUSHALL during this module ----------------------------------------
 
 
