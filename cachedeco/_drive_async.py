@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cachedeco._entry import CORRUPT, NO_VALUE, Write, new_tag_token, new_tombstone
-from cachedeco._flow import Bound, Call, ReadState
+from cachedeco._flow import UNCACHED, Bound, Call, ReadState
 from cachedeco._guard import BACKEND_ERRORS, logger
 from cachedeco._singleflight import LeaderGone, WaitTimeout, wait_async
 from cachedeco.errors import SerializationError
@@ -26,14 +26,14 @@ async def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kw
     """The decorated call: a hit returns after one read; anything else goes through a load."""
     key = b.key(args, kwargs)
     tag_keys = b.tags(args, kwargs)
-    if not b.guard.allow(key, b.name):
-        return await func(*args, **kwargs)
     since = b.flights.landings
+    if not b.guard.allow(key, b.name):
+        return await load(b, Call(func, args, kwargs, key, tag_keys), UNCACHED, since)
     try:
         entry, tokens = await b.slot.abackend().read(key, tag_keys)
     except BACKEND_ERRORS as exc:
         b.guard.failed(exc, key=key, function=b.name, action="read")
-        return await func(*args, **kwargs)
+        return await load(b, Call(func, args, kwargs, key, tag_keys), UNCACHED, since)
     b.guard.breaker.success()
     if entry is not None and entry.tags == tokens and entry.value is not NO_VALUE:
         value = entry.value if b.codec is None else b.decode(entry)
@@ -80,8 +80,9 @@ async def load(b: Bound, call: Call, state: ReadState, since: int = -1) -> Any:
 
 
 async def compute(b: Bound, call: Call, state: ReadState | None) -> Any:
-    """Call the function and store its result (conditionally on ``state`` unless None); with
-    ``lock=True`` a fill runs under the entry's lease, so one process of all computes it."""
+    """Call the function and store its result (conditionally on ``state`` unless None; not
+    at all when UNCACHED); with ``lock=True`` a fill runs under the entry's lease, so one
+    process of all computes it."""
 
     async def run() -> Any:
         start = time.perf_counter()
@@ -92,12 +93,14 @@ async def compute(b: Bound, call: Call, state: ReadState | None) -> Any:
             raise
         delta = time.perf_counter() - start
         b.stats.loads += 1
+        if state is UNCACHED:
+            return value
         payload = b.encode(value)
         if payload is not NO_VALUE:
             await store(b, call, b.write(payload, delta, call.tag_keys, state))
         return value
 
-    if b.lock and state is not None:
+    if b.lock and state is not None and state is not UNCACHED:
         from cachedeco._lease_async import leased
 
         return await leased(b, call, state, run)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cachedeco._entry import CORRUPT, NO_VALUE, Write, new_tag_token, new_tombstone
-from cachedeco._flow import Bound, Call, ReadState
+from cachedeco._flow import UNCACHED, Bound, Call, ReadState
 from cachedeco._guard import BACKEND_ERRORS, logger
 from cachedeco._singleflight import LeaderGone, WaitTimeout, wait_sync
 from cachedeco.errors import SerializationError
@@ -25,14 +25,14 @@ def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) 
     """The decorated call: a hit returns after one read; anything else goes through a load."""
     key = b.key(args, kwargs)
     tag_keys = b.tags(args, kwargs)
-    if not b.guard.allow(key, b.name):
-        return func(*args, **kwargs)
     since = b.flights.landings
+    if not b.guard.allow(key, b.name):
+        return load(b, Call(func, args, kwargs, key, tag_keys), UNCACHED, since)
     try:
         entry, tokens = b.slot.backend().read(key, tag_keys)
     except BACKEND_ERRORS as exc:
         b.guard.failed(exc, key=key, function=b.name, action="read")
-        return func(*args, **kwargs)
+        return load(b, Call(func, args, kwargs, key, tag_keys), UNCACHED, since)
     b.guard.breaker.success()
     if entry is not None and entry.tags == tokens and entry.value is not NO_VALUE:
         value = entry.value if b.codec is None else b.decode(entry)
@@ -79,8 +79,9 @@ def load(b: Bound, call: Call, state: ReadState, since: int = -1) -> Any:
 
 
 def compute(b: Bound, call: Call, state: ReadState | None) -> Any:
-    """Call the function and store its result (conditionally on ``state`` unless None); with
-    ``lock=True`` a fill runs under the entry's lease, so one process of all computes it."""
+    """Call the function and store its result (conditionally on ``state`` unless None; not
+    at all when UNCACHED); with ``lock=True`` a fill runs under the entry's lease, so one
+    process of all computes it."""
 
     def run() -> Any:
         start = time.perf_counter()
@@ -91,12 +92,14 @@ def compute(b: Bound, call: Call, state: ReadState | None) -> Any:
             raise
         delta = time.perf_counter() - start
         b.stats.loads += 1
+        if state is UNCACHED:
+            return value
         payload = b.encode(value)
         if payload is not NO_VALUE:
             store(b, call, b.write(payload, delta, call.tag_keys, state))
         return value
 
-    if b.lock and state is not None:
+    if b.lock and state is not None and state is not UNCACHED:
         from cachedeco._lease_sync import leased
 
         return leased(b, call, state, run)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from cachedeco._connect import BackendSlot
     from cachedeco._registry import Registry
 
-__all__ = ["Bound", "Call", "ReadState", "is_current"]
+__all__ = ["UNCACHED", "Bound", "Call", "ReadState", "is_current"]
 
 logger = logging.getLogger("cachedeco")
 
@@ -33,6 +33,10 @@ KeyFn = Callable[[tuple[Any, ...], dict[str, Any]], str]
 #: What a fill read: the entry's marker ("" when absent) and its tags' tokens. A store made
 #: from it succeeds only while both are unchanged; a flight is shared only by equal states.
 ReadState = tuple[str, tuple[str | None, ...]]
+#: The state of calls made while the backend is unavailable: they still share one load per
+#: key in this process (the database is spared a stampede when the cache fails), and the
+#: load stores nothing.
+UNCACHED: ReadState = ("!uncached", ())
 TagsFn = Callable[[tuple[Any, ...], dict[str, Any]], tuple[str, ...]]
 
 
