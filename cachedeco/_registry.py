@@ -92,6 +92,11 @@ class Registry:
         if serializer == "pickle" and not secret:
             raise ConfigurationError('serializer="pickle" requires secret= (payloads are signed)')
         make_codec(serializer, name="registry", secret=secret)  # checks the serializer now
+        waiting = [s for s in self._services if s.left_in_memory()]
+        if waiting:
+            raise ConfigurationError(
+                f"{len(waiting)} write-behind queue(s) still hold records in memory, which "
+                "the new backends would never deliver: call flush() (or aflush()) first")
         options = self._options(backend_options)
         ttl, jitter = check_ttl(ttl), check_jitter(jitter)
         lock_timeout = check_ttl(lock_timeout, "lock_timeout")

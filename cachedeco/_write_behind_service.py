@@ -324,7 +324,7 @@ class WriteBehind:
         else:
             await asyncio.to_thread(self.drain, raise_errors=True)
 
-    def _left_in_memory(self) -> bool:
+    def left_in_memory(self) -> bool:
         """Whether records wait in an in-process queue that no worker will deliver."""
         try:
             bound = self.link.bound()
@@ -334,7 +334,7 @@ class WriteBehind:
 
     def close(self) -> None:
         """Stop the worker after its batch, once it delivered what waits (no-op if unused)."""
-        if self.worker.stop() or not self._left_in_memory():
+        if self.worker.stop() or not self.left_in_memory():
             return
         if self.is_async:
             self._blocking(self._afinal)
@@ -344,7 +344,7 @@ class WriteBehind:
     async def aclose(self) -> None:
         """The asyncio form of :meth:`close`."""
         if self.is_async:
-            if await cast(TaskWorker, self.worker).astop() or not self._left_in_memory():
+            if await cast(TaskWorker, self.worker).astop() or not self.left_in_memory():
                 return
             await self._afinal()
         else:
