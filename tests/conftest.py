@@ -43,7 +43,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from cachedeco import Registry
-from tests.sqlite_events import Events
+from tests.write_behind_support import Events
 from tools import redis_servers as servers
 from tools.redis_servers import (
     acommandstats,

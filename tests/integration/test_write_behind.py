@@ -27,7 +27,7 @@ import redis
 
 import cachedeco
 from cachedeco import BackendError, Registry
-from tests.sqlite_events import Events
+from tests.write_behind_support import Events, make
 
 SCRIPT = textwrap.dedent("""
     import contextlib, json, os, signal, sqlite3, sys, time
@@ -86,22 +86,6 @@ def reg(redis_url: str, prefix: str) -> Iterator[Registry]:
     registry = Registry(redis_url, prefix=prefix)
     yield registry
     close(registry)
-
-
-def make(reg: Registry, flush: Any, **options: Any) -> tuple[Any, Any]:
-    """A @cached reader and a @write_behind writer of events on ``reg``."""
-
-    @cachedeco.cached(registry=reg, ttl=60)
-    def get_event(event_id: str) -> dict[str, Any] | None:
-        return None
-
-    options.setdefault("flush_interval", 3600)
-
-    @cachedeco.write_behind(get_event, flush=flush, **options)
-    def record_event(event_id: str, v: int) -> dict[str, Any]:
-        return {"id": event_id, "v": v}
-
-    return get_event, record_event
 
 
 def stream_of(prefix: str, writer: Any) -> str:

@@ -29,8 +29,8 @@ from cachedeco import BackendError, Registry
 from cachedeco.backends.cluster import AsyncClusterBackend, ClusterBackend
 from cachedeco.backends.queues import AsyncClusterQueue, ClusterQueue
 from tests.integration.test_cluster import primaries_commandstats
-from tests.integration.test_write_behind import close, make, run, stream_of
-from tests.sqlite_events import Events
+from tests.integration.test_write_behind import close, run, stream_of
+from tests.write_behind_support import Events, make
 from tools.redis_servers import cluster_hosts, sentinel_hosts
 
 HELD = 86_400_000  # ms: a held entry's TTL is above this (30 days); a restored one is ttl=60 s

@@ -23,7 +23,7 @@ from cachedeco import ConfigurationError, Registry
 from cachedeco._stats import Stats
 from cachedeco._write_behind_flow import Ack, Bury, Flush, Job, Settings, deliver
 from cachedeco.backends.queues import Message
-from tests.sqlite_events import Events
+from tests.write_behind_support import Events, make
 
 
 @pytest.fixture
@@ -31,22 +31,6 @@ def reg() -> Iterator[Registry]:
     registry = Registry("memory://", prefix="wbmem")
     yield registry
     registry.close()
-
-
-def make(reg: Registry, flush: Any, **options: Any) -> tuple[Any, Any]:
-    """A @cached reader and a @write_behind writer of events on ``reg``."""
-
-    @cachedeco.cached(registry=reg)
-    def get_event(event_id: str) -> dict[str, Any] | None:
-        return None
-
-    options.setdefault("flush_interval", 3600)
-
-    @cachedeco.write_behind(get_event, flush=flush, **options)
-    def record_event(event_id: str, v: int) -> dict[str, Any]:
-        return {"id": event_id, "v": v}
-
-    return get_event, record_event
 
 
 @pytest.mark.parametrize("options", [

@@ -1,4 +1,5 @@
-"""A SQLite table of events: the real database behind the write-behind tests' ``flush``."""
+"""What the write-behind tests share: a SQLite events table (the real database behind
+``flush``) and a reader/writer pair of functions on a registry."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import cachedeco
+from cachedeco import Registry
 
 
 class Events:
@@ -32,3 +36,19 @@ class Events:
     def rows(self) -> list[tuple[str, int]]:
         with self.connect() as db:
             return sorted(db.execute("SELECT id, v FROM events").fetchall())
+
+
+def make(reg: Registry, flush: Any, **options: Any) -> tuple[Any, Any]:
+    """A @cached reader (ttl 60 s) and a @write_behind writer of events on ``reg``."""
+
+    @cachedeco.cached(registry=reg, ttl=60)
+    def get_event(event_id: str) -> dict[str, Any] | None:
+        return None
+
+    options.setdefault("flush_interval", 3600)
+
+    @cachedeco.write_behind(get_event, flush=flush, **options)
+    def record_event(event_id: str, v: int) -> dict[str, Any]:
+        return {"id": event_id, "v": v}
+
+    return get_event, record_event
