@@ -1,68 +1,97 @@
-"""Generate the sync twins of cachedeco's asyncio drivers (``python -m tools.unasync``).
+"""Generate the sync twin of every ``_async/`` directory (``python -m tools.unasync``).
 
-The async file is the source of truth; the sync one is derived by plain token rewrites, so
-the two never drift apart. ``--check`` exits 1 when a generated file is out of date (CI).
+Where sync and async code must differ only by ``await``, the asyncio file is the source of
+truth and the sync one is derived from it by token rewrites, as httpcore does: every ``.py``
+file of ``X/_async/`` becomes ``X/_sync/`` with the same name. ``--check`` exits 1 when a
+generated file is missing, stale or has no source any more (the test command runs it).
+
+The rewrites, in order: ``Async`` + a capitalised name drops the prefix (``AsyncRedisBackend``
+→ ``RedisBackend``), ``async def/with/for`` and ``await`` lose their keyword, module paths
+``_async`` become ``_sync``, redis-py's ``redis.asyncio`` becomes ``redis``, the dunder and
+``a``-prefixed twins in :data:`A_NAMES` lose their ``a``, and asyncio-only calls in
+:data:`CALLS` become their blocking forms.
 """
 
 from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PAIRS = [
-    ("cachedeco/_drive_async.py", "cachedeco/_drive_sync.py"),
-    ("cachedeco/_lease_async.py", "cachedeco/_lease_sync.py"),
-]
-RULES = [
-    (r"\basync def ", "def "),
-    (r"\bawait ", ""),
-    (r"\basync with ", "with "),
-    (r"\basync for ", "for "),
-    (r"\babackend\(\)", "backend()"),
-    (r"\bwait_async\b", "wait_sync"),
-    (r"\bspawn_async\b", "spawn_sync"),
-    (r"\basleep\b", "sleep"),
-    (r"\bAsyncBackend\b", "Backend"),
-    (r"\b_lease_async\b", "_lease_sync"),
-    (r"\bAsyncLeases\b", "Leases"),
-    (r"\bAsyncLease\b", "Lease"),
-    (r"\bAsyncRun\b", "Run"),
-    (r"\baleases_of\b", "leases_of"),
-    (r"\bakeep_alive\b", "keep_alive"),
-]
-HEADER = (
-    '"""{title}.\n\n'
-    "GENERATED from ``{name}`` by ``python -m tools.unasync``: do not edit.\n"
-    '"""\n'
+#: The directories that hold an ``_async`` source and its generated ``_sync`` twin.
+TREES = ("cachedeco", "tests")
+#: Names whose asyncio form is the sync name with an ``a`` in front.
+A_NAMES = (
+    "aacquire", "abackend", "aclear", "aclose", "adead_letters", "aenter", "aexit", "aflush",
+    "ainvalidate_pattern", "ainvalidate_tags", "aiter", "amake_registry", "anext", "arelease",
+    "areplay_dead_letters", "astop",
 )
+#: asyncio-only calls and their blocking forms (the source imports ``time`` for them).
+CALLS = ((r"\basyncio\.sleep\(", "time.sleep("),)
+RULES: tuple[tuple[str, str], ...] = (
+    (r"\bAsync([A-Z]\w*)", r"\1"),
+    (r"\basync def\b", "def"),
+    (r"\basync with\b", "with"),
+    (r"\basync for\b", "for"),
+    (r"\bawait ", ""),
+    (r"\b_async\b", "_sync"),
+    (r"\bredis\.asyncio\.", "redis."),
+    (r"\bredis\.asyncio\b", "redis"),
+    (r"\b__a(enter|exit|iter|next)__\b", r"__\1__"),
+    *((rf"\b{name}\b", name[1:]) for name in A_NAMES),
+    *CALLS,
+)
+HEADER = "# GENERATED from {source} by `python -m tools.unasync`: do not edit.\n"
 
 
-def unasync(source: str, name: str = "_drive_async.py") -> str:
-    """The sync twin of an async module's source; its docstring's title is the async one's
-    (up to a colon) with "asyncio" read as "sync"."""
-    _, doc, body = source.split('"""', 2)
-    title = doc.strip().splitlines()[0].split(": ")[0].rstrip(".").replace("asyncio", "sync")
-    body = body.lstrip("\n")
+def unasync(source: str, origin: str = "an _async file") -> str:
+    """The sync twin of an asyncio module's source."""
+    text = source
     for pattern, replacement in RULES:
-        body = re.sub(pattern, replacement, body)
-    return HEADER.format(title=title, name=name) + "\n" + body
+        text = re.sub(pattern, replacement, text)
+    return HEADER.format(source=origin) + text
+
+
+def pairs(root: Path = ROOT) -> Iterator[tuple[Path, Path]]:
+    """Every ``_async`` source file and the ``_sync`` file generated from it."""
+    for tree in TREES:
+        for source_dir in sorted((root / tree).rglob("_async")):
+            if source_dir.is_dir():
+                for source in sorted(source_dir.glob("*.py")):
+                    yield source, source_dir.parent / "_sync" / source.name
+
+
+def orphans(root: Path = ROOT) -> list[Path]:
+    """Generated files whose source is gone."""
+    wanted = {target for _, target in pairs(root)}
+    found = []
+    for tree in TREES:
+        for sync_dir in (root / tree).rglob("_sync"):
+            found += [p for p in sync_dir.glob("*.py") if p not in wanted]
+    return sorted(found)
 
 
 def main(argv: list[str]) -> int:
     """Write (or with --check, compare) every generated twin."""
+    check = "--check" in argv
     stale = []
-    for source, target in PAIRS:
-        text = unasync((ROOT / source).read_text(), Path(source).name)
-        path = ROOT / target
-        if "--check" in argv:
-            if not path.exists() or path.read_text() != text:
+    for source, target in pairs():
+        text = unasync(source.read_text(), source.relative_to(ROOT).as_posix())
+        if check:
+            if not target.exists() or target.read_text() != text:
                 stale.append(target)
         else:
-            path.write_text(text)
-    for target in stale:
-        print(f"{target} is out of date: run python -m tools.unasync", file=sys.stderr)
+            target.parent.mkdir(exist_ok=True)
+            target.write_text(text)
+    for path in orphans():
+        if check:
+            stale.append(path)
+        else:
+            path.unlink()
+    for path in stale:
+        print(f"{path.relative_to(ROOT)} is stale: run python -m tools.unasync", file=sys.stderr)
     return 1 if stale else 0
 
 
