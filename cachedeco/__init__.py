@@ -1,18 +1,21 @@
 """cachedeco: decorator-based memoization over Redis (or in memory), correct under concurrency.
 
-The public surface is exactly the names in ``__all__`` (see API.md); everything in a module
-whose name starts with ``_`` is private and may change.
+The public API is exactly the names in ``__all__`` below, plus ``cachedeco.errors`` (the
+exception hierarchy) and, from the later modules that say so, their documented names.
+Everything else — the packages ``core``, ``backends``, ``runtime``, ``flows`` and ``api`` —
+is private and may change in any release.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from cachedeco._decorators import cached, write_through
-from cachedeco._lock import Lock as _Lock
-from cachedeco._registry import Registry, registry
-from cachedeco._stats import Stats
-from cachedeco._write_behind import write_behind
+from cachedeco.api.cached import cached
+from cachedeco.api.lock import Lock as _Lock
+from cachedeco.api.registry import Registry, registry
+from cachedeco.api.write_behind import write_behind
+from cachedeco.api.write_through import write_through
+from cachedeco.core.stats import Stats
 from cachedeco.errors import (
     BackendError,
     CacheError,

@@ -18,8 +18,9 @@ from typing import Any
 
 import orjson
 
-from cachedeco._entry import Entry, decode_entry
-from cachedeco._registry import Registry, escape_glob
+from cachedeco.api.registry import Registry
+from cachedeco.core.entry import Entry, decode_entry
+from cachedeco.core.keyspace import FAMILIES, escape_glob
 from cachedeco.errors import CacheError
 
 __all__ = ["main"]
@@ -45,16 +46,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _kind(key: str, prefix: str) -> str:
-    """Which family a key under the prefix belongs to, by its second segment."""
-    rest = key[len(prefix) + 1:]
-    family = rest.split(":", 1)[0]
-    if not family.startswith("~"):
-        return "entries"
-    return {"~tag": "tag keys", "~fn": "function tags", "~lease": "leases", "~lock": "locks",
-            "~wb": "write-behind"}.get(family, "internal")
-
-
 def stats(registry: Registry) -> dict[str, Any]:
     """Counts of entries, tombstones, tags and other keys under the prefix, plus server info."""
     client = getattr(registry.slot("default").backend(), "client", None)
@@ -63,9 +54,11 @@ def stats(registry: Registry) -> dict[str, Any]:
     counts: Counter[str] = Counter()
     for raw in client.scan_iter(match=escape_glob(registry.prefix) + ":*", count=1000):
         key = raw.decode() if isinstance(raw, bytes) else str(raw)
-        kind = _kind(key, registry.prefix)
-        if kind == "entries" and client.getrange(key, 0, 3) == b"cdT:":
-            kind = "tombstones"
+        family = registry.keyspace.family(key)
+        if family == "entries":
+            kind = "tombstones" if client.getrange(key, 0, 3) == b"cdT:" else "entries"
+        else:
+            kind = FAMILIES.get(family, "other keys of cachedeco's own")
         counts[kind] += 1
     info = client.info("memory")
     server = info if "used_memory_human" in info else next(iter(info.values()), {})

@@ -5,7 +5,7 @@ truth and the sync one is derived from it by token rewrites, as httpcore does: e
 file of ``X/_async/`` becomes ``X/_sync/`` with the same name. ``--check`` exits 1 when a
 generated file is missing, stale or has no source any more (the test command runs it).
 
-The rewrites, in order: ``Async`` + a capitalised name drops the prefix (``AsyncRedisBackend``
+The rewrites, in order: ``Async`` before a capital letter goes (``AsyncRedisBackend``
 → ``RedisBackend``), ``async def/with/for`` and ``await`` lose their keyword, module paths
 ``_async`` become ``_sync``, redis-py's ``redis.asyncio`` becomes ``redis``, the dunder and
 ``a``-prefixed twins in :data:`A_NAMES` lose their ``a``, and asyncio-only calls in
@@ -24,14 +24,15 @@ ROOT = Path(__file__).resolve().parent.parent
 TREES = ("cachedeco", "tests")
 #: Names whose asyncio form is the sync name with an ``a`` in front.
 A_NAMES = (
-    "aacquire", "abackend", "aclear", "aclose", "adead_letters", "aenter", "aexit", "aflush",
-    "ainvalidate_pattern", "ainvalidate_tags", "aiter", "amake_registry", "anext", "arelease",
-    "areplay_dead_letters", "astop",
+    "aacquire", "abackend", "aclear", "aclose", "adead_letters", "adrain", "afinal", "aflush",
+    "ainvalidate_pattern", "ainvalidate_tags", "ajoin_flight", "akeep_alive", "alock",
+    "amake_registry", "aowner", "apush", "aqueue", "arelease", "areplay_dead_letters",
+    "asleep", "aspawn",
 )
-#: asyncio-only calls and their blocking forms (the source imports ``time`` for them).
-CALLS = ((r"\basyncio\.sleep\(", "time.sleep("),)
+#: asyncio-only calls and their blocking forms.
+CALLS = ((r"\basyncio\.shield\(", "("),)
 RULES: tuple[tuple[str, str], ...] = (
-    (r"\bAsync([A-Z]\w*)", r"\1"),
+    (r"Async(?=[A-Z])", ""),
     (r"\basync def\b", "def"),
     (r"\basync with\b", "with"),
     (r"\basync for\b", "for"),
@@ -40,13 +41,14 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"\bredis\.asyncio\.", "redis."),
     (r"\bredis\.asyncio\b", "redis"),
     (r"\b__a(enter|exit|iter|next)__\b", r"__\1__"),
+    (r"\basyncio flavour\b", "sync flavour"),
     *((rf"\b{name}\b", name[1:]) for name in A_NAMES),
     *CALLS,
 )
-HEADER = "# GENERATED from {source} by `python -m tools.unasync`: do not edit.\n"
+HEADER = "# GENERATED from _async/{source} by tools/unasync.py: do not edit.\n"
 
 
-def unasync(source: str, origin: str = "an _async file") -> str:
+def unasync(source: str, origin: str = "a module") -> str:
     """The sync twin of an asyncio module's source."""
     text = source
     for pattern, replacement in RULES:
@@ -78,7 +80,7 @@ def main(argv: list[str]) -> int:
     check = "--check" in argv
     stale = []
     for source, target in pairs():
-        text = unasync(source.read_text(), source.relative_to(ROOT).as_posix())
+        text = unasync(source.read_text(), source.name)
         if check:
             if not target.exists() or target.read_text() != text:
                 stale.append(target)

@@ -1,1 +1,2 @@
-"""Backends: one small Protocol (``base``), the embedded memory backend and Redis."""
+"""Backends: the small contracts every backend implements, and their homes (memory, Redis,
+Redis Cluster, Sentinel). Imports only ``core`` and ``errors``."""

@@ -1,21 +1,56 @@
 """The backend contracts: a small core every backend implements, in a sync and an async flavour.
 
-The core speaks in envelopes (:mod:`cachedeco._entry`): ``read`` fetches an entry with its tags'
+The core speaks in envelopes (:mod:`cachedeco.core.entry`): ``read`` fetches an entry with its tags'
 current tokens in one round trip, ``write`` carries out a (conditional) store atomically, and
 ``invalidate``/``invalidate_tags`` leave markers that make later reads miss. Locks and the
-write-behind queue are separate small contracts, so a backend can offer them or not.
+write-behind queue are separate small contracts (:mod:`.contracts`) that a backend hands out
+through its ``leases()`` and ``queue()`` methods.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
 
-from cachedeco._entry import Entry, Write
+import redis.exceptions
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-__all__ = ["AsyncBackend", "Backend", "ReadResult"]
+from cachedeco.backends.contracts.leases import AsyncLeases, Leases
+from cachedeco.backends.contracts.queues import AsyncQueue, Queue
+from cachedeco.core.entry import Entry, Write
+from cachedeco.core.keyspace import QueueNames
+
+__all__ = ["BACKEND_ERRORS", "AsyncBackend", "Backend", "ConnectionOptions", "ReadResult"]
 
 ReadResult = tuple[Entry | None, tuple[str | None, ...]]
+
+#: What a backend raises when it is down, slow or refusing: translated, counted, logged.
+BACKEND_ERRORS: Final = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException,
+                         OSError, asyncio.TimeoutError)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionOptions:
+    """Connection settings shared by every client a registry makes; timeouts are bounded."""
+
+    socket_timeout: float = 1.0
+    socket_connect_timeout: float = 1.0
+    max_connections: int = 64
+    pool_timeout: float = 5.0
+    maxsize: int = 10_000  # entries of a memory:// backend
+    extra: dict[str, Any] = field(default_factory=dict)  # other redis-py connection keywords
+
+    def redis_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for redis-py clients and pools: bounded, no retry storms."""
+        return {
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": self.socket_connect_timeout,
+            "retry": Retry(NoBackoff(), 0),
+            **self.extra,
+        }
 
 
 class Backend(Protocol):
@@ -47,6 +82,14 @@ class Backend(Protocol):
 
     def raw(self, key: str) -> bytes | Entry | None:
         """What the backend holds at ``key``, for the operator's ``inspect``."""
+        ...
+
+    def leases(self) -> Leases:
+        """The backend's leases (``lock=True``, ``cachedeco.lock``), one object per backend."""
+        ...
+
+    def queue(self, names: QueueNames) -> Queue:
+        """The write-behind queue called ``names`` beside this backend, one per name."""
         ...
 
     def close(self) -> None:
@@ -81,6 +124,14 @@ class AsyncBackend(Protocol):
 
     async def raw(self, key: str) -> bytes | Entry | None:
         """See :meth:`Backend.raw`."""
+        ...
+
+    def leases(self) -> AsyncLeases:
+        """See :meth:`Backend.leases`."""
+        ...
+
+    def queue(self, names: QueueNames) -> AsyncQueue:
+        """See :meth:`Backend.queue`."""
         ...
 
     async def close(self) -> None:

@@ -39,7 +39,7 @@ from typing import Any
 
 import pytest
 
-from cachedeco._entry import (
+from cachedeco.core.entry import (
     CORRUPT,
     NO_VALUE,
     Entry,

@@ -12,8 +12,10 @@ import pytest
 import redis
 import redis.asyncio
 
-from cachedeco.backends.memory import AsyncMemoryBackend, MemoryBackend
-from cachedeco.backends.redis import AsyncRedisBackend, RedisBackend
+from cachedeco.backends.memory.faces import AsyncMemoryBackend
+from cachedeco.backends.memory.store import MemoryBackend
+from cachedeco.backends.redis._sync.single import RedisBackend
+from cachedeco.backends.redis.batching import CoalescingRedisBackend as AsyncRedisBackend
 from tests.backends.conformance import BackendContract, BytesBackendContract, Driver, Poke
 
 

@@ -24,14 +24,11 @@ from redis.crc import key_slot
 
 import cachedeco
 from cachedeco import Registry
-from cachedeco._entry import CREATED_TAG, Write, new_marker, new_tag_token, new_tombstone
-from cachedeco.backends import scaleout
-from cachedeco.backends.cluster import (
-    AsyncClusterBackend,
-    ClusterBackend,
-    tag_plan,
-    tag_slot_key,
-)
+from cachedeco.backends.redis import urls
+from cachedeco.backends.redis._async.cluster import AsyncClusterBackend
+from cachedeco.backends.redis._sync.cluster import ClusterBackend
+from cachedeco.backends.redis.cluster_plan import tag_plan, tag_slot_key
+from cachedeco.core.entry import CREATED_TAG, Write, new_marker, new_tag_token, new_tombstone
 from cachedeco.errors import ConfigurationError
 from tests.backends.conformance import (
     BackendContract,
@@ -324,7 +321,7 @@ def test_tags_share_one_slot_and_invalidate_in_one_command_per_tag(
         cluster_url: str, prefix: str, cluster_client: RedisCluster) -> None:
     reg = Registry(cluster_url, prefix=prefix, on_error="raise")
     tags = [f"t{i}" for i in range(50)]
-    keys = [reg.tag_key(t) for t in tags]
+    keys = [reg.keyspace.tag(t) for t in tags]
     assert len({key_slot(tag_slot_key(k).encode()) for k in keys}) == 1
     assert len(tag_plan(tuple(keys)).groups) == 1
     try:
@@ -517,7 +514,7 @@ def test_read_survives_a_stale_slot_map(cluster_url: str, prefix: str) -> None:
         assert f.stats().hits == 1
         assert manager.slots_cache[slot][0].name == right[0].name
         # the same for invalidate_tags, whose SETs also go straight to the tag slot's node
-        tag_slot = key_slot(tag_slot_key(reg.tag_key("t")).encode())
+        tag_slot = key_slot(tag_slot_key(reg.keyspace.tag("t")).encode())
         right = manager.slots_cache[tag_slot]
         manager.slots_cache[tag_slot] = [
             next(n for n in primaries.get_primaries() if n.name != right[0].name)]
@@ -626,10 +623,10 @@ class TestAsyncClusterBackendContract(_ClusterContract):
 
 
 def test_cluster_and_sentinel_urls_parse() -> None:
-    target = scaleout.parse_url("cluster", "redis+cluster://u:p%40ss@h1:7000,[::1]:7001,h3")
+    target = urls.parse_url("cluster", "redis+cluster://u:p%40ss@h1:7000,[::1]:7001,h3")
     assert target.hosts == (("h1", 7000), ("::1", 7001), ("h3", 6379))
     assert (target.username, target.password) == ("u", "p@ss")
-    target = scaleout.parse_url("sentinel", "redis+sentinel://s1:26380,s2/mymaster/2")
+    target = urls.parse_url("sentinel", "redis+sentinel://s1:26380,s2/mymaster/2")
     assert target.hosts == (("s1", 26380), ("s2", 26379))
     assert (target.service, target.db, target.password) == ("mymaster", 2, None)
 
@@ -645,6 +642,6 @@ def test_cluster_and_sentinel_urls_parse() -> None:
 ])
 def test_malformed_urls_are_configuration_errors(kind: str, url: str) -> None:
     with pytest.raises(ConfigurationError):
-        scaleout.parse_url(kind, url)
+        urls.parse_url(kind, url)
     with pytest.raises(ConfigurationError):  # when the registry is built, or first used
         Registry(url, on_error="raise").slot("default").backend()

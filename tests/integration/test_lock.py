@@ -17,15 +17,13 @@ import redis.crc
 
 import cachedeco
 from cachedeco import CacheError, ConfigurationError, LockTimeout, Registry
-from cachedeco.backends.leases import hash_tagged, lease_name
+from cachedeco.core.keyspace import KeySpace, hash_tagged
 from cachedeco.errors import LockNotOwned
 
 PROMPT = 0.05  # a woken waiter acquires within this of the release (no poll interval)
 
 
-def internal(family: str, rest: str) -> str:
-    """``Registry(prefix="p").internal_key``."""
-    return f"p:~{family}:{rest}"
+KEYS = KeySpace("p")  # the key space of Registry(prefix="p")
 
 
 @pytest.fixture(params=["redis", "memory"])
@@ -57,14 +55,14 @@ def in_thread(target: Callable[[], object]) -> threading.Thread:
 
 @pytest.mark.parametrize("name", ["p:mod.f:'a'", "a{b", "x}y", "}", "a{}b", "{tag}rest", "t{a}{b}"])
 def test_a_lease_and_its_wake_list_share_a_slot(name: str) -> None:
-    lease = lease_name(internal, "lease", name)
+    lease = KEYS.lease(name)
     assert lease.key.startswith("p:~lease:") and lease.wake.startswith("p:~leasewake:")
     assert redis.crc.key_slot(lease.key.encode()) == redis.crc.key_slot(lease.wake.encode())
 
 
 def test_the_lease_of_an_entry_sits_in_the_entrys_slot() -> None:
     for entry in ["p:mod.f:1", "p:analysis:'x'", "p:" + "a" * 240]:
-        lease = lease_name(internal, "lease", entry)
+        lease = KEYS.lease(entry)
         assert lease.key == "p:~lease:{" + entry + "}"
         assert redis.crc.key_slot(lease.key.encode()) == redis.crc.key_slot(entry.encode())
 
@@ -72,7 +70,7 @@ def test_the_lease_of_an_entry_sits_in_the_entrys_slot() -> None:
 def test_names_that_differ_get_different_leases() -> None:
     names = ["a", "b", "a}", "b}", "{a}", "{a}x", "=a", "{=a}", "#{a}", "a{", "{a"]
     assert len({hash_tagged(n) for n in names}) == len(names)
-    assert len({lease_name(internal, "lock", n).key for n in names}) == len(names)
+    assert len({KEYS.lock(n).key for n in names}) == len(names)
 
 
 # --- with --------------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ import redis.sentinel
 
 import cachedeco
 from cachedeco import Registry
-from cachedeco.backends.sentinel import AsyncSentinelBackend, SentinelBackend
+from cachedeco.backends.redis._async.single import AsyncRedisBackend
+from cachedeco.backends.redis._sync.single import RedisBackend
 from tests.backends.conformance import BackendContract, BytesBackendContract, Driver, Poke
 from tests.integration.test_cluster import acheck_flows, check_flows
 from tools.redis_servers import SentinelSetup, sentinel_hosts
@@ -71,10 +72,10 @@ async def test_timeouts_are_bounded(sentinel_url: str) -> None:
     try:
         backend = reg.slot("default").backend()
         abackend = reg.slot("default").abackend()
-        assert isinstance(backend, SentinelBackend)
-        assert isinstance(abackend, AsyncSentinelBackend)
-        for data, sentinels in ((backend.client, backend.sentinel.sentinels),
-                                (abackend.client, abackend.sentinel.sentinels)):
+        assert isinstance(backend, RedisBackend)
+        assert isinstance(abackend, AsyncRedisBackend)
+        for data, sentinels in ((backend.client, backend.companions),
+                                (abackend.client, abackend.companions)):
             kwargs = data.connection_pool.connection_kwargs
             assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (0.7, 0.3)
             for sentinel in sentinels:

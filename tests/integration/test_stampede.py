@@ -27,7 +27,7 @@ import redis.connection
 
 import cachedeco
 from cachedeco import Registry
-from cachedeco.backends import leases
+from cachedeco.backends.redis._async.leases import AsyncRedisLeases
 from tools.redis_servers import commandstats
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -287,7 +287,7 @@ async def test_a_lease_fault_falls_back_to_computing(
     async def broken(*args: Any) -> Any:
         raise redis.ConnectionError("lease script unreachable")
 
-    monkeypatch.setattr(leases.AsyncRedisLeases, "acquire", broken)
+    monkeypatch.setattr(AsyncRedisLeases, "acquire", broken)
     runs = Runs()
     load = async_twins(areg, runs, lock=True)()
     assert await load(1) == {"x": 1, "run": 1}

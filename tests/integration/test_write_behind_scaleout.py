@@ -26,8 +26,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 import cachedeco
 from cachedeco import BackendError, Registry
-from cachedeco.backends.cluster import AsyncClusterBackend, ClusterBackend
-from cachedeco.backends.queues import AsyncClusterQueue, ClusterQueue
+from cachedeco.backends.redis._async.cluster import AsyncClusterBackend
+from cachedeco.backends.redis._async.queues import AsyncClusterQueue
+from cachedeco.backends.redis._sync.cluster import ClusterBackend
+from cachedeco.backends.redis._sync.queues import ClusterQueue
 from tests.integration.test_cluster import primaries_commandstats
 from tests.integration.test_write_behind import close, run, stream_of
 from tests.write_behind_support import Events, make

@@ -1,4 +1,4 @@
-"""Unit tests of cachedeco._keys: default keys, templates, callables, hashing, binding."""
+"""Unit tests of the key builder: default keys, templates, callables, hashing, binding."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import enum
 import hashlib
+import inspect
 import json
 import os
 import re
@@ -22,8 +23,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import cachedeco._keys as keys_module
-from cachedeco._keys import (
+import cachedeco
+from cachedeco.core.keys.builder import (
     MAX_KEY_BYTES,
     Binder,
     KeyBuilder,
@@ -38,6 +39,19 @@ from cachedeco.errors import ConfigurationError, SerializationError
 
 def get_user(user_id: int) -> None:
     """One plain parameter."""
+
+
+def named(name: str, func: Any = None) -> Any:
+    """A copy of ``func`` (default: get_user) whose ``module.qualname`` is ``name``."""
+    func = func or get_user
+
+    def copy(*args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    copy.__signature__ = inspect.signature(func)  # type: ignore[attr-defined]
+    module, _, qualname = name.rpartition(".")
+    copy.__module__, copy.__qualname__ = module, qualname
+    return copy
 
 
 def pair(a: Any, b: Any = 2) -> None:
@@ -254,7 +268,7 @@ def test_functions_without_parameters_share_one_key() -> None:
 
 
 def test_name_and_version_make_the_namespace() -> None:
-    builder = KeyBuilder(get_user, name="users.get", version=2)
+    builder = KeyBuilder(named("users.get"), version=2)
     assert builder.name == "users.get"
     assert builder.namespace == "users.get:v2"
     assert builder.for_prefix("app")((42,), {}) == "app:users.get:v2:42"
@@ -268,10 +282,10 @@ def test_bad_version_is_a_configuration_error(version: Any) -> None:
         KeyBuilder(get_user, version=version)
 
 
-@pytest.mark.parametrize("name", ["", "a b", "{tag}", "#x", 3])
-def test_bad_name_is_a_configuration_error(name: Any) -> None:
+@pytest.mark.parametrize("name", ["a b", "{tag}", "#x.f", "~m.f", "a\tb", "m.f\n"])
+def test_bad_name_is_a_configuration_error(name: str) -> None:
     with pytest.raises(ConfigurationError):
-        KeyBuilder(get_user, name=name)
+        KeyBuilder(named(name))
 
 
 def test_unknown_ignore_name_is_a_configuration_error() -> None:
@@ -308,11 +322,12 @@ def test_key_length_is_counted_in_utf8_bytes() -> None:
 
 
 def test_long_namespace_hashes_everything_after_the_prefix() -> None:
-    builder = KeyBuilder(get_user, name="n" * 240).for_prefix("p")
-    assert builder((1,), {}) == f"p:{'n' * 240}:1"  # long, but it fits: kept
+    name = "m." + "n" * 238
+    builder = KeyBuilder(named(name)).for_prefix("p")
+    assert builder((1,), {}) == f"p:{name}:1"  # long, but it fits: kept
     key = builder(("abcdefgh",), {})
     assert re.fullmatch(rf"p:#{HEX32}", key)
-    assert key == "p:#" + hashed("n" * 240 + ":'abcdefgh'")
+    assert key == "p:#" + hashed(name + ":'abcdefgh'")
     assert builder(("abcdefgi",), {}) != key
 
 
@@ -388,7 +403,7 @@ def test_bad_templates_fail_at_decoration(template: str, message: str) -> None:
 
 def test_template_class_works_for_tags() -> None:
     tag = Template("analysis:{analysis_id}", load, what="tag")
-    bound = Binder(load).bind((None, 5), {})
+    bound = Binder(load).arguments((None, 5), {})
     assert tag.render(bound) == "analysis:5"
     assert Template("t:{a}", ["a"]).render({"a": "{"}) == "t:%7B"
     with pytest.raises(ConfigurationError, match="tag"):
@@ -430,9 +445,10 @@ def test_callable_key_must_return_str() -> None:
 def test_binder_applies_defaults_in_signature_order() -> None:
     binder = Binder(kwonly)
     assert binder.parameters == ("a", "b", "c")
-    assert binder.bind((1,), {"b": 2}) == {"a": 1, "b": 2, "c": 3}
-    assert list(binder.bind((1,), {"c": 0, "b": 2})) == ["a", "b", "c"]
-    assert Binder(variadic).bind((1, 2), {"k": 3}) == {"a": 1, "args": (2,), "kwargs": {"k": 3}}
+    assert binder.arguments((1,), {"b": 2}) == {"a": 1, "b": 2, "c": 3}
+    assert list(binder.arguments((1,), {"c": 0, "b": 2})) == ["a", "b", "c"]
+    expected = {"a": 1, "args": (2,), "kwargs": {"k": 3}}
+    assert Binder(variadic).arguments((1, 2), {"k": 3}) == expected
 
 
 @pytest.mark.parametrize(
@@ -444,7 +460,7 @@ def test_binder_raises_the_functions_type_error(args: tuple[Any, ...], kwargs: A
     with pytest.raises(TypeError):
         func(*args, **kwargs)
     with pytest.raises(TypeError) as info:
-        Binder(func).bind(args, kwargs)
+        Binder(func).arguments(args, kwargs)
     assert type(info.value) is TypeError
     with pytest.raises(TypeError):
         KeyBuilder(func).for_prefix("p")(args, kwargs)
@@ -456,7 +472,7 @@ def test_fast_path_skips_binding(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_binding(*_: Any) -> dict[str, Any]:
         raise AssertionError("bound")
 
-    monkeypatch.setattr(Binder, "bind", no_binding)
+    monkeypatch.setattr(Binder, "arguments", no_binding)
     assert builder((1, object(), "x"), {}) == f"p:{ns(triple)}:1:'x'"
     with pytest.raises(AssertionError):
         builder((1, 2, [3]), {})
@@ -552,7 +568,7 @@ safe_prefixes = st.text(alphabet="abc:._-€", min_size=1, max_size=50)
 def test_default_keys_are_short_printable_and_brace_free(
     prefix: str, name: str, a: Any, b: Any
 ) -> None:
-    key = KeyBuilder(pair, name=name).for_prefix(prefix)((a, b), {})
+    key = KeyBuilder(named(name, pair)).for_prefix(prefix)((a, b), {})
     assert len(key.encode()) <= MAX_KEY_BYTES
     assert "{" not in key and "}" not in key
     assert key.isprintable()
@@ -596,7 +612,7 @@ PRINT_KEYS = (
     SAMPLES_SOURCE
     + """
 import json
-from cachedeco._keys import encode_args
+from cachedeco.core.keys.builder import encode_args
 print(json.dumps([encode_args([("x", value)]) for value in SAMPLES]))
 """
 )
@@ -606,7 +622,7 @@ def test_keys_are_the_same_in_other_processes() -> None:
     namespace: dict[str, Any] = {"__name__": "__main__"}
     exec(SAMPLES_SOURCE, namespace)
     here = [encode_args([("x", value)]) for value in namespace["SAMPLES"]]
-    root = str(Path(keys_module.__file__).resolve().parents[1])
+    root = str(Path(cachedeco.__file__).resolve().parents[1])
     for seed in ("0", "1", "12345"):
         env = {
             **os.environ,

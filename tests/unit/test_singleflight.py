@@ -15,9 +15,11 @@ import pytest
 
 import cachedeco
 from cachedeco import Registry
-from cachedeco._singleflight import Flights, LeaderGone, WaitTimeout, wait_async, wait_sync
-from cachedeco.backends.leases import Busy, deadline, keep_alive, lease_name, lease_ttl
-from cachedeco.backends.leases_memory import MemoryLeases
+from cachedeco.backends.contracts.leases import Busy, deadline, lease_ttl
+from cachedeco.backends.memory.leases import MemoryLeases
+from cachedeco.core.keyspace import KeySpace
+from cachedeco.runtime.primitives import ajoin_flight, join_flight, keep_alive
+from cachedeco.runtime.singleflight import Flights, LeaderGone, WaitTimeout
 
 STATE = ("", ())
 OTHER = ("cdT:0123456789abcdef", ())
@@ -27,26 +29,26 @@ OTHER = ("cdT:0123456789abcdef", ())
 
 def test_the_first_caller_leads_and_the_next_join() -> None:
     flights = Flights()
-    flight, leader = flights.join("k", STATE)
-    joined, second = flights.join("k", STATE)
+    flight, leader = flights.join("k", STATE, flights.landings)
+    joined, second = flights.join("k", STATE, flights.landings)
     assert leader and not second and joined is flight
     assert flights.running("k", STATE)
 
 
 def test_a_caller_that_read_another_state_never_joins() -> None:
     flights = Flights()
-    flight, _ = flights.join("k", STATE)
-    newer, leader = flights.join("k", OTHER)
+    flight, _ = flights.join("k", STATE, flights.landings)
+    newer, leader = flights.join("k", OTHER, flights.landings)
     assert leader and newer is not flight
     assert not flights.running("k", STATE) and flights.running("k", OTHER)
 
 
 def test_landing_hands_the_value_to_waiters_and_ends_the_flight() -> None:
     flights = Flights()
-    flight, _ = flights.join("k", STATE)
+    flight, _ = flights.join("k", STATE, flights.landings)
     since = flights.landings
     flights.land("k", flight, 42)
-    assert wait_sync(flight, 0) == 42
+    assert join_flight(flight, 0) == 42
     assert not flights.running("k", STATE)
     # a caller whose read was under way when it landed joins it; a later one starts afresh
     assert flights.join("k", STATE, since) == (flight, False)
@@ -55,48 +57,48 @@ def test_landing_hands_the_value_to_waiters_and_ends_the_flight() -> None:
 
 def test_forget_makes_later_callers_start_afresh() -> None:
     flights = Flights()
-    flight, _ = flights.join("k", STATE)
+    flight, _ = flights.join("k", STATE, flights.landings)
     flights.forget("k")
-    assert flights.join("k", STATE)[0] is not flight
+    assert flights.join("k", STATE, flights.landings)[0] is not flight
 
 
 def test_an_error_reaches_every_waiter() -> None:
     flights = Flights()
-    flight, _ = flights.join("k", STATE)
+    flight, _ = flights.join("k", STATE, flights.landings)
     flights.land("k", flight, exc=ValueError("boom"))
     for _ in range(3):
         with pytest.raises(ValueError, match="boom"):
-            wait_sync(flight, 0)
+            join_flight(flight, 0)
 
 
-def test_wait_sync_times_out_without_ending_the_flight() -> None:
+def test_join_flight_times_out_without_ending_the_flight() -> None:
     flights = Flights()
-    flight, _ = flights.join("k", STATE)
+    flight, _ = flights.join("k", STATE, flights.landings)
     with pytest.raises(WaitTimeout):
-        wait_sync(flight, 0.01)
+        join_flight(flight, 0.01)
     assert not flight.future.cancelled()
     flights.land("k", flight, 1)
-    assert wait_sync(flight, 0) == 1
+    assert join_flight(flight, 0) == 1
 
 
-async def test_wait_async_times_out_without_cancelling_the_shared_future() -> None:
+async def test_ajoin_flight_times_out_without_cancelling_the_shared_future() -> None:
     flights = Flights()
-    flight, _ = flights.join("k", STATE)
+    flight, _ = flights.join("k", STATE, flights.landings)
     with pytest.raises(WaitTimeout):
-        await wait_async(flight, 0.01)
+        await ajoin_flight(flight, 0.01)
     assert not flight.future.cancelled()
     flights.land("k", flight, "v")
-    assert await wait_async(flight, 1) == "v"
+    assert await ajoin_flight(flight, 1) == "v"
 
 
 def test_tasks_on_several_event_loops_share_one_flight() -> None:
     flights = Flights()
-    flight, _ = flights.join("k", STATE)
+    flight, _ = flights.join("k", STATE, flights.landings)
     results: list[Any] = []
 
     def loop_thread() -> None:
         async def main() -> list[Any]:
-            return await asyncio.gather(*(wait_async(flight, 5) for _ in range(10)))
+            return await asyncio.gather(*(ajoin_flight(flight, 5) for _ in range(10)))
 
         results.extend(asyncio.run(main()))
 
@@ -196,10 +198,10 @@ async def test_a_cancelled_leader_lets_its_waiters_load() -> None:
 
 def test_leader_gone_is_what_waiters_see() -> None:
     flights = Flights()
-    flight, _ = flights.join("k", STATE)
+    flight, _ = flights.join("k", STATE, flights.landings)
     flights.land("k", flight, exc=LeaderGone())
     with pytest.raises(LeaderGone):
-        wait_sync(flight, 0)
+        join_flight(flight, 0)
 
 
 async def test_a_call_after_an_invalidation_never_joins_the_older_load() -> None:
@@ -223,7 +225,7 @@ async def test_a_call_after_an_invalidation_never_joins_the_older_load() -> None
 
 # --- in-process leases -------------------------------------------------------------------------
 
-NAME = lease_name(lambda family, rest: f"p:~{family}:{rest}", "lock", "job")
+NAME = KeySpace("p").lock("job")
 
 
 def test_a_memory_lease_excludes_until_released_and_wakes_its_waiters() -> None:
@@ -258,10 +260,9 @@ def test_a_memory_lease_extends_while_owned() -> None:
     leases = MemoryLeases()
     held = leases.acquire(NAME, 0.1)
     assert not isinstance(held, Busy)
-    keeper = keep_alive(held, 0.1, lambda exc: None)
-    time.sleep(0.25)
-    assert isinstance(leases.acquire(NAME, 5), Busy)  # kept alive past its first TTL
-    keeper.stop()
+    with keep_alive(lambda: held.extend(0.1), 0.1 / 3, lambda exc: None):
+        time.sleep(0.25)
+        assert isinstance(leases.acquire(NAME, 5), Busy)  # kept alive past its first TTL
     assert held.release()
 
 
@@ -281,6 +282,6 @@ def test_timing_helpers() -> None:
     assert lease_ttl(0.1) == 0.5
     assert lease_ttl(600) == 30.0
     assert deadline(None) == math.inf
-    assert Busy(100).bound(5.0) == pytest.approx(0.102)
-    assert Busy(None).bound(5.0) == 5.0
-    assert Busy(10_000).bound(0.5) == 0.5
+    assert Busy(100).cap(5.0) == pytest.approx(0.102)
+    assert Busy(None).cap(5.0) == 5.0
+    assert Busy(10_000).cap(0.5) == 0.5

@@ -20,9 +20,9 @@ import pytest
 
 import cachedeco
 from cachedeco import ConfigurationError, Registry
-from cachedeco._stats import Stats
-from cachedeco._write_behind_flow import Ack, Bury, Flush, Job, Settings, deliver
-from cachedeco.backends.queues import Message
+from cachedeco.backends.contracts.queues import Message
+from cachedeco.core.stats import Stats
+from cachedeco.flows.delivery import Ack, Bury, Flush, Job, Settings, deliver
 from tests.write_behind_support import Events, make
 
 

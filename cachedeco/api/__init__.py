@@ -1,0 +1,1 @@
+"""The public decorators, ``Lock`` and ``Registry``, re-exported by ``cachedeco``."""

@@ -1,0 +1,61 @@
+"""Checks every decorator runs when it is applied: a bad argument is a ConfigurationError at
+import time, not at the first call."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any
+
+from cachedeco.core.codec.factory import make_codec
+from cachedeco.errors import ConfigurationError
+from cachedeco.runtime.registry import Registry
+
+__all__ = ["beta", "check_placement", "check_serializer", "unwrap_callable"]
+
+
+def unwrap_callable(func: object, what: str) -> tuple[Callable[..., Any], str | None]:
+    """The plain function behind a function, staticmethod or classmethod, and which it was."""
+    kind = None
+    if isinstance(func, staticmethod | classmethod):
+        kind = type(func).__name__
+        func = func.__func__
+    if not callable(func):
+        raise ConfigurationError(f"@{what} decorates a function, not {func!r}")
+    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+        raise ConfigurationError(
+            f"@{what} cannot cache the generator {getattr(func, '__qualname__', func)}: "
+            "its values are produced lazily; return a list instead")
+    return func, kind
+
+
+def check_placement(backend: object, registry: object) -> None:
+    """``backend=`` is a name, ``registry=`` a Registry (and, when given, has that backend)."""
+    if not isinstance(backend, str):
+        raise ConfigurationError(f"backend must be a backend name, not {backend!r}")
+    if registry is not None:
+        if not isinstance(registry, Registry):
+            raise ConfigurationError(f"registry must be a Registry, not {registry!r}")
+        registry.slot(backend)
+
+
+def beta(early_refresh: object) -> float:
+    if early_refresh is False or early_refresh is None:
+        return 0.0
+    if early_refresh is True:
+        return 1.0
+    if isinstance(early_refresh, int | float) and math.isfinite(early_refresh) and (
+            early_refresh > 0):
+        return float(early_refresh)
+    raise ConfigurationError(f"early_refresh must be a bool or a beta > 0, not {early_refresh!r}")
+
+
+def check_serializer(serializer: object) -> object:
+    if serializer is None or serializer in ("orjson", "pickle"):
+        return serializer
+    if isinstance(serializer, str):
+        raise ConfigurationError(f"unknown serializer {serializer!r}: use 'orjson', 'pickle' "
+                                 "or an object with dumps() and loads()")
+    make_codec(serializer, name="?")
+    return serializer

@@ -1,0 +1,115 @@
+"""``@write_behind``: the function builds a record; the record becomes the cached entry at
+once and is queued, and a worker hands batches of records to ``flush`` later, at least once.
+
+Every argument is checked when the decorator is applied. The pieces: the queue contract and
+its Redis and memory homes (``backend.queue()``), the service a call goes through
+(:mod:`cachedeco.flows.write_behind`), and the I/O-free delivery flow with coalescing,
+retries and dead letters (:mod:`cachedeco.flows.delivery`).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, Final, TypeVar, cast
+
+from cachedeco.api.checks import check_placement, unwrap_callable
+from cachedeco.core.keys.tags import TagsArg
+from cachedeco.core.policy import check_ttl
+from cachedeco.errors import ConfigurationError
+from cachedeco.flows.delivery import Settings
+from cachedeco.flows.link import Link
+from cachedeco.flows.write_behind import WriteBehind
+from cachedeco.runtime.registry import Registry
+
+__all__ = ["write_behind"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+MAX_BATCH: Final = 10_000
+
+
+def _count(value: object, what: str, low: int, high: int) -> int:
+    """An int in ``[low, high]`` (not a bool), else ConfigurationError."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigurationError(f"{what} must be an int in [{low}, {high}], not {value!r}")
+    return value
+
+
+def write_behind(target: Any = None, *, flush: Callable[[list[Any]], Any],
+                 key: str | None = None, ttl: float | None = None, tags: TagsArg = (),
+                 batch_size: int = 100, flush_interval: float = 5.0, coalesce: bool = True,
+                 max_retries: int = 5, backend: str = "default",
+                 registry: Registry | None = None, claim_after: float = 30.0,
+                 retry_delay: float = 0.5) -> Callable[[F], F]:
+    """Cache a writer's record at once and persist it later through ``flush``.
+
+    The function builds the record without I/O; it is stored as the entry of ``target`` (a
+    ``@cached`` function) or ``key`` (a template) and queued; ``flush(records)``, sync or
+    async, receives batches of at most ``batch_size`` at least every ``flush_interval``
+    seconds; ``coalesce`` keeps only the latest record per key of a batch; a raising flush
+    is retried with backoff ``max_retries`` times, then the records go to the dead letters.
+    ``claim_after`` is the visibility timeout (seconds a record taken by a process that
+    stopped answering waits before another process takes it over) and ``retry_delay`` the
+    first backoff of a failing flush (doubled on every retry).
+    """
+    if not callable(flush) or inspect.isgeneratorfunction(flush):
+        raise ConfigurationError(f"flush must be a function taking a list of records, "
+                                 f"not {flush!r}")
+    if not isinstance(coalesce, bool):
+        raise ConfigurationError(f"coalesce must be a bool, not {coalesce!r}")
+    check_placement(backend, registry)
+    checked = functools.partial(
+        Settings, batch_size=_count(batch_size, "batch_size", 1, MAX_BATCH),
+        flush_interval=check_ttl(flush_interval, "flush_interval"), coalesce=coalesce,
+        max_retries=_count(max_retries, "max_retries", 0, 100),
+        claim_after=check_ttl(claim_after, "claim_after"),
+        retry_delay=check_ttl(retry_delay, "retry_delay"))
+
+    def decorate(writer: F) -> F:
+        func, kind = unwrap_callable(writer, "write_behind")
+        link = Link(func, "write_behind", target, key=key, ttl=ttl, tags=tags, invalidate=(),
+                    backend=backend, registry=registry)
+        owner = link.spec.registry
+        if target is not None and (registry not in (None, owner) or backend not in (
+                "default", link.spec.options.backend)):
+            raise ConfigurationError("@write_behind with a @cached target uses the target's "
+                                     "registry and backend; do not pass others")
+        name = f"{func.__module__}.{func.__qualname__}"
+        service = WriteBehind(link, flush, checked(name=name))
+        owner.attach(name, service)
+        wrapper = _wrap(func, service)
+        if kind == "staticmethod":
+            return cast(F, staticmethod(wrapper))
+        if kind == "classmethod":
+            return cast(F, classmethod(wrapper))
+        return cast(F, wrapper)
+
+    return decorate
+
+
+def _wrap(func: Callable[..., Any], service: WriteBehind) -> Callable[..., Any]:
+    """The decorated function: build the record, store and queue it, return it."""
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def awrapper(*args: Any, **kwargs: Any) -> Any:
+            record = await func(*args, **kwargs)
+            await service.apush(args, kwargs, record)
+            return record
+
+        wrapper: Callable[..., Any] = awrapper
+    else:
+
+        @functools.wraps(func)
+        def swrapper(*args: Any, **kwargs: Any) -> Any:
+            record = func(*args, **kwargs)
+            service.push(args, kwargs, record)
+            return record
+
+        wrapper = swrapper
+    attrs = {"stats": service.stats, "flush": service.flush, "aflush": service.aflush,
+             "write_behind": service}
+    for attr, value in attrs.items():
+        setattr(wrapper, attr, value)
+    return wrapper

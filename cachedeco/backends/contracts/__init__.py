@@ -1,0 +1,1 @@
+"""The lease and write-behind queue contracts a backend hands out beside its cache core."""

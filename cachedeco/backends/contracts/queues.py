@@ -1,0 +1,178 @@
+"""The write-behind queue contract a backend offers beside the cache core (``backend.queue``).
+
+A record is pushed together with its cache entry, taken by a consumer, and then acknowledged
+(after ``flush`` returned), buried in the dead letters (after its retries), or released (an
+interrupted delivery). A taken record stays *pending* for its consumer until one of those.
+The homes: a Redis stream (durable, :mod:`cachedeco.backends.redis._async.queues`) and an
+in-process queue beside ``memory://`` (:mod:`cachedeco.backends.memory.queues`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from cachedeco.core.entry import Write
+from cachedeco.core.keyspace import QueueNames
+
+__all__ = [
+    "AsyncQueue",
+    "DeadLetter",
+    "Message",
+    "NotStored",
+    "Push",
+    "Queue",
+    "QueueNames",
+    "Restore",
+    "Taken",
+    "order",
+]
+
+Taken = tuple[list["Message"], int]  # the records taken and the queue's length
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """A record to queue and the entry to leave in the cache with it (or a tombstone).
+
+    With a ``write``, ``tomb_px`` (when given) is how long the tombstone that replaces the old
+    entry lives should the write fail after the record was queued (Redis Cluster's two steps).
+    """
+
+    key: str
+    tag_keys: tuple[str, ...]
+    write: Write | None  # None: leave ``tombstone`` for ``tomb_px`` ms instead
+    record: Any  # payload bytes (Redis) or the object (memory)
+    tombstone: str = ""
+    tomb_px: int = 0
+
+
+class NotStored(Exception):
+    """The record was queued (it will be flushed) but its cache entry could not be stored.
+
+    ``length`` is the queue's length after the push; the backend's error is the cause.
+    """
+
+    def __init__(self, length: int) -> None:
+        super().__init__("the write-behind record was queued but its entry was not stored")
+        self.length = length
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A queued record as taken: ``claimed`` when it was another delivery's before."""
+
+    id: str
+    record: Any
+    key: str
+    marker: str
+    claimed: bool = False
+    tag_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Restore:
+    """After a flush: give the entry at ``key`` its normal expiry if it still holds ``marker``."""
+
+    key: str
+    marker: str
+    soft: float
+    px: int
+    tag_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record that used up its retries: what it was, for which entry, and why it failed."""
+
+    id: str
+    record: Any
+    key: str
+    error: str
+    failed_at: float  # epoch seconds
+    function: str = ""
+    marker: str = field(default="", repr=False)
+    tag_keys: tuple[str, ...] = field(default=(), repr=False)
+
+
+def order(message_id: str) -> tuple[int, int]:
+    """The sort key of a stream id ``ms-seq``."""
+    ms, _, seq = message_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class Queue(Protocol):
+    """A synchronous write-behind queue."""
+
+    durable: bool
+
+    def push(self, item: Push) -> int:
+        """Store the entry and append the record, atomically; return the queue's length."""
+        ...
+
+    def take(self, consumer: str, count: int, claim_after_ms: int) -> Taken:
+        """Up to ``count`` records, now pending for ``consumer``, and the queue's length."""
+        ...
+
+    def renew(self, consumer: str, ids: Sequence[str]) -> list[str]:
+        """Extend the lease on ``ids``; return those still pending for ``consumer``."""
+        ...
+
+    def ack(self, ids: Sequence[str], restores: Sequence[Restore]) -> int:
+        """Drop delivered records and restore their entries' expiry; return the length."""
+        ...
+
+    def bury(self, ids: Sequence[str], error: str) -> int:
+        """Move records to the dead letters; return the queue's length."""
+        ...
+
+    def release(self, consumer: str, ids: Sequence[str], claim_after_ms: int) -> None:
+        """Make ``ids`` available to the next take at once (an interrupted delivery)."""
+        ...
+
+    def dead_letters(self, count: int) -> list[DeadLetter]:
+        """The oldest ``count`` dead letters (records still encoded)."""
+        ...
+
+    def replay(self, count: int) -> int:
+        """Queue up to ``count`` dead letters again; return how many moved."""
+        ...
+
+
+class AsyncQueue(Protocol):
+    """The asyncio twin of :class:`Queue`."""
+
+    durable: bool
+
+    async def push(self, item: Push) -> int:
+        """See :meth:`Queue.push`."""
+        ...
+
+    async def take(self, consumer: str, count: int, claim_after_ms: int) -> Taken:
+        """See :meth:`Queue.take`."""
+        ...
+
+    async def renew(self, consumer: str, ids: Sequence[str]) -> list[str]:
+        """See :meth:`Queue.renew`."""
+        ...
+
+    async def ack(self, ids: Sequence[str], restores: Sequence[Restore]) -> int:
+        """See :meth:`Queue.ack`."""
+        ...
+
+    async def bury(self, ids: Sequence[str], error: str) -> int:
+        """See :meth:`Queue.bury`."""
+        ...
+
+    async def release(self, consumer: str, ids: Sequence[str], claim_after_ms: int) -> None:
+        """See :meth:`Queue.release`."""
+        ...
+
+    async def dead_letters(self, count: int) -> list[DeadLetter]:
+        """See :meth:`Queue.dead_letters`."""
+        ...
+
+    async def replay(self, count: int) -> int:
+        """See :meth:`Queue.replay`."""
+        ...

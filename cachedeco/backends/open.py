@@ -1,0 +1,114 @@
+"""Backend specs turned into backends, lazily and once: a URL or a ready client.
+
+A URL is checked when the registry is built (an unknown scheme or a malformed URL is a
+ConfigurationError then, never a silent fallback); the clients are made on first use. From a
+URL both flavours are made: the sync client once, the async client once per event loop (an
+asyncio connection belongs to the loop that opened it). A ready client gives one flavour only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+
+from cachedeco.backends.base import AsyncBackend, Backend, ConnectionOptions
+from cachedeco.backends.memory.faces import AsyncMemoryBackend
+from cachedeco.backends.memory.store import MemoryBackend
+from cachedeco.backends.redis.connect import (
+    client_flavour,
+    make_async,
+    make_sync,
+    wrap_async,
+    wrap_sync,
+)
+from cachedeco.backends.redis.urls import kind_of_url, memory_size
+from cachedeco.errors import ConfigurationError
+
+__all__ = ["BackendSlot"]
+
+
+class BackendSlot:
+    """One named backend: its spec, and the sync and async backends made from it on demand."""
+
+    def __init__(self, name: str, spec: object, options: ConnectionOptions) -> None:
+        self.name = name
+        self.spec = spec
+        self.options = options
+        self._lock = threading.Lock()
+        self._sync: Backend | None = None
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncBackend] = (
+            weakref.WeakKeyDictionary())
+        self._ready_async: AsyncBackend | None = None
+        if isinstance(spec, str):
+            self.kind = kind_of_url(name, spec)
+            self.flavours: tuple[str, ...] = ("sync", "async")
+        else:
+            flavour = client_flavour(spec)
+            self.kind = "cluster" if "Cluster" in type(spec).__name__ else "redis"
+            self.flavours = (flavour,)
+        if self.kind == "memory":
+            memory = MemoryBackend(memory_size(str(spec), options.maxsize))
+            self._sync, self._ready_async = memory, AsyncMemoryBackend(memory)
+
+    @property
+    def stores_objects(self) -> bool:
+        """Whether values are kept as objects (memory) rather than encoded payloads."""
+        return self.kind == "memory"
+
+    def backend(self) -> Backend:
+        """The synchronous backend, made on first use."""
+        if self._sync is not None:
+            return self._sync
+        if "sync" not in self.flavours:
+            raise ConfigurationError(
+                f"backend {self.name!r} was given an asyncio client only: a sync function "
+                "cannot use it; give a URL or a redis.Redis client too")
+        with self._lock:
+            if self._sync is None:
+                self._sync = self._make_sync()
+            return self._sync
+
+    def abackend(self) -> AsyncBackend:
+        """The asyncio backend for the running event loop, made on first use."""
+        if self._ready_async is not None:
+            return self._ready_async
+        if "async" not in self.flavours:
+            raise ConfigurationError(
+                f"backend {self.name!r} was given a sync client only: an async function "
+                "cannot use it; give a URL or a redis.asyncio.Redis client too")
+        if not isinstance(self.spec, str):
+            with self._lock:
+                if self._ready_async is None:
+                    self._ready_async = self._make_async()
+                return self._ready_async
+        loop = asyncio.get_running_loop()
+        backend = self._async.get(loop)
+        if backend is None:
+            backend = self._async[loop] = self._make_async()
+        return backend
+
+    def _make_sync(self) -> Backend:
+        if not isinstance(self.spec, str):
+            return wrap_sync(self.spec)
+        return make_sync(self.kind, self.spec, self.options)
+
+    def _make_async(self) -> AsyncBackend:
+        if not isinstance(self.spec, str):
+            return wrap_async(self.spec)
+        return make_async(self.kind, self.spec, self.options)
+
+    def made_here(self) -> list[AsyncBackend]:
+        """The asyncio backends usable on the running loop (to close them there)."""
+        here = [] if self._ready_async is None else [self._ready_async]
+        backend = self._async.get(asyncio.get_running_loop())
+        return here if backend is None else [*here, backend]
+
+    def made(self) -> list[Backend | AsyncBackend]:
+        """Every backend made so far (to close them)."""
+        made: list[Backend | AsyncBackend] = [*self._async.values()]
+        if self._sync is not None:
+            made.append(self._sync)
+        if self._ready_async is not None:
+            made.append(self._ready_async)
+        return made

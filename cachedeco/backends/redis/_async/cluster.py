@@ -1,0 +1,188 @@
+"""The Redis Cluster backend, asyncio flavour: the envelope contract over keys spread across
+the primaries' 16384 hash slots.
+
+A hit is ``GET entry`` plus ``MGET`` of its tags (every tag key of a prefix sits in one slot),
+both written to their nodes before either reply is read; a store is ``CHECK_TAGS`` on the tag
+slot, then ``STORE_ENTRY`` on the entry's slot. An error on the direct path (``MOVED`` after a
+resharding, a node down) redoes a read through the client's routed commands, which follow
+redirects. ``docs/internals/cluster.md`` gives the reasons and the windows.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+import redis.asyncio.cluster
+from redis.exceptions import RedisClusterException, RedisError
+
+from cachedeco.backends.base import ReadResult
+from cachedeco.backends.redis._async.leases import AsyncRedisLeases
+from cachedeco.backends.redis._async.queues import AsyncClusterQueue
+from cachedeco.backends.redis.cluster_plan import (
+    Command,
+    by_slot,
+    check_tags_calls,
+    decode_tokens,
+    entry_args,
+    has_hash_tag,
+    parse_replies,
+    read_commands,
+    set_commands,
+    tag_plan,
+    tag_slot_key,
+)
+from cachedeco.backends.redis.commands import SCAN_COUNT, count_removed
+from cachedeco.backends.redis.scripts import CHECK_TAGS, STORE_ENTRY
+from cachedeco.backends.redis.twins import AsyncNodeLink, cluster_errors
+from cachedeco.core.entry import Entry, Write
+from cachedeco.core.keyspace import QueueNames
+
+__all__ = ["AsyncClusterBackend"]
+
+#: What the direct path may fail with before the routed path is tried.
+_RETRY_ROUTED = (RedisError, RedisClusterException, OSError, LookupError)
+
+
+class AsyncClusterBackend:
+    """A cache backend over ``redis.asyncio.cluster.RedisCluster``."""
+
+    stores_objects = False
+
+    def __init__(self, client: redis.asyncio.cluster.RedisCluster) -> None:
+        self.client = client
+        self._cluster: Any = client  # scan() is annotated for one server, not a cluster
+        self._routed: Callable[..., Any] = client.execute_command
+        self._check_tags = client.register_script(CHECK_TAGS)
+        self._store_entry = client.register_script(STORE_ENTRY)
+        self._nodes = AsyncNodeLink(client)
+        self._leases = AsyncRedisLeases(client)
+        self._queues: dict[str, AsyncClusterQueue] = {}
+        self._lock = threading.Lock()
+
+    @cluster_errors
+    async def read(self, key: str, tag_keys: Sequence[str]) -> ReadResult:
+        """The entry and its tags' tokens: two commands on two nodes, sent together."""
+        plan = tag_plan(tuple(tag_keys))
+        commands = read_commands(key, plan)
+        try:
+            replies = await self._direct(commands)
+        except _RETRY_ROUTED:
+            replies = [await self._routed(*command) for _, command in commands]
+        return parse_replies(replies, plan)
+
+    async def _direct(self, commands: list[Command]) -> list[Any]:
+        """Write every command to its node's connection, then read every reply."""
+        nodes: Any = self.client.nodes_manager  # redis-py internals: typed loosely on purpose
+        by_node: dict[str, tuple[Any, list[int]]] = {}
+        for i, (slot, _) in enumerate(commands):
+            node = nodes.get_node_from_slot(slot)
+            by_node.setdefault(node.name, (node, []))[1].append(i)
+        held: list[tuple[Any, Any, list[int]]] = []
+        replies: list[Any] = [None] * len(commands)
+        try:
+            for node, idx in by_node.values():
+                owner, conn = self._nodes.acquire(node)
+                held.append((owner, conn, idx))
+                await conn.send_packed_command(conn.pack_commands([commands[i][1] for i in idx]))
+            for _, conn, idx in held:
+                for i in idx:
+                    replies[i] = await conn.read_response()
+        except BaseException:
+            for _, conn, _ in held:
+                await self._nodes.discard(conn)  # replies may be left unread on it
+            raise
+        finally:
+            for owner, conn, _ in held:
+                self._nodes.release(owner, conn)
+        return replies
+
+    @cluster_errors
+    async def write(self, key: str, write: Write) -> bool:
+        """CHECK_TAGS on the tag slot, then STORE_ENTRY on the entry's slot."""
+        plan = tag_plan(tuple(write.tag_keys))
+        tokens = [""] * len(plan.names)
+        for keys, args, idx in check_tags_calls(write, plan):
+            got = await self._check_tags(keys=keys, args=args)
+            if got is None:
+                return False
+            for i, token in zip(idx, decode_tokens(got), strict=True):
+                tokens[i] = token
+        return bool(await self._store_entry(keys=[key], args=entry_args(write, tokens)))
+
+    @cluster_errors
+    async def invalidate(self, keys: Sequence[str], marker: str, px: int) -> int:
+        """Tombstones via ``SET … GET``: one pipelined call per node."""
+        if len(keys) == 1:
+            old = await self.client.set(keys[0], marker, px=px, get=True)
+            return count_removed([cast("bytes | None", old)])
+        async with self._cluster.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.set(key, marker, px=px, get=True)
+            return count_removed(await pipe.execute())
+
+    @cluster_errors
+    async def invalidate_tags(self, tag_keys: Sequence[str], token: str, px: int) -> None:
+        """New tokens for every tag: one round trip to the tag slot's node (setting a fresh
+        token twice is harmless, so a failed direct attempt is redone through a pipeline)."""
+        plan = tag_plan(tuple(tag_keys))
+        try:
+            await self._direct(set_commands(plan, token, px))
+        except _RETRY_ROUTED:
+            async with self._cluster.pipeline(transaction=False) as pipe:
+                for name in plan.names:
+                    pipe.set(name, token, px=px)
+                await pipe.execute()
+
+    @cluster_errors
+    async def delete_matching(self, pattern: str, spare: str | None = None) -> int:
+        """SCAN MATCH on every primary; each page UNLINKed per slot (but keys starting with
+        ``spare``). Never KEYS."""
+        deleted = 0
+        kept = spare.encode() if spare else None
+        for node in self._cluster.get_primaries():
+            cursor = 0
+            while True:
+                cursors, keys = await self._cluster.scan(
+                    cursor, match=pattern, count=SCAN_COUNT, target_nodes=node)
+                cursor = cursors[node.name]
+                keys = [k for k in keys if kept is None or not k.startswith(kept)]
+                if keys:
+                    deleted += await self._unlink(keys)
+                if not cursor:
+                    break
+        return deleted
+
+    async def _unlink(self, keys: Sequence[bytes]) -> int:
+        batches = by_slot(keys)
+        if len(batches) == 1:
+            return int(await self._routed("UNLINK", *batches[0]))
+        async with self._cluster.pipeline(transaction=False) as pipe:
+            for batch in batches:
+                pipe.execute_command("UNLINK", *batch)
+            return sum(map(int, await pipe.execute()))
+
+    @cluster_errors
+    async def raw(self, key: str) -> bytes | Entry | None:
+        """The bytes stored at ``key`` (or at its tag-slot name when ``key`` is a tag key)."""
+        value = await self._routed("GET", key)
+        if value is None and not has_hash_tag(key):
+            value = await self._routed("GET", tag_slot_key(key))
+        return value if isinstance(value, bytes) or value is None else str(value).encode()
+
+    def leases(self) -> AsyncRedisLeases:
+        """Leases in the cluster (a lease and its wake list share their entry's slot)."""
+        return self._leases
+
+    def queue(self, names: QueueNames) -> AsyncClusterQueue:
+        """The write-behind stream called ``names``, on its slot's node."""
+        with self._lock:
+            queue = self._queues.get(names.stream)
+            if queue is None:
+                queue = self._queues[names.stream] = AsyncClusterQueue(self, self.client, names)
+            return queue
+
+    async def close(self) -> None:
+        """Close the connections to every node."""
+        await self.client.aclose()

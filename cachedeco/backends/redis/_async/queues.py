@@ -1,0 +1,164 @@
+"""Write-behind queues in Redis streams, asyncio flavour: durable, at least once.
+
+Each ``@write_behind`` function has one stream read through one consumer group; every
+operation is one Lua script (``scripts.WB_*``), so one round trip::
+
+    prefix:~wb:{<module.qualname>}        records: r=<payload> k=<entry key> m=<entry marker>
+    prefix:~wb:{<module.qualname>}:dead   dead letters: r k m + e=<error> o=<old id> t=<ms>
+
+On Redis Cluster the entry and its tag keys lie in other slots than the stream: a call queues
+the record first (``WB_ADD``), then stores the entry through the cluster backend; an ack
+restores the entries per slot first, then acknowledges. ``docs/internals/write-behind.md``
+describes the windows this leaves and why they are safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio
+import redis.asyncio.cluster
+from redis.exceptions import NoScriptError
+
+from cachedeco.backends.base import BACKEND_ERRORS, AsyncBackend
+from cachedeco.backends.contracts.queues import (
+    DeadLetter,
+    NotStored,
+    Push,
+    QueueNames,
+    Restore,
+    Taken,
+)
+from cachedeco.backends.redis import scripts
+from cachedeco.backends.redis.commands import (
+    SlotCall,
+    ack_args,
+    add_args,
+    parse_dead,
+    parse_take,
+    push_args,
+    restore_calls,
+    restore_failed,
+    text,
+)
+from cachedeco.core.entry import new_tombstone
+
+__all__ = ["AsyncClusterQueue", "AsyncRedisQueue"]
+
+
+class AsyncRedisQueue:
+    """A queue in a Redis stream (one per ``@write_behind`` function), over an asyncio client."""
+
+    durable = True
+
+    def __init__(self, client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster,
+                 names: QueueNames) -> None:
+        self.client = client
+        self.names = names
+        self._cursor = "0-0"
+        self._push = client.register_script(scripts.WB_PUSH)
+        self._take = client.register_script(scripts.WB_TAKE)
+        self._renew = client.register_script(scripts.WB_RENEW)
+        self._ack = client.register_script(scripts.WB_ACK)
+        self._bury = client.register_script(scripts.WB_BURY)
+        self._replay = client.register_script(scripts.WB_REPLAY)
+        self._release = client.register_script(scripts.WB_RELEASE)
+
+    async def push(self, item: Push) -> int:
+        """One EVALSHA: SET the entry (and tags) + XADD."""
+        keys, args = push_args(item, self.names.stream)
+        return int(await self._push(keys=keys, args=args))
+
+    async def take(self, consumer: str, count: int, claim_after_ms: int) -> Taken:
+        """One EVALSHA: XAUTOCLAIM, then XREADGROUP."""
+        n = self.names
+        reply = await self._take(keys=[n.stream],
+                                 args=[n.group, consumer, count, claim_after_ms, self._cursor])
+        messages, length, self._cursor = parse_take(reply)
+        return messages, length
+
+    async def renew(self, consumer: str, ids: Sequence[str]) -> list[str]:
+        """One EVALSHA: the ids still ours, their idle time reset."""
+        mine = await self._renew(keys=[self.names.stream],
+                                 args=[self.names.group, consumer, *ids])
+        return [text(i) for i in mine]
+
+    async def ack(self, ids: Sequence[str], restores: Sequence[Restore]) -> int:
+        """One EVALSHA: XACK + XDEL, and the entries' expiry restored."""
+        keys, args = ack_args(self.names.group, ids, restores)
+        return int(await self._ack(keys=[self.names.stream, *keys], args=args))
+
+    async def bury(self, ids: Sequence[str], error: str) -> int:
+        """One EVALSHA: copy to the dead letters, XACK + XDEL."""
+        n = self.names
+        args: list[Any] = [n.group, error, int(time.time() * 1000), *ids]
+        return int(await self._bury(keys=[n.stream, n.dead], args=args))
+
+    async def release(self, consumer: str, ids: Sequence[str], claim_after_ms: int) -> None:
+        """One EVALSHA: mark ``ids`` idle; forget the consumer when it holds nothing."""
+        n = self.names
+        await self._release(keys=[n.stream], args=[n.group, consumer, claim_after_ms + 1, *ids])
+
+    async def dead_letters(self, count: int) -> list[DeadLetter]:
+        """XRANGE of the dead letters."""
+        entries: Any = await self.client.xrange(self.names.dead, count=count)
+        return parse_dead(entries)
+
+    async def replay(self, count: int) -> int:
+        """One EVALSHA: dead letters back into the stream."""
+        return int(await self._replay(keys=[self.names.dead, self.names.stream], args=[count]))
+
+
+class AsyncClusterQueue(AsyncRedisQueue):
+    """A queue in a Redis stream on a Redis Cluster: the call and the ack span several slots
+    (see the module docstring); every other operation is on the stream's slot."""
+
+    def __init__(self, backend: AsyncBackend, client: Any, names: QueueNames) -> None:
+        super().__init__(client, names)
+        self.backend = backend
+        self._cluster: Any = client  # redis-py's cluster pipeline is loosely typed
+        self._add = client.register_script(scripts.WB_ADD)
+        self._restore = client.register_script(scripts.WB_RESTORE)
+
+    async def push(self, item: Push) -> int:
+        """WB_ADD on the stream's slot, then the entry through the backend's write path;
+        NotStored when only the first step succeeded."""
+        length = int(await self._add(keys=[self.names.stream], args=add_args(item)))
+        try:
+            if item.write is None:
+                await self.backend.invalidate([item.key], item.tombstone, item.tomb_px)
+            else:
+                await self.backend.write(item.key, item.write)
+        except BACKEND_ERRORS as exc:
+            if item.write is not None:
+                with contextlib.suppress(*BACKEND_ERRORS):
+                    await self.backend.invalidate([item.key], item.tombstone or new_tombstone(),
+                                                  item.tomb_px or item.write.px)
+            raise NotStored(length) from exc
+        return length
+
+    async def ack(self, ids: Sequence[str], restores: Sequence[Restore]) -> int:
+        """WB_RESTORE per entry slot (one pipeline), then WB_ACK on the stream."""
+        try:
+            await self._restore_all(restore_calls(restores))
+        except BACKEND_ERRORS as exc:
+            restore_failed(exc)
+        return await super().ack(ids, ())
+
+    async def _restore_all(self, calls: list[SlotCall]) -> None:
+        if len(calls) <= 1:
+            for keys, args in calls:
+                await self._restore(keys=keys, args=args)
+            return
+        async with self._cluster.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                pipe.execute_command("EVALSHA", self._restore.sha, len(keys), *keys, *args)
+            replies = await pipe.execute(raise_on_error=False)
+        for (keys, args), reply in zip(calls, replies, strict=True):
+            if isinstance(reply, NoScriptError):
+                await self._restore(keys=keys, args=args)
+            elif isinstance(reply, Exception):
+                raise reply

@@ -1,0 +1,101 @@
+# GENERATED from _async/leases.py by tools/unasync.py: do not edit.
+"""Leases on Redis (single server or Cluster), sync flavour.
+
+redis-py's ``Lock`` does the token work (one object per acquisition, its token kept per
+object, not per thread, so tasks can share a thread); two scripts replace its acquire and
+release so that taking a lease empties its *wake list* and releasing one pushes a single
+element onto it. Waiters block on ``BLMOVE wake wake RIGHT LEFT``, which hands the element
+straight back, so every waiter wakes, and each block stays below the client's socket timeout.
+The lease and its wake list share a hash tag, so both sit in one Redis Cluster slot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import redis
+import redis.cluster
+import redis.lock
+from redis.exceptions import LockError, LockNotOwnedError
+
+from cachedeco.backends.contracts.leases import Lease, Busy, LeaseName
+from cachedeco.backends.redis.commands import MIN_BLOCK, block_limit, busy, wake_ms
+from cachedeco.backends.redis.scripts import LEASE_ACQUIRE, LEASE_RELEASE
+
+__all__ = ["RedisLeases"]
+
+
+class _WakingLock(redis.lock.Lock):
+    """redis-py's Lock whose acquire empties the wake list and whose release pushes to it."""
+
+    def __init__(self, leases: RedisLeases, name: LeaseName, ttl: float) -> None:
+        super().__init__(leases.client, name.key, timeout=ttl, blocking=False,
+                         thread_local=False)
+        self.leases = leases
+        self.wake = name.wake
+        self.px = int(ttl * 1000)
+        self.wake_px = wake_ms(ttl)
+        self.left: Any = None
+
+    def do_acquire(self, token: str | bytes) -> bool:
+        """SET NX PX and empty the wake list, or note the holder's PTTL."""
+        self.left = self.leases.acquire_script(
+            keys=[self.name, self.wake], args=[token, self.px], client=self.redis)
+        return self.left is None
+
+    def do_release(self, expected_token: str | bytes) -> None:
+        """Token-checked delete that wakes the waiters."""
+        if not self.leases.release_script(keys=[self.name, self.wake],
+                                                args=[expected_token, self.wake_px],
+                                                client=self.redis):
+            raise LockNotOwnedError("Cannot release a lock that's no longer owned")
+
+
+class _RedisLease:
+    """A held Redis lease: one redis-py Lock."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self, lock: _WakingLock) -> None:
+        self._lock = lock
+
+    def release(self) -> bool:
+        """Token-checked release; False when the lease had expired."""
+        try:
+            self._lock.release()
+        except LockError:
+            return False
+        return True
+
+    def extend(self, ttl: float) -> bool:
+        """Token-checked PEXPIRE; False when the lease had expired."""
+        try:
+            return self._lock.extend(ttl, replace_ttl=True)
+        except LockError:
+            return False
+
+
+class RedisLeases:
+    """Leases over a ``redis`` client (single server or cluster)."""
+
+    def __init__(self, client: redis.Redis | redis.cluster.RedisCluster) -> None:
+        self.client = client
+        self.acquire_script = client.register_script(LEASE_ACQUIRE)
+        self.release_script = client.register_script(LEASE_RELEASE)
+        self.block = block_limit(client)
+        self._execute: Callable[..., Any] = client.execute_command
+
+    def acquire(self, name: LeaseName, ttl: float) -> Lease | Busy:
+        """One script: the lease, or the holder's remaining time."""
+        lock = _WakingLock(self, name, ttl)
+        if lock.acquire(blocking=False):
+            return _RedisLease(lock)
+        return busy(lock.left)
+
+    def wait(self, name: LeaseName, busy: Busy, timeout: float) -> bool:
+        """One ``BLMOVE wake wake`` of at most ``timeout`` (and below the socket timeout)."""
+        seconds = min(max(timeout, MIN_BLOCK), self.block)
+        woke = self._execute(
+            "BLMOVE", name.wake, name.wake, "RIGHT", "LEFT", f"{seconds:.3f}")
+        return woke is not None

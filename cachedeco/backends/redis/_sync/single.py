@@ -1,0 +1,106 @@
+# GENERATED from _async/single.py by tools/unasync.py: do not edit.
+"""The Redis backend over one server, sync flavour (also over Sentinel's primary:
+``master_for`` gives a client that follows failovers).
+
+A read is one round trip (``GET``, or ``MGET`` of the entry and its tag keys); a store is one
+``EVALSHA`` of the STORE script; invalidations are one pipelined round trip. Commands are
+built and parsed by :mod:`cachedeco.backends.redis.commands`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis
+
+from cachedeco.backends.base import ReadResult
+from cachedeco.backends.redis._sync.leases import RedisLeases
+from cachedeco.backends.redis._sync.queues import RedisQueue
+from cachedeco.backends.redis.commands import SCAN_COUNT, count_removed, parse_read, store_args
+from cachedeco.backends.redis.scripts import STORE
+from cachedeco.core.entry import Entry, Write, decode_entry
+from cachedeco.core.keyspace import QueueNames
+
+__all__ = ["RedisBackend"]
+
+
+class RedisBackend:
+    """A cache backend over a ``redis.Redis`` client."""
+
+    stores_objects = False
+
+    def __init__(self, client: redis.Redis, *, companions: Sequence[Any] = ()) -> None:
+        self.client = client
+        self.companions = tuple(companions)  # e.g. the sentinels' clients, closed with ours
+        self._exec: Callable[..., Any] = client.execute_command
+        self._store = client.register_script(STORE)
+        self._leases = RedisLeases(client)
+        self._queues: dict[str, RedisQueue] = {}
+        self._lock = threading.Lock()
+
+    def read(self, key: str, tag_keys: Sequence[str]) -> ReadResult:
+        """One round trip: the entry and its tags' tokens."""
+        if not tag_keys:
+            raw = self._exec("GET", key)
+            return (None if raw is None else decode_entry(raw)), ()
+        return parse_read(self._exec("MGET", key, *tag_keys))
+
+    def write(self, key: str, write: Write) -> bool:
+        """One EVALSHA of the STORE script."""
+        keys, args = store_args(key, write)
+        return bool(self._store(keys=keys, args=args))
+
+    def invalidate(self, keys: Sequence[str], marker: str, px: int) -> int:
+        """Tombstones for ``keys`` in one pipelined round trip."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.set(key, marker, px=px, get=True)
+            return count_removed(pipe.execute())
+
+    def invalidate_tags(self, tag_keys: Sequence[str], token: str, px: int) -> None:
+        """New tokens for every tag in one pipelined round trip."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for tag in tag_keys:
+                pipe.set(tag, token, px=px)
+            pipe.execute()
+
+    def delete_matching(self, pattern: str, spare: str | None = None) -> int:
+        """SCAN MATCH + UNLINK in batches, sparing keys that start with ``spare``; never KEYS."""
+        deleted = 0
+        batch: list[Any] = []
+        kept = spare.encode() if spare else None
+        for key in self.client.scan_iter(match=pattern, count=SCAN_COUNT):
+            if kept is not None and key.startswith(kept):
+                continue
+            batch.append(key)
+            if len(batch) >= SCAN_COUNT:
+                deleted += self.client.unlink(*batch)
+                batch.clear()
+        if batch:
+            deleted += self.client.unlink(*batch)
+        return deleted
+
+    def raw(self, key: str) -> bytes | Entry | None:
+        """The bytes stored at ``key``."""
+        value = self.client.get(key)
+        return value if isinstance(value, bytes) or value is None else str(value).encode()
+
+    def leases(self) -> RedisLeases:
+        """Leases on this server."""
+        return self._leases
+
+    def queue(self, names: QueueNames) -> RedisQueue:
+        """The write-behind stream called ``names`` on this server."""
+        with self._lock:
+            queue = self._queues.get(names.stream)
+            if queue is None:
+                queue = self._queues[names.stream] = RedisQueue(self.client, names)
+            return queue
+
+    def close(self) -> None:
+        """Close the client's connections (and its companions')."""
+        self.client.close()
+        for companion in self.companions:
+            companion.close()

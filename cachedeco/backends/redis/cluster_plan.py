@@ -1,0 +1,126 @@
+"""Redis Cluster planning, pure: which slot each key lives in and what to send where.
+
+Entry keys spread over every slot; every tag key of a prefix is moved into one slot
+(``prefix:~tag:x{prefix:tags}``) so a read is ``GET entry`` plus one ``MGET`` of its tags and
+an invalidation is one round trip. ``docs/internals/cluster.md`` explains the trade-offs.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.crc import key_slot
+
+from cachedeco.backends.base import ReadResult
+from cachedeco.core.entry import Write, decode_entry, encode_header
+
+__all__ = [
+    "Command",
+    "ScriptCall",
+    "TagPlan",
+    "by_slot",
+    "check_tags_calls",
+    "decode_tokens",
+    "entry_args",
+    "has_hash_tag",
+    "parse_replies",
+    "read_commands",
+    "set_commands",
+    "tag_plan",
+    "tag_slot_key",
+]
+
+Command = tuple[int, tuple[Any, ...]]  # (hash slot, command and arguments)
+ScriptCall = tuple[list[str], list[Any], tuple[int, ...]]  # KEYS, ARGV, tag indices
+
+
+
+
+def has_hash_tag(key: str) -> bool:
+    """Whether Redis Cluster hashes only part of ``key`` (a non-empty ``{…}``)."""
+    start = key.find("{")
+    return start >= 0 and key.find("}", start + 1) > start + 1
+
+
+def tag_slot_key(key: str) -> str:
+    """The name a tag key is stored under on a cluster: every tag of a prefix in one slot."""
+    if has_hash_tag(key):
+        return key
+    return f"{key}{{{key.partition(':')[0]}:tags}}"
+
+
+@dataclass(frozen=True, slots=True)
+class TagPlan:
+    """The cluster names of some tag keys and their indices grouped by hash slot."""
+
+    names: tuple[str, ...]
+    groups: tuple[tuple[int, tuple[int, ...]], ...]
+
+
+@functools.lru_cache(maxsize=4096)
+def tag_plan(tag_keys: tuple[str, ...]) -> TagPlan:
+    """Plan the tag keys of one call once; hot tag sets come from the cache."""
+    names = tuple(map(tag_slot_key, tag_keys))
+    groups: dict[int, list[int]] = {}
+    for i, name in enumerate(names):
+        groups.setdefault(key_slot(name.encode()), []).append(i)
+    return TagPlan(names, tuple((slot, tuple(idx)) for slot, idx in groups.items()))
+
+
+def read_commands(key: str, plan: TagPlan) -> list[Command]:
+    """``GET entry`` then one ``MGET`` per tag slot."""
+    commands: list[Command] = [(key_slot(key.encode()), ("GET", key))]
+    for slot, idx in plan.groups:
+        commands.append((slot, ("MGET", *(plan.names[i] for i in idx))))
+    return commands
+
+
+def set_commands(plan: TagPlan, token: str, px: int) -> list[Command]:
+    """``SET tag token PX px`` for every tag key, by slot."""
+    return [(slot, ("SET", plan.names[i], token, "PX", px)) for slot, idx in plan.groups
+            for i in idx]
+
+
+def parse_replies(replies: Sequence[Any], plan: TagPlan) -> ReadResult:
+    """The entry and the tags' tokens (in the caller's order) from the read's replies."""
+    raw = replies[0]
+    tokens: list[str | None] = [None] * len(plan.names)
+    for (_, idx), values in zip(plan.groups, replies[1:], strict=True):
+        for i, value in zip(idx, values, strict=True):
+            tokens[i] = None if value is None else value.decode("ascii", "replace")
+    return (None if raw is None else decode_entry(raw)), tuple(tokens)
+
+
+def check_tags_calls(write: Write, plan: TagPlan) -> list[ScriptCall]:
+    """KEYS, ARGV and tag indices of the CHECK_TAGS script, one call per tag slot."""
+    conditional = write.expect_tags is not None
+    head = [max(write.tag_px, write.px), write.new_tag, "1" if conditional else "0"]
+    calls = []
+    for _, idx in plan.groups:
+        args: list[Any] = list(head)
+        if write.expect_tags is not None:
+            args.extend("" if write.expect_tags[i] is None else write.expect_tags[i] for i in idx)
+        calls.append(([plan.names[i] for i in idx], args, idx))
+    return calls
+
+
+def entry_args(write: Write, tokens: Sequence[str]) -> list[Any]:
+    """ARGV of the STORE_ENTRY script: the envelope header completed with the tag tokens."""
+    header = encode_header(write.marker, write.soft, write.delta) + ",".join(tokens).encode()
+    return ["-" if write.expect is None else write.expect, header + b"\n", write.value, write.px]
+
+
+def by_slot(keys: Sequence[Any]) -> list[list[Any]]:
+    """Keys (str or bytes) batched by hash slot, for multi-key commands."""
+    batches: dict[int, list[Any]] = {}
+    for key in keys:
+        slot = key_slot(key if isinstance(key, bytes) else key.encode())
+        batches.setdefault(slot, []).append(key)
+    return list(batches.values())
+
+
+def decode_tokens(got: Sequence[bytes]) -> list[str]:
+    return [t.decode("ascii", "replace") for t in got]

@@ -1,0 +1,189 @@
+"""Redis commands as data: the arguments cachedeco sends and the replies it parses, built by
+pure functions shared by the sync and async backends, leases and queues."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Final
+
+from redis.crc import key_slot
+
+from cachedeco.backends.base import ReadResult
+from cachedeco.backends.contracts.leases import Busy
+from cachedeco.backends.contracts.queues import DeadLetter, Message, Push, Restore
+from cachedeco.core.entry import Write, decode_entry, encode_header
+
+__all__ = [
+    "MAX_BLOCK",
+    "MIN_BLOCK",
+    "SCAN_COUNT",
+    "ack_args",
+    "add_args",
+    "block_limit",
+    "busy",
+    "count_removed",
+    "parse_dead",
+    "parse_read",
+    "parse_take",
+    "push_args",
+    "restore_calls",
+    "restore_failed",
+    "store_args",
+    "text",
+    "wake_ms",
+]
+
+SCAN_COUNT: Final = 500
+MIN_BLOCK: Final = 0.01  # seconds: BLMOVE's 0 means "for ever", so never ask for less
+MAX_BLOCK: Final = 5.0  # seconds: the longest single block, whatever the socket timeout
+WAKE_MS: Final = (1000, 10_000)  # bounds of a lease's wake list TTL
+SlotCall = tuple[list[str], list[Any]]  # KEYS and ARGV of one script call on one hash slot
+logger = logging.getLogger("cachedeco")
+
+
+# --- the cache core ------------------------------------------------------------------------
+
+
+def parse_read(values: Sequence[bytes | None]) -> ReadResult:
+    """Turn ``MGET entry tag…`` replies into an entry and the tags' tokens."""
+    raw = values[0]
+    entry = None if raw is None else decode_entry(raw)
+    return entry, tuple([None if v is None else v.decode("ascii", "replace") for v in values[1:]])
+
+
+def store_args(key: str, write: Write) -> tuple[list[str], list[Any]]:
+    """The KEYS and ARGV of the STORE script for one write."""
+    expect = "-" if write.expect is None else write.expect
+    conditional = write.expect_tags is not None
+    args: list[Any] = [
+        expect,
+        encode_header(write.marker, write.soft, write.delta),
+        write.value,
+        write.px,
+        max(write.tag_px, write.px),
+        write.new_tag,
+        "1" if conditional else "0",
+    ]
+    if write.expect_tags is not None:
+        args.extend("" if t is None else t for t in write.expect_tags)
+    return [key, *write.tag_keys], args
+
+
+def count_removed(replies: Sequence[bytes | None]) -> int:
+    """How many of ``SET … GET`` replies were live entries (not tombstones or misses)."""
+    return sum(1 for old in replies if old is not None and old.startswith(b"cd1:"))
+
+
+# --- leases --------------------------------------------------------------------------------
+
+
+def block_limit(client: Any) -> float:
+    """The longest one blocking call may last: under the client's socket timeout, so a wait
+    is never mistaken for a dead connection."""
+    pool = getattr(client, "connection_pool", None) or getattr(client, "nodes_manager", None)
+    timeout = getattr(pool, "connection_kwargs", {}).get("socket_timeout")
+    if not timeout:
+        return MAX_BLOCK
+    return min(max(float(timeout) * 0.75, MIN_BLOCK), MAX_BLOCK)
+
+
+def wake_ms(ttl: float) -> int:
+    """The wake list's TTL: long enough for a waiter between a failed acquire and its block."""
+    return min(max(int(ttl * 1000), WAKE_MS[0]), WAKE_MS[1])
+
+
+def busy(left: Any) -> Busy:
+    """A Busy from the acquire script's reply (the holder's PTTL)."""
+    ms = int(left)
+    return Busy(ms if ms >= 0 else None)
+
+
+# --- write-behind queues -------------------------------------------------------------------
+
+
+def text(value: Any) -> str:
+    """A reply's bytes as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def push_args(item: Push, stream: str) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of WB_PUSH."""
+    write = item.write
+    if write is None:
+        args: list[Any] = [item.tombstone, "", b"", item.tomb_px, 0, "", item.record, ""]
+        return [item.key, stream], args
+    args = [
+        "-",
+        encode_header(write.marker, write.soft, write.delta),
+        write.value,
+        write.px,
+        max(write.tag_px, write.px),
+        write.new_tag,
+        item.record,
+        write.marker,
+    ]
+    return [item.key, *write.tag_keys, stream], args
+
+
+def _fields(raw: Any) -> dict[str, Any]:
+    """A stream entry's fields: a flat list from Lua, a dict from redis-py's XRANGE."""
+    if isinstance(raw, dict):
+        return {text(k): v for k, v in raw.items()}
+    return {text(raw[i]): raw[i + 1] for i in range(0, len(raw) - 1, 2)}
+
+
+def _message(entry: Sequence[Any], claimed: bool) -> Message:
+    """One ``[id, fields]`` stream entry as a message."""
+    fields = _fields(entry[1])
+    return Message(text(entry[0]), fields.get("r", b""), text(fields.get("k", b"")),
+                   text(fields.get("m", b"")), claimed)
+
+
+def parse_take(reply: Sequence[Any]) -> tuple[list[Message], int, str]:
+    """WB_TAKE's reply: the messages (claimed first), the length and the next cursor."""
+    length, cursor, claimed, fresh = reply
+    messages = [_message(e, True) for e in claimed if e and e[1]]
+    messages += [_message(e, False) for e in fresh]
+    return messages, int(length), text(cursor)
+
+
+def ack_args(group: str, ids: Sequence[str], restores: Sequence[Restore]
+             ) -> tuple[list[str], list[Any]]:
+    """The entry keys (after the stream) and ARGV of WB_ACK."""
+    args: list[Any] = [group, len(ids), *ids]
+    for r in restores:
+        args += [r.marker, int(r.soft * 1000), r.px]
+    return [r.key for r in restores], args
+
+
+def add_args(item: Push) -> list[Any]:
+    """ARGV of WB_ADD: the record, its entry's key and marker ("" for a tombstone)."""
+    return [item.record, item.key, "" if item.write is None else item.write.marker]
+
+
+def restore_calls(restores: Sequence[Restore]) -> list[SlotCall]:
+    """KEYS and ARGV of WB_RESTORE, one call per hash slot of the entries."""
+    calls: dict[int, SlotCall] = {}
+    for r in restores:
+        keys, args = calls.setdefault(key_slot(r.key.encode()), ([], []))
+        keys.append(r.key)
+        args += [r.marker, int(r.soft * 1000), r.px]
+    return list(calls.values())
+
+
+def restore_failed(exc: BaseException) -> None:
+    """A cluster ack could not restore some entries: they stay held; the ack goes on."""
+    logger.warning("cachedeco: flushed write-behind entries could not be given their normal "
+                   "expiry (%s: %s); they stay held until overwritten", type(exc).__name__, exc)
+
+
+def parse_dead(entries: Sequence[Any]) -> list[DeadLetter]:
+    """XRANGE of the dead-letter stream."""
+    letters = []
+    for entry in entries:
+        f = _fields(entry[1])
+        letters.append(DeadLetter(text(entry[0]), f.get("r", b""), text(f.get("k", b"")),
+                                  text(f.get("e", b"")), int(f.get("t", 0)) / 1000,
+                                  marker=text(f.get("m", b""))))
+    return letters

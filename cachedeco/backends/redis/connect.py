@@ -1,0 +1,129 @@
+"""Redis clients and backends made from URLs and ready clients: single server, Cluster and
+Sentinel, sync and asyncio.
+
+Every client takes the registry's bounded timeouts and no client-side retries (cluster
+redirects are still followed); other backend options pass through to the connections.
+``max_connections`` and ``pool_timeout`` shape the single server's blocking pool only:
+redis-py's cluster and sentinel pools do not block, and a cap there would turn a burst of
+callers into backend errors (and an open breaker) rather than a short wait. The sentinels
+themselves are asked with the same bounded timeouts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.asyncio.sentinel
+import redis.cluster
+import redis.sentinel
+from redis.exceptions import ClusterError, RedisClusterException
+
+from cachedeco.backends.base import AsyncBackend, Backend, ConnectionOptions
+from cachedeco.backends.redis._async.cluster import AsyncClusterBackend
+from cachedeco.backends.redis._sync.cluster import ClusterBackend
+from cachedeco.backends.redis._sync.single import RedisBackend
+from cachedeco.backends.redis.batching import CoalescingRedisBackend
+from cachedeco.backends.redis.pools import WaitingConnectionPool
+from cachedeco.backends.redis.urls import Target, parse_url, redact, sentinel_settings
+from cachedeco.errors import ConfigurationError
+
+__all__ = ["client_flavour", "make_async", "make_sync", "wrap_async", "wrap_sync"]
+
+
+def client_flavour(client: object) -> str:
+    """Which flavour a ready client is, or ConfigurationError."""
+    if isinstance(client, redis.Redis | redis.cluster.RedisCluster):
+        flavour = "sync"
+    elif isinstance(client, redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster):
+        flavour = "async"
+    else:
+        raise ConfigurationError(
+            f"unsupported backend {type(client).__name__}: give a URL, a redis.Redis, "
+            "a redis.asyncio.Redis or a cluster client")
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+    if kwargs.get("decode_responses"):
+        raise ConfigurationError("a client with decode_responses=True cannot hold cache entries")
+    return flavour
+
+
+def make_sync(kind: str, url: str, options: ConnectionOptions) -> Backend:
+    """A sync backend for a ``redis``, ``cluster`` or ``sentinel`` URL (a cluster client
+    connects now)."""
+    if kind == "redis":
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=options.max_connections, timeout=options.pool_timeout,
+            **options.redis_kwargs())
+        return RedisBackend(redis.Redis.from_pool(pool))  # owns the pool: close() frees it
+    target = parse_url(kind, url)
+    kwargs = _data_kwargs(target, options)
+    if kind == "sentinel":
+        settings = sentinel_settings(kwargs)
+        sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            list(target.hosts), sentinel_kwargs=settings, **kwargs)
+        client = sentinel.master_for(  # type: ignore[no-untyped-call]
+            target.service, db=target.db)
+        return RedisBackend(client, companions=sentinel.sentinels)
+    retry = kwargs.pop("retry")
+    nodes = [redis.cluster.ClusterNode(h, p) for h, p in target.hosts]  # type: ignore[no-untyped-call]
+    try:
+        cluster = redis.cluster.RedisCluster(startup_nodes=nodes, retry=retry, **kwargs)
+    except RedisClusterException as exc:
+        raise ClusterError(f"cannot reach the cluster at {redact(url)!r}: {exc}") from exc
+    return ClusterBackend(cluster)
+
+
+def make_async(kind: str, url: str, options: ConnectionOptions) -> AsyncBackend:
+    """An asyncio backend for a ``redis``, ``cluster`` or ``sentinel`` URL (it connects on
+    first use)."""
+    if kind == "redis":
+        pool = WaitingConnectionPool.from_url(
+            url, max_connections=options.max_connections, timeout=options.pool_timeout,
+            **options.redis_kwargs())
+        return CoalescingRedisBackend(redis.asyncio.Redis.from_pool(pool))
+    target = parse_url(kind, url)
+    kwargs = _data_kwargs(target, options)
+    if kind == "sentinel":
+        settings = sentinel_settings(kwargs)
+        sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            list(target.hosts), sentinel_kwargs=settings, **kwargs)
+        client = sentinel.master_for(target.service, db=target.db)
+        return CoalescingRedisBackend(client, companions=sentinel.sentinels)
+    retry = kwargs.pop("retry")
+    nodes = [redis.asyncio.cluster.ClusterNode(h, p) for h, p in target.hosts]
+    return AsyncClusterBackend(
+        redis.asyncio.cluster.RedisCluster(startup_nodes=nodes, retry=retry, **kwargs))
+
+
+def wrap_sync(client: Any) -> Backend:
+    """A sync backend over a ready ``redis.Redis`` or ``RedisCluster``."""
+    if isinstance(client, redis.cluster.RedisCluster):
+        _check_bytes(client)
+        return ClusterBackend(client)
+    return RedisBackend(client)
+
+
+def wrap_async(client: Any) -> AsyncBackend:
+    """An asyncio backend over a ready ``redis.asyncio`` client."""
+    if isinstance(client, redis.asyncio.cluster.RedisCluster):
+        _check_bytes(client)
+        return AsyncClusterBackend(client)
+    return CoalescingRedisBackend(client)
+
+
+def _data_kwargs(target: Target, options: ConnectionOptions) -> dict[str, Any]:
+    """Keyword arguments for connections to the data nodes."""
+    kwargs = options.redis_kwargs()
+    if target.username is not None:
+        kwargs["username"] = target.username
+    if target.password is not None:
+        kwargs["password"] = target.password
+    return kwargs
+
+
+def _check_bytes(client: Any) -> None:
+    encoder = getattr(client, "encoder", None)
+    if getattr(encoder, "decode_responses", False):
+        raise ConfigurationError("a client with decode_responses=True cannot hold cache entries")

@@ -1,0 +1,1 @@
+"""Codecs: a function's return value to bytes and back (:mod:`.factory` picks one)."""

@@ -1,0 +1,102 @@
+"""The small converters a compiled return annotation is made of (see :mod:`.typed`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "Converter",
+    "convert_each",
+    "dataclass_converter",
+    "dispatch",
+    "identity",
+    "lookup",
+    "map_items",
+    "map_list",
+    "map_set",
+    "map_tuple",
+    "map_values",
+    "skip_none",
+]
+
+Converter = Callable[[Any], Any]
+
+
+def identity(value: Any) -> Any:
+    """Placeholder for a class whose fields need no conversion."""
+    return value
+
+
+def convert_each(converters: list[Converter | None], values: Any) -> list[Any]:
+    """Apply one converter per position (a fixed tuple, a NamedTuple); lengths must match."""
+    return [value if convert is None else convert(value)
+            for convert, value in zip(converters, values, strict=True)]
+
+
+def map_list(convert: Converter) -> Converter:
+    """Converter for list[X]."""
+    return lambda value: list(map(convert, value))
+
+
+def map_tuple(convert: Converter) -> Converter:
+    """Converter for tuple[X, ...]."""
+    return lambda value: tuple(map(convert, value))
+
+
+def map_set(kind: type[set[Any]] | type[frozenset[Any]], convert: Converter) -> Converter:
+    """Converter for set[X] and frozenset[X]."""
+    return lambda value: kind(map(convert, value))
+
+
+def map_values(convert: Converter) -> Converter:
+    """Converter for dict[str, V]."""
+    return lambda value: {key: convert(item) for key, item in value.items()}
+
+
+def map_items(convert_key: Converter, convert_value: Converter | None) -> Converter:
+    """Converter for dict[K, V] with a non-str K."""
+    if convert_value is None:
+        return lambda value: {convert_key(key): item for key, item in value.items()}
+    return lambda value: {convert_key(key): convert_value(item) for key, item in value.items()}
+
+
+def skip_none(convert: Converter) -> Converter:
+    """Converter for Optional[X]."""
+    return lambda value: None if value is None else convert(value)
+
+
+def lookup(table: dict[tuple[type, Any], Any]) -> Converter:
+    """Converter mapping JSON literals back to Enum members, other values unchanged."""
+    def convert(value: Any) -> Any:
+        """Look the value up by JSON type and value (so 1 and True stay apart)."""
+        if isinstance(value, list | dict):
+            return value
+        return table.get((type(value), value), value)
+    return convert
+
+
+def dispatch(table: dict[type, Converter]) -> Converter:
+    """Converter for a union: pick the member by the JSON type of the value."""
+    get = table.get
+
+    def convert(value: Any) -> Any:
+        """Convert with the member owning this JSON type, if any."""
+        member = get(type(value))
+        return value if member is None else member(value)
+    return convert
+
+
+def dataclass_converter(cls: type, init: list[tuple[str, Converter | None]],
+                         late: list[tuple[str, Converter | None]]) -> Converter:
+    """Converter building cls from its JSON object; a missing field is an error (a miss)."""
+    def convert(value: dict[str, Any]) -> Any:
+        """Construct the dataclass, then restore fields the constructor does not take."""
+        obj = cls(**{name: value[name] if field is None else field(value[name])
+                     for name, field in init})
+        for name, field in late:
+            if name in value:
+                item = value[name]
+                object.__setattr__(obj, name, item if field is None else field(item))
+        return obj
+    return convert

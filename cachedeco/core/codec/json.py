@@ -1,0 +1,149 @@
+"""The orjson codecs (the default serializer).
+
+Decimals are written as strings, sets and tuple subclasses as lists, pydantic models through
+``model_dump(mode="json")``. Decoding restores the types the return annotation names (see
+:mod:`.typed`); for an unannotated or JSON-typed return a hit is ``orjson.loads`` and nothing
+else. NaN and infinity, which orjson would silently store as ``null``, and ints beyond 64 bits
+are refused, not corrupted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from cachedeco.core.codec.base import Codec, type_name
+from cachedeco.core.codec.typed import Converter, build_plan, return_annotation
+from cachedeco.errors import SerializationError
+
+__all__ = ["json_codec"]
+
+_HINT = ("return JSON types or annotate the return type with a supported one, or choose "
+         "serializer='pickle' (with secret=) or a custom serializer")
+_OPTION = orjson.OPT_NON_STR_KEYS
+_orjson_dumps = orjson.dumps
+_orjson_loads = orjson.loads
+
+
+def json_codec(func: Callable[..., Any] | None, name: str) -> Codec:
+    """The orjson codec for func's return annotation, with the cheapest decode that is exact."""
+    plan = build_plan(return_annotation(func))
+    option = _OPTION | plan.option
+    if plan.model is not None:
+        return _ModelJsonCodec(name, option, plan.model.model_validate_json)
+    if plan.convert is None:
+        return _JsonCodec(name, option)
+    return _TypedJsonCodec(name, option, plan.convert)
+
+
+def _default(obj: Any) -> Any:
+    """Encode what orjson hands back: Decimal, set, tuple subclass, pydantic, passthrough types."""
+    if isinstance(obj, Decimal):
+        return str(obj)  # exact, unlike a float
+    if isinstance(obj, set | frozenset | tuple):
+        return list(obj)
+    if callable(getattr(type(obj), "model_dump", None)):
+        return obj.model_dump(mode="json", by_alias=True)  # by alias: model_validate reads aliases
+    if isinstance(obj, dt.date | dt.time):  # OPT_PASSTHROUGH_DATETIME: keep offset seconds
+        return obj.isoformat()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):  # OPT_PASSTHROUGH_DATACLASS
+        return {field.name: getattr(obj, field.name) for field in dataclasses.fields(obj)}
+    raise TypeError(f"Type is not JSON serializable: {type_name(type(obj))}")
+
+
+def _has_non_finite(value: Any) -> bool:
+    """Whether value holds a NaN or an infinity, which orjson would silently write as null."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(map(_has_non_finite, value.values()))
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(map(_has_non_finite, value))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return any(_has_non_finite(getattr(value, field.name))
+                   for field in dataclasses.fields(value))
+    if callable(getattr(type(value), "model_dump", None)):
+        return _has_non_finite(getattr(value, "__dict__", {}))
+    return False
+
+
+class _JsonCodec:
+    """orjson codec whose stored JSON is already the value: loads is orjson.loads."""
+
+    __slots__ = ("_name", "_option")
+
+    def __init__(self, name: str, option: int) -> None:
+        self._name = name
+        self._option = option
+
+    def dumps(self, value: Any) -> bytes:
+        """Encode with orjson; refuse what JSON cannot hold rather than store something else."""
+        try:
+            data = _orjson_dumps(value, default=_default, option=self._option)
+        except TypeError as exc:  # orjson.JSONEncodeError, including 64-bit int overflow
+            raise self._unserializable(value, str(exc)) from exc
+        if b"null" in data and _has_non_finite(value):
+            raise self._unserializable(value, "NaN and infinity have no JSON form")
+        return data
+
+    def loads(self, data: bytes) -> Any:
+        """Decode: orjson.loads, nothing more."""
+        try:
+            return _orjson_loads(data)
+        except Exception as exc:
+            raise self._undecodable(exc) from exc
+
+    def _unserializable(self, value: Any, reason: str) -> SerializationError:
+        """The error for a return value that cannot be encoded."""
+        return SerializationError(
+            f"cannot serialize the {type_name(type(value))} returned by {self._name}: "
+            f"{reason}; {_HINT}", function=self._name)
+
+    def _undecodable(self, exc: Exception) -> SerializationError:
+        """The error for stored bytes that cannot be decoded."""
+        return SerializationError(
+            f"cannot decode the cached value of {self._name}: {type(exc).__name__}: {exc}",
+            function=self._name)
+
+
+class _TypedJsonCodec(_JsonCodec):
+    """orjson codec that rebuilds the annotated type from the JSON value."""
+
+    __slots__ = ("_convert",)
+
+    def __init__(self, name: str, option: int, convert: Converter) -> None:
+        super().__init__(name, option)
+        self._convert = convert
+
+    def loads(self, data: bytes) -> Any:
+        """Decode, then convert (None stays None even if the annotation forgot Optional)."""
+        try:
+            value = _orjson_loads(data)
+            return value if value is None else self._convert(value)
+        except Exception as exc:
+            raise self._undecodable(exc) from exc
+
+
+class _ModelJsonCodec(_JsonCodec):
+    """orjson codec for a pydantic model return: pydantic parses and validates the bytes."""
+
+    __slots__ = ("_validate",)
+
+    def __init__(self, name: str, option: int, validate: Callable[[bytes], Any]) -> None:
+        super().__init__(name, option)
+        self._validate = validate
+
+    def loads(self, data: bytes) -> Any:
+        """Decode with model_validate_json, the exact inverse of model_dump(mode="json")."""
+        if data == b"null":
+            return None
+        try:
+            return self._validate(data)
+        except Exception as exc:
+            raise self._undecodable(exc) from exc

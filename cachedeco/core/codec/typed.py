@@ -1,0 +1,393 @@
+"""Typed decoding: rebuild the value a function's return annotation names from its JSON form.
+
+The annotation is compiled once, when the codec is made, into a tree of small converters. A
+converter of ``None`` means "the JSON value already is the right value" and is skipped entirely,
+so JSON-typed returns (``dict``, ``list[int]``, ``str``, ``Any``...) cost nothing on a cache hit.
+Every node also records the JSON types (``str``, ``int``, ``list``...) its values arrive as;
+that is how a union picks its member with one dict lookup instead of trial and error.
+
+Typed: dataclasses (recursively, by field types), pydantic models, NamedTuple, TypedDict,
+``datetime``, ``date``, ``time``, ``UUID``, ``Decimal``, ``Enum``, ``str``/``int``/``float``
+subclasses, ``tuple``/``list``/``set``/``frozenset``/``dict`` (keys too), ``Optional``,
+``Literal``, ``NewType``, ``Annotated``, and the ``collections.abc`` containers (rebuilt as list,
+set or dict). Left as the JSON value: ``Any``, type variables, unknown classes, and whatever JSON
+type two members of a union share (``str | datetime``: both arrive as a string and nothing cheap
+tells them apart; guessing would be worse than returning the string).
+
+Limits: the annotation names what is rebuilt, so a returned subclass of the annotated dataclass
+or model comes back as the annotated class (annotate the concrete class, or use pickle). Data
+that does not fit the annotation (a missing field, a bad date) raises, and the caller treats it
+as a miss. Converters trust the annotation: ``None`` passes through only where ``Optional`` (or
+the top level) allows it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import inspect
+import sys
+from collections import abc
+from collections.abc import Callable
+from decimal import Decimal
+from types import NoneType, UnionType
+from typing import (
+    Annotated,
+    Any,
+    Literal,
+    NamedTuple,
+    NewType,
+    NotRequired,
+    Required,
+    Union,
+    cast,
+    get_args,
+    get_origin,
+    get_type_hints,
+    is_typeddict,
+)
+from uuid import UUID
+
+import orjson
+
+from cachedeco.core.codec.converters import (
+    Converter,
+    convert_each,
+    dataclass_converter,
+    dispatch,
+    identity,
+    lookup,
+    map_items,
+    map_list,
+    map_set,
+    map_tuple,
+    map_values,
+    skip_none,
+)
+
+__all__ = ["Converter", "Plan", "build_plan", "return_annotation"]
+
+
+_JSON_TYPES: frozenset[type] = frozenset({str, int, float, bool, NoneType, list, dict})
+_LIST: frozenset[type] = frozenset({list})
+_DICT: frozenset[type] = frozenset({dict})
+_STR: frozenset[type] = frozenset({str})
+_SEQUENCES = {list, abc.Sequence, abc.MutableSequence, abc.Collection, abc.Iterable}
+_SETS: dict[Any, type[set[Any]] | type[frozenset[Any]]] = {
+    set: set, abc.Set: set, abc.MutableSet: set, frozenset: frozenset}
+_MAPPINGS = {dict, abc.Mapping, abc.MutableMapping}
+_WRAPPERS = {Annotated, Required, NotRequired}
+
+
+class _Node(NamedTuple):
+    """One compiled annotation: its converter (None = identity) and the JSON types it comes as."""
+
+    convert: Converter | None
+    shapes: frozenset[type]
+
+
+_ANY = _Node(None, _JSON_TYPES)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Plan:
+    """Everything the JSON codec needs to know about one return annotation, decided once."""
+
+    convert: Converter | None  # applied to the parsed JSON; None: orjson.loads alone is exact
+    model: Any  # a top-level pydantic model class: decode the bytes with model_validate_json
+    option: int  # extra orjson options the types need for an exact round trip
+
+
+def return_annotation(func: object) -> Any:
+    """The resolved return annotation of func, or Any when it has none or it cannot resolve."""
+    if func is None:
+        return Any
+    if isinstance(func, classmethod | staticmethod):
+        func = func.__func__
+    try:
+        hints = get_type_hints(func)
+    except Exception:  # unresolvable forward refs (NameError), odd callables, bad strings
+        return Any
+    return hints.get("return", Any)
+
+
+def build_plan(hint: Any) -> Plan:
+    """Compile a return annotation into a Plan: converter tree, pydantic fast path, options."""
+    builder = _Builder()
+    node = builder.build(hint)
+    top = _unwrap(hint)
+    model = top if isinstance(top, type) and _is_pydantic_model(top) else None
+    return Plan(node.convert, model, builder.option)
+
+
+def _unwrap(tp: Any) -> Any:
+    """Strip what does not change the runtime value: Annotated, Required, NewType."""
+    while True:
+        if get_origin(tp) in _WRAPPERS:
+            tp = get_args(tp)[0]
+        elif isinstance(tp, NewType):
+            tp = tp.__supertype__
+        else:
+            return tp
+
+
+def _is_pydantic_model(cls: type) -> bool:
+    """A concrete pydantic v2 model, by duck typing, so pydantic is never imported here.
+
+    ``BaseModel`` itself is excluded: as an annotation it says "some model", and validating the
+    JSON as a bare BaseModel would silently drop every field.
+    """
+    pydantic = sys.modules.get("pydantic")
+    return (callable(getattr(cls, "model_validate", None))
+            and callable(getattr(cls, "model_dump", None))
+            and (pydantic is None or cls is not getattr(pydantic, "BaseModel", None)))
+
+
+def _class_hints(cls: type) -> dict[str, Any]:
+    """Field annotations of cls; unresolvable ones (forward refs) degrade to untyped."""
+    try:
+        return get_type_hints(cls)
+    except Exception:  # user annotations may not resolve: keep the ones that are real objects
+        raw: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            raw.update(inspect.get_annotations(klass))
+        return {name: tp for name, tp in raw.items() if not isinstance(tp, str)}
+
+
+def _json_form(value: Any) -> Any:
+    """The value as it comes back from JSON (e.g. an Enum member's value, a tuple as a list)."""
+    return orjson.loads(orjson.dumps(value))
+
+
+def _json_key(value: Any) -> str:
+    """The string orjson writes for value as a dict key under OPT_NON_STR_KEYS."""
+    encoded = orjson.loads(orjson.dumps({value: None}, option=orjson.OPT_NON_STR_KEYS))
+    return str(next(iter(encoded)))
+
+
+def _parse_date(text: str) -> dt.date:
+    """A date, or a datetime where a `date`-annotated function returned one (a subclass)."""
+    return dt.datetime.fromisoformat(text) if len(text) > 10 else dt.date.fromisoformat(text)
+
+
+_LEAVES: tuple[tuple[type, Converter, int], ...] = (
+    # datetime and time bypass orjson, which rounds UTC offsets to the minute (and rejects an
+    # aware time): Python's isoformat keeps seconds, so historical zones round-trip exactly.
+    (dt.datetime, dt.datetime.fromisoformat, orjson.OPT_PASSTHROUGH_DATETIME),
+    (dt.date, _parse_date, 0),
+    (dt.time, dt.time.fromisoformat, orjson.OPT_PASSTHROUGH_DATETIME),
+    (UUID, UUID, 0),
+    (Decimal, Decimal, 0),
+)
+
+
+class _Builder:
+    """Compiles annotations into converters; one per plan, it memoizes classes for recursion."""
+
+    def __init__(self) -> None:
+        self.option = 0
+        self._memo: dict[type, _Node] = {}
+
+    def build(self, tp: Any) -> _Node:
+        """Compile any annotation."""
+        tp = _unwrap(tp)
+        origin = get_origin(tp)
+        if origin is Literal:
+            return self._literal(get_args(tp))
+        if origin is Union or origin is UnionType:
+            return self._union(get_args(tp))
+        if origin is not None:
+            return self._generic(origin, get_args(tp))
+        if tp is None or tp is NoneType:
+            return _Node(None, frozenset({NoneType}))
+        return self._class(tp) if isinstance(tp, type) else _ANY
+
+    def _class(self, cls: type) -> _Node:
+        """Compile a plain class."""
+        if cls in (str, int, bool):
+            return _Node(None, frozenset({cls}))
+        if cls is float:  # an int is a valid float, and comes back as an int
+            return _Node(None, frozenset({float, int}))
+        if issubclass(cls, enum.Enum):
+            return self._enum(cls)
+        for leaf, parse, option in _LEAVES:
+            if issubclass(cls, leaf):
+                self.option |= option
+                return _Node(parse, _STR)
+        if is_typeddict(cls):
+            return self._recursive(cls, _DICT, self._typeddict)
+        if _is_pydantic_model(cls):
+            root = getattr(cls, "__pydantic_root_model__", False)
+            return _Node(cast(Any, cls).model_validate, _JSON_TYPES if root else _DICT)
+        if dataclasses.is_dataclass(cls):
+            return self._recursive(cls, _DICT, self._dataclass)
+        if issubclass(cls, tuple) and hasattr(cls, "_fields"):
+            return self._recursive(cls, _LIST, self._namedtuple)
+        if cls in (list, dict):
+            return _Node(None, frozenset({cls}))
+        if cls in (tuple, set, frozenset):
+            return _Node(cls, _LIST)
+        for base in (str, int, float):  # a str/int/float subclass such as `class Name(str)`
+            if issubclass(cls, base):
+                return _Node(cls, self._class(base).shapes)
+        return _ANY
+
+    def _generic(self, origin: Any, args: tuple[Any, ...]) -> _Node:
+        """Compile a parameterized generic such as list[X] or dict[K, V]."""
+        if origin in _SEQUENCES:
+            convert = self.build(args[0] if args else Any).convert
+            return _Node(None if convert is None else map_list(convert), _LIST)
+        if origin is tuple:
+            return self._tuple(args)
+        if origin in _SETS:
+            kind = _SETS[origin]
+            convert = self.build(args[0] if args else Any).convert
+            return _Node(kind if convert is None else map_set(kind, convert), _LIST)
+        if origin in _MAPPINGS:
+            key, value = args if len(args) == 2 else (Any, Any)
+            return self._dict(key, value)
+        if isinstance(origin, type):  # a generic dataclass, NamedTuple or TypedDict: Box[int]
+            return self._class(origin)
+        return _ANY
+
+    def _recursive(self, cls: type, shapes: frozenset[type],
+                   make: Callable[[type], Converter | None]) -> _Node:
+        """Compile a class with fields once; a self-reference goes through a late-bound cell."""
+        if cls in self._memo:
+            return self._memo[cls]
+        cell: list[Converter] = []
+
+        def forward(value: Any) -> Any:
+            """Reach the converter of cls, which is being built (a self-referencing class)."""
+            return cell[0](value)
+
+        self._memo[cls] = _Node(forward, shapes)
+        convert = make(cls)
+        if convert is None:
+            convert = identity
+        cell.append(convert)
+        node = self._memo[cls] = _Node(None if convert is identity else convert, shapes)
+        return node
+
+    def _dataclass(self, cls: type) -> Converter:
+        """Rebuild a dataclass: init fields through the constructor, the others set after."""
+        hints = _class_hints(cls)
+        init: list[tuple[str, Converter | None]] = []
+        late: list[tuple[str, Converter | None]] = []
+        for field in dataclasses.fields(cls):
+            convert = self.build(hints.get(field.name, Any)).convert
+            (init if field.init else late).append((field.name, convert))
+            if field.name.startswith("_") or not field.init:
+                # orjson leaves out such fields: serialize this dataclass field by field instead
+                self.option |= orjson.OPT_PASSTHROUGH_DATACLASS
+        return dataclass_converter(cls, init, late)
+
+    def _namedtuple(self, cls: type) -> Converter:
+        """Rebuild a NamedTuple from its JSON list, converting each field."""
+        hints = _class_hints(cls)
+        converters = [self.build(hints.get(name, Any)).convert for name in cast(Any, cls)._fields]
+        if all(convert is None for convert in converters):
+            return lambda value: cls(*value)
+        return lambda value: cls(*convert_each(converters, value))
+
+    def _typeddict(self, cls: type) -> Converter | None:
+        """Convert the keys of a TypedDict whose annotations are not JSON types."""
+        converters = {name: convert for name, tp in _class_hints(cls).items()
+                      if (convert := self.build(tp).convert) is not None}
+        if not converters:
+            return None
+        get = converters.get
+        return lambda value: {key: item if (convert := get(key)) is None else convert(item)
+                              for key, item in value.items()}
+
+    def _tuple(self, args: tuple[Any, ...]) -> _Node:
+        """Compile tuple, tuple[X, ...] and tuple[X, Y]."""
+        if len(args) == 2 and args[1] is Ellipsis:
+            convert = self.build(args[0]).convert
+            return _Node(tuple if convert is None else map_tuple(convert), _LIST)
+        converters = [self.build(arg).convert for arg in args]
+        if all(convert is None for convert in converters):
+            return _Node(tuple, _LIST)
+        return _Node(lambda value: tuple(convert_each(converters, value)), _LIST)
+
+    def _dict(self, key: Any, value: Any) -> _Node:
+        """Compile dict[K, V]: JSON keys are strings, so K is parsed back too."""
+        convert_key = self._key(key)
+        convert_value = self.build(value).convert
+        if convert_key is None and convert_value is None:
+            return _Node(None, _DICT)
+        if convert_key is None:
+            assert convert_value is not None
+            return _Node(map_values(convert_value), _DICT)
+        return _Node(map_items(convert_key, convert_value), _DICT)
+
+    def _key(self, tp: Any) -> Converter | None:
+        """Converter from the key string orjson writes back to a K; None when K is str."""
+        tp = _unwrap(tp)
+        members: list[Any] = []
+        if get_origin(tp) is Literal:
+            members = list(get_args(tp))
+        elif tp is bool or (isinstance(tp, type) and issubclass(tp, enum.Enum)):
+            members = [True, False] if tp is bool else list(tp)
+        elif isinstance(tp, type) and issubclass(tp, int | float):
+            return tp  # int("1"), float("1.5"), UserId("7")
+        if members:
+            try:
+                table = {_json_key(member): member for member in members}
+            except TypeError:  # a member orjson cannot write as a key: leave the keys as strings
+                return None
+            if all(type(member) is str and key == member for key, member in table.items()):
+                return None
+            return table.__getitem__
+        node = self.build(tp)
+        return node.convert if node.shapes == _STR else None
+
+    def _enum(self, cls: type[enum.Enum]) -> _Node:
+        """Compile an Enum: cls(value), or a lookup when its values do not survive JSON."""
+        try:
+            forms = {member: _json_form(member) for member in cls}
+        except TypeError:  # values orjson cannot write: dumps will raise a SerializationError
+            return _ANY
+        shapes = frozenset(type(form) for form in forms.values()) or _JSON_TYPES
+        if all(type(form) is type(member.value) and form == member.value
+               for member, form in forms.items()):
+            return _Node(cls, shapes)
+        table = {orjson.dumps(form): member for member, form in forms.items()}
+        return _Node(lambda value: table[orjson.dumps(value)], shapes)
+
+    def _literal(self, values: tuple[Any, ...]) -> _Node:
+        """Compile Literal[...]: JSON literals are themselves, Enum members are looked up."""
+        table: dict[tuple[type, Any], Any] = {}
+        shapes: set[type] = set()
+        for value in values:
+            try:
+                form = _json_form(value)
+            except TypeError:
+                return _ANY
+            shapes.add(type(form))
+            if isinstance(value, enum.Enum) and not isinstance(form, list | dict):
+                table[type(form), form] = value
+        if not table:
+            return _Node(None, frozenset(shapes))
+        return _Node(lookup(table), frozenset(shapes))
+
+    def _union(self, args: tuple[Any, ...]) -> _Node:
+        """Compile a union: dispatch on the JSON type when each one belongs to one member."""
+        nodes = [self.build(arg) for arg in args]
+        members = [node for arg, node in zip(args, nodes, strict=True) if arg is not NoneType]
+        if len(members) == 1:  # Optional[X]
+            convert = members[0].convert
+            shapes = members[0].shapes | {NoneType}
+            return _Node(None if convert is None else skip_none(convert), shapes)
+        owners: dict[type, set[Converter | None]] = {}
+        for node in nodes:
+            for shape in node.shapes:
+                owners.setdefault(shape, set()).add(node.convert)
+        table: dict[type, Converter] = {}
+        for shape, converters in owners.items():
+            (only,) = converters if len(converters) == 1 else (None,)
+            if only is not None:  # one member, which converts: it owns this JSON type
+                table[shape] = only
+        shapes = frozenset(owners)
+        return _Node(dispatch(table) if table else None, shapes)

@@ -1,0 +1,1 @@
+"""Cache keys: argument encoding, templates, the key builder and tag sets."""

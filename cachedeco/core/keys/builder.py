@@ -1,0 +1,226 @@
+r"""Cache keys: pure, decided once when the decorator is applied, cheap on every call.
+
+A default key is ``prefix:module.qualname[:vVERSION]:ARGS``, ``ARGS`` being the typed
+canonical encoding of the arguments bound to the signature (see :mod:`cachedeco.core.keys.encoding`;
+defaults applied; a first parameter named ``self``/``cls`` and the ``ignore`` names left
+out). A key longer than MAX_KEY_BYTES (UTF-8) keeps ``prefix:namespace:`` and replaces
+``ARGS`` by ``#`` and the blake2b hex digest of ``ARGS`` (if even that is too long,
+everything after ``prefix:`` is hashed). Template and callable keys are
+``prefix:TEXT[:vVERSION]``, their substituted text percent-escaped, and hashed the same way
+when too long. No key of a user starts with ``prefix:~``: those are cachedeco's own.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from hashlib import blake2b
+from typing import Any
+
+from cachedeco.core.keys.encoding import PRIMITIVES, encode_args, encode_values
+from cachedeco.core.keys.templates import POSITIONAL, Binder, Template, escape_text, unwrap
+from cachedeco.core.keyspace import RESERVED, check_prefix
+from cachedeco.errors import ConfigurationError
+
+__all__ = [
+    "MAX_KEY_BYTES",
+    "Binder",
+    "KeyBuilder",
+    "Template",
+    "encode_args",
+    "escape_text",
+    "hashed",
+]
+
+MAX_KEY_BYTES = 250
+_HASH_CHARS = 32  # blake2b, digest_size=16, in hex
+_ASCII_SAFE_LEN = MAX_KEY_BYTES // 4  # a str this short fits whatever its characters
+_BOUND_SELF = frozenset({"self", "cls"})
+
+
+def hashed(text: str) -> str:
+    """The blake2b hex digest (32 chars) that stands in for text too long for a key."""
+    return blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def _unreserved(body: str) -> str:
+    """A user key body never starts with RESERVED, so it cannot collide with internal keys."""
+    return "%7E" + body[1:] if body.startswith(RESERVED) else body
+
+
+def _fitter(root: str, head: str) -> Callable[[str], str]:
+    """Make ``head + body`` fit MAX_KEY_BYTES by hashing the body (or all after ``root``)."""
+    if len(head.encode()) + 1 + _HASH_CHARS <= MAX_KEY_BYTES:
+
+        def fit(body: str) -> str:
+            key = head + body
+            if len(key) <= _ASCII_SAFE_LEN or len(key.encode()) <= MAX_KEY_BYTES:
+                return key
+            return f"{head}#{hashed(body)}"
+
+        return fit
+    rest = head[len(root) :]
+
+    def fit_long_head(body: str) -> str:
+        key = head + body
+        if len(key.encode()) <= MAX_KEY_BYTES:
+            return key
+        return f"{root}#{hashed(rest + body)}"
+
+    return fit_long_head
+
+
+def _check_name(name: object) -> str:
+    """A function's key name: non-empty, printable, no whitespace, braces, leading ``#``/``~``."""
+    if (
+        not isinstance(name, str)
+        or not name.isprintable()
+        or not name
+        or name.startswith(("#", RESERVED))
+        or any(c.isspace() or c in "{}" for c in name)
+    ):
+        raise ConfigurationError(
+            f"invalid cache name {name!r}: no whitespace or braces, no leading '#' or '~'")
+    return name
+
+
+def _check_version(version: object) -> str:
+    """A version as text: an int, or a str without ':', whitespace or braces."""
+    if isinstance(version, int) and not isinstance(version, bool):
+        return str(version)
+    if (
+        isinstance(version, str)
+        and version.isprintable()
+        and version
+        and not any(c.isspace() or c in ":{}" for c in version)
+    ):
+        return version
+    raise ConfigurationError(f"version must be an int or a str without ':' or spaces: {version!r}")
+
+
+class KeyBuilder:
+    """One function's key rules, decided at decoration; ``for_prefix`` gives the per-call path."""
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *,
+        version: str | int | None = None,
+        ignore: Iterable[str] = (),
+        key: str | Callable[..., str] | None = None,
+    ) -> None:
+        self._func = unwrap(func)
+        self._binder = Binder(self._func)
+        params = self._binder.parameters
+        module = getattr(self._func, "__module__", None)
+        qualname = getattr(self._func, "__qualname__", type(self._func).__qualname__)
+        self._name = _check_name(f"{module}.{qualname}")
+        self._suffix = "" if version is None else f":v{_check_version(version)}"
+        ignored = frozenset((ignore,) if isinstance(ignore, str) else ignore)
+        unknown = ignored.difference(params)
+        if unknown:
+            raise ConfigurationError(
+                f"ignore= names {sorted(unknown)} that are not parameters of {self._name}"
+            )
+        skip_first = bool(params) and params[0] in _BOUND_SELF
+        kinds = {p.name: p.kind for p in self._binder.signature.parameters.values()}
+        kept = [i for i, n in enumerate(params) if n not in ignored and not (i == 0 and skip_first)]
+        self._encoded = tuple(
+            (params[i], kinds[params[i]] is inspect.Parameter.VAR_POSITIONAL) for i in kept
+        )
+        plain_positional = all(k in POSITIONAL for k in kinds.values())
+        self._fast_arity = len(params) if plain_positional else -1
+        self._fast_positions = tuple(kept)
+        self._template: Template | None = None
+        self._key_func: Callable[..., str] | None = None
+        if isinstance(key, str):
+            self._template = Template(key, params, what="key")
+        elif callable(key):
+            self._key_func = key
+        elif key is not None:
+            raise ConfigurationError(f"key= must be None, a str template or a callable: {key!r}")
+
+    @property
+    def name(self) -> str:
+        """``module.qualname``."""
+        return self._name
+
+    @property
+    def namespace(self) -> str:
+        """``name[:vVERSION]``: what every default key of this function has after ``prefix:``."""
+        return self._name + self._suffix
+
+    @property
+    def family(self) -> str:
+        """What names this function's entries as a group (its implicit tag): the namespace, or
+        for a key template the template itself, so a writer and a reader sharing a template
+        share their entries."""
+        if self._template is not None:
+            return "key=" + self._template.text + self._suffix
+        return self.namespace
+
+    def binder(self) -> Binder:
+        """The function's Binder, shared with its tag templates."""
+        return self._binder
+
+    def for_prefix(self, prefix: str) -> Callable[[tuple[Any, ...], dict[str, Any]], str]:
+        """The per-call ``(args, kwargs) -> full key`` function for one registry prefix."""
+        root = check_prefix(prefix) + ":"
+        if self._template is not None:
+            return self._template_keys(root)
+        if self._key_func is not None:
+            return self._callable_keys(root)
+        return self._default_keys(root)
+
+    def _encode_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """The slow path: bind, then encode the kept arguments (``*args`` as a list)."""
+        named = self._binder.arguments(args, kwargs)
+        values = ((n, list(named[n]) if var else named[n]) for n, var in self._encoded)
+        return encode_values(values, self._name)
+
+    def _default_keys(self, root: str) -> Callable[[tuple[Any, ...], dict[str, Any]], str]:
+        """Default keys, with a fast path for exact-arity positional calls of primitives."""
+        fit = _fitter(root, f"{root}{self.namespace}:")
+        arity, positions, slow = self._fast_arity, self._fast_positions, self._encode_call
+        primitives = PRIMITIVES
+
+        def default_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+            if not kwargs and len(args) == arity:
+                parts = []
+                for index in positions:
+                    value = args[index]
+                    encoder = primitives.get(type(value))
+                    if encoder is None:
+                        break
+                    parts.append(encoder(value))
+                else:
+                    return fit(":".join(parts))
+            return fit(slow(args, kwargs))
+
+        return default_key
+
+    def _template_keys(self, root: str) -> Callable[[tuple[Any, ...], dict[str, Any]], str]:
+        """Keys from a str template: ``prefix:RENDERED[:vVERSION]``."""
+        assert self._template is not None
+        fit, render, arguments = _fitter(root, root), self._template.render, self._binder.arguments
+        suffix = self._suffix
+
+        def template_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+            return fit(_unreserved(render(arguments(args, kwargs))) + suffix)
+
+        return template_key
+
+    def _callable_keys(self, root: str) -> Callable[[tuple[Any, ...], dict[str, Any]], str]:
+        """Keys from a user callable: ``prefix:RESULT[:vVERSION]``, the result checked."""
+        assert self._key_func is not None
+        fit, make, suffix, name = _fitter(root, root), self._key_func, self._suffix, self._name
+
+        def callable_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+            body = make(*args, **kwargs)
+            if not isinstance(body, str):
+                raise ConfigurationError(
+                    f"the key= callable returned {type(body).__qualname__}, not str", function=name
+                )
+            return fit(_unreserved(escape_text(body)) + suffix)
+
+        return callable_key

@@ -1,0 +1,128 @@
+"""The lease flow, asyncio flavour: ``lock=True`` loads and ``cachedeco.lock`` acquisitions
+(``_sync/lease.py`` is generated from this file).
+
+With ``lock=True`` the caller that leads a load in its process takes the entry's lease in the
+backend (``backend.leases()``) before running the function. The holder computes, stores
+(conditionally, as every fill does) and releases, which wakes the waiters; a long load keeps
+its lease alive meanwhile. A caller that finds the lease held blocks until the release (or the
+lease's expiry: a dead holder is replaced), then re-reads the entry once and returns it; if no
+value landed (the function raised, or its result is not cached) it goes back to the lease.
+After ``lock_timeout`` it computes without the lease. A refresh of a value that exists (stale
+or early) never waits: when another process holds the lease, it serves the entry as it is.
+Backend faults while leasing are counted and the load runs without a lease (fail open).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+from cachedeco.backends.base import BACKEND_ERRORS
+from cachedeco.backends.contracts.leases import (
+    AsyncLease,
+    AsyncLeases,
+    AsyncRun,
+    Busy,
+    LeaseName,
+    deadline,
+    lease_ttl,
+)
+from cachedeco.core.entry import ENTRY, NO_VALUE
+from cachedeco.errors import BackendError
+from cachedeco.flows.bound import Bound, Call, ReadState, is_current
+from cachedeco.runtime.guard import logger
+from cachedeco.runtime.primitives import akeep_alive
+
+__all__ = ["leased", "take"]
+
+
+async def take(leases: AsyncLeases, name: LeaseName, ttl: float,
+               timeout: float | None) -> AsyncLease | None:
+    """Acquire a lease for ``ttl`` seconds, waiting at most ``timeout`` seconds (None: without
+    limit, 0: one try) for its holder to release it or for it to expire; None if time ran out."""
+    end = deadline(timeout)
+    while True:
+        got = await leases.acquire(name, ttl)
+        if not isinstance(got, Busy):
+            return got
+        left = end - time.monotonic()
+        if left <= 0:
+            return None
+        await leases.wait(name, got, got.cap(left))
+
+
+async def leased(b: Bound, call: Call, state: ReadState, run: AsyncRun) -> Any:
+    """Run the load ``run`` under the entry's lease, or return the value another process
+    loaded while this one waited."""
+    if b.slot.stores_objects:
+        return await run()  # one process: in-process single-flight is the whole lock
+    leases = b.slot.abackend().leases()
+    name = b.keyspace.lease(call.key)
+    ttl = lease_ttl(b.lock_timeout)
+    try:
+        lease, value = await obtain(b, call, state, leases=leases, name=name, ttl=ttl)
+    except BACKEND_ERRORS as exc:
+        b.guard.absorb(exc, key=call.key, function=b.name, action="take a lease")
+        return await run()
+    if lease is not None:
+        return await hold(b, call, lease, ttl, run)
+    return await run() if value is NO_VALUE else value
+
+
+async def obtain(b: Bound, call: Call, state: ReadState, *, leases: AsyncLeases,
+                 name: LeaseName, ttl: float) -> tuple[AsyncLease | None, Any]:
+    """The lease, or else the value that landed while waiting for it (NO_VALUE when
+    ``lock_timeout`` ran out first)."""
+    got = await leases.acquire(name, ttl)
+    if not isinstance(got, Busy):
+        return got, NO_VALUE
+    if state[0].startswith(ENTRY):  # refreshing a value that exists: another process is at it
+        value = await servable(b, call)
+        if value is not NO_VALUE:
+            return None, value
+    b.stats.lock_waits += 1
+    end = deadline(b.lock_timeout)
+    while (left := end - time.monotonic()) > 0:
+        if await leases.wait(name, got, got.cap(left)):
+            value = await servable(b, call)
+            if value is not NO_VALUE:
+                return None, value
+        got = await leases.acquire(name, ttl)
+        if not isinstance(got, Busy):
+            return got, NO_VALUE
+    return None, NO_VALUE
+
+
+async def servable(b: Bound, call: Call) -> Any:
+    """The entry's value if a caller may be served it now (current, readable, and fresh or
+    within ``stale_ttl``), else NO_VALUE: one read."""
+    entry, tokens = await b.slot.abackend().read(call.key, call.tag_keys)
+    if entry is None or not is_current(entry, tokens):
+        return NO_VALUE
+    if time.time() >= entry.soft and not b.policy.stale_ttl:
+        return NO_VALUE
+    return b.decode(entry)
+
+
+async def hold(b: Bound, call: Call, lease: AsyncLease, ttl: float, run: AsyncRun) -> Any:
+    """Run the load holding the lease: kept alive while it runs, released (waking the
+    waiters) however it ends."""
+    try:
+        async with akeep_alive(lambda: lease.extend(ttl), ttl / 3,
+                               lambda exc: fault(b, call, exc, "extend a lease")):
+            return await run()
+    finally:
+        try:
+            if not await lease.release():
+                logger.warning("cachedeco: the lease on a load of %s expired before the load "
+                               "finished; other processes may have run it too", b.name)
+        except BACKEND_ERRORS as exc:
+            fault(b, call, exc, "release a lease")
+
+
+def fault(b: Bound, call: Call, exc: BaseException, action: str) -> None:
+    """Count and log a lease fault that must not fail the load (waiters fall back on the
+    lease's expiry)."""
+    with contextlib.suppress(BackendError):
+        b.guard.absorb(exc, key=call.key, function=b.name, action=action)

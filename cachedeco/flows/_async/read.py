@@ -1,0 +1,178 @@
+"""The read-through and write flows, asyncio flavour: only the I/O lives here (the pure steps
+are :class:`~cachedeco.flows.bound.Bound`'s); ``_sync/read.py`` is generated from this file.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from cachedeco.backends.base import BACKEND_ERRORS
+from cachedeco.core.entry import CORRUPT, NO_VALUE, Write, new_tag_token, new_tombstone
+from cachedeco.errors import SerializationError
+from cachedeco.flows._async.lease import leased
+from cachedeco.flows.bound import UNCACHED, Bound, Call, ReadState
+from cachedeco.runtime.guard import logger
+from cachedeco.runtime.primitives import ajoin_flight
+from cachedeco.runtime.singleflight import LeaderGone, WaitTimeout
+
+__all__ = ["get_or_load", "invalidate", "invalidate_all", "put", "refresh"]
+
+Args = tuple[Any, ...]
+Kwargs = dict[str, Any]
+
+
+async def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
+    """The decorated call: a hit returns after one read; anything else goes through a load."""
+    key = b.key(args, kwargs)
+    tag_keys = b.tags(args, kwargs)
+    since = b.flights.landings
+    if not b.guard.allow(key, b.name):
+        return await load(b, Call(func, args, kwargs, key, tag_keys), UNCACHED, since)
+    try:
+        entry, tokens = await b.slot.abackend().read(key, tag_keys)
+    except BACKEND_ERRORS as exc:
+        b.guard.absorb(exc, key=key, function=b.name, action="read")
+        return await load(b, Call(func, args, kwargs, key, tag_keys), UNCACHED, since)
+    b.guard.breaker.success()
+    if entry is not None and entry.tags == tokens and entry.value is not NO_VALUE:
+        value = entry.value if b.codec is None else b.decode(entry)
+        if value is not NO_VALUE:
+            now = time.time()
+            if now < entry.soft:
+                b.stats.hits += 1
+                if b.policy.beta and b.policy.refresh_early(now, entry.soft, entry.delta):
+                    b.stats.early_refreshes += 1
+                    background(b, Call(func, args, kwargs, key, tag_keys), (entry.marker, tokens),
+                               since)
+                return value
+            if b.policy.stale_ttl:
+                b.stats.stale_hits += 1
+                background(b, Call(func, args, kwargs, key, tag_keys), (entry.marker, tokens),
+                           since)
+                return value
+    b.stats.misses += 1
+    if entry is not None and entry.marker == CORRUPT:
+        b.corrupt()
+    state = ("" if entry is None else entry.marker, tokens)
+    return await load(b, Call(func, args, kwargs, key, tag_keys), state, since)
+
+
+async def load(b: Bound, call: Call, state: ReadState, since: int) -> Any:
+    """Run the function once for every concurrent caller that read the same state."""
+    flight, leader = b.flights.join(call.key, state, since)
+    if not leader:
+        b.stats.singleflight_joins += 1
+        try:
+            return await ajoin_flight(flight, b.lock_timeout)
+        except (WaitTimeout, LeaderGone):
+            return await compute(b, call, state)
+    try:
+        value = await compute(b, call, state)
+    except Exception as exc:
+        b.flights.land(call.key, flight, exc=exc)
+        raise
+    except BaseException:
+        b.flights.land(call.key, flight, exc=LeaderGone())
+        raise
+    b.flights.land(call.key, flight, value)
+    return value
+
+
+async def compute(b: Bound, call: Call, state: ReadState | None) -> Any:
+    """Call the function and store its result (conditionally on ``state`` unless None; not
+    at all when UNCACHED); with ``lock=True`` a fill runs under the entry's lease, so one
+    process of all computes it."""
+
+    async def run() -> Any:
+        start = time.perf_counter()
+        try:
+            value = await call.func(*call.args, **call.kwargs)
+        except Exception:
+            b.stats.load_errors += 1
+            raise
+        delta = time.perf_counter() - start
+        b.stats.loads += 1
+        if state is UNCACHED:
+            return value
+        payload = b.encode(value)
+        if payload is not NO_VALUE:
+            await store(b, call, b.write(payload, delta, call.tag_keys, state))
+        return value
+
+    if b.lock and state is not None and state is not UNCACHED:
+        return await leased(b, call, state, run)
+    return await run()
+
+
+async def store(b: Bound, call: Call, write: Write) -> bool:
+    """Carry out a write; a failure is counted, logged or raised as the guard says."""
+    try:
+        return await b.slot.abackend().write(call.key, write)
+    except BACKEND_ERRORS as exc:
+        b.guard.absorb(exc, key=call.key, function=b.name, action="store")
+        return False
+
+
+def background(b: Bound, call: Call, state: ReadState, since: int) -> None:
+    """Start one refresh of a stale (or early-expiring) entry unless one is running."""
+    if not b.flights.running(call.key, state):
+        b.background.aspawn(refresh_quietly, b, call, state, since)
+
+
+async def refresh_quietly(b: Bound, call: Call, state: ReadState, since: int) -> None:
+    """A background refresh: on failure the stale value stays (fail-safe) and it is logged."""
+    try:
+        await load(b, call, state, since)
+    except Exception as exc:
+        logger.warning("cachedeco: background refresh of %s failed (%s: %s); serving the "
+                       "stale value", b.name, type(exc).__name__, exc)
+
+
+async def refresh(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
+    """Recompute and store unconditionally; later callers never join an older load."""
+    key = b.key(args, kwargs)
+    b.flights.forget(key)
+    return await compute(b, Call(func, args, kwargs, key, b.tags(args, kwargs)), None)
+
+
+async def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any) -> None:
+    """Store a written value as the entry (write-through); if that fails, drop the old one."""
+    b.flights.forget(key)
+    try:
+        payload = b.encode(value)
+        if payload is NO_VALUE:
+            await b.slot.abackend().invalidate([key], new_tombstone(), b.policy.hard_ms)
+        else:
+            await b.slot.abackend().write(key, b.write(payload, 0.0, tag_keys, None))
+    except (*BACKEND_ERRORS, SerializationError) as exc:
+        try:
+            await b.slot.abackend().invalidate([key], new_tombstone(), b.policy.hard_ms)
+        except BACKEND_ERRORS:
+            logger.error("cachedeco: write-through of %s could not store nor drop the old "
+                         "entry; it may be served until it expires", b.name)
+        if isinstance(exc, SerializationError):
+            raise
+        b.guard.absorb(exc, key=key, function=b.name, action="write through")
+
+
+async def invalidate(b: Bound, args: Args, kwargs: Kwargs) -> bool:
+    """Drop one entry (a tombstone stops older loads from storing over it)."""
+    key = b.key(args, kwargs)
+    b.flights.forget(key)
+    b.stats.invalidations += 1
+    try:
+        removed = await b.slot.abackend().invalidate([key], new_tombstone(), b.policy.hard_ms)
+    except BACKEND_ERRORS as exc:
+        raise b.guard.error(exc, key=key, function=b.name, action="invalidate") from exc
+    return removed > 0
+
+
+async def invalidate_all(b: Bound) -> None:
+    """Drop every entry of the function: one new token for its implicit tag."""
+    b.stats.invalidations += 1
+    try:
+        await b.slot.abackend().invalidate_tags([b.fn_tag], new_tag_token(True), b.tag_px)
+    except BACKEND_ERRORS as exc:
+        raise b.guard.error(exc, function=b.name, action="invalidate all") from exc

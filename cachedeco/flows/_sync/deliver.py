@@ -1,0 +1,92 @@
+# GENERATED from _async/deliver.py by tools/unasync.py: do not edit.
+"""The write-behind delivery driver, sync flavour: it carries out the operations of the
+I/O-free flow (:mod:`cachedeco.flows.delivery`) against a queue.
+
+While the user's ``flush`` runs (and while a retry waits) the lease on the batch is kept
+alive (renewed every ``claim_after / 3``); when the delivery is interrupted (a cancelled task,
+a ``KeyboardInterrupt``) the batch is given back so the next take claims it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from cachedeco.backends.contracts.queues import Queue
+from cachedeco.flows.delivery import (
+    Ack,
+    Bury,
+    Flow,
+    Flush,
+    Op,
+    Renew,
+    Settings,
+    Sleep,
+    Take,
+    logger,
+)
+from cachedeco.runtime.primitives import keep_alive, sleep
+
+__all__ = ["run"]
+
+
+def _renew_failed(exc: Exception) -> None:
+    logger.warning("cachedeco: cannot renew a write-behind lease (%s)", exc)
+
+
+def _keeping(queue: Queue, consumer: str, ids: tuple[str, ...], settings: Settings
+             ) -> contextlib.AbstractContextManager[None]:
+    """Keep the lease on ``ids`` for the block (durable queues only)."""
+    if not queue.durable:
+        return contextlib.nullcontext()
+    return keep_alive(lambda: queue.renew(consumer, ids), settings.claim_after / 3,
+                       _renew_failed)
+
+
+def _do(op: Op, queue: Queue, consumer: str, flush: Callable[[list[Any]], Any],
+              settings: Settings) -> Any:
+    match op:
+        case Take(count):
+            return queue.take(consumer, count, settings.claim_after_ms)
+        case Renew(ids):
+            return queue.renew(consumer, ids)
+        case Flush(records, ids):
+            with _keeping(queue, consumer, ids, settings):
+                return flush(records)
+        case Ack(ids, restores):
+            return queue.ack(ids, restores)
+        case Bury(ids, error):
+            return queue.bury(ids, error)
+        case Sleep(seconds, ids):
+            with _keeping(queue, consumer, ids, settings):
+                sleep(seconds)
+    return None
+
+
+def run(flow: Flow, queue: Queue, consumer: str, flush: Callable[[list[Any]], Any],
+              settings: Settings) -> None:
+    """Carry out a flow; a failing operation's error goes back into the flow."""
+    held: tuple[str, ...] = ()
+    result: Any = None
+    error: Exception | None = None
+    try:
+        while True:
+            try:
+                op = flow.send(result) if error is None else flow.throw(error)
+            except StopIteration:
+                return
+            result, error = None, None
+            try:
+                result = _do(op, queue, consumer, flush, settings)
+            except Exception as exc:
+                error = exc
+            if isinstance(op, Take) and error is None:
+                held = tuple(m.id for m in result[0])
+    except BaseException:
+        flow.close()
+        if held:
+            with contextlib.suppress(Exception):
+                (queue.release(consumer, held, settings.claim_after_ms))
+        raise

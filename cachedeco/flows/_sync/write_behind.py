@@ -1,0 +1,92 @@
+# GENERATED from _async/write_behind.py by tools/unasync.py: do not edit.
+"""The I/O of one ``@write_behind`` function, sync flavour: a call's push, a drain, the
+last drain before its worker ends, and the dead letters, over the state kept by
+:class:`~cachedeco.flows.write_behind_core.WriteBehindCore`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from cachedeco.backends.base import BACKEND_ERRORS
+from cachedeco.backends.contracts.queues import DeadLetter, NotStored
+from cachedeco.flows._sync.deliver import run
+from cachedeco.flows.delivery import drain as drain_flow
+from cachedeco.flows.write_behind_core import WriteBehindCore
+from cachedeco.runtime.primitives import Stop
+
+__all__ = ["WriteBehindIO"]
+
+REPLAY_CHUNK: Final = 500
+
+
+def _never() -> bool:
+    """A stop condition that never asks a drain to end early."""
+    return False
+
+
+class WriteBehindIO(WriteBehindCore):
+    """The asyncio I/O of one write-behind function."""
+
+    def push(self, args: tuple[Any, ...], kwargs: dict[str, Any], value: Any) -> None:
+        """Store and queue a call's record; BackendError if it could not be queued."""
+        bound, guard, item = self.prepare(args, kwargs, value)
+        try:
+            length = self.queue(bound).push(item)
+        except NotStored as exc:
+            self.not_stored(guard, item, exc)
+            return
+        except BACKEND_ERRORS as exc:
+            raise guard.error(exc, key=item.key, function=self.name,
+                              action="queue a record") from exc
+        self.queued(guard, length)
+
+    def drain(self, *, raise_errors: bool, stop: Stop = _never) -> None:
+        """Deliver what waits, in this task; a backend fault is a BackendError when
+        ``raise_errors``, else a (rate-limited) log line."""
+        with self.lock():
+            self.since_take = 0
+            bound = self.link.bound()
+            queue = self.queue(bound)
+            try:
+                run(drain_flow(self.job(bound, queue.durable, stop)), queue, self.consumer,
+                          self.flush_fn, self.settings)
+            except BACKEND_ERRORS as exc:
+                guard = self.quiet(bound)
+                action = "flush the write-behind queue"
+                if raise_errors:
+                    raise guard.error(exc, function=self.name, action=action) from exc
+                guard.absorb(exc, function=self.name, action=action)
+
+    def final(self) -> None:
+        """The last drain before the worker ends; then this consumer leaves the group."""
+        self.drain(raise_errors=False)
+        bound = self.link.bound()
+        try:
+            self.queue(bound).release(self.consumer, (), 0)
+        except BACKEND_ERRORS as exc:
+            self.quiet(bound).absorb(exc, function=self.name, action="leave the consumer group")
+
+    def dead_letters(self, limit: int) -> list[DeadLetter]:
+        """The oldest ``limit`` dead letters, records decoded (left as bytes if they cannot be)."""
+        bound = self.link.bound()
+        try:
+            return self.decoded(bound, self.queue(bound).dead_letters(limit))
+        except BACKEND_ERRORS as exc:
+            raise self.quiet(bound).error(exc, function=self.name,
+                                          action="list dead letters") from exc
+
+    def replay_dead_letters(self) -> int:
+        """Queue every dead letter again and wake the worker; return how many."""
+        bound = self.link.bound()
+        queue = self.queue(bound)
+        total = 0
+        try:
+            while moved := queue.replay(REPLAY_CHUNK):
+                total += moved
+        except BACKEND_ERRORS as exc:
+            raise self.quiet(bound).error(exc, function=self.name,
+                                          action="replay dead letters") from exc
+        self.worker.ensure()
+        self.worker.notify()
+        return total

@@ -1,0 +1,117 @@
+"""What a decorated call needs, decided once per registry configuration, and the pure steps
+of the read-through and write flows.
+
+A decorated function is bound to its registry's current configuration into a :class:`Bound`,
+which holds every decision (key builder, tags, backend, codec, policy, failure guard); the
+sync and async drivers (``_async/``, ``_sync/``) only move data between these pure steps and
+the backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cachedeco.backends.open import BackendSlot
+from cachedeco.core.codec.factory import Codec
+from cachedeco.core.entry import NO_VALUE, Entry, Write, new_marker, new_tag_token
+from cachedeco.core.keyspace import KeySpace
+from cachedeco.core.policy import Policy
+from cachedeco.core.stats import Stats
+from cachedeco.errors import SerializationError
+from cachedeco.runtime.guard import Guard
+from cachedeco.runtime.primitives import Background
+from cachedeco.runtime.singleflight import Flights
+
+__all__ = ["UNCACHED", "Bound", "Call", "ReadState", "is_current"]
+
+logger = logging.getLogger("cachedeco")
+
+KeyFn = Callable[[tuple[Any, ...], dict[str, Any]], str]
+#: What a fill read: the entry's marker ("" when absent) and its tags' tokens. A store made
+#: from it succeeds only while both are unchanged; a flight is shared only by equal states.
+ReadState = tuple[str, tuple[str | None, ...]]
+#: The state of calls made while the backend is unavailable: they still share one load per
+#: key in this process (the database is spared a stampede when the cache fails), and the
+#: load stores nothing.
+UNCACHED: ReadState = ("!uncached", ())
+TagsFn = Callable[[tuple[Any, ...], dict[str, Any]], tuple[str, ...]]
+
+
+@dataclass(slots=True, eq=False)
+class Bound:
+    """One decorated function bound to one registry configuration: all a call needs."""
+
+    name: str
+    key: KeyFn
+    tags: TagsFn
+    fn_tag: str
+    slot: BackendSlot
+    guard: Guard
+    codec: Codec | None  # None when the backend keeps objects
+    policy: Policy
+    stats: Stats
+    flights: Flights
+    keyspace: KeySpace
+    background: Background
+    cache_none: bool
+    condition: Callable[[Any], bool] | None
+    lock: bool
+    lock_timeout: float
+    tag_px: int
+
+    def decode(self, entry: Entry) -> Any:
+        """The value of an entry, or NO_VALUE (logged, counted) when it cannot be decoded."""
+        if self.codec is None:
+            return entry.value
+        try:
+            return self.codec.loads(entry.value)
+        except SerializationError as exc:
+            self.stats.decode_errors += 1
+            logger.warning("cachedeco: cannot decode a stored value of %s (%s); treating it "
+                           "as a miss and overwriting it", self.name, exc)
+            return NO_VALUE
+
+    def corrupt(self) -> None:
+        """A stored value that is not a readable envelope: count and log; it is overwritten."""
+        self.stats.decode_errors += 1
+        logger.warning("cachedeco: a stored value of %s is not a cachedeco entry; treating it "
+                       "as a miss and overwriting it", self.name)
+
+    def encode(self, value: Any) -> Any:
+        """The payload to store for a result, or NO_VALUE when it is not to be cached."""
+        if value is None and not self.cache_none:
+            return NO_VALUE
+        if self.condition is not None and not self.condition(value):
+            return NO_VALUE
+        return value if self.codec is None else self.codec.dumps(value)
+
+    def write(self, payload: Any, delta: float, tag_keys: tuple[str, ...],
+              state: ReadState | None) -> Write:
+        """The write for a payload that took ``delta`` seconds to load; conditional on
+        ``state`` (what the fill read) unless it is None."""
+        soft, px = self.policy.expiry(time.time(), delta)
+        expect, expect_tags = (None, None) if state is None else state
+        return Write(marker=new_marker(), value=payload, soft=soft, delta=delta, px=px,
+                     tag_keys=tag_keys, expect=expect, expect_tags=expect_tags,
+                     new_tag=new_tag_token(), tag_px=self.tag_px)
+
+
+@dataclass(slots=True, eq=False)
+class Call:
+    """One call that missed: the function, its arguments, its key and tag keys."""
+
+    func: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    key: str
+    tag_keys: tuple[str, ...]
+
+
+def is_current(entry: Entry | None, tokens: tuple[str | None, ...]) -> bool:
+    """Whether an entry holds a value written under the tags' current tokens."""
+    return entry is not None and entry.value is not NO_VALUE and entry.tags == tokens
+

@@ -1,0 +1,240 @@
+"""The write-behind delivery flow, written once and free of I/O.
+
+A drain is a generator that yields the I/O it needs (:class:`Take`, :class:`Renew`,
+:class:`Flush`, :class:`Ack`, :class:`Bury`, :class:`Sleep`) and is sent back the results, as
+httpx's auth flows are; the drivers (``_async/deliver.py`` and its generated sync twin) only
+carry the operations out. An exception an operation raised is thrown back in at its ``yield``: the
+flow retries a raising ``flush`` and lets a backend failure end the drain.
+
+Per batch: sort by queue order; count records claimed from a dead consumer as duplicates;
+bury the undecodable; coalesce to the newest record per cache key (the others are acked as
+superseded); then, while attempts remain, renew the lease (durable queues: only the records
+still ours are flushed, so two processes never both deliver a record neither lost), call
+``flush``, and on failure back off exponentially with jitter; finally ack, restoring the
+flushed entries' normal expiry, or bury the batch after ``max_retries`` retries.
+
+A restore applies only to an entry that still holds the marker of the record it names. Those
+of the records a flushed one superseded are sent too: an entry holding one of them is older
+than what the database now has. That never happens where a call stores its entry and queues
+its record atomically (one server, memory); on Redis Cluster two concurrent calls with one
+key can store their entries in the other order than they queued their records, and without
+it that older entry would stay held (30 days) instead of expiring after its ``ttl``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any, Final
+
+from cachedeco.backends.contracts.queues import Message, Restore, order
+from cachedeco.core.stats import Stats
+from cachedeco.errors import SerializationError
+from cachedeco.runtime.primitives import Stop
+
+__all__ = [
+    "Ack", "Bury", "Flush", "Job", "Op", "Renew", "Settings", "Sleep", "Stop", "Take", "drain",
+]
+
+logger = logging.getLogger("cachedeco")
+MAX_DELAY: Final = 60.0  # the longest backoff between two attempts, in seconds
+_ERROR_CHARS: Final = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What ``@write_behind`` was given, checked."""
+
+    name: str
+    batch_size: int
+    flush_interval: float
+    coalesce: bool
+    max_retries: int
+    claim_after: float
+    retry_delay: float
+
+    @property
+    def claim_after_ms(self) -> int:
+        """The visibility timeout in milliseconds."""
+        return int(self.claim_after * 1000)
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait before retry ``attempt`` (1, 2, …): doubling, with equal jitter."""
+        delay = min(self.retry_delay * 2.0 ** (attempt - 1), max(MAX_DELAY, self.retry_delay))
+        return delay / 2 + random.random() * delay / 2
+
+
+@dataclass(frozen=True, slots=True)
+class Take:
+    """Take up to ``count`` records; the result is ``(messages, queue length)``."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Renew:
+    """Keep the lease on ``ids``; the result is the ids still ours."""
+
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Flush:
+    """Call the user's flush with the decoded records (the driver renews ``ids`` meanwhile)."""
+
+    records: list[Any]
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Drop delivered records and restore entries; the result is the queue's length."""
+
+    ids: tuple[str, ...]
+    restores: tuple[Restore, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Bury:
+    """Move records to the dead letters; the result is the queue's length."""
+
+    ids: tuple[str, ...]
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Wait before the next attempt (the driver renews ``ids`` meanwhile)."""
+
+    seconds: float
+    ids: tuple[str, ...]
+
+
+Op = Take | Renew | Flush | Ack | Bury | Sleep
+Flow = Generator[Op, Any, None]
+
+
+@dataclass(slots=True)
+class Job:
+    """One drain's context: settings, counters and the pure helpers of the current binding."""
+
+    settings: Settings
+    stats: Stats
+    durable: bool
+    decode: Callable[[Any], Any]  # a queued record back into the value the function returned
+    expiry: Callable[[float], tuple[float, int]]  # soft expiry and px of an entry flushed now
+    stop: Stop  # True when the drain should end after the current batch
+
+
+@dataclass(slots=True)
+class _Record:
+    """A taken message and the value its record decodes to."""
+
+    message: Message
+    value: Any
+
+
+def _ids(records: list[_Record]) -> tuple[str, ...]:
+    """The queue ids of records."""
+    return tuple(r.message.id for r in records)
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as stored with a dead letter."""
+    return f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS]
+
+
+def coalesce(records: list[_Record]) -> tuple[list[_Record], list[_Record]]:
+    """The newest record per cache key (in queue order), and the older ones it supersedes."""
+    newest: dict[str, _Record] = {}
+    for record in records:
+        newest.pop(record.message.key, None)
+        newest[record.message.key] = record
+    keep = list(newest.values())
+    kept = {id(r) for r in keep}
+    return keep, [r for r in records if id(r) not in kept]
+
+
+def drain(job: Job) -> Flow:
+    """Take and deliver batches until one comes back short (or ``job.stop()``)."""
+    size = job.settings.batch_size
+    while True:
+        messages, length = yield Take(size)
+        job.stats.write_behind_pending = length
+        if messages:
+            yield from deliver(job, messages)
+        if len(messages) < size or job.stop():
+            return
+
+
+def deliver(job: Job, messages: list[Message]) -> Flow:
+    """Deliver one batch: decode, coalesce, attempt with retries, then ack or bury."""
+    messages = sorted(messages, key=lambda m: order(m.id))
+    job.stats.write_behind_duplicates += sum(m.claimed for m in messages)
+    records: list[_Record] = []
+    for message in messages:
+        try:
+            records.append(_Record(message, job.decode(message.record)))
+        except SerializationError as exc:
+            logger.error("cachedeco: a write-behind record of %s cannot be decoded (%s); moved "
+                         "to the dead letters", job.settings.name, describe(exc))
+            yield from bury(job, (message.id,), f"undecodable record: {describe(exc)}")
+    keep, superseded = coalesce(records) if job.settings.coalesce else (records, [])
+    flushed, superseded = yield from attempt(job, keep, superseded)
+    done = _ids(flushed) + _ids(superseded)
+    if done:
+        now = time.time()
+        delivered = {r.message.key for r in flushed}
+        settled = flushed + [r for r in superseded if r.message.key in delivered]
+        restores = tuple(Restore(r.message.key, r.message.marker, *job.expiry(now),
+                                 r.message.tag_keys) for r in settled if r.message.marker)
+        job.stats.write_behind_pending = yield Ack(done, restores)
+    job.stats.write_behind_flushed += len(flushed)
+
+
+def attempt(job: Job, keep: list[_Record], superseded: list[_Record]
+            ) -> Generator[Op, Any, tuple[list[_Record], list[_Record]]]:
+    """Call flush until it succeeds or the retries run out; return (flushed, superseded)."""
+    settings = job.settings
+    tries = 0
+    while keep:
+        if job.durable:
+            mine = set((yield Renew(_ids(keep) + _ids(superseded))))
+            lost = [r for r in keep if r.message.id not in mine]
+            if lost:
+                logger.warning("cachedeco: %d write-behind record(s) of %s were claimed by "
+                               "another process (this one stalled longer than claim_after=%ss);"
+                               " leaving them to it", len(lost), settings.name,
+                               settings.claim_after)
+            keep = [r for r in keep if r.message.id in mine]
+            superseded = [r for r in superseded if r.message.id in mine]
+            if not keep:
+                break
+        try:
+            yield Flush([r.value for r in keep], _ids(keep))
+        except Exception as exc:
+            if tries >= settings.max_retries:
+                logger.error("cachedeco: flush of %d write-behind record(s) of %s failed %d "
+                             "time(s), the last with %s; moved to the dead letters",
+                             len(keep), settings.name, tries + 1, describe(exc))
+                yield from bury(job, _ids(keep), describe(exc))
+                return [], superseded
+            tries += 1
+            delay = settings.backoff(tries)
+            job.stats.write_behind_retried += len(keep)
+            logger.warning("cachedeco: flush of %d write-behind record(s) of %s failed (%s); "
+                           "retry %d of %d in %.2fs", len(keep), settings.name, describe(exc),
+                           tries, settings.max_retries, delay)
+            yield Sleep(delay, _ids(keep) + _ids(superseded))
+        else:
+            return keep, superseded
+    return [], superseded
+
+
+def bury(job: Job, ids: tuple[str, ...], error: str) -> Flow:
+    """Move records to the dead letters and count them."""
+    job.stats.write_behind_pending = yield Bury(ids, error)
+    job.stats.write_behind_dead += len(ids)

@@ -1,0 +1,114 @@
+"""How a writer's call maps onto a reader's entry, decided at decoration: ``@write_through``
+and ``@write_behind`` store their result as the entry of a ``@cached`` target (matched by
+parameter name) or of a key template, with the target's ttl and tags unless given."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from cachedeco.core.keys.builder import KeyBuilder
+from cachedeco.core.keys.tags import TagsArg, TagSet
+from cachedeco.core.keys.templates import Binder, Template
+from cachedeco.core.policy import Policy, check_optional_ttl
+from cachedeco.errors import BackendError, ConfigurationError
+from cachedeco.flows.bound import Bound
+from cachedeco.flows.spec import CachedOptions, Spec, spec_of
+from cachedeco.runtime.guard import logger
+from cachedeco.runtime.registry import Registry
+
+__all__ = ["Link"]
+
+_SELF = ("self", "cls")
+
+
+class Link:
+    """How one writer's call maps to the entry it stores and the tags it invalidates."""
+
+    def __init__(self, writer: Callable[..., Any], what: str, target: Any, *, key: str | None,
+                 ttl: float | None, tags: TagsArg, invalidate: Iterable[str], backend: str,
+                 registry: Registry | None) -> None:
+        if (target is None) == (key is None):
+            raise ConfigurationError(f"@{what} takes exactly one of a @cached target and key=")
+        self.writer = writer
+        self.binder = Binder(writer)
+        self.ttl = check_optional_ttl(ttl)
+        if isinstance(invalidate, str):
+            raise ConfigurationError("invalidate= must be a list of tag templates")
+        self.invalidate = tuple(Template(t, writer, what="tag") for t in invalidate)
+        self.own_tags = None if not tags else TagSet(writer, tags, self.binder)
+        if target is not None and tags:
+            raise ConfigurationError(
+                f"@{what}: tags= applies only with key=; an entry stored for a @cached target "
+                "carries the target's own tags, the only ones its reader checks")
+        if target is not None:
+            if isinstance(target, staticmethod | classmethod):
+                target = target.__func__
+            self.spec = spec_of(target)
+            self.params = self._shared_params(self.spec, what)
+        else:
+            keys = KeyBuilder(writer, key=key)
+            options = CachedOptions(ttl=self.ttl, stale_ttl=0.0, beta=0.0, jitter=None, lock=False,
+                              lock_timeout=None, cache_none=True, condition=None,
+                              serializer=None, backend=backend)
+            self.spec = Spec(writer, keys, TagSet(writer, (), self.binder), options, registry)
+            self.params = ()
+        self.registry = registry
+        self._cache: tuple[Bound, Bound] | None = None  # (the target's Bound, ours)
+
+    def _shared_params(self, spec: Spec, what: str) -> tuple[str, ...]:
+        """The target's parameters, each of which the writer must have by name."""
+        target_params = spec.keys.binder().parameters
+        skip = 1 if target_params and target_params[0] in _SELF else 0
+        wanted = target_params[skip:]
+        missing = [p for p in wanted if p not in self.binder.parameters]
+        if missing:
+            raise ConfigurationError(
+                f"@{what} {self.writer.__qualname__} lacks parameter(s) {missing} of its "
+                f"target {spec.keys.name}: the entry to store cannot be named")
+        self.target_self = bool(skip)
+        return wanted
+
+    def bound(self) -> Bound:
+        """The target's Bound, with this link's ttl override, for the current configuration."""
+        base = self.spec.bound()
+        cache = self._cache
+        if cache is None or cache[0] is not base:  # the target was (re)bound: derive again
+            derived = base
+            if self.ttl is not None:
+                policy = Policy(self.ttl, base.policy.jitter, base.policy.stale_ttl)
+                derived = dataclasses.replace(base, policy=policy)
+            cache = self._cache = (base, derived)
+        return cache[1]
+
+    def locate(self, bound: Bound, args: tuple[Any, ...], kwargs: dict[str, Any]
+               ) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+        """The entry key, the tag keys and the writer's bound arguments of one call."""
+        values = self.binder.arguments(args, kwargs)
+        if self.params or self.spec.func is not self.writer:
+            first = self.binder.parameters[0] if self.binder.parameters else None
+            owner = values.get(first) if first in _SELF else None
+            t_args = (owner,) if self.target_self else ()
+            t_kwargs = {name: values[name] for name in self.params}
+        else:
+            t_args, t_kwargs = args, kwargs
+        key = bound.key(t_args, t_kwargs)
+        if self.own_tags is None:
+            tag_keys = bound.tags(t_args, t_kwargs)
+        else:
+            tag_keys = (*map(bound.keyspace.tag, self.own_tags.render(args, kwargs)),
+                        bound.fn_tag)
+        return key, tag_keys, values
+
+    def stale_tags(self, values: dict[str, Any]) -> tuple[str, ...]:
+        """The tags to invalidate after a write."""
+        return tuple(t.render(values) for t in self.invalidate)
+
+    def invalidation_failed(self, bound: Bound, exc: BackendError) -> None:
+        """The write succeeded but its tags could not be invalidated: raise or log loudly."""
+        if bound.guard.raise_errors:
+            raise exc
+        logger.error("cachedeco: %s wrote, but invalidating its tags failed (%s); entries "
+                     "with those tags may be served until they expire",
+                     self.writer.__qualname__, exc)

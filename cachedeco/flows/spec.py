@@ -1,0 +1,108 @@
+"""A decorated function's definition (:class:`Spec`) and its lazy binding: every call asks
+for the :class:`~cachedeco.flows.bound.Bound` of its registry's current configuration, made
+again only after ``configure()``."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from cachedeco.core.codec.factory import make_codec
+from cachedeco.core.keys.builder import KeyBuilder
+from cachedeco.core.keys.tags import TagSet
+from cachedeco.core.policy import Policy
+from cachedeco.core.stats import Stats
+from cachedeco.errors import ConfigurationError
+from cachedeco.flows.bound import Bound
+from cachedeco.runtime.registry import Registry, default_registry
+from cachedeco.runtime.singleflight import Flights
+
+__all__ = ["SPEC_ATTR", "CachedOptions", "Spec", "spec_of"]
+
+SPEC_ATTR: Final = "__cachedeco_spec__"
+
+
+@dataclass(eq=False)
+class CachedOptions:
+    """What ``@cached`` was given, checked."""
+
+    ttl: float | None
+    stale_ttl: float
+    beta: float
+    jitter: float | None
+    lock: bool
+    lock_timeout: float | None
+    cache_none: bool
+    condition: Callable[[Any], bool] | None
+    serializer: object
+    backend: str
+
+
+class Spec:
+    """A cached function as decorated: its key builder, tags and options, bound lazily."""
+
+    def __init__(self, func: Callable[..., Any], keys: KeyBuilder, tags: TagSet,
+                 options: CachedOptions, registry: Registry | None) -> None:
+        self.func = func
+        self.keys = keys
+        self.tags = tags
+        self.options = options
+        self.explicit_registry = registry
+        self.is_async = inspect.iscoroutinefunction(func)
+        self.stats_ = Stats()
+        self.flights = Flights()
+        self._bound: Bound | None = None
+        self._revision = -1
+        self._registry: Registry | None = None
+
+    @property
+    def registry(self) -> Registry:
+        """The registry this function uses now."""
+        return self.explicit_registry or default_registry()
+
+    def bound(self) -> Bound:
+        """The Bound for the registry's current configuration (rebuilt after configure())."""
+        registry = self.explicit_registry or default_registry()
+        bound = self._bound
+        if bound is not None and self._revision == registry.revision and (
+                self._registry is registry):
+            return bound
+        return self._rebind(registry)
+
+    def _rebind(self, registry: Registry) -> Bound:
+        opts = self.options
+        slot = registry.slot(opts.backend)
+        codec = None if slot.stores_objects else make_codec(
+            opts.serializer if opts.serializer is not None else registry.serializer,
+            func=self.func, name=self.keys.name, secret=registry.secret)
+        fn_tag = registry.keyspace.fn_tag(self.keys.family)
+        policy = Policy(opts.ttl if opts.ttl is not None else registry.ttl,
+                        opts.jitter if opts.jitter is not None else registry.jitter,
+                        opts.stale_ttl, opts.beta)
+        bound = Bound(
+            name=self.keys.name, key=self.keys.for_prefix(registry.prefix),
+            tags=self.tags.keys_fn(registry.keyspace, fn_tag), fn_tag=fn_tag, slot=slot,
+            guard=registry.guard(opts.backend, self.stats_), codec=codec, policy=policy,
+            stats=self.stats_, flights=self.flights, keyspace=registry.keyspace,
+            background=registry.background,
+            cache_none=opts.cache_none, condition=opts.condition, lock=opts.lock,
+            lock_timeout=opts.lock_timeout if opts.lock_timeout is not None
+            else registry.lock_timeout,
+            tag_px=max(int(registry.tag_ttl * 1000), policy.hard_ms))
+        registry.track(self)
+        self._bound, self._revision, self._registry = bound, registry.revision, registry
+        return bound
+
+    def stats(self) -> Stats:
+        """A snapshot of this function's counters."""
+        return self.stats_.snapshot()
+
+
+def spec_of(func: object) -> Spec:
+    """The Spec of a ``@cached`` function, or ConfigurationError."""
+    spec = getattr(func, SPEC_ATTR, None)
+    if not isinstance(spec, Spec):
+        raise ConfigurationError(f"{func!r} is not a @cached function")
+    return spec

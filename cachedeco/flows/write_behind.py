@@ -1,0 +1,128 @@
+"""One ``@write_behind`` function as a registry service: its calls (sync and asyncio I/O from
+``_sync/`` and ``_async/write_behind.py``), its worker, and its lifecycle
+(``reg.flush`` / ``aflush`` / ``close`` / ``aclose``).
+
+A sync ``flush`` is driven by a thread worker; an async one by a task, on the running loop of
+its first use or, when first used outside any loop, on a loop of its own in a thread. Records
+are delivered at least once: a drain that is interrupted gives its batch back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, cast
+
+from cachedeco.core.stats import Stats
+from cachedeco.errors import CacheError
+from cachedeco.flows._async.write_behind import AsyncWriteBehindIO
+from cachedeco.flows._sync.write_behind import WriteBehindIO
+from cachedeco.flows.delivery import Settings, Stop
+from cachedeco.flows.link import Link
+from cachedeco.runtime.primitives import TaskWorker, ThreadWorker
+
+__all__ = ["WriteBehind"]
+
+
+class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
+    """One ``@write_behind`` function: its queue, its worker and its counters (a registry
+    service: ``reg.flush()``, ``reg.close()`` and ``reg.stats()`` reach it)."""
+
+    def __init__(self, link: Link, flush: Callable[[list[Any]], Any], settings: Settings) -> None:
+        super().__init__(link, flush, settings)
+        if self.is_async:
+            self.worker = TaskWorker(self.name, settings.flush_interval, self._adrain_quietly,
+                                     self.afinal)
+        else:
+            self.worker = ThreadWorker(self.name, settings.flush_interval, self._drain_quietly,
+                                       self.final)
+
+    def _drain_quietly(self, stop: Stop) -> None:
+        """The thread worker's drain: backend failures are logged, not raised."""
+        self.drain(raise_errors=False, stop=stop)
+
+    async def _adrain_quietly(self, stop: Stop) -> None:
+        """The task worker's drain: backend failures are logged, not raised."""
+        await self.adrain(raise_errors=False, stop=stop)
+
+    async def _on_worker_loop(self, make: Callable[[], Any]) -> None:
+        """Run ``make()`` on the async worker's loop (where the async flush lives)."""
+        loop = cast(TaskWorker, self.worker).loop
+        if loop is None or loop is asyncio.get_running_loop() or not loop.is_running():
+            await make()
+        else:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(make(), loop))
+
+    def _blocking(self, make: Callable[[], Any]) -> None:
+        """Run ``make()`` on the async worker's loop from synchronous code, and wait."""
+        worker = cast(TaskWorker, self.worker)
+        loop = worker.loop
+        if worker.in_loop_thread():
+            raise CacheError(f"the flush of {self.name} is async and its event loop runs in "
+                             "this thread: use `await reg.aflush()` / `await reg.aclose()`")
+        if loop is not None and loop.is_running():
+            asyncio.run_coroutine_threadsafe(make(), loop).result()
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio.run(self._then_close_clients(make))
+            return
+        raise CacheError(f"the flush of {self.name} is async: use `await reg.aflush()`")
+
+    async def _then_close_clients(self, make: Callable[[], Any]) -> None:
+        """Await ``make()`` on a throwaway loop, then close the clients made for that loop."""
+        try:
+            await make()
+        finally:  # this loop is about to close: so are the clients made for it
+            backend = self.link.bound().slot.abackend()
+            if not backend.stores_objects:
+                await backend.close()
+
+    # -- lifecycle (reg.flush / aflush / close / aclose) -------------------------------------
+
+    def flush(self) -> None:
+        """Deliver every waiting record now; BackendError if the queue cannot be read."""
+        self.worker.ensure()
+        if self.is_async:
+            self._blocking(lambda: self.adrain(raise_errors=True))
+        else:
+            self.drain(raise_errors=True)
+
+    async def aflush(self) -> None:
+        """The asyncio form of :meth:`flush`."""
+        self.worker.ensure()
+        if self.is_async:
+            await self._on_worker_loop(lambda: self.adrain(raise_errors=True))
+        else:
+            await asyncio.to_thread(self.drain, raise_errors=True)
+
+    def left_in_memory(self) -> bool:
+        """Whether records wait in an in-process queue that no worker will deliver."""
+        try:
+            bound = self.link.bound()
+            return bool(bound.slot.stores_objects and getattr(self.queue(bound), "pending", 0))
+        except CacheError:
+            return False
+
+    def close(self) -> None:
+        """Stop the worker after its batch, once it delivered what waits (no-op if unused)."""
+        if self.worker.stop() or not self.left_in_memory():
+            return
+        if self.is_async:
+            self._blocking(self.afinal)
+        else:
+            self.final()
+
+    async def aclose(self) -> None:
+        """The asyncio form of :meth:`close`."""
+        if self.is_async:
+            if await cast(TaskWorker, self.worker).astop() or not self.left_in_memory():
+                return
+            await self.afinal()
+        else:
+            await asyncio.to_thread(self.close)
+
+    def stats(self) -> Stats:
+        """A snapshot of this function's write-behind counters."""
+        return self.counters.snapshot()

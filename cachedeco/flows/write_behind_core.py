@@ -1,0 +1,186 @@
+"""The state of one ``@write_behind`` function and the steps of its calls that need no I/O.
+
+A call writes the record as the cached entry and queues it: in one round trip on a single
+server or Sentinel's primary; on Redis Cluster the record is queued first and the entry
+stored after. While its record waits, the entry is *held*: stored with a soft expiry and a
+TTL of at least ``HOLD`` (30 days), so that neither it nor its tag keys expire and no reader
+refills it from a database that has not seen the record yet. The ack after a successful flush
+gives the entry its normal soft expiry and TTL, counted from then, provided it still holds
+the marker of that record: a newer write, an invalidation or a refill is left alone. An entry
+whose record went to the dead letters stays held until a replay flushes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import os
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any, Final
+
+from cachedeco.backends.contracts.queues import (
+    AsyncQueue,
+    DeadLetter,
+    NotStored,
+    Push,
+    Queue,
+)
+from cachedeco.core.entry import NO_VALUE, Write, new_marker, new_tag_token, new_tombstone
+from cachedeco.core.stats import Stats
+from cachedeco.errors import BackendError, SerializationError
+from cachedeco.flows.bound import Bound
+from cachedeco.flows.delivery import Job, Settings, Stop
+from cachedeco.flows.link import Link
+from cachedeco.runtime.guard import Guard
+from cachedeco.runtime.primitives import TaskWorker, ThreadWorker
+
+__all__ = ["HOLD", "WriteBehindCore", "is_async"]
+
+HOLD: Final = 30 * 24 * 3600.0  # seconds an entry is held, at least, while its record waits
+
+
+def _identity(value: Any) -> Any:
+    """The decoder of records kept as objects (memory://)."""
+    return value
+
+
+def is_async(func: Callable[..., Any]) -> bool:
+    """An async function, or an object whose ``__call__`` is one."""
+    call = type(func).__dict__.get("__call__")
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(call)
+
+
+class WriteBehindCore:
+    """One ``@write_behind`` function's link, flush, settings, counters and worker."""
+
+    worker: ThreadWorker | TaskWorker
+
+    def __init__(self, link: Link, flush: Callable[[list[Any]], Any], settings: Settings) -> None:
+        self.link = link
+        self.name = settings.name
+        self.settings = settings
+        self.is_async = is_async(flush)
+        self.flush_fn = flush
+        self.counters = Stats()
+        self.since_take = 0
+        self._guards: tuple[Bound, Guard, Guard] | None = None
+        self._lock = threading.Lock()
+        self._alocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary())
+        self._consumer = (0, "")
+
+    @property
+    def consumer(self) -> str:
+        """This process's consumer name (a forked child gets its own)."""
+        pid = os.getpid()
+        if self._consumer[0] != pid:
+            self._consumer = (pid, f"{socket.gethostname()}:{pid}:{os.urandom(4).hex()}")
+        return self._consumer[1]
+
+    def queue(self, bound: Bound) -> Queue:
+        """The synchronous queue beside the bound backend."""
+        return bound.slot.backend().queue(bound.keyspace.queue(self.name))
+
+    def aqueue(self, bound: Bound) -> AsyncQueue:
+        """The asyncio queue beside the bound backend (of the running loop)."""
+        return bound.slot.abackend().queue(bound.keyspace.queue(self.name))
+
+    def lock(self) -> contextlib.AbstractContextManager[Any]:
+        """One drain at a time in this process (threads)."""
+        return self._lock
+
+    def alock(self) -> asyncio.Lock:
+        """One drain at a time on the running event loop."""
+        loop = asyncio.get_running_loop()
+        lock = self._alocks.get(loop)
+        if lock is None:
+            lock = self._alocks[loop] = asyncio.Lock()
+        return lock
+
+    def _guard_pair(self, bound: Bound) -> tuple[Guard, Guard]:
+        """The bound backend's failure policy counting into our stats, and a quiet one for the
+        worker (it logs, never raises)."""
+        cached = self._guards
+        if cached is None or cached[0] is not bound:
+            name, breaker = bound.slot.name, bound.guard.breaker
+            cached = self._guards = (
+                bound,
+                Guard(name, self.counters, raise_errors=bound.guard.raise_errors,
+                      breaker=breaker),
+                Guard(name, self.counters, raise_errors=False, breaker=breaker))
+        return cached[1], cached[2]
+
+    def quiet(self, bound: Bound) -> Guard:
+        """The worker's failure policy: count and log (rate-limited)."""
+        return self._guard_pair(bound)[1]
+
+    def job(self, bound: Bound, durable: bool, stop: Stop) -> Job:
+        """A drain's context under the current binding (codec, expiry policy)."""
+        policy = bound.policy
+        return Job(self.settings, self.counters, durable,
+                   _identity if bound.codec is None else bound.codec.loads,
+                   lambda now: policy.expiry(now, 0.0), stop)
+
+    # -- the call ---------------------------------------------------------------------------
+
+    def prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any], value: Any
+                ) -> tuple[Bound, Guard, Push]:
+        """What one call queues, the record and the held entry (or a tombstone), without I/O;
+        BackendError at once while the backend's circuit breaker is open."""
+        bound = self.link.bound()
+        key, tag_keys, _ = self.link.locate(bound, args, kwargs)
+        payload = bound.encode(value)
+        codec = bound.codec
+        record = value if codec is None else payload if payload is not NO_VALUE else (
+            codec.dumps(value))
+        bound.flights.forget(key)
+        guard = self._guard_pair(bound)[0]
+        if not guard.allow(key, self.name):
+            raise BackendError(f"backend {bound.slot.name!r} is skipped (circuit breaker open): "
+                               "the write-behind record was not queued", key=key,
+                               function=self.name)
+        if payload is NO_VALUE:
+            return bound, guard, Push(key, tag_keys, None, record, new_tombstone(),
+                                      bound.policy.hard_ms)
+        hold = max(HOLD, bound.policy.hard_ms / 1000)
+        write = Write(marker=new_marker(), value=payload, soft=time.time() + hold, delta=0.0,
+                      px=int(hold * 1000), tag_keys=tag_keys, new_tag=new_tag_token(),
+                      tag_px=bound.tag_px)
+        return bound, guard, Push(key, tag_keys, write, record, tomb_px=bound.policy.hard_ms)
+
+    def queued(self, guard: Guard, length: int) -> None:
+        """After a push: count it, start the worker, wake it when a batch is full."""
+        guard.breaker.success()
+        self.counters.write_behind_pending = length
+        self.worker.ensure()
+        self.since_take += 1
+        if self.since_take >= self.settings.batch_size:
+            self.since_take = 0
+            self.worker.notify()
+
+    def not_stored(self, guard: Guard, item: Push, exc: NotStored) -> None:
+        """Queued, but the entry was not stored (Redis Cluster's second step failed): the
+        record will be flushed all the same; log and count it (raise under on_error="raise")
+        as write_through does when its store fails after the write."""
+        self.queued(guard, exc.length)
+        guard.absorb(exc.__cause__ or exc, key=item.key, function=self.name,
+                     action="store the entry of a queued write-behind record (the record "
+                            "will be flushed)")
+
+    def decoded(self, bound: Bound, letters: list[DeadLetter]) -> list[DeadLetter]:
+        """Dead letters with their records decoded and their function named."""
+        decode = _identity if bound.codec is None else bound.codec.loads
+        out = []
+        for letter in letters:
+            try:
+                record = decode(letter.record)
+            except SerializationError:
+                record = letter.record
+            out.append(DeadLetter(letter.id, record, letter.key, letter.error, letter.failed_at,
+                                  self.name, letter.marker, letter.tag_keys))
+        return out

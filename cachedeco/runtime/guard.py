@@ -1,0 +1,116 @@
+"""The failure policy: which errors count as backend faults, a circuit breaker, and rate-limited
+logging, so a slow or dead backend costs each call at most one bounded timeout and, while the
+breaker is open, nothing at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Final
+
+from cachedeco.core.stats import Stats
+from cachedeco.errors import BackendError
+
+__all__ = ["LOG_INTERVAL", "Breaker", "Guard", "logger"]
+
+logger: Final = logging.getLogger("cachedeco")
+LOG_INTERVAL: Final = 10.0  # seconds between two warnings of one guard
+
+
+class Breaker:
+    """Opens after ``threshold`` failures in a row; after ``cooldown`` lets one probe through."""
+
+    def __init__(self, threshold: int = 5, cooldown: float = 5.0) -> None:
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self._failures = 0
+        self._opened_at = 0.0
+        self._probing = False
+        self._lock = threading.Lock()
+
+    def allow(self) -> bool:
+        """Whether a call may use the backend now (closed, or the one half-open probe)."""
+        if self._failures < self.threshold:
+            return True
+        with self._lock:
+            if self._probing or time.monotonic() - self._opened_at < self.cooldown:
+                return False
+            self._probing = True
+            return True
+
+    def success(self) -> None:
+        """A call worked: close the breaker."""
+        if self._failures:
+            with self._lock:
+                self._failures = 0
+                self._probing = False
+
+    def failure(self) -> None:
+        """A call failed: count it, and (re)open the breaker past the threshold."""
+        with self._lock:
+            self._failures += 1
+            self._probing = False
+            if self._failures >= self.threshold:
+                self._opened_at = time.monotonic()
+
+
+class Guard:
+    """A failure policy over one backend's breaker, counting into one Stats (a function's or
+    the registry's): fallback or raise, with a rate-limited log."""
+
+    def __init__(self, name: str, stats: Stats, *, raise_errors: bool,
+                 breaker: Breaker | None = None) -> None:
+        self.name = name  # the backend's name in the registry
+        self.stats = stats
+        self.raise_errors = raise_errors
+        self.breaker = breaker or Breaker()
+        self._last_log = -LOG_INTERVAL
+        self._suppressed = 0
+
+    def allow(self, key: str | None = None, function: str | None = None) -> bool:
+        """False (or BackendError under on_error="raise") while the breaker is open."""
+        if self.breaker.allow():
+            return True
+        self.stats.backend_errors += 1
+        if self.raise_errors:
+            raise BackendError(f"backend {self.name!r} is skipped: circuit breaker open",
+                               key=key, function=function)
+        return False
+
+    def absorb(self, exc: BaseException, *, key: str | None = None,
+               function: str | None = None, action: str = "call") -> None:
+        """Record a fault the caller can fall back from: count and log it, or raise
+        BackendError under on_error="raise"."""
+        self.breaker.failure()
+        self.stats.backend_errors += 1
+        self._log(exc, function=function, action=action)
+        if self.raise_errors:
+            raise self._error(exc, key, function, action) from exc
+
+    def error(self, exc: BaseException, *, key: str | None = None,
+              function: str | None = None, action: str = "call") -> BackendError:
+        """Record a fault the caller cannot fall back from, and return the BackendError it
+        raises (``raise guard.error(exc, …) from exc``)."""
+        self.breaker.failure()
+        self.stats.backend_errors += 1
+        return self._error(exc, key, function, action)
+
+    def _error(self, exc: BaseException, key: str | None, function: str | None,
+               action: str) -> BackendError:
+        return BackendError(f"backend {self.name!r} failed to {action}: "
+                            f"{type(exc).__name__}: {exc}", key=key, function=function)
+
+    def _log(self, exc: BaseException, *, function: str | None, action: str) -> None:
+        """Warn at most once per LOG_INTERVAL; keys stay out of logs (they carry arguments)."""
+        now = time.monotonic()
+        if now - self._last_log < LOG_INTERVAL:
+            self._suppressed += 1
+            return
+        suppressed, self._suppressed, self._last_log = self._suppressed, 0, now
+        logger.warning(
+            "cachedeco: backend %r failed to %s (function=%s): %s: %s%s",
+            self.name, action, function, type(exc).__name__, exc,
+            f" ({suppressed} similar errors suppressed)" if suppressed else "",
+        )

@@ -1,0 +1,340 @@
+"""The registry core: named backends, settings, failure guards, background work and services,
+and the operations that are not tied to one function.
+
+Decorated functions bind to a registry lazily, at call time: each remembers the registry's
+``revision`` and binds again after ``configure()``, so configuration may happen after the
+decorated modules were imported. Creating a registry opens no connection. This layer never
+names a decorator: the public :class:`cachedeco.Registry` adds those conveniences.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import weakref
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Final, Protocol, Self
+
+from cachedeco.backends.base import BACKEND_ERRORS, ConnectionOptions
+from cachedeco.backends.contracts.queues import DeadLetter
+from cachedeco.backends.open import BackendSlot
+from cachedeco.core.codec.factory import make_codec
+from cachedeco.core.entry import new_tag_token
+from cachedeco.core.keys.templates import escape_text
+from cachedeco.core.keyspace import KeySpace, check_prefix, escape_glob
+from cachedeco.core.policy import check_jitter, check_ttl
+from cachedeco.core.stats import Stats
+from cachedeco.errors import ConfigurationError
+from cachedeco.runtime.guard import Breaker, Guard
+from cachedeco.runtime.primitives import Background
+
+__all__ = ["Registry", "Service", "default_registry", "set_default_registry"]
+
+ON_ERROR: Final = ("fallback", "raise")
+_OPTION_NAMES: Final = ("socket_timeout", "socket_connect_timeout", "max_connections",
+                        "pool_timeout", "maxsize")
+_POLICY_NAMES: Final = ("tag_ttl", "breaker_threshold", "breaker_cooldown")
+
+
+class Service(Protocol):
+    """Background work attached to a registry (a write-behind queue): flushed, closed and
+    counted with it."""
+
+    def flush(self) -> None: ...
+    async def aflush(self) -> None: ...
+    def close(self) -> None: ...
+    async def aclose(self) -> None: ...
+    def stats(self) -> Stats: ...
+    def left_in_memory(self) -> bool: ...
+    def dead_letters(self, limit: int) -> list[DeadLetter]: ...
+    async def adead_letters(self, limit: int) -> list[DeadLetter]: ...
+    def replay_dead_letters(self) -> int: ...
+    async def areplay_dead_letters(self) -> int: ...
+
+
+class Counted(Protocol):
+    """Something whose counters a registry sums (a decorated function)."""
+
+    def stats(self) -> Stats: ...
+
+
+@functools.cache
+def _redis_keywords() -> frozenset[str]:
+    """The keywords a redis-py client accepts (passwords, TLS options and such)."""
+    import inspect
+
+    import redis
+
+    names = set(inspect.signature(redis.Redis.__init__).parameters)
+    return frozenset(names - {"self", "host", "port", "db", "connection_pool", "retry"})
+
+
+class Registry:
+    """Backends by name plus the settings every decorator bound to this registry uses."""
+
+    def __init__(self, backend: object = "memory://", *,
+                 backends: Mapping[str, object] | None = None,
+                 prefix: str = "cachedeco", ttl: float = 3600, jitter: float = 0.1,
+                 serializer: object = "orjson", secret: str | bytes | None = None,
+                 on_error: str = "fallback", lock_timeout: float = 10.0,
+                 **backend_options: Any) -> None:
+        self.revision = 0
+        self._stats = Stats()
+        self._functions: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.background = Background()
+        self._services: dict[str, Service] = {}
+        self._slots: dict[str, BackendSlot] = {}
+        self.configure(backend, backends=backends, prefix=prefix, ttl=ttl, jitter=jitter,
+                       serializer=serializer, secret=secret, on_error=on_error,
+                       lock_timeout=lock_timeout, **backend_options)
+
+    # -- settings ---------------------------------------------------------------------------
+
+    def configure(self, backend: object = "memory://", *,
+                  backends: Mapping[str, object] | None = None, prefix: str = "cachedeco",
+                  ttl: float = 3600, jitter: float = 0.1, serializer: object = "orjson",
+                  secret: str | bytes | None = None, on_error: str = "fallback",
+                  lock_timeout: float = 10.0, **backend_options: Any) -> Self:
+        """Replace every setting (unnamed ones take their defaults); functions rebind lazily."""
+        check_prefix(prefix)
+        if on_error not in ON_ERROR:
+            raise ConfigurationError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
+        if serializer == "pickle" and not secret:
+            raise ConfigurationError('serializer="pickle" requires secret= (payloads are signed)')
+        make_codec(serializer, name="registry", secret=secret)  # checks the serializer now
+        waiting = [s for s in self._services.values() if s.left_in_memory()]
+        if waiting:
+            raise ConfigurationError(
+                f"{len(waiting)} write-behind queue(s) still hold records in memory, which "
+                "the new backends would never deliver: call flush() (or aflush()) first")
+        options = self._options(backend_options)
+        ttl, jitter = check_ttl(ttl), check_jitter(jitter)
+        lock_timeout = check_ttl(lock_timeout, "lock_timeout")
+        tag_ttl = check_ttl(backend_options.get("tag_ttl", 3600.0), "tag_ttl")
+        specs: dict[str, object] = {"default": backend, **(backends or {})}
+        slots = {name: BackendSlot(name, spec, options) for name, spec in specs.items()}
+        # Everything is valid: only now does the registry change.
+        self.prefix, self.keyspace = prefix, KeySpace(prefix)
+        self.ttl, self.jitter = ttl, jitter
+        self.serializer, self.secret, self.on_error = serializer, secret, on_error
+        self.lock_timeout, self.tag_ttl = lock_timeout, tag_ttl
+        threshold = int(backend_options.get("breaker_threshold", 5))
+        cooldown = float(backend_options.get("breaker_cooldown", 5.0))
+        old, self._slots = self._slots, slots
+        self._breakers = {name: Breaker(threshold, cooldown) for name in slots}
+        self._guards = {name: self.guard(name, self._stats) for name in slots}
+        self.revision += 1
+        for slot in old.values():
+            _close_quietly(slot)
+        return self
+
+    @staticmethod
+    def _options(given: Mapping[str, Any]) -> ConnectionOptions:
+        """Connection options: ours, checked, plus redis-py connection keywords passed on."""
+        known = {k: v for k, v in given.items() if k in _OPTION_NAMES}
+        extra = {k: v for k, v in given.items()
+                 if k not in _OPTION_NAMES and k not in _POLICY_NAMES}
+        unknown = sorted(set(extra) - _redis_keywords())
+        if unknown:
+            raise ConfigurationError(
+                f"unknown registry option(s) {unknown}: expected one of "
+                f"{sorted(_OPTION_NAMES + _POLICY_NAMES)} or a redis-py connection keyword")
+        for name in ("socket_timeout", "socket_connect_timeout", "pool_timeout"):
+            if name in known:
+                known[name] = check_ttl(known[name], name)
+        return ConnectionOptions(**known, extra=extra)
+
+    def slot(self, name: str) -> BackendSlot:
+        """The backend slot called ``name``, or ConfigurationError."""
+        try:
+            return self._slots[name]
+        except KeyError:
+            raise ConfigurationError(
+                f"no backend named {name!r}; this registry has {sorted(self._slots)}") from None
+
+    def guard(self, name: str, stats: Stats) -> Guard:
+        """A failure policy over backend ``name``'s breaker that counts into ``stats``."""
+        self.slot(name)
+        return Guard(name, stats, raise_errors=self.on_error == "raise",
+                     breaker=self._breakers[name])
+
+    def track(self, function: Counted) -> None:
+        """Remember a function bound to this registry, for ``stats()``."""
+        self._functions.add(function)
+
+    def attach(self, name: str, service: Service) -> None:
+        """Attach a service (a write-behind queue), flushed and closed with the registry;
+        ConfigurationError when one of that name is attached already."""
+        if name in self._services:
+            raise ConfigurationError(f"a @write_behind function named {name} is already "
+                                     "attached to this registry: they would share one queue")
+        self._services[name] = service
+
+    # -- operations -------------------------------------------------------------------------
+
+    def stats(self) -> Stats:
+        """The registry's counters plus those of every function bound to it."""
+        total = self._stats.snapshot()
+        for function in list(self._functions):
+            total = total + function.stats()
+        for service in self._services.values():
+            total = total + service.stats()
+        return total
+
+    def invalidate_tags(self, *tags: str, backend: str = "default") -> None:
+        """Make every entry stored with any of ``tags`` a miss, everywhere, in one round trip."""
+        keys = self._tag_keys(tags)
+        if not keys:
+            return
+        self._stats.invalidations += 1
+        try:
+            self.slot(backend).backend().invalidate_tags(keys, new_tag_token(True),
+                                                         self._tag_px())
+        except BACKEND_ERRORS as exc:
+            raise self._guards[backend].error(exc, action="invalidate tags") from exc
+
+    async def ainvalidate_tags(self, *tags: str, backend: str = "default") -> None:
+        """The asyncio form of :meth:`invalidate_tags`."""
+        keys = self._tag_keys(tags)
+        if not keys:
+            return
+        self._stats.invalidations += 1
+        try:
+            await self.slot(backend).abackend().invalidate_tags(keys, new_tag_token(True),
+                                                                self._tag_px())
+        except BACKEND_ERRORS as exc:
+            raise self._guards[backend].error(exc, action="invalidate tags") from exc
+
+    def _tag_keys(self, tags: tuple[str, ...]) -> list[str]:
+        for tag in tags:
+            if not isinstance(tag, str) or not tag:
+                raise ConfigurationError(f"a tag must be a non-empty string, not {tag!r}")
+        # The same escaping as a rendered tag template, so "item:50%" names f("50%")'s tag.
+        return [self.keyspace.tag(escape_text(tag)) for tag in dict.fromkeys(tags)]
+
+    def _tag_px(self) -> int:
+        return int(self.tag_ttl * 1000)
+
+    def _pattern(self, glob: str) -> str:
+        if not isinstance(glob, str) or not glob:
+            raise ConfigurationError(f"a pattern must be a non-empty string, not {glob!r}")
+        return f"{escape_glob(self.prefix)}:{glob}"
+
+    def invalidate_pattern(self, glob: str, *, backend: str = "default") -> int:
+        """Drop the entries whose key after the prefix matches ``glob``; SCAN, never KEYS.
+
+        cachedeco's own keys (``prefix:~…``: tags, leases, write-behind queues) are spared.
+        """
+        pattern = self._pattern(glob)
+        self._stats.invalidations += 1
+        try:
+            return self.slot(backend).backend().delete_matching(pattern, self.keyspace.internal)
+        except BACKEND_ERRORS as exc:
+            raise self._guards[backend].error(exc, action="invalidate a pattern") from exc
+
+    async def ainvalidate_pattern(self, glob: str, *, backend: str = "default") -> int:
+        """The asyncio form of :meth:`invalidate_pattern`."""
+        pattern = self._pattern(glob)
+        self._stats.invalidations += 1
+        try:
+            return await self.slot(backend).abackend().delete_matching(pattern,
+                                                                       self.keyspace.internal)
+        except BACKEND_ERRORS as exc:
+            raise self._guards[backend].error(exc, action="invalidate a pattern") from exc
+
+    def clear(self, *, backend: str = "default") -> int:
+        """Drop every key under the prefix (SCAN + UNLINK; never KEYS or FLUSHDB)."""
+        return self.invalidate_pattern("*", backend=backend)
+
+    async def aclear(self, *, backend: str = "default") -> int:
+        """The asyncio form of :meth:`clear`."""
+        return await self.ainvalidate_pattern("*", backend=backend)
+
+    # -- write-behind dead letters ------------------------------------------------------------
+
+    def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
+        """Write-behind records that used up their retries (up to ``limit`` per function)."""
+        return [d for s in self._services.values() for d in s.dead_letters(limit)]
+
+    async def adead_letters(self, limit: int = 1000) -> list[DeadLetter]:
+        """The asyncio form of :meth:`dead_letters`."""
+        return [d for s in self._services.values() for d in await s.adead_letters(limit)]
+
+    def replay_dead_letters(self) -> int:
+        """Queue every write-behind dead letter again; return how many."""
+        return sum(s.replay_dead_letters() for s in self._services.values())
+
+    async def areplay_dead_letters(self) -> int:
+        """The asyncio form of :meth:`replay_dead_letters`."""
+        return sum([await s.areplay_dead_letters() for s in self._services.values()])
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Flush every write-behind queue now."""
+        for service in list(self._services.values()):
+            service.flush()
+
+    async def aflush(self) -> None:
+        """The asyncio form of :meth:`flush`."""
+        for service in list(self._services.values()):
+            await service.aflush()
+
+    def close(self) -> None:
+        """Flush and stop background work, then close the backends' connections."""
+        for service in list(self._services.values()):
+            service.close()
+        self.background.close()
+        for slot in self._slots.values():
+            _close_quietly(slot)
+
+    async def aclose(self) -> None:
+        """The asyncio form of :meth:`close`."""
+        for service in list(self._services.values()):
+            await service.aclose()
+        await self.background.aclose()
+        for slot in self._slots.values():
+            for backend in slot.made_here():  # another loop's clients close with that loop
+                with contextlib.suppress(*BACKEND_ERRORS):
+                    await backend.close()
+        self.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<Registry prefix={self.prefix!r} backends={sorted(self._slots)}>"
+
+
+def _close_quietly(slot: BackendSlot) -> None:
+    """Close the sync clients a slot made (async ones close with their loop)."""
+    for backend in slot.made():
+        if not asyncio.iscoroutinefunction(backend.close):
+            with contextlib.suppress(*BACKEND_ERRORS):
+                backend.close()
+
+
+_default: list[Registry] = []
+
+
+def set_default_registry(registry: Registry) -> None:
+    """Name the registry that decorators without ``registry=`` use (done once, on import)."""
+    _default[:] = [registry]
+
+
+def default_registry() -> Registry:
+    """The registry of decorators without ``registry=``: ``cachedeco.registry``."""
+    return _default[0]

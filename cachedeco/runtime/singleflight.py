@@ -1,0 +1,109 @@
+"""In-process single-flight: concurrent calls with one key share one load.
+
+A flight is a ``concurrent.futures.Future``, so threads and asyncio tasks on any number of
+event loops can wait on it. Each flight remembers what its leader read (the entry's marker and
+the tags' tokens): a caller that read something else (an invalidation or a write happened in
+between) does not join it but starts a new flight, so no call is served by a load that began
+before a change it has seen.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+from collections import OrderedDict
+from typing import Any
+
+__all__ = ["Flight", "Flights", "LeaderGone", "WaitTimeout", "generation"]
+
+State = tuple[str, tuple[str | None, ...]]
+
+
+class LeaderGone(Exception):
+    """The leader was cancelled or interrupted: each waiter loads for itself."""
+
+
+class WaitTimeout(Exception):
+    """A waiter gave up on a flight (``lock_timeout``); unlike a TimeoutError raised by the
+    function itself, which every waiter must receive."""
+
+
+def generation(state: State) -> State:
+    """What makes two read states one generation: the entry's marker and the tokens that
+    invalidations left. A tag token a store created ("c…") where another caller saw none is
+    the same generation (stores adopt it too), so such callers share one load."""
+    marker, tokens = state
+    if all(t is None or t[0] == "i" for t in tokens):
+        return state
+    return marker, tuple(t if t is not None and t[0] == "i" else None for t in tokens)
+
+
+class Flight:
+    """One load in progress, with the read state it started from."""
+
+    __slots__ = ("future", "landed", "state")
+
+    def __init__(self, state: State) -> None:
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.state = state
+        self.landed = 0  # the Flights.landings count when it landed
+
+
+class Flights:
+    """The loads in progress by cache key, and the last one landed per key.
+
+    A caller whose read was under way when a load landed (it read the state the load started
+    from, before the load's store) joins that landed load rather than starting another: it
+    notes ``landings`` before its read and passes it as ``since``.
+    """
+
+    RECENT = 1024  # landed flights remembered for such late joiners
+
+    def __init__(self) -> None:
+        self._flights: dict[str, Flight] = {}
+        self._recent: OrderedDict[str, Flight] = OrderedDict()
+        self._lock = threading.Lock()
+        self.landings = 0
+
+    def join(self, key: str, state: State, since: int) -> tuple[Flight, bool]:
+        """The flight to wait on and whether this caller leads it (runs the load)."""
+        state = generation(state)
+        with self._lock:
+            flight = self._flights.get(key)
+            if flight is not None and flight.state == state and not flight.future.done():
+                return flight, False
+            recent = self._recent.get(key)
+            if (recent is not None and recent.state == state and recent.landed > since
+                    and recent.future.exception() is None):
+                return recent, False
+            flight = self._flights[key] = Flight(state)
+            return flight, True
+
+    def running(self, key: str, state: State) -> bool:
+        """Whether a load from this read state is already under way (for background refresh)."""
+        state = generation(state)
+        flight = self._flights.get(key)
+        return flight is not None and flight.state == state and not flight.future.done()
+
+    def land(self, key: str, flight: Flight, value: Any = None,
+             exc: BaseException | None = None) -> None:
+        """Finish a flight: later callers start afresh, waiters get the value or the error."""
+        with self._lock:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+            self.landings += 1
+            flight.landed = self.landings
+            self._recent[key] = flight
+            self._recent.move_to_end(key)
+            if len(self._recent) > self.RECENT:
+                self._recent.popitem(last=False)
+        if exc is not None:
+            flight.future.set_exception(exc)
+        else:
+            flight.future.set_result(value)
+
+    def forget(self, key: str) -> None:
+        """A local write or invalidation: callers from now on never join the current flight."""
+        with self._lock:
+            self._flights.pop(key, None)
+            self._recent.pop(key, None)
