@@ -27,10 +27,11 @@ __all__ = [
     "ENTRY",
     "INVALIDATED_TAG",
     "MARKER_LEN",
+    "MISS",
     "NO_VALUE",
     "TOMBSTONE",
     "Entry",
-    "NoValue",
+    "Miss",
     "Write",
     "decode_entry",
     "encode_header",
@@ -47,16 +48,24 @@ CREATED_TAG: Final = "c"  # tag token made by a store: adopting it is safe
 INVALIDATED_TAG: Final = "i"  # tag token left by invalidate_tags: a fill that saw none aborts
 
 
-class NoValue(Enum):
-    """The miss sentinel: falsy, typed, and never confused with a cached ``None``."""
+class Miss(Enum):
+    """The miss sentinel: falsy, typed, and never confused with a cached ``None``.
 
-    NO_VALUE = "NO_VALUE"
+    Public as ``cachedeco.MISS`` (what ``f.get()`` returns when there is no entry); inside
+    the package it also stands for "no value here" (a tombstone, a result not to cache).
+    """
+
+    MISS = "MISS"
 
     def __bool__(self) -> bool:
         return False
 
+    def __repr__(self) -> str:
+        return "cachedeco.MISS"
 
-NO_VALUE: Final = NoValue.NO_VALUE
+
+MISS: Final = Miss.MISS
+NO_VALUE: Final = MISS  # the internal spelling: "no value here"
 
 
 class Entry(NamedTuple):

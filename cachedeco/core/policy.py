@@ -9,21 +9,41 @@ the earlier one caller refreshes it.
 
 from __future__ import annotations
 
+import inspect
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 from cachedeco.errors import ConfigurationError
 
-__all__ = ["MIN_TTL", "Policy", "check_jitter", "check_optional_ttl", "check_ttl", "xfetch"]
+__all__ = [
+    "MIN_TTL",
+    "Policy",
+    "TtlFn",
+    "check_jitter",
+    "check_optional_ttl",
+    "check_ttl",
+    "check_ttl_option",
+    "clamp_ttl",
+    "xfetch",
+]
 
 MIN_TTL = 1.0  # seconds: no stored TTL is shorter, whatever the jitter draws
+#: A TTL chosen from the result: ``ttl(result) -> seconds`` (a number or a timedelta).
+TtlFn = Callable[[Any], object]
 
 
 def check_ttl(value: object, what: str = "ttl", *, allow_zero: bool = False) -> float:
-    """A finite number of seconds > 0 (or >= 0 when ``allow_zero``), else ConfigurationError."""
+    """Finite seconds > 0 (or >= 0 when ``allow_zero``) from a number or a ``timedelta``,
+    else ConfigurationError."""
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigurationError(f"{what} must be a number of seconds, not {value!r}")
+        raise ConfigurationError(f"{what} must be a number of seconds or a timedelta, "
+                                 f"not {value!r}")
     seconds = float(value)
     if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
@@ -34,6 +54,33 @@ def check_ttl(value: object, what: str = "ttl", *, allow_zero: bool = False) -> 
 def check_optional_ttl(value: object, what: str = "ttl") -> float | None:
     """None, or a finite number of seconds > 0."""
     return None if value is None else check_ttl(value, what)
+
+
+def check_ttl_option(value: object) -> float | TtlFn | None:
+    """A decorator's ``ttl``: None (the registry's), seconds, a timedelta, or a callable
+    ``ttl(result) -> seconds`` (checked to take one argument)."""
+    if value is None or not callable(value):
+        return check_optional_ttl(value)
+    try:
+        inspect.signature(value).bind(None)
+    except TypeError:
+        raise ConfigurationError(
+            f"a callable ttl takes the result and returns seconds (ttl(result) -> seconds); "
+            f"{value!r} cannot be called with one argument") from None
+    except ValueError:  # a builtin without a signature: trust it
+        pass
+    return value
+
+
+def clamp_ttl(value: object) -> float:
+    """The seconds a callable ttl returned, clamped like any TTL (never below MIN_TTL);
+    ConfigurationError when it is not a finite number of seconds or a timedelta."""
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigurationError(f"a callable ttl must return a finite number of seconds or "
+                                 f"a timedelta, not {value!r}")
+    return max(float(value), MIN_TTL)
 
 
 def check_jitter(value: object) -> float:
@@ -54,22 +101,29 @@ def xfetch(now: float, expiry: float, delta: float, beta: float, rand: float) ->
 class Policy:
     """The expiry settings of one function, fixed when it is bound to a registry."""
 
-    ttl: float
+    ttl: float  # with ttl_of, the registry's default: it bounds tombstones and tag keys
     jitter: float
     stale_ttl: float = 0.0
     beta: float = 0.0  # 0 disables early refresh
+    ttl_of: TtlFn | None = None  # a TTL chosen from each result
 
-    def draw_ttl(self) -> float:
+    def ttl_for(self, value: Any) -> float | None:
+        """The TTL a callable ttl picks for ``value`` (clamped), or None without one."""
+        return None if self.ttl_of is None else clamp_ttl(self.ttl_of(value))
+
+    def draw_ttl(self, ttl: float | None = None) -> float:
         """A TTL in ``[ttl*(1-j), ttl*(1+j)]``, never below one second."""
+        ttl = self.ttl if ttl is None else ttl
         if not self.jitter:
-            return max(self.ttl, MIN_TTL)
-        spread = self.ttl * self.jitter
-        return max(self.ttl - spread + 2 * spread * random.random(), MIN_TTL)
+            return max(ttl, MIN_TTL)
+        spread = ttl * self.jitter
+        return max(ttl - spread + 2 * spread * random.random(), MIN_TTL)
 
-    def expiry(self, now: float, delta: float) -> tuple[float, int]:
-        """Soft expiry (epoch seconds) and the hard TTL in ms for an entry written ``now``."""
-        ttl = self.draw_ttl()
-        return now + ttl, max(int((ttl + self.stale_ttl) * 1000), 1000)
+    def expiry(self, now: float, delta: float, ttl: float | None = None) -> tuple[float, int]:
+        """Soft expiry (epoch seconds) and the hard TTL in ms for an entry written ``now``
+        (``ttl``: what a callable ttl chose, else the policy's)."""
+        drawn = self.draw_ttl(ttl)
+        return now + drawn, max(int((drawn + self.stale_ttl) * 1000), 1000)
 
     def refresh_early(self, now: float, soft: float, delta: float) -> bool:
         """Whether this hit should trigger an early refresh."""

@@ -301,11 +301,14 @@ def test_classmethod_and_staticmethod_objects_are_unwrapped() -> None:
     assert return_annotation(classmethod(g)) is dt.time
 
 
-def test_unresolvable_return_annotation_falls_back_to_untyped() -> None:
-    assert return_annotation(string_forward_ref) is Any
-    codec = make_codec("orjson", func=string_forward_ref, name=NAME)
-    assert type(codec) is _JsonCodec
-    assert codec.loads(codec.dumps({"a": 1})) == {"a": 1}
+def test_unresolvable_return_annotation_is_refused_naming_it() -> None:
+    # decoding to a guess would make every hit return another type than the miss
+    with pytest.raises(ConfigurationError, match="'Missing'"):
+        return_annotation(string_forward_ref, NAME)
+    with pytest.raises(ConfigurationError, match="'Missing'"):
+        make_codec("orjson", func=string_forward_ref, name=NAME)
+    codec = make_codec("pickle", func=string_forward_ref, name=NAME, secret=SECRET)
+    assert codec.loads(codec.dumps({"a": 1})) == {"a": 1}  # pickle needs no annotation
 
 
 def test_bare_base_model_annotation_is_left_as_json() -> None:

@@ -21,14 +21,16 @@ __all__ = ["Codec", "make_codec"]
 
 
 def make_codec(spec: str | object, *, func: Callable[..., Any] | None = None, name: str = "?",
-               secret: str | bytes | None = None) -> Codec:
+               secret: str | bytes | None = None,
+               annotation: Callable[[], Any] | None = None) -> Codec:
     """Build the codec for one function: "orjson", "pickle" (needs secret) or a custom object.
 
-    ``func`` supplies the return annotation the orjson codec decodes to; ``name`` (the
-    function's qualified name) goes into error messages.
+    ``func`` supplies the return annotation the orjson codec decodes to (``annotation()``,
+    when given, supplies it instead: only the orjson codec asks); ``name`` (the function's
+    qualified name) goes into error messages.
     """
     if spec is None or spec == "orjson":
-        return json_codec(func, name)
+        return json_codec(func, name, annotation)
     if spec == "pickle":
         return SignedPickleCodec(pickle_key(secret, name), name)
     if isinstance(spec, str):
