@@ -63,6 +63,11 @@ class Backend(Protocol):
         """Return the entry at ``key`` (None if absent or unreadable) and the tags' tokens."""
         ...
 
+    def read_many(self, reads: Sequence[tuple[str, Sequence[str]]]) -> list[ReadResult]:
+        """:meth:`read` for many ``(key, tag_keys)`` at once, in one round trip (per node on
+        a cluster); the results in the order of ``reads``."""
+        ...
+
     def write(self, key: str, write: Write) -> bool:
         """Store atomically; False when a condition of ``write`` no longer holds."""
         ...
@@ -104,6 +109,10 @@ class AsyncBackend(Protocol):
 
     async def read(self, key: str, tag_keys: Sequence[str]) -> ReadResult:
         """See :meth:`Backend.read`."""
+        ...
+
+    async def read_many(self, reads: Sequence[tuple[str, Sequence[str]]]) -> list[ReadResult]:
+        """See :meth:`Backend.read_many`."""
         ...
 
     async def write(self, key: str, write: Write) -> bool:

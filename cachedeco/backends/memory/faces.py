@@ -61,6 +61,7 @@ class AsyncMemoryBackend:
         self._leases = AsyncMemoryLeases(sync.leases())
 
     read = inline(MemoryBackend.read)
+    read_many = inline(MemoryBackend.read_many)
     write = inline(MemoryBackend.write)
     invalidate = inline(MemoryBackend.invalidate)
     invalidate_tags = inline(MemoryBackend.invalidate_tags)

@@ -104,6 +104,10 @@ class MemoryBackend:
         entry = found[1] if found is not None else None
         return (entry if entry.__class__ is Entry else None), tuple(tokens)
 
+    def read_many(self, reads: Sequence[tuple[str, Sequence[str]]]) -> list[ReadResult]:
+        """Many reads (no round trip to save in process: each is :meth:`read`)."""
+        return [self.read(key, tag_keys) for key, tag_keys in reads]
+
     def _check(self, key: str, write: Write, now: float) -> list[str | None] | None:
         """The conditions of a write, checked before anything changes; None means abort."""
         if write.expect is not None:

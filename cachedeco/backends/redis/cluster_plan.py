@@ -26,6 +26,8 @@ __all__ = [
     "decode_tokens",
     "entry_args",
     "has_hash_tag",
+    "many_read_commands",
+    "parse_many_replies",
     "parse_replies",
     "read_commands",
     "set_commands",
@@ -76,6 +78,33 @@ def read_commands(key: str, plan: TagPlan) -> list[Command]:
     for slot, idx in plan.groups:
         commands.append((slot, ("MGET", *(plan.names[i] for i in idx))))
     return commands
+
+
+def many_read_commands(reads: Sequence[tuple[str, Sequence[str]]]
+                       ) -> tuple[list[Command], TagPlan, list[tuple[int, ...]]]:
+    """Many reads at once: ``GET`` of each entry, then one ``MGET`` per tag slot of every
+    distinct tag key; with the tag plan and, per read, its tags' indices in the plan."""
+    where: dict[str, int] = {}
+    for _, tag_keys in reads:
+        for tag in tag_keys:
+            where.setdefault(tag, len(where))
+    plan = tag_plan.__wrapped__(tuple(where))  # not memoized: a one-off set of tags
+    commands: list[Command] = [(key_slot(key.encode()), ("GET", key)) for key, _ in reads]
+    for slot, idx in plan.groups:
+        commands.append((slot, ("MGET", *(plan.names[i] for i in idx))))
+    return commands, plan, [tuple(where[tag] for tag in tag_keys) for _, tag_keys in reads]
+
+
+def parse_many_replies(replies: Sequence[Any], plan: TagPlan,
+                       positions: Sequence[tuple[int, ...]]) -> list[ReadResult]:
+    """One result per read from the replies to :func:`many_read_commands`."""
+    count = len(positions)
+    tokens: list[str | None] = [None] * len(plan.names)
+    for (_, idx), values in zip(plan.groups, replies[count:], strict=True):
+        for i, value in zip(idx, values, strict=True):
+            tokens[i] = None if value is None else value.decode("ascii", "replace")
+    return [(None if (raw := replies[i]) is None else decode_entry(raw),
+             tuple([tokens[p] for p in where])) for i, where in enumerate(positions)]
 
 
 def set_commands(plan: TagPlan, token: str, px: int) -> list[Command]:

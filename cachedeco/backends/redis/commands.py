@@ -23,7 +23,9 @@ __all__ = [
     "block_limit",
     "busy",
     "count_removed",
+    "many_keys",
     "parse_dead",
+    "parse_many",
     "parse_read",
     "parse_take",
     "push_args",
@@ -50,6 +52,30 @@ def parse_read(values: Sequence[bytes | None]) -> ReadResult:
     raw = values[0]
     entry = None if raw is None else decode_entry(raw)
     return entry, tuple([None if v is None else v.decode("ascii", "replace") for v in values[1:]])
+
+
+def many_keys(reads: Sequence[tuple[str, Sequence[str]]]
+              ) -> tuple[list[str], list[tuple[int, ...]]]:
+    """One ``MGET`` for many reads: the entry keys, then every distinct tag key once; and
+    per read, where its tag keys sit in that list."""
+    keys = [key for key, _ in reads]
+    where: dict[str, int] = {}
+    positions = []
+    for _, tag_keys in reads:
+        for tag in tag_keys:
+            if tag not in where:
+                where[tag] = len(keys)
+                keys.append(tag)
+        positions.append(tuple(where[tag] for tag in tag_keys))
+    return keys, positions
+
+
+def parse_many(values: Sequence[bytes | None], positions: Sequence[tuple[int, ...]]
+               ) -> list[ReadResult]:
+    """Turn the reply of :func:`many_keys`'s ``MGET`` into one result per read."""
+    tokens = [None if v is None else v.decode("ascii", "replace") for v in values]
+    return [(None if (raw := values[i]) is None else decode_entry(raw),
+             tuple([tokens[p] for p in where])) for i, where in enumerate(positions)]
 
 
 def store_args(key: str, write: Write) -> tuple[list[str], list[Any]]:

@@ -27,6 +27,8 @@ from cachedeco.backends.redis.cluster_plan import (
     decode_tokens,
     entry_args,
     has_hash_tag,
+    many_read_commands,
+    parse_many_replies,
     parse_replies,
     read_commands,
     set_commands,
@@ -71,6 +73,19 @@ class AsyncClusterBackend:
         except _RETRY_ROUTED:
             replies = [await self._routed(*command) for _, command in commands]
         return parse_replies(replies, plan)
+
+    @cluster_errors
+    async def read_many(self, reads: Sequence[tuple[str, Sequence[str]]]) -> list[ReadResult]:
+        """Many reads at once: every node's commands written, then every reply read (one
+        round trip per node, all nodes at once)."""
+        if not reads:
+            return []
+        commands, plan, positions = many_read_commands(reads)
+        try:
+            replies = await self._direct(commands)
+        except _RETRY_ROUTED:
+            replies = [await self._routed(*command) for _, command in commands]
+        return parse_many_replies(replies, plan, positions)
 
     async def _direct(self, commands: list[Command]) -> list[Any]:
         """Write every command to its node's connection, then read every reply."""

@@ -28,6 +28,8 @@ from cachedeco.backends.redis.cluster_plan import (
     decode_tokens,
     entry_args,
     has_hash_tag,
+    many_read_commands,
+    parse_many_replies,
     parse_replies,
     read_commands,
     set_commands,
@@ -72,6 +74,19 @@ class ClusterBackend:
         except _RETRY_ROUTED:
             replies = [self._routed(*command) for _, command in commands]
         return parse_replies(replies, plan)
+
+    @cluster_errors
+    def read_many(self, reads: Sequence[tuple[str, Sequence[str]]]) -> list[ReadResult]:
+        """Many reads at once: every node's commands written, then every reply read (one
+        round trip per node, all nodes at once)."""
+        if not reads:
+            return []
+        commands, plan, positions = many_read_commands(reads)
+        try:
+            replies = self._direct(commands)
+        except _RETRY_ROUTED:
+            replies = [self._routed(*command) for _, command in commands]
+        return parse_many_replies(replies, plan, positions)
 
     def _direct(self, commands: list[Command]) -> list[Any]:
         """Write every command to its node's connection, then read every reply."""

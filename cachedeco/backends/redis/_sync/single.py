@@ -2,7 +2,8 @@
 """The Redis backend over one server, sync flavour (also over Sentinel's primary:
 ``master_for`` gives a client that follows failovers).
 
-A read is one round trip (``GET``, or ``MGET`` of the entry and its tag keys); a store is one
+A read is one round trip (``GET``, or ``MGET`` of the entry and its tag keys; many reads share
+one ``MGET``); a store is one
 ``EVALSHA`` of the STORE script; invalidations are one pipelined round trip. Commands are
 built and parsed by :mod:`cachedeco.backends.redis.commands`.
 """
@@ -18,7 +19,14 @@ import redis
 from cachedeco.backends.base import ReadResult
 from cachedeco.backends.redis._sync.leases import RedisLeases
 from cachedeco.backends.redis._sync.queues import RedisQueue
-from cachedeco.backends.redis.commands import SCAN_COUNT, count_removed, parse_read, store_args
+from cachedeco.backends.redis.commands import (
+    SCAN_COUNT,
+    count_removed,
+    many_keys,
+    parse_many,
+    parse_read,
+    store_args,
+)
 from cachedeco.backends.redis.scripts import STORE
 from cachedeco.core.entry import Entry, Write, decode_entry
 from cachedeco.core.keyspace import QueueNames
@@ -46,6 +54,13 @@ class RedisBackend:
             raw = self._exec("GET", key)
             return (None if raw is None else decode_entry(raw)), ()
         return parse_read(self._exec("MGET", key, *tag_keys))
+
+    def read_many(self, reads: Sequence[tuple[str, Sequence[str]]]) -> list[ReadResult]:
+        """One ``MGET`` of every entry and every distinct tag key."""
+        if not reads:
+            return []
+        keys, positions = many_keys(reads)
+        return parse_many(self._exec("MGET", *keys), positions)
 
     def write(self, key: str, write: Write) -> bool:
         """One EVALSHA of the STORE script."""
