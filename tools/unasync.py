@@ -25,7 +25,7 @@ TREES = ("cachedeco", "tests")
 #: Names whose asyncio form is the sync name with an ``a`` in front.
 A_NAMES = (
     "aacquire", "abackend", "aclear", "aclose", "adead_letters", "adrain", "afinal", "aflush",
-    "ainvalidate_pattern", "ainvalidate_tags", "ajoin_flight", "akeep_alive", "alock",
+    "ahand_over", "ainvalidate_pattern", "ainvalidate_tags", "ajoin_flight", "akeep_alive", "alock",
     "amake_registry", "aowner", "apush", "aqueue", "arelease", "areplay_dead_letters",
     "asleep", "aspawn",
 )

@@ -62,6 +62,7 @@ class Bound:
     lock: bool
     lock_timeout: float
     tag_px: int
+    enabled: bool = True  # False while the registry is disabled: calls run uncached
 
     def decode(self, entry: Entry) -> Any:
         """The value of an entry, or NO_VALUE (logged, counted) when it cannot be decoded."""
@@ -90,10 +91,10 @@ class Bound:
         return value if self.codec is None else self.codec.dumps(value)
 
     def write(self, payload: Any, delta: float, tag_keys: tuple[str, ...],
-              state: ReadState | None) -> Write:
+              state: ReadState | None, ttl: float | None = None) -> Write:
         """The write for a payload that took ``delta`` seconds to load; conditional on
-        ``state`` (what the fill read) unless it is None."""
-        soft, px = self.policy.expiry(time.time(), delta)
+        ``state`` (what the fill read) unless it is None; ``ttl``: a callable ttl's choice."""
+        soft, px = self.policy.expiry(time.time(), delta, ttl)
         expect, expect_tags = (None, None) if state is None else state
         return Write(marker=new_marker(), value=payload, soft=soft, delta=delta, px=px,
                      tag_keys=tag_keys, expect=expect, expect_tags=expect_tags,

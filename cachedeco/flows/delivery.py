@@ -125,7 +125,7 @@ class Job:
     stats: Stats
     durable: bool
     decode: Callable[[Any], Any]  # a queued record back into the value the function returned
-    expiry: Callable[[float], tuple[float, int]]  # soft expiry and px of an entry flushed now
+    expiry: Callable[[float, Any], tuple[float, int]]  # soft expiry, px of a value flushed now
     stop: Stop  # True when the drain should end after the current batch
 
 
@@ -189,7 +189,7 @@ def deliver(job: Job, messages: list[Message]) -> Flow:
         now = time.time()
         delivered = {r.message.key for r in flushed}
         settled = flushed + [r for r in superseded if r.message.key in delivered]
-        restores = tuple(Restore(r.message.key, r.message.marker, *job.expiry(now),
+        restores = tuple(Restore(r.message.key, r.message.marker, *job.expiry(now, r.value),
                                  r.message.tag_keys) for r in settled if r.message.marker)
         job.stats.write_behind_pending = yield Ack(done, restores)
     job.stats.write_behind_flushed += len(flushed)

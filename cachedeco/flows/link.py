@@ -11,7 +11,7 @@ from typing import Any
 from cachedeco.core.keys.builder import KeyBuilder
 from cachedeco.core.keys.tags import TagsArg, TagSet
 from cachedeco.core.keys.templates import Binder, Template
-from cachedeco.core.policy import Policy, check_optional_ttl
+from cachedeco.core.policy import Policy, TtlFn, check_ttl_option
 from cachedeco.errors import BackendError, ConfigurationError
 from cachedeco.flows.bound import Bound
 from cachedeco.flows.spec import CachedOptions, Spec, spec_of
@@ -27,13 +27,15 @@ class Link:
     """How one writer's call maps to the entry it stores and the tags it invalidates."""
 
     def __init__(self, writer: Callable[..., Any], what: str, target: Any, *, key: str | None,
-                 ttl: float | None, tags: TagsArg, invalidate: Iterable[str], backend: str,
+                 ttl: float | TtlFn | None, tags: TagsArg, invalidate: Iterable[str], backend: str,
                  registry: Registry | None) -> None:
         if (target is None) == (key is None):
             raise ConfigurationError(f"@{what} takes exactly one of a @cached target and key=")
         self.writer = writer
         self.binder = Binder(writer)
-        self.ttl = check_optional_ttl(ttl)
+        checked = check_ttl_option(ttl)
+        self.ttl: float | None = None if callable(checked) else checked
+        self.ttl_of: TtlFn | None = checked if callable(checked) else None
         if isinstance(invalidate, str):
             raise ConfigurationError("invalidate= must be a list of tag templates")
         self.invalidate = tuple(Template(t, writer, what="tag") for t in invalidate)
@@ -50,8 +52,8 @@ class Link:
         else:
             keys = KeyBuilder(writer, key=key)
             options = CachedOptions(ttl=self.ttl, stale_ttl=0.0, beta=0.0, jitter=None, lock=False,
-                              lock_timeout=None, cache_none=True, condition=None,
-                              serializer=None, backend=backend)
+                                    lock_timeout=None, cache_none=True, condition=None,
+                                    serializer=None, backend=backend, ttl_of=self.ttl_of)
             self.spec = Spec(writer, keys, TagSet(writer, (), self.binder), options, registry)
             self.params = ()
         self.registry = registry
@@ -76,8 +78,9 @@ class Link:
         cache = self._cache
         if cache is None or cache[0] is not base:  # the target was (re)bound: derive again
             derived = base
-            if self.ttl is not None:
-                policy = Policy(self.ttl, base.policy.jitter, base.policy.stale_ttl)
+            if self.ttl is not None or self.ttl_of is not None:
+                policy = Policy(self.ttl or base.policy.ttl, base.policy.jitter,
+                                base.policy.stale_ttl, ttl_of=self.ttl_of)
                 derived = dataclasses.replace(base, policy=policy)
             cache = self._cache = (base, derived)
         return cache[1]

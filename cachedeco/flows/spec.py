@@ -12,7 +12,7 @@ from typing import Any, Final
 from cachedeco.core.codec.factory import make_codec
 from cachedeco.core.keys.builder import KeyBuilder
 from cachedeco.core.keys.tags import TagSet
-from cachedeco.core.policy import Policy
+from cachedeco.core.policy import Policy, TtlFn
 from cachedeco.core.stats import Stats
 from cachedeco.errors import ConfigurationError
 from cachedeco.flows.bound import Bound
@@ -38,14 +38,17 @@ class CachedOptions:
     condition: Callable[[Any], bool] | None
     serializer: object
     backend: str
+    ttl_of: TtlFn | None = None  # a callable ttl: the TTL chosen from each result
 
 
 class Spec:
     """A cached function as decorated: its key builder, tags and options, bound lazily."""
 
     def __init__(self, func: Callable[..., Any], keys: KeyBuilder, tags: TagSet,
-                 options: CachedOptions, registry: Registry | None) -> None:
+                 options: CachedOptions, registry: Registry | None, *,
+                 annotation: Callable[[], Any] | None = None) -> None:
         self.func = func
+        self.annotation = annotation  # what entries decode to, when not func's return type
         self.keys = keys
         self.tags = tags
         self.options = options
@@ -76,11 +79,12 @@ class Spec:
         slot = registry.slot(opts.backend)
         codec = None if slot.stores_objects else make_codec(
             opts.serializer if opts.serializer is not None else registry.serializer,
-            func=self.func, name=self.keys.name, secret=registry.secret)
+            func=self.func, name=self.keys.name, secret=registry.secret,
+            annotation=self.annotation)
         fn_tag = registry.keyspace.fn_tag(self.keys.family)
         policy = Policy(opts.ttl if opts.ttl is not None else registry.ttl,
                         opts.jitter if opts.jitter is not None else registry.jitter,
-                        opts.stale_ttl, opts.beta)
+                        opts.stale_ttl, opts.beta, opts.ttl_of)
         bound = Bound(
             name=self.keys.name, key=self.keys.for_prefix(registry.prefix),
             tags=self.tags.keys_fn(registry.keyspace, fn_tag), fn_tag=fn_tag, slot=slot,
@@ -90,7 +94,7 @@ class Spec:
             cache_none=opts.cache_none, condition=opts.condition, lock=opts.lock,
             lock_timeout=opts.lock_timeout if opts.lock_timeout is not None
             else registry.lock_timeout,
-            tag_px=max(int(registry.tag_ttl * 1000), policy.hard_ms))
+            tag_px=max(int(registry.tag_ttl * 1000), policy.hard_ms), enabled=registry.enabled)
         registry.track(self)
         self._bound, self._revision, self._registry = bound, registry.revision, registry
         return bound

@@ -79,6 +79,24 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
             if not backend.stores_objects:
                 await backend.close()
 
+    # -- while caching is switched off: each record goes to flush at once -------------------
+
+    def hand_over(self, record: Any) -> None:
+        """Deliver one record to ``flush`` now, from a sync call; its error is the caller's."""
+        if self.is_async:
+            self._blocking(lambda: self.flush_fn([record]))
+        else:
+            self.flush_fn([record])
+        self.counters.write_behind_flushed += 1
+
+    async def ahand_over(self, record: Any) -> None:
+        """Deliver one record to ``flush`` now, from an asyncio call."""
+        if self.is_async:
+            await self.flush_fn([record])
+        else:
+            await asyncio.to_thread(self.flush_fn, [record])
+        self.counters.write_behind_flushed += 1
+
     # -- lifecycle (reg.flush / aflush / close / aclose) -------------------------------------
 
     def flush(self) -> None:

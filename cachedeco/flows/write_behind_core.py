@@ -124,15 +124,14 @@ class WriteBehindCore:
         policy = bound.policy
         return Job(self.settings, self.counters, durable,
                    _identity if bound.codec is None else bound.codec.loads,
-                   lambda now: policy.expiry(now, 0.0), stop)
+                   lambda now, value: policy.expiry(now, 0.0, policy.ttl_for(value)), stop)
 
     # -- the call ---------------------------------------------------------------------------
 
-    def prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any], value: Any
-                ) -> tuple[Bound, Guard, Push]:
+    def prepare(self, bound: Bound, args: tuple[Any, ...], kwargs: dict[str, Any], value: Any
+                ) -> tuple[Guard, Push]:
         """What one call queues, the record and the held entry (or a tombstone), without I/O;
         BackendError at once while the backend's circuit breaker is open."""
-        bound = self.link.bound()
         key, tag_keys, _ = self.link.locate(bound, args, kwargs)
         payload = bound.encode(value)
         codec = bound.codec
@@ -145,13 +144,20 @@ class WriteBehindCore:
                                "the write-behind record was not queued", key=key,
                                function=self.name)
         if payload is NO_VALUE:
-            return bound, guard, Push(key, tag_keys, None, record, new_tombstone(),
-                                      bound.policy.hard_ms)
+            return guard, Push(key, tag_keys, None, record, new_tombstone(), bound.policy.hard_ms)
         hold = max(HOLD, bound.policy.hard_ms / 1000)
         write = Write(marker=new_marker(), value=payload, soft=time.time() + hold, delta=0.0,
                       px=int(hold * 1000), tag_keys=tag_keys, new_tag=new_tag_token(),
                       tag_px=bound.tag_px)
-        return bound, guard, Push(key, tag_keys, write, record, tomb_px=bound.policy.hard_ms)
+        return guard, Push(key, tag_keys, write, record, tomb_px=bound.policy.hard_ms)
+
+    def hand_over(self, record: Any) -> None:
+        """Caching is switched off: deliver one record to ``flush`` now (from a sync call)."""
+        raise NotImplementedError  # WriteBehind's, which knows the worker's event loop
+
+    async def ahand_over(self, record: Any) -> None:
+        """The asyncio form of :meth:`hand_over`."""
+        raise NotImplementedError
 
     def queued(self, guard: Guard, length: int) -> None:
         """After a push: count it, start the worker, wake it when a batch is full."""

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import functools
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import Any, Final, Protocol, Self
 
@@ -81,6 +81,7 @@ class Registry:
                  on_error: str = "fallback", lock_timeout: float = 10.0,
                  **backend_options: Any) -> None:
         self.revision = 0
+        self.enabled = True  # False between disable() and enable(): nothing reads or writes
         self._stats = Stats()
         self._functions: weakref.WeakSet[Any] = weakref.WeakSet()
         self.background = Background()
@@ -172,6 +173,34 @@ class Registry:
                                      "attached to this registry: they would share one queue")
         self._services[name] = service
 
+    # -- switching caching off ---------------------------------------------------------------
+
+    def disable(self) -> None:
+        """Switch caching off: every function bound to this registry runs its function and
+        neither reads nor writes the cache (a write-behind record goes to ``flush`` at once);
+        invalidations do nothing. For test suites and incident response."""
+        self._switch(False)
+
+    def enable(self) -> None:
+        """Switch caching back on (what was cached before is served again if still live)."""
+        self._switch(True)
+
+    @contextlib.contextmanager
+    def disabled(self) -> Iterator[Self]:
+        """``with reg.disabled():`` caching is off inside, as it was after the block."""
+        was = self.enabled
+        self._switch(False)
+        try:
+            yield self
+        finally:
+            self._switch(was)
+
+    def _switch(self, on: bool) -> None:
+        """Functions see the switch through their binding: one check per call."""
+        if self.enabled != on:
+            self.enabled = on
+            self.revision += 1
+
     # -- operations -------------------------------------------------------------------------
 
     def stats(self) -> Stats:
@@ -186,7 +215,7 @@ class Registry:
     def invalidate_tags(self, *tags: str, backend: str = "default") -> None:
         """Make every entry stored with any of ``tags`` a miss, everywhere, in one round trip."""
         keys = self._tag_keys(tags)
-        if not keys:
+        if not keys or not self.enabled:
             return
         self._stats.invalidations += 1
         try:
@@ -198,7 +227,7 @@ class Registry:
     async def ainvalidate_tags(self, *tags: str, backend: str = "default") -> None:
         """The asyncio form of :meth:`invalidate_tags`."""
         keys = self._tag_keys(tags)
-        if not keys:
+        if not keys or not self.enabled:
             return
         self._stats.invalidations += 1
         try:
@@ -228,6 +257,8 @@ class Registry:
         cachedeco's own keys (``prefix:~…``: tags, leases, write-behind queues) are spared.
         """
         pattern = self._pattern(glob)
+        if not self.enabled:
+            return 0
         self._stats.invalidations += 1
         try:
             return self.slot(backend).backend().delete_matching(pattern, self.keyspace.internal)
@@ -237,6 +268,8 @@ class Registry:
     async def ainvalidate_pattern(self, glob: str, *, backend: str = "default") -> int:
         """The asyncio form of :meth:`invalidate_pattern`."""
         pattern = self._pattern(glob)
+        if not self.enabled:
+            return 0
         self._stats.invalidations += 1
         try:
             return await self.slot(backend).abackend().delete_matching(pattern,

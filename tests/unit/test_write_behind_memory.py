@@ -437,7 +437,7 @@ def _ack_of(*, fail: bool) -> Ack:
     settings = Settings(name="f", batch_size=10, flush_interval=1.0, coalesce=True,
                         max_retries=0, claim_after=30.0, retry_delay=0.01)
     job = Job(settings, Stats(), durable=False, decode=lambda r: r,
-              expiry=lambda now: (now + 60, 60_000), stop=lambda: False)
+              expiry=lambda now, value: (now + 60, 60_000), stop=lambda: False)
     messages = [Message("1-0", {"v": 1}, "k", "cd1:" + "a" * 16),
                 Message("2-0", {"v": 2}, "k", "cd1:" + "b" * 16),
                 Message("3-0", {"v": 3}, "j", "cd1:" + "c" * 16)]

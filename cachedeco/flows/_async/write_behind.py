@@ -28,8 +28,13 @@ class AsyncWriteBehindIO(WriteBehindCore):
     """The asyncio I/O of one write-behind function."""
 
     async def apush(self, args: tuple[Any, ...], kwargs: dict[str, Any], value: Any) -> None:
-        """Store and queue a call's record; BackendError if it could not be queued."""
-        bound, guard, item = self.prepare(args, kwargs, value)
+        """Store and queue a call's record; BackendError if it could not be queued. While
+        caching is switched off the record goes to ``flush`` at once."""
+        bound = self.link.bound()
+        if not bound.enabled:
+            await self.ahand_over(value)
+            return
+        guard, item = self.prepare(bound, args, kwargs, value)
         try:
             length = await self.aqueue(bound).push(item)
         except NotStored as exc:

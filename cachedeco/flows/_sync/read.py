@@ -13,12 +13,20 @@ from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.core.entry import CORRUPT, NO_VALUE, Write, new_tag_token, new_tombstone
 from cachedeco.errors import SerializationError
 from cachedeco.flows._sync.lease import leased
-from cachedeco.flows.bound import UNCACHED, Bound, Call, ReadState
+from cachedeco.flows.bound import UNCACHED, Bound, Call, ReadState, is_current
 from cachedeco.runtime.guard import logger
 from cachedeco.runtime.primitives import join_flight
 from cachedeco.runtime.singleflight import LeaderGone, WaitTimeout
 
-__all__ = ["get_or_load", "invalidate", "invalidate_all", "put", "refresh"]
+__all__ = [
+    "cached_value",
+    "get_or_load",
+    "invalidate",
+    "invalidate_all",
+    "put",
+    "refresh",
+    "set_value",
+]
 
 Args = tuple[Any, ...]
 Kwargs = dict[str, Any]
@@ -26,6 +34,8 @@ Kwargs = dict[str, Any]
 
 def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
     """The decorated call: a hit returns after one read; anything else goes through a load."""
+    if not b.enabled:  # caching is switched off: the function and nothing else
+        return func(*args, **kwargs)
     key = b.key(args, kwargs)
     tag_keys = b.tags(args, kwargs)
     since = b.flights.landings
@@ -99,7 +109,8 @@ def compute(b: Bound, call: Call, state: ReadState | None) -> Any:
             return value
         payload = b.encode(value)
         if payload is not NO_VALUE:
-            store(b, call, b.write(payload, delta, call.tag_keys, state))
+            write = b.write(payload, delta, call.tag_keys, state, b.policy.ttl_for(value))
+            store(b, call, write)
         return value
 
     if b.lock and state is not None and state is not UNCACHED:
@@ -133,6 +144,8 @@ def refresh_quietly(b: Bound, call: Call, state: ReadState, since: int) -> None:
 
 def refresh(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
     """Recompute and store unconditionally; later callers never join an older load."""
+    if not b.enabled:
+        return func(*args, **kwargs)
     key = b.key(args, kwargs)
     b.flights.forget(key)
     return compute(b, Call(func, args, kwargs, key, b.tags(args, kwargs)), None)
@@ -146,7 +159,8 @@ def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any) -> None:
         if payload is NO_VALUE:
             b.slot.backend().invalidate([key], new_tombstone(), b.policy.hard_ms)
         else:
-            b.slot.backend().write(key, b.write(payload, 0.0, tag_keys, None))
+            ttl = b.policy.ttl_for(value)
+            b.slot.backend().write(key, b.write(payload, 0.0, tag_keys, None, ttl))
     except (*BACKEND_ERRORS, SerializationError) as exc:
         try:
             b.slot.backend().invalidate([key], new_tombstone(), b.policy.hard_ms)
@@ -160,6 +174,8 @@ def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any) -> None:
 
 def invalidate(b: Bound, args: Args, kwargs: Kwargs) -> bool:
     """Drop one entry (a tombstone stops older loads from storing over it)."""
+    if not b.enabled:
+        return False
     key = b.key(args, kwargs)
     b.flights.forget(key)
     b.stats.invalidations += 1
@@ -172,8 +188,36 @@ def invalidate(b: Bound, args: Args, kwargs: Kwargs) -> bool:
 
 def invalidate_all(b: Bound) -> None:
     """Drop every entry of the function: one new token for its implicit tag."""
+    if not b.enabled:
+        return
     b.stats.invalidations += 1
     try:
         b.slot.backend().invalidate_tags([b.fn_tag], new_tag_token(True), b.tag_px)
     except BACKEND_ERRORS as exc:
         raise b.guard.error(exc, function=b.name, action="invalidate all") from exc
+
+
+def cached_value(b: Bound, args: Args, kwargs: Kwargs) -> Any:
+    """``f.get()``: the fresh, current value of an entry, or MISS; it never runs the
+    function and never stores (a backend fault is a MISS, or BackendError under "raise")."""
+    if not b.enabled:
+        return NO_VALUE
+    key = b.key(args, kwargs)
+    if not b.guard.allow(key, b.name):
+        return NO_VALUE
+    try:
+        entry, tokens = b.slot.backend().read(key, b.tags(args, kwargs))
+    except BACKEND_ERRORS as exc:
+        b.guard.absorb(exc, key=key, function=b.name, action="read")
+        return NO_VALUE
+    b.guard.breaker.success()
+    if entry is None or not is_current(entry, tokens) or time.time() >= entry.soft:
+        return NO_VALUE
+    return b.decode(entry)
+
+
+def set_value(b: Bound, args: Args, kwargs: Kwargs, value: Any) -> None:
+    """``f.set()``: store ``value`` as the entry for these arguments, as a write-through
+    does (unconditionally: an older fill in flight never overwrites it)."""
+    if b.enabled:
+        put(b, b.key(args, kwargs), b.tags(args, kwargs), value)

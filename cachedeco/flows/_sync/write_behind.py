@@ -29,8 +29,13 @@ class WriteBehindIO(WriteBehindCore):
     """The asyncio I/O of one write-behind function."""
 
     def push(self, args: tuple[Any, ...], kwargs: dict[str, Any], value: Any) -> None:
-        """Store and queue a call's record; BackendError if it could not be queued."""
-        bound, guard, item = self.prepare(args, kwargs, value)
+        """Store and queue a call's record; BackendError if it could not be queued. While
+        caching is switched off the record goes to ``flush`` at once."""
+        bound = self.link.bound()
+        if not bound.enabled:
+            self.hand_over(value)
+            return
+        guard, item = self.prepare(bound, args, kwargs, value)
         try:
             length = self.queue(bound).push(item)
         except NotStored as exc:
