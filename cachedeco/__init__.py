@@ -8,13 +8,17 @@ is private and may change in any release.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from cachedeco.api.cached import cached
+from cachedeco.api.cached_many import cached_many
 from cachedeco.api.lock import Lock as _Lock
 from cachedeco.api.registry import Registry, registry
 from cachedeco.api.write_behind import write_behind
 from cachedeco.api.write_through import write_through
+from cachedeco.core.entry import MISS
 from cachedeco.core.stats import Stats
 from cachedeco.errors import (
     BackendError,
@@ -31,12 +35,15 @@ __all__ = [
     "CacheError",
     "ConfigurationError",
     "LockTimeout",
+    "MISS",
     "Registry",
     "SerializationError",
     "Stats",
     "ainvalidate_tags",
     "cached",
+    "cached_many",
     "configure",
+    "disabled",
     "invalidate_tags",
     "lock",
     "registry",
@@ -48,6 +55,14 @@ __all__ = [
 def configure(backend: object = "memory://", **settings: Any) -> Registry:
     """Replace the default registry's settings (see :class:`Registry`) and return it."""
     return registry.configure(backend, **settings)
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[Registry]:
+    """``with cachedeco.disabled():`` caching is off on the default registry inside the block
+    (see :meth:`Registry.disabled`)."""
+    with registry.disabled() as reg:
+        yield reg
 
 
 def invalidate_tags(*tags: str, backend: str = "default") -> None:

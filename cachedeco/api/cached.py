@@ -5,16 +5,22 @@ runs the read flow of its flavour."""
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable, Coroutine, Iterable
+from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from cachedeco.api.checks import beta, check_placement, check_serializer, unwrap_callable
-from cachedeco.api.methods import CachedClassMethod, CachedMethod
-from cachedeco.api.typing import AsyncCachedFunction, CachedDecorator, CachedFunction
+from cachedeco.api.checks import (
+    beta,
+    check_placement,
+    check_serializer,
+    decorated_now,
+    method_form,
+    unwrap_callable,
+)
+from cachedeco.api.typing import AsyncCachedFunction, CachedDecorator, CachedFunction, TtlArg
 from cachedeco.core.keys.builder import KeyBuilder
 from cachedeco.core.keys.tags import TagsArg, TagSet
-from cachedeco.core.policy import check_jitter, check_optional_ttl, check_ttl
+from cachedeco.core.policy import check_jitter, check_optional_ttl, check_ttl, check_ttl_option
 from cachedeco.errors import ConfigurationError
 from cachedeco.flows._async import read as read_async
 from cachedeco.flows._sync import read as read_sync
@@ -26,56 +32,65 @@ __all__ = ["cached"]
 F = TypeVar("F", bound=Callable[..., Any])
 P = ParamSpec("P")
 R = TypeVar("R")
-_BOUND_SELF = ("self", "cls")
 
 
 @overload
-def cached(ttl: Callable[P, Coroutine[Any, Any, R]]) -> AsyncCachedFunction[P, R]: ...
+def cached(func: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncCachedFunction[P, R]: ...
 @overload
-def cached(ttl: Callable[P, R]) -> CachedFunction[P, R]: ...
+def cached(func: Callable[P, R], /) -> CachedFunction[P, R]: ...
 @overload
-def cached(ttl: float | None = None, *,
+def cached(seconds: float | timedelta | None = None, /, *, ttl: TtlArg = None,
            key: str | Callable[..., str] | None = None, tags: TagsArg = (),
            ignore: Iterable[str] = (), version: str | int | None = None,
            backend: str = "default", lock: bool = False, lock_timeout: float | None = None,
            stale_ttl: float = 0, early_refresh: bool | float = False, cache_none: bool = True,
            condition: Callable[[Any], bool] | None = None, jitter: float | None = None,
            serializer: object = None, registry: Registry | None = None) -> CachedDecorator: ...
-def cached(ttl: float | Callable[..., Any] | None = None, *,
+def cached(ttl_or_func: Any = None, /, *, ttl: TtlArg = None,
            key: str | Callable[..., str] | None = None, tags: TagsArg = (),
            ignore: Iterable[str] = (), version: str | int | None = None,
            backend: str = "default", lock: bool = False, lock_timeout: float | None = None,
            stale_ttl: float = 0, early_refresh: bool | float = False, cache_none: bool = True,
            condition: Callable[[Any], bool] | None = None, jitter: float | None = None,
            serializer: object = None, registry: Registry | None = None) -> Any:
-    """Cache a function's results (cache-aside / read-through)."""
-    if callable(ttl):  # used bare: @cached
-        return cached()(ttl)
+    """Cache a function's results (cache-aside / read-through).
+
+    Used bare (``@cached``) or called: ``@cached(60)``, ``@cached(ttl=timedelta(hours=1))``.
+    ``ttl``: seconds, a timedelta, or, by keyword, ``ttl(result) -> seconds`` (None: the
+    registry's). ``key``: a template over the parameters (``"user:{user_id}"``), a callable
+    returning the key, or None for ``module.qualname`` and the encoded arguments. ``tags``:
+    templates (or a callable) naming tags for ``invalidate_tags``. ``ignore``: parameters
+    left out of the default key. ``version``: part of the key; bump it when the value's shape
+    changes. ``backend``: the registry's backend name. ``lock``: one process of all computes
+    a missing value (a distributed lease), waiting at most ``lock_timeout`` seconds.
+    ``stale_ttl``: seconds an expired value is still served while one refresh runs.
+    ``early_refresh``: recompute before expiry (True, or an XFetch beta). ``cache_none``:
+    whether None is cached. ``condition(result)``: cache only when true. ``jitter``: the TTL
+    spread fraction. ``serializer``: "orjson", "pickle" or an object with dumps/loads.
+    ``registry``: the registry (default: ``cachedeco.registry``, bound at call time).
+    """
+    func, ttl = decorated_now(ttl_or_func, ttl, "cached")
     if condition is not None and not callable(condition):
         raise ConfigurationError(f"condition must be callable, not {condition!r}")
     check_placement(backend, registry)
+    ttl_checked = check_ttl_option(ttl)
     options = CachedOptions(
-        ttl=check_optional_ttl(ttl), stale_ttl=check_ttl(stale_ttl, "stale_ttl", allow_zero=True),
+        ttl=None if callable(ttl_checked) else ttl_checked,
+        stale_ttl=check_ttl(stale_ttl, "stale_ttl", allow_zero=True),
         beta=beta(early_refresh), jitter=None if jitter is None else check_jitter(jitter),
         lock=bool(lock), lock_timeout=check_optional_ttl(lock_timeout, "lock_timeout"),
         cache_none=bool(cache_none), condition=condition,
-        serializer=check_serializer(serializer), backend=backend)
+        serializer=check_serializer(serializer), backend=backend,
+        ttl_of=ttl_checked if callable(ttl_checked) else None)
 
     def decorate(target: F) -> F:
         func, kind = unwrap_callable(target, "cached")
         keys = KeyBuilder(func, version=version, ignore=ignore, key=key)
         spec = Spec(func, keys, TagSet(func, tags, keys.binder()), options, registry)
         wrapper = _async_wrapper(spec) if spec.is_async else _sync_wrapper(spec)
-        params = list(inspect.signature(func).parameters)
-        if kind == "staticmethod":
-            return cast(F, staticmethod(wrapper))
-        if kind == "classmethod":
-            return cast(F, CachedClassMethod(wrapper))
-        if params and params[0] in _BOUND_SELF:
-            return cast(F, CachedMethod(wrapper))
-        return cast(F, wrapper)
+        return cast(F, method_form(wrapper, func, kind))
 
-    return decorate
+    return decorate if func is None else decorate(func)
 
 
 def _sync_wrapper(spec: Spec) -> Callable[..., Any]:
@@ -94,8 +109,14 @@ def _sync_wrapper(spec: Spec) -> Callable[..., Any]:
     def invalidate_all() -> None:
         read_sync.invalidate_all(spec.bound())
 
+    def get(*args: Any, **kwargs: Any) -> Any:
+        return read_sync.cached_value(spec.bound(), args, kwargs)
+
+    def set_(value: Any, /, *args: Any, **kwargs: Any) -> None:
+        read_sync.set_value(spec.bound(), args, kwargs, value)
+
     return _attach(wrapper, spec, invalidate=invalidate, refresh=refresh,
-                   invalidate_all=invalidate_all)
+                   invalidate_all=invalidate_all, get=get, set=set_)
 
 
 def _async_wrapper(spec: Spec) -> Callable[..., Any]:
@@ -114,18 +135,26 @@ def _async_wrapper(spec: Spec) -> Callable[..., Any]:
     async def invalidate_all() -> None:
         await read_async.invalidate_all(spec.bound())
 
+    async def get(*args: Any, **kwargs: Any) -> Any:
+        return await read_async.cached_value(spec.bound(), args, kwargs)
+
+    async def set_(value: Any, /, *args: Any, **kwargs: Any) -> None:
+        await read_async.set_value(spec.bound(), args, kwargs, value)
+
     return _attach(wrapper, spec, invalidate=invalidate, refresh=refresh,
-                   invalidate_all=invalidate_all)
+                   invalidate_all=invalidate_all, get=get, set=set_)
 
 
 def _attach(wrapper: Callable[..., Any], spec: Spec, **methods: Callable[..., Any]
             ) -> Callable[..., Any]:
-    """Give a wrapper its attributes: key, invalidate, invalidate_all, refresh, stats."""
+    """Give a wrapper its attributes (key, invalidate, invalidate_all, refresh, get, set,
+    stats) and the function's signature, which ``inspect.getfullargspec`` reads too."""
 
     def key(*args: Any, **kwargs: Any) -> str:
         return spec.bound().key(args, kwargs)
 
-    attrs: dict[str, Any] = {"key": key, "stats": spec.stats, SPEC_ATTR: spec, **methods}
+    attrs: dict[str, Any] = {"key": key, "stats": spec.stats, SPEC_ATTR: spec,
+                             "__signature__": spec.keys.binder().signature, **methods}
     for name, value in attrs.items():
         setattr(wrapper, name, value)
     return wrapper

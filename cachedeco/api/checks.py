@@ -6,13 +6,52 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
-from typing import Any
+from datetime import timedelta
+from typing import Any, Final
 
+from cachedeco.api.methods import PER_CALL, CachedClassMethod, CachedMethod
 from cachedeco.core.codec.factory import make_codec
 from cachedeco.errors import ConfigurationError
 from cachedeco.runtime.registry import Registry
 
-__all__ = ["beta", "check_placement", "check_serializer", "unwrap_callable"]
+__all__ = [
+    "beta",
+    "check_placement",
+    "check_serializer",
+    "decorated_now",
+    "method_form",
+    "unwrap_callable",
+]
+
+_BOUND_SELF: Final = ("self", "cls")
+
+
+def decorated_now(first: object, ttl: Any, what: str) -> tuple[Any, Any]:
+    """A decorator's first positional argument sorted out: ``(function, ttl)`` when it is
+    used bare (``@cached``, ``@reg.cached``: every keyword still applies), else
+    ``(None, ttl)`` with a positional TTL (``@cached(60)``) taken as ``ttl``."""
+    if isinstance(first, staticmethod | classmethod) or (
+            callable(first) and not isinstance(first, timedelta)):
+        return first, ttl
+    if first is None:
+        return None, ttl
+    if ttl is not None:
+        raise ConfigurationError(f"@{what} got two TTLs: {first!r} and ttl={ttl!r}")
+    return None, first
+
+
+def method_form(wrapper: Callable[..., Any], func: Callable[..., Any], kind: str | None, *,
+                per_call: frozenset[str] = PER_CALL) -> Any:
+    """What replaces the function: a staticmethod, a classmethod or method descriptor (which
+    binds the instance for the call and for the ``per_call`` attributes), or the wrapper."""
+    if kind == "staticmethod":
+        return staticmethod(wrapper)
+    if kind == "classmethod":
+        return CachedClassMethod(wrapper, per_call)
+    params = list(inspect.signature(func).parameters)
+    if params and params[0] in _BOUND_SELF:
+        return CachedMethod(wrapper, per_call)
+    return wrapper
 
 
 def unwrap_callable(func: object, what: str) -> tuple[Callable[..., Any], str | None]:

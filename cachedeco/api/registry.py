@@ -4,15 +4,44 @@ registry every decorator without ``registry=`` uses."""
 
 from __future__ import annotations
 
-from typing import Any, Final
+import functools
+from collections.abc import Callable
+from typing import Any, Final, Generic, TypeVar
 
 from cachedeco.api.cached import cached
+from cachedeco.api.cached_many import cached_many
 from cachedeco.api.lock import Lock
 from cachedeco.api.write_behind import write_behind
 from cachedeco.api.write_through import write_through
+from cachedeco.errors import ConfigurationError
 from cachedeco.runtime import registry as core
 
 __all__ = ["Registry", "registry"]
+
+D = TypeVar("D", bound=Callable[..., Any])
+
+
+class _OnRegistry(Generic[D]):
+    """A module-level decorator as a registry method: ``reg.cached`` is ``cached`` with
+    ``registry=reg``, typed exactly like it (overloads and all)."""
+
+    def __init__(self, decorator: D) -> None:
+        self.decorator = decorator
+        self.__doc__ = f"``@cachedeco.{decorator.__name__}`` bound to this registry."
+
+    def __get__(self, obj: object, owner: type[Any] | None = None) -> D:
+        if obj is None:
+            return self.decorator
+        decorator = self.decorator
+
+        @functools.wraps(decorator)
+        def on_registry(*args: Any, **kwargs: Any) -> Any:
+            if "registry" in kwargs:
+                raise ConfigurationError(f"reg.{decorator.__name__}() is bound to its "
+                                         "registry: do not pass registry=")
+            return decorator(*args, registry=obj, **kwargs)
+
+        return on_registry  # type: ignore[return-value]
 
 
 class Registry(core.Registry):
@@ -32,17 +61,10 @@ class Registry(core.Registry):
     redis-py connection keyword. Creating one opens no connection.
     """
 
-    def cached(self, *args: Any, **kwargs: Any) -> Any:
-        """``@cachedeco.cached`` bound to this registry."""
-        return cached(*args, registry=self, **kwargs)
-
-    def write_through(self, *args: Any, **kwargs: Any) -> Any:
-        """``@cachedeco.write_through`` bound to this registry."""
-        return write_through(*args, registry=self, **kwargs)
-
-    def write_behind(self, *args: Any, **kwargs: Any) -> Any:
-        """``@cachedeco.write_behind`` bound to this registry."""
-        return write_behind(*args, registry=self, **kwargs)
+    cached = _OnRegistry(cached)
+    cached_many = _OnRegistry(cached_many)
+    write_through = _OnRegistry(write_through)
+    write_behind = _OnRegistry(write_behind)
 
     def lock(self, name: str, *, ttl: float = 10.0, timeout: float | None = None,
              backend: str = "default") -> Lock:

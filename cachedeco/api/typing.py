@@ -1,58 +1,103 @@
 """The static types of decorated functions: signatures and awaitability survive decoration.
 
 ``@cached`` on ``def f(x: int) -> User`` gives a :class:`CachedFunction` whose ``__call__``,
-``key``, ``invalidate`` and ``refresh`` take exactly ``f``'s parameters; on an ``async def``
-it gives an :class:`AsyncCachedFunction` whose call and attributes are awaitable. Accessed on
-an instance, a cached method is typed loosely (its bound form is an ``Any`` callable), since a
-ParamSpec cannot drop ``self``.
+``key``, ``invalidate``, ``refresh``, ``get`` and ``set`` take exactly ``f``'s parameters; on
+an ``async def`` it gives an :class:`AsyncCachedFunction` whose call and attributes are
+awaitable. Reached through an instance, a cached method is a :class:`BoundCachedFunction`
+without ``self`` (a classmethod also through its class): the ``__get__`` overloads drop the
+first parameter, as Python binds it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, ParamSpec, Protocol, Self, TypeVar, overload
+from collections.abc import Callable, Coroutine, Mapping
+from datetime import timedelta
+from typing import Any, Concatenate, ParamSpec, Protocol, Self, TypeVar, overload
 
+from cachedeco.core.entry import Miss
 from cachedeco.core.stats import Stats
 
-__all__ = ["AsyncCachedFunction", "CachedDecorator", "CachedFunction"]
+__all__ = [
+    "AsyncBoundCachedFunction",
+    "AsyncBoundCachedMany",
+    "AsyncCachedFunction",
+    "AsyncCachedMany",
+    "BoundCachedFunction",
+    "BoundCachedMany",
+    "CachedDecorator",
+    "CachedFunction",
+    "CachedMany",
+    "CachedManyDecorator",
+    "TtlArg",
+]
 
 P = ParamSpec("P")
+P2 = ParamSpec("P2")
 R = TypeVar("R")
-R_co = TypeVar("R_co", covariant=True)
+M = TypeVar("M", bound=Mapping[Any, Any])
+M_co = TypeVar("M_co", bound=Mapping[Any, Any], covariant=True)
+S = TypeVar("S")
+
+#: What ``ttl=`` takes: seconds, a timedelta, or (by keyword) ``ttl(result) -> seconds``.
+TtlArg = float | timedelta | Callable[[Any], float | timedelta] | None
 
 
-class CachedFunction(Protocol[P, R_co]):
-    """A ``@cached`` sync function and its attributes."""
+class BoundCachedFunction(Protocol[P, R]):
+    """A ``@cached`` sync function and its attributes (a method: as reached on an instance)."""
 
     @property
-    def __wrapped__(self) -> Callable[P, R_co]: ...
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+    def __wrapped__(self) -> Callable[..., R]: ...
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
     def key(self, *args: P.args, **kwargs: P.kwargs) -> str: ...
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool: ...
     def invalidate_all(self) -> None: ...
-    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    def get(self, *args: P.args, **kwargs: P.kwargs) -> R | Miss: ...
+    def set(self, value: R, /, *args: P.args, **kwargs: P.kwargs) -> None: ...
     def stats(self) -> Stats: ...
-    @overload
-    def __get__(self, obj: None, owner: type | None = None) -> Self: ...
-    @overload
-    def __get__(self, obj: object, owner: type | None = None) -> Any: ...
 
 
-class AsyncCachedFunction(Protocol[P, R_co]):
+class CachedFunction(BoundCachedFunction[P, R], Protocol[P, R]):
+    """A ``@cached`` sync function; through an instance (or a classmethod through its class)
+    the first parameter is bound."""
+
+    @overload
+    def __get__(self: CachedFunction[Concatenate[type[S], P2], R], obj: object,
+                owner: type[S] | None = None) -> BoundCachedFunction[P2, R]: ...
+    @overload
+    def __get__(self, obj: None, owner: type[Any] | None = None) -> Self: ...
+    @overload
+    def __get__(self: CachedFunction[Concatenate[S, P2], R], obj: S,
+                owner: type[Any] | None = None) -> BoundCachedFunction[P2, R]: ...
+
+
+class AsyncBoundCachedFunction(Protocol[P, R]):
     """A ``@cached`` coroutine function; its attributes are coroutines too (but ``key``)."""
 
     @property
-    def __wrapped__(self) -> Callable[P, Awaitable[R_co]]: ...
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R_co]: ...
+    def __wrapped__(self) -> Callable[..., Coroutine[Any, Any, R]]: ...
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]: ...
     def key(self, *args: P.args, **kwargs: P.kwargs) -> str: ...
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, bool]: ...
     def invalidate_all(self) -> Coroutine[Any, Any, None]: ...
-    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R_co]: ...
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]: ...
+    def get(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R | Miss]: ...
+    def set(self, value: R, /, *args: P.args, **kwargs: P.kwargs
+            ) -> Coroutine[Any, Any, None]: ...
     def stats(self) -> Stats: ...
+
+
+class AsyncCachedFunction(AsyncBoundCachedFunction[P, R], Protocol[P, R]):
+    """A ``@cached`` coroutine function; bound like :class:`CachedFunction`."""
+
     @overload
-    def __get__(self, obj: None, owner: type | None = None) -> Self: ...
+    def __get__(self: AsyncCachedFunction[Concatenate[type[S], P2], R], obj: object,
+                owner: type[S] | None = None) -> AsyncBoundCachedFunction[P2, R]: ...
     @overload
-    def __get__(self, obj: object, owner: type | None = None) -> Any: ...
+    def __get__(self, obj: None, owner: type[Any] | None = None) -> Self: ...
+    @overload
+    def __get__(self: AsyncCachedFunction[Concatenate[S, P2], R], obj: S,
+                owner: type[Any] | None = None) -> AsyncBoundCachedFunction[P2, R]: ...
 
 
 class CachedDecorator(Protocol):
@@ -63,3 +108,62 @@ class CachedDecorator(Protocol):
                  ) -> AsyncCachedFunction[P, R]: ...
     @overload
     def __call__(self, func: Callable[P, R]) -> CachedFunction[P, R]: ...
+
+
+class BoundCachedMany(Protocol[P, M_co]):
+    """A ``@cached_many`` sync function: ids in, a mapping out; each id its own entry."""
+
+    @property
+    def __wrapped__(self) -> Callable[..., M_co]: ...
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> M_co: ...
+    def key(self, id: Any, /) -> str: ...
+    def invalidate(self, id: Any, /) -> bool: ...
+    def invalidate_all(self) -> None: ...
+    def stats(self) -> Stats: ...
+
+
+class CachedMany(BoundCachedMany[P, M_co], Protocol[P, M_co]):
+    """A ``@cached_many`` sync function, bound like :class:`CachedFunction`."""
+
+    @overload
+    def __get__(self: CachedMany[Concatenate[type[S], P2], M_co], obj: object,
+                owner: type[S] | None = None) -> BoundCachedMany[P2, M_co]: ...
+    @overload
+    def __get__(self, obj: None, owner: type[Any] | None = None) -> Self: ...
+    @overload
+    def __get__(self: CachedMany[Concatenate[S, P2], M_co], obj: S,
+                owner: type[Any] | None = None) -> BoundCachedMany[P2, M_co]: ...
+
+
+class AsyncBoundCachedMany(Protocol[P, M_co]):
+    """A ``@cached_many`` coroutine function; ``invalidate`` and ``invalidate_all`` too."""
+
+    @property
+    def __wrapped__(self) -> Callable[..., Coroutine[Any, Any, M_co]]: ...
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, M_co]: ...
+    def key(self, id: Any, /) -> str: ...
+    def invalidate(self, id: Any, /) -> Coroutine[Any, Any, bool]: ...
+    def invalidate_all(self) -> Coroutine[Any, Any, None]: ...
+    def stats(self) -> Stats: ...
+
+
+class AsyncCachedMany(AsyncBoundCachedMany[P, M_co], Protocol[P, M_co]):
+    """A ``@cached_many`` coroutine function, bound like :class:`CachedFunction`."""
+
+    @overload
+    def __get__(self: AsyncCachedMany[Concatenate[type[S], P2], M_co], obj: object,
+                owner: type[S] | None = None) -> AsyncBoundCachedMany[P2, M_co]: ...
+    @overload
+    def __get__(self, obj: None, owner: type[Any] | None = None) -> Self: ...
+    @overload
+    def __get__(self: AsyncCachedMany[Concatenate[S, P2], M_co], obj: S,
+                owner: type[Any] | None = None) -> AsyncBoundCachedMany[P2, M_co]: ...
+
+
+class CachedManyDecorator(Protocol):
+    """What ``cached_many(...)`` returns: applied to a function, its typed form."""
+
+    @overload
+    def __call__(self, func: Callable[P, Coroutine[Any, Any, M]]) -> AsyncCachedMany[P, M]: ...
+    @overload
+    def __call__(self, func: Callable[P, M]) -> CachedMany[P, M]: ...

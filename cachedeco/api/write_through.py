@@ -43,6 +43,8 @@ def write_through(target: Any = None, *, key: str | None = None, ttl: float | No
             async def awrapper(*args: Any, **kwargs: Any) -> Any:
                 result = await func(*args, **kwargs)
                 bound = link.bound()
+                if not bound.enabled:  # caching is switched off: the write alone
+                    return result
                 entry, tag_keys, values = link.locate(bound, args, kwargs)
                 stale = link.stale_tags(values)
                 if stale:  # first, so the entry stored next carries the tags' new tokens
@@ -60,6 +62,8 @@ def write_through(target: Any = None, *, key: str | None = None, ttl: float | No
             def swrapper(*args: Any, **kwargs: Any) -> Any:
                 result = func(*args, **kwargs)
                 bound = link.bound()
+                if not bound.enabled:  # caching is switched off: the write alone
+                    return result
                 entry, tag_keys, values = link.locate(bound, args, kwargs)
                 stale = link.stale_tags(values)
                 if stale:  # first, so the entry stored next carries the tags' new tokens
