@@ -30,7 +30,7 @@ from cachedeco.errors import (
 
 __version__ = "0.1.0"
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - plainly sorted (tests/unit/test_registry.py), MISS among the classes
     "BackendError",
     "CacheError",
     "ConfigurationError",

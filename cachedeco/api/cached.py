@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Coroutine, Iterable
 from datetime import timedelta
-from typing import Any, ParamSpec, TypeVar, cast, overload
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast, overload
 
 from cachedeco.api.checks import (
     beta,
@@ -17,7 +17,14 @@ from cachedeco.api.checks import (
     method_form,
     unwrap_callable,
 )
-from cachedeco.api.typing import AsyncCachedFunction, CachedDecorator, CachedFunction, TtlArg
+from cachedeco.api.typing import (
+    AsyncCachedClassFunction,
+    AsyncCachedFunction,
+    CachedClassFunction,
+    CachedDecorator,
+    CachedFunction,
+    TtlArg,
+)
 from cachedeco.core.keys.builder import KeyBuilder
 from cachedeco.core.keys.tags import TagsArg, TagSet
 from cachedeco.core.policy import check_jitter, check_optional_ttl, check_ttl, check_ttl_option
@@ -32,8 +39,15 @@ __all__ = ["cached"]
 F = TypeVar("F", bound=Callable[..., Any])
 P = ParamSpec("P")
 R = TypeVar("R")
+S = TypeVar("S")
 
 
+@overload
+def cached(func: Callable[Concatenate[type[S], P], Coroutine[Any, Any, R]], /
+           ) -> AsyncCachedClassFunction[Concatenate[type[S], P], R]: ...
+@overload
+def cached(func: Callable[Concatenate[type[S], P], R], /
+           ) -> CachedClassFunction[Concatenate[type[S], P], R]: ...
 @overload
 def cached(func: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncCachedFunction[P, R]: ...
 @overload

@@ -4,8 +4,9 @@
 ``key``, ``invalidate``, ``refresh``, ``get`` and ``set`` take exactly ``f``'s parameters; on
 an ``async def`` it gives an :class:`AsyncCachedFunction` whose call and attributes are
 awaitable. Reached through an instance, a cached method is a :class:`BoundCachedFunction`
-without ``self`` (a classmethod also through its class): the ``__get__`` overloads drop the
-first parameter, as Python binds it.
+without ``self``: the ``__get__`` overloads drop the first parameter, as Python binds it. A
+function whose first parameter is a class (``cls`` of a classmethod, which type checkers hand
+to the decorator unwrapped) gives a ``...ClassFunction`` bound through its class too.
 """
 
 from __future__ import annotations
@@ -20,10 +21,14 @@ from cachedeco.core.stats import Stats
 __all__ = [
     "AsyncBoundCachedFunction",
     "AsyncBoundCachedMany",
+    "AsyncCachedClassFunction",
+    "AsyncCachedClassMany",
     "AsyncCachedFunction",
     "AsyncCachedMany",
     "BoundCachedFunction",
     "BoundCachedMany",
+    "CachedClassFunction",
+    "CachedClassMany",
     "CachedDecorator",
     "CachedFunction",
     "CachedMany",
@@ -62,9 +67,6 @@ class CachedFunction(BoundCachedFunction[P, R], Protocol[P, R]):
     the first parameter is bound."""
 
     @overload
-    def __get__(self: CachedFunction[Concatenate[type[S], P2], R], obj: object,
-                owner: type[S] | None = None) -> BoundCachedFunction[P2, R]: ...
-    @overload
     def __get__(self, obj: None, owner: type[Any] | None = None) -> Self: ...
     @overload
     def __get__(self: CachedFunction[Concatenate[S, P2], R], obj: S,
@@ -91,18 +93,35 @@ class AsyncCachedFunction(AsyncBoundCachedFunction[P, R], Protocol[P, R]):
     """A ``@cached`` coroutine function; bound like :class:`CachedFunction`."""
 
     @overload
-    def __get__(self: AsyncCachedFunction[Concatenate[type[S], P2], R], obj: object,
-                owner: type[S] | None = None) -> AsyncBoundCachedFunction[P2, R]: ...
-    @overload
     def __get__(self, obj: None, owner: type[Any] | None = None) -> Self: ...
     @overload
     def __get__(self: AsyncCachedFunction[Concatenate[S, P2], R], obj: S,
                 owner: type[Any] | None = None) -> AsyncBoundCachedFunction[P2, R]: ...
 
 
+class CachedClassFunction(BoundCachedFunction[P, R], Protocol[P, R]):
+    """A ``@cached`` classmethod: bound to its class, reached by class or instance."""
+
+    def __get__(self: CachedClassFunction[Concatenate[type[S], P2], R], obj: object,
+                owner: type[S] | None = None) -> BoundCachedFunction[P2, R]: ...
+
+
+class AsyncCachedClassFunction(AsyncBoundCachedFunction[P, R], Protocol[P, R]):
+    """A ``@cached`` async classmethod: bound to its class, reached by class or instance."""
+
+    def __get__(self: AsyncCachedClassFunction[Concatenate[type[S], P2], R], obj: object,
+                owner: type[S] | None = None) -> AsyncBoundCachedFunction[P2, R]: ...
+
+
 class CachedDecorator(Protocol):
     """What ``cached(...)`` returns: applied to a function, its typed cached form."""
 
+    @overload
+    def __call__(self, func: Callable[Concatenate[type[S], P], Coroutine[Any, Any, R]]
+                 ) -> AsyncCachedClassFunction[Concatenate[type[S], P], R]: ...
+    @overload
+    def __call__(self, func: Callable[Concatenate[type[S], P], R]
+                 ) -> CachedClassFunction[Concatenate[type[S], P], R]: ...
     @overload
     def __call__(self, func: Callable[P, Coroutine[Any, Any, R]]
                  ) -> AsyncCachedFunction[P, R]: ...
@@ -126,9 +145,6 @@ class CachedMany(BoundCachedMany[P, M_co], Protocol[P, M_co]):
     """A ``@cached_many`` sync function, bound like :class:`CachedFunction`."""
 
     @overload
-    def __get__(self: CachedMany[Concatenate[type[S], P2], M_co], obj: object,
-                owner: type[S] | None = None) -> BoundCachedMany[P2, M_co]: ...
-    @overload
     def __get__(self, obj: None, owner: type[Any] | None = None) -> Self: ...
     @overload
     def __get__(self: CachedMany[Concatenate[S, P2], M_co], obj: S,
@@ -151,18 +167,35 @@ class AsyncCachedMany(AsyncBoundCachedMany[P, M_co], Protocol[P, M_co]):
     """A ``@cached_many`` coroutine function, bound like :class:`CachedFunction`."""
 
     @overload
-    def __get__(self: AsyncCachedMany[Concatenate[type[S], P2], M_co], obj: object,
-                owner: type[S] | None = None) -> AsyncBoundCachedMany[P2, M_co]: ...
-    @overload
     def __get__(self, obj: None, owner: type[Any] | None = None) -> Self: ...
     @overload
     def __get__(self: AsyncCachedMany[Concatenate[S, P2], M_co], obj: S,
                 owner: type[Any] | None = None) -> AsyncBoundCachedMany[P2, M_co]: ...
 
 
+class CachedClassMany(BoundCachedMany[P, M_co], Protocol[P, M_co]):
+    """A ``@cached_many`` classmethod: bound to its class."""
+
+    def __get__(self: CachedClassMany[Concatenate[type[S], P2], M_co], obj: object,
+                owner: type[S] | None = None) -> BoundCachedMany[P2, M_co]: ...
+
+
+class AsyncCachedClassMany(AsyncBoundCachedMany[P, M_co], Protocol[P, M_co]):
+    """A ``@cached_many`` async classmethod: bound to its class."""
+
+    def __get__(self: AsyncCachedClassMany[Concatenate[type[S], P2], M_co], obj: object,
+                owner: type[S] | None = None) -> AsyncBoundCachedMany[P2, M_co]: ...
+
+
 class CachedManyDecorator(Protocol):
     """What ``cached_many(...)`` returns: applied to a function, its typed form."""
 
+    @overload
+    def __call__(self, func: Callable[Concatenate[type[S], P], Coroutine[Any, Any, M]]
+                 ) -> AsyncCachedClassMany[Concatenate[type[S], P], M]: ...
+    @overload
+    def __call__(self, func: Callable[Concatenate[type[S], P], M]
+                 ) -> CachedClassMany[Concatenate[type[S], P], M]: ...
     @overload
     def __call__(self, func: Callable[P, Coroutine[Any, Any, M]]) -> AsyncCachedMany[P, M]: ...
     @overload
