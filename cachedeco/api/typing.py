@@ -50,6 +50,9 @@ TtlArg = float | timedelta | Callable[[Any], float | timedelta] | None
 class BoundCachedFunction(Protocol[P, R]):
     """A ``@cached`` sync function and its attributes (a method: as reached on an instance)."""
 
+    __name__: str
+    __qualname__: str
+
     @property
     def __wrapped__(self) -> Callable[..., R]: ...
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
@@ -75,6 +78,9 @@ class CachedFunction(BoundCachedFunction[P, R], Protocol[P, R]):
 
 class AsyncBoundCachedFunction(Protocol[P, R]):
     """A ``@cached`` coroutine function; its attributes are coroutines too (but ``key``)."""
+
+    __name__: str
+    __qualname__: str
 
     @property
     def __wrapped__(self) -> Callable[..., Coroutine[Any, Any, R]]: ...
@@ -132,6 +138,9 @@ class CachedDecorator(Protocol):
 class BoundCachedMany(Protocol[P, M_co]):
     """A ``@cached_many`` sync function: ids in, a mapping out; each id its own entry."""
 
+    __name__: str
+    __qualname__: str
+
     @property
     def __wrapped__(self) -> Callable[..., M_co]: ...
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> M_co: ...
@@ -153,6 +162,9 @@ class CachedMany(BoundCachedMany[P, M_co], Protocol[P, M_co]):
 
 class AsyncBoundCachedMany(Protocol[P, M_co]):
     """A ``@cached_many`` coroutine function; ``invalidate`` and ``invalidate_all`` too."""
+
+    __name__: str
+    __qualname__: str
 
     @property
     def __wrapped__(self) -> Callable[..., Coroutine[Any, Any, M_co]]: ...

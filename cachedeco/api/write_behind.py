@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, Final, TypeVar, cast
 
 from cachedeco.api.checks import check_placement, unwrap_callable
+from cachedeco.api.typing import TtlArg
 from cachedeco.core.keys.tags import TagsArg
 from cachedeco.core.policy import check_ttl
 from cachedeco.errors import ConfigurationError
@@ -37,7 +38,7 @@ def _count(value: object, what: str, low: int, high: int) -> int:
 
 
 def write_behind(target: Any = None, *, flush: Callable[[list[Any]], Any],
-                 key: str | None = None, ttl: float | None = None, tags: TagsArg = (),
+                 key: str | None = None, ttl: TtlArg = None, tags: TagsArg = (),
                  batch_size: int = 100, flush_interval: float = 5.0, coalesce: bool = True,
                  max_retries: int = 5, backend: str = "default",
                  registry: Registry | None = None, claim_after: float = 30.0,

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, cast
 
 from cachedeco.api.checks import check_placement, unwrap_callable
+from cachedeco.api.typing import TtlArg
 from cachedeco.core.keys.tags import TagsArg
 from cachedeco.errors import BackendError
 from cachedeco.flows._async import read as read_async
@@ -22,7 +23,7 @@ __all__ = ["write_through"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def write_through(target: Any = None, *, key: str | None = None, ttl: float | None = None,
+def write_through(target: Any = None, *, key: str | None = None, ttl: TtlArg = None,
                   tags: TagsArg = (), invalidate: Iterable[str] = (), backend: str = "default",
                   registry: Registry | None = None) -> Callable[[F], F]:
     """Store a writer's result as a cached entry once the write succeeded.

@@ -27,7 +27,7 @@ class Link:
     """How one writer's call maps to the entry it stores and the tags it invalidates."""
 
     def __init__(self, writer: Callable[..., Any], what: str, target: Any, *, key: str | None,
-                 ttl: float | TtlFn | None, tags: TagsArg, invalidate: Iterable[str], backend: str,
+                 ttl: object, tags: TagsArg, invalidate: Iterable[str], backend: str,
                  registry: Registry | None) -> None:
         if (target is None) == (key is None):
             raise ConfigurationError(f"@{what} takes exactly one of a @cached target and key=")

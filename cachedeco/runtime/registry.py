@@ -14,6 +14,7 @@ import contextlib
 import functools
 import weakref
 from collections.abc import Iterator, Mapping
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, Final, Protocol, Self
 
@@ -76,7 +77,7 @@ class Registry:
 
     def __init__(self, backend: object = "memory://", *,
                  backends: Mapping[str, object] | None = None,
-                 prefix: str = "cachedeco", ttl: float = 3600, jitter: float = 0.1,
+                 prefix: str = "cachedeco", ttl: float | timedelta = 3600, jitter: float = 0.1,
                  serializer: object = "orjson", secret: str | bytes | None = None,
                  on_error: str = "fallback", lock_timeout: float = 10.0,
                  **backend_options: Any) -> None:
@@ -95,7 +96,7 @@ class Registry:
 
     def configure(self, backend: object = "memory://", *,
                   backends: Mapping[str, object] | None = None, prefix: str = "cachedeco",
-                  ttl: float = 3600, jitter: float = 0.1, serializer: object = "orjson",
+                  ttl: float | timedelta = 3600, jitter: float = 0.1, serializer: object = "orjson",
                   secret: str | bytes | None = None, on_error: str = "fallback",
                   lock_timeout: float = 10.0, **backend_options: Any) -> Self:
         """Replace every setting (unnamed ones take their defaults); functions rebind lazily."""
