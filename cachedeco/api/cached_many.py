@@ -53,6 +53,8 @@ def cached_many(ttl: TtlArg = None, *, key: str, tags: list[str] | tuple[str, ..
                                  "own entry")
     if isinstance(tags, str) or callable(tags):
         raise ConfigurationError("@cached_many tags= is a list of templates over {id}")
+    for tag in tags:
+        Template(tag, _ID, what="tag")
     check_placement(backend, registry)
     ttl_checked = check_ttl_option(ttl)
     options = CachedOptions(

@@ -153,10 +153,10 @@ class KeyBuilder:
     @property
     def family(self) -> str:
         """What names this function's entries as a group (its implicit tag): the namespace, or
-        for a key template the template itself, so a writer and a reader sharing a template
-        share their entries."""
+        for a key template its shape, so the functions whose templates render the same keys
+        (a writer and a reader, ``@cached`` and ``@cached_many``) share their entries."""
         if self._template is not None:
-            return "key=" + self._template.text + self._suffix
+            return "key=" + self._template.shape + self._suffix
         return self.namespace
 
     def binder(self) -> Binder:

@@ -27,7 +27,10 @@ class TagSet:
         elif isinstance(tags, str):
             raise ConfigurationError(f"tags must be a list of templates, not the string {tags!r}")
         else:
-            self.templates = tuple(Template(t, func, what="tag") for t in tags)
+            # In shape order: an entry records its tags' tokens in order, and functions that
+            # share entries must read the same tags whatever order each lists them in.
+            self.templates = tuple(sorted((Template(t, func, what="tag") for t in tags),
+                                          key=lambda t: t.shape))
 
     @property
     def empty(self) -> bool:

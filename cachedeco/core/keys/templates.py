@@ -124,6 +124,13 @@ class Template:
         """Whether the template has any placeholder (else it renders to its own text)."""
         return any(fmt is not None for _, fmt in self._parts)
 
+    @property
+    def shape(self) -> str:
+        """The template's text with every field as ``%7B%7D`` (no braces, which Redis Cluster
+        would read as a hash tag): ``"user:{user_id}"`` and ``"user:{id}"`` have one shape,
+        as they render the same keys for the same values."""
+        return "".join(lit + ("%7B%7D" if fmt is not None else "") for lit, fmt in self._parts)
+
     def __init__(
         self,
         template: str,

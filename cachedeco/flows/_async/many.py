@@ -16,7 +16,7 @@ from typing import Any
 from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.backends.contracts.leases import AsyncLease, Busy, lease_ttl
 from cachedeco.core.entry import NO_VALUE
-from cachedeco.flows._async.lease import fault, obtain
+from cachedeco.flows._async.lease import fault, obtain, servable
 from cachedeco.flows._async.read import store
 from cachedeco.flows.bound import UNCACHED, Bound, ReadState
 from cachedeco.flows.many import ABSENT, Batch, ManyCall, found_and_missing, returned
@@ -155,9 +155,10 @@ async def leased(c: ManyCall, missing: Missing) -> dict[Any, Any]:
     alone: Missing = {}
     for i in busy:
         call = c.entry(i)
-        try:
-            lease, value = await obtain(b, call, missing[i], leases=leases,
-                                        name=b.keyspace.lease(call.key), ttl=ttl)
+        try:  # its holder may be done by now (this caller loaded its own ids meanwhile)
+            value = await servable(b, call)
+            lease, value = (None, value) if value is not NO_VALUE else await obtain(
+                b, call, missing[i], leases=leases, name=b.keyspace.lease(call.key), ttl=ttl)
         except BACKEND_ERRORS as exc:
             b.guard.absorb(exc, key=call.key, function=b.name, action="take a lease")
             lease, value = None, NO_VALUE
