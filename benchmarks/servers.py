@@ -30,6 +30,7 @@ __all__ = [
     "PrivateServer",
     "Where",
     "command_calls",
+    "command_count",
     "commands_per_op",
     "memory_usage",
     "new_prefix",
@@ -186,6 +187,12 @@ def command_calls(client: redis.Redis) -> int:
         if key.startswith("cmdstat_") and key != "cmdstat_info" and isinstance(value, Mapping):
             total += int(value["calls"])
     return total
+
+
+def command_count(client: redis.Redis, command: str) -> int:
+    """Calls of one command (``"mget"``) since the server started (``INFO commandstats``)."""
+    value = _info(client, "commandstats").get(f"cmdstat_{command}")
+    return int(value["calls"]) if isinstance(value, Mapping) else 0
 
 
 def used_memory(client: redis.Redis) -> int:
