@@ -1,4 +1,6 @@
-"""Checked by mypy in tests/unit/test_typing.py: decorated signatures and awaitability survive."""
+"""Checked by mypy and pyright in tests/unit/test_typing.py: decorated signatures and
+awaitability survive. ``# E:`` marks a line that must fail; ``# R:`` and ``# P:`` above a
+``reveal_type`` line what mypy and pyright must reveal (they spell parameters differently)."""
 
 from datetime import timedelta
 from typing import assert_type, reveal_type
@@ -137,9 +139,15 @@ async def more() -> None:
     assert_type(repo.count("a"), int)
     assert_type(Repo.count.key("a"), str)
     assert_type(await repo.load_many([1]), dict[int, bytes])
-    reveal_type(repo.find)  # R: BoundCachedFunction[[item_id: int, *, deep: bool =], list[int]]
-    reveal_type(Repo.count)  # R: BoundCachedFunction[[kind: str], int]
-    reveal_type(repo.afind)  # R: AsyncBoundCachedFunction[[item_id: int], str]
+    # R: BoundCachedFunction[[item_id: int, *, deep: bool =], list[int]]
+    # P: BoundCachedFunction[(item_id: int, *, deep: bool = False), list[int]]
+    reveal_type(repo.find)
+    # R: BoundCachedFunction[[kind: str], int]
+    # P: BoundCachedFunction[(kind: str), int]
+    reveal_type(Repo.count)
+    # R: AsyncBoundCachedFunction[[item_id: int], str]
+    # P: AsyncBoundCachedFunction[(item_id: int), str]
+    reveal_type(repo.afind)
     repo.find("x")  # E: wrong argument type through an instance
     repo.find.set("x", 1)  # E: set takes the return type
     Repo.count(1)  # E: wrong argument type through the class
