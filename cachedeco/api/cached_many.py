@@ -13,7 +13,7 @@ from typing import Any, Final, TypeVar, cast
 
 from cachedeco.api.checks import check_placement, method_form, unwrap_callable
 from cachedeco.api.typing import CachedManyDecorator, TtlArg
-from cachedeco.core.codec.typed import mapping_values, return_annotation
+from cachedeco.core.codec.annotations import mapping_values, return_annotation
 from cachedeco.core.keys.builder import KeyBuilder
 from cachedeco.core.keys.tags import TagSet
 from cachedeco.core.keys.templates import POSITIONAL, Binder, Template

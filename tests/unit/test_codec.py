@@ -26,11 +26,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cachedeco.core.codec.annotations import return_annotation
 from cachedeco.core.codec.base import Codec
 from cachedeco.core.codec.factory import make_codec
 from cachedeco.core.codec.json import _JsonCodec, _ModelJsonCodec, _TypedJsonCodec
 from cachedeco.core.codec.signed_pickle import SignedPickleCodec as _SignedPickleCodec
-from cachedeco.core.codec.typed import build_plan, return_annotation
+from cachedeco.core.codec.typed import build_plan
 from cachedeco.errors import CacheError, ConfigurationError, SerializationError
 
 NAME = "tests.unit.test_codec.f"

@@ -18,8 +18,9 @@ from typing import Any
 
 import orjson
 
+from cachedeco.core.codec.annotations import return_annotation
 from cachedeco.core.codec.base import Codec, type_name
-from cachedeco.core.codec.typed import Converter, build_plan, return_annotation
+from cachedeco.core.codec.typed import Converter, build_plan
 from cachedeco.errors import SerializationError
 
 __all__ = ["json_codec"]

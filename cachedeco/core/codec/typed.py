@@ -23,13 +23,11 @@ the top level) allows it.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import enum
 import inspect
 import sys
-import types
 from collections import abc
 from collections.abc import Callable
 from decimal import Decimal
@@ -67,9 +65,8 @@ from cachedeco.core.codec.converters import (
     map_values,
     skip_none,
 )
-from cachedeco.errors import ConfigurationError
 
-__all__ = ["Converter", "Plan", "build_plan", "mapping_values", "return_annotation"]
+__all__ = ["Converter", "Plan", "build_plan"]
 
 
 _JSON_TYPES: frozenset[type] = frozenset({str, int, float, bool, NoneType, list, dict})
@@ -100,51 +97,6 @@ class Plan:
     convert: Converter | None  # applied to the parsed JSON; None: orjson.loads alone is exact
     model: Any  # a top-level pydantic model class: decode the bytes with model_validate_json
     option: int  # extra orjson options the types need for an exact round trip
-
-
-def return_annotation(func: object, name: str = "?") -> Any:
-    """The resolved return annotation of func (Any when it has none).
-
-    A string annotation (``from __future__ import annotations``) is evaluated in the
-    function's module and in the names its body closes over, so a local class resolves once
-    it exists: call this when the codec is needed (at first call), not at decoration. One
-    that still cannot be resolved (a ``TYPE_CHECKING``-only import) is a ConfigurationError
-    naming it: decoding to a guess would make a hit return another type than the miss did.
-    """
-    if isinstance(func, classmethod | staticmethod):
-        func = func.__func__
-    annotations = getattr(func, "__annotations__", None)
-    if not isinstance(annotations, dict) or "return" not in annotations:
-        return Any
-    raw = annotations["return"]
-    origin = inspect.unwrap(func) if callable(func) else func
-    holder = types.SimpleNamespace(__annotations__={"return": raw})
-    try:
-        return get_type_hints(holder, getattr(origin, "__globals__", {}), _closure(origin))[
-            "return"]
-    except Exception as exc:  # NameError for a name that does not exist (yet), and the like
-        raise ConfigurationError(
-            f"cannot resolve the return annotation {raw!r} of {name} ({type(exc).__name__}: "
-            f"{exc}): a cached value could not be decoded back to that type. Import the type "
-            "at module level (not only under TYPE_CHECKING), drop the annotation, or choose "
-            "serializer='pickle' or a custom serializer", function=name) from exc
-
-
-def mapping_values(hint: Any) -> Any:
-    """The value type ``V`` of a ``dict[K, V]`` / ``Mapping[K, V]`` annotation, else Any."""
-    args = get_args(hint)
-    return args[1] if _unwrap(get_origin(hint)) in _MAPPINGS and len(args) == 2 else Any
-
-
-def _closure(func: object) -> dict[str, Any]:
-    """The names a function's body closes over that are bound now (a local class)."""
-    code = getattr(func, "__code__", None)
-    cells = getattr(func, "__closure__", None) or ()
-    names: dict[str, Any] = {}
-    for var, cell in zip(getattr(code, "co_freevars", ()), cells, strict=False):
-        with contextlib.suppress(ValueError):  # a cell not filled yet
-            names[var] = cell.cell_contents
-    return names
 
 
 def build_plan(hint: Any) -> Plan:
