@@ -144,8 +144,8 @@ def decode_entry(raw: bytes) -> Entry:
     the script is overwritten too: the fill expects its own first 20 bytes.
     """
     if raw[:4] != b"cd1:":
-        if raw[:4] == b"cdT:":
-            return Entry(raw[:MARKER_LEN].decode("ascii", "replace"), NO_VALUE, 0.0, 0.0, ())
+        if raw[:4] == b"cdT:" and raw[:MARKER_LEN].isascii():  # its marker, byte for byte
+            return Entry(raw[:MARKER_LEN].decode("ascii"), NO_VALUE, 0.0, 0.0, ())
         return _CORRUPT
     end = raw.find(b"\n")
     if end < 0 or raw[MARKER_LEN:MARKER_LEN + 1] != b":":

@@ -24,7 +24,9 @@ _EXPECT: Final = _READABLE + """
 local expect = ARGV[1]
 if expect == '?' then
   local cur = redis.call('GET', KEYS[1])
-  if not cur or string.sub(cur, 1, 4) == 'cdT:' or string.match(cur, READABLE) then
+  local tomb = string.sub(cur or '', 1, 4) == 'cdT:' and
+    not string.find(string.sub(cur, 1, 20), '[\\128-\\255]')
+  if not cur or tomb or string.match(cur, READABLE) then
     return 0
   end
 elseif expect ~= '-' then
