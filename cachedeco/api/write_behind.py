@@ -46,13 +46,15 @@ def write_behind(target: Any = None, *, flush: Callable[[list[Any]], Any],
     """Cache a writer's record at once and persist it later through ``flush``.
 
     The function builds the record without I/O; it is stored as the entry of ``target`` (a
-    ``@cached`` function) or ``key`` (a template) and queued; ``flush(records)``, sync or
-    async, receives batches of at most ``batch_size`` at least every ``flush_interval``
-    seconds; ``coalesce`` keeps only the latest record per key of a batch; a raising flush
-    is retried with backoff ``max_retries`` times, then the records go to the dead letters.
-    ``claim_after`` is the visibility timeout (seconds a record taken by a process that
-    stopped answering waits before another process takes it over) and ``retry_delay`` the
-    first backoff of a failing flush (doubled on every retry).
+    ``@cached`` function) or ``key`` (a template), with ``ttl`` (seconds, a timedelta or
+    ``ttl(record) -> seconds``; the target's by default) and ``tags`` (with ``key``), and
+    queued; ``flush(records)``, sync or async, receives batches of at most ``batch_size`` at
+    least every ``flush_interval`` seconds; ``coalesce`` keeps only the latest record per key of
+    a batch; a raising flush is retried with backoff ``max_retries`` times, then the records go
+    to the dead letters. ``claim_after`` is the visibility timeout (seconds a record taken by a
+    process that stopped answering waits before another process takes it over) and
+    ``retry_delay`` the first backoff of a failing flush (doubled on every retry). While caching
+    is switched off each record goes to ``flush`` at once, in the call.
     """
     if not callable(flush) or inspect.isgeneratorfunction(flush):
         raise ConfigurationError(f"flush must be a function taking a list of records, "

@@ -29,8 +29,10 @@ def write_through(target: Any = None, *, key: str | None = None, ttl: TtlArg = N
     """Store a writer's result as a cached entry once the write succeeded.
 
     Exactly one of ``target`` (a ``@cached`` function, whose parameters the writer must have
-    by name) and ``key`` (a key template) names the entry; ``ttl`` and ``tags`` default to
-    the target's; ``invalidate`` lists tag templates to invalidate after the write.
+    by name) and ``key`` (a key template) names the entry; ``ttl`` (seconds, a timedelta or
+    ``ttl(result) -> seconds``) and ``tags`` default to the target's; ``invalidate`` lists
+    tag templates to invalidate after the write. While caching is switched off the write
+    runs alone.
     """
     check_placement(backend, registry)
 
