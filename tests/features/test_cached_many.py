@@ -239,3 +239,24 @@ def test_bad_uses_are_configuration_errors(make_registry: Make, prefix: str) -> 
         not_a_mapping([1])
     with pytest.raises(ConfigurationError, match="iterable of ids"):
         not_a_mapping("12")
+
+
+async def test_on_sentinel(make_registry: Make, amake_registry: Make, prefix: str,
+                           sentinel_url: str) -> None:
+    """Sentinel's primary serves the one-MGET read too, sync and async."""
+    calls: list[list[int]] = []
+    sync_reg = make_registry(sentinel_url, prefix=prefix)
+    async_reg = amake_registry(sentinel_url, prefix=prefix)
+
+    def load(ids: list[int]) -> dict[int, int]:
+        calls.append(ids)
+        return {i: i + 100 for i in ids}
+
+    async def aload(ids: list[int]) -> dict[int, int]:
+        return load(ids)
+
+    many = sync_reg.cached_many(key="s:{id}", tags=["s"])(load)
+    amany = async_reg.cached_many(key="s:{id}", tags=["s"])(aload)
+    assert many([1, 2]) == {1: 101, 2: 102}
+    assert await amany([2, 3]) == {2: 102, 3: 103}  # the same entries, another flavour
+    assert calls == [[1, 2], [3]]
