@@ -9,7 +9,13 @@ import inspect
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from cachedeco.api.checks import beta, check_placement, check_serializer, unwrap_callable
+from cachedeco.api.checks import (
+    beta,
+    check_flag,
+    check_placement,
+    check_serializer,
+    unwrap_callable,
+)
 from cachedeco.api.methods import CachedClassMethod, CachedMethod
 from cachedeco.api.typing import AsyncCachedFunction, CachedDecorator, CachedFunction
 from cachedeco.core.keys.builder import KeyBuilder
@@ -40,15 +46,22 @@ def cached(ttl: float | None = None, *,
            backend: str = "default", lock: bool = False, lock_timeout: float | None = None,
            stale_ttl: float = 0, early_refresh: bool | float = False, cache_none: bool = True,
            condition: Callable[[Any], bool] | None = None, jitter: float | None = None,
-           serializer: object = None, registry: Registry | None = None) -> CachedDecorator: ...
+           serializer: object = None, sensitive: bool = False,
+           registry: Registry | None = None) -> CachedDecorator: ...
 def cached(ttl: float | Callable[..., Any] | None = None, *,
            key: str | Callable[..., str] | None = None, tags: TagsArg = (),
            ignore: Iterable[str] = (), version: str | int | None = None,
            backend: str = "default", lock: bool = False, lock_timeout: float | None = None,
            stale_ttl: float = 0, early_refresh: bool | float = False, cache_none: bool = True,
            condition: Callable[[Any], bool] | None = None, jitter: float | None = None,
-           serializer: object = None, registry: Registry | None = None) -> Any:
-    """Cache a function's results (cache-aside / read-through)."""
+           serializer: object = None, sensitive: bool = False,
+           registry: Registry | None = None) -> Any:
+    """Cache a function's results (cache-aside / read-through).
+
+    ``sensitive=True`` encrypts and authenticates every entry with the registry's
+    ``encryption_key=`` (a ConfigurationError without one, on every backend) and replaces the
+    arguments in its keys by a keyed hash; tags stay as given.
+    """
     if callable(ttl):  # used bare: @cached
         return cached()(ttl)
     if condition is not None and not callable(condition):
@@ -59,7 +72,8 @@ def cached(ttl: float | Callable[..., Any] | None = None, *,
         beta=beta(early_refresh), jitter=None if jitter is None else check_jitter(jitter),
         lock=bool(lock), lock_timeout=check_optional_ttl(lock_timeout, "lock_timeout"),
         cache_none=bool(cache_none), condition=condition,
-        serializer=check_serializer(serializer), backend=backend)
+        serializer=check_serializer(serializer), backend=backend,
+        sensitive=check_flag(sensitive, "sensitive"))
 
     def decorate(target: F) -> F:
         func, kind = unwrap_callable(target, "cached")

@@ -12,7 +12,7 @@ from cachedeco.core.codec.factory import make_codec
 from cachedeco.errors import ConfigurationError
 from cachedeco.runtime.registry import Registry
 
-__all__ = ["beta", "check_placement", "check_serializer", "unwrap_callable"]
+__all__ = ["beta", "check_flag", "check_placement", "check_serializer", "unwrap_callable"]
 
 
 def unwrap_callable(func: object, what: str) -> tuple[Callable[..., Any], str | None]:
@@ -38,6 +38,13 @@ def check_placement(backend: object, registry: object) -> None:
         if not isinstance(registry, Registry):
             raise ConfigurationError(f"registry must be a Registry, not {registry!r}")
         registry.slot(backend)
+
+
+def check_flag(value: object, what: str) -> bool:
+    """A bool, not something merely truthy (``sensitive="no"`` would turn protection on)."""
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{what} must be True or False, not {value!r}")
+    return value
 
 
 def beta(early_refresh: object) -> float:

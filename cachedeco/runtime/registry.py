@@ -22,6 +22,7 @@ from cachedeco.backends.contracts.queues import DeadLetter
 from cachedeco.backends.open import BackendSlot
 from cachedeco.core.codec.factory import make_codec
 from cachedeco.core.entry import new_tag_token
+from cachedeco.core.keyring import Keyring, make_keyring
 from cachedeco.core.keys.templates import escape_text
 from cachedeco.core.keyspace import KeySpace, check_prefix, escape_glob
 from cachedeco.core.policy import check_jitter, check_ttl
@@ -30,7 +31,10 @@ from cachedeco.errors import ConfigurationError
 from cachedeco.runtime.guard import Breaker, Guard
 from cachedeco.runtime.primitives import Background
 
-__all__ = ["Registry", "Service", "default_registry", "set_default_registry"]
+__all__ = ["EncryptionKey", "Registry", "Service", "default_registry", "set_default_registry"]
+
+#: ``encryption_key=``: a key (str or bytes, at least 32 bytes), ``[current, older, …]``, or None.
+EncryptionKey = str | bytes | list[str | bytes] | tuple[str | bytes, ...] | None
 
 ON_ERROR: Final = ("fallback", "raise")
 _OPTION_NAMES: Final = ("socket_timeout", "socket_connect_timeout", "max_connections",
@@ -79,7 +83,7 @@ class Registry:
                  prefix: str = "cachedeco", ttl: float = 3600, jitter: float = 0.1,
                  serializer: object = "orjson", secret: str | bytes | None = None,
                  on_error: str = "fallback", lock_timeout: float = 10.0,
-                 **backend_options: Any) -> None:
+                 encryption_key: EncryptionKey = None, **backend_options: Any) -> None:
         self.revision = 0
         self._stats = Stats()
         self._functions: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -88,7 +92,8 @@ class Registry:
         self._slots: dict[str, BackendSlot] = {}
         self.configure(backend, backends=backends, prefix=prefix, ttl=ttl, jitter=jitter,
                        serializer=serializer, secret=secret, on_error=on_error,
-                       lock_timeout=lock_timeout, **backend_options)
+                       lock_timeout=lock_timeout, encryption_key=encryption_key,
+                       **backend_options)
 
     # -- settings ---------------------------------------------------------------------------
 
@@ -96,7 +101,8 @@ class Registry:
                   backends: Mapping[str, object] | None = None, prefix: str = "cachedeco",
                   ttl: float = 3600, jitter: float = 0.1, serializer: object = "orjson",
                   secret: str | bytes | None = None, on_error: str = "fallback",
-                  lock_timeout: float = 10.0, **backend_options: Any) -> Self:
+                  lock_timeout: float = 10.0, encryption_key: EncryptionKey = None,
+                  **backend_options: Any) -> Self:
         """Replace every setting (unnamed ones take their defaults); functions rebind lazily."""
         check_prefix(prefix)
         if on_error not in ON_ERROR:
@@ -104,6 +110,7 @@ class Registry:
         if serializer == "pickle" and not secret:
             raise ConfigurationError('serializer="pickle" requires secret= (payloads are signed)')
         make_codec(serializer, name="registry", secret=secret)  # checks the serializer now
+        keyring = make_keyring(encryption_key)
         waiting = [s for s in self._services.values() if s.left_in_memory()]
         if waiting:
             raise ConfigurationError(
@@ -119,6 +126,7 @@ class Registry:
         self.prefix, self.keyspace = prefix, KeySpace(prefix)
         self.ttl, self.jitter = ttl, jitter
         self.serializer, self.secret, self.on_error = serializer, secret, on_error
+        self.keyring: Keyring | None = keyring
         self.lock_timeout, self.tag_ttl = lock_timeout, tag_ttl
         threshold = int(backend_options.get("breaker_threshold", 5))
         cooldown = float(backend_options.get("breaker_cooldown", 5.0))
