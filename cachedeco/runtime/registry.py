@@ -20,6 +20,7 @@ from typing import Any, Final, Protocol, Self
 from cachedeco.backends.base import BACKEND_ERRORS, ConnectionOptions
 from cachedeco.backends.contracts.queues import DeadLetter
 from cachedeco.backends.open import BackendSlot
+from cachedeco.backends.redis.urls import refused_option
 from cachedeco.core.codec.factory import make_codec
 from cachedeco.core.entry import new_tag_token
 from cachedeco.core.keyring import Keyring, make_keyring
@@ -128,8 +129,8 @@ class Registry:
         self.serializer, self.secret, self.on_error = serializer, secret, on_error
         self.keyring: Keyring | None = keyring
         self.lock_timeout, self.tag_ttl = lock_timeout, tag_ttl
-        threshold = int(backend_options.get("breaker_threshold", 5))
-        cooldown = float(backend_options.get("breaker_cooldown", 5.0))
+        threshold = _count(backend_options.get("breaker_threshold", 5), "breaker_threshold")
+        cooldown = check_ttl(backend_options.get("breaker_cooldown", 5.0), "breaker_cooldown")
         old, self._slots = self._slots, slots
         self._breakers = {name: Breaker(threshold, cooldown) for name in slots}
         self._guards = {name: self.guard(name, self._stats) for name in slots}
@@ -152,6 +153,13 @@ class Registry:
         for name in ("socket_timeout", "socket_connect_timeout", "pool_timeout"):
             if name in known:
                 known[name] = check_ttl(known[name], name)
+        for name in ("max_connections", "maxsize"):  # checked even where no backend uses them
+            if name in known:
+                known[name] = _count(known[name], name)
+        for name, value in extra.items():
+            reason = refused_option(name, value)
+            if reason:
+                raise ConfigurationError(f"backend option {name}={value!r}: {reason}")
         return ConnectionOptions(**known, extra=extra)
 
     def slot(self, name: str) -> BackendSlot:
@@ -325,6 +333,13 @@ class Registry:
 
     def __repr__(self) -> str:
         return f"<Registry prefix={self.prefix!r} backends={sorted(self._slots)}>"
+
+
+def _count(value: object, what: str) -> int:
+    """An int >= 1 (not a bool), else ConfigurationError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{what} must be an int >= 1, not {value!r}")
+    return value
 
 
 def _close_quietly(slot: BackendSlot) -> None:
