@@ -20,16 +20,22 @@ class Registry(core.Registry):
 
     ``Registry(backend="memory://", *, backends=None, prefix="cachedeco", ttl=3600,
     jitter=0.1, serializer="orjson", secret=None, on_error="fallback", lock_timeout=10.0,
-    **backend_options)``: ``backend`` is a URL (``memory://``, ``redis://``, ``rediss://``,
-    ``unix://``, ``redis+cluster://``, ``redis+sentinel://``) or a ready redis-py client, and
+    encryption_key=None, **backend_options)``: ``backend`` is a URL (``memory://``,
+    ``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://``, ``redis+sentinel://``)
+    or a ready redis-py client, and
     ``backends`` names more of them; every key starts with ``prefix:``; ``ttl`` (seconds) and
     ``jitter`` (a fraction) are the defaults of every decorator; ``serializer`` is
     ``"orjson"``, ``"pickle"`` (signed with ``secret``) or an object with ``dumps``/``loads``;
     ``on_error`` is ``"fallback"`` (a backend fault runs the function uncached) or
-    ``"raise"``; ``lock_timeout`` bounds a ``lock=True`` wait. Backend options:
-    ``socket_timeout``, ``socket_connect_timeout``, ``max_connections``, ``pool_timeout``,
-    ``maxsize`` (memory), ``tag_ttl``, ``breaker_threshold``, ``breaker_cooldown`` and any
-    redis-py connection keyword. Creating one opens no connection.
+    ``"raise"``; ``lock_timeout`` bounds a ``lock=True`` wait; ``encryption_key`` (str or
+    bytes of at least 32 bytes, or ``[current, older, …]`` during a rotation; needs
+    ``cachedeco[crypto]``) encrypts and authenticates what ``sensitive=True`` functions
+    store and hashes their arguments in key names (writes use the first key, every listed
+    key is read). Backend options: ``socket_timeout``, ``socket_connect_timeout``,
+    ``max_connections``, ``pool_timeout``, ``maxsize`` (memory), ``tag_ttl``,
+    ``breaker_threshold``, ``breaker_cooldown`` and any redis-py connection keyword, all
+    checked whatever the backends (as are a URL's query options). Creating one opens no
+    connection.
     """
 
     def cached(self, *args: Any, **kwargs: Any) -> Any:
