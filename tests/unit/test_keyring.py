@@ -180,6 +180,13 @@ def test_sensitive_keys_keep_to_cluster_slots_and_key_limits() -> None:
     lease = reg.keyspace.lease(key)
     assert lease.key.endswith("{" + key + "}")  # the lease hashes to the entry's slot
 
+    def long_name(x: int) -> int:
+        return x
+
+    long_name.__qualname__ = "n" * 240
+    keys = {cachedeco.cached(sensitive=True, registry=reg)(long_name).key(x) for x in (1, 2)}
+    assert len(keys) == 2 and all(len(k) <= 250 and k.startswith("app:#") for k in keys)
+
 
 def test_rotation_looks_up_the_older_key_names() -> None:
     old = Registry("memory://", prefix="app", encryption_key=OLD)

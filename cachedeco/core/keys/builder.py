@@ -87,8 +87,12 @@ def _fitter(root: str, head: str) -> Callable[[str], str]:
     return fit_long_head
 
 
-def _keyed(fit: Callable[[str], str], context: str, namer: Namer) -> Callable[[str], str]:
-    """``fit`` applied to ``!`` and the keyed hash of ``context + text`` instead of ``text``."""
+def _keyed(root: str, head: str, context: str, namer: Namer) -> Callable[[str], str]:
+    """``head`` + ``!`` + the keyed hash of ``context + text``, fitted like any key (which
+    only a very long ``head`` needs)."""
+    if len(head.encode()) + 1 + _HASH_CHARS <= MAX_KEY_BYTES:
+        return lambda text: f"{head}!{namer(context + text)}"
+    fit = _fitter(root, head)
     return lambda text: fit("!" + namer(context + text))
 
 
@@ -212,9 +216,9 @@ class KeyBuilder:
 
     def _default_keys(self, root: str, namer: Namer | None) -> KeyFn:
         """Default keys, with a fast path for exact-arity positional calls of primitives."""
-        fit = _fitter(root, f"{root}{self.namespace}:")
-        if namer is not None:
-            fit = _keyed(fit, self.namespace + ":", namer)
+        head = f"{root}{self.namespace}:"
+        fit = _fitter(root, head) if namer is None else _keyed(
+            root, head, self.namespace + ":", namer)
         arity, positions, slow = self._fast_arity, self._fast_positions, self._encode_call
         primitives = PRIMITIVES
 
