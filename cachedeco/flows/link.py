@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 from cachedeco.core.keys.builder import KeyBuilder
 from cachedeco.core.keys.tags import TagsArg, TagSet
-from cachedeco.core.keys.templates import Binder, Template
+from cachedeco.core.keys.templates import Binder, Template, items
 from cachedeco.core.policy import Policy, check_optional_ttl
 from cachedeco.errors import BackendError, ConfigurationError
 from cachedeco.flows.bound import Bound
@@ -43,9 +43,8 @@ class Link:
         self.writer = writer
         self.binder = Binder(writer)
         self.ttl = check_optional_ttl(ttl)
-        if isinstance(invalidate, str):
-            raise ConfigurationError("invalidate= must be a list of tag templates")
-        self.invalidate = tuple(Template(t, writer, what="tag") for t in invalidate)
+        self.invalidate = tuple(Template(t, writer, what="tag")
+                                for t in items(invalidate, "invalidate="))
         self.own_tags = None if not tags else TagSet(writer, tags, self.binder)
         if target is not None and tags:
             raise ConfigurationError(

@@ -165,3 +165,50 @@ def test_cluster_and_sentinel_urls_are_checked_when_the_registry_is_built(url: s
 def test_a_bad_backend_option_fails_on_memory_too(option: str, value: Any) -> None:
     with pytest.raises(ConfigurationError, match=option):
         Registry("memory://", **{option: value})
+
+
+# --- decorator options, checked when the decorator is applied (whatever the backend) ------------
+
+
+class _DumpsOnly:
+    def dumps(self, value: object) -> bytes:
+        return b""
+
+
+@pytest.mark.parametrize(("options", "match"), [
+    ({"lock": True, "lock_timeout": -1}, "lock_timeout"),
+    ({"lock": True, "lock_timeout": float("inf")}, "lock_timeout"),
+    ({"jitter": 1.5}, "jitter"),
+    ({"jitter": "0.1"}, "jitter"),
+    ({"condition": 42}, "condition"),
+    ({"tags": 5}, "tags"),
+    ({"tags": "users"}, "tags"),
+    ({"ignore": 5}, "ignore"),
+    ({"serializer": _DumpsOnly()}, "loads"),
+    ({"serializer": "yaml"}, "serializer"),
+])
+def test_a_bad_decorator_option_fails_at_decoration_on_memory(
+        options: dict[str, Any], match: str) -> None:
+    reg = Registry("memory://")
+    with pytest.raises(ConfigurationError, match=match):
+        reg.cached(**options)(lambda x: x)
+
+
+def test_a_bad_writer_option_fails_at_decoration_on_memory() -> None:
+    reg = Registry("memory://")
+    with pytest.raises(ConfigurationError, match="invalidate"):
+        reg.write_through(key="k:{x}", invalidate=5)(lambda x: x)
+    with pytest.raises(ConfigurationError, match="lock_timeout"):
+        Registry("memory://", lock_timeout="10")
+
+
+def test_a_tags_callable_returning_a_non_string_fails_on_memory_as_on_redis() -> None:
+    reg = Registry("memory://")
+
+    @reg.cached(tags=lambda x: [x])
+    def f(x: object) -> object:
+        return x
+
+    assert f("users") == "users"
+    with pytest.raises(ConfigurationError, match="tags callable"):
+        f(7)

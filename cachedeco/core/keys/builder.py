@@ -32,6 +32,7 @@ from cachedeco.core.keys.templates import (
     Binder,
     Template,
     escape_text,
+    items,
     keyed_value,
     unwrap,
 )
@@ -142,7 +143,7 @@ class KeyBuilder:
         qualname = getattr(self._func, "__qualname__", type(self._func).__qualname__)
         self._name = _check_name(f"{module}.{qualname}")
         self._suffix = "" if version is None else f":v{_check_version(version)}"
-        ignored = frozenset((ignore,) if isinstance(ignore, str) else ignore)
+        ignored = frozenset((ignore,) if isinstance(ignore, str) else items(ignore, "ignore"))
         unknown = ignored.difference(params)
         if unknown:
             raise ConfigurationError(

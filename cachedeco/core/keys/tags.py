@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from cachedeco.core.keys.templates import Binder, Template, escape_text
+from cachedeco.core.keys.templates import Binder, Template, escape_text, items
 from cachedeco.core.keyspace import KeySpace
 from cachedeco.errors import ConfigurationError
 
@@ -24,10 +24,8 @@ class TagSet:
         self.templates: tuple[Template, ...] = ()
         if callable(tags):
             self.func_tags = tags
-        elif isinstance(tags, str):
-            raise ConfigurationError(f"tags must be a list of templates, not the string {tags!r}")
         else:
-            self.templates = tuple(Template(t, func, what="tag") for t in tags)
+            self.templates = tuple(Template(t, func, what="tag") for t in items(tags, "tags"))
 
     @property
     def empty(self) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 
 from cachedeco.errors import ConfigurationError
 
-__all__ = ["POSITIONAL", "Binder", "Template", "escape_text", "keyed_value", "unwrap"]
+__all__ = ["POSITIONAL", "Binder", "Template", "escape_text", "items", "keyed_value", "unwrap"]
 
 _TEXT_SPECIAL = re.compile(r"[%{}]")
 
@@ -31,6 +31,14 @@ def escape_text(text: str) -> str:
         else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
         for c in text
     )
+
+
+def items(value: object, what: str) -> tuple[Any, ...]:
+    """A list-like argument (``tags=``, ``ignore=``, ``invalidate=``) as a tuple; a bare str
+    or a non-iterable is a ConfigurationError rather than a TypeError."""
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ConfigurationError(f"{what} must be a list of strings, not {value!r}")
+    return tuple(value)
 
 
 def keyed_value(context: str, text: str, *, namer: Callable[[str], str]) -> str:
