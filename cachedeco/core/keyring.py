@@ -102,9 +102,9 @@ class Keyring:
         """The AES-GCM cipher that encrypts."""
         return self._keys[0].cipher
 
-    def cipher(self, key_id: bytes) -> Any:
-        """The AES-GCM cipher of a listed key by its id, or None."""
-        return self._by_id.get(key_id)
+    def ciphers(self) -> dict[bytes, Any]:
+        """The AES-GCM cipher of every listed key, by key id."""
+        return dict(self._by_id)
 
     def namers(self) -> tuple[Namer, ...]:
         """The key-name hashes, current first, then those of the older keys."""

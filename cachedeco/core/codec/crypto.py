@@ -26,7 +26,6 @@ __all__ = ["MAGIC", "EncryptedCodec", "is_encrypted"]
 MAGIC: Final = b"cdE1"
 _NONCE: Final = 12
 _HEAD: Final = len(MAGIC) + KEY_ID_BYTES
-_MIN: Final = _HEAD + _NONCE + 16  # an empty plaintext still has its tag
 
 
 def is_encrypted(data: object) -> bool:
@@ -37,14 +36,16 @@ def is_encrypted(data: object) -> bool:
 class EncryptedCodec:
     """``inner``'s bytes, encrypted with the keyring's current key, bound to their cache key."""
 
-    __slots__ = ("_head", "_inner", "_keyring", "_name", "_seal", "_urandom")
+    __slots__ = ("_head", "_inner", "_name", "_openers", "_seal", "_urandom")
 
     def __init__(self, inner: Codec, keyring: Keyring, name: str) -> None:
         self._inner = inner
-        self._keyring = keyring
         self._name = name
         self._head = MAGIC + keyring.current_id
         self._seal = keyring.current.encrypt
+        # By payload head (magic and key id): one lookup picks the key and checks the magic.
+        self._openers = {MAGIC + key_id: cipher.decrypt
+                         for key_id, cipher in keyring.ciphers().items()}
         self._urandom = os.urandom
 
     def dumps(self, value: Any, key: str = "") -> bytes:
@@ -58,15 +59,13 @@ class EncryptedCodec:
 
         The messages name the function and the reason, never the plaintext.
         """
-        if len(data) < _MIN or data[:len(MAGIC)] != MAGIC:
-            raise self._refused("not an encrypted payload")
-        cipher = self._keyring.cipher(bytes(data[len(MAGIC):_HEAD]))
-        if cipher is None:
-            raise self._refused("encrypted with a key that is not in encryption_key")
+        decrypt = self._openers.get(data[:_HEAD])
+        if decrypt is None:
+            raise self._refused("encrypted with a key that is not in encryption_key"
+                                if is_encrypted(data) else "not an encrypted payload")
         try:
-            plain = cipher.decrypt(data[_HEAD:_HEAD + _NONCE], data[_HEAD + _NONCE:],
-                                   key.encode())
-        except Exception as exc:  # cryptography's InvalidTag
+            plain = decrypt(data[_HEAD:_HEAD + _NONCE], data[_HEAD + _NONCE:], key.encode())
+        except Exception as exc:  # cryptography's InvalidTag (or a truncated payload)
             raise self._refused("authentication failed (altered, or stored under another "
                                 "key)") from exc
         try:
