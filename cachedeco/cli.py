@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from cachedeco.api.registry import Registry
+from cachedeco.core.codec.crypto import is_encrypted
 from cachedeco.core.entry import Entry, decode_entry
 from cachedeco.core.keyspace import FAMILIES, escape_glob
 from cachedeco.errors import CacheError
@@ -89,6 +90,8 @@ def inspect(registry: Registry, key: str) -> dict[str, Any]:
 
 
 def _preview(value: Any) -> Any:
+    if is_encrypted(value):  # a sensitive function's: only its size is shown
+        return f"<{len(value)} bytes, encrypted>"
     if isinstance(value, bytes):
         try:
             text = orjson.dumps(orjson.loads(value)).decode()

@@ -5,10 +5,18 @@ on the same server, with the same ~300-byte JSON record, cycling over 100 warm k
 <= 1.10x the baseline without tags, <= 1.20x with 3 tags and one round trip per hit (commands
 per hit counted with ``INFO commandstats`` around a separate batch). Peers: dogpile.cache
 (sync), cashews and aiocache (async), cashews with 3 tags.
+
+Sensitive rows (issue 12): the same hit with ``sensitive=True`` (keyed-hash key, AES-GCM
+value); target <= +5 µs CPU over the plain cachedeco hit of its group, measured per round
+against it. The registry has an ``encryption_key=``, which the plain rows do not use: they
+show that configuring one costs other functions nothing. One more sync row reads, after a
+rotation (``encryption_key=[new, old]``), entries still stored under the older key's names:
+a miss under the current name, then a hit under the older one (2 round trips).
 """
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 import orjson
@@ -25,6 +33,9 @@ __all__ = ["NEEDS_REDIS", "run"]
 NEEDS_REDIS = True
 ARGS = list(range(WARM_KEYS))
 TAGS = ("a:{key}", "b", "c:{key}")
+KEY, NEW_KEY = "benchmark-key-" + "k" * 32, "benchmark-new-key-" + "n" * 32
+SENSITIVE_US = 5.0  # the sensitive rows' target: CPU over the plain hit
+SENSITIVE = "cachedeco, sensitive"
 
 
 def _load(key: int) -> dict[str, Any]:
@@ -43,6 +54,54 @@ def _load_tagged(key: int) -> dict[str, Any]:
 
 async def _aload_tagged(key: int) -> dict[str, Any]:
     return record(key)
+
+
+def _load_sensitive(key: int) -> dict[str, Any]:
+    return record(key)
+
+
+async def _aload_sensitive(key: int) -> dict[str, Any]:
+    return record(key)
+
+
+def _load_rotated(key: int) -> dict[str, Any]:
+    return record(key)
+
+
+def _sensitive_rows(rig: Rig, base_sync: Variant, base_async: Variant) -> list[Variant]:
+    """sensitive=True hits, sync and async, and sync hits under an older key's names."""
+    sync = cachedeco.cached(ttl=3600, sensitive=True, registry=rig.reg)(_load_sensitive)
+    asyn = cachedeco.cached(ttl=3600, sensitive=True, registry=rig.reg)(_aload_sensitive)
+    written = cachedeco.cached(ttl=3600, sensitive=True, registry=rig.reg)(_load_rotated)
+    for arg in ARGS:
+        written(arg)  # stored under KEY's names; read below with [NEW_KEY, KEY]
+    rotated_reg = cachedeco.Registry(rig.url or "", prefix=rig.prefix,
+                                     encryption_key=[NEW_KEY, KEY])
+    rig.cleanups.append(rotated_reg.aclose)
+    rotated = cachedeco.cached(ttl=3600, sensitive=True, registry=rotated_reg)(_load_rotated)
+    target = f"<= +{SENSITIVE_US:.0f} µs CPU over plain"
+    return [Variant(SENSITIVE, sync_batch(sync, ARGS), group="sync", baseline=base_sync,
+                    target_text=target),
+            Variant(SENSITIVE, async_batch(rig.loop, asyn, ARGS), group="async",
+                    baseline=base_async, target_text=target),
+            Variant(f"{SENSITIVE}, under the older key (rotation)", sync_batch(rotated, ARGS),
+                    group="sync", baseline=base_sync, note="a miss, then a hit: 2 reads")]
+
+
+def _judge_sensitive(variants: list[Variant], rows: list[dict[str, Any]],
+                     samples: dict[Variant, Any]) -> None:
+    """Give each sensitive row its CPU over the plain cachedeco row of its group, per round,
+    and judge its target on it."""
+    plain = {v.group: v for v in variants if v.name == "cachedeco"}
+    for variant, row in zip(variants, rows, strict=True):
+        if not variant.name.startswith(SENSITIVE):
+            continue
+        mine, theirs = samples[variant].cpu, samples[plain[variant.group]].cpu
+        over = statistics.median(a - b for a, b in zip(mine, theirs, strict=True)) * 1e6
+        row["note"] = f"{over:+.1f} µs CPU over plain" + (
+            f"; {variant.note}" if variant.note else "")
+        if variant.target_text:
+            row["target"], row["met"] = variant.target_text, over <= SENSITIVE_US
 
 
 def _raw(rig: Rig) -> tuple[Variant, Variant]:
@@ -122,12 +181,14 @@ def run(redis_url: str | None, quick: bool) -> list[dict[str, Any]]:
     """Measure warm Redis hits of every row, interleaved; see the module docstring."""
     if redis_url is None:
         return []
-    with Rig(redis_url, "redis_hit") as rig:
+    with Rig(redis_url, "redis_hit", encryption_key=KEY) as rig:
         base_sync, base_async = _raw(rig)
         variants = [base_sync, *_sync_rows(rig, base_sync),
-                    base_async, *_async_rows(rig, base_async)]
+                    base_async, *_async_rows(rig, base_async),
+                    *_sensitive_rows(rig, base_sync, base_async)]
         variants.sort(key=lambda v: ("async" in v.group, "tags" in v.group))
         samples = measure(variants, Plan.for_mode(quick), "hits", warmup=len(ARGS))
         rows = rows_for(variants, samples)
+        _judge_sensitive(variants, rows, samples)
         _commands(rig, variants, rows, len(ARGS) if quick else 5 * len(ARGS))
         return rows

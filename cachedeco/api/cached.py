@@ -11,6 +11,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, cast, overload
 
 from cachedeco.api.checks import (
     beta,
+    check_flag,
     check_placement,
     check_serializer,
     decorated_now,
@@ -59,14 +60,16 @@ def cached(seconds: float | timedelta | None = None, /, *, ttl: TtlArg = None,
            backend: str = "default", lock: bool = False, lock_timeout: float | None = None,
            stale_ttl: float = 0, early_refresh: bool | float = False, cache_none: bool = True,
            condition: Callable[[Any], bool] | None = None, jitter: float | None = None,
-           serializer: object = None, registry: Registry | None = None) -> CachedDecorator: ...
+           serializer: object = None, sensitive: bool = False,
+           registry: Registry | None = None) -> CachedDecorator: ...
 def cached(ttl_or_func: Any = None, /, *, ttl: TtlArg = None,
            key: str | Callable[..., str] | None = None, tags: TagsArg = (),
            ignore: Iterable[str] = (), version: str | int | None = None,
            backend: str = "default", lock: bool = False, lock_timeout: float | None = None,
            stale_ttl: float = 0, early_refresh: bool | float = False, cache_none: bool = True,
            condition: Callable[[Any], bool] | None = None, jitter: float | None = None,
-           serializer: object = None, registry: Registry | None = None) -> Any:
+           serializer: object = None, sensitive: bool = False,
+           registry: Registry | None = None) -> Any:
     """Cache a function's results (cache-aside / read-through).
 
     Used bare (``@cached``) or called: ``@cached(60)``, ``@cached(ttl=timedelta(hours=1))``.
@@ -81,6 +84,9 @@ def cached(ttl_or_func: Any = None, /, *, ttl: TtlArg = None,
     ``early_refresh``: recompute before expiry (True, or an XFetch beta). ``cache_none``:
     whether None is cached. ``condition(result)``: cache only when true. ``jitter``: the TTL
     spread fraction. ``serializer``: "orjson", "pickle" or an object with dumps/loads.
+    ``sensitive``: encrypt and authenticate every entry with the registry's
+    ``encryption_key=`` (a ConfigurationError without one, on every backend) and replace the
+    arguments in its keys by a keyed hash; tags stay as given.
     ``registry``: the registry (default: ``cachedeco.registry``, bound at call time).
     """
     func, ttl = decorated_now(ttl_or_func, ttl, "cached")
@@ -95,7 +101,8 @@ def cached(ttl_or_func: Any = None, /, *, ttl: TtlArg = None,
         lock=bool(lock), lock_timeout=check_optional_ttl(lock_timeout, "lock_timeout"),
         cache_none=bool(cache_none), condition=condition,
         serializer=check_serializer(serializer), backend=backend,
-        ttl_of=ttl_checked if callable(ttl_checked) else None)
+        ttl_of=ttl_checked if callable(ttl_checked) else None,
+        sensitive=check_flag(sensitive, "sensitive"))
 
     def decorate(target: F) -> F:
         func, kind = unwrap_callable(target, "cached")

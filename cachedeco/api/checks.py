@@ -16,6 +16,7 @@ from cachedeco.runtime.registry import Registry
 
 __all__ = [
     "beta",
+    "check_flag",
     "check_placement",
     "check_serializer",
     "decorated_now",
@@ -77,6 +78,13 @@ def check_placement(backend: object, registry: object) -> None:
         if not isinstance(registry, Registry):
             raise ConfigurationError(f"registry must be a Registry, not {registry!r}")
         registry.slot(backend)
+
+
+def check_flag(value: object, what: str) -> bool:
+    """A bool, not something merely truthy (``sensitive="no"`` would turn protection on)."""
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{what} must be True or False, not {value!r}")
+    return value
 
 
 def beta(early_refresh: object) -> float:

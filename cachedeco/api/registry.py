@@ -47,19 +47,24 @@ class _OnRegistry(Generic[D]):
 class Registry(core.Registry):
     """Named backends and the settings of every function decorated through it.
 
-    ``Registry(backend="memory://", *, backends=None, prefix="cachedeco", ttl=3600, jitter=0.1,
-    serializer="orjson", secret=None, on_error="fallback", lock_timeout=10.0,
-    **backend_options)``: ``backend`` is a URL (``memory://``, ``redis://``, ``rediss://``,
-    ``unix://``, ``redis+cluster://``, ``redis+sentinel://``) or a ready redis-py client, and
-    ``backends`` names more of them; every key starts with ``prefix:``; ``ttl`` (seconds or a
-    timedelta) and ``jitter`` (a fraction) are the defaults of every decorator; ``serializer``
-    is ``"orjson"``, ``"pickle"`` (signed with ``secret``) or an object with
-    ``dumps``/``loads``; ``on_error`` is ``"fallback"`` (a backend fault runs the function
-    uncached) or ``"raise"``; ``lock_timeout`` bounds a ``lock=True`` wait. Backend options:
+    ``Registry(backend="memory://", *, backends=None, prefix="cachedeco", ttl=3600,
+    jitter=0.1, serializer="orjson", secret=None, on_error="fallback", lock_timeout=10.0,
+    encryption_key=None, **backend_options)``: ``backend`` is a URL (``memory://``,
+    ``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://``, ``redis+sentinel://``)
+    or a ready redis-py client, and ``backends`` names more of them; every key starts with
+    ``prefix:``; ``ttl`` (seconds or a timedelta) and ``jitter`` (a fraction) are the
+    defaults of every decorator; ``serializer`` is ``"orjson"``, ``"pickle"`` (signed with
+    ``secret``) or an object with ``dumps``/``loads``; ``on_error`` is ``"fallback"`` (a
+    backend fault runs the function uncached) or ``"raise"``; ``lock_timeout`` bounds a
+    ``lock=True`` wait; ``encryption_key`` (str or bytes of at least 32 bytes, or
+    ``[current, older, …]`` during a rotation; needs ``cachedeco[crypto]``) encrypts and
+    authenticates what ``sensitive=True`` functions store and hashes their arguments in key
+    names (writes use the first key, every listed key is read). Backend options:
     ``socket_timeout``, ``socket_connect_timeout``, ``max_connections``, ``pool_timeout``,
     ``maxsize`` (memory), ``tag_ttl``, ``breaker_threshold``, ``breaker_cooldown`` and any
-    redis-py connection keyword. Creating one opens no connection. ``disable()``, ``enable()``
-    and ``with reg.disabled():`` switch caching off and on for every function bound to it.
+    redis-py connection keyword, all checked whatever the backends (as are a URL's query
+    options). Creating one opens no connection. ``disable()``, ``enable()`` and
+    ``with reg.disabled():`` switch caching off and on for every function bound to it.
     """
 
     cached = _OnRegistry(cached)

@@ -14,7 +14,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, Final, TypeVar, cast
 
-from cachedeco.api.checks import check_placement, unwrap_callable
+from cachedeco.api.checks import check_flag, check_placement, unwrap_callable
 from cachedeco.api.typing import TtlArg
 from cachedeco.core.keys.tags import TagsArg
 from cachedeco.core.policy import check_ttl
@@ -40,7 +40,7 @@ def _count(value: object, what: str, low: int, high: int) -> int:
 def write_behind(target: Any = None, *, flush: Callable[[list[Any]], Any],
                  key: str | None = None, ttl: TtlArg = None, tags: TagsArg = (),
                  batch_size: int = 100, flush_interval: float = 5.0, coalesce: bool = True,
-                 max_retries: int = 5, backend: str = "default",
+                 max_retries: int = 5, sensitive: bool = False, backend: str = "default",
                  registry: Registry | None = None, claim_after: float = 30.0,
                  retry_delay: float = 0.5) -> Callable[[F], F]:
     """Cache a writer's record at once and persist it later through ``flush``.
@@ -54,7 +54,11 @@ def write_behind(target: Any = None, *, flush: Callable[[list[Any]], Any],
     to the dead letters. ``claim_after`` is the visibility timeout (seconds a record taken by a
     process that stopped answering waits before another process takes it over) and
     ``retry_delay`` the first backoff of a failing flush (doubled on every retry). While caching
-    is switched off each record goes to ``flush`` at once, in the call.
+    is switched off each record goes to ``flush`` at once, in the call. ``sensitive=True``
+    encrypts the entry, the queued record and its dead letter, hashes the arguments in the
+    entry's key, and keeps flush errors' messages out of logs and dead letters (it needs the
+    registry's ``encryption_key=``); with a ``target``, the target decides, and
+    ``sensitive=True`` insists that it is sensitive too.
     """
     if not callable(flush) or inspect.isgeneratorfunction(flush):
         raise ConfigurationError(f"flush must be a function taking a list of records, "
@@ -62,6 +66,7 @@ def write_behind(target: Any = None, *, flush: Callable[[list[Any]], Any],
     if not isinstance(coalesce, bool):
         raise ConfigurationError(f"coalesce must be a bool, not {coalesce!r}")
     check_placement(backend, registry)
+    sensitive = check_flag(sensitive, "sensitive")
     checked = functools.partial(
         Settings, batch_size=_count(batch_size, "batch_size", 1, MAX_BATCH),
         flush_interval=check_ttl(flush_interval, "flush_interval"), coalesce=coalesce,
@@ -72,7 +77,7 @@ def write_behind(target: Any = None, *, flush: Callable[[list[Any]], Any],
     def decorate(writer: F) -> F:
         func, kind = unwrap_callable(writer, "write_behind")
         link = Link(func, "write_behind", target, key=key, ttl=ttl, tags=tags, invalidate=(),
-                    backend=backend, registry=registry)
+                    backend=backend, registry=registry, sensitive=sensitive)
         owner = link.spec.registry
         if target is not None and (registry not in (None, owner) or backend not in (
                 "default", link.spec.options.backend)):

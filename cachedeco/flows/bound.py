@@ -39,6 +39,7 @@ ReadState = tuple[str, tuple[str | None, ...]]
 #: load stores nothing.
 UNCACHED: ReadState = ("!uncached", ())
 TagsFn = Callable[[tuple[Any, ...], dict[str, Any]], tuple[str, ...]]
+AliasesFn = TagsFn
 
 
 @dataclass(slots=True, eq=False)
@@ -47,6 +48,10 @@ class Bound:
 
     name: str
     key: KeyFn
+    #: The keys a call had under the older keys of a rotation (``encryption_key=[new, old]``),
+    #: read on a miss and invalidated with the current one; None for all other functions.
+    aliases: AliasesFn | None
+    sensitive: bool  # argument values and results stay out of key names and logs
     tags: TagsFn
     fn_tag: str
     slot: BackendSlot
@@ -64,12 +69,13 @@ class Bound:
     tag_px: int
     enabled: bool = True  # False while the registry is disabled: calls run uncached
 
-    def decode(self, entry: Entry) -> Any:
-        """The value of an entry, or NO_VALUE (logged, counted) when it cannot be decoded."""
+    def decode(self, entry: Entry, key: str) -> Any:
+        """The value of the entry at ``key``, or NO_VALUE (logged, counted) when it cannot be
+        decoded."""
         if self.codec is None:
             return entry.value
         try:
-            return self.codec.loads(entry.value)
+            return self.codec.loads(entry.value, key)
         except SerializationError as exc:
             self.stats.decode_errors += 1
             logger.warning("cachedeco: cannot decode a stored value of %s (%s); treating it "
@@ -82,13 +88,19 @@ class Bound:
         logger.warning("cachedeco: a stored value of %s is not a cachedeco entry; treating it "
                        "as a miss and overwriting it", self.name)
 
-    def encode(self, value: Any) -> Any:
-        """The payload to store for a result, or NO_VALUE when it is not to be cached."""
+    def encode(self, value: Any, key: str) -> Any:
+        """The payload to store at ``key`` for a result, or NO_VALUE when it is not to be
+        cached."""
         if value is None and not self.cache_none:
             return NO_VALUE
         if self.condition is not None and not self.condition(value):
             return NO_VALUE
-        return value if self.codec is None else self.codec.dumps(value)
+        return value if self.codec is None else self.codec.dumps(value, key)
+
+    def describe(self, exc: BaseException) -> str:
+        """An exception for a log line: its type, and its message unless the function is
+        sensitive (a message may quote arguments or results)."""
+        return type(exc).__name__ if self.sensitive else f"{type(exc).__name__}: {exc}"
 
     def write(self, payload: Any, delta: float, tag_keys: tuple[str, ...],
               state: ReadState | None, ttl: float | None = None) -> Write:

@@ -36,7 +36,8 @@ from cachedeco.errors import SerializationError
 from cachedeco.runtime.primitives import Stop
 
 __all__ = [
-    "Ack", "Bury", "Flush", "Job", "Op", "Renew", "Settings", "Sleep", "Stop", "Take", "drain",
+    "Ack", "Bury", "Flush", "Job", "Op", "Renew", "Settings", "Sleep", "Stop", "Take", "describe",
+    "drain", "withhold",
 ]
 
 logger = logging.getLogger("cachedeco")
@@ -124,9 +125,13 @@ class Job:
     settings: Settings
     stats: Stats
     durable: bool
-    decode: Callable[[Any], Any]  # a queued record back into the value the function returned
+    #: A queued record (and its entry's key) back into the value the function returned.
+    decode: Callable[[Any, str], Any]
     expiry: Callable[[float, Any], tuple[float, int]]  # soft expiry, px of a value flushed now
     stop: Stop  # True when the drain should end after the current batch
+    #: An exception as logged and stored with a dead letter: :func:`describe`, or
+    #: :func:`withhold` for a sensitive function (a flush error may quote its records).
+    describe: Callable[[BaseException], str]
 
 
 @dataclass(slots=True)
@@ -145,6 +150,11 @@ def _ids(records: list[_Record]) -> tuple[str, ...]:
 def describe(exc: BaseException) -> str:
     """An exception as stored with a dead letter."""
     return f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS]
+
+
+def withhold(exc: BaseException) -> str:
+    """An exception of a sensitive function's flush as stored and logged: its type only."""
+    return f"{type(exc).__name__} (message withheld: the function is sensitive)"
 
 
 def coalesce(records: list[_Record]) -> tuple[list[_Record], list[_Record]]:
@@ -177,11 +187,11 @@ def deliver(job: Job, messages: list[Message]) -> Flow:
     records: list[_Record] = []
     for message in messages:
         try:
-            records.append(_Record(message, job.decode(message.record)))
+            records.append(_Record(message, job.decode(message.record, message.key)))
         except SerializationError as exc:
             logger.error("cachedeco: a write-behind record of %s cannot be decoded (%s); moved "
-                         "to the dead letters", job.settings.name, describe(exc))
-            yield from bury(job, (message.id,), f"undecodable record: {describe(exc)}")
+                         "to the dead letters", job.settings.name, job.describe(exc))
+            yield from bury(job, (message.id,), f"undecodable record: {job.describe(exc)}")
     keep, superseded = coalesce(records) if job.settings.coalesce else (records, [])
     flushed, superseded = yield from attempt(job, keep, superseded)
     done = _ids(flushed) + _ids(superseded)
@@ -219,14 +229,14 @@ def attempt(job: Job, keep: list[_Record], superseded: list[_Record]
             if tries >= settings.max_retries:
                 logger.error("cachedeco: flush of %d write-behind record(s) of %s failed %d "
                              "time(s), the last with %s; moved to the dead letters",
-                             len(keep), settings.name, tries + 1, describe(exc))
-                yield from bury(job, _ids(keep), describe(exc))
+                             len(keep), settings.name, tries + 1, job.describe(exc))
+                yield from bury(job, _ids(keep), job.describe(exc))
                 return [], superseded
             tries += 1
             delay = settings.backoff(tries)
             job.stats.write_behind_retried += len(keep)
             logger.warning("cachedeco: flush of %d write-behind record(s) of %s failed (%s); "
-                           "retry %d of %d in %.2fs", len(keep), settings.name, describe(exc),
+                           "retry %d of %d in %.2fs", len(keep), settings.name, job.describe(exc),
                            tries, settings.max_retries, delay)
             yield Sleep(delay, _ids(keep) + _ids(superseded))
         else:

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from cachedeco.core.keys.builder import KeyBuilder
 from cachedeco.core.keys.tags import TagsArg, TagSet
-from cachedeco.core.keys.templates import Binder, Template
+from cachedeco.core.keys.templates import Binder, Template, items
 from cachedeco.core.policy import Policy, TtlFn, check_ttl_option
 from cachedeco.errors import BackendError, ConfigurationError
 from cachedeco.flows.bound import Bound
@@ -18,9 +18,18 @@ from cachedeco.flows.spec import CachedOptions, Spec, spec_of
 from cachedeco.runtime.guard import logger
 from cachedeco.runtime.registry import Registry
 
-__all__ = ["Link"]
+__all__ = ["Link", "Located"]
 
 _SELF = ("self", "cls")
+
+
+class Located(NamedTuple):
+    """Where one writer's call stores its result."""
+
+    key: str
+    tag_keys: tuple[str, ...]
+    values: dict[str, Any]  # the writer's arguments by name
+    aliases: tuple[str, ...]  # the entry's keys under older encryption keys
 
 
 class Link:
@@ -28,7 +37,7 @@ class Link:
 
     def __init__(self, writer: Callable[..., Any], what: str, target: Any, *, key: str | None,
                  ttl: object, tags: TagsArg, invalidate: Iterable[str], backend: str,
-                 registry: Registry | None) -> None:
+                 registry: Registry | None, sensitive: bool = False) -> None:
         if (target is None) == (key is None):
             raise ConfigurationError(f"@{what} takes exactly one of a @cached target and key=")
         self.writer = writer
@@ -36,9 +45,8 @@ class Link:
         checked = check_ttl_option(ttl)
         self.ttl: float | None = None if callable(checked) else checked
         self.ttl_of: TtlFn | None = checked if callable(checked) else None
-        if isinstance(invalidate, str):
-            raise ConfigurationError("invalidate= must be a list of tag templates")
-        self.invalidate = tuple(Template(t, writer, what="tag") for t in invalidate)
+        self.invalidate = tuple(Template(t, writer, what="tag")
+                                for t in items(invalidate, "invalidate="))
         self.own_tags = None if not tags else TagSet(writer, tags, self.binder)
         if target is not None and tags:
             raise ConfigurationError(
@@ -49,11 +57,17 @@ class Link:
                 target = target.__func__
             self.spec = spec_of(target)
             self.params = self._shared_params(self.spec, what)
+            if sensitive and not self.spec.options.sensitive:
+                raise ConfigurationError(
+                    f"@{what}(sensitive=True) stores the entry of {self.spec.keys.name}, which "
+                    "is not sensitive: mark the @cached target sensitive=True (a target's "
+                    "entries are stored as the target says, by its reader and its writers)")
         else:
             keys = KeyBuilder(writer, key=key)
             options = CachedOptions(ttl=self.ttl, stale_ttl=0.0, beta=0.0, jitter=None, lock=False,
                                     lock_timeout=None, cache_none=True, condition=None,
-                                    serializer=None, backend=backend, ttl_of=self.ttl_of)
+                                    serializer=None, backend=backend, ttl_of=self.ttl_of,
+                                    sensitive=bool(sensitive))
             self.spec = Spec(writer, keys, TagSet(writer, (), self.binder), options, registry)
             self.params = ()
         self.registry = registry
@@ -85,9 +99,9 @@ class Link:
             cache = self._cache = (base, derived)
         return cache[1]
 
-    def locate(self, bound: Bound, args: tuple[Any, ...], kwargs: dict[str, Any]
-               ) -> tuple[str, tuple[str, ...], dict[str, Any]]:
-        """The entry key, the tag keys and the writer's bound arguments of one call."""
+    def locate(self, bound: Bound, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Located:
+        """The entry key, the tag keys, the writer's bound arguments and the entry's keys
+        under older encryption keys (a rotation) of one call."""
         values = self.binder.arguments(args, kwargs)
         if self.params or self.spec.func is not self.writer:
             first = self.binder.parameters[0] if self.binder.parameters else None
@@ -102,7 +116,8 @@ class Link:
         else:
             tag_keys = (*map(bound.keyspace.tag, self.own_tags.render(args, kwargs)),
                         bound.fn_tag)
-        return key, tag_keys, values
+        aliases = () if bound.aliases is None else bound.aliases(t_args, t_kwargs)
+        return Located(key, tag_keys, values, aliases)
 
     def stale_tags(self, values: dict[str, Any]) -> tuple[str, ...]:
         """The tags to invalidate after a write."""

@@ -66,7 +66,7 @@ def found_and_missing(b: Bound, batch: Batch, results: list[ReadResult]
     for i, (entry, tokens) in enumerate(results):
         if entry is not None and entry.tags == tokens and entry.value is not NO_VALUE and (
                 now < entry.soft):
-            value = b.decode(entry)
+            value = b.decode(entry, batch.keys[i])
             if value is not NO_VALUE:
                 found[batch.ids[i]] = value
                 continue

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from cachedeco.core.codec.factory import make_codec
+from cachedeco.core.codec.factory import Codec, make_codec
 from cachedeco.core.keys.builder import KeyBuilder
 from cachedeco.core.keys.tags import TagSet
 from cachedeco.core.policy import Policy, TtlFn
@@ -39,6 +39,7 @@ class CachedOptions:
     serializer: object
     backend: str
     ttl_of: TtlFn | None = None  # a callable ttl: the TTL chosen from each result
+    sensitive: bool = False
 
 
 class Spec:
@@ -59,6 +60,8 @@ class Spec:
         self._bound: Bound | None = None
         self._revision = -1
         self._registry: Registry | None = None
+        if registry is not None:  # known now: what it lacks is an error at decoration
+            self._codec(registry, stores_objects=True)  # the settings only: annotations later
 
     @property
     def registry(self) -> Registry:
@@ -74,21 +77,44 @@ class Spec:
             return bound
         return self._rebind(registry)
 
+    def _codec(self, registry: Registry, stores_objects: bool) -> Codec | None:
+        """The codec under ``registry``'s settings (None where the backend keeps objects).
+
+        A setting that only a serializing backend would use is checked whatever the backend,
+        so it fails on memory:// too: ``serializer="pickle"`` without a secret,
+        ``sensitive=True`` without a key. The return annotation is resolved only where values
+        are serialized (memory:// returns the object itself)."""
+        keyring = registry.keyring
+        if self.options.sensitive and keyring is None:
+            raise ConfigurationError(
+                f"{self.keys.name} is sensitive=True, but its registry has no encryption_key=: "
+                "configure one (at least 32 bytes) to cache it", function=self.keys.name)
+        serializer = self.options.serializer
+        spec = serializer if serializer is not None else registry.serializer
+        if stores_objects:
+            if spec not in (None, "orjson"):
+                make_codec(spec, func=self.func, name=self.keys.name, secret=registry.secret)
+            return None
+        return make_codec(spec, func=self.func, name=self.keys.name, secret=registry.secret,
+                          keyring=keyring if self.options.sensitive else None,
+                          annotation=self.annotation)
+
     def _rebind(self, registry: Registry) -> Bound:
         opts = self.options
         slot = registry.slot(opts.backend)
-        codec = None if slot.stores_objects else make_codec(
-            opts.serializer if opts.serializer is not None else registry.serializer,
-            func=self.func, name=self.keys.name, secret=registry.secret,
-            annotation=self.annotation)
+        codec = self._codec(registry, slot.stores_objects)
+        namers = registry.keyring.namers() if opts.sensitive and registry.keyring else ()
         fn_tag = registry.keyspace.fn_tag(self.keys.family)
         policy = Policy(opts.ttl if opts.ttl is not None else registry.ttl,
                         opts.jitter if opts.jitter is not None else registry.jitter,
                         opts.stale_ttl, opts.beta, opts.ttl_of)
         bound = Bound(
-            name=self.keys.name, key=self.keys.for_prefix(registry.prefix),
+            name=self.keys.name,
+            key=self.keys.for_prefix(registry.prefix, namers[0] if namers else None),
+            aliases=self.keys.aliases(registry.prefix, namers[1:]), sensitive=opts.sensitive,
             tags=self.tags.keys_fn(registry.keyspace, fn_tag), fn_tag=fn_tag, slot=slot,
-            guard=registry.guard(opts.backend, self.stats_), codec=codec, policy=policy,
+            guard=registry.guard(opts.backend, self.stats_),
+            codec=codec, policy=policy,
             stats=self.stats_, flights=self.flights, keyspace=registry.keyspace,
             background=registry.background,
             cache_none=opts.cache_none, condition=opts.condition, lock=opts.lock,

@@ -34,7 +34,7 @@ from cachedeco.core.entry import NO_VALUE, Write, new_marker, new_tag_token, new
 from cachedeco.core.stats import Stats
 from cachedeco.errors import BackendError, SerializationError
 from cachedeco.flows.bound import Bound
-from cachedeco.flows.delivery import Job, Settings, Stop
+from cachedeco.flows.delivery import Job, Settings, Stop, describe, withhold
 from cachedeco.flows.link import Link
 from cachedeco.runtime.guard import Guard
 from cachedeco.runtime.primitives import TaskWorker, ThreadWorker
@@ -44,7 +44,7 @@ __all__ = ["HOLD", "WriteBehindCore", "is_async"]
 HOLD: Final = 30 * 24 * 3600.0  # seconds an entry is held, at least, while its record waits
 
 
-def _identity(value: Any) -> Any:
+def _identity(value: Any, key: str) -> Any:
     """The decoder of records kept as objects (memory://)."""
     return value
 
@@ -124,19 +124,21 @@ class WriteBehindCore:
         policy = bound.policy
         return Job(self.settings, self.counters, durable,
                    _identity if bound.codec is None else bound.codec.loads,
-                   lambda now, value: policy.expiry(now, 0.0, policy.ttl_for(value)), stop)
+                   lambda now, value: policy.expiry(now, 0.0, policy.ttl_for(value)), stop,
+                   withhold if bound.sensitive else describe)
 
     # -- the call ---------------------------------------------------------------------------
 
     def prepare(self, bound: Bound, args: tuple[Any, ...], kwargs: dict[str, Any], value: Any
-                ) -> tuple[Guard, Push]:
-        """What one call queues, the record and the held entry (or a tombstone), without I/O;
-        BackendError at once while the backend's circuit breaker is open."""
-        key, tag_keys, _ = self.link.locate(bound, args, kwargs)
-        payload = bound.encode(value)
+                ) -> tuple[Guard, Push, tuple[str, ...]]:
+        """What one call queues, the record and the held entry (or a tombstone), and the
+        entry's keys under older encryption keys (to drop), without I/O; BackendError at once
+        while the backend's circuit breaker is open."""
+        key, tag_keys, _, aliases = self.link.locate(bound, args, kwargs)
+        payload = bound.encode(value, key)
         codec = bound.codec
         record = value if codec is None else payload if payload is not NO_VALUE else (
-            codec.dumps(value))
+            codec.dumps(value, key))
         bound.flights.forget(key)
         guard = self._guard_pair(bound)[0]
         if not guard.allow(key, self.name):
@@ -144,12 +146,13 @@ class WriteBehindCore:
                                "the write-behind record was not queued", key=key,
                                function=self.name)
         if payload is NO_VALUE:
-            return guard, Push(key, tag_keys, None, record, new_tombstone(), bound.policy.hard_ms)
+            return guard, Push(key, tag_keys, None, record, new_tombstone(),
+                               bound.policy.hard_ms), aliases
         hold = max(HOLD, bound.policy.hard_ms / 1000)
         write = Write(marker=new_marker(), value=payload, soft=time.time() + hold, delta=0.0,
                       px=int(hold * 1000), tag_keys=tag_keys, new_tag=new_tag_token(),
                       tag_px=bound.tag_px)
-        return guard, Push(key, tag_keys, write, record, tomb_px=bound.policy.hard_ms)
+        return guard, Push(key, tag_keys, write, record, tomb_px=bound.policy.hard_ms), aliases
 
     def hand_over(self, record: Any) -> None:
         """Caching is switched off: deliver one record to ``flush`` now (from a sync call)."""
@@ -184,7 +187,7 @@ class WriteBehindCore:
         out = []
         for letter in letters:
             try:
-                record = decode(letter.record)
+                record = decode(letter.record, letter.key)
             except SerializationError:
                 record = letter.record
             out.append(DeadLetter(letter.id, record, letter.key, letter.error, letter.failed_at,

@@ -21,8 +21,10 @@ from typing import Any, Final, Protocol, Self
 from cachedeco.backends.base import BACKEND_ERRORS, ConnectionOptions
 from cachedeco.backends.contracts.queues import DeadLetter
 from cachedeco.backends.open import BackendSlot
+from cachedeco.backends.redis.urls import refused_option
 from cachedeco.core.codec.factory import make_codec
 from cachedeco.core.entry import new_tag_token
+from cachedeco.core.keyring import Keyring, make_keyring
 from cachedeco.core.keys.templates import escape_text
 from cachedeco.core.keyspace import KeySpace, check_prefix, escape_glob
 from cachedeco.core.policy import check_jitter, check_ttl
@@ -31,7 +33,10 @@ from cachedeco.errors import ConfigurationError
 from cachedeco.runtime.guard import Breaker, Guard
 from cachedeco.runtime.primitives import Background
 
-__all__ = ["Registry", "Service", "default_registry", "set_default_registry"]
+__all__ = ["EncryptionKey", "Registry", "Service", "default_registry", "set_default_registry"]
+
+#: ``encryption_key=``: a key (str or bytes, at least 32 bytes), ``[current, older, …]``, or None.
+EncryptionKey = str | bytes | list[str | bytes] | tuple[str | bytes, ...] | None
 
 ON_ERROR: Final = ("fallback", "raise")
 _OPTION_NAMES: Final = ("socket_timeout", "socket_connect_timeout", "max_connections",
@@ -80,7 +85,7 @@ class Registry:
                  prefix: str = "cachedeco", ttl: float | timedelta = 3600, jitter: float = 0.1,
                  serializer: object = "orjson", secret: str | bytes | None = None,
                  on_error: str = "fallback", lock_timeout: float = 10.0,
-                 **backend_options: Any) -> None:
+                 encryption_key: EncryptionKey = None, **backend_options: Any) -> None:
         self.revision = 0
         self.enabled = True  # False between disable() and enable(): nothing reads or writes
         self._stats = Stats()
@@ -90,7 +95,8 @@ class Registry:
         self._slots: dict[str, BackendSlot] = {}
         self.configure(backend, backends=backends, prefix=prefix, ttl=ttl, jitter=jitter,
                        serializer=serializer, secret=secret, on_error=on_error,
-                       lock_timeout=lock_timeout, **backend_options)
+                       lock_timeout=lock_timeout, encryption_key=encryption_key,
+                       **backend_options)
 
     # -- settings ---------------------------------------------------------------------------
 
@@ -98,7 +104,8 @@ class Registry:
                   backends: Mapping[str, object] | None = None, prefix: str = "cachedeco",
                   ttl: float | timedelta = 3600, jitter: float = 0.1, serializer: object = "orjson",
                   secret: str | bytes | None = None, on_error: str = "fallback",
-                  lock_timeout: float = 10.0, **backend_options: Any) -> Self:
+                  lock_timeout: float = 10.0, encryption_key: EncryptionKey = None,
+                  **backend_options: Any) -> Self:
         """Replace every setting (unnamed ones take their defaults); functions rebind lazily."""
         check_prefix(prefix)
         if on_error not in ON_ERROR:
@@ -106,6 +113,7 @@ class Registry:
         if serializer == "pickle" and not secret:
             raise ConfigurationError('serializer="pickle" requires secret= (payloads are signed)')
         make_codec(serializer, name="registry", secret=secret)  # checks the serializer now
+        keyring = make_keyring(encryption_key)
         waiting = [s for s in self._services.values() if s.left_in_memory()]
         if waiting:
             raise ConfigurationError(
@@ -121,9 +129,10 @@ class Registry:
         self.prefix, self.keyspace = prefix, KeySpace(prefix)
         self.ttl, self.jitter = ttl, jitter
         self.serializer, self.secret, self.on_error = serializer, secret, on_error
+        self.keyring: Keyring | None = keyring
         self.lock_timeout, self.tag_ttl = lock_timeout, tag_ttl
-        threshold = int(backend_options.get("breaker_threshold", 5))
-        cooldown = float(backend_options.get("breaker_cooldown", 5.0))
+        threshold = _count(backend_options.get("breaker_threshold", 5), "breaker_threshold")
+        cooldown = check_ttl(backend_options.get("breaker_cooldown", 5.0), "breaker_cooldown")
         old, self._slots = self._slots, slots
         self._breakers = {name: Breaker(threshold, cooldown) for name in slots}
         self._guards = {name: self.guard(name, self._stats) for name in slots}
@@ -146,6 +155,13 @@ class Registry:
         for name in ("socket_timeout", "socket_connect_timeout", "pool_timeout"):
             if name in known:
                 known[name] = check_ttl(known[name], name)
+        for name in ("max_connections", "maxsize"):  # checked even where no backend uses them
+            if name in known:
+                known[name] = _count(known[name], name)
+        for name, value in extra.items():
+            reason = refused_option(name, value)
+            if reason:
+                raise ConfigurationError(f"backend option {name}={value!r}: {reason}")
         return ConnectionOptions(**known, extra=extra)
 
     def slot(self, name: str) -> BackendSlot:
@@ -351,6 +367,13 @@ class Registry:
 
     def __repr__(self) -> str:
         return f"<Registry prefix={self.prefix!r} backends={sorted(self._slots)}>"
+
+
+def _count(value: object, what: str) -> int:
+    """An int >= 1 (not a bool), else ConfigurationError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{what} must be an int >= 1, not {value!r}")
+    return value
 
 
 def _close_quietly(slot: BackendSlot) -> None:

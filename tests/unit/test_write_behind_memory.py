@@ -22,7 +22,7 @@ import cachedeco
 from cachedeco import ConfigurationError, Registry
 from cachedeco.backends.contracts.queues import Message
 from cachedeco.core.stats import Stats
-from cachedeco.flows.delivery import Ack, Bury, Flush, Job, Settings, deliver
+from cachedeco.flows.delivery import Ack, Bury, Flush, Job, Settings, deliver, describe
 from tests.write_behind_support import Events, make
 
 
@@ -436,8 +436,9 @@ def _ack_of(*, fail: bool) -> Ack:
     """Drive one batch of the pure flow: records k=A, k=B (newer), j=C; return its Ack."""
     settings = Settings(name="f", batch_size=10, flush_interval=1.0, coalesce=True,
                         max_retries=0, claim_after=30.0, retry_delay=0.01)
-    job = Job(settings, Stats(), durable=False, decode=lambda r: r,
-              expiry=lambda now, value: (now + 60, 60_000), stop=lambda: False)
+    job = Job(settings, Stats(), durable=False, decode=lambda r, key: r,
+              expiry=lambda now, value: (now + 60, 60_000), stop=lambda: False,
+              describe=describe)
     messages = [Message("1-0", {"v": 1}, "k", "cd1:" + "a" * 16),
                 Message("2-0", {"v": 2}, "k", "cd1:" + "b" * 16),
                 Message("3-0", {"v": 3}, "j", "cd1:" + "c" * 16)]

@@ -1,6 +1,12 @@
 """Backend URLs, parsed and checked without connecting: their kind, hosts, credentials and
 options, and a form without the password for messages.
 
+Everything is checked when the registry is built, whatever the backend will be used for:
+the query options of a ``redis://``, ``rediss://`` or ``unix://`` URL (a name redis-py's
+connections accept, and a value it would take: ``?socket_timeout=abc`` is a
+ConfigurationError naming the option, not a ValueError at the first connection), the hosts
+of a cluster or sentinel URL (which take no query options), and ``memory://?maxsize=N``.
+
 ``redis+cluster://[user[:password]@]host:port[,host:port…]`` — any reachable nodes; the rest
 of the cluster is discovered. ``redis+sentinel://[user[:password]@]host:port[,…]/service[/db]``
 — the sentinels; credentials apply to the primary (a sentinel's own password goes in the
@@ -9,16 +15,29 @@ backend option ``sentinel_kwargs={"password": …}``).
 
 from __future__ import annotations
 
+import functools
+import inspect
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
+
+import redis
+from redis.connection import URL_QUERY_ARGUMENT_PARSERS
 
 from cachedeco.errors import ConfigurationError
 
 __all__ = ["SCHEMES", "Target", "kind_of_url", "memory_size", "parse_url", "redact",
-           "sentinel_settings"]
+           "refused_option", "sentinel_settings"]
 
 SCHEMES = ("memory", "redis", "rediss", "unix", "redis+cluster", "redis+sentinel")
+_CONNECTIONS = {"redis": redis.Connection, "rediss": redis.SSLConnection,
+                "unix": redis.UnixDomainSocketConnection}
+_POOL_OPTIONS = frozenset({"max_connections", "timeout"})  # taken by the pool, not connections
+_SECONDS = frozenset({"socket_timeout", "socket_connect_timeout", "timeout"})
+_COUNTS = {"db": 0, "max_connections": 1, "health_check_interval": 0, "socket_read_size": 1}
+_CERT_REQS = ("none", "optional", "required")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +65,7 @@ def kind_of_url(name: str, url: str) -> str:
             f"backend {name!r}: unknown scheme {scheme!r} in {redact(url)!r}; "
             f"expected one of {', '.join(s + '://' for s in SCHEMES)}")
     if scheme == "memory":
+        memory_size(url, 1)
         return "memory"
     if scheme in ("redis", "rediss"):
         if not parts.hostname:
@@ -55,12 +75,86 @@ def kind_of_url(name: str, url: str) -> str:
             raise ConfigurationError(f"backend {name!r}: database {db!r} is not a number")
         if port is not None and not 0 < port < 65536:
             raise ConfigurationError(f"backend {name!r}: bad port in {redact(url)!r}")
-        return "redis"
-    if scheme == "unix":
+    if scheme in _CONNECTIONS:
+        _check_query(name, url, scheme)
         return "redis"
     if not parts.netloc:
         raise ConfigurationError(f"backend {name!r}: no hosts in {redact(url)!r}")
-    return "cluster" if scheme == "redis+cluster" else "sentinel"
+    kind = "cluster" if scheme == "redis+cluster" else "sentinel"
+    parse_url(kind, url)  # hosts, credentials, no query: checked now, used at first connection
+    return kind
+
+
+def _query(url: str, what: str) -> dict[str, list[str]]:
+    """A URL's query options (blank ones included), or ConfigurationError."""
+    try:
+        return parse_qs(urlsplit(url).query, keep_blank_values=True, strict_parsing=False)
+    except ValueError as exc:
+        raise ConfigurationError(f"{what}: malformed query in {redact(url)!r}") from exc
+
+
+@functools.cache
+def _url_keywords(scheme: str) -> frozenset[str]:
+    """The options a URL of ``scheme`` may carry: its connection class's keywords (along its
+    bases, which take the rest as ``**kwargs``) and the pool's."""
+    names: set[str] = set(_POOL_OPTIONS)
+    for cls in _CONNECTIONS[scheme].__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            names.update(p.name for p in inspect.signature(init).parameters.values()
+                         if p.kind is p.POSITIONAL_OR_KEYWORD or p.kind is p.KEYWORD_ONLY)
+    return frozenset(names - {"self"})
+
+
+def _check_query(name: str, url: str, scheme: str) -> None:
+    """Every query option of a redis, rediss or unix URL: a known name, a usable value."""
+    accepted = _url_keywords(scheme)
+    for option, values in _query(url, f"backend {name!r}").items():
+        where = f"backend {name!r}: URL option {option!r} in {redact(url)!r}"
+        if option not in accepted:
+            hint = " (TLS options need rediss://)" if option.startswith("ssl") else ""
+            raise ConfigurationError(f"{where} is not an option of a {scheme}:// "
+                                     f"connection{hint}")
+        reason = refused_option(option, values[0])
+        if reason:
+            raise ConfigurationError(f"{where}: {reason}")
+
+
+def _seconds(value: str) -> bool:
+    """Whether ``value`` is a finite number of seconds > 0."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        return False
+    return math.isfinite(seconds) and seconds > 0
+
+
+def refused_option(option: str, value: object) -> str:
+    """Why cachedeco refuses a connection option's value ("" when it does not).
+
+    A URL gives strings; a registry's backend options may give objects, which only the
+    options that break cachedeco whatever their type (``decode_responses``) are checked for.
+    """
+    if option == "decode_responses":  # a URL passes any text through: "false" is truthy too
+        return "" if value is False else ("cachedeco stores bytes: a connection with "
+                                          "decode_responses cannot hold its entries")
+    if not isinstance(value, str):
+        return ""
+    if option in _SECONDS:
+        return "" if _seconds(value) else f"{value!r} is not a finite number of seconds > 0"
+    if option in _COUNTS:
+        low = _COUNTS[option]
+        return "" if value.isdigit() and int(value) >= low else (
+            f"{value!r} is not an integer >= {low}")
+    if option == "ssl_cert_reqs":
+        return "" if value in _CERT_REQS else f"{value!r} is not one of {_CERT_REQS}"
+    parse = cast("Callable[[str], object] | None", URL_QUERY_ARGUMENT_PARSERS.get(option))
+    if parse is not None:
+        try:
+            parse(value)
+        except (TypeError, ValueError):
+            return f"{value!r} is not a value redis-py accepts for it"
+    return ""
 
 
 def redact(url: str) -> str:
@@ -72,12 +166,19 @@ def redact(url: str) -> str:
 
 
 def memory_size(url: str, default: int) -> int:
-    """``memory://?maxsize=N``."""
-    query = parse_qs(urlsplit(url).query)
-    try:
-        return int(query.get("maxsize", [default])[0])
-    except ValueError as exc:
-        raise ConfigurationError(f"memory backend: bad maxsize in {url!r}") from exc
+    """``memory://?maxsize=N`` (N >= 1, the only option), else ``default``."""
+    query = _query(url, "memory backend")
+    unknown = sorted(set(query) - {"maxsize"})
+    if unknown:
+        raise ConfigurationError(f"memory backend: unknown URL option(s) {unknown} in {url!r}; "
+                                 "the only one is maxsize")
+    if "maxsize" not in query:
+        return default
+    value = query["maxsize"][0]
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigurationError(f"memory backend: maxsize={value!r} in {url!r} is not an "
+                                 "integer >= 1")
+    return int(value)
 
 
 DEFAULT_PORTS = {"cluster": 6379, "sentinel": 26379}
@@ -90,8 +191,9 @@ def parse_url(kind: str, url: str) -> Target:
     username, has_password, password = userinfo.partition(":")
     hosts = tuple(_host(item, DEFAULT_PORTS[kind], url) for item in netloc.split(","))
     if parts.query or parts.fragment:
-        raise ConfigurationError(f"{kind} URL {redact(url)!r}: query options are not supported; "
-                                 "pass them as backend options")
+        options = sorted(parse_qs(parts.query, keep_blank_values=True)) or [parts.fragment]
+        raise ConfigurationError(f"{kind} URL {redact(url)!r}: query options ({options}) are "
+                                 "not supported; pass them as backend options")
     creds = (unquote(username) or None, unquote(password) if has_password else None)
     path = parts.path.strip("/")
     if kind == "cluster":

@@ -8,13 +8,18 @@ __all__ = ["Codec", "type_name"]
 
 
 class Codec(Protocol):
-    """Turns one function's return values into bytes and back."""
+    """Turns one function's return values into bytes and back.
 
-    def dumps(self, value: Any) -> bytes:
+    ``key`` is the cache key the bytes are stored under (for a write-behind record, the key
+    of its entry): a codec may bind its bytes to it, as the encrypting codec does (bytes moved
+    to another key do not decode there); the others ignore it.
+    """
+
+    def dumps(self, value: Any, key: str = "") -> bytes:
         """Encode a return value; SerializationError names the function and the type."""
         ...
 
-    def loads(self, data: bytes) -> Any:
+    def loads(self, data: bytes, key: str = "") -> Any:
         """Decode stored bytes; SerializationError on corrupt or forged data (a miss)."""
         ...
 

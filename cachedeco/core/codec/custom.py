@@ -22,7 +22,7 @@ class CustomCodec:
         self._loads: Callable[[bytes], Any] = serializer.loads
         self._name = name
 
-    def dumps(self, value: Any) -> bytes:
+    def dumps(self, value: Any, key: str = "") -> bytes:
         """Encode with the user's dumps; insist on bytes (str is encoded as UTF-8)."""
         try:
             data = self._dumps(value)
@@ -42,7 +42,7 @@ class CustomCodec:
             f"the serializer's dumps() returned a {type_name(type(data))} for {self._name}, "
             "not bytes or str", function=self._name)
 
-    def loads(self, data: bytes) -> Any:
+    def loads(self, data: bytes, key: str = "") -> Any:
         """Decode with the user's loads."""
         try:
             return self._loads(data)

@@ -85,7 +85,7 @@ class _JsonCodec:
         self._name = name
         self._option = option
 
-    def dumps(self, value: Any) -> bytes:
+    def dumps(self, value: Any, key: str = "") -> bytes:
         """Encode with orjson; refuse what JSON cannot hold rather than store something else."""
         try:
             data = _orjson_dumps(value, default=_default, option=self._option)
@@ -95,7 +95,7 @@ class _JsonCodec:
             raise self._unserializable(value, "NaN and infinity have no JSON form")
         return data
 
-    def loads(self, data: bytes) -> Any:
+    def loads(self, data: bytes, key: str = "") -> Any:
         """Decode: orjson.loads, nothing more."""
         try:
             return _orjson_loads(data)
@@ -124,7 +124,7 @@ class _TypedJsonCodec(_JsonCodec):
         super().__init__(name, option)
         self._convert = convert
 
-    def loads(self, data: bytes) -> Any:
+    def loads(self, data: bytes, key: str = "") -> Any:
         """Decode, then convert (None stays None even if the annotation forgot Optional)."""
         try:
             value = _orjson_loads(data)
@@ -142,7 +142,7 @@ class _ModelJsonCodec(_JsonCodec):
         super().__init__(name, option)
         self._validate = validate
 
-    def loads(self, data: bytes) -> Any:
+    def loads(self, data: bytes, key: str = "") -> Any:
         """Decode with model_validate_json, the exact inverse of model_dump(mode="json")."""
         if data == b"null":
             return None

@@ -38,7 +38,7 @@ class SignedPickleCodec:
         self._key = key
         self._name = name
 
-    def dumps(self, value: Any) -> bytes:
+    def dumps(self, value: Any, key: str = "") -> bytes:
         """Pickle and sign."""
         try:
             payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
@@ -48,7 +48,7 @@ class SignedPickleCodec:
                 function=self._name) from exc
         return bytes((_PICKLE_VERSION,)) + hmac.digest(self._key, payload, "sha256") + payload
 
-    def loads(self, data: bytes) -> Any:
+    def loads(self, data: bytes, key: str = "") -> Any:
         """Verify the signature, and only then unpickle."""
         if len(data) <= 1 + _MAC_SIZE or data[0] != _PICKLE_VERSION:
             raise self._refused("not a signed pickle payload (unsigned, truncated or unknown)")

@@ -8,17 +8,34 @@ out). A key longer than MAX_KEY_BYTES (UTF-8) keeps ``prefix:namespace:`` and re
 everything after ``prefix:`` is hashed). Template and callable keys are
 ``prefix:TEXT[:vVERSION]``, their substituted text percent-escaped, and hashed the same way
 when too long. No key of a user starts with ``prefix:~``: those are cachedeco's own.
+
+For a ``sensitive=True`` function the argument part is a keyed hash instead (a
+:data:`~cachedeco.core.keyring.Namer`, HMAC-SHA256 under a key derived from the registry's
+encryption key), written ``!`` and 32 hex digits: ``prefix:module.qualname[:vVERSION]:!HASH``
+(the hash covers the namespace and ``ARGS``); each substituted value of a template becomes
+``!HASH`` of the text before it and the value's text (``user:!HASH``), so a writer and a
+reader sharing a template share the entry; a callable's whole result is one such value.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Iterable
 from hashlib import blake2b
 from typing import Any
 
+from cachedeco.core.keyring import Namer
 from cachedeco.core.keys.encoding import PRIMITIVES, encode_args, encode_values
-from cachedeco.core.keys.templates import POSITIONAL, Binder, Template, escape_text, unwrap
+from cachedeco.core.keys.templates import (
+    POSITIONAL,
+    Binder,
+    Template,
+    escape_text,
+    items,
+    keyed_value,
+    unwrap,
+)
 from cachedeco.core.keyspace import RESERVED, check_prefix
 from cachedeco.errors import ConfigurationError
 
@@ -36,6 +53,7 @@ MAX_KEY_BYTES = 250
 _HASH_CHARS = 32  # blake2b, digest_size=16, in hex
 _ASCII_SAFE_LEN = MAX_KEY_BYTES // 4  # a str this short fits whatever its characters
 _BOUND_SELF = frozenset({"self", "cls"})
+KeyFn = Callable[[tuple[Any, ...], dict[str, Any]], str]
 
 
 def hashed(text: str) -> str:
@@ -68,6 +86,15 @@ def _fitter(root: str, head: str) -> Callable[[str], str]:
         return f"{root}#{hashed(rest + body)}"
 
     return fit_long_head
+
+
+def _keyed(root: str, head: str, context: str, namer: Namer) -> Callable[[str], str]:
+    """``head`` + ``!`` + the keyed hash of ``context + text``, fitted like any key (which
+    only a very long ``head`` needs)."""
+    if len(head.encode()) + 1 + _HASH_CHARS <= MAX_KEY_BYTES:
+        return lambda text: f"{head}!{namer(context + text)}"
+    fit = _fitter(root, head)
+    return lambda text: fit("!" + namer(context + text))
 
 
 def _check_name(name: object) -> str:
@@ -116,7 +143,7 @@ class KeyBuilder:
         qualname = getattr(self._func, "__qualname__", type(self._func).__qualname__)
         self._name = _check_name(f"{module}.{qualname}")
         self._suffix = "" if version is None else f":v{_check_version(version)}"
-        ignored = frozenset((ignore,) if isinstance(ignore, str) else ignore)
+        ignored = frozenset((ignore,) if isinstance(ignore, str) else items(ignore, "ignore"))
         unknown = ignored.difference(params)
         if unknown:
             raise ConfigurationError(
@@ -163,14 +190,24 @@ class KeyBuilder:
         """The function's Binder, shared with its tag templates."""
         return self._binder
 
-    def for_prefix(self, prefix: str) -> Callable[[tuple[Any, ...], dict[str, Any]], str]:
-        """The per-call ``(args, kwargs) -> full key`` function for one registry prefix."""
+    def for_prefix(self, prefix: str, namer: Namer | None = None) -> KeyFn:
+        """The per-call ``(args, kwargs) -> full key`` function for one registry prefix; with
+        ``namer``, its argument part is that keyed hash (a ``sensitive=True`` function)."""
         root = check_prefix(prefix) + ":"
         if self._template is not None:
-            return self._template_keys(root)
+            return self._template_keys(root, namer)
         if self._key_func is not None:
-            return self._callable_keys(root)
-        return self._default_keys(root)
+            return self._callable_keys(root, namer)
+        return self._default_keys(root, namer)
+
+    def aliases(self, prefix: str, namers: Iterable[Namer]
+                ) -> Callable[[tuple[Any, ...], dict[str, Any]], tuple[str, ...]] | None:
+        """The per-call function giving the keys a call had under older keyed hashes (a key
+        rotation), or None when there are none."""
+        older = tuple(self.for_prefix(prefix, namer) for namer in namers)
+        if not older:
+            return None
+        return lambda args, kwargs: tuple(key(args, kwargs) for key in older)
 
     def _encode_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """The slow path: bind, then encode the kept arguments (``*args`` as a list)."""
@@ -178,9 +215,11 @@ class KeyBuilder:
         values = ((n, list(named[n]) if var else named[n]) for n, var in self._encoded)
         return encode_values(values, self._name)
 
-    def _default_keys(self, root: str) -> Callable[[tuple[Any, ...], dict[str, Any]], str]:
+    def _default_keys(self, root: str, namer: Namer | None) -> KeyFn:
         """Default keys, with a fast path for exact-arity positional calls of primitives."""
-        fit = _fitter(root, f"{root}{self.namespace}:")
+        head = f"{root}{self.namespace}:"
+        fit = _fitter(root, head) if namer is None else _keyed(
+            root, head, self.namespace + ":", namer)
         arity, positions, slow = self._fast_arity, self._fast_positions, self._encode_call
         primitives = PRIMITIVES
 
@@ -199,21 +238,26 @@ class KeyBuilder:
 
         return default_key
 
-    def _template_keys(self, root: str) -> Callable[[tuple[Any, ...], dict[str, Any]], str]:
+    def _template_keys(self, root: str, namer: Namer | None) -> KeyFn:
         """Keys from a str template: ``prefix:RENDERED[:vVERSION]``."""
         assert self._template is not None
         fit, render, arguments = _fitter(root, root), self._template.render, self._binder.arguments
         suffix = self._suffix
+        if namer is not None:
+            render = functools.partial(self._template.render_keyed, namer=namer)
 
         def template_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
             return fit(_unreserved(render(arguments(args, kwargs))) + suffix)
 
         return template_key
 
-    def _callable_keys(self, root: str) -> Callable[[tuple[Any, ...], dict[str, Any]], str]:
+    def _callable_keys(self, root: str, namer: Namer | None) -> KeyFn:
         """Keys from a user callable: ``prefix:RESULT[:vVERSION]``, the result checked."""
         assert self._key_func is not None
         fit, make, suffix, name = _fitter(root, root), self._key_func, self._suffix, self._name
+        text: Callable[[str], str] = escape_text
+        if namer is not None:  # the whole result is one value, hashed as a template's "{x}"
+            text = functools.partial(keyed_value, "", namer=namer)
 
         def callable_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
             body = make(*args, **kwargs)
@@ -221,6 +265,6 @@ class KeyBuilder:
                 raise ConfigurationError(
                     f"the key= callable returned {type(body).__qualname__}, not str", function=name
                 )
-            return fit(_unreserved(escape_text(body)) + suffix)
+            return fit(_unreserved(text(body)) + suffix)
 
         return callable_key

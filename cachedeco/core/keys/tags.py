@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from cachedeco.core.keys.templates import Binder, Template, escape_text
+from cachedeco.core.keys.templates import Binder, Template, escape_text, items
 from cachedeco.core.keyspace import KeySpace
 from cachedeco.errors import ConfigurationError
 
@@ -24,12 +24,11 @@ class TagSet:
         self.templates: tuple[Template, ...] = ()
         if callable(tags):
             self.func_tags = tags
-        elif isinstance(tags, str):
-            raise ConfigurationError(f"tags must be a list of templates, not the string {tags!r}")
         else:
             # In shape order: an entry records its tags' tokens in order, and functions that
             # share entries must read the same tags whatever order each lists them in.
-            self.templates = tuple(sorted((Template(t, func, what="tag") for t in tags),
+            self.templates = tuple(sorted((Template(t, func, what="tag")
+                                           for t in items(tags, "tags")),
                                           key=lambda t: t.shape))
 
     @property

@@ -16,7 +16,7 @@ from typing import Any
 
 from cachedeco.errors import ConfigurationError
 
-__all__ = ["POSITIONAL", "Binder", "Template", "escape_text", "unwrap"]
+__all__ = ["POSITIONAL", "Binder", "Template", "escape_text", "items", "keyed_value", "unwrap"]
 
 _TEXT_SPECIAL = re.compile(r"[%{}]")
 
@@ -31,6 +31,21 @@ def escape_text(text: str) -> str:
         else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
         for c in text
     )
+
+
+def items(value: object, what: str) -> tuple[Any, ...]:
+    """A list-like argument (``tags=``, ``ignore=``, ``invalidate=``) as a tuple; a bare str
+    or a non-iterable is a ConfigurationError rather than a TypeError."""
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ConfigurationError(f"{what} must be a list of strings, not {value!r}")
+    return tuple(value)
+
+
+def keyed_value(context: str, text: str, *, namer: Callable[[str], str]) -> str:
+    """What stands for a substituted value in a sensitive function's key: ``!`` and the keyed
+    hash of the value's (escaped) text and the rendered text before it, so one value gives
+    different hashes in different places and no value can be read back."""
+    return "!" + namer(f"{len(context)}:{context}{escape_text(text)}")
 
 
 _EMPTY = inspect.Parameter.empty
@@ -190,3 +205,12 @@ class Template:
                 else:
                     out.append(escape_text(fmt.format_map(bound)))
         return "".join(out)
+
+    def render_keyed(self, bound: dict[str, Any], *, namer: Callable[[str], str]) -> str:
+        """The template with each substituted value replaced by its :func:`keyed_value`."""
+        out = ""
+        for literal, fmt in self._parts:
+            out += literal
+            if fmt is not None:
+                out += keyed_value(out, fmt.format_map(bound), namer=namer)
+        return out

@@ -102,7 +102,7 @@ async def servable(b: Bound, call: Call) -> Any:
         return NO_VALUE
     if time.time() >= entry.soft and not b.policy.stale_ttl:
         return NO_VALUE
-    return b.decode(entry)
+    return b.decode(entry, call.key)
 
 
 async def hold(b: Bound, call: Call, lease: AsyncLease, ttl: float, run: AsyncRun) -> Any:

@@ -122,7 +122,7 @@ async def run(c: ManyCall, missing: Missing) -> dict[Any, Any]:
         if ident not in values:
             continue  # left out by the function: not cached
         value = out[ident] = values[ident]
-        payload = NO_VALUE if state is UNCACHED else b.encode(value)
+        payload = NO_VALUE if state is UNCACHED else b.encode(value, batch.keys[i])
         if payload is not NO_VALUE:
             write = b.write(payload, delta, batch.tag_keys[i], state, b.policy.ttl_for(value))
             await store(b, c.entry(i), write)

@@ -9,6 +9,7 @@ from typing import Any, Final
 
 from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.backends.contracts.queues import DeadLetter, NotStored
+from cachedeco.core.entry import new_tombstone
 from cachedeco.flows._async.deliver import run
 from cachedeco.flows.delivery import drain as drain_flow
 from cachedeco.flows.write_behind_core import WriteBehindCore
@@ -34,7 +35,7 @@ class AsyncWriteBehindIO(WriteBehindCore):
         if not bound.enabled:
             await self.ahand_over(value)
             return
-        guard, item = self.prepare(bound, args, kwargs, value)
+        guard, item, aliases = self.prepare(bound, args, kwargs, value)
         try:
             length = await self.aqueue(bound).push(item)
         except NotStored as exc:
@@ -44,6 +45,13 @@ class AsyncWriteBehindIO(WriteBehindCore):
             raise guard.error(exc, key=item.key, function=self.name,
                               action="queue a record") from exc
         self.queued(guard, length)
+        if aliases:  # after a key rotation: the entry's older copies must not outlive it
+            try:
+                await bound.slot.abackend().invalidate(aliases, new_tombstone(),
+                                                       bound.policy.hard_ms)
+            except BACKEND_ERRORS as exc:
+                guard.absorb(exc, key=item.key, function=self.name,
+                             action="drop the entry's copies under older encryption keys")
 
     async def adrain(self, *, raise_errors: bool, stop: Stop = _never) -> None:
         """Deliver what waits, in this task; a backend fault is a BackendError when

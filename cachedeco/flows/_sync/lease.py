@@ -103,7 +103,7 @@ def servable(b: Bound, call: Call) -> Any:
         return NO_VALUE
     if time.time() >= entry.soft and not b.policy.stale_ttl:
         return NO_VALUE
-    return b.decode(entry)
+    return b.decode(entry, call.key)
 
 
 def hold(b: Bound, call: Call, lease: Lease, ttl: float, run: Run) -> Any:

@@ -48,7 +48,7 @@ def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) 
         return load(b, Call(func, args, kwargs, key, tag_keys), UNCACHED, since)
     b.guard.breaker.success()
     if entry is not None and entry.tags == tokens and entry.value is not NO_VALUE:
-        value = entry.value if b.codec is None else b.decode(entry)
+        value = entry.value if b.codec is None else b.decode(entry, key)
         if value is not NO_VALUE:
             now = time.time()
             if now < entry.soft:
@@ -63,11 +63,34 @@ def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) 
                 background(b, Call(func, args, kwargs, key, tag_keys), (entry.marker, tokens),
                            since)
                 return value
+    elif entry is None and b.aliases is not None:
+        value = older(b, args, kwargs, tag_keys)
+        if value is not NO_VALUE:
+            b.stats.hits += 1
+            return value
     b.stats.misses += 1
     if entry is not None and entry.marker == CORRUPT:
         b.corrupt()
     state = ("" if entry is None else entry.marker, tokens)
     return load(b, Call(func, args, kwargs, key, tag_keys), state, since)
+
+
+def older(b: Bound, args: Args, kwargs: Kwargs, tag_keys: tuple[str, ...]) -> Any:
+    """After a key rotation, the fresh value a call's entry has under an older key, or
+    NO_VALUE: one more read per older key, on a miss only, until the first key that holds
+    anything (writes go to the current key and invalidations reach every key)."""
+    assert b.aliases is not None
+    for alias in b.aliases(args, kwargs):
+        try:
+            entry, tokens = b.slot.backend().read(alias, tag_keys)
+        except BACKEND_ERRORS as exc:
+            b.guard.absorb(exc, key=alias, function=b.name, action="read")
+            return NO_VALUE
+        if entry is not None:
+            if is_current(entry, tokens) and time.time() < entry.soft:
+                return b.decode(entry, alias)
+            return NO_VALUE
+    return NO_VALUE
 
 
 def load(b: Bound, call: Call, state: ReadState, since: int) -> Any:
@@ -107,7 +130,7 @@ def compute(b: Bound, call: Call, state: ReadState | None) -> Any:
         b.stats.loads += 1
         if state is UNCACHED:
             return value
-        payload = b.encode(value)
+        payload = b.encode(value, call.key)
         if payload is not NO_VALUE:
             write = b.write(payload, delta, call.tag_keys, state, b.policy.ttl_for(value))
             store(b, call, write)
@@ -138,8 +161,8 @@ def refresh_quietly(b: Bound, call: Call, state: ReadState, since: int) -> None:
     try:
         load(b, call, state, since)
     except Exception as exc:
-        logger.warning("cachedeco: background refresh of %s failed (%s: %s); serving the "
-                       "stale value", b.name, type(exc).__name__, exc)
+        logger.warning("cachedeco: background refresh of %s failed (%s); serving the "
+                       "stale value", b.name, b.describe(exc))
 
 
 def refresh(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
@@ -151,19 +174,25 @@ def refresh(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) -> A
     return compute(b, Call(func, args, kwargs, key, b.tags(args, kwargs)), None)
 
 
-def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any) -> None:
-    """Store a written value as the entry (write-through); if that fails, drop the old one."""
+def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any,
+              aliases: tuple[str, ...] = ()) -> None:
+    """Store a written value as the entry (write-through); if that fails, drop the old one.
+    The entry's ``aliases`` (its keys before a key rotation) are dropped either way."""
     b.flights.forget(key)
     try:
-        payload = b.encode(value)
+        payload = b.encode(value, key)
         if payload is NO_VALUE:
-            b.slot.backend().invalidate([key], new_tombstone(), b.policy.hard_ms)
+            b.slot.backend().invalidate([key, *aliases], new_tombstone(),
+                                               b.policy.hard_ms)
         else:
             ttl = b.policy.ttl_for(value)
             b.slot.backend().write(key, b.write(payload, 0.0, tag_keys, None, ttl))
+            if aliases:
+                b.slot.backend().invalidate(aliases, new_tombstone(), b.policy.hard_ms)
     except (*BACKEND_ERRORS, SerializationError) as exc:
         try:
-            b.slot.backend().invalidate([key], new_tombstone(), b.policy.hard_ms)
+            b.slot.backend().invalidate([key, *aliases], new_tombstone(),
+                                               b.policy.hard_ms)
         except BACKEND_ERRORS:
             logger.error("cachedeco: write-through of %s could not store nor drop the old "
                          "entry; it may be served until it expires", b.name)
@@ -177,10 +206,11 @@ def invalidate(b: Bound, args: Args, kwargs: Kwargs) -> bool:
     if not b.enabled:
         return False
     key = b.key(args, kwargs)
+    keys = [key] if b.aliases is None else [key, *b.aliases(args, kwargs)]
     b.flights.forget(key)
     b.stats.invalidations += 1
     try:
-        removed = b.slot.backend().invalidate([key], new_tombstone(), b.policy.hard_ms)
+        removed = b.slot.backend().invalidate(keys, new_tombstone(), b.policy.hard_ms)
     except BACKEND_ERRORS as exc:
         raise b.guard.error(exc, key=key, function=b.name, action="invalidate") from exc
     return removed > 0
@@ -213,7 +243,7 @@ def cached_value(b: Bound, args: Args, kwargs: Kwargs) -> Any:
     b.guard.breaker.success()
     if entry is None or not is_current(entry, tokens) or time.time() >= entry.soft:
         return NO_VALUE
-    return b.decode(entry)
+    return b.decode(entry, key)
 
 
 def set_value(b: Bound, args: Args, kwargs: Kwargs, value: Any) -> None:

@@ -10,6 +10,7 @@ from typing import Any, Final
 
 from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.backends.contracts.queues import DeadLetter, NotStored
+from cachedeco.core.entry import new_tombstone
 from cachedeco.flows._sync.deliver import run
 from cachedeco.flows.delivery import drain as drain_flow
 from cachedeco.flows.write_behind_core import WriteBehindCore
@@ -35,7 +36,7 @@ class WriteBehindIO(WriteBehindCore):
         if not bound.enabled:
             self.hand_over(value)
             return
-        guard, item = self.prepare(bound, args, kwargs, value)
+        guard, item, aliases = self.prepare(bound, args, kwargs, value)
         try:
             length = self.queue(bound).push(item)
         except NotStored as exc:
@@ -45,6 +46,13 @@ class WriteBehindIO(WriteBehindCore):
             raise guard.error(exc, key=item.key, function=self.name,
                               action="queue a record") from exc
         self.queued(guard, length)
+        if aliases:  # after a key rotation: the entry's older copies must not outlive it
+            try:
+                bound.slot.backend().invalidate(aliases, new_tombstone(),
+                                                       bound.policy.hard_ms)
+            except BACKEND_ERRORS as exc:
+                guard.absorb(exc, key=item.key, function=self.name,
+                             action="drop the entry's copies under older encryption keys")
 
     def drain(self, *, raise_errors: bool, stop: Stop = _never) -> None:
         """Deliver what waits, in this task; a backend fault is a BackendError when

@@ -1,0 +1,80 @@
+"""Encryption at rest for ``sensitive=True`` functions: a codec wrapping a codec.
+
+The inner codec's bytes are encrypted and authenticated with AES-256-GCM under the
+registry's current key (:mod:`cachedeco.core.keyring`), the cache key they are stored under
+being the associated data: bytes moved to another key, altered, or written with a key that is
+not listed fail authentication, which is a decode failure like any other (a miss, counted and
+overwritten), never a wrong value. A payload is::
+
+    b"cdE1" | key id (4 bytes) | nonce (12 random bytes) | ciphertext | tag (16 bytes)
+
+Nonces are random: NIST SP 800-38D's bound of 2**32 encryptions per key is a reason to
+rotate keys (``encryption_key=[new, old]``) long before that many writes.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Final
+
+from cachedeco.core.codec.base import Codec
+from cachedeco.core.keyring import KEY_ID_BYTES, Keyring
+from cachedeco.errors import SerializationError
+
+__all__ = ["MAGIC", "EncryptedCodec", "is_encrypted"]
+
+MAGIC: Final = b"cdE1"
+_NONCE: Final = 12
+_HEAD: Final = len(MAGIC) + KEY_ID_BYTES
+
+
+def is_encrypted(data: object) -> bool:
+    """Whether stored bytes look like this codec's (for the operator's ``inspect``)."""
+    return isinstance(data, bytes) and data[:len(MAGIC)] == MAGIC
+
+
+class EncryptedCodec:
+    """``inner``'s bytes, encrypted with the keyring's current key, bound to their cache key."""
+
+    __slots__ = ("_head", "_inner", "_name", "_openers", "_seal", "_urandom")
+
+    def __init__(self, inner: Codec, keyring: Keyring, name: str) -> None:
+        self._inner = inner
+        self._name = name
+        self._head = MAGIC + keyring.current_id
+        self._seal = keyring.current.encrypt
+        # By payload head (magic and key id): one lookup picks the key and checks the magic.
+        self._openers = {MAGIC + key_id: cipher.decrypt
+                         for key_id, cipher in keyring.ciphers().items()}
+        self._urandom = os.urandom
+
+    def dumps(self, value: Any, key: str = "") -> bytes:
+        """Encode with the inner codec, then encrypt under the current key."""
+        nonce = self._urandom(_NONCE)
+        sealed: bytes = self._seal(nonce, self._inner.dumps(value, key), key.encode())
+        return self._head + nonce + sealed
+
+    def loads(self, data: bytes, key: str = "") -> Any:
+        """Authenticate and decrypt with the listed key the payload names, then decode.
+
+        The messages name the function and the reason, never the plaintext.
+        """
+        decrypt = self._openers.get(data[:_HEAD])
+        if decrypt is None:
+            raise self._refused("encrypted with a key that is not in encryption_key"
+                                if is_encrypted(data) else "not an encrypted payload")
+        try:
+            plain = decrypt(data[_HEAD:_HEAD + _NONCE], data[_HEAD + _NONCE:], key.encode())
+        except Exception as exc:  # cryptography's InvalidTag (or a truncated payload)
+            raise self._refused("authentication failed (altered, or stored under another "
+                                "key)") from exc
+        try:
+            return self._inner.loads(plain, key)
+        except SerializationError as exc:  # its message may quote the (secret) plaintext
+            raise self._refused(f"the decrypted value does not decode ({type(exc).__name__})"
+                                ) from None
+
+    def _refused(self, reason: str) -> SerializationError:
+        """The error for a payload that is not decrypted, or does not decode once it is."""
+        return SerializationError(f"cannot decode the cached value of {self._name}: {reason}",
+                                  function=self._name)
