@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TREES = ("cachedeco", "tests")
 #: Names whose asyncio form is the sync name with an ``a`` in front.
 A_NAMES = (
-    "aacquire", "abackend", "aclear", "aclose", "adead_letters", "aenter", "aexit", "aflush",
-    "ainvalidate_pattern", "ainvalidate_tags", "aiter", "amake_registry", "anext", "arelease",
-    "areplay_dead_letters", "astop",
+    "aacquire", "abackend", "aclear", "aclient", "aclose", "adead_letters", "aenter", "aexit",
+    "aflush", "ainvalidate_pattern", "ainvalidate_tags", "aiter", "amake_registry", "anext",
+    "arelease", "areplay_dead_letters", "astop",
 )
 #: asyncio-only calls and their blocking forms (the source imports ``time`` for them).
 CALLS = ((r"\basyncio\.sleep\(", "time.sleep("),)
