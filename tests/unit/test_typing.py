@@ -1,4 +1,4 @@
-"""Decorated signatures and awaitability survive for mypy: tests/typing/sample.py is checked."""
+"""Decorated signatures and awaitability survive for mypy: typing_sample.py is checked."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mypy import api as mypy_api
 
-SAMPLE = Path(__file__).parent.parent / "typing" / "sample.py"
+SAMPLE = Path(__file__).parent / "typing_sample.py"
 
 
 def test_sample_types_check_and_marked_lines_fail() -> None:

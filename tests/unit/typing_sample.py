@@ -1,4 +1,4 @@
-"""Checked by mypy in tests/unit/test_typing.py: decorated signatures and awaitability survive."""
+"""Checked by mypy in test_typing.py: decorated signatures and awaitability survive."""
 
 from typing import assert_type
 
