@@ -1,18 +1,22 @@
-"""Concurrent asyncio reads share pipelined round trips; a lone read goes straight out."""
+"""The single server's asyncio read batching: concurrent reads of one registry share
+pipelined round trips (identical reads are sent once per batch), many keys stay exact, and a
+cancelled caller cancels nobody else."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
 import redis
 
 from cachedeco import Registry, cached
-from tools.redis_servers import commandstats
+from tests.support.commands import commandstats
+
+pytestmark = pytest.mark.deployments("redis")
 
 
-async def test_concurrent_hits_of_one_key_cost_a_few_reads(redis_url: str, prefix: str,
+async def test_concurrent_hits_of_one_key_cost_a_few_reads(reg: Registry,
                                                             redis_client: redis.Redis) -> None:
-    reg = Registry(redis_url, prefix=prefix)
     calls = 0
 
     @cached(registry=reg)
@@ -29,11 +33,9 @@ async def test_concurrent_hits_of_one_key_cost_a_few_reads(redis_url: str, prefi
     assert calls == 1
     assert 1 <= mgets <= 20, mgets  # coalesced: identical reads are sent once per batch
     assert value.stats().hits == 201 - 1
-    await reg.aclose()
 
 
-async def test_concurrent_hits_of_many_keys_are_exact(redis_url: str, prefix: str) -> None:
-    reg = Registry(redis_url, prefix=prefix)
+async def test_concurrent_hits_of_many_keys_are_exact(reg: Registry) -> None:
 
     @cached(registry=reg, tags=["k:{x}"])
     async def value(x: int) -> int:
@@ -42,12 +44,9 @@ async def test_concurrent_hits_of_many_keys_are_exact(redis_url: str, prefix: st
     await asyncio.gather(*(value(x) for x in range(300)))
     assert await asyncio.gather(*(value(x) for x in range(300))) == [x * 10 for x in range(300)]
     assert value.stats().hits >= 300
-    await reg.aclose()
 
 
-async def test_a_cancelled_caller_does_not_cancel_the_others(redis_url: str,
-                                                             prefix: str) -> None:
-    reg = Registry(redis_url, prefix=prefix)
+async def test_a_cancelled_caller_does_not_cancel_the_others(reg: Registry) -> None:
 
     @cached(registry=reg)
     async def value(x: int) -> int:
@@ -60,20 +59,3 @@ async def test_a_cancelled_caller_does_not_cancel_the_others(redis_url: str,
     done = await asyncio.gather(*tasks, return_exceptions=True)
     assert isinstance(done[10], asyncio.CancelledError)
     assert [d for i, d in enumerate(done) if i != 10] == [7] * 49
-    await reg.aclose()
-
-
-async def test_a_failed_batch_falls_back_for_every_caller(prefix: str) -> None:
-    reg = Registry("redis://127.0.0.1:1/0", prefix=prefix, socket_connect_timeout=0.2)
-    calls = 0
-
-    @cached(registry=reg)
-    async def value(x: int) -> int:
-        nonlocal calls
-        calls += 1
-        return x
-
-    assert await asyncio.gather(*(value(3) for _ in range(20))) == [3] * 20
-    assert calls == 1  # no backend: the function serves them, one load for all (fallback)
-    assert value.stats().backend_errors >= 1
-    await reg.aclose()

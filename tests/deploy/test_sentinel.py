@@ -1,108 +1,50 @@
-"""cachedeco on a real Sentinel setup (a primary, a replica, three sentinels): the @cached flows
-through ``redis+sentinel://…`` sync and async, bounded timeouts, and a failover: calls keep
-answering while the primary is dead, and the cache works again on the promoted replica."""
+"""The Sentinel deployment's mechanics (a primary, a replica, three sentinels): entries live on
+the primary the sentinels name, timeouts are bounded for data and sentinel connections alike,
+and through a failover calls keep answering (uncached) and the cache works again on the
+promoted replica."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 import redis
-import redis.sentinel
 
 import cachedeco
 from cachedeco import Registry
 from cachedeco.backends.sentinel import AsyncSentinelBackend, SentinelBackend
-from tests.backends.conformance import BackendContract, BytesBackendContract, Driver, Poke
-from tests.integration.test_cluster import acheck_flows, check_flows
-from tools.redis_servers import SentinelSetup, sentinel_hosts
+from tools.servers import SentinelSetup
 
 
-@pytest.fixture
-def primary(sentinel_url: str) -> Iterator[redis.Redis]:
-    """A plain client of the primary the sentinels name now."""
-    hosts, service, db = sentinel_hosts(sentinel_url)
-    sentinel = redis.sentinel.Sentinel(hosts, socket_timeout=5.0)  # type: ignore[no-untyped-call]
-    host, port = sentinel.discover_master(service)  # type: ignore[no-untyped-call]
-    for client in sentinel.sentinels:
-        client.close()
-    client = redis.Redis(host=host, port=port, db=db, socket_timeout=5.0)
-    yield client
-    client.close()
-
-
-def test_flows_sync(sentinel_url: str, prefix: str, primary: redis.Redis) -> None:
-    reg = Registry(sentinel_url, prefix=prefix, on_error="raise")
-    try:
-        check_flows(reg, primary, prefix)
-    finally:
-        reg.close()
-
-
-async def test_flows_async(sentinel_url: str, prefix: str, primary: redis.Redis) -> None:
-    reg = Registry(sentinel_url, prefix=prefix, on_error="raise")
-    try:
-        await acheck_flows(reg, primary, prefix)
-    finally:
-        await reg.aclose()
-
-
-def test_entries_live_on_the_primary(sentinel_url: str, prefix: str,
-                                     primary: redis.Redis) -> None:
-    reg = Registry(sentinel_url, prefix=prefix, on_error="raise")
+def test_entries_live_on_the_primary(make_registry: Callable[..., Registry], sentinel_url: str,
+                                     sentinel_primary: redis.Redis) -> None:
+    reg = make_registry(sentinel_url, on_error="raise")
 
     @cachedeco.cached(registry=reg)
     def f(x: int) -> int:
         return x
 
-    try:
-        f(3)
-        assert primary.exists(f.key(3)) == 1
-    finally:
-        reg.close()
+    f(3)
+    assert sentinel_primary.exists(f.key(3)) == 1
 
 
-async def test_timeouts_are_bounded(sentinel_url: str) -> None:
-    reg = Registry(sentinel_url, socket_timeout=0.7, socket_connect_timeout=0.3)
-    try:
-        backend = reg.slot("default").backend()
-        abackend = reg.slot("default").abackend()
-        assert isinstance(backend, SentinelBackend)
-        assert isinstance(abackend, AsyncSentinelBackend)
-        for data, sentinels in ((backend.client, backend.sentinel.sentinels),
-                                (abackend.client, abackend.sentinel.sentinels)):
-            kwargs = data.connection_pool.connection_kwargs
+async def test_timeouts_are_bounded(amake_registry: Callable[..., Registry],
+                                    sentinel_url: str) -> None:
+    reg = amake_registry(sentinel_url, socket_timeout=0.7, socket_connect_timeout=0.3)
+    backend = reg.slot("default").backend()
+    abackend = reg.slot("default").abackend()
+    assert isinstance(backend, SentinelBackend)
+    assert isinstance(abackend, AsyncSentinelBackend)
+    for data, sentinels in ((backend.client, backend.sentinel.sentinels),
+                            (abackend.client, abackend.sentinel.sentinels)):
+        kwargs = data.connection_pool.connection_kwargs
+        assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (0.7, 0.3)
+        for sentinel in sentinels:
+            kwargs = sentinel.connection_pool.connection_kwargs
             assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (0.7, 0.3)
-            for sentinel in sentinels:
-                kwargs = sentinel.connection_pool.connection_kwargs
-                assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (0.7, 0.3)
-    finally:
-        await reg.aclose()
-
-
-class TestSentinelBackendContract(BackendContract, BytesBackendContract):
-    """The shared backend suite over the Sentinel-managed primary."""
-
-    @pytest.fixture
-    def ns(self, prefix: str, sentinel_url: str) -> str:  # swept from the primary afterwards
-        return prefix
-
-    @pytest.fixture
-    def backend(self, sentinel_url: str) -> Iterator[Driver]:
-        reg = Registry(sentinel_url)
-        yield Driver(reg.slot("default").backend())
-        reg.close()
-
-    @pytest.fixture
-    def poke(self, primary: redis.Redis) -> Poke:
-        async def poke(key: str, raw: bytes) -> None:
-            primary.set(key, raw)
-
-        return poke
 
 
 class _Caller(threading.Thread):
