@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import fakeredis
@@ -45,7 +45,43 @@ class Store:
             await done
 
 
-async def _open(name: str, request: pytest.FixtureRequest,
+class _SyncClients:
+    """Sync clients shared by the whole session (opening a cluster client costs ~15 ms a test;
+    every key a test touches is under its own prefix). asyncio clients belong to a test's loop."""
+
+    def __init__(self) -> None:
+        self.stack = contextlib.ExitStack()
+        self._clients: dict[str, Any] = {}
+
+    def get(self, kind: str, where: Any = "") -> Any:
+        """The client of ``kind`` for ``where`` (a URL; for "fakeredis", the FakeServer)."""
+        if kind not in self._clients:
+            self._clients[kind] = self.stack.enter_context(self._open(kind, where))
+        return self._clients[kind]
+
+    @staticmethod
+    def _open(kind: str, where: Any) -> Any:
+        if kind == "fakeserver":
+            return contextlib.nullcontext(fakeredis.FakeServer())
+        if kind == "fakeredis":
+            return fakeredis.FakeRedis(server=where)
+        if kind == "redis":
+            return redis.Redis.from_url(where, socket_timeout=TIMEOUT)
+        if kind == "cluster":
+            return cluster_client(where)
+        if kind == "sentinel-primary":
+            return sentinel_primary(where)
+        return Registry(where)  # sentinel: the backend a URL makes
+
+
+@pytest.fixture(scope="session")
+def _sync_clients() -> Iterator[_SyncClients]:
+    clients = _SyncClients()
+    with clients.stack:
+        yield clients
+
+
+async def _open(name: str, request: pytest.FixtureRequest, clients: _SyncClients,
                 stack: contextlib.AsyncExitStack) -> Store:
     kind = name.removeprefix("async-")
     asyncio_face = name.startswith("async-")
@@ -53,39 +89,36 @@ async def _open(name: str, request: pytest.FixtureRequest,
         memory = MemoryBackend()
         return Store(Driver(AsyncMemoryBackend(memory) if asyncio_face else memory))
     if kind == "fakeredis":
-        server = fakeredis.FakeServer()
+        server = clients.get("fakeserver")
         if asyncio_face:
-            fake = fakeredis.FakeAsyncRedis(server=server)
-            stack.push_async_callback(fake.aclose)
-            return Store(Driver(AsyncRedisBackend(fake)), fake)
-        sync_fake = stack.enter_context(fakeredis.FakeRedis(server=server))
-        return Store(Driver(RedisBackend(sync_fake)), sync_fake)
+            afake = fakeredis.FakeAsyncRedis(server=server)
+            stack.push_async_callback(afake.aclose)
+            return Store(Driver(AsyncRedisBackend(afake)), afake)
+        fake = clients.get("fakeredis", server)
+        return Store(Driver(RedisBackend(fake)), fake)
     url = request.getfixturevalue(f"{kind}_url")  # the prefix is swept from it afterwards
     if kind == "redis":
         if asyncio_face:
             client = redis.asyncio.Redis.from_url(url, socket_timeout=TIMEOUT)
             stack.push_async_callback(client.aclose)
             return Store(Driver(AsyncRedisBackend(client)), client)
-        sync_client = stack.enter_context(redis.Redis.from_url(url, socket_timeout=TIMEOUT))
-        return Store(Driver(RedisBackend(sync_client)), sync_client)
+        return Store(Driver(RedisBackend(clients.get("redis", url))), clients.get("redis"))
     if kind == "cluster":
-        raw = stack.enter_context(cluster_client(url))
+        raw = clients.get("cluster", url)
         if asyncio_face:
             aclient = acluster_client(url)
             stack.push_async_callback(aclient.aclose)
             return Store(Driver(AsyncClusterBackend(aclient), two_step=True), raw)
         return Store(Driver(ClusterBackend(raw), two_step=True), raw)
-    registry = Registry(url)  # sentinel: the backend a URL makes, over the primary it finds
-    stack.push_async_callback(registry.aclose)
-    primary = stack.enter_context(sentinel_primary(url))
-    slot = registry.slot("default")
-    return Store(Driver(slot.abackend() if asyncio_face else slot.backend()), primary)
+    backend = clients.get("sentinel", url).slot("default").backend()
+    return Store(Driver(backend), clients.get("sentinel-primary", url))
 
 
 @pytest.fixture
-async def store(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Store]:
+async def store(request: pytest.FixtureRequest, prefix: str,
+                _sync_clients: _SyncClients) -> AsyncIterator[Store]:
     async with contextlib.AsyncExitStack() as stack:
-        yield await _open(request.param, request, stack)
+        yield await _open(request.param, request, _sync_clients, stack)
 
 
 @pytest.fixture

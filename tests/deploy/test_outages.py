@@ -113,22 +113,6 @@ def test_on_error_raise_raises_instead_of_loading(make_registry: Callable[..., R
         value(1)
 
 
-async def test_a_failed_batch_falls_back_for_every_caller(
-        amake_registry: Callable[..., Registry], dead_url: str) -> None:
-    reg = amake_registry(dead_url, socket_connect_timeout=0.2)
-    calls = 0
-
-    @cached(registry=reg)
-    async def value(x: int) -> int:
-        nonlocal calls
-        calls += 1
-        return x
-
-    assert await asyncio.gather(*(value(3) for _ in range(20))) == [3] * 20
-    assert calls == 1  # no backend: the function serves them, one load for all (fallback)
-    assert value.stats().backend_errors >= 1
-
-
 def test_a_write_behind_call_raises_backend_error_when_it_cannot_queue(
         make_registry: Callable[..., Registry], dead_url: str, events: Events) -> None:
     reg = make_registry(dead_url, socket_connect_timeout=0.2)

@@ -164,7 +164,7 @@ print(json.dumps({"seen": seen, "calls": len(calls)}))
 """
 
 
-@pytest.mark.deployments(*SERVERS)
+@pytest.mark.deployments("redis", "cluster")
 def test_another_process_sees_entries_and_invalidations(reg: Registry, deployment: Deployment,
                                                         prefix: str) -> None:
     calls = Calls()
@@ -248,7 +248,7 @@ def test_invalidate_tags_names_the_tag_a_template_rendered_with_special_characte
 # --- tag keys on the server -----------------------------------------------------------------------
 
 
-@pytest.mark.deployments("redis", "cluster")
+@pytest.mark.deployments("redis")  # the cluster's tag slot: tests/deploy/test_cluster.py
 def test_tag_memory_is_small_and_constant(reg: Registry, deployment: Deployment,
                                           prefix: str) -> None:
     raw = deployment.raw

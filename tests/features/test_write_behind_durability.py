@@ -29,6 +29,7 @@ def test_records_of_a_process_that_exits_before_any_flush_are_delivered(
     assert json.loads(second.stdout) == {"flushed": 500, "duplicates": 0}
 
 
+@pytest.mark.deployments("redis", "cluster")
 def test_a_process_killed_during_flush_loses_nothing(
         tmp_path: Path, deployment: Deployment, prefix: str, events: Events) -> None:
     where = (tmp_path, deployment.url, prefix, events.path)

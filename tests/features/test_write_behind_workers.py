@@ -38,6 +38,7 @@ def test_close_drains_the_queue(
     assert reg.stats().write_behind_pending == 0
 
 
+@pytest.mark.deployments(*DISTINCT)
 def test_close_never_cuts_a_batch_short(
         make_registry: Callable[..., Registry], deployment: Deployment, events: Events) -> None:
     reg = make_registry(deployment.url)
@@ -59,7 +60,7 @@ def test_close_never_cuts_a_batch_short(
     assert len(events.rows()) == 6
 
 
-@pytest.mark.deployments(*CONCURRENT_ASYNC)
+@pytest.mark.deployments(*(d for d in DISTINCT if d in CONCURRENT_ASYNC))
 async def test_aclose_never_cuts_an_async_batch_short(
         amake_registry: Callable[..., Registry], deployment: Deployment, events: Events) -> None:
     reg = amake_registry(deployment.url)

@@ -41,6 +41,7 @@ from tests.support.deployments import cluster_client as open_cluster
 from tests.support.deployments import sentinel_primary as open_primary
 from tests.support.events import Events
 from tools.servers import (
+    Group,
     RedisStartError,
     SentinelSetup,
     Server,
@@ -66,11 +67,16 @@ class SentinelPorts(NamedTuple):
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Run a test using ``deployment`` on every deployment, or on those its closest
-    ``@pytest.mark.deployments(...)`` names."""
-    if "deployment" in metafunc.fixturenames:
-        marker = metafunc.definition.get_closest_marker("deployments")
-        names = marker.args if marker else ALL
-        metafunc.parametrize("deployment", names, indirect=True)
+    ``@pytest.mark.deployments(...)`` names (unless it parametrizes ``deployment`` itself)."""
+    if "deployment" not in metafunc.fixturenames:
+        return
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0]
+        if "deployment" in (names.replace(" ", "").split(",") if isinstance(names, str)
+                            else names):
+            return
+    marker = metafunc.definition.get_closest_marker("deployments")
+    metafunc.parametrize("deployment", marker.args if marker else ALL, indirect=True)
 
 
 # --- deployments (session) ---------------------------------------------------------------------
@@ -122,48 +128,52 @@ def _watched(name: str, url: str) -> Iterator[str]:
         assert after.get(command, 0) == before.get(command, 0), f"{command} ran on {url}"
 
 
+@contextlib.contextmanager
+def _shared(name: str, variable: str, start: Callable[[], Group],
+            *binaries: str) -> Iterator[tuple[str, Any]]:
+    """``(url, None)`` of the deployment ``$variable`` names (checked to answer), else
+    ``(url, group)`` of one started for the session; watched (:func:`_watched`) either way."""
+    url = os.environ.get(variable)
+    with contextlib.ExitStack() as stack:
+        started = None
+        if url:
+            _check_answers(hosts(url), variable)
+        else:
+            _fail_without(*binaries, variable=variable)
+            started = stack.enter_context(_start(start, f"the {name.removesuffix('_url')}"))
+            url = started.url
+        stack.enter_context(_watched(name, url))
+        yield url, started
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """``redis://127.0.0.1:PORT/0`` of a single server."""
-    url = os.environ.get(ENV_REDIS_URL)
-    if url:
-        _check_answers(hosts(url), ENV_REDIS_URL)
-        with _watched("redis_url", url):
-            yield url
-        return
-    _fail_without("redis-server", variable=ENV_REDIS_URL)
-    with _start(start_single, "a redis-server") as server, _watched("redis_url", server.url):
-        yield server.url
+    with _shared("redis_url", ENV_REDIS_URL, start_single, "redis-server") as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="session")
 def cluster_url() -> Iterator[str]:
     """``redis+cluster://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3`` (3 primaries, no replicas)."""
-    url = os.environ.get(ENV_CLUSTER_URL)
-    if url:
-        _check_answers(hosts(url), ENV_CLUSTER_URL)
-        with _watched("cluster_url", url):
-            yield url
-        return
-    _fail_without("redis-server", "redis-cli", variable=ENV_CLUSTER_URL)
-    with _start(start_cluster, "a Redis Cluster") as cluster, \
-            _watched("cluster_url", cluster.url):
-        yield cluster.url
+    with _shared("cluster_url", ENV_CLUSTER_URL, start_cluster, "redis-server",
+                 "redis-cli") as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="session")
 def _sentinel_deployment() -> Iterator[tuple[str, SentinelPorts]]:
-    names = (ENV_SENTINEL_URL, ENV_SENTINEL_PRIMARY_PORT, ENV_SENTINEL_REPLICA_PORT)
-    if all(os.environ.get(name) for name in names):
-        url = os.environ[ENV_SENTINEL_URL]
-        _check_answers(hosts(url), ENV_SENTINEL_URL)
-        with _watched("sentinel_url", url):
-            yield url, SentinelPorts(int(os.environ[names[1]]), int(os.environ[names[2]]))
-        return
-    _fail_without("redis-server", variable=ENV_SENTINEL_URL)
-    with _start(start_sentinel, "a Sentinel setup") as setup, \
-            _watched("sentinel_url", setup.url):
-        yield setup.url, SentinelPorts(setup.primary_port, setup.replica_port)
+    with _shared("sentinel_url", ENV_SENTINEL_URL, start_sentinel, "redis-server") as (
+            url, setup):
+        if setup is not None:
+            yield url, SentinelPorts(setup.primary_port, setup.replica_port)
+            return
+        ports = [os.environ.get(name) for name in (ENV_SENTINEL_PRIMARY_PORT,
+                                                   ENV_SENTINEL_REPLICA_PORT)]
+        if not all(ports):
+            pytest.fail(f"{ENV_SENTINEL_URL} is set but not {ENV_SENTINEL_PRIMARY_PORT} and "
+                        f"{ENV_SENTINEL_REPLICA_PORT}", pytrace=False)
+        yield url, SentinelPorts(*(int(p or 0) for p in ports))
 
 
 @pytest.fixture(scope="session")

@@ -219,22 +219,6 @@ def test_memory_returns_the_stored_object_types(reg: Registry) -> None:
     assert first == second == User(1, "ann") and type(second) is User
 
 
-@pytest.mark.parametrize("value", [(), b""], ids=repr)
-def test_falsy_objects_json_lacks_are_cached(reg: Registry, value: Any) -> None:
-    """With the other falsy values in tests/features/test_cached.py."""
-    calls = Calls()
-
-    @cached(registry=reg)
-    def falsy(x: int) -> Any:
-        calls(x)
-        return value
-
-    assert falsy(1) == value
-    result = falsy(1)
-    assert result == value and type(result) is type(value)
-    assert len(calls) == 1
-
-
 def test_memory_backend_is_bounded(make_registry: typing.Callable[..., Registry]) -> None:
     reg = make_registry("memory://?maxsize=50")
     calls = Calls()

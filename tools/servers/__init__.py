@@ -8,12 +8,13 @@ library and redis-py.
 """
 
 from tools.servers.cluster import Cluster, start_cluster
-from tools.servers.process import RedisProcess, RedisStartError
+from tools.servers.process import Group, RedisProcess, RedisStartError
 from tools.servers.sentinel import SentinelSetup, start_sentinel
 from tools.servers.single import Server, start_single
 
 __all__ = [
     "Cluster",
+    "Group",
     "RedisProcess",
     "RedisStartError",
     "SentinelSetup",
