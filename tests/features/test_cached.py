@@ -17,8 +17,10 @@ import pytest
 
 from cachedeco import Registry, cached
 from tests.support.calls import Calls
-from tests.support.deployments import ALL, BURST
+from tests.support.deployments import BACKENDS, BURST
 from tests.support.peek import is_tombstone, stored
+
+pytestmark = pytest.mark.deployments(*BACKENDS)
 
 
 @dataclass
@@ -112,8 +114,8 @@ FALSY_OBJECTS = [(), b""]  # JSON has neither: only memory:// (which keeps objec
 
 @pytest.mark.parametrize(
     ("deployment", "value"),
-    [(d, v) for d in ALL for v in FALSY] + [("memory", v) for v in FALSY_OBJECTS],
-    indirect=["deployment"], ids=lambda v: v if isinstance(v, str) and v in ALL else repr(v))
+    [(d, v) for d in BACKENDS for v in FALSY] + [("memory", v) for v in FALSY_OBJECTS],
+    indirect=["deployment"], ids=lambda v: v if isinstance(v, str) and v in BACKENDS else repr(v))
 def test_falsy_values_are_cached(reg: Registry, value: Any) -> None:
     calls = Calls()
 

@@ -11,9 +11,9 @@ import pytest
 
 from cachedeco import Registry, cached
 from tests.support.calls import Calls
-from tests.support.deployments import SERVERS, Deployment
+from tests.support.deployments import REDIS_BACKENDS, Deployment
 
-pytestmark = pytest.mark.deployments(*SERVERS)
+pytestmark = pytest.mark.deployments(*REDIS_BACKENDS)
 
 
 def _scan(raw: Any, prefix: str) -> list[bytes]:

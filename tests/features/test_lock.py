@@ -13,11 +13,11 @@ import pytest
 
 from cachedeco import CacheError, LockTimeout, Registry
 from cachedeco.errors import LockNotOwned
-from tests.support.deployments import CONCURRENT_ASYNC, DISTINCT, SERVERS, Deployment
+from tests.support.deployments import BACKENDS, CONCURRENT_ASYNC, SERVERS, Deployment
 
-pytestmark = pytest.mark.deployments(*DISTINCT)
+pytestmark = pytest.mark.deployments(*BACKENDS)
 PROMPT = 0.05  # a woken waiter acquires within this of the release (no poll interval)
-ASYNC = pytest.mark.deployments(*(d for d in DISTINCT if d in CONCURRENT_ASYNC))
+ASYNC = pytest.mark.deployments(*CONCURRENT_ASYNC)
 
 
 def in_thread(target: Callable[[], object]) -> threading.Thread:

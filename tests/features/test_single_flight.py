@@ -14,8 +14,10 @@ import pytest
 
 from cachedeco import Registry, cached, write_through
 from tests.support.calls import Calls
-from tests.support.deployments import CONCURRENT_ASYNC
+from tests.support.deployments import BACKENDS, CONCURRENT_ASYNC
 from tests.support.polling import apoll, poll
+
+pytestmark = pytest.mark.deployments(*BACKENDS)
 
 
 def test_single_flight_with_threads(reg: Registry) -> None:

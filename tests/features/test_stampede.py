@@ -22,15 +22,22 @@ import redis.crc
 import cachedeco
 from cachedeco import Registry
 from cachedeco.backends import leases
-from tests.support.deployments import CONCURRENT_ASYNC, SERVERS, Deployment
+from tests.support.deployments import (
+    BACKENDS,
+    CONCURRENT_ASYNC,
+    REDIS_BACKENDS,
+    SERVERS,
+    Deployment,
+)
+
+pytestmark = pytest.mark.deployments(*BACKENDS)
 
 #: Twins stand for processes only where a lease is shared: on a server (memory:// is one
 #: process: ``lock=True`` is single-flight there). The slow ones (~1 s each) run on the two
 #: kinds of lease, and asyncio ones where concurrent tasks are tested (CONCURRENT_ASYNC).
 TWINS = pytest.mark.deployments(*SERVERS)
-SLOW_TWINS = pytest.mark.deployments("redis", "cluster")
+SLOW_TWINS = pytest.mark.deployments(*REDIS_BACKENDS)
 ASYNC_TWINS = pytest.mark.deployments(*(d for d in SERVERS if d in CONCURRENT_ASYNC))
-SLOW_ASYNC_TWINS = pytest.mark.deployments("redis")
 
 
 class Runs:
@@ -204,7 +211,7 @@ async def test_a_failed_load_sends_the_waiter_back_to_the_lease(reg: Registry) -
     assert runs.count == 2
 
 
-@SLOW_ASYNC_TWINS
+@ASYNC_TWINS
 async def test_a_load_slower_than_lock_timeout_lets_the_waiter_compute(reg: Registry) -> None:
     runs = Runs(delays=(1.0, 0.05))
     make = async_twins(reg, runs, lock=True, lock_timeout=0.3)
@@ -218,7 +225,7 @@ async def test_a_load_slower_than_lock_timeout_lets_the_waiter_compute(reg: Regi
     assert waiter.stats().lock_waits == 1
 
 
-@SLOW_ASYNC_TWINS
+@ASYNC_TWINS
 async def test_a_long_async_load_keeps_its_lease(reg: Registry) -> None:
     runs = Runs(delays=(0.9,))
     make = async_twins(reg, runs, lock=True, lock_timeout=1.5)  # a 0.75 s lease

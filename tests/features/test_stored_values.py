@@ -16,9 +16,9 @@ import pytest
 
 from cachedeco import Registry, SerializationError, cached
 from tests.support.calls import Calls
-from tests.support.deployments import SERVERS, Deployment
+from tests.support.deployments import REDIS_BACKENDS, Deployment
 
-pytestmark = pytest.mark.deployments(*SERVERS)
+pytestmark = pytest.mark.deployments(*REDIS_BACKENDS)
 
 
 @dataclass

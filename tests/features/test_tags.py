@@ -18,7 +18,15 @@ import pytest
 import cachedeco
 from cachedeco import Registry, cached, write_through
 from tests.support.calls import Calls
-from tests.support.deployments import CONCURRENT_ASYNC, SERVERS, Deployment
+from tests.support.deployments import (
+    BACKENDS,
+    CONCURRENT_ASYNC,
+    REDIS_BACKENDS,
+    SERVERS,
+    Deployment,
+)
+
+pytestmark = pytest.mark.deployments(*BACKENDS)
 
 
 def _scan(raw: Any, prefix: str) -> list[bytes]:
@@ -281,7 +289,7 @@ def test_tag_memory_is_small_and_constant(reg: Registry, deployment: Deployment,
     assert bytes_1000 == bytes_10
 
 
-@pytest.mark.deployments(*SERVERS)
+@pytest.mark.deployments(*REDIS_BACKENDS)
 def test_every_key_expires_and_tags_outlive_their_entries(reg: Registry, deployment: Deployment,
                                                           prefix: str) -> None:
     raw = deployment.raw
@@ -342,7 +350,7 @@ def test_a_lost_tag_key_never_resurrects_old_entries(reg: Registry, deployment: 
 RACES = ["write_through", "invalidate_tags", "invalidate", "invalidate_all"]
 
 
-@pytest.mark.deployments(*SERVERS)
+@pytest.mark.deployments(*REDIS_BACKENDS)
 @pytest.mark.parametrize("who", ["same registry", "other registry"])
 @pytest.mark.parametrize("race", RACES)
 @pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm"])

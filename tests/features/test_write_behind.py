@@ -15,11 +15,14 @@ import pytest
 import cachedeco
 from cachedeco import Registry
 from tests.support._sync.writers import event_functions
-from tests.support.deployments import SERVERS, Deployment
+from tests.support.deployments import ALL, BACKENDS, REDIS_BACKENDS, Deployment
 from tests.support.events import Events
 from tests.support.write_behind import HELD, RESTORED, stream_of, ttls
 
+pytestmark = pytest.mark.deployments(*BACKENDS)
 
+
+@pytest.mark.deployments(*ALL)
 def test_records_are_cached_at_once_held_and_flushed(reg: Registry, events: Events,
                                                      deployment: Deployment,
                                                      prefix: str) -> None:
@@ -251,7 +254,7 @@ def test_clear_keeps_queued_records_and_dead_letters(reg: Registry, events: Even
         assert deployment.raw.xlen(stream) == 0
 
 
-@pytest.mark.deployments(*SERVERS)
+@pytest.mark.deployments(*REDIS_BACKENDS)
 def test_queue_keys_live_under_the_prefix(reg: Registry, events: Events,
                                           deployment: Deployment, prefix: str) -> None:
     _, record_event = event_functions(reg, events.flush, max_retries=0)

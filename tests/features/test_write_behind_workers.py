@@ -19,11 +19,13 @@ import pytest
 import cachedeco
 from cachedeco import Registry
 from tests.support._sync.writers import event_functions
-from tests.support.deployments import CONCURRENT_ASYNC, DISTINCT, SERVERS, Deployment
+from tests.support.deployments import BACKENDS, CONCURRENT_ASYNC, REDIS_BACKENDS, Deployment
 from tests.support.events import Events
 
-#: Two registries share a queue only on a server; one of each backend (DISTINCT).
-TWO_REGISTRIES = pytest.mark.deployments(*(d for d in DISTINCT if d in SERVERS))
+pytestmark = pytest.mark.deployments(*BACKENDS)
+
+#: Two registries share a queue only on a server: the two Redis backends.
+TWO_REGISTRIES = pytest.mark.deployments(*REDIS_BACKENDS)
 
 
 def test_close_drains_the_queue(
@@ -38,7 +40,6 @@ def test_close_drains_the_queue(
     assert reg.stats().write_behind_pending == 0
 
 
-@pytest.mark.deployments(*DISTINCT)
 def test_close_never_cuts_a_batch_short(
         make_registry: Callable[..., Registry], deployment: Deployment, events: Events) -> None:
     reg = make_registry(deployment.url)
@@ -60,7 +61,7 @@ def test_close_never_cuts_a_batch_short(
     assert len(events.rows()) == 6
 
 
-@pytest.mark.deployments(*(d for d in DISTINCT if d in CONCURRENT_ASYNC))
+@pytest.mark.deployments(*CONCURRENT_ASYNC)
 async def test_aclose_never_cuts_an_async_batch_short(
         amake_registry: Callable[..., Registry], deployment: Deployment, events: Events) -> None:
     reg = amake_registry(deployment.url)

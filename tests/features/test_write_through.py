@@ -13,8 +13,10 @@ import pytest
 from cachedeco import BackendError, Registry, SerializationError, cached, write_through
 from tests.support.acl import admins, confined_user, user_url
 from tests.support.calls import Calls
-from tests.support.deployments import SERVERS, Deployment
+from tests.support.deployments import BACKENDS, REDIS_BACKENDS, Deployment
 from tests.support.peek import stored
+
+pytestmark = pytest.mark.deployments(*BACKENDS)
 
 
 def test_writer_that_raises_leaves_the_cache_untouched(reg: Registry) -> None:
@@ -179,7 +181,7 @@ def test_write_through_on_methods(reg: Registry) -> None:
     assert calls.log == [1]
 
 
-@pytest.mark.deployments(*SERVERS)
+@pytest.mark.deployments(*REDIS_BACKENDS)
 def test_write_through_ttl_override(reg: Registry, deployment: Deployment) -> None:
     @cached(registry=reg, ttl=1000)
     def get(item_id: int) -> int:
@@ -235,7 +237,7 @@ def test_store_failure_after_the_write_drops_the_old_entry(
     assert calls.log == [1, ("write", 1), 1]
 
 
-@pytest.mark.deployments(*SERVERS)  # memory:// keeps objects: nothing to serialize
+@pytest.mark.deployments(*REDIS_BACKENDS)  # memory:// keeps objects: nothing to serialize
 def test_unserializable_write_drops_the_old_entry(reg: Registry) -> None:
     calls = Calls()
 

@@ -22,9 +22,10 @@ from redis.sentinel import Sentinel
 
 __all__ = [
     "ALL",
+    "BACKENDS",
     "BURST",
     "CONCURRENT_ASYNC",
-    "DISTINCT",
+    "REDIS_BACKENDS",
     "SERVERS",
     "Deployment",
     "acluster_client",
@@ -36,9 +37,12 @@ __all__ = [
 #: Every deployment, and those with a server behind them.
 ALL = ("memory", "redis", "cluster", "sentinel")
 SERVERS = ("redis", "cluster", "sentinel")
-#: One deployment per backend implementation, for the slower tests: sentinel runs the single
-#: server's backend, over the primary it discovers.
-DISTINCT = ("memory", "redis", "cluster")
+#: One deployment per backend implementation: most feature tests run on these. Sentinel runs
+#: the single server's backend over the primary it discovers, so a feature runs there too only
+#: where discovery and its connections matter (flows, write-behind, leases, configure(), TTLs);
+#: its failover is tests/deploy/test_sentinel.py.
+BACKENDS = ("memory", "redis", "cluster")
+REDIS_BACKENDS = ("redis", "cluster")
 #: Where a burst of a few hundred concurrent callers is tested. Not yet sentinel and cluster:
 #: there the burst meets redis-py's non-blocking pools (MaxConnectionsError past the
 #: registry's max_connections, then fallback loads; found when these tests were parametrized;
@@ -48,7 +52,7 @@ BURST = ("memory", "redis")
 #: fail by a KeyError in redis.asyncio.cluster, an AttributeError ("'NoneType' object has no
 #: attribute 'writelines'") or a hang, depending on the slots the keys fall in (found when these
 #: tests were parametrized; reported).
-CONCURRENT_ASYNC = ("memory", "redis", "sentinel")
+CONCURRENT_ASYNC = ("memory", "redis")
 TIMEOUT = 5.0  # socket timeout of the clients made here
 
 

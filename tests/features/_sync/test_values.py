@@ -16,10 +16,10 @@ import pytest
 
 from cachedeco import Registry, SerializationError, cached
 from tests.support.calls import Calls
-from tests.support.deployments import SERVERS
+from tests.support.deployments import REDIS_BACKENDS
 from tests.support.peek import stored
 
-pytestmark = pytest.mark.deployments(*SERVERS)  # memory:// keeps objects as they are
+pytestmark = pytest.mark.deployments(*REDIS_BACKENDS)  # memory:// keeps objects as they are
 
 
 @dataclass
