@@ -7,8 +7,7 @@ import asyncio
 
 import pytest
 
-from cachedeco._entry import new_tombstone
-from tests.support.backends import SHORT, WAIT, Driver, make_write
+from tests.support.backends import SHORT, WAIT, Driver, make_write, new_tombstone
 
 # --- delete_matching ------------------------------------------------------------------------------
 

@@ -8,8 +8,20 @@ import time
 
 import pytest
 
-from cachedeco._entry import CORRUPT, NO_VALUE, Entry, new_marker, new_tag_token, new_tombstone
-from tests.support.backends import PAYLOAD, SHORT, WAIT, Driver, make_write, marker_at
+from tests.support.backends import (
+    CORRUPT,
+    NO_VALUE,
+    PAYLOAD,
+    SHORT,
+    WAIT,
+    Driver,
+    Entry,
+    make_write,
+    marker_at,
+    new_marker,
+    new_tag_token,
+    new_tombstone,
+)
 
 # --- read and unconditional write -----------------------------------------------------------------
 

@@ -11,8 +11,8 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cachedeco._entry import CORRUPT, Write, decode_entry, new_marker
 from cachedeco.backends.redis import RedisBackend
+from tests.support.backends import CORRUPT, Write, decode_entry, new_marker
 
 VALID = b"cd1:0123456789abcdef:1790000000000:12:c0123456789abcdef\n{}"
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from cachedeco._entry import CREATED_TAG, new_tag_token
-from tests.support.backends import SHORT, WAIT, Driver, make_write
+from tests.support.backends import CREATED_TAG, SHORT, WAIT, Driver, make_write, new_tag_token
 
 # --- tag tokens -----------------------------------------------------------------------------------
 

@@ -5,8 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from cachedeco._entry import CORRUPT, NO_VALUE, new_tombstone
-from tests.support.backends import Driver, Poke, make_write, marker_at
+from tests.support.backends import (
+    CORRUPT,
+    NO_VALUE,
+    Driver,
+    Poke,
+    make_write,
+    marker_at,
+    new_tombstone,
+)
 
 CORRUPT_VALUES = (
     b"garbage",

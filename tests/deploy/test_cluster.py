@@ -13,7 +13,6 @@ from redis.crc import key_slot
 
 import cachedeco
 from cachedeco import Registry
-from cachedeco._entry import Write, new_marker, new_tag_token, new_tombstone
 from cachedeco.backends.cluster import (
     AsyncClusterBackend,
     ClusterBackend,
@@ -21,6 +20,7 @@ from cachedeco.backends.cluster import (
     tag_slot_key,
 )
 from cachedeco.errors import ConfigurationError
+from tests.support.backends import Write, new_marker, new_tag_token, new_tombstone
 from tests.support.commands import BOOKKEEPING, commandstats, ran
 from tests.support.deployments import hosts
 

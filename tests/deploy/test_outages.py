@@ -1,8 +1,9 @@
 """A backend that is down: a breaker that opens probes again after its cooldown and uses the
 server once it is back; while down, concurrent callers still share one load per key (an outage
 must not become a stampede on the database), ``on_error="raise"`` never calls the function,
-and write-behind and locks that cannot reach the backend raise ``BackendError``. (Timeouts
-against a server that never answers: ``_async/test_outages.py``.)"""
+write-behind and locks that cannot reach the backend raise ``BackendError``, and a lease that
+fails falls back to computing. (Timeouts against a server that never answers:
+``_async/test_outages.py``.)"""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 
 import cachedeco
 from cachedeco import BackendError, Registry, cached
+from cachedeco.backends import leases
 from tests.support.calls import Calls
 from tests.support.events import Events
 from tests.support.outages import dead_port
@@ -135,3 +138,22 @@ def test_a_lock_on_an_unreachable_backend_is_a_backend_error(
     registry = make_registry(dead_url)
     with pytest.raises(cachedeco.BackendError, match="acquire"), registry.lock("job"):
         pass
+
+
+@pytest.mark.deployments("redis", "sentinel")
+async def test_a_lease_fault_falls_back_to_computing(reg: Registry,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(*args: Any) -> Any:
+        raise redis.ConnectionError("lease script unreachable")
+
+    monkeypatch.setattr(leases.AsyncRedisLeases, "acquire", broken)
+    runs: list[int] = []
+
+    @cachedeco.cached(ttl=60, registry=reg, lock=True)
+    async def load(x: int) -> dict[str, int]:
+        runs.append(x)
+        return {"x": x, "run": len(runs)}
+
+    assert await load(1) == {"x": 1, "run": 1}
+    assert load.stats().backend_errors == 1
+    assert await load(1) == {"x": 1, "run": 1}  # stored all the same

@@ -21,7 +21,6 @@ import redis.crc
 
 import cachedeco
 from cachedeco import Registry
-from cachedeco.backends import leases
 from tests.support.deployments import (
     BACKENDS,
     CONCURRENT_ASYNC,
@@ -249,17 +248,3 @@ def test_a_long_sync_load_keeps_its_lease(reg: Registry) -> None:
     thread.join()
     assert runs.count == 1
     assert waiter.stats().lock_waits == 1
-
-
-@pytest.mark.deployments("redis", "sentinel")
-async def test_a_lease_fault_falls_back_to_computing(reg: Registry,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    async def broken(*args: Any) -> Any:
-        raise redis.ConnectionError("lease script unreachable")
-
-    monkeypatch.setattr(leases.AsyncRedisLeases, "acquire", broken)
-    runs = Runs()
-    load = async_twins(reg, runs, lock=True)()
-    assert await load(1) == {"x": 1, "run": 1}
-    assert load.stats().backend_errors == 1
-    assert await load(1) == {"x": 1, "run": 1}  # stored all the same

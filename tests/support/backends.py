@@ -1,6 +1,7 @@
 """The backend contract's tools: one awaitable :class:`Driver` over a sync ``Backend`` or an
-``AsyncBackend``, so that ``tests/contract`` is written once for every backend, and
-:func:`make_write`, a ``Write`` with sensible defaults.
+``AsyncBackend``, so that ``tests/contract`` is written once for every backend,
+:func:`make_write`, a ``Write`` with sensible defaults, and the entry envelope's names the
+tests use (re-exported: the one place the tests import the private envelope module).
 
 The contract (see ``cachedeco/_entry.py`` and ``cachedeco/backends/base.py``):
 
@@ -27,9 +28,36 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cachedeco._entry import Entry, Write, new_marker, new_tag_token
+from cachedeco._entry import (
+    CORRUPT,
+    CREATED_TAG,
+    NO_VALUE,
+    Entry,
+    Write,
+    decode_entry,
+    new_marker,
+    new_tag_token,
+    new_tombstone,
+)
 
-__all__ = ["PAYLOAD", "SHORT", "WAIT", "Driver", "Poke", "make_write", "marker_at"]
+__all__ = [
+    "CORRUPT",
+    "CREATED_TAG",
+    "NO_VALUE",
+    "PAYLOAD",
+    "SHORT",
+    "WAIT",
+    "Driver",
+    "Entry",
+    "Poke",
+    "Write",
+    "decode_entry",
+    "make_write",
+    "marker_at",
+    "new_marker",
+    "new_tag_token",
+    "new_tombstone",
+]
 
 Poke = Callable[[str, bytes], Awaitable[None]]
 PAYLOAD = b'{"answer":42}'
