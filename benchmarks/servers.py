@@ -1,6 +1,6 @@
 """Redis for the benchmarks: a private server when none is given, and the server's counters.
 
-``start_private()`` uses ``tools.redis_servers.start_single`` (the test suite's launcher) when
+``start_private()`` uses ``tools.servers.start_single`` (the test suite's launcher) when
 the repository has it, else a small local equivalent: ``redis-server`` on a free loopback port,
 no persistence, stopped at exit. Keys of a run start with a unique prefix (:func:`new_prefix`),
 so that clean-up (the registry's ``clear()``, SCAN within the prefix) never touches anything
@@ -140,11 +140,11 @@ class _LocalServer:
 def start_private() -> tuple[PrivateServer, str]:
     """Start a private redis-server; returns it and which launcher started it."""
     try:
-        tools = importlib.import_module("tools.redis_servers")
+        tools = importlib.import_module("tools.servers")
     except ImportError:
-        return _LocalServer(), "benchmarks.servers (tools/redis_servers.py not found)"
+        return _LocalServer(), "benchmarks.servers (tools/servers/ not found)"
     server: PrivateServer = tools.start_single()
-    return server, "tools.redis_servers.start_single"
+    return server, "tools.servers.start_single"
 
 
 def _client(url: str, timeout: float = 2.0) -> redis.Redis:

@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 TREES = ("cachedeco", "tests")
 #: Names whose asyncio form is the sync name with an ``a`` in front.
 A_NAMES = (
-    "aacquire", "abackend", "aclear", "aclose", "adead_letters", "adrain", "afinal", "aflush",
-    "ahand_over", "ainvalidate_pattern", "ainvalidate_tags", "ajoin_flight", "akeep_alive", "alock",
-    "amake_registry", "aowner", "apush", "aqueue", "arelease", "areplay_dead_letters",
-    "asleep", "aspawn",
+    "aacquire", "abackend", "aclear", "aclient", "aclose", "adead_letters", "adrain", "afinal",
+    "aflush", "ahand_over", "ainvalidate_pattern", "ainvalidate_tags", "aiter", "ajoin_flight",
+    "akeep_alive", "alock", "amake_registry", "anext", "aowner", "apush", "aqueue", "arelease",
+    "areplay_dead_letters", "asleep", "aspawn", "astop",
 )
 #: asyncio-only calls and their blocking forms.
 CALLS = ((r"\basyncio\.shield\(", "("),)

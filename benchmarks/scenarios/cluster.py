@@ -10,7 +10,7 @@ Invalidation rows (sync): ``invalidate_tags`` of 1 and of 3 tags and ``f.invalid
 tombstone) against a raw ``SET`` on the same deployment. Tag keys of a prefix share one slot,
 so ``invalidate_tags`` reaches one node whatever the number of tags.
 
-``cluster_url`` is given by the runner; when it is None and ``tools.redis_servers`` is there,
+``cluster_url`` is given by the runner; when it is None and ``tools.servers`` is there,
 the scenario starts a private cluster for the run and stops it after.
 """
 
@@ -71,7 +71,7 @@ def _cluster(url: str | None) -> Iterator[str | None]:
         yield url
         return
     try:
-        tools = importlib.import_module("tools.redis_servers")
+        tools = importlib.import_module("tools.servers")
         cluster = tools.start_cluster()
     except (ImportError, RuntimeError, OSError):
         yield None

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from cachedeco import ConfigurationError, Registry, cached_many
-from tests.features import api_surface_support as support
+from tests.support import by_url as support
 
 Make = Callable[..., Registry]
 url = support.url  # the deployment fixture: memory://, Redis, Cluster

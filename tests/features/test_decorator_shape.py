@@ -14,7 +14,7 @@ import pytest
 
 import cachedeco
 from cachedeco import ConfigurationError, Registry
-from tests.features import api_surface_support as support
+from tests.support import by_url as support
 
 if TYPE_CHECKING:
     from decimal import Decimal as OnlyTyped

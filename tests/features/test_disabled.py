@@ -10,7 +10,7 @@ from typing import Any
 
 import cachedeco
 from cachedeco import MISS, Registry
-from tests.features import api_surface_support as support
+from tests.support import by_url as support
 
 Make = Callable[..., Registry]
 url = support.url  # the deployment fixture: memory://, Redis, Cluster

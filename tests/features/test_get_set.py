@@ -17,7 +17,7 @@ import pytest
 import cachedeco
 from cachedeco import MISS, Registry
 from cachedeco.core.entry import Entry, decode_entry
-from tests.features import api_surface_support as support
+from tests.support import by_url as support
 
 Make = Callable[..., Registry]
 url = support.url  # the deployment fixture: memory://, Redis, Cluster

@@ -16,16 +16,17 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
-from redis.cluster import ClusterNode, RedisCluster
 from redis.sentinel import Sentinel
 
 import cachedeco
 from cachedeco import Registry, cli
 from cachedeco.core.codec.crypto import MAGIC
-from tools.redis_servers import cluster_hosts, commandstats, sentinel_hosts, sweep_prefix
+from tests.support.commands import commandstats, sweep_prefix
+from tests.support.deployments import cluster_client, hosts
 
 OLD = "old-key-" + "o" * 32
 NEW = "new-key-" + "n" * 32
@@ -78,11 +79,11 @@ def _client(kind: str, url: str) -> Any:
     if kind == "redis":
         return redis.Redis.from_url(url, socket_timeout=5)
     if kind == "cluster":
-        nodes = [ClusterNode(h, p) for h, p in cluster_hosts(url)]  # type: ignore[no-untyped-call]
-        return RedisCluster(startup_nodes=nodes, socket_timeout=5)
-    hosts, service, db = sentinel_hosts(url)
-    sentinel = Sentinel(hosts, socket_timeout=5)  # type: ignore[no-untyped-call]
-    return sentinel.master_for(service, db=db, socket_timeout=5)  # type: ignore[no-untyped-call]
+        return cluster_client(url)
+    service, _, db = urlsplit(url).path.strip("/").partition("/")
+    sentinel = Sentinel(hosts(url), socket_timeout=5)  # type: ignore[no-untyped-call]
+    return sentinel.master_for(  # type: ignore[no-untyped-call]
+        service, db=int(db or 0), socket_timeout=5)
 
 
 @pytest.fixture

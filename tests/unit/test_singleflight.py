@@ -1,11 +1,11 @@
 """In-process single-flight (no server): flights keyed by read state, waiting from threads and
-from tasks on several event loops, errors and cancelled leaders, the cold-key stampede on
-``memory://``; and the in-process leases that ``lock()`` uses on ``memory://``."""
+from tasks on several event loops, errors and leaders gone; and the in-process leases that
+``lock()`` uses on ``memory://``. (Through ``@cached`` on every deployment:
+tests/features/test_single_flight.py and test_stampede.py.)"""
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import math
 import threading
 import time
@@ -13,8 +13,6 @@ from typing import Any
 
 import pytest
 
-import cachedeco
-from cachedeco import Registry
 from cachedeco.backends.contracts.leases import Busy, deadline, lease_ttl
 from cachedeco.backends.memory.leases import MemoryLeases
 from cachedeco.core.keyspace import KeySpace
@@ -112,115 +110,12 @@ def test_tasks_on_several_event_loops_share_one_flight() -> None:
     assert results == ["shared"] * 40
 
 
-# --- through @cached on memory:// --------------------------------------------------------------
-
-
-class Counter:
-    def __init__(self) -> None:
-        self.runs = 0
-        self._lock = threading.Lock()
-
-    def bump(self) -> int:
-        with self._lock:
-            self.runs += 1
-            return self.runs
-
-
-@pytest.mark.parametrize("lock", [False, True])
-async def test_200_tasks_on_a_cold_key_run_the_function_once(lock: bool) -> None:
-    counter = Counter()
-
-    @cachedeco.cached(registry=Registry("memory://"), lock=lock)
-    async def load(x: int) -> int:
-        await asyncio.sleep(0.02)
-        return counter.bump()
-
-    assert await asyncio.gather(*(load(1) for _ in range(200))) == [1] * 200
-    assert load.stats().singleflight_joins == 199
-
-
-@pytest.mark.parametrize("lock", [False, True])
-def test_32_threads_on_a_cold_key_run_the_function_once(lock: bool) -> None:
-    counter = Counter()
-
-    @cachedeco.cached(registry=Registry("memory://"), lock=lock)
-    def load(x: int) -> int:
-        time.sleep(0.02)
-        return counter.bump()
-
-    barrier = threading.Barrier(32)
-
-    def call() -> int:
-        barrier.wait()
-        return load(1)
-
-    with concurrent.futures.ThreadPoolExecutor(32) as pool:
-        assert list(pool.map(lambda _: call(), range(32))) == [1] * 32
-    assert counter.runs == 1
-
-
-async def test_an_error_reaches_every_task_and_is_not_cached() -> None:
-    counter = Counter()
-
-    @cachedeco.cached(registry=Registry("memory://"))
-    async def load(x: int) -> int:
-        run = counter.bump()
-        await asyncio.sleep(0.02)
-        if run == 1:
-            raise RuntimeError("first load fails")
-        return run
-
-    results = await asyncio.gather(*(load(1) for _ in range(20)), return_exceptions=True)
-    assert all(isinstance(r, RuntimeError) for r in results)
-    assert await load(1) == 2
-
-
-async def test_a_cancelled_leader_lets_its_waiters_load() -> None:
-    counter = Counter()
-    started = asyncio.Event()
-
-    @cachedeco.cached(registry=Registry("memory://"))
-    async def load(x: int) -> int:
-        run = counter.bump()
-        started.set()
-        await asyncio.sleep(0.1 if run == 1 else 0)
-        return run
-
-    leader = asyncio.create_task(load(1))
-    await started.wait()
-    waiter = asyncio.create_task(load(1))
-    await asyncio.sleep(0.01)
-    leader.cancel()
-    assert await waiter == 2
-    with pytest.raises(asyncio.CancelledError):
-        await leader
-
-
 def test_leader_gone_is_what_waiters_see() -> None:
     flights = Flights()
     flight, _ = flights.join("k", STATE, flights.landings)
     flights.land("k", flight, exc=LeaderGone())
     with pytest.raises(LeaderGone):
         join_flight(flight, 0)
-
-
-async def test_a_call_after_an_invalidation_never_joins_the_older_load() -> None:
-    counter = Counter()
-    gate = asyncio.Event()
-
-    @cachedeco.cached(registry=Registry("memory://"))
-    async def load(x: int) -> int:
-        run = counter.bump()
-        if run == 1:
-            await gate.wait()
-        return run
-
-    old = asyncio.create_task(load(1))
-    await asyncio.sleep(0.01)
-    await load.invalidate(1)
-    assert await load(1) == 2  # did not wait for (nor get) the load that began before
-    gate.set()
-    assert await old == 1
 
 
 # --- in-process leases -------------------------------------------------------------------------

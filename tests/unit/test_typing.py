@@ -1,5 +1,5 @@
-"""Decorated signatures and awaitability survive for mypy and pyright: tests/typing/sample.py
-is checked by both.
+"""Decorated signatures and awaitability survive for mypy and pyright: typing_sample.py is
+checked by both.
 
 Lines marked ``# E:`` must fail; the ``reveal_type`` line under ``# R: TYPE`` must reveal
 exactly ``TYPE`` to mypy, under ``# P: TYPE`` to pyright (``cachedeco.api.typing.`` left
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mypy import api as mypy_api
 
-SAMPLE = Path(__file__).parent.parent / "typing" / "sample.py"
+SAMPLE = Path(__file__).parent / "typing_sample.py"
 LINES = SAMPLE.read_text().splitlines()
 
 

@@ -1,0 +1,1 @@
+"""The test suite: support/, contract/, unit/, features/, deploy/."""

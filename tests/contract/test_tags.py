@@ -1,0 +1,150 @@
+"""The backend contract for tags: tokens created, adopted or checked by a conditional write,
+and ``invalidate_tags``, on every backend."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.support.backends import CREATED_TAG, SHORT, WAIT, Driver, make_write, new_tag_token
+
+# --- tag tokens -----------------------------------------------------------------------------------
+
+
+async def test_missing_tags_are_created_with_the_new_token(backend: Driver, ns: str) -> None:
+    tags = [f"{ns}:t1", f"{ns}:t2", f"{ns}:t3"]
+    write = make_write(tags=tags)
+    assert await backend.write(f"{ns}:k", write) is True
+    _, tokens = await backend.read(f"{ns}:other", tags)
+    assert tokens == (write.new_tag,) * 3
+
+
+async def test_existing_tags_are_adopted_not_replaced(backend: Driver, ns: str) -> None:
+    first = make_write(tags=[f"{ns}:t1"])
+    await backend.write(f"{ns}:a", first)
+    second = make_write(tags=[f"{ns}:t1", f"{ns}:t2"])
+    assert await backend.write(f"{ns}:b", second) is True
+    entry, tokens = await backend.read(f"{ns}:b", [f"{ns}:t1", f"{ns}:t2"])
+    assert tokens == (first.new_tag, second.new_tag)
+    assert entry is not None and entry.tags == tokens
+    # the first entry is still current: its tag was not replaced
+    entry_a, tokens_a = await backend.read(f"{ns}:a", [f"{ns}:t1"])
+    assert entry_a is not None and entry_a.tags == tokens_a
+
+
+async def test_unconditional_write_adopts_invalidated_tags(backend: Driver, ns: str) -> None:
+    token = new_tag_token(invalidated=True)
+    await backend.invalidate_tags([f"{ns}:t"], token, 10_000)
+    write = make_write(tags=[f"{ns}:t"])
+    assert await backend.write(f"{ns}:k", write) is True
+    entry, tokens = await backend.read(f"{ns}:k", [f"{ns}:t"])
+    assert entry is not None and entry.tags == tokens == (token,)
+
+
+async def test_conditional_tags_unchanged_store(backend: Driver, ns: str) -> None:
+    first = make_write(tags=[f"{ns}:t"])
+    await backend.write(f"{ns}:a", first)
+    _, seen = await backend.read(f"{ns}:k", [f"{ns}:t"])
+    write = make_write(tags=[f"{ns}:t"], expect="", expect_tags=seen)
+    assert await backend.write(f"{ns}:k", write) is True
+    entry, tokens = await backend.read(f"{ns}:k", [f"{ns}:t"])
+    assert entry is not None and entry.tags == tokens == (first.new_tag,)
+
+
+async def test_conditional_tag_seen_missing_adopts_token_of_a_store(
+        backend: Driver, ns: str) -> None:
+    _, seen = await backend.read(f"{ns}:k", [f"{ns}:t"])
+    assert seen == (None,)
+    other = make_write(tags=[f"{ns}:t"])  # another fill creates the tag meanwhile
+    await backend.write(f"{ns}:other", other)
+    write = make_write(tags=[f"{ns}:t"], expect="", expect_tags=seen)
+    assert await backend.write(f"{ns}:k", write) is True
+    entry, tokens = await backend.read(f"{ns}:k", [f"{ns}:t"])
+    assert entry is not None and entry.tags == tokens == (other.new_tag,)
+
+
+async def test_conditional_tag_seen_missing_aborts_after_invalidation(
+        backend: Driver, ns: str) -> None:
+    _, seen = await backend.read(f"{ns}:k", [f"{ns}:t"])
+    await backend.invalidate_tags([f"{ns}:t"], new_tag_token(invalidated=True), 10_000)
+    write = make_write(tags=[f"{ns}:t"], expect="", expect_tags=seen)
+    assert await backend.write(f"{ns}:k", write) is False
+    assert await backend.read(f"{ns}:k") == (None, ())
+
+
+async def test_conditional_tag_changed_aborts(backend: Driver, ns: str) -> None:
+    await backend.write(f"{ns}:a", make_write(tags=[f"{ns}:t"]))
+    _, seen = await backend.read(f"{ns}:k", [f"{ns}:t"])
+    await backend.invalidate_tags([f"{ns}:t"], new_tag_token(invalidated=True), 10_000)
+    write = make_write(tags=[f"{ns}:t"], expect="", expect_tags=seen)
+    assert await backend.write(f"{ns}:k", write) is False
+    assert await backend.read(f"{ns}:k") == (None, ())
+
+
+async def test_conditional_tag_vanished_aborts(backend: Driver, ns: str) -> None:
+    await backend.write(f"{ns}:a", make_write(px=SHORT, tags=[f"{ns}:t"], tag_px=SHORT))
+    _, seen = await backend.read(f"{ns}:k", [f"{ns}:t"])
+    assert seen[0] is not None
+    await asyncio.sleep(WAIT)  # the tag key expired: its old token is gone for good
+    write = make_write(tags=[f"{ns}:t"], expect="", expect_tags=seen)
+    assert await backend.write(f"{ns}:k", write) is False
+    assert await backend.read(f"{ns}:k") == (None, ())
+
+
+async def test_aborted_write_changes_nothing(backend: Driver, ns: str) -> None:
+    await backend.write(f"{ns}:a", make_write(tags=[f"{ns}:t2"]))
+    _, seen = await backend.read(f"{ns}:k", [f"{ns}:t1", f"{ns}:t2", f"{ns}:t3"])
+    assert seen[0] is None and seen[2] is None
+    invalidated = new_tag_token(invalidated=True)
+    await backend.invalidate_tags([f"{ns}:t2"], invalidated, 10_000)
+    write = make_write(tags=[f"{ns}:t1", f"{ns}:t2", f"{ns}:t3"], expect="",
+                       expect_tags=seen)
+    assert await backend.write(f"{ns}:k", write) is False
+    entry, tokens = await backend.read(f"{ns}:k", [f"{ns}:t1", f"{ns}:t2", f"{ns}:t3"])
+    assert entry is None
+    assert tokens == (None, invalidated, None)  # no tag created by the aborted write
+
+
+async def test_failed_entry_condition_creates_no_tags(backend: Driver, ns: str) -> None:
+    """The one documented difference of a two-step store (Redis Cluster): step one (the tag
+    slot) has run, so the missing tag now holds the fill's ``c…`` token, which any later fill
+    adopts (cachedeco/backends/cluster.py, "A store")."""
+    await backend.write(f"{ns}:k", make_write())
+    write = make_write(tags=[f"{ns}:t"], expect="", expect_tags=[None])
+    assert await backend.write(f"{ns}:k", write) is False
+    tokens = (await backend.read(f"{ns}:x", [f"{ns}:t"]))[1]
+    if backend.two_step:
+        assert tokens == (write.new_tag,)
+        assert write.new_tag.startswith(CREATED_TAG)
+    else:
+        assert tokens == (None,)
+
+
+# --- invalidate_tags ------------------------------------------------------------------------------
+
+
+async def test_invalidate_tags_gives_every_tag_the_token(backend: Driver, ns: str) -> None:
+    tags = [f"{ns}:t{i}" for i in range(5)]
+    await backend.write(f"{ns}:a", make_write(tags=tags[:2]))
+    await backend.write(f"{ns}:b", make_write(tags=tags[3:]))
+    await backend.write(f"{ns}:c", make_write(tags=[f"{ns}:untouched"]))
+    token = new_tag_token(invalidated=True)
+    await backend.invalidate_tags(tags, token, 10_000)
+    _, tokens = await backend.read(f"{ns}:x", tags)
+    assert tokens == (token,) * 5
+    for key, key_tags in ((f"{ns}:a", tags[:2]), (f"{ns}:b", tags[3:])):
+        entry, current = await backend.read(key, key_tags)
+        assert entry is not None and entry.tags != current  # recorded tokens are stale
+    entry, current = await backend.read(f"{ns}:c", [f"{ns}:untouched"])
+    assert entry is not None and entry.tags == current
+
+
+async def test_entry_stored_after_invalidation_is_current(backend: Driver, ns: str) -> None:
+    await backend.write(f"{ns}:k", make_write(tags=[f"{ns}:t"]))
+    await backend.invalidate_tags([f"{ns}:t"], new_tag_token(invalidated=True), 10_000)
+    _, seen = await backend.read(f"{ns}:k", [f"{ns}:t"])
+    entry_seen, _ = await backend.read(f"{ns}:k")
+    assert entry_seen is not None
+    write = make_write(tags=[f"{ns}:t"], expect=entry_seen.marker, expect_tags=seen)
+    assert await backend.write(f"{ns}:k", write) is True
+    entry, tokens = await backend.read(f"{ns}:k", [f"{ns}:t"])
+    assert entry is not None and entry.tags == tokens == seen

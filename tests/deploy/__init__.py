@@ -1,0 +1,1 @@
+"""One deployment's mechanics: failover, ACL, slots, round trips, outages, processes."""

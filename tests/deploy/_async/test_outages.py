@@ -1,0 +1,84 @@
+"""A backend that fails, sync and asyncio: one that never answers costs at most the socket
+timeout and then the breaker answers at once, ``on_error="raise"`` raises ``BackendError``
+instead of loading, and an unreachable cluster fails open."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+
+import cachedeco
+from cachedeco import BackendError, Registry, cached
+from tests.support.calls import Calls
+from tests.support.outages import blackhole, dead_port
+
+
+@pytest.fixture
+def silent_url() -> Iterator[str]:
+    """A Redis URL whose server accepts connections but never answers."""
+    with blackhole() as port:
+        yield f"redis://127.0.0.1:{port}/0"
+
+
+async def test_fallback_within_the_socket_timeout_then_breaker(
+        amake_registry: Callable[..., Registry], silent_url: str) -> None:
+    reg = amake_registry(silent_url, socket_timeout=0.2, socket_connect_timeout=0.2)
+    calls = Calls()
+
+    @cached(registry=reg)
+    async def f(x: int) -> int:
+        calls(x)
+        return x * 3
+
+    durations = []
+    for x in range(10):
+        start = time.monotonic()
+        assert await f(x) == x * 3
+        durations.append(time.monotonic() - start)
+    assert max(durations) < 0.2 + 0.4, durations
+    assert durations[0] >= 0.15  # it really waited on the socket
+    assert all(d < 0.05 for d in durations[-3:]), durations  # breaker open: no wait at all
+    assert len(calls) == 10
+    assert reg.stats().backend_errors >= 10
+    assert f.stats().backend_errors >= 10
+
+
+async def test_on_error_raise_raises_backend_error(
+        amake_registry: Callable[..., Registry], silent_url: str) -> None:
+    reg = amake_registry(silent_url, socket_timeout=0.2, socket_connect_timeout=0.2,
+                         on_error="raise")
+    calls = Calls()
+
+    @cached(registry=reg)
+    async def f(x: int) -> int:
+        calls(x)
+        return x
+
+    start = time.monotonic()
+    with pytest.raises(BackendError) as info:
+        await f(1)
+    assert time.monotonic() - start < 0.6
+    assert "f" in str(info.value)
+    assert isinstance(info.value.__cause__, redis.RedisError | OSError | TimeoutError)
+    assert calls.log == []
+    with pytest.raises(BackendError):
+        await reg.ainvalidate_tags("t")
+
+
+async def test_an_unreachable_cluster_fails_open(
+        amake_registry: Callable[..., Registry]) -> None:
+    reg = amake_registry(f"redis+cluster://127.0.0.1:{dead_port()}")
+
+    @cached(registry=reg)
+    async def f(x: int) -> int:
+        return x + 1
+
+    assert await f(1) == 2
+    assert await f(1) == 2
+    assert f.stats().backend_errors >= 1
+    strict = amake_registry(f"redis+cluster://127.0.0.1:{dead_port()}", on_error="raise")
+    with pytest.raises(cachedeco.BackendError):
+        await strict.ainvalidate_tags("x")

@@ -1,0 +1,1 @@
+"""Pure tests: no server (keys, codecs, settings, single-flight, pure flows, typing)."""

@@ -1,0 +1,229 @@
+"""A local Redis Cluster: ``start_cluster(primaries=3, replicas=0)`` and :class:`Cluster`.
+
+All 16384 slots are spread over the primaries by ``redis-cli --cluster create``; with
+``replicas=1`` each primary gets a replica, so a fault test can SIGKILL a primary
+(:meth:`Cluster.kill_primary`) and wait until the cluster promotes its replica
+(:meth:`Cluster.wait_for_failover`). Each node's cluster bus port is chosen free too.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import redis
+
+from tools.servers.process import (
+    HOST,
+    SETTLE_TIMEOUT,
+    Group,
+    RedisProcess,
+    RedisStartError,
+    binary,
+    launch,
+    parse_info,
+    reply_dict,
+    server_args,
+    stop_all,
+    wait_until,
+)
+
+__all__ = ["Cluster", "ClusterNode", "start_cluster"]
+
+
+@dataclass(frozen=True)
+class ClusterNode:
+    """One line of ``CLUSTER NODES``: the node's id, port, role and the primary it follows."""
+
+    id: str
+    port: int
+    flags: frozenset[str]
+    primary_id: str | None
+
+    @property
+    def is_primary(self) -> bool:
+        return "master" in self.flags
+
+    @property
+    def failed(self) -> bool:
+        return bool({"fail", "fail?"} & self.flags)
+
+
+def cluster_nodes(node: RedisProcess) -> list[ClusterNode]:
+    """``CLUSTER NODES`` as ``node`` sees it."""
+    with node.client() as probe:
+        text = str(probe.execute_command("CLUSTER", "NODES"))
+    nodes = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 8:
+            continue
+        address = fields[1].split("@")[0]
+        nodes.append(ClusterNode(
+            id=fields[0], port=int(address.rpartition(":")[2]),
+            flags=frozenset(fields[2].split(",")),
+            primary_id=None if fields[3] == "-" else fields[3]))
+    return nodes
+
+
+@dataclass(eq=False)
+class Cluster(Group):
+    """A Redis Cluster: every node, primaries and replicas, as started; ``url`` names them all."""
+
+    nodes: list[RedisProcess]
+    host: str = HOST
+    killed: list[RedisProcess] = field(default_factory=list)
+    _followers: dict[int, list[RedisProcess]] = field(default_factory=dict, repr=False)
+
+    @property
+    def processes(self) -> list[RedisProcess]:
+        return list(self.nodes)
+
+    @property
+    def ports(self) -> list[int]:
+        return [n.port for n in self.nodes]
+
+    @property
+    def startup_nodes(self) -> list[tuple[str, int]]:
+        return [(self.host, port) for port in self.ports]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"{h}:{p}" for h, p in self.startup_nodes)
+
+    def _live(self) -> list[RedisProcess]:
+        return [n for n in self.nodes if n.is_running() and n not in self.killed]
+
+    def _view(self) -> list[ClusterNode]:
+        """``CLUSTER NODES`` of the first live node that answers."""
+        for node in self._live():
+            try:
+                return cluster_nodes(node)
+            except redis.RedisError:
+                continue
+        raise RedisStartError("no cluster node answers")
+
+    def _process(self, port: int) -> RedisProcess:
+        return next(n for n in self.nodes if n.port == port)
+
+    def primaries(self) -> list[RedisProcess]:
+        """The nodes that are primaries now (not failed, not killed)."""
+        return [p for p in self._members(primary=True) if p not in self.killed]
+
+    def replicas(self) -> list[RedisProcess]:
+        """The nodes that are replicas now (not failed, not killed)."""
+        return [p for p in self._members(primary=False) if p not in self.killed]
+
+    def _members(self, *, primary: bool) -> list[RedisProcess]:
+        return [self._process(n.port) for n in self._view()
+                if n.is_primary is primary and not n.failed]
+
+    def kill_primary(self, node: RedisProcess | None = None) -> RedisProcess:
+        """SIGKILL a primary (``node``, or the first one); the cluster fails over to its replica
+        when it has one (:meth:`wait_for_failover`). Returns the killed node."""
+        victim = node or self.primaries()[0]
+        view = self._view()
+        victim_id = next(n.id for n in view if n.port == victim.port)
+        self._followers[victim.port] = [self._process(n.port) for n in view
+                                        if n.primary_id == victim_id]
+        victim.kill()
+        self.killed.append(victim)
+        return victim
+
+    def wait_for_failover(self, old: RedisProcess | None = None,
+                          timeout: float = 30.0) -> RedisProcess:
+        """Wait until a replica of ``old`` (default: the last killed primary) is a primary and
+        every live node reports ``cluster_state:ok``; returns the promoted node."""
+        gone = old or self.killed[-1]
+        candidates = self._followers.get(gone.port)
+        if not candidates:
+            raise RedisStartError(f"primary :{gone.port} had no replica to promote")
+        promoted: list[RedisProcess] = []
+
+        def done() -> bool:
+            new = [c for c in candidates if _role(c) == "master"]
+            if new and all(_state_ok(n) for n in self._live()):
+                promoted[:] = new[:1]
+                return True
+            return False
+
+        wait_until(f"a replica of :{gone.port} to be promoted", done, timeout)
+        return promoted[0]
+
+    def restart(self, node: RedisProcess) -> None:
+        """Start a killed node again: it rejoins (as a replica, if it was failed over)."""
+        node.restart()
+        if node in self.killed:
+            self.killed.remove(node)
+
+
+def _replication(node: RedisProcess) -> dict[str, object]:
+    with node.client() as probe:
+        return reply_dict(probe.info("replication"))
+
+
+def _role(node: RedisProcess) -> object:
+    return _replication(node).get("role")
+
+
+def _state_ok(node: RedisProcess, size: int | None = None) -> bool:
+    with node.client() as probe:
+        info = parse_info(probe.execute_command("CLUSTER", "INFO"))
+    return (info.get("cluster_state") == "ok"
+            and info.get("cluster_slots_assigned") == "16384"
+            and (size is None or info.get("cluster_known_nodes") == str(size)))
+
+
+def _node_args(node_timeout: int) -> Callable[[list[int], Path], list[str]]:
+    def build(ports: list[int], directory: Path) -> list[str]:
+        return [
+            *server_args(ports[0], directory),
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", str(directory / "nodes.conf"),
+            "--cluster-port", str(ports[1]),  # the bus port, chosen free (not port + 10000)
+            "--cluster-node-timeout", str(node_timeout),
+        ]  # fmt: skip
+
+    return build
+
+
+def start_cluster(primaries: int = 3, replicas: int = 0, *,
+                  node_timeout: int = 5000) -> Cluster:
+    """Start ``primaries`` (at least 3) nodes and ``replicas`` replicas of each, create the
+    cluster and wait for state ok everywhere. ``node_timeout`` (ms) is how long a node may be
+    silent before it is failing (and its replica promoted): lower it for a fast failover."""
+    if primaries < 3:
+        raise ValueError("a Redis Cluster needs at least 3 primaries")
+    cli = binary("redis-cli")
+    size = primaries * (1 + replicas)
+    nodes: list[RedisProcess] = []
+    try:
+        build = _node_args(node_timeout)
+        for i in range(size):
+            nodes.append(launch(f"cluster{i + 1}", build, ports=2))
+        create = subprocess.run(
+            [cli, "--cluster", "create", *(n.address for n in nodes),
+             "--cluster-replicas", str(replicas), "--cluster-yes"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            timeout=SETTLE_TIMEOUT, check=False)
+        if create.returncode != 0:
+            raise RedisStartError(
+                f"redis-cli --cluster create failed ({create.returncode}):\n"
+                + create.stdout[-2000:] + create.stderr[-2000:])
+        for node in nodes:
+            wait_until(f"cluster_state:ok on :{node.port}", partial(_state_ok, node, size))
+        cluster = Cluster(nodes)
+        if replicas:
+            wait_until("every replica to link", lambda: len(cluster.replicas()) == size
+                       - primaries and all(_linked(r) for r in cluster.replicas()))
+    except BaseException:
+        stop_all(nodes)
+        raise
+    return cluster
+
+
+def _linked(replica: RedisProcess) -> bool:
+    return _replication(replica).get("master_link_status") == "up"

@@ -1,0 +1,200 @@
+"""A Sentinel setup: a primary, a replica and sentinels (quorum 2) watching them.
+
+``start_sentinel()`` waits until every sentinel reports the primary and knows the replica and
+the other sentinels; :meth:`SentinelSetup.kill_primary` (SIGKILL) and
+:meth:`SentinelSetup.wait_for_failover` are what a failover test needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import redis
+
+from tools.servers.process import (
+    HOST,
+    Group,
+    RedisProcess,
+    RedisStartError,
+    admin_client,
+    binary,
+    launch,
+    reply_dict,
+    server_args,
+    stop_all,
+    wait_until,
+)
+
+__all__ = ["SERVICE_NAME", "SentinelSetup", "start_sentinel"]
+
+SERVICE_NAME = "mymaster"
+
+
+@dataclass(eq=False)
+class SentinelSetup(Group):
+    """A primary, a replica and sentinels watching them as ``service_name``.
+
+    ``primary_port`` and ``replica_port`` are the ports as started; after a failover
+    (``kill_primary()`` then ``wait_for_failover()``) ask ``discover_primary()``.
+    """
+
+    primary: RedisProcess
+    replica: RedisProcess
+    sentinels: list[RedisProcess]
+    service_name: str = SERVICE_NAME
+    db: int = 0
+    host: str = HOST
+    killed: list[RedisProcess] = field(default_factory=list)
+
+    @property
+    def processes(self) -> list[RedisProcess]:
+        return [self.primary, self.replica, *self.sentinels]
+
+    @property
+    def primary_port(self) -> int:
+        return self.primary.port
+
+    @property
+    def replica_port(self) -> int:
+        return self.replica.port
+
+    @property
+    def sentinel_ports(self) -> list[int]:
+        return [s.port for s in self.sentinels]
+
+    @property
+    def url(self) -> str:
+        nodes = ",".join(f"{self.host}:{p}" for p in self.sentinel_ports)
+        return f"redis+sentinel://{nodes}/{self.service_name}/{self.db}"
+
+    def discover_primary(self) -> tuple[str, int]:
+        """The primary's address as the first answering sentinel reports it."""
+        errors: list[str] = []
+        for sentinel in self.sentinels:
+            try:
+                return self._reported_primary(sentinel)
+            except (redis.RedisError, RedisStartError) as exc:
+                errors.append(f":{sentinel.port}: {exc}")
+        raise RedisStartError("no sentinel reports a primary: " + "; ".join(errors))
+
+    def _reported_primary(self, sentinel: RedisProcess) -> tuple[str, int]:
+        with sentinel.client() as probe:
+            reply = probe.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service_name)
+        if not isinstance(reply, list | tuple) or len(reply) != 2:
+            raise RedisStartError(f"no primary known to sentinel :{sentinel.port}")
+        return str(reply[0]), int(reply[1])
+
+    def kill_primary(self) -> int:
+        """SIGKILL the current primary (a crash); returns its port. Sentinels fail over."""
+        _, port = self.discover_primary()
+        for proc in (self.primary, self.replica):
+            if proc.port == port:
+                proc.kill()
+                self.killed.append(proc)
+                return port
+        raise RedisStartError(f"the primary :{port} is not part of this setup")
+
+    def wait_for_failover(self, old_port: int | None = None, timeout: float = 30.0) -> int:
+        """Wait until every sentinel names a new, answering primary; returns its port."""
+        old = old_port if old_port is not None else self.killed[-1].port
+
+        def promoted() -> bool:
+            ports = {self._reported_primary(s)[1] for s in self.sentinels}
+            if len(ports) != 1 or old in ports:
+                return False
+            with admin_client(ports.pop()) as probe:
+                return reply_dict(probe.info("replication")).get("role") == "master"
+
+        wait_until(f"a failover away from :{old}", promoted, timeout)
+        return self.discover_primary()[1]
+
+
+def _sentinel_args(primary_port: int) -> Callable[[list[int], Path], list[str]]:
+    def build(ports: list[int], directory: Path) -> list[str]:
+        conf = directory / "sentinel.conf"
+        conf.write_text("\n".join([
+            f"port {ports[0]}",
+            f"bind {HOST}",
+            "protected-mode no",
+            "daemonize no",
+            f"dir {directory}",
+            'logfile ""',
+            "sentinel resolve-hostnames no",
+            f"sentinel monitor {SERVICE_NAME} {HOST} {primary_port} 2",
+            f"sentinel down-after-milliseconds {SERVICE_NAME} 1000",
+            f"sentinel failover-timeout {SERVICE_NAME} 5000",
+            "",
+        ]))
+        return [binary("redis-server"), str(conf), "--sentinel"]
+
+    return build
+
+
+def _replica_linked(primary: RedisProcess, replica: RedisProcess) -> bool:
+    with replica.client() as probe:
+        if reply_dict(probe.info("replication")).get("master_link_status") != "up":
+            return False
+    with primary.client() as probe:
+        info = reply_dict(probe.info("replication"))
+    return any(
+        isinstance(v, dict) and int(v.get("port", 0)) == replica.port and v.get("state") == "online"
+        for k, v in info.items()
+        if k.startswith("slave")
+    )
+
+
+def _sentinel_settled(sentinel: RedisProcess, setup: SentinelSetup) -> bool:
+    """The sentinel names the primary, sees the replica up and knows the other sentinels."""
+    with sentinel.client() as probe:
+        primary = _pairs(probe.execute_command("SENTINEL", "MASTER", setup.service_name))
+        replicas = probe.execute_command("SENTINEL", "REPLICAS", setup.service_name)
+    healthy = {
+        int(r["port"])
+        for r in map(_pairs, replicas)
+        if not {"s_down", "o_down", "disconnected"} & set(r.get("flags", "").split(","))
+    }
+    return (
+        int(primary.get("port", 0)) == setup.primary_port
+        and primary.get("flags") == "master"
+        and int(primary.get("num-other-sentinels", 0)) == len(setup.sentinels) - 1
+        and setup.replica_port in healthy
+    )
+
+
+def _pairs(reply: object) -> dict[str, str]:
+    """A flat ``[k1, v1, k2, v2, ...]`` reply (or a dict) as a dict of strings."""
+    if isinstance(reply, dict):
+        return {str(k): str(v) for k, v in reply.items()}
+    if not isinstance(reply, list):
+        raise RedisStartError(f"unexpected reply {reply!r}")
+    return {str(k): str(v) for k, v in zip(reply[::2], reply[1::2], strict=True)}
+
+
+def start_sentinel(sentinels: int = 3, *, appendonly: bool = False) -> SentinelSetup:
+    """Start a primary, a replica of it and ``sentinels`` sentinels (quorum 2); wait until
+    every sentinel reports the primary and knows the replica and the other sentinels.
+    ``appendonly`` gives both servers an AOF fsynced on every write."""
+    started: list[RedisProcess] = []
+    try:
+        primary = launch("primary", lambda ports, d: server_args(
+            ports[0], d, appendonly=appendonly))
+        started.append(primary)
+        replica = launch("replica", lambda ports, d: [
+            *server_args(ports[0], d, appendonly=appendonly), "--replicaof", HOST,
+            str(primary.port)])
+        started.append(replica)
+        # Link first: a sentinel finds replicas in the primary's INFO, asked every 10 s.
+        wait_until("the replica to link", lambda: _replica_linked(primary, replica))
+        for i in range(sentinels):
+            started.append(launch(f"sentinel{i + 1}", _sentinel_args(primary.port)))
+        setup = SentinelSetup(primary, replica, started[2:])
+        for sentinel in setup.sentinels:
+            wait_until(f"sentinel :{sentinel.port} to settle",
+                       partial(_sentinel_settled, sentinel, setup))
+    except BaseException:
+        stop_all(started)
+        raise
+    return setup
