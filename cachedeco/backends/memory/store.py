@@ -17,6 +17,7 @@ from functools import lru_cache
 from cachedeco.backends.base import ReadResult
 from cachedeco.backends.memory.leases import MemoryLeases
 from cachedeco.backends.memory.queues import MemoryQueue
+from cachedeco.backends.memory.tally import MemoryTally
 from cachedeco.core.entry import CREATED_TAG, ENTRY, NO_VALUE, Entry, Write
 from cachedeco.core.keyspace import QueueNames
 
@@ -63,6 +64,7 @@ class MemoryBackend:
         self._lock = threading.Lock()
         self._leases = MemoryLeases()
         self._queues: dict[str, MemoryQueue] = {}
+        self._tallies: dict[str, MemoryTally] = {}
 
     def _get(self, key: str, now: float) -> _Item | None:
         found = self._data.get(key)
@@ -195,6 +197,14 @@ class MemoryBackend:
             if queue is None:
                 queue = self._queues[names.stream] = MemoryQueue(self, names)
             return queue
+
+    def tally(self, key: str) -> MemoryTally:
+        """The in-process table of counts at ``key`` (one per key)."""
+        with self._lock:
+            tally = self._tallies.get(key)
+            if tally is None:
+                tally = self._tallies[key] = MemoryTally()
+            return tally
 
     def close(self) -> None:
         """Nothing to release; the data stays for the life of the object."""

@@ -327,3 +327,13 @@ if type(held) == 'table' and held.err == nil and #held == 0 then
 end
 return #claim - 5
 """
+
+#: Add counts to a hash, all of them or none (``backend.tally(key).add``). KEYS[1] the hash;
+#: ARGV pairs of field and increment.
+TALLY_ADD: Final = """
+for i = 1, #ARGV, 2 do
+  redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+return #ARGV / 2
+"""
+__all__ += ["TALLY_ADD"]

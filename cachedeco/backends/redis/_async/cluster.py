@@ -20,6 +20,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from cachedeco.backends.base import ReadResult
 from cachedeco.backends.redis._async.leases import AsyncRedisLeases
 from cachedeco.backends.redis._async.queues import AsyncClusterQueue
+from cachedeco.backends.redis._async.tally import AsyncRedisTally
 from cachedeco.backends.redis.cluster_plan import (
     Command,
     by_slot,
@@ -61,6 +62,7 @@ class AsyncClusterBackend:
         self._nodes = AsyncNodeLink(client)
         self._leases = AsyncRedisLeases(client)
         self._queues: dict[str, AsyncClusterQueue] = {}
+        self._tallies: dict[str, AsyncRedisTally] = {}
         self._lock = threading.Lock()
 
     @cluster_errors
@@ -197,6 +199,14 @@ class AsyncClusterBackend:
             if queue is None:
                 queue = self._queues[names.stream] = AsyncClusterQueue(self, self.client, names)
             return queue
+
+    def tally(self, key: str) -> AsyncRedisTally:
+        """The table of counts in the hash at ``key`` (one per key)."""
+        with self._lock:
+            tally = self._tallies.get(key)
+            if tally is None:
+                tally = self._tallies[key] = AsyncRedisTally(self.client, key)
+            return tally
 
     async def close(self) -> None:
         """Close the connections to every node."""

@@ -18,6 +18,7 @@ import redis.asyncio
 from cachedeco.backends.base import ReadResult
 from cachedeco.backends.redis._async.leases import AsyncRedisLeases
 from cachedeco.backends.redis._async.queues import AsyncRedisQueue
+from cachedeco.backends.redis._async.tally import AsyncRedisTally
 from cachedeco.backends.redis.commands import (
     SCAN_COUNT,
     count_removed,
@@ -45,6 +46,7 @@ class AsyncRedisBackend:
         self._store = client.register_script(STORE)
         self._leases = AsyncRedisLeases(client)
         self._queues: dict[str, AsyncRedisQueue] = {}
+        self._tallies: dict[str, AsyncRedisTally] = {}
         self._lock = threading.Lock()
 
     async def read(self, key: str, tag_keys: Sequence[str]) -> ReadResult:
@@ -112,6 +114,14 @@ class AsyncRedisBackend:
             if queue is None:
                 queue = self._queues[names.stream] = AsyncRedisQueue(self.client, names)
             return queue
+
+    def tally(self, key: str) -> AsyncRedisTally:
+        """The table of counts in the hash at ``key`` (one per key)."""
+        with self._lock:
+            tally = self._tallies.get(key)
+            if tally is None:
+                tally = self._tallies[key] = AsyncRedisTally(self.client, key)
+            return tally
 
     async def close(self) -> None:
         """Close the client's connections (and its companions')."""

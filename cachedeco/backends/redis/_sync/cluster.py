@@ -21,6 +21,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from cachedeco.backends.base import ReadResult
 from cachedeco.backends.redis._sync.leases import RedisLeases
 from cachedeco.backends.redis._sync.queues import ClusterQueue
+from cachedeco.backends.redis._sync.tally import RedisTally
 from cachedeco.backends.redis.cluster_plan import (
     Command,
     by_slot,
@@ -62,6 +63,7 @@ class ClusterBackend:
         self._nodes = NodeLink(client)
         self._leases = RedisLeases(client)
         self._queues: dict[str, ClusterQueue] = {}
+        self._tallies: dict[str, RedisTally] = {}
         self._lock = threading.Lock()
 
     @cluster_errors
@@ -198,6 +200,14 @@ class ClusterBackend:
             if queue is None:
                 queue = self._queues[names.stream] = ClusterQueue(self, self.client, names)
             return queue
+
+    def tally(self, key: str) -> RedisTally:
+        """The table of counts in the hash at ``key`` (one per key)."""
+        with self._lock:
+            tally = self._tallies.get(key)
+            if tally is None:
+                tally = self._tallies[key] = RedisTally(self.client, key)
+            return tally
 
     def close(self) -> None:
         """Close the connections to every node."""

@@ -19,6 +19,7 @@ import redis
 from cachedeco.backends.base import ReadResult
 from cachedeco.backends.redis._sync.leases import RedisLeases
 from cachedeco.backends.redis._sync.queues import RedisQueue
+from cachedeco.backends.redis._sync.tally import RedisTally
 from cachedeco.backends.redis.commands import (
     SCAN_COUNT,
     count_removed,
@@ -46,6 +47,7 @@ class RedisBackend:
         self._store = client.register_script(STORE)
         self._leases = RedisLeases(client)
         self._queues: dict[str, RedisQueue] = {}
+        self._tallies: dict[str, RedisTally] = {}
         self._lock = threading.Lock()
 
     def read(self, key: str, tag_keys: Sequence[str]) -> ReadResult:
@@ -113,6 +115,14 @@ class RedisBackend:
             if queue is None:
                 queue = self._queues[names.stream] = RedisQueue(self.client, names)
             return queue
+
+    def tally(self, key: str) -> RedisTally:
+        """The table of counts in the hash at ``key`` (one per key)."""
+        with self._lock:
+            tally = self._tallies.get(key)
+            if tally is None:
+                tally = self._tallies[key] = RedisTally(self.client, key)
+            return tally
 
     def close(self) -> None:
         """Close the client's connections (and its companions')."""
