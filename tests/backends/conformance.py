@@ -21,10 +21,12 @@ The contract (see ``cachedeco/_entry.py`` and ``cachedeco/backends/base.py``):
   must hold an unreadable value) or a marker (the key must hold exactly that entry or
   tombstone). With ``w.expect_tags`` each tag must still hold the token the fill read; a tag
   the fill saw missing may since have been created by a store (token ``"c…"``: adopted) but
-  not by an invalidation (``"i…"``: abort). Missing tag keys are created with ``w.new_tag``;
-  tag keys live at least ``max(w.tag_px, w.px)`` and are never shortened.
+  not by an invalidation (``"i…"``: abort). The i-th missing tag key (from 1) is created with
+  ``tag_token(w.new_tag, i)``, a token of its own; tag keys live at least
+  ``max(w.tag_px, w.px)`` and are never shortened.
 - ``invalidate(keys, marker, px)`` leaves a tombstone for ``px`` ms at every key and returns
-  how many live entries it replaced; ``invalidate_tags(tag_keys, token, px)`` sets every tag.
+  how many live entries it replaced; ``invalidate_tags(tag_keys, token, px)`` sets the i-th
+  tag to ``tag_token(token, i)``.
 - ``delete_matching(glob)`` deletes the live keys matching a Redis glob (``\\`` escapes
   included) and returns how many.
 """
@@ -47,6 +49,7 @@ from cachedeco.core.entry import (
     new_marker,
     new_tag_token,
     new_tombstone,
+    tag_token,
 )
 
 __all__ = ["BackendContract", "BytesBackendContract", "Driver", "Poke"]
@@ -144,7 +147,7 @@ class BackendContract:
         assert entry.value == PAYLOAD
         assert entry.soft == pytest.approx(soft, abs=0.002)
         assert entry.delta == pytest.approx(1.5, abs=0.002)
-        assert entry.tags == (write.new_tag, write.new_tag)
+        assert entry.tags == (tag_token(write.new_tag, 1), tag_token(write.new_tag, 2))
         assert tokens == entry.tags
         assert not entry.is_tombstone
 
@@ -159,8 +162,8 @@ class BackendContract:
         write = make_write(tags=[f"{ns}:t1"])
         await backend.write(f"{ns}:k", write)
         entry, tokens = await backend.read(f"{ns}:k", [f"{ns}:t1", f"{ns}:other"])
-        assert entry is not None and entry.tags == (write.new_tag,)
-        assert tokens == (write.new_tag, None)
+        assert entry is not None and entry.tags == (tag_token(write.new_tag, 1),)
+        assert tokens == (tag_token(write.new_tag, 1), None)
 
     async def test_unconditional_write_replaces_entry(self, backend: Driver, ns: str) -> None:
         await backend.write(f"{ns}:k", make_write(b"1"))
@@ -268,7 +271,7 @@ class BackendContract:
         await asyncio.sleep(WAIT)
         entry, tokens = await backend.read(f"{ns}:k", [f"{ns}:t"])
         assert entry is not None
-        assert tokens == (write.new_tag,) == entry.tags
+        assert tokens == (tag_token(write.new_tag, 1),) == entry.tags
 
     async def test_tag_ttl_is_extended_never_shortened(self, backend: Driver, ns: str) -> None:
         first = make_write(px=SHORT, tags=[f"{ns}:t"], tag_px=SHORT)
@@ -278,24 +281,24 @@ class BackendContract:
         await backend.write(f"{ns}:c", brief)
         await asyncio.sleep(WAIT)
         _, tokens = await backend.read(f"{ns}:x", [f"{ns}:t"])
-        assert tokens == (first.new_tag,)
+        assert tokens == (tag_token(first.new_tag, 1),)
 
     async def test_invalidated_tag_lives_px(self, backend: Driver, ns: str) -> None:
         token = new_tag_token(invalidated=True)
         await backend.invalidate_tags([f"{ns}:t"], token, SHORT)
-        assert (await backend.read(f"{ns}:x", [f"{ns}:t"]))[1] == (token,)
+        assert (await backend.read(f"{ns}:x", [f"{ns}:t"]))[1] == (tag_token(token, 1),)
         await asyncio.sleep(WAIT)
         assert (await backend.read(f"{ns}:x", [f"{ns}:t"]))[1] == (None,)
 
     # -- tag tokens ---------------------------------------------------------------------------
 
-    async def test_missing_tags_are_created_with_the_new_token(self, backend: Driver,
-                                                               ns: str) -> None:
+    async def test_missing_tags_are_created_with_tokens_of_their_own(self, backend: Driver,
+                                                                     ns: str) -> None:
         tags = [f"{ns}:t1", f"{ns}:t2", f"{ns}:t3"]
         write = make_write(tags=tags)
         assert await backend.write(f"{ns}:k", write) is True
         _, tokens = await backend.read(f"{ns}:other", tags)
-        assert tokens == (write.new_tag,) * 3
+        assert tokens == tuple(tag_token(write.new_tag, i) for i in (1, 2, 3))
 
     async def test_existing_tags_are_adopted_not_replaced(self, backend: Driver,
                                                           ns: str) -> None:
@@ -304,7 +307,7 @@ class BackendContract:
         second = make_write(tags=[f"{ns}:t1", f"{ns}:t2"])
         assert await backend.write(f"{ns}:b", second) is True
         entry, tokens = await backend.read(f"{ns}:b", [f"{ns}:t1", f"{ns}:t2"])
-        assert tokens == (first.new_tag, second.new_tag)
+        assert tokens == (tag_token(first.new_tag, 1), tag_token(second.new_tag, 2))
         assert entry is not None and entry.tags == tokens
         # the first entry is still current: its tag was not replaced
         entry_a, tokens_a = await backend.read(f"{ns}:a", [f"{ns}:t1"])
@@ -317,7 +320,7 @@ class BackendContract:
         write = make_write(tags=[f"{ns}:t"])
         assert await backend.write(f"{ns}:k", write) is True
         entry, tokens = await backend.read(f"{ns}:k", [f"{ns}:t"])
-        assert entry is not None and entry.tags == tokens == (token,)
+        assert entry is not None and entry.tags == tokens == (tag_token(token, 1),)
 
     async def test_conditional_tags_unchanged_store(self, backend: Driver, ns: str) -> None:
         first = make_write(tags=[f"{ns}:t"])
@@ -326,7 +329,7 @@ class BackendContract:
         write = make_write(tags=[f"{ns}:t"], expect="", expect_tags=seen)
         assert await backend.write(f"{ns}:k", write) is True
         entry, tokens = await backend.read(f"{ns}:k", [f"{ns}:t"])
-        assert entry is not None and entry.tags == tokens == (first.new_tag,)
+        assert entry is not None and entry.tags == tokens == (tag_token(first.new_tag, 1),)
 
     async def test_conditional_tag_seen_missing_adopts_token_of_a_store(
             self, backend: Driver, ns: str) -> None:
@@ -337,7 +340,7 @@ class BackendContract:
         write = make_write(tags=[f"{ns}:t"], expect="", expect_tags=seen)
         assert await backend.write(f"{ns}:k", write) is True
         entry, tokens = await backend.read(f"{ns}:k", [f"{ns}:t"])
-        assert entry is not None and entry.tags == tokens == (other.new_tag,)
+        assert entry is not None and entry.tags == tokens == (tag_token(other.new_tag, 1),)
 
     async def test_conditional_tag_seen_missing_aborts_after_invalidation(
             self, backend: Driver, ns: str) -> None:
@@ -375,7 +378,8 @@ class BackendContract:
         assert await backend.write(f"{ns}:k", write) is False
         entry, tokens = await backend.read(f"{ns}:k", [f"{ns}:t1", f"{ns}:t2", f"{ns}:t3"])
         assert entry is None
-        assert tokens == (None, invalidated, None)  # no tag created by the aborted write
+        # no tag created by the aborted write
+        assert tokens == (None, tag_token(invalidated, 1), None)
 
     async def test_failed_entry_condition_creates_no_tags(self, backend: Driver,
                                                           ns: str) -> None:
@@ -386,8 +390,8 @@ class BackendContract:
 
     # -- invalidate_tags ----------------------------------------------------------------------
 
-    async def test_invalidate_tags_gives_every_tag_the_token(self, backend: Driver,
-                                                             ns: str) -> None:
+    async def test_invalidate_tags_gives_every_tag_a_token_of_its_own(self, backend: Driver,
+                                                                      ns: str) -> None:
         tags = [f"{ns}:t{i}" for i in range(5)]
         await backend.write(f"{ns}:a", make_write(tags=tags[:2]))
         await backend.write(f"{ns}:b", make_write(tags=tags[3:]))
@@ -395,7 +399,7 @@ class BackendContract:
         token = new_tag_token(invalidated=True)
         await backend.invalidate_tags(tags, token, 10_000)
         _, tokens = await backend.read(f"{ns}:x", tags)
-        assert tokens == (token,) * 5
+        assert tokens == tuple(tag_token(token, i) for i in range(1, 6))
         for key, key_tags in ((f"{ns}:a", tags[:2]), (f"{ns}:b", tags[3:])):
             entry, current = await backend.read(key, key_tags)
             assert entry is not None and entry.tags != current  # recorded tokens are stale
@@ -472,7 +476,7 @@ class BackendContract:
         write = make_write(tags=[f"{ns}:t"])
         await backend.write(f"{ns}:k", write)
         assert await backend.raw(f"{ns}:missing") is None
-        assert await backend.raw(f"{ns}:t") == write.new_tag.encode()
+        assert await backend.raw(f"{ns}:t") == tag_token(write.new_tag, 1).encode()
         raw = await backend.raw(f"{ns}:k")
         if backend.stores_objects:
             assert isinstance(raw, Entry) and raw.marker == write.marker

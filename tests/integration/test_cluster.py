@@ -28,7 +28,14 @@ from cachedeco.backends.redis import urls
 from cachedeco.backends.redis._async.cluster import AsyncClusterBackend
 from cachedeco.backends.redis._sync.cluster import ClusterBackend
 from cachedeco.backends.redis.cluster_plan import tag_plan, tag_slot_key
-from cachedeco.core.entry import CREATED_TAG, Write, new_marker, new_tag_token, new_tombstone
+from cachedeco.core.entry import (
+    CREATED_TAG,
+    Write,
+    new_marker,
+    new_tag_token,
+    new_tombstone,
+    tag_token,
+)
 from cachedeco.errors import ConfigurationError
 from tests.backends.conformance import (
     BackendContract,
@@ -581,7 +588,7 @@ class _ClusterContract(BackendContract, BytesBackendContract):
         await backend.write(f"{ns}:k", make_write())
         write = make_write(tags=[f"{ns}:t"], expect="", expect_tags=[None])
         assert await backend.write(f"{ns}:k", write) is False
-        assert (await backend.read(f"{ns}:x", [f"{ns}:t"]))[1] == (write.new_tag,)
+        assert (await backend.read(f"{ns}:x", [f"{ns}:t"]))[1] == (tag_token(write.new_tag, 1),)
         assert write.new_tag.startswith(CREATED_TAG)
 
 

@@ -39,7 +39,7 @@ from cachedeco.backends.redis.cluster_plan import (
 from cachedeco.backends.redis.commands import SCAN_COUNT, count_removed
 from cachedeco.backends.redis.scripts import CHECK_TAGS, STORE_ENTRY
 from cachedeco.backends.redis.twins import AsyncNodeLink, cluster_errors
-from cachedeco.core.entry import Entry, Write
+from cachedeco.core.entry import Entry, Write, tag_token
 from cachedeco.core.keyspace import QueueNames
 
 __all__ = ["AsyncClusterBackend"]
@@ -148,8 +148,8 @@ class AsyncClusterBackend:
             await self._direct(set_commands(plan, token, px))
         except _RETRY_ROUTED:
             async with self._cluster.pipeline(transaction=False) as pipe:
-                for name in plan.names:
-                    pipe.set(name, token, px=px)
+                for i, name in enumerate(plan.names, 1):
+                    pipe.set(name, tag_token(token, i), px=px)
                 await pipe.execute()
 
     @cluster_errors

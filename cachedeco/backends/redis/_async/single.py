@@ -28,7 +28,7 @@ from cachedeco.backends.redis.commands import (
     store_args,
 )
 from cachedeco.backends.redis.scripts import STORE
-from cachedeco.core.entry import Entry, Write, decode_entry
+from cachedeco.core.entry import Entry, Write, decode_entry, tag_token
 from cachedeco.core.keyspace import QueueNames
 
 __all__ = ["AsyncRedisBackend"]
@@ -78,8 +78,8 @@ class AsyncRedisBackend:
     async def invalidate_tags(self, tag_keys: Sequence[str], token: str, px: int) -> None:
         """New tokens for every tag in one pipelined round trip."""
         async with self.client.pipeline(transaction=False) as pipe:
-            for tag in tag_keys:
-                pipe.set(tag, token, px=px)
+            for i, tag in enumerate(tag_keys, 1):
+                pipe.set(tag, tag_token(token, i), px=px)
             await pipe.execute()
 
     async def delete_matching(self, pattern: str, spare: str | None = None) -> int:

@@ -29,7 +29,7 @@ from cachedeco.backends.redis.commands import (
     store_args,
 )
 from cachedeco.backends.redis.scripts import STORE
-from cachedeco.core.entry import Entry, Write, decode_entry
+from cachedeco.core.entry import Entry, Write, decode_entry, tag_token
 from cachedeco.core.keyspace import QueueNames
 
 __all__ = ["RedisBackend"]
@@ -79,8 +79,8 @@ class RedisBackend:
     def invalidate_tags(self, tag_keys: Sequence[str], token: str, px: int) -> None:
         """New tokens for every tag in one pipelined round trip."""
         with self.client.pipeline(transaction=False) as pipe:
-            for tag in tag_keys:
-                pipe.set(tag, token, px=px)
+            for i, tag in enumerate(tag_keys, 1):
+                pipe.set(tag, tag_token(token, i), px=px)
             pipe.execute()
 
     def delete_matching(self, pattern: str, spare: str | None = None) -> int:
