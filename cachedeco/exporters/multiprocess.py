@@ -10,7 +10,6 @@ as they end. One mirror per process (two would write the same series over each o
 
 from __future__ import annotations
 
-import atexit
 import threading
 import weakref
 from collections.abc import Sequence
@@ -22,9 +21,9 @@ from cachedeco.errors import ConfigurationError
 from cachedeco.exporters.errors import missing
 from cachedeco.exporters.readings import METRICS, read
 from cachedeco.exporters.timing import LABELS, LoadTimer, histogram, watch
-from cachedeco.runtime.forks import redo_after_fork
 from cachedeco.runtime.ledger import Cursor
 from cachedeco.runtime.primitives import ThreadWorker
+from cachedeco.runtime.process import at_exit, redo_after_fork
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge
@@ -77,7 +76,7 @@ class Mirror:
         self._set: dict[tuple[str, str, str], int] = {}
         self._copying = threading.Lock()
         self._worker = self._new_worker()
-        atexit.register(self.stop)
+        at_exit(_stop)
         redo_after_fork(self)
 
     def _new_worker(self) -> ThreadWorker:
@@ -132,3 +131,10 @@ class Mirror:
         self._worker = self._new_worker()
         if self._everything or len(self._registries):
             self._worker.ensure()
+
+
+def _stop() -> None:
+    """At exit: the process's last counts go to its files."""
+    mirror = Mirror._instance
+    if mirror is not None:
+        mirror.stop()

@@ -16,7 +16,7 @@ from collections.abc import Callable, Hashable
 from typing import Final, Generic, TypeVar
 
 from cachedeco.core.stats import Stats
-from cachedeco.runtime.forks import redo_after_fork
+from cachedeco.runtime.process import redo_after_fork
 
 __all__ = ["REGISTRY_WIDE", "Cursor", "Ledger", "book", "enrol"]
 

@@ -5,15 +5,16 @@ since its last report to one hash under the prefix (``prefix:~stats``), which th
 Off the call path: a daemon thread of the registry (a task on the running loop when the
 registry was given an asyncio client only), started when a function first binds to a
 registry with a Redis backend, never on ``memory://``, stopped after a last report on
-``close()``. One command per report (a script adding every count, atomically) and none when
-nothing was counted. A failed report is logged (rate-limited) and its counts are sent with
-the next one. A forked child reports only what it counts itself.
+``close()`` (or at exit). One command per report (a script adding every count, atomically),
+none when nothing was counted. A failed report is logged (rate-limited) and its counts are
+sent with the next one. A forked child reports only what it counts itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Final
 
@@ -21,10 +22,10 @@ from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.backends.open import BackendSlot
 from cachedeco.core.stats import Stats, join_field
 from cachedeco.errors import CacheError
-from cachedeco.runtime.forks import redo_after_fork
 from cachedeco.runtime.guard import Breaker, Guard
 from cachedeco.runtime.ledger import Cursor, Ledger
 from cachedeco.runtime.primitives import TaskWorker, ThreadWorker
+from cachedeco.runtime.process import at_exit, redo_after_fork
 
 __all__ = ["INTERVAL", "Reporter"]
 
@@ -67,6 +68,7 @@ class Reporter:
                 return
             worker = self._worker = self._make(target[0])
             if worker is not None:
+                _at_exit(self)
                 worker.ensure()
 
     def _target(self) -> Target | None:
@@ -149,3 +151,21 @@ class Reporter:
 def _fields(taken: Counts) -> dict[str, int]:
     return {join_field(function, name): count
             for (function, name), count in taken.items()}
+
+
+_running: weakref.WeakSet[Reporter] = weakref.WeakSet()
+_hooked: list[bool] = []
+
+
+def _at_exit(reporter: Reporter) -> None:
+    """Report once more at exit what registries that were never closed counted last."""
+    _running.add(reporter)
+    if not _hooked:
+        _hooked.append(True)
+        at_exit(_last_reports)
+
+
+def _last_reports() -> None:
+    for reporter in list(_running):
+        if isinstance(reporter._worker, ThreadWorker):
+            reporter.stop()

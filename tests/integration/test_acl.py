@@ -25,7 +25,7 @@ from tests.integration.test_cluster import acheck_flows, check_flows
 
 #: What cachedeco's cache, tags, invalidation and clear() run (scripts' commands included).
 MINIMAL_COMMANDS = ("+get", "+mget", "+set", "+getrange", "+pexpire", "+evalsha",
-                    "+script|load", "+scan", "+unlink")
+                    "+script|load", "+scan", "+unlink", "+hincrby")
 API_RULES = ("+@all", "-@dangerous")
 
 
