@@ -57,9 +57,11 @@ class Registry(core.Registry):
     ``dumps``/``loads``; ``on_error`` is ``"fallback"`` (a backend fault runs the function
     uncached) or ``"raise"``; ``lock_timeout`` bounds a ``lock=True`` wait. Backend options:
     ``socket_timeout``, ``socket_connect_timeout``, ``max_connections``, ``pool_timeout``,
-    ``maxsize`` (memory), ``tag_ttl``, ``breaker_threshold``, ``breaker_cooldown`` and any
-    redis-py connection keyword. Creating one opens no connection. ``disable()``, ``enable()``
-    and ``with reg.disabled():`` switch caching off and on for every function bound to it.
+    ``maxsize`` (memory), ``tag_ttl``, ``breaker_threshold``, ``breaker_cooldown``,
+    ``stats_interval`` (seconds between two reports of this process's counters to the
+    service-wide ``prefix:~stats`` on Redis, default 5; 0: none) and any redis-py connection
+    keyword. Creating one opens no connection. ``disable()``, ``enable()`` and
+    ``with reg.disabled():`` switch caching off and on for every function bound to it.
     """
 
     cached = _OnRegistry(cached)
