@@ -63,7 +63,8 @@ class PrometheusCollector:
         self._stop = weakref.finalize(self, unwatch, reg, timer)
 
     def close(self) -> None:
-        """Stop timing loads (and, in multiprocess mode, copy what is left and stop)."""
+        """Stop timing loads (in multiprocess mode: copy what is left to the files now and
+        stop the copying thread, which the next collector starts again)."""
         self._stop()
 
     def describe(self) -> Iterator[Family]:

@@ -75,6 +75,7 @@ class Spec:
         return self._rebind(registry)
 
     def _rebind(self, registry: Registry) -> Bound:
+        revision = registry.revision  # read first: a change made while binding binds again
         opts = self.options
         slot = registry.slot(opts.backend)
         codec = None if slot.stores_objects else make_codec(
@@ -97,7 +98,7 @@ class Spec:
             tag_px=max(int(registry.tag_ttl * 1000), policy.hard_ms), enabled=registry.enabled,
             watch=registry.watchers.hook(registry.prefix, self.keys.name))
         registry.track(self, self.keys.name, self.stats_)
-        self._bound, self._revision, self._registry = bound, registry.revision, registry
+        self._bound, self._revision, self._registry = bound, revision, registry
         return bound
 
     def stats(self) -> Stats:

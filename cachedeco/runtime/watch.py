@@ -48,12 +48,15 @@ class Watchers:
 
     def add(self, key: Hashable, watcher: Watcher) -> None:
         """Watch this registry's loads; one watcher per ``key`` (a second one replaces it)."""
-        self._own[key] = watcher
+        with _lock:
+            self._own[key] = watcher
         self.changed()
 
     def remove(self, key: Hashable) -> None:
         """Stop the watcher added under ``key`` (if any)."""
-        if self._own.pop(key, None) is not None:
+        with _lock:
+            gone = self._own.pop(key, None)
+        if gone is not None:
             self.changed()
 
     def changed(self) -> None:
@@ -64,7 +67,8 @@ class Watchers:
 
     def hook(self, prefix: str, function: str) -> Begin | None:
         """The hook of one function: None when nothing watches (the usual case)."""
-        watchers = {**_everywhere, **self._own}  # one key, one watcher, wherever it was added
+        with _lock:  # one key, one watcher, wherever it was added
+            watchers = {**_everywhere, **self._own}
         if not watchers:
             return None
         begins = [w.hook(prefix, function) for w in watchers.values()]
