@@ -5,6 +5,7 @@ run on Redis, Cluster and Sentinel."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -264,3 +265,29 @@ def test_an_unreachable_backend_is_one_line(command: list[str], fresh_redis: Ser
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert done.stderr.startswith("cachedeco: ") and "Traceback" not in done.stderr
     assert str(fresh_redis.port) in done.stderr
+
+
+async def test_an_asyncio_client_reports_from_a_task(redis_url: str, prefix: str) -> None:
+    import redis.asyncio
+
+    before = {t.ident for t in threading.enumerate()}
+    client = redis.asyncio.Redis.from_url(redis_url)
+    reg = Registry(client, prefix=prefix, stats_interval=0.2)
+
+    @reg.cached(ttl=60)
+    async def f(x: int) -> int:
+        return x
+
+    await f(1), await f(1)
+    name = f"{__name__}.test_an_asyncio_client_reports_from_a_task.<locals>.f"
+    tally = reg.slot("default").abackend().tally(reg.keyspace.stats)
+    deadline = time.monotonic() + 60
+    while await tally.read() != {f"{name}|hits": 1, f"{name}|misses": 1, f"{name}|loads": 1}:
+        assert time.monotonic() < deadline, await tally.read()
+        await asyncio.sleep(0.05)  # a task on this loop reports, no thread
+    started = [t.name for t in threading.enumerate() if t.ident not in before]
+    assert not [n for n in started if n.startswith("cachedeco-report")]  # a task, no thread
+    await f(2)
+    await reg.aclose()  # the last report, from the task, before the client closes
+    with redis.Redis.from_url(redis_url) as sync:
+        assert sync.hget(reg.keyspace.stats, f"{name}|misses") == b"2"

@@ -62,7 +62,6 @@ class AsyncClusterBackend:
         self._nodes = AsyncNodeLink(client)
         self._leases = AsyncRedisLeases(client)
         self._queues: dict[str, AsyncClusterQueue] = {}
-        self._tallies: dict[str, AsyncRedisTally] = {}
         self._lock = threading.Lock()
 
     @cluster_errors
@@ -201,12 +200,8 @@ class AsyncClusterBackend:
             return queue
 
     def tally(self, key: str) -> AsyncRedisTally:
-        """The table of counts in the hash at ``key`` (one per key)."""
-        with self._lock:
-            tally = self._tallies.get(key)
-            if tally is None:
-                tally = self._tallies[key] = AsyncRedisTally(self.client, key)
-            return tally
+        """The table of counts in the hash at ``key`` (all its state is in Redis)."""
+        return AsyncRedisTally(self.client, key)
 
     async def close(self) -> None:
         """Close the connections to every node."""

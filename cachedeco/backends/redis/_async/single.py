@@ -46,7 +46,6 @@ class AsyncRedisBackend:
         self._store = client.register_script(STORE)
         self._leases = AsyncRedisLeases(client)
         self._queues: dict[str, AsyncRedisQueue] = {}
-        self._tallies: dict[str, AsyncRedisTally] = {}
         self._lock = threading.Lock()
 
     async def read(self, key: str, tag_keys: Sequence[str]) -> ReadResult:
@@ -116,12 +115,8 @@ class AsyncRedisBackend:
             return queue
 
     def tally(self, key: str) -> AsyncRedisTally:
-        """The table of counts in the hash at ``key`` (one per key)."""
-        with self._lock:
-            tally = self._tallies.get(key)
-            if tally is None:
-                tally = self._tallies[key] = AsyncRedisTally(self.client, key)
-            return tally
+        """The table of counts in the hash at ``key`` (all its state is in Redis)."""
+        return AsyncRedisTally(self.client, key)
 
     async def close(self) -> None:
         """Close the client's connections (and its companions')."""

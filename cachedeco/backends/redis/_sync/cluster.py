@@ -63,7 +63,6 @@ class ClusterBackend:
         self._nodes = NodeLink(client)
         self._leases = RedisLeases(client)
         self._queues: dict[str, ClusterQueue] = {}
-        self._tallies: dict[str, RedisTally] = {}
         self._lock = threading.Lock()
 
     @cluster_errors
@@ -202,12 +201,8 @@ class ClusterBackend:
             return queue
 
     def tally(self, key: str) -> RedisTally:
-        """The table of counts in the hash at ``key`` (one per key)."""
-        with self._lock:
-            tally = self._tallies.get(key)
-            if tally is None:
-                tally = self._tallies[key] = RedisTally(self.client, key)
-            return tally
+        """The table of counts in the hash at ``key`` (all its state is in Redis)."""
+        return RedisTally(self.client, key)
 
     def close(self) -> None:
         """Close the connections to every node."""

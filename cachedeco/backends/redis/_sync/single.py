@@ -47,7 +47,6 @@ class RedisBackend:
         self._store = client.register_script(STORE)
         self._leases = RedisLeases(client)
         self._queues: dict[str, RedisQueue] = {}
-        self._tallies: dict[str, RedisTally] = {}
         self._lock = threading.Lock()
 
     def read(self, key: str, tag_keys: Sequence[str]) -> ReadResult:
@@ -117,12 +116,8 @@ class RedisBackend:
             return queue
 
     def tally(self, key: str) -> RedisTally:
-        """The table of counts in the hash at ``key`` (one per key)."""
-        with self._lock:
-            tally = self._tallies.get(key)
-            if tally is None:
-                tally = self._tallies[key] = RedisTally(self.client, key)
-            return tally
+        """The table of counts in the hash at ``key`` (all its state is in Redis)."""
+        return RedisTally(self.client, key)
 
     def close(self) -> None:
         """Close the client's connections (and its companions')."""
