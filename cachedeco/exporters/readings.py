@@ -56,7 +56,8 @@ class Metric:
         return f"cachedeco.{self.field}"
 
 
-METRICS: Final = tuple(Metric(f.name, f.name in GAUGES, _HELP[f.name]) for f in fields(Stats))
+METRICS: Final = tuple(Metric(f.name, f.name in GAUGES, _HELP.get(f.name, f.name.replace("_", " ")))
+                      for f in fields(Stats))
 
 #: Counters by (prefix, function); function ``""``: registry-wide operations.
 Readings = dict[tuple[str, str], Stats]
