@@ -158,6 +158,7 @@ _COLUMNS: list[tuple[str, str, Cell]] = [
     ("ratio (p10-p90)", "ratio", _ratio),
     ("CPU/op", "cpu_us", lambda r: _time_us(r["cpu_us"])),
     ("CPU over base", "cpu_over_base_us", lambda r: f"{r['cpu_over_base_us']:+.1f} µs"),
+    ("wall over base", "wall_over_base_us", lambda r: f"{r['wall_over_base_us']:+.3f} µs"),
     ("cmds/op", "cmds_per_op", lambda r: f"{r['cmds_per_op']:.2f}"),
     ("ops/s", "ops_per_s", lambda r: f"{r['ops_per_s']:,.0f}"),
     ("loads", "loads", lambda r: _num(r["loads"])),

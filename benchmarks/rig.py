@@ -40,6 +40,9 @@ class Rig:
     def __init__(self, url: str | None, scenario: str, **settings: Any) -> None:
         self.url = url
         self.prefix = new_prefix(scenario)
+        # no report of the service-wide counters (a background thread, every 5 s): it would
+        # land in the commands a scenario counts per operation now and then
+        settings.setdefault("stats_interval", 0)
         self.reg = cachedeco.Registry(url if url is not None else "memory://",
                                       prefix=self.prefix, **settings)
         self.loop = asyncio.new_event_loop()

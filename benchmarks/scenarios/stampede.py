@@ -253,7 +253,8 @@ def _threads(worker: Worker, call: Callable[[int], Any]) -> None:
 def _cachedeco_async(worker: Worker) -> None:
     import cachedeco
 
-    registry = cachedeco.Registry(worker.url, prefix=worker.token)
+    # stats_interval=0: the report of the counters at close is not the stampede's commands
+    registry = cachedeco.Registry(worker.url, prefix=worker.token, stats_interval=0)
 
     @cachedeco.cached(ttl=3600, lock=True, registry=registry)
     async def value(x: int) -> dict[str, str]:
@@ -266,7 +267,8 @@ def _cachedeco_async(worker: Worker) -> None:
 def _cachedeco_sync(worker: Worker) -> None:
     import cachedeco
 
-    registry = cachedeco.Registry(worker.url, prefix=worker.token)
+    # stats_interval=0: the report of the counters at close is not the stampede's commands
+    registry = cachedeco.Registry(worker.url, prefix=worker.token, stats_interval=0)
 
     @cachedeco.cached(ttl=3600, lock=True, registry=registry)
     def value(x: int) -> dict[str, str]:

@@ -61,9 +61,11 @@ class Registry(core.Registry):
     authenticates what ``sensitive=True`` functions store and hashes their arguments in key
     names (writes use the first key, every listed key is read). Backend options:
     ``socket_timeout``, ``socket_connect_timeout``, ``max_connections``, ``pool_timeout``,
-    ``maxsize`` (memory), ``tag_ttl``, ``breaker_threshold``, ``breaker_cooldown`` and any
-    redis-py connection keyword, all checked whatever the backends (as are a URL's query
-    options). Creating one opens no connection. ``disable()``, ``enable()`` and
+    ``maxsize`` (memory), ``tag_ttl``, ``breaker_threshold``, ``breaker_cooldown``,
+    ``stats_interval`` (seconds between two reports of this process's counters to the
+    service-wide ``prefix:~stats`` on Redis, default 5; 0: none) and any redis-py connection
+    keyword, all checked whatever the backends (as are a URL's query options). Creating one
+    opens no connection. ``disable()``, ``enable()`` and
     ``with reg.disabled():`` switch caching off and on for every function bound to it.
     """
 

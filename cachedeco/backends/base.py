@@ -20,6 +20,7 @@ from redis.retry import Retry
 
 from cachedeco.backends.contracts.leases import AsyncLeases, Leases
 from cachedeco.backends.contracts.queues import AsyncQueue, Queue
+from cachedeco.backends.contracts.tally import AsyncTally, Tally
 from cachedeco.core.entry import Entry, Write
 from cachedeco.core.keyspace import QueueNames
 
@@ -97,6 +98,10 @@ class Backend(Protocol):
         """The write-behind queue called ``names`` beside this backend, one per name."""
         ...
 
+    def tally(self, key: str) -> Tally:
+        """The table of counts at ``key`` that every process adds to."""
+        ...
+
     def close(self) -> None:
         """Release connections."""
         ...
@@ -141,6 +146,10 @@ class AsyncBackend(Protocol):
 
     def queue(self, names: QueueNames) -> AsyncQueue:
         """See :meth:`Backend.queue`."""
+        ...
+
+    def tally(self, key: str) -> AsyncTally:
+        """See :meth:`Backend.tally`."""
         ...
 
     async def close(self) -> None:

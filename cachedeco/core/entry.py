@@ -38,6 +38,7 @@ __all__ = [
     "new_marker",
     "new_tag_token",
     "new_tombstone",
+    "tag_token",
 ]
 
 ENTRY: Final = "cd1:"
@@ -128,6 +129,15 @@ def new_tombstone() -> str:
 def new_tag_token(invalidated: bool = False) -> str:
     """A fresh tag token; ``invalidated`` marks one left by ``invalidate_tags``."""
     return (INVALIDATED_TAG if invalidated else CREATED_TAG) + _hex16()
+
+
+def tag_token(token: str, position: int) -> str:
+    """The token the ``position``-th (from 1) of several tag keys gets when they are given
+    ``token`` at once (a store creating them, an invalidation): every tag key holds a token
+    of its own, so a token names the one tag key holding it (the operator's ``inspect``
+    says which tags an entry has, and whether each is still current). The Lua scripts build
+    it alike: ``token .. '.' .. position``."""
+    return f"{token}.{position}"
 
 
 def encode_header(marker: str, soft: float, delta: float) -> bytes:

@@ -38,6 +38,7 @@ FAMILIES: Final = {
     "lock": "locks",
     "lockwake": "lock wake lists",
     "wb": "write-behind",
+    "stats": "service counters",
 }
 
 
@@ -135,6 +136,20 @@ class KeySpace:
         """The write-behind stream of a function and its dead letters, in one Cluster slot."""
         stream = self._own("wb", hash_tagged(function))
         return QueueNames(stream, stream + ":dead")
+
+    def tag_of(self, key: str) -> tuple[str, str] | None:
+        """``("tag", tag)`` or ``("fn", family)`` for a key :meth:`tag` or :meth:`fn_tag`
+        named, else None."""
+        for family in ("tag", "fn"):
+            head = self._own(family, "")
+            if key.startswith(head):
+                return family, key[len(head):]
+        return None
+
+    @property
+    def stats(self) -> str:
+        """The hash every process adds its counters to (``cachedeco stats`` reads it)."""
+        return f"{self.internal}stats"
 
     def family(self, key: str) -> str:
         """``"entries"`` for an entry key, else the family name of one of our own keys."""

@@ -2,29 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields, replace
+from typing import Final
 
-__all__ = ["Stats"]
+__all__ = ["COUNTERS", "GAUGES", "Stats", "by_function", "hit_ratio", "join_field", "split_field"]
 
 
 @dataclass(slots=True)
 class Stats:
-    """What a cache did: hits and misses, loads, errors, coalescing, invalidation, write-behind.
+    """What a cache did: hits (near hits among them) and misses, loads, errors, coalescing,
+    invalidation, recovery, write-behind.
 
     ``reg.stats()`` and ``f.stats()`` return snapshots; adding two snapshots sums them.
+    Every field but the gauges (:data:`GAUGES`: what waits now) only ever grows.
     """
 
     hits: int = 0
+    near_hits: int = 0  # hits served by the near cache (counted in ``hits`` too)
     misses: int = 0
-    stale_hits: int = 0
-    loads: int = 0
-    load_errors: int = 0
+    stale_hits: int = 0  # stale values served (not counted in ``hits``)
+    loads: int = 0  # loads that returned
+    load_errors: int = 0  # loads that raised
     backend_errors: int = 0
     singleflight_joins: int = 0
     lock_waits: int = 0
     invalidations: int = 0
     decode_errors: int = 0
     early_refreshes: int = 0
+    recoveries_pending: int = 0
+    recoveries_done: int = 0
     write_behind_pending: int = 0
     write_behind_flushed: int = 0
     write_behind_retried: int = 0
@@ -38,9 +45,50 @@ class Stats:
     def __add__(self, other: Stats) -> Stats:
         return Stats(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
 
+    def counters(self) -> Iterator[tuple[str, int]]:
+        """``(name, value)`` of every field that only grows (the gauges left out)."""
+        for name in COUNTERS:
+            yield name, getattr(self, name)
+
+    def retired(self) -> Stats:
+        """This snapshot as the counts of something gone: its gauges are zero."""
+        return replace(self, **dict.fromkeys(GAUGES, 0))
+
     @property
     def hit_rate(self) -> float:
         """Hits (fresh or stale) over reads that reached the cache; 0.0 before any."""
-        served = self.hits + self.stale_hits
-        total = served + self.misses
-        return served / total if total else 0.0
+        return hit_ratio(self.hits, self.stale_hits, self.misses)
+
+
+#: The fields that say what waits now rather than what happened: they may go down.
+GAUGES: Final = frozenset({"write_behind_pending", "recoveries_pending"})
+#: Every other field, in declaration order: counters that never go down.
+COUNTERS: Final = tuple(f.name for f in fields(Stats) if f.name not in GAUGES)
+
+
+def hit_ratio(hits: int, stale_hits: int, misses: int) -> float:
+    """Reads served from the cache (fresh or stale) over every read; 0.0 before any."""
+    served = hits + stale_hits
+    total = served + misses
+    return served / total if total else 0.0
+
+
+def join_field(function: str, counter: str) -> str:
+    """The name of one function's counter in a table of many (the service-wide hash)."""
+    return f"{function}|{counter}"
+
+
+def split_field(field: str) -> tuple[str, str] | None:
+    """``(function, counter)`` from :func:`join_field`, or None for a name it did not make."""
+    function, sep, counter = field.rpartition("|")
+    return (function, counter) if sep and counter in COUNTERS else None
+
+
+def by_function(table: Mapping[str, int]) -> dict[str, dict[str, int]]:
+    """A flat table of :func:`join_field` names regrouped by function."""
+    out: dict[str, dict[str, int]] = {}
+    for field, value in table.items():
+        parts = split_field(field)
+        if parts is not None:
+            out.setdefault(parts[0], {})[parts[1]] = value
+    return out

@@ -25,6 +25,7 @@ from cachedeco.errors import SerializationError
 from cachedeco.runtime.guard import Guard
 from cachedeco.runtime.primitives import Background
 from cachedeco.runtime.singleflight import Flights
+from cachedeco.runtime.watch import Begin
 
 __all__ = ["UNCACHED", "Bound", "Call", "ReadState", "is_current"]
 
@@ -68,6 +69,7 @@ class Bound:
     lock_timeout: float
     tag_px: int
     enabled: bool = True  # False while the registry is disabled: calls run uncached
+    watch: Begin | None = None  # what exporters see of each load; None when nobody watches
 
     def decode(self, entry: Entry, key: str) -> Any:
         """The value of the entry at ``key``, or NO_VALUE (logged, counted) when it cannot be

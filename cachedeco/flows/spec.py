@@ -100,6 +100,7 @@ class Spec:
                           annotation=self.annotation)
 
     def _rebind(self, registry: Registry) -> Bound:
+        revision = registry.revision  # read first: a change made while binding binds again
         opts = self.options
         slot = registry.slot(opts.backend)
         codec = self._codec(registry, slot.stores_objects)
@@ -120,9 +121,10 @@ class Spec:
             cache_none=opts.cache_none, condition=opts.condition, lock=opts.lock,
             lock_timeout=opts.lock_timeout if opts.lock_timeout is not None
             else registry.lock_timeout,
-            tag_px=max(int(registry.tag_ttl * 1000), policy.hard_ms), enabled=registry.enabled)
-        registry.track(self)
-        self._bound, self._revision, self._registry = bound, registry.revision, registry
+            tag_px=max(int(registry.tag_ttl * 1000), policy.hard_ms), enabled=registry.enabled,
+            watch=registry.watchers.hook(registry.prefix, self.keys.name))
+        registry.track(self, self.keys.name, self.stats_)
+        self._bound, self._revision, self._registry = bound, revision, registry
         return bound
 
     def stats(self) -> Stats:

@@ -175,11 +175,12 @@ class Background:
 
 
 class ThreadWorker:
-    """Drains a sync flush's queue from a daemon thread."""
+    """Drains a sync flush's queue (or does any periodic work) from a daemon thread."""
 
     def __init__(self, name: str, interval: float, drain: Callable[[Stop], None],
-                 final: Callable[[], None]) -> None:
+                 final: Callable[[], None], role: str = "write-behind") -> None:
         self.name = name
+        self.role = role  # what the thread's name says it does
         self.interval = interval
         self._drain = drain
         self._final = final
@@ -204,7 +205,7 @@ class ThreadWorker:
             self.stopping = False
             self._wake.clear()
             self._thread = threading.Thread(target=self._run, daemon=True,
-                                            name=f"cachedeco-write-behind:{self.name}")
+                                            name=f"cachedeco-{self.role}:{self.name}")
             self._thread.start()
 
     def notify(self) -> None:
@@ -220,7 +221,7 @@ class ThreadWorker:
             try:
                 self._drain(lambda: self.stopping)
             except Exception:
-                logger.exception("cachedeco: the write-behind worker of %s failed", self.name)
+                logger.exception("cachedeco: the %s worker of %s failed", self.role, self.name)
         self._final()
 
     def stop(self) -> bool:
@@ -240,8 +241,9 @@ class TaskWorker:
     use, or, when it is first used outside any loop, on a loop of its own in a thread."""
 
     def __init__(self, name: str, interval: float, drain: Callable[[Stop], Awaitable[None]],
-                 final: Callable[[], Awaitable[None]]) -> None:
+                 final: Callable[[], Awaitable[None]], role: str = "write-behind") -> None:
         self.name = name
+        self.role = role
         self.interval = interval
         self._drain = drain
         self._final = final
@@ -271,7 +273,7 @@ class TaskWorker:
             except RuntimeError:
                 ready = threading.Event()
                 self._host = threading.Thread(target=self._run_host, args=(ready,), daemon=True,
-                                              name=f"cachedeco-write-behind:{self.name}")
+                                              name=f"cachedeco-{self.role}:{self.name}")
                 self._host.start()
                 ready.wait()
             else:
@@ -311,7 +313,7 @@ class TaskWorker:
             try:
                 await self._drain(lambda: self.stopping)
             except Exception:
-                logger.exception("cachedeco: the write-behind worker of %s failed", self.name)
+                logger.exception("cachedeco: the %s worker of %s failed", self.role, self.name)
         await self._final()
 
     def in_loop_thread(self) -> bool:

@@ -31,7 +31,10 @@ from cachedeco.core.policy import check_jitter, check_ttl
 from cachedeco.core.stats import Stats
 from cachedeco.errors import ConfigurationError
 from cachedeco.runtime.guard import Breaker, Guard
+from cachedeco.runtime.ledger import Ledger, enrol
 from cachedeco.runtime.primitives import Background
+from cachedeco.runtime.report import INTERVAL, Reporter, Target
+from cachedeco.runtime.watch import Watchers
 
 __all__ = ["EncryptionKey", "Registry", "Service", "default_registry", "set_default_registry"]
 
@@ -41,7 +44,7 @@ EncryptionKey = str | bytes | list[str | bytes] | tuple[str | bytes, ...] | None
 ON_ERROR: Final = ("fallback", "raise")
 _OPTION_NAMES: Final = ("socket_timeout", "socket_connect_timeout", "max_connections",
                         "pool_timeout", "maxsize")
-_POLICY_NAMES: Final = ("tag_ttl", "breaker_threshold", "breaker_cooldown")
+_POLICY_NAMES: Final = ("tag_ttl", "breaker_threshold", "breaker_cooldown", "stats_interval")
 
 
 class Service(Protocol):
@@ -58,12 +61,6 @@ class Service(Protocol):
     async def adead_letters(self, limit: int) -> list[DeadLetter]: ...
     def replay_dead_letters(self) -> int: ...
     async def areplay_dead_letters(self) -> int: ...
-
-
-class Counted(Protocol):
-    """Something whose counters a registry sums (a decorated function)."""
-
-    def stats(self) -> Stats: ...
 
 
 @functools.cache
@@ -89,7 +86,9 @@ class Registry:
         self.revision = 0
         self.enabled = True  # False between disable() and enable(): nothing reads or writes
         self._stats = Stats()
-        self._functions: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.ledger = Ledger(self._stats, prefix)  # every counter, kept while the process lives
+        self.watchers = Watchers(self)  # what exporters watch of each load
+        self.reporter = Reporter(self.ledger, weakref.WeakMethod(self._report_target))
         self.background = Background()
         self._services: dict[str, Service] = {}
         self._slots: dict[str, BackendSlot] = {}
@@ -97,6 +96,7 @@ class Registry:
                        serializer=serializer, secret=secret, on_error=on_error,
                        lock_timeout=lock_timeout, encryption_key=encryption_key,
                        **backend_options)
+        enrol(self, self.ledger)
 
     # -- settings ---------------------------------------------------------------------------
 
@@ -123,6 +123,10 @@ class Registry:
         ttl, jitter = check_ttl(ttl), check_jitter(jitter)
         lock_timeout = check_ttl(lock_timeout, "lock_timeout")
         tag_ttl = check_ttl(backend_options.get("tag_ttl", 3600.0), "tag_ttl")
+        report = check_ttl(backend_options.get("stats_interval", INTERVAL), "stats_interval",
+                           allow_zero=True)
+        threshold = _count(backend_options.get("breaker_threshold", 5), "breaker_threshold")
+        cooldown = check_ttl(backend_options.get("breaker_cooldown", 5.0), "breaker_cooldown")
         specs: dict[str, object] = {"default": backend, **(backends or {})}
         slots = {name: BackendSlot(name, spec, options) for name, spec in specs.items()}
         # Everything is valid: only now does the registry change.
@@ -131,8 +135,7 @@ class Registry:
         self.serializer, self.secret, self.on_error = serializer, secret, on_error
         self.keyring: Keyring | None = keyring
         self.lock_timeout, self.tag_ttl = lock_timeout, tag_ttl
-        threshold = _count(backend_options.get("breaker_threshold", 5), "breaker_threshold")
-        cooldown = check_ttl(backend_options.get("breaker_cooldown", 5.0), "breaker_cooldown")
+        self.ledger.prefix, self.reporter.interval = prefix, report
         old, self._slots = self._slots, slots
         self._breakers = {name: Breaker(threshold, cooldown) for name in slots}
         self._guards = {name: self.guard(name, self._stats) for name in slots}
@@ -178,9 +181,18 @@ class Registry:
         return Guard(name, stats, raise_errors=self.on_error == "raise",
                      breaker=self._breakers[name])
 
-    def track(self, function: Counted) -> None:
-        """Remember a function bound to this registry, for ``stats()``."""
-        self._functions.add(function)
+    def track(self, function: object, name: str, stats: Stats) -> None:
+        """Count a function bound to this registry (``stats`` under ``name``, also once it is
+        gone) and report its counts with the service's."""
+        self.ledger.track(function, name, stats)
+        self.reporter.ensure()
+
+    def _report_target(self) -> Target | None:
+        """Where this process's counts go for the whole service: the first Redis backend."""
+        for slot in self._slots.values():
+            if not slot.stores_objects:
+                return slot, self.keyspace.stats
+        return None
 
     def attach(self, name: str, service: Service) -> None:
         """Attach a service (a write-behind queue), flushed and closed with the registry;
@@ -189,6 +201,7 @@ class Registry:
             raise ConfigurationError(f"a @write_behind function named {name} is already "
                                      "attached to this registry: they would share one queue")
         self._services[name] = service
+        self.ledger.attach(name, service.stats)
 
     # -- switching caching off ---------------------------------------------------------------
 
@@ -221,13 +234,9 @@ class Registry:
     # -- operations -------------------------------------------------------------------------
 
     def stats(self) -> Stats:
-        """The registry's counters plus those of every function bound to it."""
-        total = self._stats.snapshot()
-        for function in list(self._functions):
-            total = total + function.stats()
-        for service in self._services.values():
-            total = total + service.stats()
-        return total
+        """The registry's counters plus those of every function bound to it (those
+        garbage-collected since included: counters never go down)."""
+        return self.ledger.total()
 
     def invalidate_tags(self, *tags: str, backend: str = "default") -> None:
         """Make every entry stored with any of ``tags`` a miss, everywhere, in one round trip."""
@@ -336,6 +345,7 @@ class Registry:
         """Flush and stop background work, then close the backends' connections."""
         for service in list(self._services.values()):
             service.close()
+        self.reporter.stop()
         self.background.close()
         for slot in self._slots.values():
             _close_quietly(slot)
@@ -344,6 +354,7 @@ class Registry:
         """The asyncio form of :meth:`close`."""
         for service in list(self._services.values()):
             await service.aclose()
+        await self.reporter.astop()
         await self.background.aclose()
         for slot in self._slots.values():
             for backend in slot.made_here():  # another loop's clients close with that loop

@@ -21,6 +21,7 @@ from tests.support.backends import (
     new_marker,
     new_tag_token,
     new_tombstone,
+    tag_token,
 )
 
 # --- read and unconditional write -----------------------------------------------------------------
@@ -43,7 +44,7 @@ async def test_write_then_read_round_trips_every_field(backend: Driver, ns: str)
     assert entry.value == PAYLOAD
     assert entry.soft == pytest.approx(soft, abs=0.002)
     assert entry.delta == pytest.approx(1.5, abs=0.002)
-    assert entry.tags == (write.new_tag, write.new_tag)
+    assert entry.tags == (tag_token(write.new_tag, 1), tag_token(write.new_tag, 2))
     assert tokens == entry.tags
     assert not entry.is_tombstone
 
@@ -59,8 +60,8 @@ async def test_read_with_other_tags_reports_their_tokens(backend: Driver, ns: st
     write = make_write(tags=[f"{ns}:t1"])
     await backend.write(f"{ns}:k", write)
     entry, tokens = await backend.read(f"{ns}:k", [f"{ns}:t1", f"{ns}:other"])
-    assert entry is not None and entry.tags == (write.new_tag,)
-    assert tokens == (write.new_tag, None)
+    assert entry is not None and entry.tags == (tag_token(write.new_tag, 1),)
+    assert tokens == (tag_token(write.new_tag, 1), None)
 
 
 async def test_unconditional_write_replaces_entry(backend: Driver, ns: str) -> None:
@@ -175,7 +176,7 @@ async def test_tag_keys_live_at_least_as_long_as_the_entry(backend: Driver, ns: 
     await asyncio.sleep(WAIT)
     entry, tokens = await backend.read(f"{ns}:k", [f"{ns}:t"])
     assert entry is not None
-    assert tokens == (write.new_tag,) == entry.tags
+    assert tokens == (tag_token(write.new_tag, 1),) == entry.tags
 
 
 async def test_tag_ttl_is_extended_never_shortened(backend: Driver, ns: str) -> None:
@@ -186,13 +187,13 @@ async def test_tag_ttl_is_extended_never_shortened(backend: Driver, ns: str) -> 
     await backend.write(f"{ns}:c", brief)
     await asyncio.sleep(WAIT)
     _, tokens = await backend.read(f"{ns}:x", [f"{ns}:t"])
-    assert tokens == (first.new_tag,)
+    assert tokens == (tag_token(first.new_tag, 1),)
 
 
 async def test_invalidated_tag_lives_px(backend: Driver, ns: str) -> None:
     token = new_tag_token(invalidated=True)
     await backend.invalidate_tags([f"{ns}:t"], token, SHORT)
-    assert (await backend.read(f"{ns}:x", [f"{ns}:t"]))[1] == (token,)
+    assert (await backend.read(f"{ns}:x", [f"{ns}:t"]))[1] == (tag_token(token, 1),)
     await asyncio.sleep(WAIT)
     assert (await backend.read(f"{ns}:x", [f"{ns}:t"]))[1] == (None,)
 
@@ -204,7 +205,7 @@ async def test_raw_shows_entries_and_tag_tokens(backend: Driver, ns: str) -> Non
     write = make_write(tags=[f"{ns}:t"])
     await backend.write(f"{ns}:k", write)
     assert await backend.raw(f"{ns}:missing") is None
-    assert await backend.raw(f"{ns}:t") == write.new_tag.encode()
+    assert await backend.raw(f"{ns}:t") == tag_token(write.new_tag, 1).encode()
     raw = await backend.raw(f"{ns}:k")
     if backend.stores_objects:
         assert isinstance(raw, Entry) and raw.marker == write.marker

@@ -5,17 +5,26 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.support.backends import CREATED_TAG, SHORT, WAIT, Driver, make_write, new_tag_token
+from tests.support.backends import (
+    CREATED_TAG,
+    SHORT,
+    WAIT,
+    Driver,
+    make_write,
+    new_tag_token,
+    tag_token,
+)
 
 # --- tag tokens -----------------------------------------------------------------------------------
 
 
-async def test_missing_tags_are_created_with_the_new_token(backend: Driver, ns: str) -> None:
+async def test_missing_tags_are_created_with_tokens_of_their_own(backend: Driver,
+                                                                 ns: str) -> None:
     tags = [f"{ns}:t1", f"{ns}:t2", f"{ns}:t3"]
     write = make_write(tags=tags)
     assert await backend.write(f"{ns}:k", write) is True
     _, tokens = await backend.read(f"{ns}:other", tags)
-    assert tokens == (write.new_tag,) * 3
+    assert tokens == tuple(tag_token(write.new_tag, i) for i in (1, 2, 3))
 
 
 async def test_existing_tags_are_adopted_not_replaced(backend: Driver, ns: str) -> None:
@@ -24,7 +33,7 @@ async def test_existing_tags_are_adopted_not_replaced(backend: Driver, ns: str) 
     second = make_write(tags=[f"{ns}:t1", f"{ns}:t2"])
     assert await backend.write(f"{ns}:b", second) is True
     entry, tokens = await backend.read(f"{ns}:b", [f"{ns}:t1", f"{ns}:t2"])
-    assert tokens == (first.new_tag, second.new_tag)
+    assert tokens == (tag_token(first.new_tag, 1), tag_token(second.new_tag, 2))
     assert entry is not None and entry.tags == tokens
     # the first entry is still current: its tag was not replaced
     entry_a, tokens_a = await backend.read(f"{ns}:a", [f"{ns}:t1"])
@@ -37,7 +46,7 @@ async def test_unconditional_write_adopts_invalidated_tags(backend: Driver, ns: 
     write = make_write(tags=[f"{ns}:t"])
     assert await backend.write(f"{ns}:k", write) is True
     entry, tokens = await backend.read(f"{ns}:k", [f"{ns}:t"])
-    assert entry is not None and entry.tags == tokens == (token,)
+    assert entry is not None and entry.tags == tokens == (tag_token(token, 1),)
 
 
 async def test_conditional_tags_unchanged_store(backend: Driver, ns: str) -> None:
@@ -47,7 +56,7 @@ async def test_conditional_tags_unchanged_store(backend: Driver, ns: str) -> Non
     write = make_write(tags=[f"{ns}:t"], expect="", expect_tags=seen)
     assert await backend.write(f"{ns}:k", write) is True
     entry, tokens = await backend.read(f"{ns}:k", [f"{ns}:t"])
-    assert entry is not None and entry.tags == tokens == (first.new_tag,)
+    assert entry is not None and entry.tags == tokens == (tag_token(first.new_tag, 1),)
 
 
 async def test_conditional_tag_seen_missing_adopts_token_of_a_store(
@@ -59,7 +68,7 @@ async def test_conditional_tag_seen_missing_adopts_token_of_a_store(
     write = make_write(tags=[f"{ns}:t"], expect="", expect_tags=seen)
     assert await backend.write(f"{ns}:k", write) is True
     entry, tokens = await backend.read(f"{ns}:k", [f"{ns}:t"])
-    assert entry is not None and entry.tags == tokens == (other.new_tag,)
+    assert entry is not None and entry.tags == tokens == (tag_token(other.new_tag, 1),)
 
 
 async def test_conditional_tag_seen_missing_aborts_after_invalidation(
@@ -101,7 +110,8 @@ async def test_aborted_write_changes_nothing(backend: Driver, ns: str) -> None:
     assert await backend.write(f"{ns}:k", write) is False
     entry, tokens = await backend.read(f"{ns}:k", [f"{ns}:t1", f"{ns}:t2", f"{ns}:t3"])
     assert entry is None
-    assert tokens == (None, invalidated, None)  # no tag created by the aborted write
+    # no tag created by the aborted write
+    assert tokens == (None, tag_token(invalidated, 1), None)
 
 
 async def test_failed_entry_condition_creates_no_tags(backend: Driver, ns: str) -> None:
@@ -113,7 +123,7 @@ async def test_failed_entry_condition_creates_no_tags(backend: Driver, ns: str) 
     assert await backend.write(f"{ns}:k", write) is False
     tokens = (await backend.read(f"{ns}:x", [f"{ns}:t"]))[1]
     if backend.two_step:
-        assert tokens == (write.new_tag,)
+        assert tokens == (tag_token(write.new_tag, 1),)
         assert write.new_tag.startswith(CREATED_TAG)
     else:
         assert tokens == (None,)
@@ -122,7 +132,8 @@ async def test_failed_entry_condition_creates_no_tags(backend: Driver, ns: str) 
 # --- invalidate_tags ------------------------------------------------------------------------------
 
 
-async def test_invalidate_tags_gives_every_tag_the_token(backend: Driver, ns: str) -> None:
+async def test_invalidate_tags_gives_every_tag_a_token_of_its_own(backend: Driver,
+                                                                  ns: str) -> None:
     tags = [f"{ns}:t{i}" for i in range(5)]
     await backend.write(f"{ns}:a", make_write(tags=tags[:2]))
     await backend.write(f"{ns}:b", make_write(tags=tags[3:]))
@@ -130,7 +141,7 @@ async def test_invalidate_tags_gives_every_tag_the_token(backend: Driver, ns: st
     token = new_tag_token(invalidated=True)
     await backend.invalidate_tags(tags, token, 10_000)
     _, tokens = await backend.read(f"{ns}:x", tags)
-    assert tokens == (token,) * 5
+    assert tokens == tuple(tag_token(token, i) for i in range(1, 6))
     for key, key_tags in ((f"{ns}:a", tags[:2]), (f"{ns}:b", tags[3:])):
         entry, current = await backend.read(key, key_tags)
         assert entry is not None and entry.tags != current  # recorded tokens are stale

@@ -51,7 +51,8 @@ def test_close_never_cuts_a_batch_short(
         events.flush(records)
         finished.append(len(records))
 
-    _, record_event = event_functions(reg, slow, flush_interval=0.01)
+    # A full batch wakes the worker (no interval elapses meanwhile): its first batch is the 5.
+    _, record_event = event_functions(reg, slow, batch_size=5)
     for i in range(5):
         record_event(f"e{i}", i)
     assert started.wait(5)
@@ -73,7 +74,8 @@ async def test_aclose_never_cuts_an_async_batch_short(
         events.flush(records)
         finished.append(len(records))
 
-    @cachedeco.write_behind(key="e:{event_id}", flush=slow, flush_interval=0.01, registry=reg)
+    @cachedeco.write_behind(key="e:{event_id}", flush=slow, flush_interval=3600, batch_size=5,
+                            registry=reg)
     async def record_event(event_id: str, v: int) -> dict[str, Any]:
         return {"id": event_id, "v": v}
 

@@ -12,10 +12,12 @@ The contract (see ``cachedeco/_entry.py`` and ``cachedeco/backends/base.py``):
   must hold an unreadable value) or a marker (the key must hold exactly that entry or
   tombstone). With ``w.expect_tags`` each tag must still hold the token the fill read; a tag
   the fill saw missing may since have been created by a store (token ``"c…"``: adopted) but
-  not by an invalidation (``"i…"``: abort). Missing tag keys are created with ``w.new_tag``;
+  not by an invalidation (``"i…"``: abort). The i-th missing tag key (from 1) is created with
+  ``tag_token(w.new_tag, i)``, a token of its own;
   tag keys live at least ``max(w.tag_px, w.px)`` and are never shortened.
 - ``invalidate(keys, marker, px)`` leaves a tombstone for ``px`` ms at every key and returns
-  how many live entries it replaced; ``invalidate_tags(tag_keys, token, px)`` sets every tag.
+  how many live entries it replaced; ``invalidate_tags(tag_keys, token, px)`` sets the i-th
+  tag to ``tag_token(token, i)``.
 - ``delete_matching(glob)`` deletes the live keys matching a Redis glob (``\\`` escapes
   included) and returns how many.
 """
@@ -38,6 +40,7 @@ from cachedeco.core.entry import (
     new_marker,
     new_tag_token,
     new_tombstone,
+    tag_token,
 )
 
 __all__ = [
@@ -57,6 +60,7 @@ __all__ = [
     "new_marker",
     "new_tag_token",
     "new_tombstone",
+    "tag_token",
 ]
 
 Poke = Callable[[str, bytes], Awaitable[None]]

@@ -1,1 +1,1 @@
-"""The lease and write-behind queue contracts a backend hands out beside its cache core."""
+"""The lease, write-behind queue and tally contracts a backend hands out beside its cache core."""

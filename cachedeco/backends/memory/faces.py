@@ -12,9 +12,10 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from cachedeco.backends.memory.leases import AsyncMemoryLeases
 from cachedeco.backends.memory.queues import MemoryQueue
 from cachedeco.backends.memory.store import MemoryBackend
+from cachedeco.backends.memory.tally import MemoryTally
 from cachedeco.core.keyspace import QueueNames
 
-__all__ = ["AsyncMemoryBackend", "AsyncMemoryQueue", "inline"]
+__all__ = ["AsyncMemoryBackend", "AsyncMemoryQueue", "AsyncMemoryTally", "inline"]
 
 S = TypeVar("S")
 P = ParamSpec("P")
@@ -51,6 +52,16 @@ class AsyncMemoryQueue:
     replay = inline(MemoryQueue.replay)
 
 
+class AsyncMemoryTally:
+    """The asyncio face of a :class:`MemoryTally`."""
+
+    def __init__(self, sync: MemoryTally) -> None:
+        self.sync = sync
+
+    add = inline(MemoryTally.add)
+    read = inline(MemoryTally.read)
+
+
 class AsyncMemoryBackend:
     """The asyncio face of a :class:`MemoryBackend` (one store shared by both flavours)."""
 
@@ -76,3 +87,7 @@ class AsyncMemoryBackend:
     def queue(self, names: QueueNames) -> AsyncMemoryQueue:
         """The asyncio face of the in-process queue called ``names``."""
         return AsyncMemoryQueue(self.sync.queue(names))
+
+    def tally(self, key: str) -> AsyncMemoryTally:
+        """The asyncio face of the in-process table of counts at ``key``."""
+        return AsyncMemoryTally(self.sync.tally(key))

@@ -17,7 +17,8 @@ from functools import lru_cache
 from cachedeco.backends.base import ReadResult
 from cachedeco.backends.memory.leases import MemoryLeases
 from cachedeco.backends.memory.queues import MemoryQueue
-from cachedeco.core.entry import CREATED_TAG, ENTRY, NO_VALUE, Entry, Write
+from cachedeco.backends.memory.tally import MemoryTally
+from cachedeco.core.entry import CREATED_TAG, ENTRY, NO_VALUE, Entry, Write, tag_token
 from cachedeco.core.keyspace import QueueNames
 
 __all__ = ["MemoryBackend", "glob_to_regex"]
@@ -63,6 +64,7 @@ class MemoryBackend:
         self._lock = threading.Lock()
         self._leases = MemoryLeases()
         self._queues: dict[str, MemoryQueue] = {}
+        self._tallies: dict[str, MemoryTally] = {}
 
     def _get(self, key: str, now: float) -> _Item | None:
         found = self._data.get(key)
@@ -137,10 +139,11 @@ class MemoryBackend:
                 return False
             tag_px = max(write.tag_px, write.px)
             recorded = []
-            for tag, token in zip(write.tag_keys, tokens, strict=True):
+            for i, (tag, token) in enumerate(zip(write.tag_keys, tokens, strict=True), 1):
                 if token is None:
-                    self._put(tag, write.new_tag, tag_px, now)
-                    recorded.append(write.new_tag)
+                    made = tag_token(write.new_tag, i)
+                    self._put(tag, made, tag_px, now)
+                    recorded.append(made)
                 else:
                     self._extend(tag, tag_px, now)
                     recorded.append(token)
@@ -160,11 +163,11 @@ class MemoryBackend:
         return removed
 
     def invalidate_tags(self, tag_keys: Sequence[str], token: str, px: int) -> None:
-        """Set every tag key to ``token``."""
+        """Give every tag key a token of its own made from ``token``."""
         now = time.monotonic()
         with self._lock:
-            for tag in tag_keys:
-                self._put(tag, token, px, now)
+            for i, tag in enumerate(tag_keys, 1):
+                self._put(tag, tag_token(token, i), px, now)
 
     def delete_matching(self, pattern: str, spare: str | None = None) -> int:
         """Delete the keys matching the glob (but those starting with ``spare``); count them."""
@@ -195,6 +198,14 @@ class MemoryBackend:
             if queue is None:
                 queue = self._queues[names.stream] = MemoryQueue(self, names)
             return queue
+
+    def tally(self, key: str) -> MemoryTally:
+        """The in-process table of counts at ``key`` (one per key)."""
+        with self._lock:
+            tally = self._tallies.get(key)
+            if tally is None:
+                tally = self._tallies[key] = MemoryTally()
+            return tally
 
     def close(self) -> None:
         """Nothing to release; the data stays for the life of the object."""

@@ -15,7 +15,7 @@ from typing import Any
 from redis.crc import key_slot
 
 from cachedeco.backends.base import ReadResult
-from cachedeco.core.entry import Write, decode_entry, encode_header
+from cachedeco.core.entry import Write, decode_entry, encode_header, tag_token
 
 __all__ = [
     "Command",
@@ -29,6 +29,7 @@ __all__ = [
     "many_read_commands",
     "parse_many_replies",
     "parse_replies",
+    "plain_tag_key",
     "read_commands",
     "set_commands",
     "tag_plan",
@@ -52,6 +53,13 @@ def tag_slot_key(key: str) -> str:
     if has_hash_tag(key):
         return key
     return f"{key}{{{key.partition(':')[0]}:tags}}"
+
+
+def plain_tag_key(name: str) -> str:
+    """The tag key that :func:`tag_slot_key` stored under ``name`` (``name`` itself when it
+    is not a cluster name)."""
+    suffix = f"{{{name.partition(':')[0]}:tags}}"
+    return name.removesuffix(suffix)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +117,8 @@ def parse_many_replies(replies: Sequence[Any], plan: TagPlan,
 
 def set_commands(plan: TagPlan, token: str, px: int) -> list[Command]:
     """``SET tag token PX px`` for every tag key, by slot."""
-    return [(slot, ("SET", plan.names[i], token, "PX", px)) for slot, idx in plan.groups
-            for i in idx]
+    return [(slot, ("SET", plan.names[i], tag_token(token, i + 1), "PX", px))
+            for slot, idx in plan.groups for i in idx]
 
 
 def parse_replies(replies: Sequence[Any], plan: TagPlan) -> ReadResult:
@@ -126,10 +134,12 @@ def parse_replies(replies: Sequence[Any], plan: TagPlan) -> ReadResult:
 def check_tags_calls(write: Write, plan: TagPlan) -> list[ScriptCall]:
     """KEYS, ARGV and tag indices of the CHECK_TAGS script, one call per tag slot."""
     conditional = write.expect_tags is not None
-    head = [max(write.tag_px, write.px), write.new_tag, "1" if conditional else "0"]
     calls = []
-    for _, idx in plan.groups:
-        args: list[Any] = list(head)
+    for group, (_, idx) in enumerate(plan.groups, 1):
+        # each slot's script numbers its tags from 1: a token of the group's own keeps
+        # every tag key's token its own
+        token = write.new_tag if len(plan.groups) == 1 else tag_token(write.new_tag, group)
+        args: list[Any] = [max(write.tag_px, write.px), token, "1" if conditional else "0"]
         if write.expect_tags is not None:
             args.extend("" if write.expect_tags[i] is None else write.expect_tags[i] for i in idx)
         calls.append(([plan.names[i] for i in idx], args, idx))

@@ -38,8 +38,9 @@ end
 #: KEYS[1] entry, KEYS[2..] tag keys.
 #: ARGV[1] expected marker: "-" unconditional, "" missing, "?" unreadable, else a marker;
 #: ARGV[2] header up to the tag tokens; ARGV[3] payload; ARGV[4] entry px; ARGV[5] tag px;
-#: ARGV[6] token for missing tags; ARGV[7] "1" when tags are conditional; ARGV[8..] tokens
-#: the fill read ("" for a missing tag key).
+#: ARGV[6] token for missing tags (the i-th gets ARGV[6] .. '.' .. i, entry.tag_token);
+#: ARGV[7] "1" when tags are conditional; ARGV[8..] tokens the fill read ("" for a missing
+#: tag key).
 #: A missing tag that a fill saw missing may since have been created by another store (token
 #: "c…": adopt it) but not by an invalidation (token "i…": abort).
 STORE: Final = _EXPECT + """local n = #KEYS - 1
@@ -61,8 +62,8 @@ for i = 1, n do
   if toks[i] then
     redis.call('PEXPIRE', KEYS[i + 1], tag_px, 'GT')
   else
-    redis.call('SET', KEYS[i + 1], ARGV[6], 'PX', tag_px)
-    toks[i] = ARGV[6]
+    toks[i] = ARGV[6] .. '.' .. i
+    redis.call('SET', KEYS[i + 1], toks[i], 'PX', tag_px)
   end
 end
 redis.call('SET', KEYS[1], ARGV[2] .. table.concat(toks, ',') .. '\\n' .. ARGV[3], 'PX', ARGV[4])
@@ -70,7 +71,8 @@ return 1
 """
 
 #: Cluster, step one: check (when conditional) and create the tag keys of ONE hash slot.
-#: KEYS tag keys; ARGV[1] tag px; ARGV[2] new token; ARGV[3] "1" conditional; ARGV[4..] seen.
+#: KEYS tag keys; ARGV[1] tag px; ARGV[2] new token (the i-th missing tag gets ARGV[2] .. '.'
+#: .. i); ARGV[3] "1" conditional; ARGV[4..] seen.
 #: Returns the tokens, or false when a condition fails.
 CHECK_TAGS: Final = """
 local toks = {}
@@ -90,8 +92,8 @@ for i = 1, #KEYS do
   if toks[i] then
     redis.call('PEXPIRE', KEYS[i], ARGV[1], 'GT')
   else
-    redis.call('SET', KEYS[i], ARGV[2], 'PX', ARGV[1])
-    toks[i] = ARGV[2]
+    toks[i] = ARGV[2] .. '.' .. i
+    redis.call('SET', KEYS[i], toks[i], 'PX', ARGV[1])
   end
 end
 return toks
@@ -158,7 +160,8 @@ end
 #: Store the record as the cache entry (unconditionally, as write-through does) and queue it.
 #: KEYS[1] entry, KEYS[2..#KEYS-1] tag keys, KEYS[#KEYS] stream.
 #: ARGV[1] "-" to store, else a tombstone marker to leave instead; ARGV[2] header up to the tag
-#: tokens; ARGV[3] payload; ARGV[4] entry px; ARGV[5] tag px; ARGV[6] token for missing tags;
+#: tokens; ARGV[3] payload; ARGV[4] entry px; ARGV[5] tag px; ARGV[6] token for missing tags
+#: (the i-th gets ARGV[6] .. '.' .. i);
 #: ARGV[7] record; ARGV[8] marker. Returns the stream's length.
 WB_PUSH: Final = """
 local stream = KEYS[#KEYS]
@@ -170,8 +173,8 @@ if ARGV[1] == '-' then
     if cur then
       redis.call('PEXPIRE', KEYS[i], tag_px, 'GT')
     else
-      redis.call('SET', KEYS[i], ARGV[6], 'PX', tag_px)
-      cur = ARGV[6]
+      cur = ARGV[6] .. '.' .. (i - 1)
+      redis.call('SET', KEYS[i], cur, 'PX', tag_px)
     end
     toks[i - 1] = cur
   end
@@ -327,3 +330,13 @@ if type(held) == 'table' and held.err == nil and #held == 0 then
 end
 return #claim - 5
 """
+
+#: Add counts to a hash, all of them or none (``backend.tally(key).add``). KEYS[1] the hash;
+#: ARGV pairs of field and increment.
+TALLY_ADD: Final = """
+for i = 1, #ARGV, 2 do
+  redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+return #ARGV / 2
+"""
+__all__ += ["TALLY_ADD"]

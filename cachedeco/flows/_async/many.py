@@ -9,7 +9,6 @@ not loaded twice.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -17,7 +16,7 @@ from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.backends.contracts.leases import AsyncLease, Busy, lease_ttl
 from cachedeco.core.entry import NO_VALUE
 from cachedeco.flows._async.lease import fault, obtain, servable
-from cachedeco.flows._async.read import store
+from cachedeco.flows._async.read import store, timed
 from cachedeco.flows.bound import UNCACHED, Bound, ReadState
 from cachedeco.flows.many import ABSENT, Batch, ManyCall, found_and_missing, returned
 from cachedeco.runtime.primitives import ajoin_flight, akeep_alive
@@ -107,14 +106,7 @@ async def compute(c: ManyCall, missing: Missing) -> dict[Any, Any]:
 async def run(c: ManyCall, missing: Missing) -> dict[Any, Any]:
     """One call of the function with the missing ids; each value returned is stored."""
     b, batch = c.b, c.batch
-    start = time.perf_counter()
-    try:
-        result = await c.func(*c.head, [batch.ids[i] for i in missing])
-    except Exception:
-        b.stats.load_errors += 1
-        raise
-    delta = time.perf_counter() - start
-    b.stats.loads += 1
+    result, delta = await timed(b, c.func, (*c.head, [batch.ids[i] for i in missing]), {})
     values = returned(b, result)
     out: dict[Any, Any] = {}
     for i, state in missing.items():

@@ -25,6 +25,7 @@ __all__ = [
     "put",
     "refresh",
     "set_value",
+    "timed",
 ]
 
 Args = tuple[Any, ...]
@@ -119,14 +120,7 @@ async def compute(b: Bound, call: Call, state: ReadState | None) -> Any:
     process of all computes it."""
 
     async def run() -> Any:
-        start = time.perf_counter()
-        try:
-            value = await call.func(*call.args, **call.kwargs)
-        except Exception:
-            b.stats.load_errors += 1
-            raise
-        delta = time.perf_counter() - start
-        b.stats.loads += 1
+        value, delta = await timed(b, call.func, call.args, call.kwargs)
         if state is UNCACHED:
             return value
         payload = b.encode(value, call.key)
@@ -138,6 +132,27 @@ async def compute(b: Bound, call: Call, state: ReadState | None) -> Any:
     if b.lock and state is not None and state is not UNCACHED:
         return await leased(b, call, state, run)
     return await run()
+
+
+async def timed(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs
+                ) -> tuple[Any, float]:
+    """One load: the function's value and the seconds it took, counted (and shown to the
+    exporters that watch loads, if any)."""
+    finish = None if b.watch is None else b.watch()
+    start = time.perf_counter()
+    try:
+        value = await func(*args, **kwargs)
+    except BaseException as exc:
+        if isinstance(exc, Exception):
+            b.stats.load_errors += 1
+        if finish is not None:
+            finish(time.perf_counter() - start, exc)
+        raise
+    delta = time.perf_counter() - start
+    b.stats.loads += 1
+    if finish is not None:
+        finish(delta, None)
+    return value, delta
 
 
 async def store(b: Bound, call: Call, write: Write) -> bool:

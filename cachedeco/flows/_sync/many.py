@@ -10,7 +10,6 @@ not loaded twice.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -18,7 +17,7 @@ from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.backends.contracts.leases import Lease, Busy, lease_ttl
 from cachedeco.core.entry import NO_VALUE
 from cachedeco.flows._sync.lease import fault, obtain, servable
-from cachedeco.flows._sync.read import store
+from cachedeco.flows._sync.read import store, timed
 from cachedeco.flows.bound import UNCACHED, Bound, ReadState
 from cachedeco.flows.many import ABSENT, Batch, ManyCall, found_and_missing, returned
 from cachedeco.runtime.primitives import join_flight, keep_alive
@@ -108,14 +107,7 @@ def compute(c: ManyCall, missing: Missing) -> dict[Any, Any]:
 def run(c: ManyCall, missing: Missing) -> dict[Any, Any]:
     """One call of the function with the missing ids; each value returned is stored."""
     b, batch = c.b, c.batch
-    start = time.perf_counter()
-    try:
-        result = c.func(*c.head, [batch.ids[i] for i in missing])
-    except Exception:
-        b.stats.load_errors += 1
-        raise
-    delta = time.perf_counter() - start
-    b.stats.loads += 1
+    result, delta = timed(b, c.func, (*c.head, [batch.ids[i] for i in missing]), {})
     values = returned(b, result)
     out: dict[Any, Any] = {}
     for i, state in missing.items():

@@ -26,6 +26,7 @@ __all__ = [
     "put",
     "refresh",
     "set_value",
+    "timed",
 ]
 
 Args = tuple[Any, ...]
@@ -120,14 +121,7 @@ def compute(b: Bound, call: Call, state: ReadState | None) -> Any:
     process of all computes it."""
 
     def run() -> Any:
-        start = time.perf_counter()
-        try:
-            value = call.func(*call.args, **call.kwargs)
-        except Exception:
-            b.stats.load_errors += 1
-            raise
-        delta = time.perf_counter() - start
-        b.stats.loads += 1
+        value, delta = timed(b, call.func, call.args, call.kwargs)
         if state is UNCACHED:
             return value
         payload = b.encode(value, call.key)
@@ -139,6 +133,27 @@ def compute(b: Bound, call: Call, state: ReadState | None) -> Any:
     if b.lock and state is not None and state is not UNCACHED:
         return leased(b, call, state, run)
     return run()
+
+
+def timed(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs
+                ) -> tuple[Any, float]:
+    """One load: the function's value and the seconds it took, counted (and shown to the
+    exporters that watch loads, if any)."""
+    finish = None if b.watch is None else b.watch()
+    start = time.perf_counter()
+    try:
+        value = func(*args, **kwargs)
+    except BaseException as exc:
+        if isinstance(exc, Exception):
+            b.stats.load_errors += 1
+        if finish is not None:
+            finish(time.perf_counter() - start, exc)
+        raise
+    delta = time.perf_counter() - start
+    b.stats.loads += 1
+    if finish is not None:
+        finish(delta, None)
+    return value, delta
 
 
 def store(b: Bound, call: Call, write: Write) -> bool:

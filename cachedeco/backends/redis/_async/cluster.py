@@ -20,6 +20,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from cachedeco.backends.base import ReadResult
 from cachedeco.backends.redis._async.leases import AsyncRedisLeases
 from cachedeco.backends.redis._async.queues import AsyncClusterQueue
+from cachedeco.backends.redis._async.tally import AsyncRedisTally
 from cachedeco.backends.redis.cluster_plan import (
     Command,
     by_slot,
@@ -38,7 +39,7 @@ from cachedeco.backends.redis.cluster_plan import (
 from cachedeco.backends.redis.commands import SCAN_COUNT, count_removed
 from cachedeco.backends.redis.scripts import CHECK_TAGS, STORE_ENTRY
 from cachedeco.backends.redis.twins import AsyncNodeLink, cluster_errors
-from cachedeco.core.entry import Entry, Write
+from cachedeco.core.entry import Entry, Write, tag_token
 from cachedeco.core.keyspace import QueueNames
 
 __all__ = ["AsyncClusterBackend"]
@@ -146,8 +147,8 @@ class AsyncClusterBackend:
             await self._direct(set_commands(plan, token, px))
         except _RETRY_ROUTED:
             async with self._cluster.pipeline(transaction=False) as pipe:
-                for name in plan.names:
-                    pipe.set(name, token, px=px)
+                for i, name in enumerate(plan.names, 1):
+                    pipe.set(name, tag_token(token, i), px=px)
                 await pipe.execute()
 
     @cluster_errors
@@ -197,6 +198,10 @@ class AsyncClusterBackend:
             if queue is None:
                 queue = self._queues[names.stream] = AsyncClusterQueue(self, self.client, names)
             return queue
+
+    def tally(self, key: str) -> AsyncRedisTally:
+        """The table of counts in the hash at ``key`` (all its state is in Redis)."""
+        return AsyncRedisTally(self.client, key)
 
     async def close(self) -> None:
         """Close the connections to every node."""

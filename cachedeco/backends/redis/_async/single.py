@@ -18,6 +18,7 @@ import redis.asyncio
 from cachedeco.backends.base import ReadResult
 from cachedeco.backends.redis._async.leases import AsyncRedisLeases
 from cachedeco.backends.redis._async.queues import AsyncRedisQueue
+from cachedeco.backends.redis._async.tally import AsyncRedisTally
 from cachedeco.backends.redis.commands import (
     SCAN_COUNT,
     count_removed,
@@ -27,7 +28,7 @@ from cachedeco.backends.redis.commands import (
     store_args,
 )
 from cachedeco.backends.redis.scripts import STORE
-from cachedeco.core.entry import Entry, Write, decode_entry
+from cachedeco.core.entry import Entry, Write, decode_entry, tag_token
 from cachedeco.core.keyspace import QueueNames
 
 __all__ = ["AsyncRedisBackend"]
@@ -76,8 +77,8 @@ class AsyncRedisBackend:
     async def invalidate_tags(self, tag_keys: Sequence[str], token: str, px: int) -> None:
         """New tokens for every tag in one pipelined round trip."""
         async with self.client.pipeline(transaction=False) as pipe:
-            for tag in tag_keys:
-                pipe.set(tag, token, px=px)
+            for i, tag in enumerate(tag_keys, 1):
+                pipe.set(tag, tag_token(token, i), px=px)
             await pipe.execute()
 
     async def delete_matching(self, pattern: str, spare: str | None = None) -> int:
@@ -112,6 +113,10 @@ class AsyncRedisBackend:
             if queue is None:
                 queue = self._queues[names.stream] = AsyncRedisQueue(self.client, names)
             return queue
+
+    def tally(self, key: str) -> AsyncRedisTally:
+        """The table of counts in the hash at ``key`` (all its state is in Redis)."""
+        return AsyncRedisTally(self.client, key)
 
     async def close(self) -> None:
         """Close the client's connections (and its companions')."""

@@ -21,6 +21,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from cachedeco.backends.base import ReadResult
 from cachedeco.backends.redis._sync.leases import RedisLeases
 from cachedeco.backends.redis._sync.queues import ClusterQueue
+from cachedeco.backends.redis._sync.tally import RedisTally
 from cachedeco.backends.redis.cluster_plan import (
     Command,
     by_slot,
@@ -39,7 +40,7 @@ from cachedeco.backends.redis.cluster_plan import (
 from cachedeco.backends.redis.commands import SCAN_COUNT, count_removed
 from cachedeco.backends.redis.scripts import CHECK_TAGS, STORE_ENTRY
 from cachedeco.backends.redis.twins import NodeLink, cluster_errors
-from cachedeco.core.entry import Entry, Write
+from cachedeco.core.entry import Entry, Write, tag_token
 from cachedeco.core.keyspace import QueueNames
 
 __all__ = ["ClusterBackend"]
@@ -147,8 +148,8 @@ class ClusterBackend:
             self._direct(set_commands(plan, token, px))
         except _RETRY_ROUTED:
             with self._cluster.pipeline(transaction=False) as pipe:
-                for name in plan.names:
-                    pipe.set(name, token, px=px)
+                for i, name in enumerate(plan.names, 1):
+                    pipe.set(name, tag_token(token, i), px=px)
                 pipe.execute()
 
     @cluster_errors
@@ -198,6 +199,10 @@ class ClusterBackend:
             if queue is None:
                 queue = self._queues[names.stream] = ClusterQueue(self, self.client, names)
             return queue
+
+    def tally(self, key: str) -> RedisTally:
+        """The table of counts in the hash at ``key`` (all its state is in Redis)."""
+        return RedisTally(self.client, key)
 
     def close(self) -> None:
         """Close the connections to every node."""

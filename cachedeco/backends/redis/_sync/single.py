@@ -19,6 +19,7 @@ import redis
 from cachedeco.backends.base import ReadResult
 from cachedeco.backends.redis._sync.leases import RedisLeases
 from cachedeco.backends.redis._sync.queues import RedisQueue
+from cachedeco.backends.redis._sync.tally import RedisTally
 from cachedeco.backends.redis.commands import (
     SCAN_COUNT,
     count_removed,
@@ -28,7 +29,7 @@ from cachedeco.backends.redis.commands import (
     store_args,
 )
 from cachedeco.backends.redis.scripts import STORE
-from cachedeco.core.entry import Entry, Write, decode_entry
+from cachedeco.core.entry import Entry, Write, decode_entry, tag_token
 from cachedeco.core.keyspace import QueueNames
 
 __all__ = ["RedisBackend"]
@@ -77,8 +78,8 @@ class RedisBackend:
     def invalidate_tags(self, tag_keys: Sequence[str], token: str, px: int) -> None:
         """New tokens for every tag in one pipelined round trip."""
         with self.client.pipeline(transaction=False) as pipe:
-            for tag in tag_keys:
-                pipe.set(tag, token, px=px)
+            for i, tag in enumerate(tag_keys, 1):
+                pipe.set(tag, tag_token(token, i), px=px)
             pipe.execute()
 
     def delete_matching(self, pattern: str, spare: str | None = None) -> int:
@@ -113,6 +114,10 @@ class RedisBackend:
             if queue is None:
                 queue = self._queues[names.stream] = RedisQueue(self.client, names)
             return queue
+
+    def tally(self, key: str) -> RedisTally:
+        """The table of counts in the hash at ``key`` (all its state is in Redis)."""
+        return RedisTally(self.client, key)
 
     def close(self) -> None:
         """Close the client's connections (and its companions')."""

@@ -1,0 +1,174 @@
+"""Every counter of a registry by function, kept for the life of the process, and the book of
+every registry's ledger that exporters read.
+
+A decorated function counts into its own :class:`~cachedeco.core.stats.Stats` (on the hit
+path: one integer increment, nothing more). The ledger holds those Stats objects, so what a
+function counted outlives the function: when it is garbage-collected its counts are folded
+into the ledger's retired sums under its name, and when a registry is collected its ledger
+stays in the book under its prefix. Counters never go down while the process lives.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Hashable
+from typing import Final, Generic, TypeVar
+
+from cachedeco.core.stats import Stats
+from cachedeco.runtime.process import redo_after_fork
+
+__all__ = ["REGISTRY_WIDE", "Cursor", "Ledger", "book", "enrol"]
+
+REGISTRY_WIDE: Final = ""  # the function name of registry-wide operations (invalidate_tags)
+
+
+class Ledger:
+    """One registry's counters: its own (registry-wide operations), those of every function
+    bound to it, live or collected, and those of its services (write-behind queues)."""
+
+    def __init__(self, own: Stats, prefix: str) -> None:
+        self.own = own
+        self.prefix = prefix  # the registry's, kept current by configure()
+        self._lock = threading.Lock()
+        self._live: dict[int, tuple[weakref.ref[object], str, Stats]] = {}
+        self._retired: dict[str, Stats] = {}
+        self._services: dict[str, Callable[[], Stats]] = {}
+        redo_after_fork(self)
+
+    def after_fork(self) -> None:
+        """In a child: the lock may have been held by a thread the child does not have."""
+        self._lock = threading.Lock()
+
+    def track(self, owner: object, name: str, stats: Stats) -> None:
+        """Count ``stats`` under ``name`` while ``owner`` lives, and after (once per owner)."""
+        with self._lock:
+            held = self._live.get(id(owner))
+            if held is not None and held[0]() is owner:
+                return
+            self._fold()
+            self._live[id(owner)] = (weakref.ref(owner), name, stats)
+
+    def attach(self, name: str, read: Callable[[], Stats]) -> None:
+        """Count what ``read()`` returns under ``name`` (a service lives as long as we do)."""
+        with self._lock:
+            self._services[name] = read
+
+    def _fold(self) -> None:
+        """Move the counts of collected functions into the retired sums (lock held)."""
+        dead = [k for k, (ref, _, _) in self._live.items() if ref() is None]
+        for k in dead:
+            _, name, stats = self._live.pop(k)
+            self._retired[name] = self._retired.get(name, Stats()) + stats.snapshot().retired()
+
+    def by_function(self) -> dict[str, Stats]:
+        """A snapshot per function name (``""``: registry-wide operations), every function
+        ever counted included."""
+        with self._lock:
+            self._fold()
+            parts = [(REGISTRY_WIDE, self.own), *self._retired.items(),
+                     *((name, stats) for _, name, stats in self._live.values())]
+            services = list(self._services.items())
+        out: dict[str, Stats] = {}
+        for name, stats in [*parts, *((name, read()) for name, read in services)]:
+            have = out.get(name)
+            out[name] = stats.snapshot() if have is None else have + stats
+        return out
+
+    def total(self) -> Stats:
+        """Every counter summed over the functions."""
+        total = Stats()
+        for stats in self.by_function().values():
+            total = total + stats
+        return total
+
+    def absorb(self, other: Ledger) -> None:
+        """Take over the counts of a ledger whose registry is gone."""
+        for name, stats in other.by_function().items():
+            with self._lock:
+                self._retired[name] = self._retired.get(name, Stats()) + stats.retired()
+
+
+# --- the book of every registry's ledger -----------------------------------------------------
+
+_enrolled: dict[int, tuple[weakref.ref[object], Ledger]] = {}
+_retired: dict[str, Ledger] = {}  # ledgers of collected registries, by their last prefix
+
+
+class _BookLock:
+    """The book's lock, made again in a forked child."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        redo_after_fork(self)
+
+    def after_fork(self) -> None:
+        self.lock = threading.Lock()
+
+
+_book = _BookLock()
+
+
+def enrol(owner: object, ledger: Ledger) -> None:
+    """Put a registry's ledger in the book (for exporters covering every registry)."""
+    with _book.lock:
+        _fold_book()
+        _enrolled[id(owner)] = (weakref.ref(owner), ledger)
+
+
+def _fold_book() -> None:
+    """Keep the ledgers of collected registries, merged by prefix (book lock held)."""
+    for key, (ref, ledger) in list(_enrolled.items()):
+        if ref() is None:
+            del _enrolled[key]
+            merged = _retired.setdefault(ledger.prefix, Ledger(Stats(), ledger.prefix))
+            merged.absorb(ledger)
+
+
+def book() -> list[Ledger]:
+    """Every ledger of the process: each live registry's, then those of collected ones."""
+    with _book.lock:
+        _fold_book()
+        return [ledger for _, ledger in _enrolled.values()] + list(_retired.values())
+
+
+# --- what was already reported ---------------------------------------------------------------
+
+K = TypeVar("K", bound=Hashable)
+
+
+class Cursor(Generic[K]):
+    """How far a reader's counters were reported somewhere: :meth:`take` what is new,
+    :meth:`give_back` what could not be delivered. In a forked child it starts from what the
+    parent counted, which the parent reports itself."""
+
+    def __init__(self, read: Callable[[], dict[K, int]]) -> None:
+        self._read = read
+        self._sent: dict[K, int] = {}
+        self._at_fork: dict[K, int] = {}
+        self._lock = threading.Lock()
+        redo_after_fork(self)
+
+    def take(self, now: dict[K, int] | None = None) -> dict[K, int]:
+        """The counts added since the last take (non-zero ones), now counted as sent;
+        ``now``: a reading the caller just made (else one is made)."""
+        if now is None:
+            now = self._read()
+        with self._lock:
+            sent, self._sent = self._sent, now
+        return {k: v - sent.get(k, 0) for k, v in now.items() if v != sent.get(k, 0)}
+
+    def give_back(self, taken: dict[K, int]) -> None:
+        """Counts :meth:`take` returned that were not delivered: they are taken again next."""
+        with self._lock:
+            for k, v in taken.items():
+                self._sent[k] = self._sent.get(k, 0) - v
+
+    def before_fork(self) -> None:
+        """In the parent, about to fork: what it counted so far is its own to report."""
+        self._at_fork = self._read()
+
+    def after_fork(self) -> None:
+        """In a child: report only what this process counts from now on."""
+        self._lock = threading.Lock()
+        self._sent, self._at_fork = self._at_fork, {}

@@ -1,0 +1,62 @@
+"""Per-process state at a fork and at exit.
+
+Objects that keep per-process state (a lock, a report cursor, a background thread) register
+with :func:`redo_after_fork`: ``before_fork()`` (if they have one) runs in the parent just
+before ``os.fork()``, ``after_fork()`` in every child. :func:`at_exit` runs a function when
+the process ends normally, multiprocessing children included (they end with ``os._exit``,
+which skips ``atexit``: uvicorn's workers are such children).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Protocol
+
+__all__ = ["Forkable", "at_exit", "redo_after_fork"]
+
+
+class Forkable(Protocol):
+    """Something with per-process state to reset in a forked child."""
+
+    def after_fork(self) -> None: ...
+
+
+_objects: weakref.WeakSet[Forkable] = weakref.WeakSet()
+_lock = threading.Lock()
+_hooked: list[bool] = []
+
+
+def redo_after_fork(obj: Forkable) -> None:
+    """Call ``obj.after_fork()`` in every child this process forks while ``obj`` lives."""
+    with _lock:
+        if not _hooked and hasattr(os, "register_at_fork"):
+            os.register_at_fork(before=_before, after_in_child=_after)
+            _hooked.append(True)
+        _objects.add(obj)
+
+
+def _before() -> None:
+    for obj in list(_objects):
+        before = getattr(obj, "before_fork", None)
+        if before is not None:
+            before()
+
+
+def _after() -> None:
+    for obj in list(_objects):
+        obj.after_fork()
+
+
+def at_exit(func: Callable[[], None]) -> None:
+    """Call ``func()`` when this process (or a multiprocessing child of it) exits normally;
+    it may run twice, so it must be idempotent. Keep ``func`` module-level: it lives on."""
+    from multiprocessing import util
+
+    atexit.register(func)
+    util.Finalize(None, func, exitpriority=100)
+    # a forked multiprocessing child forgets its parent's finalizers: register again there
+    util.register_after_fork(func, lambda _: util.Finalize(None, func, exitpriority=100))

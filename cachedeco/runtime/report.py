@@ -1,0 +1,171 @@
+"""The service-wide counters: every few seconds each process adds what its functions counted
+since its last report to one hash under the prefix (``prefix:~stats``), which the operator's
+``cachedeco stats`` reads.
+
+Off the call path: a daemon thread of the registry (a task on the running loop when the
+registry was given an asyncio client only), started when a function first binds to a
+registry with a Redis backend, never on ``memory://``, stopped after a last report on
+``close()`` (or at exit). One command per report (a script adding every count, atomically),
+none when nothing was counted. A failed report is logged (rate-limited) and its counts are
+sent with the next one. A forked child reports only what it counts itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Final
+
+from cachedeco.backends.base import BACKEND_ERRORS
+from cachedeco.backends.open import BackendSlot
+from cachedeco.core.stats import Stats, join_field
+from cachedeco.errors import CacheError
+from cachedeco.runtime.guard import Breaker, Guard
+from cachedeco.runtime.ledger import Cursor, Ledger
+from cachedeco.runtime.primitives import TaskWorker, ThreadWorker
+from cachedeco.runtime.process import at_exit, redo_after_fork
+
+__all__ = ["INTERVAL", "Reporter"]
+
+INTERVAL: Final = 5.0  # seconds between two reports of one registry, by default
+Target = tuple[BackendSlot, str]  # the backend and the hash reports go to
+_FAULTS: Final = (*BACKEND_ERRORS, CacheError)
+Counts = dict[tuple[str, str], int]  # by (function, counter)
+
+
+def _counts(ledger: Ledger) -> Counts:
+    """Every non-zero counter of a ledger, by (function, counter)."""
+    return {(function, name): value for function, stats in ledger.by_function().items()
+            for name, value in stats.counters() if value}
+
+
+class Reporter:
+    """Adds one registry's counts to the service-wide hash, now and then, off the call path."""
+
+    def __init__(self, ledger: Ledger, where: Callable[[], Callable[[], Target | None] | None]
+                 ) -> None:
+        self.interval = INTERVAL  # 0: never report
+        self._where = where  # a weak method of the registry: gives None once it is gone
+        self._cursor: Cursor[tuple[str, str]] = Cursor(lambda: _counts(ledger))
+        self._guard = Guard("stats", Stats(), raise_errors=False, breaker=Breaker())
+        self._lock = threading.Lock()
+        self._worker: ThreadWorker | TaskWorker | None = None
+        redo_after_fork(self)
+
+    def ensure(self) -> None:
+        """Start reporting unless it runs, the interval is 0 or no backend is Redis."""
+        worker = self._worker
+        if (worker is not None and worker.running) or self.interval <= 0:
+            return
+        target = self._target()
+        if target is None:
+            return
+        with self._lock:
+            worker = self._worker
+            if worker is not None and worker.running:
+                return
+            worker = self._worker = self._make(target[0])
+            if worker is not None:
+                _at_exit(self)
+                worker.ensure()
+
+    def _target(self) -> Target | None:
+        """Where reports go now: None on memory:// only, or once the registry is gone."""
+        where = self._where()
+        return None if where is None else where()
+
+    def _make(self, slot: BackendSlot) -> ThreadWorker | TaskWorker | None:
+        """A thread when the backend has a sync client, else a task on the running loop."""
+        if "sync" in slot.flavours:
+            return ThreadWorker("stats", self.interval, lambda _stop: self.report(),
+                                self.report, role="report")
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return None  # an asyncio client serves only its loop: wait for a call on one
+        return TaskWorker("stats", self.interval, lambda _stop: self.areport(), self.areport,
+                          role="report")
+
+    def _take(self) -> tuple[Target, Counts] | None:
+        """Where to report and what (None: nothing, or the registry is gone)."""
+        target = self._target()
+        if target is None:
+            worker = self._worker
+            if worker is not None:
+                worker.stopping = True
+            return None
+        taken = self._cursor.take()
+        return (target, taken) if taken else None
+
+    def _failed(self, taken: Counts, exc: BaseException) -> None:
+        self._cursor.give_back(taken)
+        self._guard.absorb(exc, action="report the service-wide counters")
+
+    def report(self) -> None:
+        """Add what was counted since the last report to the hash, in one command."""
+        work = self._take()
+        if work is None:
+            return
+        (slot, key), taken = work
+        try:
+            slot.backend().tally(key).add(_fields(taken))
+        except _FAULTS as exc:
+            self._failed(taken, exc)
+
+    async def areport(self) -> None:
+        """The asyncio form of :meth:`report`."""
+        work = self._take()
+        if work is None:
+            return
+        (slot, key), taken = work
+        try:
+            await slot.abackend().tally(key).add(_fields(taken))
+        except _FAULTS as exc:
+            self._failed(taken, exc)
+
+    def stop(self) -> None:
+        """Stop after a last report (from a thread that does not run the task's loop)."""
+        worker = self._worker
+        if worker is not None:
+            worker.stop()
+
+    async def astop(self) -> None:
+        """The asyncio form of :meth:`stop`."""
+        worker = self._worker
+        if isinstance(worker, TaskWorker):
+            await worker.astop()
+        elif worker is not None:
+            await asyncio.to_thread(worker.stop)
+
+    def after_fork(self) -> None:
+        """In a child: its own lock, and its own thread if the parent had one."""
+        self._lock = threading.Lock()
+        had = isinstance(self._worker, ThreadWorker)
+        self._worker = None
+        if had:
+            self.ensure()
+
+
+def _fields(taken: Counts) -> dict[str, int]:
+    return {join_field(function, name): count
+            for (function, name), count in taken.items()}
+
+
+_running: weakref.WeakSet[Reporter] = weakref.WeakSet()
+_hooked: list[bool] = []
+
+
+def _at_exit(reporter: Reporter) -> None:
+    """Report once more at exit what registries that were never closed counted last."""
+    _running.add(reporter)
+    if not _hooked:
+        _hooked.append(True)
+        at_exit(_last_reports)
+
+
+def _last_reports() -> None:
+    for reporter in list(_running):
+        if isinstance(reporter._worker, ThreadWorker):
+            reporter.stop()
