@@ -23,7 +23,6 @@ import cachedeco
 from cachedeco import Registry
 from tests.support.deployments import (
     BACKENDS,
-    CONCURRENT_ASYNC,
     REDIS_BACKENDS,
     SERVERS,
     Deployment,
@@ -34,10 +33,9 @@ pytestmark = pytest.mark.deployments(*BACKENDS)
 
 #: Twins stand for processes only where a lease is shared: on a server (memory:// is one
 #: process: ``lock=True`` is single-flight there). The slow ones (~1 s each) run on the two
-#: kinds of lease, and asyncio ones where concurrent tasks are tested (CONCURRENT_ASYNC).
+#: kinds of lease.
 TWINS = pytest.mark.deployments(*SERVERS)
 SLOW_TWINS = pytest.mark.deployments(*REDIS_BACKENDS)
-ASYNC_TWINS = pytest.mark.deployments(*(d for d in SERVERS if d in CONCURRENT_ASYNC))
 
 
 class Runs:
@@ -95,7 +93,6 @@ def sync_twins(reg: Registry, runs: Runs, **options: Any) -> Callable[[], Any]:
 # --- a cold key, in one process ----------------------------------------------------------------
 
 
-@pytest.mark.deployments(*CONCURRENT_ASYNC)
 @pytest.mark.parametrize("lock", [False, True])
 async def test_200_tasks_on_a_cold_key_run_the_function_once(reg: Registry, lock: bool) -> None:
     runs = Runs(delays=(0.05,))
@@ -104,7 +101,8 @@ async def test_200_tasks_on_a_cold_key_run_the_function_once(reg: Registry, lock
     assert runs.count == 1
     assert all(v == {"x": 1, "run": 1} for v in values)
     stats = load.stats()
-    assert (stats.loads, stats.singleflight_joins, stats.lock_waits) == (1, 199, 0)
+    # A caller whose read comes back after the value landed (it waited for a connection) hits.
+    assert (stats.loads, stats.singleflight_joins + stats.hits, stats.lock_waits) == (1, 199, 0)
 
 
 @pytest.mark.parametrize("lock", [False, True])
@@ -127,7 +125,6 @@ def test_32_threads_on_a_cold_key_run_the_function_once(reg: Registry, lock: boo
     assert values == [{"x": 1, "run": 1}] * 32
 
 
-@pytest.mark.deployments(*CONCURRENT_ASYNC)
 @pytest.mark.parametrize("lock", [False, True])
 async def test_an_exception_reaches_every_waiter_and_is_not_cached(reg: Registry,
                                                                   lock: bool) -> None:
@@ -198,7 +195,7 @@ async def test_lease_keys_live_under_the_prefix_with_ttls(reg: Registry, deploym
     assert redis.crc.key_slot(lease.encode()) == redis.crc.key_slot(load.key(1).encode())
 
 
-@ASYNC_TWINS
+@TWINS
 async def test_a_failed_load_sends_the_waiter_back_to_the_lease(reg: Registry) -> None:
     runs = Runs(delays=(0.1, 0.0), fail=1)
     make = async_twins(reg, runs, lock=True)
@@ -211,7 +208,7 @@ async def test_a_failed_load_sends_the_waiter_back_to_the_lease(reg: Registry) -
     assert runs.count == 2
 
 
-@ASYNC_TWINS
+@TWINS
 async def test_a_load_slower_than_lock_timeout_lets_the_waiter_compute(reg: Registry) -> None:
     runs = Runs(delays=(1.0, 0.05))
     make = async_twins(reg, runs, lock=True, lock_timeout=0.3)
@@ -225,7 +222,7 @@ async def test_a_load_slower_than_lock_timeout_lets_the_waiter_compute(reg: Regi
     assert waiter.stats().lock_waits == 1
 
 
-@ASYNC_TWINS
+@TWINS
 async def test_a_long_async_load_keeps_its_lease(reg: Registry) -> None:
     runs = Runs(delays=(0.9,))
     make = async_twins(reg, runs, lock=True, lock_timeout=1.5)  # a 0.75 s lease
