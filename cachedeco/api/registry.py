@@ -64,8 +64,10 @@ class Registry(core.Registry):
     ``maxsize`` (memory), ``tag_ttl``, ``breaker_threshold``, ``breaker_cooldown``,
     ``stats_interval`` (seconds between two reports of this process's counters to the
     service-wide ``prefix:~stats`` on Redis, default 5; 0: none) and any redis-py connection
-    keyword, all checked whatever the backends (as are a URL's query options). Creating one
-    opens no connection. ``disable()``, ``enable()`` and
+    keyword, all checked whatever the backends (as are a URL's query options);
+    ``max_connections`` (64) bounds the connections to the server, to Sentinel's primary or to
+    each cluster node, and a burst of callers waits up to ``pool_timeout`` (5 s) for one.
+    Creating one opens no connection. ``disable()``, ``enable()`` and
     ``with reg.disabled():`` switch caching off and on for every function bound to it.
     """
 

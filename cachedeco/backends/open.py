@@ -9,10 +9,12 @@ asyncio connection belongs to the loop that opened it). A ready client gives one
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import threading
 import weakref
 
-from cachedeco.backends.base import AsyncBackend, Backend, ConnectionOptions
+from cachedeco.backends.base import BACKEND_ERRORS, AsyncBackend, Backend, ConnectionOptions
 from cachedeco.backends.memory.faces import AsyncMemoryBackend
 from cachedeco.backends.memory.store import MemoryBackend
 from cachedeco.backends.redis.connect import (
@@ -98,17 +100,44 @@ class BackendSlot:
             return wrap_async(self.spec)
         return make_async(self.kind, self.spec, self.options)
 
-    def made_here(self) -> list[AsyncBackend]:
-        """The asyncio backends usable on the running loop (to close them there)."""
-        here = [] if self._ready_async is None else [self._ready_async]
-        backend = self._async.get(asyncio.get_running_loop())
-        return here if backend is None else [*here, backend]
+    async def aclose_here(self) -> None:
+        """Close the asyncio backends usable on the running loop, before that loop ends (an
+        asyncio connection cannot be closed once its loop is closed). The one made for this
+        loop from a URL is forgotten too: a later call on this loop makes a new one."""
+        made = self._async.pop(asyncio.get_running_loop(), None)
+        for backend in (made, self._ready_async):
+            if backend is not None:
+                await _close_quietly(backend)
 
-    def made(self) -> list[Backend | AsyncBackend]:
-        """Every backend made so far (to close them)."""
-        made: list[Backend | AsyncBackend] = [*self._async.values()]
+    def close(self) -> None:
+        """Close the sync backend, and the asyncio ones made from a URL on their loops: the
+        running loop's in a task (``aclose_here()`` closes them at once), those of loops
+        running in other threads there, waiting for them (a loop that ended without
+        ``aclose_here()`` took its clients' sockets with it)."""
         if self._sync is not None:
-            made.append(self._sync)
-        if self._ready_async is not None:
-            made.append(self._ready_async)
-        return made
+            with contextlib.suppress(*BACKEND_ERRORS):
+                self._sync.close()
+        try:
+            here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        for loop, backend in list(self._async.items()):
+            if loop is here:
+                _closing.add(task := loop.create_task(_close_quietly(backend)))
+                task.add_done_callback(_closing.discard)
+            elif loop.is_running():
+                done = asyncio.run_coroutine_threadsafe(_close_quietly(backend), loop)
+                with contextlib.suppress(concurrent.futures.TimeoutError):
+                    done.result(self.options.socket_connect_timeout + 1.0)
+            else:
+                continue
+            self._async.pop(loop, None)
+
+
+#: Closes under way in tasks of the running loop (referenced until they end).
+_closing: set[asyncio.Task[None]] = set()
+
+
+async def _close_quietly(backend: AsyncBackend) -> None:
+    with contextlib.suppress(*BACKEND_ERRORS):
+        await backend.close()

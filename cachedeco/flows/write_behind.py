@@ -32,7 +32,7 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
         super().__init__(link, flush, settings)
         if self.is_async:
             self.worker = TaskWorker(self.name, settings.flush_interval, self._adrain_quietly,
-                                     self.afinal)
+                                     self.afinal, last=self._close_loop_clients)
         else:
             self.worker = ThreadWorker(self.name, settings.flush_interval, self._drain_quietly,
                                        self.final)
@@ -74,10 +74,12 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
         """Await ``make()`` on a throwaway loop, then close the clients made for that loop."""
         try:
             await make()
-        finally:  # this loop is about to close: so are the clients made for it
-            backend = self.link.bound().slot.abackend()
-            if not backend.stores_objects:
-                await backend.close()
+        finally:
+            await self._close_loop_clients()
+
+    async def _close_loop_clients(self) -> None:
+        """The running loop is about to end: close the registry's clients made for it."""
+        await self.link.spec.registry.aclose_clients_here()
 
     # -- while caching is switched off: each record goes to flush at once -------------------
 

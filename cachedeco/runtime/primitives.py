@@ -238,15 +238,19 @@ class ThreadWorker:
 
 class TaskWorker:
     """Drains an async flush's queue from an asyncio task: on the running loop of its first
-    use, or, when it is first used outside any loop, on a loop of its own in a thread."""
+    use, or, when it is first used outside any loop, on a loop of its own in a thread, which
+    awaits ``last()`` (closing what was opened on it) before it ends."""
 
     def __init__(self, name: str, interval: float, drain: Callable[[Stop], Awaitable[None]],
-                 final: Callable[[], Awaitable[None]], role: str = "write-behind") -> None:
+                 final: Callable[[], Awaitable[None]], *,
+                 last: Callable[[], Awaitable[None]] | None = None,
+                 role: str = "write-behind") -> None:
         self.name = name
         self.role = role
         self.interval = interval
         self._drain = drain
         self._final = final
+        self._last = last
         self._lock = threading.Lock()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -290,7 +294,11 @@ class TaskWorker:
         async def main() -> None:
             task = self._start(asyncio.get_running_loop())
             ready.set()
-            await task
+            try:
+                await task
+            finally:
+                if self._last is not None:
+                    await self._last()
 
         asyncio.run(main())
 

@@ -9,7 +9,6 @@ names a decorator: the public :class:`cachedeco.Registry` adds those convenience
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import weakref
@@ -141,7 +140,7 @@ class Registry:
         self._guards = {name: self.guard(name, self._stats) for name in slots}
         self.revision += 1
         for slot in old.values():
-            _close_quietly(slot)
+            slot.close()
         return self
 
     @staticmethod
@@ -348,7 +347,7 @@ class Registry:
         self.reporter.stop()
         self.background.close()
         for slot in self._slots.values():
-            _close_quietly(slot)
+            slot.close()
 
     async def aclose(self) -> None:
         """The asyncio form of :meth:`close`."""
@@ -356,11 +355,15 @@ class Registry:
             await service.aclose()
         await self.reporter.astop()
         await self.background.aclose()
-        for slot in self._slots.values():
-            for backend in slot.made_here():  # another loop's clients close with that loop
-                with contextlib.suppress(*BACKEND_ERRORS):
-                    await backend.close()
+        await self.aclose_clients_here()  # then close(): other loops' clients, on their loops
         self.close()
+
+    async def aclose_clients_here(self) -> None:
+        """Close the asyncio clients the backends made for the running loop: before a loop
+        that used this registry ends (``aclose()`` does it for the caller's loop; the
+        write-behind workers for the loops they run on)."""
+        for slot in self._slots.values():
+            await slot.aclose_here()
 
     def __enter__(self) -> Self:
         return self
@@ -385,14 +388,6 @@ def _count(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigurationError(f"{what} must be an int >= 1, not {value!r}")
     return value
-
-
-def _close_quietly(slot: BackendSlot) -> None:
-    """Close the sync clients a slot made (async ones close with their loop)."""
-    for backend in slot.made():
-        if not asyncio.iscoroutinefunction(backend.close):
-            with contextlib.suppress(*BACKEND_ERRORS):
-                backend.close()
 
 
 _default: list[Registry] = []

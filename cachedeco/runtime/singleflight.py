@@ -41,20 +41,28 @@ def generation(state: State) -> State:
 class Flight:
     """One load in progress, with the read state it started from."""
 
-    __slots__ = ("future", "landed", "state")
+    __slots__ = ("future", "landed", "state", "stored")
 
     def __init__(self, state: State) -> None:
         self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self.state = state
         self.landed = 0  # the Flights.landings count when it landed
+        self.stored = ""  # the marker of the entry its load stores (set before the store)
+
+    def wrote(self, state: State) -> bool:
+        """Whether ``state`` read the entry this load stores, with the tag tokens the load
+        started from: a Redis Cluster read whose tag read came before the store and whose
+        entry read came after it (two nodes, two replies, see docs/internals/cluster.md)."""
+        return bool(self.stored) and state == (self.stored, self.state[1])
 
 
 class Flights:
     """The loads in progress by cache key, and the last one landed per key.
 
     A caller whose read was under way when a load landed (it read the state the load started
-    from, before the load's store) joins that landed load rather than starting another: it
-    notes ``landings`` before its read and passes it as ``since``.
+    from, before the load's store, or the entry that store wrote) joins that landed load
+    rather than starting another: it notes ``landings`` before its read and passes it as
+    ``since``.
     """
 
     RECENT = 1024  # landed flights remembered for such late joiners
@@ -70,11 +78,12 @@ class Flights:
         state = generation(state)
         with self._lock:
             flight = self._flights.get(key)
-            if flight is not None and flight.state == state and not flight.future.done():
+            if (flight is not None and (flight.state == state or flight.wrote(state))
+                    and not flight.future.done()):
                 return flight, False
             recent = self._recent.get(key)
-            if (recent is not None and recent.state == state and recent.landed > since
-                    and recent.future.exception() is None):
+            if (recent is not None and (recent.state == state or recent.wrote(state))
+                    and recent.landed > since and recent.future.exception() is None):
                 return recent, False
             flight = self._flights[key] = Flight(state)
             return flight, True

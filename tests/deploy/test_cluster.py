@@ -1,9 +1,10 @@
 """The cluster backend's own mechanics on a real 3-primary Redis Cluster: the backends a URL
 makes, a decoding client refused, tags sharing one slot, the two-step store and its window,
-SCAN on every primary, and reads that survive a stale slot map."""
+SCAN on every primary, reads that survive a stale slot map, and many asyncio tasks at once."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +20,7 @@ from cachedeco.backends.redis.cluster_plan import tag_plan, tag_slot_key
 from cachedeco.errors import ConfigurationError
 from tests.support.backends import Write, new_marker, new_tag_token, new_tombstone
 from tests.support.commands import BOOKKEEPING, commandstats, ran
-from tests.support.deployments import hosts
+from tests.support.deployments import acluster_client, hosts
 
 
 async def test_a_cluster_url_makes_the_cluster_backends(
@@ -183,3 +184,83 @@ def test_read_survives_a_stale_slot_map(make_registry: Callable[..., Registry],
     reg.invalidate_tags("t")
     assert f(7) == 7
     assert f.stats().misses == 2
+
+
+# --- many asyncio tasks at once ------------------------------------------------------------------
+
+
+async def _many_tasks(reg: Registry, tasks: int, rounds: int = 3) -> None:
+    """``tasks`` callers at once over keys in as many slots, ``rounds`` times (misses, hits,
+    misses after an invalidation of half their tags): every value right, no backend fault."""
+    @cachedeco.cached(registry=reg, tags=["item:{x}", "items"])
+    async def f(x: int) -> dict[str, int]:
+        await asyncio.sleep(0)
+        return {"x": x}
+
+    assert len({key_slot(f.key(x).encode()) for x in range(tasks)}) > tasks * 0.9
+    for _ in range(rounds):
+        assert await asyncio.gather(*(f(x) for x in range(tasks))) == [
+            {"x": x} for x in range(tasks)]
+        await reg.ainvalidate_tags(*(f"item:{x}" for x in range(0, tasks, 2)))
+    assert reg.stats().backend_errors == 0
+
+
+async def test_many_tasks_on_a_new_registry(amake_registry: Callable[..., Registry],
+                                            cluster_url: str) -> None:
+    """The first calls of a registry find its client without a slot map: it learns the
+    topology once, before routing anything (not a KeyError, a MOVED storm, or connections cut
+    under other tasks: 'NoneType' object has no attribute 'writelines')."""
+    await _many_tasks(amake_registry(cluster_url, on_error="raise", pool_timeout=60), 500)
+
+
+async def test_many_tasks_on_a_ready_client(amake_registry: Callable[..., Registry],
+                                            cluster_url: str) -> None:
+    """The same on an asyncio cluster client handed over before its first command (its own
+    pools: at most 100 connections per node, so 100 callers)."""
+    client = acluster_client(cluster_url)
+    try:
+        await _many_tasks(amake_registry(client, on_error="raise"), 100)
+    finally:
+        await client.aclose()
+
+
+class _ClosesOnConnect:
+    """A connect callback that closes the whole client as the connection comes up."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.fired = 0
+
+    async def close(self, connection: Any) -> None:
+        if not self.fired:
+            self.fired += 1
+            await self.client.aclose()
+
+
+async def test_a_connection_cut_under_a_task_is_a_backend_fault(
+        amake_registry: Callable[..., Registry], cluster_url: str) -> None:
+    """redis-py's asyncio cluster client closes itself on CLUSTERDOWN, on an uncovered slot and
+    on every fifth MOVED, cutting the connections other tasks are using; one cut as it comes up
+    fails inside redis-py with "'NoneType' object has no attribute 'writelines'". The caller
+    sees a backend fault: the function's value (or a BackendError), never that error."""
+    reg = amake_registry(cluster_url)
+
+    @cachedeco.cached(registry=reg)
+    async def f(x: int) -> int:
+        return x
+
+    backend = reg.slot("default").abackend()
+    assert isinstance(backend, AsyncClusterBackend)
+    client: Any = backend.client
+    await client.initialize()
+    # A key on a primary that has no connection yet (the default node ran COMMAND).
+    x, node = next((x, node) for x in range(100)
+                   if (node := client.nodes_manager.get_node_from_slot(
+                       key_slot(f.key(x).encode()))) is not client.get_default_node())
+    conn = node.acquire_connection()  # new, not connected: the read will connect it
+    node.release(conn)
+    cutter = _ClosesOnConnect(client)
+    conn.register_connect_callback(cutter.close)
+    assert await f(x) == x
+    assert cutter.fired == 1
+    assert reg.stats().backend_errors == 1

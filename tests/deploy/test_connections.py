@@ -1,16 +1,21 @@
 """A registry's connections on the single server: closing it, sync or asyncio, releases every
-connection it opened (named with ``client_name``, counted with CLIENT LIST)."""
+connection it opened, on whatever loop (named with ``client_name``, counted with CLIENT LIST),
+and its asyncio pool stays bounded through failed connects."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import redis
 
-from cachedeco import Registry, cached
+from cachedeco import BackendError, Registry, cached
+from tests.support.polling import apoll
+from tools.servers import Server
 
 
 def _connections_named(client: redis.Redis, name: str) -> int:
@@ -54,3 +59,65 @@ async def test_aclose_releases_every_connection(amake_registry: Callable[..., Re
     assert sum(1 for c in redis_client.client_list() if c.get("name") == prefix) >= 1
     await reg.aclose()
     assert _connections_named(redis_client, prefix) == 0
+
+
+async def test_failed_connects_leave_the_waiting_pool_bounded(
+        amake_registry: Callable[..., Registry], fresh_redis: Server, prefix: str) -> None:
+    """A caller whose connection cannot be set up gives its place back once: after an outage
+    the pool still hands out max_connections connections, a burst waits for them (it does not
+    get MaxConnectionsError from a pool that counts more places than connections)."""
+    reg = amake_registry(fresh_redis.url, max_connections=2, pool_timeout=60,
+                         socket_connect_timeout=0.5, breaker_threshold=1_000_000,
+                         on_error="raise", client_name=prefix)
+
+    @cached(registry=reg)
+    async def f(x: int) -> int:
+        return x
+
+    assert await f(-1) == -1
+    fresh_redis.kill()
+    for x in range(10):
+        with pytest.raises(BackendError):
+            await f(x)
+    fresh_redis.restart()
+    assert await asyncio.gather(*(f(x) for x in range(200))) == list(range(200))
+    with fresh_redis.process.client() as admin:
+        assert sum(1 for c in admin.client_list() if c.get("name") == prefix) <= 2
+
+
+def test_close_reaches_a_loop_running_in_another_thread(
+        make_registry: Callable[..., Registry], redis_url: str, prefix: str,
+        redis_client: redis.Redis) -> None:
+    reg = make_registry(redis_url, client_name=prefix)
+
+    @cached(registry=reg)
+    async def f(x: int) -> int:
+        return x
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever)
+    thread.start()
+    try:
+        assert asyncio.run_coroutine_threadsafe(f(1), loop).result(10) == 1
+        assert _connections_named(redis_client, prefix) >= 1
+        reg.close()  # from this thread, while that loop runs
+        assert _connections_named(redis_client, prefix) == 0
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+
+
+async def test_configure_closes_the_old_clients_of_the_running_loop(
+        amake_registry: Callable[..., Registry], redis_url: str, prefix: str,
+        redis_client: redis.Redis) -> None:
+    reg = amake_registry(redis_url, client_name=prefix)
+
+    @cached(registry=reg)
+    async def f(x: int) -> int:
+        return x
+
+    assert await f(1) == 1
+    reg.configure("memory://", prefix=prefix)
+    await apoll(lambda: not any(c.get("name") == prefix for c in redis_client.client_list()))
+    assert await f(1) == 1

@@ -17,7 +17,7 @@ import pytest
 
 from cachedeco import Registry, cached
 from tests.support.calls import Calls
-from tests.support.deployments import BACKENDS, BURST
+from tests.support.deployments import ALL, BACKENDS
 from tests.support.peek import is_tombstone, stored
 
 pytestmark = pytest.mark.deployments(*BACKENDS)
@@ -464,7 +464,7 @@ async def test_methods_of_every_kind_share_entries(reg: Registry) -> None:
 
 # --- many callers, one registry ----------------------------------------------------------------
 
-@pytest.mark.deployments(*BURST)
+@pytest.mark.deployments(*ALL)
 async def test_200_concurrent_async_callers_share_one_registry(reg: Registry) -> None:
     calls = Calls()
 
@@ -487,7 +487,7 @@ async def test_200_concurrent_async_callers_share_one_registry(reg: Registry) ->
     assert reg.stats().backend_errors == 0
 
 
-@pytest.mark.deployments(*BURST)
+@pytest.mark.deployments(*ALL)
 def test_200_threads_share_one_registry(reg: Registry) -> None:
     @cached(registry=reg)
     def f(x: int) -> int:

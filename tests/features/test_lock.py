@@ -13,11 +13,10 @@ import pytest
 
 from cachedeco import CacheError, LockTimeout, Registry
 from cachedeco.errors import LockNotOwned
-from tests.support.deployments import BACKENDS, CONCURRENT_ASYNC, SERVERS, Deployment
+from tests.support.deployments import BACKENDS, SERVERS, Deployment
 
 pytestmark = pytest.mark.deployments(*BACKENDS)
 PROMPT = 0.05  # a woken waiter acquires within this of the release (no poll interval)
-ASYNC = pytest.mark.deployments(*CONCURRENT_ASYNC)
 
 
 def in_thread(target: Callable[[], object]) -> threading.Thread:
@@ -167,7 +166,6 @@ def test_a_lock_made_before_configure_uses_the_configured_backend(
 # --- async with --------------------------------------------------------------------------------
 
 
-@ASYNC
 async def test_async_with_excludes_other_tasks(reg: Registry) -> None:
     lock = reg.lock("job", ttl=5, timeout=5)
     inside = 0
@@ -185,7 +183,6 @@ async def test_async_with_excludes_other_tasks(reg: Registry) -> None:
     assert most == 1
 
 
-@ASYNC
 async def test_async_lock_timeout(reg: Registry) -> None:
     async with reg.lock("job", ttl=5):
         started = time.perf_counter()
@@ -195,7 +192,6 @@ async def test_async_lock_timeout(reg: Registry) -> None:
         assert 0.2 <= time.perf_counter() - started < 0.2 + 0.3
 
 
-@ASYNC
 async def test_an_async_waiter_acquires_promptly_after_the_release(reg: Registry) -> None:
     holder = reg.lock("job", ttl=5)
     await holder.aacquire()
@@ -214,7 +210,6 @@ async def test_an_async_waiter_acquires_promptly_after_the_release(reg: Registry
     assert 0 <= acquired - released < PROMPT
 
 
-@ASYNC
 async def test_async_release_after_expiry_raises_and_spares_the_next_owner(
         reg: Registry) -> None:
     first = reg.lock("job", ttl=0.1)

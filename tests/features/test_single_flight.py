@@ -14,7 +14,7 @@ import pytest
 
 from cachedeco import Registry, cached, write_through
 from tests.support.calls import Calls
-from tests.support.deployments import BACKENDS, CONCURRENT_ASYNC
+from tests.support.deployments import BACKENDS
 from tests.support.polling import apoll, poll
 
 pytestmark = pytest.mark.deployments(*BACKENDS)
@@ -40,7 +40,6 @@ def test_single_flight_with_threads(reg: Registry) -> None:
     assert slow.stats().singleflight_joins == 15
 
 
-@pytest.mark.deployments(*CONCURRENT_ASYNC)
 async def test_single_flight_with_tasks(reg: Registry) -> None:
     calls = Calls()
     release = asyncio.Event()
@@ -99,7 +98,6 @@ def test_exception_reaches_every_waiting_thread_and_is_not_cached(
     assert len(calls) == 2
 
 
-@pytest.mark.deployments(*CONCURRENT_ASYNC)
 @pytest.mark.parametrize("error", [ValueError, TimeoutError])
 async def test_exception_reaches_every_waiting_task_and_is_not_cached(
         reg: Registry, error: type[Exception]) -> None:
@@ -146,7 +144,6 @@ def test_single_flight_threads_over_a_round_trip(reg: Registry) -> None:
     assert calls.log == list(range(20))
 
 
-@pytest.mark.deployments(*CONCURRENT_ASYNC)
 async def test_single_flight_tasks_over_a_round_trip(reg: Registry) -> None:
     calls = Calls()
 
@@ -161,7 +158,6 @@ async def test_single_flight_tasks_over_a_round_trip(reg: Registry) -> None:
     assert calls.log == list(range(10))
 
 
-@pytest.mark.deployments(*CONCURRENT_ASYNC)
 async def test_a_cancelled_leader_lets_its_waiters_load(reg: Registry) -> None:
     runs = iter(range(1, 100))
     started = asyncio.Event()
@@ -205,7 +201,6 @@ def test_call_after_invalidate_never_joins_an_older_load(reg: Registry) -> None:
     assert load(1) == 1  # the older load did not store over the newer value
 
 
-@pytest.mark.deployments(*CONCURRENT_ASYNC)
 async def test_task_after_refresh_never_joins_an_older_load(reg: Registry) -> None:
     started, release = asyncio.Event(), asyncio.Event()
     counter = iter(range(100))
@@ -253,7 +248,6 @@ def test_call_after_write_through_never_joins_an_older_load(reg: Registry) -> No
     assert len(calls) == 1
 
 
-@pytest.mark.deployments(*CONCURRENT_ASYNC)
 async def test_a_call_after_an_invalidation_never_joins_the_older_load(reg: Registry) -> None:
     runs = iter(range(1, 100))
     gate = asyncio.Event()

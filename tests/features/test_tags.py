@@ -20,7 +20,6 @@ from cachedeco import Registry, cached, write_through
 from tests.support.calls import Calls
 from tests.support.deployments import (
     BACKENDS,
-    CONCURRENT_ASYNC,
     REDIS_BACKENDS,
     SERVERS,
     Deployment,
@@ -408,7 +407,6 @@ def test_a_fill_that_began_before_a_change_does_not_store(
     assert get(1) == result
 
 
-@pytest.mark.deployments(*CONCURRENT_ASYNC)
 async def test_async_fill_that_began_before_an_invalidation_does_not_store(
         reg: Registry) -> None:
     started, release = asyncio.Event(), asyncio.Event()

@@ -23,8 +23,6 @@ from redis.sentinel import Sentinel
 __all__ = [
     "ALL",
     "BACKENDS",
-    "BURST",
-    "CONCURRENT_ASYNC",
     "REDIS_BACKENDS",
     "SERVERS",
     "Deployment",
@@ -43,16 +41,6 @@ SERVERS = ("redis", "cluster", "sentinel")
 #: its failover is tests/deploy/test_sentinel.py.
 BACKENDS = ("memory", "redis", "cluster")
 REDIS_BACKENDS = ("redis", "cluster")
-#: Where a burst of a few hundred concurrent callers is tested. Not yet sentinel and cluster:
-#: there the burst meets redis-py's non-blocking pools (MaxConnectionsError past the
-#: registry's max_connections, then fallback loads; found when these tests were parametrized;
-#: reported), and see CONCURRENT_ASYNC.
-BURST = ("memory", "redis")
-#: Where concurrent asyncio callers of one registry are tested. Not yet the cluster: there they
-#: fail by a KeyError in redis.asyncio.cluster, an AttributeError ("'NoneType' object has no
-#: attribute 'writelines'") or a hang, depending on the slots the keys fall in (found when these
-#: tests were parametrized; reported).
-CONCURRENT_ASYNC = ("memory", "redis")
 TIMEOUT = 5.0  # socket timeout of the clients made here
 
 

@@ -53,6 +53,23 @@ def test_landing_hands_the_value_to_waiters_and_ends_the_flight() -> None:
     assert flights.join("k", STATE, flights.landings)[1]
 
 
+def test_a_caller_that_read_the_entry_the_load_stores_joins_it() -> None:
+    """On a cluster a read's tag reply may predate the store and its entry reply follow it:
+    such a caller saw the load's own entry, and shares the load rather than running another
+    (running or landed), but not with tokens an invalidation left."""
+    started = ("", (None,))
+    flights = Flights()
+    flight, _ = flights.join("k", started, flights.landings)
+    since = flights.landings
+    flight.stored = "cd1:0123456789abcdef"  # the store is under way
+    skewed = (flight.stored, (None,))
+    assert flights.join("k", skewed, since) == (flight, False)
+    flights.land("k", flight, 42)
+    assert flights.join("k", skewed, since) == (flight, False)
+    invalidated = (flight.stored, ("i0123456789abcdef",))  # a token invalidate_tags left
+    assert flights.join("k", invalidated, since)[1]
+
+
 def test_forget_makes_later_callers_start_afresh() -> None:
     flights = Flights()
     flight, _ = flights.join("k", STATE, flights.landings)

@@ -3,9 +3,10 @@ Sentinel, sync and asyncio.
 
 Every client takes the registry's bounded timeouts and no client-side retries (cluster
 redirects are still followed); other backend options pass through to the connections.
-``max_connections`` and ``pool_timeout`` shape the single server's blocking pool only:
-redis-py's cluster and sentinel pools do not block, and a cap there would turn a burst of
-callers into backend errors (and an open breaker) rather than a short wait. The sentinels
+``max_connections`` and ``pool_timeout`` bound every deployment's connections the same way: at
+most ``max_connections`` to the server, to Sentinel's primary, and to each cluster node, and a
+burst of callers waits up to ``pool_timeout`` for one (:mod:`~cachedeco.backends.redis.pools`,
+:mod:`~cachedeco.backends.redis.cluster_client`) rather than failing. The sentinels
 themselves are asked with the same bounded timeouts.
 """
 
@@ -26,7 +27,12 @@ from cachedeco.backends.redis._async.cluster import AsyncClusterBackend
 from cachedeco.backends.redis._sync.cluster import ClusterBackend
 from cachedeco.backends.redis._sync.single import RedisBackend
 from cachedeco.backends.redis.batching import CoalescingRedisBackend
-from cachedeco.backends.redis.pools import WaitingConnectionPool
+from cachedeco.backends.redis.cluster_client import WaitingRedisCluster
+from cachedeco.backends.redis.pools import (
+    BlockingSentinelPool,
+    WaitingConnectionPool,
+    WaitingSentinelPool,
+)
 from cachedeco.backends.redis.urls import Target, parse_url, redact, sentinel_settings
 from cachedeco.errors import ConfigurationError
 
@@ -64,12 +70,18 @@ def make_sync(kind: str, url: str, options: ConnectionOptions) -> Backend:
         sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
             list(target.hosts), sentinel_kwargs=settings, **kwargs)
         client = sentinel.master_for(  # type: ignore[no-untyped-call]
-            target.service, db=target.db)
+            target.service, db=target.db, connection_pool_class=BlockingSentinelPool,
+            max_connections=options.max_connections, timeout=options.pool_timeout)
         return RedisBackend(client, companions=sentinel.sentinels)
     retry = kwargs.pop("retry")
-    nodes = [redis.cluster.ClusterNode(h, p) for h, p in target.hosts]  # type: ignore[no-untyped-call]
+    (host, port), *others = target.hosts
+    nodes = [redis.cluster.ClusterNode(h, p) for h, p in others]  # type: ignore[no-untyped-call]
     try:
-        cluster = redis.cluster.RedisCluster(startup_nodes=nodes, retry=retry, **kwargs)
+        # Given a URL, redis-py makes each node's pool of connection_pool_class.
+        cluster = redis.cluster.RedisCluster(
+            url=f"redis://{_netloc(host, port)}", startup_nodes=nodes, retry=retry,
+            connection_pool_class=redis.BlockingConnectionPool,
+            max_connections=options.max_connections, timeout=options.pool_timeout, **kwargs)
     except RedisClusterException as exc:
         raise ClusterError(f"cannot reach the cluster at {redact(url)!r}: {exc}") from exc
     return ClusterBackend(cluster)
@@ -89,12 +101,15 @@ def make_async(kind: str, url: str, options: ConnectionOptions) -> AsyncBackend:
         settings = sentinel_settings(kwargs)
         sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
             list(target.hosts), sentinel_kwargs=settings, **kwargs)
-        client = sentinel.master_for(target.service, db=target.db)
+        client = sentinel.master_for(
+            target.service, db=target.db, connection_pool_class=WaitingSentinelPool,
+            max_connections=options.max_connections, timeout=options.pool_timeout)
         return CoalescingRedisBackend(client, companions=sentinel.sentinels)
     retry = kwargs.pop("retry")
     nodes = [redis.asyncio.cluster.ClusterNode(h, p) for h, p in target.hosts]
-    return AsyncClusterBackend(
-        redis.asyncio.cluster.RedisCluster(startup_nodes=nodes, retry=retry, **kwargs))
+    return AsyncClusterBackend(WaitingRedisCluster(
+        startup_nodes=nodes, retry=retry, max_connections=options.max_connections,
+        pool_timeout=options.pool_timeout, **kwargs))
 
 
 def wrap_sync(client: Any) -> Backend:
@@ -121,6 +136,11 @@ def _data_kwargs(target: Target, options: ConnectionOptions) -> dict[str, Any]:
     if target.password is not None:
         kwargs["password"] = target.password
     return kwargs
+
+
+def _netloc(host: str, port: int) -> str:
+    """``host:port`` for a URL (an IPv6 address in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _check_bytes(client: Any) -> None:

@@ -1,10 +1,14 @@
-"""A connection pool for asyncio that waits when exhausted, at no cost while it is not.
+"""Connection pools whose callers wait when every connection is busy, for every deployment:
+a burst of callers waits (up to the registry's ``pool_timeout``) instead of failing.
 
-redis-py's plain asyncio pool raises ``MaxConnectionsError`` past ``max_connections`` (so 200
-concurrent callers fail), and its ``BlockingConnectionPool`` takes a condition and arms a
-timer on every checkout (about 10 µs per command here). This pool keeps the plain pool's
-checkout and counts free connections with a semaphore: a caller waits, up to ``timeout``
-seconds, only when every connection is busy.
+redis-py's plain pools raise ``MaxConnectionsError`` past ``max_connections`` (so 200
+concurrent callers fail, and the failure policy falls back to the function); its asyncio
+``BlockingConnectionPool`` takes a condition and arms a timer on every checkout (about 10 µs
+per command here). :class:`Gate` counts free places with a semaphore instead: a caller waits
+only when every place is taken. :class:`WaitingConnectionPool` is the plain asyncio pool behind
+a gate; the Sentinel pools are Sentinel's own pools with that waiting (asyncio) or with
+redis-py's ``BlockingConnectionPool`` (sync). The asyncio cluster client gates its commands the
+same way (:mod:`cachedeco.backends.redis.cluster_client`).
 """
 
 from __future__ import annotations
@@ -13,11 +17,48 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import redis
 import redis.asyncio
+import redis.asyncio.sentinel
 import redis.exceptions
+import redis.sentinel
 from redis.asyncio.connection import AbstractConnection
 
-__all__ = ["WaitingConnectionPool"]
+__all__ = ["BlockingSentinelPool", "Gate", "NoFreeConnection", "WaitingConnectionPool",
+           "WaitingSentinelPool"]
+
+
+class NoFreeConnection(redis.exceptions.ConnectionError):
+    """Every connection stayed busy for the whole wait: a backend fault (the caller falls
+    back), not worth retrying at once."""
+
+
+class Gate:
+    """At most ``size`` holders at once (asyncio); the others wait up to ``timeout`` seconds
+    for a place, then get :class:`NoFreeConnection` (a backend fault, never a hang)."""
+
+    __slots__ = ("_free", "size", "timeout")
+
+    def __init__(self, size: int, timeout: float) -> None:
+        self.size = size
+        self.timeout = timeout
+        self._free = asyncio.Semaphore(size)
+
+    async def enter(self) -> None:
+        """Take a place, waiting only when none is free."""
+        if not self._free.locked():
+            await self._free.acquire()  # a free place: taken without suspending
+            return
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._free.acquire()
+        except TimeoutError:
+            raise NoFreeConnection(
+                f"no free connection within {self.timeout} s ({self.size} in use)") from None
+
+    def leave(self) -> None:
+        """Give a place back and wake one waiter."""
+        self._free.release()
 
 
 class WaitingConnectionPool(redis.asyncio.ConnectionPool):
@@ -26,29 +67,40 @@ class WaitingConnectionPool(redis.asyncio.ConnectionPool):
     def __init__(self, *, timeout: float = 5.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.timeout = timeout
-        self._free = asyncio.Semaphore(self.max_connections)
+        self._gate = Gate(self.max_connections, timeout)
+        self._handed: set[AbstractConnection] = set()  # each holds a place until released
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
         """A connection, waiting up to ``timeout`` seconds when all of them are in use."""
-        if self._free.locked():
-            try:
-                await asyncio.wait_for(self._free.acquire(), self.timeout)
-            except TimeoutError:
-                raise redis.exceptions.ConnectionError(
-                    f"no free connection within {self.timeout} s "
-                    f"({self.max_connections} in use)") from None
-        else:
-            await self._free.acquire()
+        await self._gate.enter()
         checkout: Callable[..., Awaitable[AbstractConnection]] = super().get_connection
         try:
-            return await checkout(*args, **kwargs)
+            connection = await checkout(*args, **kwargs)
         except BaseException:
-            self._free.release()
+            # Not handed out: redis-py released any connection it failed to connect (or was
+            # cancelled connecting) itself, through release(), which had no place to give.
+            self._gate.leave()
             raise
+        self._handed.add(connection)
+        return connection
 
     async def release(self, connection: AbstractConnection) -> None:
-        """Return a connection and wake one waiter."""
+        """Return a connection and, for one handed out, give its place to a waiter."""
         try:
             await super().release(connection)
         finally:
-            self._free.release()
+            if connection in self._handed:
+                self._handed.discard(connection)
+                self._gate.leave()
+
+
+class WaitingSentinelPool(redis.asyncio.sentinel.SentinelConnectionPool, WaitingConnectionPool):
+    """Sentinel's asyncio pool of the primary (it follows failovers), waiting when busy:
+    ``master_for(service, connection_pool_class=WaitingSentinelPool, max_connections=N,
+    timeout=T)``."""
+
+
+class BlockingSentinelPool(redis.sentinel.SentinelConnectionPool, redis.BlockingConnectionPool):
+    """Sentinel's pool of the primary (it follows failovers), blocking when busy like
+    redis-py's ``BlockingConnectionPool``: ``master_for(service,
+    connection_pool_class=BlockingSentinelPool, max_connections=N, timeout=T)``."""

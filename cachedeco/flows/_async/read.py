@@ -15,7 +15,7 @@ from cachedeco.flows._async.lease import leased
 from cachedeco.flows.bound import UNCACHED, Bound, Call, ReadState, is_current
 from cachedeco.runtime.guard import logger
 from cachedeco.runtime.primitives import ajoin_flight
-from cachedeco.runtime.singleflight import LeaderGone, WaitTimeout
+from cachedeco.runtime.singleflight import Flight, LeaderGone, WaitTimeout
 
 __all__ = [
     "cached_value",
@@ -103,7 +103,7 @@ async def load(b: Bound, call: Call, state: ReadState, since: int) -> Any:
         except (WaitTimeout, LeaderGone):
             return await compute(b, call, state)
     try:
-        value = await compute(b, call, state)
+        value = await compute(b, call, state, flight)
     except Exception as exc:
         b.flights.land(call.key, flight, exc=exc)
         raise
@@ -114,10 +114,11 @@ async def load(b: Bound, call: Call, state: ReadState, since: int) -> Any:
     return value
 
 
-async def compute(b: Bound, call: Call, state: ReadState | None) -> Any:
+async def compute(b: Bound, call: Call, state: ReadState | None,
+                  flight: Flight | None = None) -> Any:
     """Call the function and store its result (conditionally on ``state`` unless None; not
-    at all when UNCACHED); with ``lock=True`` a fill runs under the entry's lease, so one
-    process of all computes it."""
+    at all when UNCACHED; noting what it stored on ``flight``); with ``lock=True`` a fill runs
+    under the entry's lease, so one process of all computes it."""
 
     async def run() -> Any:
         value, delta = await timed(b, call.func, call.args, call.kwargs)
@@ -126,6 +127,8 @@ async def compute(b: Bound, call: Call, state: ReadState | None) -> Any:
         payload = b.encode(value, call.key)
         if payload is not NO_VALUE:
             write = b.write(payload, delta, call.tag_keys, state, b.policy.ttl_for(value))
+            if flight is not None:  # before the store: its entry may be read before it returns
+                flight.stored = write.marker
             await store(b, call, write)
         return value
 

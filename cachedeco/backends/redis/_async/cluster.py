@@ -10,6 +10,7 @@ redirects. ``docs/internals/cluster.md`` gives the reasons and the windows.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -37,6 +38,7 @@ from cachedeco.backends.redis.cluster_plan import (
     tag_slot_key,
 )
 from cachedeco.backends.redis.commands import SCAN_COUNT, count_removed
+from cachedeco.backends.redis.pools import NoFreeConnection
 from cachedeco.backends.redis.scripts import CHECK_TAGS, STORE_ENTRY
 from cachedeco.backends.redis.twins import AsyncNodeLink, cluster_errors
 from cachedeco.core.entry import Entry, Write, tag_token
@@ -71,6 +73,8 @@ class AsyncClusterBackend:
         commands = read_commands(key, plan)
         try:
             replies = await self._direct(commands)
+        except NoFreeConnection:
+            raise  # the routed path would wait as long again
         except _RETRY_ROUTED:
             replies = [await self._routed(*command) for _, command in commands]
         return parse_replies(replies, plan)
@@ -84,21 +88,25 @@ class AsyncClusterBackend:
         commands, plan, positions = many_read_commands(reads)
         try:
             replies = await self._direct(commands)
+        except NoFreeConnection:
+            raise
         except _RETRY_ROUTED:
             replies = [await self._routed(*command) for _, command in commands]
         return parse_many_replies(replies, plan, positions)
 
     async def _direct(self, commands: list[Command]) -> list[Any]:
-        """Write every command to its node's connection, then read every reply."""
+        """Write every command to its node's connection, then read every reply; inside one of
+        the client's places, taking the nodes' connections in name order."""
         nodes: Any = self.client.nodes_manager  # redis-py internals: typed loosely on purpose
-        by_node: dict[str, tuple[Any, list[int]]] = {}
-        for i, (slot, _) in enumerate(commands):
-            node = nodes.get_node_from_slot(slot)
-            by_node.setdefault(node.name, (node, []))[1].append(i)
+        await self._nodes.enter()
         held: list[tuple[Any, Any, list[int]]] = []
         replies: list[Any] = [None] * len(commands)
         try:
-            for node, idx in by_node.values():
+            by_node: dict[str, tuple[Any, list[int]]] = {}
+            for i, (slot, _) in enumerate(commands):
+                node = nodes.get_node_from_slot(slot)
+                by_node.setdefault(node.name, (node, []))[1].append(i)
+            for _, (node, idx) in sorted(by_node.items()):
                 owner, conn = self._nodes.acquire(node)
                 held.append((owner, conn, idx))
                 await conn.send_packed_command(conn.pack_commands([commands[i][1] for i in idx]))
@@ -107,11 +115,13 @@ class AsyncClusterBackend:
                     replies[i] = await conn.read_response()
         except BaseException:
             for _, conn, _ in held:
-                await self._nodes.discard(conn)  # replies may be left unread on it
+                with contextlib.suppress(Exception):
+                    await self._nodes.discard(conn)  # replies may be left unread on it
             raise
         finally:
             for owner, conn, _ in held:
                 self._nodes.release(owner, conn)
+            self._nodes.leave()
         return replies
 
     @cluster_errors
@@ -145,6 +155,8 @@ class AsyncClusterBackend:
         plan = tag_plan(tuple(tag_keys))
         try:
             await self._direct(set_commands(plan, token, px))
+        except NoFreeConnection:
+            raise
         except _RETRY_ROUTED:
             async with self._cluster.pipeline(transaction=False) as pipe:
                 for i, name in enumerate(plan.names, 1):
@@ -205,4 +217,4 @@ class AsyncClusterBackend:
 
     async def close(self) -> None:
         """Close the connections to every node."""
-        await self.client.aclose()
+        await self._nodes.aclose()
