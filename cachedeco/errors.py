@@ -27,7 +27,13 @@ __all__ = [
 
 
 class CacheError(Exception):
-    """Root of every cachedeco error."""
+    """Root of every cachedeco error.
+
+    Args:
+        message: What went wrong.
+        key: The cache key concerned, if any (never an argument of a sensitive function).
+        function: The function concerned (`module.qualname`), if any.
+    """
 
     def __init__(self, message: str, *, key: str | None = None, function: str | None = None):
         self.key = key

@@ -41,8 +41,8 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     "miss_store": "miss + store vs raw GET + SET",
     "zipf": "Zipf workload: loads vs distinct keys, wall time vs peers",
     "invalidation": "tag invalidation time and Redis memory as tagged entries grow",
-    "stampede": "1,000 callers over 4 processes on one cold key (issue 3)",
-    "write_behind": "write-behind throughput into SQLite (issue 5)",
+    "stampede": "1,000 callers over 4 processes on one cold key",
+    "write_behind": "write-behind throughput into SQLite",
     "cached_many": "100 ids, 10 missing: one @cached_many call vs 100 @cached calls",
 }
 NAMES: Final = tuple(DESCRIPTIONS)

@@ -6,7 +6,7 @@ on the same server, with the same ~300-byte JSON record, cycling over 100 warm k
 per hit counted with ``INFO commandstats`` around a separate batch). Peers: dogpile.cache
 (sync), cashews and aiocache (async), cashews with 3 tags.
 
-Sensitive rows (issue 12): the same hit with ``sensitive=True`` (keyed-hash key, AES-GCM
+Sensitive rows: the same hit with ``sensitive=True`` (keyed-hash key, AES-GCM
 value); target <= +5 µs CPU over the plain cachedeco hit of its group, measured per round
 against it. The registry has an ``encryption_key=``, which the plain rows do not use: they
 show that configuring one costs other functions nothing. One more sync row reads, after a

@@ -72,22 +72,56 @@ def cached(ttl_or_func: Any = None, /, *, ttl: TtlArg = None,
            registry: Registry | None = None) -> Any:
     """Cache a function's results (cache-aside / read-through).
 
-    Used bare (``@cached``) or called: ``@cached(60)``, ``@cached(ttl=timedelta(hours=1))``.
-    ``ttl``: seconds, a timedelta, or, by keyword, ``ttl(result) -> seconds`` (None: the
-    registry's). ``key``: a template over the parameters (``"user:{user_id}"``), a callable
-    returning the key, or None for ``module.qualname`` and the encoded arguments. ``tags``:
-    templates (or a callable) naming tags for ``invalidate_tags``. ``ignore``: parameters
-    left out of the default key. ``version``: part of the key; bump it when the value's shape
-    changes. ``backend``: the registry's backend name. ``lock``: one process of all computes
-    a missing value (a distributed lease), waiting at most ``lock_timeout`` seconds.
-    ``stale_ttl``: seconds an expired value is still served while one refresh runs.
-    ``early_refresh``: recompute before expiry (True, or an XFetch beta). ``cache_none``:
-    whether None is cached. ``condition(result)``: cache only when true. ``jitter``: the TTL
-    spread fraction. ``serializer``: "orjson", "pickle" or an object with dumps/loads.
-    ``sensitive``: encrypt and authenticate every entry with the registry's
-    ``encryption_key=`` (a ConfigurationError without one, on every backend) and replace the
-    arguments in its keys by a keyed hash; tags stay as given.
-    ``registry``: the registry (default: ``cachedeco.registry``, bound at call time).
+    Used bare (`@cached`) or called (`@cached(60)`, `@cached(ttl=timedelta(hours=1))`), on a
+    `def`, an `async def`, a method, a classmethod or a staticmethod (put `@cached`
+    outermost). Every option is checked here, when the decorator is applied: a bad one is a
+    `ConfigurationError` at import time, not at the first call. The decorated function has
+    the attributes `key`, `invalidate`, `invalidate_all`, `refresh`, `get`, `set` and
+    `stats` (see [the cached function][cachedeco.api.typing.BoundCachedFunction]).
+
+    Args:
+        ttl_or_func: The function itself (bare `@cached`), or the `ttl` given positionally
+            (`@cached(60)`).
+        ttl: How long an entry lives: seconds (int or float, > 0), a `timedelta`, or, by
+            keyword only, a function `ttl(result) -> seconds` choosing it from the result.
+            Never below 1 s; `None` takes the registry's `ttl`.
+        key: `None` for the default key (`module.qualname` and the typed, encoded
+            arguments); a template over the parameters (`"user:{user_id}"`,
+            `"{user.id}"`); or a callable taking the function's arguments and returning the
+            key. The registry's prefix is always prepended.
+        tags: Tag templates (like `key`), or a callable taking the function's arguments and
+            returning tags; `invalidate_tags(tag)` makes every entry stored with `tag` a miss.
+        ignore: Parameter names left out of the default key (a connection, a logger).
+        version: Part of the key: bump it when the shape of the returned value changes.
+        backend: The name of the registry's backend to use (`backends={...}`).
+        lock: Across processes, only one computes a missing value (a distributed lease);
+            the others wait for it. In one process, concurrent calls always share one load.
+        lock_timeout: Seconds a `lock=True` waiter waits before computing the value itself
+            (`None`: the registry's `lock_timeout`).
+        stale_ttl: Seconds past expiry during which the old value is served at once while
+            one background refresh runs; if the function raises, the stale value is
+            returned (fail-safe) and the error logged.
+        early_refresh: Recompute before expiry, with a probability that grows as expiry
+            nears (XFetch): `True`, or a float beta (higher refreshes earlier).
+        cache_none: Whether a `None` result is cached.
+        condition: `condition(result) -> bool`: the result is cached only when it is true.
+        jitter: The fraction by which stored TTLs are spread (`[ttl*(1-j), ttl*(1+j)]`);
+            `None`: the registry's.
+        serializer: `"orjson"`, `"pickle"` (needs the registry's `secret=`) or an object
+            with `dumps(obj) -> bytes` and `loads(data) -> obj`; `None`: the registry's.
+        sensitive: Encrypt and authenticate every entry with the registry's
+            `encryption_key=` and put a keyed hash of the arguments in its keys instead of
+            the arguments; tags stay as given. A `ConfigurationError` without a key, on
+            every backend.
+        registry: The registry to bind to; `None`: the default `cachedeco.registry`, bound
+            at call time, so `configure()` may run after the import.
+
+    Returns:
+        The cached function, or a decorator making one when called with options.
+
+    Raises:
+        ConfigurationError: A bad option, a generator function, or a template naming a
+            parameter the function does not have.
     """
     func, ttl = decorated_now(ttl_or_func, ttl, "cached")
     if condition is not None and not callable(condition):

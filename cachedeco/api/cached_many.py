@@ -36,15 +36,32 @@ _ID: Final = ("id",)
 def cached_many(ttl: TtlArg = None, *, key: str, tags: list[str] | tuple[str, ...] = (),
                 version: str | int | None = None, backend: str = "default", lock: bool = False,
                 registry: Registry | None = None) -> CachedManyDecorator:
-    """Cache a batch loader per id: ``@cached_many(key="user:{id}") def f(ids) -> dict``.
+    """Cache a batch loader per id: `@cached_many(key="user:{id}") def f(ids) -> dict`.
 
-    ``key`` and ``tags`` are templates whose one placeholder is ``{id}``, bound to one id;
-    ``ttl``: seconds, a timedelta or ``ttl(value) -> seconds`` (None: the registry's);
-    ``version``: part of every key; ``backend``: the registry's backend name; ``lock``: per
-    id, one process of all loads it (a distributed lease); ``registry``: the registry
-    (default: ``cachedeco.registry``). Ids the function leaves out of its mapping are not
-    cached. The function's first parameter (after ``self``/``cls``) takes the ids, and it
-    has no other.
+    The function's first parameter (after `self`/`cls`) takes an iterable of ids, it has no
+    other parameter, and it returns a mapping from id to value. Each id is its own entry: a
+    call reads every id's entry in one round trip, calls the function once with only the ids
+    that missed (not at all when none did), stores what it returned and returns a mapping
+    for every id found or returned. Ids the function leaves out are not cached. An entry is
+    shared with a `@cached` reader whose key template renders the same key with the same
+    tags.
+
+    Args:
+        ttl: Seconds, a `timedelta`, or a function `ttl(value) -> seconds` of each value;
+            `None`: the registry's `ttl`.
+        key: A key template whose one placeholder is `{id}`, bound to one id.
+        tags: Tag templates over `{id}`.
+        version: Part of every key: bump it when the values' shape changes.
+        backend: The name of the registry's backend to use.
+        lock: Per id, only one process of all loads it (a distributed lease).
+        registry: The registry to bind to; `None`: the default `cachedeco.registry`.
+
+    Returns:
+        A decorator making the cached batch loader.
+
+    Raises:
+        ConfigurationError: A `key` without `{id}`, a template with another placeholder,
+            or a function whose parameters do not fit.
     """
     if not isinstance(key, str):
         raise ConfigurationError(f"@cached_many key= must be a template over {{id}}, not {key!r}")

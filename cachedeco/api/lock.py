@@ -20,11 +20,13 @@ __all__ = ["Lock"]
 
 
 class Lock(LockIO, AsyncLockIO):
-    """A distributed mutex: ``with reg.lock("name", ttl=10, timeout=5): ...``.
+    """A distributed mutex: `with reg.lock("name", ttl=10, timeout=5): ...`.
 
-    ``ttl``: seconds the lock lives unless released, so a crashed owner cannot keep it;
-    ``timeout``: seconds to wait for it (None: without limit, 0: one try), then
-    :class:`~cachedeco.errors.LockTimeout`. Not reentrant. One object may be shared by
+    Made by [`cachedeco.lock()`][cachedeco.lock] or `reg.lock()`, whose arguments it keeps.
+    `with lock:` / `async with lock:` acquire it, raising
+    [`LockTimeout`][cachedeco.errors.LockTimeout] after `timeout`, and release it on exit;
+    a release after the `ttl` ran out raises [`LockNotOwned`][cachedeco.errors.LockNotOwned]
+    (logged instead when the block raised). Not reentrant. One object may be shared by
     threads and tasks: each thread (or task) holds and releases its own acquisition.
     """
 

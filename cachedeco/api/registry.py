@@ -47,28 +47,49 @@ class _OnRegistry(Generic[D]):
 class Registry(core.Registry):
     """Named backends and the settings of every function decorated through it.
 
-    ``Registry(backend="memory://", *, backends=None, prefix="cachedeco", ttl=3600,
-    jitter=0.1, serializer="orjson", secret=None, on_error="fallback", lock_timeout=10.0,
-    encryption_key=None, **backend_options)``: ``backend`` is a URL (``memory://``,
-    ``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://``, ``redis+sentinel://``)
-    or a ready redis-py client, and ``backends`` names more of them; every key starts with
-    ``prefix:``; ``ttl`` (seconds or a timedelta) and ``jitter`` (a fraction) are the
-    defaults of every decorator; ``serializer`` is ``"orjson"``, ``"pickle"`` (signed with
-    ``secret``) or an object with ``dumps``/``loads``; ``on_error`` is ``"fallback"`` (a
-    backend fault runs the function uncached) or ``"raise"``; ``lock_timeout`` bounds a
-    ``lock=True`` wait; ``encryption_key`` (str or bytes of at least 32 bytes, or
-    ``[current, older, …]`` during a rotation; needs ``cachedeco[crypto]``) encrypts and
-    authenticates what ``sensitive=True`` functions store and hashes their arguments in key
-    names (writes use the first key, every listed key is read). Backend options:
-    ``socket_timeout``, ``socket_connect_timeout``, ``max_connections``, ``pool_timeout``,
-    ``maxsize`` (memory), ``tag_ttl``, ``breaker_threshold``, ``breaker_cooldown``,
-    ``stats_interval`` (seconds between two reports of this process's counters to the
-    service-wide ``prefix:~stats`` on Redis, default 5; 0: none) and any redis-py connection
-    keyword, all checked whatever the backends (as are a URL's query options);
-    ``max_connections`` (64) bounds the connections to the server, to Sentinel's primary or to
-    each cluster node, and a burst of callers waits up to ``pool_timeout`` (5 s) for one.
-    Creating one opens no connection. ``disable()``, ``enable()`` and
-    ``with reg.disabled():`` switch caching off and on for every function bound to it.
+    Creating one opens no connection: from a URL the registry makes a sync and an asyncio
+    client lazily, at first use. Every setting is checked here, whatever the backends (a
+    URL's query options too): a bad one is a `ConfigurationError`. `reg.cached`,
+    `reg.cached_many`, `reg.write_through` and `reg.write_behind` are the module-level
+    decorators bound to this registry; `with reg:` / `async with reg:` close it on exit.
+
+    Args:
+        backend: The default backend: `"memory://"` (in-process, bounded LRU;
+            `?maxsize=N`), `"redis://host:port/db"`, `"rediss://…"`, `"unix://…"`,
+            `"redis+cluster://host:port[,host:port…]"`,
+            `"redis+sentinel://host:port[,…]/service[/db]"`, or a ready client
+            (`redis.Redis`, `redis.asyncio.Redis`, their cluster clients, fakeredis).
+        backends: More backends by name (`{"local": "memory://"}`), chosen by a decorator's
+            `backend=`; `"default"` is `backend`.
+        prefix: Every key and channel the registry uses starts with `prefix + ":"`.
+        ttl: The default TTL of every decorator: seconds (> 0) or a `timedelta`.
+        jitter: The default fraction by which stored TTLs are spread, in `[0, 1)`.
+        serializer: `"orjson"` (typed by the return annotation), `"pickle"` (signed with
+            `secret`) or an object with `dumps(obj) -> bytes` and `loads(data) -> obj`.
+        secret: The key that signs pickled payloads (HMAC); required by `"pickle"`.
+        on_error: `"fallback"`: a backend fault runs the function uncached (logged,
+            counted, and a circuit breaker skips the backend for a cooldown); `"raise"`:
+            it raises `BackendError`.
+        lock_timeout: Seconds a `lock=True` waiter waits before computing the value itself.
+        encryption_key: A str or bytes of at least 32 bytes, or `[current, older, …]`
+            during a rotation (writes use the first, every listed key is read), for the
+            functions marked `sensitive=True`: their values are encrypted and authenticated
+            (AES-256-GCM) and their arguments in key names are a keyed hash. Needs
+            `pip install 'cachedeco[crypto]'`.
+        **backend_options: `socket_timeout`, `socket_connect_timeout` (seconds),
+            `max_connections` (default 64: the connections to the server, to Sentinel's
+            primary or to each cluster node, per flavour), `pool_timeout` (seconds a burst
+            of callers waits for a free connection, default 5), `maxsize` (the `memory://`
+            LRU's size),
+            `tag_ttl` (seconds a tag token outlives its last entry, default 3600),
+            `breaker_threshold` (consecutive failures that open the circuit breaker,
+            default 5), `breaker_cooldown` (seconds it stays open, default 5),
+            `stats_interval` (seconds between two reports of this process's counters to the
+            service-wide `prefix:~stats` hash on Redis, default 5; 0: none), and any
+            redis-py connection keyword (`password`, `ssl_ca_certs`, …).
+
+    Raises:
+        ConfigurationError: A bad setting, an unknown option or a malformed URL.
     """
 
     cached = _OnRegistry(cached)
@@ -78,7 +99,17 @@ class Registry(core.Registry):
 
     def lock(self, name: str, *, ttl: float = 10.0, timeout: float | None = None,
              backend: str = "default") -> Lock:
-        """A distributed mutex for ``with`` and ``async with`` (see :class:`Lock`)."""
+        """A distributed mutex on this registry, for `with` and `async with`.
+
+        Args:
+            name: The lock's name (its key is under the registry's prefix).
+            ttl: Seconds the lock lives unless released, so a crashed owner cannot keep it.
+            timeout: Seconds to wait for it (`None`: without limit; `0`: one try).
+            backend: The name of the backend that holds it.
+
+        Returns:
+            A [`Lock`][cachedeco.api.lock.Lock].
+        """
         return Lock(self, name, ttl=ttl, timeout=timeout, backend=backend)
 
 

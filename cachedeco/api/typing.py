@@ -48,7 +48,12 @@ TtlArg = float | timedelta | Callable[[Any], float | timedelta] | None
 
 
 class BoundCachedFunction(Protocol[P, R]):
-    """A ``@cached`` sync function and its attributes (a method: as reached on an instance)."""
+    """A `@cached` function and its attributes (a method: as reached on an instance).
+
+    Each attribute takes the function's own arguments (`*args`, `**kwargs`, bound to its
+    signature as a call is: `f.key(1)` and `f.key(x=1)` agree). On an `async def` every
+    attribute but `key` and `stats` is a coroutine. `__wrapped__` is the undecorated function.
+    """
 
     __name__: str
     __qualname__: str
@@ -56,13 +61,35 @@ class BoundCachedFunction(Protocol[P, R]):
     @property
     def __wrapped__(self) -> Callable[..., R]: ...
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
-    def key(self, *args: P.args, **kwargs: P.kwargs) -> str: ...
-    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool: ...
-    def invalidate_all(self) -> None: ...
-    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
-    def get(self, *args: P.args, **kwargs: P.kwargs) -> R | Miss: ...
-    def set(self, value: R, /, *args: P.args, **kwargs: P.kwargs) -> None: ...
-    def stats(self) -> Stats: ...
+    def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The full key of the entry for these arguments (pure: no I/O)."""
+        ...
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Drop the entry for these arguments; True if there was one."""
+        ...
+    def invalidate_all(self) -> None:
+        """Make every entry of this function a miss (its implicit tag), in one round trip."""
+        ...
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call the function now, store its result as the entry, and return it."""
+        ...
+    def get(self, *args: P.args, **kwargs: P.kwargs) -> R | Miss:
+        """The cached value, or `cachedeco.MISS` when there is none; never calls the
+        function and never stores."""
+        ...
+    def set(self, value: R, /, *args: P.args, **kwargs: P.kwargs) -> None:
+        """Store `value` as the entry for these arguments, with the function's TTL and
+        tags, as a write-through would (a load still in flight never overwrites it).
+
+        Args:
+            value: The value to store.
+            *args: The function's positional arguments.
+            **kwargs: The function's keyword arguments.
+        """
+        ...
+    def stats(self) -> Stats:
+        """This function's counters (a snapshot)."""
+        ...
 
 
 class CachedFunction(BoundCachedFunction[P, R], Protocol[P, R]):
@@ -136,7 +163,10 @@ class CachedDecorator(Protocol):
 
 
 class BoundCachedMany(Protocol[P, M_co]):
-    """A ``@cached_many`` sync function: ids in, a mapping out; each id its own entry."""
+    """A `@cached_many` function: ids in, a mapping out; each id its own entry.
+
+    On an `async def`, `invalidate` and `invalidate_all` are coroutines too.
+    """
 
     __name__: str
     __qualname__: str
@@ -144,10 +174,26 @@ class BoundCachedMany(Protocol[P, M_co]):
     @property
     def __wrapped__(self) -> Callable[..., M_co]: ...
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> M_co: ...
-    def key(self, id: Any, /) -> str: ...
-    def invalidate(self, id: Any, /) -> bool: ...
-    def invalidate_all(self) -> None: ...
-    def stats(self) -> Stats: ...
+    def key(self, id: Any, /) -> str:
+        """The full key of one id's entry (pure: no I/O).
+
+        Args:
+            id: One id, as the function takes it.
+        """
+        ...
+    def invalidate(self, id: Any, /) -> bool:
+        """Drop one id's entry; True if there was one.
+
+        Args:
+            id: One id, as the function takes it.
+        """
+        ...
+    def invalidate_all(self) -> None:
+        """Make every entry of this function a miss."""
+        ...
+    def stats(self) -> Stats:
+        """This function's counters (a snapshot)."""
+        ...
 
 
 class CachedMany(BoundCachedMany[P, M_co], Protocol[P, M_co]):

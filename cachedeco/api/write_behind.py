@@ -43,22 +43,49 @@ def write_behind(target: Any = None, *, flush: Callable[[list[Any]], Any],
                  max_retries: int = 5, sensitive: bool = False, backend: str = "default",
                  registry: Registry | None = None, claim_after: float = 30.0,
                  retry_delay: float = 0.5) -> Callable[[F], F]:
-    """Cache a writer's record at once and persist it later through ``flush``.
+    """Cache a writer's record at once and persist it later through `flush`.
 
-    The function builds the record without I/O; it is stored as the entry of ``target`` (a
-    ``@cached`` function) or ``key`` (a template), with ``ttl`` (seconds, a timedelta or
-    ``ttl(record) -> seconds``; the target's by default) and ``tags`` (with ``key``), and
-    queued; ``flush(records)``, sync or async, receives batches of at most ``batch_size`` at
-    least every ``flush_interval`` seconds; ``coalesce`` keeps only the latest record per key of
-    a batch; a raising flush is retried with backoff ``max_retries`` times, then the records go
-    to the dead letters. ``claim_after`` is the visibility timeout (seconds a record taken by a
-    process that stopped answering waits before another process takes it over) and
-    ``retry_delay`` the first backoff of a failing flush (doubled on every retry). While caching
-    is switched off each record goes to ``flush`` at once, in the call. ``sensitive=True``
-    encrypts the entry, the queued record and its dead letter, hashes the arguments in the
-    entry's key, and keeps flush errors' messages out of logs and dead letters (it needs the
-    registry's ``encryption_key=``); with a ``target``, the target decides, and
-    ``sensitive=True`` insists that it is sensitive too.
+    The function builds the record without I/O. Its result is stored at once as the entry of
+    `target` or `key` (as `@write_through` stores it), queued, and returned; background
+    workers hand the queued records to `flush` in batches. On Redis the queue is a stream in
+    Redis: a crash loses nothing a call returned, and this process, a restarted one or
+    another one delivers what was queued and not acknowledged (at least once). On
+    `memory://` the queue is in the process and `close()` drains it. An entry still waiting
+    in the queue does not expire before it is flushed. When the backend is down, a call
+    raises `BackendError`. While caching is switched off each record goes to `flush` at
+    once, in the call.
+
+    Args:
+        target: A `@cached` function whose entry the record becomes (for the arguments the
+            writer shares with it by name). Exactly one of `target` and `key`.
+        flush: `flush(records: list)`, sync or async: persists a batch (an upsert, so that
+            a batch delivered twice does no harm). If it raises, the batch is retried.
+        key: A key template over the writer's parameters, naming the entry instead.
+        ttl: Seconds, a `timedelta` or a function `ttl(record) -> seconds`; `None`: the
+            target's (the registry's with `key`).
+        tags: The entry's tag templates, with `key` only.
+        batch_size: The most records one `flush` call receives (1 to 10,000).
+        flush_interval: Seconds a waiting record waits at most before a flush.
+        coalesce: Of the records with one key queued before a flush, flush only the latest.
+        max_retries: Retries of a raising flush (with exponential backoff) before its
+            records go to the dead letters (`reg.dead_letters()`), logged and counted.
+        sensitive: Encrypt the entry, the queued record and its dead letter, hash the
+            arguments in the entry's key, and keep flush errors' messages out of logs and
+            dead letters (needs the registry's `encryption_key=`). With a `target`, the
+            target decides; `True` insists that it is sensitive too.
+        backend: The name of the registry's backend to use.
+        registry: The registry to bind to; `None`: the default `cachedeco.registry`.
+        claim_after: The visibility timeout: seconds a record taken by a process that
+            stopped answering waits before another process takes it over.
+        retry_delay: Seconds before the first retry of a failing flush (doubled on each
+            retry, at most 60 s, with jitter).
+
+    Returns:
+        A decorator that wraps the writer, keeping its signature and flavour.
+
+    Raises:
+        ConfigurationError: Both or neither of `target` and `key`, a `flush` that is not a
+            function, or an option out of range.
     """
     if not callable(flush) or inspect.isgeneratorfunction(flush):
         raise ConfigurationError(f"flush must be a function taking a list of records, "

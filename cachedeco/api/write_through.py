@@ -29,13 +29,35 @@ def write_through(target: Any = None, *, key: str | None = None, ttl: TtlArg = N
                   ) -> Callable[[F], F]:
     """Store a writer's result as a cached entry once the write succeeded.
 
-    Exactly one of ``target`` (a ``@cached`` function, whose parameters the writer must have
-    by name) and ``key`` (a key template) names the entry; ``ttl`` (seconds, a timedelta or
-    ``ttl(result) -> seconds``) and ``tags`` default to the target's; ``invalidate`` lists
-    tag templates to invalidate after the write. While caching is switched off the write
-    runs alone. ``sensitive=True`` encrypts the stored entry and hashes the arguments in its
-    key (it needs the registry's ``encryption_key=``); with a ``target``, the target decides,
-    and ``sensitive=True`` insists that it is sensitive too.
+    The function (the database write) runs first; if it raises, the cache is untouched. Its
+    result is then stored as the entry named by `target` or `key`, with a compare-and-set
+    that a concurrent read's fill can never overwrite, and the `invalidate` tags are
+    invalidated. If the store fails after the write succeeded, the old entry is dropped
+    rather than left to be served (logged and counted; raised under `on_error="raise"`).
+    While caching is switched off the write runs alone.
+
+    Args:
+        target: A `@cached` function: the result becomes its entry for the arguments the
+            writer shares with it by name (each of the target's parameters must be one of
+            the writer's). Exactly one of `target` and `key`.
+        key: A key template over the writer's parameters, naming the entry instead.
+        ttl: Seconds, a `timedelta` or a function `ttl(result) -> seconds`; `None`: the
+            target's (the registry's with `key`).
+        tags: The entry's tag templates, with `key` only (a reader checks its own tags, so
+            with a `target` its tags are used: giving others is a `ConfigurationError`).
+        invalidate: Tag templates over the writer's parameters, invalidated after the store.
+        sensitive: Encrypt the entry and hash the arguments in its key (needs the
+            registry's `encryption_key=`). With a `target`, the target decides; `True`
+            insists that it is sensitive too.
+        backend: The name of the registry's backend to use.
+        registry: The registry to bind to; `None`: the default `cachedeco.registry`.
+
+    Returns:
+        A decorator that wraps the writer, keeping its signature and flavour.
+
+    Raises:
+        ConfigurationError: Both or neither of `target` and `key`, or a target parameter
+            the writer lacks.
     """
     check_placement(backend, registry)
     sensitive = check_flag(sensitive, "sensitive")

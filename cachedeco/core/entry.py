@@ -50,10 +50,11 @@ INVALIDATED_TAG: Final = "i"  # tag token left by invalidate_tags: a fill that s
 
 
 class Miss(Enum):
-    """The miss sentinel: falsy, typed, and never confused with a cached ``None``.
+    """The miss sentinel: falsy, typed, and never confused with a cached `None`.
 
-    Public as ``cachedeco.MISS`` (what ``f.get()`` returns when there is no entry); inside
-    the package it also stands for "no value here" (a tombstone, a result not to cache).
+    Public as `cachedeco.MISS`: what `f.get()` returns when there is no entry (expired,
+    invalidated or absent); test it with `is`. Inside the package it also stands for "no
+    value here" (a tombstone, a result not to cache).
     """
 
     MISS = "MISS"

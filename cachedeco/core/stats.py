@@ -14,8 +14,33 @@ class Stats:
     """What a cache did: hits (near hits among them) and misses, loads, errors, coalescing,
     invalidation, recovery, write-behind.
 
-    ``reg.stats()`` and ``f.stats()`` return snapshots; adding two snapshots sums them.
-    Every field but the gauges (:data:`GAUGES`: what waits now) only ever grows.
+    `reg.stats()` and `f.stats()` return snapshots; adding two snapshots sums them. Every
+    field but the gauges (`recoveries_pending`, `write_behind_pending`: what waits now) only
+    ever grows while the process lives.
+
+    Attributes:
+        hits: Reads served a fresh value from the cache.
+        near_hits: Hits served by the near cache, without a round trip (counted in `hits`
+            too).
+        misses: Reads that found no valid entry.
+        stale_hits: Expired values served within `stale_ttl` (not counted in `hits`).
+        loads: Calls of the function that returned.
+        load_errors: Calls of the function that raised.
+        backend_errors: Backend faults: errors, timeouts, calls skipped by the circuit
+            breaker.
+        singleflight_joins: Calls that waited for another call's load in the process.
+        lock_waits: Calls that waited for another process's load (`lock=True`).
+        invalidations: Invalidations made (`invalidate`, `invalidate_tags`, patterns).
+        decode_errors: Stored values that could not be decoded or authenticated (misses).
+        early_refreshes: Refreshes started before expiry (`early_refresh`).
+        recoveries_pending: Changes waiting to reach a backend that was down (a gauge).
+        recoveries_done: Such changes that landed.
+        write_behind_pending: Records queued and not yet flushed (a gauge).
+        write_behind_flushed: Records that `flush` accepted.
+        write_behind_retried: Records handed to `flush` again after it raised.
+        write_behind_dead: Records moved to the dead letters after their retries.
+        write_behind_duplicates: Records delivered again, taken over from a process that
+            stopped answering (delivery is at least once).
     """
 
     hits: int = 0

@@ -125,14 +125,20 @@ def instrument_otel(reg: Registry | None = None, *, meter_provider: MeterProvide
                     tracer_provider: TracerProvider | None = None) -> OtelInstrumentation:
     """Report a registry's counters as OpenTelemetry observable instruments and trace its loads.
 
-    ``reg``: the registry (None: the default one, ``cachedeco.registry``);
-    ``meter_provider`` and ``tracer_provider``: where instruments and spans go (None: the
-    global providers). Instruments ``cachedeco.<counter>`` (``cachedeco.hits``,
-    ``cachedeco.misses``, …, with the attributes ``cachedeco.function`` and
-    ``cachedeco.prefix``) are read when the provider collects; a span ``cachedeco.load``
-    surrounds each load (attributes ``cachedeco.function`` and ``cachedeco.outcome``) and its
-    duration goes to the histogram ``cachedeco.load.duration``. Calling it again for the same
-    registry and providers changes nothing. Needs ``pip install 'cachedeco[otel]'``.
+    Instruments `cachedeco.<counter>` (`cachedeco.hits`, `cachedeco.misses`, …, with the
+    attributes `cachedeco.function` and `cachedeco.prefix`) are read when the provider
+    collects; a span `cachedeco.load` surrounds each load (attributes `cachedeco.function`
+    and `cachedeco.outcome`: `ok`, `error` or `cancelled`; never a key or an argument) and
+    its duration goes to the histogram `cachedeco.load.duration`. Calling it again for the
+    same registry and providers changes nothing. Needs `pip install 'cachedeco[otel]'`.
+
+    Args:
+        reg: The registry; `None`: the default one, `cachedeco.registry`.
+        meter_provider: Where the instruments go; `None`: the global meter provider.
+        tracer_provider: Where the spans go; `None`: the global tracer provider.
+
+    Returns:
+        A handle whose `uninstrument()` undoes it.
     """
     try:
         from opentelemetry import metrics, trace

@@ -35,18 +35,23 @@ __all__ = ["PrometheusCollector"]
 class PrometheusCollector:
     """cachedeco's counters and load times as Prometheus metrics, read at scrape time.
 
-    ``PrometheusCollector(reg=None, *, buckets=...)``: ``reg`` is the registry to export
-    (None: every registry of the process, those made later too); ``buckets`` are the upper
-    bounds of the ``cachedeco_load_duration_seconds`` histogram. Register it with
-    ``prometheus_client.REGISTRY.register(PrometheusCollector())``, once per Prometheus
-    registry. Counters ``cachedeco_<counter>_total`` and gauges carry the labels ``prefix``
-    and ``function`` (``""`` for registry-wide operations). A hit costs nothing more; a load
-    is timed from the moment the collector exists. ``close()`` stops the timing.
+    Register it with `prometheus_client.REGISTRY.register(PrometheusCollector())`, once per
+    Prometheus registry. Counters `cachedeco_<counter>_total` (every
+    [`Stats`][cachedeco.Stats] counter), the gauges `cachedeco_write_behind_pending` and
+    `cachedeco_recoveries_pending`, and the histogram `cachedeco_load_duration_seconds`
+    carry the labels `prefix` and `function` (`module.qualname`; `""` for registry-wide
+    operations such as `invalidate_tags`). A hit costs nothing more; a load is timed from
+    the moment the collector exists. Needs `pip install 'cachedeco[prometheus]'`.
 
-    Under prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``), make one in
+    Under prometheus_client's multiprocess mode (`PROMETHEUS_MULTIPROC_DIR`), make one in
     every worker: it copies the worker's counts to the shared files every second (and at
-    exit), yields nothing itself, and ``prometheus_client.multiprocess.MultiProcessCollector``
+    exit), yields nothing itself, and `prometheus_client.multiprocess.MultiProcessCollector`
     serves the service's sums.
+
+    Args:
+        reg: The registry to export; `None`: every registry of the process, those made
+            later too.
+        buckets: The upper bounds, in seconds, of the load-duration histogram's buckets.
     """
 
     def __init__(self, reg: Registry | None = None, *,

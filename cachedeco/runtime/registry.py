@@ -105,7 +105,15 @@ class Registry:
                   secret: str | bytes | None = None, on_error: str = "fallback",
                   lock_timeout: float = 10.0, encryption_key: EncryptionKey = None,
                   **backend_options: Any) -> Self:
-        """Replace every setting (unnamed ones take their defaults); functions rebind lazily."""
+        """Replace every setting; the ones not given take their defaults.
+
+        Takes exactly the arguments of [`Registry`][cachedeco.Registry], documented there;
+        nothing changes if one is bad. Decorated functions rebind at their next call.
+
+        Raises:
+            ConfigurationError: A bad setting, or a `memory://` write-behind queue that still
+                holds records (`flush()` first: the new backends would never deliver them).
+        """
         check_prefix(prefix)
         if on_error not in ON_ERROR:
             raise ConfigurationError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
@@ -216,7 +224,7 @@ class Registry:
 
     @contextlib.contextmanager
     def disabled(self) -> Iterator[Self]:
-        """``with reg.disabled():`` caching is off inside, as it was after the block."""
+        """`with reg.disabled():` caching is off inside the block, as it was after it."""
         was = self.enabled
         self._switch(False)
         try:
@@ -238,7 +246,18 @@ class Registry:
         return self.ledger.total()
 
     def invalidate_tags(self, *tags: str, backend: str = "default") -> None:
-        """Make every entry stored with any of ``tags`` a miss, everywhere, in one round trip."""
+        """Make every entry stored with any of `tags` a miss, in every process.
+
+        One round trip for any number of tags, whatever the number of entries: each tag gets
+        a new token, and an entry that recorded another token is a miss.
+
+        Args:
+            *tags: Tags as rendered (`"user:7"`, not the template `"user:{id}"`).
+            backend: The name of the backend whose entries to invalidate.
+
+        Raises:
+            BackendError: The backend could not take the invalidation.
+        """
         keys = self._tag_keys(tags)
         if not keys or not self.enabled:
             return
@@ -250,7 +269,8 @@ class Registry:
             raise self._guards[backend].error(exc, action="invalidate tags") from exc
 
     async def ainvalidate_tags(self, *tags: str, backend: str = "default") -> None:
-        """The asyncio form of :meth:`invalidate_tags`."""
+        """The asyncio form of [`invalidate_tags`][cachedeco.Registry.invalidate_tags]: the
+        same arguments."""
         keys = self._tag_keys(tags)
         if not keys or not self.enabled:
             return
@@ -277,9 +297,18 @@ class Registry:
         return f"{escape_glob(self.prefix)}:{glob}"
 
     def invalidate_pattern(self, glob: str, *, backend: str = "default") -> int:
-        """Drop the entries whose key after the prefix matches ``glob``; SCAN, never KEYS.
+        """Drop the entries whose key after the prefix matches `glob`.
 
-        cachedeco's own keys (``prefix:~…``: tags, leases, write-behind queues) are spared.
+        SCAN and UNLINK in batches within the prefix, never KEYS: O(keys scanned), for ad-hoc
+        clean-ups (tags are the cheap way). cachedeco's own keys (`prefix:~…`: tag tokens,
+        leases, write-behind queues) are spared.
+
+        Args:
+            glob: A Redis glob over the key after `prefix:` (`"analysis:*"`).
+            backend: The name of the backend to clean.
+
+        Returns:
+            How many entries were dropped.
         """
         pattern = self._pattern(glob)
         if not self.enabled:
@@ -291,7 +320,8 @@ class Registry:
             raise self._guards[backend].error(exc, action="invalidate a pattern") from exc
 
     async def ainvalidate_pattern(self, glob: str, *, backend: str = "default") -> int:
-        """The asyncio form of :meth:`invalidate_pattern`."""
+        """The asyncio form of
+        [`invalidate_pattern`][cachedeco.Registry.invalidate_pattern]: the same arguments."""
         pattern = self._pattern(glob)
         if not self.enabled:
             return 0
@@ -303,21 +333,36 @@ class Registry:
             raise self._guards[backend].error(exc, action="invalidate a pattern") from exc
 
     def clear(self, *, backend: str = "default") -> int:
-        """Drop every key under the prefix (SCAN + UNLINK; never KEYS or FLUSHDB)."""
+        """Drop every entry under the prefix (SCAN + UNLINK; never KEYS or FLUSHDB).
+
+        Args:
+            backend: The name of the backend to clear.
+
+        Returns:
+            How many entries were dropped.
+        """
         return self.invalidate_pattern("*", backend=backend)
 
     async def aclear(self, *, backend: str = "default") -> int:
-        """The asyncio form of :meth:`clear`."""
+        """The asyncio form of [`clear`][cachedeco.Registry.clear]: the same arguments."""
         return await self.ainvalidate_pattern("*", backend=backend)
 
     # -- write-behind dead letters ------------------------------------------------------------
 
     def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
-        """Write-behind records that used up their retries (up to ``limit`` per function)."""
+        """The write-behind records that used up their retries.
+
+        Args:
+            limit: The most dead letters returned per `@write_behind` function.
+
+        Returns:
+            The dead letters of every `@write_behind` function bound to this registry.
+        """
         return [d for s in self._services.values() for d in s.dead_letters(limit)]
 
     async def adead_letters(self, limit: int = 1000) -> list[DeadLetter]:
-        """The asyncio form of :meth:`dead_letters`."""
+        """The asyncio form of [`dead_letters`][cachedeco.Registry.dead_letters]: the same
+        arguments."""
         return [d for s in self._services.values() for d in await s.adead_letters(limit)]
 
     def replay_dead_letters(self) -> int:
@@ -325,7 +370,8 @@ class Registry:
         return sum(s.replay_dead_letters() for s in self._services.values())
 
     async def areplay_dead_letters(self) -> int:
-        """The asyncio form of :meth:`replay_dead_letters`."""
+        """The asyncio form of
+        [`replay_dead_letters`][cachedeco.Registry.replay_dead_letters]."""
         return sum([await s.areplay_dead_letters() for s in self._services.values()])
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -336,7 +382,7 @@ class Registry:
             service.flush()
 
     async def aflush(self) -> None:
-        """The asyncio form of :meth:`flush`."""
+        """The asyncio form of [`flush`][cachedeco.Registry.flush]."""
         for service in list(self._services.values()):
             await service.aflush()
 
@@ -350,7 +396,7 @@ class Registry:
             slot.close()
 
     async def aclose(self) -> None:
-        """The asyncio form of :meth:`close`."""
+        """The asyncio form of [`close`][cachedeco.Registry.close]."""
         for service in list(self._services.values()):
             await service.aclose()
         await self.reporter.astop()

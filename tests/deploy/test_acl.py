@@ -1,7 +1,7 @@
 """A Redis ACL user confined to the prefix: it can touch nothing else, and it reloads the
-scripts a server lost. Two users are tried on the single server: the one API.md promises to
-support (``~prefix:* &prefix:* +@all -@dangerous``) and the minimal command list the README
-gives. (The cache flows and write-behind under such users: ``_async/test_acl.py``.)"""
+scripts a server lost. Two users are tried on the single server: the one the documentation
+promises to support (``~prefix:* &prefix:* +@all -@dangerous``) and the minimal command list
+it gives. (The cache flows and write-behind under such users: ``_async/test_acl.py``.)"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""How decorated functions look and bind (issue 16's defects): a bare ``@reg.cached`` (and
+"""How decorated functions look and bind: a bare ``@reg.cached`` (and
 every registry convenience) binds to ``reg``; bound methods keep the method's ``__doc__``,
 names, signature and ``__wrapped__``; ``inspect.getfullargspec`` sees the real parameters;
 a return annotation is resolved at first call or refused where values are serialized."""

@@ -183,7 +183,7 @@ def test_a_failed_report_is_sent_with_the_next(fresh_redis: Server,
 
 def test_a_minimal_acl_user_reports(redis_url: str, prefix: str,
                                     redis_client: redis.Redis, make_registry: Make) -> None:
-    """The README's minimal command list covers the report (HINCRBY in a script)."""
+    """The minimal command list of docs/concepts/acl.md covers the report (HINCRBY in a script)."""
     from urllib.parse import urlsplit
 
     name, password = f"cd-{prefix}", "pw-" + prefix

@@ -124,7 +124,7 @@ async def test_exception_reaches_every_waiting_task_and_is_not_cached(
 
 def test_single_flight_threads_over_a_round_trip(reg: Registry) -> None:
     """Callers that read the miss while a load runs get its value, even when their read
-    returns after the load landed: one run per key, always (API.md, single-flight)."""
+    returns after the load landed: one run per key, always (the single-flight promise)."""
     calls = Calls()
 
     @cached(registry=reg)

@@ -111,7 +111,7 @@ def test_invalidate_tags_after_the_write(reg: Registry) -> None:
 
 
 def test_write_through_the_api_example(reg: Registry) -> None:
-    """API.md's example: the reader is tagged "analyses" and the writer invalidates it."""
+    """The documented example: the reader is tagged "analyses" and the writer invalidates it."""
     calls = Calls()
 
     @cached(registry=reg, ttl=1800, tags=["analysis:{analysis_id}", "analyses"])

@@ -17,7 +17,7 @@ from tests.support.deployments import Deployment
 
 __all__ = ["API_RULES", "MINIMAL_COMMANDS", "admins", "confined_url", "confined_user", "user_url"]
 
-#: What API.md promises to support: every command but the dangerous ones, on the prefix.
+#: What the documentation promises to support: every command but the dangerous ones, on the prefix.
 API_RULES = ("+@all", "-@dangerous")
 #: What cachedeco's cache, tags, invalidation and clear() run (scripts' commands included).
 MINIMAL_COMMANDS = ("+get", "+mget", "+set", "+getrange", "+pexpire", "+evalsha",
@@ -58,7 +58,7 @@ def user_url(url: str, name: str, password: str) -> str:
 def confined_url(request: pytest.FixtureRequest, deployment: Deployment,
                  prefix: str) -> Iterator[str]:
     """The deployment's URL logging in as a fresh user confined to the test's prefix, allowed
-    what API.md promises (``"api"``, the default) or, parametrized indirectly with
+    what the documentation promises (``"api"``, the default) or, parametrized indirectly with
     ``"minimal"``, only :data:`MINIMAL_COMMANDS`."""
     rules = {"api": API_RULES, "minimal": ("-@all", *MINIMAL_COMMANDS)}[
         getattr(request, "param", "api")]

@@ -101,7 +101,7 @@ def test_writer_lacking_a_target_parameter_is_refused(reg: Registry) -> None:
 
 def test_write_through_tags_with_a_target_is_refused_at_decoration(reg: Registry) -> None:
     """``tags=`` with a @cached target would store an entry its reader can never serve (the
-    reader checks its own tags' tokens), so it is a ConfigurationError (see README)."""
+    reader checks its own tags' tokens), so it is a ConfigurationError (see docs/design.md)."""
 
     @cached(registry=reg, tags=["item:{item_id}"])
     def get(item_id: int) -> dict[str, Any]:

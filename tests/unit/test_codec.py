@@ -1,6 +1,6 @@
 """Codec tests: transparent round trips by annotation, refusals, signed pickle, custom serializers.
 
-Transparency (API.md): a decoded value equals the original and has the same type, recursively.
+Transparency: a decoded value equals the original and has the same type, recursively.
 Annotated types live at module level, as they would in user code: the codec resolves them with
 ``typing.get_type_hints`` against the function's module.
 """

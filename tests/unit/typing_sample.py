@@ -41,7 +41,7 @@ async def main() -> None:
     await aget_user(1, 2)  # E: too many arguments
 
 
-# --- issue 16: get/set/MISS, ttl forms, cached_many --------------------------------------------
+# --- get/set/MISS, ttl forms, cached_many -----------------------------------------------------
 
 @cachedeco.cached(ttl=timedelta(minutes=5))
 def by_timedelta(x: int) -> int:
@@ -86,7 +86,7 @@ def write_on_registry(x: int) -> float:
     return float(x)
 
 
-# --- issue 15: methods keep their bound signature -----------------------------------------------
+# --- methods keep their bound signature --------------------------------------------------------
 
 class Repo:
     @cachedeco.cached(ttl=60)

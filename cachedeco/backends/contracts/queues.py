@@ -84,7 +84,18 @@ class Restore:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A record that used up its retries: what it was, for which entry, and why it failed."""
+    """A record that used up its retries: what it was, for which entry, and why it failed.
+
+    Attributes:
+        id: Its id in the dead-letter queue.
+        record: The record the `@write_behind` function returned.
+        key: The key of the entry it was stored as.
+        error: Why the last flush failed (its type only for a sensitive function).
+        failed_at: When it was buried, in epoch seconds.
+        function: The `@write_behind` function (`module.qualname`).
+        marker: The stored entry's marker (internal).
+        tag_keys: The entry's tag keys (internal).
+    """
 
     id: str
     record: Any

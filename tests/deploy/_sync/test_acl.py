@@ -1,6 +1,6 @@
 # GENERATED from _async/test_acl.py by tools/unasync.py: do not edit.
 """Every cache feature as a Redis ACL user confined to the prefix: the flows (as the user
-API.md promises to support and as the README's minimal one), and write-behind's queue, flush,
+the documentation promises to support and as its minimal one), and write-behind's queue, flush,
 dead letters and replay (on every node of a cluster too). ``on_error="raise"``: a refused
 command fails the test rather than falling back."""
 
