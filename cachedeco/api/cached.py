@@ -26,6 +26,7 @@ from cachedeco.api.typing import (
     CachedFunction,
     TtlArg,
 )
+from cachedeco.core.entry import NO_VALUE
 from cachedeco.core.keys.builder import KeyBuilder
 from cachedeco.core.keys.tags import TagsArg, TagSet
 from cachedeco.core.policy import check_jitter, check_optional_ttl, check_ttl, check_ttl_option
@@ -153,6 +154,9 @@ def _sync_wrapper(spec: Spec) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        hit = spec.hit  # memory:// only: a fresh hit without the generic layers
+        if hit is not None and (value := hit(args, kwargs)) is not NO_VALUE:
+            return value
         return read_sync.get_or_load(spec.bound(), func, args, kwargs)
 
     def invalidate(*args: Any, **kwargs: Any) -> bool:
@@ -179,6 +183,9 @@ def _async_wrapper(spec: Spec) -> Callable[..., Any]:
 
     @functools.wraps(func)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        hit = spec.hit  # memory:// only: a fresh hit without the generic layers
+        if hit is not None and (value := hit(args, kwargs)) is not NO_VALUE:
+            return value
         return await read_async.get_or_load(spec.bound(), func, args, kwargs)
 
     async def invalidate(*args: Any, **kwargs: Any) -> bool:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from cachedeco.backends.memory.store import MemoryBackend
 from cachedeco.core.codec.factory import Codec, make_codec
 from cachedeco.core.keys.builder import KeyBuilder
 from cachedeco.core.keys.tags import TagSet
@@ -16,6 +17,7 @@ from cachedeco.core.policy import Policy, TtlFn
 from cachedeco.core.stats import Stats
 from cachedeco.errors import ConfigurationError
 from cachedeco.flows.bound import Bound
+from cachedeco.flows.hot import Hit, memory_hit
 from cachedeco.runtime.registry import Registry, default_registry
 from cachedeco.runtime.singleflight import Flights
 
@@ -58,6 +60,9 @@ class Spec:
         self.stats_ = Stats()
         self.flights = Flights()
         self._bound: Bound | None = None
+        #: The compiled hit of the current binding (memory:// only), tried before the generic
+        #: read; it answers NO_VALUE once the registry is configured again.
+        self.hit: Hit | None = None
         self._revision = -1
         self._registry: Registry | None = None
         if registry is not None:  # known now: what it lacks is an error at decoration
@@ -125,6 +130,12 @@ class Spec:
             watch=registry.watchers.hook(registry.prefix, self.keys.name))
         registry.track(self, self.keys.name, self.stats_)
         self._bound, self._revision, self._registry = bound, revision, registry
+        store = slot.backend() if slot.stores_objects else None
+        self.hit = memory_hit(bound, store, registry, revision,
+                              follows_default=self.explicit_registry is None,
+                              fixed_tags=self.tags.fixed,
+                              pure_keys=self.keys.pure and not opts.sensitive,
+                              ) if isinstance(store, MemoryBackend) else None
         return bound
 
     def stats(self) -> Stats:

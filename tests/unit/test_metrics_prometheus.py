@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cachedeco import Registry, Stats
+from cachedeco.flows import hot
 from cachedeco.flows._sync import read as read_sync
 from cachedeco.flows.spec import spec_of
 from cachedeco.metrics import PrometheusCollector
@@ -53,6 +54,7 @@ def later(monkeypatch: pytest.MonkeyPatch) -> Any:
         clock = types.SimpleNamespace(time=lambda: time.time() + 5.0,
                                       perf_counter=time.perf_counter)
         monkeypatch.setattr(read_sync, "time", clock)
+        monkeypatch.setattr(hot, "time", clock)  # the compiled memory:// hit's clock
 
     return ahead
 

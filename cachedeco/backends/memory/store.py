@@ -3,6 +3,8 @@
 It keeps values as objects (no serialization, like ``functools.lru_cache``), so a hit costs a
 dict lookup under a lock. It carries out the same envelope contract as Redis, tags and
 compare-and-set included, so every guarantee holds on ``memory://`` too, within one process.
+Expiry times are wall-clock (``time.time()``), as Redis keeps them and as an entry's soft
+expiry is, so a hit reads one clock.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ class MemoryBackend:
 
     def read(self, key: str, tag_keys: Sequence[str]) -> ReadResult:
         """Return the live entry at ``key`` and its tags' current tokens (the hit path)."""
-        now = time.monotonic()
+        now = time.time()
         data = self._data
         with self._lock:
             found = data.get(key)
@@ -105,6 +107,12 @@ class MemoryBackend:
                 tokens.append(token if token.__class__ is str else None)
         entry = found[1] if found is not None else None
         return (entry if entry.__class__ is Entry else None), tuple(tokens)
+
+    def table(self) -> OrderedDict[str, tuple[float, Entry | str]]:
+        """The table itself, for the hit path compiled over this store
+        (:mod:`cachedeco.flows.hot`): it reads with single dict operations, each atomic, and
+        only ever moves a key to the end (its use); every change goes through the methods."""
+        return self._data
 
     def read_many(self, reads: Sequence[tuple[str, Sequence[str]]]) -> list[ReadResult]:
         """Many reads (no round trip to save in process: each is :meth:`read`)."""
@@ -132,7 +140,7 @@ class MemoryBackend:
 
     def write(self, key: str, write: Write) -> bool:
         """Store the entry if its conditions hold, creating missing tag keys."""
-        now = time.monotonic()
+        now = time.time()
         with self._lock:
             tokens = self._check(key, write, now)
             if tokens is None:
@@ -153,7 +161,7 @@ class MemoryBackend:
 
     def invalidate(self, keys: Sequence[str], marker: str, px: int) -> int:
         """Leave a tombstone at each key; count the values it removed."""
-        now = time.monotonic()
+        now = time.time()
         removed = 0
         with self._lock:
             for key in keys:
@@ -164,7 +172,7 @@ class MemoryBackend:
 
     def invalidate_tags(self, tag_keys: Sequence[str], token: str, px: int) -> None:
         """Give every tag key a token of its own made from ``token``."""
-        now = time.monotonic()
+        now = time.time()
         with self._lock:
             for i, tag in enumerate(tag_keys, 1):
                 self._put(tag, tag_token(token, i), px, now)
@@ -172,7 +180,7 @@ class MemoryBackend:
     def delete_matching(self, pattern: str, spare: str | None = None) -> int:
         """Delete the keys matching the glob (but those starting with ``spare``); count them."""
         regex = glob_to_regex(pattern)
-        now = time.monotonic()
+        now = time.time()
         with self._lock:
             doomed = [key for key in self._data if regex.fullmatch(key)
                       and not (spare and key.startswith(spare))]
@@ -184,7 +192,7 @@ class MemoryBackend:
     def raw(self, key: str) -> bytes | Entry | None:
         """The live entry at ``key`` (tag tokens come back encoded)."""
         with self._lock:
-            item = self._get(key, time.monotonic())
+            item = self._get(key, time.time())
         return item.encode() if isinstance(item, str) else item
 
     def leases(self) -> MemoryLeases:

@@ -53,6 +53,8 @@ MAX_KEY_BYTES = 250
 _HASH_CHARS = 32  # blake2b, digest_size=16, in hex
 _ASCII_SAFE_LEN = MAX_KEY_BYTES // 4  # a str this short fits whatever its characters
 _BOUND_SELF = frozenset({"self", "cls"})
+_KNOWN_KEYS = 4096  # keys remembered per function for int and str arguments
+_KNOWN_STR = 64  # longer str arguments are encoded each time
 KeyFn = Callable[[tuple[Any, ...], dict[str, Any]], str]
 
 
@@ -95,6 +97,16 @@ def _keyed(root: str, head: str, context: str, namer: Namer) -> Callable[[str], 
         return lambda text: f"{head}!{namer(context + text)}"
     fit = _fitter(root, head)
     return lambda text: fit("!" + namer(context + text))
+
+
+def _remember(known: dict[int | str, str], value: int | str, key: str) -> str:
+    """Note the key of an int or a short str argument (encoding it is most of a key's cost);
+    the memo is emptied when full, so it holds the recent ones."""
+    if value.__class__ is int or len(value) <= _KNOWN_STR:  # type: ignore[arg-type]
+        if len(known) >= _KNOWN_KEYS:
+            known.clear()
+        known[value] = key
+    return key
 
 
 def _check_name(name: object) -> str:
@@ -186,6 +198,12 @@ class KeyBuilder:
             return "key=" + self._template.shape + self._suffix
         return self.namespace
 
+    @property
+    def pure(self) -> bool:
+        """Whether a key depends on the call's arguments only (not so with a ``key=``
+        callable, which may read anything)."""
+        return self._key_func is None
+
     def binder(self) -> Binder:
         """The function's Binder, shared with its tag templates."""
         return self._binder
@@ -222,6 +240,27 @@ class KeyBuilder:
             root, head, self.namespace + ":", namer)
         arity, positions, slow = self._fast_arity, self._fast_positions, self._encode_call
         primitives = PRIMITIVES
+        if len(positions) == 1:  # the commonest shape, f(x): no loop, no join
+            (index,) = positions
+            known: dict[int | str, str] = {}  # the keys of recent ints and short strs
+            # A sensitive function's arguments are kept nowhere, a memo included.
+            memo = namer is None
+
+            def single_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+                if not kwargs and len(args) == arity:
+                    value = args[index]
+                    kind = type(value)
+                    if (kind is int or kind is str) and memo:  # exact: 1, True, 1.0 apart
+                        try:
+                            return known[value]
+                        except KeyError:
+                            return _remember(known, value, fit(primitives[kind](value)))
+                    encoder = primitives.get(kind)
+                    if encoder is not None:
+                        return fit(encoder(value))
+                return fit(slow(args, kwargs))
+
+            return single_key
 
         def default_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
             if not kwargs and len(args) == arity:

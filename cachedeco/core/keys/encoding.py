@@ -91,6 +91,12 @@ def _enc_int(value: int) -> str:
     return int.__repr__(value) if -_BIG_INT < value < _BIG_INT else hex(value)
 
 
+def _enc_exact_int(value: int) -> str:
+    """:func:`_enc_int` for an exact ``int`` (no subclass ``__str__`` to avoid): ``str`` is
+    the faster spelling of the same digits."""
+    return str(value) if -_BIG_INT < value < _BIG_INT else hex(value)
+
+
 def _enc_float(value: float) -> str:
     """The shortest round-tripping ``repr``: distinct from ints, ``nan`` for every NaN."""
     return float.__repr__(value)
@@ -162,15 +168,17 @@ def _enc_object(value: Any) -> str:
     return f"{_type_name(type(value))}({fields})"
 
 
+#: Encoders by exact type for the key fast path (a subclass goes through :data:`_ENCODERS`).
 PRIMITIVES: dict[type, Callable[[Any], str]] = {
     bool: _enc_bool,
-    int: _enc_int,
+    int: _enc_exact_int,
     str: _enc_str,
     float: _enc_float,
     type(None): _enc_none,
 }
 _ENCODERS: dict[type, Callable[[Any], str]] = {
     **PRIMITIVES,
+    int: _enc_int,  # also for int subclasses (by isinstance): never their own __str__
     bytes: _enc_bytes,
     list: lambda v: f"[{_enc_items(v)}]",
     tuple: lambda v: f"({_enc_items(v)})",

@@ -47,6 +47,11 @@ class TagSet:
         values = self.binder.arguments(args, kwargs)
         return tuple(t.render(values) for t in self.templates)
 
+    @property
+    def fixed(self) -> bool:
+        """True when every call has the same tags (no placeholders, no callable)."""
+        return self.func_tags is None and not any(t.fields for t in self.templates)
+
     def keys_fn(self, keys: KeySpace, fn_tag: str
                 ) -> Callable[[tuple[Any, ...], dict[str, Any]], tuple[str, ...]]:
         """A function from one call's arguments to its tag keys (the implicit one last)."""
@@ -60,7 +65,7 @@ class TagSet:
                 return (*[head + escape_text(tag) for tag in self.render(args, kwargs)], fn_tag)
 
             return called
-        if not any(t.fields for t in self.templates):  # no placeholders: the same every call
+        if self.fixed:  # no placeholders: the same every call
             fixed = (*[head + t.render({}) for t in self.templates], fn_tag)
             return lambda args, kwargs: fixed
         arguments, templates = self.binder.arguments, self.templates

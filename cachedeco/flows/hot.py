@@ -1,0 +1,138 @@
+"""The hit path compiled when a function is bound to the in-process memory backend.
+
+The generic read (:mod:`cachedeco.flows._async.read`, its ``_sync`` twin) serves every
+backend: breaker, envelope, stale and early refresh, aliases, single-flight. On ``memory://``
+a fresh hit needs none of that: values are kept as objects and the backend cannot fail. So
+binding such a function also builds one closure doing only the hit: the key, the lookups, the
+expiry checks, the tags' tokens, the count. Whatever is not a fresh hit (a miss, a stale entry,
+a configuration changed since binding) returns ``NO_VALUE`` without counting anything, and the
+call takes the generic path, which reads again and decides. A function with early refresh
+(its hits may start a refresh) or a disabled registry gets no compiled path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from cachedeco.backends.memory.store import MemoryBackend
+from cachedeco.core.entry import NO_VALUE, Entry
+from cachedeco.flows.bound import Bound
+from cachedeco.runtime.registry import Registry, default_registry
+
+__all__ = ["Hit", "memory_hit"]
+
+#: A compiled hit: ``(args, kwargs) -> value``, or NO_VALUE to take the generic path.
+Hit = Callable[[tuple[Any, ...], dict[str, Any]], Any]
+Table = OrderedDict[str, tuple[float, Entry | str]]
+_KNOWN = 4096  # keys remembered per function
+_LONGEST = 64  # str arguments longer than this are encoded on each call
+
+
+def memory_hit(b: Bound, store: MemoryBackend, registry: Registry, revision: int, *,
+               follows_default: bool, fixed_tags: bool, pure_keys: bool) -> Hit | None:
+    """The compiled hit of ``b`` over ``store``, valid while ``registry`` is at ``revision``
+    (and, when ``follows_default``, still the default registry); ``fixed_tags``: every call
+    has the same tag keys; ``pure_keys``: a key depends on the arguments only (no ``key=``
+    callable) and may be remembered. None where every call must take the generic path."""
+    if not b.enabled or b.policy.beta:
+        return None
+    binding = _Binding(registry, revision, follows_default)
+    if fixed_tags and len(b.tags((), {})) == 1:  # the function's own tag only (the default)
+        return _one_tag(b, store.table(), binding, pure_keys)
+    return _tagged(b, store.table(), binding)
+
+
+class _Binding(NamedTuple):
+    """What a compiled hit was bound to: a registry at a revision (and whether the function
+    follows the default registry). A hit checks it first, inline: a call costs."""
+
+    registry: Registry
+    revision: int
+    follows_default: bool
+
+
+def _one_tag(b: Bound, table: Table, binding: _Binding, pure_keys: bool) -> Hit:
+    """The hit of a function whose only tag is its own: one more lookup, no rendering; the
+    keys of ``f(x)`` calls are remembered by ``x`` (an int or a short str), encoding being
+    most of a hit's cost."""
+    (only_tag,) = b.tags((), {})
+    registry, revision, follows_default = binding
+    key_of, touch, stats = b.key, table.move_to_end, b.stats
+    known: dict[int | str, str] = {}
+
+    def hit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if registry.revision != revision or (
+                follows_default and default_registry() is not registry):
+            return NO_VALUE  # configured since binding: the generic path binds again
+        if pure_keys and not kwargs and len(args) == 1 and (
+                (kind := type(args[0])) is int or kind is str):  # exact: 1, True, 1.0 apart
+            try:
+                key = known[args[0]]
+            except KeyError:
+                key = _remember(known, args[0], key_of(args, kwargs))
+        else:
+            key = key_of(args, kwargs)
+        try:
+            expires, entry = table[key]
+            tag = table[only_tag]
+            touch(key)  # its use, for the LRU order (as the generic read does)
+        except KeyError:  # absent, or removed by another thread meanwhile
+            return NO_VALUE
+        now = time.time()  # the store's clock and the soft expiry's alike
+        if expires <= now or entry.__class__ is not Entry or now >= entry.soft:
+            return NO_VALUE
+        if tag[0] <= now or entry.tags != (tag[1],):
+            return NO_VALUE  # invalidated (or expired) since the entry was stored
+        value = entry.value
+        if value is NO_VALUE:  # a tombstone
+            return NO_VALUE
+        stats.hits += 1
+        return value
+
+    return hit
+
+
+def _tagged(b: Bound, table: Table, binding: _Binding) -> Hit:
+    """The hit of a function with tags of its own: every tag key's token is checked."""
+    registry, revision, follows_default = binding
+    key_of, tags_of, touch, stats = b.key, b.tags, table.move_to_end, b.stats
+
+    def hit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if registry.revision != revision or (
+                follows_default and default_registry() is not registry):
+            return NO_VALUE
+        key = key_of(args, kwargs)
+        tag_keys = tags_of(args, kwargs)
+        try:
+            expires, entry = table[key]
+            tags = [table[tag] for tag in tag_keys]
+            touch(key)
+        except KeyError:
+            return NO_VALUE
+        now = time.time()
+        if expires <= now or entry.__class__ is not Entry or now >= entry.soft:
+            return NO_VALUE
+        recorded = entry.tags
+        if len(recorded) != len(tags) or any(
+                tag[0] <= now or tag[1] != token for tag, token in zip(tags, recorded,
+                                                                       strict=True)):
+            return NO_VALUE
+        value = entry.value
+        if value is NO_VALUE:
+            return NO_VALUE
+        stats.hits += 1
+        return value
+
+    return hit
+
+
+def _remember(known: dict[int | str, str], value: int | str, key: str) -> str:
+    """Note the key of ``f(value)``; the memo is emptied when full, so it keeps recent ones."""
+    if value.__class__ is int or len(value) <= _LONGEST:  # type: ignore[arg-type]
+        if len(known) >= _KNOWN:
+            known.clear()
+        known[value] = key
+    return key

@@ -1,0 +1,173 @@
+"""The hit path compiled for ``memory://`` functions: it serves only fresh, current entries,
+counts each hit once, and leaves everything else (misses, stale entries, tags invalidated,
+a registry configured again or disabled) to the generic read."""
+
+from __future__ import annotations
+
+import asyncio
+import types
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from cachedeco import Registry
+from cachedeco.flows import hot
+from cachedeco.flows._async import read as read_async
+from cachedeco.flows._sync import read as read_sync
+from cachedeco.flows.spec import spec_of
+
+KEY = "k" * 32
+
+
+@pytest.fixture
+def reg() -> Iterator[Registry]:
+    registry = Registry("memory://", prefix="hot", jitter=0)
+    yield registry
+    registry.close()
+
+
+def later(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """Every read sees the clock ``seconds`` ahead."""
+    import time
+
+    clock = types.SimpleNamespace(time=lambda: time.time() + seconds,
+                                  perf_counter=time.perf_counter)
+    for module in (hot, read_sync, read_async):
+        monkeypatch.setattr(module, "time", clock)
+
+
+def counted(reg: Registry, **options: Any) -> tuple[Any, list[Any]]:
+    calls: list[Any] = []
+
+    @reg.cached(ttl=60, **options)
+    def f(x: Any) -> dict[str, Any]:
+        calls.append(x)
+        return {"x": x}
+
+    return f, calls
+
+
+def test_a_hit_is_compiled_counted_and_the_same_object(reg: Registry) -> None:
+    f, calls = counted(reg)
+    first = f(1)
+    assert spec_of(f).hit is not None
+    assert f(1) is first and f(1) is first
+    assert calls == [1]
+    stats = f.stats()
+    assert (stats.hits, stats.misses, stats.loads) == (2, 1, 1)
+
+
+def test_equal_arguments_of_other_types_have_entries_of_their_own(reg: Registry) -> None:
+    f, calls = counted(reg)
+    for _ in range(2):
+        assert [f(1), f(True), f(1.0), f("1")] == [{"x": 1}, {"x": True}, {"x": 1.0},
+                                                    {"x": "1"}]
+    assert [type(x) for x in calls] == [int, bool, float, str]
+    assert f.stats().hits == 4
+
+
+def test_tags_invalidated_make_the_next_call_a_miss(reg: Registry) -> None:
+    f, calls = counted(reg, tags=["item:{x}", "all"])
+    f(1), f(2), f(1)
+    reg.invalidate_tags("item:1")
+    f(1), f(2)
+    assert calls == [1, 2, 1]
+    reg.invalidate_tags("all")
+    f(1), f(2)
+    assert calls == [1, 2, 1, 1, 2]
+
+
+def test_invalidate_and_invalidate_all_reach_the_compiled_hit(reg: Registry) -> None:
+    f, calls = counted(reg)
+    f(1), f(2)
+    f.invalidate(1)
+    f(1), f(2)
+    assert calls == [1, 2, 1]
+    f.invalidate_all()
+    f(1), f(2)
+    assert calls == [1, 2, 1, 1, 2]
+
+
+def test_an_expired_entry_is_a_miss(reg: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    f, calls = counted(reg)
+    f(1)
+    later(monkeypatch, 61)
+    f(1)
+    assert calls == [1, 1]
+    assert f.stats().hits == 0
+
+
+def test_a_stale_entry_is_served_by_the_generic_read(reg: Registry,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    f, calls = counted(reg, stale_ttl=600)
+    f(1)
+    later(monkeypatch, 61)
+    assert f(1) == {"x": 1}
+    stats = f.stats()
+    assert (stats.hits, stats.stale_hits) == (0, 1)
+    reg.background.close()  # the refresh ran
+    assert calls == [1, 1]
+
+
+def test_a_disabled_registry_runs_the_function_and_counts_nothing(reg: Registry) -> None:
+    f, calls = counted(reg)
+    f(1)
+    with reg.disabled():
+        f(1), f(1)
+    f(1)
+    assert calls == [1, 1, 1]
+    stats = f.stats()
+    assert (stats.hits, stats.misses) == (1, 1)
+
+
+def test_configure_binds_again(reg: Registry) -> None:
+    f, calls = counted(reg)
+    f(1), f(1)
+    before = spec_of(f).hit
+    reg.configure("memory://", prefix="other", jitter=0)
+    f(1), f(1)
+    assert calls == [1, 1]  # a new store: one more load, then hits again
+    assert spec_of(f).hit is not before
+
+
+def test_a_hit_keeps_its_entry_in_the_lru_order() -> None:
+    with Registry("memory://?maxsize=4", prefix="lru", jitter=0) as reg:
+        f, calls = counted(reg)  # each entry shares the store with its function's tag
+        f(1), f(2), f(3)
+        f(1)  # a hit: 1 is the most recently used now
+        f(4)  # evicts the least recently used: 2
+        f(1), f(2)
+        assert calls == [1, 2, 3, 4, 2]
+
+
+def test_sensitive_functions_hit_without_remembering_their_arguments() -> None:
+    with Registry("memory://", prefix="secret", encryption_key=KEY) as reg:
+        f, calls = counted(reg, sensitive=True)
+        f("alice"), f("alice"), f("bob")
+        assert calls == ["alice", "bob"]
+        assert f.stats().hits == 1
+
+
+def test_async_functions_take_the_compiled_hit(reg: Registry) -> None:
+    calls: list[int] = []
+
+    @reg.cached(ttl=60, tags=["n:{x}"])
+    async def g(x: int) -> int:
+        calls.append(x)
+        return x * 2
+
+    async def main() -> list[int]:
+        out = [await g(1), await g(1)]
+        await reg.ainvalidate_tags("n:1")
+        return [*out, await g(1), await g(1)]
+
+    assert asyncio.run(main()) == [2, 2, 2, 2]
+    assert calls == [1, 1]
+    assert g.stats().hits == 2
+
+
+def test_early_refresh_keeps_the_generic_read(reg: Registry) -> None:
+    f, _ = counted(reg, early_refresh=True)
+    f(1)
+    assert spec_of(f).hit is None
