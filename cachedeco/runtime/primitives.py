@@ -38,11 +38,13 @@ ErrorHook = Callable[[Exception], None]
 
 
 def join_flight(flight: Flight, timeout: float | None) -> Any:
-    """Wait for a flight in a thread; WaitTimeout after ``timeout`` seconds."""
-    done, _ = concurrent.futures.wait((flight.future,), timeout)
-    if not done:
+    """Wait for a flight in a thread; WaitTimeout after ``timeout`` seconds. Waiters block on
+    the flight's latch, so its landing wakes them all at once."""
+    if not flight.latch.wait(timeout):
         raise WaitTimeout
-    return flight.future.result()
+    if flight.error is not None:
+        raise flight.error
+    return flight.value
 
 
 async def ajoin_flight(flight: Flight, timeout: float | None) -> Any:

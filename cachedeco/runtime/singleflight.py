@@ -14,6 +14,8 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+from cachedeco.core.latch import Latch
+
 __all__ = ["Flight", "Flights", "LeaderGone", "WaitTimeout", "generation"]
 
 State = tuple[str, tuple[str | None, ...]]
@@ -41,10 +43,15 @@ def generation(state: State) -> State:
 class Flight:
     """One load in progress, with the read state it started from."""
 
-    __slots__ = ("future", "landed", "state", "stored")
+    __slots__ = ("error", "future", "landed", "latch", "state", "stored", "value")
 
     def __init__(self, state: State) -> None:
         self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        #: What threads wait on (the future is for event loops): opened once ``value`` or
+        #: ``error`` is set, it wakes every waiting thread at once.
+        self.latch = Latch()
+        self.value: Any = None
+        self.error: BaseException | None = None
         self.state = state
         self.landed = 0  # the Flights.landings count when it landed
         self.stored = ""  # the marker of the entry its load stores (set before the store)
@@ -106,6 +113,8 @@ class Flights:
             self._recent.move_to_end(key)
             if len(self._recent) > self.RECENT:
                 self._recent.popitem(last=False)
+        flight.value, flight.error = value, exc
+        flight.latch.open()
         if exc is not None:
             flight.future.set_exception(exc)
         else:

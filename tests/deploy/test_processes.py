@@ -1,6 +1,6 @@
 """Stampede protection across real processes on the single server: four processes of 20 tasks
-run the function once, and a holder that dies holding the lease is replaced when the lease
-ends, well before ``lock_timeout``."""
+(or of 50 threads) run the function once, the threads' reads sharing round trips, and a holder
+that dies holding the lease is replaced when the lease ends, well before ``lock_timeout``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import redis
 
 import cachedeco
 from cachedeco import Registry
+from tests.support.commands import commandstats, ran
 
 WORKER = textwrap.dedent("""
     import asyncio, json, sys, time
@@ -46,6 +47,48 @@ WORKER = textwrap.dedent("""
         await reg.aclose()
 
     asyncio.run(main())
+""")
+
+
+THREADS = textwrap.dedent("""
+    import json, sys, threading, time
+    import redis
+    import cachedeco
+
+    url, prefix, runs_key, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    reg = cachedeco.Registry(url, prefix=prefix, stats_interval=0)
+
+    @cachedeco.cached(ttl=60, lock=True, registry=reg)
+    def load(x):
+        redis.Redis.from_url(url).incr(runs_key)
+        time.sleep(0.3)
+        return {"x": x}
+
+    warm = [threading.Thread(target=load, args=(-1,)) for _ in range(threads)]
+    for thread in warm:
+        thread.start()
+    for thread in warm:
+        thread.join()
+    before = load.stats()
+    go = threading.Event()
+    values = []
+
+    def call():
+        go.wait()
+        values.append(load(7))
+
+    callers = [threading.Thread(target=call) for _ in range(threads)]
+    for thread in callers:
+        thread.start()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    go.set()
+    for thread in callers:
+        thread.join()
+    stats = load.stats()
+    print(json.dumps({"values": values, "loads": stats.loads - before.loads,
+                      "lock_waits": stats.lock_waits - before.lock_waits}), flush=True)
+    reg.close()
 """)
 
 
@@ -97,6 +140,37 @@ def test_four_processes_of_20_tasks_run_the_function_once(
         assert report["values"] == [{"x": 7, "by": runs_key}] * 20
     elapsed = max(r["done"] for r in reports) - start
     assert elapsed < 0.3 + 1.5, elapsed
+
+
+def test_four_processes_of_50_threads_run_the_function_once_and_share_reads(
+        redis_url: str, prefix: str, redis_client: redis.Redis) -> None:
+    runs_key = f"{prefix}:runs"
+    procs = [_spawn(THREADS, redis_url, prefix, runs_key, "50") for _ in range(4)]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        redis_client.delete(runs_key)  # the warm-up loads counted too
+        before = commandstats(redis_client)
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        reports = [json.loads(proc.communicate(timeout=30)[0]) for proc in procs]
+        after = commandstats(redis_client)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert int(redis_client.get(runs_key) or 0) == 1
+    assert sum(r["loads"] for r in reports) == 1
+    assert sum(r["lock_waits"] for r in reports) == 3  # one waiter per other process
+    for report in reports:
+        assert report["values"] == [{"x": 7}] * 50
+    # Each thread reading on its own would be at least 200 commands: the reads of a process
+    # share round trips, the waiters of a process share one lease wait.
+    commands = sum(ran(before, after).values())
+    assert commands <= 0.5 * 200, ran(before, after)
 
 
 def test_a_holder_that_dies_is_replaced_when_its_lease_ends(

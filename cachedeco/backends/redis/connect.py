@@ -25,9 +25,9 @@ from redis.exceptions import ClusterError, RedisClusterException
 from cachedeco.backends.base import AsyncBackend, Backend, ConnectionOptions
 from cachedeco.backends.redis._async.cluster import AsyncClusterBackend
 from cachedeco.backends.redis._sync.cluster import ClusterBackend
-from cachedeco.backends.redis._sync.single import RedisBackend
 from cachedeco.backends.redis.batching import CoalescingRedisBackend
 from cachedeco.backends.redis.cluster_client import WaitingRedisCluster
+from cachedeco.backends.redis.combining import CombiningRedisBackend
 from cachedeco.backends.redis.pools import (
     BlockingSentinelPool,
     WaitingConnectionPool,
@@ -62,7 +62,8 @@ def make_sync(kind: str, url: str, options: ConnectionOptions) -> Backend:
         pool = redis.BlockingConnectionPool.from_url(
             url, max_connections=options.max_connections, timeout=options.pool_timeout,
             **options.redis_kwargs())
-        return RedisBackend(redis.Redis.from_pool(pool))  # owns the pool: close() frees it
+        # owns the pool: close() frees it
+        return CombiningRedisBackend(redis.Redis.from_pool(pool))
     target = parse_url(kind, url)
     kwargs = _data_kwargs(target, options)
     if kind == "sentinel":
@@ -72,7 +73,7 @@ def make_sync(kind: str, url: str, options: ConnectionOptions) -> Backend:
         client = sentinel.master_for(  # type: ignore[no-untyped-call]
             target.service, db=target.db, connection_pool_class=BlockingSentinelPool,
             max_connections=options.max_connections, timeout=options.pool_timeout)
-        return RedisBackend(client, companions=sentinel.sentinels)
+        return CombiningRedisBackend(client, companions=sentinel.sentinels)
     retry = kwargs.pop("retry")
     (host, port), *others = target.hosts
     nodes = [redis.cluster.ClusterNode(h, p) for h, p in others]  # type: ignore[no-untyped-call]
@@ -117,7 +118,7 @@ def wrap_sync(client: Any) -> Backend:
     if isinstance(client, redis.cluster.RedisCluster):
         _check_bytes(client)
         return ClusterBackend(client)
-    return RedisBackend(client)
+    return CombiningRedisBackend(client)
 
 
 def wrap_async(client: Any) -> AsyncBackend:

@@ -1,0 +1,120 @@
+"""Read combining for threads (no server: the round trips are functions the test controls):
+a lone read goes straight out; reads that start while one is in flight share the next round
+trip, each getting its own result; a failed round trip fails its readers as backend errors;
+a latch wakes every waiter."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+import redis.exceptions
+
+from cachedeco.backends.base import ReadResult
+from cachedeco.backends.redis.combining import ReadCombiner
+from cachedeco.core.latch import Latch
+from tests.support.polling import poll
+
+
+class Server:
+    """Round trips that block until released, recording what each asked."""
+
+    def __init__(self) -> None:
+        self.trips: list[list[tuple[str, tuple[str, ...]]]] = []
+        self.gate = threading.Semaphore(0)
+        self.fail: BaseException | None = None
+
+    def one(self, key: str, tag_keys: Sequence[str]) -> ReadResult:
+        self.trips.append([(key, tuple(tag_keys))])
+        self.gate.acquire()
+        return None, (key,)
+
+    def many(self, reads: Sequence[tuple[str, tuple[str, ...]]]) -> list[ReadResult]:
+        self.trips.append(list(reads))
+        self.gate.acquire()
+        if self.fail is not None:
+            raise self.fail
+        return [(None, (key,)) for key, _ in reads]
+
+
+def reader(combiner: ReadCombiner, key: str, out: dict[str, Any]) -> threading.Thread:
+    def run() -> None:
+        try:
+            out[f"{key}/{threading.get_ident()}"] = combiner.read(key, ["t"])
+        except Exception as exc:
+            out[f"{key}/{threading.get_ident()}"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_a_lone_read_goes_straight_out() -> None:
+    server = Server()
+    combiner = ReadCombiner(server.one, server.many)
+    server.gate.release()
+    assert combiner.read("a", ["t"]) == (None, ("a",))
+    server.gate.release()
+    assert combiner.read("b", []) == (None, ("b",))
+    assert server.trips == [[("a", ("t",))], [("b", ())]]
+
+
+def test_reads_during_a_round_trip_share_the_next_one() -> None:
+    server = Server()
+    combiner = ReadCombiner(server.one, server.many)
+    out: dict[str, Any] = {}
+    first = reader(combiner, "a", out)
+    poll(lambda: len(server.trips) == 1)
+    later = [reader(combiner, key, out) for key in ("b", "c", "b", "b")]
+    poll(lambda: combiner._open is not None and len(combiner._open.requests) == 2)
+    server.gate.release()  # the first round trip returns: the batch goes out
+    poll(lambda: len(server.trips) == 2)
+    server.gate.release()
+    for thread in [first, *later]:
+        thread.join(5)
+    assert server.trips == [[("a", ("t",))], [("b", ("t",)), ("c", ("t",))]]
+    assert sorted(v[1][0] for v in out.values()) == ["a", "b", "b", "b", "c"]
+    assert combiner._busy is False and combiner._open is None
+
+
+def test_a_failed_round_trip_fails_its_readers_as_backend_errors() -> None:
+    server = Server()
+    combiner = ReadCombiner(server.one, server.many)
+    out: dict[str, Any] = {}
+    first = reader(combiner, "a", out)
+    poll(lambda: len(server.trips) == 1)
+    server.fail = redis.exceptions.TimeoutError("slow")
+    later = [reader(combiner, key, out) for key in ("b", "c")]
+    poll(lambda: combiner._open is not None and len(combiner._open.requests) == 2)
+    server.gate.release()
+    poll(lambda: len(server.trips) == 2)
+    server.gate.release()
+    for thread in [first, *later]:
+        thread.join(5)
+    errors = [v for k, v in out.items() if not k.startswith("a/")]
+    assert len(errors) == 2
+    assert all(isinstance(e, redis.exceptions.RedisError) for e in errors)
+    server.fail = None
+    server.gate.release()
+    assert combiner.read("d", ["t"]) == (None, ("d",))  # the turn went on
+
+
+def test_a_latch_wakes_every_waiter_and_later_waits_return_at_once() -> None:
+    latch = Latch()
+    woke: list[bool] = []
+    threads = [threading.Thread(target=lambda: woke.append(latch.wait(5))) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    assert latch.wait(0.01) is False
+    latch.open()
+    for thread in threads:
+        thread.join(5)
+    assert woke == [True] * 20
+    assert latch.wait(0) is True
+
+
+@pytest.mark.parametrize("timeout", [0.0, 0.02])
+def test_a_latch_wait_times_out(timeout: float) -> None:
+    assert Latch().wait(timeout) is False
