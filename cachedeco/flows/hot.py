@@ -82,7 +82,9 @@ def _one_tag(b: Bound, table: Table, binding: _Binding, pure_keys: bool) -> Hit:
         except KeyError:  # absent, or removed by another thread meanwhile
             return NO_VALUE
         now = time.time()  # the store's clock and the soft expiry's alike
-        if expires <= now or entry.__class__ is not Entry or now >= entry.soft:
+        # An entry key holds an Entry (a value or a tombstone): tag tokens live under
+        # "prefix:~", which no entry key starts with.
+        if expires <= now or now >= entry.soft:
             return NO_VALUE
         if tag[0] <= now or entry.tags != (tag[1],):
             return NO_VALUE  # invalidated (or expired) since the entry was stored
