@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from cachedeco.backends.memory.store import MemoryBackend
@@ -61,6 +61,7 @@ def _one_tag(b: Bound, table: Table, binding: _Binding, pure_keys: bool) -> Hit:
     (only_tag,) = b.tags((), {})
     registry, revision, follows_default = binding
     key_of, touch, stats = b.key, table.move_to_end, b.stats
+    entries: Mapping[str, tuple[float, Any]] = table  # an entry key holds an Entry (below)
     known: dict[int | str, str] = {}
 
     def hit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -76,8 +77,8 @@ def _one_tag(b: Bound, table: Table, binding: _Binding, pure_keys: bool) -> Hit:
         else:
             key = key_of(args, kwargs)
         try:
-            expires, entry = table[key]
-            tag = table[only_tag]
+            expires, entry = entries[key]
+            tag = entries[only_tag]
             touch(key)  # its use, for the LRU order (as the generic read does)
         except KeyError:  # absent, or removed by another thread meanwhile
             return NO_VALUE
