@@ -40,6 +40,7 @@ class CachedOptions:
     backend: str
     ttl_of: TtlFn | None = None  # a callable ttl: the TTL chosen from each result
     sensitive: bool = False
+    near: bool = True  # served from the registry's near cache, when it has one
 
 
 class Spec:
@@ -115,7 +116,7 @@ class Spec:
             aliases=self.keys.aliases(registry.prefix, namers[1:]), sensitive=opts.sensitive,
             tags=self.tags.keys_fn(registry.keyspace, fn_tag), fn_tag=fn_tag, slot=slot,
             guard=registry.guard(opts.backend, self.stats_),
-            codec=codec, policy=policy,
+            codec=codec, policy=policy, near=slot.near if opts.near else None,
             stats=self.stats_, flights=self.flights, keyspace=registry.keyspace,
             background=registry.background,
             cache_none=opts.cache_none, condition=opts.condition, lock=opts.lock,

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import weakref
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Final, Protocol, Self
@@ -80,7 +81,7 @@ class Registry:
                  backends: Mapping[str, object] | None = None,
                  prefix: str = "cachedeco", ttl: float | timedelta = 3600, jitter: float = 0.1,
                  serializer: object = "orjson", secret: str | bytes | None = None,
-                 on_error: str = "fallback", lock_timeout: float = 10.0,
+                 on_error: str = "fallback", lock_timeout: float = 10.0, near_cache: int = 0,
                  encryption_key: EncryptionKey = None, **backend_options: Any) -> None:
         self.revision = 0
         self.enabled = True  # False between disable() and enable(): nothing reads or writes
@@ -93,8 +94,8 @@ class Registry:
         self._slots: dict[str, BackendSlot] = {}
         self.configure(backend, backends=backends, prefix=prefix, ttl=ttl, jitter=jitter,
                        serializer=serializer, secret=secret, on_error=on_error,
-                       lock_timeout=lock_timeout, encryption_key=encryption_key,
-                       **backend_options)
+                       lock_timeout=lock_timeout, near_cache=near_cache,
+                       encryption_key=encryption_key, **backend_options)
         enrol(self, self.ledger)
 
     # -- settings ---------------------------------------------------------------------------
@@ -103,8 +104,8 @@ class Registry:
                   backends: Mapping[str, object] | None = None, prefix: str = "cachedeco",
                   ttl: float | timedelta = 3600, jitter: float = 0.1, serializer: object = "orjson",
                   secret: str | bytes | None = None, on_error: str = "fallback",
-                  lock_timeout: float = 10.0, encryption_key: EncryptionKey = None,
-                  **backend_options: Any) -> Self:
+                  lock_timeout: float = 10.0, near_cache: int = 0,
+                  encryption_key: EncryptionKey = None, **backend_options: Any) -> Self:
         """Replace every setting; the ones not given take their defaults.
 
         Takes exactly the arguments of [`Registry`][cachedeco.Registry], documented there;
@@ -126,7 +127,8 @@ class Registry:
             raise ConfigurationError(
                 f"{len(waiting)} write-behind queue(s) still hold records in memory, which "
                 "the new backends would never deliver: call flush() (or aflush()) first")
-        options = self._options(backend_options)
+        options = replace(self._options(backend_options),
+                          near_cache=_count(near_cache, "near_cache", least=0))
         ttl, jitter = check_ttl(ttl), check_jitter(jitter)
         lock_timeout = check_ttl(lock_timeout, "lock_timeout")
         tag_ttl = check_ttl(backend_options.get("tag_ttl", 3600.0), "tag_ttl")
@@ -135,7 +137,7 @@ class Registry:
         threshold = _count(backend_options.get("breaker_threshold", 5), "breaker_threshold")
         cooldown = check_ttl(backend_options.get("breaker_cooldown", 5.0), "breaker_cooldown")
         specs: dict[str, object] = {"default": backend, **(backends or {})}
-        slots = {name: BackendSlot(name, spec, options) for name, spec in specs.items()}
+        slots = {name: BackendSlot(name, spec, options, prefix) for name, spec in specs.items()}
         # Everything is valid: only now does the registry change.
         self.prefix, self.keyspace = prefix, KeySpace(prefix)
         self.ttl, self.jitter = ttl, jitter
@@ -429,10 +431,10 @@ class Registry:
         return f"<Registry prefix={self.prefix!r} backends={sorted(self._slots)}>"
 
 
-def _count(value: object, what: str) -> int:
-    """An int >= 1 (not a bool), else ConfigurationError."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{what} must be an int >= 1, not {value!r}")
+def _count(value: object, what: str, least: int = 1) -> int:
+    """An int >= ``least`` (not a bool), else ConfigurationError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigurationError(f"{what} must be an int >= {least}, not {value!r}")
     return value
 
 
