@@ -24,6 +24,7 @@ from typing import Any, Final
 from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.backends.near.sources import Source
 from cachedeco.backends.near.store import NearStore
+from cachedeco.backends.redis.cluster_plan import plain_tag_key
 
 __all__ = ["Tracker"]
 
@@ -150,9 +151,15 @@ class Tracker:
         names = message[1] if len(message) > 1 else None
         if names is None:
             self.store.flushed()
-        else:
-            self.store.changed([n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n)
-                                for n in names])
+            return
+        changed = []
+        for raw in names:
+            name = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+            changed.append(name)
+            plain = plain_tag_key(name)  # a tag key as a cluster stores it, in its tag slot
+            if plain != name:
+                changed.append(plain)
+        self.store.changed(changed)
 
 
 #: Every tracker of the process: a forked child has none of their threads.
