@@ -13,14 +13,20 @@ from collections.abc import Sequence
 
 from cachedeco.backends.base import AsyncBackend, ReadResult
 from cachedeco.backends.contracts.leases import AsyncLeases
-from cachedeco.backends.contracts.queues import AsyncQueue
+from cachedeco.backends.contracts.queues import (
+    AsyncQueue,
+    DeadLetter,
+    Push,
+    Restore,
+    Taken,
+)
 from cachedeco.backends.contracts.tally import AsyncTally
 from cachedeco.backends.near.store import NearStore
 from cachedeco.backends.near.tracker import Tracker
 from cachedeco.core.entry import Entry, Write
 from cachedeco.core.keyspace import QueueNames
 
-__all__ = ["AsyncNearBackend"]
+__all__ = ["AsyncNearBackend", "AsyncNearQueue"]
 
 
 class AsyncNearBackend:
@@ -80,8 +86,8 @@ class AsyncNearBackend:
         return self.inner.leases()
 
     def queue(self, names: QueueNames) -> AsyncQueue:
-        """``inner``'s write-behind queue called ``names``."""
-        return self.inner.queue(names)
+        """``inner``'s write-behind queue called ``names``, dropping what a push replaces."""
+        return AsyncNearQueue(self.inner.queue(names), self.store)
 
     def tally(self, key: str) -> AsyncTally:
         """``inner``'s table of counts at ``key``."""
@@ -90,3 +96,48 @@ class AsyncNearBackend:
     async def close(self) -> None:
         """Close ``inner`` (the tracker belongs to the backend slot, which closes it)."""
         await self.inner.close()
+
+
+class AsyncNearQueue:
+    """A write-behind queue whose pushes (each stores its record's entry) drop the value kept
+    near for that entry before they return."""
+
+    def __init__(self, inner: AsyncQueue, store: NearStore) -> None:
+        self.inner = inner
+        self.store = store
+        self.durable = inner.durable
+
+    async def push(self, item: Push) -> int:
+        """Push to ``inner``; the value kept near for the record's entry is dropped."""
+        try:
+            return await self.inner.push(item)
+        finally:
+            self.store.changed([item.key])
+
+    async def take(self, consumer: str, count: int, claim_after_ms: int) -> Taken:
+        """See ``inner``."""
+        return await self.inner.take(consumer, count, claim_after_ms)
+
+    async def renew(self, consumer: str, ids: Sequence[str]) -> list[str]:
+        """See ``inner``."""
+        return await self.inner.renew(consumer, ids)
+
+    async def ack(self, ids: Sequence[str], restores: Sequence[Restore]) -> int:
+        """See ``inner``."""
+        return await self.inner.ack(ids, restores)
+
+    async def bury(self, ids: Sequence[str], error: str) -> int:
+        """See ``inner``."""
+        return await self.inner.bury(ids, error)
+
+    async def release(self, consumer: str, ids: Sequence[str], claim_after_ms: int) -> None:
+        """See ``inner``."""
+        await self.inner.release(consumer, ids, claim_after_ms)
+
+    async def dead_letters(self, count: int) -> list[DeadLetter]:
+        """See ``inner``."""
+        return await self.inner.dead_letters(count)
+
+    async def replay(self, count: int) -> int:
+        """See ``inner``."""
+        return await self.inner.replay(count)

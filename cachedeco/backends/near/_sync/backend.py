@@ -14,14 +14,20 @@ from collections.abc import Sequence
 
 from cachedeco.backends.base import Backend, ReadResult
 from cachedeco.backends.contracts.leases import Leases
-from cachedeco.backends.contracts.queues import Queue
+from cachedeco.backends.contracts.queues import (
+    Queue,
+    DeadLetter,
+    Push,
+    Restore,
+    Taken,
+)
 from cachedeco.backends.contracts.tally import Tally
 from cachedeco.backends.near.store import NearStore
 from cachedeco.backends.near.tracker import Tracker
 from cachedeco.core.entry import Entry, Write
 from cachedeco.core.keyspace import QueueNames
 
-__all__ = ["NearBackend"]
+__all__ = ["NearBackend", "NearQueue"]
 
 
 class NearBackend:
@@ -81,8 +87,8 @@ class NearBackend:
         return self.inner.leases()
 
     def queue(self, names: QueueNames) -> Queue:
-        """``inner``'s write-behind queue called ``names``."""
-        return self.inner.queue(names)
+        """``inner``'s write-behind queue called ``names``, dropping what a push replaces."""
+        return NearQueue(self.inner.queue(names), self.store)
 
     def tally(self, key: str) -> Tally:
         """``inner``'s table of counts at ``key``."""
@@ -91,3 +97,48 @@ class NearBackend:
     def close(self) -> None:
         """Close ``inner`` (the tracker belongs to the backend slot, which closes it)."""
         self.inner.close()
+
+
+class NearQueue:
+    """A write-behind queue whose pushes (each stores its record's entry) drop the value kept
+    near for that entry before they return."""
+
+    def __init__(self, inner: Queue, store: NearStore) -> None:
+        self.inner = inner
+        self.store = store
+        self.durable = inner.durable
+
+    def push(self, item: Push) -> int:
+        """Push to ``inner``; the value kept near for the record's entry is dropped."""
+        try:
+            return self.inner.push(item)
+        finally:
+            self.store.changed([item.key])
+
+    def take(self, consumer: str, count: int, claim_after_ms: int) -> Taken:
+        """See ``inner``."""
+        return self.inner.take(consumer, count, claim_after_ms)
+
+    def renew(self, consumer: str, ids: Sequence[str]) -> list[str]:
+        """See ``inner``."""
+        return self.inner.renew(consumer, ids)
+
+    def ack(self, ids: Sequence[str], restores: Sequence[Restore]) -> int:
+        """See ``inner``."""
+        return self.inner.ack(ids, restores)
+
+    def bury(self, ids: Sequence[str], error: str) -> int:
+        """See ``inner``."""
+        return self.inner.bury(ids, error)
+
+    def release(self, consumer: str, ids: Sequence[str], claim_after_ms: int) -> None:
+        """See ``inner``."""
+        self.inner.release(consumer, ids, claim_after_ms)
+
+    def dead_letters(self, count: int) -> list[DeadLetter]:
+        """See ``inner``."""
+        return self.inner.dead_letters(count)
+
+    def replay(self, count: int) -> int:
+        """See ``inner``."""
+        return self.inner.replay(count)
