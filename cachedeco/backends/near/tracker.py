@@ -16,12 +16,16 @@ from __future__ import annotations
 import logging
 import os
 import select
+import socket
 import threading
 import time
 import weakref
 from typing import Any, Final
 
+from redis.exceptions import ResponseError
+
 from cachedeco.backends.base import BACKEND_ERRORS
+from cachedeco.backends.near.pushes import PING, Push, PushReader, ReplyError
 from cachedeco.backends.near.sources import Source
 from cachedeco.backends.near.store import NearStore
 from cachedeco.backends.redis.cluster_plan import plain_tag_key
@@ -122,33 +126,43 @@ class Tracker:
         return conns
 
     def _listen(self, conns: list[Any]) -> None:
-        """Read invalidations until a connection fails, the primaries move or it is closed."""
+        """Read invalidations until a connection fails, the primaries move or it is closed.
+
+        Each connection's socket is read directly (:mod:`.pushes`): one ``recv`` per
+        wake-up. A ping every ``INTERVAL`` must be answered within the socket timeout."""
+        for conn in conns:  # what redis-py's parser may hold already
+            while conn.can_read(0):
+                conn.read_response(push_request=True)
+        links = [_Link(conn) for conn in conns]
+        by_socket = {link.sock: link for link in links}
         now = time.monotonic()
         ping = now + INTERVAL
         check = now + CHECK_EVERY if self.source.moves else float("inf")
         while not self._stop.is_set():
-            for conn in conns:
-                while conn.can_read(0):
-                    conn.read_response(push_request=True)
+            wait = max(0.0, min(ping, check) - time.monotonic())
+            if len(links) == 1:
+                links[0].receive(self, wait)
+            else:
+                ready, _, _ = select.select(list(by_socket), [], [], wait)
+                for sock in ready:
+                    by_socket[sock].receive(self, None)
             now = time.monotonic()
             if now >= ping:
-                for conn in conns:
-                    conn.send_command("PING")
-                for conn in conns:
-                    if isinstance(reply := conn.read_response(), Exception):
-                        raise reply
+                for link in links:
+                    link.ping(now)
                 ping = now + INTERVAL
             if now >= check:
                 if frozenset(self.source.primaries()) != self._primaries:
                     raise Moved("the primaries changed")
                 check = now + CHECK_EVERY
-            socks: list[Any] = [conn._sock for conn in conns]
-            select.select(socks, [], [], max(0.0, min(ping, check) - time.monotonic()))
 
-    def _on_push(self, message: Any) -> None:
-        """An invalidation: the keys that changed, or None after FLUSHDB/FLUSHALL."""
+    def on_frame(self, frame: Any) -> None:
+        """A push from Redis: an invalidation names the keys that changed, or None after
+        FLUSHDB/FLUSHALL."""
+        if not isinstance(frame, Push) or len(frame) < 2 or frame[0] != b"invalidate":
+            return
         self.messages += 1
-        names = message[1] if len(message) > 1 else None
+        names = frame[1]
         if names is None:
             self.store.flushed()
             return
@@ -160,6 +174,51 @@ class Tracker:
             if plain != name:
                 changed.append(plain)
         self.store.changed(changed)
+
+    def _on_push(self, message: Any) -> None:
+        """A push redis-py's parser read (before the socket is read directly)."""
+        self.on_frame(Push(message))
+
+
+class _Link:
+    """One tracking connection's socket, read directly, and its pings."""
+
+    def __init__(self, conn: Any) -> None:
+        self.sock: socket.socket = conn._sock
+        self.timeout = float(conn.socket_timeout or 5.0)
+        self.reader = PushReader()
+        self.pinged: float | None = None  # when the unanswered ping was sent
+
+    def receive(self, tracker: Tracker, wait: float | None) -> None:
+        """Read what arrived (waiting up to ``wait`` seconds when not None) and apply it."""
+        try:
+            if wait is not None:
+                self.sock.settimeout(max(wait, 0.001))
+            else:
+                self.sock.setblocking(False)
+            data = self.sock.recv(65536)
+        except (TimeoutError, BlockingIOError, InterruptedError):
+            return
+        if not data:
+            raise ConnectionError("the tracking connection was closed")
+        for frame in self.reader.feed(data):
+            if isinstance(frame, ReplyError):
+                raise ResponseError(frame.decode("utf-8", "replace"))
+            if frame == b"PONG":
+                self.pinged = None
+            else:
+                tracker.on_frame(frame)
+
+    def ping(self, now: float) -> None:
+        """Send a ping, or fail when the last one went unanswered too long."""
+        if self.pinged is not None:
+            if now - self.pinged > self.timeout:
+                raise TimeoutError("the tracking connection stopped answering")
+            return
+        self.sock.setblocking(True)
+        self.sock.settimeout(self.timeout)
+        self.sock.sendall(PING)
+        self.pinged = now
 
 
 #: Every tracker of the process: a forked child has none of their threads.
