@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from cachedeco.backends.near.pushes import Push, PushReader, ReplyError
 
-STREAM = (b">2\r\n$10\r\ninvalidate\r\n*2\r\n$5\r\np:a:1\r\n$9\r\np:~tag:t\r\n"
+STREAM = (b">2\r\n$10\r\ninvalidate\r\n*2\r\n$5\r\np:a:1\r\n$8\r\np:~tag:t\r\n"
           b"+PONG\r\n"
           b">2\r\n$10\r\ninvalidate\r\n_\r\n"
           b"-ERR nope\r\n")
