@@ -72,6 +72,9 @@ class Bound:
     enabled: bool = True  # False while the registry is disabled: calls run uncached
     watch: Begin | None = None  # what exporters see of each load; None when nobody watches
     near: NearStore | None = None  # the near cache serving this function's hits, if any
+    #: ``tags`` when a call's tag keys follow from its key alone (every argument is in the
+    #: key, tags are templates): a near hit then skips rendering them. None otherwise.
+    near_owner: object = None
 
     def decode(self, entry: Entry, key: str) -> Any:
         """The value of the entry at ``key``, or NO_VALUE (logged, counted) when it cannot be

@@ -28,12 +28,14 @@ CHANGED_LIMIT: Final = 65_536
 
 class Near(NamedTuple):
     """One value kept near: the entry it was read from (marker, expiry, load time), the tag
-    tokens read with it, the tag keys it depends on and the decoded value."""
+    tokens read with it, the tag keys it depends on, the decoded value, and its owner: what
+    derived the tag keys from the key alone, if anything (see :meth:`NearStore.owned`)."""
 
     entry: Entry
     tokens: tuple[str | None, ...]
     tag_keys: tuple[str, ...]
     value: Any
+    owner: object = None
 
 
 #: What a read was started under: the store's epoch and its change counter at that moment.
@@ -67,6 +69,19 @@ class NearStore:
         try:  # noqa: SIM105 (suppress() costs more on the hit path)
             self._data.move_to_end(key)
         except KeyError:  # dropped meanwhile by another thread: this hit still saw it valid
+            pass
+        return near
+
+    def owned(self, key: str, owner: object) -> Near | None:
+        """:meth:`hit` for a function whose tag keys follow from its key (``owner`` derives
+        them): a value it installed is its own, with the same tag keys, so they need not be
+        computed to be compared."""
+        near = self._data.get(key)
+        if near is None or near.owner is not owner or time.time() >= near.entry.soft:
+            return None
+        try:  # noqa: SIM105 (suppress() costs more on the hit path)
+            self._data.move_to_end(key)
+        except KeyError:
             pass
         return near
 

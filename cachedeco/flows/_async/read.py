@@ -38,21 +38,21 @@ async def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kw
     if not b.enabled:  # caching is switched off: the function and nothing else
         return await func(*args, **kwargs)
     key = b.key(args, kwargs)
-    tag_keys = b.tags(args, kwargs)
-    near = b.near
-    ticket = None
+    near, ticket = b.near, None
     if near is not None:  # a near hit: no round trip
-        kept = near.hit(key, tag_keys)
+        kept = (near.owned(key, b.near_owner) if b.near_owner is not None
+                else near.hit(key, b.tags(args, kwargs)))
         if kept is not None:
             b.stats.hits += 1
             b.stats.near_hits += 1
             if b.policy.beta and b.policy.refresh_early(time.time(), kept.entry.soft,
                                                         kept.entry.delta):
                 b.stats.early_refreshes += 1
-                background(b, Call(func, args, kwargs, key, tag_keys),
+                background(b, Call(func, args, kwargs, key, kept.tag_keys),
                            (kept.entry.marker, kept.tokens), b.flights.landings)
             return kept.value
         ticket = near.ticket()  # before the read: a change reported meanwhile refuses it
+    tag_keys = b.tags(args, kwargs)
     since = b.flights.landings
     if not b.guard.allow(key, b.name):
         return await load(b, Call(func, args, kwargs, key, tag_keys), UNCACHED, since)
@@ -69,7 +69,8 @@ async def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kw
             if now < entry.soft:
                 b.stats.hits += 1
                 if ticket is not None and near is not None:
-                    near.install(ticket, key, Near(entry, tokens, tag_keys, value))
+                    near.install(ticket, key,
+                                 Near(entry, tokens, tag_keys, value, b.near_owner))
                 if b.policy.beta and b.policy.refresh_early(now, entry.soft, entry.delta):
                     b.stats.early_refreshes += 1
                     background(b, Call(func, args, kwargs, key, tag_keys), (entry.marker, tokens),
