@@ -23,6 +23,7 @@ import pytest
 import redis
 
 from cachedeco import Registry, write_through
+from tests.support.acl import API_RULES, MINIMAL_COMMANDS, confined_user, user_url
 from tests.support.commands import commandstats, ran
 from tests.support.near_reader import define
 from tests.support.polling import poll
@@ -34,6 +35,8 @@ pytestmark = pytest.mark.deployments("redis")
 #: returned: the message's delivery on loopback, generous for a loaded CI machine.
 WINDOW = 0.5
 TRACKER = frozenset({"info", "ping", "client|tracking", "hello"})
+#: What the near cache adds to the minimal command list (the documented one).
+NEAR_COMMANDS = ("+hello", "+client|tracking", "+ping", "+pttl")
 
 
 class Reader:
@@ -249,10 +252,17 @@ def test_losing_the_stream_leaves_nothing_stale_and_recovers(
     assert reg.slot("default")._tracker.connects >= 3
 
 
-@pytest.mark.parametrize("confined_url", ["api"], indirect=True)
+@pytest.mark.parametrize("rules", [API_RULES, ("-@all", *MINIMAL_COMMANDS, *NEAR_COMMANDS)],
+                         ids=["api", "minimal"])
 def test_a_user_confined_to_the_prefix_runs_it(
-        make_registry: Callable[..., Registry], confined_url: str, redis_client: redis.Redis,
-        prefix: str) -> None:
+        make_registry: Callable[..., Registry], redis_url: str, redis_client: redis.Redis,
+        prefix: str, rules: tuple[str, ...]) -> None:
+    with confined_user([redis_client], prefix, rules) as (name, password):
+        _confined(make_registry, user_url(redis_url, name, password), redis_client, prefix)
+
+
+def _confined(make_registry: Callable[..., Registry], confined_url: str,
+              redis_client: redis.Redis, prefix: str) -> None:
     reg = make_registry(confined_url, near_cache=100, stats_interval=0, on_error="raise")
     other = make_registry(confined_url, stats_interval=0)
     item = define(reg, redis_client, prefix)
@@ -271,6 +281,8 @@ def test_a_user_confined_to_the_prefix_runs_it(
     redis_client.set(f"{prefix}-src:1", 2)
     other.invalidate_tags("item:1")
     poll(lambda: item(1) == 2, timeout=5.0)
+    reg.close()  # before the user goes
+    other.close()
 
 
 def test_a_sentinel_failover_leaves_nothing_stale_and_recovers(

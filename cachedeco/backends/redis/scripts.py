@@ -45,7 +45,8 @@ end
 #: "c…": adopt it) but not by an invalidation (token "i…": abort).
 #: An existing tag key is extended only when less than the entry's px or half the tag px is
 #: left: every extension is a change that near caches are told about (and drop the entries
-#: carrying the tag for), so it must be rare, not once per store.
+#: carrying the tag for), so it must be rare, not once per store. (A user whose ACL lacks
+#: PTTL gets the extension on every store, as before.)
 STORE: Final = _EXPECT + """local n = #KEYS - 1
 local toks = {}
 for i = 1, n do
@@ -64,7 +65,8 @@ local tag_px = tonumber(ARGV[5])
 local need = math.max(tonumber(ARGV[4]), math.floor(tag_px / 2))
 for i = 1, n do
   if toks[i] then
-    if redis.call('PTTL', KEYS[i + 1]) < need then
+    local left = redis.pcall('PTTL', KEYS[i + 1])
+    if type(left) ~= 'number' or left < need then
       redis.call('PEXPIRE', KEYS[i + 1], tag_px, 'GT')
     end
   else
@@ -97,7 +99,8 @@ end
 local tag_px, need = string.match(ARGV[1], '^(%d+):(%d+)$')
 for i = 1, #KEYS do
   if toks[i] then
-    if redis.call('PTTL', KEYS[i]) < tonumber(need) then
+    local left = redis.pcall('PTTL', KEYS[i])
+    if type(left) ~= 'number' or left < tonumber(need) then
       redis.call('PEXPIRE', KEYS[i], tag_px, 'GT')
     end
   else
@@ -177,10 +180,14 @@ local stream = KEYS[#KEYS]
 if ARGV[1] == '-' then
   local toks = {}
   local tag_px = tonumber(ARGV[5])
+  local need = math.max(tonumber(ARGV[4]), math.floor(tag_px / 2))
   for i = 2, #KEYS - 1 do
     local cur = redis.call('GET', KEYS[i])
     if cur then
-      redis.call('PEXPIRE', KEYS[i], tag_px, 'GT')
+      local left = redis.pcall('PTTL', KEYS[i])  -- extended rarely: see STORE
+      if type(left) ~= 'number' or left < need then
+        redis.call('PEXPIRE', KEYS[i], tag_px, 'GT')
+      end
     else
       cur = ARGV[6] .. '.' .. (i - 1)
       redis.call('SET', KEYS[i], cur, 'PX', tag_px)
