@@ -27,7 +27,7 @@ from tests.support.acl import API_RULES, MINIMAL_COMMANDS, confined_user, user_u
 from tests.support.commands import commandstats, ran
 from tests.support.near_reader import define
 from tests.support.polling import poll
-from tools.servers import SentinelSetup, Server
+from tools.servers import SentinelSetup, Server, start_cluster
 
 pytestmark = pytest.mark.deployments("redis")
 
@@ -327,3 +327,44 @@ def test_a_sentinel_failover_leaves_nothing_stale_and_recovers(
         before = commandstats(direct)
         assert [f(1) for _ in range(20)] == [version["v"]] * 20
         assert ran(before, commandstats(direct), ignore=TRACKER) == {}
+
+
+def test_a_cluster_primary_failover_leaves_nothing_stale_and_recovers(
+        make_registry: Callable[..., Registry], prefix: str) -> None:
+    options = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5, "breaker_cooldown": 0.3,
+               "stats_interval": 0}
+    with start_cluster(primaries=3, replicas=1, node_timeout=1000) as cluster:
+        reg = make_registry(cluster.url, near_cache=100, **options)
+        other = make_registry(cluster.url, **options)  # another client, no near cache
+        version = {"v": 0}
+
+        @reg.cached(ttl=60, key="item:{x}", tags=["item:{x}"])
+        def f(x: int) -> int:
+            return version["v"]
+
+        @other.cached(ttl=60, key="item:{x}", tags=["item:{x}"])
+        def g(x: int) -> int:
+            return version["v"]
+
+        def all_near() -> bool:  # keys on every primary, each a near hit
+            before = f.stats().near_hits
+            return ([f(x) for x in range(12)] == [version["v"]] * 12
+                    and f.stats().near_hits == before + 12)
+
+        poll(all_near, timeout=10.0)
+        cluster.kill_primary()
+        cluster.wait_for_failover()
+        version["v"] += 1
+
+        def changed_and_seen() -> bool:
+            for x in range(12):
+                g.invalidate(x)  # again until they land: the first may meet the failover
+            return [f(x) for x in range(12)] == [version["v"]] * 12
+
+        poll(changed_and_seen, timeout=20.0)
+        poll(all_near, timeout=15.0)  # tracking again on every primary, the promoted one too
+        version["v"] += 1
+        other.invalidate_tags(*[f"item:{x}" for x in range(12)])
+        poll(lambda: [f(x) for x in range(12)] == [version["v"]] * 12, timeout=5.0)
+        reg.close()  # before the cluster goes
+        other.close()

@@ -24,7 +24,6 @@ from typing import Any, Final
 
 from redis.exceptions import ResponseError
 
-from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.backends.near.pushes import PING, Push, PushReader, ReplyError
 from cachedeco.backends.near.sources import Source
 from cachedeco.backends.near.store import NearStore
@@ -91,7 +90,7 @@ class Tracker:
                     logger.warning("cachedeco: near cache of %s: change stream back", self.prefix)
                 self._failing, wait = False, RETRY[0]
                 self._listen(conns)
-            except (*BACKEND_ERRORS, Moved) as exc:
+            except Exception as exc:  # a stream that fails, however it fails, is lost
                 if not self._failing and not self._stop.is_set():
                     logger.warning("cachedeco: near cache of %s bypassed: change stream lost "
                                    "(%s: %s); reconnecting", self.prefix, type(exc).__name__, exc)
