@@ -17,6 +17,8 @@ import logging
 import os
 import select
 import socket
+import struct
+import sys
 import threading
 import time
 import weakref
@@ -36,6 +38,8 @@ logger = logging.getLogger("cachedeco")
 INTERVAL: Final = 0.25  # seconds between two pings of the tracking connections
 CHECK_EVERY: Final = 1.0  # seconds between two questions about moving primaries
 RETRY: Final = (0.05, 2.0)  # first and longest wait before connecting again
+#: SO_RCVTIMEO takes a ``struct timeval`` of two C longs here.
+_KERNEL_TIMEOUT: Final = sys.platform == "linux" and struct.calcsize("l") == 8
 
 
 class Moved(Exception):
@@ -191,10 +195,17 @@ class _Link:
     def receive(self, tracker: Tracker, wait: float | None) -> None:
         """Read what arrived (waiting up to ``wait`` seconds when not None) and apply it."""
         try:
-            if wait is not None:
-                self.sock.settimeout(max(wait, 0.001))
-            else:
+            if wait is None:
                 self.sock.setblocking(False)
+            elif _KERNEL_TIMEOUT and type(self.sock) is socket.socket:
+                # a blocking recv bounded by the kernel: one call, one GIL hand-over (a
+                # Python timeout polls first, then reads: two)
+                self.sock.settimeout(None)
+                wait = max(wait, 0.001)
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack(
+                    "ll", int(wait), int(wait % 1 * 1_000_000)))
+            else:
+                self.sock.settimeout(max(wait, 0.001))
             data = self.sock.recv(65536)
         except (TimeoutError, BlockingIOError, InterruptedError):
             return
@@ -214,7 +225,6 @@ class _Link:
             if now - self.pinged > self.timeout:
                 raise TimeoutError("the tracking connection stopped answering")
             return
-        self.sock.setblocking(True)
         self.sock.settimeout(self.timeout)
         self.sock.sendall(PING)
         self.pinged = now
