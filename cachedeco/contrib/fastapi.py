@@ -70,13 +70,15 @@ def invalidations(registry: Registry | None = None, *, backend: str = "default")
     response is sent (FastAPI's `scope="function"`). A request that added no tag sends
     nothing.
 
-        Invalidate = Annotated[Invalidations, invalidations()]
+    ```python
+    Changes = Annotated[Invalidations, invalidations()]
 
-        @app.post("/products/{product_id}/rename")
-        async def rename(product_id: int, name: str, changed: Invalidate) -> dict:
-            await db.rename_product(product_id, name)
-            changed.add(f"product:{product_id}", "products")
-            return {"ok": True}
+    @app.post("/products/{product_id}/rename")
+    async def rename(product_id: int, name: str, changes: Changes) -> dict:
+        await db.rename_product(product_id, name)
+        changes.add(f"product:{product_id}", "products")
+        return {"ok": True}
+    ```
 
     Args:
         registry: The registry whose tags are invalidated; `None`: the default registry.

@@ -51,8 +51,9 @@ def lifespan(backend: object = None, *, registry: Registry | None = None,
             `ttl`, `on_error`, …), applied with `backend`.
 
     Returns:
-        A callable `app -> async context manager`: pass it as `FastAPI(lifespan=...)` or
-        `Starlette(lifespan=...)`, or enter it inside the app's own lifespan.
+        A callable of the app returning an async context manager, for
+            `FastAPI(lifespan=...)`, `Starlette(lifespan=...)` or an `async with` inside
+            the app's own lifespan.
 
     Raises:
         ConfigurationError: `settings` without a `backend` (they would be ignored).

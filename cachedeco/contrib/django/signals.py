@@ -57,8 +57,10 @@ def invalidate_on_save(model: type[Any], tags: Tags, *, delete: bool = True,
     the commit cannot cache the old row again. Signals do not fire for `QuerySet.update()`,
     `bulk_create()` or `bulk_update()`: invalidate after those yourself.
 
-        invalidate_on_save(Product, ["product:{pk}", "brand:{brand_id}", "products"])
-        invalidate_on_save(Order, lambda order: [f"customer:{order.customer_id}:orders"])
+    ```python
+    invalidate_on_save(Product, ["product:{pk}", "brand:{brand_id}", "products"])
+    invalidate_on_save(Order, lambda order: [f"customer:{order.customer_id}:orders"])
+    ```
 
     Call it once per model, e.g. in your `AppConfig.ready()`; calling it again for the same
     model replaces the earlier receivers.
