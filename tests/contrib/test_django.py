@@ -169,6 +169,8 @@ def test_the_management_command_runs_the_cli_with_the_settings(loads: list[int])
     out, _ = run("invalidate-tags", f"product:{lamp.pk}")
     assert json.loads(out) == {"invalidated": [f"product:{lamp.pk}"]}
     assert card(lamp.pk) is MISS
+    out, _ = run("inspect", "nothing", "--prefix", "other")  # the command line wins
+    assert json.loads(out) == {"key": "other:nothing", "found": False}
 
 
 def test_the_management_command_passes_on_the_clis_errors() -> None:

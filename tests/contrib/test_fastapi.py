@@ -19,6 +19,7 @@ from starlette.routing import Route
 from cachedeco import ConfigurationError, Registry
 from cachedeco.contrib.fastapi import Invalidations, invalidations, registry_dependency
 from cachedeco.contrib.starlette import lifespan
+from tools.servers import Server
 
 
 class Shop:
@@ -189,3 +190,15 @@ def test_a_plain_starlette_app_with_the_default_registry(redis_url: str, prefix:
 def test_settings_without_a_backend_are_refused() -> None:
     with pytest.raises(ConfigurationError, match="no backend"):
         lifespan(prefix="shop")
+
+
+def test_shutdown_with_redis_down_logs_and_still_closes(
+        idle: Registry, fresh_redis: Server, prefix: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    shop = Shop(idle, backend=fresh_redis.url, prefix=prefix, socket_timeout=0.5,
+                socket_connect_timeout=0.5)
+    with TestClient(shop.app) as client:
+        assert client.put("/products/2", params={"name": "pot"}).status_code == 200
+        fresh_redis.kill()
+    assert shop.flushed == []
+    assert "not flushed at shutdown" in caplog.text
