@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import cachedeco
-from cachedeco import Registry, write_through
+from cachedeco import Registry, write_behind, write_through
 from tests.support.commands import commandstats, ran
 from tests.support.deployments import SERVERS, Deployment
 from tests.support.polling import apoll, poll
@@ -139,6 +139,13 @@ def test_this_process_never_serves_the_old_value_after_its_change(
         version[x] += 1
         return version[x]
 
+    flushed: list[Any] = []
+
+    @write_behind(f, registry=reg, flush=flushed.extend)
+    def save(x: int) -> int:
+        version[x] += 1
+        return version[x]
+
     def bump() -> None:
         version[1] += 1
 
@@ -148,6 +155,7 @@ def test_this_process_never_serves_the_old_value_after_its_change(
         ("shared tag", lambda: (bump(), reg.invalidate_tags("items"))),
         ("invalidate_all", lambda: (bump(), f.invalidate_all())),
         ("write_through", lambda: update(1)),
+        ("write_behind", lambda: save(1)),
         ("refresh", lambda: (bump(), f.refresh(1))),
         ("set", lambda: (bump(), f.set(version[1], 1))),
         ("clear", lambda: (bump(), reg.clear())),
