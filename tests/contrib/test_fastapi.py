@@ -187,9 +187,12 @@ def test_a_plain_starlette_app_with_the_default_registry(redis_url: str, prefix:
         cachedeco.configure("memory://")
 
 
-def test_settings_without_a_backend_are_refused() -> None:
+def test_settings_without_a_backend_and_a_registry_as_backend_are_refused(
+        idle: Registry) -> None:
     with pytest.raises(ConfigurationError, match="no backend"):
         lifespan(prefix="shop")
+    with pytest.raises(ConfigurationError, match=r"lifespan\(registry=reg\)"):
+        lifespan(idle)
 
 
 def test_shutdown_with_redis_down_logs_and_still_closes(
