@@ -33,6 +33,9 @@ from typing import Any
 
 import redis
 
+from benchmarks import verdicts
+from benchmarks.harness import quantiles
+
 __all__ = ["NEEDS_REDIS", "run"]
 
 NEEDS_REDIS = True
@@ -124,7 +127,7 @@ def _measure(client: redis.Redis, url: str, name: str, token: str, *, callers: i
 def _row(name: str, samples: list[dict[str, Any]], callers: int,
          failure: str | None) -> dict[str, Any]:
     """A table row from one library's samples (medians; the worst loads; errors summed)."""
-    row: dict[str, Any] = {"scenario": "stampede", "name": name, "row": name}
+    row: dict[str, Any] = {"scenario": "stampede", "row": name}
     if not samples:
         return {**row, "note": failure or "no sample"}
     loads = max(sample["loads"] for sample in samples)
@@ -138,9 +141,14 @@ def _row(name: str, samples: list[dict[str, Any]], callers: int,
         "note": "; ".join(filter(None, [NOTES[name], f"{errors} calls raised" if errors else "",
                                         failure or ""])),
     })
-    if name.startswith("cachedeco"):
+    if name.startswith("cachedeco"):  # judged on the p10-p90 of the runs' p99 (noisy)
+        low, _, high = quantiles([sample["p99"] for sample in samples])
         row["target"] = f"loads = 1, p99 <= {TARGET_P99_MS:g} ms"
         row["met"] = loads == 1 and errors == 0 and p99 <= TARGET_P99_MS
+        row["verdict"] = (verdicts.judge(low, high, TARGET_P99_MS) if loads == 1 and not errors
+                          else verdicts.NOT_MET)
+        runs = ", ".join(f"{sample['p99']:.1f}" for sample in samples)
+        row["result"] = f"{loads} load(s), waiter p99 {p99:.1f} ms (runs: {runs} ms)"
     return row
 
 
