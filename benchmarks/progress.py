@@ -13,6 +13,7 @@ run started. Scenarios that do not report steps still get their start, heartbeat
 from __future__ import annotations
 
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from typing import TextIO
 __all__ = ["HEARTBEAT", "Progress", "advance", "bar", "clock_text", "task"]
 
 _WIDTH = 24
+WIDTH = 120  # the widest line of a log, but for a scenario's traceback
 _REDRAW = 0.1
 HEARTBEAT = 20.0  # seconds without a line before a heartbeat line (the promise: <= 30 s)
 LEGEND = ("progress: [m:ss] at the start of a line is the time since the run started; each "
@@ -83,7 +85,8 @@ class Progress:
         self.total = max(1, total)
         self.started = self.last_line = self.clock()
         if not self.live:
-            self._line(LEGEND.format(beat=self.heartbeat), stamp=False)
+            for line in textwrap.wrap(LEGEND.format(beat=self.heartbeat), WIDTH):
+                self._line(line, stamp=False)
         if thread and self._thread is None:
             self._stop.clear()
             self._thread = threading.Thread(target=self._beat_loop, name="bench-heartbeat",

@@ -1,5 +1,5 @@
 """Output: the machine a run came from, one text table per scenario (see
-:mod:`benchmarks.tables`), the targets, ``--json`` and ``--plot`` (see
+:mod:`benchmarks.texttable`), the targets, ``--json`` and ``--plot`` (see
 :mod:`benchmarks.svgplot`).
 """
 

@@ -130,8 +130,10 @@ class _LogGate(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         self.counts[record.name] += 1
         if self.counts.total() <= self.shown:
-            message = record.getMessage().splitlines()[0][:200] if record.msg else ""
-            progress.bar.note(f"    [{record.levelname.lower()} {record.name}] {message}")
+            message = record.getMessage().splitlines()[0] if record.msg else ""
+            line = f"    [{record.levelname.lower()} {record.name}] {message}"
+            room = progress.WIDTH - len("[0:00] ")
+            progress.bar.note(line if len(line) <= room else line[:room - 1] + "…")
         elif self.counts.total() == self.shown + 1:
             progress.bar.note("    [more log records are counted, not shown]")
 

@@ -144,7 +144,9 @@ def svg_for(title: str, rows: Sequence[Row]) -> str | None:
         y_key = next((k for k in ("invalidate_us", "median_us", "fill_s")
                       if any(k in r for r in rows)), None)
         if y_key is not None:
-            return lines(title, rows, "entries", y_key, y_key.replace("_", " "))
+            axis = {"invalidate_us": "invalidation time (µs)", "fill_s": "fill time (s)",
+                    "median_us": "time per operation (µs)"}[y_key]
+            return lines(title, rows, "entries", y_key, axis)
     if any(isinstance(r.get("ratio"), int | float) and "ratio_p10" in r for r in rows):
         return bars(title, rows, "ratio", "wall time over the baseline (bar: median; "
                                           "line: p10-p90; red: target)")
