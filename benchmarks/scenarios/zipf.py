@@ -1,6 +1,6 @@
 """A Zipf workload: many concurrent callers, a skewed key popularity, a slow function.
 
-Full run: 60,000 calls by 1,000 concurrent callers over 10,000 keys drawn from Zipf(1.1)
+Full run: 30,000 calls by 1,000 concurrent callers over 10,000 keys drawn from Zipf(1.1)
 (seeded), the function sleeping 100 ms; ``--quick`` scales it down to 1,000 calls, 50
 callers, 200 keys and 5 ms. The ideal number of loads is the number of distinct keys drawn:
 more means concurrent callers of one key each ran the function (no single-flight) or entries
@@ -45,7 +45,7 @@ class Sizes:
     sleep: float
 
 
-FULL = Sizes(calls=60_000, callers=1_000, keys=10_000, sleep=0.1)
+FULL = Sizes(calls=30_000, callers=1_000, keys=10_000, sleep=0.1)
 QUICK = Sizes(calls=1_000, callers=50, keys=200, sleep=0.005)
 
 
