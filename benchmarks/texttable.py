@@ -143,7 +143,8 @@ HIDDEN = {"scenario", "group", "row", "baseline", "rounds", "batch", "ratio_p10"
           "p90_us", "calls", "callers", "entries", "target", "met", "verdict", "note",
           "target_ratio", "target_over_us", "over_p10_us", "over_p90_us", "result"}
 #: Columns left out first when a table is too wide (their values stay in --json).
-DROP_FIRST = ("cpu_us", "p10_us", "ops_per_s", "used_memory_delta", "backend_errors", "errors")
+DROP_FIRST = ("cpu_us", "p10_us", "ops_per_s", "used_memory_delta", "loads_per_distinct",
+              "distinct")
 
 
 def _generic(key: str) -> tuple[str, Cell]:

@@ -200,6 +200,7 @@ def _rows(rig: Rig, sizes: Sizes, group: str) -> list[dict[str, Any]]:
     peers_ = [r for r in rows[1:] if not r["row"].startswith("cachedeco")]
     rival = min(peers_, key=lambda r: r["ratio"], default=None)
     ours["result"] = f"{ours['loads']:,} loads for {distinct:,} distinct keys" + (
+        f" ({ours['backend_errors']:,} backend errors)" if ours["backend_errors"] else "") + (
         f"; fastest peer {rival['row']}: {rival['ratio']:.2f}x cachedeco's wall time"
         if rival else "")
     ours.update(baseline="(ideal: loads = distinct)", target="loads = distinct; fastest",
