@@ -56,8 +56,12 @@ def lifespan(backend: object = None, *, registry: Registry | None = None,
             the app's own lifespan.
 
     Raises:
-        ConfigurationError: `settings` without a `backend` (they would be ignored).
+        ConfigurationError: `settings` without a `backend` (they would be ignored), or a
+            registry given as the backend.
     """
+    if isinstance(backend, Registry):
+        raise ConfigurationError("lifespan() takes a registry by keyword: "
+                                 "lifespan(registry=reg), or lifespan(url, registry=reg, ...)")
     if backend is None and settings:
         raise ConfigurationError(f"lifespan() got settings {sorted(settings)} but no backend: "
                                  "give the backend URL too, or configure the registry yourself")

@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from cachedeco import ConfigurationError, Registry
+from cachedeco import MISS, ConfigurationError, Registry
 from cachedeco.contrib.fastapi import Invalidations, invalidations, registry_dependency
 from cachedeco.contrib.starlette import lifespan
 from tools.servers import Server
@@ -187,9 +187,12 @@ def test_a_plain_starlette_app_with_the_default_registry(redis_url: str, prefix:
         cachedeco.configure("memory://")
 
 
-def test_settings_without_a_backend_are_refused() -> None:
+def test_settings_without_a_backend_and_a_registry_as_backend_are_refused(
+        idle: Registry) -> None:
     with pytest.raises(ConfigurationError, match="no backend"):
         lifespan(prefix="shop")
+    with pytest.raises(ConfigurationError, match=r"lifespan\(registry=reg\)"):
+        lifespan(idle)
 
 
 def test_shutdown_with_redis_down_logs_and_still_closes(
@@ -202,3 +205,26 @@ def test_shutdown_with_redis_down_logs_and_still_closes(
         fresh_redis.kill()
     assert shop.flushed == []
     assert "not flushed at shutdown" in caplog.text
+
+
+async def test_tags_are_invalidated_before_the_response_starts(
+        amake_registry: Callable[..., Registry], redis_url: str) -> None:
+    # Straight through ASGI: a TestClient returns only once the app has finished, which
+    # would hide an invalidation made after the response was sent.
+    shop = Shop(amake_registry(redis_url))
+    await shop.get_product(1)
+    at_response_start: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            at_response_start.append(await shop.get_product.get(1))
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": "/products/1/rename",
+             "raw_path": b"/products/1/rename", "query_string": b"name=urn", "root_path": "",
+             "headers": [], "client": ("127.0.0.1", 1), "server": ("testserver", 80)}
+    await shop.app(scope, receive, send)
+    assert at_response_start == [MISS]
