@@ -70,7 +70,7 @@ def test_a_write_through_during_a_freeze_is_not_served_stale_once_the_server_is_
     assert oget(1) == "v2"  # the old entry is gone for everybody
     assert reg.stats().recoveries_done >= 1
     out = subprocess.run([sys.executable, "-c", READER, frozen.url, prefix],
-                         capture_output=True, text=True, timeout=30)
+                         check=True, capture_output=True, text=True, timeout=30)
     assert out.stdout in ("v2\n", "from-the-database\n"), out.stderr
 
 
