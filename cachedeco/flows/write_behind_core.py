@@ -21,18 +21,19 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 from cachedeco.backends.contracts.queues import (
     AsyncQueue,
     DeadLetter,
+    NotReplicated,
     NotStored,
     Push,
     Queue,
 )
 from cachedeco.core.entry import NO_VALUE, Write, new_marker, new_tag_token, new_tombstone
 from cachedeco.core.stats import Stats
-from cachedeco.errors import BackendError, SerializationError
+from cachedeco.errors import BackendError, ConfigurationError, SerializationError
 from cachedeco.flows.bound import Bound
 from cachedeco.flows.delivery import Job, Settings, Stop, describe, withhold
 from cachedeco.flows.link import Link
@@ -149,6 +150,27 @@ class WriteBehindCore:
                       px=int(hold * 1000), tag_keys=tag_keys, new_tag=new_tag_token(),
                       tag_px=bound.tag_px)
         return guard, Push(key, tag_keys, write, record, tomb_px=bound.policy.hard_ms), aliases
+
+    def replication(self, bound: Bound) -> tuple[int, int]:
+        """How many replicas must acknowledge a queued record, and the wait in ms."""
+        replicas = self.settings.replicas
+        if replicas and bound.slot.stores_objects:
+            raise ConfigurationError(
+                f"@write_behind {self.name} asks replicas={replicas}, but its backend "
+                f"{bound.slot.name!r} is memory://, which has none", function=self.name)
+        return replicas, int(self.settings.replicas_timeout * 1000)
+
+    def not_replicated(self, bound: Bound, guard: Guard, item: Push, exc: NotReplicated
+                       ) -> NoReturn:
+        """Queued on the primary, but too few replicas acknowledged it in time: the call
+        raises (the record may still be delivered: at least once)."""
+        self.queued(guard, exc.length)
+        guard.stats.backend_errors += 1
+        raise BackendError(
+            f"backend {bound.slot.name!r}: {exc.acked} of the {exc.wanted} replica(s) asked "
+            f"for acknowledged the write-behind record within replicas_timeout="
+            f"{self.settings.replicas_timeout}s (it was queued on the primary and may still "
+            "be delivered)", key=item.key, function=self.name) from exc
 
     def keep(self, bound: Bound, guard: Guard, item: Push, exc: BaseException | None
              ) -> None:

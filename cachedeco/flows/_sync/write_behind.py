@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from cachedeco.backends.base import BACKEND_ERRORS
-from cachedeco.backends.contracts.queues import DeadLetter, NotStored
+from cachedeco.backends.contracts.queues import DeadLetter, NotReplicated, NotStored
 from cachedeco.core.entry import new_tombstone
 from cachedeco.flows._sync.deliver import run
 from cachedeco.flows.delivery import drain as drain_flow
@@ -42,10 +42,12 @@ class WriteBehindIO(WriteBehindCore):
             self.keep(bound, guard, item, None)
             return
         try:
-            length = self.queue(bound).push(item)
+            length = self.queue(bound).push(item, *self.replication(bound))
         except NotStored as exc:
             self.not_stored(guard, item, exc)
             return
+        except NotReplicated as exc:
+            self.not_replicated(bound, guard, item, exc)
         except BACKEND_ERRORS as exc:
             self.keep(bound, guard, item, exc)
             return
