@@ -13,7 +13,7 @@ from typing import Final
 from cachedeco.core.stats import Stats
 from cachedeco.errors import BackendError
 
-__all__ = ["LOG_INTERVAL", "Breaker", "Guard", "LogLimit", "logger"]
+__all__ = ["LOG_INTERVAL", "Breaker", "Guard", "LogLimit", "logger", "warn"]
 
 logger: Final = logging.getLogger("cachedeco")
 LOG_INTERVAL: Final = 10.0  # seconds between two warnings of one guard
@@ -37,6 +37,24 @@ class LogLimit:
                 return None
             held, self._held, self._last = self._held, 0, now
             return held
+
+
+_limits: dict[str, LogLimit] = {}
+_SUBJECTS: Final = 1024  # distinct subjects remembered (the oldest are forgotten)
+
+
+def warn(subject: str, message: str, *args: object, level: int = logging.WARNING) -> None:
+    """Log ``message % args`` at most once per LOG_INTERVAL per ``subject`` (e.g. the kind
+    of warning and the function), saying how many were held back: a fault repeated on every
+    call is a line now and then, not a line per call."""
+    limit = _limits.get(subject)
+    if limit is None:
+        if len(_limits) >= _SUBJECTS:
+            _limits.pop(next(iter(_limits)), None)
+        limit = _limits.setdefault(subject, LogLimit())
+    held = limit.allow()
+    if held is not None:
+        logger.log(level, message + (f" ({held} similar suppressed)" if held else ""), *args)
 
 
 class Breaker:

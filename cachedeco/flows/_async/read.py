@@ -13,7 +13,7 @@ from cachedeco.core.entry import CORRUPT, NO_VALUE, Write, new_tag_token, new_to
 from cachedeco.errors import SerializationError
 from cachedeco.flows._async.lease import leased
 from cachedeco.flows.bound import UNCACHED, Bound, Call, ReadState, is_current
-from cachedeco.runtime.guard import logger
+from cachedeco.runtime.guard import warn
 from cachedeco.runtime.primitives import ajoin_flight
 from cachedeco.runtime.singleflight import Flight, LeaderGone, WaitTimeout
 
@@ -184,8 +184,8 @@ async def refresh_quietly(b: Bound, call: Call, state: ReadState, since: int) ->
     try:
         await load(b, call, state, since)
     except Exception as exc:
-        logger.warning("cachedeco: background refresh of %s failed (%s); serving the "
-                       "stale value", b.name, b.describe(exc))
+        warn(f"refresh:{b.name}", "cachedeco: background refresh of %s failed (%s); serving "
+             "the stale value", b.name, b.describe(exc))
 
 
 async def refresh(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:

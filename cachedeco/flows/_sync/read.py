@@ -14,7 +14,7 @@ from cachedeco.core.entry import CORRUPT, NO_VALUE, Write, new_tag_token, new_to
 from cachedeco.errors import SerializationError
 from cachedeco.flows._sync.lease import leased
 from cachedeco.flows.bound import UNCACHED, Bound, Call, ReadState, is_current
-from cachedeco.runtime.guard import logger
+from cachedeco.runtime.guard import warn
 from cachedeco.runtime.primitives import join_flight
 from cachedeco.runtime.singleflight import Flight, LeaderGone, WaitTimeout
 
@@ -185,8 +185,8 @@ def refresh_quietly(b: Bound, call: Call, state: ReadState, since: int) -> None:
     try:
         load(b, call, state, since)
     except Exception as exc:
-        logger.warning("cachedeco: background refresh of %s failed (%s); serving the "
-                       "stale value", b.name, b.describe(exc))
+        warn(f"refresh:{b.name}", "cachedeco: background refresh of %s failed (%s); serving "
+             "the stale value", b.name, b.describe(exc))
 
 
 def refresh(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
