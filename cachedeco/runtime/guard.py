@@ -81,6 +81,12 @@ class Breaker:
             self._probing = True
             return True
 
+    def open(self) -> bool:
+        """Whether the backend is skipped now (open, cooldown running); unlike :meth:`allow`
+        it never takes the half-open probe, so a caller that is not a probe can ask."""
+        return self._failures >= self.threshold and (
+            time.monotonic() - self._opened_at < self.cooldown)
+
     def success(self) -> None:
         """A call worked: close the breaker."""
         if self._failures:

@@ -39,7 +39,7 @@ from cachedeco.runtime.changes import (
     decode_change,
     encode_change,
 )
-from cachedeco.runtime.guard import Breaker, LogLimit
+from cachedeco.runtime.guard import Breaker, LogLimit, warn
 from cachedeco.runtime.process import redo_after_fork
 from cachedeco.runtime.spool import Spool
 
@@ -210,8 +210,9 @@ class Recovery:
             try:
                 self.adopt()
                 left = self.attempt()
-            except Exception:  # never let the worker die: log, and try again later
-                logger.exception("cachedeco: the recovery worker failed")
+            except Exception as exc:  # never let the worker die: log, and try again later
+                warn("recovery", "cachedeco: the recovery worker failed (%s: %s)",
+                     type(exc).__name__, exc, level=logging.ERROR)
                 left = 1
             if self._closed:
                 return
@@ -258,7 +259,8 @@ class Recovery:
         host = self._host()
         if host is None:
             return 0
-        for name, slot in self._runs(host, sync=False):
+        mine = list(self._runs(host, sync=False))
+        for name, slot in mine:
             backend = slot.abackend()
             while run := self._head(name):
                 try:
@@ -267,8 +269,7 @@ class Recovery:
                     break
                 self._landed(host, name, run)
             self._ended(name)
-        return sum(len(q) for n, q in self._queues.items()
-                   if "sync" not in host.slot(n).flavours)
+        return sum(len(self._queues.get(name) or ()) for name, _ in mine)
 
     def _head(self, name: str) -> list[Change]:
         """The next run of changes of one kind at the head of a backend's queue (records one
