@@ -107,10 +107,10 @@ class AsyncNearQueue:
         self.store = store
         self.durable = inner.durable
 
-    async def push(self, item: Push) -> int:
+    async def push(self, item: Push, replicas: int = 0, timeout_ms: int = 0) -> int:
         """Push to ``inner``; the value kept near for the record's entry is dropped."""
         try:
-            return await self.inner.push(item)
+            return await self.inner.push(item, replicas, timeout_ms)
         finally:
             self.store.changed([item.key])
 

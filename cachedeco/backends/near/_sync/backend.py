@@ -108,10 +108,10 @@ class NearQueue:
         self.store = store
         self.durable = inner.durable
 
-    def push(self, item: Push) -> int:
+    def push(self, item: Push, replicas: int = 0, timeout_ms: int = 0) -> int:
         """Push to ``inner``; the value kept near for the record's entry is dropped."""
         try:
-            return self.inner.push(item)
+            return self.inner.push(item, replicas, timeout_ms)
         finally:
             self.store.changed([item.key])
 
