@@ -19,22 +19,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import redis
 
-from benchmarks import verdicts
+from benchmarks import progress, verdicts
 from benchmarks.harness import quantiles
 
 __all__ = ["NEEDS_REDIS", "run"]
@@ -104,12 +106,24 @@ def _measure(client: redis.Redis, url: str, name: str, token: str, *, callers: i
              load: float, processes: int = PROCESSES) -> dict[str, Any]:
     """Run one library's stampede in worker processes once: loads, errors, waits, commands."""
     share = callers // processes
-    workers = [_start(name, url, token, share, load) for _ in range(processes)]
+    # a worker's stderr (a peer's tracebacks, hundreds under load) is kept out of the log
+    with contextlib.ExitStack() as files:
+        logs = [files.enter_context(tempfile.TemporaryFile("w+")) for _ in range(processes)]
+        return _run_workers(client, url, name, token, logs, share=share, load=load)
+
+
+def _run_workers(client: redis.Redis, url: str, name: str, token: str, logs: Sequence[IO[str]], *,
+                 share: int, load: float) -> dict[str, Any]:
+    """Start a worker per log file, wait until all are ready, say go and collect reports."""
+    workers = [_start(name, url, token, share, load, log=log) for log in logs]
     try:
-        for worker in workers:
+        for worker, log in zip(workers, logs, strict=True):
             line = worker.stdout.readline() if worker.stdout else ""
             if line.strip() != "ready":
-                raise RuntimeError(f"a worker did not start: {line.strip()!r}")
+                worker.kill()
+                worker.communicate()
+                raise RuntimeError(f"a worker did not start: {line.strip()!r}; its stderr "
+                                   f"ends: {_stderr(log)[-1:]!r}")
         before = _commands(client)
         for worker in workers:
             assert worker.stdin is not None
@@ -122,10 +136,14 @@ def _measure(client: redis.Redis, url: str, name: str, token: str, *, callers: i
             if worker.poll() is None:
                 worker.kill()
                 worker.communicate()
+    tracebacks = sum("Traceback" in line for log in logs for line in _stderr(log))
+    if tracebacks:
+        progress.bar.note(f"    stampede · {name}: {tracebacks} traceback(s) in its workers' "
+                          "stderr (not shown)")
     waits = sorted(max(ms - load * 1000, 0.0) for r in reports for ms in r["latencies_ms"])
     return {"loads": sum(r["runs"] for r in reports), "errors": sum(r["errors"] for r in reports),
             "p50": _percentile(waits, 0.5), "p99": _percentile(waits, 0.99),
-            "commands": commands / (share * processes)}
+            "commands": commands / (share * len(logs))}
 
 
 def _row(name: str, samples: list[dict[str, Any]], callers: int,
@@ -170,12 +188,18 @@ def _commands(client: redis.Redis) -> int:
                if k.startswith("cmdstat_") and k != "cmdstat_info")
 
 
-def _start(name: str, url: str, token: str, share: int, load: float
+def _start(name: str, url: str, token: str, share: int, load: float, *, log: IO[str]
            ) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "benchmarks.scenarios.stampede", "--worker", name, url, token,
          str(share), str(load)],
-        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
+
+
+def _stderr(log: IO[str]) -> list[str]:
+    """The lines a worker wrote to its stderr file (each cut to 200 characters)."""
+    log.seek(0)
+    return [line.strip()[:200] for line in log if line.strip()]
 
 
 def _sweep(client: redis.Redis, token: str) -> None:
