@@ -9,12 +9,12 @@ the backend.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cachedeco.backends.near.store import NearStore
 from cachedeco.backends.open import BackendSlot
 from cachedeco.core.codec.factory import Codec
 from cachedeco.core.entry import NO_VALUE, Entry, Write, new_marker, new_tag_token
@@ -22,14 +22,14 @@ from cachedeco.core.keyspace import KeySpace
 from cachedeco.core.policy import Policy
 from cachedeco.core.stats import Stats
 from cachedeco.errors import SerializationError
-from cachedeco.runtime.guard import Guard
+from cachedeco.runtime.guard import Guard, warn
 from cachedeco.runtime.primitives import Background
+from cachedeco.runtime.recovery import Recovery
 from cachedeco.runtime.singleflight import Flights
 from cachedeco.runtime.watch import Begin
 
 __all__ = ["UNCACHED", "Bound", "Call", "ReadState", "is_current"]
 
-logger = logging.getLogger("cachedeco")
 
 KeyFn = Callable[[tuple[Any, ...], dict[str, Any]], str]
 #: What a fill read: the entry's marker ("" when absent) and its tags' tokens. A store made
@@ -68,8 +68,13 @@ class Bound:
     lock: bool
     lock_timeout: float
     tag_px: int
+    recovery: Recovery  # the registry's: changes kept while the backend was unreachable
     enabled: bool = True  # False while the registry is disabled: calls run uncached
     watch: Begin | None = None  # what exporters see of each load; None when nobody watches
+    near: NearStore | None = None  # the near cache serving this function's hits, if any
+    #: ``tags`` when a call's tag keys follow from its key alone (every argument is in the
+    #: key, tags are templates): a near hit then skips rendering them. None otherwise.
+    near_owner: object = None
 
     def decode(self, entry: Entry, key: str) -> Any:
         """The value of the entry at ``key``, or NO_VALUE (logged, counted) when it cannot be
@@ -80,15 +85,16 @@ class Bound:
             return self.codec.loads(entry.value, key)
         except SerializationError as exc:
             self.stats.decode_errors += 1
-            logger.warning("cachedeco: cannot decode a stored value of %s (%s); treating it "
-                           "as a miss and overwriting it", self.name, exc)
+            warn(f"decode:{self.keyspace.prefix}:{self.name}", "cachedeco: cannot decode a "
+                 "stored value of %s (%s); treating it as a miss and overwriting it", self.name,
+                 exc)
             return NO_VALUE
 
     def corrupt(self) -> None:
         """A stored value that is not a readable envelope: count and log; it is overwritten."""
         self.stats.decode_errors += 1
-        logger.warning("cachedeco: a stored value of %s is not a cachedeco entry; treating it "
-                       "as a miss and overwriting it", self.name)
+        warn(f"corrupt:{self.keyspace.prefix}:{self.name}", "cachedeco: a stored value of %s "
+             "is not a cachedeco entry; treating it as a miss and overwriting it", self.name)
 
     def encode(self, value: Any, key: str) -> Any:
         """The payload to store at ``key`` for a result, or NO_VALUE when it is not to be

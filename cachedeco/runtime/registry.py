@@ -13,6 +13,7 @@ import contextlib
 import functools
 import weakref
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Final, Protocol, Self
@@ -32,7 +33,9 @@ from cachedeco.errors import ConfigurationError
 from cachedeco.runtime.guard import Breaker, Guard
 from cachedeco.runtime.ledger import Ledger, enrol
 from cachedeco.runtime.primitives import Background
+from cachedeco.runtime.recovery import Recovery
 from cachedeco.runtime.report import INTERVAL, Reporter, Target
+from cachedeco.runtime.spool import open_spool
 from cachedeco.runtime.watch import Watchers
 
 __all__ = ["EncryptionKey", "Registry", "Service", "default_registry", "set_default_registry"]
@@ -60,6 +63,7 @@ class Service(Protocol):
     async def adead_letters(self, limit: int) -> list[DeadLetter]: ...
     def replay_dead_letters(self) -> int: ...
     async def areplay_dead_letters(self) -> int: ...
+    def wake(self) -> None: ...
 
 
 @functools.cache
@@ -80,8 +84,9 @@ class Registry:
                  backends: Mapping[str, object] | None = None,
                  prefix: str = "cachedeco", ttl: float | timedelta = 3600, jitter: float = 0.1,
                  serializer: object = "orjson", secret: str | bytes | None = None,
-                 on_error: str = "fallback", lock_timeout: float = 10.0,
-                 encryption_key: EncryptionKey = None, **backend_options: Any) -> None:
+                 on_error: str = "fallback", lock_timeout: float = 10.0, near_cache: int = 0,
+                 encryption_key: EncryptionKey = None, spool: object = None,
+                 **backend_options: Any) -> None:
         self.revision = 0
         self.enabled = True  # False between disable() and enable(): nothing reads or writes
         self._stats = Stats()
@@ -89,12 +94,13 @@ class Registry:
         self.watchers = Watchers(self)  # what exporters watch of each load
         self.reporter = Reporter(self.ledger, weakref.WeakMethod(self._report_target))
         self.background = Background()
+        self.recovery = Recovery(self._stats, weakref.ref(self))  # changes kept in an outage
         self._services: dict[str, Service] = {}
         self._slots: dict[str, BackendSlot] = {}
         self.configure(backend, backends=backends, prefix=prefix, ttl=ttl, jitter=jitter,
                        serializer=serializer, secret=secret, on_error=on_error,
-                       lock_timeout=lock_timeout, encryption_key=encryption_key,
-                       **backend_options)
+                       lock_timeout=lock_timeout, near_cache=near_cache,
+                       encryption_key=encryption_key, spool=spool, **backend_options)
         enrol(self, self.ledger)
 
     # -- settings ---------------------------------------------------------------------------
@@ -103,7 +109,8 @@ class Registry:
                   backends: Mapping[str, object] | None = None, prefix: str = "cachedeco",
                   ttl: float | timedelta = 3600, jitter: float = 0.1, serializer: object = "orjson",
                   secret: str | bytes | None = None, on_error: str = "fallback",
-                  lock_timeout: float = 10.0, encryption_key: EncryptionKey = None,
+                  lock_timeout: float = 10.0, near_cache: int = 0,
+                  encryption_key: EncryptionKey = None, spool: object = None,
                   **backend_options: Any) -> Self:
         """Replace every setting; the ones not given take their defaults.
 
@@ -126,7 +133,8 @@ class Registry:
             raise ConfigurationError(
                 f"{len(waiting)} write-behind queue(s) still hold records in memory, which "
                 "the new backends would never deliver: call flush() (or aflush()) first")
-        options = self._options(backend_options)
+        options = replace(self._options(backend_options),
+                          near_cache=_count(near_cache, "near_cache", least=0))
         ttl, jitter = check_ttl(ttl), check_jitter(jitter)
         lock_timeout = check_ttl(lock_timeout, "lock_timeout")
         tag_ttl = check_ttl(backend_options.get("tag_ttl", 3600.0), "tag_ttl")
@@ -135,7 +143,8 @@ class Registry:
         threshold = _count(backend_options.get("breaker_threshold", 5), "breaker_threshold")
         cooldown = check_ttl(backend_options.get("breaker_cooldown", 5.0), "breaker_cooldown")
         specs: dict[str, object] = {"default": backend, **(backends or {})}
-        slots = {name: BackendSlot(name, spec, options) for name, spec in specs.items()}
+        spooled = None if spool is None else open_spool(spool)
+        slots = {name: BackendSlot(name, spec, options, prefix) for name, spec in specs.items()}
         # Everything is valid: only now does the registry change.
         self.prefix, self.keyspace = prefix, KeySpace(prefix)
         self.ttl, self.jitter = ttl, jitter
@@ -143,6 +152,7 @@ class Registry:
         self.keyring: Keyring | None = keyring
         self.lock_timeout, self.tag_ttl = lock_timeout, tag_ttl
         self.ledger.prefix, self.reporter.interval = prefix, report
+        self.recovery.spool = spooled
         old, self._slots = self._slots, slots
         self._breakers = {name: Breaker(threshold, cooldown) for name in slots}
         self._guards = {name: self.guard(name, self._stats) for name in slots}
@@ -182,6 +192,20 @@ class Registry:
             raise ConfigurationError(
                 f"no backend named {name!r}; this registry has {sorted(self._slots)}") from None
 
+    def breaker(self, name: str) -> Breaker:
+        """Backend ``name``'s circuit breaker (shared by every guard over it)."""
+        return self._breakers[name]
+
+    def backend_names(self) -> list[str]:
+        """The names of this registry's backends."""
+        return list(self._slots)
+
+    def wake(self, function: str) -> None:
+        """Records of ``function`` were queued again: have its worker deliver them."""
+        service = self._services.get(function)
+        if service is not None:
+            service.wake()
+
     def guard(self, name: str, stats: Stats) -> Guard:
         """A failure policy over backend ``name``'s breaker that counts into ``stats``."""
         self.slot(name)
@@ -193,6 +217,7 @@ class Registry:
         gone) and report its counts with the service's."""
         self.ledger.track(function, name, stats)
         self.reporter.ensure()
+        self.recovery.ensure()
 
     def _report_target(self) -> Target | None:
         """Where this process's counts go for the whole service: the first Redis backend."""
@@ -256,17 +281,22 @@ class Registry:
             backend: The name of the backend whose entries to invalidate.
 
         Raises:
-            BackendError: The backend could not take the invalidation.
+            BackendError: Under `on_error="raise"`, the backend could not take the
+                invalidation now (it is kept and retried all the same: auto-recovery).
         """
         keys = self._tag_keys(tags)
         if not keys or not self.enabled:
             return
         self._stats.invalidations += 1
+        if self._skipped(backend, keys):
+            return
         try:
             self.slot(backend).backend().invalidate_tags(keys, new_tag_token(True),
                                                          self._tag_px())
+            self._breakers[backend].success()
         except BACKEND_ERRORS as exc:
-            raise self._guards[backend].error(exc, action="invalidate tags") from exc
+            self.recovery.invalidate(backend, keys, self._tag_px(), exc)
+            self._guards[backend].kept(exc, action="invalidate tags")
 
     async def ainvalidate_tags(self, *tags: str, backend: str = "default") -> None:
         """The asyncio form of [`invalidate_tags`][cachedeco.Registry.invalidate_tags]: the
@@ -275,11 +305,25 @@ class Registry:
         if not keys or not self.enabled:
             return
         self._stats.invalidations += 1
+        if self._skipped(backend, keys):
+            return
         try:
             await self.slot(backend).abackend().invalidate_tags(keys, new_tag_token(True),
                                                                 self._tag_px())
+            self._breakers[backend].success()
         except BACKEND_ERRORS as exc:
-            raise self._guards[backend].error(exc, action="invalidate tags") from exc
+            self.recovery.invalidate(backend, keys, self._tag_px(), exc)
+            self._guards[backend].kept(exc, action="invalidate tags")
+
+    def _skipped(self, backend: str, keys: list[str]) -> bool:
+        """While the backend's breaker is open, an invalidation goes to auto-recovery."""
+        self.slot(backend)
+        self.recovery.ensure()  # the registry is in use: what a spool holds is delivered
+        if not self._breakers[backend].open():
+            return False
+        self.recovery.invalidate(backend, keys, self._tag_px(), None)
+        self._guards[backend].kept(None, action="invalidate tags")
+        return True
 
     def _tag_keys(self, tags: tuple[str, ...]) -> list[str]:
         for tag in tags:
@@ -377,12 +421,15 @@ class Registry:
     # -- lifecycle --------------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Flush every write-behind queue now."""
+        """Deliver what waits for a backend that was down, then flush every write-behind
+        queue now."""
+        self.recovery.deliver()
         for service in list(self._services.values()):
             service.flush()
 
     async def aflush(self) -> None:
         """The asyncio form of [`flush`][cachedeco.Registry.flush]."""
+        await self.recovery.adeliver()
         for service in list(self._services.values()):
             await service.aflush()
 
@@ -390,6 +437,7 @@ class Registry:
         """Flush and stop background work, then close the backends' connections."""
         for service in list(self._services.values()):
             service.close()
+        self.recovery.close()
         self.reporter.stop()
         self.background.close()
         for slot in self._slots.values():
@@ -429,10 +477,10 @@ class Registry:
         return f"<Registry prefix={self.prefix!r} backends={sorted(self._slots)}>"
 
 
-def _count(value: object, what: str) -> int:
-    """An int >= 1 (not a bool), else ConfigurationError."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{what} must be an int >= 1, not {value!r}")
+def _count(value: object, what: str, least: int = 1) -> int:
+    """An int >= ``least`` (not a bool), else ConfigurationError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigurationError(f"{what} must be an int >= {least}, not {value!r}")
     return value
 
 

@@ -9,12 +9,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cachedeco.backends.base import BACKEND_ERRORS
+from cachedeco.backends.base import BACKEND_ERRORS, UNREACHABLE
+from cachedeco.backends.near.store import Near
 from cachedeco.core.entry import CORRUPT, NO_VALUE, Write, new_tag_token, new_tombstone
 from cachedeco.errors import SerializationError
 from cachedeco.flows._sync.lease import leased
 from cachedeco.flows.bound import UNCACHED, Bound, Call, ReadState, is_current
-from cachedeco.runtime.guard import logger
+from cachedeco.runtime.guard import warn
 from cachedeco.runtime.primitives import join_flight
 from cachedeco.runtime.singleflight import Flight, LeaderGone, WaitTimeout
 
@@ -38,9 +39,24 @@ def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) 
     if not b.enabled:  # caching is switched off: the function and nothing else
         return func(*args, **kwargs)
     key = b.key(args, kwargs)
+    near, ticket = b.near, None
+    if near is not None:  # a near hit: no round trip
+        kept = (near.owned(key, b.near_owner) if b.near_owner is not None
+                else near.hit(key, b.tags(args, kwargs)))
+        if kept is not None:
+            b.stats.hits += 1
+            b.stats.near_hits += 1
+            if b.policy.beta and b.policy.refresh_early(time.time(), kept.entry.soft,
+                                                        kept.entry.delta):
+                b.stats.early_refreshes += 1
+                background(b, Call(func, args, kwargs, key, kept.tag_keys),
+                           (kept.entry.marker, kept.tokens), b.flights.landings)
+            return kept.value
+        ticket = near.ticket()  # before the read: a change reported meanwhile refuses it
     tag_keys = b.tags(args, kwargs)
     since = b.flights.landings
-    if not b.guard.allow(key, b.name):
+    if not b.guard.allow(key, b.name) or (
+            b.recovery.pending and b.recovery.blocks(b.slot.name, key, tag_keys)):
         return load(b, Call(func, args, kwargs, key, tag_keys), UNCACHED, since)
     try:
         entry, tokens = b.slot.backend().read(key, tag_keys)
@@ -54,6 +70,9 @@ def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) 
             now = time.time()
             if now < entry.soft:
                 b.stats.hits += 1
+                if ticket is not None and near is not None:
+                    near.install(ticket, key,
+                                 Near(entry, tokens, tag_keys, value, b.near_owner))
                 if b.policy.beta and b.policy.refresh_early(now, entry.soft, entry.delta):
                     b.stats.early_refreshes += 1
                     background(b, Call(func, args, kwargs, key, tag_keys), (entry.marker, tokens),
@@ -164,7 +183,12 @@ def store(b: Bound, call: Call, write: Write) -> bool:
     try:
         return b.slot.backend().write(call.key, write)
     except BACKEND_ERRORS as exc:
-        b.guard.absorb(exc, key=call.key, function=b.name, action="store")
+        if write.expect is not None:  # a fill: the entry it read is as good as it was
+            b.guard.absorb(exc, key=call.key, function=b.name, action="store")
+            return False
+        # an unconditional store (a refresh) that did not land: the old entry must go
+        b.recovery.drop(b.slot.name, [call.key], b.policy.hard_ms, exc)
+        b.guard.kept(exc, key=call.key, function=b.name, action="store")
         return False
 
 
@@ -179,8 +203,8 @@ def refresh_quietly(b: Bound, call: Call, state: ReadState, since: int) -> None:
     try:
         load(b, call, state, since)
     except Exception as exc:
-        logger.warning("cachedeco: background refresh of %s failed (%s); serving the "
-                       "stale value", b.name, b.describe(exc))
+        warn(f"refresh:{b.keyspace.prefix}:{b.name}", "cachedeco: background refresh of %s "
+             "failed (%s); serving the stale value", b.name, b.describe(exc))
 
 
 def refresh(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
@@ -194,9 +218,16 @@ def refresh(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) -> A
 
 def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any,
               aliases: tuple[str, ...] = ()) -> None:
-    """Store a written value as the entry (write-through); if that fails, drop the old one.
-    The entry's ``aliases`` (its keys before a key rotation) are dropped either way."""
+    """Store a written value as the entry (write-through); if that fails, the old one is
+    dropped, at once or by auto-recovery once the backend answers again (this process does
+    not serve it meanwhile). The entry's ``aliases`` (its keys before a key rotation) are
+    dropped either way."""
     b.flights.forget(key)
+    if b.guard.breaker.open():  # the backend is skipped: straight to auto-recovery
+        b.recovery.drop(b.slot.name, [key, *aliases], b.policy.hard_ms, None)
+        b.encode(value, key)  # a value that cannot be serialized is an error all the same
+        b.guard.kept(None, key=key, function=b.name, action="write through")
+        return
     try:
         payload = b.encode(value, key)
         if payload is NO_VALUE:
@@ -207,30 +238,48 @@ def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any,
             b.slot.backend().write(key, b.write(payload, 0.0, tag_keys, None, ttl))
             if aliases:
                 b.slot.backend().invalidate(aliases, new_tombstone(), b.policy.hard_ms)
-    except (*BACKEND_ERRORS, SerializationError) as exc:
+        b.guard.breaker.success()
+    except SerializationError:
         try:
             b.slot.backend().invalidate([key, *aliases], new_tombstone(),
                                                b.policy.hard_ms)
-        except BACKEND_ERRORS:
-            logger.error("cachedeco: write-through of %s could not store nor drop the old "
-                         "entry; it may be served until it expires", b.name)
-        if isinstance(exc, SerializationError):
-            raise
-        b.guard.absorb(exc, key=key, function=b.name, action="write through")
+        except BACKEND_ERRORS as fault:
+            b.recovery.drop(b.slot.name, [key, *aliases], b.policy.hard_ms, fault)
+        raise
+    except BACKEND_ERRORS as exc:
+        if not isinstance(exc, UNREACHABLE):  # it answers, but refused the store: drop now
+            try:
+                b.slot.backend().invalidate([key, *aliases], new_tombstone(),
+                                                   b.policy.hard_ms)
+                b.guard.absorb(exc, key=key, function=b.name, action="write through")
+                return
+            except BACKEND_ERRORS:
+                pass
+        # unreachable (a second command now would only wait again): auto-recovery drops it
+        b.recovery.drop(b.slot.name, [key, *aliases], b.policy.hard_ms, exc)
+        b.guard.kept(exc, key=key, function=b.name, action="write through")
 
 
 def invalidate(b: Bound, args: Args, kwargs: Kwargs) -> bool:
-    """Drop one entry (a tombstone stops older loads from storing over it)."""
+    """Drop one entry (a tombstone stops older loads from storing over it); when the
+    backend cannot be reached, auto-recovery drops it later and this returns False."""
     if not b.enabled:
         return False
     key = b.key(args, kwargs)
     keys = [key] if b.aliases is None else [key, *b.aliases(args, kwargs)]
     b.flights.forget(key)
     b.stats.invalidations += 1
+    if b.guard.breaker.open():  # the backend is skipped: straight to auto-recovery
+        b.recovery.drop(b.slot.name, keys, b.policy.hard_ms, None)
+        b.guard.kept(None, key=key, function=b.name, action="invalidate")
+        return False
     try:
         removed = b.slot.backend().invalidate(keys, new_tombstone(), b.policy.hard_ms)
+        b.guard.breaker.success()
     except BACKEND_ERRORS as exc:
-        raise b.guard.error(exc, key=key, function=b.name, action="invalidate") from exc
+        b.recovery.drop(b.slot.name, keys, b.policy.hard_ms, exc)
+        b.guard.kept(exc, key=key, function=b.name, action="invalidate")
+        return False
     return removed > 0
 
 
@@ -239,10 +288,16 @@ def invalidate_all(b: Bound) -> None:
     if not b.enabled:
         return
     b.stats.invalidations += 1
+    if b.guard.breaker.open():
+        b.recovery.invalidate(b.slot.name, [b.fn_tag], b.tag_px, None)
+        b.guard.kept(None, function=b.name, action="invalidate all")
+        return
     try:
         b.slot.backend().invalidate_tags([b.fn_tag], new_tag_token(True), b.tag_px)
+        b.guard.breaker.success()
     except BACKEND_ERRORS as exc:
-        raise b.guard.error(exc, function=b.name, action="invalidate all") from exc
+        b.recovery.invalidate(b.slot.name, [b.fn_tag], b.tag_px, exc)
+        b.guard.kept(exc, function=b.name, action="invalidate all")
 
 
 def cached_value(b: Bound, args: Args, kwargs: Kwargs) -> Any:
@@ -251,10 +306,14 @@ def cached_value(b: Bound, args: Args, kwargs: Kwargs) -> Any:
     if not b.enabled:
         return NO_VALUE
     key = b.key(args, kwargs)
-    if not b.guard.allow(key, b.name):
+    if b.near is not None and (kept := b.near.hit(key, b.tags(args, kwargs))) is not None:
+        return kept.value
+    tag_keys = b.tags(args, kwargs)
+    if not b.guard.allow(key, b.name) or (
+            b.recovery.pending and b.recovery.blocks(b.slot.name, key, tag_keys)):
         return NO_VALUE
     try:
-        entry, tokens = b.slot.backend().read(key, b.tags(args, kwargs))
+        entry, tokens = b.slot.backend().read(key, tag_keys)
     except BACKEND_ERRORS as exc:
         b.guard.absorb(exc, key=key, function=b.name, action="read")
         return NO_VALUE
