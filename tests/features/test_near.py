@@ -193,3 +193,28 @@ def test_changes_by_other_clients_reach_the_near_cache(
         change()
         poll(lambda: f(1) == version["v"], timeout=5.0)
         assert f(1) == version["v"], name
+
+
+@pytest.mark.deployments("redis")
+def test_a_change_kept_for_recovery_drops_the_near_value(
+        make_registry: Callable[..., Registry], deployment: Deployment) -> None:
+    # The breaker is open (failures elsewhere) while the change stream is healthy: the write
+    # is kept for the recovery without reaching Redis, and nothing reports it to the stream.
+    reg = near_registry(make_registry, deployment, breaker_threshold=1, breaker_cooldown=30)
+    rows = {1: "old"}
+
+    @reg.cached(ttl=60)
+    def get(x: int) -> str:
+        return rows[x]
+
+    @write_through(get)
+    def put(x: int, value: str) -> str:
+        rows[x] = value
+        return value
+
+    warm(lambda: get(1), get.stats)
+    reg.breaker("default").failure()
+    assert reg.breaker("default").open()
+    put(1, "new")
+    assert reg.stats().recoveries_pending >= 1
+    assert get(1) == "new"
