@@ -107,21 +107,28 @@ def test_one_scrape_sums_every_process(redis_url: str, prefix: str, tmp_path: Pa
     for proc in procs:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
+    # The pending gauge is each process's latest look at the queue all of them share: one that
+    # ended while another had pushed and not yet flushed saw 1, truly. A last worker, alone,
+    # sees the queue once everyone is done: the most recent reading is its 0.
+    last = subprocess.run([sys.executable, str(worker), redis_url, prefix, str(out), "exit",
+                           "1"], check=False, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert last.returncode == 0, last.stderr
 
     mine = [json.loads(p.read_text()) for p in out.glob("*.json")]
-    assert len(mine) == 6  # 4 plain processes (one of them forked a child) and a spawned one
+    assert len(mine) == 7  # 5 plain processes (one of them forked a child) and a spawned one
     samples = scrape(metrics_dir)
     labels = (("function", "__main__.item"), ("prefix", prefix))
     for counter in ("hits", "misses", "loads"):
         assert samples[f"cachedeco_{counter}_total", labels] == sum(m[counter] for m in mine)
     # a fork child's counts are its own: the parent's before the fork are not counted twice
     assert samples["cachedeco_hits_total", labels] + samples[
-        "cachedeco_misses_total", labels] == 20 + 31 + 12 + 17 + 18 + 9
+        "cachedeco_misses_total", labels] == 20 + 31 + 12 + 17 + 18 + 9 + 1
     assert samples["cachedeco_load_duration_seconds_count", labels] == sum(
         m["loads"] for m in mine)
     writer = (("function", "__main__.save"), ("prefix", prefix))
     assert samples["cachedeco_write_behind_flushed_total", writer] == sum(
-        m["flushed"] for m in mine) == 6
+        m["flushed"] for m in mine) == 7
     assert samples["cachedeco_write_behind_pending", writer] == 0
 
 
