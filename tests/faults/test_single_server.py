@@ -1,0 +1,148 @@
+"""Faults of one redis-server under load: frozen (SIGSTOP), restarted without persistence and
+with an AOF fsynced on every write, and full (``maxmemory`` with ``allkeys-lru`` evicting
+entries, tag keys and leases); and a worker process SIGKILLed in the middle of a write-behind
+flush. Each runs on a private server of its own."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.faults.conftest import Results
+from tests.faults.harness import Load, Spares, check, cycle
+from tools.servers import Server, start_single
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    with start_single() as started:
+        yield started
+
+
+@pytest.fixture
+def aof_server() -> Iterator[Server]:
+    with start_single(appendonly=True) as started:
+        yield started
+
+
+def test_frozen_server(server: Server, tmp_path: Path, fault_results: Results,
+                       spares: Spares) -> None:
+    with Load(tmp_path, server.url, spares=spares) as load:
+        cycle(load, server.pause, server.resume)
+        results = load.stop()
+        load.drain()
+        row = load.row("Redis frozen (SIGSTOP)", "single", results, lost_promised_zero=True)
+    fault_results.add(row)
+    check(row)
+
+
+def test_restart_without_persistence(server: Server, tmp_path: Path,
+                                     fault_results: Results,
+                                     spares: Spares) -> None:
+    with Load(tmp_path, server.url, spares=spares) as load:
+        cycle(load, server.kill, server.restart)
+        results = load.stop()
+        load.drain()
+        row = load.row("Redis killed, restarted without persistence", "single", results,
+                       lost_promised_zero=False,
+                       notes="records queued in Redis before the crash are gone with it")
+    fault_results.add(row)
+    check(row)
+
+
+def test_restart_with_aof_always(aof_server: Server, tmp_path: Path,
+                                 fault_results: Results,
+                                 spares: Spares) -> None:
+    with Load(tmp_path, aof_server.url, spares=spares) as load:
+        cycle(load, aof_server.kill, aof_server.restart)
+        results = load.stop()
+        load.drain()
+        row = load.row("Redis killed, restarted with AOF (appendfsync always)", "single",
+                       results, lost_promised_zero=True)
+    fault_results.add(row)
+    check(row)
+
+
+class _Filler:
+    """Writes 8 KB junk keys (outside the workers' prefix) in a thread while it runs: Redis
+    at ``maxmemory`` must evict to take them."""
+
+    def __init__(self, server: Server) -> None:
+        self.client = redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=2)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        blob, i = b"j" * 8192, 0
+        while not self.stop.wait(0.002):
+            with contextlib.suppress(redis.RedisError):
+                self.client.set(f"junk:{i}", blob)
+            i += 1
+
+    def start(self) -> None:
+        used = int(self.client.info("memory")["used_memory"])
+        self.client.config_set("maxmemory-policy", "allkeys-lru")
+        self.client.config_set("maxmemory", str(used + 512 * 1024))
+        self.thread.start()
+
+    def heal(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.client.config_set("maxmemory", "0")
+
+    def evicted(self) -> int:
+        return int(self.client.info("stats")["evicted_keys"])
+
+
+def test_maxmemory_evicting(server: Server, tmp_path: Path, fault_results: Results,
+                            spares: Spares) -> None:
+    filler = _Filler(server)
+    with Load(tmp_path, server.url, spares=spares) as load:
+        cycle(load, filler.start, filler.heal)
+        results = load.stop()
+        load.drain()
+        evicted = filler.evicted()
+        row = load.row("Redis at maxmemory, allkeys-lru evicting", "single", results,
+                       lost_promised_zero=False,
+                       notes=f"{evicted:,} keys evicted (entries, tag keys, leases, the queue "
+                             "itself may go: keep the queue on a noeviction server)")
+    filler.client.close()
+    fault_results.add(row)
+    assert evicted > 0
+    check(row)
+
+
+def test_worker_killed_in_a_flush(server: Server, tmp_path: Path,
+                                  fault_results: Results,
+                                  spares: Spares) -> None:
+    with Load(tmp_path, server.url, slow_flush_worker=0, spares=spares) as load:
+        assert load.slow_flush is not None
+        load.start()
+        load.sleep(load.plan.warm)
+        deadline = time.monotonic() + 10
+        while not load.slow_flush.exists():
+            assert time.monotonic() < deadline, "worker 0 never flushed"
+            time.sleep(0.01)
+        load.mark("fault")
+        load.kill(0)  # SIGKILL in the middle of its flush: the batch is taken, not acked
+        load.mark("heal")
+        victim = {i for i in load.returned() if i.startswith("w0-")}
+        left = victim - load.catalogue.event_ids()
+        delivered = load.wait_delivered(left, load.plan.after + load.plan.hold)
+        load.sleep(max(0.0, load.plan.after - (time.time() - load.marks["heal"])))
+        results = load.stop()
+        load.drain()
+        row = load.row("worker SIGKILLed in a write-behind flush", "single", results,
+                       lost_promised_zero=True,
+                       notes=f"{len(left)} records the dead worker had taken were delivered "
+                             "by the others (claim_after=1 s); time to recover: until then")
+    row.recover_s = delivered
+    fault_results.add(row)
+    assert left, "the killed worker had no records in flight"
+    check(row)
