@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -52,7 +53,7 @@ class Mode:
     grace: float  # a stale read that began this long after the heal counts as "after recovery"
 
 
-QUICK = Mode("quick", workers=3, rate=150, keys=30, warm=1.0, hold=2.5, after=3.5, grace=1.5)
+QUICK = Mode("quick", workers=3, rate=150, keys=30, warm=0.8, hold=2.5, after=3.2, grace=1.5)
 LONG = Mode("long", workers=6, rate=400, keys=300, warm=4.0, hold=10.0, after=15.0, grace=1.5)
 
 
@@ -95,12 +96,14 @@ class Row:
 
 class Spares:
     """Worker processes started ahead (their imports take seconds on a busy machine), waiting
-    for a configuration on stdin; refilled after each run, while the next one sets up."""
+    for a run's configuration on stdin; each serves one run after another, and a killed one
+    is replaced after its run."""
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.made = 0
         self.waiting: list[tuple[subprocess.Popen[str], Path]] = []
+        self.fresh: set[subprocess.Popen[str]] = set()  # not yet said "spare"
 
     def _spawn(self) -> tuple[subprocess.Popen[str], Path]:
         self.made += 1
@@ -109,6 +112,7 @@ class Spares:
             proc = subprocess.Popen([sys.executable, "-m", "tests.faults.worker"], cwd=ROOT,
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=stderr, text=True)
+        self.fresh.add(proc)
         return proc, log
 
     def refill(self, count: int) -> None:
@@ -121,23 +125,42 @@ class Spares:
         self.refill(count)
         taken, self.waiting = self.waiting[:count], self.waiting[count:]
         for proc, log in taken:
-            assert proc.stdout is not None
-            line = proc.stdout.readline().strip()
-            assert line == "spare", f"a worker did not start: {log.read_text()[-3000:]}"
+            if proc in self.fresh:
+                self.fresh.discard(proc)
+                line = _readline(proc, 60)
+                assert line == "spare", f"a worker did not start: {log.read_text()[-3000:]}"
         return taken
+
+    def give_back(self, workers: list[tuple[subprocess.Popen[str], Path]]) -> None:
+        """Workers that finished a run, ready for the next."""
+        self.waiting[:0] = workers
 
     def close(self) -> None:
         for proc, _ in self.waiting:
-            for stream in (proc.stdin, proc.stdout):
-                with contextlib.suppress(OSError):
-                    if stream is not None:
-                        stream.close()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _end(proc, kill=False)
         self.waiting.clear()
+
+
+def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
+    """The next line a worker prints, or "" when it prints none within ``timeout``."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    return proc.stdout.readline().strip() if ready else ""
+
+
+def _end(proc: subprocess.Popen[str], *, kill: bool) -> None:
+    """End a worker: at once (``kill``), or by closing its stdin; then close its pipes."""
+    if kill and proc.poll() is None:
+        proc.kill()
+    for stream in (proc.stdin, proc.stdout):
+        with contextlib.suppress(OSError):
+            if stream is not None:
+                stream.close()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 class Load:
@@ -187,8 +210,7 @@ class Load:
             proc.stdin.write(f"{self._config(index)}\n")
             proc.stdin.flush()
         for index, (proc, _) in enumerate(self.workers):
-            assert proc.stdout is not None
-            line = proc.stdout.readline().strip()
+            line = _readline(proc, 60)
             assert line == "ready", f"worker {index} did not start: {self._stderr(index)}"
         self.procs = [proc for proc, _ in self.workers]
         self.began = time.time()
@@ -213,39 +235,34 @@ class Load:
         self.procs[index].wait()
 
     def stop(self) -> list[dict[str, Any]]:
-        """Close every worker's stdin (it closes its registry and writes its results)."""
+        """Tell every worker to stop: each closes its registry and writes its results."""
         for proc in self.procs:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, ValueError):
                 assert proc.stdin is not None
-                proc.stdin.close()
+                proc.stdin.write("stop\n")
+                proc.stdin.flush()
         results = []
         began = time.perf_counter()
         for index, proc in enumerate(self.procs):
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                raise AssertionError(
-                    f"worker {index} did not stop: {self._stderr(index)}") from None
-            out = self.tmp / f"out-{index}.json"
-            if out.exists():
-                results.append(json.loads(out.read_text()))
-            elif proc.returncode != -signal.SIGKILL:
-                raise AssertionError(f"worker {index} exited {proc.returncode}: "
-                                     + self._stderr(index))
+            if proc.poll() == -signal.SIGKILL:
+                continue  # killed by the test: no results
+            assert proc.stdout is not None
+            line = _readline(proc, 60)
+            if line != "done":
+                raise AssertionError(f"worker {index} did not stop: {self._stderr(index)}")
+            results.append(json.loads((self.tmp / f"out-{index}.json").read_text()))
         self.marks["stop_s"] = time.perf_counter() - began
+        for proc, _ in self.workers:
+            if proc.poll() is not None:
+                _end(proc, kill=True)
+        self.spares.give_back([w for w in self.workers if w[0].poll() is None])
+        self.workers, self.procs = [], []
         return results
 
     def close(self) -> None:
+        """Kill the workers of a run that did not stop (a failed test)."""
         for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            for stream in (proc.stdin, proc.stdout):
-                with contextlib.suppress(OSError):
-                    if stream is not None:
-                        stream.close()
+            _end(proc, kill=True)
         self.catalogue.close()
         if self._own_spares:
             self.spares.close()

@@ -1,12 +1,12 @@
 """One worker process of the fault suite: ``python -m tests.faults.worker``.
 
-It imports cachedeco, says ``spare``, then reads the path of its configuration (JSON) from
-stdin: the harness keeps such processes ready, so that a fault run does not wait for the
-imports. It then keeps calling the catalogue's functions (:mod:`tests.faults.workload`) at a
-steady rate until its stdin is closed: cached reads (tagged, ``lock=True``) of any product,
-and, on the products it owns (``pid % workers == index``, so no two processes write one
-product), a write-through update, a direct update followed by ``invalidate_tags``, and
-write-behind records. Each call is checked as it returns:
+It imports cachedeco, says ``spare``, then reads the path of a run's configuration (JSON)
+from stdin (one process serves one run after another: a fault run does not wait for the
+imports). It keeps calling the catalogue's functions (:mod:`tests.faults.workload`) at a
+steady rate until the line ``stop`` (or the end of stdin): cached reads (tagged,
+``lock=True``) of any product, and, on the products it owns (``pid % workers == index``,
+so no two processes write one product), a write-through update, a direct update followed
+by ``invalidate_tags``, and write-behind records. Each call is checked as it returns:
 
 - a read whose value is not the product's (another id, a version the database never held)
   is *wrong*; one older than a write that had returned before the read began (``acked``) is
@@ -14,8 +14,9 @@ write-behind records. Each call is checked as it returns:
 - a write-behind call that returned appends its record's id to ``returned`` (one ``write``
   per id, so the list survives a SIGKILL): what the suite later looks for in SQLite.
 
-Then it closes its registry (which flushes) and writes ``out``: every call as ``[start (wall
-clock), seconds, kind, outcome, served without loading]``, the errors by type, its stats.
+Then it closes its registry (which flushes), writes ``out`` (every call as ``[start (wall
+clock), seconds, kind, outcome, served without loading]``, the errors by type, its stats),
+says ``done`` and waits for the next run.
 """
 
 from __future__ import annotations
@@ -141,18 +142,25 @@ class Worker:
         self.catalogue.close()
 
 
+def _wait_for_stop(stop: threading.Event) -> None:
+    sys.stdin.readline()
+    stop.set()
+
+
 def main() -> int:
+    """Serve runs until stdin ends: a configuration's path starts one, ``stop`` ends it."""
     print("spare", flush=True)
-    line = sys.stdin.readline().strip()
-    if not line:
-        return 0  # not needed after all
-    worker = Worker(json.loads(Path(line).read_text()))
-    stop = threading.Event()
-    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
-    worker.fns.get_product(worker.own[0])  # warm: connections, scripts
-    print("ready", flush=True)
-    worker.run(stop)
-    worker.finish()
+    while line := sys.stdin.readline().strip():
+        worker = Worker(json.loads(Path(line).read_text()))
+        stop = threading.Event()
+        reader = threading.Thread(target=_wait_for_stop, args=(stop,), daemon=True)
+        reader.start()
+        worker.fns.get_product(worker.own[0])  # warm: connections, scripts
+        print("ready", flush=True)
+        worker.run(stop)
+        worker.finish()
+        reader.join()
+        print("done", flush=True)
     return 0
 
 
