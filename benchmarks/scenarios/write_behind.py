@@ -10,6 +10,9 @@ a commit is a WAL append, about as cheap as a database write gets):
 ``write-through``    the same INSERT + COMMIT, then the row stored as a ``@cached`` entry.
 ``write-behind``     the call stores the record as the entry and queues it (one round trip);
                      the worker writes batches of ``BATCH`` in one transaction each.
+``write-behind, replicas=1``  (on Redis only) the same, each call waiting until a replica
+                     holds the record (``WAIT 1``): the price of a failover that loses nothing.
+                     A server without a replica gets a local one for the run.
 
 ``records_per_s`` counts records durable in SQLite: for write-behind the time runs until
 ``reg.flush()`` returned, so the background batches are included. ``call_us`` is what a
@@ -29,6 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 
@@ -102,24 +106,58 @@ def _registry(redis_url: str | None) -> Iterator[cachedeco.Registry]:
             reg.close()
 
 
+@contextlib.contextmanager
+def _with_replica(redis_url: str | None) -> Iterator[bool]:
+    """Whether ``replicas=1`` can be measured: the server has a replica, or a local one is
+    started for the run (``tools.servers``, from a repository checkout)."""
+    if redis_url is None:
+        yield False
+        return
+    def replicas() -> int:
+        with redis.Redis.from_url(redis_url) as client:
+            info: Any = client.info("replication")
+            return int(info.get("connected_slaves", 0))
+
+    if replicas() >= 1:
+        yield True
+        return
+    try:
+        from tools.servers.process import HOST, launch, server_args, wait_until
+    except ImportError:
+        yield False
+        return
+    where = urlsplit(redis_url)
+    if where.hostname not in (HOST, "localhost") or where.port is None:
+        yield False
+        return
+    replica = launch("bench-replica", lambda ports, d: [
+        *server_args(ports[0], d), "--replicaof", HOST, str(where.port)])
+    try:
+        wait_until("the benchmark replica to link", lambda: replicas() >= 1)
+        yield True
+    finally:
+        replica.stop()
+
+
 def run(redis_url: str | None, quick: bool) -> list[Row]:
     """Both groups: (n, rounds) sized so that the whole scenario takes seconds."""
     sizes = {"fsync": (100, 3), "wal": (300, 3)} if quick else {"fsync": (300, 5),
                                                                  "wal": (2000, 9)}
     progress.task("write-behind into SQLite", sum(rounds for _, rounds in sizes.values()))
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _with_replica(redis_url) as replicated:
         for group, (n, rounds) in sizes.items():
             with _registry(redis_url) as reg:
-                rows += _group(reg, Path(tmp), group, n, rounds, on_redis=redis_url is not None)
+                rows += _group(reg, Path(tmp), group, n, rounds, on_redis=redis_url is not None,
+                               replicated=replicated)
     return rows
 
 
 def _group(reg: cachedeco.Registry, tmp: Path, group: str, n: int, rounds: int, *,
-           on_redis: bool) -> list[Row]:
-    """Measure the three ways of recording ``n`` events into one kind of SQLite file."""
-    direct, through, behind = (_Table(tmp / f"{group}-{name}.db", group)
-                               for name in ("direct", "through", "behind"))
+           on_redis: bool, replicated: bool = False) -> list[Row]:
+    """Measure the ways of recording ``n`` events into one kind of SQLite file."""
+    direct, through, behind, behind1 = (_Table(tmp / f"{group}-{name}.db", group)
+                                        for name in ("direct", "through", "behind", "behind1"))
 
     @cachedeco.cached(registry=reg)
     def get_event(event_id: str) -> dict[str, Any] | None:
@@ -136,6 +174,12 @@ def _group(reg: cachedeco.Registry, tmp: Path, group: str, n: int, rounds: int, 
     def record_event(event_id: str, i: int) -> dict[str, Any]:
         return _event(i)
 
+    @cachedeco.write_behind(key="event1:{event_id}", flush=behind1.insert_many,
+                            batch_size=BATCH, flush_interval=0.05, replicas=1,
+                            replicas_timeout=5.0, registry=reg)
+    def record_replicated(event_id: str, i: int) -> dict[str, Any]:
+        return _event(i)
+
     def insert_calls(n: int) -> None:
         for i in range(n):
             direct.insert(_event(i))
@@ -148,52 +192,69 @@ def _group(reg: cachedeco.Registry, tmp: Path, group: str, n: int, rounds: int, 
         for i in range(n):
             record_event(f"ev{i}", i)
 
+    def replicated_calls(n: int) -> None:
+        for i in range(n):
+            record_replicated(f"ev{i}", i)
+
     def build_calls(n: int) -> None:
         for i in range(n):
             _event(i)
 
-    walls: dict[str, list[float]] = {"insert": [], "through": [], "behind": []}
-    calls: dict[str, list[float]] = {"insert": [], "through": [], "behind": []}
-    added: dict[str, list[float]] = {"insert": [], "through": [], "behind": []}
+    keys = ["insert", "through", "behind", *(["behind1"] if replicated else [])]
+    walls: dict[str, list[float]] = {key: [] for key in keys}
+    calls: dict[str, list[float]] = {key: [] for key in keys}
+    added: dict[str, list[float]] = {key: [] for key in keys}
 
-    def measure_insert() -> None:
-        walls["insert"].append(_timed(insert_calls, n))
-        calls["insert"].append(walls["insert"][-1])
+    runs = {"insert": insert_calls, "through": through_calls, "behind": behind_calls,
+            "behind1": replicated_calls}
 
-    def measure_through() -> None:
-        walls["through"].append(_timed(through_calls, n))
-        calls["through"].append(walls["through"][-1])
-
-    def measure_behind() -> None:
+    def measure(key: str) -> None:
+        """One variant's calls; a write-behind one's wall time runs until flush() returned."""
         start = time.perf_counter()
-        calls["behind"].append(_timed(behind_calls, n))
-        reg.flush()
-        walls["behind"].append(time.perf_counter() - start)
+        calls[key].append(_timed(runs[key], n))
+        if key.startswith("behind"):
+            reg.flush()
+        walls[key].append(time.perf_counter() - start)
 
-    order = [measure_insert, measure_through, measure_behind]
+    order = keys
+    tables = (direct, through, behind, *([behind1] if replicated else []))
     for round_ in range(rounds):
-        for table in (direct, through, behind):
+        for table in tables:
             table.clear()
         shift = round_ % len(order)
-        for measure in order[shift:] + order[:shift]:
-            measure()
+        for key in order[shift:] + order[:shift]:
+            measure(key)
         build = _timed(build_calls, n)
         added["insert"].append(0.0)
         added["through"].append(calls["through"][-1] - walls["insert"][-1])
         added["behind"].append(calls["behind"][-1] - build)
-        if behind.count() != n or through.count() != n or direct.count() != n:
+        if replicated:
+            added["behind1"].append(calls["behind1"][-1] - build)
+        if any(table.count() != n for table in tables):
             raise AssertionError("a variant did not write every record")
         progress.advance()
-    for table in (direct, through, behind):
+    for table in (direct, through, behind, behind1):
         table.db.close()
+    note = f"n={n}, rounds={rounds}, backend={'redis' if on_redis else 'memory'}"
+    return _rows(group, n, note, keys, (walls, calls, added))
 
-    def median_us(samples: list[float]) -> float:
-        return statistics.median(samples) / n * 1e6
+
+_NAMES = {"insert": "insert per call", "through": "write-through", "behind": "write-behind",
+          "behind1": "write-behind, replicas=1"}
+
+
+def _rows(group: str, n: int, note: str, keys: list[str],
+          samples: tuple[dict[str, list[float]], ...]) -> list[Row]:
+    """One row per variant: medians per record, and the ratio to the baseline."""
+    walls, calls, added = samples
+
+    def median_us(values: list[float]) -> float:
+        return statistics.median(values) / n * 1e6
 
     base_us = median_us(walls["insert"])
     rows = []
-    for key, name in (("insert", "insert per call"), ("through", "write-through"),
-                      ("behind", "write-behind")):
+    for key in keys:
+        name = _NAMES[key]
         per_record = median_us(walls[key])
         rows.append({
             "scenario": "write-behind", "group": f"sqlite {group}", "row": name, "name": name,
@@ -201,8 +262,7 @@ def _group(reg: cachedeco.Registry, tmp: Path, group: str, n: int, rounds: int, 
             "records_per_s": 1e6 / per_record, "median_us": per_record,
             "call_us": median_us(calls[key]), "added_latency_us": median_us(added[key]),
             "ratio": per_record / base_us,
-            "note": f"n={n}, rounds={rounds}, backend={'redis' if on_redis else 'memory'}"
-                    + (f", batch={BATCH}" if key == "behind" else ""),
+            "note": note + (f", batch={BATCH}" if key.startswith("behind") else ""),
         })
     return rows
 
@@ -212,6 +272,6 @@ if __name__ == "__main__":
 
     urls = [a for a in sys.argv[1:] if not a.startswith("--")]
     for row in run(urls[0] if urls else None, quick="--quick" in sys.argv):
-        print(f"{row['group']:12} {row['name']:16} {row['records_per_s']:>10.0f} records/s  "
+        print(f"{row['group']:12} {row['name']:25} {row['records_per_s']:>10.0f} records/s  "
               f"call {row['call_us']:8.1f} us  added {row['added_latency_us']:8.1f} us  "
               f"ratio {row['ratio']:.3f}")

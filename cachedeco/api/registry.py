@@ -76,6 +76,11 @@ class Registry(core.Registry):
             functions marked `sensitive=True`: their values are encrypted and authenticated
             (AES-256-GCM) and their arguments in key names are a keyed hash. Needs
             `pip install 'cachedeco[crypto]'`.
+        spool: A local file path (SQLite, WAL mode) that keeps what could not reach a backend
+            that is down, write-behind records and pending invalidations, until it is back;
+            delivered by this process or the next one started with the same spool. With it
+            a `@write_behind` call returns during an outage (without it, it raises
+            `BackendError`). A path that cannot be a file is a `ConfigurationError`.
         **backend_options: `socket_timeout`, `socket_connect_timeout` (seconds),
             `max_connections` (default 64: the connections to the server, to Sentinel's
             primary or to each cluster node, per flavour), `pool_timeout` (seconds a burst

@@ -28,6 +28,7 @@ __all__ = ["write_behind"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_BATCH: Final = 10_000
+MAX_REPLICAS: Final = 100
 
 
 def _count(value: object, what: str, low: int, high: int) -> int:
@@ -40,7 +41,8 @@ def _count(value: object, what: str, low: int, high: int) -> int:
 def write_behind(target: Any = None, *, flush: Callable[[list[Any]], Any],
                  key: str | None = None, ttl: TtlArg = None, tags: TagsArg = (),
                  batch_size: int = 100, flush_interval: float = 5.0, coalesce: bool = True,
-                 max_retries: int = 5, sensitive: bool = False, backend: str = "default",
+                 max_retries: int = 5, replicas: int = 0, replicas_timeout: float = 1.0,
+                 sensitive: bool = False, backend: str = "default",
                  registry: Registry | None = None, claim_after: float = 30.0,
                  retry_delay: float = 0.5) -> Callable[[F], F]:
     """Cache a writer's record at once and persist it later through `flush`.
@@ -52,8 +54,9 @@ def write_behind(target: Any = None, *, flush: Callable[[list[Any]], Any],
     another one delivers what was queued and not acknowledged (at least once). On
     `memory://` the queue is in the process and `close()` drains it. An entry still waiting
     in the queue does not expire before it is flushed. When the backend is down, a call
-    raises `BackendError`. While caching is switched off each record goes to `flush` at
-    once, in the call.
+    raises `BackendError`, unless the registry has a `spool=`: the record is kept there and
+    queued once the backend is back, and the call returns. While caching is switched off
+    each record goes to `flush` at once, in the call.
 
     Args:
         target: A `@cached` function whose entry the record becomes (for the arguments the
@@ -69,6 +72,13 @@ def write_behind(target: Any = None, *, flush: Callable[[list[Any]], Any],
         coalesce: Of the records with one key queued before a flush, flush only the latest.
         max_retries: Retries of a raising flush (with exponential backoff) before its
             records go to the dead letters (`reg.dead_letters()`), logged and counted.
+        replicas: On Redis, a call returns only once this many replicas acknowledged the
+            queued record (`WAIT` on the node holding the queue, at most
+            `replicas_timeout`); else it raises `BackendError` (the record was queued on
+            the primary and may still be delivered). With it a Sentinel or Cluster failover
+            loses no record a call returned. `0` (default): the primary alone; refused on
+            `memory://`.
+        replicas_timeout: Seconds a call waits for the `replicas` acknowledgements.
         sensitive: Encrypt the entry, the queued record and its dead letter, hash the
             arguments in the entry's key, and keep flush errors' messages out of logs and
             dead letters (needs the registry's `encryption_key=`). With a `target`, the
@@ -99,7 +109,9 @@ def write_behind(target: Any = None, *, flush: Callable[[list[Any]], Any],
         flush_interval=check_ttl(flush_interval, "flush_interval"), coalesce=coalesce,
         max_retries=_count(max_retries, "max_retries", 0, 100),
         claim_after=check_ttl(claim_after, "claim_after"),
-        retry_delay=check_ttl(retry_delay, "retry_delay"))
+        retry_delay=check_ttl(retry_delay, "retry_delay"),
+        replicas=_count(replicas, "replicas", 0, MAX_REPLICAS),
+        replicas_timeout=check_ttl(replicas_timeout, "replicas_timeout"))
 
     def decorate(writer: F) -> F:
         func, kind = unwrap_callable(writer, "write_behind")

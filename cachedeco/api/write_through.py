@@ -32,8 +32,10 @@ def write_through(target: Any = None, *, key: str | None = None, ttl: TtlArg = N
     The function (the database write) runs first; if it raises, the cache is untouched. Its
     result is then stored as the entry named by `target` or `key`, with a compare-and-set
     that a concurrent read's fill can never overwrite, and the `invalidate` tags are
-    invalidated. If the store fails after the write succeeded, the old entry is dropped
-    rather than left to be served (logged and counted; raised under `on_error="raise"`).
+    invalidated. If the store or the invalidation cannot reach the backend after the write
+    succeeded, the old entry is not left to be served: auto-recovery drops it (and
+    invalidates the tags) once the backend answers again, and this process does not serve
+    it meanwhile (counted; raised under `on_error="raise"`, and retried all the same).
     While caching is switched off the write runs alone.
 
     Args:
@@ -80,8 +82,10 @@ def write_through(target: Any = None, *, key: str | None = None, ttl: TtlArg = N
                 if stale:  # first, so the entry stored next carries the tags' new tokens
                     try:
                         await link.spec.registry.ainvalidate_tags(*stale, backend=bound.slot.name)
-                    except BackendError as exc:
-                        link.invalidation_failed(bound, exc)
+                    except BackendError as exc:  # on_error="raise"; kept and retried
+                        await read_async.put(bound, where.key, where.tag_keys, result,
+                                             where.aliases)
+                        raise exc from exc.__cause__
                 await read_async.put(bound, where.key, where.tag_keys, result, where.aliases)
                 return result
 
@@ -99,8 +103,9 @@ def write_through(target: Any = None, *, key: str | None = None, ttl: TtlArg = N
                 if stale:  # first, so the entry stored next carries the tags' new tokens
                     try:
                         link.spec.registry.invalidate_tags(*stale, backend=bound.slot.name)
-                    except BackendError as exc:
-                        link.invalidation_failed(bound, exc)
+                    except BackendError as exc:  # on_error="raise"; kept and retried
+                        read_sync.put(bound, where.key, where.tag_keys, result, where.aliases)
+                        raise exc from exc.__cause__
                 read_sync.put(bound, where.key, where.tag_keys, result, where.aliases)
                 return result
 

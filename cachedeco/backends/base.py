@@ -24,13 +24,18 @@ from cachedeco.backends.contracts.tally import AsyncTally, Tally
 from cachedeco.core.entry import Entry, Write
 from cachedeco.core.keyspace import QueueNames
 
-__all__ = ["BACKEND_ERRORS", "AsyncBackend", "Backend", "ConnectionOptions", "ReadResult"]
+__all__ = ["BACKEND_ERRORS", "UNREACHABLE", "AsyncBackend", "Backend", "ConnectionOptions",
+           "ReadResult"]
 
 ReadResult = tuple[Entry | None, tuple[str | None, ...]]
 
 #: What a backend raises when it is down, slow or refusing: translated, counted, logged.
 BACKEND_ERRORS: Final = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException,
                          OSError, asyncio.TimeoutError)
+#: Those of them that say the backend did not answer (down, frozen, cut off), rather than
+#: that it answered with an error: a second command now would only wait again.
+UNREACHABLE: Final = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError,
+                      asyncio.TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)

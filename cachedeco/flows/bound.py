@@ -24,6 +24,7 @@ from cachedeco.core.stats import Stats
 from cachedeco.errors import SerializationError
 from cachedeco.runtime.guard import Guard
 from cachedeco.runtime.primitives import Background
+from cachedeco.runtime.recovery import Recovery
 from cachedeco.runtime.singleflight import Flights
 from cachedeco.runtime.watch import Begin
 
@@ -68,6 +69,7 @@ class Bound:
     lock: bool
     lock_timeout: float
     tag_px: int
+    recovery: Recovery  # the registry's: changes kept while the backend was unreachable
     enabled: bool = True  # False while the registry is disabled: calls run uncached
     watch: Begin | None = None  # what exporters see of each load; None when nobody watches
 

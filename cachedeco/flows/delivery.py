@@ -56,6 +56,8 @@ class Settings:
     max_retries: int
     claim_after: float
     retry_delay: float
+    replicas: int = 0  # replicas that must acknowledge a queued record before a call returns
+    replicas_timeout: float = 1.0  # seconds they have to
 
     @property
     def claim_after_ms(self) -> int:

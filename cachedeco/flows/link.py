@@ -12,10 +12,9 @@ from cachedeco.core.keys.builder import KeyBuilder
 from cachedeco.core.keys.tags import TagsArg, TagSet
 from cachedeco.core.keys.templates import Binder, Template, items
 from cachedeco.core.policy import Policy, TtlFn, check_ttl_option
-from cachedeco.errors import BackendError, ConfigurationError
+from cachedeco.errors import ConfigurationError
 from cachedeco.flows.bound import Bound
 from cachedeco.flows.spec import CachedOptions, Spec, spec_of
-from cachedeco.runtime.guard import logger
 from cachedeco.runtime.registry import Registry
 
 __all__ = ["Link", "Located"]
@@ -122,11 +121,3 @@ class Link:
     def stale_tags(self, values: dict[str, Any]) -> tuple[str, ...]:
         """The tags to invalidate after a write."""
         return tuple(t.render(values) for t in self.invalidate)
-
-    def invalidation_failed(self, bound: Bound, exc: BackendError) -> None:
-        """The write succeeded but its tags could not be invalidated: raise or log loudly."""
-        if bound.guard.raise_errors:
-            raise exc
-        logger.error("cachedeco: %s wrote, but invalidating its tags failed (%s); entries "
-                     "with those tags may be served until they expire",
-                     self.writer.__qualname__, exc)

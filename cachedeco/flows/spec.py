@@ -121,7 +121,8 @@ class Spec:
             cache_none=opts.cache_none, condition=opts.condition, lock=opts.lock,
             lock_timeout=opts.lock_timeout if opts.lock_timeout is not None
             else registry.lock_timeout,
-            tag_px=max(int(registry.tag_ttl * 1000), policy.hard_ms), enabled=registry.enabled,
+            tag_px=max(int(registry.tag_ttl * 1000), policy.hard_ms),
+            recovery=registry.recovery, enabled=registry.enabled,
             watch=registry.watchers.hook(registry.prefix, self.keys.name))
         registry.track(self, self.keys.name, self.stats_)
         self._bound, self._revision, self._registry = bound, revision, registry

@@ -143,6 +143,11 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
         else:
             await asyncio.to_thread(self.close)
 
+    def wake(self) -> None:
+        """Records were queued again (auto-recovery): deliver them soon."""
+        self.worker.ensure()
+        self.worker.notify()
+
     def stats(self) -> Stats:
         """A snapshot of this function's write-behind counters."""
         return self.counters.snapshot()

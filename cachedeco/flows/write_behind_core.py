@@ -21,21 +21,23 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 from cachedeco.backends.contracts.queues import (
     AsyncQueue,
     DeadLetter,
+    NotReplicated,
     NotStored,
     Push,
     Queue,
 )
 from cachedeco.core.entry import NO_VALUE, Write, new_marker, new_tag_token, new_tombstone
 from cachedeco.core.stats import Stats
-from cachedeco.errors import BackendError, SerializationError
+from cachedeco.errors import BackendError, ConfigurationError, SerializationError
 from cachedeco.flows.bound import Bound
 from cachedeco.flows.delivery import Job, Settings, Stop, describe, withhold
 from cachedeco.flows.link import Link
+from cachedeco.runtime.changes import RECORD, Change
 from cachedeco.runtime.guard import Guard
 from cachedeco.runtime.primitives import TaskWorker, ThreadWorker
 
@@ -132,8 +134,7 @@ class WriteBehindCore:
     def prepare(self, bound: Bound, args: tuple[Any, ...], kwargs: dict[str, Any], value: Any
                 ) -> tuple[Guard, Push, tuple[str, ...]]:
         """What one call queues, the record and the held entry (or a tombstone), and the
-        entry's keys under older encryption keys (to drop), without I/O; BackendError at once
-        while the backend's circuit breaker is open."""
+        entry's keys under older encryption keys (to drop), without I/O."""
         key, tag_keys, _, aliases = self.link.locate(bound, args, kwargs)
         payload = bound.encode(value, key)
         codec = bound.codec
@@ -141,10 +142,6 @@ class WriteBehindCore:
             codec.dumps(value, key))
         bound.flights.forget(key)
         guard = self._guard_pair(bound)[0]
-        if not guard.allow(key, self.name):
-            raise BackendError(f"backend {bound.slot.name!r} is skipped (circuit breaker open): "
-                               "the write-behind record was not queued", key=key,
-                               function=self.name)
         if payload is NO_VALUE:
             return guard, Push(key, tag_keys, None, record, new_tombstone(),
                                bound.policy.hard_ms), aliases
@@ -153,6 +150,49 @@ class WriteBehindCore:
                       px=int(hold * 1000), tag_keys=tag_keys, new_tag=new_tag_token(),
                       tag_px=bound.tag_px)
         return guard, Push(key, tag_keys, write, record, tomb_px=bound.policy.hard_ms), aliases
+
+    def replication(self, bound: Bound) -> tuple[int, int]:
+        """How many replicas must acknowledge a queued record, and the wait in ms."""
+        replicas = self.settings.replicas
+        if replicas and bound.slot.stores_objects:
+            raise ConfigurationError(
+                f"@write_behind {self.name} asks replicas={replicas}, but its backend "
+                f"{bound.slot.name!r} is memory://, which has none", function=self.name)
+        return replicas, int(self.settings.replicas_timeout * 1000)
+
+    def not_replicated(self, bound: Bound, guard: Guard, item: Push, exc: NotReplicated
+                       ) -> NoReturn:
+        """Queued on the primary, but too few replicas acknowledged it in time: the call
+        raises (the record may still be delivered: at least once)."""
+        self.queued(guard, exc.length)
+        guard.stats.backend_errors += 1
+        raise BackendError(
+            f"backend {bound.slot.name!r}: {exc.acked} of the {exc.wanted} replica(s) asked "
+            f"for acknowledged the write-behind record within replicas_timeout="
+            f"{self.settings.replicas_timeout}s (it was queued on the primary and may still "
+            "be delivered)", key=item.key, function=self.name) from exc
+
+    def keep(self, bound: Bound, guard: Guard, item: Push, exc: BaseException | None
+             ) -> None:
+        """The backend cannot take a record now (``exc``; None: its circuit breaker is open):
+        keep it in the registry's spool, delivered once the backend is back (this process
+        does not serve its entry from the backend meanwhile), or, without a spool, raise
+        BackendError: a call that returns never loses its record."""
+        if bound.recovery.spool is None:
+            hint = "the write-behind record was not queued (a registry spool= keeps records "
+            hint += "while the backend is unreachable)"
+            if exc is None:
+                guard.stats.backend_errors += 1
+                raise BackendError(f"backend {bound.slot.name!r} is skipped (circuit breaker "
+                                   f"open): {hint}", key=item.key, function=self.name)
+            raise guard.error(exc, key=item.key, function=self.name,
+                              action=f"queue a record: {hint}") from exc
+        guard.stats.backend_errors += 1
+        if exc is not None:
+            guard.breaker.failure()
+        px = item.write.px if item.write is not None else item.tomb_px
+        bound.recovery.add(Change(bound.slot.name, RECORD, item.key, px, function=self.name,
+                                  names=bound.keyspace.queue(self.name), push=item), exc)
 
     def hand_over(self, record: Any) -> None:
         """Caching is switched off: deliver one record to ``flush`` now (from a sync call)."""

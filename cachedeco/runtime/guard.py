@@ -13,16 +13,39 @@ from typing import Final
 from cachedeco.core.stats import Stats
 from cachedeco.errors import BackendError
 
-__all__ = ["LOG_INTERVAL", "Breaker", "Guard", "logger"]
+__all__ = ["LOG_INTERVAL", "Breaker", "Guard", "LogLimit", "logger"]
 
 logger: Final = logging.getLogger("cachedeco")
 LOG_INTERVAL: Final = 10.0  # seconds between two warnings of one guard
 
 
+class LogLimit:
+    """At most one line per ``interval`` seconds for one subject; counts what it held back."""
+
+    def __init__(self, interval: float = LOG_INTERVAL) -> None:
+        self.interval = interval
+        self._last = -interval
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def allow(self) -> int | None:
+        """None: stay quiet now; else the number of lines held back since the last one."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last < self.interval:
+                self._held += 1
+                return None
+            held, self._held, self._last = self._held, 0, now
+            return held
+
+
 class Breaker:
-    """Opens after ``threshold`` failures in a row; after ``cooldown`` lets one probe through."""
+    """Opens after ``threshold`` failures in a row; after ``cooldown`` lets one probe through.
+    One per backend of a registry, shared by every guard over that backend, as is its
+    ``log`` limit: an outage logs a line per backend now and then, not one per function."""
 
     def __init__(self, threshold: int = 5, cooldown: float = 5.0) -> None:
+        self.log = LogLimit()
         self.threshold = threshold
         self.cooldown = cooldown
         self._failures = 0
@@ -66,8 +89,6 @@ class Guard:
         self.stats = stats
         self.raise_errors = raise_errors
         self.breaker = breaker or Breaker()
-        self._last_log = -LOG_INTERVAL
-        self._suppressed = 0
 
     def allow(self, key: str | None = None, function: str | None = None) -> bool:
         """False (or BackendError under on_error="raise") while the breaker is open."""
@@ -89,6 +110,19 @@ class Guard:
         if self.raise_errors:
             raise self._error(exc, key, function, action) from exc
 
+    def kept(self, exc: BaseException | None, *, key: str | None = None,
+             function: str | None = None, action: str = "call") -> None:
+        """Record a fault whose change auto-recovery keeps and retries (it logs the outage;
+        ``exc`` None: the breaker was open): count it, and raise BackendError under
+        on_error="raise"."""
+        if exc is not None:
+            self.breaker.failure()
+        self.stats.backend_errors += 1
+        if self.raise_errors:
+            why = "circuit breaker open" if exc is None else f"{type(exc).__name__}: {exc}"
+            raise BackendError(f"backend {self.name!r} failed to {action} (kept, and retried "
+                               f"until it lands): {why}", key=key, function=function) from exc
+
     def error(self, exc: BaseException, *, key: str | None = None,
               function: str | None = None, action: str = "call") -> BackendError:
         """Record a fault the caller cannot fall back from, and return the BackendError it
@@ -103,12 +137,11 @@ class Guard:
                             f"{type(exc).__name__}: {exc}", key=key, function=function)
 
     def _log(self, exc: BaseException, *, function: str | None, action: str) -> None:
-        """Warn at most once per LOG_INTERVAL; keys stay out of logs (they carry arguments)."""
-        now = time.monotonic()
-        if now - self._last_log < LOG_INTERVAL:
-            self._suppressed += 1
+        """Warn at most once per LOG_INTERVAL per backend; keys stay out of logs (they carry
+        arguments)."""
+        suppressed = self.breaker.log.allow()
+        if suppressed is None:
             return
-        suppressed, self._suppressed, self._last_log = self._suppressed, 0, now
         logger.warning(
             "cachedeco: backend %r failed to %s (function=%s): %s: %s%s",
             self.name, action, function, type(exc).__name__, exc,

@@ -32,7 +32,9 @@ from cachedeco.errors import ConfigurationError
 from cachedeco.runtime.guard import Breaker, Guard
 from cachedeco.runtime.ledger import Ledger, enrol
 from cachedeco.runtime.primitives import Background
+from cachedeco.runtime.recovery import Recovery
 from cachedeco.runtime.report import INTERVAL, Reporter, Target
+from cachedeco.runtime.spool import open_spool
 from cachedeco.runtime.watch import Watchers
 
 __all__ = ["EncryptionKey", "Registry", "Service", "default_registry", "set_default_registry"]
@@ -60,6 +62,7 @@ class Service(Protocol):
     async def adead_letters(self, limit: int) -> list[DeadLetter]: ...
     def replay_dead_letters(self) -> int: ...
     async def areplay_dead_letters(self) -> int: ...
+    def wake(self) -> None: ...
 
 
 @functools.cache
@@ -81,7 +84,8 @@ class Registry:
                  prefix: str = "cachedeco", ttl: float | timedelta = 3600, jitter: float = 0.1,
                  serializer: object = "orjson", secret: str | bytes | None = None,
                  on_error: str = "fallback", lock_timeout: float = 10.0,
-                 encryption_key: EncryptionKey = None, **backend_options: Any) -> None:
+                 encryption_key: EncryptionKey = None, spool: object = None,
+                 **backend_options: Any) -> None:
         self.revision = 0
         self.enabled = True  # False between disable() and enable(): nothing reads or writes
         self._stats = Stats()
@@ -89,12 +93,13 @@ class Registry:
         self.watchers = Watchers(self)  # what exporters watch of each load
         self.reporter = Reporter(self.ledger, weakref.WeakMethod(self._report_target))
         self.background = Background()
+        self.recovery = Recovery(self._stats, weakref.ref(self))  # changes kept in an outage
         self._services: dict[str, Service] = {}
         self._slots: dict[str, BackendSlot] = {}
         self.configure(backend, backends=backends, prefix=prefix, ttl=ttl, jitter=jitter,
                        serializer=serializer, secret=secret, on_error=on_error,
                        lock_timeout=lock_timeout, encryption_key=encryption_key,
-                       **backend_options)
+                       spool=spool, **backend_options)
         enrol(self, self.ledger)
 
     # -- settings ---------------------------------------------------------------------------
@@ -104,7 +109,7 @@ class Registry:
                   ttl: float | timedelta = 3600, jitter: float = 0.1, serializer: object = "orjson",
                   secret: str | bytes | None = None, on_error: str = "fallback",
                   lock_timeout: float = 10.0, encryption_key: EncryptionKey = None,
-                  **backend_options: Any) -> Self:
+                  spool: object = None, **backend_options: Any) -> Self:
         """Replace every setting; the ones not given take their defaults.
 
         Takes exactly the arguments of [`Registry`][cachedeco.Registry], documented there;
@@ -136,6 +141,7 @@ class Registry:
         cooldown = check_ttl(backend_options.get("breaker_cooldown", 5.0), "breaker_cooldown")
         specs: dict[str, object] = {"default": backend, **(backends or {})}
         slots = {name: BackendSlot(name, spec, options) for name, spec in specs.items()}
+        spooled = None if spool is None else open_spool(spool)
         # Everything is valid: only now does the registry change.
         self.prefix, self.keyspace = prefix, KeySpace(prefix)
         self.ttl, self.jitter = ttl, jitter
@@ -143,6 +149,7 @@ class Registry:
         self.keyring: Keyring | None = keyring
         self.lock_timeout, self.tag_ttl = lock_timeout, tag_ttl
         self.ledger.prefix, self.reporter.interval = prefix, report
+        self.recovery.spool = spooled
         old, self._slots = self._slots, slots
         self._breakers = {name: Breaker(threshold, cooldown) for name in slots}
         self._guards = {name: self.guard(name, self._stats) for name in slots}
@@ -182,6 +189,20 @@ class Registry:
             raise ConfigurationError(
                 f"no backend named {name!r}; this registry has {sorted(self._slots)}") from None
 
+    def breaker(self, name: str) -> Breaker:
+        """Backend ``name``'s circuit breaker (shared by every guard over it)."""
+        return self._breakers[name]
+
+    def backend_names(self) -> list[str]:
+        """The names of this registry's backends."""
+        return list(self._slots)
+
+    def wake(self, function: str) -> None:
+        """Records of ``function`` were queued again: have its worker deliver them."""
+        service = self._services.get(function)
+        if service is not None:
+            service.wake()
+
     def guard(self, name: str, stats: Stats) -> Guard:
         """A failure policy over backend ``name``'s breaker that counts into ``stats``."""
         self.slot(name)
@@ -193,6 +214,7 @@ class Registry:
         gone) and report its counts with the service's."""
         self.ledger.track(function, name, stats)
         self.reporter.ensure()
+        self.recovery.ensure()
 
     def _report_target(self) -> Target | None:
         """Where this process's counts go for the whole service: the first Redis backend."""
@@ -256,17 +278,21 @@ class Registry:
             backend: The name of the backend whose entries to invalidate.
 
         Raises:
-            BackendError: The backend could not take the invalidation.
+            BackendError: Under `on_error="raise"`, the backend could not take the
+                invalidation now (it is kept and retried all the same: auto-recovery).
         """
         keys = self._tag_keys(tags)
         if not keys or not self.enabled:
             return
         self._stats.invalidations += 1
+        if self._skipped(backend, keys):
+            return
         try:
             self.slot(backend).backend().invalidate_tags(keys, new_tag_token(True),
                                                          self._tag_px())
         except BACKEND_ERRORS as exc:
-            raise self._guards[backend].error(exc, action="invalidate tags") from exc
+            self.recovery.invalidate(backend, keys, self._tag_px(), exc)
+            self._guards[backend].kept(exc, action="invalidate tags")
 
     async def ainvalidate_tags(self, *tags: str, backend: str = "default") -> None:
         """The asyncio form of [`invalidate_tags`][cachedeco.Registry.invalidate_tags]: the
@@ -275,11 +301,22 @@ class Registry:
         if not keys or not self.enabled:
             return
         self._stats.invalidations += 1
+        if self._skipped(backend, keys):
+            return
         try:
             await self.slot(backend).abackend().invalidate_tags(keys, new_tag_token(True),
                                                                 self._tag_px())
         except BACKEND_ERRORS as exc:
-            raise self._guards[backend].error(exc, action="invalidate tags") from exc
+            self.recovery.invalidate(backend, keys, self._tag_px(), exc)
+            self._guards[backend].kept(exc, action="invalidate tags")
+
+    def _skipped(self, backend: str, keys: list[str]) -> bool:
+        """While the backend's breaker is open, an invalidation goes to auto-recovery."""
+        if self.slot(backend) and self._breakers[backend].allow():
+            return False
+        self.recovery.invalidate(backend, keys, self._tag_px(), None)
+        self._guards[backend].kept(None, action="invalidate tags")
+        return True
 
     def _tag_keys(self, tags: tuple[str, ...]) -> list[str]:
         for tag in tags:
@@ -377,12 +414,15 @@ class Registry:
     # -- lifecycle --------------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Flush every write-behind queue now."""
+        """Deliver what waits for a backend that was down, then flush every write-behind
+        queue now."""
+        self.recovery.deliver()
         for service in list(self._services.values()):
             service.flush()
 
     async def aflush(self) -> None:
         """The asyncio form of [`flush`][cachedeco.Registry.flush]."""
+        await self.recovery.adeliver()
         for service in list(self._services.values()):
             await service.aflush()
 
@@ -390,6 +430,7 @@ class Registry:
         """Flush and stop background work, then close the backends' connections."""
         for service in list(self._services.values()):
             service.close()
+        self.recovery.close()
         self.reporter.stop()
         self.background.close()
         for slot in self._slots.values():

@@ -99,8 +99,9 @@ class Reporter:
         taken = self._cursor.take()
         return (target, taken) if taken else None
 
-    def _failed(self, taken: Counts, exc: BaseException) -> None:
+    def _failed(self, taken: Counts, exc: BaseException, backend: str) -> None:
         self._cursor.give_back(taken)
+        self._guard.name = backend  # the log line names the backend the report went to
         self._guard.absorb(exc, action="report the service-wide counters")
 
     def report(self) -> None:
@@ -112,7 +113,7 @@ class Reporter:
         try:
             slot.backend().tally(key).add(_fields(taken))
         except _FAULTS as exc:
-            self._failed(taken, exc)
+            self._failed(taken, exc, slot.name)
 
     async def areport(self) -> None:
         """The asyncio form of :meth:`report`."""
@@ -123,7 +124,7 @@ class Reporter:
         try:
             await slot.abackend().tally(key).add(_fields(taken))
         except _FAULTS as exc:
-            self._failed(taken, exc)
+            self._failed(taken, exc, slot.name)
 
     def stop(self) -> None:
         """Stop after a last report (from a thread that does not run the task's loop)."""

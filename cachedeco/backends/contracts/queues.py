@@ -20,6 +20,7 @@ __all__ = [
     "AsyncQueue",
     "DeadLetter",
     "Message",
+    "NotReplicated",
     "NotStored",
     "Push",
     "Queue",
@@ -57,6 +58,17 @@ class NotStored(Exception):
     def __init__(self, length: int) -> None:
         super().__init__("the write-behind record was queued but its entry was not stored")
         self.length = length
+
+
+class NotReplicated(Exception):
+    """The record was queued on the primary (it will be flushed) but fewer replicas than
+    asked acknowledged it in time: ``acked`` of ``wanted``; ``length`` as for NotStored."""
+
+    def __init__(self, length: int, acked: int, wanted: int) -> None:
+        super().__init__(f"{acked} of {wanted} replica(s) acknowledged the record in time")
+        self.length = length
+        self.acked = acked
+        self.wanted = wanted
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +130,10 @@ class Queue(Protocol):
 
     durable: bool
 
-    def push(self, item: Push) -> int:
-        """Store the entry and append the record, atomically; return the queue's length."""
+    def push(self, item: Push, replicas: int = 0, timeout_ms: int = 0) -> int:
+        """Store the entry and append the record, atomically; return the queue's length.
+        With ``replicas``, wait up to ``timeout_ms`` for that many replicas to acknowledge
+        them (``WAIT``), else NotReplicated."""
         ...
 
     def take(self, consumer: str, count: int, claim_after_ms: int) -> Taken:
@@ -156,7 +170,7 @@ class AsyncQueue(Protocol):
 
     durable: bool
 
-    async def push(self, item: Push) -> int:
+    async def push(self, item: Push, replicas: int = 0, timeout_ms: int = 0) -> int:
         """See :meth:`Queue.push`."""
         ...
 

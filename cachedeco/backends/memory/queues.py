@@ -68,8 +68,9 @@ class MemoryQueue:
             _holding.discard(self)
         return pending
 
-    def push(self, item: Push) -> int:
-        """Store the entry and append the record under one lock (so both keep call order)."""
+    def push(self, item: Push, replicas: int = 0, timeout_ms: int = 0) -> int:
+        """Store the entry and append the record under one lock (so both keep call order);
+        ``replicas`` has no meaning here (write-behind refuses it on memory://)."""
         backend = self._backend
         with self._lock:
             if item.write is None:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cachedeco.backends.base import BACKEND_ERRORS
+from cachedeco.backends.base import BACKEND_ERRORS, UNREACHABLE
 from cachedeco.core.entry import CORRUPT, NO_VALUE, Write, new_tag_token, new_tombstone
 from cachedeco.errors import SerializationError
 from cachedeco.flows._async.lease import leased
@@ -39,7 +39,8 @@ async def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kw
     key = b.key(args, kwargs)
     tag_keys = b.tags(args, kwargs)
     since = b.flights.landings
-    if not b.guard.allow(key, b.name):
+    if not b.guard.allow(key, b.name) or (
+            b.recovery.pending and b.recovery.blocks(b.slot.name, key, tag_keys)):
         return await load(b, Call(func, args, kwargs, key, tag_keys), UNCACHED, since)
     try:
         entry, tokens = await b.slot.abackend().read(key, tag_keys)
@@ -163,7 +164,12 @@ async def store(b: Bound, call: Call, write: Write) -> bool:
     try:
         return await b.slot.abackend().write(call.key, write)
     except BACKEND_ERRORS as exc:
-        b.guard.absorb(exc, key=call.key, function=b.name, action="store")
+        if write.expect is not None:  # a fill: the entry it read is as good as it was
+            b.guard.absorb(exc, key=call.key, function=b.name, action="store")
+            return False
+        # an unconditional store (a refresh) that did not land: the old entry must go
+        b.recovery.drop(b.slot.name, [call.key], b.policy.hard_ms, exc)
+        b.guard.kept(exc, key=call.key, function=b.name, action="store")
         return False
 
 
@@ -193,9 +199,16 @@ async def refresh(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs
 
 async def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any,
               aliases: tuple[str, ...] = ()) -> None:
-    """Store a written value as the entry (write-through); if that fails, drop the old one.
-    The entry's ``aliases`` (its keys before a key rotation) are dropped either way."""
+    """Store a written value as the entry (write-through); if that fails, the old one is
+    dropped, at once or by auto-recovery once the backend answers again (this process does
+    not serve it meanwhile). The entry's ``aliases`` (its keys before a key rotation) are
+    dropped either way."""
     b.flights.forget(key)
+    if not b.guard.breaker.allow():  # the backend is skipped: straight to auto-recovery
+        b.encode(value, key)  # a value that cannot be serialized is an error all the same
+        b.recovery.drop(b.slot.name, [key, *aliases], b.policy.hard_ms, None)
+        b.guard.kept(None, key=key, function=b.name, action="write through")
+        return
     try:
         payload = b.encode(value, key)
         if payload is NO_VALUE:
@@ -206,30 +219,46 @@ async def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any,
             await b.slot.abackend().write(key, b.write(payload, 0.0, tag_keys, None, ttl))
             if aliases:
                 await b.slot.abackend().invalidate(aliases, new_tombstone(), b.policy.hard_ms)
-    except (*BACKEND_ERRORS, SerializationError) as exc:
+    except SerializationError:
         try:
             await b.slot.abackend().invalidate([key, *aliases], new_tombstone(),
                                                b.policy.hard_ms)
-        except BACKEND_ERRORS:
-            logger.error("cachedeco: write-through of %s could not store nor drop the old "
-                         "entry; it may be served until it expires", b.name)
-        if isinstance(exc, SerializationError):
-            raise
-        b.guard.absorb(exc, key=key, function=b.name, action="write through")
+        except BACKEND_ERRORS as fault:
+            b.recovery.drop(b.slot.name, [key, *aliases], b.policy.hard_ms, fault)
+        raise
+    except BACKEND_ERRORS as exc:
+        if not isinstance(exc, UNREACHABLE):  # it answers, but refused the store: drop now
+            try:
+                await b.slot.abackend().invalidate([key, *aliases], new_tombstone(),
+                                                   b.policy.hard_ms)
+                b.guard.absorb(exc, key=key, function=b.name, action="write through")
+                return
+            except BACKEND_ERRORS:
+                pass
+        # unreachable (a second command now would only wait again): auto-recovery drops it
+        b.recovery.drop(b.slot.name, [key, *aliases], b.policy.hard_ms, exc)
+        b.guard.kept(exc, key=key, function=b.name, action="write through")
 
 
 async def invalidate(b: Bound, args: Args, kwargs: Kwargs) -> bool:
-    """Drop one entry (a tombstone stops older loads from storing over it)."""
+    """Drop one entry (a tombstone stops older loads from storing over it); when the
+    backend cannot be reached, auto-recovery drops it later and this returns False."""
     if not b.enabled:
         return False
     key = b.key(args, kwargs)
     keys = [key] if b.aliases is None else [key, *b.aliases(args, kwargs)]
     b.flights.forget(key)
     b.stats.invalidations += 1
+    if not b.guard.breaker.allow():  # the backend is skipped: straight to auto-recovery
+        b.recovery.drop(b.slot.name, keys, b.policy.hard_ms, None)
+        b.guard.kept(None, key=key, function=b.name, action="invalidate")
+        return False
     try:
         removed = await b.slot.abackend().invalidate(keys, new_tombstone(), b.policy.hard_ms)
     except BACKEND_ERRORS as exc:
-        raise b.guard.error(exc, key=key, function=b.name, action="invalidate") from exc
+        b.recovery.drop(b.slot.name, keys, b.policy.hard_ms, exc)
+        b.guard.kept(exc, key=key, function=b.name, action="invalidate")
+        return False
     return removed > 0
 
 
@@ -238,10 +267,15 @@ async def invalidate_all(b: Bound) -> None:
     if not b.enabled:
         return
     b.stats.invalidations += 1
+    if not b.guard.breaker.allow():
+        b.recovery.invalidate(b.slot.name, [b.fn_tag], b.tag_px, None)
+        b.guard.kept(None, function=b.name, action="invalidate all")
+        return
     try:
         await b.slot.abackend().invalidate_tags([b.fn_tag], new_tag_token(True), b.tag_px)
     except BACKEND_ERRORS as exc:
-        raise b.guard.error(exc, function=b.name, action="invalidate all") from exc
+        b.recovery.invalidate(b.slot.name, [b.fn_tag], b.tag_px, exc)
+        b.guard.kept(exc, function=b.name, action="invalidate all")
 
 
 async def cached_value(b: Bound, args: Args, kwargs: Kwargs) -> Any:
@@ -250,10 +284,12 @@ async def cached_value(b: Bound, args: Args, kwargs: Kwargs) -> Any:
     if not b.enabled:
         return NO_VALUE
     key = b.key(args, kwargs)
-    if not b.guard.allow(key, b.name):
+    tag_keys = b.tags(args, kwargs)
+    if not b.guard.allow(key, b.name) or (
+            b.recovery.pending and b.recovery.blocks(b.slot.name, key, tag_keys)):
         return NO_VALUE
     try:
-        entry, tokens = await b.slot.abackend().read(key, b.tags(args, kwargs))
+        entry, tokens = await b.slot.abackend().read(key, tag_keys)
     except BACKEND_ERRORS as exc:
         b.guard.absorb(exc, key=key, function=b.name, action="read")
         return NO_VALUE

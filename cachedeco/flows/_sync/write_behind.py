@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from cachedeco.backends.base import BACKEND_ERRORS
-from cachedeco.backends.contracts.queues import DeadLetter, NotStored
+from cachedeco.backends.contracts.queues import DeadLetter, NotReplicated, NotStored
 from cachedeco.core.entry import new_tombstone
 from cachedeco.flows._sync.deliver import run
 from cachedeco.flows.delivery import drain as drain_flow
@@ -30,21 +30,27 @@ class WriteBehindIO(WriteBehindCore):
     """The asyncio I/O of one write-behind function."""
 
     def push(self, args: tuple[Any, ...], kwargs: dict[str, Any], value: Any) -> None:
-        """Store and queue a call's record; BackendError if it could not be queued. While
-        caching is switched off the record goes to ``flush`` at once."""
+        """Store and queue a call's record; when the backend cannot take it, into the
+        registry's spool, else BackendError. While caching is switched off the record goes to
+        ``flush`` at once."""
         bound = self.link.bound()
         if not bound.enabled:
             self.hand_over(value)
             return
         guard, item, aliases = self.prepare(bound, args, kwargs, value)
+        if not guard.breaker.allow():
+            self.keep(bound, guard, item, None)
+            return
         try:
-            length = self.queue(bound).push(item)
+            length = self.queue(bound).push(item, *self.replication(bound))
         except NotStored as exc:
             self.not_stored(guard, item, exc)
             return
+        except NotReplicated as exc:
+            self.not_replicated(bound, guard, item, exc)
         except BACKEND_ERRORS as exc:
-            raise guard.error(exc, key=item.key, function=self.name,
-                              action="queue a record") from exc
+            self.keep(bound, guard, item, exc)
+            return
         self.queued(guard, length)
         if aliases:  # after a key rotation: the entry's older copies must not outlive it
             try:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import redis.cluster
+from redis.crc import key_slot
 from redis.exceptions import RedisClusterException, RedisError
 
 from cachedeco.backends.base import ReadResult
@@ -124,6 +125,13 @@ class ClusterBackend:
                 self._nodes.release(owner, conn)
             self._nodes.leave()
         return replies
+
+    @cluster_errors
+    def on_node(self, key: str, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """The replies of ``commands``, sent in order on one connection of the node holding
+        ``key`` (``WAIT`` after a write must go where the write went)."""
+        slot = key_slot(key.encode())
+        return self._direct([(slot, command) for command in commands])
 
     @cluster_errors
     def write(self, key: str, write: Write) -> bool:

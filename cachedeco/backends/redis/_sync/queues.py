@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, cast
 
 import redis
 import redis.cluster
@@ -27,6 +27,7 @@ from redis.exceptions import NoScriptError
 from cachedeco.backends.base import BACKEND_ERRORS, Backend
 from cachedeco.backends.contracts.queues import (
     DeadLetter,
+    NotReplicated,
     NotStored,
     Push,
     QueueNames,
@@ -47,7 +48,15 @@ from cachedeco.backends.redis.commands import (
 )
 from cachedeco.core.entry import new_tombstone
 
-__all__ = ["ClusterQueue", "RedisQueue"]
+__all__ = ["ClusterQueue", "NodeBackend", "RedisQueue"]
+
+
+class NodeBackend(Backend, Protocol):
+    """A cluster backend: it can send commands to the node holding a key, on one connection."""
+
+    def on_node(self, key: str, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """The replies of ``commands``, sent in order on one connection of ``key``'s node."""
+        ...
 
 
 class RedisQueue:
@@ -68,10 +77,19 @@ class RedisQueue:
         self._replay = client.register_script(scripts.WB_REPLAY)
         self._release = client.register_script(scripts.WB_RELEASE)
 
-    def push(self, item: Push) -> int:
-        """One EVALSHA: SET the entry (and tags) + XADD."""
+    def push(self, item: Push, replicas: int = 0, timeout_ms: int = 0) -> int:
+        """One EVALSHA: SET the entry (and tags) + XADD; with ``replicas``, pipelined with
+        ``WAIT`` on the same connection (WAIT counts that connection's writes)."""
         keys, args = push_args(item, self.names.stream)
-        return int(self._push(keys=keys, args=args))
+        if not replicas:
+            return int(self._push(keys=keys, args=args))
+        with self.client.pipeline(transaction=False) as pipe:
+            self._push(keys=keys, args=args, client=cast(Any, pipe))
+            pipe.wait(replicas, timeout_ms)
+            length, acked = pipe.execute()
+        if int(acked) < replicas:
+            raise NotReplicated(int(length), int(acked), replicas)
+        return int(length)
 
     def take(self, consumer: str, count: int, claim_after_ms: int) -> Taken:
         """One EVALSHA: XAUTOCLAIM, then XREADGROUP."""
@@ -117,17 +135,27 @@ class ClusterQueue(RedisQueue):
     """A queue in a Redis stream on a Redis Cluster: the call and the ack span several slots
     (see the module docstring); every other operation is on the stream's slot."""
 
-    def __init__(self, backend: Backend, client: Any, names: QueueNames) -> None:
+    def __init__(self, backend: NodeBackend, client: Any, names: QueueNames) -> None:
         super().__init__(client, names)
         self.backend = backend
         self._cluster: Any = client  # redis-py's cluster pipeline is loosely typed
         self._add = client.register_script(scripts.WB_ADD)
         self._restore = client.register_script(scripts.WB_RESTORE)
 
-    def push(self, item: Push) -> int:
-        """WB_ADD on the stream's slot, then the entry through the backend's write path;
-        NotStored when only the first step succeeded."""
-        length = int(self._add(keys=[self.names.stream], args=add_args(item)))
+    def push(self, item: Push, replicas: int = 0, timeout_ms: int = 0) -> int:
+        """WB_ADD on the stream's slot (with ``replicas``: and ``WAIT``, on one connection of
+        the node holding the stream), then the entry through the backend's write path;
+        NotStored when only the first step succeeded, NotReplicated when too few replicas
+        acknowledged the record."""
+        stream = self.names.stream
+        acked = replicas
+        if not replicas:
+            length = int(self._add(keys=[stream], args=add_args(item)))
+        else:
+            added, acked = self.backend.on_node(stream, [
+                ("EVAL", scripts.WB_ADD, 1, stream, *add_args(item)),
+                ("WAIT", replicas, timeout_ms)])
+            length, acked = int(added), int(acked)
         try:
             if item.write is None:
                 self.backend.invalidate([item.key], item.tombstone, item.tomb_px)
@@ -139,6 +167,8 @@ class ClusterQueue(RedisQueue):
                     self.backend.invalidate([item.key], item.tombstone or new_tombstone(),
                                                   item.tomb_px or item.write.px)
             raise NotStored(length) from exc
+        if acked < replicas:
+            raise NotReplicated(length, acked, replicas)
         return length
 
     def ack(self, ids: Sequence[str], restores: Sequence[Restore]) -> int:

@@ -1,0 +1,400 @@
+"""Auto-recovery: changes that could not reach their backend (down or slow) are kept, one per
+key or tag (the latest) and in order, and retried in the background until they land.
+
+A write-through that could not store, an invalidation, a refresh or a write-behind record
+kept in the spool must not leave the old entry to be served for the rest of its TTL. The
+registry's recovery keeps each such change, in memory and (with ``spool=``) in the spool
+file, and a worker (a daemon thread; a task on the caller's loop for a backend given as an
+asyncio client only) applies them in order, probing the backend every ``RETRY`` seconds on
+its own (it does not wait out the circuit breaker, and closes it when the backend answers).
+Meanwhile this process never serves an entry with a pending change from the backend: reads
+of it run the function (:meth:`Recovery.blocks`). An outage is logged when it starts and
+when it ends, with what was recovered; never once per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from typing import Final, Protocol
+
+from cachedeco.backends.base import BACKEND_ERRORS
+from cachedeco.backends.open import BackendSlot
+from cachedeco.core.stats import Stats
+from cachedeco.errors import BackendError, CacheError
+from cachedeco.runtime.changes import (
+    DROP,
+    RECORD,
+    TAGS,
+    Change,
+    aapply,
+    apply,
+    decode_change,
+    encode_change,
+)
+from cachedeco.runtime.guard import Breaker, LogLimit
+from cachedeco.runtime.process import redo_after_fork
+from cachedeco.runtime.spool import Spool
+
+__all__ = ["RETRY", "Host", "Recovery"]
+
+logger = logging.getLogger("cachedeco")
+RETRY: Final = 0.25  # seconds between two attempts while changes wait
+ADOPT_EVERY: Final = 2.0  # seconds between two looks at the spool for changes left by others
+RUN: Final = 500  # the most drops or tags sent in one command
+_WHAT: Final = {DROP: "entry drop(s)", TAGS: "tag invalidation(s)",
+                RECORD: "write-behind record(s)"}
+
+
+class Host(Protocol):
+    """What recovery needs of its registry."""
+
+    prefix: str
+
+    def slot(self, name: str) -> BackendSlot: ...
+    def breaker(self, name: str) -> Breaker: ...
+    def backend_names(self) -> list[str]: ...
+    def wake(self, function: str) -> None: ...
+
+
+class _Outage:
+    """One backend's outage as this process saw it: since when, and what landed since."""
+
+    def __init__(self) -> None:
+        self.since = time.monotonic()
+        self.landed: collections.Counter[str] = collections.Counter()
+
+
+class Recovery:
+    """One registry's pending changes, their worker and their spool."""
+
+    def __init__(self, stats: Stats, host: Callable[[], Host | None]) -> None:
+        self.stats = stats
+        self.spool: Spool | None = None
+        self.pending = 0  # how many changes wait (read on every call: an int)
+        self._host = host  # a weak reference to the registry
+        self._queues: dict[str, collections.OrderedDict[str, Change]] = {}
+        self._keys: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._tags: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._outages: dict[str, _Outage] = {}
+        self._spool_log = LogLimit()
+        self._reset()
+        redo_after_fork(self)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._attempting = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._tasks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (
+            weakref.WeakKeyDictionary())
+        self._closed = False
+        self._adopted = False
+
+    def after_fork(self) -> None:
+        """In a child: the parent delivers what it kept; the child starts empty."""
+        self._queues.clear()
+        self._keys.clear()
+        self._tags.clear()
+        self._outages.clear()
+        self.pending = self.stats.recoveries_pending = 0
+        self._reset()
+
+    # -- what a call sees --------------------------------------------------------------------
+
+    def blocks(self, backend: str, key: str, tag_keys: Sequence[str]) -> bool:
+        """Whether the entry at ``key`` (with ``tag_keys``) has a change pending: this process
+        must not serve it from the backend meanwhile."""
+        if (backend, key) in self._keys:
+            return True
+        tags = self._tags
+        return bool(tags) and any((backend, t) in tags for t in tag_keys)
+
+    def drop(self, backend: str, keys: Sequence[str], px: int,
+             exc: BaseException | None) -> None:
+        """Keep the drop of entries whose change could not reach ``backend``."""
+        for key in keys:
+            self.add(Change(backend, DROP, key, px), exc)
+
+    def invalidate(self, backend: str, tag_keys: Sequence[str], px: int,
+                   exc: BaseException | None) -> None:
+        """Keep the invalidation of tags that could not reach ``backend``."""
+        for tag in tag_keys:
+            self.add(Change(backend, TAGS, tag, px), exc)
+
+    def add(self, change: Change, exc: BaseException | None) -> None:
+        """Keep one change (replacing the pending one of the same key or tag) and wake the
+        worker; spooled first when there is a spool (for a record, a spool that fails is an
+        error the caller sees: the record would be lost)."""
+        host = self._host()
+        if host is None:
+            return
+        if self.spool is not None:
+            self._spool(host, change)
+        with self._lock:
+            queue = self._queues.setdefault(change.backend, collections.OrderedDict())
+            old = queue.pop(change.ident, None)
+            if old is not None:
+                self._unblock(old)
+            queue[change.ident] = change
+            self._block(change)
+            self._count()
+            started = change.backend not in self._outages
+            if started:
+                self._outages[change.backend] = _Outage()
+        if started:
+            logger.warning("cachedeco: backend %r is unreachable (%s); changes that cannot "
+                           "reach it are kept and retried until they land", change.backend,
+                           "no answer" if exc is None else f"{type(exc).__name__}: {exc}")
+        self._kick(host, change.backend)
+
+    def _spool(self, host: Host, change: Change) -> None:
+        """Write a change to the spool; a record that cannot be written there is an error
+        (it was not queued), another change stays in memory only (logged, rate-limited)."""
+        assert self.spool is not None
+        try:
+            change.row = self.spool.add(host.prefix, change.backend, change.ident,
+                                        encode_change(change), replace=change.kind != RECORD)
+        except sqlite3.Error as exc:
+            if change.kind == RECORD:
+                raise BackendError(f"the spool {str(self.spool.path)!r} cannot keep a "
+                                   f"write-behind record ({exc}): it was not queued",
+                                   key=change.target, function=change.function) from exc
+            if (held := self._spool_log.allow()) is not None:
+                logger.error("cachedeco: the spool %s cannot keep a change (%s); it is kept in "
+                             "memory only%s", self.spool.path, exc,
+                             f" ({held} similar errors suppressed)" if held else "")
+
+    def _block(self, change: Change) -> None:
+        (self._tags if change.kind == TAGS else self._keys)[(change.backend, change.target)] += 1
+
+    def _unblock(self, change: Change) -> None:
+        counter = self._tags if change.kind == TAGS else self._keys
+        where = (change.backend, change.target)
+        counter[where] -= 1
+        if counter[where] <= 0:
+            del counter[where]
+
+    def _count(self) -> None:
+        self.pending = self.stats.recoveries_pending = sum(map(len, self._queues.values()))
+
+    # -- the worker ----------------------------------------------------------------------------
+
+    def ensure(self) -> None:
+        """The registry is in use: with a spool, start looking for changes left there."""
+        if self.spool is not None and self._thread is None and not self._closed:
+            host = self._host()
+            if host is not None:
+                self._start_thread()
+
+    def _kick(self, host: Host, backend: str) -> None:
+        """Attempt soon: the thread for a backend with a sync client, else a task."""
+        if "sync" in host.slot(backend).flavours:
+            self._start_thread()
+            self._wake.set()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = self._tasks.get(loop)
+        if task is None or task.done():
+            self._tasks[loop] = loop.create_task(self._arun())
+
+    def _start_thread(self) -> None:
+        with self._lock:
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(target=self._run, daemon=True,
+                                                name="cachedeco-recovery")
+                self._thread.start()
+
+    def _run(self) -> None:
+        while not self._closed:
+            try:
+                self.adopt()
+                left = self.attempt()
+            except Exception:  # never let the worker die: log, and try again later
+                logger.exception("cachedeco: the recovery worker failed")
+                left = 1
+            if self._closed:
+                return
+            self._wake.wait(RETRY if left else ADOPT_EVERY if self.spool else None)
+            self._wake.clear()
+
+    async def _arun(self) -> None:
+        while not self._closed and await self.aattempt():
+            await asyncio.sleep(RETRY)
+
+    # -- attempts ------------------------------------------------------------------------------
+
+    def _runs(self, host: Host, sync: bool) -> Iterator[tuple[str, BackendSlot]]:
+        """The backends with changes waiting that this flavour of worker serves."""
+        for name in list(self._queues):
+            try:
+                slot = host.slot(name)
+            except CacheError:  # the backend is gone after configure(): nothing to reach
+                self._forget(name)
+                continue
+            if ("sync" in slot.flavours) == sync:
+                yield name, slot
+
+    def attempt(self) -> int:
+        """Apply what waits, backend by backend, in order, until one fails; return how many
+        changes still wait (the thread's attempt: backends with a sync client)."""
+        host = self._host()
+        if host is None:
+            return 0
+        with self._attempting:
+            for name, slot in self._runs(host, sync=True):
+                backend = slot.backend()
+                while run := self._head(name):
+                    try:
+                        apply(backend, run)
+                    except BACKEND_ERRORS:
+                        break
+                    self._landed(host, name, run)
+                self._ended(name)
+        return self.pending
+
+    async def aattempt(self) -> int:
+        """The asyncio form of :meth:`attempt`, for backends given an asyncio client only."""
+        host = self._host()
+        if host is None:
+            return 0
+        for name, slot in self._runs(host, sync=False):
+            backend = slot.abackend()
+            while run := self._head(name):
+                try:
+                    await aapply(backend, run)
+                except BACKEND_ERRORS:
+                    break
+                self._landed(host, name, run)
+            self._ended(name)
+        return sum(len(q) for n, q in self._queues.items()
+                   if "sync" not in host.slot(n).flavours)
+
+    def _head(self, name: str) -> list[Change]:
+        """The next run of changes of one kind at the head of a backend's queue (records one
+        at a time, so one that landed is never queued twice)."""
+        with self._lock:
+            queue = self._queues.get(name)
+            if not queue:
+                return []
+            run: list[Change] = []
+            for change in queue.values():
+                if run and (change.kind != run[0].kind or len(run) >= RUN
+                            or change.kind == RECORD):
+                    break
+                run.append(change)
+            return run
+
+    def _landed(self, host: Host, name: str, run: list[Change]) -> None:
+        """Forget changes that landed (unless a newer one replaced them meanwhile)."""
+        with self._lock:
+            queue = self._queues.get(name) or collections.OrderedDict()
+            done = [c for c in run if queue.get(c.ident) is c]
+            for change in done:
+                del queue[change.ident]
+                self._unblock(change)
+            self._count()
+            outage = self._outages.get(name)
+            if outage is not None:
+                outage.landed[run[0].kind] += len(done)
+        self.stats.recoveries_done += len(done)
+        if self.spool is not None:
+            self.spool.done(c.row for c in run if c.row is not None)
+        host.breaker(name).success()
+        for change in run:
+            if change.kind == RECORD:
+                host.wake(change.function)
+
+    def _ended(self, name: str) -> None:
+        """When a backend's queue is empty: its outage is over, say so once."""
+        with self._lock:
+            if self._queues.get(name):
+                return
+            self._queues.pop(name, None)
+            outage = self._outages.pop(name, None)
+        if outage is not None:
+            landed = ", ".join(f"{n} {_WHAT[k]}" for k, n in sorted(outage.landed.items()))
+            logger.warning("cachedeco: backend %r answers again after %.1fs; recovered %s",
+                           name, time.monotonic() - outage.since, landed or "nothing")
+
+    def _forget(self, name: str) -> None:
+        with self._lock:
+            queue = self._queues.pop(name, None) or collections.OrderedDict()
+            for change in queue.values():
+                self._unblock(change)
+            self._outages.pop(name, None)
+            self._count()
+        if queue:
+            logger.error("cachedeco: %d change(s) for backend %r are dropped: the registry no "
+                         "longer has that backend", len(queue), name)
+
+    # -- the spool -----------------------------------------------------------------------------
+
+    def adopt(self) -> None:
+        """Take over the changes other processes left in the spool (gone ones only)."""
+        host, spool = self._host(), self.spool
+        if host is None or spool is None:
+            return
+        spool.heartbeat()
+        rows = spool.adopt(host.prefix, host.backend_names())
+        first = not self._adopted
+        self._adopted = True
+        if not rows:
+            return
+        taken = []
+        with self._lock:
+            for row, body in rows:
+                try:
+                    change = decode_change(body, row)
+                except (ValueError, KeyError, TypeError) as exc:
+                    logger.error("cachedeco: a change in the spool %s cannot be read (%s); "
+                                 "dropped", spool.path, exc)
+                    spool.done([row])
+                    continue
+                queue = self._queues.setdefault(change.backend, collections.OrderedDict())
+                if change.ident in queue:  # this process has a newer one
+                    spool.done([row])
+                    continue
+                queue[change.ident] = change
+                self._block(change)
+                self._outages.setdefault(change.backend, _Outage())
+                taken.append(change)
+            self._count()
+        logger.warning("cachedeco: took over %d change(s) left in the spool %s%s",
+                       len(taken), spool.path, " at start" if first else "")
+        self._wake.set()
+
+    def deliver(self) -> None:
+        """Adopt and attempt now, in this thread (``reg.flush()``)."""
+        self.adopt()
+        self.attempt()
+
+    async def adeliver(self) -> None:
+        """The asyncio form of :meth:`deliver`."""
+        await asyncio.to_thread(self.deliver)
+        await self.aattempt()
+
+    def close(self) -> None:
+        """Stop the worker; what still waits stays in the spool (for the next process) or,
+        without one, is given up, which is logged."""
+        self._closed = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5.0)
+        if self.spool is not None:
+            self.spool.release()
+        elif self.pending:
+            logger.error("cachedeco: the registry closes with %d change(s) that never reached "
+                         "their backend; entries they concern may be served until they expire",
+                         self.pending)
+

@@ -1,0 +1,149 @@
+"""Auto-recovery on a real server that freezes (SIGSTOP) or dies: a change that could not reach
+it (a write-through's store, an invalidation, a tag invalidation) is kept, deduplicated, and
+lands once the server answers again, so no process serves the old value for longer than
+about a second after that; the outage is logged once when it starts and once when it ends."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from cachedeco import BackendError, Registry
+from tests.support.polling import poll
+from tools.servers import Server
+
+FAST = {"socket_timeout": 0.3, "socket_connect_timeout": 0.3, "stats_interval": 0}
+
+READER = textwrap.dedent("""
+    import sys
+    import cachedeco
+
+    reg = cachedeco.Registry(sys.argv[1], prefix=sys.argv[2], stats_interval=0)
+
+    @reg.cached(ttl=300, key="item:{x}", tags=["item:{x}", "items"])
+    def get(x: int) -> str:
+        return "from-the-database"
+
+    print(get(1))
+""")
+
+
+@pytest.fixture
+def frozen(fresh_redis: Server) -> Iterator[Server]:
+    """The private server, resumed after the test whatever happens."""
+    yield fresh_redis
+    fresh_redis.resume()
+
+
+def _catalogue(reg: Registry, db: dict[int, str]) -> tuple[Callable[..., str], ...]:
+    @reg.cached(ttl=300, key="item:{x}", tags=["item:{x}", "items"])
+    def get(x: int) -> str:
+        return db[x]
+
+    @reg.write_through(get, invalidate=["items"])
+    def put(x: int, value: str) -> str:
+        db[x] = value
+        return value
+
+    return get, put
+
+
+def test_a_write_through_during_a_freeze_is_not_served_stale_once_the_server_is_back(
+        make_registry: Callable[..., Registry], frozen: Server, prefix: str) -> None:
+    db = {1: "v1", 2: "w1"}
+    reg = make_registry(frozen.url, **FAST)
+    other = make_registry(frozen.url, **FAST)  # another process, in effect
+    get, put = _catalogue(reg, db)
+    oget, _ = _catalogue(other, db)
+    assert (get(1), get(2)) == ("v1", "w1")
+    frozen.pause()
+    assert put(1, "v2") == "v2"  # the database write; the cache could not be reached
+    assert reg.stats().recoveries_pending >= 1
+    assert get(1) == "v2"  # this process never serves the old entry meanwhile
+    frozen.resume()
+    poll(lambda: reg.stats().recoveries_pending == 0, timeout=2.0)
+    assert oget(1) == "v2"  # the old entry is gone for everybody
+    assert reg.stats().recoveries_done >= 1
+    out = subprocess.run([sys.executable, "-c", READER, frozen.url, prefix],
+                         check=True, capture_output=True, text=True, timeout=30)
+    assert out.stdout in ("v2\n", "from-the-database\n"), out.stderr
+
+
+def test_invalidate_tags_and_invalidate_during_an_outage_land_once_it_ends(
+        make_registry: Callable[..., Registry], frozen: Server) -> None:
+    db = {1: "a", 2: "b"}
+    reg = make_registry(frozen.url, **FAST)
+    get, _ = _catalogue(reg, db)
+    assert (get(1), get(2)) == ("a", "b")
+    frozen.kill()
+    db.update({1: "a2", 2: "b2"})
+    reg.invalidate_tags("item:1")  # returns: kept and retried (on_error="fallback")
+    assert get.invalidate(2) is False  # nothing was removed yet
+    assert reg.stats().recoveries_pending == 2
+    assert (get(1), get(2)) == ("a2", "b2")  # not served from the backend meanwhile
+    frozen.restart()  # no persistence: empty; the point is that the changes land
+    poll(lambda: reg.stats().recoveries_pending == 0, timeout=3.0)
+    assert reg.stats().recoveries_done == 2
+
+
+def test_changes_of_one_key_or_tag_are_kept_once(
+        make_registry: Callable[..., Registry], frozen: Server) -> None:
+    db = {1: "a", 2: "b"}
+    reg = make_registry(frozen.url, **FAST)
+    get, put = _catalogue(reg, db)
+    assert (get(1), get(2)) == ("a", "b")
+    frozen.pause()
+    for round_ in range(3):
+        put(1, f"a{round_}")  # one drop of item 1 and one invalidation of "items", kept once
+        reg.invalidate_tags("item:2")
+    get.invalidate(1)
+    stats = reg.stats()
+    assert stats.recoveries_pending == 3, stats  # item 1's entry, tag items, tag item:2
+    assert stats.backend_errors >= 3
+    frozen.resume()
+    poll(lambda: reg.stats().recoveries_pending == 0, timeout=3.0)
+    assert reg.stats().recoveries_done == 3
+    db.update({1: "fresh-a", 2: "fresh-b"})
+    assert (get(1), get(2)) == ("fresh-a", "fresh-b")  # both old entries are gone
+
+
+def test_an_outage_is_logged_when_it_starts_and_when_it_ends(
+        make_registry: Callable[..., Registry], frozen: Server,
+        caplog: pytest.LogCaptureFixture) -> None:
+    db = {x: str(x) for x in range(20)}
+    reg = make_registry(frozen.url, **FAST)
+    get, put = _catalogue(reg, db)
+    get(0)
+    caplog.set_level(logging.WARNING, logger="cachedeco")
+    frozen.pause()
+    for x in range(20):
+        put(x, f"new{x}")  # the breaker opens after a few: later calls do not wait
+        reg.invalidate_tags(f"item:{x}")
+    frozen.resume()
+    poll(lambda: reg.stats().recoveries_pending == 0, timeout=3.0)
+    lines = [r.getMessage() for r in caplog.records if r.name == "cachedeco"]
+    assert sum("is unreachable" in line for line in lines) == 1, lines
+    ended = [line for line in lines if "answers again" in line]
+    assert len(ended) == 1, lines
+    assert "20 entry drop(s)" in ended[0] and "tag invalidation(s)" in ended[0], ended
+    assert len(lines) <= 3, lines  # never one per call
+
+
+def test_under_on_error_raise_the_call_raises_and_the_change_still_lands(
+        make_registry: Callable[..., Registry], frozen: Server) -> None:
+    db = {1: "a"}
+    reg = make_registry(frozen.url, on_error="raise", **FAST)
+    get, put = _catalogue(reg, db)
+    assert get(1) == "a"
+    frozen.pause()
+    with pytest.raises(BackendError, match="retried"):
+        put(1, "b")
+    assert db[1] == "b"
+    frozen.resume()
+    poll(lambda: reg.stats().recoveries_pending == 0, timeout=3.0)
+    assert get(1) == "b"

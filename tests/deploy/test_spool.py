@@ -1,0 +1,135 @@
+"""The spool (``Registry(spool=PATH)``, SQLite in WAL mode) on a real server that dies: a
+``@write_behind`` call returns during the outage and its record is delivered once the server
+is back, by this process or by a new one started on the same spool after the first was
+killed; changes are applied in the order they were made; a path that cannot be a file is a
+ConfigurationError when the registry is configured."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cachedeco import BackendError, ConfigurationError, Registry
+from tests.support.calls import Calls
+from tests.support.events import Events
+from tests.support.polling import poll
+from tools.servers import Server
+
+FAST = {"socket_timeout": 0.3, "socket_connect_timeout": 0.3, "stats_interval": 0}
+
+WRITER = textwrap.dedent("""
+    import sys, time
+    import cachedeco
+
+    url, prefix, spool = sys.argv[1:4]
+    reg = cachedeco.Registry(url, prefix=prefix, spool=spool, socket_timeout=0.3,
+                             socket_connect_timeout=0.3, stats_interval=0)
+
+    @reg.write_behind(key="event:{id}", flush=print, flush_interval=60)
+    def record(id: str, v: int) -> dict:
+        return {"id": id, "v": v}
+
+    for v in range(5):
+        record(f"e{v}", v)  # the server is down: into the spool, and the call returns
+    reg.invalidate_tags("events")  # a pending recovery: kept in the spool too
+    print("queued", flush=True)
+    time.sleep(60)  # killed here, its records still in the spool
+""")
+
+
+def test_write_behind_returns_during_an_outage_and_its_records_arrive_after_it(
+        make_registry: Callable[..., Registry], fresh_redis: Server, events: Events,
+        tmp_path: Path) -> None:
+    reg = make_registry(fresh_redis.url, spool=tmp_path / "spool.db", **FAST)
+    calls = Calls()
+    db: dict[str, dict[str, Any]] = {}
+
+    @reg.cached(ttl=300, key="ev:{id}")
+    def get(id: str) -> dict[str, Any]:
+        calls(id)
+        return db.get(id, {"id": id, "v": -1})
+
+    @reg.write_through(get)
+    def put(id: str, v: int) -> dict[str, Any]:
+        db[id] = {"id": id, "v": v}
+        return db[id]
+
+    @reg.write_behind(get, flush=events.flush, flush_interval=0.1)
+    def save(id: str, v: int) -> dict[str, Any]:
+        return {"id": id, "v": v}
+
+    assert get("a") == {"id": "a", "v": -1}
+    fresh_redis.kill()
+    assert put("a", 1) == {"id": "a", "v": 1}  # a drop of ev:a, kept
+    assert save("a", 2) == {"id": "a", "v": 2}  # then a record of ev:a: kept after it
+    assert save("b", 3) == {"id": "b", "v": 3}
+    assert reg.stats().recoveries_pending == 3
+    fresh_redis.restart()
+    poll(lambda: reg.stats().recoveries_pending == 0, timeout=3.0)
+    assert reg.stats().recoveries_done == 3
+    loads = len(calls)
+    assert get("a") == {"id": "a", "v": 2}  # the record's entry, stored after the drop
+    assert len(calls) == loads  # a hit: the changes landed in the order they were made
+    reg.flush()
+    assert events.rows() == [("a", 2), ("b", 3)]
+
+
+def test_a_new_process_on_the_same_spool_delivers_what_a_killed_one_kept(
+        make_registry: Callable[..., Registry], fresh_redis: Server, events: Events,
+        tmp_path: Path, prefix: str) -> None:
+    spool = tmp_path / "spool.db"
+    fresh_redis.kill()
+    with subprocess.Popen([sys.executable, "-c", WRITER, fresh_redis.url, prefix, str(spool)],
+                          stdout=subprocess.PIPE, text=True) as writer:
+        try:
+            assert writer.stdout is not None
+            assert writer.stdout.readline() == "queued\n"
+        finally:
+            os.kill(writer.pid, signal.SIGKILL)
+            writer.wait(timeout=10)
+    fresh_redis.restart()
+
+    reg = make_registry(fresh_redis.url, spool=spool, **FAST)
+
+    def record(id: str, v: int) -> dict[str, Any]:
+        return {"id": id, "v": v}
+
+    record.__module__, record.__qualname__ = "__main__", "record"  # the writer's function
+    reg.write_behind(key="event:{id}", flush=events.flush, flush_interval=60)(record)
+    reg.flush()  # the registry is used: what the spool holds is taken over and delivered
+    assert events.rows() == [(f"e{v}", v) for v in range(5)]
+    assert reg.stats().recoveries_done == 6  # the records and the tag invalidation
+    with fresh_redis.process.client() as raw:
+        assert raw.exists(reg.keyspace.tag("events"))
+
+
+def test_without_a_spool_a_write_behind_call_raises_during_an_outage(
+        make_registry: Callable[..., Registry], fresh_redis: Server, events: Events) -> None:
+    reg = make_registry(fresh_redis.url, **FAST)
+
+    @reg.write_behind(key="event:{id}", flush=events.flush)
+    def save(id: str, v: int) -> dict[str, Any]:
+        return {"id": id, "v": v}
+
+    fresh_redis.kill()
+    with pytest.raises(BackendError, match="spool"):
+        save("a", 1)
+
+
+@pytest.mark.parametrize("where", ["a directory", "a missing directory"])
+def test_a_spool_path_that_cannot_be_a_file_is_refused(tmp_path: Path, where: str) -> None:
+    path = tmp_path if where == "a directory" else tmp_path / "missing" / "spool.db"
+    with pytest.raises(ConfigurationError, match="spool"):
+        Registry("memory://", spool=path)
+    registry = Registry("memory://")
+    with pytest.raises(ConfigurationError, match="spool"):
+        registry.configure("memory://", spool=str(path))
+    assert registry.recovery.spool is None  # left as it was
