@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import cachedeco
+from tests.faults.worker import KINDS
 from tests.faults.workload import Catalogue, build
 
 __all__ = ["LONG", "OPTIONS", "QUICK", "Load", "Mode", "Row", "Spares", "check", "cycle", "mode",
@@ -86,6 +87,7 @@ class Row:
     lost_promised_zero: bool = False
     p99_ms: float = 0.0
     max_ms: float = 0.0
+    max_kind: str = ""  # the kind of the slowest call
     recover_s: float | None = None
     wall_s: float = 0.0  # from the first call to the row (the drain included)
     stop_s: float = 0.0  # stopping the workers (each closes its registry: a last flush)
@@ -169,7 +171,7 @@ class Load:
     def __init__(self, tmp: Path, url: str, *, plan: Mode | None = None,
                  options: dict[str, Any] | None = None, replicas: int = 0,
                  slow_flush_worker: int | None = None, hold: float | None = None,
-                 spares: Spares | None = None) -> None:
+                 spool: bool = False, spares: Spares | None = None) -> None:
         self.plan = plan or mode()
         if hold is not None:  # the fault lasts as long as it lasts (a failover)
             self.plan = dataclasses.replace(self.plan, hold=hold)
@@ -178,6 +180,7 @@ class Load:
         self.prefix = f"f{uuid.uuid4().hex[:10]}"
         self.options = {**OPTIONS, **(options or {})}
         self.replicas = replicas
+        self.spool = spool
         self.catalogue = Catalogue.create(tmp / "catalogue.db", self.plan.keys)
         self.slow_flush = tmp / "in-flush" if slow_flush_worker is not None else None
         self.slow_flush_worker = slow_flush_worker
@@ -196,6 +199,8 @@ class Load:
                "rate": self.plan.rate, "seed": index, "options": self.options,
                "replicas": self.replicas, "returned": str(self.tmp / f"returned-{index}"),
                "out": str(self.tmp / f"out-{index}.json")}
+        if self.spool:  # one spool file per process, as the docs ask
+            cfg["options"] = {**self.options, "spool": str(self.tmp / f"spool-{index}.db")}
         if index == self.slow_flush_worker and self.slow_flush is not None:
             cfg["slow_flush"] = str(self.slow_flush)
         path = self.tmp / f"worker-{index}.json"
@@ -336,6 +341,7 @@ class Load:
             lost=len(self.missing()), returned=len(self.returned()),
             lost_promised_zero=lost_promised_zero,
             p99_ms=_percentile(latencies, 0.99) * 1000, max_ms=latencies[-1] * 1000,
+            max_kind=KINDS[int(max(ops, key=lambda op: op[1])[2])],
             recover_s=recovery(ops, heal), wall_s=time.time() - self.began,
             stop_s=self.marks.get("stop_s", 0.0), drain_s=self.marks.get("drain_s", 0.0),
             notes=notes,
