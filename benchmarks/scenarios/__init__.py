@@ -44,6 +44,7 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     "stampede": "1,000 callers over 4 processes on one cold key",
     "write_behind": "write-behind throughput into SQLite",
     "cached_many": "100 ids, 10 missing: one @cached_many call vs 100 @cached calls",
+    "soak": "10 min (--quick: 20 s) of mixed calls with key churn: nothing may grow",
 }
 NAMES: Final = tuple(DESCRIPTIONS)
 
