@@ -1,5 +1,7 @@
 """Wires the shared fixtures (defined and documented in :mod:`tests.support.fixtures`)."""
 
+from hypothesis import HealthCheck, settings
+
 from tests.support.fixtures import (
     _sentinel_deployment,
     _sweepers,
@@ -43,3 +45,10 @@ __all__ = [
     "sentinel_primary",
     "sentinel_url",
 ]
+
+# Property tests judge correctness, not speed: on a loaded 2-core machine generating examples
+# can be slow, and neither a per-example deadline nor the "too slow" health check says
+# anything about cachedeco. No example database is written into the checkout either.
+settings.register_profile("cachedeco", deadline=None, database=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("cachedeco")

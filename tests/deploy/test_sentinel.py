@@ -62,7 +62,7 @@ class _Caller(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            for i, want in self.expected.items():
+            for i, want in list(self.expected.items()):
                 try:
                     got = self.fn(i)
                 except BaseException as exc:

@@ -8,6 +8,7 @@ import asyncio
 import functools
 import inspect
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
@@ -17,7 +18,7 @@ import pytest
 
 from cachedeco import Registry, cached
 from tests.support.calls import Calls
-from tests.support.deployments import ALL, BACKENDS
+from tests.support.deployments import ALL, BACKENDS, Deployment
 from tests.support.peek import is_tombstone, stored
 
 pytestmark = pytest.mark.deployments(*BACKENDS)
@@ -465,7 +466,11 @@ async def test_methods_of_every_kind_share_entries(reg: Registry) -> None:
 # --- many callers, one registry ----------------------------------------------------------------
 
 @pytest.mark.deployments(*ALL)
-async def test_200_concurrent_async_callers_share_one_registry(reg: Registry) -> None:
+async def test_200_concurrent_async_callers_share_one_registry(
+        deployment: Deployment, amake_registry: Callable[..., Registry]) -> None:
+    # Generous timeouts: 200 connections opened at once on a loaded machine can take longer
+    # than the default second, and a store that times out (fail open) would load again.
+    reg = amake_registry(deployment.url, socket_timeout=10.0, socket_connect_timeout=10.0)
     calls = Calls()
 
     @cached(registry=reg, tags=["item:{x}"])
