@@ -9,7 +9,6 @@ the backend.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from cachedeco.core.keyspace import KeySpace
 from cachedeco.core.policy import Policy
 from cachedeco.core.stats import Stats
 from cachedeco.errors import SerializationError
-from cachedeco.runtime.guard import Guard
+from cachedeco.runtime.guard import Guard, warn
 from cachedeco.runtime.primitives import Background
 from cachedeco.runtime.recovery import Recovery
 from cachedeco.runtime.singleflight import Flights
@@ -30,7 +29,6 @@ from cachedeco.runtime.watch import Begin
 
 __all__ = ["UNCACHED", "Bound", "Call", "ReadState", "is_current"]
 
-logger = logging.getLogger("cachedeco")
 
 KeyFn = Callable[[tuple[Any, ...], dict[str, Any]], str]
 #: What a fill read: the entry's marker ("" when absent) and its tags' tokens. A store made
@@ -82,15 +80,15 @@ class Bound:
             return self.codec.loads(entry.value, key)
         except SerializationError as exc:
             self.stats.decode_errors += 1
-            logger.warning("cachedeco: cannot decode a stored value of %s (%s); treating it "
-                           "as a miss and overwriting it", self.name, exc)
+            warn(f"decode:{self.name}", "cachedeco: cannot decode a stored value of %s (%s); "
+                 "treating it as a miss and overwriting it", self.name, exc)
             return NO_VALUE
 
     def corrupt(self) -> None:
         """A stored value that is not a readable envelope: count and log; it is overwritten."""
         self.stats.decode_errors += 1
-        logger.warning("cachedeco: a stored value of %s is not a cachedeco entry; treating it "
-                       "as a miss and overwriting it", self.name)
+        warn(f"corrupt:{self.name}", "cachedeco: a stored value of %s is not a cachedeco "
+             "entry; treating it as a miss and overwriting it", self.name)
 
     def encode(self, value: Any, key: str) -> Any:
         """The payload to store at ``key`` for a result, or NO_VALUE when it is not to be

@@ -10,8 +10,10 @@ never merged: each one is delivered.
 from __future__ import annotations
 
 import base64
+import collections
 import contextlib
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -22,13 +24,28 @@ from cachedeco.backends.contracts.queues import NotStored, Push
 from cachedeco.core.entry import Write, new_tag_token, new_tombstone
 from cachedeco.core.keyspace import QueueNames
 
-__all__ = ["DROP", "KINDS", "RECORD", "TAGS", "Change", "aapply", "apply", "decode_change",
-           "encode_change"]
+__all__ = ["DROP", "KINDS", "RECORD", "TAGS", "Change", "Outage", "aapply", "apply",
+           "decode_change", "encode_change"]
 
 DROP: Final = "drop"
 TAGS: Final = "tags"
 RECORD: Final = "record"
 KINDS: Final = (DROP, TAGS, RECORD)
+_WHAT: Final = {DROP: "entry drop(s)", TAGS: "tag invalidation(s)",
+                RECORD: "write-behind record(s)"}
+
+
+class Outage:
+    """One backend's outage as a process saw it: since when, and what landed since."""
+
+    def __init__(self) -> None:
+        self.since = time.monotonic()
+        self.landed: collections.Counter[str] = collections.Counter()
+
+    def summary(self) -> str:
+        """What landed, for the log line that ends the outage."""
+        done = ", ".join(f"{n} {_WHAT[k]}" for k, n in sorted(self.landed.items()) if n)
+        return done or "nothing"
 
 
 @dataclass(slots=True, eq=False)

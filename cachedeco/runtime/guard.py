@@ -13,7 +13,7 @@ from typing import Final
 from cachedeco.core.stats import Stats
 from cachedeco.errors import BackendError
 
-__all__ = ["LOG_INTERVAL", "Breaker", "Guard", "LogLimit", "logger"]
+__all__ = ["LOG_INTERVAL", "Breaker", "Guard", "LogLimit", "logger", "warn"]
 
 logger: Final = logging.getLogger("cachedeco")
 LOG_INTERVAL: Final = 10.0  # seconds between two warnings of one guard
@@ -39,6 +39,24 @@ class LogLimit:
             return held
 
 
+_limits: dict[str, LogLimit] = {}
+_SUBJECTS: Final = 1024  # distinct subjects remembered (the oldest are forgotten)
+
+
+def warn(subject: str, message: str, *args: object, level: int = logging.WARNING) -> None:
+    """Log ``message % args`` at most once per LOG_INTERVAL per ``subject`` (e.g. the kind
+    of warning and the function), saying how many were held back: a fault repeated on every
+    call is a line now and then, not a line per call."""
+    limit = _limits.get(subject)
+    if limit is None:
+        if len(_limits) >= _SUBJECTS:
+            _limits.pop(next(iter(_limits)), None)
+        limit = _limits.setdefault(subject, LogLimit())
+    held = limit.allow()
+    if held is not None:
+        logger.log(level, message + (f" ({held} similar suppressed)" if held else ""), *args)
+
+
 class Breaker:
     """Opens after ``threshold`` failures in a row; after ``cooldown`` lets one probe through.
     One per backend of a registry, shared by every guard over that backend, as is its
@@ -62,6 +80,12 @@ class Breaker:
                 return False
             self._probing = True
             return True
+
+    def open(self) -> bool:
+        """Whether the backend is skipped now (open, cooldown running); unlike :meth:`allow`
+        it never takes the half-open probe, so a caller that is not a probe can ask."""
+        return self._failures >= self.threshold and (
+            time.monotonic() - self._opened_at < self.cooldown)
 
     def success(self) -> None:
         """A call worked: close the breaker."""

@@ -33,12 +33,13 @@ from cachedeco.runtime.changes import (
     RECORD,
     TAGS,
     Change,
+    Outage,
     aapply,
     apply,
     decode_change,
     encode_change,
 )
-from cachedeco.runtime.guard import Breaker, LogLimit
+from cachedeco.runtime.guard import Breaker, LogLimit, warn
 from cachedeco.runtime.process import redo_after_fork
 from cachedeco.runtime.spool import Spool
 
@@ -48,8 +49,6 @@ logger = logging.getLogger("cachedeco")
 RETRY: Final = 0.25  # seconds between two attempts while changes wait
 ADOPT_EVERY: Final = 2.0  # seconds between two looks at the spool for changes left by others
 RUN: Final = 500  # the most drops or tags sent in one command
-_WHAT: Final = {DROP: "entry drop(s)", TAGS: "tag invalidation(s)",
-                RECORD: "write-behind record(s)"}
 
 
 class Host(Protocol):
@@ -63,14 +62,6 @@ class Host(Protocol):
     def wake(self, function: str) -> None: ...
 
 
-class _Outage:
-    """One backend's outage as this process saw it: since when, and what landed since."""
-
-    def __init__(self) -> None:
-        self.since = time.monotonic()
-        self.landed: collections.Counter[str] = collections.Counter()
-
-
 class Recovery:
     """One registry's pending changes, their worker and their spool."""
 
@@ -82,7 +73,7 @@ class Recovery:
         self._queues: dict[str, collections.OrderedDict[str, Change]] = {}
         self._keys: collections.Counter[tuple[str, str]] = collections.Counter()
         self._tags: collections.Counter[tuple[str, str]] = collections.Counter()
-        self._outages: dict[str, _Outage] = {}
+        self._outages: dict[str, Outage] = {}
         self._spool_log = LogLimit()
         self._reset()
         redo_after_fork(self)
@@ -147,7 +138,7 @@ class Recovery:
             self._count()
             started = change.backend not in self._outages
             if started:
-                self._outages[change.backend] = _Outage()
+                self._outages[change.backend] = Outage()
         if started:
             logger.warning("cachedeco: backend %r is unreachable (%s); changes that cannot "
                            "reach it are kept and retried until they land", change.backend,
@@ -219,8 +210,9 @@ class Recovery:
             try:
                 self.adopt()
                 left = self.attempt()
-            except Exception:  # never let the worker die: log, and try again later
-                logger.exception("cachedeco: the recovery worker failed")
+            except Exception as exc:  # never let the worker die: log, and try again later
+                warn("recovery", "cachedeco: the recovery worker failed (%s: %s)",
+                     type(exc).__name__, exc, level=logging.ERROR)
                 left = 1
             if self._closed:
                 return
@@ -267,7 +259,8 @@ class Recovery:
         host = self._host()
         if host is None:
             return 0
-        for name, slot in self._runs(host, sync=False):
+        mine = list(self._runs(host, sync=False))
+        for name, slot in mine:
             backend = slot.abackend()
             while run := self._head(name):
                 try:
@@ -276,8 +269,7 @@ class Recovery:
                     break
                 self._landed(host, name, run)
             self._ended(name)
-        return sum(len(q) for n, q in self._queues.items()
-                   if "sync" not in host.slot(n).flavours)
+        return sum(len(self._queues.get(name) or ()) for name, _ in mine)
 
     def _head(self, name: str) -> list[Change]:
         """The next run of changes of one kind at the head of a backend's queue (records one
@@ -322,9 +314,8 @@ class Recovery:
             self._queues.pop(name, None)
             outage = self._outages.pop(name, None)
         if outage is not None:
-            landed = ", ".join(f"{n} {_WHAT[k]}" for k, n in sorted(outage.landed.items()))
             logger.warning("cachedeco: backend %r answers again after %.1fs; recovered %s",
-                           name, time.monotonic() - outage.since, landed or "nothing")
+                           name, time.monotonic() - outage.since, outage.summary())
 
     def _forget(self, name: str) -> None:
         with self._lock:
@@ -344,7 +335,8 @@ class Recovery:
         host, spool = self._host(), self.spool
         if host is None or spool is None:
             return
-        spool.heartbeat()
+        if self.pending:  # rows of ours wait: show that we live (another host may look)
+            spool.heartbeat()
         rows = spool.adopt(host.prefix, host.backend_names())
         first = not self._adopted
         self._adopted = True
@@ -366,7 +358,7 @@ class Recovery:
                     continue
                 queue[change.ident] = change
                 self._block(change)
-                self._outages.setdefault(change.backend, _Outage())
+                self._outages.setdefault(change.backend, Outage())
                 taken.append(change)
             self._count()
         logger.warning("cachedeco: took over %d change(s) left in the spool %s%s",
@@ -391,6 +383,8 @@ class Recovery:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5.0)
+        if thread is None or not thread.is_alive():  # a registry used again starts anew
+            self._thread, self._closed = None, False
         if self.spool is not None:
             self.spool.release()
         elif self.pending:

@@ -290,6 +290,7 @@ class Registry:
         try:
             self.slot(backend).backend().invalidate_tags(keys, new_tag_token(True),
                                                          self._tag_px())
+            self._breakers[backend].success()
         except BACKEND_ERRORS as exc:
             self.recovery.invalidate(backend, keys, self._tag_px(), exc)
             self._guards[backend].kept(exc, action="invalidate tags")
@@ -306,13 +307,15 @@ class Registry:
         try:
             await self.slot(backend).abackend().invalidate_tags(keys, new_tag_token(True),
                                                                 self._tag_px())
+            self._breakers[backend].success()
         except BACKEND_ERRORS as exc:
             self.recovery.invalidate(backend, keys, self._tag_px(), exc)
             self._guards[backend].kept(exc, action="invalidate tags")
 
     def _skipped(self, backend: str, keys: list[str]) -> bool:
         """While the backend's breaker is open, an invalidation goes to auto-recovery."""
-        if self.slot(backend) and self._breakers[backend].allow():
+        self.slot(backend)
+        if not self._breakers[backend].open():
             return False
         self.recovery.invalidate(backend, keys, self._tag_px(), None)
         self._guards[backend].kept(None, action="invalidate tags")

@@ -25,6 +25,7 @@ __all__ = ["LEASE", "Spool", "open_spool"]
 
 LEASE: Final = 10.0  # seconds after which an owner on another host that stays silent is gone
 _TIMEOUT: Final = 5.0  # seconds a writer waits for SQLite's lock
+_OPENING: Final = threading.Lock()  # one connection made at a time
 
 _SCHEMA: Final = (
     "CREATE TABLE IF NOT EXISTS changes (id INTEGER PRIMARY KEY AUTOINCREMENT, "
@@ -88,6 +89,12 @@ class Spool:
         pid = os.getpid()
         if self._conn is not None and self._conn[0] == pid:
             return self._conn[1]
+        with _OPENING:
+            if self._conn is not None and self._conn[0] == pid:
+                return self._conn[1]
+            return self._open(pid)
+
+    def _open(self, pid: int) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=_TIMEOUT, isolation_level=None,
                                check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -146,6 +153,10 @@ class Spool:
         names = sorted(set(backends))
         marks = ",".join("?" * len(names))
         with self._lock:
+            others = conn.execute("SELECT 1 FROM changes WHERE prefix = ? AND owner != ? LIMIT 1",
+                                  (prefix, owner)).fetchone()
+            if others is None:  # the usual case: nothing to look at, and no write lock taken
+                return []
             conn.execute("BEGIN IMMEDIATE")
             try:
                 gone = self._gone(conn, owner)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from cachedeco import BackendError, Registry
-from tests.support.polling import poll
+from tests.support.polling import apoll, poll
 from tools.servers import Server
 
 FAST = {"socket_timeout": 0.3, "socket_connect_timeout": 0.3, "stats_interval": 0}
@@ -147,3 +147,30 @@ def test_under_on_error_raise_the_call_raises_and_the_change_still_lands(
     frozen.resume()
     poll(lambda: reg.stats().recoveries_pending == 0, timeout=3.0)
     assert get(1) == "b"
+
+
+async def test_asyncio_writers_and_invalidations_are_recovered_too(
+        amake_registry: Callable[..., Registry], frozen: Server) -> None:
+    db = {1: "a", 2: "b"}
+    reg = amake_registry(frozen.url, **FAST)
+
+    @reg.cached(ttl=300, key="item:{x}", tags=["item:{x}"])
+    async def get(x: int) -> str:
+        return db[x]
+
+    @reg.write_through(get)
+    async def put(x: int, value: str) -> str:
+        db[x] = value
+        return value
+
+    assert (await get(1), await get(2)) == ("a", "b")
+    frozen.kill()
+    assert await put(1, "a2") == "a2"
+    assert await get.invalidate(2) is False
+    await reg.ainvalidate_tags("item:1")
+    assert reg.stats().recoveries_pending == 3
+    db[2] = "b2"
+    assert (await get(1), await get(2)) == ("a2", "b2")
+    frozen.restart()
+    await apoll(lambda: reg.stats().recoveries_pending == 0, timeout=3.0)
+    assert reg.stats().recoveries_done == 3

@@ -133,3 +133,20 @@ def test_a_spool_path_that_cannot_be_a_file_is_refused(tmp_path: Path, where: st
     with pytest.raises(ConfigurationError, match="spool"):
         registry.configure("memory://", spool=str(path))
     assert registry.recovery.spool is None  # left as it was
+
+
+async def test_an_asyncio_write_behind_call_returns_during_an_outage_with_a_spool(
+        amake_registry: Callable[..., Registry], fresh_redis: Server, events: Events,
+        tmp_path: Path) -> None:
+    reg = amake_registry(fresh_redis.url, spool=tmp_path / "spool.db", **FAST)
+
+    @reg.write_behind(key="event:{id}", flush=events.flush, flush_interval=60)
+    async def save(id: str, v: int) -> dict[str, Any]:
+        return {"id": id, "v": v}
+
+    fresh_redis.kill()
+    assert [await save(f"e{v}", v) for v in range(3)] == [
+        {"id": f"e{v}", "v": v} for v in range(3)]
+    fresh_redis.restart()
+    await reg.aflush()
+    assert events.rows() == [(f"e{v}", v) for v in range(3)]

@@ -24,15 +24,15 @@ from cachedeco.flows.delivery import (
     Settings,
     Sleep,
     Take,
-    logger,
 )
+from cachedeco.runtime.guard import warn
 from cachedeco.runtime.primitives import akeep_alive, asleep
 
 __all__ = ["run"]
 
 
 def _renew_failed(exc: Exception) -> None:
-    logger.warning("cachedeco: cannot renew a write-behind lease (%s)", exc)
+    warn("renew", "cachedeco: cannot renew a write-behind lease (%s)", exc)
 
 
 def _keeping(queue: AsyncQueue, consumer: str, ids: tuple[str, ...], settings: Settings

@@ -31,7 +31,7 @@ from cachedeco.backends.contracts.leases import (
 from cachedeco.core.entry import ENTRY, NO_VALUE
 from cachedeco.errors import BackendError
 from cachedeco.flows.bound import Bound, Call, ReadState, is_current
-from cachedeco.runtime.guard import logger
+from cachedeco.runtime.guard import warn
 from cachedeco.runtime.primitives import akeep_alive
 
 __all__ = ["leased", "take"]
@@ -115,8 +115,8 @@ async def hold(b: Bound, call: Call, lease: AsyncLease, ttl: float, run: AsyncRu
     finally:
         try:
             if not await lease.release():
-                logger.warning("cachedeco: the lease on a load of %s expired before the load "
-                               "finished; other processes may have run it too", b.name)
+                warn(f"lease:{b.name}", "cachedeco: the lease on a load of %s expired before "
+                     "the load finished; other processes may have run it too", b.name)
         except BACKEND_ERRORS as exc:
             fault(b, call, exc, "release a lease")
 

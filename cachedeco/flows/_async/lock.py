@@ -10,7 +10,7 @@ from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.errors import CacheError, LockNotOwned
 from cachedeco.flows._async.lease import take
 from cachedeco.flows.lock_core import LockCore
-from cachedeco.runtime.guard import logger
+from cachedeco.runtime.guard import warn
 
 __all__ = ["AsyncLockIO"]
 
@@ -57,4 +57,4 @@ class AsyncLockIO(LockCore):
         try:
             await self.arelease()
         except CacheError as lost:  # never hide the body's own exception behind this one
-            logger.warning("cachedeco: %s", lost)
+            warn(f"lock:{self.name}", "cachedeco: %s", lost)

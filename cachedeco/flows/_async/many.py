@@ -46,6 +46,11 @@ async def get_many(b: Bound, func: Callable[..., Any], head: Args, ids: Iterable
         else:
             b.guard.breaker.success()
             found, missing = found_and_missing(b, batch, results)
+            if b.recovery.pending:  # entries with a change pending are not served meanwhile
+                for i, (key, tag_keys) in enumerate(batch.reads()):
+                    if b.recovery.blocks(b.slot.name, key, tag_keys):
+                        found.pop(batch.ids[i], None)
+                        missing[i] = UNCACHED
     if missing:
         found.update(await load(ManyCall(b, func, head, batch), missing, since))
     return {i: found[i] for i in batch.ids if i in found}

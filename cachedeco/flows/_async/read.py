@@ -13,7 +13,7 @@ from cachedeco.core.entry import CORRUPT, NO_VALUE, Write, new_tag_token, new_to
 from cachedeco.errors import SerializationError
 from cachedeco.flows._async.lease import leased
 from cachedeco.flows.bound import UNCACHED, Bound, Call, ReadState, is_current
-from cachedeco.runtime.guard import logger
+from cachedeco.runtime.guard import warn
 from cachedeco.runtime.primitives import ajoin_flight
 from cachedeco.runtime.singleflight import Flight, LeaderGone, WaitTimeout
 
@@ -184,8 +184,8 @@ async def refresh_quietly(b: Bound, call: Call, state: ReadState, since: int) ->
     try:
         await load(b, call, state, since)
     except Exception as exc:
-        logger.warning("cachedeco: background refresh of %s failed (%s); serving the "
-                       "stale value", b.name, b.describe(exc))
+        warn(f"refresh:{b.name}", "cachedeco: background refresh of %s failed (%s); serving "
+             "the stale value", b.name, b.describe(exc))
 
 
 async def refresh(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
@@ -204,9 +204,9 @@ async def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any,
     not serve it meanwhile). The entry's ``aliases`` (its keys before a key rotation) are
     dropped either way."""
     b.flights.forget(key)
-    if not b.guard.breaker.allow():  # the backend is skipped: straight to auto-recovery
-        b.encode(value, key)  # a value that cannot be serialized is an error all the same
+    if b.guard.breaker.open():  # the backend is skipped: straight to auto-recovery
         b.recovery.drop(b.slot.name, [key, *aliases], b.policy.hard_ms, None)
+        b.encode(value, key)  # a value that cannot be serialized is an error all the same
         b.guard.kept(None, key=key, function=b.name, action="write through")
         return
     try:
@@ -219,6 +219,7 @@ async def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any,
             await b.slot.abackend().write(key, b.write(payload, 0.0, tag_keys, None, ttl))
             if aliases:
                 await b.slot.abackend().invalidate(aliases, new_tombstone(), b.policy.hard_ms)
+        b.guard.breaker.success()
     except SerializationError:
         try:
             await b.slot.abackend().invalidate([key, *aliases], new_tombstone(),
@@ -249,12 +250,13 @@ async def invalidate(b: Bound, args: Args, kwargs: Kwargs) -> bool:
     keys = [key] if b.aliases is None else [key, *b.aliases(args, kwargs)]
     b.flights.forget(key)
     b.stats.invalidations += 1
-    if not b.guard.breaker.allow():  # the backend is skipped: straight to auto-recovery
+    if b.guard.breaker.open():  # the backend is skipped: straight to auto-recovery
         b.recovery.drop(b.slot.name, keys, b.policy.hard_ms, None)
         b.guard.kept(None, key=key, function=b.name, action="invalidate")
         return False
     try:
         removed = await b.slot.abackend().invalidate(keys, new_tombstone(), b.policy.hard_ms)
+        b.guard.breaker.success()
     except BACKEND_ERRORS as exc:
         b.recovery.drop(b.slot.name, keys, b.policy.hard_ms, exc)
         b.guard.kept(exc, key=key, function=b.name, action="invalidate")
@@ -267,12 +269,13 @@ async def invalidate_all(b: Bound) -> None:
     if not b.enabled:
         return
     b.stats.invalidations += 1
-    if not b.guard.breaker.allow():
+    if b.guard.breaker.open():
         b.recovery.invalidate(b.slot.name, [b.fn_tag], b.tag_px, None)
         b.guard.kept(None, function=b.name, action="invalidate all")
         return
     try:
         await b.slot.abackend().invalidate_tags([b.fn_tag], new_tag_token(True), b.tag_px)
+        b.guard.breaker.success()
     except BACKEND_ERRORS as exc:
         b.recovery.invalidate(b.slot.name, [b.fn_tag], b.tag_px, exc)
         b.guard.kept(exc, function=b.name, action="invalidate all")

@@ -32,7 +32,7 @@ from cachedeco.backends.contracts.leases import (
 from cachedeco.core.entry import ENTRY, NO_VALUE
 from cachedeco.errors import BackendError
 from cachedeco.flows.bound import Bound, Call, ReadState, is_current
-from cachedeco.runtime.guard import logger
+from cachedeco.runtime.guard import warn
 from cachedeco.runtime.primitives import keep_alive
 
 __all__ = ["leased", "take"]
@@ -116,8 +116,8 @@ def hold(b: Bound, call: Call, lease: Lease, ttl: float, run: Run) -> Any:
     finally:
         try:
             if not lease.release():
-                logger.warning("cachedeco: the lease on a load of %s expired before the load "
-                               "finished; other processes may have run it too", b.name)
+                warn(f"lease:{b.name}", "cachedeco: the lease on a load of %s expired before "
+                     "the load finished; other processes may have run it too", b.name)
         except BACKEND_ERRORS as exc:
             fault(b, call, exc, "release a lease")
 

@@ -11,7 +11,7 @@ from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.errors import CacheError, LockNotOwned
 from cachedeco.flows._sync.lease import take
 from cachedeco.flows.lock_core import LockCore
-from cachedeco.runtime.guard import logger
+from cachedeco.runtime.guard import warn
 
 __all__ = ["LockIO"]
 
@@ -58,4 +58,4 @@ class LockIO(LockCore):
         try:
             self.release()
         except CacheError as lost:  # never hide the body's own exception behind this one
-            logger.warning("cachedeco: %s", lost)
+            warn(f"lock:{self.name}", "cachedeco: %s", lost)

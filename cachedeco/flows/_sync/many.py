@@ -47,6 +47,11 @@ def get_many(b: Bound, func: Callable[..., Any], head: Args, ids: Iterable[Any])
         else:
             b.guard.breaker.success()
             found, missing = found_and_missing(b, batch, results)
+            if b.recovery.pending:  # entries with a change pending are not served meanwhile
+                for i, (key, tag_keys) in enumerate(batch.reads()):
+                    if b.recovery.blocks(b.slot.name, key, tag_keys):
+                        found.pop(batch.ids[i], None)
+                        missing[i] = UNCACHED
     if missing:
         found.update(load(ManyCall(b, func, head, batch), missing, since))
     return {i: found[i] for i in batch.ids if i in found}
