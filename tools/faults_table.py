@@ -36,16 +36,28 @@ def _lost(row: dict[str, Any]) -> str:
     return text + (" (promised 0)" if row.get("lost_promised_zero") else "")
 
 
+CALLS = {"read": "read", "write": "write-through", "invalidate": "invalidate_tags",
+         "behind": "write-behind"}
+ORDER = ("single", "single + proxy", "sentinel", "cluster")  # rows by deployment, then as run
+
+
 def _errors(row: dict[str, Any]) -> str:
     if not row["errors"]:
         return "0"
-    kinds = ", ".join(f"{n} {k}" for k, n in sorted(row["errors_by_kind"].items()))
-    return f"{row['errors']:,} ({kinds})"
+    kinds = []
+    for name, count in sorted(row["errors_by_kind"].items()):
+        call, _, error = name.partition(":")
+        kinds.append(f"{count:,} {CALLS.get(call, call)} {error}")
+    return f"{row['errors']:,}: " + ", ".join(kinds)
+
+
+def _rank(row: dict[str, Any]) -> int:
+    return ORDER.index(row["deployment"]) if row["deployment"] in ORDER else len(ORDER)
 
 
 def render(data: dict[str, Any], *, full: bool = False) -> str:
     """The table of ``data`` (a results file's content); ``full`` adds the deployment, stale
-    reads during the fault, notes and the run's details."""
+    reads during the fault, the kind of the slowest call, notes and the run's details."""
     head = ["fault", "calls", "errors seen by callers", "wrong values",
             "stale reads after recovery", "records lost", "p99", "max", "time to recover"]
     if full:
@@ -53,11 +65,13 @@ def render(data: dict[str, Any], *, full: bool = False) -> str:
         head[6:6] = ["stale reads during the fault"]
         head.append("notes")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in data["rows"]:
+    for row in sorted(data["rows"], key=_rank):
         cells = [row["fault"], f"{row['calls']:,}", _errors(row), str(row["wrong"]),
                  str(row["stale_after"]), _lost(row), _ms(row["p99_ms"]), _ms(row["max_ms"]),
                  _recover(row)]
         if full:
+            if row.get("max_kind"):
+                cells[-2] += f" ({CALLS.get(row['max_kind'], row['max_kind'])})"
             cells[1:1] = [row["deployment"]]
             cells[6:6] = [str(row["stale"] - row["stale_after"])]
             cells.append(row.get("notes", ""))
