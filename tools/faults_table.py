@@ -41,9 +41,12 @@ CALLS = {"read": "read", "write": "write-through", "invalidate": "invalidate_tag
 ORDER = ("single", "single + proxy", "sentinel", "cluster")  # rows by deployment, then as run
 
 
-def _errors(row: dict[str, Any]) -> str:
+def _errors(row: dict[str, Any], *, full: bool = True) -> str:
     if not row["errors"]:
         return "0"
+    if not full:
+        calls = sorted({CALLS.get(k.partition(":")[0], k) for k in row["errors_by_kind"]})
+        return f"{row['errors']:,} ({', '.join(calls)})"
     kinds = []
     for name, count in sorted(row["errors_by_kind"].items()):
         call, _, error = name.partition(":")
@@ -63,10 +66,10 @@ def render(data: dict[str, Any], *, full: bool = False) -> str:
     if full:
         head[1:1] = ["deployment"]
         head[6:6] = ["stale reads during the fault"]
-        head.append("notes")
+        head += ["log lines (most in one process)", "notes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in sorted(data["rows"], key=_rank):
-        cells = [row["fault"], f"{row['calls']:,}", _errors(row), str(row["wrong"]),
+        cells = [row["fault"], f"{row['calls']:,}", _errors(row, full=full), str(row["wrong"]),
                  str(row["stale_after"]), _lost(row), _ms(row["p99_ms"]), _ms(row["max_ms"]),
                  _recover(row)]
         if full:
@@ -74,7 +77,7 @@ def render(data: dict[str, Any], *, full: bool = False) -> str:
                 cells[-2] += f" ({CALLS.get(row['max_kind'], row['max_kind'])})"
             cells[1:1] = [row["deployment"]]
             cells[6:6] = [str(row["stale"] - row["stale_after"])]
-            cells.append(row.get("notes", ""))
+            cells += [f"{row.get('logged', 0)} ({row.get('logged_max', 0)})", row.get("notes", "")]
         lines.append("| " + " | ".join(cells) + " |")
     meta = data.get("meta", {})
     plan = meta.get("plan", {})

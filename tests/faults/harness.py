@@ -70,6 +70,11 @@ OPTIONS: dict[str, Any] = {"socket_timeout": 0.25, "socket_connect_timeout": 0.2
                            "breaker_cooldown": 1.0}
 
 
+#: The most records one process may log during one fault (rate-limited warnings: the outage's
+#: start, its end, what was recovered, a few kinds of failure).
+LOG_LINES = 20
+
+
 @dataclass
 class Row:
     """What one fault did to the callers: one line of the "Faults survived" table."""
@@ -89,6 +94,8 @@ class Row:
     max_ms: float = 0.0
     max_kind: str = ""  # the kind of the slowest call
     recover_s: float | None = None
+    logged: int = 0  # records the library logged, all workers together
+    logged_max: int = 0  # ... in the process that logged most
     wall_s: float = 0.0  # from the first call to the row (the drain included)
     stop_s: float = 0.0  # stopping the workers (each closes its registry: a last flush)
     drain_s: float = 0.0  # delivering what they left
@@ -343,6 +350,8 @@ class Load:
             p99_ms=_percentile(latencies, 0.99) * 1000, max_ms=latencies[-1] * 1000,
             max_kind=KINDS[int(max(ops, key=lambda op: op[1])[2])],
             recover_s=recovery(ops, heal), wall_s=time.time() - self.began,
+            logged=sum(r.get("logged", 0) for r in results),
+            logged_max=max((r.get("logged", 0) for r in results), default=0),
             stop_s=self.marks.get("stop_s", 0.0), drain_s=self.marks.get("drain_s", 0.0),
             notes=notes,
             samples=samples)
@@ -388,7 +397,8 @@ def check(row: Row, *, behind_may_fail: bool = True) -> None:
     every read, write-through and invalidation answered (``on_error="fallback"``); a
     write-behind call raises only ``BackendError`` (none with a spool); no wrong value ever; no
     stale read once the recovery interval after the heal has passed; no record lost where
-    the configuration promises it; the cache serving again before the run ended."""
+    the configuration promises it; the cache serving again before the run ended; a few log
+    lines per process, not one per call."""
     unexpected = {kind: n for kind, n in row.errors_by_kind.items()
                   if not (behind_may_fail and kind == "behind:BackendError")}
     assert not unexpected, f"{row.fault}: callers saw {unexpected}: {row.samples}"
@@ -399,3 +409,6 @@ def check(row: Row, *, behind_may_fail: bool = True) -> None:
     if row.lost_promised_zero:
         assert row.lost == 0, f"{row.fault}: {row.lost} of {row.returned} records lost"
     assert row.recover_s is not None, f"{row.fault}: the cache never served again"
+    assert row.logged_max <= LOG_LINES, (
+        f"{row.fault}: one process logged {row.logged_max} records (an outage is a few lines, "
+        "not one per call)")

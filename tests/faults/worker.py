@@ -22,6 +22,7 @@ says ``done`` and waits for the next run.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import sys
@@ -41,11 +42,27 @@ OUTCOMES = ("ok", "error", "stale", "wrong")
 MIX = (("read", 0.70), ("write", 0.10), ("invalidate", 0.05), ("behind", 0.15))
 
 
+class LogCount(logging.Handler):
+    """Counts the records the library logs during a run (they still reach stderr)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+        self.first: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+        if len(self.first) < 20:
+            self.first.append(f"{record.levelname} {record.getMessage()[:200]}")
+
+
 class Worker:
     """One process's calls and what it saw of them."""
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         self.cfg = cfg
+        self.logs = LogCount()
+        logging.getLogger("cachedeco").addHandler(self.logs)
         self.index: int = cfg["index"]
         self.keys: int = cfg["keys"]
         self.reg = cachedeco.Registry(cfg["url"], prefix=cfg["prefix"], **cfg["options"])
@@ -135,9 +152,11 @@ class Worker:
         """Close the registry (a last flush) and write the results."""
         closing = time.perf_counter()
         self.reg.close()
+        logging.getLogger("cachedeco").removeHandler(self.logs)
         result = {"index": self.index, "ops": self.ops, "errors": dict(self.errors),
                   "samples": self.samples, "stats": asdict(self.reg.stats()),
-                  "close_s": time.perf_counter() - closing}
+                  "close_s": time.perf_counter() - closing, "logged": self.logs.count,
+                  "first_logs": self.logs.first}
         Path(self.cfg["out"]).write_text(json.dumps(result))
         self.catalogue.close()
 
