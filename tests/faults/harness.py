@@ -1,13 +1,14 @@
 """Load under fault: worker processes calling the catalogue while a test breaks the backend.
 
-:class:`Load` starts :mod:`tests.faults.worker` processes against a deployment, lets them run
-(``warm``), marks when the test injects its fault and when it heals it, lets them run again
-(``after``), stops them, delivers what write-behind left (a drainer process of its own, as a
-restarted service would) and turns what the workers saw into a :class:`Row`: calls, errors
-seen by callers, wrong values, stale reads (all, and those that began ``grace`` seconds or
-more after the heal), write-behind records lost (returned by a call, absent from SQLite),
-p99 and max latency, and the time from the heal until callers saw no error or stale read and
-were served from the cache again.
+:class:`Load` hands a run to worker processes (:mod:`tests.faults.spares`), lets them call
+(``warm``), marks when the test injects its fault and when it heals it, lets them call again
+(``after``), stops them, delivers what write-behind left (as a restarted service would: a
+registry of its own, in the test process) and turns what the workers saw into a
+:class:`Row`: calls, errors seen by callers, wrong values, stale reads (all, and those that
+began ``grace`` seconds or more after the heal), write-behind records lost (returned by a
+call, absent from SQLite), p99 and max latency, what the library logged, and the time from
+the heal until callers saw no error or stale read and were served from the cache again.
+:func:`check` asserts what the library promises of such a run.
 
 ``CACHEDECO_FAULTS=long`` (see docs/development.md) gives a longer run: more workers, more
 keys, a higher rate and faults held longer.
@@ -19,10 +20,8 @@ import contextlib
 import dataclasses
 import json
 import os
-import select
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import cachedeco
+from tests.faults.spares import Spares, end, readline
 from tests.faults.worker import KINDS
 from tests.faults.workload import Catalogue, build
 
@@ -103,75 +103,6 @@ class Row:
     samples: dict[str, str] = field(default_factory=dict)
 
 
-class Spares:
-    """Worker processes started ahead (their imports take seconds on a busy machine), waiting
-    for a run's configuration on stdin; each serves one run after another, and a killed one
-    is replaced after its run."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.made = 0
-        self.waiting: list[tuple[subprocess.Popen[str], Path]] = []
-        self.fresh: set[subprocess.Popen[str]] = set()  # not yet said "spare"
-
-    def _spawn(self) -> tuple[subprocess.Popen[str], Path]:
-        self.made += 1
-        log = self.tmp / f"worker-{self.made}.log"
-        with log.open("w") as stderr:
-            proc = subprocess.Popen([sys.executable, "-m", "tests.faults.worker"], cwd=ROOT,
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=stderr, text=True)
-        self.fresh.add(proc)
-        return proc, log
-
-    def refill(self, count: int) -> None:
-        """Start workers until ``count`` wait (they import in the background)."""
-        while len(self.waiting) < count:
-            self.waiting.append(self._spawn())
-
-    def take(self, count: int) -> list[tuple[subprocess.Popen[str], Path]]:
-        """``count`` workers with their imports done."""
-        self.refill(count)
-        taken, self.waiting = self.waiting[:count], self.waiting[count:]
-        for proc, log in taken:
-            if proc in self.fresh:
-                self.fresh.discard(proc)
-                line = _readline(proc, 60)
-                assert line == "spare", f"a worker did not start: {log.read_text()[-3000:]}"
-        return taken
-
-    def give_back(self, workers: list[tuple[subprocess.Popen[str], Path]]) -> None:
-        """Workers that finished a run, ready for the next."""
-        self.waiting[:0] = workers
-
-    def close(self) -> None:
-        for proc, _ in self.waiting:
-            _end(proc, kill=False)
-        self.waiting.clear()
-
-
-def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
-    """The next line a worker prints, or "" when it prints none within ``timeout``."""
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    return proc.stdout.readline().strip() if ready else ""
-
-
-def _end(proc: subprocess.Popen[str], *, kill: bool) -> None:
-    """End a worker: at once (``kill``), or by closing its stdin; then close its pipes."""
-    if kill and proc.poll() is None:
-        proc.kill()
-    for stream in (proc.stdin, proc.stdout):
-        with contextlib.suppress(OSError):
-            if stream is not None:
-                stream.close()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 class Load:
     """Worker processes of the catalogue against ``url`` (one SQLite file, one prefix)."""
 
@@ -222,7 +153,7 @@ class Load:
             proc.stdin.write(f"{self._config(index)}\n")
             proc.stdin.flush()
         for index, (proc, _) in enumerate(self.workers):
-            line = _readline(proc, 60)
+            line = readline(proc, 60)
             assert line == "ready", f"worker {index} did not start: {self._stderr(index)}"
         self.procs = [proc for proc, _ in self.workers]
         self.began = time.time()
@@ -259,14 +190,14 @@ class Load:
             if proc.poll() == -signal.SIGKILL:
                 continue  # killed by the test: no results
             assert proc.stdout is not None
-            line = _readline(proc, 60)
+            line = readline(proc, 60)
             if line != "done":
                 raise AssertionError(f"worker {index} did not stop: {self._stderr(index)}")
             results.append(json.loads((self.tmp / f"out-{index}.json").read_text()))
         self.marks["stop_s"] = time.perf_counter() - began
         for proc, _ in self.workers:
             if proc.poll() is not None:
-                _end(proc, kill=True)
+                end(proc, kill=True)
         self.spares.give_back([w for w in self.workers if w[0].poll() is None])
         self.workers, self.procs = [], []
         return results
@@ -274,7 +205,7 @@ class Load:
     def close(self) -> None:
         """Kill the workers of a run that did not stop (a failed test)."""
         for proc in self.procs:
-            _end(proc, kill=True)
+            end(proc, kill=True)
         self.catalogue.close()
         if self._own_spares:
             self.spares.close()
