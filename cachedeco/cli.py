@@ -210,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefix = args.prefix or DEFAULT_PREFIX
     try:
         registry = Registry(args.backend, prefix=prefix, on_error="raise")
+        registry.recovery.active = False  # it exits at once: report, keep nothing to retry
         try:
             result = _run(registry, args)
         finally:

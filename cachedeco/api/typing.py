@@ -65,7 +65,9 @@ class BoundCachedFunction(Protocol[P, R]):
         """The full key of the entry for these arguments (pure: no I/O)."""
         ...
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
-        """Drop the entry for these arguments; True if there was one."""
+        """Drop the entry for these arguments; True if there was one. When the backend
+        cannot be reached, False: the drop is kept and done once it answers
+        (auto-recovery), and this process does not serve the entry meanwhile."""
         ...
     def invalidate_all(self) -> None:
         """Make every entry of this function a miss (its implicit tag), in one round trip."""

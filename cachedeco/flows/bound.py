@@ -80,15 +80,16 @@ class Bound:
             return self.codec.loads(entry.value, key)
         except SerializationError as exc:
             self.stats.decode_errors += 1
-            warn(f"decode:{self.name}", "cachedeco: cannot decode a stored value of %s (%s); "
-                 "treating it as a miss and overwriting it", self.name, exc)
+            warn(f"decode:{self.keyspace.prefix}:{self.name}", "cachedeco: cannot decode a "
+                 "stored value of %s (%s); treating it as a miss and overwriting it", self.name,
+                 exc)
             return NO_VALUE
 
     def corrupt(self) -> None:
         """A stored value that is not a readable envelope: count and log; it is overwritten."""
         self.stats.decode_errors += 1
-        warn(f"corrupt:{self.name}", "cachedeco: a stored value of %s is not a cachedeco "
-             "entry; treating it as a miss and overwriting it", self.name)
+        warn(f"corrupt:{self.keyspace.prefix}:{self.name}", "cachedeco: a stored value of %s "
+             "is not a cachedeco entry; treating it as a miss and overwriting it", self.name)
 
     def encode(self, value: Any, key: str) -> Any:
         """The payload to store at ``key`` for a result, or NO_VALUE when it is not to be

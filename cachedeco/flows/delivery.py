@@ -33,7 +33,6 @@ from typing import Any, Final
 from cachedeco.backends.contracts.queues import Message, Restore, order
 from cachedeco.core.stats import Stats
 from cachedeco.errors import SerializationError
-from cachedeco.runtime.guard import warn
 from cachedeco.runtime.primitives import Stop
 
 __all__ = [
@@ -238,9 +237,9 @@ def attempt(job: Job, keep: list[_Record], superseded: list[_Record]
             tries += 1
             delay = settings.backoff(tries)
             job.stats.write_behind_retried += len(keep)
-            warn(f"retry:{settings.name}", "cachedeco: flush of %d write-behind record(s) of %s "
-                 "failed (%s); retry %d of %d in %.2fs", len(keep), settings.name,
-                 job.describe(exc), tries, settings.max_retries, delay)
+            logger.warning("cachedeco: flush of %d write-behind record(s) of %s failed (%s); "
+                           "retry %d of %d in %.2fs", len(keep), settings.name, job.describe(exc),
+                           tries, settings.max_retries, delay)
             yield Sleep(delay, _ids(keep) + _ids(superseded))
         else:
             return keep, superseded

@@ -144,8 +144,8 @@ class Guard:
         self.stats.backend_errors += 1
         if self.raise_errors:
             why = "circuit breaker open" if exc is None else f"{type(exc).__name__}: {exc}"
-            raise BackendError(f"backend {self.name!r} failed to {action} (kept, and retried "
-                               f"until it lands): {why}", key=key, function=function) from exc
+            raise BackendError(f"backend {self.name!r} failed to {action}: {why}", key=key,
+                               function=function) from exc
 
     def error(self, exc: BaseException, *, key: str | None = None,
               function: str | None = None, action: str = "call") -> BackendError:

@@ -68,6 +68,7 @@ class Recovery:
     def __init__(self, stats: Stats, host: Callable[[], Host | None]) -> None:
         self.stats = stats
         self.spool: Spool | None = None
+        self.active = True  # False: nothing is kept (a one-shot process: the CLI)
         self.pending = 0  # how many changes wait (read on every call: an int)
         self._host = host  # a weak reference to the registry
         self._queues: dict[str, collections.OrderedDict[str, Change]] = {}
@@ -124,7 +125,7 @@ class Recovery:
         worker; spooled first when there is a spool (for a record, a spool that fails is an
         error the caller sees: the record would be lost)."""
         host = self._host()
-        if host is None:
+        if host is None or not self.active:
             return
         if self.spool is not None:
             self._spool(host, change)

@@ -315,6 +315,7 @@ class Registry:
     def _skipped(self, backend: str, keys: list[str]) -> bool:
         """While the backend's breaker is open, an invalidation goes to auto-recovery."""
         self.slot(backend)
+        self.recovery.ensure()  # the registry is in use: what a spool holds is delivered
         if not self._breakers[backend].open():
             return False
         self.recovery.invalidate(backend, keys, self._tag_px(), None)

@@ -133,7 +133,13 @@ class Spool:
             return
         conn = self.connection()
         with self._lock:
-            conn.executemany("DELETE FROM changes WHERE id = ?", ids)
+            conn.execute("BEGIN IMMEDIATE")  # one transaction (one sync) for the lot
+            try:
+                conn.executemany("DELETE FROM changes WHERE id = ?", ids)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
 
     def heartbeat(self) -> None:
         """Show that this owner lives (its rows are not taken over meanwhile)."""

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from cachedeco import BackendError, Registry
+from cachedeco import MISS, BackendError, Registry
 from tests.support.polling import apoll, poll
 from tools.servers import Server
 
@@ -65,6 +65,7 @@ def test_a_write_through_during_a_freeze_is_not_served_stale_once_the_server_is_
     assert put(1, "v2") == "v2"  # the database write; the cache could not be reached
     assert reg.stats().recoveries_pending >= 1
     assert get(1) == "v2"  # this process never serves the old entry meanwhile
+    assert get.get(1) is MISS  # nor says it has one
     frozen.resume()
     poll(lambda: reg.stats().recoveries_pending == 0, timeout=2.0)
     assert oget(1) == "v2"  # the old entry is gone for everybody
@@ -89,6 +90,21 @@ def test_invalidate_tags_and_invalidate_during_an_outage_land_once_it_ends(
     frozen.restart()  # no persistence: empty; the point is that the changes land
     poll(lambda: reg.stats().recoveries_pending == 0, timeout=3.0)
     assert reg.stats().recoveries_done == 2
+
+
+def test_a_refresh_that_cannot_store_drops_the_old_entry_later(
+        make_registry: Callable[..., Registry], frozen: Server) -> None:
+    db = {1: "a"}
+    reg = make_registry(frozen.url, **FAST)
+    get, _ = _catalogue(reg, db)
+    assert get(1) == "a"
+    frozen.kill()
+    db[1] = "b"
+    assert get.refresh(1) == "b"  # computed; its store did not land
+    assert reg.stats().recoveries_pending == 1
+    frozen.restart()
+    poll(lambda: reg.stats().recoveries_pending == 0, timeout=3.0)
+    assert reg.stats().recoveries_done == 1
 
 
 def test_changes_of_one_key_or_tag_are_kept_once(
@@ -141,7 +157,7 @@ def test_under_on_error_raise_the_call_raises_and_the_change_still_lands(
     get, put = _catalogue(reg, db)
     assert get(1) == "a"
     frozen.pause()
-    with pytest.raises(BackendError, match="retried"):
+    with pytest.raises(BackendError, match="failed to write through"):
         put(1, "b")
     assert db[1] == "b"
     frozen.resume()

@@ -3,12 +3,16 @@
 Each module imports only its own layer and those below it, and no two modules import each
 other, directly or around a cycle. Every import counts: ``TYPE_CHECKING`` blocks and imports
 inside functions too, and importing ``a.b.c`` counts as importing ``a.b`` and ``a`` (their
-``__init__`` runs first), but for the root package ``cachedeco`` itself.
+``__init__`` runs first), but for the root package ``cachedeco`` itself. The web frameworks
+(FastAPI, Starlette, Django) are imported by ``cachedeco.contrib`` only, and ``import
+cachedeco`` imports none of them.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,3 +112,34 @@ def test_the_check_sees_imports_of_every_kind() -> None:
     assert "cachedeco.core.entry" in graph["cachedeco.flows.bound"]  # a plain import
     assert "cachedeco.flows" in graph["cachedeco.api.cached"]  # and its packages
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c"]]
+
+
+FRAMEWORKS = ("fastapi", "starlette", "django")
+
+
+def _third_party(path: Path) -> set[str]:
+    """The top-level names of the absolute imports in a file."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_only_contrib_imports_a_web_framework() -> None:
+    outside = sorted(f"{module} imports {name}" for module, path in _modules().items()
+                     if not module.startswith("cachedeco.contrib.")
+                     for name in _third_party(path) & set(FRAMEWORKS))
+    assert outside == []
+    assert "django" in _third_party(PACKAGE / "contrib" / "django" / "apps.py")  # it sees them
+
+
+def test_import_cachedeco_imports_no_framework_and_no_contrib() -> None:
+    code = ("import sys, cachedeco, cachedeco.cli, cachedeco.metrics; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            f"{FRAMEWORKS!r} or m.startswith('cachedeco.contrib')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=60)
+    assert done.stdout.strip() == "[]"

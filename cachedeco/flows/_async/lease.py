@@ -115,8 +115,9 @@ async def hold(b: Bound, call: Call, lease: AsyncLease, ttl: float, run: AsyncRu
     finally:
         try:
             if not await lease.release():
-                warn(f"lease:{b.name}", "cachedeco: the lease on a load of %s expired before "
-                     "the load finished; other processes may have run it too", b.name)
+                warn(f"lease:{b.keyspace.prefix}:{b.name}", "cachedeco: the lease on a load of "
+                     "%s expired before the load finished; other processes may have run it too",
+                     b.name)
         except BACKEND_ERRORS as exc:
             fault(b, call, exc, "release a lease")
 

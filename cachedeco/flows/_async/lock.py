@@ -57,4 +57,4 @@ class AsyncLockIO(LockCore):
         try:
             await self.arelease()
         except CacheError as lost:  # never hide the body's own exception behind this one
-            warn(f"lock:{self.name}", "cachedeco: %s", lost)
+            warn(f"lock:{self.registry.prefix}:{self.name}", "cachedeco: %s", lost)

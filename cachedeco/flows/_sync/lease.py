@@ -116,8 +116,9 @@ def hold(b: Bound, call: Call, lease: Lease, ttl: float, run: Run) -> Any:
     finally:
         try:
             if not lease.release():
-                warn(f"lease:{b.name}", "cachedeco: the lease on a load of %s expired before "
-                     "the load finished; other processes may have run it too", b.name)
+                warn(f"lease:{b.keyspace.prefix}:{b.name}", "cachedeco: the lease on a load of "
+                     "%s expired before the load finished; other processes may have run it too",
+                     b.name)
         except BACKEND_ERRORS as exc:
             fault(b, call, exc, "release a lease")
 

@@ -58,4 +58,4 @@ class LockIO(LockCore):
         try:
             self.release()
         except CacheError as lost:  # never hide the body's own exception behind this one
-            warn(f"lock:{self.name}", "cachedeco: %s", lost)
+            warn(f"lock:{self.registry.prefix}:{self.name}", "cachedeco: %s", lost)

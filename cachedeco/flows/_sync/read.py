@@ -185,8 +185,8 @@ def refresh_quietly(b: Bound, call: Call, state: ReadState, since: int) -> None:
     try:
         load(b, call, state, since)
     except Exception as exc:
-        warn(f"refresh:{b.name}", "cachedeco: background refresh of %s failed (%s); serving "
-             "the stale value", b.name, b.describe(exc))
+        warn(f"refresh:{b.keyspace.prefix}:{b.name}", "cachedeco: background refresh of %s "
+             "failed (%s); serving the stale value", b.name, b.describe(exc))
 
 
 def refresh(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:

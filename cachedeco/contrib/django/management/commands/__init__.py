@@ -1,0 +1,1 @@
+"""``manage.py cachedeco``: the operator CLI with the project's settings."""

@@ -1,0 +1,1 @@
+"""The example's one app: products, a cached product card, invalidation from signals."""
