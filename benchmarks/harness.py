@@ -10,7 +10,9 @@ server) per operation.
 Reported per row: the median wall time per operation over rounds, its p10-p90 spread, the
 *ratio* to the baseline (the median of the per-round ratios, with its own p10-p90) and the CPU
 time per operation above the baseline's (the median of per-round differences), which shows
-our own overhead where the network round trip dominates the wall time.
+our own overhead where the network round trip dominates the wall time. A row with a target
+gets a ``verdict`` from the p10-p90 of its per-round ratios (or differences), see
+:mod:`benchmarks.verdicts`; ``met`` keeps the median's plain answer.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 from itertools import cycle, islice
 from typing import Any
 
-from benchmarks import progress
+from benchmarks import progress, verdicts
 
 __all__ = [
     "Plan",
@@ -186,12 +188,17 @@ def _row(variant: Variant, sample: Samples, base: Samples | None) -> Row:
                    cpu_over_base_us=statistics.median(extra_cpu) * 1e6)
         if variant.max_over_us is not None:  # judged on the median per-round difference
             extra_wall = [a - b for a, b in zip(sample.wall, base.wall, strict=True)]
-            over = row["wall_over_base_us"] = statistics.median(extra_wall) * 1e6
-            row["target"] = variant.target_text or f"<= +{variant.max_over_us} µs"
-            row["met"] = over <= variant.max_over_us
+            o10, over, o90 = (v * 1e6 for v in quantiles(extra_wall))
+            row.update(wall_over_base_us=over, over_p10_us=o10, over_p90_us=o90,
+                       target=variant.target_text or f"<= +{variant.max_over_us} µs",
+                       target_over_us=variant.max_over_us, met=over <= variant.max_over_us,
+                       verdict=verdicts.judge(o10, o90, variant.max_over_us))
     if variant.target is not None:
         row["target"] = variant.target_text or f"<= {variant.target:.2f}x"
+        row["target_ratio"] = variant.target
         row["met"] = met(row.get("ratio"), variant.target)
+        if "ratio_p10" in row:
+            row["verdict"] = verdicts.judge(row["ratio_p10"], row["ratio_p90"], variant.target)
     if variant.note:
         row["note"] = variant.note
     row.update(variant.extra)

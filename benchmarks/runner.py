@@ -1,7 +1,9 @@
-"""``python -m benchmarks [--redis URL] [--quick] [--only NAME] [--json PATH] [--plot PATH]``.
+"""``python -m benchmarks [--redis URL] [--quick] [--only NAME] [--json PATH] [--plot DIR]``.
 
-Runs the scenarios of :mod:`benchmarks.scenarios` in order, with a progress bar on stderr,
-then prints the machine, one table per scenario and the targets on stdout. Redis: ``--redis
+Runs the scenarios of :mod:`benchmarks.scenarios` in order, with progress on stderr (a bar on
+a terminal; otherwise a log with durations and a heartbeat: :mod:`benchmarks.progress`), then
+prints the machine, one table per scenario and the targets with their verdicts on stdout,
+every line at most 120 columns. Redis: ``--redis
 URL`` uses that server; otherwise, when ``redis-server`` is on the PATH, a private one is
 started on a free loopback port for the run and stopped at the end; otherwise (or with
 ``--no-redis``) only the ``memory://`` scenarios run. A scenario that is missing is listed as
@@ -19,6 +21,7 @@ import inspect
 import logging
 import shutil
 import sys
+import textwrap
 import time
 import traceback
 from collections import Counter
@@ -28,7 +31,7 @@ from typing import Any
 
 import redis
 
-from benchmarks import peers, progress, report, servers
+from benchmarks import peers, progress, report, servers, texttable
 from benchmarks.report import Outcome
 from benchmarks.scenarios import describe, names
 
@@ -55,8 +58,8 @@ def _parser() -> argparse.ArgumentParser:
                              "see --list")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     parser.add_argument("--json", metavar="PATH", type=Path, help="write every row as JSON")
-    parser.add_argument("--plot", metavar="PATH", type=Path,
-                        help="write a PNG of the invalidation scaling curves (needs matplotlib)")
+    parser.add_argument("--plot", metavar="DIR", type=Path,
+                        help="write an SVG chart per scenario into DIR (created if needed)")
     return parser
 
 
@@ -127,8 +130,10 @@ class _LogGate(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         self.counts[record.name] += 1
         if self.counts.total() <= self.shown:
-            message = record.getMessage().splitlines()[0][:200] if record.msg else ""
-            progress.bar.note(f"    [{record.levelname.lower()} {record.name}] {message}")
+            message = record.getMessage().splitlines()[0] if record.msg else ""
+            line = f"    [{record.levelname.lower()} {record.name}] {message}"
+            room = progress.WIDTH - len("[0:00] ")
+            progress.bar.note(line if len(line) <= room else line[:room - 1] + "…")
         elif self.counts.total() == self.shown + 1:
             progress.bar.note("    [more log records are counted, not shown]")
 
@@ -179,20 +184,33 @@ def _peer_versions() -> dict[str, str]:
     return versions
 
 
+LEGEND = (
+    "how to read: ratio = wall time per operation over the baseline's, the median of per-round "
+    "ratios with its p10-p90 in brackets (rows of a table run interleaved, round by round); "
+    "CPU over base = process CPU per operation above the baseline's (our own cost, network "
+    "left out). verdict: met = the p90 is within the target; NOT MET = the p10 is beyond it; "
+    "within noise = the target lies between p10 and p90, so this run cannot tell. A row "
+    "measured once (a whole workload) is met or NOT MET. \"took\" is a scenario's wall time; "
+    "every value of every row is in --json.")
+
+
 def _header(meta: dict[str, Any]) -> str:
-    """The lines above the tables: machine, versions, peers, how to read a ratio."""
+    """The lines above the tables: machine, versions, peers, how to read a table."""
     lines = ["cachedeco benchmarks" + (" (--quick: small sizes, few rounds; indicative only)"
                                        if meta["quick"] else "")]
     for key in ("date", "nproc", "cpu", "os", "python", "redis_py", "redis_server",
                 "redis_where", "cachedeco"):
-        lines.append(f"  {key:<12} {meta[key]}")
-    lines.append("  peers        " + ", ".join(f"{k} {v}" for k, v in meta["peers"].items()))
+        lines += textwrap.wrap(f"{key:<12} {meta[key]}", texttable.WIDTH, initial_indent="  ",
+                               subsequent_indent=" " * 15)
+    lines += textwrap.wrap("peers        " + ", ".join(f"{k} {v}" for k, v in
+                                                       meta["peers"].items()),
+                           texttable.WIDTH, initial_indent="  ", subsequent_indent=" " * 15)
     missing = peers.missing()
     if missing:
-        lines.append(f"  !! peers not installed ({', '.join(missing)}): their rows are missing; "
-                     f"{peers.INSTALL_HINT}")
-    lines.append("  ratio = wall time per op over the baseline's (median of per-round ratios, "
-                 "p10-p90); CPU over base = process CPU per op above the baseline's")
+        lines += textwrap.wrap(f"!! peers not installed ({', '.join(missing)}): their rows are "
+                               f"missing; {peers.INSTALL_HINT}", texttable.WIDTH,
+                               initial_indent="  ", subsequent_indent="     ")
+    lines += textwrap.wrap(LEGEND, texttable.WIDTH, initial_indent="  ", subsequent_indent="  ")
     return "\n".join(lines)
 
 
@@ -204,14 +222,14 @@ def _finish(args: argparse.Namespace, meta: dict[str, Any], outcomes: list[Outco
         print(report.table(outcome, describe(outcome.name)))
     lines = report.targets(outcomes)
     if lines:
-        print("\nTargets:")
+        print("\nTargets (verdict, scenario · group · row: result; target):")
         print("\n".join(lines))
-    print(f"\nTotal {meta['seconds']:.1f} s.")
+    print(f"\nTotal {meta['seconds']:.1f} s ({progress.clock_text(meta['seconds'])}).")
     if args.json is not None:
         report.write_json(args.json, meta, outcomes)
         print(f"--json: wrote {args.json}")
     if args.plot is not None:
-        print(report.plot(args.plot, outcomes))
+        print("\n".join(report.plot(args.plot, outcomes)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -230,19 +248,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     gate = _LogGate()
     logging.getLogger().addHandler(gate)
     where = _Redis(args, parser)
+    bar.begin(len(chosen))
     bar.note(f"Redis: {where.where}")
     outcomes: list[Outcome] = []
     interrupted = False
     try:
-        bar.begin(len(chosen))
         for index, name in enumerate(chosen):
             bar.scenario_started(index, name)
             outcomes.append(_run_one(name, where.url, args.quick, args.cluster))
             outcomes[-1].logged = gate.take()
+            bar.scenario_finished()
     except KeyboardInterrupt:
         interrupted = True
         outcomes.append(Outcome(chosen[len(outcomes)], "interrupted", detail="Ctrl-C"))
     finally:
+        bar.end()
         bar.clear()
         try:
             if where.sweep():

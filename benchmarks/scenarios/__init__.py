@@ -15,7 +15,11 @@ with), ``median_us``/``p10_us``/``p90_us`` (wall time per operation), ``ratio`` 
 ``ratio_p10``/``ratio_p90`` (wall time over the baseline's, median of per-round ratios),
 ``cpu_us`` and ``cpu_over_base_us`` (process CPU per operation, and above the baseline's),
 ``cmds_per_op`` (Redis commands per operation from ``INFO commandstats``), ``ops_per_s``,
-``target`` (text), ``met`` (bool), ``note``.
+``target`` (text), ``met`` (bool), ``note``, and optionally ``verdict`` ("met", "not met" or
+"within noise", from the p10-p90 of the measurement: :mod:`benchmarks.verdicts`; the harness
+sets it for a ``Variant`` with a ``target``, else ``met`` decides) and ``result`` (what was
+measured against the target, in words, for the list of targets). Unknown keys ending in
+``_us``, ``_ms``, ``_s`` or ``_per_s`` are shown with their unit.
 
 Scenarios report progress through :mod:`benchmarks.progress` (optional). A module that is not
 there yet is listed as such; one that fails to import or raises is reported with its error, and
