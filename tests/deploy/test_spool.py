@@ -29,7 +29,7 @@ WRITER = textwrap.dedent("""
     import sys, time
     import cachedeco
 
-    url, prefix, spool = sys.argv[1:4]
+    url, prefix, spool, name = sys.argv[1:5]
     reg = cachedeco.Registry(url, prefix=prefix, spool=spool, socket_timeout=0.3,
                              socket_connect_timeout=0.3, stats_interval=0)
 
@@ -38,7 +38,7 @@ WRITER = textwrap.dedent("""
         return {"id": id, "v": v}
 
     for v in range(5):
-        record(f"e{v}", v)  # the server is down: into the spool, and the call returns
+        record(f"{name}{v}", v)  # the server is down: into the spool, and the call returns
     reg.invalidate_tags("events")  # a pending recovery: kept in the spool too
     print("queued", flush=True)
     time.sleep(60)  # killed here, its records still in the spool
@@ -82,19 +82,24 @@ def test_write_behind_returns_during_an_outage_and_its_records_arrive_after_it(
     assert events.rows() == [("a", 2), ("b", 3)]
 
 
-def test_a_new_process_on_the_same_spool_delivers_what_a_killed_one_kept(
+def test_a_new_process_on_the_same_spool_delivers_what_killed_ones_kept(
         make_registry: Callable[..., Registry], fresh_redis: Server, events: Events,
         tmp_path: Path, prefix: str) -> None:
     spool = tmp_path / "spool.db"
     fresh_redis.kill()
-    with subprocess.Popen([sys.executable, "-c", WRITER, fresh_redis.url, prefix, str(spool)],
-                          stdout=subprocess.PIPE, text=True) as writer:
-        try:
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, fresh_redis.url, prefix,
+                                 str(spool), name], stdout=subprocess.PIPE, text=True)
+               for name in ("a", "b")]  # two processes sharing the spool file at once
+    try:
+        for writer in writers:
             assert writer.stdout is not None
             assert writer.stdout.readline() == "queued\n"
-        finally:
+    finally:
+        for writer in writers:
             os.kill(writer.pid, signal.SIGKILL)
             writer.wait(timeout=10)
+            assert writer.stdout is not None
+            writer.stdout.close()
     fresh_redis.restart()
 
     reg = make_registry(fresh_redis.url, spool=spool, **FAST)
@@ -105,8 +110,9 @@ def test_a_new_process_on_the_same_spool_delivers_what_a_killed_one_kept(
     record.__module__, record.__qualname__ = "__main__", "record"  # the writer's function
     reg.write_behind(key="event:{id}", flush=events.flush, flush_interval=60)(record)
     reg.flush()  # the registry is used: what the spool holds is taken over and delivered
-    assert events.rows() == [(f"e{v}", v) for v in range(5)]
-    assert reg.stats().recoveries_done == 6  # the records and the tag invalidation
+    assert events.rows() == sorted((f"{name}{v}", v) for name in "ab" for v in range(5))
+    # the ten records, and one invalidation of the tag both writers invalidated (deduplicated)
+    assert reg.stats().recoveries_done == 11
     with fresh_redis.process.client() as raw:
         assert raw.exists(reg.keyspace.tag("events"))
 
