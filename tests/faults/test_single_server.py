@@ -162,8 +162,8 @@ def test_worker_killed_in_a_flush(server: Server, tmp_path: Path,
         load.drain()
         row = load.row("worker SIGKILLed in a write-behind flush", "single", results,
                        lost_promised_zero=True,
-                       notes=f"{len(left)} records returned and not yet in SQLite at the kill "
-                             "(the dead worker's batch among them) were delivered by the others "
+                       notes=f"{len(left)} record(s) returned and not yet in SQLite at the kill "
+                             "(the dead worker's batch among them) delivered by the others "
                              "(claim_after=1 s); time to recover: until then")
     row.recover_s = delivered
     fault_results.add(row)
