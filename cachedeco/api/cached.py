@@ -60,7 +60,7 @@ def cached(seconds: float | timedelta | None = None, /, *, ttl: TtlArg = None,
            backend: str = "default", lock: bool = False, lock_timeout: float | None = None,
            stale_ttl: float = 0, early_refresh: bool | float = False, cache_none: bool = True,
            condition: Callable[[Any], bool] | None = None, jitter: float | None = None,
-           serializer: object = None, sensitive: bool = False,
+           serializer: object = None, near: bool = True, sensitive: bool = False,
            registry: Registry | None = None) -> CachedDecorator: ...
 def cached(ttl_or_func: Any = None, /, *, ttl: TtlArg = None,
            key: str | Callable[..., str] | None = None, tags: TagsArg = (),
@@ -68,7 +68,7 @@ def cached(ttl_or_func: Any = None, /, *, ttl: TtlArg = None,
            backend: str = "default", lock: bool = False, lock_timeout: float | None = None,
            stale_ttl: float = 0, early_refresh: bool | float = False, cache_none: bool = True,
            condition: Callable[[Any], bool] | None = None, jitter: float | None = None,
-           serializer: object = None, sensitive: bool = False,
+           serializer: object = None, near: bool = True, sensitive: bool = False,
            registry: Registry | None = None) -> Any:
     """Cache a function's results (cache-aside / read-through).
 
@@ -109,6 +109,9 @@ def cached(ttl_or_func: Any = None, /, *, ttl: TtlArg = None,
             `None`: the registry's.
         serializer: `"orjson"`, `"pickle"` (needs the registry's `secret=`) or an object
             with `dumps(obj) -> bytes` and `loads(data) -> obj`; `None`: the registry's.
+        near: Whether hits may be served from the registry's near cache (`near_cache=`):
+            `False` reads Redis on every call, for values that must never be even a few
+            milliseconds behind a change made by another process.
         sensitive: Encrypt and authenticate every entry with the registry's
             `encryption_key=` and put a keyed hash of the arguments in its keys instead of
             the arguments; tags stay as given. A `ConfigurationError` without a key, on
@@ -136,7 +139,7 @@ def cached(ttl_or_func: Any = None, /, *, ttl: TtlArg = None,
         cache_none=bool(cache_none), condition=condition,
         serializer=check_serializer(serializer), backend=backend,
         ttl_of=ttl_checked if callable(ttl_checked) else None,
-        sensitive=check_flag(sensitive, "sensitive"))
+        sensitive=check_flag(sensitive, "sensitive"), near=check_flag(near, "near"))
 
     def decorate(target: F) -> F:
         func, kind = unwrap_callable(target, "cached")

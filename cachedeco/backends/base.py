@@ -47,6 +47,7 @@ class ConnectionOptions:
     max_connections: int = 64
     pool_timeout: float = 5.0
     maxsize: int = 10_000  # entries of a memory:// backend
+    near_cache: int = 0  # values kept near per Redis backend (0: no near cache)
     extra: dict[str, Any] = field(default_factory=dict)  # other redis-py connection keywords
 
     def redis_kwargs(self) -> dict[str, Any]:

@@ -17,6 +17,11 @@ import weakref
 from cachedeco.backends.base import BACKEND_ERRORS, AsyncBackend, Backend, ConnectionOptions
 from cachedeco.backends.memory.faces import AsyncMemoryBackend
 from cachedeco.backends.memory.store import MemoryBackend
+from cachedeco.backends.near._async.backend import AsyncNearBackend
+from cachedeco.backends.near._sync.backend import NearBackend
+from cachedeco.backends.near.sources import source_for
+from cachedeco.backends.near.store import NearStore
+from cachedeco.backends.near.tracker import Tracker
 from cachedeco.backends.redis.connect import (
     client_flavour,
     make_async,
@@ -33,7 +38,8 @@ __all__ = ["BackendSlot"]
 class BackendSlot:
     """One named backend: its spec, and the sync and async backends made from it on demand."""
 
-    def __init__(self, name: str, spec: object, options: ConnectionOptions) -> None:
+    def __init__(self, name: str, spec: object, options: ConnectionOptions,
+                 prefix: str = "cachedeco") -> None:
         self.name = name
         self.spec = spec
         self.options = options
@@ -49,9 +55,17 @@ class BackendSlot:
             flavour = client_flavour(spec)
             self.kind = "cluster" if "Cluster" in type(spec).__name__ else "redis"
             self.flavours = (flavour,)
+        #: The near cache in front of this backend (None: none, always on memory://).
+        self.near: NearStore | None = None
+        self._tracker: Tracker | None = None
         if self.kind == "memory":
             memory = MemoryBackend(memory_size(str(spec), options.maxsize))
             self._sync, self._ready_async = memory, AsyncMemoryBackend(memory)
+        elif options.near_cache:
+            source = source_for(self.kind, spec, options)
+            if source is not None:
+                self.near = NearStore(options.near_cache)
+                self._tracker = Tracker(self.near, source, prefix)
 
     @property
     def stores_objects(self) -> bool:
@@ -92,13 +106,21 @@ class BackendSlot:
 
     def _make_sync(self) -> Backend:
         if not isinstance(self.spec, str):
-            return wrap_sync(self.spec)
-        return make_sync(self.kind, self.spec, self.options)
+            made = wrap_sync(self.spec)
+        else:
+            made = make_sync(self.kind, self.spec, self.options)
+        if self.near is None or self._tracker is None:
+            return made
+        return NearBackend(made, self.near, self._tracker)
 
     def _make_async(self) -> AsyncBackend:
         if not isinstance(self.spec, str):
-            return wrap_async(self.spec)
-        return make_async(self.kind, self.spec, self.options)
+            made = wrap_async(self.spec)
+        else:
+            made = make_async(self.kind, self.spec, self.options)
+        if self.near is None or self._tracker is None:
+            return made
+        return AsyncNearBackend(made, self.near, self._tracker)
 
     async def aclose_here(self) -> None:
         """Close the asyncio backends usable on the running loop, before that loop ends (an
@@ -114,6 +136,8 @@ class BackendSlot:
         running loop's in a task (``aclose_here()`` closes them at once), those of loops
         running in other threads there, waiting for them (a loop that ended without
         ``aclose_here()`` took its clients' sockets with it)."""
+        if self._tracker is not None:
+            self._tracker.close()
         if self._sync is not None:
             with contextlib.suppress(*BACKEND_ERRORS):
                 self._sync.close()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cachedeco.backends.near.store import NearStore
 from cachedeco.backends.open import BackendSlot
 from cachedeco.core.codec.factory import Codec
 from cachedeco.core.entry import NO_VALUE, Entry, Write, new_marker, new_tag_token
@@ -70,6 +71,10 @@ class Bound:
     recovery: Recovery  # the registry's: changes kept while the backend was unreachable
     enabled: bool = True  # False while the registry is disabled: calls run uncached
     watch: Begin | None = None  # what exporters see of each load; None when nobody watches
+    near: NearStore | None = None  # the near cache serving this function's hits, if any
+    #: ``tags`` when a call's tag keys follow from its key alone (every argument is in the
+    #: key, tags are templates): a near hit then skips rendering them. None otherwise.
+    near_owner: object = None
 
     def decode(self, entry: Entry, key: str) -> Any:
         """The value of the entry at ``key``, or NO_VALUE (logged, counted) when it cannot be

@@ -40,6 +40,7 @@ class CachedOptions:
     backend: str
     ttl_of: TtlFn | None = None  # a callable ttl: the TTL chosen from each result
     sensitive: bool = False
+    near: bool = True  # served from the registry's near cache, when it has one
 
 
 class Spec:
@@ -109,13 +110,15 @@ class Spec:
         policy = Policy(opts.ttl if opts.ttl is not None else registry.ttl,
                         opts.jitter if opts.jitter is not None else registry.jitter,
                         opts.stale_ttl, opts.beta, opts.ttl_of)
+        tags = self.tags.keys_fn(registry.keyspace, fn_tag)
+        owned = self.keys.whole and self.tags.func_tags is None and slot.near is not None
         bound = Bound(
             name=self.keys.name,
             key=self.keys.for_prefix(registry.prefix, namers[0] if namers else None),
             aliases=self.keys.aliases(registry.prefix, namers[1:]), sensitive=opts.sensitive,
-            tags=self.tags.keys_fn(registry.keyspace, fn_tag), fn_tag=fn_tag, slot=slot,
+            tags=tags, fn_tag=fn_tag, slot=slot, near_owner=tags if owned else None,
             guard=registry.guard(opts.backend, self.stats_),
-            codec=codec, policy=policy,
+            codec=codec, policy=policy, near=slot.near if opts.near else None,
             stats=self.stats_, flights=self.flights, keyspace=registry.keyspace,
             background=registry.background,
             cache_none=opts.cache_none, condition=opts.condition, lock=opts.lock,

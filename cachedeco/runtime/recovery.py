@@ -127,6 +127,11 @@ class Recovery:
         host = self._host()
         if host is None or not self.active:
             return
+        # This process must not serve the old value from its near cache either (the change
+        # stream reports nothing for a change that never reached the backend).
+        near = host.slot(change.backend).near
+        if near is not None:
+            near.changed([change.target])
         if self.spool is not None:
             self._spool(host, change)
         with self._lock:

@@ -10,42 +10,30 @@ names a decorator: the public :class:`cachedeco.Registry` adds those convenience
 from __future__ import annotations
 
 import contextlib
-import functools
 import weakref
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Final, Protocol, Self
+from typing import Any, Protocol, Self
 
-from cachedeco.backends.base import BACKEND_ERRORS, ConnectionOptions
 from cachedeco.backends.contracts.queues import DeadLetter
 from cachedeco.backends.open import BackendSlot
-from cachedeco.backends.redis.urls import refused_option
-from cachedeco.core.codec.factory import make_codec
-from cachedeco.core.entry import new_tag_token
-from cachedeco.core.keyring import Keyring, make_keyring
-from cachedeco.core.keys.templates import escape_text
-from cachedeco.core.keyspace import KeySpace, check_prefix, escape_glob
-from cachedeco.core.policy import check_jitter, check_ttl
+from cachedeco.core.keyring import Keyring
+from cachedeco.core.keyspace import KeySpace
 from cachedeco.core.stats import Stats
 from cachedeco.errors import ConfigurationError
 from cachedeco.runtime.guard import Breaker, Guard
+from cachedeco.runtime.invalidation import Invalidation
 from cachedeco.runtime.ledger import Ledger, enrol
 from cachedeco.runtime.primitives import Background
 from cachedeco.runtime.recovery import Recovery
-from cachedeco.runtime.report import INTERVAL, Reporter, Target
+from cachedeco.runtime.report import Reporter, Target
+from cachedeco.runtime.settings import EncryptionKey, check_settings
 from cachedeco.runtime.spool import open_spool
 from cachedeco.runtime.watch import Watchers
 
 __all__ = ["EncryptionKey", "Registry", "Service", "default_registry", "set_default_registry"]
 
-#: ``encryption_key=``: a key (str or bytes, at least 32 bytes), ``[current, older, …]``, or None.
-EncryptionKey = str | bytes | list[str | bytes] | tuple[str | bytes, ...] | None
-
-ON_ERROR: Final = ("fallback", "raise")
-_OPTION_NAMES: Final = ("socket_timeout", "socket_connect_timeout", "max_connections",
-                        "pool_timeout", "maxsize")
-_POLICY_NAMES: Final = ("tag_ttl", "breaker_threshold", "breaker_cooldown", "stats_interval")
 
 
 class Service(Protocol):
@@ -65,25 +53,14 @@ class Service(Protocol):
     def wake(self) -> None: ...
 
 
-@functools.cache
-def _redis_keywords() -> frozenset[str]:
-    """The keywords a redis-py client accepts (passwords, TLS options and such)."""
-    import inspect
-
-    import redis
-
-    names = set(inspect.signature(redis.Redis.__init__).parameters)
-    return frozenset(names - {"self", "host", "port", "db", "connection_pool", "retry"})
-
-
-class Registry:
+class Registry(Invalidation):
     """Backends by name plus the settings every decorator bound to this registry uses."""
 
     def __init__(self, backend: object = "memory://", *,
                  backends: Mapping[str, object] | None = None,
                  prefix: str = "cachedeco", ttl: float | timedelta = 3600, jitter: float = 0.1,
                  serializer: object = "orjson", secret: str | bytes | None = None,
-                 on_error: str = "fallback", lock_timeout: float = 10.0,
+                 on_error: str = "fallback", lock_timeout: float = 10.0, near_cache: int = 0,
                  encryption_key: EncryptionKey = None, spool: object = None,
                  **backend_options: Any) -> None:
         self.revision = 0
@@ -98,8 +75,8 @@ class Registry:
         self._slots: dict[str, BackendSlot] = {}
         self.configure(backend, backends=backends, prefix=prefix, ttl=ttl, jitter=jitter,
                        serializer=serializer, secret=secret, on_error=on_error,
-                       lock_timeout=lock_timeout, encryption_key=encryption_key,
-                       spool=spool, **backend_options)
+                       lock_timeout=lock_timeout, near_cache=near_cache,
+                       encryption_key=encryption_key, spool=spool, **backend_options)
         enrol(self, self.ledger)
 
     # -- settings ---------------------------------------------------------------------------
@@ -108,8 +85,9 @@ class Registry:
                   backends: Mapping[str, object] | None = None, prefix: str = "cachedeco",
                   ttl: float | timedelta = 3600, jitter: float = 0.1, serializer: object = "orjson",
                   secret: str | bytes | None = None, on_error: str = "fallback",
-                  lock_timeout: float = 10.0, encryption_key: EncryptionKey = None,
-                  spool: object = None, **backend_options: Any) -> Self:
+                  lock_timeout: float = 10.0, near_cache: int = 0,
+                  encryption_key: EncryptionKey = None, spool: object = None,
+                  **backend_options: Any) -> Self:
         """Replace every setting; the ones not given take their defaults.
 
         Takes exactly the arguments of [`Registry`][cachedeco.Registry], documented there;
@@ -119,67 +97,36 @@ class Registry:
             ConfigurationError: A bad setting, or a `memory://` write-behind queue that still
                 holds records (`flush()` first: the new backends would never deliver them).
         """
-        check_prefix(prefix)
-        if on_error not in ON_ERROR:
-            raise ConfigurationError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
-        if serializer == "pickle" and not secret:
-            raise ConfigurationError('serializer="pickle" requires secret= (payloads are signed)')
-        make_codec(serializer, name="registry", secret=secret)  # checks the serializer now
-        keyring = make_keyring(encryption_key)
         waiting = [s for s in self._services.values() if s.left_in_memory()]
         if waiting:
             raise ConfigurationError(
                 f"{len(waiting)} write-behind queue(s) still hold records in memory, which "
                 "the new backends would never deliver: call flush() (or aflush()) first")
-        options = self._options(backend_options)
-        ttl, jitter = check_ttl(ttl), check_jitter(jitter)
-        lock_timeout = check_ttl(lock_timeout, "lock_timeout")
-        tag_ttl = check_ttl(backend_options.get("tag_ttl", 3600.0), "tag_ttl")
-        report = check_ttl(backend_options.get("stats_interval", INTERVAL), "stats_interval",
-                           allow_zero=True)
-        threshold = _count(backend_options.get("breaker_threshold", 5), "breaker_threshold")
-        cooldown = check_ttl(backend_options.get("breaker_cooldown", 5.0), "breaker_cooldown")
+        checked = check_settings(
+            prefix=prefix, ttl=ttl, jitter=jitter, serializer=serializer, secret=secret,
+            on_error=on_error, lock_timeout=lock_timeout, near_cache=near_cache,
+            encryption_key=encryption_key, backend_options=backend_options)
         specs: dict[str, object] = {"default": backend, **(backends or {})}
-        slots = {name: BackendSlot(name, spec, options) for name, spec in specs.items()}
         spooled = None if spool is None else open_spool(spool)
+        slots = {name: BackendSlot(name, spec, checked.options, prefix)
+                 for name, spec in specs.items()}
         # Everything is valid: only now does the registry change.
+        self.settings = checked
         self.prefix, self.keyspace = prefix, KeySpace(prefix)
-        self.ttl, self.jitter = ttl, jitter
+        self.ttl, self.jitter = checked.ttl, checked.jitter
         self.serializer, self.secret, self.on_error = serializer, secret, on_error
-        self.keyring: Keyring | None = keyring
-        self.lock_timeout, self.tag_ttl = lock_timeout, tag_ttl
-        self.ledger.prefix, self.reporter.interval = prefix, report
+        self.keyring: Keyring | None = checked.keyring
+        self.lock_timeout, self.tag_ttl = checked.lock_timeout, checked.tag_ttl
+        self.ledger.prefix, self.reporter.interval = prefix, checked.stats_interval
         self.recovery.spool = spooled
         old, self._slots = self._slots, slots
-        self._breakers = {name: Breaker(threshold, cooldown) for name in slots}
+        self._breakers = {name: Breaker(checked.breaker_threshold, checked.breaker_cooldown)
+                          for name in slots}
         self._guards = {name: self.guard(name, self._stats) for name in slots}
         self.revision += 1
         for slot in old.values():
             slot.close()
         return self
-
-    @staticmethod
-    def _options(given: Mapping[str, Any]) -> ConnectionOptions:
-        """Connection options: ours, checked, plus redis-py connection keywords passed on."""
-        known = {k: v for k, v in given.items() if k in _OPTION_NAMES}
-        extra = {k: v for k, v in given.items()
-                 if k not in _OPTION_NAMES and k not in _POLICY_NAMES}
-        unknown = sorted(set(extra) - _redis_keywords())
-        if unknown:
-            raise ConfigurationError(
-                f"unknown registry option(s) {unknown}: expected one of "
-                f"{sorted(_OPTION_NAMES + _POLICY_NAMES)} or a redis-py connection keyword")
-        for name in ("socket_timeout", "socket_connect_timeout", "pool_timeout"):
-            if name in known:
-                known[name] = check_ttl(known[name], name)
-        for name in ("max_connections", "maxsize"):  # checked even where no backend uses them
-            if name in known:
-                known[name] = _count(known[name], name)
-        for name, value in extra.items():
-            reason = refused_option(name, value)
-            if reason:
-                raise ConfigurationError(f"backend option {name}={value!r}: {reason}")
-        return ConnectionOptions(**known, extra=extra)
 
     def slot(self, name: str) -> BackendSlot:
         """The backend slot called ``name``, or ConfigurationError."""
@@ -267,127 +214,6 @@ class Registry:
         garbage-collected since included: counters never go down)."""
         return self.ledger.total()
 
-    def invalidate_tags(self, *tags: str, backend: str = "default") -> None:
-        """Make every entry stored with any of `tags` a miss, in every process.
-
-        One round trip for any number of tags, whatever the number of entries: each tag gets
-        a new token, and an entry that recorded another token is a miss.
-
-        Args:
-            *tags: Tags as rendered (`"user:7"`, not the template `"user:{id}"`).
-            backend: The name of the backend whose entries to invalidate.
-
-        Raises:
-            BackendError: Under `on_error="raise"`, the backend could not take the
-                invalidation now (it is kept and retried all the same: auto-recovery).
-        """
-        keys = self._tag_keys(tags)
-        if not keys or not self.enabled:
-            return
-        self._stats.invalidations += 1
-        if self._skipped(backend, keys):
-            return
-        try:
-            self.slot(backend).backend().invalidate_tags(keys, new_tag_token(True),
-                                                         self._tag_px())
-            self._breakers[backend].success()
-        except BACKEND_ERRORS as exc:
-            self.recovery.invalidate(backend, keys, self._tag_px(), exc)
-            self._guards[backend].kept(exc, action="invalidate tags")
-
-    async def ainvalidate_tags(self, *tags: str, backend: str = "default") -> None:
-        """The asyncio form of [`invalidate_tags`][cachedeco.Registry.invalidate_tags]: the
-        same arguments."""
-        keys = self._tag_keys(tags)
-        if not keys or not self.enabled:
-            return
-        self._stats.invalidations += 1
-        if self._skipped(backend, keys):
-            return
-        try:
-            await self.slot(backend).abackend().invalidate_tags(keys, new_tag_token(True),
-                                                                self._tag_px())
-            self._breakers[backend].success()
-        except BACKEND_ERRORS as exc:
-            self.recovery.invalidate(backend, keys, self._tag_px(), exc)
-            self._guards[backend].kept(exc, action="invalidate tags")
-
-    def _skipped(self, backend: str, keys: list[str]) -> bool:
-        """While the backend's breaker is open, an invalidation goes to auto-recovery."""
-        self.slot(backend)
-        self.recovery.ensure()  # the registry is in use: what a spool holds is delivered
-        if not self._breakers[backend].open():
-            return False
-        self.recovery.invalidate(backend, keys, self._tag_px(), None)
-        self._guards[backend].kept(None, action="invalidate tags")
-        return True
-
-    def _tag_keys(self, tags: tuple[str, ...]) -> list[str]:
-        for tag in tags:
-            if not isinstance(tag, str) or not tag:
-                raise ConfigurationError(f"a tag must be a non-empty string, not {tag!r}")
-        # The same escaping as a rendered tag template, so "item:50%" names f("50%")'s tag.
-        return [self.keyspace.tag(escape_text(tag)) for tag in dict.fromkeys(tags)]
-
-    def _tag_px(self) -> int:
-        return int(self.tag_ttl * 1000)
-
-    def _pattern(self, glob: str) -> str:
-        if not isinstance(glob, str) or not glob:
-            raise ConfigurationError(f"a pattern must be a non-empty string, not {glob!r}")
-        return f"{escape_glob(self.prefix)}:{glob}"
-
-    def invalidate_pattern(self, glob: str, *, backend: str = "default") -> int:
-        """Drop the entries whose key after the prefix matches `glob`.
-
-        SCAN and UNLINK in batches within the prefix, never KEYS: O(keys scanned), for ad-hoc
-        clean-ups (tags are the cheap way). cachedeco's own keys (`prefix:~…`: tag tokens,
-        leases, write-behind queues) are spared.
-
-        Args:
-            glob: A Redis glob over the key after `prefix:` (`"analysis:*"`).
-            backend: The name of the backend to clean.
-
-        Returns:
-            How many entries were dropped.
-        """
-        pattern = self._pattern(glob)
-        if not self.enabled:
-            return 0
-        self._stats.invalidations += 1
-        try:
-            return self.slot(backend).backend().delete_matching(pattern, self.keyspace.internal)
-        except BACKEND_ERRORS as exc:
-            raise self._guards[backend].error(exc, action="invalidate a pattern") from exc
-
-    async def ainvalidate_pattern(self, glob: str, *, backend: str = "default") -> int:
-        """The asyncio form of
-        [`invalidate_pattern`][cachedeco.Registry.invalidate_pattern]: the same arguments."""
-        pattern = self._pattern(glob)
-        if not self.enabled:
-            return 0
-        self._stats.invalidations += 1
-        try:
-            return await self.slot(backend).abackend().delete_matching(pattern,
-                                                                       self.keyspace.internal)
-        except BACKEND_ERRORS as exc:
-            raise self._guards[backend].error(exc, action="invalidate a pattern") from exc
-
-    def clear(self, *, backend: str = "default") -> int:
-        """Drop every entry under the prefix (SCAN + UNLINK; never KEYS or FLUSHDB).
-
-        Args:
-            backend: The name of the backend to clear.
-
-        Returns:
-            How many entries were dropped.
-        """
-        return self.invalidate_pattern("*", backend=backend)
-
-    async def aclear(self, *, backend: str = "default") -> int:
-        """The asyncio form of [`clear`][cachedeco.Registry.clear]: the same arguments."""
-        return await self.ainvalidate_pattern("*", backend=backend)
-
     # -- write-behind dead letters ------------------------------------------------------------
 
     def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
@@ -472,13 +298,6 @@ class Registry:
 
     def __repr__(self) -> str:
         return f"<Registry prefix={self.prefix!r} backends={sorted(self._slots)}>"
-
-
-def _count(value: object, what: str) -> int:
-    """An int >= 1 (not a bool), else ConfigurationError."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{what} must be an int >= 1, not {value!r}")
-    return value
 
 
 _default: list[Registry] = []

@@ -139,7 +139,9 @@ def check_tags_calls(write: Write, plan: TagPlan) -> list[ScriptCall]:
         # each slot's script numbers its tags from 1: a token of the group's own keeps
         # every tag key's token its own
         token = write.new_tag if len(plan.groups) == 1 else tag_token(write.new_tag, group)
-        args: list[Any] = [max(write.tag_px, write.px), token, "1" if conditional else "0"]
+        tag_px = max(write.tag_px, write.px)
+        lifetimes = f"{tag_px}:{max(write.px, tag_px // 2)}"  # see scripts.STORE
+        args: list[Any] = [lifetimes, token, "1" if conditional else "0"]
         if write.expect_tags is not None:
             args.extend("" if write.expect_tags[i] is None else write.expect_tags[i] for i in idx)
         calls.append(([plan.names[i] for i in idx], args, idx))

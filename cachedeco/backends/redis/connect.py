@@ -36,7 +36,7 @@ from cachedeco.backends.redis.pools import (
 from cachedeco.backends.redis.urls import Target, parse_url, redact, sentinel_settings
 from cachedeco.errors import ConfigurationError
 
-__all__ = ["client_flavour", "make_async", "make_sync", "wrap_async", "wrap_sync"]
+__all__ = ["client_flavour", "data_kwargs", "make_async", "make_sync", "wrap_async", "wrap_sync"]
 
 
 def client_flavour(client: object) -> str:
@@ -64,7 +64,7 @@ def make_sync(kind: str, url: str, options: ConnectionOptions) -> Backend:
             **options.redis_kwargs())
         return RedisBackend(redis.Redis.from_pool(pool))  # owns the pool: close() frees it
     target = parse_url(kind, url)
-    kwargs = _data_kwargs(target, options)
+    kwargs = data_kwargs(target, options)
     if kind == "sentinel":
         settings = sentinel_settings(kwargs)
         sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
@@ -96,7 +96,7 @@ def make_async(kind: str, url: str, options: ConnectionOptions) -> AsyncBackend:
             **options.redis_kwargs())
         return CoalescingRedisBackend(redis.asyncio.Redis.from_pool(pool))
     target = parse_url(kind, url)
-    kwargs = _data_kwargs(target, options)
+    kwargs = data_kwargs(target, options)
     if kind == "sentinel":
         settings = sentinel_settings(kwargs)
         sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
@@ -128,7 +128,7 @@ def wrap_async(client: Any) -> AsyncBackend:
     return CoalescingRedisBackend(client)
 
 
-def _data_kwargs(target: Target, options: ConnectionOptions) -> dict[str, Any]:
+def data_kwargs(target: Target, options: ConnectionOptions) -> dict[str, Any]:
     """Keyword arguments for connections to the data nodes."""
     kwargs = options.redis_kwargs()
     if target.username is not None:

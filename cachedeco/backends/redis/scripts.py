@@ -43,6 +43,10 @@ end
 #: tag key).
 #: A missing tag that a fill saw missing may since have been created by another store (token
 #: "c…": adopt it) but not by an invalidation (token "i…": abort).
+#: An existing tag key is extended only when less than the entry's px or half the tag px is
+#: left: every extension is a change that near caches are told about (and drop the entries
+#: carrying the tag for), so it must be rare, not once per store. (A user whose ACL lacks
+#: PTTL gets the extension on every store, as before.)
 STORE: Final = _EXPECT + """local n = #KEYS - 1
 local toks = {}
 for i = 1, n do
@@ -58,9 +62,13 @@ for i = 1, n do
   toks[i] = cur
 end
 local tag_px = tonumber(ARGV[5])
+local need = math.max(tonumber(ARGV[4]), math.floor(tag_px / 2))
 for i = 1, n do
   if toks[i] then
-    redis.call('PEXPIRE', KEYS[i + 1], tag_px, 'GT')
+    local left = redis.pcall('PTTL', KEYS[i + 1])
+    if type(left) ~= 'number' or left < need then
+      redis.call('PEXPIRE', KEYS[i + 1], tag_px, 'GT')
+    end
   else
     toks[i] = ARGV[6] .. '.' .. i
     redis.call('SET', KEYS[i + 1], toks[i], 'PX', tag_px)
@@ -71,8 +79,8 @@ return 1
 """
 
 #: Cluster, step one: check (when conditional) and create the tag keys of ONE hash slot.
-#: KEYS tag keys; ARGV[1] tag px; ARGV[2] new token (the i-th missing tag gets ARGV[2] .. '.'
-#: .. i); ARGV[3] "1" conditional; ARGV[4..] seen.
+#: KEYS tag keys; ARGV[1] "<tag px>:<least px left>" (see STORE); ARGV[2] new token (the
+#: i-th missing tag gets ARGV[2] .. '.' .. i); ARGV[3] "1" conditional; ARGV[4..] seen.
 #: Returns the tokens, or false when a condition fails.
 CHECK_TAGS: Final = """
 local toks = {}
@@ -88,12 +96,16 @@ for i = 1, #KEYS do
   end
   toks[i] = cur
 end
+local tag_px, need = string.match(ARGV[1], '^(%d+):(%d+)$')
 for i = 1, #KEYS do
   if toks[i] then
-    redis.call('PEXPIRE', KEYS[i], ARGV[1], 'GT')
+    local left = redis.pcall('PTTL', KEYS[i])
+    if type(left) ~= 'number' or left < tonumber(need) then
+      redis.call('PEXPIRE', KEYS[i], tag_px, 'GT')
+    end
   else
     toks[i] = ARGV[2] .. '.' .. i
-    redis.call('SET', KEYS[i], toks[i], 'PX', ARGV[1])
+    redis.call('SET', KEYS[i], toks[i], 'PX', tag_px)
   end
 end
 return toks
@@ -168,10 +180,14 @@ local stream = KEYS[#KEYS]
 if ARGV[1] == '-' then
   local toks = {}
   local tag_px = tonumber(ARGV[5])
+  local need = math.max(tonumber(ARGV[4]), math.floor(tag_px / 2))
   for i = 2, #KEYS - 1 do
     local cur = redis.call('GET', KEYS[i])
     if cur then
-      redis.call('PEXPIRE', KEYS[i], tag_px, 'GT')
+      local left = redis.pcall('PTTL', KEYS[i])  -- extended rarely: see STORE
+      if type(left) ~= 'number' or left < need then
+        redis.call('PEXPIRE', KEYS[i], tag_px, 'GT')
+      end
     else
       cur = ARGV[6] .. '.' .. (i - 1)
       redis.call('SET', KEYS[i], cur, 'PX', tag_px)

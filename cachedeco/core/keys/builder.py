@@ -160,6 +160,9 @@ class KeyBuilder:
         self._fast_positions = tuple(kept)
         self._template: Template | None = None
         self._key_func: Callable[..., str] | None = None
+        #: Every argument is in the key: what else a call derives from its arguments alone
+        #: (its tag keys) is the same for every call with this key.
+        self.whole = key is None and len(kept) == len(params)
         if isinstance(key, str):
             self._template = Template(key, params, what="key")
         elif callable(key):

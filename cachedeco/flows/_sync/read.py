@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cachedeco.backends.base import BACKEND_ERRORS, UNREACHABLE
+from cachedeco.backends.near.store import Near
 from cachedeco.core.entry import CORRUPT, NO_VALUE, Write, new_tag_token, new_tombstone
 from cachedeco.errors import SerializationError
 from cachedeco.flows._sync.lease import leased
@@ -38,6 +39,20 @@ def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) 
     if not b.enabled:  # caching is switched off: the function and nothing else
         return func(*args, **kwargs)
     key = b.key(args, kwargs)
+    near, ticket = b.near, None
+    if near is not None:  # a near hit: no round trip
+        kept = (near.owned(key, b.near_owner) if b.near_owner is not None
+                else near.hit(key, b.tags(args, kwargs)))
+        if kept is not None:
+            b.stats.hits += 1
+            b.stats.near_hits += 1
+            if b.policy.beta and b.policy.refresh_early(time.time(), kept.entry.soft,
+                                                        kept.entry.delta):
+                b.stats.early_refreshes += 1
+                background(b, Call(func, args, kwargs, key, kept.tag_keys),
+                           (kept.entry.marker, kept.tokens), b.flights.landings)
+            return kept.value
+        ticket = near.ticket()  # before the read: a change reported meanwhile refuses it
     tag_keys = b.tags(args, kwargs)
     since = b.flights.landings
     if not b.guard.allow(key, b.name) or (
@@ -55,6 +70,9 @@ def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) 
             now = time.time()
             if now < entry.soft:
                 b.stats.hits += 1
+                if ticket is not None and near is not None:
+                    near.install(ticket, key,
+                                 Near(entry, tokens, tag_keys, value, b.near_owner))
                 if b.policy.beta and b.policy.refresh_early(now, entry.soft, entry.delta):
                     b.stats.early_refreshes += 1
                     background(b, Call(func, args, kwargs, key, tag_keys), (entry.marker, tokens),
@@ -288,6 +306,8 @@ def cached_value(b: Bound, args: Args, kwargs: Kwargs) -> Any:
     if not b.enabled:
         return NO_VALUE
     key = b.key(args, kwargs)
+    if b.near is not None and (kept := b.near.hit(key, b.tags(args, kwargs))) is not None:
+        return kept.value
     tag_keys = b.tags(args, kwargs)
     if not b.guard.allow(key, b.name) or (
             b.recovery.pending and b.recovery.blocks(b.slot.name, key, tag_keys)):

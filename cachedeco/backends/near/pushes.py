@@ -1,0 +1,79 @@
+"""RESP3 read off a tracking connection's socket, pure: invalidation pushes and ping replies.
+
+The change stream reads its socket itself rather than through redis-py's parser: one
+``recv`` per wake-up, whatever it holds, so that a process whose threads keep the GIL busy
+hands it over as few times as possible before a change is applied (every blocking call gives
+the GIL up and must wait to get it back).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+__all__ = ["PING", "Push", "PushReader", "ReplyError"]
+
+#: ``PING`` as a RESP command.
+PING: Final = b"*1\r\n$4\r\nPING\r\n"
+
+
+class Push(list[Any]):
+    """A RESP3 push frame (``>``): ``[b"invalidate", [key, …]]`` or ``[b"invalidate", None]``."""
+
+
+class ReplyError(bytes):
+    """An error reply (``-`` or ``!``)."""
+
+
+class _Incomplete(Exception):
+    """The buffer ends inside a frame: wait for more bytes."""
+
+
+class PushReader:
+    """Frames out of the bytes received so far (a partial frame is kept for the next feed)."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> list[Any]:
+        """Every complete frame in what was received up to ``data``."""
+        buffer = self._buffer + data if self._buffer else data
+        frames: list[Any] = []
+        pos = 0
+        while pos < len(buffer):
+            try:
+                frame, pos = _value(buffer, pos)
+            except _Incomplete:
+                break
+            frames.append(frame)
+        self._buffer = buffer[pos:]
+        return frames
+
+
+def _value(buf: bytes, pos: int) -> tuple[Any, int]:
+    """The RESP3 value at ``pos`` and where the next one starts."""
+    end = buf.find(b"\r\n", pos)
+    if end < 0:
+        raise _Incomplete
+    kind, line, pos = buf[pos:pos + 1], buf[pos + 1:end], end + 2
+    if kind in (b"$", b"=", b"!"):
+        size = int(line)
+        if size < 0:
+            return None, pos
+        if len(buf) < pos + size + 2:
+            raise _Incomplete
+        data = buf[pos:pos + size]
+        return (ReplyError(data) if kind == b"!" else data), pos + size + 2
+    if kind in (b"*", b">", b"~", b"%", b"|"):
+        count = int(line) * (2 if kind in (b"%", b"|") else 1)
+        items = []
+        for _ in range(max(count, 0)):
+            item, pos = _value(buf, pos)
+            items.append(item)
+        return (Push(items) if kind == b">" else items), pos
+    if kind == b"_":
+        return None, pos
+    if kind == b"-":
+        return ReplyError(line), pos
+    if kind in (b"+", b":", b",", b"#", b"("):
+        return line, pos
+    raise ValueError(f"not RESP3: {buf[pos - len(line) - 3:pos]!r}")

@@ -1,0 +1,152 @@
+"""Where a near cache's change stream connects: one RESP3 connection per primary, made from the
+backend's URL (or ready client) with the registry's timeouts and credentials.
+
+A source names the primaries it knows now (:meth:`Source.primaries`), each with a factory for
+a fresh, unconnected ``protocol=3`` connection; the tracker asks again from time to time and
+starts over when the answer changes (a Sentinel failover, a cluster primary failover or
+resharding onto a new node).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import redis
+import redis.connection
+import redis.sentinel
+
+from cachedeco.backends.base import ConnectionOptions
+from cachedeco.backends.redis.connect import data_kwargs
+from cachedeco.backends.redis.urls import parse_url, sentinel_settings
+
+__all__ = ["ClusterSource", "SentinelSource", "SingleSource", "Source", "source_for"]
+
+#: A fresh, unconnected ``redis.connection.Connection`` (redis-py leaves it untyped).
+Factory = Callable[[], Any]
+Connection: Any = redis.connection.Connection
+
+
+class Source(Protocol):
+    """The primaries a change stream must listen to."""
+
+    #: Whether :meth:`primaries` can change (then it is asked again periodically).
+    moves: bool
+
+    def primaries(self) -> dict[str, Factory]:
+        """``host:port`` of every primary, and how to open a tracking connection to it."""
+        ...
+
+    def close(self) -> None:
+        """Release what asking for the primaries holds (connections to sentinels)."""
+        ...
+
+
+class SingleSource:
+    """One server: the address of the data connections."""
+
+    moves = False
+
+    def __init__(self, connection_class: Any, kwargs: dict[str, Any]) -> None:
+        self._make = connection_class
+        self._kwargs = {**kwargs, "protocol": 3}
+        where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+        self._where = str(where)
+
+    def primaries(self) -> dict[str, Factory]:
+        """The server itself."""
+        return {self._where: lambda: self._make(**self._kwargs)}
+
+    def close(self) -> None:
+        """Nothing held."""
+
+
+class SentinelSource:
+    """The primary the sentinels name now."""
+
+    moves = True
+
+    def __init__(self, url: str, options: ConnectionOptions) -> None:
+        target = parse_url("sentinel", url)
+        self._kwargs = data_kwargs(target, options)
+        settings = sentinel_settings(self._kwargs)
+        self._service, self._db = target.service, target.db
+        self._sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            list(target.hosts), sentinel_kwargs=settings)
+
+    def primaries(self) -> dict[str, Factory]:
+        """One primary, as the sentinels see it now (MasterNotFoundError when none does)."""
+        host, port = self._sentinel.discover_master(self._service)  # type: ignore[no-untyped-call]
+        kwargs = {**self._kwargs, "host": host, "port": port, "db": self._db, "protocol": 3}
+        return {f"{host}:{port}": lambda: Connection(**kwargs)}
+
+    def close(self) -> None:
+        """Close the connections to the sentinels."""
+        for sentinel in self._sentinel.sentinels:
+            sentinel.close()
+
+
+class ClusterSource:
+    """Every primary of a cluster, from ``CLUSTER SLOTS`` of the first node that answers."""
+
+    moves = True
+
+    def __init__(self, url: str, options: ConnectionOptions) -> None:
+        target = parse_url("cluster", url)
+        self._kwargs = data_kwargs(target, options)
+        self._seeds = list(target.hosts)
+        self._known: list[tuple[str, int]] = []
+
+    def primaries(self) -> dict[str, Factory]:
+        """The primaries serving slots now, asked of a known primary or a startup node."""
+        error: Exception | None = None
+        for host, port in dict.fromkeys(self._known + self._seeds):
+            conn: Any = Connection(host=host, port=port, **self._kwargs)
+            try:
+                conn.connect()
+                conn.send_command("CLUSTER", "SLOTS")
+                reply = conn.read_response()
+            except (redis.RedisError, OSError) as exc:
+                error = exc
+                continue
+            finally:
+                conn.disconnect()
+            found = _primaries(reply, host)
+            self._known = found
+            return {f"{h}:{p}": self._factory(h, p) for h, p in found}
+        raise error or redis.ConnectionError("no cluster node answered")
+
+    def _factory(self, host: str, port: int) -> Factory:
+        kwargs = {**self._kwargs, "host": host, "port": port, "protocol": 3}
+        return lambda: Connection(**kwargs)
+
+    def close(self) -> None:
+        """Nothing held between two questions."""
+
+
+def _primaries(reply: Any, asked: str) -> list[tuple[str, int]]:
+    """``(host, port)`` of the primary of each slot range of a ``CLUSTER SLOTS`` reply (an
+    empty host is the node asked)."""
+    found: dict[tuple[str, int], None] = {}
+    for slot_range in reply:
+        node = slot_range[2]
+        host = node[0].decode() if isinstance(node[0], bytes) else str(node[0])
+        found[(host or asked, int(node[1]))] = None
+    return sorted(found)
+
+
+def source_for(kind: str, spec: object, options: ConnectionOptions) -> Source | None:
+    """The source of a backend's change stream, or None where there is none to follow (a
+    ready asyncio or cluster client: their settings cannot be reused for a sync connection)."""
+    if isinstance(spec, str):
+        if kind == "sentinel":
+            return SentinelSource(spec, options)
+        if kind == "cluster":
+            return ClusterSource(spec, options)
+        pool = redis.ConnectionPool.from_url(spec, **options.redis_kwargs())
+        return SingleSource(pool.connection_class, dict(pool.connection_kwargs))
+    if isinstance(spec, redis.Redis) and not isinstance(
+            spec.connection_pool, redis.sentinel.SentinelConnectionPool):
+        pool = spec.connection_pool
+        return SingleSource(pool.connection_class, dict(pool.connection_kwargs))
+    return None

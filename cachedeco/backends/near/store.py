@@ -1,0 +1,162 @@
+"""The near cache's store: decoded values in process memory, least recently used first out,
+dropped the moment Redis says their key or one of their tag keys changed.
+
+A value is installed only after a read, and only when nothing it depends on changed while it
+was being read: :meth:`NearStore.ticket` is taken before the read is sent, and
+:meth:`NearStore.install` refuses when its key or one of its tag keys was reported changed
+since (the "in flight" problem of client-side caching), or when the stream of change
+messages was lost or is not up. Hits take no lock: a dict lookup, a tuple comparison and a
+clock read.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any, Final, NamedTuple
+
+from cachedeco.core.entry import Entry
+
+__all__ = ["Near", "NearStore", "Ticket"]
+
+#: How many changed names are remembered for in-flight reads before the memory is reset (a
+#: reset only refuses the installs of the reads in flight at that moment).
+CHANGED_LIMIT: Final = 65_536
+
+
+class Near(NamedTuple):
+    """One value kept near: the entry it was read from (marker, expiry, load time), the tag
+    tokens read with it, the tag keys it depends on, the decoded value, and its owner: what
+    derived the tag keys from the key alone, if anything (see :meth:`NearStore.owned`)."""
+
+    entry: Entry
+    tokens: tuple[str | None, ...]
+    tag_keys: tuple[str, ...]
+    value: Any
+    owner: object = None
+
+
+#: What a read was started under: the store's epoch and its change counter at that moment.
+Ticket = tuple[int, int]
+
+
+class NearStore:
+    """Up to ``size`` decoded values, each valid while the stream of changes is up and
+    neither its key nor its tag keys changed."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.live = False  # the change stream is up: only then are values kept
+        self._data: OrderedDict[str, Near] = OrderedDict()
+        self._by_tag: dict[str, set[str]] = {}  # tag key -> keys of the values carrying it
+        self._changed: dict[str, int] = {}  # name -> change count when it last changed
+        self._count = 0  # changes seen (keys named by Redis or by this process)
+        self._epoch = 0  # bumped when the stream is lost or comes back, and on a reset
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    # -- the hit path (no lock) -------------------------------------------------------------
+
+    def hit(self, key: str, tag_keys: tuple[str, ...]) -> Near | None:
+        """The fresh value kept for ``key`` read with ``tag_keys``, or None."""
+        near = self._data.get(key)
+        if near is None or near.tag_keys != tag_keys or time.time() >= near.entry.soft:
+            return None
+        try:  # noqa: SIM105 (suppress() costs more on the hit path)
+            self._data.move_to_end(key)
+        except KeyError:  # dropped meanwhile by another thread: this hit still saw it valid
+            pass
+        return near
+
+    def owned(self, key: str, owner: object) -> Near | None:
+        """:meth:`hit` for a function whose tag keys follow from its key (``owner`` derives
+        them): a value it installed is its own, with the same tag keys, so they need not be
+        computed to be compared."""
+        near = self._data.get(key)
+        if near is None or near.owner is not owner or time.time() >= near.entry.soft:
+            return None
+        try:  # noqa: SIM105 (suppress() costs more on the hit path)
+            self._data.move_to_end(key)
+        except KeyError:
+            pass
+        return near
+
+    # -- installing -------------------------------------------------------------------------
+
+    def ticket(self) -> Ticket | None:
+        """Taken before a read whose value may be installed; None while the stream is down."""
+        return (self._epoch, self._count) if self.live else None
+
+    def install(self, ticket: Ticket, key: str, near: Near) -> bool:
+        """Keep ``near`` for ``key`` unless ``key`` or one of its tag keys changed since
+        ``ticket`` was taken, or the stream was lost meanwhile; True when kept."""
+        epoch, count = ticket
+        with self._lock:
+            if not self.live or epoch != self._epoch:
+                return False
+            changed = self._changed
+            if changed.get(key, 0) > count or any(
+                    changed.get(tag, 0) > count for tag in near.tag_keys):
+                return False
+            self._forget(key)
+            self._data[key] = near
+            for tag in near.tag_keys:
+                self._by_tag.setdefault(tag, set()).add(key)
+            while len(self._data) > self.size:
+                self._forget(next(iter(self._data)))
+            return True
+
+    # -- changes ----------------------------------------------------------------------------
+
+    def changed(self, names: Iterable[str]) -> None:
+        """Keys that changed (entries or tag keys): drop every value depending on one, and
+        refuse the installs of reads in flight that depend on one."""
+        with self._lock:
+            if len(self._changed) > CHANGED_LIMIT:
+                self._changed.clear()
+                self._epoch += 1
+            for name in names:
+                self._count += 1
+                self._changed[name] = self._count
+                self._forget(name)
+                for key in self._by_tag.pop(name, ()):
+                    self._forget(key)
+
+    def flushed(self) -> None:
+        """Everything may have changed (``FLUSHDB``, ``FLUSHALL``): drop every value."""
+        with self._lock:
+            self._reset()
+
+    def lost(self) -> None:
+        """The stream of changes is lost: drop everything and keep nothing until it is back."""
+        with self._lock:
+            self.live = False
+            self._reset()
+
+    def up(self) -> None:
+        """The stream of changes is up (tracking enabled on every primary): keep values."""
+        with self._lock:
+            self._epoch += 1
+            self.live = True
+
+    def _reset(self) -> None:
+        self._data.clear()
+        self._by_tag.clear()
+        self._changed.clear()
+        self._epoch += 1
+
+    def _forget(self, key: str) -> None:
+        """Drop the value kept for ``key`` and its tag index entries (lock held)."""
+        near = self._data.pop(key, None)
+        if near is None:
+            return
+        for tag in near.tag_keys:
+            keys = self._by_tag.get(tag)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._by_tag[tag]

@@ -1,0 +1,220 @@
+"""The near cache in one process, on every Redis deployment: a near hit sends no command and
+counts in ``near_hits``; a change this process makes is never followed by the old value; a
+change made by another client reaches it within a bounded time; ``near=False`` and
+``memory://`` never use it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import cachedeco
+from cachedeco import Registry, write_behind, write_through
+from tests.support.commands import commandstats, ran
+from tests.support.deployments import SERVERS, Deployment
+from tests.support.polling import apoll, poll
+
+pytestmark = pytest.mark.deployments(*SERVERS)
+
+#: Commands the change stream sends for itself (its pings, a cluster's topology questions).
+TRACKER = frozenset({"info", "ping", "cluster|slots", "client|tracking", "hello"})
+
+
+def near_registry(make: Callable[..., Registry], deployment: Deployment, **kw: Any) -> Registry:
+    """A registry with a near cache on the deployment, no service counters reported."""
+    return make(deployment.url, near_cache=1000, stats_interval=0, **kw)
+
+
+def warm(call: Callable[[], Any], stats: Callable[[], cachedeco.Stats]) -> None:
+    """Call until a call is a near hit (the change stream is up and the value installed)."""
+    def near_hit() -> bool:
+        before = stats().near_hits
+        call()
+        return stats().near_hits > before
+
+    poll(near_hit, timeout=10.0)
+
+
+def test_a_near_hit_sends_no_command(make_registry: Callable[..., Registry],
+                                     deployment: Deployment) -> None:
+    reg = near_registry(make_registry, deployment)
+    loads = []
+
+    @reg.cached(ttl=60, tags=["a:{x}", "b", "c"])
+    def f(x: int) -> dict[str, int]:
+        loads.append(x)
+        return {"x": x}
+
+    warm(lambda: f(1), f.stats)
+    before, stats = commandstats(deployment.raw), f.stats()
+    for _ in range(200):
+        assert f(1) == {"x": 1}
+    assert ran(before, commandstats(deployment.raw), ignore=TRACKER) == {}
+    after = f.stats()
+    assert after.near_hits - stats.near_hits == 200
+    assert after.hits - stats.hits == 200
+    assert loads == [1]
+    assert reg.stats().near_hits == after.near_hits
+
+
+@pytest.mark.deployments("redis", "cluster")
+async def test_an_async_near_hit_sends_no_command(amake_registry: Callable[..., Registry],
+                                                  deployment: Deployment) -> None:
+    reg = near_registry(amake_registry, deployment)
+
+    @reg.cached(ttl=60, tags=["t"])
+    async def f(x: int) -> int:
+        return x * 2
+
+    async def near_hit() -> bool:
+        before = f.stats().near_hits
+        await f(3)
+        return f.stats().near_hits > before
+
+    deadline = asyncio.get_running_loop().time() + 10
+    while not await near_hit():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+    before = commandstats(deployment.raw)
+    assert [await f(3) for _ in range(100)] == [6] * 100
+    assert ran(before, commandstats(deployment.raw), ignore=TRACKER) == {}
+    await reg.ainvalidate_tags("t")
+    assert f.stats().near_hits > 0
+    hits = f.stats().near_hits
+    await f(3)  # this process's change: read from Redis, not near
+    assert f.stats().near_hits == hits
+    await apoll(lambda: True)
+
+
+@pytest.mark.deployments("memory")
+def test_memory_ignores_the_near_cache(make_registry: Callable[..., Registry],
+                                       deployment: Deployment) -> None:
+    reg = near_registry(make_registry, deployment)
+    assert reg.slot("default").near is None
+
+    @reg.cached(ttl=60)
+    def f(x: int) -> int:
+        return x
+
+    assert [f(1) for _ in range(50)] == [1] * 50
+    assert f.stats().near_hits == 0 and f.stats().hits == 49
+
+
+@pytest.mark.deployments("redis")
+def test_near_false_reads_redis_every_time(make_registry: Callable[..., Registry],
+                                           deployment: Deployment) -> None:
+    reg = near_registry(make_registry, deployment)
+
+    @reg.cached(ttl=60, key="shared:{x}")
+    def near(x: int) -> int:
+        return x
+
+    @reg.cached(ttl=60, key="shared:{x}", near=False)
+    def far(x: int) -> int:
+        return x
+
+    warm(lambda: near(1), near.stats)  # the entry is near for the other function
+    before = commandstats(deployment.raw)
+    assert [far(1) for _ in range(20)] == [1] * 20
+    # one MGET per call: the entry and the function's implicit tag
+    assert ran(before, commandstats(deployment.raw), ignore=TRACKER) == {"mget": 20}
+    assert far.stats().near_hits == 0 and far.stats().hits == 20
+
+
+@pytest.mark.deployments("redis", "cluster")
+def test_this_process_never_serves_the_old_value_after_its_change(
+        make_registry: Callable[..., Registry], deployment: Deployment) -> None:
+    reg = near_registry(make_registry, deployment)
+    version = {1: 0}
+
+    @reg.cached(ttl=60, tags=["item:{x}", "items"])
+    def f(x: int) -> int:
+        return version[x]
+
+    @write_through(f, registry=reg)
+    def update(x: int) -> int:
+        version[x] += 1
+        return version[x]
+
+    flushed: list[Any] = []
+
+    @write_behind(f, registry=reg, flush=flushed.extend)
+    def save(x: int) -> int:
+        version[x] += 1
+        return version[x]
+
+    def bump() -> None:
+        version[1] += 1
+
+    changes: list[tuple[str, Callable[[], Any]]] = [
+        ("invalidate", lambda: (bump(), f.invalidate(1))),
+        ("invalidate_tags", lambda: (bump(), reg.invalidate_tags("item:1"))),
+        ("shared tag", lambda: (bump(), reg.invalidate_tags("items"))),
+        ("invalidate_all", lambda: (bump(), f.invalidate_all())),
+        ("write_through", lambda: update(1)),
+        ("write_behind", lambda: save(1)),
+        ("refresh", lambda: (bump(), f.refresh(1))),
+        ("set", lambda: (bump(), f.set(version[1], 1))),
+        ("clear", lambda: (bump(), reg.clear())),
+    ]
+    for name, change in changes:
+        warm(lambda: f(1), f.stats)
+        old = f(1)
+        change()
+        assert f(1) == version[1] != old, name
+
+
+@pytest.mark.deployments("redis", "cluster")
+def test_changes_by_other_clients_reach_the_near_cache(
+        make_registry: Callable[..., Registry], deployment: Deployment) -> None:
+    reg = near_registry(make_registry, deployment)
+    other = make_registry(deployment.url, stats_interval=0)  # another client, no near cache
+    version = {"v": 0}
+
+    @reg.cached(ttl=60, key="item:{x}", tags=["item:{x}"])
+    def f(x: int) -> int:
+        return version["v"]
+
+    @other.cached(ttl=60, key="item:{x}", tags=["item:{x}"])
+    def g(x: int) -> int:
+        return version["v"]
+
+    changes: list[tuple[str, Callable[[], Any]]] = [
+        ("raw DEL", lambda: deployment.raw.delete(f.key(1))),
+        ("other registry's invalidate_tags", lambda: other.invalidate_tags("item:1")),
+        ("other registry's invalidate", lambda: g.invalidate(1)),
+    ]
+    for name, change in changes:
+        warm(lambda: f(1), f.stats)
+        version["v"] += 1
+        change()
+        poll(lambda: f(1) == version["v"], timeout=5.0)
+        assert f(1) == version["v"], name
+
+
+@pytest.mark.deployments("redis")
+def test_a_change_kept_for_recovery_drops_the_near_value(
+        make_registry: Callable[..., Registry], deployment: Deployment) -> None:
+    # The breaker is open (failures elsewhere) while the change stream is healthy: the write
+    # is kept for the recovery without reaching Redis, and nothing reports it to the stream.
+    reg = near_registry(make_registry, deployment, breaker_threshold=1, breaker_cooldown=30)
+    rows = {1: "old"}
+
+    @reg.cached(ttl=60)
+    def get(x: int) -> str:
+        return rows[x]
+
+    @write_through(get)
+    def put(x: int, value: str) -> str:
+        rows[x] = value
+        return value
+
+    warm(lambda: get(1), get.stats)
+    reg.breaker("default").failure()
+    assert reg.breaker("default").open()
+    put(1, "new")
+    assert reg.stats().recoveries_pending >= 1
+    assert get(1) == "new"

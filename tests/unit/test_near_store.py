@@ -1,0 +1,129 @@
+"""The near cache's store, without a server: what is kept, what a change drops, and that a read
+racing with a change, or with the loss of the change stream, never installs its value."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from cachedeco import ConfigurationError, Registry, cached
+from cachedeco.backends.near.store import Near, NearStore
+from cachedeco.core.entry import Entry
+
+
+def _near(value: object, tags: tuple[str, ...] = (), soft: float | None = None) -> Near:
+    entry = Entry("cd1:" + "0" * 16, b"payload", soft or time.time() + 60, 0.0, ())
+    return Near(entry, (), tags, value)
+
+
+def _live(size: int = 10) -> NearStore:
+    store = NearStore(size)
+    store.up()
+    return store
+
+
+def test_an_installed_value_is_a_hit_for_the_same_tag_keys_only() -> None:
+    store = _live()
+    ticket = store.ticket()
+    assert ticket is not None
+    assert store.install(ticket, "p:k", _near(1, ("p:~tag:a",)))
+    kept = store.hit("p:k", ("p:~tag:a",))
+    assert kept is not None and kept.value == 1
+    assert store.hit("p:k", ()) is None
+    assert store.hit("p:other", ("p:~tag:a",)) is None
+
+
+def test_a_value_past_its_soft_expiry_is_not_a_hit() -> None:
+    store = _live()
+    ticket = store.ticket()
+    assert ticket is not None
+    store.install(ticket, "p:k", _near(1, soft=time.time() - 1))
+    assert store.hit("p:k", ()) is None
+
+
+def test_a_change_of_the_key_or_of_a_tag_key_drops_the_value() -> None:
+    store = _live()
+    for key in ("p:a", "p:b", "p:c"):
+        ticket = store.ticket()
+        assert ticket is not None
+        store.install(ticket, key, _near(key, ("p:~tag:t",) if key != "p:c" else ()))
+    store.changed(["p:~tag:t"])
+    assert store.hit("p:a", ("p:~tag:t",)) is None
+    assert store.hit("p:b", ("p:~tag:t",)) is None
+    assert store.hit("p:c", ()) is not None
+    store.changed(["p:c"])
+    assert store.hit("p:c", ()) is None
+    assert len(store) == 0
+
+
+def test_a_read_racing_with_a_change_never_installs() -> None:
+    store = _live()
+    for changed in ("p:k", "p:~tag:t"):
+        ticket = store.ticket()  # taken before the read is sent
+        assert ticket is not None
+        store.changed([changed])  # the change is reported while the read is in flight
+        assert not store.install(ticket, "p:k", _near("old", ("p:~tag:t",)))
+        assert store.hit("p:k", ("p:~tag:t",)) is None
+    ticket = store.ticket()
+    store.changed(["p:unrelated"])
+    assert ticket is not None and store.install(ticket, "p:k", _near("new", ("p:~tag:t",)))
+
+
+def test_losing_the_stream_empties_and_bypasses_until_it_is_back() -> None:
+    store = _live()
+    before = store.ticket()
+    assert before is not None
+    store.install(before, "p:k", _near(1))
+    store.lost()
+    assert store.hit("p:k", ()) is None
+    assert store.ticket() is None  # nothing is installed while down
+    store.up()
+    assert not store.install(before, "p:k", _near(1))  # a read from before the loss
+    after = store.ticket()
+    assert after is not None and store.install(after, "p:k", _near(2))
+
+
+def test_a_flush_drops_everything_and_refuses_reads_in_flight() -> None:
+    store = _live()
+    ticket = store.ticket()
+    assert ticket is not None
+    store.install(ticket, "p:k", _near(1))
+    in_flight = store.ticket()
+    store.flushed()
+    assert store.hit("p:k", ()) is None
+    assert in_flight is not None and not store.install(in_flight, "p:j", _near(2))
+
+
+def test_the_least_recently_used_value_goes_first() -> None:
+    store = _live(size=2)
+    for key in ("p:a", "p:b"):
+        ticket = store.ticket()
+        assert ticket is not None
+        store.install(ticket, key, _near(key, ("p:~tag:t",)))
+    store.hit("p:a", ("p:~tag:t",))
+    ticket = store.ticket()
+    assert ticket is not None
+    store.install(ticket, "p:c", _near("p:c", ("p:~tag:t",)))
+    assert store.hit("p:b", ("p:~tag:t",)) is None
+    assert store.hit("p:a", ("p:~tag:t",)) is not None
+    store.changed(["p:~tag:t"])  # the tag index forgot the evicted key with it
+    assert len(store) == 0
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "10", True, None])
+def test_near_cache_must_be_a_count(bad: object) -> None:
+    with pytest.raises(ConfigurationError, match="near_cache"):
+        Registry("memory://", near_cache=bad)  # type: ignore[arg-type]
+
+
+def test_near_must_be_a_bool() -> None:
+    with pytest.raises(ConfigurationError, match="near"):
+        cached(near="no")  # type: ignore[call-overload]
+
+
+def test_memory_has_no_near_cache() -> None:
+    reg = Registry("memory://", near_cache=100)
+    assert reg.slot("default").near is None
+    assert Registry("redis://127.0.0.1:1/0", near_cache=0).slot("default").near is None
+    assert Registry("redis://127.0.0.1:1/0", near_cache=5).slot("default").near is not None
