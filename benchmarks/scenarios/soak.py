@@ -10,12 +10,13 @@ new ones come.
 Every ``interval`` seconds it prints (stderr) the process's RSS, open file descriptors and
 threads, Redis's connected clients, ``used_memory`` and key count (``DBSIZE``: on a shared
 server it counts the others' keys too), and the sizes of the in-process structures: the
-single-flight tables (loads in progress, landed loads remembered), the
-auto-recovery queues, the write-behind queue (the stream's length and its dead letters, in
-Redis) and the registry's bookkeeping (tracked functions, background tasks). After a warm-up
-of a few TTLs, each series' mean over the last third of the samples is compared with its
-mean over the first third: a series that grew beyond its tolerance is NOT MET, and the
-scenario fails (non-zero exit) naming it.
+single-flight tables (loads in progress, landed loads remembered), the near cache (its
+values, its tag index, its table of recent changes), the auto-recovery queues, the
+write-behind queue (the stream's length and its dead letters, in Redis) and the registry's
+bookkeeping (tracked functions, background tasks). After a warm-up of a few TTLs, each
+series' mean over the last third of the samples is compared with its mean over the first
+third: a series that grew beyond its tolerance (or, for a table with a fixed bound, above
+that bound) is NOT MET, and the scenario fails (non-zero exit) naming it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import redis
 import cachedeco
 from benchmarks import progress
 from benchmarks.servers import new_prefix, sweep, used_memory
+from cachedeco.backends.near.store import CHANGED_LIMIT
 from cachedeco.flows.spec import SPEC_ATTR
 from cachedeco.runtime.singleflight import Flights
 
@@ -71,6 +73,9 @@ FULL = Plan(seconds=float(os.environ.get("SOAK_SECONDS", "600")), interval=15.0,
 QUICK = Plan(seconds=20.0, interval=1.0, rate=400, ttl=2.0, tag_ttl=3.0, window=200, churn=40)
 
 
+NEAR = 1000  # the near cache's size (entries kept in process)
+
+
 @dataclass(frozen=True)
 class Limit:
     """How much a series may grow from the first third to the last: ``rel`` of the first
@@ -89,6 +94,9 @@ LIMITS: dict[str, Limit] = {
     "flights": Limit(0.0, 16.0),
     # landed loads remembered for late joiners: at most Flights.RECENT per function (2 here)
     "flights_recent": Limit(0.0, 0.0, cap=2 * Flights.RECENT),
+    "near": Limit(0.0, 0.0, cap=NEAR),
+    "near_tags": Limit(0.25, 64.0),
+    "near_changed": Limit(0.0, 0.0, cap=CHANGED_LIMIT + 1000),
     "recoveries": Limit(0.0, 16.0), "wb_stream": Limit(0.5, 200.0), "wb_dead": Limit(0.0, 0.0),
     "functions": Limit(0.0, 2.0), "background": Limit(0.0, 8.0),
 }
@@ -114,7 +122,8 @@ class Soak:
         self.prefix = new_prefix("soak")
         self.client = redis.Redis.from_url(redis_url, socket_timeout=10)
         self.reg = cachedeco.Registry(redis_url, prefix=self.prefix, ttl=plan.ttl,
-                                      tag_ttl=plan.tag_ttl, stats_interval=0)
+                                      tag_ttl=plan.tag_ttl, stats_interval=0,
+                                      near_cache=NEAR)
         self.db_path = tmp / "soak.db"
         with sqlite3.connect(self.db_path) as db:
             db.execute("PRAGMA journal_mode=WAL")
@@ -220,6 +229,7 @@ class Soak:
         flights = getattr(self.get_item, SPEC_ATTR).flights
         aflights = getattr(self.aget_item, SPEC_ATTR).flights
         recovery = self.reg.recovery
+        near = self.reg.slot("default").near
         info = self.client.info("clients")
         return {
             "t": time.monotonic() - self.started, "calls": self.calls, "errors": self.errors,
@@ -229,6 +239,9 @@ class Soak:
             "redis_keys": int(self.client.dbsize()),
             "flights": len(flights._flights) + len(aflights._flights),
             "flights_recent": len(flights._recent) + len(aflights._recent),
+            "near": len(near) if near is not None else 0,
+            "near_tags": len(near._by_tag) if near is not None else 0,
+            "near_changed": len(near._changed) if near is not None else 0,
             "recoveries": recovery.pending + sum(len(q) for q in recovery._queues.values()),
             "wb_stream": int(self.client.xlen(self.stream.stream)),
             "wb_dead": int(self.client.xlen(self.stream.dead)) if self.client.exists(
@@ -275,6 +288,7 @@ _COLUMNS: tuple[tuple[str, str, Callable[[float], str]], ...] = (
     ("redis_keys", "keys", lambda v: f"{v:6.0f}"),
     ("flights", "flights", lambda v: f"{v:7.0f}"),
     ("flights_recent", "landed", lambda v: f"{v:6.0f}"),
+    ("near", "near", lambda v: f"{v:5.0f}"),
     ("recoveries", "recov", lambda v: f"{v:5.0f}"),
     ("wb_stream", "wb queue", lambda v: f"{v:8.0f}"), ("wb_dead", "dead", lambda v: f"{v:4.0f}"),
 )
