@@ -67,7 +67,7 @@ def mode() -> Mode:
 #: are 1 s and 5 s), so that a quick run sees every phase of an outage (the breaker opens
 #: after 5 timeouts in a row: 1.25 s into a freeze).
 OPTIONS: dict[str, Any] = {"socket_timeout": 0.25, "socket_connect_timeout": 0.25,
-                           "breaker_cooldown": 1.0}
+                           "breaker_cooldown": 1.0, "near_cache": 1000}
 
 
 #: The most records one process may log during one fault (rate-limited warnings: the outage's
