@@ -27,7 +27,9 @@ def _load(path: Path) -> tuple[dict[str, Any], list[tuple[str, Row]]]:
     data = json.loads(path.read_text())
     rows = [(s["name"], row) for s in data.get("scenarios", []) if s.get("status") == "ok"
             for row in s.get("rows", []) if "target" in row or "verdict" in row]
-    return data.get("meta", {}), rows
+    meta = dict(data.get("meta", {}))
+    meta["stopped"] = any(s.get("status") == "interrupted" for s in data.get("scenarios", []))
+    return meta, rows
 
 
 def _cell(text: object) -> str:
@@ -40,7 +42,7 @@ def _short(row: Row) -> str:
         return verdicts.ratio_text(row["ratio"], row["target_ratio"])
     if "wall_over_base_us" in row:
         return f"{row['wall_over_base_us']:+.2f} µs"
-    return texttable.result(row)
+    return texttable.result(row).split(" (")[0].split(";")[0]
 
 
 def _verdict(found: Sequence[str | None]) -> str:
@@ -62,20 +64,22 @@ def markdown(paths: Sequence[Path]) -> str:
     lines = []
     for number, (meta, _) in enumerate(runs, start=1):
         took = progress.clock_text(float(meta.get("seconds", 0.0)))
-        quick = ", --quick" if meta.get("quick") else ""
+        quick = (", --quick" if meta.get("quick") else "") + (
+            ", interrupted" if meta.get("stopped") else "")
+        where = str(meta.get("redis_where", "?")).split(" on ")[0].split(", started")[0]
         lines.append(f"Run {number}: {meta.get('date', '?')}, {took} in all{quick}; "
-                     f"Redis: {meta.get('redis_where', '?')}.  ")
+                     f"Redis: {where}.  ")
     lines += ["", "| scenario | row | result | target | verdict |", "|---|---|---|---|---|"]
     for (scenario, group, label), found in keys.items():
         present = [row for row in found if row is not None]
         first = present[0]
         measured = texttable.result(first)
-        if len(runs) > 1:
-            others = [_short(row) if row is not None else "-" for row in found[1:]]
+        if len(runs) > 1 and any(row is not None for row in found[1:]):
+            others = [_short(row) if row is not None else "not run" for row in found[1:]]
             measured += f" (run 2{'-' + str(len(runs)) if len(runs) > 2 else ''}: " \
                         f"{', '.join(others)})"
         where = ", ".join(p for p in (group, label) if p)
-        verdict = _verdict([verdicts.of_row(row) if row is not None else None for row in found])
+        verdict = _verdict([verdicts.of_row(row) for row in present])  # runs that had it
         lines.append(f"| {_cell(texttable.title(scenario))} | {_cell(where)} | {_cell(measured)}"
                      f" | {_cell(first.get('target', ''))} | {verdict} |")
     return "\n".join(lines)

@@ -10,6 +10,8 @@ Invalidation rows (sync): ``invalidate_tags`` of 1 and of 3 tags and ``f.invalid
 tombstone) against a raw ``SET`` on the same deployment. Tag keys of a prefix share one slot,
 so ``invalidate_tags`` reaches one node whatever the number of tags.
 
+Target: a cachedeco hit on the cluster is at most 2 round trips (``cmds_per_op`` <= 2).
+
 ``cluster_url`` is given by the runner; when it is None and ``tools.servers`` is there,
 the scenario starts a private cluster for the run and stops it after.
 """
@@ -196,6 +198,10 @@ def _measure(sides: list[_Side], quick: bool) -> list[dict[str, Any]]:
     for row in rows:
         row.setdefault("scenario", "cluster")
         row["name"] = f"{row['group']}: {row['row']}"
+        if row["group"].startswith("hit") and row["group"].endswith("cluster") \
+                and row["row"].startswith("cachedeco"):  # the entry's node and the tags' node
+            row.update(target="<= 2 round trips per hit", met=row["cmds_per_op"] <= 2.0,
+                       result=f"{row['cmds_per_op']:.2f} commands per hit, sent together")
     return rows
 
 

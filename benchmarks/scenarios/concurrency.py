@@ -88,7 +88,8 @@ def run(redis_url: str | None, quick: bool) -> list[dict[str, Any]]:
     with Rig(redis_url, "concurrency") as rig:
         variants = _variants(rig, args)
         samples = measure(variants, Plan.for_mode(quick, rounds=15, batch_seconds=0.15),
-                          "100 callers", warmup=KEYS, min_n=CALLERS * (2 if quick else 10))
+                          "100 callers", warmup=CALLERS * 2 if quick else KEYS,
+                          min_n=CALLERS * (2 if quick else 10))
         rows = rows_for(variants, samples)
         for row in rows:
             row["ops_per_s"] = 1e6 / row["median_us"]

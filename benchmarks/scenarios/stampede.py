@@ -9,7 +9,8 @@ go; each starts its share of the callers at once (asyncio tasks; threads for the
 function sleeping ``LOAD`` seconds and counting its runs. Reported per library: loads (target:
 exactly 1), each caller's latency from the go minus the load time, p50 and p99 (target: p99 at
 most 20 ms), and Redis commands per caller (commandstats delta without INFO; commands run
-inside Lua scripts count too). ``--quick``: 100 callers over 2 processes, a 0.05 s load.
+inside Lua scripts count too). ``--quick``: cachedeco's rows only, 100 callers over 2
+processes, a 0.05 s load.
 Peers run with their documented options and a connection pool of one connection per caller
 of a process (their defaults are smaller); their rows are left out when not installed.
 """
@@ -18,22 +19,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import redis
 
-from benchmarks import verdicts
+from benchmarks import progress, verdicts
 from benchmarks.harness import quantiles
 
 __all__ = ["NEEDS_REDIS", "run"]
@@ -70,7 +73,8 @@ def run(redis_url: str | None, quick: bool) -> list[dict[str, Any]]:
         return []
     callers, load, rounds, processes = ((100, 0.05, 1, 2) if quick else
                                         (1000, 0.2, ROUNDS, PROCESSES))
-    names = [name for name, module, _ in LIBRARIES if _installed(module)]
+    names = [name for name, module, _ in LIBRARIES if _installed(module)
+             and (not quick or name.startswith("cachedeco"))]  # --quick: no peers
     samples: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     failed: dict[str, str] = {}
     with redis.Redis.from_url(redis_url) as client:
@@ -102,12 +106,24 @@ def _measure(client: redis.Redis, url: str, name: str, token: str, *, callers: i
              load: float, processes: int = PROCESSES) -> dict[str, Any]:
     """Run one library's stampede in worker processes once: loads, errors, waits, commands."""
     share = callers // processes
-    workers = [_start(name, url, token, share, load) for _ in range(processes)]
+    # a worker's stderr (a peer's tracebacks, hundreds under load) is kept out of the log
+    with contextlib.ExitStack() as files:
+        logs = [files.enter_context(tempfile.TemporaryFile("w+")) for _ in range(processes)]
+        return _run_workers(client, url, name, token, logs, share=share, load=load)
+
+
+def _run_workers(client: redis.Redis, url: str, name: str, token: str, logs: Sequence[IO[str]], *,
+                 share: int, load: float) -> dict[str, Any]:
+    """Start a worker per log file, wait until all are ready, say go and collect reports."""
+    workers = [_start(name, url, token, share, load, log=log) for log in logs]
     try:
-        for worker in workers:
+        for worker, log in zip(workers, logs, strict=True):
             line = worker.stdout.readline() if worker.stdout else ""
             if line.strip() != "ready":
-                raise RuntimeError(f"a worker did not start: {line.strip()!r}")
+                worker.kill()
+                worker.communicate()
+                raise RuntimeError(f"a worker did not start: {line.strip()!r}; its stderr "
+                                   f"ends: {_stderr(log)[-1:]!r}")
         before = _commands(client)
         for worker in workers:
             assert worker.stdin is not None
@@ -120,10 +136,14 @@ def _measure(client: redis.Redis, url: str, name: str, token: str, *, callers: i
             if worker.poll() is None:
                 worker.kill()
                 worker.communicate()
+    tracebacks = sum("Traceback" in line for log in logs for line in _stderr(log))
+    if tracebacks:
+        progress.bar.note(f"    stampede · {name}: {tracebacks} traceback(s) in its workers' "
+                          "stderr (not shown)")
     waits = sorted(max(ms - load * 1000, 0.0) for r in reports for ms in r["latencies_ms"])
     return {"loads": sum(r["runs"] for r in reports), "errors": sum(r["errors"] for r in reports),
             "p50": _percentile(waits, 0.5), "p99": _percentile(waits, 0.99),
-            "commands": commands / (share * processes)}
+            "commands": commands / (share * len(logs))}
 
 
 def _row(name: str, samples: list[dict[str, Any]], callers: int,
@@ -168,12 +188,18 @@ def _commands(client: redis.Redis) -> int:
                if k.startswith("cmdstat_") and k != "cmdstat_info")
 
 
-def _start(name: str, url: str, token: str, share: int, load: float
+def _start(name: str, url: str, token: str, share: int, load: float, *, log: IO[str]
            ) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "benchmarks.scenarios.stampede", "--worker", name, url, token,
          str(share), str(load)],
-        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
+
+
+def _stderr(log: IO[str]) -> list[str]:
+    """The lines a worker wrote to its stderr file (each cut to 200 characters)."""
+    log.seek(0)
+    return [line.strip()[:200] for line in log if line.strip()]
 
 
 def _sweep(client: redis.Redis, token: str) -> None:
