@@ -38,6 +38,7 @@ logger = logging.getLogger("cachedeco")
 INTERVAL: Final = 0.25  # seconds between two pings of the tracking connections
 CHECK_EVERY: Final = 1.0  # seconds between two questions about moving primaries
 RETRY: Final = (0.05, 2.0)  # first and longest wait before connecting again
+QUIET: Final = 10.0  # seconds between two "change stream lost" lines (a flapping link)
 #: SO_RCVTIMEO takes a ``struct timeval`` of two C longs here.
 _KERNEL_TIMEOUT: Final = sys.platform == "linux" and struct.calcsize("l") == 8
 
@@ -60,6 +61,9 @@ class Tracker:
         self._lock = threading.Lock()
         self._primaries: frozenset[str] = frozenset()
         self._failing = False
+        self._said_lost = -QUIET  # when "lost" was last logged (monotonic)
+        self._held = 0  # losses not logged since
+        self._told = False  # the current loss was logged: so is its end
         _trackers.add(self)
 
     def ensure(self) -> None:
@@ -90,14 +94,13 @@ class Tracker:
                 conns = self._connect()
                 self.store.up()
                 self.connects += 1
-                if self._failing:
+                if self._failing and self._told:
                     logger.warning("cachedeco: near cache of %s: change stream back", self.prefix)
-                self._failing, wait = False, RETRY[0]
+                self._failing, self._told, wait = False, False, RETRY[0]
                 self._listen(conns)
             except Exception as exc:  # a stream that fails, however it fails, is lost
                 if not self._failing and not self._stop.is_set():
-                    logger.warning("cachedeco: near cache of %s bypassed: change stream lost "
-                                   "(%s: %s); reconnecting", self.prefix, type(exc).__name__, exc)
+                    self._lost(exc)
                 self._failing = not isinstance(exc, Moved)
             finally:
                 self.store.lost()
@@ -105,6 +108,18 @@ class Tracker:
                     conn.disconnect()
             self._stop.wait(wait)
             wait = min(wait * 2, RETRY[1])
+
+    def _lost(self, exc: Exception) -> None:
+        """Log a loss of the stream, at most once per QUIET seconds (its end with it): a link
+        that flaps is a line now and then, not two per cut."""
+        now = time.monotonic()
+        if now - self._said_lost < QUIET:
+            self._held += 1
+            return
+        held = f" ({self._held} more since the last such line)" if self._held else ""
+        logger.warning("cachedeco: near cache of %s bypassed: change stream lost (%s: %s); "
+                       "reconnecting%s", self.prefix, type(exc).__name__, exc, held)
+        self._said_lost, self._held, self._told = now, 0, True
 
     def _connect(self) -> list[Any]:
         """Open a tracking connection to every primary (all or none)."""

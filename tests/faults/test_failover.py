@@ -1,0 +1,83 @@
+"""Failovers under load: the Sentinel primary killed (``kill -9``) and its replica promoted,
+and a Cluster primary killed and its replica promoted. Each on a private deployment.
+
+With ``@write_behind(replicas=1)`` (when the library has it) a call returns only once a replica
+holds its record, so the failover loses none; without it, a record the dead primary had not
+replicated yet is lost, and the row says so. Once the replica is promoted, the killed node is
+started again and rejoins as a replica of the promoted one (until then ``replicas=1`` cannot
+be met: such calls raise ``BackendError``, counted among the errors and in the time to
+recover).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import cachedeco
+from tests.faults.conftest import Results
+from tests.faults.harness import Load, Spares, check, cycle
+from tools.servers import Cluster, SentinelSetup, start_cluster, start_sentinel
+
+#: ``replicas=1`` where ``@write_behind`` takes it: then no record a call returned is lost.
+REPLICAS = 1 if "replicas" in inspect.signature(cachedeco.write_behind).parameters else 0
+
+
+@pytest.fixture
+def sentinel() -> Iterator[SentinelSetup]:
+    with start_sentinel() as started:
+        yield started
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    with start_cluster(3, replicas=1, node_timeout=1000) as started:
+        yield started
+
+
+def _rejoin(setup: SentinelSetup) -> None:
+    """Wait for the failover, then start the killed primary again as a replica of the new one
+    (what an operator does; the sentinels would convert it themselves, ~10 s later)."""
+    port = setup.wait_for_failover()
+    old = setup.killed[-1]
+    old.restart()
+    with old.client() as admin:
+        admin.replicaof(setup.host, port)
+
+
+def _notes(promoted: str) -> str:
+    return (f"{promoted}; write-behind with replicas={REPLICAS}"
+            + ("" if REPLICAS else " (records not yet replicated may be lost)"))
+
+
+def test_sentinel_primary_killed(sentinel: SentinelSetup, tmp_path: Path,
+                                 fault_results: Results,
+                                 spares: Spares) -> None:
+    with Load(tmp_path, sentinel.url, replicas=REPLICAS, hold=0.0, spares=spares) as load:
+        cycle(load, sentinel.kill_primary, lambda: _rejoin(sentinel))
+        results = load.stop()
+        load.drain()
+        row = load.row("Sentinel primary killed (kill -9), replica promoted", "sentinel",
+                       results, lost_promised_zero=bool(REPLICAS),
+                       notes=_notes(f"failover took {load.held():.1f} s"))
+    fault_results.add(row)
+    check(row)
+
+
+def test_cluster_primary_killed(cluster: Cluster, tmp_path: Path,
+                                fault_results: Results,
+                                spares: Spares) -> None:
+    with Load(tmp_path, cluster.url, replicas=REPLICAS, hold=0.0, spares=spares) as load:
+        cycle(load, cluster.kill_primary,
+              lambda: (cluster.wait_for_failover(), cluster.restart(cluster.killed[-1])))
+        results = load.stop()
+        load.drain()
+        row = load.row("Cluster primary killed (kill -9), replica promoted", "cluster",
+                       results, lost_promised_zero=bool(REPLICAS),
+                       notes=_notes(f"failover took {load.held():.1f} s "
+                                    "(cluster-node-timeout 1 s)"))
+    fault_results.add(row)
+    check(row)

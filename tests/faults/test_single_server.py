@@ -1,0 +1,171 @@
+"""Faults of one redis-server under load: frozen (SIGSTOP), restarted without persistence and
+with an AOF fsynced on every write, and full (``maxmemory`` with ``allkeys-lru`` evicting
+entries, tag keys and leases); and a worker process SIGKILLed in the middle of a write-behind
+flush. Each runs on a private server of its own."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.faults.conftest import Results
+from tests.faults.harness import Load, Spares, check, cycle, mode
+from tools.servers import Server, start_single
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    with start_single() as started:
+        yield started
+
+
+@pytest.fixture
+def aof_server() -> Iterator[Server]:
+    with start_single(appendonly=True) as started:
+        yield started
+
+
+#: With a spool, a write-behind call returns during an outage; without one it raises
+#: BackendError. The quick mode runs the spool; the long mode both.
+SPOOL = [True] + ([False] if mode().name == "long" else [])
+
+
+def _spool_note(spool: bool) -> str:
+    return ("spool=PATH: write-behind calls return during the outage" if spool else
+            "no spool: write-behind calls raise BackendError during the outage")
+
+
+@pytest.mark.parametrize("spool", SPOOL, ids=["spool", "no-spool"][:len(SPOOL)])
+def test_frozen_server(server: Server, tmp_path: Path, fault_results: Results,
+                       spares: Spares, spool: bool) -> None:
+    with Load(tmp_path, server.url, spool=spool, spares=spares) as load:
+        cycle(load, server.pause, server.resume)
+        results = load.stop()
+        load.drain()
+        row = load.row("Redis frozen (SIGSTOP)", "single", results, lost_promised_zero=True,
+                       notes=_spool_note(spool))
+    fault_results.add(row)
+    check(row, behind_may_fail=not spool)
+
+
+def test_restart_without_persistence(server: Server, tmp_path: Path,
+                                     fault_results: Results,
+                                     spares: Spares) -> None:
+    with Load(tmp_path, server.url, spares=spares) as load:
+        cycle(load, server.kill, server.restart)
+        results = load.stop()
+        load.drain()
+        row = load.row("Redis killed, restarted without persistence", "single", results,
+                       lost_promised_zero=False,
+                       notes="records queued in Redis before the crash are gone with it")
+    fault_results.add(row)
+    check(row)
+
+
+@pytest.mark.parametrize("spool", SPOOL, ids=["spool", "no-spool"][:len(SPOOL)])
+def test_restart_with_aof_always(aof_server: Server, tmp_path: Path, fault_results: Results,
+                                 spares: Spares, spool: bool) -> None:
+    with Load(tmp_path, aof_server.url, spool=spool, spares=spares) as load:
+        cycle(load, aof_server.kill, aof_server.restart)
+        results = load.stop()
+        load.drain()
+        row = load.row("Redis killed, restarted with AOF (appendfsync always)", "single",
+                       results, lost_promised_zero=True, notes=_spool_note(spool))
+    fault_results.add(row)
+    check(row, behind_may_fail=not spool)
+
+
+class _Filler:
+    """Writes 8 KB junk keys (outside the workers' prefix, with a TTL) in a thread while it
+    runs: Redis at ``maxmemory`` must evict to take them."""
+
+    def __init__(self, server: Server, policy: str) -> None:
+        self.policy = policy
+        self.client = redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=2)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        blob, i = b"j" * 8192, 0
+        while not self.stop.wait(0.002):
+            with contextlib.suppress(redis.RedisError):
+                self.client.set(f"junk:{i}", blob, ex=3600)
+            i += 1
+
+    def start(self) -> None:
+        used = int(self.client.info("memory")["used_memory"])
+        self.client.config_set("maxmemory-policy", self.policy)
+        self.client.config_set("maxmemory", str(used + 512 * 1024))
+        self.thread.start()
+
+    def heal(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.client.config_set("maxmemory", "0")
+
+    def evicted(self) -> int:
+        return int(self.client.info("stats")["evicted_keys"])
+
+
+#: allkeys-lru may evict the write-behind queue itself (a stream without a TTL); a volatile
+#: policy evicts only what has a TTL (entries, tag keys, leases): the long mode runs both.
+POLICIES = ["allkeys-lru"] + (["volatile-lru"] if mode().name == "long" else [])
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_maxmemory_evicting(server: Server, tmp_path: Path, fault_results: Results,
+                            spares: Spares, policy: str) -> None:
+    filler = _Filler(server, policy)
+    with Load(tmp_path, server.url, spares=spares) as load:
+        cycle(load, filler.start, filler.heal)
+        results = load.stop()
+        load.drain()
+        evicted = filler.evicted()
+        queue_safe = policy.startswith("volatile")
+        row = load.row(f"Redis at maxmemory, {policy} evicting", "single", results,
+                       lost_promised_zero=queue_safe,
+                       notes=f"{evicted:,} keys evicted"
+                             + (": entries, tag keys, leases (the queue has no TTL)"
+                                if queue_safe else ": entries, tag keys, leases and the queue "
+                                "itself (a stream without a TTL): use noeviction or volatile-*"))
+    filler.client.close()
+    fault_results.add(row)
+    assert evicted > 0
+    check(row)
+
+
+def test_worker_killed_in_a_flush(server: Server, tmp_path: Path,
+                                  fault_results: Results,
+                                  spares: Spares) -> None:
+    with Load(tmp_path, server.url, slow_flush_worker=0, spares=spares) as load:
+        assert load.slow_flush is not None
+        load.start()
+        load.sleep(load.plan.warm)
+        load.slow_flush.unlink(missing_ok=True)
+        deadline = time.monotonic() + 10
+        while not load.slow_flush.exists():  # worker 0 starts a flush (then waits 1 s in it)
+            assert time.monotonic() < deadline, "worker 0 never flushed"
+            time.sleep(0.005)
+        load.mark("fault")
+        load.kill(0)  # SIGKILL in the middle of its flush: the batch is taken, not acked
+        load.mark("heal")
+        left = load.missing()  # returned, not in SQLite: the dead worker's batch among them
+        delivered = load.wait_delivered(left, load.plan.after + load.plan.hold)
+        load.sleep(max(0.0, load.plan.after - (time.time() - load.marks["heal"])))
+        results = load.stop()
+        load.drain()
+        row = load.row("worker SIGKILLed in a write-behind flush", "single", results,
+                       lost_promised_zero=True,
+                       notes=f"{len(left)} record(s) returned and not yet in SQLite at the kill "
+                             "(the dead worker's batch among them) delivered by the others "
+                             "(claim_after=1 s); time to recover: until then")
+    row.recover_s = delivered
+    fault_results.add(row)
+    assert left, "the killed worker had no records in flight"
+    check(row)

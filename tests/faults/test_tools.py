@@ -1,0 +1,64 @@
+"""The fault suite's own tools: the TCP proxy in the middle (:mod:`tools.proxy`) and the table
+made from a results file (:mod:`tools.faults_table`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from tools.faults_table import BEGIN, END, render, replace_between
+from tools.proxy import Proxy
+from tools.servers import Server
+
+
+@pytest.fixture
+def proxy(fresh_redis: Server) -> Iterator[Proxy]:
+    with Proxy(fresh_redis.port) as started:
+        yield started
+
+
+def _client(proxy: Proxy, timeout: float = 2.0) -> redis.Redis:
+    return redis.Redis(port=proxy.port, socket_timeout=timeout, socket_connect_timeout=timeout,
+                       retry=Retry(NoBackoff(), 0))
+
+
+def test_the_proxy_forwards_cuts_refuses_and_delays(proxy: Proxy) -> None:
+    with _client(proxy) as client:
+        assert client.set("k", "v") and client.get("k") == b"v"
+        assert (proxy.cut(), proxy.accepted) == (1, 1)
+        assert client.get("k") == b"v"  # redis-py saw the idle connection closed: a new one
+        assert proxy.accepted == 2
+        proxy.refuse()
+        with pytest.raises(redis.ConnectionError):
+            client.get("k")
+        proxy.heal()
+        assert client.get("k") == b"v"
+    with _client(proxy, timeout=0.2) as slow:
+        assert slow.ping()
+        proxy.delay(1.0)  # longer than the client's socket timeout
+        with pytest.raises(redis.TimeoutError):
+            slow.ping()
+        proxy.heal()
+    with _client(proxy) as client:
+        assert client.get("k") == b"v"
+    assert proxy.accepted >= 4
+
+
+def test_the_table_is_rendered_and_replaced_between_its_markers() -> None:
+    row = {"fault": "Redis frozen", "deployment": "single", "calls": 1200, "errors": 3,
+           "errors_by_kind": {"behind:BackendError": 3}, "wrong": 0, "stale": 2,
+           "stale_after": 0, "lost": 0, "returned": 100, "lost_promised_zero": True,
+           "p99_ms": 12.3, "max_ms": 250.0, "max_kind": "read", "recover_s": 0.7,
+           "logged": 4, "logged_max": 2, "notes": "n"}
+    data = {"meta": {"mode": "quick"}, "rows": [row]}
+    short, full = render(data), render(data, full=True)
+    assert ("| Redis frozen | 1,200 | 3 (write-behind) | 0 | 0 | 0 of 100 (promised 0) | 12 ms "
+            "| 250 ms | 0.7 s |") in short
+    assert "| Redis frozen | single | 1,200 | 3: 3 write-behind BackendError |" in full
+    assert "250 ms (read)" in full
+    page = f"before\n{BEGIN}\nold\n{END}\nafter\n"
+    assert replace_between(page, short) == f"before\n{BEGIN}\n{short}{END}\nafter\n"

@@ -1,0 +1,192 @@
+"""One worker process of the fault suite: ``python -m tests.faults.worker``.
+
+It imports cachedeco, says ``spare``, then reads the path of a run's configuration (JSON)
+from stdin (one process serves one run after another: a fault run does not wait for the
+imports). It keeps calling the catalogue's functions (:mod:`tests.faults.workload`) at a
+steady rate until the line ``stop`` (or the end of stdin): cached reads (tagged,
+``lock=True``) of any product, and, on the products it owns (``pid % workers == index``,
+so no two processes write one product), a write-through update, a direct update followed
+by ``invalidate_tags``, and write-behind records. Each call is checked as it returns:
+
+- a read whose value is not the product's (another id, a version the database never held)
+  is *wrong*; one older than a write that had returned before the read began (``acked``) is
+  *stale*;
+- a write-behind call that returned appends its record's id to ``returned`` (one ``write``
+  per id, so the list survives a SIGKILL): what the suite later looks for in SQLite.
+
+Then it closes its registry (which flushes), writes ``out`` (every call as ``[start (wall
+clock), seconds, kind, outcome, served without loading]``, the errors by type, its stats),
+says ``done`` and waits for the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import sys
+import threading
+import time
+import traceback
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import cachedeco
+from tests.faults.workload import Catalogue, build
+
+KINDS = ("read", "write", "invalidate", "behind")
+OUTCOMES = ("ok", "error", "stale", "wrong")
+MIX = (("read", 0.70), ("write", 0.10), ("invalidate", 0.05), ("behind", 0.15))
+
+
+class LogCount(logging.Handler):
+    """Counts the records the library logs during a run (they still reach stderr)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+        self.first: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+        if len(self.first) < 20:
+            self.first.append(f"{record.levelname} {record.getMessage()[:200]}")
+
+
+class Worker:
+    """One process's calls and what it saw of them."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.cfg = cfg
+        self.logs = LogCount()
+        logging.getLogger("cachedeco").addHandler(self.logs)
+        self.index: int = cfg["index"]
+        self.keys: int = cfg["keys"]
+        self.reg = cachedeco.Registry(cfg["url"], prefix=cfg["prefix"], **cfg["options"])
+        self.catalogue = Catalogue(cfg["db"])
+        slow = Path(cfg["slow_flush"]) if cfg.get("slow_flush") else None
+        self.fns = build(self.reg, self.catalogue, claim_after=cfg.get("claim_after", 1.0),
+                         replicas=cfg.get("replicas", 0), slow_flush=slow)
+        self.rng = random.Random(cfg["seed"])
+        self.own = [p for p in range(self.keys) if p % cfg["workers"] == self.index] or [0]
+        self.returned = os.open(cfg["returned"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.ops: list[list[float]] = []
+        self.errors: Counter[str] = Counter()
+        self.samples: dict[str, str] = {}
+        self.n = 0
+
+    def run(self, stop: threading.Event) -> None:
+        """Call at ``rate`` per second until ``stop`` is set."""
+        interval = 1.0 / self.cfg["rate"]
+        due = time.monotonic()
+        kinds, weights = [k for k, _ in MIX], [w for _, w in MIX]
+        while not stop.is_set():
+            self.one(self.rng.choices(kinds, weights)[0])
+            due += interval
+            pause = due - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            else:
+                due = time.monotonic()  # behind: no burst to catch up
+
+    def one(self, kind: str) -> None:
+        """One call of ``kind``, timed and checked."""
+        pid = self.rng.randrange(self.keys) if kind == "read" else self.rng.choice(self.own)
+        before = self.catalogue.acked(pid) if kind == "read" else 0
+        self.fns.loads.clear()
+        self.n += 1
+        start, began = time.time(), time.perf_counter()
+        try:
+            value: Any = self.call(kind, pid)
+        except Exception as exc:  # every exception a caller would see
+            took = time.perf_counter() - began
+            name = f"{kind}:{type(exc).__name__}"
+            self.errors[name] += 1
+            self.samples.setdefault(name, "".join(
+                traceback.format_exception_only(exc)).strip()[:300])
+            self.ops.append([start, took, KINDS.index(kind), 1, 0])
+            return
+        took = time.perf_counter() - began
+        outcome = self.check(kind, pid, value, before)
+        if kind == "behind" and outcome == "ok":
+            os.write(self.returned, f"{value['id']}\n".encode())
+        served = int(kind == "read" and not self.fns.loads)
+        self.ops.append([start, took, KINDS.index(kind), OUTCOMES.index(outcome), served])
+
+    def event_id(self) -> str:
+        return f"w{self.index}-{os.getpid()}-{self.n}"
+
+    def call(self, kind: str, pid: int) -> Any:
+        if kind == "read":
+            return self.fns.get_product(pid)
+        if kind == "write":
+            value = self.fns.update_product(pid)
+            self.catalogue.ack(pid, value["v"])
+            return value
+        if kind == "invalidate":
+            v = self.catalogue.bump(pid)
+            self.reg.invalidate_tags(f"product:{pid}")
+            self.catalogue.ack(pid, v)
+            return v
+        return self.fns.record_event(self.event_id(), self.index, self.n)
+
+    def check(self, kind: str, pid: int, value: Any, before: int) -> str:
+        """``ok``, ``stale`` or ``wrong`` for a value a call returned."""
+        if kind == "read":
+            if not isinstance(value, dict) or value.get("id") != pid:
+                return "wrong"
+            if not isinstance(value.get("v"), int) or value["v"] > self.catalogue.version(pid):
+                return "wrong"
+            return "stale" if value["v"] < before else "ok"
+        if kind == "write":
+            return "ok" if isinstance(value, dict) and value.get("id") == pid else "wrong"
+        if kind == "behind":
+            expected = {"id": self.event_id(), "w": self.index, "n": self.n}
+            return "ok" if value == expected else "wrong"
+        return "ok"
+
+    def finish(self) -> None:
+        """Close the registry (a last flush) and write the results."""
+        closing = time.perf_counter()
+        self.reg.close()
+        logging.getLogger("cachedeco").removeHandler(self.logs)
+        result = {"index": self.index, "ops": self.ops, "errors": dict(self.errors),
+                  "samples": self.samples, "stats": asdict(self.reg.stats()),
+                  "close_s": time.perf_counter() - closing, "logged": self.logs.count,
+                  "first_logs": self.logs.first}
+        Path(self.cfg["out"]).write_text(json.dumps(result))
+        self.catalogue.close()
+
+
+def _wait_for_stop(stop: threading.Event) -> None:
+    sys.stdin.readline()
+    stop.set()
+
+
+def main() -> int:
+    """Serve runs until stdin ends: a configuration's path starts one, ``stop`` ends it."""
+    print("spare", flush=True)
+    while line := sys.stdin.readline().strip():
+        worker = Worker(json.loads(Path(line).read_text()))
+        stop = threading.Event()
+        reader = threading.Thread(target=_wait_for_stop, args=(stop,), daemon=True)
+        reader.start()
+        worker.fns.get_product(worker.own[0])  # warm: connections, scripts
+        print("ready", flush=True)
+        worker.run(stop)
+        worker.finish()
+        reader.join()
+        print("done", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The registry is closed and the results written: skip the interpreter's teardown (about
+    # two seconds on a busy 2-core machine, times one fault run after another).
+    os._exit(code)
