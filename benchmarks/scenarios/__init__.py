@@ -50,7 +50,8 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     "cached_many": "100 ids, 10 missing: one @cached_many call vs 100 @cached calls",
     "near": "near cache hits vs cachetools, commands per hit; a write-heavy mix near vs not",
     "near_procs": "near cache across processes: invalidation reach; Zipf on 4 processes",
-    "soak": "10 min (--quick: 20 s) of mixed calls with key churn: nothing may grow",
+    "soak": "10 min of mixed calls with key churn, nothing may grow (only with --only soak; "
+            "--quick runs 20 s of it)",
 }
 NAMES: Final = tuple(DESCRIPTIONS)
 
