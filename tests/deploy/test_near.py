@@ -27,6 +27,7 @@ from tests.support.acl import API_RULES, MINIMAL_COMMANDS, confined_user, user_u
 from tests.support.commands import commandstats, ran
 from tests.support.near_reader import define
 from tests.support.polling import poll
+from tests.support.versioned import item_readers
 from tools.servers import SentinelSetup, Server, start_cluster
 
 pytestmark = pytest.mark.deployments("redis")
@@ -300,13 +301,7 @@ def test_a_sentinel_failover_leaves_nothing_stale_and_recovers(
     other = make_registry(setup.url, **options)  # another client, no near cache
     version = {"v": 0}
 
-    @reg.cached(ttl=60, key="item:{x}", tags=["item:{x}"])
-    def f(x: int) -> int:
-        return version["v"]
-
-    @other.cached(ttl=60, key="item:{x}", tags=["item:{x}"])
-    def g(x: int) -> int:
-        return version["v"]
+    f, g = item_readers(reg, other, version)
 
     def near_hit() -> bool:
         before = f.stats().near_hits
@@ -344,13 +339,7 @@ def test_a_cluster_primary_failover_leaves_nothing_stale_and_recovers(
         other = make_registry(cluster.url, **options)  # another client, no near cache
         version = {"v": 0}
 
-        @reg.cached(ttl=60, key="item:{x}", tags=["item:{x}"])
-        def f(x: int) -> int:
-            return version["v"]
-
-        @other.cached(ttl=60, key="item:{x}", tags=["item:{x}"])
-        def g(x: int) -> int:
-            return version["v"]
+        f, g = item_readers(reg, other, version)
 
         def all_near() -> bool:  # keys on every primary, each a near hit
             before = f.stats().near_hits

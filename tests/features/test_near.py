@@ -16,6 +16,7 @@ from cachedeco import Registry, write_behind, write_through
 from tests.support.commands import commandstats, ran
 from tests.support.deployments import SERVERS, Deployment
 from tests.support.polling import apoll, poll
+from tests.support.versioned import item_readers
 
 pytestmark = pytest.mark.deployments(*SERVERS)
 
@@ -174,13 +175,7 @@ def test_changes_by_other_clients_reach_the_near_cache(
     other = make_registry(deployment.url, stats_interval=0)  # another client, no near cache
     version = {"v": 0}
 
-    @reg.cached(ttl=60, key="item:{x}", tags=["item:{x}"])
-    def f(x: int) -> int:
-        return version["v"]
-
-    @other.cached(ttl=60, key="item:{x}", tags=["item:{x}"])
-    def g(x: int) -> int:
-        return version["v"]
+    f, g = item_readers(reg, other, version)
 
     changes: list[tuple[str, Callable[[], Any]]] = [
         ("raw DEL", lambda: deployment.raw.delete(f.key(1))),
