@@ -50,11 +50,8 @@ class Invalidation:
             BackendError: Under `on_error="raise"`, the backend could not take the
                 invalidation now (it is kept and retried all the same: auto-recovery).
         """
-        keys = self._tag_keys(tags)
-        if not keys or not self.enabled:
-            return
-        self._stats.invalidations += 1
-        if self._skipped(backend, keys):
+        keys = self._to_send(tags, backend)
+        if not keys:
             return
         try:
             self.slot(backend).backend().invalidate_tags(keys, new_tag_token(True),
@@ -67,11 +64,8 @@ class Invalidation:
     async def ainvalidate_tags(self, *tags: str, backend: str = "default") -> None:
         """The asyncio form of [`invalidate_tags`][cachedeco.Registry.invalidate_tags]: the
         same arguments."""
-        keys = self._tag_keys(tags)
-        if not keys or not self.enabled:
-            return
-        self._stats.invalidations += 1
-        if self._skipped(backend, keys):
+        keys = self._to_send(tags, backend)
+        if not keys:
             return
         try:
             await self.slot(backend).abackend().invalidate_tags(keys, new_tag_token(True),
@@ -80,6 +74,15 @@ class Invalidation:
         except BACKEND_ERRORS as exc:
             self.recovery.invalidate(backend, keys, self._tag_px(), exc)
             self._guards[backend].kept(exc, action="invalidate tags")
+
+    def _to_send(self, tags: tuple[str, ...], backend: str) -> list[str]:
+        """The tag keys an invalidation sends now (checked and counted); none when caching is
+        off, or when the backend's breaker is open and the change went to auto-recovery."""
+        keys = self._tag_keys(tags)
+        if not keys or not self.enabled:
+            return []
+        self._stats.invalidations += 1
+        return [] if self._skipped(backend, keys) else keys
 
     def _skipped(self, backend: str, keys: list[str]) -> bool:
         """While the backend's breaker is open, an invalidation goes to auto-recovery."""
