@@ -13,7 +13,7 @@ is imported here, and only when a key is configured.
 from __future__ import annotations
 
 import hashlib
-import hmac
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -58,18 +58,43 @@ def _material(key: object, position: int) -> bytes:
     return bytes(key)
 
 
-def _namer(key: bytes) -> Namer:
-    """HMAC-SHA256 under ``key``, truncated to NAME_HASH_BYTES, as hex.
+def _sha256() -> Callable[..., Any]:
+    """CPython's own SHA-256 (``_sha2`` since 3.12, ``_sha256`` before), else hashlib's.
 
-    The keyed state is made once; each call copies it (the stdlib's way of hashing many
-    messages under one key), which costs half of a fresh ``hmac.digest``.
+    A key name hashes a few dozen bytes: OpenSSL's per-call context copies cost more than
+    its faster compression saves in a hit path, whose caches the round trip has cooled
+    (measured between Redis hits: about 1.5 µs less CPU per key). The digest is the same.
     """
-    keyed = hmac.new(key, digestmod=hashlib.sha256)
+    for module in ("_sha2", "_sha256"):
+        try:
+            found: Callable[..., Any] = importlib.import_module(module).sha256
+            return found
+        except (ImportError, AttributeError):
+            continue
+    return hashlib.sha256  # pragma: no cover - a build without CPython's own
+
+
+def _namer(key: bytes, sha256: Callable[..., Any] | None = None) -> Namer:
+    """HMAC-SHA256 (RFC 2104) under ``key``, truncated to NAME_HASH_BYTES, as hex.
+
+    The inner and outer hashes of the padded key are computed once; each call copies both
+    and hashes the text: the digest ``hmac.new(key, text, "sha256")`` gives, at about half
+    the CPU of copying an ``hmac`` object (which copies three OpenSSL contexts, twice).
+    """
+    sha = sha256 or _sha256()
+    block = 64  # SHA-256's block size
+    if len(key) > block:
+        key = hashlib.sha256(key).digest()
+    padded = key.ljust(block, b"\0")
+    inner0 = sha(bytes(b ^ 0x36 for b in padded))
+    outer0 = sha(bytes(b ^ 0x5C for b in padded))
 
     def name_hash(text: str) -> str:
-        mac = keyed.copy()
-        mac.update(text.encode("utf-8", "surrogatepass"))
-        return mac.digest()[:NAME_HASH_BYTES].hex()
+        inner = inner0.copy()
+        inner.update(text.encode("utf-8", "surrogatepass"))
+        outer = outer0.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:NAME_HASH_BYTES].hex()  # type: ignore[no-any-return]
 
     return name_hash
 

@@ -4,6 +4,8 @@ codec, keyed-hash key names, and the memory:// backend."""
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
 import subprocess
 import sys
 from collections.abc import Callable
@@ -143,6 +145,28 @@ def test_argument_values_never_appear_in_a_sensitive_key() -> None:
         profile.__wrapped__).key(EMAIL) == key
     assert cachedeco.cached(sensitive=True, version=2, registry=other)(
         profile.__wrapped__).key(EMAIL) != key
+
+
+def test_the_key_name_hash_is_hmac_sha256_of_the_derived_key() -> None:
+    """Key names are stable across versions: HMAC-SHA256 (RFC 2104) under the HKDF-derived
+    "key-names" key, whichever SHA-256 implementation computes it."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    from cachedeco.core.keyring import _namer
+
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                   info=b"cachedeco/v1/key-names").derive(OLD.encode())
+    keyring = make_keyring(OLD)
+    assert keyring is not None
+    for text in ("", "users.get:s5:alice", "é" * 40, "x" * 300, "\udcff"):
+        expected = hmac.new(derived, text.encode("utf-8", "surrogatepass"),
+                            "sha256").digest()[:16].hex()
+        assert keyring.namers()[0](text) == expected
+    for size in (0, 1, 64, 65, 200):  # keys shorter than, as long as, longer than a block
+        for sha in (None, hashlib.sha256):
+            assert _namer(b"k" * size, sha)("t") == hmac.new(b"k" * size, b"t",
+                                                             "sha256").digest()[:16].hex()
 
 
 def test_template_values_are_hashed_and_shared_by_writer_and_reader() -> None:

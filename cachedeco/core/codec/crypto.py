@@ -26,6 +26,7 @@ __all__ = ["MAGIC", "EncryptedCodec", "is_encrypted"]
 MAGIC: Final = b"cdE1"
 _NONCE: Final = 12
 _HEAD: Final = len(MAGIC) + KEY_ID_BYTES
+_BODY: Final = _HEAD + _NONCE  # where the ciphertext starts
 
 
 def is_encrypted(data: object) -> bool:
@@ -36,10 +37,11 @@ def is_encrypted(data: object) -> bool:
 class EncryptedCodec:
     """``inner``'s bytes, encrypted with the keyring's current key, bound to their cache key."""
 
-    __slots__ = ("_head", "_inner", "_name", "_openers", "_seal", "_urandom")
+    __slots__ = ("_decode", "_head", "_inner", "_name", "_openers", "_seal", "_urandom")
 
     def __init__(self, inner: Codec, keyring: Keyring, name: str) -> None:
         self._inner = inner
+        self._decode = inner.loads
         self._name = name
         self._head = MAGIC + keyring.current_id
         self._seal = keyring.current.encrypt
@@ -64,12 +66,12 @@ class EncryptedCodec:
             raise self._refused("encrypted with a key that is not in encryption_key"
                                 if is_encrypted(data) else "not an encrypted payload")
         try:
-            plain = decrypt(data[_HEAD:_HEAD + _NONCE], data[_HEAD + _NONCE:], key.encode())
+            plain = decrypt(data[_HEAD:_BODY], data[_BODY:], key.encode())
         except Exception as exc:  # cryptography's InvalidTag (or a truncated payload)
             raise self._refused("authentication failed (altered, or stored under another "
                                 "key)") from exc
         try:
-            return self._inner.loads(plain, key)
+            return self._decode(plain, key)
         except SerializationError as exc:  # its message may quote the (secret) plaintext
             raise self._refused(f"the decrypted value does not decode ({type(exc).__name__})"
                                 ) from None
