@@ -4,7 +4,8 @@ Three kinds: ``DROP`` an entry (a tombstone: a write-through that could not stor
 invalidation, a refresh), ``TAGS`` (a new token for a tag key: ``invalidate_tags``,
 ``invalidate_all``) and ``RECORD`` (a write-behind record with its entry, queued again).
 Drops and tag invalidations of one key are one pending change (the latest); records are
-never merged: each one is delivered.
+never merged: each one is delivered. :func:`next_run` picks what goes out next (drops and tag
+invalidations first, then records, many per round trip).
 """
 
 from __future__ import annotations
@@ -14,18 +15,19 @@ import collections
 import contextlib
 import os
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol, runtime_checkable
 
 import orjson
 
 from cachedeco.backends.base import AsyncBackend, Backend
-from cachedeco.backends.contracts.queues import NotStored, Push
+from cachedeco.backends.contracts.queues import AsyncQueue, NotStored, Push, Queue
 from cachedeco.core.entry import Write, new_tag_token, new_tombstone
 from cachedeco.core.keyspace import QueueNames
 
 __all__ = ["DROP", "KINDS", "RECORD", "TAGS", "Change", "Outage", "aapply", "apply",
-           "decode_change", "encode_change"]
+           "decode_change", "encode_change", "next_run"]
 
 DROP: Final = "drop"
 TAGS: Final = "tags"
@@ -115,29 +117,108 @@ def decode_change(raw: bytes, row: int) -> Change:
     return change
 
 
-def apply(backend: Backend, run: list[Change]) -> None:
-    """Carry out one run of changes of one kind."""
-    kind, px = run[0].kind, max(c.px for c in run)
-    if kind == DROP:
-        backend.invalidate([c.target for c in run], new_tombstone(), px)
-    elif kind == TAGS:
-        backend.invalidate_tags([c.target for c in run], new_tag_token(True), px)
-    else:
-        for change in run:
+def next_run(queue: Iterable[Change], most: int) -> list[Change]:
+    """What to send next from a backend's queue (oldest first): every drop and tag
+    invalidation that may go now (at most ``most``), else the records at the head (at most
+    ``most``), sent together.
+
+    Drops and tag invalidations go ahead of the records queued before them: after an outage
+    those may be hundreds, and until the drops land other processes serve the stale entries
+    they concern. Overtaking is safe for a record of another key and other tags: a drop or a
+    new tag token only removes or invalidates, so the value read afterwards is the same in
+    either order. It is not for a record of the same entry key (WB_PUSH stores the record's
+    entry: a drop sent first would be overwritten by the older value it was meant to drop) or
+    carrying the same tag (WB_PUSH stores the entry with the tag's *current* token: the new
+    one, if the invalidation went first, so an entry older than the invalidation would stay
+    valid). Such a drop or invalidation waits for those records, and the records queued after
+    it wait for it (each key's changes keep their order). Records keep their order.
+    """
+    urgent: list[Change] = []
+    records: list[Change] = []
+    keys: set[str] = set()  # entry keys of the records seen so far
+    tags: set[str] = set()  # tag keys they carry
+    records_open = True
+    for change in queue:
+        if change.kind == RECORD:
+            if records_open and len(records) < most:
+                records.append(change)
+            keys.add(change.target)
+            tags.update(_tag_keys(change))
+        elif change.target in (tags if change.kind == TAGS else keys):
+            records_open = False  # it waits for a record before it; the later ones wait for it
+        else:
+            urgent.append(change)
+            if len(urgent) >= most:
+                break
+    return urgent or records
+
+
+def _tag_keys(change: Change) -> Iterable[str]:
+    push = change.push
+    if push is None:
+        return ()
+    return (*push.tag_keys, *(push.write.tag_keys if push.write is not None else ()))
+
+
+@runtime_checkable
+class _Batched(Protocol):
+    """A queue that sends many records in one round trip (a Redis stream on one server)."""
+
+    def push_many(self, items: Sequence[Push]) -> None: ...
+
+
+@runtime_checkable
+class _AsyncBatched(Protocol):
+    async def push_many(self, items: Sequence[Push]) -> None: ...
+
+
+def _by_queue(run: list[Change]) -> dict[Any, list[Push]]:
+    """The records of a run grouped by queue, each queue's in order."""
+    groups: dict[Any, list[Push]] = {}
+    for change in run:
+        if change.kind == RECORD:
             assert change.names is not None and change.push is not None
+            groups.setdefault(change.names, []).append(change.push)
+    return groups
+
+
+def _drops(run: list[Change], kind: str) -> tuple[list[str], int]:
+    of = [c for c in run if c.kind == kind]
+    return [c.target for c in of], max((c.px for c in of), default=0)
+
+
+def apply(backend: Backend, run: list[Change]) -> None:
+    """Carry out one run of changes (from :func:`next_run`): the drops in one round trip, the
+    tag invalidations in another, the records in one per queue where the queue can."""
+    keys, px = _drops(run, DROP)
+    if keys:
+        backend.invalidate(keys, new_tombstone(), px)
+    tags, px = _drops(run, TAGS)
+    if tags:
+        backend.invalidate_tags(tags, new_tag_token(True), px)
+    for names, pushes in _by_queue(run).items():
+        queue: Queue = backend.queue(names)
+        if isinstance(queue, _Batched):
+            queue.push_many(pushes)
+            continue
+        for push in pushes:
             with contextlib.suppress(NotStored):  # NotStored: queued, its entry dropped
-                backend.queue(change.names).push(change.push)
+                queue.push(push)
 
 
 async def aapply(backend: AsyncBackend, run: list[Change]) -> None:
     """The asyncio form of :func:`apply`."""
-    kind, px = run[0].kind, max(c.px for c in run)
-    if kind == DROP:
-        await backend.invalidate([c.target for c in run], new_tombstone(), px)
-    elif kind == TAGS:
-        await backend.invalidate_tags([c.target for c in run], new_tag_token(True), px)
-    else:
-        for change in run:
-            assert change.names is not None and change.push is not None
+    keys, px = _drops(run, DROP)
+    if keys:
+        await backend.invalidate(keys, new_tombstone(), px)
+    tags, px = _drops(run, TAGS)
+    if tags:
+        await backend.invalidate_tags(tags, new_tag_token(True), px)
+    for names, pushes in _by_queue(run).items():
+        queue: AsyncQueue = backend.queue(names)
+        if isinstance(queue, _AsyncBatched):
+            await queue.push_many(pushes)
+            continue
+        for push in pushes:
             with contextlib.suppress(NotStored):
-                await backend.queue(change.names).push(change.push)
+                await queue.push(push)

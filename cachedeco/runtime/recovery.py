@@ -1,12 +1,14 @@
 """Auto-recovery: changes that could not reach their backend (down or slow) are kept, one per
-key or tag (the latest) and in order, and retried in the background until they land.
+key or tag (the latest), and retried in the background until they land.
 
 A write-through that could not store, an invalidation, a refresh or a write-behind record
 kept in the spool must not leave the old entry to be served for the rest of its TTL. The
 registry's recovery keeps each such change, in memory and (with ``spool=``) in the spool
 file, and a worker (a daemon thread; a task on the caller's loop for a backend given as an
-asyncio client only) applies them in order, probing the backend every ``RETRY`` seconds on
-its own (it does not wait out the circuit breaker, and closes it when the backend answers).
+asyncio client only) applies them: drops and tag invalidations ahead of the write-behind
+records of other keys, each key's changes in order, records many per round trip (see
+:func:`~cachedeco.runtime.changes.next_run`). It probes the backend every ``RETRY`` seconds
+on its own (it does not wait out the circuit breaker, and closes it when it answers).
 Meanwhile this process never serves an entry with a pending change from the backend: reads
 of it run the function (:meth:`Recovery.blocks`). An outage is logged when it starts and
 when it ends, with what was recovered; never once per call.
@@ -38,6 +40,7 @@ from cachedeco.runtime.changes import (
     apply,
     decode_change,
     encode_change,
+    next_run,
 )
 from cachedeco.runtime.guard import Breaker, LogLimit, warn
 from cachedeco.runtime.process import redo_after_fork
@@ -48,7 +51,7 @@ __all__ = ["RETRY", "Host", "Recovery"]
 logger = logging.getLogger("cachedeco")
 RETRY: Final = 0.25  # seconds between two attempts while changes wait
 ADOPT_EVERY: Final = 2.0  # seconds between two looks at the spool for changes left by others
-RUN: Final = 500  # the most drops or tags sent in one command
+RUN: Final = 500  # the most drops and tags, or records, sent in one round trip
 
 
 class Host(Protocol):
@@ -278,19 +281,11 @@ class Recovery:
         return sum(len(self._queues.get(name) or ()) for name, _ in mine)
 
     def _head(self, name: str) -> list[Change]:
-        """The next run of changes of one kind at the head of a backend's queue (records one
-        at a time, so one that landed is never queued twice)."""
+        """What goes out next to a backend (:func:`~cachedeco.runtime.changes.next_run`):
+        drops and tag invalidations first, then records, many at a time."""
         with self._lock:
             queue = self._queues.get(name)
-            if not queue:
-                return []
-            run: list[Change] = []
-            for change in queue.values():
-                if run and (change.kind != run[0].kind or len(run) >= RUN
-                            or change.kind == RECORD):
-                    break
-                run.append(change)
-            return run
+            return next_run(queue.values(), RUN) if queue else []
 
     def _landed(self, host: Host, name: str, run: list[Change]) -> None:
         """Forget changes that landed (unless a newer one replaced them meanwhile)."""
@@ -303,14 +298,13 @@ class Recovery:
             self._count()
             outage = self._outages.get(name)
             if outage is not None:
-                outage.landed[run[0].kind] += len(done)
+                outage.landed.update(c.kind for c in done)
         self.stats.recoveries_done += len(done)
         if self.spool is not None:
             self.spool.done(c.row for c in run if c.row is not None)
         host.breaker(name).success()
-        for change in run:
-            if change.kind == RECORD:
-                host.wake(change.function)
+        for function in {c.function for c in run if c.kind == RECORD}:
+            host.wake(function)
 
     def _ended(self, name: str) -> None:
         """When a backend's queue is empty: its outage is over, say so once."""

@@ -1,7 +1,8 @@
 """Auto-recovery on a real server that freezes (SIGSTOP) or dies: a change that could not reach
 it (a write-through's store, an invalidation, a tag invalidation) is kept, deduplicated, and
 lands once the server answers again, so no process serves the old value for longer than
-about a second after that; the outage is logged once when it starts and once when it ends."""
+about a second after that; the outage is logged once when it starts and once when it ends;
+records sent together all land, in order, on every kind of server."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from cachedeco import MISS, BackendError, Registry
+from cachedeco.backends.contracts.queues import Push
+from cachedeco.core.entry import new_tombstone
+from cachedeco.runtime.changes import RECORD, Change, aapply, apply
+from tests.support.deployments import Deployment
 from tests.support.polling import apoll, poll
 from tools.servers import Server
 
@@ -190,3 +195,23 @@ async def test_asyncio_writers_and_invalidations_are_recovered_too(
     frozen.restart()
     await apoll(lambda: reg.stats().recoveries_pending == 0, timeout=3.0)
     assert reg.stats().recoveries_done == 3
+
+
+@pytest.mark.deployments("redis", "cluster", "sentinel")
+async def test_records_sent_together_all_land_in_order(
+        amake_registry: Callable[..., Registry], deployment: Deployment, prefix: str) -> None:
+    reg = amake_registry(deployment.url, **FAST)
+    names = reg.keyspace.queue("m.f")
+
+    def records(tag: str) -> list[Change]:
+        return [Change("default", RECORD, f"{prefix}:{tag}{i}", 60_000, function="m.f",
+                       names=names, push=Push(f"{prefix}:{tag}{i}", (), None, f"{tag}{i}".encode(),
+                                              new_tombstone(), 60_000)) for i in range(20)]
+
+    slot = reg.slot("default")
+    apply(slot.backend(), records("s"))  # one MULTI/EXEC on one server; one by one on a cluster
+    await aapply(slot.abackend(), records("a"))
+    taken, length = slot.backend().queue(names).take("reader", 100, 60_000)
+    assert length == 40
+    assert [m.record for m in taken] == [f"{t}{i}".encode() for t in "sa" for i in range(20)]
+    assert [m.key for m in taken] == [f"{prefix}:{t}{i}" for t in "sa" for i in range(20)]

@@ -1,8 +1,9 @@
 """The spool (``Registry(spool=PATH)``, SQLite in WAL mode) on a real server that dies: a
 ``@write_behind`` call returns during the outage and its record is delivered once the server
 is back, by this process or by a new one started on the same spool after the first was
-killed; changes are applied in the order they were made; a path that cannot be a file is a
-ConfigurationError when the registry is configured."""
+killed; after an outage, the drops go out first (ahead of the records of other keys, behind
+those of their own key) and the records many per round trip; a path that cannot be a file is
+a ConfigurationError when the registry is configured."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from cachedeco import BackendError, ConfigurationError, Registry
 from tests.support.calls import Calls
@@ -80,6 +83,120 @@ def test_write_behind_returns_during_an_outage_and_its_records_arrive_after_it(
     assert len(calls) == loads  # a hit: the changes landed in the order they were made
     reg.flush()
     assert events.rows() == [("a", 2), ("b", 3)]
+
+
+class _Monitor:
+    """The commands a server runs, in the order it runs them (MONITOR, read in a thread)."""
+
+    STOP = "monitor-stop"
+
+    def __init__(self, url: str) -> None:
+        self.client = redis.Redis.from_url(url)
+        self.commands: list[str] = []  # the clients' commands (not those run by scripts)
+        self._monitor = self.client.monitor().__enter__()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while True:
+            seen = self._monitor.next_command()
+            if self.STOP in seen["command"]:
+                return
+            if seen["client_type"] != "lua":
+                self.commands.append(seen["command"])
+
+    def stop(self) -> list[str]:
+        self.client.echo(self.STOP)
+        self._thread.join(timeout=10)
+        self._monitor.__exit__()
+        self.client.close()
+        return self.commands
+
+
+def _batches(commands: list[str]) -> list[list[str]]:
+    """The MULTI ... EXEC blocks among ``commands``, each as its commands."""
+    blocks: list[list[str]] = []
+    block: list[str] | None = None
+    for command in commands:
+        if command == "MULTI":
+            block = []
+        elif command == "EXEC" and block is not None:
+            blocks.append(block)
+            block = None
+        elif block is not None:
+            block.append(command)
+    return blocks
+
+
+ORDERED = textwrap.dedent("""
+    import sys, time
+    import cachedeco
+
+    url, prefix, spool = sys.argv[1:4]
+    reg = cachedeco.Registry(url, prefix=prefix, spool=spool, socket_timeout=0.3,
+                             socket_connect_timeout=0.3, stats_interval=0)
+
+    @reg.cached(ttl=300, key="item:{id}")
+    def get(id: str) -> dict:
+        return {"id": id, "v": 0}
+
+    @reg.write_through(get)
+    def put(id: str, v: int) -> dict:
+        return {"id": id, "v": v}
+
+    @reg.write_behind(get, flush=print, flush_interval=60)
+    def save(id: str, v: int) -> dict:
+        return {"id": id, "v": v}
+
+    save("p", 5)  # a record that stores item p's entry...
+    for n in range(30):
+        save(f"e{n}", n)
+    put("p", 6)  # ...then the drop of that entry
+    put("q", 2)  # a drop behind 31 records of other keys
+    print("queued", reg.stats().recoveries_pending, flush=True)
+    time.sleep(60)  # killed here, its changes in the spool
+""")
+
+
+def test_after_an_outage_drops_go_first_and_records_in_one_batch(
+        make_registry: Callable[..., Registry], fresh_redis: Server, events: Events,
+        tmp_path: Path, prefix: str) -> None:
+    spool = tmp_path / "spool.db"
+    fresh_redis.kill()
+    writer = subprocess.Popen([sys.executable, "-c", ORDERED, fresh_redis.url, prefix,
+                               str(spool)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline() == "queued 33\n"
+    finally:
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait(timeout=10)
+        assert writer.stdout is not None
+        writer.stdout.close()
+    fresh_redis.restart()
+    monitor = _Monitor(fresh_redis.url)
+    reg = make_registry(fresh_redis.url, spool=spool, **FAST)
+
+    def save(id: str, v: int) -> dict[str, Any]:
+        return {"id": id, "v": v}
+
+    save.__module__, save.__qualname__ = "__main__", "save"  # the writer's function
+    reg.write_behind(key="item:{id}", flush=events.flush, flush_interval=60)(save)
+    reg.flush()  # takes the spool over and delivers it
+    commands = monitor.stop()
+    assert reg.stats().recoveries_done == 33
+    assert [len(b) for b in _batches(commands)] == [31], commands  # one round trip
+    drop = {k: commands.index(next(c for c in commands if c.startswith(f"SET {prefix}:{k} ")))
+            for k in ("item:p", "item:q")}  # a drop: SET key tombstone GET PX
+    assert drop["item:q"] < commands.index("MULTI") < drop["item:p"]
+
+    @reg.cached(ttl=300, key="item:{id}")
+    def get(id: str) -> dict[str, Any]:
+        return {"id": id, "v": "db"}
+
+    assert get("p") == {"id": "p", "v": "db"}  # the record's entry (5) was dropped after it
+    reg.flush()
+    assert events.rows() == sorted([("p", 5), *((f"e{n}", n) for n in range(30))])
 
 
 def test_a_new_process_on_the_same_spool_delivers_what_killed_ones_kept(

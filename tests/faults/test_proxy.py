@@ -58,8 +58,8 @@ def test_connections_cut(server: Server, proxy: Proxy, tmp_path: Path,
         load.drain(server.url)
         row = load.row("connections cut by a proxy (every 0.2 s)", "single + proxy", results,
                        lost_promised_zero=True,
-                       notes=f"{proxy.cuts:,} connections cut; a lock=True lease whose release "
-                             "was cut holds its waiters until it expires (lock_timeout / 2)")
+                       notes=f"{proxy.cuts:,} connections cut; a lock=True lease release that "
+                             "was cut is sent again on a fresh connection")
     fault_results.add(row)
     assert proxy.cuts > 0
     check(row)

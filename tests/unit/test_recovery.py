@@ -1,6 +1,7 @@
 """Auto-recovery's pieces that need no server: the spool file (ownership, take-over, order),
-a change's spool encoding, and the log lines: rate-limited per backend, never per function,
-naming the backend and the function each in its place."""
+a change's spool encoding, what goes out first after an outage (drops and tag invalidations
+ahead of the records of other keys, records in batches), and the log lines: rate-limited per
+backend, never per function, naming the backend and the function each in its place."""
 
 from __future__ import annotations
 
@@ -15,7 +16,15 @@ from cachedeco.core.entry import Write
 from cachedeco.core.keyspace import KeySpace
 from cachedeco.core.stats import Stats
 from cachedeco.errors import BackendError
-from cachedeco.runtime.changes import DROP, RECORD, Change, decode_change, encode_change
+from cachedeco.runtime.changes import (
+    DROP,
+    RECORD,
+    TAGS,
+    Change,
+    decode_change,
+    encode_change,
+    next_run,
+)
 from cachedeco.runtime.guard import Breaker, Guard, warn
 from cachedeco.runtime.spool import open_spool
 
@@ -34,6 +43,42 @@ def test_drops_of_one_key_share_an_ident_and_records_never_do() -> None:
     assert Change("default", DROP, "k", 1).ident == Change("default", DROP, "k", 2).ident
     assert Change("default", DROP, "k", 1).ident != Change("other", DROP, "k", 1).ident
     assert Change("default", RECORD, "k", 1).ident != Change("default", RECORD, "k", 1).ident
+
+
+def _record(key: str, *tags: str) -> Change:
+    write = Write(marker="cd1:0123456789abcdef", value=b"v", soft=1.5, delta=0.0, px=2000,
+                  tag_keys=tags, new_tag="c1", tag_px=3000)
+    return Change("default", RECORD, key, 2000, function="m.f",
+                  names=KeySpace("p").queue("m.f"), push=Push(key, tags, write, b"r"))
+
+
+def _kinds(run: list[Change]) -> list[tuple[str, str]]:
+    return [(c.kind, c.target) for c in run]
+
+
+def test_drops_and_tag_invalidations_go_ahead_of_the_records_of_other_keys() -> None:
+    records = [_record(f"p:e{i}", "p:~tag:events") for i in range(300)]
+    queue = [*records[:200], Change("default", DROP, "p:item", 1),
+             Change("default", TAGS, "p:~tag:items", 1), *records[200:]]
+    assert _kinds(next_run(queue, 500)) == [(DROP, "p:item"), (TAGS, "p:~tag:items")]
+    rest = [c for c in queue if c.kind == RECORD]
+    assert next_run(rest, 500) == records  # then the records, in order, in one batch
+    assert next_run(rest, 100) == records[:100]
+
+
+def test_a_drop_or_invalidation_waits_for_an_earlier_record_of_its_key_or_tag() -> None:
+    older = _record("p:item", "p:~tag:items")  # stores the entry: a drop sent first is undone
+    other = _record("p:e1")
+    later = _record("p:item")
+    drop, tags = Change("default", DROP, "p:item", 1), Change("default", TAGS, "p:~tag:items", 1)
+    free = Change("default", DROP, "p:free", 1)
+    queue = [other, older, drop, later, free]
+    assert next_run(queue, 500) == [free]  # the only one that may overtake
+    queue.remove(free)
+    assert next_run(queue, 500) == [other, older]  # up to the drop; ``later`` waits for it
+    assert next_run([drop, later], 500) == [drop]
+    assert next_run([older, tags, later], 500) == [older]  # the tag's token is read by WB_PUSH
+    assert next_run([_record("p:e2", "p:~tag:other"), tags], 500) == [tags]
 
 
 def test_a_spool_keeps_rows_of_a_live_owner_and_hands_over_those_of_a_gone_one(

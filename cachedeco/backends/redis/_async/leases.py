@@ -10,12 +10,14 @@ The lease and its wake list share a hash tag, so both sit in one Redis Cluster s
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.asyncio.lock
+import redis.exceptions
 from redis.exceptions import LockError, LockNotOwnedError
 
 from cachedeco.backends.contracts.leases import AsyncLease, Busy, LeaseName
@@ -60,11 +62,24 @@ class _AsyncRedisLease:
         self._lock = lock
 
     async def release(self) -> bool:
-        """Token-checked release; False when the lease had expired."""
+        """Token-checked release; False when the lease had expired.
+
+        A release lost to a cut connection is sent once more (the pool hands out a fresh
+        connection): else the lease's waiters would wait until it expires. If the first one
+        did land (its reply was lost), the second finds the lease gone: released all the
+        same. A timeout is not retried: the command may still reach a slow server."""
+        lock = self._lock
+        token = lock.local.token
         try:
-            await self._lock.release()
+            await lock.release()
         except LockError:
             return False
+        except (redis.exceptions.ConnectionError, ConnectionError):
+            if token is None:
+                raise
+            lock.local.token = None
+            with contextlib.suppress(LockNotOwnedError):
+                await lock.do_release(token)
         return True
 
     async def extend(self, ttl: float) -> bool:

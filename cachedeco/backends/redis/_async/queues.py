@@ -90,6 +90,16 @@ class AsyncRedisQueue:
             raise NotReplicated(int(length), int(acked), replicas)
         return int(length)
 
+    async def push_many(self, items: Sequence[Push]) -> None:
+        """Many pushes in one round trip (recovery delivering spooled records), in one
+        MULTI/EXEC: all land or none, so a batch cut off midway is sent again whole, never
+        half of it twice."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            for item in items:
+                keys, args = push_args(item, self.names.stream)
+                await self._push(keys=keys, args=args, client=cast(Any, pipe))
+            await pipe.execute()
+
     async def take(self, consumer: str, count: int, claim_after_ms: int) -> Taken:
         """One EVALSHA: XAUTOCLAIM, then XREADGROUP."""
         n = self.names
@@ -169,6 +179,12 @@ class AsyncClusterQueue(AsyncRedisQueue):
         if acked < replicas:
             raise NotReplicated(length, acked, replicas)
         return length
+
+    async def push_many(self, items: Sequence[Push]) -> None:
+        """One push after the other: the entries lie in other slots than the stream."""
+        for item in items:
+            with contextlib.suppress(NotStored):  # queued, its entry dropped
+                await self.push(item)
 
     async def ack(self, ids: Sequence[str], restores: Sequence[Restore]) -> int:
         """WB_RESTORE per entry slot (one pipeline), then WB_ACK on the stream."""

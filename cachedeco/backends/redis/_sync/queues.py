@@ -91,6 +91,16 @@ class RedisQueue:
             raise NotReplicated(int(length), int(acked), replicas)
         return int(length)
 
+    def push_many(self, items: Sequence[Push]) -> None:
+        """Many pushes in one round trip (recovery delivering spooled records), in one
+        MULTI/EXEC: all land or none, so a batch cut off midway is sent again whole, never
+        half of it twice."""
+        with self.client.pipeline(transaction=True) as pipe:
+            for item in items:
+                keys, args = push_args(item, self.names.stream)
+                self._push(keys=keys, args=args, client=cast(Any, pipe))
+            pipe.execute()
+
     def take(self, consumer: str, count: int, claim_after_ms: int) -> Taken:
         """One EVALSHA: XAUTOCLAIM, then XREADGROUP."""
         n = self.names
@@ -170,6 +180,12 @@ class ClusterQueue(RedisQueue):
         if acked < replicas:
             raise NotReplicated(length, acked, replicas)
         return length
+
+    def push_many(self, items: Sequence[Push]) -> None:
+        """One push after the other: the entries lie in other slots than the stream."""
+        for item in items:
+            with contextlib.suppress(NotStored):  # queued, its entry dropped
+                self.push(item)
 
     def ack(self, ids: Sequence[str], restores: Sequence[Restore]) -> int:
         """WB_RESTORE per entry slot (one pipeline), then WB_ACK on the stream."""

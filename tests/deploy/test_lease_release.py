@@ -1,0 +1,109 @@
+"""A lease release lost to a cut connection (``lock=True``, ``cachedeco.lock``) is sent once
+more, so the lease's waiters are woken instead of waiting until it expires; a release that
+timed out is not (the command may still reach a slow server)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+
+from cachedeco.backends.contracts.leases import Busy
+from cachedeco.backends.redis._async.leases import AsyncRedisLeases
+from cachedeco.backends.redis._sync.leases import RedisLeases
+from cachedeco.core.keyspace import KeySpace, LeaseName
+
+
+class _CutOnce:
+    """The release script whose first call is lost to a cut connection: before it reached
+    the server, or (``ran``) after it ran there, its reply lost."""
+
+    def __init__(self, script: Any, error: Exception, *, ran: bool = False) -> None:
+        self.script, self.error, self.ran = script, error, ran
+        self.calls = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            if self.ran:
+                self.script(*args, **kwargs)
+            raise self.error
+        return self.script(*args, **kwargs)
+
+
+class _ACutOnce(_CutOnce):
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            if self.ran:
+                await self.script(*args, **kwargs)
+            raise self.error
+        return await self.script(*args, **kwargs)
+
+
+CUT = redis.exceptions.ConnectionError("Connection closed by server.")
+
+
+@pytest.fixture
+def raw(redis_url: str) -> Iterator[redis.Redis]:
+    with redis.Redis.from_url(redis_url) as client:
+        yield client
+
+
+@pytest.fixture
+def name(prefix: str) -> LeaseName:
+    return KeySpace(prefix).lease(f"{prefix}:item:1")
+
+
+def _released(raw: redis.Redis, name: LeaseName) -> bool:
+    """The lease is gone and its waiters were woken (one element on the wake list)."""
+    return raw.exists(name.key) == 0 and raw.llen(name.wake) == 1
+
+
+@pytest.mark.parametrize("ran", [False, True], ids=["lost-before", "reply-lost"])
+def test_a_release_cut_once_is_sent_again(raw: redis.Redis, redis_url: str, name: LeaseName,
+                                          ran: bool) -> None:
+    with redis.Redis.from_url(redis_url) as client:
+        leases = RedisLeases(client)
+        cut = _CutOnce(leases.release_script, CUT, ran=ran)
+        leases.release_script = cut
+        lease = leases.acquire(name, 30.0)
+        assert not isinstance(lease, Busy)
+        assert raw.exists(name.key) == 1
+        assert lease.release() is True
+        assert cut.calls == 2
+        assert _released(raw, name)
+
+
+def test_a_release_that_timed_out_is_not_sent_again(raw: redis.Redis, redis_url: str,
+                                                    name: LeaseName) -> None:
+    with redis.Redis.from_url(redis_url) as client:
+        leases = RedisLeases(client)
+        cut = _CutOnce(leases.release_script, redis.exceptions.TimeoutError("Timeout"))
+        leases.release_script = cut
+        lease = leases.acquire(name, 30.0)
+        assert not isinstance(lease, Busy)
+        with pytest.raises(redis.exceptions.TimeoutError):
+            lease.release()
+        assert cut.calls == 1
+        assert raw.exists(name.key) == 1  # left to expire (the waiters fall back on that)
+
+
+@pytest.mark.parametrize("ran", [False, True], ids=["lost-before", "reply-lost"])
+async def test_an_asyncio_release_cut_once_is_sent_again(raw: redis.Redis, redis_url: str,
+                                                         name: LeaseName, ran: bool) -> None:
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        leases = AsyncRedisLeases(client)
+        cut = _ACutOnce(leases.release_script, CUT, ran=ran)
+        leases.release_script = cut
+        lease = await leases.acquire(name, 30.0)
+        assert not isinstance(lease, Busy)
+        assert await lease.release() is True
+        assert cut.calls == 2
+        assert _released(raw, name)
+    finally:
+        await client.aclose()
