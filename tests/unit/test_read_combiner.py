@@ -115,6 +115,32 @@ def test_a_latch_wakes_every_waiter_and_later_waits_return_at_once() -> None:
     assert latch.wait(0) is True
 
 
+def test_a_latch_wakes_hundreds_of_waiters_through_its_tree_after_some_gave_up() -> None:
+    latch = Latch()
+    woke: list[bool] = []
+    lock = threading.Lock()
+
+    def wait(timeout: float | None) -> None:
+        got = latch.wait(timeout)
+        with lock:
+            woke.append(got)
+
+    quitters = [threading.Thread(target=wait, args=(0.01,)) for _ in range(30)]
+    stayers = [threading.Thread(target=wait, args=(None,)) for _ in range(200)]
+    for i, thread in enumerate(stayers):  # those that give up sit between those that stay
+        thread.start()
+        if i < len(quitters):
+            quitters[i].start()
+    for thread in quitters:
+        thread.join(5)
+    assert woke == [False] * 30
+    latch.open()
+    latch.open()  # a second open changes nothing
+    for thread in stayers:
+        thread.join(5)
+    assert woke == [False] * 30 + [True] * 200
+
+
 @pytest.mark.parametrize("timeout", [0.0, 0.02])
 def test_a_latch_wait_times_out(timeout: float) -> None:
     assert Latch().wait(timeout) is False
