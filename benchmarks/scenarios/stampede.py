@@ -1,24 +1,26 @@
 """1,000 callers over 4 processes on one cold key: loads, waiter latency, commands per waiter.
 
-Each library runs in 4 fresh worker processes (``python -m benchmarks.scenarios.stampede
---worker LIB ...``). A worker sets its library up with stampede protection across processes
-(cachedeco ``lock=True``, cashews ``lock=True``, aiocache ``cached_stampede`` (RedLock),
-dogpile.cache ``distributed_lock=True``), warms its connections on another key and says
-``ready``. When all four are ready the parent snapshots ``INFO commandstats`` and tells them to
-go; each starts its share of the callers at once (asyncio tasks; threads for the sync rows), the
-function sleeping ``LOAD`` seconds and counting its runs. Reported per library: loads (target:
-exactly 1), each caller's latency from the go minus the load time, p50 and p99 (target: p99 at
-most 20 ms), and Redis commands per caller (commandstats delta without INFO; commands run
-inside Lua scripts count too). ``--quick``: cachedeco's rows only, 100 callers over 2
-processes, a 0.05 s load.
-Peers run with their documented options and a connection pool of one connection per caller
-of a process (their defaults are smaller); their rows are left out when not installed.
+Each library runs in 4 fresh worker processes (:mod:`benchmarks.scenarios._stampede_worker`).
+A worker sets its library up with stampede protection across processes (cachedeco
+``lock=True``, cashews ``lock=True``, aiocache ``cached_stampede`` (RedLock), dogpile.cache
+``distributed_lock=True``), warms its connections on another key and says ``ready``. When all
+four are ready the parent snapshots ``INFO commandstats`` and tells them to go; each starts
+its share of the callers at once (asyncio tasks; threads for the sync rows, all parked on one
+``threading.Event`` that the go sets), the function sleeping ``LOAD`` seconds and counting its
+runs. Reported per library: loads (target: exactly 1), each caller's latency from the go
+minus the load time, p50 and p99 (target: p99 at most 20 ms), and Redis commands per caller
+(commandstats delta without INFO; commands run inside Lua scripts count too).
+Two floor rows show what the machine imposes on the thread rows, measured in the same rounds:
+the same threads released the same way calling a no-op (latency from the go, nothing
+subtracted), and a single flight per process with a plain ``threading.Event`` and no Redis
+(minus the load). The sync row is judged as the target is written, its floors printed beside.
+``--quick``: cachedeco's rows and the floors, one run, 100 callers over 2 processes, a 0.05 s
+load. Peers run with their documented options and a connection pool of one connection per
+caller of a process (their defaults are smaller); their rows are left out when not installed.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import contextlib
 import json
 import math
@@ -27,10 +29,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -53,13 +53,18 @@ LIBRARIES: tuple[tuple[str, str, bool], ...] = (
     ("cashews", "cashews", False),
     ("aiocache", "aiocache", False),
     ("dogpile.cache", "dogpile.cache", True),
+    ("floor (threads): no-op", "threading", True),
+    ("floor (threads): one Event, no Redis", "threading", True),
 )
+FLOORS = tuple(name for name, _, _ in LIBRARIES if name.startswith("floor"))
 NOTES = {
     "cachedeco": "lock=True",
     "cachedeco (sync, threads)": "lock=True",
     "cashews": "lock=True (waiters poll)",
     "aiocache": "cached_stampede, lease=2 (RedLock; waiters poll)",
     "dogpile.cache": "distributed_lock=True (redis-py Lock, sleep=0.1)",
+    "floor (threads): no-op": "the thread rows' release alone: latency from the go",
+    "floor (threads): one Event, no Redis": "a load per process, its threads wait on an Event",
 }
 
 
@@ -74,7 +79,7 @@ def run(redis_url: str | None, quick: bool) -> list[dict[str, Any]]:
     callers, load, rounds, processes = ((100, 0.05, 1, 2) if quick else
                                         (1000, 0.2, ROUNDS, PROCESSES))
     names = [name for name, module, _ in LIBRARIES if _installed(module)
-             and (not quick or name.startswith("cachedeco"))]  # --quick: no peers
+             and (not quick or name.startswith(("cachedeco", "floor")))]  # --quick: no peers
     samples: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     failed: dict[str, str] = {}
     with redis.Redis.from_url(redis_url) as client:
@@ -91,7 +96,18 @@ def run(redis_url: str | None, quick: bool) -> list[dict[str, Any]]:
                     failed[name] = f"failed: {type(exc).__name__}: {exc}"
                 finally:
                     _sweep(client, token)
-    return [_row(name, samples[name], callers, failed.get(name)) for name in names]
+    rows = [_row(name, samples[name], callers, failed.get(name)) for name in names]
+    return _beside(rows)
+
+
+def _beside(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The floors' p99 written into the sync row's result, so its verdict reads with them."""
+    floors = [f"{row['row'].split(': ')[1]} {row['p99_ms']:.1f} ms" for row in rows
+              if row["row"] in FLOORS and "p99_ms" in row]
+    for row in rows:
+        if row["row"] == "cachedeco (sync, threads)" and "result" in row and floors:
+            row["result"] += f"; floors' p99: {', '.join(floors)}"
+    return rows
 
 
 def _installed(module: str) -> bool:
@@ -140,7 +156,7 @@ def _run_workers(client: redis.Redis, url: str, name: str, token: str, logs: Seq
     if tracebacks:
         progress.bar.note(f"    stampede · {name}: {tracebacks} traceback(s) in its workers' "
                           "stderr (not shown)")
-    waits = sorted(max(ms - load * 1000, 0.0) for r in reports for ms in r["latencies_ms"])
+    waits = sorted(max(ms - r["offset_ms"], 0.0) for r in reports for ms in r["latencies_ms"])
     return {"loads": sum(r["runs"] for r in reports), "errors": sum(r["errors"] for r in reports),
             "p50": _percentile(waits, 0.5), "p99": _percentile(waits, 0.99),
             "commands": commands / (share * len(logs))}
@@ -191,8 +207,8 @@ def _commands(client: redis.Redis) -> int:
 def _start(name: str, url: str, token: str, share: int, load: float, *, log: IO[str]
            ) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.scenarios.stampede", "--worker", name, url, token,
-         str(share), str(load)],
+        [sys.executable, "-m", "benchmarks.scenarios._stampede_worker", "--worker", name, url,
+         token, str(share), str(load)],
         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
 
 
@@ -208,187 +224,3 @@ def _sweep(client: redis.Redis, token: str) -> None:
     batch = list(client.scan_iter(match=f"*{token}*", count=1000))
     for start in range(0, len(batch), 500):
         client.unlink(*batch[start:start + 500])
-
-
-# --- the workers -----------------------------------------------------------------------------
-
-
-class Worker:
-    """One process's share: the library's decorated function, its callers and their times."""
-
-    def __init__(self, url: str, token: str, share: int, load: float) -> None:
-        self.url, self.token, self.share, self.load = url, token, share, load
-        self.runs = 0
-        self.errors = 0
-        self.latencies: list[float] = []
-        self.lock = threading.Lock()
-
-    def ran(self) -> dict[str, str]:
-        with self.lock:
-            self.runs += 1
-        return {"value": "v" * 100}
-
-    def report(self) -> str:
-        return json.dumps({"runs": self.runs, "errors": self.errors,
-                           "latencies_ms": self.latencies})
-
-
-def _wait_for_go() -> float:
-    print("ready", flush=True)
-    sys.stdin.readline()
-    return time.perf_counter()
-
-
-async def _tasks(worker: Worker, call: Callable[[int], Any], close: Any = None) -> None:
-    # warm: as many connections as callers, the scripts loaded
-    await asyncio.gather(*(call(-1) for _ in range(worker.share)))
-    worker.runs = 0
-
-    async def one(go: float) -> None:
-        try:
-            await call(1)
-        except Exception:
-            worker.errors += 1
-        worker.latencies.append((time.perf_counter() - go) * 1000)
-
-    go = _wait_for_go()
-    await asyncio.gather(*(one(go) for _ in range(worker.share)))
-    if close is not None:
-        await close()
-
-
-def _threads(worker: Worker, call: Callable[[int], Any]) -> None:
-    warm = [threading.Thread(target=call, args=(-1,)) for _ in range(worker.share)]
-    for thread in warm:
-        thread.start()
-    for thread in warm:
-        thread.join()
-    worker.runs = 0
-    go = threading.Event()
-    started = [0.0]
-
-    def one() -> None:
-        go.wait()
-        try:
-            call(1)
-        except Exception:
-            with worker.lock:
-                worker.errors += 1
-        with worker.lock:
-            worker.latencies.append((time.perf_counter() - started[0]) * 1000)
-
-    threads = [threading.Thread(target=one) for _ in range(worker.share)]
-    for thread in threads:
-        thread.start()
-    started[0] = _wait_for_go()
-    go.set()
-    for thread in threads:
-        thread.join()
-
-
-def _cachedeco_async(worker: Worker) -> None:
-    import cachedeco
-
-    # stats_interval=0: the report of the counters at close is not the stampede's commands
-    registry = cachedeco.Registry(worker.url, prefix=worker.token, stats_interval=0)
-
-    @cachedeco.cached(ttl=3600, lock=True, registry=registry)
-    async def value(x: int) -> dict[str, str]:
-        await asyncio.sleep(worker.load)
-        return worker.ran()
-
-    asyncio.run(_tasks(worker, value, registry.aclose))
-
-
-def _cachedeco_sync(worker: Worker) -> None:
-    import cachedeco
-
-    # stats_interval=0: the report of the counters at close is not the stampede's commands
-    registry = cachedeco.Registry(worker.url, prefix=worker.token, stats_interval=0)
-
-    @cachedeco.cached(ttl=3600, lock=True, registry=registry)
-    def value(x: int) -> dict[str, str]:
-        time.sleep(worker.load)
-        return worker.ran()
-
-    _threads(worker, value)
-    registry.close()
-
-
-def _cashews(worker: Worker) -> None:
-    from cashews import Cache
-
-    cache = Cache()
-    cache.setup(worker.url, max_connections=worker.share + 10)
-
-    @cache(ttl=3600, key=worker.token + ":cashews:{x}", lock=True)
-    async def value(x: int) -> dict[str, str]:
-        await asyncio.sleep(worker.load)
-        return worker.ran()
-
-    asyncio.run(_tasks(worker, value, cache.close))
-
-
-def _aiocache(worker: Worker) -> None:
-    from urllib.parse import urlsplit
-
-    import aiocache
-    from aiocache.serializers import JsonSerializer
-
-    where = urlsplit(worker.url)
-
-    def key_builder(_f: Any, *args: Any, **_kwargs: Any) -> str:
-        return ":".join(map(str, args))
-
-    @aiocache.cached_stampede(
-        lease=2, ttl=3600, cache=aiocache.RedisCache, endpoint=where.hostname, port=where.port,
-        db=int(where.path.strip("/") or 0), namespace=worker.token + ":aiocache:", timeout=0,
-        key_builder=key_builder, serializer=JsonSerializer(), pool_max_size=worker.share + 10)
-    async def value(x: int) -> dict[str, str]:
-        await asyncio.sleep(worker.load)
-        return worker.ran()
-
-    asyncio.run(_tasks(worker, value, value.cache.close))
-
-
-def _dogpile(worker: Worker) -> None:
-    from dogpile.cache import make_region
-
-    region = make_region(key_mangler=lambda key: f"{worker.token}:dogpile:{key}")
-    region.configure("dogpile.cache.redis", expiration_time=3600, arguments={
-        "url": worker.url, "redis_expiration_time": 3660, "distributed_lock": True,
-        "lock_timeout": 30, "thread_local_lock": False,
-        "connection_kwargs": {"max_connections": worker.share + 10}})
-
-    @region.cache_on_arguments()
-    def value(x: int) -> dict[str, str]:
-        time.sleep(worker.load)
-        return worker.ran()
-
-    _threads(worker, value)
-
-
-WORKERS: dict[str, Callable[[Worker], None]] = {
-    "cachedeco": _cachedeco_async,
-    "cachedeco (sync, threads)": _cachedeco_sync,
-    "cashews": _cashews,
-    "aiocache": _aiocache,
-    "dogpile.cache": _dogpile,
-}
-
-
-def _worker_main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="stampede worker")
-    parser.add_argument("--worker", required=True, choices=sorted(WORKERS))
-    parser.add_argument("url")
-    parser.add_argument("token")
-    parser.add_argument("share", type=int)
-    parser.add_argument("load", type=float)
-    args = parser.parse_args(argv)
-    worker = Worker(args.url, args.token, args.share, args.load)
-    WORKERS[args.worker](worker)
-    print(worker.report(), flush=True)
-
-
-if __name__ == "__main__":
-    _worker_main(sys.argv[1:])
