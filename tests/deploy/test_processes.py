@@ -1,6 +1,7 @@
 """Stampede protection across real processes on the single server: four processes of 20 tasks
-(or of 50 or 150 threads) run the function once, the threads' reads sharing round trips, and a holder
-that dies holding the lease is replaced when the lease ends, well before ``lock_timeout``."""
+(or of 50 or 150 threads) run the function once, the threads' reads sharing round trips, and a
+holder that dies holding the lease is replaced when the lease ends, well before
+``lock_timeout``."""
 
 from __future__ import annotations
 
