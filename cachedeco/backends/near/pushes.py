@@ -1,9 +1,8 @@
 """RESP3 read off a tracking connection's socket, pure: invalidation pushes and ping replies.
 
-The change stream reads its socket itself rather than through redis-py's parser: one
-``recv`` per wake-up, whatever it holds, so that a process whose threads keep the GIL busy
-hands it over as few times as possible before a change is applied (every blocking call gives
-the GIL up and must wait to get it back).
+The change stream reads its socket itself rather than through redis-py's parser: without
+blocking, under a lock, from its own thread or from a thread serving near hits (which applies
+what arrived while the stream's thread waits for the GIL).
 """
 
 from __future__ import annotations

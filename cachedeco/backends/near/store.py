@@ -14,12 +14,16 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final, NamedTuple
 
 from cachedeco.core.entry import Entry
 
 __all__ = ["Near", "NearStore", "Ticket"]
+
+#: Seconds between two looks, from the hit path, for change messages that arrived but were
+#: not applied yet (see :meth:`NearStore.follow`): a ``poll(0)`` each, about a microsecond.
+LOOK_EVERY: Final = 0.0002
 
 #: How many changed names are remembered for in-flight reads before the memory is reset (a
 #: reset only refuses the installs of the reads in flight at that moment).
@@ -55,6 +59,8 @@ class NearStore:
         self._count = 0  # changes seen (keys named by Redis or by this process)
         self._epoch = 0  # bumped when the stream is lost or comes back, and on a reset
         self._lock = threading.Lock()
+        self.due = float("inf")  # when a hit next looks for changes not applied yet
+        self._catch_up: Callable[[], None] | None = None
 
     def __len__(self) -> int:
         return len(self._data)
@@ -64,7 +70,9 @@ class NearStore:
     def hit(self, key: str, tag_keys: tuple[str, ...]) -> Near | None:
         """The fresh value kept for ``key`` read with ``tag_keys``, or None."""
         near = self._data.get(key)
-        if near is None or near.tag_keys != tag_keys or time.time() >= near.entry.soft:
+        if near is None or near.tag_keys != tag_keys or (now := time.time()) >= near.entry.soft:
+            return None
+        if now >= self.due and self.behind(now, key, near):
             return None
         try:  # noqa: SIM105 (suppress() costs more on the hit path)
             self._data.move_to_end(key)
@@ -77,7 +85,9 @@ class NearStore:
         them): a value it installed is its own, with the same tag keys, so they need not be
         computed to be compared."""
         near = self._data.get(key)
-        if near is None or near.owner is not owner or time.time() >= near.entry.soft:
+        if near is None or near.owner is not owner or (now := time.time()) >= near.entry.soft:
+            return None
+        if now >= self.due and self.behind(now, key, near):
             return None
         try:  # noqa: SIM105 (suppress() costs more on the hit path)
             self._data.move_to_end(key)
@@ -85,10 +95,24 @@ class NearStore:
             pass
         return near
 
+    def behind(self, now: float, key: str, near: Near) -> bool:
+        """Every ``LOOK_EVERY`` seconds, a hit first applies the change messages that arrived
+        but were not applied yet; True when that dropped ``near``."""
+        self.due = now + LOOK_EVERY
+        catch_up = self._catch_up
+        if catch_up is None:
+            return False
+        catch_up()
+        return self._data.get(key) is not near
+
     # -- installing -------------------------------------------------------------------------
 
     def ticket(self) -> Ticket | None:
-        """Taken before a read whose value may be installed; None while the stream is down."""
+        """Taken before a read whose value may be installed (after applying the change messages
+        that arrived); None while the stream is down."""
+        catch_up = self._catch_up
+        if catch_up is not None:
+            catch_up()
         return (self._epoch, self._count) if self.live else None
 
     def install(self, ticket: Ticket, key: str, near: Near) -> bool:
@@ -131,10 +155,20 @@ class NearStore:
         with self._lock:
             self._reset()
 
+    def follow(self, catch_up: Callable[[], None]) -> None:
+        """Have hits call ``catch_up`` every ``LOOK_EVERY`` seconds: it applies the change
+        messages that arrived but that the stream's thread has not applied yet (it may be
+        waiting for the GIL: up to a switch interval, 5 ms, while the caller's threads run)."""
+        with self._lock:
+            self._catch_up = catch_up
+            self.due = 0.0
+
     def lost(self) -> None:
         """The stream of changes is lost: drop everything and keep nothing until it is back."""
         with self._lock:
             self.live = False
+            self._catch_up = None
+            self.due = float("inf")
             self._reset()
 
     def up(self) -> None:

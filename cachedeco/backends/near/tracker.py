@@ -9,6 +9,20 @@ prefix that changes, whoever changed it, on the tracking connection itself: no
 it. The connections are pinged every ``interval``; a failed or silent connection, or a change
 of primaries, empties the store and stops it keeping values until tracking is enabled again
 on every primary.
+
+This process's own stores are reported back to it like anyone's, and drop what it keeps for
+those keys: the report cannot be told apart from another client's change. Redis names a key
+once per event-loop turn however many clients changed it (two connections storing one key
+4,000 times gave about 2,000 messages here), so a store of ours and another client's store
+right after it in the same turn arrive as one message; counting our stores in flight and
+letting each consume a message would then keep our value while Redis holds theirs, for good.
+``NOLOOP`` only spares the connection that enabled tracking its own changes, and our stores
+go through the data connections' pool (each pooled connection tracking with ``REDIRECT`` and
+``NOLOOP`` would send one copy of every change per connection). So a value is kept only from
+a read whose ticket was taken after the report of our store was applied; reads apply what
+has arrived before taking their ticket (:meth:`Tracker.catch_up`), and Redis sends the report
+in the same event-loop turn as the store's reply, so the read after a store usually keeps its
+value (one read per key and process after a store: the cost of staying exact).
 """
 
 from __future__ import annotations
@@ -17,8 +31,6 @@ import logging
 import os
 import select
 import socket
-import struct
-import sys
 import threading
 import time
 import weakref
@@ -39,8 +51,6 @@ INTERVAL: Final = 0.25  # seconds between two pings of the tracking connections
 CHECK_EVERY: Final = 1.0  # seconds between two questions about moving primaries
 RETRY: Final = (0.05, 2.0)  # first and longest wait before connecting again
 QUIET: Final = 10.0  # seconds between two "change stream lost" lines (a flapping link)
-#: SO_RCVTIMEO takes a ``struct timeval`` of two C longs here.
-_KERNEL_TIMEOUT: Final = sys.platform == "linux" and struct.calcsize("l") == 8
 
 
 class Moved(Exception):
@@ -64,6 +74,9 @@ class Tracker:
         self._said_lost = -QUIET  # when "lost" was last logged (monotonic)
         self._held = 0  # losses not logged since
         self._told = False  # the current loss was logged: so is its end
+        #: the links being read, by descriptor, and a poll object for :meth:`catch_up`
+        self._links: tuple[list[_Link], dict[int, _Link], Any] | None = None
+        self._catching = threading.Lock()  # one catch-up at a time (a poll object is not shared)
         _trackers.add(self)
 
     def ensure(self) -> None:
@@ -146,33 +159,62 @@ class Tracker:
     def _listen(self, conns: list[Any]) -> None:
         """Read invalidations until a connection fails, the primaries move or it is closed.
 
-        Each connection's socket is read directly (:mod:`.pushes`): one ``recv`` per
-        wake-up. A ping every ``INTERVAL`` must be answered within the socket timeout."""
+        The thread waits in ``poll`` holding nothing, then reads what arrived without
+        blocking, under the link's lock: a thread serving near hits may read it first
+        (:meth:`catch_up`). A ping every ``INTERVAL`` must be answered within the socket
+        timeout."""
         for conn in conns:  # what redis-py's parser may hold already
             while conn.can_read(0):
                 conn.read_response(push_request=True)
         links = [_Link(conn) for conn in conns]
-        by_socket = {link.sock: link for link in links}
+        by_fd = {link.sock.fileno(): link for link in links}
+        waiting = select.poll()
+        for fd in by_fd:
+            waiting.register(fd, select.POLLIN)
+        self._links = (links, by_fd, _poller(by_fd))
+        self.store.follow(self.catch_up)
         now = time.monotonic()
         ping = now + INTERVAL
         check = now + CHECK_EVERY if self.source.moves else float("inf")
-        while not self._stop.is_set():
-            wait = max(0.0, min(ping, check) - time.monotonic())
-            if len(links) == 1:
-                links[0].receive(self, wait)
-            else:
-                ready, _, _ = select.select(list(by_socket), [], [], wait)
-                for sock in ready:
-                    by_socket[sock].receive(self, None)
-            now = time.monotonic()
-            if now >= ping:
+        try:
+            while not self._stop.is_set():
+                wait = max(0.0, min(ping, check) - time.monotonic())
+                for fd, _ in waiting.poll(max(1, int(wait * 1000))):
+                    by_fd[fd].receive(self)
                 for link in links:
-                    link.ping(now)
-                ping = now + INTERVAL
-            if now >= check:
-                if frozenset(self.source.primaries()) != self._primaries:
-                    raise Moved("the primaries changed")
-                check = now + CHECK_EVERY
+                    if link.error is not None:
+                        raise link.error
+                now = time.monotonic()
+                if now >= ping:
+                    for link in links:
+                        link.ping(now)
+                    ping = now + INTERVAL
+                if now >= check:
+                    if frozenset(self.source.primaries()) != self._primaries:
+                        raise Moved("the primaries changed")
+                    check = now + CHECK_EVERY
+        finally:
+            self._links = None
+
+    def catch_up(self) -> None:
+        """Apply what Redis already sent but this thread has not read yet (called from the
+        hit path, on whatever thread serves hits): a process whose threads keep the GIL busy
+        would otherwise serve old values until this thread gets the GIL back, up to a switch
+        interval (5 ms) per blocking call. One ``poll(0)``; reading and applying only when
+        something arrived, or waiting for this thread when it is applying it right now."""
+        found = self._links
+        if found is None or not self._catching.acquire(blocking=False):
+            return
+        try:
+            _, by_fd, poller = found
+            ready = {fd for fd, _ in poller.poll(0)}
+            for fd, link in by_fd.items():
+                if fd in ready or link.lock.locked():
+                    link.receive(self)  # a fault is kept for the thread, which handles it
+        except (OSError, ValueError):  # a socket closed meanwhile: the thread handles it too
+            pass
+        finally:
+            self._catching.release()
 
     def on_frame(self, frame: Any) -> None:
         """A push from Redis: an invalidation names the keys that changed, or None after
@@ -199,40 +241,47 @@ class Tracker:
 
 
 class _Link:
-    """One tracking connection's socket, read directly, and its pings."""
+    """One tracking connection's socket, read directly (never blocking, under ``lock``: the
+    tracker's thread and :meth:`Tracker.catch_up` both read it), and its pings."""
 
     def __init__(self, conn: Any) -> None:
         self.sock: socket.socket = conn._sock
+        self.sock.setblocking(False)
         self.timeout = float(conn.socket_timeout or 5.0)
         self.reader = PushReader()
+        self.lock = threading.Lock()
+        self.error: BaseException | None = None  # a fault met by a catch-up, for the thread
         self.pinged: float | None = None  # when the unanswered ping was sent
 
-    def receive(self, tracker: Tracker, wait: float | None) -> None:
-        """Read what arrived (waiting up to ``wait`` seconds when not None) and apply it."""
-        try:
-            if wait is None:
-                self.sock.setblocking(False)
-            elif _KERNEL_TIMEOUT and type(self.sock) is socket.socket:
-                # a blocking recv bounded by the kernel: one call, one GIL hand-over (a
-                # Python timeout polls first, then reads: two)
-                self.sock.settimeout(None)
-                wait = max(wait, 0.001)
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack(
-                    "ll", int(wait), int(wait % 1 * 1_000_000)))
-            else:
-                self.sock.settimeout(max(wait, 0.001))
-            data = self.sock.recv(65536)
-        except (TimeoutError, BlockingIOError, InterruptedError):
-            return
-        if not data:
-            raise ConnectionError("the tracking connection was closed")
-        for frame in self.reader.feed(data):
-            if isinstance(frame, ReplyError):
-                raise ResponseError(frame.decode("utf-8", "replace"))
-            if frame == b"PONG":
-                self.pinged = None
-            else:
-                tracker.on_frame(frame)
+    def receive(self, tracker: Tracker) -> None:
+        """Read what arrived, without waiting, and apply it; a fault is kept in ``error`` (the
+        thread raises it) and the store stops serving at once."""
+        with self.lock:
+            if self.error is not None:
+                return
+            try:
+                self._receive(tracker)
+            except Exception as exc:
+                self.error = exc
+                tracker.store.lost()
+
+    def _receive(self, tracker: Tracker) -> None:
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            if not data:
+                raise ConnectionError("the tracking connection was closed")
+            for frame in self.reader.feed(data):
+                if isinstance(frame, ReplyError):
+                    raise ResponseError(frame.decode("utf-8", "replace"))
+                if frame == b"PONG":
+                    self.pinged = None
+                else:
+                    tracker.on_frame(frame)
+            if len(data) < 65536:
+                return
 
     def ping(self, now: float) -> None:
         """Send a ping, or fail when the last one went unanswered too long."""
@@ -240,9 +289,21 @@ class _Link:
             if now - self.pinged > self.timeout:
                 raise TimeoutError("the tracking connection stopped answering")
             return
-        self.sock.settimeout(self.timeout)
-        self.sock.sendall(PING)
+        with self.lock:
+            self.sock.settimeout(self.timeout)
+            try:
+                self.sock.sendall(PING)
+            finally:
+                self.sock.setblocking(False)
         self.pinged = now
+
+
+def _poller(by_fd: dict[int, _Link]) -> Any:
+    """A poll object over the links' sockets, for catch-ups (one poll object per waiter)."""
+    poller = select.poll()
+    for fd in by_fd:
+        poller.register(fd, select.POLLIN)
+    return poller
 
 
 #: Every tracker of the process: a forked child has none of their threads.
@@ -253,6 +314,8 @@ def _after_fork() -> None:
     """In a forked child, nothing kept near is known to be current: start over."""
     for tracker in list(_trackers):
         tracker.store.lost()
+        tracker._links = None
+        tracker._catching = threading.Lock()
         tracker._thread = None
         tracker._lock = threading.Lock()
 

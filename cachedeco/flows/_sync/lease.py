@@ -29,6 +29,7 @@ from cachedeco.backends.contracts.leases import (
     deadline,
     lease_ttl,
 )
+from cachedeco.backends.near.store import Near
 from cachedeco.core.entry import ENTRY, NO_VALUE
 from cachedeco.errors import BackendError
 from cachedeco.flows.bound import Bound, Call, ReadState, is_current
@@ -97,13 +98,19 @@ def obtain(b: Bound, call: Call, state: ReadState, *, leases: Leases,
 
 def servable(b: Bound, call: Call) -> Any:
     """The entry's value if a caller may be served it now (current, readable, and fresh or
-    within ``stale_ttl``), else NO_VALUE: one read."""
+    within ``stale_ttl``), else NO_VALUE: one read. A fresh value is kept near, as after any
+    read (the next call of this process is then a near hit, not one more read)."""
+    ticket = None if b.near is None else b.near.ticket()  # before the read, as in get_or_load
     entry, tokens = b.slot.backend().read(call.key, call.tag_keys)
     if entry is None or not is_current(entry, tokens):
         return NO_VALUE
-    if time.time() >= entry.soft and not b.policy.stale_ttl:
+    fresh = time.time() < entry.soft
+    if not fresh and not b.policy.stale_ttl:
         return NO_VALUE
-    return b.decode(entry, call.key)
+    value = b.decode(entry, call.key)
+    if fresh and ticket is not None and b.near is not None and value is not NO_VALUE:
+        b.near.install(ticket, call.key, Near(entry, tokens, call.tag_keys, value, b.near_owner))
+    return value
 
 
 def hold(b: Bound, call: Call, lease: Lease, ttl: float, run: Run) -> Any:
