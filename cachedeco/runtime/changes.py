@@ -40,9 +40,10 @@ _WHAT: Final = {DROP: "entry drop(s)", TAGS: "tag invalidation(s)",
 class Outage:
     """One backend's outage as a process saw it: since when, and what landed since."""
 
-    def __init__(self) -> None:
+    def __init__(self, said: bool = True) -> None:
         self.since = time.monotonic()
         self.landed: collections.Counter[str] = collections.Counter()
+        self.said = said  # its start was logged, so its end is too (else both are quiet)
 
     def summary(self) -> str:
         """What landed, for the log line that ends the outage."""

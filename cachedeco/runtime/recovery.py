@@ -11,7 +11,8 @@ records of other keys, each key's changes in order, records many per round trip 
 on its own (it does not wait out the circuit breaker, and closes it when it answers).
 Meanwhile this process never serves an entry with a pending change from the backend: reads
 of it run the function (:meth:`Recovery.blocks`). An outage is logged when it starts and
-when it ends, with what was recovered; never once per call.
+when it ends, with what was recovered; never once per call, and for a flapping link at most
+one outage per ``LOG_INTERVAL`` (the next line counts the ones it kept quiet).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class Recovery:
         self._tags: collections.Counter[tuple[str, str]] = collections.Counter()
         self._outages: dict[str, Outage] = {}
         self._spool_log = LogLimit()
+        self._outage_log: dict[str, LogLimit] = {}  # per backend: a flapping link is quiet
         self._reset()
         redo_after_fork(self)
 
@@ -145,13 +147,16 @@ class Recovery:
             queue[change.ident] = change
             self._block(change)
             self._count()
-            started = change.backend not in self._outages
-            if started:
-                self._outages[change.backend] = Outage()
-        if started:
+            held = None
+            if change.backend not in self._outages:
+                limit = self._outage_log.setdefault(change.backend, LogLimit())
+                held = limit.allow()
+                self._outages[change.backend] = Outage(said=held is not None)
+        if held is not None:
             logger.warning("cachedeco: backend %r is unreachable (%s); changes that cannot "
-                           "reach it are kept and retried until they land", change.backend,
-                           "no answer" if exc is None else f"{type(exc).__name__}: {exc}")
+                           "reach it are kept and retried until they land%s", change.backend,
+                           "no answer" if exc is None else f"{type(exc).__name__}: {exc}",
+                           f" ({held} shorter outages since the last line)" if held else "")
         self._kick(host, change.backend)
 
     def _spool(self, host: Host, change: Change) -> None:
@@ -313,7 +318,7 @@ class Recovery:
                 return
             self._queues.pop(name, None)
             outage = self._outages.pop(name, None)
-        if outage is not None:
+        if outage is not None and outage.said:
             logger.warning("cachedeco: backend %r answers again after %.1fs; recovered %s",
                            name, time.monotonic() - outage.since, outage.summary())
 

@@ -155,6 +155,26 @@ def test_an_outage_is_logged_when_it_starts_and_when_it_ends(
     assert len(lines) <= 3, lines  # never one per call
 
 
+def test_a_flapping_backend_logs_one_outage_per_interval(
+        make_registry: Callable[..., Registry], frozen: Server,
+        caplog: pytest.LogCaptureFixture) -> None:
+    db = {1: "a"}
+    reg = make_registry(frozen.url, **FAST)
+    get, put = _catalogue(reg, db)
+    get(1)
+    caplog.set_level(logging.WARNING, logger="cachedeco")
+    for round_ in range(3):  # three short outages, well within one log interval
+        frozen.pause()
+        put(1, f"v{round_}")
+        frozen.resume()
+        poll(lambda: reg.stats().recoveries_pending == 0, timeout=3.0)
+    assert reg.stats().recoveries_done >= 3
+    lines = [r.getMessage() for r in caplog.records if r.name == "cachedeco"]
+    assert sum("is unreachable" in line for line in lines) == 1, lines
+    assert sum("answers again" in line for line in lines) == 1, lines
+    assert get(1) == "v2"
+
+
 def test_under_on_error_raise_the_call_raises_and_the_change_still_lands(
         make_registry: Callable[..., Registry], frozen: Server) -> None:
     db = {1: "a"}

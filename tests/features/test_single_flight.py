@@ -250,17 +250,20 @@ def test_call_after_write_through_never_joins_an_older_load(reg: Registry) -> No
 
 async def test_a_call_after_an_invalidation_never_joins_the_older_load(reg: Registry) -> None:
     runs = iter(range(1, 100))
-    gate = asyncio.Event()
+    started, gate = asyncio.Event(), asyncio.Event()
 
     @cached(registry=reg)
     async def load(x: int) -> int:
         run = next(runs)
         if run == 1:
+            started.set()
             await gate.wait()
         return run
 
     old = asyncio.create_task(load(1))
-    await asyncio.sleep(0.01)
+    # The old load must have begun before the invalidation (a cluster's first call connects
+    # first, which can take longer than any fixed sleep).
+    await asyncio.wait_for(started.wait(), 10)
     await load.invalidate(1)
     assert await load(1) == 2  # did not wait for (nor get) the load that began before
     gate.set()
