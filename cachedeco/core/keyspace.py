@@ -44,10 +44,13 @@ FAMILIES: Final = {
 
 @dataclass(frozen=True, slots=True)
 class LeaseName:
-    """The keys of one lease: the key holding the token and the list its release pushes."""
+    """The keys of one lease: the key holding the token and the list its release pushes, and
+    for a ``lock=True`` lease the entry it guards when that entry shares its Cluster slot
+    (``""`` otherwise): taking the lease then first looks whether a value landed there."""
 
     key: str
     wake: str
+    entry: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +128,8 @@ class KeySpace:
     def lease(self, entry_key: str) -> LeaseName:
         """The ``lock=True`` lease of an entry, in the entry's Cluster slot."""
         tagged = hash_tagged(entry_key)
-        return LeaseName(self._own("lease", tagged), self._own("leasewake", tagged))
+        return LeaseName(self._own("lease", tagged), self._own("leasewake", tagged),
+                         "" if tagged.startswith("#") else entry_key)
 
     def lock(self, name: str) -> LeaseName:
         """The keys of ``cachedeco.lock(name)``."""

@@ -28,6 +28,18 @@ def test_the_lease_of_an_entry_sits_in_the_entrys_slot() -> None:
         assert redis.crc.key_slot(lease.key.encode()) == redis.crc.key_slot(entry.encode())
 
 
+@pytest.mark.parametrize("name", ["p:mod.f:'a'", "a{b", "x}y", "}", "a{}b", "{tag}rest", "t{a}{b}"])
+def test_a_lease_names_its_entry_only_when_they_share_a_slot(name: str) -> None:
+    lease = KEYS.lease(name)
+    if lease.entry:  # the acquire script then reads the entry: it must be in the same slot
+        assert lease.entry == name
+        assert redis.crc.key_slot(lease.key.encode()) == redis.crc.key_slot(name.encode())
+    else:
+        assert redis.crc.key_slot(lease.key.encode()) != redis.crc.key_slot(name.encode()) or (
+            "}" in name)
+    assert KEYS.lock(name).entry == ""  # a lock guards no entry
+
+
 def test_names_that_differ_get_different_leases() -> None:
     names = ["a", "b", "a}", "b}", "{a}", "{a}x", "=a", "{=a}", "#{a}", "a{", "{a"]
     assert len({hash_tagged(n) for n in names}) == len(names)

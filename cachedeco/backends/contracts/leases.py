@@ -54,6 +54,7 @@ class Busy:
 
     ms: int | None
     released: concurrent.futures.Future[None] | None = None
+    landed: bool = False  # not taken: a value other than the one ``seen`` is in the entry
 
     def cap(self, left: float) -> float:
         """How long to wait: ``left`` seconds, or until the lease expires if that is sooner."""
@@ -87,8 +88,10 @@ class AsyncLease(Protocol):
 class Leases(Protocol):
     """The lease operations of one backend."""
 
-    def acquire(self, name: LeaseName, ttl: float) -> Lease | Busy:
-        """Take the lease for ``ttl`` seconds without waiting, or say how long it stays held."""
+    def acquire(self, name: LeaseName, ttl: float, seen: str | None = None) -> Lease | Busy:
+        """Take the lease for ``ttl`` seconds without waiting, or say how long it stays held.
+        With ``seen`` (the marker a miss read in ``name.entry``), a backend may instead say
+        that another value landed there since (``Busy.landed``): read it rather than load."""
         ...
 
     def wait(self, name: LeaseName, busy: Busy, timeout: float) -> bool:
@@ -99,7 +102,8 @@ class Leases(Protocol):
 class AsyncLeases(Protocol):
     """The asyncio twin of :class:`Leases`."""
 
-    async def acquire(self, name: LeaseName, ttl: float) -> AsyncLease | Busy:
+    async def acquire(self, name: LeaseName, ttl: float,
+                      seen: str | None = None) -> AsyncLease | Busy:
         """See :meth:`Leases.acquire`."""
         ...
 

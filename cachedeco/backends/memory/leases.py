@@ -34,8 +34,9 @@ class MemoryLeases:
         self._lock = threading.Lock()
         self._held: dict[str, _Held] = {}
 
-    def acquire(self, name: LeaseName, ttl: float) -> Lease | Busy:
-        """Take the lease unless a live holder has it."""
+    def acquire(self, name: LeaseName, ttl: float, seen: str | None = None) -> Lease | Busy:
+        """Take the lease unless a live holder has it (``seen``: unused, one process's loads
+        share their flight without a lease)."""
         now = time.monotonic()
         with self._lock:
             old = self._held.get(name.key)
@@ -118,7 +119,8 @@ class AsyncMemoryLeases:
     def __init__(self, sync: MemoryLeases) -> None:
         self.sync = sync
 
-    async def acquire(self, name: LeaseName, ttl: float) -> AsyncLease | Busy:
+    async def acquire(self, name: LeaseName, ttl: float,
+                      seen: str | None = None) -> AsyncLease | Busy:
         """See :meth:`MemoryLeases.acquire`."""
         got = self.sync.acquire(name, ttl)
         return got if isinstance(got, Busy) else _AsyncMemoryLease(got)

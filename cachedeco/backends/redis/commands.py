@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 SCAN_COUNT: Final = 500
+LANDED_REPLY: Final = -3  # LEASE_ACQUIRE: not taken, a value landed in the entry since
 MIN_BLOCK: Final = 0.01  # seconds: BLMOVE's 0 means "for ever", so never ask for less
 MAX_BLOCK: Final = 5.0  # seconds: the longest single block, whatever the socket timeout
 WAKE_MS: Final = (1000, 10_000)  # bounds of a lease's wake list TTL
@@ -120,9 +121,12 @@ def wake_ms(ttl: float) -> int:
 
 
 def busy(left: Any) -> Busy:
-    """A Busy from the acquire script's reply (the holder's PTTL)."""
+    """A Busy from the acquire script's reply (the holder's PTTL; -3: a value landed)."""
     ms = int(left)
+    if ms == LANDED_REPLY:
+        return Busy(0, landed=True)
     return Busy(ms if ms >= 0 else None)
+
 
 
 # --- write-behind queues -------------------------------------------------------------------

@@ -120,12 +120,20 @@ return 1
 #: Leases (``lock=True`` and ``cachedeco.lock``): take one. KEYS[1] lease, KEYS[2] its wake
 #: list; ARGV[1] token; ARGV[2] px. Returns nil when taken (the wake list is emptied, so a
 #: waiter never wakes for an older release), else the holder's remaining ms (-1: no TTL).
+#: A held lease costs one command (PTTL), as most calls find it held.
+#: With KEYS[3] (the entry the lease guards) and ARGV[3] (the marker a miss read there): -3,
+#: lease not taken, when a value other than the one read has landed since (a holder stored
+#: and released between that read and this call: no second load).
 LEASE_ACQUIRE: Final = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  redis.call('DEL', KEYS[2])
-  return nil
+local left = redis.call('PTTL', KEYS[1])
+if left ~= -2 then return left end
+if KEYS[3] then
+  local head = redis.call('GETRANGE', KEYS[3], 0, 19)
+  if string.sub(head, 1, 4) == 'cd1:' and head ~= ARGV[3] then return -3 end
 end
-return redis.call('PTTL', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('DEL', KEYS[2])
+return nil
 """
 
 #: Leases: release one and wake its waiters. KEYS[1] lease, KEYS[2] wake list; ARGV[1] token;

@@ -74,11 +74,21 @@ async def leased(b: Bound, call: Call, state: ReadState, run: AsyncRun) -> Any:
 async def obtain(b: Bound, call: Call, state: ReadState, *, leases: AsyncLeases,
                  name: LeaseName, ttl: float) -> tuple[AsyncLease | None, Any]:
     """The lease, or else the value that landed while waiting for it (NO_VALUE when
-    ``lock_timeout`` ran out first)."""
-    got = await leases.acquire(name, ttl)
+    ``lock_timeout`` ran out first).
+
+    After a miss the first acquire also looks at the entry: a holder in another process may
+    have stored and released between this caller's read and now (its waiters were woken
+    before this caller came): that value is read, not loaded once more."""
+    refreshing = state[0].startswith(ENTRY)
+    got = await leases.acquire(name, ttl, None if refreshing else state[0])
+    if isinstance(got, Busy) and got.landed:
+        value = await servable(b, call)
+        if value is not NO_VALUE:
+            return None, value
+        got = await leases.acquire(name, ttl)  # it is gone, or not for this caller: load
     if not isinstance(got, Busy):
         return got, NO_VALUE
-    if state[0].startswith(ENTRY):  # refreshing a value that exists: another process is at it
+    if refreshing:  # refreshing a value that exists: another process is at it
         value = await servable(b, call)
         if value is not NO_VALUE:
             return None, value

@@ -30,7 +30,8 @@ __all__ = ["AsyncRedisLeases"]
 class _AsyncWakingLock(redis.asyncio.lock.Lock):
     """redis-py's Lock whose acquire empties the wake list and whose release pushes to it."""
 
-    def __init__(self, leases: AsyncRedisLeases, name: LeaseName, ttl: float) -> None:
+    def __init__(self, leases: AsyncRedisLeases, name: LeaseName, ttl: float,
+                 seen: str | None = None) -> None:
         super().__init__(leases.client, name.key, timeout=ttl, blocking=False,
                          thread_local=False)
         self.leases = leases
@@ -38,11 +39,13 @@ class _AsyncWakingLock(redis.asyncio.lock.Lock):
         self.px = int(ttl * 1000)
         self.wake_px = wake_ms(ttl)
         self.left: Any = None
+        self.guarded = ([name.entry], [seen]) if seen is not None and name.entry else ([], [])
 
     async def do_acquire(self, token: str | bytes) -> bool:
         """SET NX PX and empty the wake list, or note the holder's PTTL."""
+        entry, seen = self.guarded
         self.left = await self.leases.acquire_script(
-            keys=[self.name, self.wake], args=[token, self.px], client=self.redis)
+            keys=[self.name, self.wake, *entry], args=[token, self.px, *seen], client=self.redis)
         return self.left is None
 
     async def do_release(self, expected_token: str | bytes) -> None:
@@ -100,9 +103,11 @@ class AsyncRedisLeases:
         self.block = block_limit(client)
         self._execute: Callable[..., Any] = client.execute_command
 
-    async def acquire(self, name: LeaseName, ttl: float) -> AsyncLease | Busy:
-        """One script: the lease, or the holder's remaining time."""
-        lock = _AsyncWakingLock(self, name, ttl)
+    async def acquire(self, name: LeaseName, ttl: float,
+                      seen: str | None = None) -> AsyncLease | Busy:
+        """One script: the lease, or the holder's remaining time, or (``seen``) the news that
+        a value landed in the entry since it was read."""
+        lock = _AsyncWakingLock(self, name, ttl, seen)
         if await lock.acquire(blocking=False):
             return _AsyncRedisLease(lock)
         return busy(lock.left)
