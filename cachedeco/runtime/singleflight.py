@@ -14,6 +14,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+from cachedeco.backends.near.store import Ticket
 from cachedeco.core.latch import Latch
 
 __all__ = ["Flight", "Flights", "LeaderGone", "WaitTimeout", "generation"]
@@ -43,9 +44,9 @@ def generation(state: State) -> State:
 class Flight:
     """One load in progress, with the read state it started from."""
 
-    __slots__ = ("error", "future", "landed", "latch", "state", "stored", "value")
+    __slots__ = ("error", "future", "landed", "latch", "state", "stored", "ticket", "value")
 
-    def __init__(self, state: State) -> None:
+    def __init__(self, state: State, ticket: Ticket | None = None) -> None:
         self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         #: What threads wait on (the future is for event loops): opened once ``value`` or
         #: ``error`` is set, it wakes every waiting thread at once.
@@ -55,6 +56,9 @@ class Flight:
         self.state = state
         self.landed = 0  # the Flights.landings count when it landed
         self.stored = ""  # the marker of the entry its load stores (set before the store)
+        #: The near cache's ticket taken before the leader's read, if any: while nothing the
+        #: entry depends on is reported changed since, a caller may join without reading.
+        self.ticket = ticket
 
     def wrote(self, state: State) -> bool:
         """Whether ``state`` read the entry this load stores, with the tag tokens the load
@@ -80,8 +84,10 @@ class Flights:
         self._lock = threading.Lock()
         self.landings = 0
 
-    def join(self, key: str, state: State, since: int) -> tuple[Flight, bool]:
-        """The flight to wait on and whether this caller leads it (runs the load)."""
+    def join(self, key: str, state: State, since: int,
+             ticket: Ticket | None = None) -> tuple[Flight, bool]:
+        """The flight to wait on and whether this caller leads it (runs the load; a new
+        flight carries ``ticket``, see :attr:`Flight.ticket`)."""
         state = generation(state)
         with self._lock:
             flight = self._flights.get(key)
@@ -92,8 +98,13 @@ class Flights:
             if (recent is not None and (recent.state == state or recent.wrote(state))
                     and recent.landed > since and recent.future.exception() is None):
                 return recent, False
-            flight = self._flights[key] = Flight(state)
+            flight = self._flights[key] = Flight(state, ticket)
             return flight, True
+
+    def airborne(self, key: str) -> Flight | None:
+        """The load of ``key`` under way in this process, if any."""
+        flight = self._flights.get(key)
+        return None if flight is None or flight.future.done() else flight
 
     def running(self, key: str, state: State) -> bool:
         """Whether a load from this read state is already under way (for background refresh)."""

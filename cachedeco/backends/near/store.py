@@ -115,6 +115,18 @@ class NearStore:
             catch_up()
         return (self._epoch, self._count) if self.live else None
 
+    def unchanged(self, ticket: Ticket, key: str, tag_keys: tuple[str, ...]) -> bool:
+        """Whether neither ``key`` nor one of ``tag_keys`` was reported changed since
+        ``ticket`` was taken, the stream staying up: a read now would find what a read then
+        found, but for a change still on its way (the reach window)."""
+        epoch, count = ticket
+        with self._lock:
+            if not self.live or epoch != self._epoch:
+                return False
+            changed = self._changed
+            return changed.get(key, 0) <= count and all(
+                changed.get(tag, 0) <= count for tag in tag_keys)
+
     def install(self, ticket: Ticket, key: str, near: Near) -> bool:
         """Keep ``near`` for ``key`` unless ``key`` or one of its tag keys changed since
         ``ticket`` was taken, or the stream was lost meanwhile; True when kept."""

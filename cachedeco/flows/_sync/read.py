@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cachedeco.backends.base import BACKEND_ERRORS, UNREACHABLE
-from cachedeco.backends.near.store import Near
+from cachedeco.backends.near.store import Near, Ticket
 from cachedeco.core.entry import CORRUPT, NO_VALUE, Write, new_tag_token, new_tombstone
 from cachedeco.errors import SerializationError
 from cachedeco.flows._sync.lease import leased
@@ -53,7 +53,14 @@ def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) 
                            (kept.entry.marker, kept.tokens), b.flights.landings)
             return kept.value
         ticket = near.ticket()  # before the read: a change reported meanwhile refuses it
-    tag_keys = b.tags(args, kwargs)
+        tag_keys = b.tags(args, kwargs)
+        if ticket is not None and (flight := b.flights.airborne(key)) is not None and (
+                flight.ticket is not None and near.unchanged(flight.ticket, key, tag_keys)):
+            value = ride(b, flight)
+            if value is not NO_VALUE:
+                return value
+    else:
+        tag_keys = b.tags(args, kwargs)
     since = b.flights.landings
     if not b.guard.allow(key, b.name) or (
             b.recovery.pending and b.recovery.blocks(b.slot.name, key, tag_keys)):
@@ -92,7 +99,19 @@ def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) 
     if entry is not None and entry.marker == CORRUPT:
         b.corrupt()
     state = ("" if entry is None else entry.marker, tokens)
-    return load(b, Call(func, args, kwargs, key, tag_keys), state, since)
+    return load(b, Call(func, args, kwargs, key, tag_keys), state, since, ticket)
+
+
+def ride(b: Bound, flight: Flight) -> Any:
+    """Join a load of this process whose leader read the entry when nothing it depends on has
+    been reported changed since (the near cache's stream says so): this caller's read would
+    find the same miss, so it is not sent. NO_VALUE when the load was given up (read then)."""
+    b.stats.misses += 1
+    b.stats.singleflight_joins += 1
+    try:
+        return join_flight(flight, b.lock_timeout)
+    except (WaitTimeout, LeaderGone):
+        return NO_VALUE
 
 
 def older(b: Bound, args: Args, kwargs: Kwargs, tag_keys: tuple[str, ...]) -> Any:
@@ -113,9 +132,11 @@ def older(b: Bound, args: Args, kwargs: Kwargs, tag_keys: tuple[str, ...]) -> An
     return NO_VALUE
 
 
-def load(b: Bound, call: Call, state: ReadState, since: int) -> Any:
-    """Run the function once for every concurrent caller that read the same state."""
-    flight, leader = b.flights.join(call.key, state, since)
+def load(b: Bound, call: Call, state: ReadState, since: int,
+               ticket: Ticket | None = None) -> Any:
+    """Run the function once for every concurrent caller that read the same state (a load
+    led after a near miss carries the ``ticket`` taken before its read: see :func:`ride`)."""
+    flight, leader = b.flights.join(call.key, state, since, ticket)
     if not leader:
         b.stats.singleflight_joins += 1
         try:

@@ -1,0 +1,136 @@
+"""With a near cache, callers that miss while this process already loads their key join that
+load without a read of their own, as long as the change stream reports no change of the key
+or its tags since the load's leader read; once one is reported, a caller reads again and never
+joins the older load."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from cachedeco import Registry
+from cachedeco.flows.spec import spec_of
+from tests.support.commands import commandstats, ran
+from tests.support.deployments import SERVERS, Deployment
+from tests.support.polling import apoll, poll
+
+pytestmark = pytest.mark.deployments(*SERVERS)
+
+TRACKER = frozenset({"info", "ping", "cluster|slots", "client|tracking", "hello"})
+
+
+async def warm(f: Any) -> None:
+    """Call ``f(0)`` until it is a near hit: the change stream is up."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 10
+    while True:
+        before = f.stats().near_hits
+        await f(0)
+        if f.stats().near_hits > before:
+            return
+        assert loop.time() < end, "the near cache never came up"
+        await asyncio.sleep(0.005)
+
+
+def _reads(before: dict[str, int], after: dict[str, int]) -> int:
+    """Read commands sent between two ``commandstats`` snapshots."""
+    return sum(n for name, n in ran(before, after, ignore=TRACKER).items()
+               if name in ("mget", "get"))
+
+
+async def test_tasks_join_a_load_under_way_without_reading(
+        amake_registry: Callable[..., Registry], deployment: Deployment) -> None:
+    reg = amake_registry(deployment.url, near_cache=100, stats_interval=0)
+    gate, started, runs = asyncio.Event(), asyncio.Event(), []
+
+    @reg.cached(ttl=60, tags=["item:{x}"])
+    async def f(x: int) -> dict[str, int]:
+        runs.append(x)
+        if x == 1:
+            started.set()
+            await gate.wait()
+        return {"x": x, "run": len(runs)}
+
+    await warm(f)  # the change stream is up
+    leader = asyncio.create_task(f(1))
+    await asyncio.wait_for(started.wait(), 10)
+    before = commandstats(deployment.raw)
+    riders = []
+    for _ in range(20):  # one a loop turn: reads of one turn would share a round trip anyway
+        riders.append(asyncio.create_task(f(1)))
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.05)
+    assert _reads(before, commandstats(deployment.raw)) == 0
+    gate.set()
+    assert await asyncio.gather(leader, *riders) == [{"x": 1, "run": 2}] * 21
+    assert runs == [0, 1]
+    assert f.stats().singleflight_joins >= 20
+
+
+def test_threads_join_a_load_under_way_without_reading(
+        make_registry: Callable[..., Registry], deployment: Deployment) -> None:
+    reg = make_registry(deployment.url, near_cache=100, stats_interval=0)
+    gate, started, runs = threading.Event(), threading.Event(), []
+
+    @reg.cached(ttl=60)
+    def f(x: int) -> int:
+        runs.append(x)
+        if x == 1:
+            started.set()
+            gate.wait(10)
+        return x * 10
+
+    def near_hit() -> bool:
+        before = f.stats().near_hits
+        f(0)
+        return f.stats().near_hits > before
+
+    poll(near_hit, timeout=10.0)
+    results: list[Any] = []
+    threads = [threading.Thread(target=lambda: results.append(f(1))) for _ in range(11)]
+    threads[0].start()
+    assert started.wait(10)
+    before = commandstats(deployment.raw)
+    for thread in threads[1:]:
+        thread.start()
+    poll(lambda: f.stats().singleflight_joins >= 10, timeout=10.0)
+    assert _reads(before, commandstats(deployment.raw)) == 0
+    gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert results == [10] * 11
+    assert runs == [0, 1]
+
+
+async def test_after_a_reported_change_a_caller_reads_and_never_joins_the_older_load(
+        amake_registry: Callable[..., Registry], deployment: Deployment) -> None:
+    reg = amake_registry(deployment.url, near_cache=100, stats_interval=0)
+    gate, started, runs = asyncio.Event(), asyncio.Event(), []
+
+    @reg.cached(ttl=60, tags=["item:{x}"])
+    async def f(x: int) -> dict[str, int]:
+        runs.append(x)
+        run = len(runs)
+        if run == 2:  # the first load of f(1): held until the end
+            started.set()
+            await gate.wait()
+        return {"x": x, "run": run}
+
+    await warm(f)
+    old = asyncio.create_task(f(1))
+    await asyncio.wait_for(started.wait(), 10)
+    b = spec_of(f).bound()
+    key, tag_keys = b.key((1,), {}), b.tags((1,), {})
+    flight = b.flights.airborne(key)
+    assert flight is not None and flight.ticket is not None and b.near is not None
+    # Another process invalidates the tag (a new token written by another client).
+    deployment.raw.set(next(t for t in tag_keys if t.endswith("item:1")), "i-elsewhere")
+    near = b.near
+    await apoll(lambda: not near.unchanged(flight.ticket, key, tag_keys), timeout=10.0)
+    assert await f(1) == {"x": 1, "run": 3}  # its own load, not the one that began before
+    gate.set()
+    assert await old == {"x": 1, "run": 2}
