@@ -1,7 +1,8 @@
 """The fault suite's results file: every fault adds its row (``CACHEDECO_FAULTS_RESULTS`` names
 the file; default ``faults.json`` in pytest's temporary directory, printed at the end), and
 ``python -m tools.faults_table FILE`` turns it into the "Faults survived" table. With
-``CACHEDECO_FAULTS_TRACE=1`` the stale reads go to ``NAME-trace.jsonl`` beside it."""
+``CACHEDECO_FAULTS_TRACE=1`` the stale reads go to ``NAME-trace.jsonl`` beside it, and the
+stacks of the calls that lasted a second or more to ``NAME-trace.stacks``."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class Results:
         self.rows: list[dict[str, Any]] = []
         self.trace_path = path.with_name(f"{path.stem}-trace.jsonl")
         self.trace_path.unlink(missing_ok=True)  # this session's, as the results
+        self.trace_path.with_suffix(".stacks").unlink(missing_ok=True)
         self.meta = {
             "mode": mode().name, "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
             "python": platform.python_version(), "redis_py": redis.__version__,
@@ -43,7 +45,10 @@ class Results:
     def add(self, row: Row) -> None:
         self.rows.append(asdict(row))
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        trace = self.rows[-1].pop("trace")
+        trace, stacks = self.rows[-1].pop("trace"), self.rows[-1].pop("stacks")
+        if stacks:
+            with self.trace_path.with_suffix(".stacks").open("a") as out:
+                out.write(f"##### {row.fault} ({row.notes})\n{stacks}")
         if trace:  # CACHEDECO_FAULTS_TRACE=1: beside the results, one line per stale read
             with self.trace_path.open("a") as out:
                 for line in trace:
@@ -95,3 +100,5 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         trace = path.with_name(f"{path.stem}-trace.jsonl")
         if trace.exists():
             terminalreporter.write_line(f"stale reads traced: {trace}")
+        if trace.with_suffix(".stacks").exists():
+            terminalreporter.write_line(f"slow calls' stacks: {trace.with_suffix('.stacks')}")

@@ -110,6 +110,7 @@ class Row:
     notes: str = ""
     samples: dict[str, str] = field(default_factory=dict)
     trace: list[dict[str, Any]] = field(default_factory=list)  # CACHEDECO_FAULTS_TRACE=1
+    stacks: str = ""  # ... and the stacks of the calls that lasted worker.SLOW s or more
 
 
 class Load:
@@ -278,6 +279,12 @@ class Load:
             line["since_heal_s"] = round(line["at"] - heal, 4)
         return sorted(lines, key=lambda line: line["at"])
 
+    def stacks(self) -> str:
+        """The stacks the workers dumped during their slow calls."""
+        return "".join(f"=== worker {path.stem.partition('-')[2]}\n{text}"
+                       for path in sorted(self.tmp.glob("trace-*.stacks"))
+                       if (text := path.read_text()))
+
     def row(self, fault: str, deployment: str, results: list[dict[str, Any]], *,
             lost_promised_zero: bool, notes: str = "") -> Row:
         """The table row of this run (after :meth:`stop` and :meth:`drain`)."""
@@ -306,7 +313,7 @@ class Load:
             logged_max=max((r.get("logged", 0) for r in results), default=0),
             stop_s=self.marks.get("stop_s", 0.0), drain_s=self.marks.get("drain_s", 0.0),
             notes=notes,
-            samples=samples, trace=self.trace(heal))
+            samples=samples, trace=self.trace(heal), stacks=self.stacks())
 
     def sleep(self, seconds: float) -> None:
         """Let the load run; fail early if a worker died."""

@@ -20,11 +20,13 @@ clock), seconds, kind, outcome, served without loading]``, the errors by type, i
 says ``done`` and waits for the next run. With ``trace`` in its configuration it appends a
 JSON line per stale read (within reach or not) to that file: the product, the version read,
 the versions missed with their writer and how long before the read they returned, whether a
-near hit served it.
+near hit served it; and the stacks of every thread when a call has lasted ``SLOW`` seconds
+(``faulthandler``), to the same file with ``.stacks`` for suffix.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
 import os
@@ -44,6 +46,7 @@ from tests.faults.workload import Catalogue, build
 
 KINDS = ("read", "write", "invalidate", "behind")
 OUTCOMES = ("ok", "error", "stale", "wrong", "reach")  # reach: stale, within reach
+SLOW = 1.0  # seconds: with a trace, a call this long has every thread's stack dumped
 MIX = (("read", 0.70), ("write", 0.10), ("invalidate", 0.05), ("behind", 0.15))
 
 
@@ -83,6 +86,8 @@ class Worker:
         self.samples: dict[str, str] = {}
         self.n = 0
         self.trace = open(cfg["trace"], "a") if cfg.get("trace") else None  # noqa: SIM115
+        self.stacks = (open(Path(cfg["trace"]).with_suffix(".stacks"), "a")  # noqa: SIM115
+                       if cfg.get("trace") else None)
 
     def run(self, stop: threading.Event) -> None:
         """Call at ``rate`` per second until ``stop`` is set."""
@@ -100,12 +105,23 @@ class Worker:
 
     def one(self, kind: str) -> None:
         """One call of ``kind``, timed and checked."""
+        try:
+            self._one(kind)
+        finally:
+            if self.stacks is not None:
+                faulthandler.cancel_dump_traceback_later()
+
+    def _one(self, kind: str) -> None:
         pid = self.rng.randrange(self.keys) if kind == "read" else self.rng.choice(self.own)
         before = self.catalogue.acked(pid) if kind == "read" else 0
         self.fns.loads.clear()
         self.n += 1
         near = self.near_hits() if kind == "read" else 0
         start, began = time.time(), time.perf_counter()
+        if self.stacks is not None:
+            self.stacks.write(f"--- call {self.n} ({kind} of {pid}) began at {start:.3f}\n")
+            self.stacks.flush()
+            faulthandler.dump_traceback_later(SLOW, file=self.stacks)
         try:
             value: Any = self.call(kind, pid)
         except Exception as exc:  # every exception a caller would see
@@ -194,8 +210,16 @@ class Worker:
                   "first_logs": self.logs.first}
         Path(self.cfg["out"]).write_text(json.dumps(result))
         self.catalogue.close()
-        if self.trace is not None:
+        if self.trace is not None and self.stacks is not None:
             self.trace.close()
+            self.stacks.close()
+            _keep_dumps(Path(self.stacks.name))
+
+
+def _keep_dumps(path: Path) -> None:
+    """Only the calls of ``path`` that had their stacks dumped (each call has a header line)."""
+    blocks = path.read_text().split("--- call ")
+    path.write_text("".join(f"--- call {b}" for b in blocks if b.count("\n") > 1))
 
 
 def _wait_for_stop(stop: threading.Event) -> None:
