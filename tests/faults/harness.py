@@ -280,10 +280,14 @@ class Load:
         return sorted(lines, key=lambda line: line["at"])
 
     def stacks(self) -> str:
-        """The stacks the workers dumped during their slow calls."""
-        return "".join(f"=== worker {path.stem.partition('-')[2]}\n{text}"
-                       for path in sorted(self.tmp.glob("trace-*.stacks"))
-                       if (text := path.read_text()))
+        """The stacks the workers dumped during their slow calls (each call of a worker has a
+        header line: those without a dump after it are left out)."""
+        dumps = []
+        for path in sorted(self.tmp.glob("trace-*.stacks")):
+            calls = path.read_text().split("--- call ")
+            if slow := "".join(f"--- call {call}" for call in calls if call.count("\n") > 1):
+                dumps.append(f"=== worker {path.stem.partition('-')[2]}\n{slow}")
+        return "".join(dumps)
 
     def row(self, fault: str, deployment: str, results: list[dict[str, Any]], *,
             lost_promised_zero: bool, notes: str = "") -> Row:

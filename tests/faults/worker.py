@@ -213,13 +213,6 @@ class Worker:
         if self.trace is not None and self.stacks is not None:
             self.trace.close()
             self.stacks.close()
-            _keep_dumps(Path(self.stacks.name))
-
-
-def _keep_dumps(path: Path) -> None:
-    """Only the calls of ``path`` that had their stacks dumped (each call has a header line)."""
-    blocks = path.read_text().split("--- call ")
-    path.write_text("".join(f"--- call {b}" for b in blocks if b.count("\n") > 1))
 
 
 def _wait_for_stop(stop: threading.Event) -> None:
