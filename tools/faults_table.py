@@ -62,7 +62,8 @@ def render(data: dict[str, Any], *, full: bool = False) -> str:
     """The table of ``data`` (a results file's content); ``full`` adds the deployment, stale
     reads during the fault, the kind of the slowest call, notes and the run's details."""
     head = ["fault", "calls", "errors seen by callers", "wrong values",
-            "stale reads after recovery", "records lost", "p99", "max", "time to recover"]
+            "stale reads after recovery", "stale reads within reach", "records lost", "p99",
+            "max", "time to recover"]
     if full:
         head[1:1] = ["deployment"]
         head[6:6] = ["stale reads during the fault"]
@@ -70,8 +71,8 @@ def render(data: dict[str, Any], *, full: bool = False) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in sorted(data["rows"], key=_rank):
         cells = [row["fault"], f"{row['calls']:,}", _errors(row, full=full), str(row["wrong"]),
-                 str(row["stale_after"]), _lost(row), _ms(row["p99_ms"]), _ms(row["max_ms"]),
-                 _recover(row)]
+                 str(row["stale_after"]), f"{row.get('within_reach', 0):,}", _lost(row),
+                 _ms(row["p99_ms"]), _ms(row["max_ms"]), _recover(row)]
         if full:
             if row.get("max_kind"):
                 cells[-2] += f" ({CALLS.get(row['max_kind'], row['max_kind'])})"
@@ -82,12 +83,16 @@ def render(data: dict[str, Any], *, full: bool = False) -> str:
     meta = data.get("meta", {})
     plan = meta.get("plan", {})
     lines.append("")
+    reach = ("" if "reach" not in meta else
+             f"; one is \"within reach\" (not counted as stale) when the near cache of another "
+             f"process than the writer's served it less than {meta['reach']} s after every write "
+             "it missed returned")
     lines.append(
         f"Run of {meta.get('started', '?')} ({meta.get('mode', '?')} mode, commit "
         f"{meta.get('commit', '?')}): {plan.get('workers', '?')} worker processes at "
         f"{plan.get('rate', '?')} calls/s each over {plan.get('keys', '?')} products; each "
         f"fault held {plan.get('hold', '?')} s; a stale read counts as \"after recovery\" "
-        f"when it began {plan.get('grace', '?')} s or more after the heal.")
+        f"when it began {plan.get('grace', '?')} s or more after the heal{reach}.")
     if full:
         lines.append(f"Redis {meta.get('redis_server', '?')}, redis-py "
                      f"{meta.get('redis_py', '?')}, Python {meta.get('python', '?')}, "

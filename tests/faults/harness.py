@@ -5,13 +5,15 @@
 (``after``), stops them, delivers what write-behind left (as a restarted service would: a
 registry of its own, in the test process) and turns what the workers saw into a
 :class:`Row`: calls, errors seen by callers, wrong values, stale reads (all, and those that
-began ``grace`` seconds or more after the heal), write-behind records lost (returned by a
-call, absent from SQLite), p99 and max latency, what the library logged, and the time from
+began ``grace`` seconds or more after the heal; those within the near cache's reach apart,
+see :mod:`tests.faults.staleness`), write-behind records lost (returned by a call, absent
+from SQLite), p99 and max latency, what the library logged, and the time from
 the heal until callers saw no error or stale read and were served from the cache again.
 :func:`check` asserts what the library promises of such a run.
 
 ``CACHEDECO_FAULTS=long`` (see docs/development.md) gives a longer run: more workers, more
-keys, a higher rate and faults held longer.
+keys, a higher rate and faults held longer. ``CACHEDECO_FAULTS_TRACE=1`` has the workers
+trace every stale read (:attr:`Row.trace`, written beside the results file).
 """
 
 from __future__ import annotations
@@ -63,6 +65,11 @@ def mode() -> Mode:
     return LONG if os.environ.get("CACHEDECO_FAULTS", "quick") == "long" else QUICK
 
 
+def tracing() -> bool:
+    """``CACHEDECO_FAULTS_TRACE=1``: the workers trace each stale read."""
+    return os.environ.get("CACHEDECO_FAULTS_TRACE", "") not in ("", "0")
+
+
 #: The workers' registry settings: short socket timeouts and breaker cooldown (the defaults
 #: are 1 s and 5 s), so that a quick run sees every phase of an outage (the breaker opens
 #: after 5 timeouts in a row: 1.25 s into a freeze).
@@ -85,8 +92,9 @@ class Row:
     errors: int = 0  # calls that raised, of any kind
     errors_by_kind: dict[str, int] = field(default_factory=dict)
     wrong: int = 0
-    stale: int = 0  # every stale read, during the fault included
-    stale_after: int = 0  # stale reads that began `grace` s or more after the heal
+    stale: int = 0  # every stale read beyond reach, during the fault included
+    stale_after: int = 0  # ... of those, the reads that began `grace` s or more after the heal
+    within_reach: int = 0  # stale reads within reach (staleness.REACH), not counted in `stale`
     lost: int = 0
     returned: int = 0  # write-behind calls that returned
     lost_promised_zero: bool = False
@@ -101,6 +109,8 @@ class Row:
     drain_s: float = 0.0  # delivering what they left
     notes: str = ""
     samples: dict[str, str] = field(default_factory=dict)
+    trace: list[dict[str, Any]] = field(default_factory=list)  # CACHEDECO_FAULTS_TRACE=1
+    stacks: str = ""  # ... and the stacks of the calls that lasted worker.SLOW s or more
 
 
 class Load:
@@ -139,6 +149,8 @@ class Load:
                "out": str(self.tmp / f"out-{index}.json")}
         if self.spool:  # one spool file per process, as the docs ask
             cfg["options"] = {**self.options, "spool": str(self.tmp / f"spool-{index}.db")}
+        if tracing():
+            cfg["trace"] = str(self.tmp / f"trace-{index}.jsonl")
         if index == self.slow_flush_worker and self.slow_flush is not None:
             cfg["slow_flush"] = str(self.slow_flush)
         path = self.tmp / f"worker-{index}.json"
@@ -258,6 +270,25 @@ class Load:
             time.sleep(0.05)
         return None
 
+    def trace(self, heal: float) -> list[dict[str, Any]]:
+        """The workers' trace lines (stale reads), in time order, each with its time since the
+        heal."""
+        lines = [json.loads(line) for path in sorted(self.tmp.glob("trace-*.jsonl"))
+                 for line in path.read_text().splitlines() if line]
+        for line in lines:
+            line["since_heal_s"] = round(line["at"] - heal, 4)
+        return sorted(lines, key=lambda line: line["at"])
+
+    def stacks(self) -> str:
+        """The stacks the workers dumped during their slow calls (each call of a worker has a
+        header line: those without a dump after it are left out)."""
+        dumps = []
+        for path in sorted(self.tmp.glob("trace-*.stacks")):
+            calls = path.read_text().split("--- call ")
+            if slow := "".join(f"--- call {call}" for call in calls if call.count("\n") > 1):
+                dumps.append(f"=== worker {path.stem.partition('-')[2]}\n{slow}")
+        return "".join(dumps)
+
     def row(self, fault: str, deployment: str, results: list[dict[str, Any]], *,
             lost_promised_zero: bool, notes: str = "") -> Row:
         """The table row of this run (after :meth:`stop` and :meth:`drain`)."""
@@ -276,6 +307,7 @@ class Load:
             errors=sum(1 for op in ops if op[3] == 1), errors_by_kind=kinds,
             wrong=sum(1 for op in ops if op[3] == 3), stale=len(stale),
             stale_after=sum(1 for op in stale if op[0] >= heal + self.plan.grace),
+            within_reach=sum(1 for op in ops if op[3] == 4),
             lost=len(self.missing()), returned=len(self.returned()),
             lost_promised_zero=lost_promised_zero,
             p99_ms=_percentile(latencies, 0.99) * 1000, max_ms=latencies[-1] * 1000,
@@ -285,7 +317,7 @@ class Load:
             logged_max=max((r.get("logged", 0) for r in results), default=0),
             stop_s=self.marks.get("stop_s", 0.0), drain_s=self.marks.get("drain_s", 0.0),
             notes=notes,
-            samples=samples)
+            samples=samples, trace=self.trace(heal), stacks=self.stacks())
 
     def sleep(self, seconds: float) -> None:
         """Let the load run; fail early if a worker died."""
@@ -302,8 +334,8 @@ def _percentile(ordered: list[float], q: float) -> float:
 
 
 def recovery(ops: list[list[float]], heal: float) -> float | None:
-    """Seconds from ``heal`` until the last error or stale read ended and a read was then
-    served from the cache (not loaded); None if that never happened."""
+    """Seconds from ``heal`` until the last error or stale read (beyond reach) ended and a read
+    was then served from the cache (not loaded); None if that never happened."""
     bad_end = max((op[0] + op[1] for op in ops if op[3] in (1, 2) and op[0] + op[1] >= heal),
                   default=heal)
     served = [op[0] + op[1] for op in ops if op[2] == 0 and op[4] and op[0] >= bad_end]
@@ -327,7 +359,8 @@ def check(row: Row, *, behind_may_fail: bool = True) -> None:
     """The invariants the library promises under every fault (see docs/concepts/failures.md):
     every read, write-through and invalidation answered (``on_error="fallback"``); a
     write-behind call raises only ``BackendError`` (none with a spool); no wrong value ever; no
-    stale read once the recovery interval after the heal has passed; no record lost where
+    stale read beyond the near cache's reach once the recovery interval after the heal has
+    passed; no record lost where
     the configuration promises it; the cache serving again before the run ended; a few log
     lines per process, not one per call."""
     unexpected = {kind: n for kind, n in row.errors_by_kind.items()
@@ -336,7 +369,7 @@ def check(row: Row, *, behind_may_fail: bool = True) -> None:
     assert row.wrong == 0, f"{row.fault}: {row.wrong} wrong values"
     assert row.stale_after == 0, (
         f"{row.fault}: {row.stale_after} stale reads after the recovery interval "
-        f"({row.stale} in all)")
+        f"({row.stale} in all, {row.within_reach} more within reach)")
     if row.lost_promised_zero:
         assert row.lost == 0, f"{row.fault}: {row.lost} of {row.returned} records lost"
     assert row.recover_s is not None, f"{row.fault}: the cache never served again"

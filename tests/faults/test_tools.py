@@ -51,14 +51,22 @@ def test_the_proxy_forwards_cuts_refuses_and_delays(proxy: Proxy) -> None:
 def test_the_table_is_rendered_and_replaced_between_its_markers() -> None:
     row = {"fault": "Redis frozen", "deployment": "single", "calls": 1200, "errors": 3,
            "errors_by_kind": {"behind:BackendError": 3}, "wrong": 0, "stale": 2,
-           "stale_after": 0, "lost": 0, "returned": 100, "lost_promised_zero": True,
+           "stale_after": 0, "within_reach": 5, "lost": 0, "returned": 100,
+           "lost_promised_zero": True,
            "p99_ms": 12.3, "max_ms": 250.0, "max_kind": "read", "recover_s": 0.7,
            "logged": 4, "logged_max": 2, "notes": "n"}
-    data = {"meta": {"mode": "quick"}, "rows": [row]}
+    data = {"meta": {"mode": "quick", "reach": 0.2}, "rows": [row]}
     short, full = render(data), render(data, full=True)
-    assert ("| Redis frozen | 1,200 | 3 (write-behind) | 0 | 0 | 0 of 100 (promised 0) | 12 ms "
-            "| 250 ms | 0.7 s |") in short
-    assert "| Redis frozen | single | 1,200 | 3: 3 write-behind BackendError |" in full
+    assert "| stale reads after recovery | stale reads within reach | records lost |" in short
+    assert ("| Redis frozen | 1,200 | 3 (write-behind) | 0 | 0 | 5 | 0 of 100 (promised 0) "
+            "| 12 ms | 250 ms | 0.7 s |") in short
+    assert ("| Redis frozen | single | 1,200 | 3: 3 write-behind BackendError | 0 | 0 | 2 | 5 "
+            "| 0 of 100 (promised 0) |") in full
+    assert "| stale reads during the fault | stale reads within reach |" in full
     assert "250 ms (read)" in full
+    assert "served it less than 0.2 s after every write it missed returned" in short
+    old = {key: value for key, value in row.items() if key != "within_reach"}
+    before = render({"meta": {"mode": "quick"}, "rows": [old]})  # a run from before the column
+    assert "| 0 | 0 | 0 | 0 of 100" in before and "every write it missed" not in before
     page = f"before\n{BEGIN}\nold\n{END}\nafter\n"
     assert replace_between(page, short) == f"before\n{BEGIN}\n{short}{END}\nafter\n"

@@ -9,18 +9,24 @@ so no two processes write one product), a write-through update, a direct update 
 by ``invalidate_tags``, and write-behind records. Each call is checked as it returns:
 
 - a read whose value is not the product's (another id, a version the database never held)
-  is *wrong*; one older than a write that had returned before the read began (``acked``) is
-  *stale*;
+  is *wrong*; one older than a write that had returned before the read began (``acks``) is
+  *stale*, unless it is *within reach* (:mod:`tests.faults.staleness`: a near hit, every
+  write it missed returned less than ``REACH`` before, in another process);
 - a write-behind call that returned appends its record's id to ``returned`` (one ``write``
   per id, so the list survives a SIGKILL): what the suite later looks for in SQLite.
 
 Then it closes its registry (which flushes), writes ``out`` (every call as ``[start (wall
 clock), seconds, kind, outcome, served without loading]``, the errors by type, its stats),
-says ``done`` and waits for the next run.
+says ``done`` and waits for the next run. With ``trace`` in its configuration it appends a
+JSON line per stale read (within reach or not) to that file: the product, the version read,
+the versions missed with their writer and how long before the read they returned, whether a
+near hit served it; and the stacks of every thread when a call has lasted ``SLOW`` seconds
+(``faulthandler``), to the same file with ``.stacks`` for suffix.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
 import os
@@ -35,10 +41,12 @@ from pathlib import Path
 from typing import Any
 
 import cachedeco
+from tests.faults.staleness import missed, within_reach
 from tests.faults.workload import Catalogue, build
 
 KINDS = ("read", "write", "invalidate", "behind")
-OUTCOMES = ("ok", "error", "stale", "wrong")
+OUTCOMES = ("ok", "error", "stale", "wrong", "reach")  # reach: stale, within reach
+SLOW = 1.0  # seconds: with a trace, a call this long has every thread's stack dumped
 MIX = (("read", 0.70), ("write", 0.10), ("invalidate", 0.05), ("behind", 0.15))
 
 
@@ -77,6 +85,9 @@ class Worker:
         self.errors: Counter[str] = Counter()
         self.samples: dict[str, str] = {}
         self.n = 0
+        self.trace = open(cfg["trace"], "a") if cfg.get("trace") else None  # noqa: SIM115
+        self.stacks = (open(Path(cfg["trace"]).with_suffix(".stacks"), "a")  # noqa: SIM115
+                       if cfg.get("trace") else None)
 
     def run(self, stop: threading.Event) -> None:
         """Call at ``rate`` per second until ``stop`` is set."""
@@ -94,11 +105,23 @@ class Worker:
 
     def one(self, kind: str) -> None:
         """One call of ``kind``, timed and checked."""
+        try:
+            self._one(kind)
+        finally:
+            if self.stacks is not None:
+                faulthandler.cancel_dump_traceback_later()
+
+    def _one(self, kind: str) -> None:
         pid = self.rng.randrange(self.keys) if kind == "read" else self.rng.choice(self.own)
         before = self.catalogue.acked(pid) if kind == "read" else 0
         self.fns.loads.clear()
         self.n += 1
+        near = self.near_hits() if kind == "read" else 0
         start, began = time.time(), time.perf_counter()
+        if self.stacks is not None:
+            self.stacks.write(f"--- call {self.n} ({kind} of {pid}) began at {start:.3f}\n")
+            self.stacks.flush()
+            faulthandler.dump_traceback_later(SLOW, file=self.stacks)
         try:
             value: Any = self.call(kind, pid)
         except Exception as exc:  # every exception a caller would see
@@ -111,10 +134,38 @@ class Worker:
             return
         took = time.perf_counter() - began
         outcome = self.check(kind, pid, value, before)
+        if outcome == "stale":
+            hit = self.near_hits() > near
+            outcome = self.reach(pid, value["v"], before, start, near=hit)
+            if self.trace is not None:
+                self.log_stale(pid, value["v"], before, start, took=took, outcome=outcome,
+                               near=hit)
         if kind == "behind" and outcome == "ok":
             os.write(self.returned, f"{value['id']}\n".encode())
         served = int(kind == "read" and not self.fns.loads)
         self.ops.append([start, took, KINDS.index(kind), OUTCOMES.index(outcome), served])
+
+    def near_hits(self) -> int:
+        """Reads of this process served by its near cache so far."""
+        return int(self.fns.get_product.stats().near_hits)  # type: ignore[attr-defined]
+
+    def reach(self, pid: int, got: int, before: int, start: float, *, near: bool) -> str:
+        """``reach`` for a stale read within reach of the writes it missed, else ``stale``."""
+        missing = missed(self.catalogue.acks(pid, got), got, before)
+        return "reach" if within_reach(missing, start, self.index, near=near) else "stale"
+
+    def log_stale(self, pid: int, got: int, before: int, start: float, *, took: float,
+                  outcome: str, near: bool) -> None:
+        """One line of the trace: a stale read and the writes it missed."""
+        assert self.trace is not None
+        missing = missed(self.catalogue.acks(pid, got), got, before)
+        line = {"at": start, "pid": pid, "reader": self.index, "got": got, "before": before,
+                "outcome": outcome, "near": near, "loaded": bool(self.fns.loads),
+                "took_ms": round(took * 1000, 3),
+                "missed": [{"v": a.v, "writer": a.writer, "lag_ms": round((start - a.at) * 1000, 3)}
+                           for a in missing]}
+        self.trace.write(json.dumps(line) + "\n")
+        self.trace.flush()
 
     def event_id(self) -> str:
         return f"w{self.index}-{os.getpid()}-{self.n}"
@@ -124,12 +175,12 @@ class Worker:
             return self.fns.get_product(pid)
         if kind == "write":
             value = self.fns.update_product(pid)
-            self.catalogue.ack(pid, value["v"])
+            self.catalogue.ack(pid, value["v"], time.time(), self.index)
             return value
         if kind == "invalidate":
             v = self.catalogue.bump(pid)
             self.reg.invalidate_tags(f"product:{pid}")
-            self.catalogue.ack(pid, v)
+            self.catalogue.ack(pid, v, time.time(), self.index)
             return v
         return self.fns.record_event(self.event_id(), self.index, self.n)
 
@@ -159,6 +210,9 @@ class Worker:
                   "first_logs": self.logs.first}
         Path(self.cfg["out"]).write_text(json.dumps(result))
         self.catalogue.close()
+        if self.trace is not None and self.stacks is not None:
+            self.trace.close()
+            self.stacks.close()
 
 
 def _wait_for_stop(stop: threading.Event) -> None:

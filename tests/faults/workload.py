@@ -1,9 +1,10 @@
 """The application under fault: a SQLite catalogue and the decorated functions over it.
 
 One SQLite file (WAL) per run is the source of truth: ``products(id, v)`` (the version of each
-product, bumped by every write), ``acked(id, v)`` (the highest version whose write *returned*
-to its caller: a read that starts later must see at least that version) and ``events(id, w,
-n)`` (what write-behind delivered, one row per record, at least once). :func:`build` makes
+product, bumped by every write), ``acks(id, v, at, w)`` (each version whose write *returned*
+to its caller, when (wall clock) and in which worker: a read that starts later must see at
+least the newest) and ``events(id, w, n)`` (what write-behind delivered, one row per record,
+at least once). :func:`build` makes
 the decorated functions over a registry, the same in every process (one stream name for the
 write-behind queue, whatever process delivers it).
 """
@@ -22,6 +23,7 @@ from typing import Any
 
 import cachedeco
 from cachedeco import Registry
+from tests.faults.staleness import Ack
 
 __all__ = ["Catalogue", "Functions", "build"]
 
@@ -58,10 +60,11 @@ class Catalogue:
         made = cls(path)
         with made.transaction() as db:
             db.execute("CREATE TABLE products (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)")
-            db.execute("CREATE TABLE acked (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)")
+            db.execute("CREATE TABLE acks (id INTEGER, v INTEGER, at REAL NOT NULL, "
+                       "w INTEGER NOT NULL, PRIMARY KEY (id, v)) WITHOUT ROWID")
             db.execute("CREATE TABLE events (id TEXT PRIMARY KEY, w INTEGER, n INTEGER)")
             db.executemany("INSERT INTO products VALUES (?, 1)", [(i,) for i in range(keys)])
-            db.executemany("INSERT INTO acked VALUES (?, 1)", [(i,) for i in range(keys)])
+            db.executemany("INSERT INTO acks VALUES (?, 1, 0, -1)", [(i,) for i in range(keys)])
         return made
 
     @contextlib.contextmanager
@@ -79,7 +82,13 @@ class Catalogue:
         return int(self.db.execute("SELECT v FROM products WHERE id = ?", (pid,)).fetchone()[0])
 
     def acked(self, pid: int) -> int:
-        return int(self.db.execute("SELECT v FROM acked WHERE id = ?", (pid,)).fetchone()[0])
+        """The product's newest version whose write returned."""
+        return int(self.db.execute("SELECT max(v) FROM acks WHERE id = ?", (pid,)).fetchone()[0])
+
+    def acks(self, pid: int, newer: int) -> list[Ack]:
+        """The product's acknowledged versions newer than ``newer``."""
+        rows = self.db.execute("SELECT v, at, w FROM acks WHERE id = ? AND v > ?", (pid, newer))
+        return [Ack(int(v), float(at), int(w)) for v, at, w in rows]
 
     def bump(self, pid: int) -> int:
         """The product's next version, committed."""
@@ -87,9 +96,10 @@ class Catalogue:
                               (pid,)).fetchone()
         return int(row[0])
 
-    def ack(self, pid: int, v: int) -> None:
-        """Version ``v`` of the product was written and its call returned."""
-        self.db.execute("UPDATE acked SET v = max(v, ?) WHERE id = ?", (v, pid))
+    def ack(self, pid: int, v: int, at: float, writer: int) -> None:
+        """Version ``v`` of the product was written by worker ``writer``, whose call returned
+        at ``at`` (wall clock)."""
+        self.db.execute("INSERT OR IGNORE INTO acks VALUES (?, ?, ?, ?)", (pid, v, at, writer))
 
     def insert_events(self, records: list[dict[str, Any]]) -> None:
         with self.transaction() as db:
