@@ -145,9 +145,19 @@ def near_hit(b: Bound, near_store: NearStore, registry: Registry, revision: int,
     None where every call must take the generic path."""
     if not b.enabled or b.policy.beta:
         return None
+    binding = _Binding(registry, revision, follows_default)
+    if b.near_owner is not None:
+        return _near_owned(b, near_store, binding, pure_keys)
+    return _near_tagged(b, near_store, binding, pure_keys)
+
+
+def _near_owned(b: Bound, near_store: NearStore, binding: _Binding, pure_keys: bool) -> Hit:
+    """The near hit of a function whose tag keys follow from its key (``NearStore.owned``):
+    a value it installed is its own, with the same tag keys, so none are computed."""
+    registry, revision, follows_default = binding
     entries = near_store.entries()  # the store's own dict, for its life (see entries())
     find, touch, behind, clock = entries.get, entries.move_to_end, near_store.behind, time.time
-    key_of, tags_of, owner, stats = b.key, b.tags, b.near_owner, b.stats
+    key_of, owner, stats = b.key, b.near_owner, b.stats
     known: dict[int | str, str] = {}
 
     def hit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -163,8 +173,7 @@ def near_hit(b: Bound, near_store: NearStore, registry: Registry, revision: int,
         else:
             key = key_of(args, kwargs)
         near = find(key)
-        if near is None or (near.owner is not owner if owner is not None  # its own: same tags
-                            else near.tag_keys != tags_of(args, kwargs)):
+        if near is None or near.owner is not owner:
             return NO_VALUE
         now = clock()
         # past its soft expiry; or the look for change messages not applied yet (every
@@ -174,6 +183,44 @@ def near_hit(b: Bound, near_store: NearStore, registry: Registry, revision: int,
         try:  # noqa: SIM105 (suppress() costs more on the hit path)
             touch(key)
         except KeyError:  # dropped meanwhile by another thread: this hit still saw it valid
+            pass
+        stats.hits += 1
+        stats.near_hits += 1
+        return near.value
+
+    return hit
+
+
+def _near_tagged(b: Bound, near_store: NearStore, binding: _Binding, pure_keys: bool) -> Hit:
+    """The near hit of any other function (``NearStore.hit``): the value's tag keys must be
+    the call's (a ``key=`` callable, tags from a callable, a key template)."""
+    registry, revision, follows_default = binding
+    entries = near_store.entries()
+    find, touch, behind, clock = entries.get, entries.move_to_end, near_store.behind, time.time
+    key_of, tags_of, stats = b.key, b.tags, b.stats
+    known: dict[int | str, str] = {}
+
+    def hit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if registry.revision != revision or (
+                follows_default and default_registry() is not registry):
+            return NO_VALUE
+        if pure_keys and not kwargs and len(args) == 1 and (
+                (kind := type(args[0])) is int or kind is str):
+            try:
+                key = known[args[0]]
+            except KeyError:
+                key = _remember(known, args[0], key_of(args, kwargs))
+        else:
+            key = key_of(args, kwargs)
+        near = find(key)
+        if near is None or near.tag_keys != tags_of(args, kwargs):
+            return NO_VALUE
+        now = clock()
+        if now >= near.entry.soft or (now >= near_store.due and behind(now, key, near)):
+            return NO_VALUE
+        try:  # noqa: SIM105
+            touch(key)
+        except KeyError:
             pass
         stats.hits += 1
         stats.near_hits += 1
