@@ -157,7 +157,7 @@ def _sync_wrapper(spec: Spec) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        hit = spec.hit  # memory:// only: a fresh hit without the generic layers
+        hit = spec.hit  # memory:// or near: a fresh hit without the generic layers
         if hit is not None and (value := hit(args, kwargs)) is not NO_VALUE:
             return value
         return read_sync.get_or_load(spec.bound(), func, args, kwargs)
@@ -186,7 +186,7 @@ def _async_wrapper(spec: Spec) -> Callable[..., Any]:
 
     @functools.wraps(func)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        hit = spec.hit  # memory:// only: a fresh hit without the generic layers
+        hit = spec.hit  # memory:// or near: a fresh hit without the generic layers
         if hit is not None and (value := hit(args, kwargs)) is not NO_VALUE:
             return value
         return await read_async.get_or_load(spec.bound(), func, args, kwargs)

@@ -1,13 +1,16 @@
-"""The hit path compiled when a function is bound to the in-process memory backend.
+"""The hit paths compiled when a function is bound: over the in-process memory backend, and
+over a near cache (decoded values kept in process memory in front of Redis).
 
 The generic read (:mod:`cachedeco.flows._async.read`, its ``_sync`` twin) serves every
 backend: breaker, envelope, stale and early refresh, aliases, single-flight. On ``memory://``
 a fresh hit needs none of that: values are kept as objects and the backend cannot fail. So
 binding such a function also builds one closure doing only the hit: the key, the lookups, the
-expiry checks, the tags' tokens, the count. Whatever is not a fresh hit (a miss, a stale entry,
-a configuration changed since binding) returns ``NO_VALUE`` without counting anything, and the
-call takes the generic path, which reads again and decides. A function with early refresh
-(its hits may start a refresh) or a disabled registry gets no compiled path.
+expiry checks, the tags' tokens, the count. A near hit is the same: the key, one lookup in
+the near store, its checks, the count; and an async function's hit then costs no coroutine
+of the generic read. Whatever is not a fresh hit (a miss, a stale entry, a configuration
+changed since binding) returns ``NO_VALUE`` without counting anything, and the call takes the
+generic path, which reads again and decides. A function with early refresh (its hits may
+start a refresh) or a disabled registry gets no compiled path.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from cachedeco.backends.memory.store import MemoryBackend
+from cachedeco.backends.near.store import NearStore
 from cachedeco.core.entry import NO_VALUE, Entry
 from cachedeco.flows.bound import Bound
 from cachedeco.runtime.registry import Registry, default_registry
 
-__all__ = ["Hit", "memory_hit"]
+__all__ = ["Hit", "memory_hit", "near_hit"]
 
 #: A compiled hit: ``(args, kwargs) -> value``, or NO_VALUE to take the generic path.
 Hit = Callable[[tuple[Any, ...], dict[str, Any]], Any]
@@ -128,6 +132,99 @@ def _tagged(b: Bound, table: Table, binding: _Binding) -> Hit:
             return NO_VALUE
         stats.hits += 1
         return value
+
+    return hit
+
+
+def near_hit(b: Bound, near_store: NearStore, registry: Registry, revision: int, *,
+             follows_default: bool, pure_keys: bool) -> Hit | None:
+    """The compiled near hit of ``b`` over ``near_store``: what ``NearStore.owned`` (or
+    ``NearStore.hit``) and the generic read do on a near hit, inline, valid while
+    ``registry`` is at ``revision`` (and, when ``follows_default``, still the default
+    registry); ``pure_keys``: a key depends on the arguments only and may be remembered.
+    None where every call must take the generic path."""
+    if not b.enabled or b.policy.beta:
+        return None
+    binding = _Binding(registry, revision, follows_default)
+    if b.near_owner is not None:
+        return _near_owned(b, near_store, binding, pure_keys)
+    return _near_tagged(b, near_store, binding, pure_keys)
+
+
+def _near_owned(b: Bound, near_store: NearStore, binding: _Binding, pure_keys: bool) -> Hit:
+    """The near hit of a function whose tag keys follow from its key (``NearStore.owned``):
+    a value it installed is its own, with the same tag keys, so none are computed."""
+    registry, revision, follows_default = binding
+    entries = near_store.entries()  # the store's own dict, for its life (see entries())
+    find, touch, behind, clock = entries.get, entries.move_to_end, near_store.behind, time.time
+    key_of, owner, stats = b.key, b.near_owner, b.stats
+    known: dict[int | str, str] = {}
+
+    def hit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if registry.revision != revision or (
+                follows_default and default_registry() is not registry):
+            return NO_VALUE  # configured since binding: the generic path binds again
+        if pure_keys and not kwargs and len(args) == 1 and (
+                (kind := type(args[0])) is int or kind is str):  # exact: 1, True, 1.0 apart
+            try:
+                key = known[args[0]]
+            except KeyError:
+                key = _remember(known, args[0], key_of(args, kwargs))
+        else:
+            key = key_of(args, kwargs)
+        near = find(key)
+        if near is None or near.owner is not owner:
+            return NO_VALUE
+        now = clock()
+        # past its soft expiry; or the look for change messages not applied yet (every
+        # LOOK_EVERY: coherence depends on it) dropped it
+        if now >= near.entry.soft or (now >= near_store.due and behind(now, key, near)):
+            return NO_VALUE
+        try:  # noqa: SIM105 (suppress() costs more on the hit path)
+            touch(key)
+        except KeyError:  # dropped meanwhile by another thread: this hit still saw it valid
+            pass
+        stats.hits += 1
+        stats.near_hits += 1
+        return near.value
+
+    return hit
+
+
+def _near_tagged(b: Bound, near_store: NearStore, binding: _Binding, pure_keys: bool) -> Hit:
+    """The near hit of any other function (``NearStore.hit``): the value's tag keys must be
+    the call's (a ``key=`` callable, tags from a callable, a key template)."""
+    registry, revision, follows_default = binding
+    entries = near_store.entries()
+    find, touch, behind, clock = entries.get, entries.move_to_end, near_store.behind, time.time
+    key_of, tags_of, stats = b.key, b.tags, b.stats
+    known: dict[int | str, str] = {}
+
+    def hit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if registry.revision != revision or (
+                follows_default and default_registry() is not registry):
+            return NO_VALUE
+        if pure_keys and not kwargs and len(args) == 1 and (
+                (kind := type(args[0])) is int or kind is str):
+            try:
+                key = known[args[0]]
+            except KeyError:
+                key = _remember(known, args[0], key_of(args, kwargs))
+        else:
+            key = key_of(args, kwargs)
+        near = find(key)
+        if near is None or near.tag_keys != tags_of(args, kwargs):
+            return NO_VALUE
+        now = clock()
+        if now >= near.entry.soft or (now >= near_store.due and behind(now, key, near)):
+            return NO_VALUE
+        try:  # noqa: SIM105
+            touch(key)
+        except KeyError:
+            pass
+        stats.hits += 1
+        stats.near_hits += 1
+        return near.value
 
     return hit
 

@@ -17,7 +17,7 @@ from cachedeco.core.policy import Policy, TtlFn
 from cachedeco.core.stats import Stats
 from cachedeco.errors import ConfigurationError
 from cachedeco.flows.bound import Bound
-from cachedeco.flows.hot import Hit, memory_hit
+from cachedeco.flows.hot import Hit, memory_hit, near_hit
 from cachedeco.runtime.registry import Registry, default_registry
 from cachedeco.runtime.singleflight import Flights
 
@@ -61,8 +61,8 @@ class Spec:
         self.stats_ = Stats()
         self.flights = Flights()
         self._bound: Bound | None = None
-        #: The compiled hit of the current binding (memory:// only), tried before the generic
-        #: read; it answers NO_VALUE once the registry is configured again.
+        #: The compiled hit of the current binding (memory://, or a near cache), tried before
+        #: the generic read; it answers NO_VALUE once the registry is configured again.
         self.hit: Hit | None = None
         self._revision = -1
         self._registry: Registry | None = None
@@ -135,11 +135,17 @@ class Spec:
         registry.track(self, self.keys.name, self.stats_)
         self._bound, self._revision, self._registry = bound, revision, registry
         store = slot.backend() if slot.stores_objects else None
-        self.hit = memory_hit(bound, store, registry, revision,
-                              follows_default=self.explicit_registry is None,
-                              fixed_tags=self.tags.fixed,
-                              pure_keys=self.keys.pure and not opts.sensitive,
-                              ) if isinstance(store, MemoryBackend) else None
+        follows_default = self.explicit_registry is None
+        pure_keys = self.keys.pure and not opts.sensitive
+        if isinstance(store, MemoryBackend):  # memory:// has no near cache
+            self.hit = memory_hit(bound, store, registry, revision,
+                                  follows_default=follows_default, fixed_tags=self.tags.fixed,
+                                  pure_keys=pure_keys)
+        elif bound.near is not None:  # a near cache, and the function uses it (near=True)
+            self.hit = near_hit(bound, bound.near, registry, revision,
+                                follows_default=follows_default, pure_keys=pure_keys)
+        else:
+            self.hit = None
         return bound
 
     def stats(self) -> Stats:

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from cachedeco import ConfigurationError, Registry, cached
-from cachedeco.backends.near.store import Near, NearStore
+from cachedeco.backends.near.store import CHANGED_LIMIT, Near, NearStore
 from cachedeco.core.entry import Entry
 
 
@@ -127,3 +127,33 @@ def test_memory_has_no_near_cache() -> None:
     assert reg.slot("default").near is None
     assert Registry("redis://127.0.0.1:1/0", near_cache=0).slot("default").near is None
     assert Registry("redis://127.0.0.1:1/0", near_cache=5).slot("default").near is not None
+
+
+def test_entries_is_the_same_dict_for_the_stores_life() -> None:
+    # A compiled near hit keeps the dict entries() returns: every change is made in it.
+    store = _live(size=2)
+    entries = store.entries()
+
+    def install(key: str, tags: tuple[str, ...] = ()) -> None:
+        ticket = store.ticket()
+        assert ticket is not None and store.install(ticket, key, _near(key, tags))
+
+    install("p:a", ("p:~tag:t",))
+    install("p:b")
+    assert list(entries) == ["p:a", "p:b"]
+    install("p:c")  # evicts p:a
+    assert list(entries) == ["p:b", "p:c"]
+    store.changed(["p:b"])
+    assert list(entries) == ["p:c"]
+    store.flushed()
+    assert len(entries) == 0
+    install("p:d")
+    store.lost()
+    assert len(entries) == 0
+    store.up()
+    install("p:e")
+    for _ in range(3):  # enough changes to reset the memory of changed names
+        store.changed(f"p:x{i}" for i in range(CHANGED_LIMIT // 2 + 1))
+    install("p:f")
+    assert store.entries() is entries
+    assert list(entries) == ["p:e", "p:f"]

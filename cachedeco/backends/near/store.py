@@ -65,6 +65,13 @@ class NearStore:
     def __len__(self) -> int:
         return len(self._data)
 
+    def entries(self) -> OrderedDict[str, Near]:
+        """The values kept, by key, least recently used first: for a compiled hit, which
+        looks keys up and marks them used (``move_to_end``) itself, as :meth:`hit` does, and
+        must not change them otherwise. This dict is emptied and changed in place, never
+        replaced by another one, so a reference taken once stays the store's for its life."""
+        return self._data
+
     # -- the hit path (no lock) -------------------------------------------------------------
 
     def hit(self, key: str, tag_keys: tuple[str, ...]) -> Near | None:
@@ -190,7 +197,7 @@ class NearStore:
             self.live = True
 
     def _reset(self) -> None:
-        self._data.clear()
+        self._data.clear()  # in place: entries() hands this very dict out
         self._by_tag.clear()
         self._changed.clear()
         self._epoch += 1
