@@ -74,7 +74,10 @@ def markdown(paths: Sequence[Path]) -> str:
         present = [row for row in found if row is not None]
         first = present[0]
         measured = texttable.result(first)
-        if len(runs) > 1 and any(row is not None for row in found[1:]):
+        if found[0] is None:  # a scenario of a later run only (e.g. the soak, run apart)
+            only = next(i for i, row in enumerate(found, start=1) if row is not None)
+            measured = f"{measured} (run {only})" if measured else f"run {only}"
+        elif len(runs) > 1 and any(row is not None for row in found[1:]):
             others = [_short(row) if row is not None else "not run" for row in found[1:]]
             measured += f" (run 2{'-' + str(len(runs)) if len(runs) > 2 else ''}: " \
                         f"{', '.join(others)})"

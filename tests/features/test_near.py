@@ -11,32 +11,15 @@ from typing import Any
 
 import pytest
 
-import cachedeco
 from cachedeco import Registry, write_behind, write_through
 from tests.support.commands import commandstats, ran
 from tests.support.deployments import SERVERS, Deployment
+from tests.support.near import TRACKER, near_registry, warm
 from tests.support.polling import apoll, poll
 from tests.support.versioned import item_readers
 
 pytestmark = pytest.mark.deployments(*SERVERS)
 
-#: Commands the change stream sends for itself (its pings, a cluster's topology questions).
-TRACKER = frozenset({"info", "ping", "cluster|slots", "client|tracking", "hello"})
-
-
-def near_registry(make: Callable[..., Registry], deployment: Deployment, **kw: Any) -> Registry:
-    """A registry with a near cache on the deployment, no service counters reported."""
-    return make(deployment.url, near_cache=1000, stats_interval=0, **kw)
-
-
-def warm(call: Callable[[], Any], stats: Callable[[], cachedeco.Stats]) -> None:
-    """Call until a call is a near hit (the change stream is up and the value installed)."""
-    def near_hit() -> bool:
-        before = stats().near_hits
-        call()
-        return stats().near_hits > before
-
-    poll(near_hit, timeout=10.0)
 
 
 def test_a_near_hit_sends_no_command(make_registry: Callable[..., Registry],

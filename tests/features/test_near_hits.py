@@ -20,29 +20,13 @@ from cachedeco.flows._sync import read as read_sync
 from cachedeco.flows.spec import spec_of
 from tests.support.commands import commandstats, ran
 from tests.support.deployments import SERVERS, Deployment
+from tests.support.near import TRACKER, near_registry, warm
 from tests.support.polling import apoll, poll
 
 pytestmark = pytest.mark.deployments("redis", "cluster")
 
-#: Commands the change stream sends for itself (its pings, a cluster's topology questions).
-TRACKER = frozenset({"info", "ping", "cluster|slots", "client|tracking", "hello"})
 THREE_TAGS = ["a:{x}", "b", "c:{x}"]
 KEY = "k" * 32
-
-
-def near_registry(make: Callable[..., Registry], deployment: Deployment, **kw: Any) -> Registry:
-    """A registry with a near cache on the deployment, no service counters reported."""
-    return make(deployment.url, near_cache=1000, stats_interval=0, **kw)
-
-
-def warm(call: Callable[[], Any], stats: Callable[[], cachedeco.Stats]) -> None:
-    """Call until a call is a near hit (the change stream is up and the value installed)."""
-    def near_hit() -> bool:
-        before = stats().near_hits
-        call()
-        return stats().near_hits > before
-
-    poll(near_hit, timeout=10.0)
 
 
 async def awarm(call: Callable[[], Any], stats: Callable[[], cachedeco.Stats]) -> None:

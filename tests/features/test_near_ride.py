@@ -16,24 +16,11 @@ from cachedeco import Registry
 from cachedeco.flows.spec import spec_of
 from tests.support.commands import commandstats, ran
 from tests.support.deployments import SERVERS, Deployment
+from tests.support.near import TRACKER, awarm
 from tests.support.polling import apoll, poll
 
 pytestmark = pytest.mark.deployments(*SERVERS)
 
-TRACKER = frozenset({"info", "ping", "cluster|slots", "client|tracking", "hello"})
-
-
-async def warm(f: Any) -> None:
-    """Call ``f(0)`` until it is a near hit: the change stream is up."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + 10
-    while True:
-        before = f.stats().near_hits
-        await f(0)
-        if f.stats().near_hits > before:
-            return
-        assert loop.time() < end, "the near cache never came up"
-        await asyncio.sleep(0.005)
 
 
 def _reads(before: dict[str, int], after: dict[str, int]) -> int:
@@ -55,7 +42,7 @@ async def test_tasks_join_a_load_under_way_without_reading(
             await gate.wait()
         return {"x": x, "run": len(runs)}
 
-    await warm(f)  # the change stream is up
+    await awarm(lambda: f(0), f.stats)  # the change stream is up
     leader = asyncio.create_task(f(1))
     await asyncio.wait_for(started.wait(), 10)
     before = commandstats(deployment.raw)
@@ -120,7 +107,7 @@ async def test_after_a_reported_change_a_caller_reads_and_never_joins_the_older_
             await gate.wait()
         return {"x": x, "run": run}
 
-    await warm(f)
+    await awarm(lambda: f(0), f.stats)
     old = asyncio.create_task(f(1))
     await asyncio.wait_for(started.wait(), 10)
     b = spec_of(f).bound()

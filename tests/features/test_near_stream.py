@@ -8,25 +8,19 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 from cachedeco import Registry
 from tests.support.commands import commandstats, ran
 from tests.support.deployments import Deployment
+from tests.support.near import TRACKER, near_registry
 from tests.support.polling import poll
 from tests.support.versioned import item_readers
 
 pytestmark = pytest.mark.deployments("redis", "cluster")
 
 #: Commands the change stream sends for itself (its pings, a cluster's topology questions).
-TRACKER = frozenset({"info", "ping", "cluster|slots", "client|tracking", "hello"})
-
-
-def near_registry(make: Callable[..., Registry], deployment: Deployment, **kw: Any) -> Registry:
-    """A registry with a near cache on the deployment, no service counters reported."""
-    return make(deployment.url, near_cache=1000, stats_interval=0, **kw)
 
 
 def test_a_change_right_after_our_store_still_drops_our_value(

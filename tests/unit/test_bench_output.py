@@ -221,3 +221,20 @@ def test_the_readme_table_lists_every_target_and_flags_flips(tmp_path: Path) -> 
     assert len(body) == 2  # both rows with a target, met or not
     assert "flips between runs" in body[0]
     assert "within noise" in body[1]
+
+
+def test_a_scenario_of_a_later_run_only_names_that_run(tmp_path: Path) -> None:
+    paths = []
+    for i, name in enumerate(("redis_hit", "soak")):
+        rows = _rows() if name == "redis_hit" else [
+            {"row": "soak, fds", "target": "last third <= 42", "verdict": verdicts.MET}]
+        path = tmp_path / f"run{i}.json"
+        path.write_text(json.dumps({"meta": {"seconds": 10.0, "date": "d"}, "scenarios": [
+            {"name": name, "status": "ok", "rows": rows, "seconds": 1.0}]}))
+        paths.append(path)
+    text = table.markdown(paths)
+    soak = [line for line in text.splitlines() if line.startswith("| Soak")]
+    assert len(soak) == 1
+    assert "(run 2: " not in soak[0] and "run 2" in soak[0]
+    hits = [line for line in text.splitlines() if line.startswith("| Redis hit")]
+    assert hits and all("run 2" not in line for line in hits)

@@ -1,0 +1,47 @@
+"""Helpers of the near-cache tests: the commands the change stream sends for itself, a
+registry with a near cache, and waiting until a call is a near hit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import cachedeco
+from cachedeco import Registry
+from tests.support.deployments import Deployment
+from tests.support.polling import poll
+
+__all__ = ["TRACKER", "awarm", "near_registry", "warm"]
+
+#: Commands the change stream sends for itself (its pings, a cluster's topology questions).
+TRACKER = frozenset({"info", "ping", "cluster|slots", "client|tracking", "hello"})
+
+
+def near_registry(make: Callable[..., Registry], deployment: Deployment, **kw: Any) -> Registry:
+    """A registry with a near cache on the deployment, no service counters reported."""
+    return make(deployment.url, near_cache=1000, stats_interval=0, **kw)
+
+
+def warm(call: Callable[[], Any], stats: Callable[[], cachedeco.Stats]) -> None:
+    """Call until a call is a near hit (the change stream is up and the value installed)."""
+    def near_hit() -> bool:
+        before = stats().near_hits
+        call()
+        return stats().near_hits > before
+
+    poll(near_hit, timeout=10.0)
+
+
+async def awarm(call: Callable[[], Awaitable[Any]], stats: Callable[[], cachedeco.Stats]
+                ) -> None:
+    """:func:`warm` for an async function, the loop running meanwhile."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 10
+    while True:
+        before = stats().near_hits
+        await call()
+        if stats().near_hits > before:
+            return
+        assert loop.time() < end, "the near cache never came up"
+        await asyncio.sleep(0.005)
