@@ -121,3 +121,36 @@ async def test_after_a_reported_change_a_caller_reads_and_never_joins_the_older_
     assert await f(1) == {"x": 1, "run": 3}  # its own load, not the one that began before
     gate.set()
     assert await old == {"x": 1, "run": 2}
+
+
+async def test_a_rider_whose_leader_is_cancelled_reads_and_is_counted_once(
+        amake_registry: Callable[..., Registry], deployment: Deployment) -> None:
+    reg = amake_registry(deployment.url, near_cache=100, stats_interval=0)
+    gate, started, runs = asyncio.Event(), asyncio.Event(), []
+
+    @reg.cached(ttl=60)
+    async def f(x: int) -> dict[str, int]:
+        runs.append(x)
+        run = len(runs)
+        if run == 2:  # the first load of f(1): cancelled while held
+            started.set()
+            await gate.wait()
+        return {"x": x, "run": run}
+
+    await awarm(lambda: f(0), f.stats)
+    before = f.stats()
+    leader = asyncio.create_task(f(1))
+    await asyncio.wait_for(started.wait(), 10)
+    riders = []
+    for _ in range(5):
+        riders.append(asyncio.create_task(f(1)))
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.02)
+    leader.cancel()
+    assert await asyncio.gather(*riders) == [{"x": 1, "run": 3}] * 5  # one load of their own
+    with pytest.raises(asyncio.CancelledError):
+        await leader
+    after = f.stats()
+    # Every call counted once, as a hit or a miss: the riders' given-up joins are not.
+    assert (after.hits + after.misses) - (before.hits + before.misses) == 6
+    assert runs == [0, 1, 1]

@@ -106,12 +106,16 @@ def ride(b: Bound, flight: Flight) -> Any:
     """Join a load of this process whose leader read the entry when nothing it depends on has
     been reported changed since (the near cache's stream says so): this caller's read would
     find the same miss, so it is not sent. NO_VALUE when the load was given up (read then)."""
-    b.stats.misses += 1
-    b.stats.singleflight_joins += 1
+    b.stats.singleflight_joins += 1  # as a joiner after a read counts it: when it joins
     try:
-        return join_flight(flight, b.lock_timeout)
+        value = join_flight(flight, b.lock_timeout)
     except (WaitTimeout, LeaderGone):
-        return NO_VALUE
+        return NO_VALUE  # given up: this caller reads after all, its hit or miss counted then
+    except Exception:
+        b.stats.misses += 1  # the load failed: its error is this caller's too
+        raise
+    b.stats.misses += 1
+    return value
 
 
 def older(b: Bound, args: Args, kwargs: Kwargs, tag_keys: tuple[str, ...]) -> Any:
