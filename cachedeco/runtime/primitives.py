@@ -142,6 +142,7 @@ class Background:
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.closing = False  # set by close: work that retries stops at its next try
 
     def spawn(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the thread pool."""
@@ -160,6 +161,7 @@ class Background:
 
     def close(self) -> None:
         """Wait for the threads' work and stop the pool."""
+        self.closing = True
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
@@ -167,6 +169,7 @@ class Background:
 
     async def aclose(self) -> None:
         """Wait for the tasks (of this loop) to end."""
+        self.closing = True
         loop = asyncio.get_running_loop()
         mine = [t for t in self._tasks if t.get_loop() is loop]
         if mine:

@@ -4,17 +4,21 @@ timed out is not (the command may still reach a slow server)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
 import redis.asyncio
 
+from cachedeco import Registry
 from cachedeco.backends.contracts.leases import Busy
 from cachedeco.backends.redis._async.leases import AsyncRedisLeases
 from cachedeco.backends.redis._sync.leases import RedisLeases
 from cachedeco.core.keyspace import KeySpace, LeaseName
+from cachedeco.flows.spec import spec_of
+from tests.support.polling import apoll
+from tools.servers import Server
 
 
 class _CutOnce:
@@ -107,3 +111,32 @@ async def test_an_asyncio_release_cut_once_is_sent_again(raw: redis.Redis, redis
         assert _released(raw, name)
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+async def test_a_release_lost_to_a_dead_server_lands_once_it_is_back(
+        amake_registry: Callable[..., Registry], fresh_redis: Server, flavour: str) -> None:
+    # The AOF brings the lease back with the server: were its release given up, the key's
+    # callers in other processes would wait for it to expire (lock_timeout / 2 = 10 s here).
+    fresh_redis.restart(appendonly=True)
+    reg = amake_registry(fresh_redis.url, lock_timeout=20.0, socket_timeout=0.5,
+                         socket_connect_timeout=0.5)
+
+    def crash(x: int) -> int:
+        fresh_redis.kill()  # while the load holds its lease: store and release find no server
+        return x
+
+    if flavour == "sync":
+        f = reg.cached(ttl=60, lock=True)(crash)
+        assert f(1) == 1
+    else:
+        @reg.cached(ttl=60, lock=True)
+        async def f(x: int) -> int:
+            return crash(x)
+
+        assert await f(1) == 1
+    b = spec_of(f).bound()
+    name = b.keyspace.lease(b.key((1,), {}))
+    fresh_redis.restart()
+    with redis.Redis.from_url(fresh_redis.url) as raw:
+        await apoll(lambda: raw.exists(name.key) == 0, timeout=5.0)  # not after its 10 s

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any
+from typing import Any, Final
 
 from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.backends.contracts.leases import (
@@ -33,9 +33,11 @@ from cachedeco.core.entry import ENTRY, NO_VALUE
 from cachedeco.errors import BackendError
 from cachedeco.flows.bound import Bound, Call, ReadState, is_current
 from cachedeco.runtime.guard import warn
-from cachedeco.runtime.primitives import akeep_alive
+from cachedeco.runtime.primitives import Background, akeep_alive, asleep
 
-__all__ = ["leased", "take"]
+__all__ = ["RELEASE_RETRY", "leased", "release_later", "take"]
+
+RELEASE_RETRY: Final = 0.2  # seconds between two tries of a lost lease release
 
 
 async def take(leases: AsyncLeases, name: LeaseName, ttl: float,
@@ -137,6 +139,22 @@ async def hold(b: Bound, call: Call, lease: AsyncLease, ttl: float, run: AsyncRu
                      b.name)
         except BACKEND_ERRORS as exc:
             fault(b, call, exc, "release a lease")
+            b.background.aspawn(release_later, lease, ttl, b.background)
+
+
+async def release_later(lease: AsyncLease, ttl: float, background: Background) -> None:
+    """Send a release that could not reach the backend again, every ``RELEASE_RETRY``
+    seconds, until it lands or the lease has expired anyway: a lease left in Redis (an AOF
+    restart, a promoted replica) would keep the key's callers in other processes waiting
+    until its expiry. Stops when the registry closes."""
+    end = time.monotonic() + ttl
+    while time.monotonic() < end and not background.closing:
+        await asleep(RELEASE_RETRY)
+        try:
+            await lease.release()  # True, or False once it expired: done either way
+        except BACKEND_ERRORS:
+            continue
+        return
 
 
 def fault(b: Bound, call: Call, exc: BaseException, action: str) -> None:

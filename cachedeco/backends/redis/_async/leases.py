@@ -81,8 +81,12 @@ class _AsyncRedisLease:
             if token is None:
                 raise
             lock.local.token = None
-            with contextlib.suppress(LockNotOwnedError):
-                await lock.do_release(token)
+            try:
+                with contextlib.suppress(LockNotOwnedError):
+                    await lock.do_release(token)
+            except BaseException:
+                lock.local.token = token  # not released: a later release() sends it again
+                raise
         return True
 
     async def extend(self, ttl: float) -> bool:

@@ -82,8 +82,12 @@ class _RedisLease:
             if token is None:
                 raise
             lock.local.token = None
-            with contextlib.suppress(LockNotOwnedError):
-                lock.do_release(token)
+            try:
+                with contextlib.suppress(LockNotOwnedError):
+                    lock.do_release(token)
+            except BaseException:
+                lock.local.token = token  # not released: a later release() sends it again
+                raise
         return True
 
     def extend(self, ttl: float) -> bool:
