@@ -61,6 +61,7 @@ def markdown(paths: Sequence[Path]) -> str:
         for scenario, row in rows:
             key = (scenario, str(row.get("group", "")), str(row.get("row", "")))
             keys.setdefault(key, [None] * len(runs))[index] = row
+    ran = [{scenario for scenario, _ in rows} for _, rows in runs]
     lines = []
     for number, (meta, _) in enumerate(runs, start=1):
         took = progress.clock_text(float(meta.get("seconds", 0.0)))
@@ -78,9 +79,12 @@ def markdown(paths: Sequence[Path]) -> str:
             only = next(i for i, row in enumerate(found, start=1) if row is not None)
             measured = f"{measured} (run {only})" if measured else f"run {only}"
         elif len(runs) > 1 and any(row is not None for row in found[1:]):
-            others = [_short(row) if row is not None else "not run" for row in found[1:]]
-            measured += f" (run 2{'-' + str(len(runs)) if len(runs) > 2 else ''}: " \
-                        f"{', '.join(others)})"
+            # The later runs that ran this scenario (a run of other scenarios says nothing).
+            later = [n for n in range(1, len(runs)) if scenario in ran[n]]
+            others = [_short(other) if (other := found[n]) is not None else "not run"
+                      for n in later]
+            numbers = ", ".join(str(n + 1) for n in later)
+            measured += f" (run{'s' if len(later) > 1 else ''} {numbers}: {', '.join(others)})"
         where = ", ".join(p for p in (group, label) if p)
         verdict = _verdict([verdicts.of_row(row) for row in present])  # runs that had it
         lines.append(f"| {_cell(texttable.title(scenario))} | {_cell(where)} | {_cell(measured)}"

@@ -238,3 +238,6 @@ def test_a_scenario_of_a_later_run_only_names_that_run(tmp_path: Path) -> None:
     assert "(run 2: " not in soak[0] and "run 2" in soak[0]
     hits = [line for line in text.splitlines() if line.startswith("| Redis hit")]
     assert hits and all("run 2" not in line for line in hits)
+    again = table.markdown([paths[0], paths[1], paths[0]])  # hits in runs 1 and 3 only
+    hits = [line for line in again.splitlines() if line.startswith("| Redis hit")]
+    assert hits and all("(run 3: " in line and "not run" not in line for line in hits)
