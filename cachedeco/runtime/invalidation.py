@@ -14,6 +14,7 @@ from cachedeco.core.keys.templates import escape_text
 from cachedeco.core.keyspace import KeySpace, escape_glob
 from cachedeco.core.stats import Stats
 from cachedeco.errors import ConfigurationError
+from cachedeco.runtime.changes import TAGS
 from cachedeco.runtime.guard import Breaker, Guard
 from cachedeco.runtime.recovery import Recovery
 
@@ -57,6 +58,7 @@ class Invalidation:
             self.slot(backend).backend().invalidate_tags(keys, new_tag_token(True),
                                                          self._tag_px())
             self._breakers[backend].success()
+            self.recovery.recent.note(backend, TAGS, keys, self._tag_px())
         except BACKEND_ERRORS as exc:
             self.recovery.invalidate(backend, keys, self._tag_px(), exc)
             self._guards[backend].kept(exc, action="invalidate tags")
@@ -71,6 +73,7 @@ class Invalidation:
             await self.slot(backend).abackend().invalidate_tags(keys, new_tag_token(True),
                                                                 self._tag_px())
             self._breakers[backend].success()
+            self.recovery.recent.note(backend, TAGS, keys, self._tag_px())
         except BACKEND_ERRORS as exc:
             self.recovery.invalidate(backend, keys, self._tag_px(), exc)
             self._guards[backend].kept(exc, action="invalidate tags")

@@ -1,18 +1,14 @@
-"""Auto-recovery: changes that could not reach their backend (down or slow) are kept, one per
-key or tag (the latest), and retried in the background until they land.
+"""Auto-recovery: changes that could not reach their backend are kept, one per key or tag
+(the latest), in memory and (``spool=``) in the spool file, and retried in the background.
 
-A write-through that could not store, an invalidation, a refresh or a write-behind record
-kept in the spool must not leave the old entry to be served for the rest of its TTL. The
-registry's recovery keeps each such change, in memory and (with ``spool=``) in the spool
-file, and a worker (a daemon thread; a task on the caller's loop for a backend given as an
-asyncio client only) applies them: drops and tag invalidations ahead of the write-behind
-records of other keys, each key's changes in order, records many per round trip (see
-:func:`~cachedeco.runtime.changes.next_run`). It probes the backend every ``RETRY`` seconds
-on its own (it does not wait out the circuit breaker, and closes it when it answers).
-Meanwhile this process never serves an entry with a pending change from the backend: reads
-of it run the function (:meth:`Recovery.blocks`). An outage is logged when it starts and
-when it ends, with what was recovered; never once per call, and for a flapping link at most
-one outage per ``LOG_INTERVAL`` (the next line counts the ones it kept quiet).
+A worker (a daemon thread; a task on the caller's loop for an asyncio-client backend)
+applies them, drops and tag invalidations ahead of the write-behind records of other keys
+(:func:`~cachedeco.runtime.changes.next_run`), probing every ``RETRY`` seconds without
+waiting out the breaker. Meanwhile this process never serves an entry with a pending change
+from the backend (:meth:`Recovery.blocks`). When an outage begins, the changes that landed in
+the second before it are kept too (a failover may have lost them: :mod:`.recent`). An outage
+is logged when it starts and ends, never per call, and a flapping link at most once per
+``LOG_INTERVAL`` (the next line counts the ones it kept quiet).
 """
 
 from __future__ import annotations
@@ -45,6 +41,7 @@ from cachedeco.runtime.changes import (
 )
 from cachedeco.runtime.guard import Breaker, LogLimit, warn
 from cachedeco.runtime.process import redo_after_fork
+from cachedeco.runtime.recent import RecentChanges
 from cachedeco.runtime.spool import Spool
 
 __all__ = ["RETRY", "Host", "Recovery"]
@@ -57,7 +54,6 @@ RUN: Final = 500  # the most drops and tags, or records, sent in one round trip
 
 class Host(Protocol):
     """What recovery needs of its registry."""
-
     prefix: str
 
     def slot(self, name: str) -> BackendSlot: ...
@@ -80,6 +76,7 @@ class Recovery:
         self._tags: collections.Counter[tuple[str, str]] = collections.Counter()
         self._outages: dict[str, Outage] = {}
         self._spool_log = LogLimit()
+        self.recent = RecentChanges()  # what landed lately: a failover may lose it
         self._outage_log: dict[str, LogLimit] = {}  # per backend: a flapping link is quiet
         self._reset()
         redo_after_fork(self)
@@ -100,6 +97,7 @@ class Recovery:
         self._keys.clear()
         self._tags.clear()
         self._outages.clear()
+        self.recent.clear()
         self.pending = self.stats.recoveries_pending = 0
         self._reset()
 
@@ -147,8 +145,9 @@ class Recovery:
             queue[change.ident] = change
             self._block(change)
             self._count()
-            held = None
+            held, replay = None, []
             if change.backend not in self._outages:
+                replay = self.recent.take(change.backend)
                 limit = self._outage_log.setdefault(change.backend, LogLimit())
                 held = limit.allow()
                 self._outages[change.backend] = Outage(said=held is not None)
@@ -157,6 +156,8 @@ class Recovery:
                            "reach it are kept and retried until they land%s", change.backend,
                            "no answer" if exc is None else f"{type(exc).__name__}: {exc}",
                            f" ({held} shorter outages since the last line)" if held else "")
+        for kind, target, px in replay:  # the outage may be a failover that lost them
+            self.add(Change(change.backend, kind, target, px), None)
         self._kick(host, change.backend)
 
     def _spool(self, host: Host, change: Change) -> None:

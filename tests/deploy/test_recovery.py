@@ -13,6 +13,7 @@ import textwrap
 from collections.abc import Callable, Iterator
 
 import pytest
+import redis
 
 from cachedeco import MISS, BackendError, Registry
 from cachedeco.backends.contracts.queues import Push
@@ -78,6 +79,27 @@ def test_a_write_through_during_a_freeze_is_not_served_stale_once_the_server_is_
     out = subprocess.run([sys.executable, "-c", READER, frozen.url, prefix],
                          check=True, capture_output=True, text=True, timeout=30)
     assert out.stdout in ("v2\n", "from-the-database\n"), out.stderr
+
+
+def test_changes_that_landed_just_before_an_outage_are_applied_again_after_it(
+        make_registry: Callable[..., Registry], frozen: Server, prefix: str) -> None:
+    # Redis replicates asynchronously: a failover can lose the changes the dying primary
+    # acknowledged last, and the promoted replica then holds the old entry (and tag tokens).
+    db = {1: "a", 2: "x"}
+    reg = make_registry(frozen.url, **FAST)
+    get, put = _catalogue(reg, db)
+    assert (get(1), get(2)) == ("a", "x")
+    with redis.Redis.from_url(frozen.url) as raw:
+        before = {k: (raw.dump(k), raw.pttl(k)) for k in raw.scan_iter(f"{prefix}:*")}
+        assert put(1, "b") == "b"  # it lands
+        for k, (data, ttl) in before.items():  # ...and is lost: what the replica held before
+            raw.restore(k, max(ttl, 0), data, replace=True)
+        frozen.pause()  # the outage (the failover) begins with the next change
+        assert put(2, "y") == "y"
+        assert reg.stats().recoveries_pending >= 3  # item 2, and item 1 and "items" again
+        frozen.resume()
+        poll(lambda: reg.stats().recoveries_pending == 0, timeout=3.0)
+    assert (get(1), get(2)) == ("b", "y")  # not the "a" the lost change had replaced
 
 
 def test_invalidate_tags_and_invalidate_during_an_outage_land_once_it_ends(

@@ -14,6 +14,7 @@ from cachedeco.core.entry import CORRUPT, NO_VALUE, Write, new_tag_token, new_to
 from cachedeco.errors import SerializationError
 from cachedeco.flows._async.lease import leased
 from cachedeco.flows.bound import UNCACHED, Bound, Call, ReadState, is_current
+from cachedeco.runtime.changes import DROP, TAGS
 from cachedeco.runtime.guard import warn
 from cachedeco.runtime.primitives import ajoin_flight
 from cachedeco.runtime.singleflight import Flight, LeaderGone, WaitTimeout
@@ -205,7 +206,7 @@ async def timed(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs
 async def store(b: Bound, call: Call, write: Write) -> bool:
     """Carry out a write; a failure is counted, logged or raised as the guard says."""
     try:
-        return await b.slot.abackend().write(call.key, write)
+        stored = await b.slot.abackend().write(call.key, write)
     except BACKEND_ERRORS as exc:
         if write.expect is not None:  # a fill: the entry it read is as good as it was
             b.guard.absorb(exc, key=call.key, function=b.name, action="store")
@@ -214,6 +215,9 @@ async def store(b: Bound, call: Call, write: Write) -> bool:
         b.recovery.drop(b.slot.name, [call.key], b.policy.hard_ms, exc)
         b.guard.kept(exc, key=call.key, function=b.name, action="store")
         return False
+    if write.expect is None:  # a refresh: a failover right after it must not lose it
+        b.recovery.recent.note(b.slot.name, DROP, [call.key], b.policy.hard_ms)
+    return stored
 
 
 def background(b: Bound, call: Call, state: ReadState, since: int) -> None:
@@ -263,6 +267,7 @@ async def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any,
             if aliases:
                 await b.slot.abackend().invalidate(aliases, new_tombstone(), b.policy.hard_ms)
         b.guard.breaker.success()
+        b.recovery.recent.note(b.slot.name, DROP, [key, *aliases], b.policy.hard_ms)
     except SerializationError:
         try:
             await b.slot.abackend().invalidate([key, *aliases], new_tombstone(),
@@ -300,6 +305,7 @@ async def invalidate(b: Bound, args: Args, kwargs: Kwargs) -> bool:
     try:
         removed = await b.slot.abackend().invalidate(keys, new_tombstone(), b.policy.hard_ms)
         b.guard.breaker.success()
+        b.recovery.recent.note(b.slot.name, DROP, keys, b.policy.hard_ms)
     except BACKEND_ERRORS as exc:
         b.recovery.drop(b.slot.name, keys, b.policy.hard_ms, exc)
         b.guard.kept(exc, key=key, function=b.name, action="invalidate")
@@ -319,6 +325,7 @@ async def invalidate_all(b: Bound) -> None:
     try:
         await b.slot.abackend().invalidate_tags([b.fn_tag], new_tag_token(True), b.tag_px)
         b.guard.breaker.success()
+        b.recovery.recent.note(b.slot.name, TAGS, [b.fn_tag], b.tag_px)
     except BACKEND_ERRORS as exc:
         b.recovery.invalidate(b.slot.name, [b.fn_tag], b.tag_px, exc)
         b.guard.kept(exc, function=b.name, action="invalidate all")

@@ -15,6 +15,7 @@ from cachedeco.core.entry import CORRUPT, NO_VALUE, Write, new_tag_token, new_to
 from cachedeco.errors import SerializationError
 from cachedeco.flows._sync.lease import leased
 from cachedeco.flows.bound import UNCACHED, Bound, Call, ReadState, is_current
+from cachedeco.runtime.changes import DROP, TAGS
 from cachedeco.runtime.guard import warn
 from cachedeco.runtime.primitives import join_flight
 from cachedeco.runtime.singleflight import Flight, LeaderGone, WaitTimeout
@@ -206,7 +207,7 @@ def timed(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs
 def store(b: Bound, call: Call, write: Write) -> bool:
     """Carry out a write; a failure is counted, logged or raised as the guard says."""
     try:
-        return b.slot.backend().write(call.key, write)
+        stored = b.slot.backend().write(call.key, write)
     except BACKEND_ERRORS as exc:
         if write.expect is not None:  # a fill: the entry it read is as good as it was
             b.guard.absorb(exc, key=call.key, function=b.name, action="store")
@@ -215,6 +216,9 @@ def store(b: Bound, call: Call, write: Write) -> bool:
         b.recovery.drop(b.slot.name, [call.key], b.policy.hard_ms, exc)
         b.guard.kept(exc, key=call.key, function=b.name, action="store")
         return False
+    if write.expect is None:  # a refresh: a failover right after it must not lose it
+        b.recovery.recent.note(b.slot.name, DROP, [call.key], b.policy.hard_ms)
+    return stored
 
 
 def background(b: Bound, call: Call, state: ReadState, since: int) -> None:
@@ -264,6 +268,7 @@ def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any,
             if aliases:
                 b.slot.backend().invalidate(aliases, new_tombstone(), b.policy.hard_ms)
         b.guard.breaker.success()
+        b.recovery.recent.note(b.slot.name, DROP, [key, *aliases], b.policy.hard_ms)
     except SerializationError:
         try:
             b.slot.backend().invalidate([key, *aliases], new_tombstone(),
@@ -301,6 +306,7 @@ def invalidate(b: Bound, args: Args, kwargs: Kwargs) -> bool:
     try:
         removed = b.slot.backend().invalidate(keys, new_tombstone(), b.policy.hard_ms)
         b.guard.breaker.success()
+        b.recovery.recent.note(b.slot.name, DROP, keys, b.policy.hard_ms)
     except BACKEND_ERRORS as exc:
         b.recovery.drop(b.slot.name, keys, b.policy.hard_ms, exc)
         b.guard.kept(exc, key=key, function=b.name, action="invalidate")
@@ -320,6 +326,7 @@ def invalidate_all(b: Bound) -> None:
     try:
         b.slot.backend().invalidate_tags([b.fn_tag], new_tag_token(True), b.tag_px)
         b.guard.breaker.success()
+        b.recovery.recent.note(b.slot.name, TAGS, [b.fn_tag], b.tag_px)
     except BACKEND_ERRORS as exc:
         b.recovery.invalidate(b.slot.name, [b.fn_tag], b.tag_px, exc)
         b.guard.kept(exc, function=b.name, action="invalidate all")

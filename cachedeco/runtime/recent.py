@@ -1,0 +1,60 @@
+"""The changes that landed in the last moments, per backend: what a failover may have lost.
+
+Redis replicates asynchronously, so a change a primary acknowledged just before it died (a
+write-through's store, a drop, a tag invalidation) may be missing from the replica promoted in
+its place, and the value it replaced would be served again until it expires. When an outage
+begins, :class:`~cachedeco.runtime.recovery.Recovery` takes the changes that landed in the
+last ``WINDOW`` seconds and applies them again, as drops and invalidations, once the backend
+answers: one more miss for each, at worst, instead of a stale value.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Final
+
+__all__ = ["WINDOW", "RecentChanges"]
+
+WINDOW: Final = 1.0  # seconds: far beyond a replica's lag on a healthy link
+LIMIT: Final = 4096  # changes remembered per backend at the most (the oldest go first)
+
+#: One landed change: when (monotonic), its kind (``drop`` or ``tags``), its key, its px.
+Landed = tuple[float, str, str, int]
+
+
+class RecentChanges:
+    """A short memory of the changes that reached each backend."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._by_backend: dict[str, collections.deque[Landed]] = {}
+
+    def note(self, backend: str, kind: str, targets: Iterable[str], px: int) -> None:
+        """Remember that these changes reached ``backend`` now."""
+        now = self._clock()
+        with self._lock:
+            recent = self._by_backend.get(backend)
+            if recent is None:
+                recent = self._by_backend[backend] = collections.deque(maxlen=LIMIT)
+            recent.extend((now, kind, target, px) for target in targets)
+
+    def take(self, backend: str) -> list[tuple[str, str, int]]:
+        """The changes that reached ``backend`` in the last ``WINDOW`` seconds (each key or
+        tag once), forgotten as they are handed out."""
+        since = self._clock() - WINDOW
+        with self._lock:
+            recent = self._by_backend.pop(backend, None)
+        found: dict[tuple[str, str], int] = {}
+        for at, kind, target, px in recent or ():
+            if at >= since:
+                found[(kind, target)] = px
+        return [(kind, target, px) for (kind, target), px in found.items()]
+
+    def clear(self) -> None:
+        """Forget everything (a forked child)."""
+        with self._lock:
+            self._by_backend.clear()
