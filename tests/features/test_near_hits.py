@@ -22,6 +22,7 @@ from tests.support.commands import commandstats, ran
 from tests.support.deployments import SERVERS, Deployment
 from tests.support.near import TRACKER, near_registry, warm
 from tests.support.polling import apoll, poll
+from tests.support.versioned import item_readers
 
 pytestmark = pytest.mark.deployments("redis", "cluster")
 
@@ -368,15 +369,7 @@ def test_a_killed_stream_leaves_nothing_stale(make_registry: Callable[..., Regis
     reg = near_registry(make_registry, deployment)
     other = make_registry(deployment.url, stats_interval=0)  # another client, no near cache
     version = {"v": 0}
-
-    @reg.cached(ttl=60, key="item:{x}", tags=["item:{x}"])
-    def f(x: int) -> int:
-        return version["v"]
-
-    @other.cached(ttl=60, key="item:{x}", tags=["item:{x}"])
-    def g(x: int) -> int:
-        return version["v"]
-
+    f, _ = item_readers(reg, other, version)
     warm(lambda: f(1), f.stats)
     (tracking,) = [c for c in deployment.raw.client_list() if "t" in str(c.get("flags", ""))]
     deployment.raw.client_kill_filter(_id=tracking["id"])

@@ -29,19 +29,30 @@ def _reads(before: dict[str, int], after: dict[str, int]) -> int:
                if name in ("mget", "get"))
 
 
+class Gated:
+    """An async cached function ``f(x)`` whose second run (the first load of ``f(1)`` after
+    the warm-up call ``f(0)``) waits for ``gate``; ``started`` is set when it does."""
+
+    def __init__(self, reg: Registry) -> None:
+        self.gate, self.started, self.runs = asyncio.Event(), asyncio.Event(), []
+
+        @reg.cached(ttl=60, tags=["item:{x}"])
+        async def f(x: int) -> dict[str, int]:
+            self.runs.append(x)
+            run = len(self.runs)
+            if run == 2:
+                self.started.set()
+                await self.gate.wait()
+            return {"x": x, "run": run}
+
+        self.f = f
+
+
 async def test_tasks_join_a_load_under_way_without_reading(
         amake_registry: Callable[..., Registry], deployment: Deployment) -> None:
     reg = amake_registry(deployment.url, near_cache=100, stats_interval=0)
-    gate, started, runs = asyncio.Event(), asyncio.Event(), []
-
-    @reg.cached(ttl=60, tags=["item:{x}"])
-    async def f(x: int) -> dict[str, int]:
-        runs.append(x)
-        if x == 1:
-            started.set()
-            await gate.wait()
-        return {"x": x, "run": len(runs)}
-
+    gated = Gated(reg)
+    f, gate, started, runs = gated.f, gated.gate, gated.started, gated.runs
     await awarm(lambda: f(0), f.stats)  # the change stream is up
     leader = asyncio.create_task(f(1))
     await asyncio.wait_for(started.wait(), 10)
@@ -96,17 +107,8 @@ def test_threads_join_a_load_under_way_without_reading(
 async def test_after_a_reported_change_a_caller_reads_and_never_joins_the_older_load(
         amake_registry: Callable[..., Registry], deployment: Deployment) -> None:
     reg = amake_registry(deployment.url, near_cache=100, stats_interval=0)
-    gate, started, runs = asyncio.Event(), asyncio.Event(), []
-
-    @reg.cached(ttl=60, tags=["item:{x}"])
-    async def f(x: int) -> dict[str, int]:
-        runs.append(x)
-        run = len(runs)
-        if run == 2:  # the first load of f(1): held until the end
-            started.set()
-            await gate.wait()
-        return {"x": x, "run": run}
-
+    gated = Gated(reg)
+    f, gate, started = gated.f, gated.gate, gated.started
     await awarm(lambda: f(0), f.stats)
     old = asyncio.create_task(f(1))
     await asyncio.wait_for(started.wait(), 10)
@@ -126,17 +128,8 @@ async def test_after_a_reported_change_a_caller_reads_and_never_joins_the_older_
 async def test_a_rider_whose_leader_is_cancelled_reads_and_is_counted_once(
         amake_registry: Callable[..., Registry], deployment: Deployment) -> None:
     reg = amake_registry(deployment.url, near_cache=100, stats_interval=0)
-    gate, started, runs = asyncio.Event(), asyncio.Event(), []
-
-    @reg.cached(ttl=60)
-    async def f(x: int) -> dict[str, int]:
-        runs.append(x)
-        run = len(runs)
-        if run == 2:  # the first load of f(1): cancelled while held
-            started.set()
-            await gate.wait()
-        return {"x": x, "run": run}
-
+    gated = Gated(reg)
+    f, started, runs = gated.f, gated.started, gated.runs
     await awarm(lambda: f(0), f.stats)
     before = f.stats()
     leader = asyncio.create_task(f(1))

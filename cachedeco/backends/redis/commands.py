@@ -128,7 +128,6 @@ def busy(left: Any) -> Busy:
     return Busy(ms if ms >= 0 else None)
 
 
-
 # --- write-behind queues -------------------------------------------------------------------
 
 
