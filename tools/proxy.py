@@ -21,8 +21,11 @@ import asyncio
 import contextlib
 import sys
 import threading
+from collections.abc import Coroutine
 from types import TracebackType
-from typing import Self
+from typing import Any, Self, TypeVar
+
+T = TypeVar("T")
 
 __all__ = ["Proxy"]
 
@@ -54,8 +57,8 @@ class Proxy:
         """``redis://127.0.0.1:<port>/0``: a Redis URL through the proxy."""
         return f"redis://{self.host}:{self.port}/0"
 
-    def _call(self, coro: object) -> object:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)  # type: ignore[arg-type]
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
 
     async def _listen(self) -> None:
         self._server = await asyncio.start_server(self._serve, self.host, 0)
@@ -69,7 +72,7 @@ class Proxy:
 
     def cut(self) -> int:
         """Close every open connection now (new ones are still accepted); returns how many."""
-        return int(self._call(self._cut()))  # type: ignore[call-overload]
+        return self._call(self._cut())
 
     def refuse(self) -> None:
         """Cut every connection and close each new one at once, until :meth:`heal`."""

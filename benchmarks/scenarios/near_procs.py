@@ -201,7 +201,12 @@ def _reach_worker(url: str, prefix: str, pause: str) -> None:
         value()
         near = value.stats().near_hits > before
     print(json.dumps({"ready": True}), flush=True)
-    threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
+
+    def stop_on_input() -> None:
+        sys.stdin.readline()
+        stop.set()
+
+    threading.Thread(target=stop_on_input, daemon=True).start()
     stats = value.stats
     while not stop.is_set():
         before = stats().near_hits

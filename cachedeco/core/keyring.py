@@ -4,7 +4,7 @@ directly.
 
 For each listed key (the first is the current one; the others are older ones, still read
 during a rotation) three values are derived: an AES-256-GCM key for values
-(:mod:`cachedeco.core.codec.crypto`), an HMAC-SHA256 key for the argument part of key names
+(:mod:`cachedeco.core.codec.crypto`), a keyed-BLAKE2s key for the argument part of key names
 (:meth:`Keyring.namers`), and a 4-byte id written beside each ciphertext so a reader picks
 the right key without trying them all. The ``cryptography`` package (the ``crypto`` extra)
 is imported here, and only when a key is configured.
@@ -13,7 +13,6 @@ is imported here, and only when a key is configured.
 from __future__ import annotations
 
 import hashlib
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -24,7 +23,7 @@ __all__ = ["MIN_KEY_BYTES", "Keyring", "Namer", "make_keyring"]
 
 MIN_KEY_BYTES: Final = 32
 KEY_ID_BYTES: Final = 4
-NAME_HASH_BYTES: Final = 16  # HMAC-SHA256 truncated to 128 bits: 32 hex characters in a key
+NAME_HASH_BYTES: Final = 16  # 128 bits: 32 hex characters in a key name
 _INFO: Final = b"cachedeco/v1/"  # HKDF info: one label per purpose after it
 
 #: A keyed hash of key-name text: 32 lowercase hex characters.
@@ -58,43 +57,20 @@ def _material(key: object, position: int) -> bytes:
     return bytes(key)
 
 
-def _sha256() -> Callable[..., Any]:
-    """CPython's own SHA-256 (``_sha2`` since 3.12, ``_sha256`` before), else hashlib's.
+def _namer(key: bytes) -> Namer:
+    """Keyed BLAKE2s (RFC 7693, a PRF by design) under ``key``, NAME_HASH_BYTES long, as hex.
 
-    A key name hashes a few dozen bytes: OpenSSL's per-call context copies cost more than
-    its faster compression saves in a hit path, whose caches the round trip has cooled
-    (measured between Redis hits: about 1.5 µs less CPU per key). The digest is the same.
+    The keyed state is made once; each call copies it and hashes the text. In a hit path,
+    whose caches the round trip has cooled, this costs about a third of HMAC-SHA256's CPU
+    (one state copied instead of two, one compression instead of two; BLAKE2s rather than
+    BLAKE2b: its 64-byte block suits key names, a few dozen bytes).
     """
-    for module in ("_sha2", "_sha256"):
-        try:
-            found: Callable[..., Any] = importlib.import_module(module).sha256
-            return found
-        except (ImportError, AttributeError):
-            continue
-    return hashlib.sha256  # pragma: no cover - a build without CPython's own
-
-
-def _namer(key: bytes, sha256: Callable[..., Any] | None = None) -> Namer:
-    """HMAC-SHA256 (RFC 2104) under ``key``, truncated to NAME_HASH_BYTES, as hex.
-
-    The inner and outer hashes of the padded key are computed once; each call copies both
-    and hashes the text: the digest ``hmac.new(key, text, "sha256")`` gives, at about half
-    the CPU of copying an ``hmac`` object (which copies three OpenSSL contexts, twice).
-    """
-    sha = sha256 or _sha256()
-    block = 64  # SHA-256's block size
-    if len(key) > block:
-        key = hashlib.sha256(key).digest()
-    padded = key.ljust(block, b"\0")
-    inner0 = sha(bytes(b ^ 0x36 for b in padded))
-    outer0 = sha(bytes(b ^ 0x5C for b in padded))
+    copy = hashlib.blake2s(key=key, digest_size=NAME_HASH_BYTES).copy
 
     def name_hash(text: str) -> str:
-        inner = inner0.copy()
-        inner.update(text.encode("utf-8", "surrogatepass"))
-        outer = outer0.copy()
-        outer.update(inner.digest())
-        return outer.digest()[:NAME_HASH_BYTES].hex()  # type: ignore[no-any-return]
+        hashed = copy()
+        hashed.update(text.encode("utf-8", "surrogatepass"))
+        return hashed.hexdigest()
 
     return name_hash
 

@@ -136,7 +136,7 @@ class Spec:
         self._bound, self._revision, self._registry = bound, revision, registry
         store = slot.backend() if slot.stores_objects else None
         follows_default = self.explicit_registry is None
-        pure_keys = self.keys.pure and not opts.sensitive
+        pure_keys = self.keys.pure
         if isinstance(store, MemoryBackend):  # memory:// has no near cache
             self.hit = memory_hit(bound, store, registry, revision,
                                   follows_default=follows_default, fixed_tags=self.tags.fixed,

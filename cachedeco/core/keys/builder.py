@@ -10,8 +10,9 @@ everything after ``prefix:`` is hashed). Template and callable keys are
 when too long. No key of a user starts with ``prefix:~``: those are cachedeco's own.
 
 For a ``sensitive=True`` function the argument part is a keyed hash instead (a
-:data:`~cachedeco.core.keyring.Namer`, HMAC-SHA256 under a key derived from the registry's
-encryption key), written ``!`` and 32 hex digits: ``prefix:module.qualname[:vVERSION]:!HASH``
+:data:`~cachedeco.core.keyring.Namer`, keyed BLAKE2s under a key derived from the
+registry's encryption key), written ``!`` and 32 hex digits:
+``prefix:module.qualname[:vVERSION]:!HASH``
 (the hash covers the namespace and ``ARGS``); each substituted value of a template becomes
 ``!HASH`` of the text before it and the value's text (``user:!HASH``), so a writer and a
 reader sharing a template share the entry; a callable's whole result is one such value.
@@ -245,15 +246,15 @@ class KeyBuilder:
         primitives = PRIMITIVES
         if len(positions) == 1:  # the commonest shape, f(x): no loop, no join
             (index,) = positions
-            known: dict[int | str, str] = {}  # the keys of recent ints and short strs
-            # A sensitive function's arguments are kept nowhere, a memo included.
-            memo = namer is None
+            # The keys of recent ints and short strs. A sensitive function's too: the process
+            # holds its encryption key, so its memory is no place to hide an argument from.
+            known: dict[int | str, str] = {}
 
             def single_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
                 if not kwargs and len(args) == arity:
                     value = args[index]
                     kind = type(value)
-                    if (kind is int or kind is str) and memo:  # exact: 1, True, 1.0 apart
+                    if kind is int or kind is str:  # exact: 1, True, 1.0 apart
                         try:
                             return known[value]
                         except KeyError:
