@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from typing import Any
 
 from cachedeco.runtime.guard import logger
-from cachedeco.runtime.singleflight import Flight, WaitTimeout
+from cachedeco.runtime.singleflight import Flight, Read, WaitTimeout
 
 __all__ = [
     "Background",
@@ -37,7 +37,7 @@ ErrorHook = Callable[[Exception], None]
 # --- waiting for a flight ------------------------------------------------------------------
 
 
-def join_flight(flight: Flight, timeout: float | None) -> Any:
+def join_flight(flight: Flight | Read, timeout: float | None) -> Any:
     """Wait for a flight in a thread; WaitTimeout after ``timeout`` seconds. Waiters block on
     the flight's latch, so its landing wakes them all at once."""
     if not flight.latch.wait(timeout):
@@ -47,7 +47,7 @@ def join_flight(flight: Flight, timeout: float | None) -> Any:
     return flight.value
 
 
-async def ajoin_flight(flight: Flight, timeout: float | None) -> Any:
+async def ajoin_flight(flight: Flight | Read, timeout: float | None) -> Any:
     """Wait for a flight in a task without ever cancelling the shared future."""
     loop = asyncio.get_running_loop()
     waiter: asyncio.Future[None] = loop.create_future()

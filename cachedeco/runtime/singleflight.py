@@ -17,7 +17,7 @@ from typing import Any
 from cachedeco.backends.near.store import Ticket
 from cachedeco.core.latch import Latch
 
-__all__ = ["Flight", "Flights", "LeaderGone", "WaitTimeout", "generation"]
+__all__ = ["Flight", "Flights", "LeaderGone", "Read", "WaitTimeout", "generation"]
 
 State = tuple[str, tuple[str | None, ...]]
 
@@ -67,6 +67,52 @@ class Flight:
         return bool(self.stored) and state == (self.stored, self.state[1])
 
 
+class Read:
+    """One near-cached read in progress: a caller of the same key and tag keys, whose near
+    cache reports nothing they depend on changed since the read's ticket, waits for its reply
+    rather than sending the same read (a hot key's callers, between a store and the read that
+    keeps its value near). Quacks like a :class:`Flight` for the waiting primitives; its
+    future is made only if a task waits (most reads have no joiner)."""
+
+    __slots__ = ("_future", "_lock", "error", "latch", "tag_keys", "ticket", "value")
+
+    def __init__(self, ticket: Ticket, tag_keys: tuple[str, ...]) -> None:
+        self.ticket = ticket
+        self.tag_keys = tag_keys
+        self.latch = Latch()
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self._future: concurrent.futures.Future[Any] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def future(self) -> concurrent.futures.Future[Any]:
+        """What a task waits on: made by the first one, settled at once if the read is done."""
+        with self._lock:
+            if self._future is None:
+                self._future = concurrent.futures.Future()
+                if self.latch.is_open:
+                    _settle(self._future, self.value, self.error)
+            return self._future
+
+    def land(self, value: Any, exc: BaseException | None) -> None:
+        """The reply (or the read's error) for every waiter."""
+        with self._lock:
+            self.value, self.error = value, exc
+            self.latch.open()
+            future = self._future
+        if future is not None:
+            _settle(future, value, exc)
+
+
+def _settle(future: concurrent.futures.Future[Any], value: Any,
+            exc: BaseException | None) -> None:
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(value)
+
+
 class Flights:
     """The loads in progress by cache key, and the last one landed per key.
 
@@ -80,6 +126,7 @@ class Flights:
 
     def __init__(self) -> None:
         self._flights: dict[str, Flight] = {}
+        self._reads: dict[str, Read] = {}
         self._recent: OrderedDict[str, Flight] = OrderedDict()
         self._lock = threading.Lock()
         self.landings = 0
@@ -100,6 +147,24 @@ class Flights:
                 return recent, False
             flight = self._flights[key] = Flight(state, ticket)
             return flight, True
+
+    def reading(self, key: str, tag_keys: tuple[str, ...]) -> Read | None:
+        """The near-cached read of ``key`` with ``tag_keys`` under way, if any."""
+        read = self._reads.get(key)
+        return None if read is None or read.latch.is_open or read.tag_keys != tag_keys else read
+
+    def read(self, key: str, ticket: Ticket, tag_keys: tuple[str, ...]) -> Read:
+        """A near-cached read of ``key`` begins (it takes the place of any other's)."""
+        read = self._reads[key] = Read(ticket, tag_keys)
+        return read
+
+    def read_landed(self, key: str, read: Read, value: Any = None,
+                    exc: BaseException | None = None) -> None:
+        """A near-cached read replied (``value``) or failed (``exc``)."""
+        with self._lock:
+            if self._reads.get(key) is read:
+                del self._reads[key]
+        read.land(value, exc)
 
     def airborne(self, key: str) -> Flight | None:
         """The load of ``key`` under way in this process, if any."""

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cachedeco.backends.base import BACKEND_ERRORS, UNREACHABLE
+from cachedeco.backends.base import BACKEND_ERRORS, UNREACHABLE, ReadResult
 from cachedeco.backends.near.store import Near, Ticket
 from cachedeco.core.entry import CORRUPT, NO_VALUE, Write, new_tag_token, new_tombstone
 from cachedeco.errors import SerializationError
@@ -66,7 +66,10 @@ async def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kw
             b.recovery.pending and b.recovery.blocks(b.slot.name, key, tag_keys)):
         return await load(b, Call(func, args, kwargs, key, tag_keys), UNCACHED, since)
     try:
-        entry, tokens = await b.slot.abackend().read(key, tag_keys)
+        # near-cached: the same read under way in the process may serve this call too
+        (entry, tokens), ticket = ((await b.slot.abackend().read(key, tag_keys), None)
+                                   if ticket is None else
+                                   await near_read(b, key, tag_keys, ticket))
     except BACKEND_ERRORS as exc:
         b.guard.absorb(exc, key=key, function=b.name, action="read")
         return await load(b, Call(func, args, kwargs, key, tag_keys), UNCACHED, since)
@@ -100,6 +103,33 @@ async def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kw
         b.corrupt()
     state = ("" if entry is None else entry.marker, tokens)
     return await load(b, Call(func, args, kwargs, key, tag_keys), state, since, ticket)
+
+
+async def near_read(b: Bound, key: str, tag_keys: tuple[str, ...], ticket: Ticket,
+                    ) -> tuple[ReadResult, Ticket]:
+    """Read ``key`` for a near-cached function, or wait for the same read already under way
+    in this process while nothing it depends on is reported changed since that read's ticket
+    (a read sent now would find what that one finds, but for a change still on its way: the
+    reach window). Returns the reply and the ticket taken before the read that made it."""
+    assert b.near is not None
+    flights = b.flights
+    read = flights.reading(key, tag_keys)
+    if read is not None and b.near.unchanged(read.ticket, key, tag_keys):
+        try:
+            return await ajoin_flight(read, b.lock_timeout), read.ticket
+        except (WaitTimeout, LeaderGone):
+            pass  # that read's caller was cancelled or hangs: read here
+    read = flights.read(key, ticket, tag_keys)
+    try:
+        result = await b.slot.abackend().read(key, tag_keys)
+    except Exception as exc:
+        flights.read_landed(key, read, exc=exc)
+        raise
+    except BaseException:
+        flights.read_landed(key, read, exc=LeaderGone())
+        raise
+    flights.read_landed(key, read, result)
+    return result, ticket
 
 
 async def ride(b: Bound, flight: Flight) -> Any:
