@@ -285,6 +285,10 @@ def result(row: Row) -> str:
     for key in ("reads/op", "calls/op"):
         if key in row:
             parts.append(f"{num(row[key])} {key}")
+    if "first_third" in row and "last_third" in row:  # a soak's gauge
+        parts.append(f"first third {num(row['first_third'])}, last third "
+                     f"{num(row['last_third'])}" + (f", max {num(row['max'])}" if "max" in row
+                                                    else ""))
     if "ratio" in row and not parts:
         parts.append(verdicts.ratio_text(row["ratio"]))
     return ", ".join(parts)

@@ -241,3 +241,11 @@ def test_a_scenario_of_a_later_run_only_names_that_run(tmp_path: Path) -> None:
     again = table.markdown([paths[0], paths[1], paths[0]])  # hits in runs 1 and 3 only
     hits = [line for line in again.splitlines() if line.startswith("| Redis hit")]
     assert hits and all("(run 3: " in line and "not run" not in line for line in hits)
+
+
+def test_a_soak_gauge_shows_its_thirds_and_max() -> None:
+    row = {"scenario": "soak", "group": "soak", "row": "rss_mb", "first_third": 60.35,
+           "last_third": 72.05, "max": 73.50390625, "met": True,
+           "target": "last third <= 77.4 (first third x 1.15 + 8)"}
+    assert texttable.result(row) == "first third 60.4, last third 72, max 73.5"
+    assert texttable.result({"first_third": 3, "last_third": 4}) == "first third 3, last third 4"
