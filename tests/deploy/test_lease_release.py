@@ -19,7 +19,7 @@ from cachedeco.backends.redis._async.leases import AsyncRedisLeases
 from cachedeco.backends.redis._sync.leases import RedisLeases
 from cachedeco.core.keyspace import KeySpace, LeaseName
 from cachedeco.flows.spec import spec_of
-from tests.support.polling import apoll, poll
+from tests.support.polling import apoll
 from tools.servers import Server
 
 
@@ -193,44 +193,6 @@ def test_an_acquire_that_timed_out_and_lands_late_is_released_all_the_same(
         second = leases.acquire(other, 30.0)
         assert not isinstance(second, Busy) and second.release() is True
         assert raw.exists(name.key) == 0 and not leases.unsure
-
-
-def test_a_lease_an_acquire_took_after_it_timed_out_is_released_without_another_acquire(
-        raw: redis.Redis, redis_url: str, name: LeaseName) -> None:
-    # (the process may make no acquire for a while: its circuit breaker open, say)
-    with redis.Redis.from_url(redis_url) as client:
-        leases = RedisLeases(client)
-        leases.acquire_script = _CutOnce(leases.acquire_script, TIMEOUT, ran=True)
-        with pytest.raises(redis.exceptions.TimeoutError):
-            leases.acquire(name, 30.0)
-        poll(lambda: _released(raw, name), timeout=5.0)
-        poll(lambda: not leases.unsure, timeout=5.0)
-
-
-def test_a_timed_out_acquire_that_never_ran_is_given_up(raw: redis.Redis, redis_url: str,
-                                                        name: LeaseName) -> None:
-    with redis.Redis.from_url(redis_url) as client:
-        leases = RedisLeases(client)
-        leases.acquire_script = _CutOnce(leases.acquire_script, TIMEOUT, ran=False)
-        with pytest.raises(redis.exceptions.TimeoutError):
-            leases.acquire(name, 30.0)
-        assert len(leases.unsure) == 1
-        # looked for a second (SETTLE_FOR) after the server first answered, then dropped
-        poll(lambda: not leases.unsure, timeout=5.0)
-        assert raw.exists(name.key) == 0 and raw.llen(name.wake) == 0
-
-
-async def test_an_asyncio_acquire_that_timed_out_is_released_without_another_acquire(
-        raw: redis.Redis, redis_url: str, name: LeaseName) -> None:
-    client = redis.asyncio.Redis.from_url(redis_url)
-    try:
-        leases = AsyncRedisLeases(client)
-        leases.acquire_script = _ACutOnce(leases.acquire_script, TIMEOUT, ran=True)
-        with pytest.raises(redis.exceptions.TimeoutError):
-            await leases.acquire(name, 30.0)
-        await apoll(lambda: _released(raw, name), timeout=5.0)
-    finally:
-        await client.aclose()
 
 
 async def test_an_asyncio_acquire_that_timed_out_is_released_by_the_next_acquire(

@@ -23,17 +23,12 @@ import redis.exceptions
 from redis.exceptions import LockError, LockNotOwnedError
 
 from cachedeco.backends.contracts.leases import Lease, Busy, LeaseName
-from cachedeco.backends.redis.background import schedule, sleep
 from cachedeco.backends.redis.commands import MIN_BLOCK, block_limit, busy, wake_ms
 from cachedeco.backends.redis.scripts import LEASE_ACQUIRE, LEASE_RELEASE
 
 __all__ = ["RedisLeases"]
 
 SWEEP_EVERY: Final = 0.2  # seconds between two releases of leases timed-out acquires took
-#: How long a timed-out acquire's lease is still looked for once the server answers (its
-#: script, queued on a frozen or slow server, runs about when the server answers again),
-#: and at most after the timeout (a server that never answers again).
-SETTLE_FOR, SETTLE_MAX = 1.0, 120.0
 #: A lease, its wake list, the token of an acquire that timed out, the wake list's px.
 Unsure = tuple[str, str, str | bytes, int]
 
@@ -72,8 +67,7 @@ class _WakingLock(redis.lock.Lock):
         except (redis.exceptions.TimeoutError, TimeoutError):
             # It may still run (a frozen or slow server): released later, see _sweep.
             self.leases.unsure[(str(self.name), self.wake, token, self.wake_px)] = (
-                time.monotonic(), None)
-            self.leases.settle_soon()
+                time.monotonic() + self.px / 1000)
             raise
         return self.left is None
 
@@ -135,10 +129,9 @@ class RedisLeases:
         self.release_script = client.register_script(LEASE_RELEASE)
         self.block = block_limit(client)
         self._execute: Callable[..., Any] = client.execute_command
-        #: Acquires that timed out: when, and when a release first found nothing (see _sweep).
-        self.unsure: dict[Unsure, tuple[float, float | None]] = {}
+        #: Acquires that timed out, until their lease's expiry: see :meth:`_sweep`.
+        self.unsure: dict[Unsure, float] = {}
         self._swept = 0.0
-        self._settling = False
 
     def acquire(self, name: LeaseName, ttl: float,
                       seen: str | None = None) -> Lease | Busy:
@@ -151,43 +144,24 @@ class RedisLeases:
             return _RedisLease(lock)
         return busy(lock.left)
 
-    def settle_soon(self) -> None:
-        """Have :meth:`_sweep` run in the background until no timed-out acquire is left: this
-        process may make no acquire for seconds (its circuit breaker skipping Redis after an
-        outage, say) while other processes wait for the lease."""
-        if not self._settling:
-            self._settling = True
-            schedule(self._settle)
-
-    def _settle(self) -> None:
-        try:
-            while self.unsure:
-                sleep(SWEEP_EVERY)
-                self._sweep()
-        finally:
-            self._settling = False
-
     def _sweep(self) -> None:
         """Release, with their tokens, the leases that acquires which timed out may have
         taken when the server ran them late (a frozen server runs them as it wakes): else
         nobody would release them, and the keys' callers in other processes would wait until
-        they expire. In the background and before an acquire, at most every SWEEP_EVERY
-        seconds, until one is released, or SETTLE_FOR seconds after a release first found
-        nothing (the script may not have run yet: the lease's TTL counts from when it runs)."""
+        they expire. Before an acquire, at most every SWEEP_EVERY seconds, until one is
+        released or expires (one that has not landed yet may still land)."""
         now = time.monotonic()
         if now < self._swept + SWEEP_EVERY:
             return
         self._swept = now
-        for unsure, (since, answered) in list(self.unsure.items()):
+        for unsure, end in list(self.unsure.items()):
             key, wake, token, wake_px = unsure
-            if now - since < SETTLE_MAX and (answered is None or now - answered < SETTLE_FOR):
+            if now < end:
                 try:
                     if not self.release_script(keys=[key, wake], args=[token, wake_px]):
-                        if answered is None:
-                            self.unsure[unsure] = (since, now)
                         continue
                 except (redis.exceptions.RedisError, OSError):
-                    return  # not answering yet: the next sweep tries again
+                    return  # not answering yet: the next acquire tries again
             self.unsure.pop(unsure, None)
 
     def wait(self, name: LeaseName, busy: Busy, timeout: float) -> bool:
