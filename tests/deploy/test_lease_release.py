@@ -5,7 +5,6 @@ reply releases what it may have taken, and nothing another holder took."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -156,60 +155,6 @@ def test_a_cut_acquire_leaves_another_holders_lease_alone(raw: redis.Redis, redi
             leases.acquire(name, 30.0)  # it ran and found the lease held: took nothing
         assert raw.exists(name.key) == 1 and raw.llen(name.wake) == 0
         assert held.release() is True
-
-
-TIMEOUT = redis.exceptions.TimeoutError("Timeout reading from socket")
-
-
-def test_a_lease_an_acquire_took_after_it_timed_out_is_released_by_the_next_acquire(
-        raw: redis.Redis, redis_url: str, name: LeaseName, prefix: str) -> None:
-    other = KeySpace(prefix).lease(f"{prefix}:item:2")
-    with redis.Redis.from_url(redis_url) as client:
-        leases = RedisLeases(client)
-        leases.acquire_script = _CutOnce(leases.acquire_script, TIMEOUT, ran=True)
-        with pytest.raises(redis.exceptions.TimeoutError):
-            leases.acquire(name, 30.0)
-        assert raw.exists(name.key) == 1  # not released at once: it might not have run yet
-        taken = leases.acquire(other, 30.0)  # any acquire of this client releases it first
-        assert not isinstance(taken, Busy) and taken.release() is True
-        assert _released(raw, name) and not leases.unsure
-
-
-def test_an_acquire_that_timed_out_and_lands_late_is_released_all_the_same(
-        raw: redis.Redis, redis_url: str, name: LeaseName, prefix: str) -> None:
-    other = KeySpace(prefix).lease(f"{prefix}:item:2")
-    with redis.Redis.from_url(redis_url) as client:
-        leases = RedisLeases(client)
-        leases.acquire_script = _CutOnce(leases.acquire_script, TIMEOUT, ran=False)
-        with pytest.raises(redis.exceptions.TimeoutError):
-            leases.acquire(name, 30.0)
-        (unsure,) = leases.unsure
-        assert raw.exists(name.key) == 0
-        first = leases.acquire(other, 30.0)  # finds nothing to release: keeps looking
-        assert not isinstance(first, Busy) and first.release() is True
-        assert len(leases.unsure) == 1
-        raw.set(name.key, unsure[2], px=30_000)  # the late script takes the lease
-        time.sleep(0.25)  # the sweep runs at most every 0.2 s
-        second = leases.acquire(other, 30.0)
-        assert not isinstance(second, Busy) and second.release() is True
-        assert raw.exists(name.key) == 0 and not leases.unsure
-
-
-async def test_an_asyncio_acquire_that_timed_out_is_released_by_the_next_acquire(
-        raw: redis.Redis, redis_url: str, name: LeaseName, prefix: str) -> None:
-    other = KeySpace(prefix).lease(f"{prefix}:item:2")
-    client = redis.asyncio.Redis.from_url(redis_url)
-    try:
-        leases = AsyncRedisLeases(client)
-        leases.acquire_script = _ACutOnce(leases.acquire_script, TIMEOUT, ran=True)
-        with pytest.raises(redis.exceptions.TimeoutError):
-            await leases.acquire(name, 30.0)
-        assert raw.exists(name.key) == 1
-        taken = await leases.acquire(other, 30.0)
-        assert not isinstance(taken, Busy) and await taken.release() is True
-        assert _released(raw, name)
-    finally:
-        await client.aclose()
 
 
 @pytest.mark.parametrize("flavour", ["sync", "async"])

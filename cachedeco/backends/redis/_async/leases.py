@@ -11,9 +11,8 @@ The lease and its wake list share a hash tag, so both sit in one Redis Cluster s
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any
 
 import redis.asyncio
 import redis.asyncio.cluster
@@ -26,10 +25,6 @@ from cachedeco.backends.redis.commands import MIN_BLOCK, block_limit, busy, wake
 from cachedeco.backends.redis.scripts import LEASE_ACQUIRE, LEASE_RELEASE
 
 __all__ = ["AsyncRedisLeases"]
-
-SWEEP_EVERY: Final = 0.2  # seconds between two releases of leases timed-out acquires took
-#: A lease, its wake list, the token of an acquire that timed out, the wake list's px.
-Unsure = tuple[str, str, str | bytes, int]
 
 
 class _AsyncWakingLock(redis.asyncio.lock.Lock):
@@ -62,11 +57,6 @@ class _AsyncWakingLock(redis.asyncio.lock.Lock):
             with contextlib.suppress(redis.exceptions.RedisError, OSError):
                 await self.leases.release_script(keys=[self.name, self.wake],
                                                  args=[token, self.wake_px], client=self.redis)
-            raise
-        except (redis.exceptions.TimeoutError, TimeoutError):
-            # It may still run (a frozen or slow server): released later, see _sweep.
-            self.leases.unsure[(str(self.name), self.wake, token, self.wake_px)] = (
-                time.monotonic() + self.px / 1000)
             raise
         return self.left is None
 
@@ -128,40 +118,15 @@ class AsyncRedisLeases:
         self.release_script = client.register_script(LEASE_RELEASE)
         self.block = block_limit(client)
         self._execute: Callable[..., Any] = client.execute_command
-        #: Acquires that timed out, until their lease's expiry: see :meth:`_sweep`.
-        self.unsure: dict[Unsure, float] = {}
-        self._swept = 0.0
 
     async def acquire(self, name: LeaseName, ttl: float,
                       seen: str | None = None) -> AsyncLease | Busy:
         """One script: the lease, or the holder's remaining time, or (``seen``) the news that
         a value landed in the entry since it was read."""
-        if self.unsure:
-            await self._sweep()
         lock = _AsyncWakingLock(self, name, ttl, seen)
         if await lock.acquire(blocking=False):
             return _AsyncRedisLease(lock)
         return busy(lock.left)
-
-    async def _sweep(self) -> None:
-        """Release, with their tokens, the leases that acquires which timed out may have
-        taken when the server ran them late (a frozen server runs them as it wakes): else
-        nobody would release them, and the keys' callers in other processes would wait until
-        they expire. Before an acquire, at most every SWEEP_EVERY seconds, until one is
-        released or expires (one that has not landed yet may still land)."""
-        now = time.monotonic()
-        if now < self._swept + SWEEP_EVERY:
-            return
-        self._swept = now
-        for unsure, end in list(self.unsure.items()):
-            key, wake, token, wake_px = unsure
-            if now < end:
-                try:
-                    if not await self.release_script(keys=[key, wake], args=[token, wake_px]):
-                        continue
-                except (redis.exceptions.RedisError, OSError):
-                    return  # not answering yet: the next acquire tries again
-            self.unsure.pop(unsure, None)
 
     async def wait(self, name: LeaseName, busy: Busy, timeout: float) -> bool:
         """One ``BLMOVE wake wake`` of at most ``timeout`` (and below the socket timeout)."""
