@@ -43,22 +43,10 @@ class _WakingLock(redis.lock.Lock):
         self.guarded = ([name.entry], [seen]) if seen is not None and name.entry else ([], [])
 
     def do_acquire(self, token: str | bytes) -> bool:
-        """SET NX PX and empty the wake list, or note the holder's PTTL.
-
-        Cut off from its reply, the script may have run: the lease would then be held by no
-        one who knows it, and the key's callers in other processes would wait until it
-        expires. So it is released with this token, once, on a fresh connection (a lease
-        this call did not take is left alone), before the error goes on."""
+        """SET NX PX and empty the wake list, or note the holder's PTTL."""
         entry, seen = self.guarded
-        try:
-            self.left = self.leases.acquire_script(
-                keys=[self.name, self.wake, *entry], args=[token, self.px, *seen],
-                client=self.redis)
-        except (redis.exceptions.ConnectionError, ConnectionError):
-            with contextlib.suppress(redis.exceptions.RedisError, OSError):
-                self.leases.release_script(keys=[self.name, self.wake],
-                                                 args=[token, self.wake_px], client=self.redis)
-            raise
+        self.left = self.leases.acquire_script(
+            keys=[self.name, self.wake, *entry], args=[token, self.px, *seen], client=self.redis)
         return self.left is None
 
     def do_release(self, expected_token: str | bytes) -> None:
