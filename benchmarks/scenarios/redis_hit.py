@@ -66,6 +66,7 @@ PAIRS, QUICK_PAIRS = 240, 40  # back-to-back pairs for a sensitive row's CPU ove
 RESAMPLES = 2000  # bootstrap resamples of the pairs for the median's interval
 SPREAD = list(range(5000))  # more than the 4,096 remembered key names, 512 decrypted values
 SPREAD_PLAIN = f"cachedeco, {len(SPREAD):,} entries"  # the spread sensitive row's plain twin
+SPREAD_SENSITIVE = f"{SENSITIVE}, {len(SPREAD):,} entries (beyond its memos)"
 
 
 def _load(key: int) -> dict[str, Any]:
@@ -142,9 +143,8 @@ def _sensitive_rows(rig: Rig, base_sync: Variant, base_async: Variant) -> list[V
                     baseline=base_async, target_text=target),
             Variant(SPREAD_PLAIN, _onward_batch(spread_plain, SPREAD), group="sync",
                     baseline=base_sync, note="read in turn"),
-            Variant(f"{SENSITIVE}, {len(SPREAD):,} entries (beyond its memos)",
-                    _onward_batch(spread, SPREAD), group="sync", baseline=base_sync,
-                    note="every hit hashes its key and decrypts"),
+            Variant(SPREAD_SENSITIVE, _onward_batch(spread, SPREAD), group="sync",
+                    baseline=base_sync, note="every hit hashes its key and decrypts"),
             Variant(f"{SENSITIVE}, under the older key (rotation)", sync_batch(rotated, ARGS),
                     group="sync", baseline=base_sync, note="a miss, then a hit: 2 reads")]
 
@@ -191,7 +191,7 @@ def _judge_sensitive(variants: list[Variant], rows: list[dict[str, Any]],
     for variant, row in zip(variants, rows, strict=True):
         if not variant.name.startswith(SENSITIVE):
             continue
-        spread = variant.name.startswith(f"{SENSITIVE}, {len(SPREAD):,}")
+        spread = variant.name == SPREAD_SENSITIVE
         base = spread_plain if spread else plain[variant.group]
         if not variant.target_text:
             per_round = [a - b for a, b in zip(samples[variant].cpu, samples[base].cpu,

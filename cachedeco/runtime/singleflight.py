@@ -107,6 +107,7 @@ class Read:
 
 def _settle(future: concurrent.futures.Future[Any], value: Any,
             exc: BaseException | None) -> None:
+    """Give ``future`` the result of a flight or a read: its value, or its error."""
     if exc is not None:
         future.set_exception(exc)
     else:
@@ -191,10 +192,7 @@ class Flights:
                 self._recent.popitem(last=False)
         flight.value, flight.error = value, exc
         flight.latch.open()
-        if exc is not None:
-            flight.future.set_exception(exc)
-        else:
-            flight.future.set_result(value)
+        _settle(flight.future, value, exc)
 
     def forget(self, key: str) -> None:
         """A local write or invalidation: callers from now on never join the current flight."""

@@ -13,14 +13,13 @@ from typing import Any
 
 import pytest
 
-import cachedeco
 from cachedeco import Registry, write_through
 from cachedeco.flows._async import read as read_async
 from cachedeco.flows._sync import read as read_sync
 from cachedeco.flows.spec import spec_of
 from tests.support.commands import commandstats, ran
 from tests.support.deployments import SERVERS, Deployment
-from tests.support.near import TRACKER, near_registry, warm
+from tests.support.near import TRACKER, awarm, near_registry, warm
 from tests.support.polling import apoll, poll
 from tests.support.versioned import item_readers
 
@@ -28,18 +27,6 @@ pytestmark = pytest.mark.deployments("redis", "cluster")
 
 THREE_TAGS = ["a:{x}", "b", "c:{x}"]
 KEY = "k" * 32
-
-
-async def awarm(call: Callable[[], Any], stats: Callable[[], cachedeco.Stats]) -> None:
-    """:func:`warm` for an async function."""
-    end = time.monotonic() + 10.0
-    while True:
-        before = stats().near_hits
-        await call()
-        if stats().near_hits > before:
-            return
-        assert time.monotonic() < end, "timed out"
-        await asyncio.sleep(0.005)
 
 
 @pytest.fixture
