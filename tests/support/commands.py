@@ -13,7 +13,7 @@ from typing import Any
 
 from redis.cluster import RedisCluster
 
-__all__ = ["BOOKKEEPING", "acommandstats", "commandstats", "ran", "sweep_prefix"]
+__all__ = ["BOOKKEEPING", "NOT_OURS", "acommandstats", "commandstats", "ran", "sweep_prefix"]
 
 #: Commands a client sends for itself (connecting, discovering slots, loading scripts).
 BOOKKEEPING = frozenset({"info", "cluster|slots", "cluster|shards", "cluster|nodes", "command",
@@ -44,11 +44,17 @@ async def acommandstats(client: Any) -> dict[str, int]:
     return dict(_calls(await client.info("commandstats")))
 
 
+#: Commands other clients send to a server under test: Sentinels ``PUBLISH`` their hello
+#: messages to the primary every 2 s. cachedeco never publishes.
+NOT_OURS = frozenset({"publish"})
+
+
 def ran(before: dict[str, int], after: dict[str, int], *,
         ignore: frozenset[str] = frozenset({"info"})) -> dict[str, int]:
-    """The commands run between two snapshots (those in ``ignore`` left out)."""
+    """The commands run between two snapshots (those in ``ignore`` and :data:`NOT_OURS` left
+    out)."""
     return {name: n - before.get(name, 0) for name, n in after.items()
-            if name not in ignore and n != before.get(name, 0)}
+            if name not in ignore and name not in NOT_OURS and n != before.get(name, 0)}
 
 
 def sweep_prefix(client: Any, prefix: str) -> int:
