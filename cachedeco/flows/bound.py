@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cachedeco.backends.near.store import NearStore
+from cachedeco.backends.base import ReadResult
+from cachedeco.backends.near.store import NearStore, Ticket
 from cachedeco.backends.open import BackendSlot
 from cachedeco.core.codec.factory import Codec
 from cachedeco.core.entry import NO_VALUE, Entry, Write, new_marker, new_tag_token
@@ -28,7 +29,7 @@ from cachedeco.runtime.recovery import Recovery
 from cachedeco.runtime.singleflight import Flights
 from cachedeco.runtime.watch import Begin
 
-__all__ = ["UNCACHED", "Bound", "Call", "ReadState", "is_current"]
+__all__ = ["UNCACHED", "Bound", "Call", "ReadState", "is_current", "lease_apart"]
 
 
 KeyFn = Callable[[tuple[Any, ...], dict[str, Any]], str]
@@ -75,6 +76,10 @@ class Bound:
     #: ``tags`` when a call's tag keys follow from its key alone (every argument is in the
     #: key, tags are templates): a near hit then skips rendering them. None otherwise.
     near_owner: object = None
+    #: A near-cached ``lock=True`` function on one server (not Cluster, where the lease sits
+    #: in another slot than the tag keys): its reads take the entry's lease key along, so a
+    #: miss also tells whether another process is loading the entry.
+    lease_read: bool = False
 
     def decode(self, entry: Entry, key: str) -> Any:
         """The value of the entry at ``key``, or NO_VALUE (logged, counted) when it cannot be
@@ -130,9 +135,22 @@ class Call:
     kwargs: dict[str, Any]
     key: str
     tag_keys: tuple[str, ...]
+    #: The near ticket taken before the read that missed (near-cached functions only).
+    read_at: Ticket | None = None
+    #: That read found the entry's ``lock=True`` lease held: another process is loading it.
+    held: bool = False
 
 
 def is_current(entry: Entry | None, tokens: tuple[str | None, ...]) -> bool:
     """Whether an entry holds a value written under the tags' current tokens."""
     return entry is not None and entry.value is not NO_VALUE and entry.tags == tokens
 
+
+def lease_apart(b: Bound, result: ReadResult) -> tuple[ReadResult, bool]:
+    """A near-cached read's reply without the lease's token that ``Bound.lease_read`` reads
+    last (its holder's token, or None), and whether it was there: another process is
+    loading the entry."""
+    if not b.lease_read:
+        return result, False
+    entry, tokens = result
+    return (entry, tokens[:-1]), tokens[-1] is not None

@@ -88,10 +88,13 @@ class AsyncLease(Protocol):
 class Leases(Protocol):
     """The lease operations of one backend."""
 
-    def acquire(self, name: LeaseName, ttl: float, seen: str | None = None) -> Lease | Busy:
+    def acquire(self, name: LeaseName, ttl: float, seen: str | None = None,
+                watched: bool = False) -> Lease | Busy:
         """Take the lease for ``ttl`` seconds without waiting, or say how long it stays held.
         With ``seen`` (the marker a miss read in ``name.entry``), a backend may instead say
-        that another value landed there since (``Busy.landed``): read it rather than load."""
+        that another value landed there since (``Busy.landed``): read it rather than load.
+        ``watched``: the caller learns of the release from a change stream, so a held lease
+        may be answered as cheaply as the backend can, without its remaining time."""
         ...
 
     def wait(self, name: LeaseName, busy: Busy, timeout: float) -> bool:
@@ -102,8 +105,8 @@ class Leases(Protocol):
 class AsyncLeases(Protocol):
     """The asyncio twin of :class:`Leases`."""
 
-    async def acquire(self, name: LeaseName, ttl: float,
-                      seen: str | None = None) -> AsyncLease | Busy:
+    async def acquire(self, name: LeaseName, ttl: float, seen: str | None = None,
+                      watched: bool = False) -> AsyncLease | Busy:
         """See :meth:`Leases.acquire`."""
         ...
 

@@ -34,9 +34,10 @@ class MemoryLeases:
         self._lock = threading.Lock()
         self._held: dict[str, _Held] = {}
 
-    def acquire(self, name: LeaseName, ttl: float, seen: str | None = None) -> Lease | Busy:
-        """Take the lease unless a live holder has it (``seen``: unused, one process's loads
-        share their flight without a lease)."""
+    def acquire(self, name: LeaseName, ttl: float, seen: str | None = None,
+                watched: bool = False) -> Lease | Busy:
+        """Take the lease unless a live holder has it (``seen``, ``watched``: unused, one
+        process's loads share their flight without a lease)."""
         now = time.monotonic()
         with self._lock:
             old = self._held.get(name.key)
@@ -119,8 +120,8 @@ class AsyncMemoryLeases:
     def __init__(self, sync: MemoryLeases) -> None:
         self.sync = sync
 
-    async def acquire(self, name: LeaseName, ttl: float,
-                      seen: str | None = None) -> AsyncLease | Busy:
+    async def acquire(self, name: LeaseName, ttl: float, seen: str | None = None,
+                      watched: bool = False) -> AsyncLease | Busy:
         """See :meth:`MemoryLeases.acquire`."""
         got = self.sync.acquire(name, ttl)
         return got if isinstance(got, Busy) else _AsyncMemoryLease(got)

@@ -15,6 +15,7 @@ from cachedeco.backends.contracts.queues import DeadLetter, Message, Push, Resto
 from cachedeco.core.entry import Write, decode_entry, encode_header
 
 __all__ = [
+    "LANDED_REPLY",
     "MAX_BLOCK",
     "MIN_BLOCK",
     "SCAN_COUNT",
@@ -23,6 +24,7 @@ __all__ = [
     "block_limit",
     "busy",
     "count_removed",
+    "landed",
     "many_keys",
     "parse_dead",
     "parse_many",
@@ -120,8 +122,18 @@ def wake_ms(ttl: float) -> int:
     return min(max(int(ttl * 1000), WAKE_MS[0]), WAKE_MS[1])
 
 
+def landed(head: Any, seen: str) -> bool:
+    """Whether the first 20 bytes of an entry (``GETRANGE 0 19``) are a readable entry's other
+    than ``seen``: LEASE_ACQUIRE's -3 test, for the plain-command acquire."""
+    text = head.decode("utf-8", "replace") if isinstance(head, bytes) else str(head or "")
+    return text.startswith("cd1:") and text != seen
+
+
 def busy(left: Any) -> Busy:
-    """A Busy from the acquire script's reply (the holder's PTTL; -3: a value landed)."""
+    """A Busy from the acquire script's reply (the holder's PTTL; -3: a value landed), or
+    from a plain acquire's (None: the remaining time is not known)."""
+    if left is None:
+        return Busy(None)
     ms = int(left)
     if ms == LANDED_REPLY:
         return Busy(0, landed=True)
