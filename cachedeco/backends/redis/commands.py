@@ -34,6 +34,7 @@ __all__ = [
     "restore_calls",
     "restore_failed",
     "store_args",
+    "store_need",
     "text",
     "wake_ms",
 ]
@@ -81,22 +82,29 @@ def parse_many(values: Sequence[bytes | None], positions: Sequence[tuple[int, ..
              tuple([tokens[p] for p in where])) for i, where in enumerate(positions)]
 
 
-def store_args(key: str, write: Write) -> tuple[list[str], list[Any]]:
-    """The KEYS and ARGV of the STORE script for one write."""
+def store_args(key: str, write: Write, checks: str = "") -> tuple[list[str], list[Any]]:
+    """The KEYS and ARGV of the STORE script for one write (``checks``: its per-tag flags,
+    see :class:`~cachedeco.backends.redis.tag_lives.TagLives`)."""
     expect = "-" if write.expect is None else write.expect
     conditional = write.expect_tags is not None
+    tag_px = max(write.tag_px, write.px)
     args: list[Any] = [
         expect,
         encode_header(write.marker, write.soft, write.delta),
         write.value,
         write.px,
-        max(write.tag_px, write.px),
+        f"{tag_px}:{checks}" if checks else tag_px,
         write.new_tag,
         "1" if conditional else "0",
     ]
     if write.expect_tags is not None:
         args.extend("" if t is None else t for t in write.expect_tags)
     return [key, *write.tag_keys], args
+
+
+def store_need(write: Write) -> int:
+    """The ms a tag key must have left for a store not to extend it (see scripts.STORE)."""
+    return max(write.px, max(write.tag_px, write.px) // 2)
 
 
 def count_removed(replies: Sequence[bytes | None]) -> int:

@@ -46,7 +46,10 @@ end
 #: An existing tag key is extended only when less than the entry's px or half the tag px is
 #: left: every extension is a change that near caches are told about (and drop the entries
 #: carrying the tag for), so it must be rare, not once per store. (A user whose ACL lacks
-#: PTTL gets the extension on every store, as before.)
+#: PTTL gets the extension on every store, as before.) ARGV[5] may end in ":" and a flag per
+#: tag: "0" skips that tag's PTTL (the caller knows it lives long enough: tag_lives.py).
+#: Returns 0 when a condition failed, else {1, what each tag key has left in ms (-1: not
+#: known)}.
 STORE: Final = _EXPECT + """local n = #KEYS - 1
 local toks = {}
 for i = 1, n do
@@ -61,21 +64,28 @@ for i = 1, n do
   end
   toks[i] = cur
 end
-local tag_px = tonumber(ARGV[5])
+local px_text, checks = string.match(ARGV[5], '^(%d+):?([01]*)$')
+local tag_px = tonumber(px_text)
 local need = math.max(tonumber(ARGV[4]), math.floor(tag_px / 2))
+local lefts = {1}
 for i = 1, n do
-  if toks[i] then
+  if not toks[i] then
+    toks[i] = ARGV[6] .. '.' .. i
+    redis.call('SET', KEYS[i + 1], toks[i], 'PX', tag_px)
+    lefts[i + 1] = tag_px
+  elseif string.sub(checks, i, i) == '0' then
+    lefts[i + 1] = -1
+  else
     local left = redis.pcall('PTTL', KEYS[i + 1])
     if type(left) ~= 'number' or left < need then
       redis.call('PEXPIRE', KEYS[i + 1], tag_px, 'GT')
+      left = type(left) == 'number' and tag_px or -1
     end
-  else
-    toks[i] = ARGV[6] .. '.' .. i
-    redis.call('SET', KEYS[i + 1], toks[i], 'PX', tag_px)
+    lefts[i + 1] = left
   end
 end
 redis.call('SET', KEYS[1], ARGV[2] .. table.concat(toks, ',') .. '\\n' .. ARGV[3], 'PX', ARGV[4])
-return 1
+return lefts
 """
 
 #: Cluster, step one: check (when conditional) and create the tag keys of ONE hash slot.
