@@ -18,7 +18,7 @@ from cachedeco.backends.base import ReadResult
 from cachedeco.backends.near.store import NearStore, Ticket
 from cachedeco.backends.open import BackendSlot
 from cachedeco.core.codec.factory import Codec
-from cachedeco.core.entry import NO_VALUE, Entry, Write, new_marker, new_tag_token
+from cachedeco.core.entry import NO_VALUE, Entry, Release, Write, new_marker, new_tag_token
 from cachedeco.core.keyspace import KeySpace
 from cachedeco.core.policy import Policy
 from cachedeco.core.stats import Stats
@@ -116,14 +116,16 @@ class Bound:
         return type(exc).__name__ if self.sensitive else f"{type(exc).__name__}: {exc}"
 
     def write(self, payload: Any, delta: float, tag_keys: tuple[str, ...],
-              state: ReadState | None, ttl: float | None = None) -> Write:
+              state: ReadState | None, ttl: float | None = None, *,
+              release: Release | None = None) -> Write:
         """The write for a payload that took ``delta`` seconds to load; conditional on
-        ``state`` (what the fill read) unless it is None; ``ttl``: a callable ttl's choice."""
+        ``state`` (what the fill read) unless it is None; ``ttl``: a callable ttl's choice;
+        ``release``: the load's lease, for the store to release if it can."""
         soft, px = self.policy.expiry(time.time(), delta, ttl)
         expect, expect_tags = (None, None) if state is None else state
         return Write(marker=new_marker(), value=payload, soft=soft, delta=delta, px=px,
                      tag_keys=tag_keys, expect=expect, expect_tags=expect_tags,
-                     new_tag=new_tag_token(), tag_px=self.tag_px)
+                     new_tag=new_tag_token(), tag_px=self.tag_px, release=release)
 
 
 @dataclass(slots=True, eq=False)
@@ -139,6 +141,8 @@ class Call:
     read_at: Ticket | None = None
     #: That read found the entry's ``lock=True`` lease held: another process is loading it.
     held: bool = False
+    #: While this call's load holds its lease: the lease as its store may release it.
+    release: Release | None = None
 
 
 def is_current(entry: Entry | None, tokens: tuple[str | None, ...]) -> bool:

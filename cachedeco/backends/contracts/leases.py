@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from cachedeco.core.entry import Release
 from cachedeco.core.keyspace import LeaseName
 
 __all__ = [
@@ -72,6 +73,11 @@ class Lease(Protocol):
         """Make it live ``ttl`` more seconds from now; False when it is no longer ours."""
         ...
 
+    def handoff(self) -> Release | None:
+        """The lease as a store can release it in the same step (see :class:`Release`), or
+        None when its backend cannot."""
+        ...
+
 
 class AsyncLease(Protocol):
     """The asyncio twin of :class:`Lease`."""
@@ -82,6 +88,10 @@ class AsyncLease(Protocol):
 
     async def extend(self, ttl: float) -> bool:
         """See :meth:`Lease.extend`."""
+        ...
+
+    def handoff(self) -> Release | None:
+        """See :meth:`Lease.handoff`."""
         ...
 
 

@@ -96,6 +96,10 @@ class _MemoryLease:
         """See :meth:`Lease.extend`."""
         return self._leases.extend(self._key, self._token, ttl)
 
+    def handoff(self) -> None:
+        """None: an in-process lease is released by its holder."""
+        return None
+
 
 class _AsyncMemoryLease:
     """The asyncio face of a held in-process lease (no I/O: each call runs inline)."""
@@ -112,6 +116,10 @@ class _AsyncMemoryLease:
     async def extend(self, ttl: float) -> bool:
         """See :meth:`Lease.extend`."""
         return self._lease.extend(ttl)
+
+    def handoff(self) -> None:
+        """None: an in-process lease is released by its holder."""
+        return None
 
 
 class AsyncMemoryLeases:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["CHECK_TAGS", "STORE", "STORE_ENTRY"]
+__all__ = ["CHECK_TAGS", "STORE", "STORE_ENTRY", "STORE_RELEASE"]
 
 #: The Lua twin of cachedeco._entry._HEADER: what a readable entry starts with. A fill that
 #: read an unreadable value (expected marker "?") overwrites it only while it is still
@@ -50,7 +50,7 @@ end
 #: tag: "0" skips that tag's PTTL (the caller knows it lives long enough: tag_lives.py).
 #: Returns 0 when a condition failed, else {1, what each tag key has left in ms (-1: not
 #: known)}.
-STORE: Final = _EXPECT + """local n = #KEYS - 1
+_STORE_BODY: Final = _EXPECT + """local n = #KEYS - 1 - spare
 local toks = {}
 for i = 1, n do
   local cur = redis.call('GET', KEYS[i + 1])
@@ -86,6 +86,20 @@ for i = 1, n do
 end
 redis.call('SET', KEYS[1], ARGV[2] .. table.concat(toks, ',') .. '\\n' .. ARGV[3], 'PX', ARGV[4])
 return lefts
+"""
+STORE: Final = "local spare = 0\nlocal function store()\n" + _STORE_BODY + "end\nreturn store()\n"
+
+#: STORE, then the release of the load's lease (LEASE_RELEASE) in the same script, whether
+#: the store landed or not: KEYS end with the lease and its wake list, ARGV with the holder's
+#: token and the wake list's px. Returns {1 when released (0: no longer held), STORE's reply}.
+STORE_RELEASE: Final = "local spare = 2\nlocal function store()\n" + _STORE_BODY + """end
+local stored = store()
+local lease, wake = KEYS[#KEYS - 1], KEYS[#KEYS]
+if redis.call('GET', lease) ~= ARGV[#ARGV - 1] then return {0, stored} end
+redis.call('DEL', lease, wake)
+redis.call('RPUSH', wake, '1')
+redis.call('PEXPIRE', wake, ARGV[#ARGV])
+return {1, stored}
 """
 
 #: Cluster, step one: check (when conditional) and create the tag keys of ONE hash slot.

@@ -187,14 +187,18 @@ async def servable(b: Bound, call: Call) -> Any:
 
 async def hold(b: Bound, call: Call, lease: AsyncLease, ttl: float, run: AsyncRun) -> Any:
     """Run the load holding the lease: kept alive while it runs, released (waking the
-    waiters) however it ends."""
+    waiters) however it ends: by the store itself where the backend can (``call.release``),
+    else here."""
+    call.release = lease.handoff()
     try:
         async with akeep_alive(lambda: lease.extend(ttl), ttl / 3,
                                lambda exc: fault(b, call, exc, "extend a lease")):
             return await run()
     finally:
+        fused, call.release = call.release, None
         try:
-            if not await lease.release():
+            if not (fused.done if fused is not None and fused.done is not None
+                    else await lease.release()):
                 warn(f"lease:{b.keyspace.prefix}:{b.name}", "cachedeco: the lease on a load of "
                      "%s expired before the load finished; other processes may have run it too",
                      b.name)

@@ -205,7 +205,8 @@ async def compute(b: Bound, call: Call, state: ReadState | None,
             return value
         payload = b.encode(value, call.key)
         if payload is not NO_VALUE:
-            write = b.write(payload, delta, call.tag_keys, state, b.policy.ttl_for(value))
+            write = b.write(payload, delta, call.tag_keys, state, b.policy.ttl_for(value),
+                            release=call.release)
             if flight is not None:  # before the store: its entry may be read before it returns
                 flight.stored = write.marker
             await store(b, call, write)

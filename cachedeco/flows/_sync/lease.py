@@ -188,14 +188,18 @@ def servable(b: Bound, call: Call) -> Any:
 
 def hold(b: Bound, call: Call, lease: Lease, ttl: float, run: Run) -> Any:
     """Run the load holding the lease: kept alive while it runs, released (waking the
-    waiters) however it ends."""
+    waiters) however it ends: by the store itself where the backend can (``call.release``),
+    else here."""
+    call.release = lease.handoff()
     try:
         with keep_alive(lambda: lease.extend(ttl), ttl / 3,
                                lambda exc: fault(b, call, exc, "extend a lease")):
             return run()
     finally:
+        fused, call.release = call.release, None
         try:
-            if not lease.release():
+            if not (fused.done if fused is not None and fused.done is not None
+                    else lease.release()):
                 warn(f"lease:{b.keyspace.prefix}:{b.name}", "cachedeco: the lease on a load of "
                      "%s expired before the load finished; other processes may have run it too",
                      b.name)

@@ -30,6 +30,7 @@ from cachedeco.backends.redis.commands import (
     wake_ms,
 )
 from cachedeco.backends.redis.scripts import LEASE_ACQUIRE, LEASE_RELEASE
+from cachedeco.core.entry import Release
 
 __all__ = ["AsyncRedisLeases"]
 
@@ -42,6 +43,7 @@ class _AsyncWakingLock(redis.asyncio.lock.Lock):
         super().__init__(leases.client, name.key, timeout=ttl, blocking=False,
                          thread_local=False)
         self.leases = leases
+        self.key = name.key
         self.wake = name.wake
         self.px = int(ttl * 1000)
         self.wake_px = wake_ms(ttl)
@@ -121,6 +123,14 @@ class _AsyncRedisLease:
                 lock.local.token = token  # not released: a later release() sends it again
                 raise
         return True
+
+    def handoff(self) -> Release | None:
+        """The lease for a store to release in the same script (STORE_RELEASE)."""
+        lock = self._lock
+        token = lock.local.token
+        if token is None:
+            return None
+        return Release(lock.key, lock.wake, token, lock.wake_px)
 
     async def extend(self, ttl: float) -> bool:
         """Token-checked PEXPIRE; False when the lease had expired."""

@@ -30,7 +30,7 @@ from cachedeco.backends.redis.commands import (
     store_args,
     store_need,
 )
-from cachedeco.backends.redis.scripts import STORE
+from cachedeco.backends.redis.scripts import STORE, STORE_RELEASE
 from cachedeco.backends.redis.tag_lives import TagLives, stored
 from cachedeco.core.entry import Entry, Write, decode_entry, tag_token
 from cachedeco.core.keyspace import QueueNames
@@ -48,6 +48,7 @@ class RedisBackend:
         self.companions = tuple(companions)  # e.g. the sentinels' clients, closed with ours
         self._exec: Callable[..., Any] = client.execute_command
         self._store = client.register_script(STORE)
+        self._store_release = client.register_script(STORE_RELEASE)
         self._lives = TagLives()
         self._leases = RedisLeases(client)
         self._queues: dict[str, RedisQueue] = {}
@@ -69,12 +70,20 @@ class RedisBackend:
 
     def write(self, key: str, write: Write) -> bool:
         """One EVALSHA of the STORE script (asking the tag keys' lifetimes only when this
-        process does not know them to be long enough)."""
+        process does not know them to be long enough), or of STORE_RELEASE when the write
+        carries its load's lease (``write.release``, whose ``done`` it sets)."""
         sent = time.monotonic()
         tags = write.tag_keys
         checks = self._lives.checks(tags, store_need(write), sent) if tags else ""
         keys, args = store_args(key, write, checks)
-        reply = self._store(keys=keys, args=args)
+        release = write.release
+        if release is None:
+            reply = self._store(keys=keys, args=args)
+        else:
+            keys += (release.lease, release.wake)
+            args += (release.token, release.wake_px)
+            released, reply = self._store_release(keys=keys, args=args)
+            release.done = bool(released)
         if tags:
             self._lives.note(tags, reply, sent)
         return stored(reply)
