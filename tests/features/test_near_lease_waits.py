@@ -19,6 +19,8 @@ import pytest
 import cachedeco
 from cachedeco import Registry
 from cachedeco.backends.contracts.leases import Busy
+from cachedeco.flows._async import read as read_async
+from cachedeco.flows.bound import Call
 from cachedeco.flows.spec import spec_of
 from tests.support.commands import commandstats, ran
 from tests.support.deployments import SERVERS, Deployment
@@ -190,3 +192,41 @@ def test_a_watched_acquire_is_one_plain_command_when_held(
     landed = leases.acquire(name, 5.0, "", watched=True)  # taken, then given straight back
     assert isinstance(landed, Busy) and landed.landed
     assert deployment.raw.exists(name.key) == 0
+
+
+async def test_a_caller_whose_lease_was_taken_since_its_read_waits_without_asking(
+        amake_registry: Callable[..., Registry], deployment: Deployment) -> None:
+    runs: list[str] = []
+    gate = asyncio.Event()
+    a, b = _holders(amake_registry, deployment, runs, gate)
+    await awarm(lambda: b(0), b.stats)
+    runs.clear()
+    bound = spec_of(b).bound()
+    assert bound.near is not None
+    args: tuple[Any, ...] = (1,)
+    key, tag_keys = bound.key(args, {}), bound.tags(args, {})
+    read_at = bound.near.ticket()  # B's miss read is sent now: nothing there yet
+    assert read_at is not None
+    _, tokens = await bound.slot.abackend().read(key, tag_keys)
+    lease = bound.keyspace.lease(key)
+    deployment.raw.set(lease.key, "another-process", px=10_000)  # taken after B's read
+
+    async def reported() -> bool:
+        return not bound.near.unchanged(read_at, lease.key, ())  # type: ignore[union-attr]
+
+    for _ in range(500):
+        if await reported():
+            break
+        await asyncio.sleep(0.01)
+    assert await reported()
+    before = commandstats(deployment.raw)
+    call = Call(spec_of(b).func, args, {}, key, tag_keys, read_at)
+    waiter = asyncio.create_task(
+        read_async.load(bound, call, ("", tokens), bound.flights.landings))
+    await asyncio.sleep(0.2)
+    sent = ran(before, commandstats(deployment.raw), ignore=TRACKER)
+    assert not waiter.done()
+    assert not any(sent.get(name) for name in (*WAITING, "set")), sent
+    await a.set({"x": 1, "by": "A"}, 1)  # the other process's value lands
+    assert await asyncio.wait_for(waiter, 10) == {"x": 1, "by": "A"}
+    assert runs == []

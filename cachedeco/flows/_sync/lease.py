@@ -123,16 +123,19 @@ def attempt(b: Bound, call: Call, name: LeaseName, *, leases: Leases, ttl: float
     the entry: a holder in another process may have stored and released since that read
     (its waiters woken before this caller came): that value is read, not loaded once more.
     A near-cached caller whose miss read's ticket (``read_at``) shows the entry changed
-    since reads it at once (a busy process may come to its lease late). Shown unchanged, the
-    try still looks: the report of a store may come later than the store's release."""
+    since reads it at once (a busy process may come to its lease late); one that shows the
+    lease changed since (another process took it) waits without asking. Shown unchanged,
+    the try still looks: the report of a store may come later than the store's release."""
     near = b.near
     ticket = None if near is None else near.ticket()  # before the try: see wait()
-    if read_at is not None and ticket is not None and near is not None and (
-            not near.unchanged(read_at, call.key, ())):
-        value = servable(b, call)
-        if value is not NO_VALUE:
-            return None, None, value
-        ticket = near.ticket()
+    if read_at is not None and ticket is not None and near is not None:
+        if not near.unchanged(read_at, call.key, ()):
+            value = servable(b, call)
+            if value is not NO_VALUE:
+                return None, None, value
+            ticket = near.ticket()
+        elif not near.unchanged(read_at, name.key, ()):
+            return Busy(None), read_at, NO_VALUE  # taken since the read: wait, do not ask
     got = leases.acquire(name, ttl, seen, watched=ticket is not None)
     if isinstance(got, Busy) and got.landed:
         value = servable(b, call)

@@ -7,6 +7,11 @@ release so that taking a lease empties its *wake list* and releasing one pushes 
 element onto it. Waiters block on ``BLMOVE wake wake RIGHT LEFT``, which hands the element
 straight back, so every waiter wakes, and each block stays below the client's socket timeout.
 The lease and its wake list share a hash tag, so both sit in one Redis Cluster slot.
+
+A caller that learns of the release from a near cache's change stream (``watched``) does not
+block and needs no remaining time: its acquire is a plain ``SET NX PX GET``, one command when
+the lease is held. A held lease can also be handed to the load's store (``handoff``), which
+releases it in the same script on one server.
 """
 
 from __future__ import annotations
