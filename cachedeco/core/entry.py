@@ -93,12 +93,14 @@ class Entry(NamedTuple):
 @dataclass(slots=True)
 class Release:
     """A lease to release in the same step as a store, where the backend can do both at once
-    (one round trip less per ``lock=True`` load): the lease's key, its wake list, the holder's
-    token and the wake list's px. The backend sets ``done``: True when it released the lease,
-    False when the lease was no longer held (it expired); None means the holder releases it."""
+    (one round trip less per ``lock=True`` load): the lease's key, its wake list and waiting
+    mark, the holder's token and the wake list's px. The backend sets ``done``: True when it
+    released the lease, False when the lease was no longer held (it expired); None means the
+    holder releases it."""
 
     lease: str
     wake: str
+    mark: str
     token: str | bytes
     wake_px: int
     done: bool | None = None

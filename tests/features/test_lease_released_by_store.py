@@ -1,6 +1,7 @@
 """``lock=True`` on one server (and Sentinel): the load's store releases its lease in the same
-script (STORE_RELEASE), stored or not, and wakes the waiters as a release does; a lease lost
-meanwhile is reported, not released. On Cluster the holder releases it after the store."""
+script (STORE_RELEASE), stored or not, and wakes the waiters as a release does (it pushes to
+the wake list only when a caller marked that it blocks there); a lease lost meanwhile is
+reported, not released. On Cluster the holder releases it after the store."""
 
 from __future__ import annotations
 
@@ -43,8 +44,7 @@ def test_the_store_releases_the_lease_and_wakes(
     if deployment.name != "cluster":  # the acquire, then store and release in one script
         assert sent["evalsha"] == 2, sent
     assert deployment.raw.exists(lease) == 0
-    assert deployment.raw.lrange(wake, 0, -1) == [b"1"]  # what a release leaves for waiters
-    assert deployment.raw.pttl(wake) > 0
+    assert deployment.raw.exists(wake) == 0  # nobody blocked on the wake list: no push
 
 
 def test_a_refused_store_still_releases(
@@ -112,3 +112,7 @@ def test_a_waiter_in_another_process_wakes_on_the_store(
     assert results == {"a": {"x": 1, "by": "A"}, "b": {"x": 1, "by": "A"}}
     assert runs == ["A"]
     assert b.stats().lock_waits == 1
+    lease, wake = _lease(a, 1)
+    assert deployment.raw.lrange(wake, 0, -1) == [b"1"]  # B blocked: the release pushed
+    assert deployment.raw.pttl(wake) > 0
+    assert deployment.raw.exists(lease, wake + ":waiting") == 0

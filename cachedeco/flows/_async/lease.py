@@ -29,9 +29,9 @@ from cachedeco.backends.contracts.leases import (
     lease_ttl,
 )
 from cachedeco.backends.near.store import Near, Ticket
-from cachedeco.core.entry import ENTRY, NO_VALUE
+from cachedeco.core.entry import ENTRY, NO_VALUE, Entry
 from cachedeco.errors import BackendError
-from cachedeco.flows.bound import Bound, Call, ReadState, is_current
+from cachedeco.flows.bound import Bound, Call, ReadState, is_current, lease_apart
 from cachedeco.runtime.guard import warn
 from cachedeco.runtime.primitives import Background, akeep_alive, asleep, await_woken
 
@@ -103,9 +103,12 @@ async def obtain(b: Bound, call: Call, state: ReadState, *, leases: AsyncLeases,
     while (left := end - time.monotonic()) > 0:
         if await wait(b, call, name, leases=leases, timeout=got.cap(left), busy=got,
                       ticket=ticket):
-            value = await servable(b, call)
+            value, held = await reread(b, call, name, near=ticket is not None)
             if value is not NO_VALUE:
                 return None, value
+            if held is not None:  # woken by its taking or an extension: wait on
+                ticket = held
+                continue
         got, ticket, value = await attempt(b, call, name, leases=leases, ttl=ttl, seen=seen)
         if got is None:
             return None, value
@@ -134,7 +137,7 @@ async def attempt(b: Bound, call: Call, name: LeaseName, *, leases: AsyncLeases,
                 return None, None, value
             ticket = near.ticket()
         elif not near.unchanged(read_at, name.key, ()):
-            return Busy(None), read_at, NO_VALUE  # taken since the read: wait, do not ask
+            return Busy(None), ticket, NO_VALUE  # taken since the read: wait, do not ask
     got = await leases.acquire(name, ttl, seen, watched=ticket is not None)
     if isinstance(got, Busy) and got.landed:
         value = await servable(b, call)
@@ -152,18 +155,19 @@ async def wait(b: Bound, call: Call, name: LeaseName, *, leases: AsyncLeases, ti
     (the entry is read then), False when the time ran out (the lease is asked again).
 
     A near-cached caller whose ``ticket`` (taken before the read or acquire that found the
-    lease held) is valid waits for the change stream to name the entry or the lease's wake
-    list: the holder's store and its release (which pushes to that list) are changes Redis
-    reports to every process anyway, so the wait sends no command and holds no connection.
-    (Not the lease itself: its holder's taking it, reported late, and each extension would
-    wake the caller for nothing.) Anyone else blocks on the wake list (``leases.wait``)."""
+    lease held) is valid waits for the change stream to name the entry or the lease: the
+    holder's store and release are changes Redis reports to every process anyway, so the
+    wait sends no command, holds no connection, and needs no push to the wake list. (The
+    report of the holder's taking the lease may come after the ticket, and each extension
+    is reported too: :func:`reread` then sees the lease still held and waits again.) Anyone
+    else blocks on the wake list (``leases.wait``)."""
     near = b.near
     if near is None or ticket is None:
         return await leases.wait(name, busy, timeout)
-    names = (call.key, name.wake)
+    names = (call.key, name.key)
     woken = near.watch(names)
     try:  # watching before looking: a change applied after the look wakes the watch
-        if not near.unchanged(ticket, call.key, (name.wake,)):
+        if not near.unchanged(ticket, call.key, (name.key,)):
             return True  # changed since the ticket (or the stream was lost): read now
         # a dead holder's lease expires without a word: ask again now and then
         return await await_woken(woken, min(timeout, HELD_MS / 1000))
@@ -177,6 +181,26 @@ async def servable(b: Bound, call: Call) -> Any:
     read (the next call of this process is then a near hit, not one more read)."""
     ticket = None if b.near is None else b.near.ticket()  # before the read, as in get_or_load
     entry, tokens = await b.slot.abackend().read(call.key, call.tag_keys)
+    return serve(b, call, entry, tokens, ticket)
+
+
+async def reread(b: Bound, call: Call, name: LeaseName, *, near: bool
+                 ) -> tuple[Any, Ticket | None]:
+    """After a wake: :func:`servable`, and for a near-cached waiter on one server, with the
+    lease read along, the ticket taken before that read when the lease is still held (the
+    caller waits again from it instead of asking for the lease)."""
+    if not near or not b.lease_read or b.near is None:
+        return await servable(b, call), None
+    ticket = b.near.ticket()
+    result = await b.slot.abackend().read(call.key, (*call.tag_keys, name.key))
+    (entry, tokens), held = lease_apart(b, result)
+    value = serve(b, call, entry, tokens, ticket)
+    return value, (ticket if held and value is NO_VALUE else None)
+
+
+def serve(b: Bound, call: Call, entry: Entry | None, tokens: tuple[str | None, ...],
+          ticket: Ticket | None) -> Any:
+    """:func:`servable`'s verdict on what a read returned (kept near when fresh)."""
     if entry is None or not is_current(entry, tokens):
         return NO_VALUE
     fresh = time.time() < entry.soft

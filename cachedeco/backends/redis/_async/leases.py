@@ -50,6 +50,7 @@ class _AsyncWakingLock(redis.asyncio.lock.Lock):
         self.leases = leases
         self.key = name.key
         self.wake = name.wake
+        self.mark = name.mark
         self.px = int(ttl * 1000)
         self.wake_px = wake_ms(ttl)
         self.left: Any = None
@@ -62,26 +63,22 @@ class _AsyncWakingLock(redis.asyncio.lock.Lock):
         if self.watched:
             return await self.plain_acquire(token)
         self.left = await self.leases.acquire_script(
-            keys=[self.name, self.wake, *entry], args=[token, self.px, *seen], client=self.redis)
+            keys=[self.name, self.wake, self.mark, *entry], args=[token, self.px, *seen],
+            client=self.redis)
         return self.left is None
 
     async def plain_acquire(self, token: str | bytes) -> bool:
         """The acquire script's work in plain commands, for a caller that watches the change
-        stream: ``SET NX PX GET`` (all a held lease costs: one command, and no PTTL, as
-        such a caller does not block on the wake list); when taken, the wake list emptied
-        and the entry looked at, in one more round trip. A value that landed since ``seen``
-        gives the lease straight back (LANDED_REPLY)."""
+        stream: ``SET NX PX GET`` (all a held lease costs: one command, no PTTL and no
+        waiting mark, as such a caller does not block on the wake list); when taken with
+        ``seen``, the entry looked at in one more. A value that landed since ``seen`` gives
+        the lease straight back (LANDED_REPLY)."""
         holder = await self.leases.execute("SET", self.name, token, "NX", "PX", self.px, "GET")
         if holder is not None:
             self.left = None
             return False
         entry, seen = self.guarded
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.delete(self.wake)
-            for key in entry:
-                pipe.getrange(key, 0, 19)
-            replies = await pipe.execute()
-        if entry and landed(replies[1], seen[0]):
+        if entry and landed(await self.leases.execute("GETRANGE", entry[0], 0, 19), seen[0]):
             with contextlib.suppress(LockNotOwnedError):
                 await self.do_release(token)
             self.left = LANDED_REPLY
@@ -90,7 +87,7 @@ class _AsyncWakingLock(redis.asyncio.lock.Lock):
 
     async def do_release(self, expected_token: str | bytes) -> None:
         """Token-checked delete that wakes the waiters."""
-        if not await self.leases.release_script(keys=[self.name, self.wake],
+        if not await self.leases.release_script(keys=[self.name, self.wake, self.mark],
                                                 args=[expected_token, self.wake_px],
                                                 client=self.redis):
             raise LockNotOwnedError("Cannot release a lock that's no longer owned")
@@ -135,7 +132,7 @@ class _AsyncRedisLease:
         token = lock.local.token
         if token is None:
             return None
-        return Release(lock.key, lock.wake, token, lock.wake_px)
+        return Release(lock.key, lock.wake, lock.mark, token, lock.wake_px)
 
     async def extend(self, ttl: float) -> bool:
         """Token-checked PEXPIRE; False when the lease had expired."""

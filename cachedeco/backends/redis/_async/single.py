@@ -79,7 +79,7 @@ class AsyncRedisBackend:
         if release is None:
             reply = await self._store(keys=keys, args=args)
         else:
-            keys += (release.lease, release.wake)
+            keys += (release.lease, release.wake, release.mark)
             args += (release.token, release.wake_px)
             released, reply = await self._store_release(keys=keys, args=args)
             release.done = bool(released)

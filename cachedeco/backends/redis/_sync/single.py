@@ -80,7 +80,7 @@ class RedisBackend:
         if release is None:
             reply = self._store(keys=keys, args=args)
         else:
-            keys += (release.lease, release.wake)
+            keys += (release.lease, release.wake, release.mark)
             args += (release.token, release.wake_px)
             released, reply = self._store_release(keys=keys, args=args)
             release.done = bool(released)
