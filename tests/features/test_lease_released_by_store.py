@@ -6,17 +6,16 @@ reported, not released. On Cluster the holder releases it after the store."""
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-import cachedeco
 from cachedeco import Registry
 from cachedeco.flows.spec import spec_of
 from tests.support.commands import commandstats, ran
 from tests.support.deployments import SERVERS, Deployment
+from tests.support.holders import Holders
 
 pytestmark = pytest.mark.deployments(*SERVERS)
 
@@ -83,36 +82,12 @@ def test_a_lease_lost_during_the_load_is_reported_not_released(
 
 def test_a_waiter_in_another_process_wakes_on_the_store(
         make_registry: Callable[..., Registry], deployment: Deployment) -> None:
-    runs: list[str] = []
-    gate, started = threading.Event(), threading.Event()
-
-    def make(reg: Registry, who: str) -> Any:
-        @cachedeco.cached(ttl=60, registry=reg, lock=True, lock_timeout=20)
-        def load(x: int) -> dict[str, Any]:
-            runs.append(who)
-            if who == "A":
-                started.set()
-                gate.wait(20)
-            return {"x": x, "by": who}
-
-        return load
-
-    a, b = make(make_registry(deployment.url), "A"), make(make_registry(deployment.url), "B")
-    results: dict[str, Any] = {}
-    holder = threading.Thread(target=lambda: results.update(a=a(1)))
-    holder.start()
-    assert started.wait(10)
-    waiter = threading.Thread(target=lambda: results.update(b=b(1)))
-    waiter.start()
-    waiter.join(0.2)
-    assert waiter.is_alive()  # blocked on the wake list (no near cache here)
-    gate.set()
-    holder.join(10)
-    waiter.join(10)
+    two = Holders(make_registry(deployment.url), make_registry(deployment.url))
+    results = two.race(lambda: None)  # B blocks on the wake list (no near cache here)
     assert results == {"a": {"x": 1, "by": "A"}, "b": {"x": 1, "by": "A"}}
-    assert runs == ["A"]
-    assert b.stats().lock_waits == 1
-    lease, wake = _lease(a, 1)
+    assert two.runs == ["A"]
+    assert two.b.stats().lock_waits == 1
+    lease, wake = _lease(two.a, 1)
     assert deployment.raw.lrange(wake, 0, -1) == [b"1"]  # B blocked: the release pushed
     assert deployment.raw.pttl(wake) > 0
     assert deployment.raw.exists(lease, wake + ":waiting") == 0

@@ -10,7 +10,6 @@ connections, change stream and flights, and their functions share keys.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +23,7 @@ from cachedeco.flows.bound import Call
 from cachedeco.flows.spec import spec_of
 from tests.support.commands import commandstats, ran
 from tests.support.deployments import SERVERS, Deployment
+from tests.support.holders import Holders
 from tests.support.near import TRACKER, awarm, near_registry, warm
 
 pytestmark = pytest.mark.deployments(*SERVERS)
@@ -130,41 +130,19 @@ async def test_a_waiter_takes_the_lease_of_a_dead_holder_once_it_expires(
 
 def test_threads_wait_on_the_stream_too(
         make_registry: Callable[..., Registry], deployment: Deployment) -> None:
-    runs: list[str] = []
-    gate, started = threading.Event(), threading.Event()
-
-    def make(reg: Registry, who: str) -> Any:
-        @cachedeco.cached(ttl=60, registry=reg, lock=True, lock_timeout=20)
-        def load(x: int) -> dict[str, Any]:
-            runs.append(who)
-            if x == 1 and who == "A":
-                started.set()
-                gate.wait(20)
-            return {"x": x, "by": who}
-
-        return load
-
-    a = make(near_registry(make_registry, deployment), "A")
-    b = make(near_registry(make_registry, deployment), "B")
-    warm(lambda: a(0), a.stats)
-    warm(lambda: b(0), b.stats)
-    runs.clear()
-    results: dict[str, Any] = {}
-    holder = threading.Thread(target=lambda: results.update(a=a(1)))
-    holder.start()
-    assert started.wait(10)
+    two = Holders(near_registry(make_registry, deployment),
+                  near_registry(make_registry, deployment))
+    warm(lambda: two.a(0), two.a.stats)
+    warm(lambda: two.b(0), two.b.stats)
+    two.runs.clear()
     before = commandstats(deployment.raw)
-    waiter = threading.Thread(target=lambda: results.update(b=b(1)))
-    waiter.start()
-    waiter.join(0.3)
-    sent = ran(before, commandstats(deployment.raw), ignore=TRACKER)
-    assert waiter.is_alive()
-    assert not any(sent.get(name) for name in WAITING), sent
-    gate.set()
-    holder.join(10)
-    waiter.join(10)
-    assert results == {"a": {"x": 1, "by": "A"}, "b": {"x": 1, "by": "A"}}
-    assert runs == ["A"]
+
+    def nothing_sent() -> None:
+        sent = ran(before, commandstats(deployment.raw), ignore=TRACKER)
+        assert not any(sent.get(name) for name in WAITING), sent
+
+    assert two.race(nothing_sent) == {"a": {"x": 1, "by": "A"}, "b": {"x": 1, "by": "A"}}
+    assert two.runs == ["A"]
 
 
 def test_a_watched_acquire_is_one_plain_command_when_held(
