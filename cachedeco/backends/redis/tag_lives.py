@@ -36,7 +36,9 @@ class TagLives:
         if not until:
             return ""
         need = now + need_ms / 1000 + MARGIN
-        flags = "".join("0" if until.get(tag, 0.0) >= need else "1" for tag in tag_keys)
+        if len(tag_keys) == 1:  # the common case: the function's own tag only
+            return "0" if until.get(tag_keys[0], 0.0) >= need else ""
+        flags = "".join(["0" if until.get(tag, 0.0) >= need else "1" for tag in tag_keys])
         return "" if "0" not in flags else flags
 
     def note(self, tag_keys: Sequence[str], reply: Any, sent: float) -> None:

@@ -84,7 +84,7 @@ class RedisBackend:
             args += (release.token, release.wake_px)
             released, reply = self._store_release(keys=keys, args=args)
             release.done = bool(released)
-        if tags:
+        if tags and "1" in (checks or "1"):  # something was asked: keep the answer
             self._lives.note(tags, reply, sent)
         return stored(reply)
 
