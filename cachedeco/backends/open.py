@@ -13,6 +13,7 @@ import concurrent.futures
 import contextlib
 import threading
 import weakref
+from collections.abc import Callable
 
 from cachedeco.backends.base import BACKEND_ERRORS, AsyncBackend, Backend, ConnectionOptions
 from cachedeco.backends.memory.faces import AsyncMemoryBackend
@@ -29,6 +30,7 @@ from cachedeco.backends.redis.connect import (
     wrap_async,
     wrap_sync,
 )
+from cachedeco.backends.redis.primary_watch import PrimaryWatch
 from cachedeco.backends.redis.urls import kind_of_url, memory_size
 from cachedeco.errors import ConfigurationError
 
@@ -58,6 +60,9 @@ class BackendSlot:
         #: The near cache in front of this backend (None: none, always on memory://).
         self.near: NearStore | None = None
         self._tracker: Tracker | None = None
+        #: A Sentinel URL's watch on its primary (None elsewhere): see ``on_switch``.
+        self.watch = (PrimaryWatch(spec, options)
+                      if self.kind == "sentinel" and isinstance(spec, str) else None)
         if self.kind == "memory":
             memory = MemoryBackend(memory_size(str(spec), options.maxsize))
             self._sync, self._ready_async = memory, AsyncMemoryBackend(memory)
@@ -66,6 +71,12 @@ class BackendSlot:
             if source is not None:
                 self.near = NearStore(options.near_cache)
                 self._tracker = Tracker(self.near, source, prefix)
+
+    def on_switch(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (in another thread) when the sentinels name another primary: the
+        changes that reached the old one lately may be lost."""
+        if self.watch is not None:
+            self.watch.listen(listener)
 
     @property
     def stores_objects(self) -> bool:
@@ -108,7 +119,9 @@ class BackendSlot:
         if not isinstance(self.spec, str):
             made = wrap_sync(self.spec)
         else:
-            made = make_sync(self.kind, self.spec, self.options)
+            made = make_sync(self.kind, self.spec, self.options, self.watch)
+            if self.watch is not None:
+                self.watch.start()
         if self.near is None or self._tracker is None:
             return made
         return NearBackend(made, self.near, self._tracker)
@@ -117,7 +130,9 @@ class BackendSlot:
         if not isinstance(self.spec, str):
             made = wrap_async(self.spec)
         else:
-            made = make_async(self.kind, self.spec, self.options)
+            made = make_async(self.kind, self.spec, self.options, self.watch)
+            if self.watch is not None:
+                self.watch.start()
         if self.near is None or self._tracker is None:
             return made
         return AsyncNearBackend(made, self.near, self._tracker)
@@ -138,6 +153,8 @@ class BackendSlot:
         ``aclose_here()`` took its clients' sockets with it)."""
         if self._tracker is not None:
             self._tracker.close()
+        if self.watch is not None:
+            self.watch.close()
         if self._sync is not None:
             with contextlib.suppress(*BACKEND_ERRORS):
                 self._sync.close()

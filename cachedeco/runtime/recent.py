@@ -3,9 +3,11 @@
 Redis replicates asynchronously, so a change a primary acknowledged just before it died (a
 write-through's store, a drop, a tag invalidation) may be missing from the replica promoted in
 its place, and the value it replaced would be served again until it expires. When an outage
-begins, :class:`~cachedeco.runtime.recovery.Recovery` takes the changes that landed in the
-last ``WINDOW`` seconds and applies them again, as drops and invalidations, once the backend
-answers: one more miss for each, at worst, instead of a stale value.
+begins, or when the sentinels name another primary while the old one still runs (it drops
+what it accepted since once they demote it), :class:`~cachedeco.runtime.recovery.Recovery`
+takes the changes that landed in the last ``WINDOW`` seconds and applies them again, as drops
+and invalidations, once the backend answers: one more miss for each, at worst, instead of a
+stale value.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from typing import Final
 
 __all__ = ["WINDOW", "RecentChanges"]
 
-WINDOW: Final = 1.0  # seconds: far beyond a replica's lag on a healthy link
+#: Seconds: far beyond a replica's lag on a healthy link, and beyond the time from a
+#: promotion to the sentinels naming the new primary plus the watch's interval
+#: (:mod:`~cachedeco.backends.redis.primary_watch`).
+WINDOW: Final = 3.0
 LIMIT: Final = 4096  # changes remembered per backend at the most (the oldest go first)
 
 #: One landed change: when (monotonic), its kind (``drop`` or ``tags``), its key, its px.

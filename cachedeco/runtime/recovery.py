@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import sqlite3
 import threading
 import time
 import weakref
@@ -26,7 +25,7 @@ from typing import Final, Protocol
 from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.backends.open import BackendSlot
 from cachedeco.core.stats import Stats
-from cachedeco.errors import BackendError, CacheError
+from cachedeco.errors import CacheError
 from cachedeco.runtime.changes import (
     DROP,
     RECORD,
@@ -36,13 +35,13 @@ from cachedeco.runtime.changes import (
     aapply,
     apply,
     decode_change,
-    encode_change,
     next_run,
 )
 from cachedeco.runtime.guard import Breaker, LogLimit, warn
 from cachedeco.runtime.process import redo_after_fork
 from cachedeco.runtime.recent import RecentChanges
 from cachedeco.runtime.spool import Spool
+from cachedeco.runtime.spooling import keep_in_spool
 
 __all__ = ["RETRY", "Host", "Recovery"]
 
@@ -123,10 +122,18 @@ class Recovery:
         for tag in tag_keys:
             self.add(Change(backend, TAGS, tag, px), exc)
 
-    def add(self, change: Change, exc: BaseException | None) -> None:
+    def replay(self, backend: str) -> None:
+        """``backend``'s primary moved while the old one ran (a Sentinel failover this
+        process saw no outage in): the changes that reached it lately may be lost there, so
+        they are applied again, and not served meanwhile."""
+        for kind, target, px in self.recent.take(backend):
+            self.add(Change(backend, kind, target, px), None, failed=False)
+
+    def add(self, change: Change, exc: BaseException | None, *, failed: bool = True) -> None:
         """Keep one change (replacing the pending one of the same key or tag) and wake the
         worker; spooled first when there is a spool (for a record, a spool that fails is an
-        error the caller sees: the record would be lost)."""
+        error the caller sees: the record would be lost). ``failed``: it could not reach
+        the backend (an outage begins), rather than being applied again."""
         host = self._host()
         if host is None or not self.active:
             return
@@ -136,7 +143,7 @@ class Recovery:
         if near is not None:
             near.changed([change.target])
         if self.spool is not None:
-            self._spool(host, change)
+            keep_in_spool(self.spool, host.prefix, change, self._spool_log)
         with self._lock:
             queue = self._queues.setdefault(change.backend, collections.OrderedDict())
             old = queue.pop(change.ident, None)
@@ -146,7 +153,7 @@ class Recovery:
             self._block(change)
             self._count()
             held, replay = None, []
-            if change.backend not in self._outages:
+            if failed and change.backend not in self._outages:
                 replay = self.recent.take(change.backend)
                 limit = self._outage_log.setdefault(change.backend, LogLimit())
                 held = limit.allow()
@@ -159,23 +166,6 @@ class Recovery:
         for kind, target, px in replay:  # the outage may be a failover that lost them
             self.add(Change(change.backend, kind, target, px), None)
         self._kick(host, change.backend)
-
-    def _spool(self, host: Host, change: Change) -> None:
-        """Write a change to the spool; a record that cannot be written there is an error
-        (it was not queued), another change stays in memory only (logged, rate-limited)."""
-        assert self.spool is not None
-        try:
-            change.row = self.spool.add(host.prefix, change.backend, change.ident,
-                                        encode_change(change), replace=change.kind != RECORD)
-        except sqlite3.Error as exc:
-            if change.kind == RECORD:
-                raise BackendError(f"the spool {str(self.spool.path)!r} cannot keep a "
-                                   f"write-behind record ({exc}): it was not queued",
-                                   key=change.target, function=change.function) from exc
-            if (held := self._spool_log.allow()) is not None:
-                logger.error("cachedeco: the spool %s cannot keep a change (%s); it is kept in "
-                             "memory only%s", self.spool.path, exc,
-                             f" ({held} similar errors suppressed)" if held else "")
 
     def _block(self, change: Change) -> None:
         (self._tags if change.kind == TAGS else self._keys)[(change.backend, change.target)] += 1

@@ -10,6 +10,7 @@ names a decorator: the public :class:`cachedeco.Registry` adds those convenience
 from __future__ import annotations
 
 import contextlib
+import functools
 import weakref
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
@@ -119,6 +120,8 @@ class Registry(Invalidation):
         self.lock_timeout, self.tag_ttl = checked.lock_timeout, checked.tag_ttl
         self.ledger.prefix, self.reporter.interval = prefix, checked.stats_interval
         self.recovery.spool = spooled
+        for name, slot in slots.items():
+            slot.on_switch(functools.partial(self.recovery.replay, name))
         old, self._slots = self._slots, slots
         self._breakers = {name: Breaker(checked.breaker_threshold, checked.breaker_cooldown)
                           for name in slots}

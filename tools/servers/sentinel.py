@@ -7,6 +7,7 @@ the other sentinels; :meth:`SentinelSetup.kill_primary` (SIGKILL) and
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -96,6 +97,29 @@ class SentinelSetup(Group):
                 self.killed.append(proc)
                 return port
         raise RedisStartError(f"the primary :{port} is not part of this setup")
+
+    def switch_over(self) -> int:
+        """Ask the sentinels for a failover while the primary runs (``SENTINEL FAILOVER``, an
+        operator's move); returns the old primary's port. The old primary keeps accepting
+        writes until the sentinels demote it, about ten seconds after they name the new one."""
+        _, port = self.discover_primary()
+        with self.sentinels[0].client() as sentinel:
+            sentinel.execute_command("SENTINEL", "FAILOVER", self.service_name)
+        return port
+
+    def switched_at(self) -> list[float]:
+        """When (wall clock, from the sentinels' logs) a sentinel named a new primary: a
+        failover the test asked for, or one they made of their own (a primary that did not
+        answer for ``down-after-milliseconds``, as on a machine too busy to run it)."""
+        times: list[float] = []
+        for sentinel in self.sentinels:
+            log = sentinel.directory / "redis.log"
+            for line in log.read_text(errors="replace").splitlines() if log.exists() else ():
+                if "+switch-master" in line:
+                    stamp = line.split(" ", 1)[1][:24]  # "03 Dec 2026 12:57:41.357"
+                    when = time.mktime(time.strptime(stamp[:20], "%d %b %Y %H:%M:%S"))
+                    times.append(when + float(stamp[20:]))
+        return sorted(times)
 
     def wait_for_failover(self, old_port: int | None = None, timeout: float = 30.0) -> int:
         """Wait until every sentinel names a new, answering primary; returns its port."""

@@ -33,6 +33,7 @@ from cachedeco.backends.redis.pools import (
     WaitingConnectionPool,
     WaitingSentinelPool,
 )
+from cachedeco.backends.redis.primary_watch import PrimaryWatch
 from cachedeco.backends.redis.urls import Target, parse_url, redact, sentinel_settings
 from cachedeco.errors import ConfigurationError
 
@@ -55,9 +56,10 @@ def client_flavour(client: object) -> str:
     return flavour
 
 
-def make_sync(kind: str, url: str, options: ConnectionOptions) -> Backend:
+def make_sync(kind: str, url: str, options: ConnectionOptions,
+              watch: PrimaryWatch | None = None) -> Backend:
     """A sync backend for a ``redis``, ``cluster`` or ``sentinel`` URL (a cluster client
-    connects now)."""
+    connects now); on Sentinel, ``watch`` moves its pool to a new primary at once."""
     if kind == "redis":
         pool = redis.BlockingConnectionPool.from_url(
             url, max_connections=options.max_connections, timeout=options.pool_timeout,
@@ -72,7 +74,7 @@ def make_sync(kind: str, url: str, options: ConnectionOptions) -> Backend:
             list(target.hosts), sentinel_kwargs=settings, **kwargs)
         client = sentinel.master_for(  # type: ignore[no-untyped-call]
             target.service, db=target.db, connection_pool_class=BlockingSentinelPool,
-            max_connections=options.max_connections, timeout=options.pool_timeout)
+            max_connections=options.max_connections, timeout=options.pool_timeout, watch=watch)
         return CombiningRedisBackend(client, companions=sentinel.sentinels)
     retry = kwargs.pop("retry")
     (host, port), *others = target.hosts
@@ -88,9 +90,10 @@ def make_sync(kind: str, url: str, options: ConnectionOptions) -> Backend:
     return ClusterBackend(cluster)
 
 
-def make_async(kind: str, url: str, options: ConnectionOptions) -> AsyncBackend:
+def make_async(kind: str, url: str, options: ConnectionOptions,
+               watch: PrimaryWatch | None = None) -> AsyncBackend:
     """An asyncio backend for a ``redis``, ``cluster`` or ``sentinel`` URL (it connects on
-    first use)."""
+    first use); on Sentinel, ``watch`` as for :func:`make_sync`."""
     if kind == "redis":
         pool = WaitingConnectionPool.from_url(
             url, max_connections=options.max_connections, timeout=options.pool_timeout,
@@ -104,7 +107,7 @@ def make_async(kind: str, url: str, options: ConnectionOptions) -> AsyncBackend:
             list(target.hosts), sentinel_kwargs=settings, **kwargs)
         client = sentinel.master_for(
             target.service, db=target.db, connection_pool_class=WaitingSentinelPool,
-            max_connections=options.max_connections, timeout=options.pool_timeout)
+            max_connections=options.max_connections, timeout=options.pool_timeout, watch=watch)
         return CoalescingRedisBackend(client, companions=sentinel.sentinels)
     retry = kwargs.pop("retry")
     nodes = [redis.asyncio.cluster.ClusterNode(h, p) for h, p in target.hosts]

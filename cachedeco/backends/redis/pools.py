@@ -14,6 +14,7 @@ same way (:mod:`cachedeco.backends.redis.cluster_client`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,6 +24,8 @@ import redis.asyncio.sentinel
 import redis.exceptions
 import redis.sentinel
 from redis.asyncio.connection import AbstractConnection
+
+from cachedeco.backends.redis.primary_watch import PrimaryWatch
 
 __all__ = ["BlockingSentinelPool", "Gate", "NoFreeConnection", "WaitingConnectionPool",
            "WaitingSentinelPool"]
@@ -97,10 +100,56 @@ class WaitingConnectionPool(redis.asyncio.ConnectionPool):
 class WaitingSentinelPool(redis.asyncio.sentinel.SentinelConnectionPool, WaitingConnectionPool):
     """Sentinel's asyncio pool of the primary (it follows failovers), waiting when busy:
     ``master_for(service, connection_pool_class=WaitingSentinelPool, max_connections=N,
-    timeout=T)``."""
+    timeout=T, watch=W)``. With a :class:`PrimaryWatch` it moves to the primary the
+    sentinels name as soon as the watch sees it change, not only when it opens a connection:
+    a connection still open to the old primary is closed when checked out, and opened again
+    to the new one."""
+
+    def __init__(self, service_name: str, sentinel_manager: Any, *,
+                 watch: PrimaryWatch | None = None, **kwargs: Any) -> None:
+        super().__init__(service_name, sentinel_manager, **kwargs)  # type: ignore[no-untyped-call]
+        self._watch = watch
+        self._epoch = 0
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
+        """A connection to the primary the sentinels name now."""
+        watch = self._watch
+        if watch is not None and watch.epoch != self._epoch:
+            self._epoch = watch.epoch
+            with contextlib.suppress(redis.exceptions.RedisError, OSError):
+                await self.get_master_address()  # type: ignore[no-untyped-call]
+        connection = await super().get_connection(*args, **kwargs)
+        where = self.master_address  # redis-py's asyncio owns_connection() is broken
+        if watch is not None and where is not None and where != (
+                getattr(connection, "host", None), getattr(connection, "port", None)):
+            try:  # it was in use when the primary moved
+                await connection.disconnect()
+                await connection.connect()  # type: ignore[no-untyped-call]
+            except BaseException:
+                await self.release(connection)
+                raise
+        return connection
 
 
 class BlockingSentinelPool(redis.sentinel.SentinelConnectionPool, redis.BlockingConnectionPool):
     """Sentinel's pool of the primary (it follows failovers), blocking when busy like
     redis-py's ``BlockingConnectionPool``: ``master_for(service,
-    connection_pool_class=BlockingSentinelPool, max_connections=N, timeout=T)``."""
+    connection_pool_class=BlockingSentinelPool, max_connections=N, timeout=T, watch=W)``.
+    With a :class:`PrimaryWatch` it moves to the primary the sentinels name as soon as the
+    watch sees it change: idle connections to the old primary are closed then, busy ones
+    when they come back (redis-py's ``owns_connection``)."""
+
+    def __init__(self, service_name: str, sentinel_manager: Any, *,
+                 watch: PrimaryWatch | None = None, **kwargs: Any) -> None:
+        super().__init__(service_name, sentinel_manager, **kwargs)  # type: ignore[no-untyped-call]
+        self._watch = watch
+        self._epoch = 0
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        """A connection to the primary the sentinels name now."""
+        watch = self._watch
+        if watch is not None and watch.epoch != self._epoch:
+            self._epoch = watch.epoch
+            with contextlib.suppress(redis.exceptions.RedisError, OSError):
+                self.get_master_address()  # type: ignore[no-untyped-call]  # closes the idle connections to the old primary
+        return super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]

@@ -1,0 +1,111 @@
+"""Following Sentinel's primary between two failovers a process would not otherwise notice.
+
+When the sentinels move the primary while the old one still runs (an operator's ``SENTINEL
+FAILOVER``, or a primary they wrongly judged down), the old primary keeps accepting writes
+until they demote it, about ten seconds later; then it drops them all. redis-py asks the
+sentinels only when it opens a connection, so a busy pool keeps writing to the old primary
+that whole time: every change made then is lost, and the value it replaced is served again
+until it expires. A :class:`PrimaryWatch` asks the sentinels every :data:`INTERVAL` seconds
+(one command) in a daemon thread; when they name another primary it bumps ``epoch``, which
+the pools (:mod:`~cachedeco.backends.redis.pools`) check on every checkout to move their
+connections over, and tells its listeners (auto-recovery applies the changes of the last
+seconds again: the old primary may have lost them). A failover the sentinels have not
+finished is not seen here: until they name the new primary, nobody can.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Final
+
+import redis
+import redis.sentinel
+
+from cachedeco.backends.base import ConnectionOptions
+from cachedeco.backends.redis.urls import parse_url, sentinel_settings
+
+__all__ = ["INTERVAL", "PrimaryWatch"]
+
+logger = logging.getLogger("cachedeco")
+INTERVAL: Final = 0.5  # seconds between two questions to the sentinels
+ECHOES: Final = 1  # the listeners are told again this many rounds later (changes in flight)
+
+
+class PrimaryWatch:
+    """The primary a Sentinel service has now, asked every :data:`INTERVAL` seconds."""
+
+    def __init__(self, url: str, options: ConnectionOptions) -> None:
+        target = parse_url("sentinel", url)
+        kwargs = options.redis_kwargs()
+        self._service = target.service
+        self._sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            list(target.hosts), sentinel_kwargs=sentinel_settings(kwargs))
+        #: The primary last named, and how many times it changed (the pools' cue).
+        self.address: tuple[str, int] | None = None
+        self.epoch = 0
+        self._listeners: list[Callable[[], None]] = []
+        self._echoes = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+
+    def listen(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (in the watch's thread) when the primary changed."""
+        self._listeners.append(listener)
+
+    def start(self) -> None:
+        """Start watching, once per process (a forked child starts its own thread)."""
+        with self._lock:
+            if self._pid != os.getpid():
+                self._pid, self._thread, self._echoes = os.getpid(), None, 0
+                self._stop = threading.Event()
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._run, daemon=True,
+                                                name="cachedeco-primary-watch")
+                self._thread.start()
+
+    def check(self) -> bool:
+        """Ask the sentinels once; True when they name another primary than before."""
+        try:
+            found = self._sentinel.discover_master(self._service)  # type: ignore[no-untyped-call]
+        except (redis.RedisError, OSError):
+            return False  # no sentinel answers: the pools find out on their own
+        address = (str(found[0]), int(found[1]))
+        if self.address is None or address == self.address:
+            self.address = address
+            return False
+        logger.warning("cachedeco: Sentinel service %r moved its primary from %s:%d to %s:%d; "
+                       "following it", self._service, *self.address, *address)
+        self.address, self.epoch = address, self.epoch + 1
+        return True
+
+    def _run(self) -> None:
+        stop = self._stop
+        while not stop.is_set():
+            if self.check():
+                self._echoes = ECHOES + 1
+            if self._echoes:
+                self._echoes -= 1
+                for listener in list(self._listeners):
+                    try:
+                        listener()
+                    except Exception:  # a listener's fault must not stop the watch
+                        logger.exception("cachedeco: a primary-change listener failed")
+            stop.wait(INTERVAL)
+
+    def close(self) -> None:
+        """Stop the thread and close the connections to the sentinels."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=2.0)
+        for sentinel in self._sentinel.sentinels:
+            with contextlib.suppress(redis.RedisError, OSError):
+                sentinel.close()
+        with self._lock:  # a registry used again after close() watches again
+            self._thread, self._stop = None, threading.Event()

@@ -1,0 +1,33 @@
+"""Writing a kept change to the spool, and what a spool that cannot keep it means."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+from cachedeco.errors import BackendError
+from cachedeco.runtime.changes import RECORD, Change, encode_change
+from cachedeco.runtime.guard import LogLimit
+from cachedeco.runtime.spool import Spool
+
+__all__ = ["keep_in_spool"]
+
+logger = logging.getLogger("cachedeco")
+
+
+def keep_in_spool(spool: Spool, prefix: str, change: Change, log: LogLimit) -> None:
+    """Write ``change`` to ``spool`` (its row noted on it); a record that cannot be written
+    there is an error (it was not queued), another change stays in memory only (logged,
+    rate-limited by ``log``)."""
+    try:
+        change.row = spool.add(prefix, change.backend, change.ident, encode_change(change),
+                               replace=change.kind != RECORD)
+    except sqlite3.Error as exc:
+        if change.kind == RECORD:
+            raise BackendError(f"the spool {str(spool.path)!r} cannot keep a write-behind "
+                               f"record ({exc}): it was not queued",
+                               key=change.target, function=change.function) from exc
+        if (held := log.allow()) is not None:
+            logger.error("cachedeco: the spool %s cannot keep a change (%s); it is kept in "
+                         "memory only%s", spool.path, exc,
+                         f" ({held} similar errors suppressed)" if held else "")

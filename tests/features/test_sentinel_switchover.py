@@ -1,0 +1,123 @@
+"""An operator's Sentinel failover (``SENTINEL FAILOVER``) while a process writes: the old
+primary keeps accepting writes until the sentinels demote it, about ten seconds after they
+named the new one, and then drops them. A registry follows the sentinels within a second
+(``primary_watch``) and applies its latest changes again on the new primary, so a write-through
+the old primary took after the promotion is not lost there: another process reads the new
+value, not the one the write replaced. Real servers; sync and asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+
+import cachedeco
+from cachedeco import Registry
+from tools.servers import SentinelSetup
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def _promoted(setup: SentinelSetup) -> None:
+    """Ask for a failover and wait until the replica runs as a primary (the sentinels have
+    not named it yet: the old primary still takes this process's writes)."""
+    setup.switch_over()
+    with redis.Redis(port=setup.replica.port) as replica:
+        deadline = time.monotonic() + 20
+        while replica.execute_command("ROLE")[0] != b"master":
+            assert time.monotonic() < deadline, "the replica was never promoted"
+            time.sleep(0.02)
+
+
+def _named(setup: SentinelSetup, old: int) -> int:
+    """Wait until every sentinel names the new primary, then one watch interval more (and
+    the recovery worker's turn): returns the new primary's port."""
+    port = setup.wait_for_failover(old)
+    time.sleep(1.5)
+    return port
+
+
+def _functions(reg: Registry, db: dict[int, int], *, asyncio_: bool = False
+               ) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    if asyncio_:
+        @cachedeco.cached(ttl=300, tags=["item:{x}"], registry=reg)
+        async def aread(x: int) -> int:
+            return db[x]
+
+        @cachedeco.write_through(aread, registry=reg)
+        async def awrite(x: int) -> int:
+            db[x] += 1
+            return db[x]
+
+        return aread, awrite
+
+    @cachedeco.cached(ttl=300, tags=["item:{x}"], registry=reg)
+    def read(x: int) -> int:
+        return db[x]
+
+    @cachedeco.write_through(read, registry=reg)
+    def write(x: int) -> int:
+        db[x] += 1
+        return db[x]
+
+    return read, write
+
+
+def test_a_write_through_taken_by_the_old_primary_is_not_lost(
+        fresh_sentinel: SentinelSetup, prefix: str) -> None:
+    db = {1: 1}
+    writer = Registry(fresh_sentinel.url, prefix=prefix)
+    other = Registry(fresh_sentinel.url, prefix=prefix)  # another process, in effect
+    try:
+        read, write = _functions(writer, db)
+        other_read, _ = _functions(other, db)
+        assert read(1) == 1  # stored, and replicated to the replica
+        old = fresh_sentinel.primary.port
+        _promoted(fresh_sentinel)
+        assert write(1) == 2  # the old primary takes it; the new one never gets it
+        new = _named(fresh_sentinel, old)
+        assert other_read(1) == 2  # the replay dropped v1 there: 1 without it
+        assert write(1) == 3  # and the writer's connections moved to the new primary
+        with redis.Redis(port=new) as primary:
+            stored = primary.get(read.key(1))
+        assert stored is not None and stored.endswith(b"\n3")
+        assert writer.stats().recoveries_done >= 1
+    finally:
+        writer.close()
+        other.close()
+
+
+def test_the_asyncio_client_follows_the_sentinels_too(
+        fresh_sentinel: SentinelSetup, prefix: str) -> None:
+    db = {7: 1}
+
+    async def scenario() -> tuple[int, int]:
+        writer = Registry(fresh_sentinel.url, prefix=prefix)
+        other = Registry(fresh_sentinel.url, prefix=prefix)
+        try:
+            aread, awrite = _functions(writer, db, asyncio_=True)
+            other_read, _ = _functions(other, db, asyncio_=True)
+            assert await aread(7) == 1
+            old = fresh_sentinel.primary.port
+            await asyncio.to_thread(_promoted, fresh_sentinel)
+            assert await awrite(7) == 2
+            await asyncio.to_thread(_named, fresh_sentinel, old)
+            await aread(7)  # the pool's first checkout after the switch moves it over
+            return await other_read(7), await aread(7)
+        finally:
+            await writer.aclose()
+            await other.aclose()
+
+    assert asyncio.run(scenario()) == (2, 2)
+
+
+def test_without_sentinel_there_is_no_watch(redis_url: str, prefix: str) -> None:
+    reg = Registry(redis_url, prefix=prefix)
+    try:
+        assert reg.slot("default").watch is None
+    finally:
+        reg.close()
