@@ -51,8 +51,11 @@ class ConnectionOptions:
     extra: dict[str, Any] = field(default_factory=dict)  # other redis-py connection keywords
 
     def redis_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for redis-py clients and pools: bounded, no retry storms."""
+        """Keyword arguments for redis-py clients and pools: bounded, no retry storms, and
+        RESP2 (nothing here needs RESP3's types, and a new connection then sends no
+        ``HELLO``; the near cache's change stream asks for RESP3 itself)."""
         return {
+            "protocol": 2,
             "socket_timeout": self.socket_timeout,
             "socket_connect_timeout": self.socket_connect_timeout,
             "retry": Retry(NoBackoff(), 0),

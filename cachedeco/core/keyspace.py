@@ -44,13 +44,20 @@ FAMILIES: Final = {
 
 @dataclass(frozen=True, slots=True)
 class LeaseName:
-    """The keys of one lease: the key holding the token and the list its release pushes, and
+    """The keys of one lease: the key holding the token and the list its release pushes (and
+    its waiting mark, :attr:`mark`), and
     for a ``lock=True`` lease the entry it guards when that entry shares its Cluster slot
     (``""`` otherwise): taking the lease then first looks whether a value landed there."""
 
     key: str
     wake: str
     entry: str = ""
+
+    @property
+    def mark(self) -> str:
+        """The key a caller about to block on the wake list sets, so that the release pushes
+        to it (in the wake list's slot)."""
+        return self.wake + ":waiting"
 
 
 @dataclass(frozen=True, slots=True)

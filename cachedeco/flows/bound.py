@@ -14,10 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cachedeco.backends.near.store import NearStore
+from cachedeco.backends.base import ReadResult
+from cachedeco.backends.near.store import NearStore, Ticket
 from cachedeco.backends.open import BackendSlot
 from cachedeco.core.codec.factory import Codec
-from cachedeco.core.entry import NO_VALUE, Entry, Write, new_marker, new_tag_token
+from cachedeco.core.entry import NO_VALUE, Entry, Release, Write, new_marker, new_tag_token
 from cachedeco.core.keyspace import KeySpace
 from cachedeco.core.policy import Policy
 from cachedeco.core.stats import Stats
@@ -28,7 +29,7 @@ from cachedeco.runtime.recovery import Recovery
 from cachedeco.runtime.singleflight import Flights
 from cachedeco.runtime.watch import Begin
 
-__all__ = ["UNCACHED", "Bound", "Call", "ReadState", "is_current"]
+__all__ = ["UNCACHED", "Bound", "Call", "ReadState", "is_current", "lease_apart"]
 
 
 KeyFn = Callable[[tuple[Any, ...], dict[str, Any]], str]
@@ -75,6 +76,10 @@ class Bound:
     #: ``tags`` when a call's tag keys follow from its key alone (every argument is in the
     #: key, tags are templates): a near hit then skips rendering them. None otherwise.
     near_owner: object = None
+    #: A near-cached ``lock=True`` function on one server (not Cluster, where the lease sits
+    #: in another slot than the tag keys): its reads take the entry's lease key along, so a
+    #: miss also tells whether another process is loading the entry.
+    lease_read: bool = False
 
     def decode(self, entry: Entry, key: str) -> Any:
         """The value of the entry at ``key``, or NO_VALUE (logged, counted) when it cannot be
@@ -111,14 +116,16 @@ class Bound:
         return type(exc).__name__ if self.sensitive else f"{type(exc).__name__}: {exc}"
 
     def write(self, payload: Any, delta: float, tag_keys: tuple[str, ...],
-              state: ReadState | None, ttl: float | None = None) -> Write:
+              state: ReadState | None, ttl: float | None = None, *,
+              release: Release | None = None) -> Write:
         """The write for a payload that took ``delta`` seconds to load; conditional on
-        ``state`` (what the fill read) unless it is None; ``ttl``: a callable ttl's choice."""
+        ``state`` (what the fill read) unless it is None; ``ttl``: a callable ttl's choice;
+        ``release``: the load's lease, for the store to release if it can."""
         soft, px = self.policy.expiry(time.time(), delta, ttl)
         expect, expect_tags = (None, None) if state is None else state
         return Write(marker=new_marker(), value=payload, soft=soft, delta=delta, px=px,
                      tag_keys=tag_keys, expect=expect, expect_tags=expect_tags,
-                     new_tag=new_tag_token(), tag_px=self.tag_px)
+                     new_tag=new_tag_token(), tag_px=self.tag_px, release=release)
 
 
 @dataclass(slots=True, eq=False)
@@ -130,9 +137,24 @@ class Call:
     kwargs: dict[str, Any]
     key: str
     tag_keys: tuple[str, ...]
+    #: The near ticket taken before the read that missed (near-cached functions only).
+    read_at: Ticket | None = None
+    #: That read found the entry's ``lock=True`` lease held: another process is loading it.
+    held: bool = False
+    #: While this call's load holds its lease: the lease as its store may release it.
+    release: Release | None = None
 
 
 def is_current(entry: Entry | None, tokens: tuple[str | None, ...]) -> bool:
     """Whether an entry holds a value written under the tags' current tokens."""
     return entry is not None and entry.value is not NO_VALUE and entry.tags == tokens
 
+
+def lease_apart(b: Bound, result: ReadResult) -> tuple[ReadResult, bool]:
+    """A near-cached read's reply without the lease's token that ``Bound.lease_read`` reads
+    last (its holder's token, or None), and whether it was there: another process is
+    loading the entry."""
+    if not b.lease_read:
+        return result, False
+    entry, tokens = result
+    return (entry, tokens[:-1]), tokens[-1] is not None

@@ -124,6 +124,8 @@ class Spec:
             tags=tags, fn_tag=fn_tag, slot=slot, near_owner=tags if owned else None,
             guard=registry.guard(opts.backend, self.stats_),
             codec=codec, policy=policy, near=slot.near if opts.near else None,
+            lease_read=bool(opts.lock and opts.near and slot.near is not None
+                            and slot.kind != "cluster"),
             stats=self.stats_, flights=self.flights, keyspace=registry.keyspace,
             background=registry.background,
             cache_none=opts.cache_none, condition=opts.condition, lock=opts.lock,

@@ -63,8 +63,9 @@ def name(prefix: str) -> LeaseName:
 
 
 def _released(raw: redis.Redis, name: LeaseName) -> bool:
-    """The lease is gone and its waiters were woken (one element on the wake list)."""
-    return raw.exists(name.key) == 0 and raw.llen(name.wake) == 1
+    """The lease is gone and its waiters were woken (one element on the wake list: the
+    tests mark, as a waiter about to block does, that someone waits)."""
+    return raw.exists(name.key, name.mark) == 0 and raw.llen(name.wake) == 1
 
 
 @pytest.mark.parametrize("ran", [False, True], ids=["lost-before", "reply-lost"])
@@ -77,6 +78,7 @@ def test_a_release_cut_once_is_sent_again(raw: redis.Redis, redis_url: str, name
         lease = leases.acquire(name, 30.0)
         assert not isinstance(lease, Busy)
         assert raw.exists(name.key) == 1
+        raw.set(name.mark, "1", px=30_000)  # a waiter blocks on the wake list
         assert lease.release() is True
         assert cut.calls == 2
         assert _released(raw, name)
@@ -106,6 +108,7 @@ async def test_an_asyncio_release_cut_once_is_sent_again(raw: redis.Redis, redis
         leases.release_script = cut
         lease = await leases.acquire(name, 30.0)
         assert not isinstance(lease, Busy)
+        raw.set(name.mark, "1", px=30_000)  # a waiter blocks on the wake list
         assert await lease.release() is True
         assert cut.calls == 2
         assert _released(raw, name)

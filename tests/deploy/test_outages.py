@@ -143,7 +143,7 @@ def test_a_lock_on_an_unreachable_backend_is_a_backend_error(
 @pytest.mark.deployments("redis", "sentinel")
 async def test_a_lease_fault_falls_back_to_computing(reg: Registry,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    async def broken(*args: Any) -> Any:
+    async def broken(*args: Any, **kwargs: Any) -> Any:
         raise redis.ConnectionError("lease script unreachable")
 
     monkeypatch.setattr(AsyncRedisLeases, "acquire", broken)

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from cachedeco.core.entry import Release
 from cachedeco.core.keyspace import LeaseName
 
 __all__ = [
@@ -72,6 +73,11 @@ class Lease(Protocol):
         """Make it live ``ttl`` more seconds from now; False when it is no longer ours."""
         ...
 
+    def handoff(self) -> Release | None:
+        """The lease as a store can release it in the same step (see :class:`Release`), or
+        None when its backend cannot."""
+        ...
+
 
 class AsyncLease(Protocol):
     """The asyncio twin of :class:`Lease`."""
@@ -84,14 +90,21 @@ class AsyncLease(Protocol):
         """See :meth:`Lease.extend`."""
         ...
 
+    def handoff(self) -> Release | None:
+        """See :meth:`Lease.handoff`."""
+        ...
+
 
 class Leases(Protocol):
     """The lease operations of one backend."""
 
-    def acquire(self, name: LeaseName, ttl: float, seen: str | None = None) -> Lease | Busy:
+    def acquire(self, name: LeaseName, ttl: float, seen: str | None = None,
+                watched: bool = False) -> Lease | Busy:
         """Take the lease for ``ttl`` seconds without waiting, or say how long it stays held.
         With ``seen`` (the marker a miss read in ``name.entry``), a backend may instead say
-        that another value landed there since (``Busy.landed``): read it rather than load."""
+        that another value landed there since (``Busy.landed``): read it rather than load.
+        ``watched``: the caller learns of the release from a change stream, so a held lease
+        may be answered as cheaply as the backend can, without its remaining time."""
         ...
 
     def wait(self, name: LeaseName, busy: Busy, timeout: float) -> bool:
@@ -102,8 +115,8 @@ class Leases(Protocol):
 class AsyncLeases(Protocol):
     """The asyncio twin of :class:`Leases`."""
 
-    async def acquire(self, name: LeaseName, ttl: float,
-                      seen: str | None = None) -> AsyncLease | Busy:
+    async def acquire(self, name: LeaseName, ttl: float, seen: str | None = None,
+                      watched: bool = False) -> AsyncLease | Busy:
         """See :meth:`Leases.acquire`."""
         ...
 

@@ -11,6 +11,8 @@ clock read.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import threading
 import time
 from collections import OrderedDict
@@ -19,7 +21,7 @@ from typing import Any, Final, NamedTuple
 
 from cachedeco.core.entry import Entry
 
-__all__ = ["Near", "NearStore", "Ticket"]
+__all__ = ["Near", "NearStore", "Ticket", "Woken"]
 
 #: Seconds between two looks, from the hit path, for change messages that arrived but were
 #: not applied yet (see :meth:`NearStore.follow`): a ``poll(0)`` each, about a microsecond.
@@ -44,6 +46,8 @@ class Near(NamedTuple):
 
 #: What a read was started under: the store's epoch and its change counter at that moment.
 Ticket = tuple[int, int]
+#: Completed when one of the names it watches is reported changed (see :meth:`NearStore.watch`).
+Woken = concurrent.futures.Future[None]
 
 
 class NearStore:
@@ -61,6 +65,7 @@ class NearStore:
         self._lock = threading.Lock()
         self.due = float("inf")  # when a hit next looks for changes not applied yet
         self._catch_up: Callable[[], None] | None = None
+        self._watchers: dict[str, list[Woken]] = {}  # name -> futures woken by its change
 
     def __len__(self) -> int:
         return len(self._data)
@@ -156,23 +161,29 @@ class NearStore:
     # -- changes ----------------------------------------------------------------------------
 
     def changed(self, names: Iterable[str]) -> None:
-        """Keys that changed (entries or tag keys): drop every value depending on one, and
-        refuse the installs of reads in flight that depend on one."""
+        """Keys that changed (entries or tag keys): drop every value depending on one, refuse
+        the installs of reads in flight that depend on one, and wake who watches one."""
+        woken: list[Woken] = []
         with self._lock:
             if len(self._changed) > CHANGED_LIMIT:
                 self._changed.clear()
                 self._epoch += 1
+            watchers = self._watchers
             for name in names:
                 self._count += 1
                 self._changed[name] = self._count
                 self._forget(name)
                 for key in self._by_tag.pop(name, ()):
                     self._forget(key)
+                if watchers and (waiting := watchers.pop(name, None)):
+                    woken += waiting
+        _wake(woken)
 
     def flushed(self) -> None:
         """Everything may have changed (``FLUSHDB``, ``FLUSHALL``): drop every value."""
         with self._lock:
-            self._reset()
+            woken = self._reset()
+        _wake(woken)
 
     def follow(self, catch_up: Callable[[], None]) -> None:
         """Have hits call ``catch_up`` every ``LOOK_EVERY`` seconds: it applies the change
@@ -188,7 +199,8 @@ class NearStore:
             self.live = False
             self._catch_up = None
             self.due = float("inf")
-            self._reset()
+            woken = self._reset()
+        _wake(woken)
 
     def up(self) -> None:
         """The stream of changes is up (tracking enabled on every primary): keep values."""
@@ -196,11 +208,39 @@ class NearStore:
             self._epoch += 1
             self.live = True
 
-    def _reset(self) -> None:
+    # -- watching for a change ---------------------------------------------------------------
+
+    def watch(self, names: tuple[str, ...]) -> Woken:
+        """A future completed when one of ``names`` is next reported changed, or when the
+        stream is lost or the store reset (anything may have changed): how a caller waits for
+        another process's load to land without a blocking command of its own. Stop watching
+        with :meth:`unwatch`; a change before the watch began is :meth:`unchanged`'s to see."""
+        woken: Woken = concurrent.futures.Future()
+        with self._lock:
+            for name in names:
+                self._watchers.setdefault(name, []).append(woken)
+        return woken
+
+    def unwatch(self, names: tuple[str, ...], woken: Woken) -> None:
+        """Stop watching ``names`` with ``woken`` (a no-op for names that woke it)."""
+        with self._lock:
+            for name in names:
+                waiting = self._watchers.get(name)
+                if waiting is not None:
+                    if woken in waiting:
+                        waiting.remove(woken)
+                    if not waiting:
+                        del self._watchers[name]
+
+    def _reset(self) -> list[Woken]:
+        """Forget everything (lock held); returns the watchers to wake."""
         self._data.clear()  # in place: entries() hands this very dict out
         self._by_tag.clear()
         self._changed.clear()
         self._epoch += 1
+        woken = [w for waiting in self._watchers.values() for w in waiting]
+        self._watchers.clear()
+        return woken
 
     def _forget(self, key: str) -> None:
         """Drop the value kept for ``key`` and its tag index entries (lock held)."""
@@ -213,3 +253,12 @@ class NearStore:
                 keys.discard(key)
                 if not keys:
                     del self._by_tag[tag]
+
+
+def _wake(woken: list[Woken]) -> None:
+    """Complete the futures of woken watchers (outside the store's lock: their callbacks run
+    here). A future woken twice, through two of its names, is completed once."""
+    for future in woken:
+        if not future.done():
+            with contextlib.suppress(concurrent.futures.InvalidStateError):  # done meanwhile
+                future.set_result(None)

@@ -15,6 +15,7 @@ from cachedeco.backends.contracts.queues import DeadLetter, Message, Push, Resto
 from cachedeco.core.entry import Write, decode_entry, encode_header
 
 __all__ = [
+    "LANDED_REPLY",
     "MAX_BLOCK",
     "MIN_BLOCK",
     "SCAN_COUNT",
@@ -23,6 +24,7 @@ __all__ = [
     "block_limit",
     "busy",
     "count_removed",
+    "landed",
     "many_keys",
     "parse_dead",
     "parse_many",
@@ -32,6 +34,7 @@ __all__ = [
     "restore_calls",
     "restore_failed",
     "store_args",
+    "store_need",
     "text",
     "wake_ms",
 ]
@@ -79,22 +82,29 @@ def parse_many(values: Sequence[bytes | None], positions: Sequence[tuple[int, ..
              tuple([tokens[p] for p in where])) for i, where in enumerate(positions)]
 
 
-def store_args(key: str, write: Write) -> tuple[list[str], list[Any]]:
-    """The KEYS and ARGV of the STORE script for one write."""
+def store_args(key: str, write: Write, checks: str = "") -> tuple[list[str], list[Any]]:
+    """The KEYS and ARGV of the STORE script for one write (``checks``: its per-tag flags,
+    see :class:`~cachedeco.backends.redis.tag_lives.TagLives`)."""
     expect = "-" if write.expect is None else write.expect
     conditional = write.expect_tags is not None
+    tag_px = max(write.tag_px, write.px)
     args: list[Any] = [
         expect,
         encode_header(write.marker, write.soft, write.delta),
         write.value,
         write.px,
-        max(write.tag_px, write.px),
+        f"{tag_px}:{checks}" if checks else tag_px,
         write.new_tag,
         "1" if conditional else "0",
     ]
     if write.expect_tags is not None:
         args.extend("" if t is None else t for t in write.expect_tags)
     return [key, *write.tag_keys], args
+
+
+def store_need(write: Write) -> int:
+    """The ms a tag key must have left for a store not to extend it (see scripts.STORE)."""
+    return max(write.px, max(write.tag_px, write.px) // 2)
 
 
 def count_removed(replies: Sequence[bytes | None]) -> int:
@@ -120,8 +130,18 @@ def wake_ms(ttl: float) -> int:
     return min(max(int(ttl * 1000), WAKE_MS[0]), WAKE_MS[1])
 
 
+def landed(head: Any, seen: str) -> bool:
+    """Whether the first 20 bytes of an entry (``GETRANGE 0 19``) are a readable entry's other
+    than ``seen``: LEASE_ACQUIRE's -3 test, for the plain-command acquire."""
+    text = head.decode("utf-8", "replace") if isinstance(head, bytes) else str(head or "")
+    return text.startswith("cd1:") and text != seen
+
+
 def busy(left: Any) -> Busy:
-    """A Busy from the acquire script's reply (the holder's PTTL; -3: a value landed)."""
+    """A Busy from the acquire script's reply (the holder's PTTL; -3: a value landed), or
+    from a plain acquire's (None: the remaining time is not known)."""
+    if left is None:
+        return Busy(None)
     ms = int(left)
     if ms == LANDED_REPLY:
         return Busy(0, landed=True)

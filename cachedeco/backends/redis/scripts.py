@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["CHECK_TAGS", "STORE", "STORE_ENTRY"]
+__all__ = ["CHECK_TAGS", "STORE", "STORE_ENTRY", "STORE_RELEASE"]
 
 #: The Lua twin of cachedeco._entry._HEADER: what a readable entry starts with. A fill that
 #: read an unreadable value (expected marker "?") overwrites it only while it is still
@@ -34,6 +34,18 @@ elseif expect ~= '-' then
 end
 """
 
+#: The end of LEASE_RELEASE and STORE_RELEASE: only the token's owner releases (else 0); a
+#: waiting mark deleted with the lease means callers block on the wake list: one element is
+#: pushed, which ``BLMOVE wake wake RIGHT LEFT`` hands back, so every waiter wakes.
+_RELEASE_TAIL: Final = """
+if redis.call('GET', lease) ~= token then return 0 end
+if redis.call('DEL', lease, mark) == 2 then
+  redis.call('RPUSH', wake, '1')
+  redis.call('PEXPIRE', wake, wake_px)
+end
+return 1
+"""
+
 #: Conditional or unconditional store of an entry with its tags.
 #: KEYS[1] entry, KEYS[2..] tag keys.
 #: ARGV[1] expected marker: "-" unconditional, "" missing, "?" unreadable, else a marker;
@@ -46,8 +58,11 @@ end
 #: An existing tag key is extended only when less than the entry's px or half the tag px is
 #: left: every extension is a change that near caches are told about (and drop the entries
 #: carrying the tag for), so it must be rare, not once per store. (A user whose ACL lacks
-#: PTTL gets the extension on every store, as before.)
-STORE: Final = _EXPECT + """local n = #KEYS - 1
+#: PTTL gets the extension on every store, as before.) ARGV[5] may end in ":" and a flag per
+#: tag: "0" skips that tag's PTTL (the caller knows it lives long enough: tag_lives.py).
+#: Returns 0 when a condition failed, else {1, what each tag key has left in ms (-1: not
+#: known)}.
+_STORE_BODY: Final = _EXPECT + """local n = #KEYS - 1 - spare
 local toks = {}
 for i = 1, n do
   local cur = redis.call('GET', KEYS[i + 1])
@@ -61,21 +76,42 @@ for i = 1, n do
   end
   toks[i] = cur
 end
-local tag_px = tonumber(ARGV[5])
+local px_text, checks = string.match(ARGV[5], '^(%d+):?([01]*)$')
+local tag_px = tonumber(px_text)
 local need = math.max(tonumber(ARGV[4]), math.floor(tag_px / 2))
+local lefts = {1}
 for i = 1, n do
-  if toks[i] then
+  if not toks[i] then
+    toks[i] = ARGV[6] .. '.' .. i
+    redis.call('SET', KEYS[i + 1], toks[i], 'PX', tag_px)
+    lefts[i + 1] = tag_px
+  elseif string.sub(checks, i, i) == '0' then
+    lefts[i + 1] = -1
+  else
     local left = redis.pcall('PTTL', KEYS[i + 1])
     if type(left) ~= 'number' or left < need then
       redis.call('PEXPIRE', KEYS[i + 1], tag_px, 'GT')
+      left = type(left) == 'number' and tag_px or -1
     end
-  else
-    toks[i] = ARGV[6] .. '.' .. i
-    redis.call('SET', KEYS[i + 1], toks[i], 'PX', tag_px)
+    lefts[i + 1] = left
   end
 end
 redis.call('SET', KEYS[1], ARGV[2] .. table.concat(toks, ',') .. '\\n' .. ARGV[3], 'PX', ARGV[4])
-return 1
+return lefts
+"""
+STORE: Final = "local spare = 0\nlocal function store()\n" + _STORE_BODY + "end\nreturn store()\n"
+
+#: STORE, then the release of the load's lease (LEASE_RELEASE) in the same script, whether
+#: the store landed or not: KEYS end with the lease, its wake list and its waiting mark, ARGV
+#: with the holder's token and the wake list's px. Returns {1 when released (0: no longer
+#: held), STORE's reply}.
+STORE_RELEASE: Final = "local spare = 3\nlocal function store()\n" + _STORE_BODY + """end
+local stored = store()
+local function release()
+  local lease, wake, mark = KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]
+  local token, wake_px = ARGV[#ARGV - 1], ARGV[#ARGV]
+""" + _RELEASE_TAIL + """end
+return {release(), stored}
 """
 
 #: Cluster, step one: check (when conditional) and create the tag keys of ONE hash slot.
@@ -118,34 +154,32 @@ return 1
 """
 
 #: Leases (``lock=True`` and ``cachedeco.lock``): take one. KEYS[1] lease, KEYS[2] its wake
-#: list; ARGV[1] token; ARGV[2] px. Returns nil when taken (the wake list is emptied, so a
-#: waiter never wakes for an older release), else the holder's remaining ms (-1: no TTL).
-#: A held lease costs one command (PTTL), as most calls find it held.
-#: With KEYS[3] (the entry the lease guards) and ARGV[3] (the marker a miss read there): -3,
+#: list, KEYS[3] its waiting mark; ARGV[1] token; ARGV[2] px. Returns nil when taken, else
+#: the holder's remaining ms (-1: no TTL). A caller finding it held is about to block on the
+#: wake list: the list is emptied (no waking for an older release) and the mark set, so the
+#: release pushes (near-cached waiters learn of a release from the change stream).
+#: With KEYS[4] (the entry the lease guards) and ARGV[3] (the marker a miss read there): -3,
 #: lease not taken, when a value other than the one read has landed since (a holder stored
 #: and released between that read and this call: no second load).
 LEASE_ACQUIRE: Final = """
 local left = redis.call('PTTL', KEYS[1])
-if left ~= -2 then return left end
-if KEYS[3] then
-  local head = redis.call('GETRANGE', KEYS[3], 0, 19)
+if left ~= -2 then
+  redis.call('DEL', KEYS[2])
+  redis.call('SET', KEYS[3], '1', 'PX', math.max(left, 0) + tonumber(ARGV[2]))
+  return left
+end
+if KEYS[4] then
+  local head = redis.call('GETRANGE', KEYS[4], 0, 19)
   if string.sub(head, 1, 4) == 'cd1:' and head ~= ARGV[3] then return -3 end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('DEL', KEYS[2])
 return nil
 """
 
-#: Leases: release one and wake its waiters. KEYS[1] lease, KEYS[2] wake list; ARGV[1] token;
-#: ARGV[2] px of the wake list. Only the token's owner releases (0 otherwise). Waiters block
-#: with ``BLMOVE wake wake RIGHT LEFT``, which hands the one element back: every waiter wakes.
+#: Leases: release one. KEYS[1] lease, KEYS[2] wake list, KEYS[3] mark; ARGV[1] token, [2] px.
 LEASE_RELEASE: Final = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('RPUSH', KEYS[2], '1')
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-return 1
-"""
+local lease, wake, mark, token, wake_px = KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2]
+""" + _RELEASE_TAIL
 
 __all__ += ["LEASE_ACQUIRE", "LEASE_RELEASE"]
 

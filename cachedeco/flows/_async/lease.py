@@ -28,16 +28,20 @@ from cachedeco.backends.contracts.leases import (
     deadline,
     lease_ttl,
 )
-from cachedeco.backends.near.store import Near
-from cachedeco.core.entry import ENTRY, NO_VALUE
+from cachedeco.backends.near.store import Near, Ticket
+from cachedeco.core.entry import ENTRY, NO_VALUE, Entry
 from cachedeco.errors import BackendError
-from cachedeco.flows.bound import Bound, Call, ReadState, is_current
+from cachedeco.flows.bound import Bound, Call, ReadState, is_current, lease_apart
 from cachedeco.runtime.guard import warn
-from cachedeco.runtime.primitives import Background, akeep_alive, asleep
+from cachedeco.runtime.primitives import Background, akeep_alive, asleep, await_woken
 
-__all__ = ["RELEASE_RETRY", "leased", "release_later", "take"]
+__all__ = ["HELD_MS", "RELEASE_RETRY", "leased", "release_later", "take"]
 
 RELEASE_RETRY: Final = 0.2  # seconds between two tries of a lost lease release
+#: The longest (ms) a caller waits for the change stream to report a lease's release before
+#: it tries the lease again: the holder's store or release wakes it sooner; a dead holder's
+#: lease, which expires without a word, is then found gone.
+HELD_MS: Final = 500
 
 
 async def take(leases: AsyncLeases, name: LeaseName, ttl: float,
@@ -76,18 +80,18 @@ async def leased(b: Bound, call: Call, state: ReadState, run: AsyncRun) -> Any:
 async def obtain(b: Bound, call: Call, state: ReadState, *, leases: AsyncLeases,
                  name: LeaseName, ttl: float) -> tuple[AsyncLease | None, Any]:
     """The lease, or else the value that landed while waiting for it (NO_VALUE when
-    ``lock_timeout`` ran out first).
-
-    After a miss the first acquire also looks at the entry: a holder in another process may
-    have stored and released between this caller's read and now (its waiters were woken
-    before this caller came): that value is read, not loaded once more."""
+    ``lock_timeout`` ran out first). A near-cached caller whose read already found the lease
+    held (``call.held``) starts by waiting."""
     refreshing = state[0].startswith(ENTRY)
-    got = await leases.acquire(name, ttl, None if refreshing else state[0])
-    if isinstance(got, Busy) and got.landed:
-        value = await servable(b, call)
-        if value is not NO_VALUE:
+    seen = None if refreshing else state[0]
+    ticket = None if refreshing or not call.held else call.read_at
+    if ticket is not None:
+        got: AsyncLease | Busy | None = Busy(None)
+    else:
+        got, ticket, value = await attempt(b, call, name, leases=leases, ttl=ttl, seen=seen,
+                                           read_at=None if refreshing else call.read_at)
+        if got is None:
             return None, value
-        got = await leases.acquire(name, ttl)  # it is gone, or not for this caller: load
     if not isinstance(got, Busy):
         return got, NO_VALUE
     if refreshing:  # refreshing a value that exists: another process is at it
@@ -97,14 +101,78 @@ async def obtain(b: Bound, call: Call, state: ReadState, *, leases: AsyncLeases,
     b.stats.lock_waits += 1
     end = deadline(b.lock_timeout)
     while (left := end - time.monotonic()) > 0:
-        if await leases.wait(name, got, got.cap(left)):
-            value = await servable(b, call)
+        if await wait(b, call, name, leases=leases, timeout=got.cap(left), busy=got,
+                      ticket=ticket):
+            value, held = await reread(b, call, name, near=ticket is not None)
             if value is not NO_VALUE:
                 return None, value
-        got = await leases.acquire(name, ttl)
+            if held is not None:  # woken by its taking or an extension: wait on
+                ticket = held
+                continue
+        got, ticket, value = await attempt(b, call, name, leases=leases, ttl=ttl, seen=seen)
+        if got is None:
+            return None, value
         if not isinstance(got, Busy):
             return got, NO_VALUE
     return None, NO_VALUE
+
+
+async def attempt(b: Bound, call: Call, name: LeaseName, *, leases: AsyncLeases, ttl: float,
+                  seen: str | None, read_at: Ticket | None = None,
+                  ) -> tuple[AsyncLease | Busy | None, Ticket | None, Any]:
+    """One try at the lease: it, or Busy, with the near ticket taken before the try; or None
+    and the value that landed. With ``seen`` (the marker a miss read), the try also looks at
+    the entry: a holder in another process may have stored and released since that read
+    (its waiters woken before this caller came): that value is read, not loaded once more.
+    A near-cached caller whose miss read's ticket (``read_at``) shows the entry changed
+    since reads it at once (a busy process may come to its lease late); one that shows the
+    lease changed since (another process took it) waits without asking. Shown unchanged,
+    the try still looks: the report of a store may come later than the store's release."""
+    near = b.near
+    ticket = None if near is None else near.ticket()  # before the try: see wait()
+    if read_at is not None and ticket is not None and near is not None:
+        if not near.unchanged(read_at, call.key, ()):
+            value = await servable(b, call)
+            if value is not NO_VALUE:
+                return None, None, value
+            ticket = near.ticket()
+        elif not near.unchanged(read_at, name.key, ()):
+            return Busy(None), ticket, NO_VALUE  # taken since the read: wait, do not ask
+    got = await leases.acquire(name, ttl, seen, watched=ticket is not None)
+    if isinstance(got, Busy) and got.landed:
+        value = await servable(b, call)
+        if value is not NO_VALUE:
+            return None, None, value
+        ticket = None if b.near is None else b.near.ticket()
+        # it is gone, or not for this caller: load
+        got = await leases.acquire(name, ttl, watched=ticket is not None)
+    return got, ticket, NO_VALUE
+
+
+async def wait(b: Bound, call: Call, name: LeaseName, *, leases: AsyncLeases, timeout: float,
+               busy: Busy, ticket: Ticket | None) -> bool:
+    """Wait at most ``timeout`` seconds for the lease's holder to release it; True when woken
+    (the entry is read then), False when the time ran out (the lease is asked again).
+
+    A near-cached caller whose ``ticket`` (taken before the read or acquire that found the
+    lease held) is valid waits for the change stream to name the entry or the lease: the
+    holder's store and release are changes Redis reports to every process anyway, so the
+    wait sends no command, holds no connection, and needs no push to the wake list. (The
+    report of the holder's taking the lease may come after the ticket, and each extension
+    is reported too: :func:`reread` then sees the lease still held and waits again.) Anyone
+    else blocks on the wake list (``leases.wait``)."""
+    near = b.near
+    if near is None or ticket is None:
+        return await leases.wait(name, busy, timeout)
+    names = (call.key, name.key)
+    woken = near.watch(names)
+    try:  # watching before looking: a change applied after the look wakes the watch
+        if not near.unchanged(ticket, call.key, (name.key,)):
+            return True  # changed since the ticket (or the stream was lost): read now
+        # a dead holder's lease expires without a word: ask again now and then
+        return await await_woken(woken, min(timeout, HELD_MS / 1000))
+    finally:
+        near.unwatch(names, woken)
 
 
 async def servable(b: Bound, call: Call) -> Any:
@@ -113,6 +181,26 @@ async def servable(b: Bound, call: Call) -> Any:
     read (the next call of this process is then a near hit, not one more read)."""
     ticket = None if b.near is None else b.near.ticket()  # before the read, as in get_or_load
     entry, tokens = await b.slot.abackend().read(call.key, call.tag_keys)
+    return serve(b, call, entry, tokens, ticket)
+
+
+async def reread(b: Bound, call: Call, name: LeaseName, *, near: bool
+                 ) -> tuple[Any, Ticket | None]:
+    """After a wake: :func:`servable`, and for a near-cached waiter on one server, with the
+    lease read along, the ticket taken before that read when the lease is still held (the
+    caller waits again from it instead of asking for the lease)."""
+    if not near or not b.lease_read or b.near is None:
+        return await servable(b, call), None
+    ticket = b.near.ticket()
+    result = await b.slot.abackend().read(call.key, (*call.tag_keys, name.key))
+    (entry, tokens), held = lease_apart(b, result)
+    value = serve(b, call, entry, tokens, ticket)
+    return value, (ticket if held and value is NO_VALUE else None)
+
+
+def serve(b: Bound, call: Call, entry: Entry | None, tokens: tuple[str | None, ...],
+          ticket: Ticket | None) -> Any:
+    """:func:`servable`'s verdict on what a read returned (kept near when fresh)."""
     if entry is None or not is_current(entry, tokens):
         return NO_VALUE
     fresh = time.time() < entry.soft
@@ -126,14 +214,18 @@ async def servable(b: Bound, call: Call) -> Any:
 
 async def hold(b: Bound, call: Call, lease: AsyncLease, ttl: float, run: AsyncRun) -> Any:
     """Run the load holding the lease: kept alive while it runs, released (waking the
-    waiters) however it ends."""
+    waiters) however it ends: by the store itself where the backend can (``call.release``),
+    else here."""
+    call.release = lease.handoff()
     try:
         async with akeep_alive(lambda: lease.extend(ttl), ttl / 3,
                                lambda exc: fault(b, call, exc, "extend a lease")):
             return await run()
     finally:
+        fused, call.release = call.release, None
         try:
-            if not await lease.release():
+            if not (fused.done if fused is not None and fused.done is not None
+                    else await lease.release()):
                 warn(f"lease:{b.keyspace.prefix}:{b.name}", "cachedeco: the lease on a load of "
                      "%s expired before the load finished; other processes may have run it too",
                      b.name)

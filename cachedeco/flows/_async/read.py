@@ -13,7 +13,7 @@ from cachedeco.backends.near.store import Near, Ticket
 from cachedeco.core.entry import CORRUPT, NO_VALUE, Write, new_tag_token, new_tombstone
 from cachedeco.errors import SerializationError
 from cachedeco.flows._async.lease import leased
-from cachedeco.flows.bound import UNCACHED, Bound, Call, ReadState, is_current
+from cachedeco.flows.bound import UNCACHED, Bound, Call, ReadState, is_current, lease_apart
 from cachedeco.runtime.changes import DROP, TAGS
 from cachedeco.runtime.guard import warn
 from cachedeco.runtime.primitives import ajoin_flight
@@ -67,9 +67,9 @@ async def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kw
         return await load(b, Call(func, args, kwargs, key, tag_keys), UNCACHED, since)
     try:
         # near-cached: the same read under way in the process may serve this call too
-        (entry, tokens), ticket = ((await b.slot.abackend().read(key, tag_keys), None)
-                                   if ticket is None else
-                                   await near_read(b, key, tag_keys, ticket))
+        ((entry, tokens), held), ticket = (((await b.slot.abackend().read(key, tag_keys),
+                                              False), None) if ticket is None else
+                                            await near_read(b, key, tag_keys, ticket))
     except BACKEND_ERRORS as exc:
         b.guard.absorb(exc, key=key, function=b.name, action="read")
         return await load(b, Call(func, args, kwargs, key, tag_keys), UNCACHED, since)
@@ -102,26 +102,29 @@ async def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kw
     if entry is not None and entry.marker == CORRUPT:
         b.corrupt()
     state = ("" if entry is None else entry.marker, tokens)
-    return await load(b, Call(func, args, kwargs, key, tag_keys), state, since, ticket)
+    call = Call(func, args, kwargs, key, tag_keys, ticket, held)
+    return await load(b, call, state, since, ticket)
 
 
 async def near_read(b: Bound, key: str, tag_keys: tuple[str, ...], ticket: Ticket,
-                    ) -> tuple[ReadResult, Ticket]:
+                    ) -> tuple[tuple[ReadResult, bool], Ticket]:
     """Read ``key`` for a near-cached function, or wait for the same read already under way
     in this process while nothing it depends on is reported changed since that read's ticket
     (a read sent now would find what that one finds, but for a change still on its way: the
-    reach window). Returns the reply and the ticket taken before the read that made it."""
+    reach window). Returns the reply, whether it found the entry's lease held (see
+    ``Bound.lease_read``), and the ticket taken before the read that made it."""
     assert b.near is not None
     flights = b.flights
-    read = flights.reading(key, tag_keys)
+    read_keys = (*tag_keys, b.keyspace.lease(key).key) if b.lease_read else tag_keys
+    read = flights.reading(key, read_keys)
     if read is not None and b.near.unchanged(read.ticket, key, tag_keys):
         try:
-            return await ajoin_flight(read, b.lock_timeout), read.ticket
+            return lease_apart(b, await ajoin_flight(read, b.lock_timeout)), read.ticket
         except (WaitTimeout, LeaderGone):
             pass  # that read's caller was cancelled or hangs: read here
-    read = flights.read(key, ticket, tag_keys)
+    read = flights.read(key, ticket, read_keys)
     try:
-        result = await b.slot.abackend().read(key, tag_keys)
+        result = await b.slot.abackend().read(key, read_keys)
     except Exception as exc:
         flights.read_landed(key, read, exc=exc)
         raise
@@ -129,7 +132,8 @@ async def near_read(b: Bound, key: str, tag_keys: tuple[str, ...], ticket: Ticke
         flights.read_landed(key, read, exc=LeaderGone())
         raise
     flights.read_landed(key, read, result)
-    return result, ticket
+    return lease_apart(b, result), ticket
+
 
 
 async def ride(b: Bound, flight: Flight) -> Any:
@@ -201,7 +205,8 @@ async def compute(b: Bound, call: Call, state: ReadState | None,
             return value
         payload = b.encode(value, call.key)
         if payload is not NO_VALUE:
-            write = b.write(payload, delta, call.tag_keys, state, b.policy.ttl_for(value))
+            write = b.write(payload, delta, call.tag_keys, state, b.policy.ttl_for(value),
+                            release=call.release)
             if flight is not None:  # before the store: its entry may be read before it returns
                 flight.stored = write.marker
             await store(b, call, write)

@@ -14,7 +14,7 @@ from cachedeco.backends.near.store import Near, Ticket
 from cachedeco.core.entry import CORRUPT, NO_VALUE, Write, new_tag_token, new_tombstone
 from cachedeco.errors import SerializationError
 from cachedeco.flows._sync.lease import leased
-from cachedeco.flows.bound import UNCACHED, Bound, Call, ReadState, is_current
+from cachedeco.flows.bound import UNCACHED, Bound, Call, ReadState, is_current, lease_apart
 from cachedeco.runtime.changes import DROP, TAGS
 from cachedeco.runtime.guard import warn
 from cachedeco.runtime.primitives import join_flight
@@ -68,9 +68,9 @@ def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) 
         return load(b, Call(func, args, kwargs, key, tag_keys), UNCACHED, since)
     try:
         # near-cached: the same read under way in the process may serve this call too
-        (entry, tokens), ticket = ((b.slot.backend().read(key, tag_keys), None)
-                                   if ticket is None else
-                                   near_read(b, key, tag_keys, ticket))
+        ((entry, tokens), held), ticket = (((b.slot.backend().read(key, tag_keys),
+                                              False), None) if ticket is None else
+                                            near_read(b, key, tag_keys, ticket))
     except BACKEND_ERRORS as exc:
         b.guard.absorb(exc, key=key, function=b.name, action="read")
         return load(b, Call(func, args, kwargs, key, tag_keys), UNCACHED, since)
@@ -103,26 +103,29 @@ def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) 
     if entry is not None and entry.marker == CORRUPT:
         b.corrupt()
     state = ("" if entry is None else entry.marker, tokens)
-    return load(b, Call(func, args, kwargs, key, tag_keys), state, since, ticket)
+    call = Call(func, args, kwargs, key, tag_keys, ticket, held)
+    return load(b, call, state, since, ticket)
 
 
 def near_read(b: Bound, key: str, tag_keys: tuple[str, ...], ticket: Ticket,
-                    ) -> tuple[ReadResult, Ticket]:
+                    ) -> tuple[tuple[ReadResult, bool], Ticket]:
     """Read ``key`` for a near-cached function, or wait for the same read already under way
     in this process while nothing it depends on is reported changed since that read's ticket
     (a read sent now would find what that one finds, but for a change still on its way: the
-    reach window). Returns the reply and the ticket taken before the read that made it."""
+    reach window). Returns the reply, whether it found the entry's lease held (see
+    ``Bound.lease_read``), and the ticket taken before the read that made it."""
     assert b.near is not None
     flights = b.flights
-    read = flights.reading(key, tag_keys)
+    read_keys = (*tag_keys, b.keyspace.lease(key).key) if b.lease_read else tag_keys
+    read = flights.reading(key, read_keys)
     if read is not None and b.near.unchanged(read.ticket, key, tag_keys):
         try:
-            return join_flight(read, b.lock_timeout), read.ticket
+            return lease_apart(b, join_flight(read, b.lock_timeout)), read.ticket
         except (WaitTimeout, LeaderGone):
             pass  # that read's caller was cancelled or hangs: read here
-    read = flights.read(key, ticket, tag_keys)
+    read = flights.read(key, ticket, read_keys)
     try:
-        result = b.slot.backend().read(key, tag_keys)
+        result = b.slot.backend().read(key, read_keys)
     except Exception as exc:
         flights.read_landed(key, read, exc=exc)
         raise
@@ -130,7 +133,8 @@ def near_read(b: Bound, key: str, tag_keys: tuple[str, ...], ticket: Ticket,
         flights.read_landed(key, read, exc=LeaderGone())
         raise
     flights.read_landed(key, read, result)
-    return result, ticket
+    return lease_apart(b, result), ticket
+
 
 
 def ride(b: Bound, flight: Flight) -> Any:
@@ -202,7 +206,8 @@ def compute(b: Bound, call: Call, state: ReadState | None,
             return value
         payload = b.encode(value, call.key)
         if payload is not NO_VALUE:
-            write = b.write(payload, delta, call.tag_keys, state, b.policy.ttl_for(value))
+            write = b.write(payload, delta, call.tag_keys, state, b.policy.ttl_for(value),
+                            release=call.release)
             if flight is not None:  # before the store: its entry may be read before it returns
                 flight.stored = write.marker
             store(b, call, write)

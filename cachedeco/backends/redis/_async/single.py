@@ -10,6 +10,7 @@ built and parsed by :mod:`cachedeco.backends.redis.commands`.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,8 +27,10 @@ from cachedeco.backends.redis.commands import (
     parse_many,
     parse_read,
     store_args,
+    store_need,
 )
-from cachedeco.backends.redis.scripts import STORE
+from cachedeco.backends.redis.scripts import STORE, STORE_RELEASE
+from cachedeco.backends.redis.tag_lives import TagLives, stored
 from cachedeco.core.entry import Entry, Write, decode_entry, tag_token
 from cachedeco.core.keyspace import QueueNames
 
@@ -44,6 +47,8 @@ class AsyncRedisBackend:
         self.companions = tuple(companions)  # e.g. the sentinels' clients, closed with ours
         self._exec: Callable[..., Any] = client.execute_command
         self._store = client.register_script(STORE)
+        self._store_release = client.register_script(STORE_RELEASE)
+        self._lives = TagLives()
         self._leases = AsyncRedisLeases(client)
         self._queues: dict[str, AsyncRedisQueue] = {}
         self._lock = threading.Lock()
@@ -63,9 +68,24 @@ class AsyncRedisBackend:
         return parse_many(await self._exec("MGET", *keys), positions)
 
     async def write(self, key: str, write: Write) -> bool:
-        """One EVALSHA of the STORE script."""
-        keys, args = store_args(key, write)
-        return bool(await self._store(keys=keys, args=args))
+        """One EVALSHA of the STORE script (asking the tag keys' lifetimes only when this
+        process does not know them to be long enough), or of STORE_RELEASE when the write
+        carries its load's lease (``write.release``, whose ``done`` it sets)."""
+        sent = time.monotonic()
+        tags = write.tag_keys
+        checks = self._lives.checks(tags, store_need(write), sent) if tags else ""
+        keys, args = store_args(key, write, checks)
+        release = write.release
+        if release is None:
+            reply = await self._store(keys=keys, args=args)
+        else:
+            keys += (release.lease, release.wake, release.mark)
+            args += (release.token, release.wake_px)
+            released, reply = await self._store_release(keys=keys, args=args)
+            release.done = bool(released)
+        if tags and "1" in (checks or "1"):  # something was asked: keep the answer
+            self._lives.note(tags, reply, sent)
+        return stored(reply)
 
     async def invalidate(self, keys: Sequence[str], marker: str, px: int) -> int:
         """Tombstones for ``keys`` in one pipelined round trip."""

@@ -7,6 +7,11 @@ release so that taking a lease empties its *wake list* and releasing one pushes 
 element onto it. Waiters block on ``BLMOVE wake wake RIGHT LEFT``, which hands the element
 straight back, so every waiter wakes, and each block stays below the client's socket timeout.
 The lease and its wake list share a hash tag, so both sit in one Redis Cluster slot.
+
+A caller that learns of the release from a near cache's change stream (``watched``) does not
+block and needs no remaining time: its acquire is a plain ``SET NX PX GET``, one command when
+the lease is held. A held lease can also be handed to the load's store (``handoff``), which
+releases it in the same script on one server.
 """
 
 from __future__ import annotations
@@ -22,8 +27,16 @@ import redis.exceptions
 from redis.exceptions import LockError, LockNotOwnedError
 
 from cachedeco.backends.contracts.leases import Lease, Busy, LeaseName
-from cachedeco.backends.redis.commands import MIN_BLOCK, block_limit, busy, wake_ms
+from cachedeco.backends.redis.commands import (
+    LANDED_REPLY,
+    MIN_BLOCK,
+    block_limit,
+    busy,
+    landed,
+    wake_ms,
+)
 from cachedeco.backends.redis.scripts import LEASE_ACQUIRE, LEASE_RELEASE
+from cachedeco.core.entry import Release
 
 __all__ = ["RedisLeases"]
 
@@ -32,26 +45,50 @@ class _WakingLock(redis.lock.Lock):
     """redis-py's Lock whose acquire empties the wake list and whose release pushes to it."""
 
     def __init__(self, leases: RedisLeases, name: LeaseName, ttl: float,
-                 seen: str | None = None) -> None:
+                 seen: str | None = None, watched: bool = False) -> None:
         super().__init__(leases.client, name.key, timeout=ttl, blocking=False,
                          thread_local=False)
         self.leases = leases
+        self.key = name.key
         self.wake = name.wake
+        self.mark = name.mark
         self.px = int(ttl * 1000)
         self.wake_px = wake_ms(ttl)
         self.left: Any = None
         self.guarded = ([name.entry], [seen]) if seen is not None and name.entry else ([], [])
+        self.watched = watched
 
     def do_acquire(self, token: str | bytes) -> bool:
         """SET NX PX and empty the wake list, or note the holder's PTTL."""
         entry, seen = self.guarded
+        if self.watched:
+            return self.plain_acquire(token)
         self.left = self.leases.acquire_script(
-            keys=[self.name, self.wake, *entry], args=[token, self.px, *seen], client=self.redis)
+            keys=[self.name, self.wake, self.mark, *entry], args=[token, self.px, *seen],
+            client=self.redis)
         return self.left is None
+
+    def plain_acquire(self, token: str | bytes) -> bool:
+        """The acquire script's work in plain commands, for a caller that watches the change
+        stream: ``SET NX PX GET`` (all a held lease costs: one command, no PTTL and no
+        waiting mark, as such a caller does not block on the wake list); when taken with
+        ``seen``, the entry looked at in one more. A value that landed since ``seen`` gives
+        the lease straight back (LANDED_REPLY)."""
+        holder = self.leases.execute("SET", self.name, token, "NX", "PX", self.px, "GET")
+        if holder is not None:
+            self.left = None
+            return False
+        entry, seen = self.guarded
+        if entry and landed(self.leases.execute("GETRANGE", entry[0], 0, 19), seen[0]):
+            with contextlib.suppress(LockNotOwnedError):
+                self.do_release(token)
+            self.left = LANDED_REPLY
+            return False
+        return True
 
     def do_release(self, expected_token: str | bytes) -> None:
         """Token-checked delete that wakes the waiters."""
-        if not self.leases.release_script(keys=[self.name, self.wake],
+        if not self.leases.release_script(keys=[self.name, self.wake, self.mark],
                                                 args=[expected_token, self.wake_px],
                                                 client=self.redis):
             raise LockNotOwnedError("Cannot release a lock that's no longer owned")
@@ -90,6 +127,14 @@ class _RedisLease:
                 raise
         return True
 
+    def handoff(self) -> Release | None:
+        """The lease for a store to release in the same script (STORE_RELEASE)."""
+        lock = self._lock
+        token = lock.local.token
+        if token is None:
+            return None
+        return Release(lock.key, lock.wake, lock.mark, token, lock.wake_px)
+
     def extend(self, ttl: float) -> bool:
         """Token-checked PEXPIRE; False when the lease had expired."""
         try:
@@ -106,13 +151,14 @@ class RedisLeases:
         self.acquire_script = client.register_script(LEASE_ACQUIRE)
         self.release_script = client.register_script(LEASE_RELEASE)
         self.block = block_limit(client)
-        self._execute: Callable[..., Any] = client.execute_command
+        self.execute: Callable[..., Any] = client.execute_command
 
-    def acquire(self, name: LeaseName, ttl: float,
-                      seen: str | None = None) -> Lease | Busy:
+    def acquire(self, name: LeaseName, ttl: float, seen: str | None = None,
+                      watched: bool = False) -> Lease | Busy:
         """One script: the lease, or the holder's remaining time, or (``seen``) the news that
-        a value landed in the entry since it was read."""
-        lock = _WakingLock(self, name, ttl, seen)
+        a value landed in the entry since it was read (``watched``: plain commands, see
+        ``plain_acquire``)."""
+        lock = _WakingLock(self, name, ttl, seen, watched)
         if lock.acquire(blocking=False):
             return _RedisLease(lock)
         return busy(lock.left)
@@ -120,6 +166,6 @@ class RedisLeases:
     def wait(self, name: LeaseName, busy: Busy, timeout: float) -> bool:
         """One ``BLMOVE wake wake`` of at most ``timeout`` (and below the socket timeout)."""
         seconds = min(max(timeout, MIN_BLOCK), self.block)
-        woke = self._execute(
+        woke = self.execute(
             "BLMOVE", name.wake, name.wake, "RIGHT", "LEFT", f"{seconds:.3f}")
         return woke is not None
