@@ -111,13 +111,24 @@ class WaitingSentinelPool(redis.asyncio.sentinel.SentinelConnectionPool, Waiting
         self._watch = watch
         self._epoch = 0
 
+    async def get_master_address(self) -> Any:
+        """The primary the watch follows (the sentinels' newest word), else the one the first
+        sentinel to answer names (redis-py's way, before the watch has asked)."""
+        address = self._watch.address if self._watch is not None else None
+        if address is None:
+            return await super().get_master_address()  # type: ignore[no-untyped-call]
+        if self.master_address != address:
+            self.master_address = address
+            await self.disconnect(inuse_connections=False)
+        return address
+
     async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
         """A connection to the primary the sentinels name now."""
         watch = self._watch
         if watch is not None and watch.epoch != self._epoch:
             self._epoch = watch.epoch
             with contextlib.suppress(redis.exceptions.RedisError, OSError):
-                await self.get_master_address()  # type: ignore[no-untyped-call]
+                await self.get_master_address()  # closes the idle ones to the old primary
         connection = await super().get_connection(*args, **kwargs)
         where = self.master_address  # redis-py's asyncio owns_connection() is broken
         if watch is not None and where is not None and where != (
@@ -145,11 +156,22 @@ class BlockingSentinelPool(redis.sentinel.SentinelConnectionPool, redis.Blocking
         self._watch = watch
         self._epoch = 0
 
+    def get_master_address(self) -> Any:
+        """The primary the watch follows (the sentinels' newest word), else the one the first
+        sentinel to answer names (redis-py's way, before the watch has asked)."""
+        address = self._watch.address if self._watch is not None else None
+        if address is None:
+            return super().get_master_address()  # type: ignore[no-untyped-call]
+        if self.proxy.master_address != address:
+            self.proxy.master_address = address
+            self.disconnect(inuse_connections=False)
+        return address
+
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         """A connection to the primary the sentinels name now."""
         watch = self._watch
         if watch is not None and watch.epoch != self._epoch:
             self._epoch = watch.epoch
             with contextlib.suppress(redis.exceptions.RedisError, OSError):
-                self.get_master_address()  # type: ignore[no-untyped-call]  # closes the idle connections to the old primary
+                self.get_master_address()  # closes the idle connections to the old primary
         return super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]

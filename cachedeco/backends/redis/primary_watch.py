@@ -2,15 +2,17 @@
 
 When the sentinels move the primary while the old one still runs (an operator's ``SENTINEL
 FAILOVER``, or a primary they wrongly judged down), the old primary keeps accepting writes
-until they demote it, about ten seconds later; then it drops them all. redis-py asks the
+until they demote it, about ten seconds later; then it drops them. redis-py asks the
 sentinels only when it opens a connection, so a busy pool keeps writing to the old primary
 that whole time: every change made then is lost, and the value it replaced is served again
-until it expires. A :class:`PrimaryWatch` asks the sentinels every :data:`INTERVAL` seconds
-(one command) in a daemon thread; when they name another primary it bumps ``epoch``, which
-the pools (:mod:`~cachedeco.backends.redis.pools`) check on every checkout to move their
-connections over, and tells its listeners (auto-recovery applies the changes of the last
-seconds again: the old primary may have lost them). A failover the sentinels have not
-finished is not seen here: until they name the new primary, nobody can.
+until it expires. A :class:`PrimaryWatch` asks every sentinel every :data:`INTERVAL` seconds
+in a daemon thread. When the newest configuration among their answers names another primary,
+it bumps ``epoch``: the pools (:mod:`~cachedeco.backends.redis.pools`) check it on every
+checkout, move their connections over and connect where the watch says from then on (not
+where the first sentinel to answer says). It also tells its listeners: auto-recovery applies
+the changes of the last seconds again, since the old primary may have lost them. A failover
+the sentinels have not finished is not seen here: until they name the new primary, nobody
+can.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 import redis
 import redis.sentinel
@@ -47,6 +49,7 @@ class PrimaryWatch:
         #: The primary last named, and how many times it changed (the pools' cue).
         self.address: tuple[str, int] | None = None
         self.epoch = 0
+        self._config = 0  # the sentinels' config epoch of ``address``
         self._listeners: list[Callable[[], None]] = []
         self._echoes = 0
         self._stop = threading.Event()
@@ -70,12 +73,25 @@ class PrimaryWatch:
                 self._thread.start()
 
     def check(self) -> bool:
-        """Ask the sentinels once; True when they name another primary than before."""
-        try:
-            found = self._sentinel.discover_master(self._service)  # type: ignore[no-untyped-call]
-        except (redis.RedisError, OSError):
-            return False  # no sentinel answers: the pools find out on their own
-        address = (str(found[0]), int(found[1]))
+        """Ask every sentinel once; True when the newest configuration among their answers
+        (the highest config epoch) names another primary than before. Sentinels learn of a
+        failover seconds apart, and the first one to answer may not know yet: asking one
+        (as redis-py does) can move back to the old primary, which still runs."""
+        best: tuple[int, tuple[str, int]] | None = None
+        for sentinel in self._sentinel.sentinels:
+            try:
+                masters: Any = sentinel.sentinel_masters()
+                state = masters.get(self._service)
+            except (redis.RedisError, OSError):
+                continue
+            if not state or not state["is_master"] or state["is_sdown"] or state["is_odown"]:
+                continue
+            found = (int(state.get("config-epoch", 0)), (str(state["ip"]), int(state["port"])))
+            if best is None or found[0] > best[0]:
+                best = found
+        if best is None or best[0] < self._config:
+            return False  # no answer, or only sentinels that have not heard of the last one
+        self._config, address = best
         if self.address is None or address == self.address:
             self.address = address
             return False

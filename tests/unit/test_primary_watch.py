@@ -1,0 +1,92 @@
+"""PrimaryWatch.check: which primary the sentinels' answers name, and when that is a move.
+
+The sentinels are stand-ins answering ``SENTINEL MASTERS`` as redis-py parses it: what is
+checked is the choice among their answers (the switchover itself runs against real servers in
+tests/features/test_sentinel_switchover.py)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import redis
+
+from cachedeco.backends.base import ConnectionOptions
+from cachedeco.backends.redis.primary_watch import PrimaryWatch
+
+URL = "redis+sentinel://127.0.0.1:1,127.0.0.1:2,127.0.0.1:3/mymaster"
+
+
+class Sentinel:
+    """One sentinel's answer: a primary with its config epoch, or an error."""
+
+    def __init__(self, port: int | None, epoch: int = 0, *, down: bool = False) -> None:
+        self.port, self.epoch, self.down = port, epoch, down
+
+    def sentinel_masters(self) -> dict[str, Any]:
+        if self.port is None:
+            raise redis.ConnectionError("no answer")
+        return {"mymaster": {"ip": "127.0.0.1", "port": self.port, "config-epoch": self.epoch,
+                             "is_master": True, "is_sdown": self.down, "is_odown": False}}
+
+    def close(self) -> None:
+        pass
+
+
+def watch(*sentinels: Sentinel) -> PrimaryWatch:
+    made = PrimaryWatch(URL, ConnectionOptions())
+    made._sentinel.sentinels = list(sentinels)
+    return made
+
+
+def test_the_first_answer_is_no_move() -> None:
+    w = watch(Sentinel(7001, 0), Sentinel(7001, 0), Sentinel(7001, 0))
+    assert w.check() is False
+    assert (w.address, w.epoch) == (("127.0.0.1", 7001), 0)
+
+
+def test_the_newest_configuration_wins_whoever_answers_first() -> None:
+    w = watch(Sentinel(7001, 0), Sentinel(7001, 0), Sentinel(7001, 0))
+    w.check()
+    w._sentinel.sentinels = [Sentinel(7001, 0), Sentinel(7002, 1), Sentinel(7001, 0)]
+    assert w.check() is True
+    assert (w.address, w.epoch) == (("127.0.0.1", 7002), 1)
+
+
+def test_a_sentinel_that_has_not_heard_yet_does_not_move_it_back() -> None:
+    w = watch(Sentinel(7002, 1))
+    w.check()
+    w._sentinel.sentinels = [Sentinel(7001, 0), Sentinel(None), Sentinel(7001, 0)]
+    assert w.check() is False
+    assert (w.address, w.epoch) == (("127.0.0.1", 7002), 0)
+
+
+@pytest.mark.parametrize("answers", [
+    [Sentinel(None), Sentinel(None)],
+    [Sentinel(7009, 5, down=True)],
+])
+def test_no_usable_answer_keeps_what_it_knew(answers: list[Sentinel]) -> None:
+    w = watch(Sentinel(7001, 2))
+    w.check()
+    w._sentinel.sentinels = answers
+    assert w.check() is False
+    assert w.address == ("127.0.0.1", 7001)
+
+
+def test_listeners_hear_a_move_twice_then_no_more() -> None:
+    heard: list[int] = []
+    w = watch(Sentinel(7001, 0))
+    w.listen(lambda: heard.append(w.epoch))
+    w.check()
+    w._sentinel.sentinels = [Sentinel(7002, 1)]
+    w.start()
+    try:
+
+        deadline = time.monotonic() + 5
+        while len(heard) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.6)
+    finally:
+        w.close()
+    assert heard == [1, 1]
