@@ -6,6 +6,8 @@ tests/features/test_sentinel_switchover.py)."""
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from typing import Any
 
@@ -90,3 +92,27 @@ def test_listeners_hear_a_move_twice_then_no_more() -> None:
     finally:
         w.close()
     assert heard == [1, 1]
+
+
+def test_a_forked_child_watches_on_its_own_thread() -> None:
+    w = watch(Sentinel(7001, 0))
+    w.start()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: the parent's thread did not come along; a new one runs
+            thread = w._thread
+            os._exit(0 if thread is not None and thread.is_alive()
+                     and thread.ident != threading.main_thread().ident else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        w.close()
+
+
+def test_a_watch_never_started_starts_nothing_in_a_child() -> None:
+    w = watch(Sentinel(7001, 0))
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if w._thread is None else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

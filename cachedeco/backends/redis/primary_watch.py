@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -54,19 +55,16 @@ class PrimaryWatch:
         self._echoes = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
         self._lock = threading.Lock()
+        _WATCHES.add(self)
 
     def listen(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` (in the watch's thread) when the primary changed."""
         self._listeners.append(listener)
 
     def start(self) -> None:
-        """Start watching, once per process (a forked child starts its own thread)."""
+        """Start watching, once per process."""
         with self._lock:
-            if self._pid != os.getpid():
-                self._pid, self._thread, self._echoes = os.getpid(), None, 0
-                self._stop = threading.Event()
             if self._thread is None and not self._stop.is_set():
                 self._thread = threading.Thread(target=self._run, daemon=True,
                                                 name="cachedeco-primary-watch")
@@ -114,6 +112,14 @@ class PrimaryWatch:
                         logger.exception("cachedeco: a primary-change listener failed")
             stop.wait(INTERVAL)
 
+    def _after_fork(self) -> None:
+        """In a forked child: no thread came along; one is started if the parent watched."""
+        watched = self._thread is not None and not self._stop.is_set()
+        self._lock, self._stop = threading.Lock(), threading.Event()
+        self._thread, self._echoes = None, 0
+        if watched:
+            self.start()
+
     def close(self) -> None:
         """Stop the thread and close the connections to the sentinels."""
         self._stop.set()
@@ -125,3 +131,15 @@ class PrimaryWatch:
                 sentinel.close()
         with self._lock:  # a registry used again after close() watches again
             self._thread, self._stop = None, threading.Event()
+
+
+#: Every watch of the process, for the fork handler (a pre-forking server's workers).
+_WATCHES: weakref.WeakSet[PrimaryWatch] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for watch in list(_WATCHES):
+        watch._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
