@@ -1,9 +1,12 @@
 """A lease release lost to a cut connection (``lock=True``, ``cachedeco.lock``) is sent once
 more, so the lease's waiters are woken instead of waiting until it expires; a release that
-timed out is not (the command may still reach a slow server)."""
+timed out is not (the command may still reach a slow server). An acquire cut off from its
+reply releases what it may have taken, and nothing another holder took; one that timed out
+has what it may take later released in the background."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,7 +20,7 @@ from cachedeco.backends.redis._async.leases import AsyncRedisLeases
 from cachedeco.backends.redis._sync.leases import RedisLeases
 from cachedeco.core.keyspace import KeySpace, LeaseName
 from cachedeco.flows.spec import spec_of
-from tests.support.polling import apoll
+from tests.support.polling import apoll, poll
 from tools.servers import Server
 
 
@@ -111,6 +114,147 @@ async def test_an_asyncio_release_cut_once_is_sent_again(raw: redis.Redis, redis
         raw.set(name.mark, "1", px=30_000)  # a waiter blocks on the wake list
         assert await lease.release() is True
         assert cut.calls == 2
+        assert _released(raw, name)
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize("ran", [False, True], ids=["lost-before", "reply-lost"])
+def test_an_acquire_cut_off_from_its_reply_leaves_no_lease(raw: redis.Redis, redis_url: str,
+                                                           name: LeaseName, ran: bool) -> None:
+    with redis.Redis.from_url(redis_url) as client:
+        leases = RedisLeases(client)
+        raw.set(name.mark, "1", px=30_000)  # a waiter blocks on the wake list
+        cut = _CutOnce(leases.acquire_script, CUT, ran=ran)
+        leases.acquire_script = cut
+        with pytest.raises(redis.exceptions.ConnectionError):
+            leases.acquire(name, 30.0)
+        assert raw.exists(name.key) == 0
+        # what it took is released, its waiters woken; nothing to wake when it took nothing
+        assert raw.llen(name.wake) == (1 if ran else 0)
+        taken = leases.acquire(name, 30.0)  # the next caller takes the lease at once
+        assert not isinstance(taken, Busy)
+        assert taken.release() is True
+
+
+async def test_an_asyncio_acquire_cut_off_from_its_reply_leaves_no_lease(
+        raw: redis.Redis, redis_url: str, name: LeaseName) -> None:
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        leases = AsyncRedisLeases(client)
+        raw.set(name.mark, "1", px=30_000)  # a waiter blocks on the wake list
+        leases.acquire_script = _ACutOnce(leases.acquire_script, CUT, ran=True)
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await leases.acquire(name, 30.0)
+        assert raw.exists(name.key) == 0 and raw.llen(name.wake) == 1
+    finally:
+        await client.aclose()
+
+
+def test_a_cut_acquire_leaves_another_holders_lease_alone(raw: redis.Redis, redis_url: str,
+                                                          name: LeaseName) -> None:
+    with redis.Redis.from_url(redis_url) as client:
+        leases = RedisLeases(client)
+        held = leases.acquire(name, 30.0)
+        assert not isinstance(held, Busy)
+        leases.acquire_script = _CutOnce(leases.acquire_script, CUT, ran=True)
+        with pytest.raises(redis.exceptions.ConnectionError):
+            leases.acquire(name, 30.0)  # it ran and found the lease held: took nothing
+        assert raw.exists(name.key) == 1 and raw.llen(name.wake) == 0
+        assert held.release() is True
+
+
+TIMEOUT = redis.exceptions.TimeoutError("Timeout reading from socket")
+
+
+def test_a_lease_an_acquire_took_after_it_timed_out_is_released_by_the_next_acquire(
+        raw: redis.Redis, redis_url: str, name: LeaseName, prefix: str) -> None:
+    other = KeySpace(prefix).lease(f"{prefix}:item:2")
+    with redis.Redis.from_url(redis_url) as client:
+        leases = RedisLeases(client)
+        raw.set(name.mark, "1", px=30_000)  # a waiter blocks on the wake list
+        leases.acquire_script = _CutOnce(leases.acquire_script, TIMEOUT, ran=True)
+        with pytest.raises(redis.exceptions.TimeoutError):
+            leases.acquire(name, 30.0)
+        assert raw.exists(name.key) == 1  # not released at once: it might not have run yet
+        taken = leases.acquire(other, 30.0)  # any acquire of this client releases it first
+        assert not isinstance(taken, Busy) and taken.release() is True
+        assert _released(raw, name) and not leases.unsure
+
+
+def test_an_acquire_that_timed_out_and_lands_late_is_released_all_the_same(
+        raw: redis.Redis, redis_url: str, name: LeaseName, prefix: str) -> None:
+    other = KeySpace(prefix).lease(f"{prefix}:item:2")
+    with redis.Redis.from_url(redis_url) as client:
+        leases = RedisLeases(client)
+        leases.acquire_script = _CutOnce(leases.acquire_script, TIMEOUT, ran=False)
+        with pytest.raises(redis.exceptions.TimeoutError):
+            leases.acquire(name, 30.0)
+        (unsure,) = leases.unsure
+        assert raw.exists(name.key) == 0
+        first = leases.acquire(other, 30.0)  # finds nothing to release: keeps looking
+        assert not isinstance(first, Busy) and first.release() is True
+        assert len(leases.unsure) == 1
+        raw.set(name.key, unsure[3], px=30_000)  # the late script takes the lease
+        time.sleep(0.25)  # the sweep runs at most every 0.2 s
+        second = leases.acquire(other, 30.0)
+        assert not isinstance(second, Busy) and second.release() is True
+        assert raw.exists(name.key) == 0 and not leases.unsure
+
+
+def test_a_lease_an_acquire_took_after_it_timed_out_is_released_without_another_acquire(
+        raw: redis.Redis, redis_url: str, name: LeaseName) -> None:
+    # (the process may make no acquire for a while: its circuit breaker open, say)
+    with redis.Redis.from_url(redis_url) as client:
+        leases = RedisLeases(client)
+        raw.set(name.mark, "1", px=30_000)  # a waiter blocks on the wake list
+        leases.acquire_script = _CutOnce(leases.acquire_script, TIMEOUT, ran=True)
+        with pytest.raises(redis.exceptions.TimeoutError):
+            leases.acquire(name, 30.0)
+        poll(lambda: _released(raw, name), timeout=5.0)
+        poll(lambda: not leases.unsure, timeout=5.0)
+
+
+def test_a_timed_out_acquire_that_never_ran_is_given_up(raw: redis.Redis, redis_url: str,
+                                                        name: LeaseName) -> None:
+    with redis.Redis.from_url(redis_url) as client:
+        leases = RedisLeases(client)
+        leases.acquire_script = _CutOnce(leases.acquire_script, TIMEOUT, ran=False)
+        with pytest.raises(redis.exceptions.TimeoutError):
+            leases.acquire(name, 30.0)
+        assert len(leases.unsure) == 1
+        # looked for a second (SETTLE_FOR) after the server first answered, then dropped
+        poll(lambda: not leases.unsure, timeout=5.0)
+        assert raw.exists(name.key) == 0 and raw.llen(name.wake) == 0
+
+
+async def test_an_asyncio_acquire_that_timed_out_is_released_without_another_acquire(
+        raw: redis.Redis, redis_url: str, name: LeaseName) -> None:
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        leases = AsyncRedisLeases(client)
+        raw.set(name.mark, "1", px=30_000)  # a waiter blocks on the wake list
+        leases.acquire_script = _ACutOnce(leases.acquire_script, TIMEOUT, ran=True)
+        with pytest.raises(redis.exceptions.TimeoutError):
+            await leases.acquire(name, 30.0)
+        await apoll(lambda: _released(raw, name), timeout=5.0)
+    finally:
+        await client.aclose()
+
+
+async def test_an_asyncio_acquire_that_timed_out_is_released_by_the_next_acquire(
+        raw: redis.Redis, redis_url: str, name: LeaseName, prefix: str) -> None:
+    other = KeySpace(prefix).lease(f"{prefix}:item:2")
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        leases = AsyncRedisLeases(client)
+        raw.set(name.mark, "1", px=30_000)  # a waiter blocks on the wake list
+        leases.acquire_script = _ACutOnce(leases.acquire_script, TIMEOUT, ran=True)
+        with pytest.raises(redis.exceptions.TimeoutError):
+            await leases.acquire(name, 30.0)
+        assert raw.exists(name.key) == 1
+        taken = await leases.acquire(other, 30.0)
+        assert not isinstance(taken, Busy) and await taken.release() is True
         assert _released(raw, name)
     finally:
         await client.aclose()

@@ -17,8 +17,9 @@ releases it in the same script on one server.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import redis
 import redis.cluster
@@ -27,6 +28,7 @@ import redis.exceptions
 from redis.exceptions import LockError, LockNotOwnedError
 
 from cachedeco.backends.contracts.leases import Lease, Busy, LeaseName
+from cachedeco.backends.redis.background import schedule, sleep
 from cachedeco.backends.redis.commands import (
     LANDED_REPLY,
     MIN_BLOCK,
@@ -39,6 +41,15 @@ from cachedeco.backends.redis.scripts import LEASE_ACQUIRE, LEASE_RELEASE
 from cachedeco.core.entry import Release
 
 __all__ = ["RedisLeases"]
+
+SWEEP_EVERY: Final = 0.2  # seconds between two releases of leases timed-out acquires took
+#: How long a timed-out acquire's lease is still looked for once the server answers (its
+#: script, queued on a frozen or slow server, runs about when the server answers again),
+#: and at most after the timeout (a server that never answers again).
+SETTLE_FOR, SETTLE_MAX = 1.0, 120.0
+#: A lease, its wake list, its waiting mark, the token of an acquire that timed out, the
+#: wake list's px.
+Unsure = tuple[str, str, str, str | bytes, int]
 
 
 class _WakingLock(redis.lock.Lock):
@@ -59,7 +70,28 @@ class _WakingLock(redis.lock.Lock):
         self.watched = watched
 
     def do_acquire(self, token: str | bytes) -> bool:
-        """SET NX PX and empty the wake list, or note the holder's PTTL."""
+        """SET NX PX and empty the wake list, or note the holder's PTTL.
+
+        Cut off from its reply, the acquire may have run: the lease would then be held by no
+        one who knows it, and the key's callers in other processes would wait until it
+        expires. So it is released with this token, once, on a fresh connection (a lease
+        this call did not take is left alone), before the error goes on. One that timed out
+        may still run on a slow or frozen server: released later (``_sweep``)."""
+        try:
+            return self.take(token)
+        except (redis.exceptions.ConnectionError, ConnectionError):
+            with contextlib.suppress(redis.exceptions.RedisError, OSError):
+                self.leases.release_script(keys=[self.name, self.wake, self.mark],
+                                                 args=[token, self.wake_px], client=self.redis)
+            raise
+        except (redis.exceptions.TimeoutError, TimeoutError):
+            self.leases.unsure[(str(self.name), self.wake, self.mark, token, self.wake_px)] = (
+                time.monotonic(), None)
+            self.leases.settle_soon()
+            raise
+
+    def take(self, token: str | bytes) -> bool:
+        """The acquire itself: the script, or plain commands for a watched caller."""
         entry, seen = self.guarded
         if self.watched:
             return self.plain_acquire(token)
@@ -152,16 +184,62 @@ class RedisLeases:
         self.release_script = client.register_script(LEASE_RELEASE)
         self.block = block_limit(client)
         self.execute: Callable[..., Any] = client.execute_command
+        #: Acquires that timed out: when, and when a release first found nothing (see _sweep).
+        self.unsure: dict[Unsure, tuple[float, float | None]] = {}
+        self._swept = 0.0
+        self._settling = False
 
     def acquire(self, name: LeaseName, ttl: float, seen: str | None = None,
                       watched: bool = False) -> Lease | Busy:
         """One script: the lease, or the holder's remaining time, or (``seen``) the news that
         a value landed in the entry since it was read (``watched``: plain commands, see
         ``plain_acquire``)."""
+        if self.unsure:
+            self._sweep()
         lock = _WakingLock(self, name, ttl, seen, watched)
         if lock.acquire(blocking=False):
             return _RedisLease(lock)
         return busy(lock.left)
+
+    def settle_soon(self) -> None:
+        """Have :meth:`_sweep` run in the background until no timed-out acquire is left: this
+        process may make no acquire for seconds (its circuit breaker skipping Redis after an
+        outage, say) while other processes wait for the lease."""
+        if not self._settling:
+            self._settling = True
+            schedule(self._settle)
+
+    def _settle(self) -> None:
+        try:
+            while self.unsure:
+                sleep(SWEEP_EVERY)
+                self._sweep()
+        finally:
+            self._settling = False
+
+    def _sweep(self) -> None:
+        """Release, with their tokens, the leases that acquires which timed out may have
+        taken when the server ran them late (a frozen server runs them as it wakes): else
+        nobody would release them, and the keys' callers in other processes would wait until
+        they expire. In the background and before an acquire, at most every SWEEP_EVERY
+        seconds, until one is released, or SETTLE_FOR seconds after a release first found
+        nothing (the script may not have run yet: the lease's TTL counts from when it runs)."""
+        now = time.monotonic()
+        if now < self._swept + SWEEP_EVERY:
+            return
+        self._swept = now
+        for unsure, (since, answered) in list(self.unsure.items()):
+            key, wake, mark, token, wake_px = unsure
+            if now - since < SETTLE_MAX and (answered is None or now - answered < SETTLE_FOR):
+                try:
+                    if not self.release_script(keys=[key, wake, mark],
+                                                     args=[token, wake_px]):
+                        if answered is None:
+                            self.unsure[unsure] = (since, now)
+                        continue
+                except (redis.exceptions.RedisError, OSError):
+                    return  # not answering yet: the next sweep tries again
+            self.unsure.pop(unsure, None)
 
     def wait(self, name: LeaseName, busy: Busy, timeout: float) -> bool:
         """One ``BLMOVE wake wake`` of at most ``timeout`` (and below the socket timeout)."""
