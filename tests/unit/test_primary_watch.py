@@ -116,3 +116,15 @@ def test_a_watch_never_started_starts_nothing_in_a_child() -> None:
         os._exit(0 if w._thread is None else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_an_older_configuration_every_sentinel_names_is_taken() -> None:
+    # sentinels set up anew count their epochs from 0 again: all of them name one primary
+    w = watch(Sentinel(7002, 4))
+    w.check()
+    w._sentinel.sentinels = [Sentinel(7003, 0), Sentinel(7003, 0), Sentinel(7003, 0)]
+    assert w.check() is True
+    assert w.address == ("127.0.0.1", 7003)
+    w._sentinel.sentinels = [Sentinel(7003, 1), Sentinel(7004, 0)]
+    assert w.check() is False  # an epoch after the reset holds as before
+    assert w.address == ("127.0.0.1", 7003)

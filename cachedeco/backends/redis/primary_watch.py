@@ -76,6 +76,8 @@ class PrimaryWatch:
         failover seconds apart, and the first one to answer may not know yet: asking one
         (as redis-py does) can move back to the old primary, which still runs."""
         best: tuple[int, tuple[str, int]] | None = None
+        named: set[tuple[str, int]] = set()
+        answers = 0
         for sentinel in self._sentinel.sentinels:
             try:
                 masters: Any = sentinel.sentinel_masters()
@@ -85,10 +87,15 @@ class PrimaryWatch:
             if not state or not state["is_master"] or state["is_sdown"] or state["is_odown"]:
                 continue
             found = (int(state.get("config-epoch", 0)), (str(state["ip"]), int(state["port"])))
+            named.add(found[1])
+            answers += 1
             if best is None or found[0] > best[0]:
                 best = found
-        if best is None or best[0] < self._config:
-            return False  # no answer, or only sentinels that have not heard of the last one
+        everyone = len(named) == 1 and answers == len(self._sentinel.sentinels)
+        if best is None or (best[0] < self._config and not everyone):
+            # no answer, or sentinels that have not heard of the last failover yet (an older
+            # configuration is taken when every sentinel names it: sentinels set up anew)
+            return False
         self._config, address = best
         if self.address is None or address == self.address:
             self.address = address
