@@ -123,9 +123,9 @@ class Recovery:
             self.add(Change(backend, TAGS, tag, px), exc)
 
     def replay(self, backend: str) -> None:
-        """``backend``'s primary moved while the old one ran (a Sentinel failover this
-        process saw no outage in): the changes that reached it lately may be lost there, so
-        they are applied again, and not served meanwhile."""
+        """The changes that reached ``backend`` lately may be lost there (an outage began: it
+        may be a failover; or its primary moved while the old one ran, a Sentinel failover
+        this process saw no outage in): they are applied again, and not served meanwhile."""
         for kind, target, px in self.recent.take(backend):
             self.add(Change(backend, kind, target, px), None, failed=False)
 
@@ -152,9 +152,8 @@ class Recovery:
             queue[change.ident] = change
             self._block(change)
             self._count()
-            held, replay = None, []
-            if failed and change.backend not in self._outages:
-                replay = self.recent.take(change.backend)
+            held, began = None, failed and change.backend not in self._outages
+            if began:
                 limit = self._outage_log.setdefault(change.backend, LogLimit())
                 held = limit.allow()
                 self._outages[change.backend] = Outage(said=held is not None)
@@ -163,8 +162,8 @@ class Recovery:
                            "reach it are kept and retried until they land%s", change.backend,
                            "no answer" if exc is None else f"{type(exc).__name__}: {exc}",
                            f" ({held} shorter outages since the last line)" if held else "")
-        for kind, target, px in replay:  # the outage may be a failover that lost them
-            self.add(Change(change.backend, kind, target, px), None)
+        if began:  # the outage may be a failover that lost them
+            self.replay(change.backend)
         self._kick(host, change.backend)
 
     def _block(self, change: Change) -> None:

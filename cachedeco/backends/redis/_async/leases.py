@@ -79,9 +79,8 @@ class _AsyncWakingLock(redis.asyncio.lock.Lock):
         try:
             return await self.take(token)
         except (redis.exceptions.ConnectionError, ConnectionError):
-            with contextlib.suppress(redis.exceptions.RedisError, OSError):
-                await self.leases.release_script(keys=[self.name, self.wake, self.mark],
-                                                 args=[token, self.wake_px], client=self.redis)
+            with contextlib.suppress(LockNotOwnedError, redis.exceptions.RedisError, OSError):
+                await self.do_release(token)
             raise
         except (redis.exceptions.TimeoutError, TimeoutError):
             self.leases.unsure[(str(self.name), self.wake, self.mark, token, self.wake_px)] = (

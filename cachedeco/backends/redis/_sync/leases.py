@@ -80,9 +80,8 @@ class _WakingLock(redis.lock.Lock):
         try:
             return self.take(token)
         except (redis.exceptions.ConnectionError, ConnectionError):
-            with contextlib.suppress(redis.exceptions.RedisError, OSError):
-                self.leases.release_script(keys=[self.name, self.wake, self.mark],
-                                                 args=[token, self.wake_px], client=self.redis)
+            with contextlib.suppress(LockNotOwnedError, redis.exceptions.RedisError, OSError):
+                self.do_release(token)
             raise
         except (redis.exceptions.TimeoutError, TimeoutError):
             self.leases.unsure[(str(self.name), self.wake, self.mark, token, self.wake_px)] = (
