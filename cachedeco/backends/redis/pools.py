@@ -114,7 +114,11 @@ class WaitingSentinelPool(redis.asyncio.sentinel.SentinelConnectionPool, Waiting
     async def get_master_address(self) -> Any:
         """The primary the watch follows (the sentinels' newest word), else the one the first
         sentinel to answer names (redis-py's way, before the watch has asked)."""
-        address = self._watch.address if self._watch is not None else None
+        watch = self._watch
+        if watch is not None and self.master_address is None:
+            # a new pool (say, after a failover): the watch's last round may be 0.5 s old
+            await asyncio.to_thread(watch.check)  # a blocking question: off the event loop
+        address = watch.address if watch is not None else None
         if address is None:
             return await super().get_master_address()  # type: ignore[no-untyped-call]
         if self.master_address != address:
@@ -159,7 +163,10 @@ class BlockingSentinelPool(redis.sentinel.SentinelConnectionPool, redis.Blocking
     def get_master_address(self) -> Any:
         """The primary the watch follows (the sentinels' newest word), else the one the first
         sentinel to answer names (redis-py's way, before the watch has asked)."""
-        address = self._watch.address if self._watch is not None else None
+        watch = self._watch
+        if watch is not None and self.proxy.master_address is None:
+            watch.check()  # a new pool: as in WaitingSentinelPool.get_master_address
+        address = watch.address if watch is not None else None
         if address is None:
             return super().get_master_address()  # type: ignore[no-untyped-call]
         if self.proxy.master_address != address:

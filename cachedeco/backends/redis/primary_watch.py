@@ -56,6 +56,7 @@ class PrimaryWatch:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._checking = threading.Lock()  # the thread's rounds and a new pool's question
         _WATCHES.add(self)
 
     def listen(self, listener: Callable[[], None]) -> None:
@@ -71,10 +72,15 @@ class PrimaryWatch:
                 self._thread.start()
 
     def check(self) -> bool:
-        """Ask every sentinel once; True when the newest configuration among their answers
+        """Ask every sentinel once (each round of the watch's thread, and a new pool's first
+        question); True when the newest configuration among their answers
         (the highest config epoch) names another primary than before. Sentinels learn of a
         failover seconds apart, and the first one to answer may not know yet: asking one
         (as redis-py does) can move back to the old primary, which still runs."""
+        with self._checking:
+            return self._check()
+
+    def _check(self) -> bool:
         best: tuple[int, tuple[str, int]] | None = None
         named: set[tuple[str, int]] = set()
         answers = 0
@@ -103,13 +109,13 @@ class PrimaryWatch:
         logger.warning("cachedeco: Sentinel service %r moved its primary from %s:%d to %s:%d; "
                        "following it", self._service, *self.address, *address)
         self.address, self.epoch = address, self.epoch + 1
+        self._echoes = ECHOES + 1  # the watch's thread tells the listeners
         return True
 
     def _run(self) -> None:
         stop = self._stop
         while not stop.is_set():
-            if self.check():
-                self._echoes = ECHOES + 1
+            self.check()
             if self._echoes:
                 self._echoes -= 1
                 for listener in list(self._listeners):
@@ -123,6 +129,7 @@ class PrimaryWatch:
         """In a forked child: no thread came along; one is started if the parent watched."""
         watched = self._thread is not None and not self._stop.is_set()
         self._lock, self._stop = threading.Lock(), threading.Event()
+        self._checking = threading.Lock()
         self._thread, self._echoes = None, 0
         if watched:
             self.start()
