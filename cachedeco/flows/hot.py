@@ -24,7 +24,7 @@ from cachedeco.backends.memory.store import MemoryBackend
 from cachedeco.backends.near.store import NearStore
 from cachedeco.core.entry import NO_VALUE, Entry
 from cachedeco.flows.bound import Bound
-from cachedeco.runtime.registry import Registry, default_registry
+from cachedeco.runtime.registry import Registry
 
 __all__ = ["Hit", "memory_hit", "near_hit"]
 
@@ -36,26 +36,26 @@ _LONGEST = 64  # str arguments longer than this are encoded on each call
 
 
 def memory_hit(b: Bound, store: MemoryBackend, registry: Registry, revision: int, *,
-               follows_default: bool, fixed_tags: bool, pure_keys: bool) -> Hit | None:
+               fixed_tags: bool, pure_keys: bool) -> Hit | None:
     """The compiled hit of ``b`` over ``store``, valid while ``registry`` is at ``revision``
-    (and, when ``follows_default``, still the default registry); ``fixed_tags``: every call
-    has the same tag keys; ``pure_keys``: a key depends on the arguments only (no ``key=``
-    callable) and may be remembered. None where every call must take the generic path."""
+    (a registry that stops being the default moves to a new revision too); ``fixed_tags``:
+    every call has the same tag keys; ``pure_keys``: a key depends on the arguments only (no
+    ``key=`` callable) and may be remembered. None where every call must take the generic
+    path."""
     if not b.enabled or b.policy.beta:
         return None
-    binding = _Binding(registry, revision, follows_default)
+    binding = _Binding(registry, revision)
     if fixed_tags and len(b.tags((), {})) == 1:  # the function's own tag only (the default)
         return _one_tag(b, store.table(), binding, pure_keys)
     return _tagged(b, store.table(), binding)
 
 
 class _Binding(NamedTuple):
-    """What a compiled hit was bound to: a registry at a revision (and whether the function
-    follows the default registry). A hit checks it first, inline: a call costs."""
+    """What a compiled hit was bound to: a registry at a revision. A hit checks it first,
+    inline (a call would cost)."""
 
     registry: Registry
     revision: int
-    follows_default: bool
 
 
 def _one_tag(b: Bound, table: Table, binding: _Binding, pure_keys: bool) -> Hit:
@@ -63,21 +63,20 @@ def _one_tag(b: Bound, table: Table, binding: _Binding, pure_keys: bool) -> Hit:
     keys of ``f(x)`` calls are remembered by ``x`` (an int or a short str), encoding being
     most of a hit's cost."""
     (only_tag,) = b.tags((), {})
-    registry, revision, follows_default = binding
+    registry, revision = binding
     key_of, touch, stats = b.key, table.move_to_end, b.stats
     entries: Mapping[str, tuple[float, Any]] = table  # an entry key holds an Entry (below)
     known: dict[int | str, str] = {}
 
     def hit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if registry.revision != revision or (
-                follows_default and default_registry() is not registry):
+        if registry.revision != revision:
             return NO_VALUE  # configured since binding: the generic path binds again
         if pure_keys and not kwargs and len(args) == 1 and (
-                (kind := type(args[0])) is int or kind is str):  # exact: 1, True, 1.0 apart
+                (kind := (arg := args[0]).__class__) is int or kind is str):  # 1, True apart
             try:
-                key = known[args[0]]
+                key = known[arg]
             except KeyError:
-                key = _remember(known, args[0], key_of(args, kwargs))
+                key = _remember(known, arg, key_of(args, kwargs))
         else:
             key = key_of(args, kwargs)
         try:
@@ -88,11 +87,10 @@ def _one_tag(b: Bound, table: Table, binding: _Binding, pure_keys: bool) -> Hit:
             return NO_VALUE
         now = time.time()  # the store's clock and the soft expiry's alike
         # An entry key holds an Entry (a value or a tombstone): tag tokens live under
-        # "prefix:~", which no entry key starts with.
-        if expires <= now or now >= entry.soft:
+        # "prefix:~", which no entry key starts with. Expired, stale, or invalidated since
+        # it was stored: the generic path decides.
+        if expires <= now or now >= entry.soft or tag[0] <= now or entry.tags != (tag[1],):
             return NO_VALUE
-        if tag[0] <= now or entry.tags != (tag[1],):
-            return NO_VALUE  # invalidated (or expired) since the entry was stored
         value = entry.value
         if value is NO_VALUE:  # a tombstone
             return NO_VALUE
@@ -104,12 +102,11 @@ def _one_tag(b: Bound, table: Table, binding: _Binding, pure_keys: bool) -> Hit:
 
 def _tagged(b: Bound, table: Table, binding: _Binding) -> Hit:
     """The hit of a function with tags of its own: every tag key's token is checked."""
-    registry, revision, follows_default = binding
+    registry, revision = binding
     key_of, tags_of, touch, stats = b.key, b.tags, table.move_to_end, b.stats
 
     def hit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if registry.revision != revision or (
-                follows_default and default_registry() is not registry):
+        if registry.revision != revision:
             return NO_VALUE
         key = key_of(args, kwargs)
         tag_keys = tags_of(args, kwargs)
@@ -137,15 +134,15 @@ def _tagged(b: Bound, table: Table, binding: _Binding) -> Hit:
 
 
 def near_hit(b: Bound, near_store: NearStore, registry: Registry, revision: int, *,
-             follows_default: bool, pure_keys: bool) -> Hit | None:
+             pure_keys: bool) -> Hit | None:
     """The compiled near hit of ``b`` over ``near_store``: what ``NearStore.owned`` (or
     ``NearStore.hit``) and the generic read do on a near hit, inline, valid while
-    ``registry`` is at ``revision`` (and, when ``follows_default``, still the default
-    registry); ``pure_keys``: a key depends on the arguments only and may be remembered.
+    ``registry`` is at ``revision``; ``pure_keys``: a key depends on the arguments only and
+    may be remembered.
     None where every call must take the generic path."""
     if not b.enabled or b.policy.beta:
         return None
-    binding = _Binding(registry, revision, follows_default)
+    binding = _Binding(registry, revision)
     if b.near_owner is not None:
         return _near_owned(b, near_store, binding, pure_keys)
     return _near_tagged(b, near_store, binding, pure_keys)
@@ -154,22 +151,21 @@ def near_hit(b: Bound, near_store: NearStore, registry: Registry, revision: int,
 def _near_owned(b: Bound, near_store: NearStore, binding: _Binding, pure_keys: bool) -> Hit:
     """The near hit of a function whose tag keys follow from its key (``NearStore.owned``):
     a value it installed is its own, with the same tag keys, so none are computed."""
-    registry, revision, follows_default = binding
+    registry, revision = binding
     entries = near_store.entries()  # the store's own dict, for its life (see entries())
     find, touch, behind, clock = entries.get, entries.move_to_end, near_store.behind, time.time
     key_of, owner, stats = b.key, b.near_owner, b.stats
     known: dict[int | str, str] = {}
 
     def hit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if registry.revision != revision or (
-                follows_default and default_registry() is not registry):
+        if registry.revision != revision:
             return NO_VALUE  # configured since binding: the generic path binds again
         if pure_keys and not kwargs and len(args) == 1 and (
-                (kind := type(args[0])) is int or kind is str):  # exact: 1, True, 1.0 apart
+                (kind := (arg := args[0]).__class__) is int or kind is str):  # 1, True apart
             try:
-                key = known[args[0]]
+                key = known[arg]
             except KeyError:
-                key = _remember(known, args[0], key_of(args, kwargs))
+                key = _remember(known, arg, key_of(args, kwargs))
         else:
             key = key_of(args, kwargs)
         near = find(key)
@@ -194,22 +190,21 @@ def _near_owned(b: Bound, near_store: NearStore, binding: _Binding, pure_keys: b
 def _near_tagged(b: Bound, near_store: NearStore, binding: _Binding, pure_keys: bool) -> Hit:
     """The near hit of any other function (``NearStore.hit``): the value's tag keys must be
     the call's (a ``key=`` callable, tags from a callable, a key template)."""
-    registry, revision, follows_default = binding
+    registry, revision = binding
     entries = near_store.entries()
     find, touch, behind, clock = entries.get, entries.move_to_end, near_store.behind, time.time
     key_of, tags_of, stats = b.key, b.tags, b.stats
     known: dict[int | str, str] = {}
 
     def hit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if registry.revision != revision or (
-                follows_default and default_registry() is not registry):
+        if registry.revision != revision:
             return NO_VALUE
         if pure_keys and not kwargs and len(args) == 1 and (
-                (kind := type(args[0])) is int or kind is str):
+                (kind := (arg := args[0]).__class__) is int or kind is str):
             try:
-                key = known[args[0]]
+                key = known[arg]
             except KeyError:
-                key = _remember(known, args[0], key_of(args, kwargs))
+                key = _remember(known, arg, key_of(args, kwargs))
         else:
             key = key_of(args, kwargs)
         near = find(key)

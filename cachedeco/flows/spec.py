@@ -137,15 +137,12 @@ class Spec:
         registry.track(self, self.keys.name, self.stats_)
         self._bound, self._revision, self._registry = bound, revision, registry
         store = slot.backend() if slot.stores_objects else None
-        follows_default = self.explicit_registry is None
         pure_keys = self.keys.pure
         if isinstance(store, MemoryBackend):  # memory:// has no near cache
             self.hit = memory_hit(bound, store, registry, revision,
-                                  follows_default=follows_default, fixed_tags=self.tags.fixed,
-                                  pure_keys=pure_keys)
+                                  fixed_tags=self.tags.fixed, pure_keys=pure_keys)
         elif bound.near is not None:  # a near cache, and the function uses it (near=True)
-            self.hit = near_hit(bound, bound.near, registry, revision,
-                                follows_default=follows_default, pure_keys=pure_keys)
+            self.hit = near_hit(bound, bound.near, registry, revision, pure_keys=pure_keys)
         else:
             self.hit = None
         return bound

@@ -307,7 +307,12 @@ _default: list[Registry] = []
 
 
 def set_default_registry(registry: Registry) -> None:
-    """Name the registry that decorators without ``registry=`` use (done once, on import)."""
+    """Name the registry that decorators without ``registry=`` use (done once, on import).
+
+    The registry it replaces moves to a new revision, so what was bound to it while it was the
+    default (a function's compiled hit) binds again, to the new default, at its next call."""
+    for replaced in _default:
+        replaced.revision += 1
     _default[:] = [registry]
 
 

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from cachedeco import Registry
+from cachedeco import Registry, cached
 from cachedeco.flows import hot
 from cachedeco.flows._async import read as read_async
 from cachedeco.flows._sync import read as read_sync
 from cachedeco.flows.spec import spec_of
+from cachedeco.runtime import registry as registry_module
 
 KEY = "k" * 32
 
@@ -129,6 +130,32 @@ def test_configure_binds_again(reg: Registry) -> None:
     f(1), f(1)
     assert calls == [1, 1]  # a new store: one more load, then hits again
     assert spec_of(f).hit is not before
+
+
+def test_a_function_without_registry_follows_a_new_default(reg: Registry) -> None:
+    """Its compiled hit is bound to the default registry of the time: naming another default
+    sends the next call to the new one."""
+    old = registry_module.default_registry()
+    calls: list[int] = []
+
+    @cached(ttl=60)
+    def f(x: int) -> int:
+        calls.append(x)
+        return x
+
+    try:
+        registry_module.set_default_registry(reg)
+        assert (f(1), f(1)) == (1, 1)
+        assert spec_of(f).hit is not None and spec_of(f).registry is reg
+        registry_module.set_default_registry(old)
+        assert f(1) == 1  # a miss on the old default: reg's entry is not its
+        assert calls == [1, 1]
+        registry_module.set_default_registry(reg)
+        assert f(1) == 1  # reg's entry again, through a hit compiled anew
+        assert calls == [1, 1]
+    finally:
+        registry_module.set_default_registry(old)
+        f.invalidate(1)
 
 
 def test_a_hit_keeps_its_entry_in_the_lru_order() -> None:
