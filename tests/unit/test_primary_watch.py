@@ -23,14 +23,16 @@ URL = "redis+sentinel://127.0.0.1:1,127.0.0.1:2,127.0.0.1:3/mymaster"
 class Sentinel:
     """One sentinel's answer: a primary with its config epoch, or an error."""
 
-    def __init__(self, port: int | None, epoch: int = 0, *, down: bool = False) -> None:
-        self.port, self.epoch, self.down = port, epoch, down
+    def __init__(self, port: int | None, epoch: int = 0, *, down: bool = False,
+                 flags: str = "master") -> None:
+        self.port, self.epoch, self.down, self.flags = port, epoch, down, flags
 
     def sentinel_masters(self) -> dict[str, Any]:
         if self.port is None:
             raise redis.ConnectionError("no answer")
         return {"mymaster": {"ip": "127.0.0.1", "port": self.port, "config-epoch": self.epoch,
-                             "is_master": True, "is_sdown": self.down, "is_odown": False}}
+                             "is_master": True, "is_sdown": self.down, "is_odown": False,
+                             "flags": self.flags}}
 
     def close(self) -> None:
         pass
@@ -62,6 +64,26 @@ def test_a_sentinel_that_has_not_heard_yet_does_not_move_it_back() -> None:
     w._sentinel.sentinels = [Sentinel(7001, 0), Sentinel(None), Sentinel(7001, 0)]
     assert w.check() is False
     assert (w.address, w.epoch) == (("127.0.0.1", 7002), 0)
+
+
+@pytest.mark.parametrize("flags", ["master,failover_in_progress",
+                                   {"master", "failover_in_progress"}], ids=["RESP2", "RESP3"])
+def test_the_leader_of_a_failover_in_progress_is_not_followed(flags: Any) -> None:
+    """Between the promotion and the switch, the leading sentinel names the old primary with
+    the new config epoch; the others name the new primary with it. Whatever the order of the
+    answers, the watch follows the new primary and never moves back."""
+    w = watch(Sentinel(7001, 1))
+    w.check()
+    leader = Sentinel(7001, 2)
+    leader.flags = flags
+    for order in ([leader, Sentinel(7002, 2)], [Sentinel(7002, 2), leader]):
+        w._sentinel.sentinels = order
+        w.check()
+        assert w.address == ("127.0.0.1", 7002)
+    assert w.epoch == 1  # one move, not three
+    w._sentinel.sentinels = [leader]  # the leader alone: no answer to follow
+    assert w.check() is False
+    assert w.address == ("127.0.0.1", 7002)
 
 
 @pytest.mark.parametrize("answers", [

@@ -92,6 +92,11 @@ class PrimaryWatch:
                 continue
             if not state or not state["is_master"] or state["is_sdown"] or state["is_odown"]:
                 continue
+            if _FAILING_OVER in _flags(state):
+                # the sentinel leading a failover: from the promotion until it switches over
+                # it names the old primary with the new config epoch (the others already
+                # name the new one, from its hello messages)
+                continue
             found = (int(state.get("config-epoch", 0)), (str(state["ip"]), int(state["port"])))
             named.add(found[1])
             answers += 1
@@ -145,6 +150,18 @@ class PrimaryWatch:
                 sentinel.close()
         with self._lock:  # a registry used again after close() watches again
             self._thread, self._stop = None, threading.Event()
+
+
+_FAILING_OVER: Final = "failover_in_progress"
+
+
+def _flags(state: dict[str, Any]) -> set[str] | frozenset[str]:
+    """The flags of a ``SENTINEL MASTERS`` answer: a comma-separated string in RESP2, a set
+    in RESP3."""
+    flags = state.get("flags", "")
+    if isinstance(flags, str):
+        return set(flags.split(","))
+    return frozenset(flags)
 
 
 #: Every watch of the process, for the fork handler (a pre-forking server's workers).
