@@ -67,7 +67,7 @@ class BackendSlot:
             memory = MemoryBackend(memory_size(str(spec), options.maxsize))
             self._sync, self._ready_async = memory, AsyncMemoryBackend(memory)
         elif options.near_cache:
-            source = source_for(self.kind, spec, options)
+            source = source_for(self.kind, spec, options, self.watch)
             if source is not None:
                 self.near = NearStore(options.near_cache)
                 self._tracker = Tracker(self.near, source, prefix)

@@ -17,6 +17,8 @@ import redis
 
 import cachedeco
 from cachedeco import Registry
+from tests.support.near import warm
+from tests.support.polling import poll
 from tools.servers import SentinelSetup
 
 pytestmark = pytest.mark.timeout(90)
@@ -86,6 +88,31 @@ def test_a_write_through_taken_by_the_old_primary_is_not_lost(
             stored = primary.get(read.key(1))
         assert stored is not None and stored.endswith(b"\n3")
         assert writer.stats().recoveries_done >= 1
+    finally:
+        writer.close()
+        other.close()
+
+
+def test_a_near_cache_hears_the_changes_made_on_the_new_primary(
+        fresh_sentinel: SentinelSetup, prefix: str) -> None:
+    """Its change stream moves with the data connections: a write-through on the new primary
+    (whichever process made it) drops the value the near cache kept."""
+    db = {3: 1}
+    writer = Registry(fresh_sentinel.url, prefix=prefix)
+    other = Registry(fresh_sentinel.url, prefix=prefix, near_cache=100)
+    try:
+        read, write = _functions(writer, db)
+        other_read, _ = _functions(other, db)
+        assert read(3) == 1
+        warm(lambda: other_read(3), other_read.stats)  # kept near, the stream on the old one
+        old = fresh_sentinel.primary.port
+        _promoted(fresh_sentinel)
+        new = _named(fresh_sentinel, old)
+        warm(lambda: other_read(3), other_read.stats)  # kept near again, after the move
+        assert write(3) == 2  # on the new primary
+        poll(lambda: other_read(3) == 2, timeout=2.0)
+        tracker = other.slot("default")._tracker
+        assert tracker is not None and tracker._primaries == {f"127.0.0.1:{new}"}
     finally:
         writer.close()
         other.close()

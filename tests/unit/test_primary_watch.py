@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from cachedeco.backends.base import ConnectionOptions
+from cachedeco.backends.near.sources import SentinelSource
 from cachedeco.backends.redis.primary_watch import PrimaryWatch
 
 URL = "redis+sentinel://127.0.0.1:1,127.0.0.1:2,127.0.0.1:3/mymaster"
@@ -150,3 +151,17 @@ def test_an_older_configuration_every_sentinel_names_is_taken() -> None:
     w._sentinel.sentinels = [Sentinel(7003, 1), Sentinel(7004, 0)]
     assert w.check() is False  # an epoch after the reset holds as before
     assert w.address == ("127.0.0.1", 7003)
+
+
+def test_the_near_caches_change_stream_follows_the_watch() -> None:
+    """The tracking connection goes where the data connections go: the watch's primary, not
+    the first sentinel's answer (which may still name the old one)."""
+    w = watch(Sentinel(7001, 1), Sentinel(7001, 1))
+    source = SentinelSource(URL, ConnectionOptions(), w)
+    assert list(source.primaries()) == ["127.0.0.1:7001"]  # asked through the watch
+    w._sentinel.sentinels = [Sentinel(7001, 1), Sentinel(7002, 2)]
+    w.check()
+    assert list(source.primaries()) == ["127.0.0.1:7002"]
+    w._sentinel.sentinels = [Sentinel(None)]  # the answer is the watch's: no question asked
+    assert list(source.primaries()) == ["127.0.0.1:7002"]
+    assert source.check_every < 0.5  # noticed before the next round of the watch

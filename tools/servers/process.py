@@ -30,6 +30,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+#: Names a directory where each server's log is copied when it stops (else it is removed).
+LOGS_ENV = "CACHEDECO_SERVER_LOGS"
+
 __all__ = [
     "HOST",
     "Group",
@@ -326,9 +329,15 @@ class RedisProcess:
             raise
 
     def stop(self) -> None:
-        """Shut down and remove the directory. Idempotent."""
+        """Shut down and remove the directory (its log copied first to ``$CACHEDECO_SERVER_LOGS``
+        when that names a directory: a debugging aid). Idempotent."""
         self.halt()
         _own(self, owned=False)
+        keep = os.environ.get(LOGS_ENV)
+        log = self.directory / "redis.log"
+        if keep and log.exists():
+            with contextlib.suppress(OSError):
+                shutil.copy(log, Path(keep) / f"{self.directory.name}.log")
         shutil.rmtree(self.directory, ignore_errors=True)
 
 

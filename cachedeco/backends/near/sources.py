@@ -2,9 +2,12 @@
 backend's URL (or ready client) with the registry's timeouts and credentials.
 
 A source names the primaries it knows now (:meth:`Source.primaries`), each with a factory for
-a fresh, unconnected ``protocol=3`` connection; the tracker asks again from time to time and
-starts over when the answer changes (a Sentinel failover, a cluster primary failover or
-resharding onto a new node).
+a fresh, unconnected ``protocol=3`` connection; the tracker asks again every
+:attr:`Source.check_every` seconds and starts over when the answer changes (a Sentinel
+failover, a cluster primary failover or resharding onto a new node). A Sentinel source names
+the primary that the backend's :class:`~cachedeco.backends.redis.primary_watch.PrimaryWatch`
+follows, the one the data connections use: a stream listening to another server than the one
+the data goes to would hear of none of the changes made there.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import redis.sentinel
 
 from cachedeco.backends.base import ConnectionOptions
 from cachedeco.backends.redis.connect import data_kwargs
-from cachedeco.backends.redis.urls import parse_url, sentinel_settings
+from cachedeco.backends.redis.primary_watch import PrimaryWatch
+from cachedeco.backends.redis.urls import parse_url
 
 __all__ = ["ClusterSource", "SentinelSource", "SingleSource", "Source", "source_for"]
 
@@ -30,8 +34,8 @@ Connection: Any = redis.connection.Connection
 class Source(Protocol):
     """The primaries a change stream must listen to."""
 
-    #: Whether :meth:`primaries` can change (then it is asked again periodically).
-    moves: bool
+    #: Seconds between two questions to :meth:`primaries` (inf: the answer cannot change).
+    check_every: float
 
     def primaries(self) -> dict[str, Factory]:
         """``host:port`` of every primary, and how to open a tracking connection to it."""
@@ -45,7 +49,7 @@ class Source(Protocol):
 class SingleSource:
     """One server: the address of the data connections."""
 
-    moves = False
+    check_every = float("inf")
 
     def __init__(self, connection_class: Any, kwargs: dict[str, Any]) -> None:
         self._make = connection_class
@@ -62,34 +66,37 @@ class SingleSource:
 
 
 class SentinelSource:
-    """The primary the sentinels name now."""
+    """The primary that the backend's watch follows: the data connections' primary."""
 
-    moves = True
+    check_every = 0.05  # the watch's last answer: no I/O
 
-    def __init__(self, url: str, options: ConnectionOptions) -> None:
+    def __init__(self, url: str, options: ConnectionOptions, watch: PrimaryWatch) -> None:
         target = parse_url("sentinel", url)
         self._kwargs = data_kwargs(target, options)
-        settings = sentinel_settings(self._kwargs)
-        self._service, self._db = target.service, target.db
-        self._sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
-            list(target.hosts), sentinel_kwargs=settings)
+        self._db = target.db
+        self._watch = watch
 
     def primaries(self) -> dict[str, Factory]:
-        """One primary, as the sentinels see it now (MasterNotFoundError when none does)."""
-        host, port = self._sentinel.discover_master(self._service)  # type: ignore[no-untyped-call]
+        """The watch's primary (the sentinels asked first when it knows none yet;
+        MasterNotFoundError when none names one)."""
+        address = self._watch.address
+        if address is None:
+            self._watch.check()
+            address = self._watch.address
+        if address is None:
+            raise redis.sentinel.MasterNotFoundError("no sentinel named a primary")
+        host, port = address
         kwargs = {**self._kwargs, "host": host, "port": port, "db": self._db, "protocol": 3}
         return {f"{host}:{port}": lambda: Connection(**kwargs)}
 
     def close(self) -> None:
-        """Close the connections to the sentinels."""
-        for sentinel in self._sentinel.sentinels:
-            sentinel.close()
+        """Nothing held: the watch is the backend's."""
 
 
 class ClusterSource:
     """Every primary of a cluster, from ``CLUSTER SLOTS`` of the first node that answers."""
 
-    moves = True
+    check_every = 1.0
 
     def __init__(self, url: str, options: ConnectionOptions) -> None:
         target = parse_url("cluster", url)
@@ -135,12 +142,16 @@ def _primaries(reply: Any, asked: str) -> list[tuple[str, int]]:
     return sorted(found)
 
 
-def source_for(kind: str, spec: object, options: ConnectionOptions) -> Source | None:
+def source_for(kind: str, spec: object, options: ConnectionOptions,
+               watch: PrimaryWatch | None = None) -> Source | None:
     """The source of a backend's change stream, or None where there is none to follow (a
-    ready asyncio or cluster client: their settings cannot be reused for a sync connection)."""
+    ready asyncio or cluster client: their settings cannot be reused for a sync connection).
+    A Sentinel URL's source follows ``watch``, the backend's."""
     if isinstance(spec, str):
         if kind == "sentinel":
-            return SentinelSource(spec, options)
+            if watch is None:
+                raise ValueError("a Sentinel URL's change stream follows the backend's watch")
+            return SentinelSource(spec, options, watch)
         if kind == "cluster":
             return ClusterSource(spec, options)
         pool = redis.ConnectionPool.from_url(spec, **options.redis_kwargs())

@@ -48,7 +48,6 @@ __all__ = ["Tracker"]
 logger = logging.getLogger("cachedeco")
 
 INTERVAL: Final = 0.25  # seconds between two pings of the tracking connections
-CHECK_EVERY: Final = 1.0  # seconds between two questions about moving primaries
 RETRY: Final = (0.05, 2.0)  # first and longest wait before connecting again
 QUIET: Final = 10.0  # seconds between two "change stream lost" lines (a flapping link)
 
@@ -175,7 +174,8 @@ class Tracker:
         self.store.follow(self.catch_up)
         now = time.monotonic()
         ping = now + INTERVAL
-        check = now + CHECK_EVERY if self.source.moves else float("inf")
+        every = self.source.check_every
+        check = now + every
         try:
             while not self._stop.is_set():
                 wait = max(0.0, min(ping, check) - time.monotonic())
@@ -192,7 +192,7 @@ class Tracker:
                 if now >= check:
                     if frozenset(self.source.primaries()) != self._primaries:
                         raise Moved("the primaries changed")
-                    check = now + CHECK_EVERY
+                    check = now + every
         finally:
             self._links = None
 
