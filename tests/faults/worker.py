@@ -61,7 +61,8 @@ class LogCount(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         self.count += 1
         if len(self.first) < 20:
-            self.first.append(f"{record.levelname} {record.getMessage()[:200]}")
+            self.first.append(f"{record.created:.3f} {record.levelname} "
+                              f"{record.getMessage()[:200]}")
 
 
 class Worker:
@@ -119,11 +120,15 @@ class Worker:
         near = self.near_hits() if kind == "read" else 0
         start, began = time.time(), time.perf_counter()
         if self.stacks is not None:
-            self.stacks.write(f"--- call {self.n} ({kind} of {pid}) began at {start:.3f}\n")
+            self.stacks.write(f"--- call {self.n} ({kind} of {pid}) began at {start:.3f}"
+                              f"{self.primary()}\n")
             self.stacks.flush()
             faulthandler.dump_traceback_later(SLOW, file=self.stacks)
         try:
             value: Any = self.call(kind, pid)
+            if self.stacks is not None and kind in ("write", "invalidate"):
+                self.stacks.write(f"--- call {self.n} ended at {time.time():.3f}"
+                                  f"{self.primary()}\n")
         except Exception as exc:  # every exception a caller would see
             took = time.perf_counter() - began
             name = f"{kind}:{type(exc).__name__}"
@@ -145,6 +150,11 @@ class Worker:
         served = int(kind == "read" and not self.fns.loads)
         self.ops.append([start, took, KINDS.index(kind), OUTCOMES.index(outcome), served])
 
+    def primary(self) -> str:
+        """`` on HOST:PORT@MOVES``: the primary this process follows (Sentinel), else ''."""
+        watch = self.reg.slot("default").watch
+        return "" if watch is None else f" on {watch.address}@{watch.epoch}"
+
     def near_hits(self) -> int:
         """Reads of this process served by its near cache so far."""
         return int(self.fns.get_product.stats().near_hits)  # type: ignore[attr-defined]
@@ -164,6 +174,7 @@ class Worker:
                 "took_ms": round(took * 1000, 3),
                 "missed": [{"v": a.v, "writer": a.writer, "lag_ms": round((start - a.at) * 1000, 3)}
                            for a in missing]}
+        line["primary"] = self.primary()
         self.trace.write(json.dumps(line) + "\n")
         self.trace.flush()
 
