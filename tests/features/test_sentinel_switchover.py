@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 import redis
+import redis.sentinel
 
 import cachedeco
 from cachedeco import Registry
+from cachedeco.backends.redis.pools import BlockingSentinelPool
 from tests.support.near import warm
 from tests.support.polling import poll
 from tools.servers import SentinelSetup
@@ -140,6 +142,58 @@ def test_the_asyncio_client_follows_the_sentinels_too(
             await other.aclose()
 
     assert asyncio.run(scenario()) == (2, 2)
+
+
+class _Watch:
+    """A PrimaryWatch stand-in: the primary it names, and how many moves it saw."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.address, self.epoch = address, 0
+
+    def check(self) -> bool:
+        return False
+
+
+def test_no_connection_to_the_old_primary_is_handed_out(fresh_sentinel: SentinelSetup) -> None:
+    """Another thread saw the move and is closing the idle connections: one it has not
+    closed yet is not handed out as it is (auto-recovery's replay sent there is lost)."""
+    old = ("127.0.0.1", fresh_sentinel.primary.port)
+    new = ("127.0.0.1", fresh_sentinel.replica.port)
+    watch = _Watch(old)
+    sentinel = redis.sentinel.Sentinel([("127.0.0.1", s.port) for s in fresh_sentinel.sentinels])
+    client = sentinel.master_for(fresh_sentinel.service_name, max_connections=2, timeout=1,
+                                 connection_pool_class=BlockingSentinelPool, watch=watch)
+    pool = client.connection_pool
+    try:
+        first = pool.get_connection()
+        assert (first.host, first.port) == old
+        pool.release(first)
+        watch.address, watch.epoch = new, 1
+        pool._epoch = 1  # the other thread's check, its closing not done yet
+        again = pool.get_connection()
+        assert (again.host, again.port) == new
+        again.send_command("ROLE")
+        assert again.read_response()[0] == b"slave"  # really the other server
+        pool.release(again)
+    finally:
+        client.close()
+
+
+def test_new_connections_open_where_the_watch_says(fresh_sentinel: SentinelSetup) -> None:
+    """Not where the first sentinel to answer says (redis-py's way): a sentinel that has not
+    heard of a failover yet would send them back to the old primary."""
+    watched = ("127.0.0.1", fresh_sentinel.replica.port)  # the sentinels name the primary
+    sentinel = redis.sentinel.Sentinel([("127.0.0.1", s.port) for s in fresh_sentinel.sentinels])
+    client = sentinel.master_for(fresh_sentinel.service_name, max_connections=2, timeout=1,
+                                 connection_pool_class=BlockingSentinelPool,
+                                 watch=_Watch(watched))
+    try:
+        assert client.execute_command("ROLE")[0] == b"slave"
+        connection = client.connection_pool.get_connection()
+        assert (connection.host, connection.port) == watched
+        client.connection_pool.release(connection)
+    finally:
+        client.close()
 
 
 def test_without_sentinel_there_is_no_watch(redis_url: str, prefix: str) -> None:

@@ -146,39 +146,73 @@ class WaitingSentinelPool(redis.asyncio.sentinel.SentinelConnectionPool, Waiting
         return connection
 
 
+class _WatchedProxy(redis.sentinel.SentinelConnectionPoolProxy):
+    """What redis-py's sync Sentinel connections ask for their address (the pool's proxy, not
+    the pool): the primary the watch follows, not the first sentinel's answer."""
+
+    def __init__(self, watch: PrimaryWatch, **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
+        self.watch = watch
+
+    def get_master_address(self) -> Any:
+        """The primary the watch follows (asked through it by a new pool: its last round may
+        be 0.5 s old), else the one the first sentinel to answer names (redis-py's way,
+        before the watch knows one); idle connections close when it changes."""
+        watch = self.watch
+        if self.master_address is None:
+            watch.check()
+        address = watch.address
+        if address is None:
+            return super().get_master_address()  # type: ignore[no-untyped-call]
+        if self.master_address != address:
+            self.master_address = address
+            pool = self.connection_pool_ref()
+            if pool is not None:
+                pool.disconnect(inuse_connections=False)
+        return address
+
+
 class BlockingSentinelPool(redis.sentinel.SentinelConnectionPool, redis.BlockingConnectionPool):
     """Sentinel's pool of the primary (it follows failovers), blocking when busy like
     redis-py's ``BlockingConnectionPool``: ``master_for(service,
     connection_pool_class=BlockingSentinelPool, max_connections=N, timeout=T, watch=W)``.
     With a :class:`PrimaryWatch` it moves to the primary the sentinels name as soon as the
     watch sees it change: idle connections to the old primary are closed then, busy ones
-    when they come back (redis-py's ``owns_connection``)."""
+    when they come back (redis-py's ``owns_connection``), and every connection opens to the
+    watch's primary."""
 
     def __init__(self, service_name: str, sentinel_manager: Any, *,
                  watch: PrimaryWatch | None = None, **kwargs: Any) -> None:
         super().__init__(service_name, sentinel_manager, **kwargs)  # type: ignore[no-untyped-call]
         self._watch = watch
         self._epoch = 0
-
-    def get_master_address(self) -> Any:
-        """The primary the watch follows (the sentinels' newest word), else the one the first
-        sentinel to answer names (redis-py's way, before the watch has asked)."""
-        watch = self._watch
-        if watch is not None and self.proxy.master_address is None:
-            watch.check()  # a new pool: as in WaitingSentinelPool.get_master_address
-        address = watch.address if watch is not None else None
-        if address is None:
-            return super().get_master_address()  # type: ignore[no-untyped-call]
-        if self.proxy.master_address != address:
-            self.proxy.master_address = address
-            self.disconnect(inuse_connections=False)
-        return address
+        if watch is not None:
+            self.proxy = _WatchedProxy(
+                watch, connection_pool=self, is_master=self.is_master,
+                check_connection=self.check_connection, service_name=service_name,
+                sentinel_manager=sentinel_manager)
+            self.connection_kwargs["connection_pool"] = self.proxy
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        """A connection to the primary the sentinels name now."""
+        """A connection to the primary the sentinels name now.
+
+        Each connection handed out is checked against the watch's primary: closing the idle
+        ones when the primary moves is not enough, since another thread may take one of them
+        while they are being closed (and send, say, auto-recovery's replay to the old
+        primary, which drops it when it is demoted)."""
         watch = self._watch
         if watch is not None and watch.epoch != self._epoch:
             self._epoch = watch.epoch
             with contextlib.suppress(redis.exceptions.RedisError, OSError):
-                self.get_master_address()  # closes the idle connections to the old primary
-        return super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+                # through the proxy: closes the idle connections to the old primary
+                self.get_master_address()  # type: ignore[no-untyped-call]
+        connection = super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+        where = watch.address if watch is not None else None
+        if where is not None and where != (connection.host, connection.port):
+            try:  # connected to the old primary: connect again, to the new one
+                connection.disconnect()
+                connection.connect()
+            except BaseException:
+                self.release(connection)  # type: ignore[no-untyped-call]
+                raise
+        return connection
