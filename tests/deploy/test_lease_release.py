@@ -7,7 +7,7 @@ has what it may take later released in the background."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -61,6 +61,16 @@ def raw(redis_url: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
+async def aleases(redis_url: str) -> AsyncIterator[AsyncRedisLeases]:
+    """Leases over an asyncio client of their own, closed after the test."""
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        yield AsyncRedisLeases(client)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
 def name(prefix: str) -> LeaseName:
     return KeySpace(prefix).lease(f"{prefix}:item:1")
 
@@ -102,21 +112,16 @@ def test_a_release_that_timed_out_is_not_sent_again(raw: redis.Redis, redis_url:
 
 
 @pytest.mark.parametrize("ran", [False, True], ids=["lost-before", "reply-lost"])
-async def test_an_asyncio_release_cut_once_is_sent_again(raw: redis.Redis, redis_url: str,
-                                                         name: LeaseName, ran: bool) -> None:
-    client = redis.asyncio.Redis.from_url(redis_url)
-    try:
-        leases = AsyncRedisLeases(client)
-        cut = _ACutOnce(leases.release_script, CUT, ran=ran)
-        leases.release_script = cut
-        lease = await leases.acquire(name, 30.0)
-        assert not isinstance(lease, Busy)
-        raw.set(name.mark, "1", px=30_000)  # a waiter blocks on the wake list
-        assert await lease.release() is True
-        assert cut.calls == 2
-        assert _released(raw, name)
-    finally:
-        await client.aclose()
+async def test_an_asyncio_release_cut_once_is_sent_again(
+        raw: redis.Redis, aleases: AsyncRedisLeases, name: LeaseName, ran: bool) -> None:
+    cut = _ACutOnce(aleases.release_script, CUT, ran=ran)
+    aleases.release_script = cut
+    lease = await aleases.acquire(name, 30.0)
+    assert not isinstance(lease, Busy)
+    raw.set(name.mark, "1", px=30_000)  # a waiter blocks on the wake list
+    assert await lease.release() is True
+    assert cut.calls == 2
+    assert _released(raw, name)
 
 
 @pytest.mark.parametrize("ran", [False, True], ids=["lost-before", "reply-lost"])
@@ -138,17 +143,12 @@ def test_an_acquire_cut_off_from_its_reply_leaves_no_lease(raw: redis.Redis, red
 
 
 async def test_an_asyncio_acquire_cut_off_from_its_reply_leaves_no_lease(
-        raw: redis.Redis, redis_url: str, name: LeaseName) -> None:
-    client = redis.asyncio.Redis.from_url(redis_url)
-    try:
-        leases = AsyncRedisLeases(client)
-        raw.set(name.mark, "1", px=30_000)  # a waiter blocks on the wake list
-        leases.acquire_script = _ACutOnce(leases.acquire_script, CUT, ran=True)
-        with pytest.raises(redis.exceptions.ConnectionError):
-            await leases.acquire(name, 30.0)
-        assert raw.exists(name.key) == 0 and raw.llen(name.wake) == 1
-    finally:
-        await client.aclose()
+        raw: redis.Redis, aleases: AsyncRedisLeases, name: LeaseName) -> None:
+    raw.set(name.mark, "1", px=30_000)  # a waiter blocks on the wake list
+    aleases.acquire_script = _ACutOnce(aleases.acquire_script, CUT, ran=True)
+    with pytest.raises(redis.exceptions.ConnectionError):
+        await aleases.acquire(name, 30.0)
+    assert raw.exists(name.key) == 0 and raw.llen(name.wake) == 1
 
 
 def test_a_cut_acquire_leaves_another_holders_lease_alone(raw: redis.Redis, redis_url: str,
@@ -229,35 +229,25 @@ def test_a_timed_out_acquire_that_never_ran_is_given_up(raw: redis.Redis, redis_
 
 
 async def test_an_asyncio_acquire_that_timed_out_is_released_without_another_acquire(
-        raw: redis.Redis, redis_url: str, name: LeaseName) -> None:
-    client = redis.asyncio.Redis.from_url(redis_url)
-    try:
-        leases = AsyncRedisLeases(client)
-        raw.set(name.mark, "1", px=30_000)  # a waiter blocks on the wake list
-        leases.acquire_script = _ACutOnce(leases.acquire_script, TIMEOUT, ran=True)
-        with pytest.raises(redis.exceptions.TimeoutError):
-            await leases.acquire(name, 30.0)
-        await apoll(lambda: _released(raw, name), timeout=5.0)
-    finally:
-        await client.aclose()
+        raw: redis.Redis, aleases: AsyncRedisLeases, name: LeaseName) -> None:
+    raw.set(name.mark, "1", px=30_000)  # a waiter blocks on the wake list
+    aleases.acquire_script = _ACutOnce(aleases.acquire_script, TIMEOUT, ran=True)
+    with pytest.raises(redis.exceptions.TimeoutError):
+        await aleases.acquire(name, 30.0)
+    await apoll(lambda: _released(raw, name), timeout=5.0)
 
 
 async def test_an_asyncio_acquire_that_timed_out_is_released_by_the_next_acquire(
-        raw: redis.Redis, redis_url: str, name: LeaseName, prefix: str) -> None:
+        raw: redis.Redis, aleases: AsyncRedisLeases, name: LeaseName, prefix: str) -> None:
     other = KeySpace(prefix).lease(f"{prefix}:item:2")
-    client = redis.asyncio.Redis.from_url(redis_url)
-    try:
-        leases = AsyncRedisLeases(client)
-        raw.set(name.mark, "1", px=30_000)  # a waiter blocks on the wake list
-        leases.acquire_script = _ACutOnce(leases.acquire_script, TIMEOUT, ran=True)
-        with pytest.raises(redis.exceptions.TimeoutError):
-            await leases.acquire(name, 30.0)
-        assert raw.exists(name.key) == 1
-        taken = await leases.acquire(other, 30.0)
-        assert not isinstance(taken, Busy) and await taken.release() is True
-        assert _released(raw, name)
-    finally:
-        await client.aclose()
+    raw.set(name.mark, "1", px=30_000)  # a waiter blocks on the wake list
+    aleases.acquire_script = _ACutOnce(aleases.acquire_script, TIMEOUT, ran=True)
+    with pytest.raises(redis.exceptions.TimeoutError):
+        await aleases.acquire(name, 30.0)
+    assert raw.exists(name.key) == 1
+    taken = await aleases.acquire(other, 30.0)
+    assert not isinstance(taken, Busy) and await taken.release() is True
+    assert _released(raw, name)
 
 
 @pytest.mark.parametrize("flavour", ["sync", "async"])
