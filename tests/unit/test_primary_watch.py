@@ -16,7 +16,9 @@ import redis
 
 from cachedeco.backends.base import ConnectionOptions
 from cachedeco.backends.near.sources import SentinelSource
+from cachedeco.backends.redis import primary_watch
 from cachedeco.backends.redis.primary_watch import PrimaryWatch
+from tests.support.polling import poll
 
 URL = "redis+sentinel://127.0.0.1:1,127.0.0.1:2,127.0.0.1:3/mymaster"
 
@@ -115,6 +117,26 @@ def test_listeners_hear_a_move_twice_then_no_more() -> None:
     finally:
         w.close()
     assert heard == [1, 1]
+
+
+def test_a_connection_being_opened_hurries_the_watch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While connections are being opened (a primary that stopped answering), the sentinels
+    are asked every FAST seconds: a failover's new primary is followed at once, not at the
+    next round (here a minute away)."""
+    monkeypatch.setattr(primary_watch, "INTERVAL", 60.0)
+    w = watch(Sentinel(7001, 0))
+    w.start()
+    try:
+        poll(lambda: w.address is not None, timeout=5.0)  # the first round, then a minute
+        w._sentinel.sentinels = [Sentinel(7002, 1)]
+        time.sleep(0.3)
+        assert w.address == ("127.0.0.1", 7001)  # not asked again yet
+        w.hurry()
+        poll(lambda: w.address == ("127.0.0.1", 7002), timeout=5.0)
+        w._sentinel.sentinels = [Sentinel(7003, 2)]  # still hurried: asked again soon
+        poll(lambda: w.address == ("127.0.0.1", 7003), timeout=5.0)
+    finally:
+        w.close()
 
 
 def test_a_forked_child_watches_on_its_own_thread() -> None:

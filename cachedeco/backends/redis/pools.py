@@ -115,6 +115,8 @@ class WaitingSentinelPool(redis.asyncio.sentinel.SentinelConnectionPool, Waiting
         """The primary the watch follows (the sentinels' newest word), else the one the first
         sentinel to answer names (redis-py's way, before the watch has asked)."""
         watch = self._watch
+        if watch is not None:
+            watch.hurry()  # a connection is being opened: after a failure, say
         if watch is not None and self.master_address is None:
             # a new pool (say, after a failover): the watch's last round may be 0.5 s old
             await asyncio.to_thread(watch.check)  # a blocking question: off the event loop
@@ -159,6 +161,7 @@ class _WatchedProxy(redis.sentinel.SentinelConnectionPoolProxy):
         be 0.5 s old), else the one the first sentinel to answer names (redis-py's way,
         before the watch knows one); idle connections close when it changes."""
         watch = self.watch
+        watch.hurry()  # a connection is being opened: after a failure, say
         if self.master_address is None:
             watch.check()
         address = watch.address

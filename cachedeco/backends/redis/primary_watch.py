@@ -12,7 +12,10 @@ checkout, move their connections over and connect where the watch says from then
 where the first sentinel to answer says). It also tells its listeners: auto-recovery applies
 the changes of the last seconds again, since the old primary may have lost them. A failover
 the sentinels have not finished is not seen here: until they name the new primary, nobody
-can.
+can. While connections are being opened (a primary that stopped answering, say) the watch
+asks every :data:`FAST` seconds instead, for :data:`HURRIED_FOR` seconds: a failover's new
+primary is then followed within that time, before an old primary restarted empty can take
+the changes meant for the new one.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any, Final
@@ -36,6 +40,8 @@ __all__ = ["INTERVAL", "PrimaryWatch"]
 logger = logging.getLogger("cachedeco")
 INTERVAL: Final = 0.5  # seconds between two questions to the sentinels
 ECHOES: Final = 1  # the listeners are told again this many rounds later (changes in flight)
+FAST: Final = 0.05  # seconds between two questions while connections are being opened
+HURRIED_FOR: Final = 5.0  # seconds of FAST questions after a connection was opened
 
 
 class PrimaryWatch:
@@ -54,6 +60,8 @@ class PrimaryWatch:
         self._listeners: list[Callable[[], None]] = []
         self._echoes = 0
         self._stop = threading.Event()
+        self._nudge = threading.Event()  # set by hurry(): ask now
+        self._hurried = 0.0  # monotonic time until which the questions are FAST
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._checking = threading.Lock()  # the thread's rounds and a new pool's question
@@ -70,6 +78,15 @@ class PrimaryWatch:
                 self._thread = threading.Thread(target=self._run, daemon=True,
                                                 name="cachedeco-primary-watch")
                 self._thread.start()
+
+    def hurry(self) -> None:
+        """A connection is being opened: the primary may have failed, so ask the sentinels
+        every FAST seconds for a while (once an outage's failover is done, its new primary
+        is followed within FAST seconds, not INTERVAL)."""
+        hurried = self._hurried
+        self._hurried = time.monotonic() + HURRIED_FOR
+        if hurried < time.monotonic():
+            self._nudge.set()
 
     def check(self) -> bool:
         """Ask every sentinel once (each round of the watch's thread, and a new pool's first
@@ -118,7 +135,7 @@ class PrimaryWatch:
         return True
 
     def _run(self) -> None:
-        stop = self._stop
+        stop, nudge = self._stop, self._nudge
         while not stop.is_set():
             self.check()
             if self._echoes:
@@ -128,12 +145,17 @@ class PrimaryWatch:
                         listener()
                     except Exception:  # a listener's fault must not stop the watch
                         logger.exception("cachedeco: a primary-change listener failed")
-            stop.wait(INTERVAL)
+            if stop.wait(FAST):
+                return
+            nudge.clear()
+            if time.monotonic() >= self._hurried:
+                nudge.wait(INTERVAL - FAST)  # woken early by hurry()
 
     def _after_fork(self) -> None:
         """In a forked child: no thread came along; one is started if the parent watched."""
         watched = self._thread is not None and not self._stop.is_set()
         self._lock, self._stop = threading.Lock(), threading.Event()
+        self._nudge, self._hurried = threading.Event(), 0.0
         self._checking = threading.Lock()
         self._thread, self._echoes = None, 0
         if watched:
@@ -142,6 +164,7 @@ class PrimaryWatch:
     def close(self) -> None:
         """Stop the thread and close the connections to the sentinels."""
         self._stop.set()
+        self._nudge.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2.0)
