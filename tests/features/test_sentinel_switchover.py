@@ -153,6 +153,9 @@ class _Watch:
     def check(self) -> bool:
         return False
 
+    def hurry(self) -> None:
+        pass
+
 
 def test_no_connection_to_the_old_primary_is_handed_out(fresh_sentinel: SentinelSetup) -> None:
     """Another thread saw the move and is closing the idle connections: one it has not
