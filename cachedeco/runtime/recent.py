@@ -7,7 +7,9 @@ begins, or when the sentinels name another primary while the old one still runs 
 what it accepted since once they demote it), :class:`~cachedeco.runtime.recovery.Recovery`
 takes the changes that landed in the last ``WINDOW`` seconds and applies them again, as drops
 and invalidations, once the backend answers: one more miss for each, at worst, instead of a
-stale value.
+stale value. What recovery itself applies counts as landed too: it may have reached a server
+that loses it as well (a killed primary restarted empty, a primary for a moment before its
+``REPLICAOF``), and the next replay, the sentinels naming the new primary, applies it again.
 """
 
 from __future__ import annotations

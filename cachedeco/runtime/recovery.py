@@ -295,6 +295,9 @@ class Recovery:
             if outage is not None:
                 outage.landed.update(c.kind for c in done)
         self.stats.recoveries_done += len(done)
+        for change in done:  # landed now: a failover right after may lose them again
+            if change.kind != RECORD:
+                self.recent.note(name, change.kind, (change.target,), change.px)
         if self.spool is not None:
             self.spool.done(c.row for c in run if c.row is not None)
         host.breaker(name).success()

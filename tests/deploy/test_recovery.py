@@ -102,6 +102,28 @@ def test_changes_that_landed_just_before_an_outage_are_applied_again_after_it(
     assert (get(1), get(2)) == ("b", "y")  # not the "a" the lost change had replaced
 
 
+def test_what_recovery_applied_is_applied_again_by_the_next_replay(
+        make_registry: Callable[..., Registry], frozen: Server, prefix: str) -> None:
+    # A killed Sentinel primary restarted empty runs as a primary for a moment before its
+    # REPLICAOF: recovery may land there, and the resync then drops what it applied. The
+    # replay of a Sentinel switch (Recovery.replay) must apply it again on the new primary.
+    db = {1: "a", 2: "x"}
+    reg = make_registry(frozen.url, **FAST)
+    get, put = _catalogue(reg, db)
+    assert (get(1), get(2)) == ("a", "x")
+    with redis.Redis.from_url(frozen.url) as raw:
+        before = {k: (raw.dump(k), raw.pttl(k)) for k in raw.scan_iter(f"{prefix}:*")}
+        frozen.pause()
+        assert put(2, "y") == "y"  # kept: the server does not answer
+        frozen.resume()
+        poll(lambda: reg.stats().recoveries_pending == 0, timeout=3.0)
+        for k, (data, ttl) in before.items():  # landed where it was then lost
+            raw.restore(k, max(ttl, 0), data, replace=True)
+        reg.recovery.replay("default")  # the sentinels named another primary
+        poll(lambda: reg.stats().recoveries_pending == 0, timeout=3.0)
+    assert get(2) == "y"  # not the "x" the write replaced
+
+
 def test_invalidate_tags_and_invalidate_during_an_outage_land_once_it_ends(
         make_registry: Callable[..., Registry], frozen: Server) -> None:
     db = {1: "a", 2: "b"}
