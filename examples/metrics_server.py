@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -83,6 +84,9 @@ def main() -> None:
     collector = PrometheusCollector()  # every registry of this process
     if not MULTIPROCESS:
         REGISTRY.register(collector)
+    # Ctrl-C stops it even when started by a job that ignores SIGINT (a shell's background
+    # job does, and its children inherit that: Python then installs no handler of its own).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     print(f"listening on http://127.0.0.1:{server.server_port}", flush=True)
     try:

@@ -35,8 +35,14 @@ def server(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
         yield line.split()[-1]
     finally:
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        try:
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:  # never left behind, whatever failed
+                proc.kill()
+                proc.communicate()
         assert proc.returncode == 0, err
+
 
 
 def get(url: str) -> str:
