@@ -81,6 +81,18 @@ def test_a_write_through_during_a_freeze_is_not_served_stale_once_the_server_is_
     assert out.stdout in ("v2\n", "from-the-database\n"), out.stderr
 
 
+def _snapshot(raw: redis.Redis, prefix: str) -> dict[bytes, tuple[bytes, int]]:
+    """Every key under ``prefix``, dumped with its TTL: what a replica holds now."""
+    return {k: (raw.dump(k), raw.pttl(k)) for k in raw.scan_iter(f"{prefix}:*")}
+
+
+def _put_back(raw: redis.Redis, before: dict[bytes, tuple[bytes, int]]) -> None:
+    """The keys as :func:`_snapshot` found them: the changes made since are lost, as on a
+    server that took them and was then replaced by one that never saw them."""
+    for k, (data, ttl) in before.items():
+        raw.restore(k, max(ttl, 0), data, replace=True)
+
+
 def test_changes_that_landed_just_before_an_outage_are_applied_again_after_it(
         make_registry: Callable[..., Registry], frozen: Server, prefix: str) -> None:
     # Redis replicates asynchronously: a failover can lose the changes the dying primary
@@ -90,10 +102,9 @@ def test_changes_that_landed_just_before_an_outage_are_applied_again_after_it(
     get, put = _catalogue(reg, db)
     assert (get(1), get(2)) == ("a", "x")
     with redis.Redis.from_url(frozen.url) as raw:
-        before = {k: (raw.dump(k), raw.pttl(k)) for k in raw.scan_iter(f"{prefix}:*")}
+        before = _snapshot(raw, prefix)
         assert put(1, "b") == "b"  # it lands
-        for k, (data, ttl) in before.items():  # ...and is lost: what the replica held before
-            raw.restore(k, max(ttl, 0), data, replace=True)
+        _put_back(raw, before)  # ...and is lost: what the replica held before
         frozen.pause()  # the outage (the failover) begins with the next change
         assert put(2, "y") == "y"
         assert reg.stats().recoveries_pending >= 3  # item 2, and item 1 and "items" again
@@ -112,13 +123,12 @@ def test_what_recovery_applied_is_applied_again_by_the_next_replay(
     get, put = _catalogue(reg, db)
     assert (get(1), get(2)) == ("a", "x")
     with redis.Redis.from_url(frozen.url) as raw:
-        before = {k: (raw.dump(k), raw.pttl(k)) for k in raw.scan_iter(f"{prefix}:*")}
+        before = _snapshot(raw, prefix)
         frozen.pause()
         assert put(2, "y") == "y"  # kept: the server does not answer
         frozen.resume()
         poll(lambda: reg.stats().recoveries_pending == 0, timeout=3.0)
-        for k, (data, ttl) in before.items():  # landed where it was then lost
-            raw.restore(k, max(ttl, 0), data, replace=True)
+        _put_back(raw, before)  # landed where it was then lost
         reg.recovery.replay("default")  # the sentinels named another primary
         poll(lambda: reg.stats().recoveries_pending == 0, timeout=3.0)
     assert get(2) == "y"  # not the "x" the write replaced
