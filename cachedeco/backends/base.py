@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 import redis.exceptions
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -50,15 +51,16 @@ class ConnectionOptions:
     near_cache: int = 0  # values kept near per Redis backend (0: no near cache)
     extra: dict[str, Any] = field(default_factory=dict)  # other redis-py connection keywords
 
-    def redis_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for redis-py clients and pools: bounded, no retry storms, and
+    def redis_kwargs(self, asyncio: bool = False) -> dict[str, Any]:
+        """Keyword arguments for redis-py clients and pools: bounded, no retry storms (the
+        retry policy of the client's flavour: asyncio clients warn about a sync one), and
         RESP2 (nothing here needs RESP3's types, and a new connection then sends no
         ``HELLO``; the near cache's change stream asks for RESP3 itself)."""
         return {
             "protocol": 2,
             "socket_timeout": self.socket_timeout,
             "socket_connect_timeout": self.socket_connect_timeout,
-            "retry": Retry(NoBackoff(), 0),
+            "retry": AsyncRetry(NoBackoff(), 0) if asyncio else Retry(NoBackoff(), 0),
             **self.extra,
         }
 

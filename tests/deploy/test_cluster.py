@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 
@@ -242,7 +243,8 @@ async def test_a_connection_cut_under_a_task_is_a_backend_fault(
     """redis-py's asyncio cluster client closes itself on CLUSTERDOWN, on an uncovered slot and
     on every fifth MOVED, cutting the connections other tasks are using; one cut as it comes up
     fails inside redis-py with "'NoneType' object has no attribute 'writelines'". The caller
-    sees a backend fault: the function's value (or a BackendError), never that error."""
+    sees a backend fault: the function's value (or a BackendError), never that error. redis-py
+    8.2 survives the cut itself: the read then simply misses."""
     reg = amake_registry(cluster_url)
 
     @cachedeco.cached(registry=reg)
@@ -263,4 +265,5 @@ async def test_a_connection_cut_under_a_task_is_a_backend_fault(
     conn.register_connect_callback(cutter.close)
     assert await f(x) == x
     assert cutter.fired == 1
-    assert reg.stats().backend_errors == 1
+    survives_cuts = tuple(int(n) for n in redis.__version__.split(".")[:2]) >= (8, 2)
+    assert reg.stats().backend_errors == (0 if survives_cuts else 1)

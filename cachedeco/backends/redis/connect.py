@@ -70,15 +70,15 @@ def make_sync(kind: str, url: str, options: ConnectionOptions,
     kwargs = data_kwargs(target, options)
     if kind == "sentinel":
         settings = sentinel_settings(kwargs)
-        sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
             list(target.hosts), sentinel_kwargs=settings, **kwargs)
-        client = sentinel.master_for(  # type: ignore[no-untyped-call]
+        client = sentinel.master_for(  # type: ignore[no-untyped-call, unused-ignore]
             target.service, db=target.db, connection_pool_class=BlockingSentinelPool,
             max_connections=options.max_connections, timeout=options.pool_timeout, watch=watch)
         return CombiningRedisBackend(client, companions=sentinel.sentinels)
     retry = kwargs.pop("retry")
     (host, port), *others = target.hosts
-    nodes = [redis.cluster.ClusterNode(h, p) for h, p in others]  # type: ignore[no-untyped-call]
+    nodes = [redis.cluster.ClusterNode(h, p) for h, p in others]  # type: ignore[no-untyped-call, unused-ignore]
     try:
         # Given a URL, redis-py makes each node's pool of connection_pool_class.
         cluster = redis.cluster.RedisCluster(
@@ -97,13 +97,13 @@ def make_async(kind: str, url: str, options: ConnectionOptions,
     if kind == "redis":
         pool = WaitingConnectionPool.from_url(
             url, max_connections=options.max_connections, timeout=options.pool_timeout,
-            **options.redis_kwargs())
+            **options.redis_kwargs(asyncio=True))
         return CoalescingRedisBackend(redis.asyncio.Redis.from_pool(pool))
     target = parse_url(kind, url)
-    kwargs = data_kwargs(target, options)
+    kwargs = data_kwargs(target, options, asyncio=True)
     if kind == "sentinel":
         settings = sentinel_settings(kwargs)
-        sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
             list(target.hosts), sentinel_kwargs=settings, **kwargs)
         client = sentinel.master_for(
             target.service, db=target.db, connection_pool_class=WaitingSentinelPool,
@@ -132,9 +132,10 @@ def wrap_async(client: Any) -> AsyncBackend:
     return CoalescingRedisBackend(client)
 
 
-def data_kwargs(target: Target, options: ConnectionOptions) -> dict[str, Any]:
-    """Keyword arguments for connections to the data nodes."""
-    kwargs = options.redis_kwargs()
+def data_kwargs(target: Target, options: ConnectionOptions,
+                asyncio: bool = False) -> dict[str, Any]:
+    """Keyword arguments for connections to the data nodes (of an asyncio client if so)."""
+    kwargs = options.redis_kwargs(asyncio)
     if target.username is not None:
         kwargs["username"] = target.username
     if target.password is not None:

@@ -51,7 +51,7 @@ class PrimaryWatch:
         target = parse_url("sentinel", url)
         kwargs = options.redis_kwargs()
         self._service = target.service
-        self._sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        self._sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
             list(target.hosts), sentinel_kwargs=sentinel_settings(kwargs))
         #: The primary last named, and how many times it changed (the pools' cue).
         self.address: tuple[str, int] | None = None
