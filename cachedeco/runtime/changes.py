@@ -2,7 +2,9 @@
 
 Three kinds: ``DROP`` an entry (a tombstone: a write-through that could not store, an
 invalidation, a refresh), ``TAGS`` (a new token for a tag key: ``invalidate_tags``,
-``invalidate_all``) and ``RECORD`` (a write-behind record with its entry, queued again).
+``invalidate_all``) and ``RECORD`` (a write-behind record with its entry, queued again). A
+fourth, ``RELEASE`` (a ``lock=True`` lease released again by its token), is only ever
+applied again after a failover (:mod:`.recent`), never spooled.
 Drops and tag invalidations of one key are one pending change (the latest); records are
 never merged: each one is delivered. :func:`next_run` picks what goes out next (drops and tag
 invalidations first, then records, many per round trip).
@@ -23,17 +25,18 @@ import orjson
 
 from cachedeco.backends.base import AsyncBackend, Backend
 from cachedeco.backends.contracts.queues import AsyncQueue, NotStored, Push, Queue
-from cachedeco.core.entry import Write, new_tag_token, new_tombstone
+from cachedeco.core.entry import Release, Write, new_tag_token, new_tombstone
 from cachedeco.core.keyspace import QueueNames
 
-__all__ = ["DROP", "KINDS", "RECORD", "TAGS", "Change", "Outage", "aapply", "apply",
+__all__ = ["DROP", "KINDS", "RECORD", "RELEASE", "TAGS", "Change", "Outage", "aapply", "apply",
            "decode_change", "encode_change", "next_run"]
 
 DROP: Final = "drop"
 TAGS: Final = "tags"
 RECORD: Final = "record"
-KINDS: Final = (DROP, TAGS, RECORD)
-_WHAT: Final = {DROP: "entry drop(s)", TAGS: "tag invalidation(s)",
+RELEASE: Final = "release"
+KINDS: Final = (DROP, TAGS, RECORD)  # the kinds a spool holds
+_WHAT: Final = {DROP: "entry drop(s)", TAGS: "tag invalidation(s)", RELEASE: "lease release(s)",
                 RECORD: "write-behind record(s)"}
 
 
@@ -57,19 +60,20 @@ class Change:
 
     backend: str  # the backend's name in the registry
     kind: str
-    target: str  # the entry key (DROP, RECORD) or the tag key (TAGS)
+    target: str  # the entry key (DROP, RECORD), the tag key (TAGS) or the lease (RELEASE)
     px: int  # how long the tombstone or tag token lives, in ms
     function: str = ""  # RECORD: the @write_behind function
     names: QueueNames | None = None  # RECORD: its queue
     push: Push | None = None  # RECORD: the record and its entry
+    release: Release | None = None  # RELEASE: the lease and its token
     row: int | None = None  # its row in the spool, if any
     uid: str = field(default_factory=lambda: os.urandom(8).hex())
 
     @property
     def ident(self) -> str:
         """One pending change per ident: the latest drop of a key, the latest invalidation
-        of a tag; every record its own."""
-        last = self.uid if self.kind == RECORD else self.target
+        of a tag; every record and every lease's release its own."""
+        last = self.uid if self.kind in (RECORD, RELEASE) else self.target
         return f"{self.kind}\x00{self.backend}\x00{last}"
 
 
@@ -197,6 +201,9 @@ def apply(backend: Backend, run: list[Change]) -> None:
     tags, px = _drops(run, TAGS)
     if tags:
         backend.invalidate_tags(tags, new_tag_token(True), px)
+    for change in run:
+        if change.release is not None:
+            backend.leases().repeat(change.release)
     for names, pushes in _by_queue(run).items():
         queue: Queue = backend.queue(names)
         if isinstance(queue, _Batched):
@@ -215,6 +222,9 @@ async def aapply(backend: AsyncBackend, run: list[Change]) -> None:
     tags, px = _drops(run, TAGS)
     if tags:
         await backend.invalidate_tags(tags, new_tag_token(True), px)
+    for change in run:
+        if change.release is not None:
+            await backend.leases().repeat(change.release)
     for names, pushes in _by_queue(run).items():
         queue: AsyncQueue = backend.queue(names)
         if isinstance(queue, _AsyncBatched):

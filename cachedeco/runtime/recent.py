@@ -7,9 +7,12 @@ begins, or when the sentinels name another primary while the old one still runs 
 what it accepted since once they demote it), :class:`~cachedeco.runtime.recovery.Recovery`
 takes the changes that landed in the last ``WINDOW`` seconds and applies them again, as drops
 and invalidations, once the backend answers: one more miss for each, at worst, instead of a
-stale value. What recovery itself applies counts as landed too: it may have reached a server
-that loses it as well (a killed primary restarted empty, a primary for a moment before its
-``REPLICAOF``), and the next replay, the sentinels naming the new primary, applies it again.
+stale value. The ``lock=True`` leases released lately are released again too, by their
+tokens: a lease replicated before the failover and released on the old primary would keep
+the key's callers waiting until it expires. What recovery itself applies counts as landed
+too: it may have reached a server that loses it as well (a killed primary restarted empty, a
+primary for a moment before its ``REPLICAOF``), and the next replay, the sentinels naming the
+new primary, applies it again.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Final
 
+from cachedeco.core.entry import Release
+
 __all__ = ["WINDOW", "RecentChanges"]
 
 #: Seconds: far beyond a replica's lag on a healthy link, and beyond the time from a
@@ -28,8 +33,11 @@ __all__ = ["WINDOW", "RecentChanges"]
 WINDOW: Final = 3.0
 LIMIT: Final = 4096  # changes remembered per backend at the most (the oldest go first)
 
-#: One landed change: when (monotonic), its kind (``drop`` or ``tags``), its key, its px.
-Landed = tuple[float, str, str, int]
+#: One landed change: when (monotonic), its kind (``drop``, ``tags`` or ``release``), its
+#: key, its px, and for a release the lease and its token.
+Landed = tuple[float, str, str, int, Release | None]
+#: A change to apply again: its kind, key, px and release.
+Again = tuple[str, str, int, Release | None]
 
 
 class RecentChanges:
@@ -40,26 +48,28 @@ class RecentChanges:
         self._lock = threading.Lock()
         self._by_backend: dict[str, collections.deque[Landed]] = {}
 
-    def note(self, backend: str, kind: str, targets: Iterable[str], px: int) -> None:
+    def note(self, backend: str, kind: str, targets: Iterable[str], px: int,
+             release: Release | None = None) -> None:
         """Remember that these changes reached ``backend`` now."""
         now = self._clock()
         with self._lock:
             recent = self._by_backend.get(backend)
             if recent is None:
                 recent = self._by_backend[backend] = collections.deque(maxlen=LIMIT)
-            recent.extend((now, kind, target, px) for target in targets)
+            recent.extend((now, kind, target, px, release) for target in targets)
 
-    def take(self, backend: str) -> list[tuple[str, str, int]]:
+    def take(self, backend: str) -> list[Again]:
         """The changes that reached ``backend`` in the last ``WINDOW`` seconds (each key or
-        tag once), forgotten as they are handed out."""
+        tag once, each lease's token once), forgotten as they are handed out."""
         since = self._clock() - WINDOW
         with self._lock:
             recent = self._by_backend.pop(backend, None)
-        found: dict[tuple[str, str], int] = {}
-        for at, kind, target, px in recent or ():
+        found: dict[tuple[str, str, str | bytes], Again] = {}
+        for at, kind, target, px, release in recent or ():
             if at >= since:
-                found[(kind, target)] = px
-        return [(kind, target, px) for (kind, target), px in found.items()]
+                token = b"" if release is None else release.token
+                found[(kind, target, token)] = (kind, target, px, release)
+        return list(found.values())
 
     def clear(self) -> None:
         """Forget everything (a forked child)."""

@@ -29,6 +29,7 @@ from cachedeco.errors import CacheError
 from cachedeco.runtime.changes import (
     DROP,
     RECORD,
+    RELEASE,
     TAGS,
     Change,
     Outage,
@@ -126,8 +127,8 @@ class Recovery:
         """The changes that reached ``backend`` lately may be lost there (an outage began: it
         may be a failover; or its primary moved while the old one ran, a Sentinel failover
         this process saw no outage in): they are applied again, and not served meanwhile."""
-        for kind, target, px in self.recent.take(backend):
-            self.add(Change(backend, kind, target, px), None, failed=False)
+        for kind, target, px, release in self.recent.take(backend):
+            self.add(Change(backend, kind, target, px, release=release), None, failed=False)
 
     def add(self, change: Change, exc: BaseException | None, *, failed: bool = True) -> None:
         """Keep one change (replacing the pending one of the same key or tag) and wake the
@@ -140,9 +141,9 @@ class Recovery:
         # This process must not serve the old value from its near cache either (the change
         # stream reports nothing for a change that never reached the backend).
         near = host.slot(change.backend).near
-        if near is not None:
+        if near is not None and change.kind != RELEASE:
             near.changed([change.target])
-        if self.spool is not None:
+        if self.spool is not None and change.kind != RELEASE:
             keep_in_spool(self.spool, host.prefix, change, self._spool_log)
         with self._lock:
             queue = self._queues.setdefault(change.backend, collections.OrderedDict())
@@ -167,9 +168,13 @@ class Recovery:
         self._kick(host, change.backend)
 
     def _block(self, change: Change) -> None:
-        (self._tags if change.kind == TAGS else self._keys)[(change.backend, change.target)] += 1
+        if change.kind != RELEASE:  # a lease's release holds back no entry
+            (self._tags if change.kind == TAGS else self._keys)[
+                (change.backend, change.target)] += 1
 
     def _unblock(self, change: Change) -> None:
+        if change.kind == RELEASE:
+            return
         counter = self._tags if change.kind == TAGS else self._keys
         where = (change.backend, change.target)
         counter[where] -= 1
@@ -297,7 +302,8 @@ class Recovery:
         self.stats.recoveries_done += len(done)
         for change in done:  # landed now: a failover right after may lose them again
             if change.kind != RECORD:
-                self.recent.note(name, change.kind, (change.target,), change.px)
+                self.recent.note(name, change.kind, (change.target,), change.px,
+                                 change.release)
         if self.spool is not None:
             self.spool.done(c.row for c in run if c.row is not None)
         host.breaker(name).success()

@@ -10,6 +10,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -132,6 +133,35 @@ def test_what_recovery_applied_is_applied_again_by_the_next_replay(
         reg.recovery.replay("default")  # the sentinels named another primary
         poll(lambda: reg.stats().recoveries_pending == 0, timeout=3.0)
     assert get(2) == "y"  # not the "x" the write replaced
+
+
+def test_a_lease_whose_release_a_failover_lost_is_released_again_by_the_replay(
+        make_registry: Callable[..., Registry], frozen: Server, prefix: str) -> None:
+    # A lock=True load's lease reached the replica, its release (with the store) only the old
+    # primary: the promoted replica holds the lease, and the key's callers in every process
+    # would wait until it expires (lock_timeout / 2: 30 s here).
+    reg = make_registry(frozen.url, **FAST)
+    during: dict[bytes, tuple[bytes, int]] = {}
+    with redis.Redis.from_url(frozen.url) as raw:
+
+        @reg.cached(ttl=300, key="item:{x}", lock=True, lock_timeout=60)
+        def get(x: int) -> str:
+            during.update(_snapshot(raw, prefix))  # the lease is held now
+            return "loaded"
+
+        assert get(1) == "loaded"
+        after = set(raw.scan_iter(f"{prefix}:*"))
+        lease = set(during) - after
+        assert lease  # released with the store
+        raw.unlink(*after - set(during))  # the replica never saw the store either
+        _put_back(raw, during)
+        assert all(raw.pttl(k) > 20_000 for k in lease)  # held again, for 30 s
+        reg.recovery.replay("default")  # the sentinels named another primary
+        poll(lambda: not any(raw.exists(k) for k in lease), timeout=3.0)
+        started = time.monotonic()
+        assert get(1) == "loaded"  # loaded again (the store was lost), without waiting
+        assert time.monotonic() - started < 5.0
+    assert reg.stats().loads == 2
 
 
 def test_invalidate_tags_and_invalidate_during_an_outage_land_once_it_ends(

@@ -111,6 +111,12 @@ class Leases(Protocol):
         """Block until the lease is released (True) or about ``timeout`` seconds pass (False)."""
         ...
 
+    def repeat(self, release: Release) -> None:
+        """Send a release that landed once again, by its token: a failover may have lost it
+        (the lease, replicated before, would hold the key's callers until it expires); a
+        lease that is gone or taken by someone else is left alone."""
+        ...
+
 
 class AsyncLeases(Protocol):
     """The asyncio twin of :class:`Leases`."""
@@ -122,4 +128,8 @@ class AsyncLeases(Protocol):
 
     async def wait(self, name: LeaseName, busy: Busy, timeout: float) -> bool:
         """See :meth:`Leases.wait`."""
+        ...
+
+    async def repeat(self, release: Release) -> None:
+        """See :meth:`Leases.repeat`."""
         ...

@@ -12,6 +12,7 @@ import threading
 import time
 
 from cachedeco.backends.contracts.leases import AsyncLease, Busy, Lease, LeaseName
+from cachedeco.core.entry import Release
 
 __all__ = ["AsyncMemoryLeases", "MemoryLeases"]
 
@@ -57,6 +58,10 @@ class MemoryLeases:
         except TimeoutError:
             return False
         return True
+
+    def repeat(self, release: Release) -> None:
+        """Release by token (one process: nothing is lost, but the contract allows it)."""
+        self.release(release.lease, str(release.token))
 
     def release(self, key: str, token: str) -> bool:
         """End the lease if ``token`` still owns it (an expired one is ended but not owned)."""
@@ -133,6 +138,10 @@ class AsyncMemoryLeases:
         """See :meth:`MemoryLeases.acquire`."""
         got = self.sync.acquire(name, ttl)
         return got if isinstance(got, Busy) else _AsyncMemoryLease(got)
+
+    async def repeat(self, release: Release) -> None:
+        """See :meth:`MemoryLeases.repeat`."""
+        self.sync.repeat(release)
 
     async def wait(self, name: LeaseName, busy: Busy, timeout: float) -> bool:
         """Wait on the holder's release future without ever cancelling it (others share it)."""

@@ -32,6 +32,7 @@ from cachedeco.backends.near.store import Near, Ticket
 from cachedeco.core.entry import ENTRY, NO_VALUE, Entry
 from cachedeco.errors import BackendError
 from cachedeco.flows.bound import Bound, Call, ReadState, is_current, lease_apart
+from cachedeco.runtime.changes import RELEASE
 from cachedeco.runtime.guard import warn
 from cachedeco.runtime.primitives import Background, akeep_alive, asleep, await_woken
 
@@ -215,7 +216,8 @@ def serve(b: Bound, call: Call, entry: Entry | None, tokens: tuple[str | None, .
 async def hold(b: Bound, call: Call, lease: AsyncLease, ttl: float, run: AsyncRun) -> Any:
     """Run the load holding the lease: kept alive while it runs, released (waking the
     waiters) however it ends: by the store itself where the backend can (``call.release``),
-    else here."""
+    else here. A release that landed is noted with the recent changes: a failover may lose
+    it, and recovery then sends it again."""
     call.release = lease.handoff()
     try:
         async with akeep_alive(lambda: lease.extend(ttl), ttl / 3,
@@ -224,8 +226,13 @@ async def hold(b: Bound, call: Call, lease: AsyncLease, ttl: float, run: AsyncRu
     finally:
         fused, call.release = call.release, None
         try:
-            if not (fused.done if fused is not None and fused.done is not None
-                    else await lease.release()):
+            if fused is not None and fused.done is not None:
+                released = fused.done
+            else:
+                released = await lease.release()
+            if released and fused is not None:
+                b.recovery.recent.note(b.slot.name, RELEASE, (fused.lease,), 0, fused)
+            elif not released:
                 warn(f"lease:{b.keyspace.prefix}:{b.name}", "cachedeco: the lease on a load of "
                      "%s expired before the load finished; other processes may have run it too",
                      b.name)

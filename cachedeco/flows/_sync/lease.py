@@ -33,6 +33,7 @@ from cachedeco.backends.near.store import Near, Ticket
 from cachedeco.core.entry import ENTRY, NO_VALUE, Entry
 from cachedeco.errors import BackendError
 from cachedeco.flows.bound import Bound, Call, ReadState, is_current, lease_apart
+from cachedeco.runtime.changes import RELEASE
 from cachedeco.runtime.guard import warn
 from cachedeco.runtime.primitives import Background, keep_alive, sleep, wait_woken
 
@@ -216,7 +217,8 @@ def serve(b: Bound, call: Call, entry: Entry | None, tokens: tuple[str | None, .
 def hold(b: Bound, call: Call, lease: Lease, ttl: float, run: Run) -> Any:
     """Run the load holding the lease: kept alive while it runs, released (waking the
     waiters) however it ends: by the store itself where the backend can (``call.release``),
-    else here."""
+    else here. A release that landed is noted with the recent changes: a failover may lose
+    it, and recovery then sends it again."""
     call.release = lease.handoff()
     try:
         with keep_alive(lambda: lease.extend(ttl), ttl / 3,
@@ -225,8 +227,13 @@ def hold(b: Bound, call: Call, lease: Lease, ttl: float, run: Run) -> Any:
     finally:
         fused, call.release = call.release, None
         try:
-            if not (fused.done if fused is not None and fused.done is not None
-                    else lease.release()):
+            if fused is not None and fused.done is not None:
+                released = fused.done
+            else:
+                released = lease.release()
+            if released and fused is not None:
+                b.recovery.recent.note(b.slot.name, RELEASE, (fused.lease,), 0, fused)
+            elif not released:
                 warn(f"lease:{b.keyspace.prefix}:{b.name}", "cachedeco: the lease on a load of "
                      "%s expired before the load finished; other processes may have run it too",
                      b.name)

@@ -199,6 +199,11 @@ class AsyncRedisLeases:
             return _AsyncRedisLease(lock)
         return busy(lock.left)
 
+    async def repeat(self, release: Release) -> None:
+        """The token-checked release script again (see the contract's ``repeat``)."""
+        await self.release_script(keys=[release.lease, release.wake, release.mark],
+                                  args=[release.token, release.wake_px])
+
     def settle_soon(self) -> None:
         """Have :meth:`_sweep` run in the background until no timed-out acquire is left: this
         process may make no acquire for seconds (its circuit breaker skipping Redis after an
