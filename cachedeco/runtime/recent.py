@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import Final
 
 from cachedeco.core.entry import Release
+from cachedeco.runtime.changes import RELEASE
 
 __all__ = ["WINDOW", "RecentChanges"]
 
@@ -57,6 +58,12 @@ class RecentChanges:
             if recent is None:
                 recent = self._by_backend[backend] = collections.deque(maxlen=LIMIT)
             recent.extend((now, kind, target, px, release) for target in targets)
+
+    def released(self, backend: str, release: Release | None) -> None:
+        """Remember a lease's release that landed (None: a lease that has nothing to send
+        again, an in-process one)."""
+        if release is not None:
+            self.note(backend, RELEASE, (release.lease,), 0, release)
 
     def take(self, backend: str) -> list[Again]:
         """The changes that reached ``backend`` in the last ``WINDOW`` seconds (each key or

@@ -164,6 +164,23 @@ def test_a_lease_whose_release_a_failover_lost_is_released_again_by_the_replay(
     assert reg.stats().loads == 2
 
 
+def test_a_lock_released_on_a_lost_primary_is_released_again_by_the_replay(
+        make_registry: Callable[..., Registry], frozen: Server, prefix: str) -> None:
+    # The same for cachedeco.lock: the next holder would wait out the lost holder's TTL.
+    reg = make_registry(frozen.url, **FAST)
+    with redis.Redis.from_url(frozen.url) as raw:
+        with reg.lock("nightly-report", ttl=30):
+            during = _snapshot(raw, prefix)
+        lease = set(during) - set(raw.scan_iter(f"{prefix}:*"))
+        assert lease
+        _put_back(raw, during)
+        assert all(raw.pttl(k) > 20_000 for k in lease)
+        reg.recovery.replay("default")
+        poll(lambda: not any(raw.exists(k) for k in lease), timeout=3.0)
+        with reg.lock("nightly-report", ttl=30, timeout=2.0):  # LockTimeout if still held
+            pass
+
+
 def test_invalidate_tags_and_invalidate_during_an_outage_land_once_it_ends(
         make_registry: Callable[..., Registry], frozen: Server) -> None:
     db = {1: "a", 2: "b"}

@@ -32,7 +32,6 @@ from cachedeco.backends.near.store import Near, Ticket
 from cachedeco.core.entry import ENTRY, NO_VALUE, Entry
 from cachedeco.errors import BackendError
 from cachedeco.flows.bound import Bound, Call, ReadState, is_current, lease_apart
-from cachedeco.runtime.changes import RELEASE
 from cachedeco.runtime.guard import warn
 from cachedeco.runtime.primitives import Background, akeep_alive, asleep, await_woken
 
@@ -230,9 +229,9 @@ async def hold(b: Bound, call: Call, lease: AsyncLease, ttl: float, run: AsyncRu
                 released = fused.done
             else:
                 released = await lease.release()
-            if released and fused is not None:
-                b.recovery.recent.note(b.slot.name, RELEASE, (fused.lease,), 0, fused)
-            elif not released:
+            if released:
+                b.recovery.recent.released(b.slot.name, fused)
+            else:
                 warn(f"lease:{b.keyspace.prefix}:{b.name}", "cachedeco: the lease on a load of "
                      "%s expired before the load finished; other processes may have run it too",
                      b.name)

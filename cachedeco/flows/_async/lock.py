@@ -38,12 +38,14 @@ class AsyncLockIO(LockCore):
         lease = self._held.pop(self.aowner(), None)
         if lease is None:
             raise LockNotOwned(f"lock {self.name!r} is not held by this owner")
+        sent = lease.handoff()  # what a failover may lose, to send again
         try:
             owned = await lease.release()
         except BACKEND_ERRORS as exc:
             raise self.error(exc, "release") from exc
         if not owned:
             raise self.not_owned()
+        self.registry.recovery.recent.released(self.backend, sent)
 
     async def __aenter__(self) -> Self:
         await self.aacquire()

@@ -190,7 +190,9 @@ async def hold(c: ManyCall, missing: Missing, held: dict[int, AsyncLease],
 async def release(c: ManyCall, held: dict[int, AsyncLease]) -> None:
     """Release leases (waking their waiters); a fault is counted, never raised."""
     for i, lease in held.items():
+        sent = lease.handoff()  # what a failover may lose, to send again
         try:
-            await lease.release()
+            if await lease.release():
+                c.b.recovery.recent.released(c.b.slot.name, sent)
         except BACKEND_ERRORS as exc:
             fault(c.b, c.entry(i), exc, "release a lease")

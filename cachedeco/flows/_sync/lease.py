@@ -33,7 +33,6 @@ from cachedeco.backends.near.store import Near, Ticket
 from cachedeco.core.entry import ENTRY, NO_VALUE, Entry
 from cachedeco.errors import BackendError
 from cachedeco.flows.bound import Bound, Call, ReadState, is_current, lease_apart
-from cachedeco.runtime.changes import RELEASE
 from cachedeco.runtime.guard import warn
 from cachedeco.runtime.primitives import Background, keep_alive, sleep, wait_woken
 
@@ -231,9 +230,9 @@ def hold(b: Bound, call: Call, lease: Lease, ttl: float, run: Run) -> Any:
                 released = fused.done
             else:
                 released = lease.release()
-            if released and fused is not None:
-                b.recovery.recent.note(b.slot.name, RELEASE, (fused.lease,), 0, fused)
-            elif not released:
+            if released:
+                b.recovery.recent.released(b.slot.name, fused)
+            else:
                 warn(f"lease:{b.keyspace.prefix}:{b.name}", "cachedeco: the lease on a load of "
                      "%s expired before the load finished; other processes may have run it too",
                      b.name)

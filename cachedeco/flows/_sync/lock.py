@@ -39,12 +39,14 @@ class LockIO(LockCore):
         lease = self._held.pop(self.owner(), None)
         if lease is None:
             raise LockNotOwned(f"lock {self.name!r} is not held by this owner")
+        sent = lease.handoff()  # what a failover may lose, to send again
         try:
             owned = lease.release()
         except BACKEND_ERRORS as exc:
             raise self.error(exc, "release") from exc
         if not owned:
             raise self.not_owned()
+        self.registry.recovery.recent.released(self.backend, sent)
 
     def __enter__(self) -> Self:
         self.acquire()

@@ -191,7 +191,9 @@ def hold(c: ManyCall, missing: Missing, held: dict[int, Lease],
 def release(c: ManyCall, held: dict[int, Lease]) -> None:
     """Release leases (waking their waiters); a fault is counted, never raised."""
     for i, lease in held.items():
+        sent = lease.handoff()  # what a failover may lose, to send again
         try:
-            lease.release()
+            if lease.release():
+                c.b.recovery.recent.released(c.b.slot.name, sent)
         except BACKEND_ERRORS as exc:
             fault(c.b, c.entry(i), exc, "release a lease")
