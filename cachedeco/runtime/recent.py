@@ -33,6 +33,10 @@ __all__ = ["WINDOW", "RecentChanges"]
 #: (:mod:`~cachedeco.backends.redis.primary_watch`).
 WINDOW: Final = 3.0
 LIMIT: Final = 4096  # changes remembered per backend at the most (the oldest go first)
+#: Lease releases remembered per backend at the most, apart: a burst of ``lock=True`` loads
+#: never pushes a drop or an invalidation out (a release forgotten costs a wait, at worst
+#: until the lease expires; a drop forgotten, a stale value).
+RELEASE_LIMIT: Final = 1024
 
 #: One landed change: when (monotonic), its kind (``drop``, ``tags`` or ``release``), its
 #: key, its px, and for a release the lease and its token.
@@ -47,16 +51,19 @@ class RecentChanges:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._by_backend: dict[str, collections.deque[Landed]] = {}
+        #: Per backend, and whether they are lease releases (kept apart, see RELEASE_LIMIT).
+        self._by_backend: dict[tuple[str, bool], collections.deque[Landed]] = {}
 
     def note(self, backend: str, kind: str, targets: Iterable[str], px: int,
              release: Release | None = None) -> None:
         """Remember that these changes reached ``backend`` now."""
         now = self._clock()
+        where = (backend, kind == RELEASE)
         with self._lock:
-            recent = self._by_backend.get(backend)
+            recent = self._by_backend.get(where)
             if recent is None:
-                recent = self._by_backend[backend] = collections.deque(maxlen=LIMIT)
+                recent = self._by_backend[where] = collections.deque(
+                    maxlen=RELEASE_LIMIT if where[1] else LIMIT)
             recent.extend((now, kind, target, px, release) for target in targets)
 
     def released(self, backend: str, release: Release | None) -> None:
@@ -70,9 +77,10 @@ class RecentChanges:
         tag once, each lease's token once), forgotten as they are handed out."""
         since = self._clock() - WINDOW
         with self._lock:
-            recent = self._by_backend.pop(backend, None)
+            changes = self._by_backend.pop((backend, False), ())
+            releases = self._by_backend.pop((backend, True), ())
         found: dict[tuple[str, str, str | bytes], Again] = {}
-        for at, kind, target, px, release in recent or ():
+        for at, kind, target, px, release in (*changes, *releases):
             if at >= since:
                 token = b"" if release is None else release.token
                 found[(kind, target, token)] = (kind, target, px, release)

@@ -43,3 +43,14 @@ def test_the_memory_is_bounded() -> None:
     changes = RecentChanges()
     changes.note("default", "drop", (f"k{i}" for i in range(recent.LIMIT + 10)), 100)
     assert len(changes.take("default")) == recent.LIMIT
+
+
+def test_a_burst_of_releases_never_pushes_a_drop_out() -> None:
+    changes = RecentChanges()
+    changes.note("default", "drop", ["k"], 100)
+    for i in range(recent.LIMIT + recent.RELEASE_LIMIT):
+        changes.released("default", Release(f"lease{i}", "wake", "mark", f"t{i}", 2000))
+    taken = changes.take("default")
+    assert ("drop", "k", 100, None) in taken
+    assert len(taken) == 1 + recent.RELEASE_LIMIT  # the latest releases, the oldest gone
+    assert taken[-1][1] == f"lease{recent.LIMIT + recent.RELEASE_LIMIT - 1}"
