@@ -121,3 +121,86 @@ async def test_configure_closes_the_old_clients_of_the_running_loop(
     reg.configure("memory://", prefix=prefix)
     await apoll(lambda: not any(c.get("name") == prefix for c in redis_client.client_list()))
     assert await f(1) == 1
+
+
+DIRECT = {"max_connections": 1, "pool_timeout": 0.5, "socket_timeout": 0.3,
+          "socket_connect_timeout": 0.3, "breaker_threshold": 100, "stats_interval": 0}
+
+
+def test_a_read_that_fails_mid_reply_drops_its_connection_and_frees_the_pool(
+        make_registry: Callable[..., Registry], fresh_redis: Server) -> None:
+    # Reads go straight on a pooled connection (not through redis-py's command path): one
+    # that times out leaves a late reply on its connection, which must not answer the next
+    # read (the read drops the connection, and the pool checks for unread data too), and
+    # must give the connection back (the pool holds one).
+    reg = make_registry(fresh_redis.url, **DIRECT)
+
+    @cached(registry=reg)
+    def f(x: int) -> int:
+        return x
+
+    assert (f(1), f(1)) == (1, 1)  # a miss, then a hit
+    fresh_redis.pause()
+    try:
+        assert f(1) == 1  # the read times out: the function answers
+    finally:
+        fresh_redis.resume()
+    errors, hits = reg.stats().backend_errors, reg.stats().hits
+    assert errors >= 1
+    assert f(2) == 2  # a miss on the one connection, not the late reply of the read of 1
+    assert f(1) == 1
+    assert (reg.stats().hits, reg.stats().backend_errors) == (hits + 1, errors)
+
+
+def test_a_reply_error_keeps_the_connection(make_registry: Callable[..., Registry],
+                                            fresh_redis: Server, prefix: str) -> None:
+    reg = make_registry(fresh_redis.url, **DIRECT)
+    backend = reg.slot("default").backend()
+    with redis.Redis.from_url(fresh_redis.url) as raw:
+        raw.rpush(f"{prefix}:a-list", "x")
+    with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
+        backend.read(f"{prefix}:a-list", ())
+    assert backend.read(f"{prefix}:absent", ()) == (None, ())
+
+
+async def test_an_asyncio_read_that_fails_mid_reply_drops_its_connection(
+        amake_registry: Callable[..., Registry], fresh_redis: Server) -> None:
+    reg = amake_registry(fresh_redis.url, **DIRECT)
+
+    @cached(registry=reg)
+    async def f(x: int) -> int:
+        return x
+
+    assert (await f(1), await f(1)) == (1, 1)
+    fresh_redis.pause()
+    try:
+        assert await f(1) == 1
+    finally:
+        fresh_redis.resume()
+    errors, hits = reg.stats().backend_errors, reg.stats().hits
+    assert errors >= 1
+    assert await f(2) == 2
+    assert await f(1) == 1
+    assert (reg.stats().hits, reg.stats().backend_errors) == (hits + 1, errors)
+
+
+async def test_an_asyncio_read_cancelled_mid_reply_drops_its_connection(
+        amake_registry: Callable[..., Registry], fresh_redis: Server) -> None:
+    # A caller's own timeout (asyncio.wait_for) cancels the read while Redis is silent.
+    reg = amake_registry(fresh_redis.url, **{**DIRECT, "socket_timeout": 5.0})
+
+    @cached(registry=reg)
+    async def f(x: int) -> int:
+        return x
+
+    assert (await f(1), await f(1)) == (1, 1)
+    fresh_redis.pause()
+    try:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(f(1), 0.2)
+    finally:
+        fresh_redis.resume()
+    hits = reg.stats().hits
+    assert await f(2) == 2  # not the late reply of the cancelled read
+    assert await f(1) == 1
+    assert reg.stats().hits == hits + 1

@@ -134,8 +134,9 @@ class ReadCombiner:
 class CombiningRedisBackend(RedisBackend):
     """The sync single-server backend whose concurrent reads share round trips."""
 
-    def __init__(self, client: redis.Redis, *, companions: Sequence[object] = ()) -> None:
-        super().__init__(client, companions=companions)
+    def __init__(self, client: redis.Redis, *, companions: Sequence[object] = (),
+                 direct_reads: bool = False) -> None:
+        super().__init__(client, companions=companions, direct_reads=direct_reads)
         self._reads = ReadCombiner(super().read, self.read_many)
 
     def read(self, key: str, tag_keys: Sequence[str]) -> ReadResult:

@@ -17,6 +17,7 @@ from typing import Any
 import redis.asyncio
 
 from cachedeco.backends.base import ReadResult
+from cachedeco.backends.redis._async.direct import direct
 from cachedeco.backends.redis._async.leases import AsyncRedisLeases
 from cachedeco.backends.redis._async.queues import AsyncRedisQueue
 from cachedeco.backends.redis._async.tally import AsyncRedisTally
@@ -42,10 +43,14 @@ class AsyncRedisBackend:
 
     stores_objects = False
 
-    def __init__(self, client: redis.asyncio.Redis, *, companions: Sequence[Any] = ()) -> None:
+    def __init__(self, client: redis.asyncio.Redis, *, companions: Sequence[Any] = (),
+                 direct_reads: bool = False) -> None:
         self.client = client
         self.companions = tuple(companions)  # e.g. the sentinels' clients, closed with ours
-        self._exec: Callable[..., Any] = client.execute_command
+        #: How reads are sent: straight on a pooled connection for a client cachedeco made
+        #: (``direct_reads``, see :mod:`.direct`), else through redis-py's command path.
+        self._exec: Callable[..., Any] = (direct(client) if direct_reads
+                                          else client.execute_command)
         self._store = client.register_script(STORE)
         self._store_release = client.register_script(STORE_RELEASE)
         self._lives = TagLives()

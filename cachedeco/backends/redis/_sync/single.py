@@ -18,6 +18,7 @@ from typing import Any
 import redis
 
 from cachedeco.backends.base import ReadResult
+from cachedeco.backends.redis._sync.direct import direct
 from cachedeco.backends.redis._sync.leases import RedisLeases
 from cachedeco.backends.redis._sync.queues import RedisQueue
 from cachedeco.backends.redis._sync.tally import RedisTally
@@ -43,10 +44,14 @@ class RedisBackend:
 
     stores_objects = False
 
-    def __init__(self, client: redis.Redis, *, companions: Sequence[Any] = ()) -> None:
+    def __init__(self, client: redis.Redis, *, companions: Sequence[Any] = (),
+                 direct_reads: bool = False) -> None:
         self.client = client
         self.companions = tuple(companions)  # e.g. the sentinels' clients, closed with ours
-        self._exec: Callable[..., Any] = client.execute_command
+        #: How reads are sent: straight on a pooled connection for a client cachedeco made
+        #: (``direct_reads``, see :mod:`.direct`), else through redis-py's command path.
+        self._exec: Callable[..., Any] = (direct(client) if direct_reads
+                                          else client.execute_command)
         self._store = client.register_script(STORE)
         self._store_release = client.register_script(STORE_RELEASE)
         self._lives = TagLives()
