@@ -70,6 +70,12 @@ class Change:
     uid: str = field(default_factory=lambda: os.urandom(8).hex())
 
     @property
+    def on_entries(self) -> bool:
+        """Whether it changes what entries hold: all but a lease's release, which holds back
+        no entry, tells no near cache and is never spooled."""
+        return self.kind != RELEASE
+
+    @property
     def ident(self) -> str:
         """One pending change per ident: the latest drop of a key, the latest invalidation
         of a tag; every record and every lease's release its own."""

@@ -29,7 +29,6 @@ from cachedeco.errors import CacheError
 from cachedeco.runtime.changes import (
     DROP,
     RECORD,
-    RELEASE,
     TAGS,
     Change,
     Outage,
@@ -141,9 +140,9 @@ class Recovery:
         # This process must not serve the old value from its near cache either (the change
         # stream reports nothing for a change that never reached the backend).
         near = host.slot(change.backend).near
-        if near is not None and change.kind != RELEASE:
+        if near is not None and change.on_entries:
             near.changed([change.target])
-        if self.spool is not None and change.kind != RELEASE:
+        if self.spool is not None and change.on_entries:
             keep_in_spool(self.spool, host.prefix, change, self._spool_log)
         with self._lock:
             queue = self._queues.setdefault(change.backend, collections.OrderedDict())
@@ -168,12 +167,12 @@ class Recovery:
         self._kick(host, change.backend)
 
     def _block(self, change: Change) -> None:
-        if change.kind != RELEASE:  # a lease's release holds back no entry
+        if change.on_entries:
             (self._tags if change.kind == TAGS else self._keys)[
                 (change.backend, change.target)] += 1
 
     def _unblock(self, change: Change) -> None:
-        if change.kind == RELEASE:
+        if not change.on_entries:
             return
         counter = self._tags if change.kind == TAGS else self._keys
         where = (change.backend, change.target)

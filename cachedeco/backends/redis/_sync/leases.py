@@ -202,8 +202,8 @@ class RedisLeases:
 
     def repeat(self, release: Release) -> None:
         """The token-checked release script again (see the contract's ``repeat``)."""
-        self.release_script(keys=[release.lease, release.wake, release.mark],
-                                  args=[release.token, release.wake_px])
+        keys = [release.lease, release.wake, release.mark]
+        self.release_script(keys=keys, args=[release.token, release.wake_px])
 
     def settle_soon(self) -> None:
         """Have :meth:`_sweep` run in the background until no timed-out acquire is left: this
