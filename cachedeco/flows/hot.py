@@ -7,10 +7,11 @@ a fresh hit needs none of that: values are kept as objects and the backend canno
 binding such a function also builds one closure doing only the hit: the key, the lookups, the
 expiry checks, the tags' tokens, the count. A near hit is the same: the key, one lookup in
 the near store, its checks, the count; and an async function's hit then costs no coroutine
-of the generic read. Whatever is not a fresh hit (a miss, a stale entry, a configuration
-changed since binding) returns ``NO_VALUE`` without counting anything, and the call takes the
-generic path, which reads again and decides. A function with early refresh (its hits may
-start a refresh) or a disabled registry gets no compiled path.
+of the generic read. Whatever is not a fresh hit (a miss, a stale entry) returns ``NO_VALUE``
+without counting anything, and the call takes the generic path, which reads again and
+decides. A hit checks no configuration: the registry drops it when it is configured again
+(``Registry.advance``). A function with early refresh (its hits may start a refresh) or a
+disabled registry gets no compiled path.
 """
 
 from __future__ import annotations
@@ -18,13 +19,12 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 from cachedeco.backends.memory.store import MemoryBackend
 from cachedeco.backends.near.store import NearStore
 from cachedeco.core.entry import NO_VALUE, Entry
 from cachedeco.flows.bound import Bound
-from cachedeco.runtime.registry import Registry
 
 __all__ = ["Hit", "memory_hit", "near_hit"]
 
@@ -35,42 +35,29 @@ _KNOWN = 4096  # keys remembered per function
 _LONGEST = 64  # str arguments longer than this are encoded on each call
 
 
-def memory_hit(b: Bound, store: MemoryBackend, registry: Registry, revision: int, *,
-               fixed_tags: bool, pure_keys: bool) -> Hit | None:
-    """The compiled hit of ``b`` over ``store``, valid while ``registry`` is at ``revision``
-    (a registry that stops being the default moves to a new revision too); ``fixed_tags``:
+def memory_hit(b: Bound, store: MemoryBackend, *, fixed_tags: bool,
+               pure_keys: bool) -> Hit | None:
+    """The compiled hit of ``b`` over ``store``; ``fixed_tags``:
     every call has the same tag keys; ``pure_keys``: a key depends on the arguments only (no
     ``key=`` callable) and may be remembered. None where every call must take the generic
     path."""
     if not b.enabled or b.policy.beta:
         return None
-    binding = _Binding(registry, revision)
     if fixed_tags and len(b.tags((), {})) == 1:  # the function's own tag only (the default)
-        return _one_tag(b, store.table(), binding, pure_keys)
-    return _tagged(b, store.table(), binding)
+        return _one_tag(b, store.table(), pure_keys)
+    return _tagged(b, store.table())
 
 
-class _Binding(NamedTuple):
-    """What a compiled hit was bound to: a registry at a revision. A hit checks it first,
-    inline (a call would cost)."""
-
-    registry: Registry
-    revision: int
-
-
-def _one_tag(b: Bound, table: Table, binding: _Binding, pure_keys: bool) -> Hit:
+def _one_tag(b: Bound, table: Table, pure_keys: bool) -> Hit:
     """The hit of a function whose only tag is its own: one more lookup, no rendering; the
     keys of ``f(x)`` calls are remembered by ``x`` (an int or a short str), encoding being
     most of a hit's cost."""
     (only_tag,) = b.tags((), {})
-    registry, revision = binding
     key_of, touch, stats = b.key, table.move_to_end, b.stats
     entries: Mapping[str, tuple[float, Any]] = table  # an entry key holds an Entry (below)
     known: dict[int | str, str] = {}
 
     def hit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if registry.revision != revision:
-            return NO_VALUE  # configured since binding: the generic path binds again
         if pure_keys and not kwargs and len(args) == 1 and (
                 (kind := (arg := args[0]).__class__) is int or kind is str):  # 1, True apart
             try:
@@ -100,14 +87,11 @@ def _one_tag(b: Bound, table: Table, binding: _Binding, pure_keys: bool) -> Hit:
     return hit
 
 
-def _tagged(b: Bound, table: Table, binding: _Binding) -> Hit:
+def _tagged(b: Bound, table: Table) -> Hit:
     """The hit of a function with tags of its own: every tag key's token is checked."""
-    registry, revision = binding
     key_of, tags_of, touch, stats = b.key, b.tags, table.move_to_end, b.stats
 
     def hit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if registry.revision != revision:
-            return NO_VALUE
         key = key_of(args, kwargs)
         tag_keys = tags_of(args, kwargs)
         try:
@@ -133,33 +117,27 @@ def _tagged(b: Bound, table: Table, binding: _Binding) -> Hit:
     return hit
 
 
-def near_hit(b: Bound, near_store: NearStore, registry: Registry, revision: int, *,
-             pure_keys: bool) -> Hit | None:
+def near_hit(b: Bound, near_store: NearStore, *, pure_keys: bool) -> Hit | None:
     """The compiled near hit of ``b`` over ``near_store``: what ``NearStore.owned`` (or
-    ``NearStore.hit``) and the generic read do on a near hit, inline, valid while
-    ``registry`` is at ``revision``; ``pure_keys``: a key depends on the arguments only and
-    may be remembered.
-    None where every call must take the generic path."""
+    ``NearStore.hit``) and the generic read do on a near hit, inline; ``pure_keys``: a key
+    depends on the arguments only and may be remembered. None where every call must take the
+    generic path."""
     if not b.enabled or b.policy.beta:
         return None
-    binding = _Binding(registry, revision)
     if b.near_owner is not None:
-        return _near_owned(b, near_store, binding, pure_keys)
-    return _near_tagged(b, near_store, binding, pure_keys)
+        return _near_owned(b, near_store, pure_keys)
+    return _near_tagged(b, near_store, pure_keys)
 
 
-def _near_owned(b: Bound, near_store: NearStore, binding: _Binding, pure_keys: bool) -> Hit:
+def _near_owned(b: Bound, near_store: NearStore, pure_keys: bool) -> Hit:
     """The near hit of a function whose tag keys follow from its key (``NearStore.owned``):
     a value it installed is its own, with the same tag keys, so none are computed."""
-    registry, revision = binding
     entries = near_store.entries()  # the store's own dict, for its life (see entries())
     find, touch, behind, clock = entries.get, entries.move_to_end, near_store.behind, time.time
     key_of, owner, stats = b.key, b.near_owner, b.stats
     known: dict[int | str, str] = {}
 
     def hit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if registry.revision != revision:
-            return NO_VALUE  # configured since binding: the generic path binds again
         if pure_keys and not kwargs and len(args) == 1 and (
                 (kind := (arg := args[0]).__class__) is int or kind is str):  # 1, True apart
             try:
@@ -187,18 +165,15 @@ def _near_owned(b: Bound, near_store: NearStore, binding: _Binding, pure_keys: b
     return hit
 
 
-def _near_tagged(b: Bound, near_store: NearStore, binding: _Binding, pure_keys: bool) -> Hit:
+def _near_tagged(b: Bound, near_store: NearStore, pure_keys: bool) -> Hit:
     """The near hit of any other function (``NearStore.hit``): the value's tag keys must be
     the call's (a ``key=`` callable, tags from a callable, a key template)."""
-    registry, revision = binding
     entries = near_store.entries()
     find, touch, behind, clock = entries.get, entries.move_to_end, near_store.behind, time.time
     key_of, tags_of, stats = b.key, b.tags, b.stats
     known: dict[int | str, str] = {}
 
     def hit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if registry.revision != revision:
-            return NO_VALUE
         if pure_keys and not kwargs and len(args) == 1 and (
                 (kind := (arg := args[0]).__class__) is int or kind is str):
             try:

@@ -62,7 +62,7 @@ class Spec:
         self.flights = Flights()
         self._bound: Bound | None = None
         #: The compiled hit of the current binding (memory://, or a near cache), tried before
-        #: the generic read; it answers NO_VALUE once the registry is configured again.
+        #: the generic read; the registry drops it (drop_hit) when it is configured again.
         self.hit: Hit | None = None
         self._revision = -1
         self._registry: Registry | None = None
@@ -139,13 +139,20 @@ class Spec:
         store = slot.backend() if slot.stores_objects else None
         pure_keys = self.keys.pure
         if isinstance(store, MemoryBackend):  # memory:// has no near cache
-            self.hit = memory_hit(bound, store, registry, revision,
-                                  fixed_tags=self.tags.fixed, pure_keys=pure_keys)
+            self.hit = memory_hit(bound, store, fixed_tags=self.tags.fixed, pure_keys=pure_keys)
         elif bound.near is not None:  # a near cache, and the function uses it (near=True)
-            self.hit = near_hit(bound, bound.near, registry, revision, pure_keys=pure_keys)
+            self.hit = near_hit(bound, bound.near, pure_keys=pure_keys)
         else:
             self.hit = None
+        # Set first, then noted: a configure() that came meanwhile drops it either way.
+        if self.hit is not None and not registry.compiled(self, revision):
+            self.drop_hit()
         return bound
+
+    def drop_hit(self) -> None:
+        """Stop using the compiled hit (the registry moved on): the next call binds again."""
+        self.hit = None
+        self._revision = -1
 
     def stats(self) -> Stats:
         """A snapshot of this function's counters."""

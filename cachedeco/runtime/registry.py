@@ -3,14 +3,17 @@ and the operations that are not tied to one function.
 
 Decorated functions bind to a registry lazily, at call time: each remembers the registry's
 ``revision`` and binds again after ``configure()``, so configuration may happen after the
-decorated modules were imported. Creating a registry opens no connection. This layer never
-names a decorator: the public :class:`cachedeco.Registry` adds those conveniences.
+decorated modules were imported; a hit compiled at binding is dropped when the revision
+moves (:meth:`Registry.advance`), so the hit itself checks nothing. Creating a registry opens
+no connection. This layer never names a decorator: the public :class:`cachedeco.Registry`
+adds those conveniences.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 import weakref
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
@@ -35,6 +38,13 @@ from cachedeco.runtime.watch import Watchers
 
 __all__ = ["EncryptionKey", "Registry", "Service", "default_registry", "set_default_registry"]
 
+
+
+class Compiled(Protocol):
+    """What holds a hit compiled for one revision of a registry (a cached function)."""
+
+    def drop_hit(self) -> None:
+        """Stop using the compiled hit: the next call binds again."""
 
 
 class Service(Protocol):
@@ -65,6 +75,8 @@ class Registry(Invalidation):
                  encryption_key: EncryptionKey = None, spool: object = None,
                  **backend_options: Any) -> None:
         self.revision = 0
+        self._compiled: weakref.WeakSet[Compiled] = weakref.WeakSet()
+        self._compiled_lock = threading.Lock()
         self.enabled = True  # False between disable() and enable(): nothing reads or writes
         self._stats = Stats()
         self.ledger = Ledger(self._stats, prefix)  # every counter, kept while the process lives
@@ -126,10 +138,26 @@ class Registry(Invalidation):
         self._breakers = {name: Breaker(checked.breaker_threshold, checked.breaker_cooldown)
                           for name in slots}
         self._guards = {name: self.guard(name, self._stats) for name in slots}
-        self.revision += 1
+        self.advance()
         for slot in old.values():
             slot.close()
         return self
+
+    def advance(self) -> None:
+        """Move to a new revision: every function binds again at its next call, and the hits
+        compiled for the old one are dropped now (a compiled hit checks nothing itself)."""
+        with self._compiled_lock:
+            self.revision += 1
+            holders = list(self._compiled)
+        for holder in holders:
+            holder.drop_hit()
+
+    def compiled(self, holder: Compiled, revision: int) -> bool:
+        """Note that ``holder`` uses a hit compiled at ``revision``, to drop it at the next
+        :meth:`advance`; False when the registry has moved on already (drop it now)."""
+        with self._compiled_lock:
+            self._compiled.add(holder)
+            return self.revision == revision
 
     def slot(self, name: str) -> BackendSlot:
         """The backend slot called ``name``, or ConfigurationError."""
@@ -208,7 +236,7 @@ class Registry(Invalidation):
         """Functions see the switch through their binding: one check per call."""
         if self.enabled != on:
             self.enabled = on
-            self.revision += 1
+            self.advance()
 
     # -- operations -------------------------------------------------------------------------
 
@@ -312,7 +340,7 @@ def set_default_registry(registry: Registry) -> None:
     The registry it replaces moves to a new revision, so what was bound to it while it was the
     default (a function's compiled hit) binds again, to the new default, at its next call."""
     for replaced in _default:
-        replaced.revision += 1
+        replaced.advance()
     _default[:] = [registry]
 
 

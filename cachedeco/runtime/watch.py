@@ -29,7 +29,7 @@ class Watcher(Protocol):
 
 
 class _Revised(Protocol):
-    revision: int
+    def advance(self) -> None: ...
 
 
 _everywhere: dict[Hashable, Watcher] = {}  # watchers of every registry of the process
@@ -63,7 +63,7 @@ class Watchers:
         """Make every function of the registry bind again (and so take its new hook)."""
         owner = self._owner()
         if owner is not None:
-            owner.revision += 1
+            owner.advance()
 
     def hook(self, prefix: str, function: str) -> Begin | None:
         """The hook of one function: None when nothing watches (the usual case)."""

@@ -132,6 +132,45 @@ def test_configure_binds_again(reg: Registry) -> None:
     assert spec_of(f).hit is not before
 
 
+@pytest.mark.parametrize("change", ["configure", "disable", "watch"])
+def test_a_new_revision_drops_the_compiled_hit_at_once(reg: Registry, change: str) -> None:
+    """A compiled hit checks no configuration itself: the registry drops it when it moves
+    on, before any call, and the next call binds again."""
+    f, calls = counted(reg)
+    f(1), f(1)
+    assert spec_of(f).hit is not None
+    if change == "configure":
+        reg.configure("memory://", prefix="other", jitter=0)
+    elif change == "disable":
+        reg.disable()
+    else:
+        reg.watchers.changed()  # what adding an exporter does
+    assert spec_of(f).hit is None
+    reg.enable()
+    f(1), f(1)
+    assert spec_of(f).hit is not None
+    assert calls == ([1, 1] if change == "configure" else [1])
+
+
+def test_a_hit_compiled_while_the_registry_moves_on_is_not_kept(reg: Registry) -> None:
+    """Binding reads the revision first and notes its hit last: a configure() in between
+    (another thread's) leaves no hit of the old configuration behind."""
+    f, calls = counted(reg)
+    spec = spec_of(f)
+    compiled = reg.compiled
+
+    def configured_meanwhile(holder: Any, revision: int) -> bool:
+        reg.advance()
+        return compiled(holder, revision)
+
+    reg.compiled = configured_meanwhile  # type: ignore[method-assign]
+    f(1)
+    assert spec.hit is None
+    reg.compiled = compiled  # type: ignore[method-assign]
+    f(1), f(1)
+    assert spec.hit is not None and calls == [1]
+
+
 def test_a_function_without_registry_follows_a_new_default(reg: Registry) -> None:
     """Its compiled hit is bound to the default registry of the time: naming another default
     sends the next call to the new one."""
