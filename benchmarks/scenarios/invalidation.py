@@ -11,8 +11,9 @@ their TTL; cashews deletes them).
 
 Rows: the fill time, the invalidation time and its ratio to the N = 1 time of the same
 library. The timed invalidation follows ``WARMUPS`` invalidations of tags that no entry
-carries, for every library alike: a first call after a pause costs 2-3x a warm one here. Each size is one sample (the first invalidation of a tag is the one that costs), so
-the verdict uses every size: the exponent k of a least-squares fit ``time ~ N**k`` (0 is
+carries, for every library alike: a first call after a pause costs 2-3x a warm one here.
+Each size is one sample (the first invalidation of a tag is the one that costs), so the
+verdict uses every size: the exponent k of a least-squares fit ``time ~ N**k`` (0 is
 flat, 1 linear); the target is k <= 0.1 (cachedeco's tags are versions, so invalidation is
 one round trip whatever N).
 Side by side with cashews' tags (a Redis set of keys per tag, popped and deleted on
