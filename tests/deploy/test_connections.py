@@ -191,3 +191,61 @@ async def test_an_asyncio_read_that_fails_mid_reply_drops_its_connection(
     assert await f(2) == 2  # not the late reply of the read that failed
     assert await f(1) == 1
     assert (reg.stats().hits, reg.stats().backend_errors) == (hits + 1, errors)
+
+
+def test_a_store_loads_its_script_again_when_the_server_forgot_it(
+        make_registry: Callable[..., Registry], fresh_redis: Server) -> None:
+    # Stores go straight on a pooled connection too (EVALSHA, not redis-py's Script): a
+    # server that lost its scripts (restarted, SCRIPT FLUSH) answers NOSCRIPT, and the store
+    # loads the script and lands all the same.
+    reg = make_registry(fresh_redis.url, **DIRECT)
+    loads: list[int] = []
+
+    @cached(registry=reg)
+    def f(x: int) -> int:
+        loads.append(x)
+        return x
+
+    assert f(1) == 1
+    with redis.Redis.from_url(fresh_redis.url) as raw:
+        raw.script_flush()
+        assert f(2) == 2
+        assert (raw.get(f.key(2)) or b"").startswith(b"cd1:")  # the entry was stored
+    assert (f(1), f(2)) == (1, 2) and loads == [1, 2]  # both hits
+    assert reg.stats().backend_errors == 0
+
+
+async def test_an_asyncio_store_loads_its_script_again_when_the_server_forgot_it(
+        amake_registry: Callable[..., Registry], fresh_redis: Server) -> None:
+    reg = amake_registry(fresh_redis.url, **DIRECT)
+    loads: list[int] = []
+
+    @cached(registry=reg)
+    async def f(x: int) -> int:
+        loads.append(x)
+        return x
+
+    assert await f(1) == 1
+    with redis.Redis.from_url(fresh_redis.url) as raw:
+        raw.script_flush()
+        assert await f(2) == 2
+        assert (raw.get(f.key(2)) or b"").startswith(b"cd1:")
+    assert (await f(1), await f(2)) == (1, 2) and loads == [1, 2]
+    assert reg.stats().backend_errors == 0
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1"])
+def test_direct_commands_encode_as_the_connection_would(
+        make_registry: Callable[..., Registry], redis_url: str, redis_client: redis.Redis,
+        prefix: str, encoding: str) -> None:
+    # Direct commands are packed by hiredis when it encodes as the connections would (UTF-8),
+    # else by the connection: a client made with ?encoding=latin-1 writes latin-1 key names.
+    reg = make_registry(f"{redis_url}?encoding={encoding}", prefix=prefix, stats_interval=0)
+
+    @cached(registry=reg)
+    def f(name: str) -> str:
+        return name.upper()
+
+    assert (f("café"), f("café")) == ("CAFÉ", "CAFÉ")
+    assert redis_client.exists(f.key("café").encode(encoding)) == 1
+    assert f.stats().hits == 1

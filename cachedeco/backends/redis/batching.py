@@ -81,8 +81,8 @@ class CoalescingRedisBackend(AsyncRedisBackend):
     """The asyncio single-server backend whose concurrent reads share pipelined round trips."""
 
     def __init__(self, client: redis.asyncio.Redis, *, companions: Sequence[Any] = (),
-                 direct_reads: bool = False) -> None:
-        super().__init__(client, companions=companions, direct_reads=direct_reads)
+                 direct: bool = False) -> None:
+        super().__init__(client, companions=companions, direct=direct)
         self._reads = ReadBatcher(self._read_many)
 
     async def read(self, key: str, tag_keys: Sequence[str]) -> ReadResult:

@@ -135,8 +135,8 @@ class CombiningRedisBackend(RedisBackend):
     """The sync single-server backend whose concurrent reads share round trips."""
 
     def __init__(self, client: redis.Redis, *, companions: Sequence[object] = (),
-                 direct_reads: bool = False) -> None:
-        super().__init__(client, companions=companions, direct_reads=direct_reads)
+                 direct: bool = False) -> None:
+        super().__init__(client, companions=companions, direct=direct)
         self._reads = ReadCombiner(super().read, self.read_many)
 
     def read(self, key: str, tag_keys: Sequence[str]) -> ReadResult:

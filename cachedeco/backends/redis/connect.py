@@ -65,7 +65,7 @@ def make_sync(kind: str, url: str, options: ConnectionOptions,
             url, max_connections=options.max_connections, timeout=options.pool_timeout,
             **options.redis_kwargs())
         # owns the pool: close() frees it
-        return CombiningRedisBackend(redis.Redis.from_pool(pool), direct_reads=True)
+        return CombiningRedisBackend(redis.Redis.from_pool(pool), direct=True)
     target = parse_url(kind, url)
     kwargs = data_kwargs(target, options)
     if kind == "sentinel":
@@ -75,7 +75,7 @@ def make_sync(kind: str, url: str, options: ConnectionOptions,
         client = sentinel.master_for(  # type: ignore[no-untyped-call, unused-ignore]
             target.service, db=target.db, connection_pool_class=BlockingSentinelPool,
             max_connections=options.max_connections, timeout=options.pool_timeout, watch=watch)
-        return CombiningRedisBackend(client, companions=sentinel.sentinels, direct_reads=True)
+        return CombiningRedisBackend(client, companions=sentinel.sentinels, direct=True)
     retry = kwargs.pop("retry")
     (host, port), *others = target.hosts
     nodes = [redis.cluster.ClusterNode(h, p) for h, p in others]  # type: ignore[no-untyped-call, unused-ignore]
@@ -98,7 +98,7 @@ def make_async(kind: str, url: str, options: ConnectionOptions,
         pool = WaitingConnectionPool.from_url(
             url, max_connections=options.max_connections, timeout=options.pool_timeout,
             **options.redis_kwargs(asyncio=True))
-        return CoalescingRedisBackend(redis.asyncio.Redis.from_pool(pool), direct_reads=True)
+        return CoalescingRedisBackend(redis.asyncio.Redis.from_pool(pool), direct=True)
     target = parse_url(kind, url)
     kwargs = data_kwargs(target, options, asyncio=True)
     if kind == "sentinel":
@@ -108,7 +108,7 @@ def make_async(kind: str, url: str, options: ConnectionOptions,
         client = sentinel.master_for(
             target.service, db=target.db, connection_pool_class=WaitingSentinelPool,
             max_connections=options.max_connections, timeout=options.pool_timeout, watch=watch)
-        return CoalescingRedisBackend(client, companions=sentinel.sentinels, direct_reads=True)
+        return CoalescingRedisBackend(client, companions=sentinel.sentinels, direct=True)
     retry = kwargs.pop("retry")
     nodes = [redis.asyncio.cluster.ClusterNode(h, p) for h, p in target.hosts]
     return AsyncClusterBackend(WaitingRedisCluster(

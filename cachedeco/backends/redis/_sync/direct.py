@@ -1,12 +1,13 @@
 # GENERATED from _async/direct.py by tools/unasync.py: do not edit.
-"""Reads sent straight on a pooled connection, sync flavour (``_sync/direct.py`` is
-generated from this file).
+"""Reads and stores sent straight on a pooled connection, sync flavour
+(``_sync/direct.py`` is generated from this file).
 
-A hit's ``GET`` or ``MGET`` needs none of redis-py's per-command layers: its reply is used as
-it comes (no response callback), and the clients cachedeco makes retry nothing. Sending it on
-a connection from the client's pool directly saves 3-4 µs of CPU per read. Only for those
-clients: a client the user hands over keeps redis-py's path (its retry policy, its callbacks,
-a single-connection client's lock).
+A hit's ``GET`` or ``MGET`` and a miss's ``EVALSHA`` of the store script need none of
+redis-py's per-command layers: their replies are used as they come (no response callback),
+and the clients cachedeco makes retry nothing. Sending them on a connection from the client's
+pool directly saves 3-4 µs of CPU per read and more per store (a script call goes through
+more of those layers). Only for those clients: a client the user hands over keeps redis-py's
+path (its retry policy, its callbacks, a single-connection client's lock).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+import redis.commands.core
 import redis.exceptions
 
-__all__ = ["direct"]
+__all__ = ["DirectScript", "direct"]
 
 
 def _name_wanted(pool_class: Any) -> tuple[str, ...]:
@@ -30,20 +32,65 @@ def _name_wanted(pool_class: Any) -> tuple[str, ...]:
 
 
 _NAME = _name_wanted(redis.ConnectionPool)
+Pack = Callable[[tuple[Any, ...]], bytes]
+
+
+def _hiredis_pack() -> Pack | None:
+    """hiredis's command packer, or None without the hiredis extra."""
+    try:
+        from hiredis import pack_command
+    except ImportError:
+        return None
+    return pack_command
+
+
+_HIREDIS_PACK = _hiredis_pack()
 
 
 def direct(client: redis.Redis) -> Callable[..., Any]:
-    """``execute_command`` for ``GET`` and ``MGET`` over ``client``'s pool, without the
-    layers (see the module docstring)."""
-    return functools.partial(_send, client.connection_pool)
+    """``execute_command`` for commands whose reply needs no callback (``GET``, ``MGET``,
+    ``EVALSHA``) over ``client``'s pool, without the layers (see the module docstring)."""
+    pool = client.connection_pool
+    return functools.partial(_send, pool, _packer(pool.connection_kwargs))
 
 
-def _send(pool: Any, *args: Any) -> Any:
-    """One command and its reply on a connection from ``pool``. A connection that failed
-    mid-command is dropped (a reply error leaves it usable), as redis-py does."""
+def _packer(settings: dict[str, Any]) -> Pack | None:
+    """hiredis's packer, where it packs what we send (str, bytes and int arguments) as the
+    pool's connections would: strings as strict UTF-8. None: the connection packs (redis-py
+    checks and encodes every argument in Python first)."""
+    if settings.get("encoding", "utf-8").lower() not in ("utf-8", "utf8") or settings.get(
+            "encoding_errors", "strict") != "strict":
+        return None
+    return _HIREDIS_PACK
+
+
+class DirectScript:
+    """A script registered with redis-py, run with ``EVALSHA`` through ``send`` (see
+    :func:`direct`): called like redis-py's ``Script``, and like it, loading the script
+    again when the server does not know it (restarted, or its scripts flushed)."""
+
+    def __init__(self, send: Callable[..., Any], script: redis.commands.core.Script
+                 ) -> None:
+        self._send = send
+        self._script = script
+
+    def __call__(self, keys: Any = (), args: Any = ()) -> Any:
+        script = self._script
+        try:
+            return self._send("EVALSHA", script.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            script.registered_client.script_load(script.script)
+            return self._send("EVALSHA", script.sha, len(keys), *keys, *args)
+
+
+def _send(pool: Any, pack: Pack | None, *args: Any) -> Any:
+    """One command and its reply on a connection from ``pool``, packed by ``pack`` (None:
+    by the connection). A connection that failed mid-command is dropped (a reply error
+    leaves it usable), as redis-py does."""
     connection = pool.get_connection(*_NAME)
     try:
-        connection.send_packed_command(connection.pack_command(*args))
+        connection.send_packed_command(connection.pack_command(*args) if pack is None
+                                             else [pack(args)])
         return connection.read_response()
     except redis.exceptions.ResponseError:
         raise

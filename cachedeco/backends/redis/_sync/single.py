@@ -18,7 +18,8 @@ from typing import Any
 import redis
 
 from cachedeco.backends.base import ReadResult
-from cachedeco.backends.redis._sync.direct import direct
+from cachedeco.backends.redis._sync.direct import DirectScript
+from cachedeco.backends.redis._sync.direct import direct as direct_path
 from cachedeco.backends.redis._sync.leases import RedisLeases
 from cachedeco.backends.redis._sync.queues import RedisQueue
 from cachedeco.backends.redis._sync.tally import RedisTally
@@ -45,15 +46,17 @@ class RedisBackend:
     stores_objects = False
 
     def __init__(self, client: redis.Redis, *, companions: Sequence[Any] = (),
-                 direct_reads: bool = False) -> None:
+                 direct: bool = False) -> None:
         self.client = client
         self.companions = tuple(companions)  # e.g. the sentinels' clients, closed with ours
-        #: How reads are sent: straight on a pooled connection for a client cachedeco made
-        #: (``direct_reads``, see :mod:`.direct`), else through redis-py's command path.
-        self._exec: Callable[..., Any] = (direct(client) if direct_reads
+        #: How reads and stores are sent: straight on a pooled connection for a client
+        #: cachedeco made (``direct``, see :mod:`.direct`), else through redis-py's path.
+        self._exec: Callable[..., Any] = (direct_path(client) if direct
                                           else client.execute_command)
-        self._store = client.register_script(STORE)
-        self._store_release = client.register_script(STORE_RELEASE)
+        store, store_release = client.register_script(STORE), client.register_script(STORE_RELEASE)
+        self._store: Callable[..., Any] = DirectScript(self._exec, store) if direct else store
+        self._store_release: Callable[..., Any] = (DirectScript(self._exec, store_release)
+                                                   if direct else store_release)
         self._lives = TagLives()
         self._leases = RedisLeases(client)
         self._queues: dict[str, RedisQueue] = {}
