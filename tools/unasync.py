@@ -27,7 +27,8 @@ A_NAMES = (
     "aacquire", "abackend", "aclear", "aclient", "aclose", "adead_letters", "adrain", "afinal",
     "aflush", "ahand_over", "ainvalidate_pattern", "ainvalidate_tags", "aiter", "ajoin_flight",
     "akeep_alive", "alock", "amake_registry", "anext", "aowner", "apush", "aqueue", "arelease",
-    "areplay_dead_letters", "aschedule", "asleep", "aspawn", "astop", "await_woken",
+    "areplay_dead_letters", "aschedule", "asend_packed", "asleep", "aspawn", "astop",
+    "await_woken",
 )
 #: asyncio-only calls and their blocking forms.
 CALLS = ((r"\basyncio\.shield\(", "("),)

@@ -249,3 +249,33 @@ def test_direct_commands_encode_as_the_connection_would(
     assert (f("café"), f("café")) == ("CAFÉ", "CAFÉ")
     assert redis_client.exists(f.key("café").encode(encoding)) == 1
     assert f.stats().hits == 1
+
+
+async def test_an_asyncio_send_that_cannot_finish_times_out_and_keeps_the_timeout(
+        amake_registry: Callable[..., Registry], fresh_redis: Server) -> None:
+    # An asyncio send is bounded by asyncio.timeout, not redis-py's wait_for (a task per
+    # command on Python 3.11), with the connection's socket timeout lifted meanwhile: a
+    # store too big for the socket buffers of a paused server must time out within the
+    # socket timeout, and the reads after it must still time out.
+    reg = amake_registry(fresh_redis.url, **DIRECT)  # socket_timeout 0.3 s, one connection
+    big = "x" * (64 << 20)  # more than loopback's socket buffers hold
+
+    @cached(registry=reg)
+    async def f(x: int) -> str:
+        if x == 1:
+            fresh_redis.pause()  # after the read, before the store
+        return big if x == 1 else "small"
+
+    try:
+        started = time.monotonic()
+        assert await asyncio.wait_for(f(1), 10) == big  # the store could not finish
+        assert time.monotonic() - started < 3
+        assert reg.stats().backend_errors == 1
+        started = time.monotonic()
+        assert await asyncio.wait_for(f(2), 10) == "small"  # its read timed out too
+        assert time.monotonic() - started < 3
+        assert reg.stats().backend_errors == 2
+    finally:
+        fresh_redis.resume()
+    assert (await f(2), await f(2)) == ("small", "small")  # a miss and a store, then a hit
+    assert f.stats().hits == 1 and reg.stats().backend_errors == 2

@@ -20,6 +20,8 @@ import redis.asyncio
 import redis.commands.core
 import redis.exceptions
 
+from cachedeco.backends.redis.sending import asend_packed
+
 __all__ = ["DirectScript", "direct"]
 
 
@@ -88,8 +90,8 @@ async def _send(pool: Any, pack: Pack | None, *args: Any) -> Any:
     leaves it usable), as redis-py does."""
     connection = await pool.get_connection(*_NAME)
     try:
-        await connection.send_packed_command(connection.pack_command(*args) if pack is None
-                                             else [pack(args)])
+        await asend_packed(connection, connection.pack_command(*args) if pack is None
+                           else [pack(args)])
         return await connection.read_response()
     except redis.exceptions.ResponseError:
         raise

@@ -21,6 +21,8 @@ import redis
 import redis.commands.core
 import redis.exceptions
 
+from cachedeco.backends.redis.sending import send_packed
+
 __all__ = ["DirectScript", "direct"]
 
 
@@ -89,8 +91,8 @@ def _send(pool: Any, pack: Pack | None, *args: Any) -> Any:
     leaves it usable), as redis-py does."""
     connection = pool.get_connection(*_NAME)
     try:
-        connection.send_packed_command(connection.pack_command(*args) if pack is None
-                                             else [pack(args)])
+        send_packed(connection, connection.pack_command(*args) if pack is None
+                           else [pack(args)])
         return connection.read_response()
     except redis.exceptions.ResponseError:
         raise
