@@ -34,8 +34,9 @@ from cachedeco.errors import BackendError
 from cachedeco.flows.bound import Bound, Call, ReadState, is_current, lease_apart
 from cachedeco.runtime.guard import warn
 from cachedeco.runtime.primitives import Background, akeep_alive, asleep, await_woken
+from cachedeco.runtime.recent import RecentChanges
 
-__all__ = ["HELD_MS", "RELEASE_RETRY", "leased", "release_later", "take"]
+__all__ = ["HELD_MS", "RELEASE_RETRY", "leased", "release_later", "release_noted", "take"]
 
 RELEASE_RETRY: Final = 0.2  # seconds between two tries of a lost lease release
 #: The longest (ms) a caller waits for the change stream to report a lease's release before
@@ -57,6 +58,17 @@ async def take(leases: AsyncLeases, name: LeaseName, ttl: float,
         if left <= 0:
             return None
         await leases.wait(name, got, got.cap(left))
+
+
+async def release_noted(lease: AsyncLease, recent: RecentChanges, backend: str) -> bool:
+    """Release ``lease`` (waking its waiters); False when it had expired. One that landed is
+    noted with ``backend``'s recent changes: a failover may lose it, and recovery then sends
+    it again by its token."""
+    sent = lease.handoff()  # the lease and its token, as they are before the release
+    if not await lease.release():
+        return False
+    recent.released(backend, sent)
+    return True
 
 
 async def leased(b: Bound, call: Call, state: ReadState, run: AsyncRun) -> Any:

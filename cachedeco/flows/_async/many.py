@@ -15,7 +15,7 @@ from typing import Any
 from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.backends.contracts.leases import AsyncLease, Busy, lease_ttl
 from cachedeco.core.entry import NO_VALUE
-from cachedeco.flows._async.lease import fault, obtain, servable
+from cachedeco.flows._async.lease import fault, obtain, release_noted, servable
 from cachedeco.flows._async.read import store, timed
 from cachedeco.flows.bound import UNCACHED, Bound, ReadState
 from cachedeco.flows.many import ABSENT, Batch, ManyCall, found_and_missing, returned
@@ -190,9 +190,7 @@ async def hold(c: ManyCall, missing: Missing, held: dict[int, AsyncLease],
 async def release(c: ManyCall, held: dict[int, AsyncLease]) -> None:
     """Release leases (waking their waiters); a fault is counted, never raised."""
     for i, lease in held.items():
-        sent = lease.handoff()  # what a failover may lose, to send again
         try:
-            if await lease.release():
-                c.b.recovery.recent.released(c.b.slot.name, sent)
+            await release_noted(lease, c.b.recovery.recent, c.b.slot.name)
         except BACKEND_ERRORS as exc:
             fault(c.b, c.entry(i), exc, "release a lease")

@@ -35,8 +35,9 @@ from cachedeco.errors import BackendError
 from cachedeco.flows.bound import Bound, Call, ReadState, is_current, lease_apart
 from cachedeco.runtime.guard import warn
 from cachedeco.runtime.primitives import Background, keep_alive, sleep, wait_woken
+from cachedeco.runtime.recent import RecentChanges
 
-__all__ = ["HELD_MS", "RELEASE_RETRY", "leased", "release_later", "take"]
+__all__ = ["HELD_MS", "RELEASE_RETRY", "leased", "release_later", "release_noted", "take"]
 
 RELEASE_RETRY: Final = 0.2  # seconds between two tries of a lost lease release
 #: The longest (ms) a caller waits for the change stream to report a lease's release before
@@ -58,6 +59,17 @@ def take(leases: Leases, name: LeaseName, ttl: float,
         if left <= 0:
             return None
         leases.wait(name, got, got.cap(left))
+
+
+def release_noted(lease: Lease, recent: RecentChanges, backend: str) -> bool:
+    """Release ``lease`` (waking its waiters); False when it had expired. One that landed is
+    noted with ``backend``'s recent changes: a failover may lose it, and recovery then sends
+    it again by its token."""
+    sent = lease.handoff()  # the lease and its token, as they are before the release
+    if not lease.release():
+        return False
+    recent.released(backend, sent)
+    return True
 
 
 def leased(b: Bound, call: Call, state: ReadState, run: Run) -> Any:

@@ -9,7 +9,7 @@ from typing import Self
 
 from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.errors import CacheError, LockNotOwned
-from cachedeco.flows._sync.lease import take
+from cachedeco.flows._sync.lease import release_noted, take
 from cachedeco.flows.lock_core import LockCore
 from cachedeco.runtime.guard import warn
 
@@ -39,14 +39,12 @@ class LockIO(LockCore):
         lease = self._held.pop(self.owner(), None)
         if lease is None:
             raise LockNotOwned(f"lock {self.name!r} is not held by this owner")
-        sent = lease.handoff()  # what a failover may lose, to send again
         try:
-            owned = lease.release()
+            owned = release_noted(lease, self.registry.recovery.recent, self.backend)
         except BACKEND_ERRORS as exc:
             raise self.error(exc, "release") from exc
         if not owned:
             raise self.not_owned()
-        self.registry.recovery.recent.released(self.backend, sent)
 
     def __enter__(self) -> Self:
         self.acquire()
