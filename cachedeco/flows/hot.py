@@ -18,19 +18,19 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
-from cachedeco.backends.memory.store import MemoryBackend
+from cachedeco.backends.memory.store import MemoryBackend, Row
 from cachedeco.backends.near.store import NearStore
-from cachedeco.core.entry import NO_VALUE, Entry
+from cachedeco.core.entry import NO_VALUE
 from cachedeco.flows.bound import Bound
 
 __all__ = ["Hit", "memory_hit", "near_hit"]
 
 #: A compiled hit: ``(args, kwargs) -> value``, or NO_VALUE to take the generic path.
 Hit = Callable[[tuple[Any, ...], dict[str, Any]], Any]
-Table = OrderedDict[str, tuple[float, Entry | str]]
+Table = OrderedDict[str, Row]
 _KNOWN = 4096  # keys remembered per function
 _LONGEST = 64  # str arguments longer than this are encoded on each call
 
@@ -54,7 +54,6 @@ def _one_tag(b: Bound, table: Table, pure_keys: bool) -> Hit:
     most of a hit's cost."""
     (only_tag,) = b.tags((), {})
     key_of, touch, stats = b.key, table.move_to_end, b.stats
-    entries: Mapping[str, tuple[float, Any]] = table  # an entry key holds an Entry (below)
     known: dict[int | str, str] = {}
 
     def hit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -67,22 +66,20 @@ def _one_tag(b: Bound, table: Table, pure_keys: bool) -> Hit:
         else:
             key = key_of(args, kwargs)
         try:
-            expires, entry = entries[key]
-            tag = entries[only_tag]
+            row = table[key]
+            tag = table[only_tag]
             touch(key)  # its use, for the LRU order (as the generic read does)
         except KeyError:  # absent, or removed by another thread meanwhile
             return NO_VALUE
-        now = time.time()  # the store's clock and the soft expiry's alike
-        # An entry key holds an Entry (a value or a tombstone): tag tokens live under
-        # "prefix:~", which no entry key starts with. Expired, stale, or invalidated since
-        # it was stored: the generic path decides.
-        if expires <= now or now >= entry.soft or tag[0] <= now or entry.tags != (tag[1],):
-            return NO_VALUE
-        value = entry.value
-        if value is NO_VALUE:  # a tombstone
+        # the store's clock and the soft expiry's alike, looked up at each call (a test that
+        # patches time.time reaches it)
+        now = time.time()
+        # Expired, stale, a tombstone (fresh until 0), or invalidated since it was stored
+        # (the tag key expired, or holds another token): the generic path decides.
+        if row[2] <= now or tag[0] <= now or row[3] != tag[3]:
             return NO_VALUE
         stats.hits += 1
-        return value
+        return row[4]
 
     return hit
 
@@ -95,24 +92,19 @@ def _tagged(b: Bound, table: Table) -> Hit:
         key = key_of(args, kwargs)
         tag_keys = tags_of(args, kwargs)
         try:
-            expires, entry = table[key]
+            row = table[key]
             tags = [table[tag] for tag in tag_keys]
             touch(key)
         except KeyError:
             return NO_VALUE
         now = time.time()
-        if expires <= now or entry.__class__ is not Entry or now >= entry.soft:
+        if row[2] <= now or row[3] != tuple([tag[1] for tag in tags]):
             return NO_VALUE
-        recorded = entry.tags
-        if len(recorded) != len(tags) or any(
-                tag[0] <= now or tag[1] != token for tag, token in zip(tags, recorded,
-                                                                       strict=True)):
-            return NO_VALUE
-        value = entry.value
-        if value is NO_VALUE:
-            return NO_VALUE
+        for tag in tags:
+            if tag[0] <= now:
+                return NO_VALUE
         stats.hits += 1
-        return value
+        return row[4]
 
     return hit
 
@@ -146,13 +138,13 @@ def _near_owned(b: Bound, near_store: NearStore, pure_keys: bool) -> Hit:
                 key = _remember(known, arg, key_of(args, kwargs))
         else:
             key = key_of(args, kwargs)
-        near = find(key)
-        if near is None or near.owner is not owner:
+        kept = find(key)  # (owner, soft expiry, value, tag keys, Near): see NearStore
+        if kept is None or kept[0] is not owner:
             return NO_VALUE
         now = clock()
         # past its soft expiry; or the look for change messages not applied yet (every
         # LOOK_EVERY: coherence depends on it) dropped it
-        if now >= near.entry.soft or (now >= near_store.due and behind(now, key, near)):
+        if now >= kept[1] or (now >= near_store.due and behind(now, key, kept)):
             return NO_VALUE
         try:  # noqa: SIM105 (suppress() costs more on the hit path)
             touch(key)
@@ -160,7 +152,7 @@ def _near_owned(b: Bound, near_store: NearStore, pure_keys: bool) -> Hit:
             pass
         stats.hits += 1
         stats.near_hits += 1
-        return near.value
+        return kept[2]
 
     return hit
 
@@ -182,11 +174,11 @@ def _near_tagged(b: Bound, near_store: NearStore, pure_keys: bool) -> Hit:
                 key = _remember(known, arg, key_of(args, kwargs))
         else:
             key = key_of(args, kwargs)
-        near = find(key)
-        if near is None or near.tag_keys != tags_of(args, kwargs):
+        kept = find(key)
+        if kept is None or kept[3] != tags_of(args, kwargs):
             return NO_VALUE
         now = clock()
-        if now >= near.entry.soft or (now >= near_store.due and behind(now, key, near)):
+        if now >= kept[1] or (now >= near_store.due and behind(now, key, kept)):
             return NO_VALUE
         try:  # noqa: SIM105
             touch(key)
@@ -194,7 +186,7 @@ def _near_tagged(b: Bound, near_store: NearStore, pure_keys: bool) -> Hit:
             pass
         stats.hits += 1
         stats.near_hits += 1
-        return near.value
+        return kept[2]
 
     return hit
 

@@ -59,6 +59,19 @@ def test_a_hit_is_compiled_counted_and_the_same_object(reg: Registry) -> None:
     assert (stats.hits, stats.misses, stats.loads) == (2, 1, 1)
 
 
+def test_a_cached_none_and_a_tombstone_tell_apart(reg: Registry) -> None:
+    calls: list[int] = []
+
+    @reg.cached(ttl=60, cache_none=True)
+    def f(x: int) -> None:
+        calls.append(x)
+
+    assert [f(1), f(1), f(1)] == [None, None, None]
+    assert calls == [1] and f.stats().hits == 2  # None is a value, served by the hit
+    f.invalidate(1)  # a tombstone is no value: the next call loads
+    assert f(1) is None and calls == [1, 1]
+
+
 def test_equal_arguments_of_other_types_have_entries_of_their_own(reg: Registry) -> None:
     f, calls = counted(reg)
     for _ in range(2):

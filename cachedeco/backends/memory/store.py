@@ -15,6 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 from cachedeco.backends.base import ReadResult
 from cachedeco.backends.memory.leases import MemoryLeases
@@ -23,9 +24,22 @@ from cachedeco.backends.memory.tally import MemoryTally
 from cachedeco.core.entry import CREATED_TAG, ENTRY, NO_VALUE, Entry, Write, tag_token
 from cachedeco.core.keyspace import QueueNames
 
-__all__ = ["MemoryBackend", "glob_to_regex"]
+__all__ = ["MemoryBackend", "Row", "glob_to_regex"]
 
 _Item = Entry | str
+#: A row of the table: expiry, the item, and for the compiled hit (:mod:`cachedeco.flows.hot`)
+#: what it checks without reading the item's fields: until when it is a fresh value (0.0 for
+#: a tombstone or a tag token), its tag tokens (a token's row: the token alone) and its value.
+Row = tuple[float, _Item, float, tuple[str, ...], Any]
+
+
+def _row(expires: float, item: _Item) -> Row:
+    """The table's row for ``item`` expiring at ``expires``."""
+    if isinstance(item, str):
+        return (expires, item, 0.0, (item,), None)
+    value = item.value
+    return (expires, item, 0.0 if value is NO_VALUE else min(expires, item.soft), item.tags,
+            value)
 
 
 @lru_cache(maxsize=256)
@@ -62,7 +76,7 @@ class MemoryBackend:
 
     def __init__(self, maxsize: int = 10_000) -> None:
         self.maxsize = maxsize
-        self._data: OrderedDict[str, tuple[float, _Item]] = OrderedDict()
+        self._data: OrderedDict[str, Row] = OrderedDict()
         self._lock = threading.Lock()
         self._leases = MemoryLeases()
         self._queues: dict[str, MemoryQueue] = {}
@@ -79,14 +93,14 @@ class MemoryBackend:
         return found[1]
 
     def _put(self, key: str, item: _Item, px: int, now: float) -> None:
-        self._data[key] = (now + px / 1000, item)
+        self._data[key] = _row(now + px / 1000, item)
         self._data.move_to_end(key)
         while len(self._data) > self.maxsize:
             self._data.popitem(last=False)
 
     def _extend(self, key: str, px: int, now: float) -> None:
-        expires, item = self._data[key]
-        self._data[key] = (max(expires, now + px / 1000), item)
+        expires, item = self._data[key][:2]
+        self._data[key] = _row(max(expires, now + px / 1000), item)
 
     def read(self, key: str, tag_keys: Sequence[str]) -> ReadResult:
         """Return the live entry at ``key`` and its tags' current tokens (the hit path)."""
@@ -108,10 +122,11 @@ class MemoryBackend:
         entry = found[1] if found is not None else None
         return (entry if entry.__class__ is Entry else None), tuple(tokens)
 
-    def table(self) -> OrderedDict[str, tuple[float, Entry | str]]:
+    def table(self) -> OrderedDict[str, Row]:
         """The table itself, for the hit path compiled over this store
-        (:mod:`cachedeco.flows.hot`): it reads with single dict operations, each atomic, and
-        only ever moves a key to the end (its use); every change goes through the methods."""
+        (:mod:`cachedeco.flows.hot`): it reads rows (see ``Row``) with single dict operations,
+        each atomic, and only ever moves a key to the end (its use); every change goes through
+        the methods."""
         return self._data
 
     def read_many(self, reads: Sequence[tuple[str, Sequence[str]]]) -> list[ReadResult]:
