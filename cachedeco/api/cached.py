@@ -160,7 +160,7 @@ def _sync_wrapper(spec: Spec) -> Callable[..., Any]:
         hit = spec.hit  # memory:// or near: a fresh hit without the generic layers
         if hit is not None and (value := hit(args, kwargs)) is not NO_VALUE:
             return value
-        return read_sync.get_or_load(spec.bound(), func, args, kwargs)
+        return read_sync.get_or_load(spec.bound(), func, args, kwargs, hit is not None)
 
     def invalidate(*args: Any, **kwargs: Any) -> bool:
         return read_sync.invalidate(spec.bound(), args, kwargs)
@@ -189,7 +189,7 @@ def _async_wrapper(spec: Spec) -> Callable[..., Any]:
         hit = spec.hit  # memory:// or near: a fresh hit without the generic layers
         if hit is not None and (value := hit(args, kwargs)) is not NO_VALUE:
             return value
-        return await read_async.get_or_load(spec.bound(), func, args, kwargs)
+        return await read_async.get_or_load(spec.bound(), func, args, kwargs, hit is not None)
 
     async def invalidate(*args: Any, **kwargs: Any) -> bool:
         return await read_async.invalidate(spec.bound(), args, kwargs)

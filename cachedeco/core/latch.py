@@ -18,6 +18,7 @@ __all__ = ["Latch"]
 
 #: How many waiters each woken one wakes (and the opener): 250 waiters are 7 levels deep.
 FANOUT = 2
+_NOBODY: dict[threading.Lock, int] = {}  # the order of a latch nobody waited on (never changed)
 
 
 class Latch:
@@ -28,7 +29,7 @@ class Latch:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._waiters: list[threading.Lock] = []
-        self._order: dict[threading.Lock, int] = {}  # set by open: each waiter's place
+        self._order: dict[threading.Lock, int] = _NOBODY  # set by open: each waiter's place
         self.is_open = False
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -55,8 +56,10 @@ class Latch:
         with self._lock:
             if self.is_open:
                 return
-            self._order = {waiter: place for place, waiter in enumerate(self._waiters)}
             self.is_open = True  # the list is final from here on: no one joins or leaves
+            if not self._waiters:  # most latches: nobody waited
+                return
+            self._order = {waiter: place for place, waiter in enumerate(self._waiters)}
         self._relay(0)
 
     def _relay(self, node: int) -> None:

@@ -35,13 +35,13 @@ def generic() -> Iterator[list[str]]:
     entered: list[str] = []
     sync_read, async_read = read_sync.get_or_load, read_async.get_or_load
 
-    def counted(b: Any, func: Any, args: Any, kwargs: Any) -> Any:
+    def counted(b: Any, func: Any, args: Any, kwargs: Any, looked: bool = False) -> Any:
         entered.append(b.name)
-        return sync_read(b, func, args, kwargs)
+        return sync_read(b, func, args, kwargs, looked)
 
-    async def acounted(b: Any, func: Any, args: Any, kwargs: Any) -> Any:
+    async def acounted(b: Any, func: Any, args: Any, kwargs: Any, looked: bool = False) -> Any:
         entered.append(b.name)
-        return await async_read(b, func, args, kwargs)
+        return await async_read(b, func, args, kwargs, looked)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(read_sync, "get_or_load", counted)

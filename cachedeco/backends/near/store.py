@@ -126,10 +126,14 @@ class NearStore:
     # -- installing -------------------------------------------------------------------------
 
     def ticket(self) -> Ticket | None:
-        """Taken before a read whose value may be installed (after applying the change messages
-        that arrived); None while the stream is down."""
+        """Taken before a read whose value may be installed; None while the stream is down.
+        Every ``LOOK_EVERY`` seconds it first applies the change messages that arrived, as a
+        hit does: an install needs no catch-up (a change the read did not see is reported after
+        it), but a caller joining a read or a load under way must not miss a change that
+        arrived long ago."""
         catch_up = self._catch_up
-        if catch_up is not None:
+        if catch_up is not None and (now := time.time()) >= self.due:
+            self.due = now + LOOK_EVERY
             catch_up()
         return (self._epoch, self._count) if self.live else None
 
@@ -149,19 +153,27 @@ class NearStore:
         """Keep ``near`` for ``key`` unless ``key`` or one of its tag keys changed since
         ``ticket`` was taken, or the stream was lost meanwhile; True when kept."""
         epoch, count = ticket
+        tag_keys, data, by_tag = near.tag_keys, self._data, self._by_tag
         with self._lock:
             if not self.live or epoch != self._epoch:
                 return False
             changed = self._changed
-            if changed.get(key, 0) > count or any(
-                    changed.get(tag, 0) > count for tag in near.tag_keys):
+            if changed.get(key, 0) > count:
                 return False
-            self._forget(key)
-            self._data[key] = (near.owner, near.entry.soft, near.value, near.tag_keys, near)
-            for tag in near.tag_keys:
-                self._by_tag.setdefault(tag, set()).add(key)
-            while len(self._data) > self.size:
-                self._forget(next(iter(self._data)))
+            for tag in tag_keys:
+                if changed.get(tag, 0) > count:
+                    return False
+            if key in data:
+                self._forget(key)
+            data[key] = (near.owner, near.entry.soft, near.value, tag_keys, near)
+            for tag in tag_keys:
+                keys = by_tag.get(tag)
+                if keys is None:
+                    by_tag[tag] = {key}
+                else:
+                    keys.add(key)
+            while len(data) > self.size:
+                self._forget(next(iter(data)))
             return True
 
     # -- changes ----------------------------------------------------------------------------

@@ -35,15 +35,17 @@ Args = tuple[Any, ...]
 Kwargs = dict[str, Any]
 
 
-def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
-    """The decorated call: a hit returns after one read; anything else goes through a load."""
+def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs,
+                      looked: bool = False) -> Any:
+    """The decorated call: a hit returns after one read; anything else goes through a load.
+    ``looked``: a compiled hit (:mod:`cachedeco.flows.hot`) just found no fresh value near."""
     if not b.enabled:  # caching is switched off: the function and nothing else
         return func(*args, **kwargs)
     key = b.key(args, kwargs)
     near, ticket = b.near, None
     if near is not None:  # a near hit: no round trip
-        kept = (near.owned(key, b.near_owner) if b.near_owner is not None
-                else near.hit(key, b.tags(args, kwargs)))
+        kept = None if looked else (near.owned(key, b.near_owner) if b.near_owner is not None
+                                    else near.hit(key, b.tags(args, kwargs)))
         if kept is not None:
             b.stats.hits += 1
             b.stats.near_hits += 1
