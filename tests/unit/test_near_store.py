@@ -102,13 +102,36 @@ def test_the_least_recently_used_value_goes_first() -> None:
         assert ticket is not None
         store.install(ticket, key, _near(key, ("p:~tag:t",)))
     store.hit("p:a", ("p:~tag:t",))
-    ticket = store.ticket()
-    assert ticket is not None
-    store.install(ticket, "p:c", _near("p:c", ("p:~tag:t",)))
+    for _ in range(2):  # full: kept at its second read (see the admission test)
+        ticket = store.ticket()
+        assert ticket is not None
+        store.install(ticket, "p:c", _near("p:c", ("p:~tag:t",)))
     assert store.hit("p:b", ("p:~tag:t",)) is None
     assert store.hit("p:a", ("p:~tag:t",)) is not None
     store.changed(["p:~tag:t"])  # the tag index forgot the evicted key with it
     assert len(store) == 0
+
+
+def test_a_full_store_keeps_a_key_read_again_recently() -> None:
+    store = _live(size=2)
+
+    def install(key: str) -> bool:
+        ticket = store.ticket()
+        assert ticket is not None
+        return store.install(ticket, key, _near(key))
+
+    assert install("p:a") and install("p:b")  # room: kept at once
+    assert not install("p:c") and not install("p:d")  # full: remembered, not kept
+    assert list(store.entries()) == ["p:a", "p:b"]
+    assert install("p:c")  # read again while remembered: kept, the least recently used goes
+    assert list(store.entries()) == ["p:b", "p:c"]
+    assert not install("p:e") and not install("p:f")  # two more refused: p:d is forgotten
+    assert not install("p:d")
+    assert install("p:a") is False and install("p:a")  # an evicted key starts over
+    assert list(store.entries()) == ["p:c", "p:a"]
+    store.changed(["p:c"])  # room again: kept at once
+    assert install("p:g")
+    assert list(store.entries()) == ["p:a", "p:g"]
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, "10", True, None])
@@ -141,7 +164,9 @@ def test_entries_is_the_same_dict_for_the_stores_life() -> None:
     install("p:a", ("p:~tag:t",))
     install("p:b")
     assert list(entries) == ["p:a", "p:b"]
-    install("p:c")  # evicts p:a
+    ticket = store.ticket()
+    assert ticket is not None and not store.install(ticket, "p:c", _near("p:c", ()))  # full
+    install("p:c")  # read again: kept, and p:a goes
     assert list(entries) == ["p:b", "p:c"]
     store.changed(["p:b"])
     assert list(entries) == ["p:c"]

@@ -5,8 +5,9 @@ A value is installed only after a read, and only when nothing it depends on chan
 was being read: :meth:`NearStore.ticket` is taken before the read is sent, and
 :meth:`NearStore.install` refuses when its key or one of its tag keys was reported changed
 since (the "in flight" problem of client-side caching), or when the stream of change
-messages was lost or is not up. Hits take no lock: a dict lookup, a tuple comparison and a
-clock read.
+messages was lost or is not up. A full store keeps the value of a key read again recently
+only (:meth:`NearStore._admit`): reads spread over more keys than fit do not churn it. Hits
+take no lock: a dict lookup, a tuple comparison and a clock read.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class NearStore:
         self.due = float("inf")  # when a hit next looks for changes not applied yet
         self._catch_up: Callable[[], None] | None = None
         self._watchers: dict[str, list[Woken]] = {}  # name -> futures woken by its change
+        self._seen: OrderedDict[str, None] = OrderedDict()  # keys refused while full
 
     def __len__(self) -> int:
         return len(self._data)
@@ -151,7 +153,8 @@ class NearStore:
 
     def install(self, ticket: Ticket, key: str, near: Near) -> bool:
         """Keep ``near`` for ``key`` unless ``key`` or one of its tag keys changed since
-        ``ticket`` was taken, or the stream was lost meanwhile; True when kept."""
+        ``ticket`` was taken, the stream was lost meanwhile, or the store is full and ``key``
+        was not read recently (:meth:`_admit`); True when kept."""
         epoch, count = ticket
         tag_keys, data, by_tag = near.tag_keys, self._data, self._by_tag
         with self._lock:
@@ -165,6 +168,8 @@ class NearStore:
                     return False
             if key in data:
                 self._forget(key)
+            elif len(data) >= self.size and not self._admit(key):
+                return False
             data[key] = (near.owner, near.entry.soft, near.value, tag_keys, near)
             for tag in tag_keys:
                 keys = by_tag.get(tag)
@@ -175,6 +180,21 @@ class NearStore:
             while len(data) > self.size:
                 self._forget(next(iter(data)))
             return True
+
+    def _admit(self, key: str) -> bool:
+        """Whether a full store keeps the value of ``key`` (lock held): only when ``key`` was
+        refused recently (one of the last ``size`` refused), i.e. read at least twice. So a
+        stream of reads spread over more keys than fit (mostly misses) does not evict a value
+        at every read (each eviction frees a value last touched long ago, cold in the CPU's
+        caches), while a key read again soon is kept (TinyLFU's doorkeeper, simplified)."""
+        seen = self._seen
+        if key in seen:
+            del seen[key]
+            return True
+        seen[key] = None
+        if len(seen) > self.size:
+            seen.popitem(last=False)
+        return False
 
     # -- changes ----------------------------------------------------------------------------
 
@@ -254,6 +274,7 @@ class NearStore:
         """Forget everything (lock held); returns the watchers to wake."""
         self._data.clear()  # in place: entries() hands this very dict out
         self._by_tag.clear()
+        self._seen.clear()
         self._changed.clear()
         self._epoch += 1
         woken = [w for waiting in self._watchers.values() for w in waiting]
