@@ -288,6 +288,22 @@ def test_configure_takes_effect(make_registry: Callable[..., Registry],
     assert loads == [1, 1, 1]
 
 
+def test_a_full_near_cache_takes_a_key_at_its_second_read(
+        make_registry: Callable[..., Registry], deployment: Deployment) -> None:
+    reg = make_registry(deployment.url, near_cache=2, stats_interval=0)
+    other = make_registry(deployment.url, stats_interval=0)  # another client, no near cache
+    f, g = item_readers(reg, other, {"v": 1})
+    store = reg.slot("default").near
+    assert store is not None
+    for x in (1, 2):
+        warm(lambda x=x: f(x), f.stats)  # room: kept at once
+    assert g(3) == 1  # stored by another client: f(3) reads it from Redis
+    assert f(3) == 1
+    assert sorted(store.entries()) == [f.key(1), f.key(2)]  # full: read, not kept
+    warm(lambda: f(3), f.stats)  # read again: kept, the least recently used value goes
+    assert sorted(store.entries()) == [f.key(2), f.key(3)]
+
+
 def test_near_false_never_uses_it(make_registry: Callable[..., Registry],
                                   deployment: Deployment) -> None:
     reg = near_registry(make_registry, deployment)

@@ -5,9 +5,9 @@ A value is installed only after a read, and only when nothing it depends on chan
 was being read: :meth:`NearStore.ticket` is taken before the read is sent, and
 :meth:`NearStore.install` refuses when its key or one of its tag keys was reported changed
 since (the "in flight" problem of client-side caching), or when the stream of change
-messages was lost or is not up. A full store keeps the value of a key read again recently
-only (:meth:`NearStore._admit`): reads spread over more keys than fit do not churn it. Hits
-take no lock: a dict lookup, a tuple comparison and a clock read.
+messages was lost or is not up. A full store takes the value of a key read again recently
+only (:meth:`NearStore.admits`, asked before the read): reads spread over more keys than fit
+do not churn it. Hits take no lock: a dict lookup, a tuple comparison and a clock read.
 """
 
 from __future__ import annotations
@@ -153,8 +153,8 @@ class NearStore:
 
     def install(self, ticket: Ticket, key: str, near: Near) -> bool:
         """Keep ``near`` for ``key`` unless ``key`` or one of its tag keys changed since
-        ``ticket`` was taken, the stream was lost meanwhile, or the store is full and ``key``
-        was not read recently (:meth:`_admit`); True when kept."""
+        ``ticket`` was taken, or the stream was lost meanwhile; True when kept (the least
+        recently used value goes when the store is full)."""
         epoch, count = ticket
         tag_keys, data, by_tag = near.tag_keys, self._data, self._by_tag
         with self._lock:
@@ -168,8 +168,6 @@ class NearStore:
                     return False
             if key in data:
                 self._forget(key)
-            elif len(data) >= self.size and not self._admit(key):
-                return False
             data[key] = (near.owner, near.entry.soft, near.value, tag_keys, near)
             for tag in tag_keys:
                 keys = by_tag.get(tag)
@@ -181,20 +179,26 @@ class NearStore:
                 self._forget(next(iter(data)))
             return True
 
-    def _admit(self, key: str) -> bool:
-        """Whether a full store keeps the value of ``key`` (lock held): only when ``key`` was
-        refused recently (one of the last ``size`` refused), i.e. read at least twice. So a
-        stream of reads spread over more keys than fit (mostly misses) does not evict a value
-        at every read (each eviction frees a value last touched long ago, cold in the CPU's
+    def admits(self, key: str) -> bool:
+        """Whether a value read now for ``key`` is to be kept (asked before the read: one that
+        is not is read like any other, without a ticket). Yes while there is room, or when
+        ``key`` is kept already; once full, only when ``key`` was refused recently (one of the
+        last ``size`` refused), i.e. read at least twice. So reads spread over more keys than
+        fit (mostly misses) do not evict a value at every read, nor pay for the bookkeeping
+        of an install (each eviction frees a value last touched long ago, cold in the CPU's
         caches), while a key read again soon is kept (TinyLFU's doorkeeper, simplified)."""
-        seen = self._seen
-        if key in seen:
-            del seen[key]
+        data = self._data
+        if len(data) < self.size or key in data:
             return True
-        seen[key] = None
-        if len(seen) > self.size:
-            seen.popitem(last=False)
-        return False
+        seen = self._seen
+        with self._lock:
+            if key in seen:
+                del seen[key]
+                return True
+            seen[key] = None
+            if len(seen) > self.size:
+                seen.popitem(last=False)
+            return False
 
     # -- changes ----------------------------------------------------------------------------
 

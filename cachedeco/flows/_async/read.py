@@ -54,7 +54,8 @@ async def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kw
                 background(b, Call(func, args, kwargs, key, kept.tag_keys),
                            (kept.entry.marker, kept.tokens), b.flights.landings)
             return kept.value
-        ticket = near.ticket()  # before the read: a change reported meanwhile refuses it
+        if near.admits(key):  # else read like any other, nothing to install
+            ticket = near.ticket()  # before the read: a change reported meanwhile refuses it
         tag_keys = b.tags(args, kwargs)
         if ticket is not None and (flight := b.flights.airborne(key)) is not None and (
                 flight.ticket is not None and near.unchanged(flight.ticket, key, tag_keys)):
