@@ -118,12 +118,17 @@ class NearStore:
     def behind(self, now: float, key: str, kept: Kept) -> bool:
         """Every ``LOOK_EVERY`` seconds, a hit first applies the change messages that arrived
         but were not applied yet; True when that dropped ``kept``."""
+        return self._look(now) and self._data.get(key) is not kept
+
+    def _look(self, now: float) -> bool:
+        """Apply the change messages that arrived but were not applied yet, and look again
+        ``LOOK_EVERY`` seconds from ``now``; False when there is no stream to look at."""
         self.due = now + LOOK_EVERY
         catch_up = self._catch_up
         if catch_up is None:
             return False
         catch_up()
-        return self._data.get(key) is not kept
+        return True
 
     # -- installing -------------------------------------------------------------------------
 
@@ -133,10 +138,8 @@ class NearStore:
         hit does: an install needs no catch-up (a change the read did not see is reported after
         it), but a caller joining a read or a load under way must not miss a change that
         arrived long ago."""
-        catch_up = self._catch_up
-        if catch_up is not None and (now := time.time()) >= self.due:
-            self.due = now + LOOK_EVERY
-            catch_up()
+        if (now := time.time()) >= self.due:
+            self._look(now)
         return (self._epoch, self._count) if self.live else None
 
     def unchanged(self, ticket: Ticket, key: str, tag_keys: tuple[str, ...]) -> bool:
