@@ -1,9 +1,23 @@
 """The change stream's RESP3 reading, without a server: invalidation pushes (keys, or null after
-FLUSHDB), ping replies and errors, split across reads anywhere."""
+FLUSHDB), ping replies and errors, split across reads anywhere; by the pure reader and by
+hiredis's parser alike."""
 
 from __future__ import annotations
 
-from cachedeco.backends.near.pushes import Push, PushReader, ReplyError
+import sys
+from collections.abc import Callable
+
+import hiredis
+import pytest
+
+from cachedeco.backends.near.pushes import (
+    FrameReader,
+    HiredisPushReader,
+    Push,
+    PushReader,
+    ReplyError,
+    push_reader,
+)
 
 STREAM = (b">2\r\n$10\r\ninvalidate\r\n*2\r\n$5\r\np:a:1\r\n$8\r\np:~tag:t\r\n"
           b"+PONG\r\n"
@@ -11,17 +25,40 @@ STREAM = (b">2\r\n$10\r\ninvalidate\r\n*2\r\n$5\r\np:a:1\r\n$8\r\np:~tag:t\r\n"
           b"-ERR nope\r\n")
 FRAMES = [Push([b"invalidate", [b"p:a:1", b"p:~tag:t"]]), b"PONG",
           Push([b"invalidate", None]), ReplyError(b"ERR nope")]
+READERS: dict[str, Callable[[], FrameReader]] = {
+    "pure": PushReader, "hiredis": lambda: HiredisPushReader(hiredis)}
 
 
-def test_whole_frames_are_read() -> None:
-    frames = PushReader().feed(STREAM)
+@pytest.fixture(params=sorted(READERS))
+def make(request: pytest.FixtureRequest) -> Callable[[], FrameReader]:
+    return READERS[request.param]
+
+
+def test_whole_frames_are_read(make: Callable[[], FrameReader]) -> None:
+    frames = make().feed(STREAM)
     assert frames == FRAMES
-    assert isinstance(frames[0], Push) and isinstance(frames[3], ReplyError)
+    assert [type(frame) for frame in frames] == [Push, bytes, Push, ReplyError]
 
 
-def test_frames_split_anywhere_are_read_once_complete() -> None:
+def test_frames_split_anywhere_are_read_once_complete(make: Callable[[], FrameReader]) -> None:
     for cut in range(1, len(STREAM)):
-        reader = PushReader()
+        reader = make()
         assert reader.feed(STREAM[:cut]) + reader.feed(STREAM[cut:]) == FRAMES
-    reader = PushReader()
+    reader = make()
     assert [f for i in range(len(STREAM)) for f in reader.feed(STREAM[i:i + 1])] == FRAMES
+
+
+def test_a_stream_that_is_not_resp_fails(make: Callable[[], FrameReader]) -> None:
+    with pytest.raises(Exception):  # noqa: B017 - ValueError or hiredis.ProtocolError
+        make().feed(b"?what\r\n")
+
+
+def test_hiredis_parses_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert isinstance(push_reader(), HiredisPushReader)
+    monkeypatch.setitem(sys.modules, "hiredis", None)  # as without the extra
+    assert isinstance(push_reader(), PushReader)
+
+
+def test_a_hiredis_without_resp3_pushes_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(hiredis, "PushNotification")  # hiredis before 3
+    assert isinstance(push_reader(), PushReader)

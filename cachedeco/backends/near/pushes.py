@@ -1,15 +1,18 @@
-"""RESP3 read off a tracking connection's socket, pure: invalidation pushes and ping replies.
+"""RESP3 read off a tracking connection's socket: invalidation pushes and ping replies.
 
 The change stream reads its socket itself rather than through redis-py's parser: without
 blocking, under a lock, from its own thread or from a thread serving near hits (which applies
-what arrived while the stream's thread waits for the GIL).
+what arrived while the stream's thread waits for the GIL). :func:`push_reader` parses with
+hiredis when the ``hiredis`` extra is installed (about 0.2 µs a message here, against 2.3 µs
+for the pure :class:`PushReader`, on the thread that holds the GIL meanwhile).
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
-__all__ = ["PING", "Push", "PushReader", "ReplyError"]
+__all__ = ["PING", "FrameReader", "HiredisPushReader", "Push", "PushReader", "ReplyError",
+           "push_reader"]
 
 #: ``PING`` as a RESP command.
 PING: Final = b"*1\r\n$4\r\nPING\r\n"
@@ -27,8 +30,55 @@ class _Incomplete(Exception):
     """The buffer ends inside a frame: wait for more bytes."""
 
 
+class FrameReader(Protocol):
+    """What the change stream reads its frames with (see :func:`push_reader`)."""
+
+    def feed(self, data: bytes) -> list[Any]:
+        """Every complete frame in what was received up to ``data``."""
+        ...
+
+
+def push_reader() -> FrameReader:
+    """A frame reader for one tracking connection: hiredis's parser when installed, from
+    hiredis 3 on (the first to read RESP3 pushes)."""
+    try:
+        import hiredis
+    except ImportError:
+        return PushReader()
+    if not hasattr(hiredis, "PushNotification"):
+        return PushReader()
+    return HiredisPushReader(hiredis)
+
+
+_MORE: Final = object()  # hiredis: no complete frame yet
+
+
+class HiredisPushReader:
+    """:class:`PushReader`'s frames, parsed by hiredis (given as ``hiredis``, 3 or later):
+    its push notifications become :class:`Push` and its error replies :class:`ReplyError`."""
+
+    def __init__(self, hiredis: Any) -> None:
+        self._reader = hiredis.Reader(notEnoughData=_MORE)
+        self._push = hiredis.PushNotification
+        self._error = hiredis.ReplyError
+
+    def feed(self, data: bytes) -> list[Any]:
+        """Every complete frame in what was received up to ``data``."""
+        reader = self._reader
+        reader.feed(data)
+        frames: list[Any] = []
+        while (frame := reader.gets()) is not _MORE:
+            if type(frame) is self._push:
+                frame = Push(frame)
+            elif isinstance(frame, self._error):
+                frame = ReplyError(str(frame).encode("utf-8", "replace"))
+            frames.append(frame)
+        return frames
+
+
 class PushReader:
-    """Frames out of the bytes received so far (a partial frame is kept for the next feed)."""
+    """Frames out of the bytes received so far (a partial frame is kept for the next feed);
+    pure Python."""
 
     def __init__(self) -> None:
         self._buffer = b""

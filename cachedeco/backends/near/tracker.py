@@ -38,7 +38,7 @@ from typing import Any, Final
 
 from redis.exceptions import ResponseError
 
-from cachedeco.backends.near.pushes import PING, Push, PushReader, ReplyError
+from cachedeco.backends.near.pushes import PING, Push, ReplyError, push_reader
 from cachedeco.backends.near.sources import Source
 from cachedeco.backends.near.store import NearStore
 from cachedeco.backends.redis.cluster_plan import plain_tag_key
@@ -248,7 +248,7 @@ class _Link:
         self.sock: socket.socket = conn._sock
         self.sock.setblocking(False)
         self.timeout = float(conn.socket_timeout or 5.0)
-        self.reader = PushReader()
+        self.reader = push_reader()
         self.lock = threading.Lock()
         self.error: BaseException | None = None  # a fault met by a catch-up, for the thread
         self.pinged: float | None = None  # when the unanswered ping was sent
