@@ -1,10 +1,12 @@
 """The test deployments and tools.servers: the shared deployments answer and are spread as
 promised, the fixtures clean up after a test, and a private server or cluster can be broken
 the ways a fault test needs (SIGSTOP, kill -9 and restart with or without an AOF, maxmemory
-with eviction, a cluster primary killed and its replica promoted)."""
+with eviction, a cluster primary killed and its replica promoted, a Sentinel primary killed
+and a replica in sync again once it rejoins)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -15,7 +17,8 @@ from redis.cluster import RedisCluster
 
 from tests.support.commands import acommandstats, commandstats
 from tests.support.deployments import cluster_client, hosts, sentinel_primary
-from tools.servers import Server, start_cluster, start_single
+from tools.servers import SentinelSetup, Server, start_cluster, start_single
+from tools.servers.process import RedisStartError
 
 
 def test_single_server_answers_ping(redis_client: redis.Redis) -> None:
@@ -155,3 +158,19 @@ def test_a_cluster_primary_killed_is_replaced_by_its_replica() -> None:
         assert promoted in cluster.primaries() and victim not in cluster.primaries()
         with RedisCluster(host="127.0.0.1", port=promoted.port, socket_timeout=2.0) as client:
             assert [client.get(key) for key in keys] == [b"v"] * 30  # replicated, then promoted
+
+
+def test_a_sentinel_primary_killed_then_rejoining_leaves_a_replica_in_sync(
+        fresh_sentinel: SentinelSetup) -> None:
+    setup = fresh_sentinel
+    old = setup.kill_primary()
+    new = setup.wait_for_failover(old, timeout=20)
+    with pytest.raises(RedisStartError):  # no replica: the killed node is down
+        setup.wait_for_replica(timeout=0.5)
+    setup.killed[-1].restart()
+    with setup.killed[-1].client() as admin:
+        admin.replicaof(setup.host, new)
+    before = time.time()
+    assert before <= setup.wait_for_replica(timeout=20) <= time.time()
+    with redis.Redis(port=new, socket_timeout=5.0) as primary:
+        assert primary.execute_command("WAIT", 1, 1000) == 1  # a write reaches one replica

@@ -136,6 +136,25 @@ class SentinelSetup(Group):
         return self.discover_primary()[1]
 
 
+    def wait_for_replica(self, timeout: float = 30.0) -> float:
+        """Wait until the primary the sentinels name has a replica in sync (what a write
+        waiting for one replica needs); returns when it had (wall clock)."""
+
+        def linked() -> bool:
+            try:
+                _, port = self.discover_primary()
+            except RedisStartError:
+                return False
+            with admin_client(port) as probe:
+                info = reply_dict(probe.info("replication"))
+            return info.get("role") == "master" and any(
+                isinstance(v, dict) and v.get("state") == "online"
+                for k, v in info.items() if k.startswith("slave"))
+
+        wait_until("a replica in sync with the primary", linked, timeout)
+        return time.time()
+
+
 def _sentinel_args(primary_port: int) -> Callable[[list[int], Path], list[str]]:
     def build(ports: list[int], directory: Path) -> list[str]:
         conf = directory / "sentinel.conf"
