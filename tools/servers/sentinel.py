@@ -135,21 +135,18 @@ class SentinelSetup(Group):
         wait_until(f"a failover away from :{old}", promoted, timeout)
         return self.discover_primary()[1]
 
-
     def wait_for_replica(self, timeout: float = 30.0) -> float:
-        """Wait until the primary the sentinels name has a replica in sync (what a write
-        waiting for one replica needs); returns when it had (wall clock)."""
+        """Wait until the primary the sentinels name has the other node linked as a replica
+        in sync (what a write waiting for one replica needs); returns when (wall clock)."""
 
         def linked() -> bool:
             try:
                 _, port = self.discover_primary()
             except RedisStartError:
                 return False
-            with admin_client(port) as probe:
-                info = reply_dict(probe.info("replication"))
-            return info.get("role") == "master" and any(
-                isinstance(v, dict) and v.get("state") == "online"
-                for k, v in info.items() if k.startswith("slave"))
+            primary, replica = ((self.primary, self.replica) if self.primary.port == port
+                                else (self.replica, self.primary))
+            return _replica_linked(primary, replica)
 
         wait_until("a replica in sync with the primary", linked, timeout)
         return time.time()
