@@ -3,8 +3,9 @@
 The change stream reads its socket itself rather than through redis-py's parser: without
 blocking, under a lock, from its own thread or from a thread serving near hits (which applies
 what arrived while the stream's thread waits for the GIL). :func:`push_reader` parses with
-hiredis when the ``hiredis`` extra is installed (about 0.2 µs a message here, against 2.3 µs
-for the pure :class:`PushReader`, on the thread that holds the GIL meanwhile).
+hiredis when the ``hiredis`` extra is installed (about 0.4 µs for a message naming two keys
+here, against 2.7 µs for the pure :class:`PushReader`, on the thread that holds the GIL
+meanwhile).
 """
 
 from __future__ import annotations
@@ -45,9 +46,7 @@ def push_reader() -> FrameReader:
         import hiredis
     except ImportError:
         return PushReader()
-    if not hasattr(hiredis, "PushNotification"):
-        return PushReader()
-    return HiredisPushReader(hiredis)
+    return HiredisPushReader(hiredis) if hasattr(hiredis, "PushNotification") else PushReader()
 
 
 _MORE: Final = object()  # hiredis: no complete frame yet
