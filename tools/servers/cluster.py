@@ -3,7 +3,10 @@
 All 16384 slots are spread over the primaries by ``redis-cli --cluster create``; with
 ``replicas=1`` each primary gets a replica, so a fault test can SIGKILL a primary
 (:meth:`Cluster.kill_primary`) and wait until the cluster promotes its replica
-(:meth:`Cluster.wait_for_failover`). Each node's cluster bus port is chosen free too.
+(:meth:`Cluster.wait_for_failover`). Each node's cluster bus port is chosen free too. A
+resharding test adds an empty primary (:meth:`Cluster.add_primary`) and moves a slot to it in
+two steps, as ``redis-cli --cluster reshard`` does (:meth:`Cluster.begin_move`: keys migrated,
+the slot still the source's; :meth:`Cluster.end_move`: the slot the destination's).
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ class Cluster(Group):
 
     nodes: list[RedisProcess]
     host: str = HOST
+    node_timeout: int = 5000
     killed: list[RedisProcess] = field(default_factory=list)
     _followers: dict[int, list[RedisProcess]] = field(default_factory=dict, repr=False)
 
@@ -159,6 +163,64 @@ class Cluster(Group):
         if node in self.killed:
             self.killed.remove(node)
 
+    def add_primary(self) -> RedisProcess:
+        """Start one more node and join it as a primary serving no slot yet (what
+        ``redis-cli --cluster add-node`` does); every node knows it when this returns."""
+        node = launch(f"cluster{len(self.nodes) + 1}", _node_args(self.node_timeout), ports=2)
+        self.nodes.append(node)
+        bus = node.argv[node.argv.index("--cluster-port") + 1]
+        with self._live()[0].client() as probe:
+            probe.execute_command("CLUSTER", "MEET", HOST, node.port, bus)
+        size = len(self._live())
+        wait_until(f"every node to know :{node.port}, state ok",
+                   lambda: all(_knows(n, size) and _state_ok(n, size) for n in self._live()))
+        return node
+
+    def owner(self, slot: int) -> RedisProcess:
+        """The primary serving ``slot`` (as the first live node sees it)."""
+        with self._live()[0].client() as probe:
+            ranges = probe.execute_command("CLUSTER", "SLOTS")
+        port = next(int(r[2][1]) for r in ranges if int(r[0]) <= slot <= int(r[1]))
+        return self._process(port)
+
+    def begin_move(self, slot: int, to: RedisProcess) -> RedisProcess:
+        """Start moving ``slot`` to ``to`` and migrate every key it holds: the slot is still
+        the source's (returned), which answers ``ASK`` for the keys it no longer has."""
+        source = self.owner(slot)
+        with to.client() as dest, source.client() as src:
+            dest.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", _node_id(source))
+            src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", _node_id(to))
+            while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+                src.execute_command("MIGRATE", HOST, to.port, "", 0, 5000, "KEYS", *keys)
+        return source
+
+    def end_move(self, slot: int, to: RedisProcess) -> None:
+        """Give ``slot`` to ``to`` (after :meth:`begin_move`), telling every primary."""
+        owner = _node_id(to)
+        primaries = sorted(self.primaries(), key=lambda p: p is not to)  # ``to`` first
+        for node in primaries:
+            with node.client() as probe:
+                probe.execute_command("CLUSTER", "SETSLOT", slot, "NODE", owner)
+        wait_until(f"every node to see slot {slot} on :{to.port}",
+                   lambda: all(_serves(n, slot, to.port) for n in self._live()))
+
+
+def _node_id(node: RedisProcess) -> str:
+    with node.client() as probe:
+        return str(probe.execute_command("CLUSTER", "MYID"))
+
+
+def _knows(node: RedisProcess, size: int) -> bool:
+    """Whether ``node`` knows ``size`` nodes, each connected (no handshake left)."""
+    return (len(cluster_nodes(node)) == size
+            and not any({"handshake", "noaddr"} & n.flags for n in cluster_nodes(node)))
+
+
+def _serves(node: RedisProcess, slot: int, port: int) -> bool:
+    with node.client() as probe:
+        ranges = probe.execute_command("CLUSTER", "SLOTS")
+    return any(int(r[0]) <= slot <= int(r[1]) and int(r[2][1]) == port for r in ranges)
+
 
 def _replication(node: RedisProcess) -> dict[str, object]:
     with node.client() as probe:
@@ -215,7 +277,7 @@ def start_cluster(primaries: int = 3, replicas: int = 0, *,
                 + create.stdout[-2000:] + create.stderr[-2000:])
         for node in nodes:
             wait_until(f"cluster_state:ok on :{node.port}", partial(_state_ok, node, size))
-        cluster = Cluster(nodes)
+        cluster = Cluster(nodes, node_timeout=node_timeout)
         if replicas:
             wait_until("every replica to link", lambda: len(cluster.replicas()) == size
                        - primaries and all(_linked(r) for r in cluster.replicas()))
