@@ -16,6 +16,8 @@ with the two things its asyncio client lacks under many concurrent tasks.
   'writelines'``, "Connection closed by server", or ``KeyError`` from ``get_node_from_slot``
   (redis-py 8.1; its maintainers' advice is to ``await initialize()`` first, redis-py issues
   #2437 and #3032). So the client initializes before its first command, under its own lock.
+
+It also follows ``ASK`` to a node serving no slot yet (:mod:`.asking`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio.cluster
+from redis.cluster import PRIMARY
 
+from cachedeco.backends.redis.asking import ask_target
 from cachedeco.backends.redis.pools import Gate
 from cachedeco.backends.redis.twins import stray, translate
 
@@ -47,6 +51,20 @@ class WaitingRedisCluster(redis.asyncio.cluster.RedisCluster):
     def __init__(self, *, max_connections: int, pool_timeout: float, **kwargs: Any) -> None:
         super().__init__(max_connections=2 * max_connections, **kwargs)
         self.gate = Gate(max_connections, pool_timeout)
+
+    def get_node(self, host: str | None = None, port: int | None = None,
+                 node_name: str | None = None) -> Any:
+        """The node named so; an ``ASK`` target it does not know yet is added first."""
+        return ask_target(super().get_node(host, port, node_name), host, port, self._adopt)
+
+    def _adopt(self, host: str, port: int | str) -> Any:
+        manager: Any = self.nodes_manager
+        node = manager.get_node(host, port)
+        if node is None:
+            node = redis.asyncio.cluster.ClusterNode(host, port, PRIMARY,
+                                                     **manager.connection_kwargs)
+            manager.set_nodes(manager.nodes_cache, {node.name: node})
+        return node
 
     async def ready(self) -> None:
         """Learn the topology unless it is known (redis-py re-learns it after a node fails)."""

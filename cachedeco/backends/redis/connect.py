@@ -25,6 +25,7 @@ from redis.exceptions import ClusterError, RedisClusterException
 from cachedeco.backends.base import AsyncBackend, Backend, ConnectionOptions
 from cachedeco.backends.redis._async.cluster import AsyncClusterBackend
 from cachedeco.backends.redis._sync.cluster import ClusterBackend
+from cachedeco.backends.redis.asking import AskingRedisCluster
 from cachedeco.backends.redis.batching import CoalescingRedisBackend
 from cachedeco.backends.redis.cluster_client import WaitingRedisCluster
 from cachedeco.backends.redis.combining import CombiningRedisBackend
@@ -81,7 +82,7 @@ def make_sync(kind: str, url: str, options: ConnectionOptions,
     nodes = [redis.cluster.ClusterNode(h, p) for h, p in others]  # type: ignore[no-untyped-call, unused-ignore]
     try:
         # Given a URL, redis-py makes each node's pool of connection_pool_class.
-        cluster = redis.cluster.RedisCluster(
+        cluster = AskingRedisCluster(
             url=f"redis://{_netloc(host, port)}", startup_nodes=nodes, retry=retry,
             connection_pool_class=redis.BlockingConnectionPool,
             max_connections=options.max_connections, timeout=options.pool_timeout, **kwargs)

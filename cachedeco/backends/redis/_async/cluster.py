@@ -177,7 +177,7 @@ class AsyncClusterBackend:
         ``spare``). Never KEYS."""
         deleted = 0
         kept = spare.encode() if spare else None
-        for node in self._cluster.get_primaries():
+        for node in await self._every_primary():
             cursor = 0
             while True:
                 cursors, keys = await self._cluster.scan(
@@ -189,6 +189,27 @@ class AsyncClusterBackend:
                 if not cursor:
                     break
         return deleted
+
+    async def _every_primary(self) -> list[Any]:
+        """The primaries the client routes to, and any other the cluster names: a new
+        primary receiving a slot holds the keys moved so far before it serves the slot, and
+        redis-py knows only the primaries serving slots (and, here, those it was sent to by
+        ``ASK``). Without the right to run ``CLUSTER NODES``, or on a client handed over
+        ready, the ones the client knows."""
+        found = {node.name: node for node in self._cluster.get_primaries()}
+        try:
+            listed = await self._cluster.cluster_nodes()
+        except RedisError:
+            return list(found.values())
+        for address, info in listed.items():
+            host, _, port = str(address).rpartition(":")
+            flags = set(str(info.get("flags", "")).split(","))
+            if host and "master" in flags and not flags & {"fail", "fail?", "handshake",
+                                                           "noaddr"}:
+                node = self._cluster.get_node(host, int(port))  # ours adds one it lacks
+                if node is not None:
+                    found.setdefault(node.name, node)
+        return list(found.values())
 
     async def _unlink(self, keys: Sequence[bytes]) -> int:
         batches = by_slot(keys)

@@ -178,7 +178,7 @@ class ClusterBackend:
         ``spare``). Never KEYS."""
         deleted = 0
         kept = spare.encode() if spare else None
-        for node in self._cluster.get_primaries():
+        for node in self._every_primary():
             cursor = 0
             while True:
                 cursors, keys = self._cluster.scan(
@@ -190,6 +190,27 @@ class ClusterBackend:
                 if not cursor:
                     break
         return deleted
+
+    def _every_primary(self) -> list[Any]:
+        """The primaries the client routes to, and any other the cluster names: a new
+        primary receiving a slot holds the keys moved so far before it serves the slot, and
+        redis-py knows only the primaries serving slots (and, here, those it was sent to by
+        ``ASK``). Without the right to run ``CLUSTER NODES``, or on a client handed over
+        ready, the ones the client knows."""
+        found = {node.name: node for node in self._cluster.get_primaries()}
+        try:
+            listed = self._cluster.cluster_nodes()
+        except RedisError:
+            return list(found.values())
+        for address, info in listed.items():
+            host, _, port = str(address).rpartition(":")
+            flags = set(str(info.get("flags", "")).split(","))
+            if host and "master" in flags and not flags & {"fail", "fail?", "handshake",
+                                                           "noaddr"}:
+                node = self._cluster.get_node(host, int(port))  # ours adds one it lacks
+                if node is not None:
+                    found.setdefault(node.name, node)
+        return list(found.values())
 
     def _unlink(self, keys: Sequence[bytes]) -> int:
         batches = by_slot(keys)

@@ -1,0 +1,92 @@
+"""Scaling a real Redis Cluster out: a new, empty primary joins and a slot moves to it in two
+steps, as ``redis-cli --cluster reshard`` does (its keys migrated while the old primary still
+serves the slot and answers ``ASK`` for them, then the slot handed over). Reads, stores and
+invalidations of that slot's keys keep working in both flavours throughout, and
+``invalidate_pattern``/``clear`` reach the keys already moved."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from redis.crc import key_slot
+
+from cachedeco import Registry
+from tools.servers import RedisProcess, start_cluster
+
+OPTIONS = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5, "stats_interval": 0}
+
+
+def _held(node: RedisProcess, slot: int) -> int:
+    """How many keys of ``slot`` ``node`` holds (it may not serve the slot yet)."""
+    with node.client() as probe:
+        return int(probe.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot))
+
+
+def test_a_slot_moving_to_a_new_primary_keeps_every_command_working(
+        make_registry: Callable[..., Registry], prefix: str) -> None:
+    with start_cluster(primaries=3) as cluster:
+        reg = make_registry(cluster.url, on_error="raise", **OPTIONS)
+        version = {"v": 0}
+
+        @reg.cached(ttl=60, key="item:{x}", tags=["item:{x}"])
+        def f(x: int) -> int:
+            return version["v"]
+
+        @reg.cached(ttl=60, key="item:{x}", tags=["item:{x}"])
+        async def af(x: int) -> int:
+            return version["v"]
+
+        loop = asyncio.new_event_loop()  # one loop: its client is closed at the end
+
+        def both(x: int) -> tuple[int, int]:
+            return f(x), loop.run_until_complete(af(x))
+
+        slot = key_slot(f"{prefix}:item:1".encode())
+        assert both(1) == (0, 0)
+        fresh = cluster.add_primary()
+        cluster.begin_move(slot, fresh)  # the key now on the new primary, the slot not yet
+        assert both(1) == (0, 0)  # read there after ASK (redis-py alone fails)
+        assert f.stats().loads == 1  # both hits of the one entry
+        version["v"] = 1
+        reg.invalidate_tags("item:1")  # a store and a tag token on the new primary after ASK
+        assert both(1) == (1, 1)
+        cluster.end_move(slot, fresh)
+        assert cluster.owner(slot) is fresh
+        version["v"] = 2
+        f.invalidate(1)
+        assert both(1) == (2, 2)
+        assert reg.stats().backend_errors == 0
+        assert f.stats().loads == 3  # a load per version, the other call a hit
+        with fresh.client() as node:
+            assert node.exists(f"{prefix}:item:1") == 1
+        loop.run_until_complete(reg.aclose())  # before the cluster goes
+        loop.close()
+
+
+def test_clear_reaches_the_keys_already_moved_to_a_new_primary(
+        make_registry: Callable[..., Registry], prefix: str) -> None:
+    with start_cluster(primaries=3) as cluster:
+        reg = make_registry(cluster.url, on_error="raise", **OPTIONS)
+        loads = {"n": 0}
+
+        @reg.cached(ttl=60, key="item:{x}")
+        def f(x: int) -> int:
+            loads["n"] += 1
+            return x
+
+        keys = [f"{prefix}:item:{x}" for x in range(40)]
+        moving = key_slot(keys[0].encode())
+        on_slot = [k for k in keys if key_slot(k.encode()) == moving]
+        assert [f(x) for x in range(40)] == list(range(40))
+        fresh = cluster.add_primary()
+        cluster.begin_move(moving, fresh)  # before this process is sent there by any ASK
+        assert _held(fresh, moving) == len(on_slot) > 0
+        assert reg.invalidate_pattern("item:*") == 40
+        assert _held(fresh, moving) == 0
+        assert [f(x) for x in range(40)] == list(range(40))
+        assert loads["n"] == 80
+        cluster.end_move(moving, fresh)
+        reg.clear()
+        assert _held(fresh, moving) == 0
+        reg.close()  # before the cluster goes
