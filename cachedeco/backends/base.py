@@ -26,7 +26,7 @@ from cachedeco.core.entry import Entry, Write
 from cachedeco.core.keyspace import QueueNames
 
 __all__ = ["BACKEND_ERRORS", "UNREACHABLE", "AsyncBackend", "Backend", "ConnectionOptions",
-           "ReadResult"]
+           "Coverage", "ReadResult"]
 
 ReadResult = tuple[Entry | None, tuple[str | None, ...]]
 
@@ -63,6 +63,21 @@ class ConnectionOptions:
             "retry": AsyncRetry(NoBackoff(), 0) if asyncio else Retry(NoBackoff(), 0),
             **self.extra,
         }
+
+
+class Coverage(Protocol):
+    """The servers a near cache's change stream listens to, as a Cluster backend sees them:
+    a value read from another server (a slot moving to a new primary) must not be kept."""
+
+    @property
+    def tracked(self) -> frozenset[str]:
+        """``host:port`` of every server the stream listens to."""
+        ...
+
+    def stray(self) -> None:
+        """A read is being answered by a server not in ``tracked``, or through a redirect:
+        keep no value until the servers are known again."""
+        ...
 
 
 class Backend(Protocol):

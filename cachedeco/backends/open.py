@@ -23,6 +23,8 @@ from cachedeco.backends.near._sync.backend import NearBackend
 from cachedeco.backends.near.sources import source_for
 from cachedeco.backends.near.store import NearStore
 from cachedeco.backends.near.tracker import Tracker
+from cachedeco.backends.redis._async.cluster import AsyncClusterBackend
+from cachedeco.backends.redis._sync.cluster import ClusterBackend
 from cachedeco.backends.redis.connect import (
     client_flavour,
     make_async,
@@ -124,6 +126,8 @@ class BackendSlot:
                 self.watch.start()
         if self.near is None or self._tracker is None:
             return made
+        if isinstance(made, ClusterBackend):  # reads from a server not listened to: kept not
+            made.coverage = self._tracker
         return NearBackend(made, self.near, self._tracker)
 
     def _make_async(self) -> AsyncBackend:
@@ -135,6 +139,8 @@ class BackendSlot:
                 self.watch.start()
         if self.near is None or self._tracker is None:
             return made
+        if isinstance(made, AsyncClusterBackend):
+            made.coverage = self._tracker
         return AsyncNearBackend(made, self.near, self._tracker)
 
     async def aclose_here(self) -> None:

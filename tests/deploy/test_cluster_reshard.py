@@ -1,20 +1,38 @@
 """Scaling a real Redis Cluster out: a new, empty primary joins and a slot moves to it in two
 steps, as ``redis-cli --cluster reshard`` does (its keys migrated while the old primary still
 serves the slot and answers ``ASK`` for them, then the slot handed over). Reads, stores and
-invalidations of that slot's keys keep working in both flavours throughout, and
-``invalidate_pattern``/``clear`` reach the keys already moved."""
+invalidations of that slot's keys keep working in both flavours throughout,
+``invalidate_pattern``/``clear`` reach the keys already moved, and a near cache never keeps
+a value read from the new primary before its change stream listens there: a change made by
+another client is seen within the delivery window at every step, and near hits come back
+once the move is over."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 from redis.crc import key_slot
 
 from cachedeco import Registry
+from tests.support.polling import poll
+from tests.support.versioned import item_readers
 from tools.servers import RedisProcess, start_cluster
 
+#: How late the near-cached reader may still return a value after the change that replaced
+#: it returned (the message's delivery on loopback, generous for a loaded CI machine).
+WINDOW = 1.0
 OPTIONS = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5, "stats_interval": 0}
+
+
+def _seen_within(read: Callable[[], int], wanted: int, window: float = WINDOW) -> float:
+    """Seconds until ``read()`` returns ``wanted``; fails after ``window`` seconds."""
+    start = time.monotonic()
+    while (got := read()) != wanted:
+        assert time.monotonic() - start < window, f"still {got}, not {wanted}, after {window} s"
+        time.sleep(0.002)
+    return time.monotonic() - start
 
 
 def _held(node: RedisProcess, slot: int) -> int:
@@ -90,3 +108,60 @@ def test_clear_reaches_the_keys_already_moved_to_a_new_primary(
         reg.clear()
         assert _held(fresh, moving) == 0
         reg.close()  # before the cluster goes
+
+
+def test_a_near_cache_keeps_nothing_from_a_primary_it_does_not_hear(
+        make_registry: Callable[..., Registry], prefix: str) -> None:
+    with start_cluster(primaries=3) as cluster:
+        reg = make_registry(cluster.url, near_cache=100, **OPTIONS)
+        other = make_registry(cluster.url, **OPTIONS)  # another client, no near cache
+        version = {"v": 0}
+        f, g = item_readers(reg, other, version)
+
+        @reg.cached(ttl=60, key="item:{x}", tags=["item:{x}"])
+        async def af(x: int) -> int:
+            return version["v"]
+
+        loop = asyncio.new_event_loop()  # one loop: its client is closed at the end
+
+        def a(x: int) -> int:
+            return loop.run_until_complete(af(x))
+
+        def near_hit() -> bool:
+            before = f.stats().near_hits
+            return f(1) == version["v"] and f.stats().near_hits == before + 1
+
+        def change(tag: bool = False) -> None:  # by another client: only Redis can tell
+            version["v"] += 1
+            if tag:
+                other.invalidate_tags("item:1")
+            else:
+                g.invalidate(1)
+
+        def reads_and_changes() -> None:
+            for tag in (False, True, False):
+                for _ in range(20):  # read again and again, from wherever the slot is
+                    assert f(1) == version["v"]
+                    assert a(1) == version["v"]
+                change(tag)
+                _seen_within(lambda: f(1), version["v"])
+                _seen_within(lambda: a(1), version["v"])
+
+        poll(near_hit, timeout=10.0)
+        # the tracker asks for the primaries every second; a new one serves no slot, so it
+        # is not listened to: whatever it answers (after ASK, or once it owns the slot and
+        # before the tracker knows) must not be kept. First the entry's slot, then the slot
+        # of every tag key of the prefix, each to a primary of its own.
+        for slot in (key_slot(f"{prefix}:item:1".encode()), key_slot(f"{prefix}:tags".encode())):
+            fresh = cluster.add_primary()
+            cluster.begin_move(slot, fresh)
+            reads_and_changes()
+            cluster.end_move(slot, fresh)
+            reads_and_changes()  # at once: the slot map and the stream catch up meanwhile
+            poll(near_hit, timeout=10.0)  # the new primary listened to: kept near again
+            change(tag=True)
+            _seen_within(lambda: f(1), version["v"])
+        assert reg.stats().backend_errors == 0
+        loop.run_until_complete(reg.aclose())  # before the cluster goes
+        loop.close()
+        other.close()

@@ -84,6 +84,39 @@ def test_losing_the_stream_empties_and_bypasses_until_it_is_back() -> None:
     assert after is not None and store.install(after, "p:k", _near(2))
 
 
+def test_a_pause_keeps_what_is_kept_and_refuses_every_read_until_resumed() -> None:
+    store = _live()
+    before = store.ticket()
+    assert before is not None
+    store.install(before, "p:kept", _near("kept"))
+    in_flight = store.ticket()
+    assert in_flight is not None
+    store.pause()  # a read is answered by a server the stream does not listen to
+    assert store.ticket() is None
+    assert not store.install(in_flight, "p:k", _near(1))
+    assert not store.unchanged(in_flight, "p:k", ())
+    kept = store.hit("p:kept", ())
+    assert kept is not None and kept.value == "kept"  # its changes are still reported
+    store.changed(["p:kept"])
+    assert store.hit("p:kept", ()) is None
+    store.resume()
+    ticket = store.ticket()
+    assert ticket is not None and ticket != in_flight
+    assert not store.install(in_flight, "p:k", _near(1))
+    assert store.install(ticket, "p:k", _near(2))
+
+
+def test_a_stream_lost_while_paused_stays_lost_when_resumed() -> None:
+    store = _live()
+    store.pause()
+    store.lost()
+    store.resume()
+    assert store.ticket() is None
+    store.up()
+    store.resume()  # nothing paused: nothing changes
+    assert store.ticket() is not None
+
+
 def test_a_flush_drops_everything_and_refuses_reads_in_flight() -> None:
     store = _live()
     ticket = store.ticket()

@@ -63,6 +63,7 @@ class NearStore:
     def __init__(self, size: int) -> None:
         self.size = size
         self.live = False  # the change stream is up: only then are values kept
+        self._paused = False  # not live for a while, the values kept still current (pause())
         self._data: OrderedDict[str, Kept] = OrderedDict()
         self._by_tag: dict[str, set[str]] = {}  # tag key -> keys of the values carrying it
         self._changed: dict[str, int] = {}  # name -> change count when it last changed
@@ -241,7 +242,7 @@ class NearStore:
     def lost(self) -> None:
         """The stream of changes is lost: drop everything and keep nothing until it is back."""
         with self._lock:
-            self.live = False
+            self.live, self._paused = False, False
             self._catch_up = None
             self.due = float("inf")
             woken = self._reset()
@@ -251,7 +252,23 @@ class NearStore:
         """The stream of changes is up (tracking enabled on every primary): keep values."""
         with self._lock:
             self._epoch += 1
-            self.live = True
+            self.live, self._paused = True, False
+
+    def pause(self) -> None:
+        """Keep no value read from now on, nor any read in flight, until :meth:`resume`; the
+        values kept stay (the stream still reports their changes): a read is answered by a
+        server the stream does not listen to."""
+        with self._lock:
+            if self.live:
+                self._epoch += 1
+                self.live, self._paused = False, True
+
+    def resume(self) -> None:
+        """Keep values again after a :meth:`pause`, unless the stream was lost meanwhile."""
+        with self._lock:
+            if self._paused:
+                self._epoch += 1
+                self.live, self._paused = True, False
 
     # -- watching for a change ---------------------------------------------------------------
 

@@ -8,7 +8,9 @@ prefix that changes, whoever changed it, on the tracking connection itself: no
 ``SUBSCRIBE`` to ``__redis__:invalidate`` is needed, so a user confined to the prefix can run
 it. The connections are pinged every ``interval``; a failed or silent connection, or a change
 of primaries, empties the store and stops it keeping values until tracking is enabled again
-on every primary.
+on every primary. On Cluster the backend also tells it of any read answered by a server it
+does not listen to, or through a redirect (:meth:`Tracker.stray`: a slot moving to a new
+primary): the store then keeps no new value until the primaries were asked again.
 
 This process's own stores are reported back to it like anyone's, and drop what it keeps for
 those keys: the report cannot be told apart from another client's change. Redis names a key
@@ -27,6 +29,7 @@ value (one read per key and process after a store: the cost of staying exact).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -49,6 +52,7 @@ logger = logging.getLogger("cachedeco")
 
 INTERVAL: Final = 0.25  # seconds between two pings of the tracking connections
 RETRY: Final = (0.05, 2.0)  # first and longest wait before connecting again
+RECHECK: Final = 0.05  # seconds between two questions for the primaries after stray reads
 QUIET: Final = 10.0  # seconds between two "change stream lost" lines (a flapping link)
 
 
@@ -69,6 +73,8 @@ class Tracker:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._primaries: frozenset[str] = frozenset()
+        self._recheck = False  # a read was answered by a server not listened to: ask again
+        self._wake: socket.socket | None = None  # wakes the thread's poll (see stray())
         self._failing = False
         self._said_lost = -QUIET  # when "lost" was last logged (monotonic)
         self._held = 0  # losses not logged since
@@ -95,6 +101,23 @@ class Tracker:
             thread.join(5.0)
         self.store.lost()
         self.source.close()
+
+    @property
+    def tracked(self) -> frozenset[str]:
+        """``host:port`` of every primary the stream listens to now."""
+        return self._primaries
+
+    def stray(self) -> None:
+        """A read is answered by a server the stream does not listen to, or through a
+        redirect (a Cluster slot moving to a new primary): the store keeps no value read
+        from now on until the thread has asked for the primaries again (woken to do so at
+        once, at most every ``RECHECK`` seconds) and listens to every one of them."""
+        self.store.pause()
+        self._recheck = True
+        wake = self._wake
+        if wake is not None:
+            with contextlib.suppress(OSError):  # full (a wake-up is pending) or closed
+                wake.send(b"!")
 
     # -- the thread -------------------------------------------------------------------------
 
@@ -170,17 +193,26 @@ class Tracker:
         waiting = select.poll()
         for fd in by_fd:
             waiting.register(fd, select.POLLIN)
+        woken, self._wake = socket.socketpair()
+        for end in (woken, self._wake):
+            end.setblocking(False)
+        waiting.register(woken.fileno(), select.POLLIN)
         self._links = (links, by_fd, _poller(by_fd))
         self.store.follow(self.catch_up)
         now = time.monotonic()
         ping = now + INTERVAL
         every = self.source.check_every
         check = now + every
+        recheck = now  # the earliest time the primaries may be asked again after a stray
         try:
             while not self._stop.is_set():
-                wait = max(0.0, min(ping, check) - time.monotonic())
-                for fd, _ in waiting.poll(max(1, int(wait * 1000))):
-                    by_fd[fd].receive(self)
+                due = min(ping, check, recheck if self._recheck else check)
+                for fd, _ in waiting.poll(max(1, int((due - time.monotonic()) * 1000))):
+                    if fd in by_fd:
+                        by_fd[fd].receive(self)
+                    else:
+                        with contextlib.suppress(OSError):
+                            woken.recv(4096)
                 for link in links:
                     if link.error is not None:
                         raise link.error
@@ -189,12 +221,20 @@ class Tracker:
                     for link in links:
                         link.ping(now)
                     ping = now + INTERVAL
-                if now >= check:
+                if now >= check or (self._recheck and now >= recheck):
+                    asked, self._recheck = self._recheck, False
                     if frozenset(self.source.primaries()) != self._primaries:
                         raise Moved("the primaries changed")
+                    if asked:
+                        self.store.resume()
+                        recheck = now + RECHECK
                     check = now + every
         finally:
             self._links = None
+            wake, self._wake = self._wake, None
+            for end in (woken, wake):
+                if end is not None:
+                    end.close()
 
     def catch_up(self) -> None:
         """Apply what Redis already sent but this thread has not read yet (called from the

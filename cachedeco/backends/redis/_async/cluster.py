@@ -19,7 +19,7 @@ import redis.asyncio.cluster
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException, RedisError
 
-from cachedeco.backends.base import ReadResult
+from cachedeco.backends.base import Coverage, ReadResult
 from cachedeco.backends.redis._async.leases import AsyncRedisLeases
 from cachedeco.backends.redis._async.queues import AsyncClusterQueue
 from cachedeco.backends.redis._async.tally import AsyncRedisTally
@@ -66,6 +66,9 @@ class AsyncClusterBackend:
         self._leases = AsyncRedisLeases(client)
         self._queues: dict[str, AsyncClusterQueue] = {}
         self._lock = threading.Lock()
+        #: The near cache's change stream in front of this backend, if any: told of every
+        #: read answered by a server it does not listen to (set by the backend's slot).
+        self.coverage: Coverage | None = None
 
     @cluster_errors
     async def read(self, key: str, tag_keys: Sequence[str]) -> ReadResult:
@@ -77,6 +80,7 @@ class AsyncClusterBackend:
         except NoFreeConnection:
             raise  # the routed path would wait as long again
         except _RETRY_ROUTED:
+            self._redirected()
             replies = [await self._routed(*command) for _, command in commands]
         return parse_replies(replies, plan)
 
@@ -92,8 +96,15 @@ class AsyncClusterBackend:
         except NoFreeConnection:
             raise
         except _RETRY_ROUTED:
+            self._redirected()
             replies = [await self._routed(*command) for _, command in commands]
         return parse_many_replies(replies, plan, positions)
+
+    def _redirected(self) -> None:
+        """A read goes the routed way, whichever server answers: a near cache keeps none of
+        it (see :attr:`coverage`)."""
+        if self.coverage is not None:
+            self.coverage.stray()
 
     async def _direct(self, commands: list[Command]) -> list[Any]:
         """Write every command to its node's connection, then read every reply; inside one of
@@ -107,6 +118,9 @@ class AsyncClusterBackend:
             for i, (slot, _) in enumerate(commands):
                 node = nodes.get_node_from_slot(slot)
                 by_node.setdefault(node.name, (node, []))[1].append(i)
+            if (coverage := self.coverage) is not None and not coverage.tracked.issuperset(
+                    by_node):
+                coverage.stray()  # a node the near cache's stream does not listen to
             for _, (node, idx) in sorted(by_node.items()):
                 owner, conn = self._nodes.acquire(node)
                 held.append((owner, conn, idx))

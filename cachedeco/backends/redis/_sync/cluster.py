@@ -20,7 +20,7 @@ import redis.cluster
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException, RedisError
 
-from cachedeco.backends.base import ReadResult
+from cachedeco.backends.base import Coverage, ReadResult
 from cachedeco.backends.redis._sync.leases import RedisLeases
 from cachedeco.backends.redis._sync.queues import ClusterQueue
 from cachedeco.backends.redis._sync.tally import RedisTally
@@ -67,6 +67,9 @@ class ClusterBackend:
         self._leases = RedisLeases(client)
         self._queues: dict[str, ClusterQueue] = {}
         self._lock = threading.Lock()
+        #: The near cache's change stream in front of this backend, if any: told of every
+        #: read answered by a server it does not listen to (set by the backend's slot).
+        self.coverage: Coverage | None = None
 
     @cluster_errors
     def read(self, key: str, tag_keys: Sequence[str]) -> ReadResult:
@@ -78,6 +81,7 @@ class ClusterBackend:
         except NoFreeConnection:
             raise  # the routed path would wait as long again
         except _RETRY_ROUTED:
+            self._redirected()
             replies = [self._routed(*command) for _, command in commands]
         return parse_replies(replies, plan)
 
@@ -93,8 +97,15 @@ class ClusterBackend:
         except NoFreeConnection:
             raise
         except _RETRY_ROUTED:
+            self._redirected()
             replies = [self._routed(*command) for _, command in commands]
         return parse_many_replies(replies, plan, positions)
+
+    def _redirected(self) -> None:
+        """A read goes the routed way, whichever server answers: a near cache keeps none of
+        it (see :attr:`coverage`)."""
+        if self.coverage is not None:
+            self.coverage.stray()
 
     def _direct(self, commands: list[Command]) -> list[Any]:
         """Write every command to its node's connection, then read every reply; inside one of
@@ -108,6 +119,9 @@ class ClusterBackend:
             for i, (slot, _) in enumerate(commands):
                 node = nodes.get_node_from_slot(slot)
                 by_node.setdefault(node.name, (node, []))[1].append(i)
+            if (coverage := self.coverage) is not None and not coverage.tracked.issuperset(
+                    by_node):
+                coverage.stray()  # a node the near cache's stream does not listen to
             for _, (node, idx) in sorted(by_node.items()):
                 owner, conn = self._nodes.acquire(node)
                 held.append((owner, conn, idx))
