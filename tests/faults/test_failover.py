@@ -1,7 +1,8 @@
 """Failovers under load: the Sentinel primary killed (``kill -9``) and its replica promoted,
 an operator's Sentinel switchover (``SENTINEL FAILOVER``: the old primary runs on and accepts
-writes until the sentinels demote it), and a Cluster primary killed and its replica promoted.
-Each on a private deployment.
+writes until the sentinels demote it), a Cluster primary killed and its replica promoted,
+and a Cluster scaled out (a new primary receiving slots, as ``redis-cli --cluster reshard``
+moves them). Each on a private deployment.
 
 With ``@write_behind(replicas=1)`` (when the library has it) a call returns only once a replica
 holds its record, so the failover loses none; without it, a record the dead primary had not
@@ -19,11 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from redis.crc import key_slot
 
 import cachedeco
 from tests.faults.conftest import Results
 from tests.faults.harness import Load, Spares, check, cycle
-from tools.servers import Cluster, SentinelSetup, start_cluster, start_sentinel
+from tools.servers import Cluster, RedisProcess, SentinelSetup, start_cluster, start_sentinel
 
 #: ``replicas=1`` where ``@write_behind`` takes it: then no record a call returned is lost.
 REPLICAS = 1 if "replicas" in inspect.signature(cachedeco.write_behind).parameters else 0
@@ -141,3 +143,43 @@ def test_cluster_primary_killed(cluster: Cluster, tmp_path: Path,
                                     "(cluster-node-timeout 1 s)"))
     fault_results.add(row)
     check(row)
+
+
+def _busy_slots(cluster: Cluster, prefix: str) -> list[int]:
+    """The slots holding the run's keys now (entries, tag keys, streams), found by SCAN."""
+    slots: set[int] = set()
+    for node in cluster.primaries():
+        with node.client() as probe:
+            slots.update(key_slot(key.encode())
+                         for key in probe.scan_iter(match=f"*{prefix}*", count=1000))
+    return sorted(slots)
+
+
+def test_cluster_scale_out(tmp_path: Path, fault_results: Results, spares: Spares) -> None:
+    """A new primary joins and every second slot holding the run's keys moves to it, the
+    tags' slot among them: the fault migrates their keys while the old primaries still serve
+    the slots (answering ``ASK`` for the keys they no longer hold), the heal hands the slots
+    over. Nothing is down and nothing crashes: every call must be answered (write-behind
+    included), no read may be stale beyond the near cache's reach, no record lost."""
+    moving: list[int] = []
+    fresh: list[RedisProcess] = []
+    with start_cluster(3) as cluster, \
+            Load(tmp_path, cluster.url, replicas=0, spares=spares) as load:
+
+        def scale_out() -> None:
+            fresh.append(cluster.add_primary())
+            busy = _busy_slots(cluster, load.prefix)
+            tags = key_slot(f"{load.prefix}:tags".encode())
+            moving.extend(sorted({*busy[::2], tags}))
+            cluster.begin_move(moving, fresh[0])
+
+        cycle(load, scale_out, lambda: cluster.end_move(moving, fresh[0]))
+        results = load.stop()
+        load.drain()
+        row = load.row("Cluster scale-out: a new primary receives half the busy slots (ASK "
+                       "while their keys move)", "cluster", results, lost_promised_zero=True,
+                       notes=f"{len(moving)} slots moved, the tags' slot among them; "
+                       "write-behind with replicas=0 (nothing crashes)")
+    fault_results.add(row)
+    check(row, behind_may_fail=False)  # nothing is down: every call is answered
+    assert row.stale == 0, f"{row.fault}: {row.stale} stale reads (a move loses nothing)"

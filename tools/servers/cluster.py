@@ -12,7 +12,7 @@ the slot still the source's; :meth:`Cluster.end_move`: the slot the destination'
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -178,36 +178,51 @@ class Cluster(Group):
 
     def owner(self, slot: int) -> RedisProcess:
         """The primary serving ``slot`` (as the first live node sees it)."""
+        return self._process(self._owners()[slot])
+
+    def _owners(self) -> dict[int, int]:
+        """The port of the primary serving each slot, from one ``CLUSTER SLOTS``."""
         with self._live()[0].client() as probe:
             ranges = probe.execute_command("CLUSTER", "SLOTS")
-        port = next(int(r[2][1]) for r in ranges if int(r[0]) <= slot <= int(r[1]))
-        return self._process(port)
+        return {slot: int(r[2][1]) for r in ranges for slot in range(int(r[0]), int(r[1]) + 1)}
 
-    def begin_move(self, slot: int, to: RedisProcess) -> RedisProcess:
-        """Start moving ``slot`` to ``to`` and migrate every key it holds: the slot is still
-        the source's (returned), which answers ``ASK`` for the keys it no longer has."""
-        source = self.owner(slot)
-        with to.client() as dest, source.client() as src:
-            dest.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", _node_id(source))
-            src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", _node_id(to))
-            while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
-                src.execute_command("MIGRATE", HOST, to.port, "", 0, 5000, "KEYS", *keys)
-        return source
+    def begin_move(self, slots: int | Iterable[int], to: RedisProcess) -> None:
+        """Start moving ``slots`` to ``to`` and migrate every key they hold: the slots are
+        still their sources', which answer ``ASK`` for the keys they no longer have."""
+        owners = self._owners()
+        ids = {n.port: n.id for n in self._view()}
+        by_source: dict[int, list[int]] = {}
+        for slot in [slots] if isinstance(slots, int) else slots:
+            by_source.setdefault(owners[slot], []).append(slot)
+        with to.client() as dest:
+            for port, moving in by_source.items():
+                with self._process(port).client() as src:
+                    _each(dest, [("CLUSTER", "SETSLOT", s, "IMPORTING", ids[port])
+                                 for s in moving])
+                    _each(src, [("CLUSTER", "SETSLOT", s, "MIGRATING", ids[to.port])
+                                for s in moving])
+                    for slot in moving:
+                        while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+                            src.execute_command("MIGRATE", HOST, to.port, "", 0, 5000, "KEYS",
+                                                *keys)
 
-    def end_move(self, slot: int, to: RedisProcess) -> None:
-        """Give ``slot`` to ``to`` (after :meth:`begin_move`), telling every primary."""
-        owner = _node_id(to)
-        primaries = sorted(self.primaries(), key=lambda p: p is not to)  # ``to`` first
-        for node in primaries:
+    def end_move(self, slots: int | Iterable[int], to: RedisProcess) -> None:
+        """Give ``slots`` to ``to`` (after :meth:`begin_move`), telling every primary."""
+        moved = [slots] if isinstance(slots, int) else list(slots)
+        owner = next(n.id for n in self._view() if n.port == to.port)
+        for node in sorted(self.primaries(), key=lambda p: p is not to):  # ``to`` first
             with node.client() as probe:
-                probe.execute_command("CLUSTER", "SETSLOT", slot, "NODE", owner)
-        wait_until(f"every node to see slot {slot} on :{to.port}",
-                   lambda: all(_serves(n, slot, to.port) for n in self._live()))
+                _each(probe, [("CLUSTER", "SETSLOT", s, "NODE", owner) for s in moved])
+        wait_until(f"every node to see {len(moved)} slot(s) on :{to.port}",
+                   lambda: all(_serve(n, moved, to.port) for n in self._live()))
 
 
-def _node_id(node: RedisProcess) -> str:
-    with node.client() as probe:
-        return str(probe.execute_command("CLUSTER", "MYID"))
+def _each(client: redis.Redis, commands: list[tuple[object, ...]]) -> None:
+    """Run ``commands`` in one pipeline (no transaction), raising the first error."""
+    pipe = client.pipeline(transaction=False)
+    for command in commands:
+        pipe.execute_command(*command)  # type: ignore[no-untyped-call, unused-ignore]
+    pipe.execute()
 
 
 def _knows(node: RedisProcess, size: int) -> bool:
@@ -216,10 +231,12 @@ def _knows(node: RedisProcess, size: int) -> bool:
             and not any({"handshake", "noaddr"} & n.flags for n in cluster_nodes(node)))
 
 
-def _serves(node: RedisProcess, slot: int, port: int) -> bool:
+def _serve(node: RedisProcess, slots: list[int], port: int) -> bool:
+    """Whether ``node`` sees every one of ``slots`` served by the primary at ``port``."""
     with node.client() as probe:
         ranges = probe.execute_command("CLUSTER", "SLOTS")
-    return any(int(r[0]) <= slot <= int(r[1]) and int(r[2][1]) == port for r in ranges)
+    mine = [(int(r[0]), int(r[1])) for r in ranges if int(r[2][1]) == port]
+    return all(any(low <= slot <= high for low, high in mine) for slot in slots)
 
 
 def _replication(node: RedisProcess) -> dict[str, object]:
