@@ -126,7 +126,7 @@ class BackendSlot:
                 self.watch.start()
         if self.near is None or self._tracker is None:
             return made
-        if isinstance(made, ClusterBackend):  # reads from a server not listened to: kept not
+        if isinstance(made, ClusterBackend):  # tells the stream of reads it cannot vouch for
             made.coverage = self._tracker
         return NearBackend(made, self.near, self._tracker)
 

@@ -12,6 +12,7 @@ the data goes to would hear of none of the changes made there.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -133,12 +134,15 @@ class ClusterSource:
 
 def _primaries(reply: Any, asked: str) -> list[tuple[str, int]]:
     """``(host, port)`` of the primary of each slot range of a ``CLUSTER SLOTS`` reply (an
-    empty host is the node asked)."""
+    empty host is the node asked), each named as redis-py's cluster client names it (the
+    backend compares the nodes its reads go to with these: ``localhost`` is resolved)."""
     found: dict[tuple[str, int], None] = {}
     for slot_range in reply:
         node = slot_range[2]
-        host = node[0].decode() if isinstance(node[0], bytes) else str(node[0])
-        found[(host or asked, int(node[1]))] = None
+        host = (node[0].decode() if isinstance(node[0], bytes) else str(node[0])) or asked
+        if host == "localhost":
+            host = socket.gethostbyname(host)
+        found[(host, int(node[1]))] = None
     return sorted(found)
 
 

@@ -355,6 +355,7 @@ def _after_fork() -> None:
     for tracker in list(_trackers):
         tracker.store.lost()
         tracker._links = None
+        tracker._wake = None  # the parent's thread's: not to be woken from here
         tracker._catching = threading.Lock()
         tracker._thread = None
         tracker._lock = threading.Lock()
