@@ -2,7 +2,7 @@
 
 Scaling a cluster out adds an empty primary and moves slots to it. While a slot moves, the
 keys already moved are served by the new node, and the old one answers ``ASK`` for them.
-redis-py (8.2 included: its issue #4015) looks the ``ASK`` target up among the nodes that
+redis-py (8.2 included; its bug #4015) looks the ``ASK`` target up among the nodes that
 ``CLUSTER SLOTS`` listed, where a node serving no slot is missing, and fails with
 ``AttributeError: 'NoneType' object has no attribute ...``: every command on such a key
 failed until the slot's move ended, and a cache made a backend fault of each. The clients
