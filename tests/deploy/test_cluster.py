@@ -5,6 +5,7 @@ SCAN on every primary, reads that survive a stale slot map, and many asyncio tas
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ from cachedeco.errors import ConfigurationError
 from tests.support.backends import Write, new_marker, new_tag_token, new_tombstone
 from tests.support.commands import BOOKKEEPING, commandstats, ran
 from tests.support.deployments import acluster_client, hosts
+from tests.support.polling import poll
 
 
 async def test_a_cluster_url_makes_the_cluster_backends(
@@ -269,3 +271,31 @@ async def test_a_connection_cut_under_a_task_is_a_backend_fault(
     assert cutter.fired == 1
     survives_cuts = tuple(int(n) for n in redis.__version__.split(".")[:2]) >= (8, 2)
     assert reg.stats().backend_errors == (0 if survives_cuts else 1)
+
+
+def test_the_near_caches_stream_asks_for_the_primaries_on_one_kept_connection(
+        make_registry: Callable[..., Registry], cluster_url: str) -> None:
+    """Its check every second opens no connection once the stream is up (a new connection
+    per check was one connect per second per process on the cluster)."""
+    reg = make_registry(cluster_url, near_cache=10, stats_interval=0)
+
+    @reg.cached(ttl=60)
+    def f(x: int) -> int:
+        return x
+
+    def received() -> int:
+        total = 0
+        for host, port in hosts(cluster_url):
+            with redis.Redis(host=host, port=port) as node:
+                total += int(node.info("stats")["total_connections_received"])
+        return total
+
+    def near() -> bool:
+        before = f.stats().near_hits
+        return f(1) == 1 and f.stats().near_hits == before + 1
+
+    poll(near, timeout=10.0)  # the stream is up, its first checks made
+    time.sleep(1.2)
+    before = received()
+    time.sleep(2.5)  # two checks or more
+    assert received() - before == len(hosts(cluster_url))  # this test's own INFO clients

@@ -12,6 +12,7 @@ the data goes to would hear of none of the changes made there.
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -95,7 +96,10 @@ class SentinelSource:
 
 
 class ClusterSource:
-    """Every primary of a cluster, from ``CLUSTER SLOTS`` of the first node that answers."""
+    """Every primary of a cluster, from ``CLUSTER SLOTS`` of the first node that answers. The
+    connection that asked is kept for the next question while its node is one of the
+    primaries it named (a node taken out of the cluster would go on naming its old view),
+    so a check every second opens no connection (a forked child opens its own)."""
 
     check_every = 1.0
 
@@ -104,32 +108,55 @@ class ClusterSource:
         self._kwargs = data_kwargs(target, options)
         self._seeds = list(target.hosts)
         self._known: list[tuple[str, int]] = []
+        self._kept: tuple[Any, str, int] | None = None  # connection, host, port
+        self._pid = os.getpid()  # the process ``_kept`` belongs to
 
     def primaries(self) -> dict[str, Factory]:
         """The primaries serving slots now, asked of a known primary or a startup node."""
         error: Exception | None = None
-        for host, port in dict.fromkeys(self._known + self._seeds):
-            conn: Any = Connection(host=host, port=port, **self._kwargs)
+        if self._pid != os.getpid():  # a forked child: the parent's socket is not ours
+            self._kept, self._pid = None, os.getpid()
+        kept = self._kept
+        candidates = dict.fromkeys(self._known + self._seeds)
+        if kept is not None:
+            candidates = {(kept[1], kept[2]): None, **candidates}
+        for host, port in candidates:
+            conn: Any = kept[0] if kept is not None and (host, port) == kept[1:] else (
+                Connection(host=host, port=port, **self._kwargs))
             try:
-                conn.connect()
+                conn.connect()  # at once when connected
                 conn.send_command("CLUSTER", "SLOTS")
                 reply = conn.read_response()
             except (redis.RedisError, OSError) as exc:
+                conn.disconnect()
                 error = exc
                 continue
-            finally:
-                conn.disconnect()
             found = _primaries(reply, host)
             self._known = found
+            self._keep(conn, host, port, found)
             return {f"{h}:{p}": self._factory(h, p) for h, p in found}
+        self._kept = None
         raise error or redis.ConnectionError("no cluster node answered")
+
+    def _keep(self, conn: Any, host: str, port: int, found: list[tuple[str, int]]) -> None:
+        """Keep ``conn`` (to ``host:port``) for the next question if that node is one of the
+        primaries ``found``, else close it; close the one kept before, if another."""
+        old = self._kept
+        self._kept = (conn, host, port) if (_named(host), port) in found else None
+        if self._kept is None:
+            conn.disconnect()
+        if old is not None and old[0] is not conn:
+            old[0].disconnect()
 
     def _factory(self, host: str, port: int) -> Factory:
         kwargs = {**self._kwargs, "host": host, "port": port, "protocol": 3}
         return lambda: Connection(**kwargs)
 
     def close(self) -> None:
-        """Nothing held between two questions."""
+        """Close the connection kept for the next question."""
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            kept[0].disconnect()
 
 
 def _primaries(reply: Any, asked: str) -> list[tuple[str, int]]:
@@ -140,10 +167,13 @@ def _primaries(reply: Any, asked: str) -> list[tuple[str, int]]:
     for slot_range in reply:
         node = slot_range[2]
         host = (node[0].decode() if isinstance(node[0], bytes) else str(node[0])) or asked
-        if host == "localhost":
-            host = socket.gethostbyname(host)
-        found[(host, int(node[1]))] = None
+        found[(_named(host), int(node[1]))] = None
     return sorted(found)
+
+
+def _named(host: str) -> str:
+    """``host`` as redis-py's cluster client names a node's: ``localhost`` resolved."""
+    return socket.gethostbyname(host) if host == "localhost" else host
 
 
 def source_for(kind: str, spec: object, options: ConnectionOptions,
