@@ -13,6 +13,7 @@ handed over ready keeps redis-py's behaviour.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import redis.cluster
@@ -22,7 +23,7 @@ __all__ = ["AskingRedisCluster", "ask_target"]
 
 
 def ask_target(found: Any, host: str | None, port: int | str | None,
-               adopt: Any) -> Any:
+               adopt: Callable[[str, int | str], Any]) -> Any:
     """``found`` (what redis-py's ``get_node`` found), or, when it found nothing for a
     ``host`` and ``port``, the node ``adopt(host, port)`` adds to the client's nodes."""
     if found is None and host is not None and port is not None:
