@@ -178,18 +178,12 @@ class Cluster(Group):
 
     def owner(self, slot: int) -> RedisProcess:
         """The primary serving ``slot`` (as the first live node sees it)."""
-        return self._process(self._owners()[slot])
-
-    def _owners(self) -> dict[int, int]:
-        """The port of the primary serving each slot, from one ``CLUSTER SLOTS``."""
-        with self._live()[0].client() as probe:
-            ranges = probe.execute_command("CLUSTER", "SLOTS")
-        return {slot: int(r[2][1]) for r in ranges for slot in range(int(r[0]), int(r[1]) + 1)}
+        return self._process(_owners(self._live()[0])[slot])
 
     def begin_move(self, slots: int | Iterable[int], to: RedisProcess) -> None:
         """Start moving ``slots`` to ``to`` and migrate every key they hold: the slots are
         still their sources', which answer ``ASK`` for the keys they no longer have."""
-        owners = self._owners()
+        owners = _owners(self._live()[0])
         ids = {n.port: n.id for n in self._view()}
         by_source: dict[int, list[int]] = {}
         for slot in [slots] if isinstance(slots, int) else slots:
@@ -214,7 +208,8 @@ class Cluster(Group):
             with node.client() as probe:
                 _each(probe, [("CLUSTER", "SETSLOT", s, "NODE", owner) for s in moved])
         wait_until(f"every node to see {len(moved)} slot(s) on :{to.port}",
-                   lambda: all(_serve(n, moved, to.port) for n in self._live()))
+                   lambda: all(all(_owners(n).get(s) == to.port for s in moved)
+                               for n in self._live()))
 
 
 def _each(client: redis.Redis, commands: list[tuple[object, ...]]) -> None:
@@ -227,16 +222,15 @@ def _each(client: redis.Redis, commands: list[tuple[object, ...]]) -> None:
 
 def _knows(node: RedisProcess, size: int) -> bool:
     """Whether ``node`` knows ``size`` nodes, each connected (no handshake left)."""
-    return (len(cluster_nodes(node)) == size
-            and not any({"handshake", "noaddr"} & n.flags for n in cluster_nodes(node)))
+    known = cluster_nodes(node)
+    return len(known) == size and not any({"handshake", "noaddr"} & n.flags for n in known)
 
 
-def _serve(node: RedisProcess, slots: list[int], port: int) -> bool:
-    """Whether ``node`` sees every one of ``slots`` served by the primary at ``port``."""
+def _owners(node: RedisProcess) -> dict[int, int]:
+    """The port of the primary serving each slot, as ``node`` sees it (``CLUSTER SLOTS``)."""
     with node.client() as probe:
         ranges = probe.execute_command("CLUSTER", "SLOTS")
-    mine = [(int(r[0]), int(r[1])) for r in ranges if int(r[2][1]) == port]
-    return all(any(low <= slot <= high for low, high in mine) for slot in slots)
+    return {slot: int(r[2][1]) for r in ranges for slot in range(int(r[0]), int(r[1]) + 1)}
 
 
 def _replication(node: RedisProcess) -> dict[str, object]:

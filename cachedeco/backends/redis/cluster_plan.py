@@ -26,6 +26,7 @@ __all__ = [
     "decode_tokens",
     "entry_args",
     "has_hash_tag",
+    "listed_primaries",
     "many_read_commands",
     "parse_many_replies",
     "parse_replies",
@@ -161,6 +162,18 @@ def by_slot(keys: Sequence[Any]) -> list[list[Any]]:
         slot = key_slot(key if isinstance(key, bytes) else key.encode())
         batches.setdefault(slot, []).append(key)
     return list(batches.values())
+
+
+def listed_primaries(listed: dict[Any, Any]) -> list[tuple[str, int]]:
+    """``(host, port)`` of every primary in redis-py's parsed ``CLUSTER NODES`` reply that is
+    reachable (not failing, not in a handshake, with an address), slots or not."""
+    found = []
+    for address, info in listed.items():
+        host, _, port = str(address).rpartition(":")
+        flags = set(str(info.get("flags", "")).split(","))
+        if host and "master" in flags and not flags & {"fail", "fail?", "handshake", "noaddr"}:
+            found.append((host, int(port)))
+    return found
 
 
 def decode_tokens(got: Sequence[bytes]) -> list[str]:

@@ -30,6 +30,7 @@ from cachedeco.backends.redis.cluster_plan import (
     decode_tokens,
     entry_args,
     has_hash_tag,
+    listed_primaries,
     many_read_commands,
     parse_many_replies,
     parse_replies,
@@ -215,14 +216,10 @@ class AsyncClusterBackend:
             listed = await self._cluster.cluster_nodes()
         except RedisError:
             return list(found.values())
-        for address, info in listed.items():
-            host, _, port = str(address).rpartition(":")
-            flags = set(str(info.get("flags", "")).split(","))
-            if host and "master" in flags and not flags & {"fail", "fail?", "handshake",
-                                                           "noaddr"}:
-                node = self._cluster.get_node(host, int(port))  # ours adds one it lacks
-                if node is not None:
-                    found.setdefault(node.name, node)
+        for host, port in listed_primaries(listed):
+            node = self._cluster.get_node(host, port)  # ours adds one it lacks
+            if node is not None:
+                found.setdefault(node.name, node)
         return list(found.values())
 
     async def _unlink(self, keys: Sequence[bytes]) -> int:
