@@ -3,7 +3,8 @@
 A URL is checked when the registry is built (an unknown scheme or a malformed URL is a
 ConfigurationError then, never a silent fallback); the clients are made on first use. From a
 URL both flavours are made: the sync client once, the async client once per event loop (an
-asyncio connection belongs to the loop that opened it). A ready client gives one flavour only.
+asyncio connection belongs to the loop that opened it), closed as that loop shuts down. A
+ready client gives one flavour only.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import concurrent.futures
 import contextlib
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 
 from cachedeco.backends.base import BACKEND_ERRORS, AsyncBackend, Backend, ConnectionOptions
+from cachedeco.backends.loop_guard import on_shutdown
 from cachedeco.backends.memory.faces import AsyncMemoryBackend
 from cachedeco.backends.memory.store import MemoryBackend
 from cachedeco.backends.near._async.backend import AsyncNearBackend
@@ -51,6 +53,9 @@ class BackendSlot:
         self._sync: Backend | None = None
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncBackend] = (
             weakref.WeakKeyDictionary())
+        #: Each loop's guard: it closes that loop's backend as the loop shuts down.
+        self._guards: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = weakref.WeakKeyDictionary()
         self._ready_async: AsyncBackend | None = None
         if isinstance(spec, str):
             self.kind = kind_of_url(name, spec)
@@ -114,7 +119,25 @@ class BackendSlot:
         loop = asyncio.get_running_loop()
         backend = self._async.get(loop)
         if backend is None:
-            backend = self._async[loop] = self._make_async()
+            backend = self._adopt(loop)
+        return backend
+
+    def _adopt(self, loop: asyncio.AbstractEventLoop) -> AsyncBackend:
+        """A new backend for ``loop``, closed as the loop shuts down (``asyncio.run()`` and
+        the like: see :mod:`cachedeco.backends.loop_guard`). A loop closed without that leaves
+        its backend here: such loops' backends are dropped now, for the collector."""
+        for closed in [known for known in self._async if known.is_closed()]:
+            self._async.pop(closed, None)
+            self._guards.pop(closed, None)
+        backend = self._async[loop] = self._make_async()
+
+        async def close() -> None:
+            if self._async.get(loop) is backend:
+                del self._async[loop]
+                del self._guards[loop]
+            await _close_quietly(backend)
+
+        self._guards[loop] = on_shutdown(close)
         return backend
 
     def _make_sync(self) -> Backend:
@@ -147,16 +170,18 @@ class BackendSlot:
         """Close the asyncio backends usable on the running loop, before that loop ends (an
         asyncio connection cannot be closed once its loop is closed). The one made for this
         loop from a URL is forgotten too: a later call on this loop makes a new one."""
-        made = self._async.pop(asyncio.get_running_loop(), None)
-        for backend in (made, self._ready_async):
-            if backend is not None:
-                await _close_quietly(backend)
+        guard = self._guards.get(asyncio.get_running_loop())
+        if guard is not None:
+            await guard.aclose()  # forgets and closes this loop's backend
+        if self._ready_async is not None:
+            await _close_quietly(self._ready_async)
 
     def close(self) -> None:
         """Close the sync backend, and the asyncio ones made from a URL on their loops: the
         running loop's in a task (``aclose_here()`` closes them at once), those of loops
         running in other threads there, waiting for them (a loop that ended without
-        ``aclose_here()`` took its clients' sockets with it)."""
+        ``aclose_here()`` or a shutdown that closes its async generators took its clients'
+        sockets with it)."""
         if self._tracker is not None:
             self._tracker.close()
         if self.watch is not None:
@@ -168,21 +193,25 @@ class BackendSlot:
             here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             here = None
-        for loop, backend in list(self._async.items()):
+        for loop, guard in list(self._guards.items()):
             if loop is here:
-                _closing.add(task := loop.create_task(_close_quietly(backend)))
+                _closing.add(task := loop.create_task(_end(guard)))
                 task.add_done_callback(_closing.discard)
             elif loop.is_running():
-                done = asyncio.run_coroutine_threadsafe(_close_quietly(backend), loop)
+                done = asyncio.run_coroutine_threadsafe(_end(guard), loop)
                 with contextlib.suppress(concurrent.futures.TimeoutError):
                     done.result(self.options.socket_connect_timeout + 1.0)
-            else:
-                continue
-            self._async.pop(loop, None)
+            elif loop.is_closed():
+                self._async.pop(loop, None)
+                self._guards.pop(loop, None)
 
 
 #: Closes under way in tasks of the running loop (referenced until they end).
 _closing: set[asyncio.Task[None]] = set()
+
+
+async def _end(guard: AsyncGenerator[None, None]) -> None:
+    await guard.aclose()  # a coroutine, for create_task and run_coroutine_threadsafe
 
 
 async def _close_quietly(backend: AsyncBackend) -> None:

@@ -22,8 +22,8 @@ from cachedeco.exporters.errors import missing
 from cachedeco.exporters.readings import METRICS, read
 from cachedeco.exporters.timing import LABELS, LoadTimer, histogram, watch
 from cachedeco.runtime.ledger import Cursor
-from cachedeco.runtime.primitives import ThreadWorker
 from cachedeco.runtime.process import at_exit, redo_after_fork
+from cachedeco.runtime.workers import ThreadWorker
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge

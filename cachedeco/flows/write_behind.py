@@ -3,8 +3,11 @@
 (``reg.flush`` / ``aflush`` / ``close`` / ``aclose``).
 
 A sync ``flush`` is driven by a thread worker; an async one by a task, on the running loop of
-its first use or, when first used outside any loop, on a loop of its own in a thread. Records
-are delivered at least once: a drain that is interrupted gives its batch back.
+its first use or, when first used outside any loop, on a loop of its own in a thread. A task
+whose loop shuts down (``asyncio.run()`` ending) delivers what waits first, and the next
+loop to queue a record starts another; one whose loop was closed under it leaves its last
+drain to ``close()``. Records are delivered at least once: a drain that is interrupted gives
+its batch back.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from cachedeco.flows._async.write_behind import AsyncWriteBehindIO
 from cachedeco.flows._sync.write_behind import WriteBehindIO
 from cachedeco.flows.delivery import Settings, Stop
 from cachedeco.flows.link import Link
-from cachedeco.runtime.primitives import TaskWorker, ThreadWorker
+from cachedeco.runtime.workers import TaskWorker, ThreadWorker
 
 __all__ = ["WriteBehind"]
 
@@ -126,8 +129,9 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
             return False
 
     def close(self) -> None:
-        """Stop the worker after its batch, once it delivered what waits (no-op if unused)."""
-        if self.worker.stop() or not self.left_in_memory():
+        """Stop the worker after its batch, once it delivered what waits (no-op if unused);
+        the last drain runs here when the worker cannot (its loop closed under it)."""
+        if self.worker.stop() or not self._left_behind():
             return
         if self.is_async:
             self._blocking(self.afinal)
@@ -137,11 +141,18 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
     async def aclose(self) -> None:
         """The asyncio form of :meth:`close`."""
         if self.is_async:
-            if await cast(TaskWorker, self.worker).astop() or not self.left_in_memory():
+            if await cast(TaskWorker, self.worker).astop() or not self._left_behind():
                 return
             await self.afinal()
         else:
             await asyncio.to_thread(self.close)
+
+    def _left_behind(self) -> bool:
+        """Whether records may wait that no worker will deliver: in an in-process queue, or
+        in a queue whose task died with its loop (closed without cancelling its tasks)."""
+        worker = self.worker
+        return self.left_in_memory() or (isinstance(worker, TaskWorker)
+                                         and worker.take_abandoned())
 
     def wake(self) -> None:
         """Records were queued again (auto-recovery): deliver them soon."""

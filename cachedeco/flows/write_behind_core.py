@@ -39,7 +39,7 @@ from cachedeco.flows.delivery import Job, Settings, Stop, describe, withhold
 from cachedeco.flows.link import Link
 from cachedeco.runtime.changes import RECORD, Change
 from cachedeco.runtime.guard import Guard
-from cachedeco.runtime.primitives import TaskWorker, ThreadWorker
+from cachedeco.runtime.workers import TaskWorker, ThreadWorker
 
 __all__ = ["HOLD", "WriteBehindCore", "is_async"]
 

@@ -24,8 +24,8 @@ from cachedeco.core.stats import Stats, join_field
 from cachedeco.errors import CacheError
 from cachedeco.runtime.guard import Breaker, Guard
 from cachedeco.runtime.ledger import Cursor, Ledger
-from cachedeco.runtime.primitives import TaskWorker, ThreadWorker
 from cachedeco.runtime.process import at_exit, redo_after_fork
+from cachedeco.runtime.workers import TaskWorker, ThreadWorker
 
 __all__ = ["INTERVAL", "Reporter"]
 

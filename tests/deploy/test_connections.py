@@ -1,13 +1,16 @@
 """A registry's connections on the single server: closing it, sync or asyncio, releases every
 connection it opened, on whatever loop (named with ``client_name``, counted with CLIENT LIST),
-and its asyncio pool stays bounded through failed connects."""
+a short-lived loop's shutdown closes what was opened for it, and its asyncio pool stays
+bounded through failed connects."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -106,6 +109,74 @@ def test_close_reaches_a_loop_running_in_another_thread(
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
         loop.close()
+
+
+def _echo(reg: Registry) -> Callable[[int], Awaitable[int]]:
+    @cached(registry=reg)
+    async def echo(x: int) -> int:
+        return x
+
+    return echo
+
+
+def test_each_asyncio_run_closes_the_clients_made_for_its_loop(
+        make_registry: Callable[..., Registry], redis_url: str, prefix: str,
+        redis_client: redis.Redis) -> None:
+    # asyncio.run() per job (a worker's task, a script): each loop gets its own clients,
+    # closed as the loop shuts down, and nothing keeps the loop alive afterwards
+    reg = make_registry(redis_url, client_name=prefix)
+    f = _echo(reg)
+
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def job(n: int) -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        assert [await f(n), await f(n)] == [n, n]
+        assert sum(1 for c in redis_client.client_list() if c.get("name") == prefix) >= 1
+
+    for n in range(8):
+        asyncio.run(job(n))
+        assert _connections_named(redis_client, prefix) == 0
+    gc.collect()
+    assert [ref() for ref in loops] == [None] * 8
+
+
+def test_async_to_sync_closes_the_clients_made_for_its_loop(
+        make_registry: Callable[..., Registry], redis_url: str, prefix: str,
+        redis_client: redis.Redis) -> None:
+    # asgiref's async_to_sync (a Django sync view calling async code) runs each call on a
+    # new loop that it shuts down as asyncio.run() does
+    from asgiref.sync import async_to_sync
+
+    reg = make_registry(redis_url, client_name=prefix)
+    f = _echo(reg)
+
+    for n in range(5):
+        assert async_to_sync(f)(n) == n
+        assert _connections_named(redis_client, prefix) == 0
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # the collector closes their sockets
+def test_loops_closed_without_shutdown_leave_their_clients_to_the_collector(
+        make_registry: Callable[..., Registry], redis_url: str, prefix: str,
+        redis_client: redis.Redis) -> None:
+    # A loop closed without shutdown_asyncgens() cannot close its clients any more: the
+    # registry lets go of them when another loop comes, or at close, so that they do not
+    # pile up for good (one per loop, as before)
+    reg = make_registry(redis_url, client_name=prefix)
+    f = _echo(reg)
+
+    for n in range(5):
+        loop = asyncio.new_event_loop()
+        try:
+            assert loop.run_until_complete(f(n)) == n
+        finally:
+            loop.close()
+    gc.collect()
+    assert _connections_named(redis_client, prefix) <= 1  # the last loop's, until close
+    reg.close()
+    gc.collect()
+    assert _connections_named(redis_client, prefix) == 0
 
 
 async def test_configure_closes_the_old_clients_of_the_running_loop(

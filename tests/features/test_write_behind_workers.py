@@ -1,6 +1,7 @@
 """Write-behind workers and their lifecycle on every deployment: closing drains what waits and
-never cuts a batch short, sync and asyncio writers and flushes mix, a slow flush keeps its
-lease, and the workers of two registries (two processes) share one queue."""
+never cuts a batch short, sync and asyncio writers and flushes mix, an asyncio worker on a
+short-lived loop delivers before its loop ends, a slow flush keeps its lease, and the workers
+of two registries (two processes) share one queue."""
 
 from __future__ import annotations
 
@@ -113,6 +114,55 @@ async def test_async_writer_and_async_flush_drain_on_aclose(
         await record_event("late", 1)
     assert ("late", 1) in events.rows()
     assert seen_threads == {threading.get_ident()}  # a task on this loop, not a thread
+
+
+def _async_writer(reg: Registry, events: Events) -> Callable[..., Any]:
+    async def flush(records: list[dict[str, Any]]) -> None:
+        await asyncio.sleep(0)
+        events.flush(records)
+
+    @cachedeco.write_behind(key="e:{event_id}", flush=flush, flush_interval=3600,
+                            registry=reg)
+    async def record_event(event_id: str, v: int) -> dict[str, Any]:
+        return {"id": event_id, "v": v}
+
+    return record_event
+
+
+def test_each_asyncio_run_delivers_what_it_queued(
+        make_registry: Callable[..., Registry], deployment: Deployment, events: Events) -> None:
+    # A worker task on a short-lived loop (asyncio.run per job, asgiref's async_to_sync)
+    # is cancelled as its loop shuts down: it delivers what waits then, on that loop
+    reg = make_registry(deployment.url)
+    record_event = _async_writer(reg, events)
+
+    async def job(n: int) -> None:
+        await asyncio.gather(*(record_event(f"j{n}-{i}", i) for i in range(3)))
+
+    for n in range(4):
+        asyncio.run(job(n))
+        assert len(events.rows()) == 3 * (n + 1)
+    assert reg.stats().write_behind_pending == 0
+    reg.close()
+    assert sorted(events.rows()) == sorted((f"j{n}-{i}", i) for n in range(4) for i in range(3))
+
+
+def test_close_delivers_what_a_loop_closed_under_its_worker_left(
+        make_registry: Callable[..., Registry], deployment: Deployment, events: Events) -> None:
+    # A loop closed without cancelling its tasks takes the worker down unfinished: the
+    # records wait in the queue (in Redis: durable) and the registry's close delivers them
+    reg = make_registry(deployment.url)
+    record_event = _async_writer(reg, events)
+    loop = asyncio.new_event_loop()
+    try:
+        for i in range(5):
+            loop.run_until_complete(record_event(f"e{i}", i))
+        loop.run_until_complete(loop.shutdown_asyncgens())  # closes the loop's clients
+    finally:
+        loop.close()
+    assert events.rows() == []
+    reg.close()
+    assert sorted(events.rows()) == [(f"e{i}", i) for i in range(5)]
 
 
 async def test_sync_flush_behind_an_async_writer(

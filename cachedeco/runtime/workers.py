@@ -1,0 +1,225 @@
+"""The periodic workers: a write-behind queue's drain (or any periodic work) from a daemon
+thread for a sync flush, or from an asyncio task for an async one, stopped with a last
+drain; an asyncio worker whose loop shuts down under it runs that last drain then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Awaitable, Callable
+
+from cachedeco.runtime.guard import logger
+from cachedeco.runtime.primitives import Stop
+
+__all__ = ["TaskWorker", "ThreadWorker"]
+
+
+class ThreadWorker:
+    """Drains a sync flush's queue (or does any periodic work) from a daemon thread."""
+
+    def __init__(self, name: str, interval: float, drain: Callable[[Stop], None],
+                 final: Callable[[], None], role: str = "write-behind") -> None:
+        self.name = name
+        self.role = role  # what the thread's name says it does
+        self.interval = interval
+        self._drain = drain
+        self._final = final
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.stopping = False
+
+    @property
+    def running(self) -> bool:
+        """Whether the thread is alive."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def ensure(self) -> None:
+        """Start the thread unless it runs."""
+        if self.running:
+            return
+        with self._lock:
+            if self.running:
+                return
+            self.stopping = False
+            self._wake.clear()
+            self._thread = threading.Thread(target=self._run, daemon=True,
+                                            name=f"cachedeco-{self.role}:{self.name}")
+            self._thread.start()
+
+    def notify(self) -> None:
+        """Drain now rather than at the next interval."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self.stopping:
+                break
+            try:
+                self._drain(lambda: self.stopping)
+            except Exception:
+                logger.exception("cachedeco: the %s worker of %s failed", self.role, self.name)
+        self._final()
+
+    def stop(self) -> bool:
+        """Stop after the current batch and the final drain; False if it was not running."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return False
+        self.stopping = True
+        self._wake.set()
+        if thread is not threading.current_thread():
+            thread.join()
+        return True
+
+
+class TaskWorker:
+    """Drains an async flush's queue from an asyncio task: on the running loop of its first
+    use, or, when it is first used outside any loop, on a loop of its own in a thread, which
+    awaits ``last()`` (closing what was opened on it) before it ends."""
+
+    def __init__(self, name: str, interval: float, drain: Callable[[Stop], Awaitable[None]],
+                 final: Callable[[], Awaitable[None]], *,
+                 last: Callable[[], Awaitable[None]] | None = None,
+                 role: str = "write-behind") -> None:
+        self.name = name
+        self.role = role
+        self.interval = interval
+        self._drain = drain
+        self._final = final
+        self._last = last
+        self._lock = threading.Lock()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._host: threading.Thread | None = None
+        self.stopping = False
+
+    @property
+    def running(self) -> bool:
+        """Whether the task is alive on an open loop."""
+        task, loop = self._task, self.loop
+        return task is not None and not task.done() and loop is not None and not loop.is_closed()
+
+    def take_abandoned(self) -> bool:
+        """Whether its loop was closed under the task, unfinished (a loop closed without
+        cancelling its tasks), so that its last drain never ran; True once (the task is
+        forgotten: the caller runs that drain)."""
+        task, loop = self._task, self.loop
+        if task is None or task.done() or loop is None or not loop.is_closed():
+            return False
+        self._task = None
+        return True
+
+    def ensure(self) -> None:
+        """Start the task unless it runs (on this thread's loop, or on a loop of its own)."""
+        if self.running:
+            return
+        with self._lock:
+            if self.running:
+                return
+            self.stopping = False
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                ready = threading.Event()
+                self._host = threading.Thread(target=self._run_host, args=(ready,), daemon=True,
+                                              name=f"cachedeco-{self.role}:{self.name}")
+                self._host.start()
+                ready.wait()
+            else:
+                self._host = None
+                self._start(loop)
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> asyncio.Task[None]:
+        self._wake = asyncio.Event()
+        self.loop = loop
+        self._task = loop.create_task(self._run())
+        return self._task
+
+    def _run_host(self, ready: threading.Event) -> None:
+        async def main() -> None:
+            task = self._start(asyncio.get_running_loop())
+            ready.set()
+            try:
+                await task
+            finally:
+                if self._last is not None:
+                    await self._last()
+
+        asyncio.run(main())
+
+    def notify(self) -> None:
+        """Drain now rather than at the next interval (from any thread)."""
+        loop, wake = self.loop, self._wake
+        if loop is not None and wake is not None:
+            with contextlib.suppress(RuntimeError):  # a closed loop
+                loop.call_soon_threadsafe(wake.set)
+
+    async def _run(self) -> None:
+        wake = self._wake
+        assert wake is not None
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), self.interval)
+                wake.clear()
+                if self.stopping:
+                    break
+                try:
+                    await self._drain(lambda: self.stopping)
+                except Exception:
+                    logger.exception("cachedeco: the %s worker of %s failed", self.role,
+                                     self.name)
+        except asyncio.CancelledError:
+            # its loop shuts down (asyncio.run() cancels the tasks left): deliver what waits
+            # now, on this loop, rather than leave it to a loop that may never run long enough
+            await self._final()
+            raise
+        await self._final()
+
+    def in_loop_thread(self) -> bool:
+        """Whether this thread runs the worker's loop."""
+        try:
+            return asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            return False
+
+    async def astop(self) -> bool:
+        """Stop after the current batch and the final drain; False if it was not running."""
+        task, loop, host = self._task, self.loop, self._host
+        if not self.running or task is None or loop is None:
+            return False
+        self.stopping = True
+        self.notify()
+        if loop is asyncio.get_running_loop():
+            await asyncio.wait([task])
+        elif host is not None:  # its own loop ends with the task: wait for the thread
+            await asyncio.to_thread(host.join)
+        elif loop.is_running():
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(asyncio.wait([task]), loop))
+        else:
+            return False  # its loop is parked: the task can neither finish nor be awaited
+        return True
+
+    def stop(self) -> bool:
+        """The blocking form of :meth:`astop`, from a thread that does not run the loop."""
+        task, loop, host = self._task, self.loop, self._host
+        if not self.running or task is None or loop is None:
+            return False
+        self.stopping = True
+        self.notify()
+        if self.in_loop_thread():
+            return True  # cannot wait here: the task finishes once this thread yields
+        if host is not None:
+            host.join()
+        elif loop.is_running():
+            asyncio.run_coroutine_threadsafe(asyncio.wait([task]), loop).result()
+        else:
+            return False
+        return True
