@@ -125,20 +125,24 @@ class BackendSlot:
     def _adopt(self, loop: asyncio.AbstractEventLoop) -> AsyncBackend:
         """A new backend for ``loop``, closed as the loop shuts down (``asyncio.run()`` and
         the like: see :mod:`cachedeco.backends.loop_guard`). A loop closed without that leaves
-        its backend here: such loops' backends are dropped now, for the collector."""
-        for closed in [known for known in self._async if known.is_closed()]:
-            self._async.pop(closed, None)
-            self._guards.pop(closed, None)
-        backend = self._async[loop] = self._make_async()
-
+        its backend here: such loops' backends are dropped now, for the collector. (Under
+        the lock: loops in other threads adopt and let go at the same time.)"""
         async def close() -> None:
-            if self._async.get(loop) is backend:
-                del self._async[loop]
-                del self._guards[loop]
+            with self._lock:
+                if self._async.get(loop) is backend:
+                    self._let_go(loop)
             await _close_quietly(backend)
 
-        self._guards[loop] = on_shutdown(close)
+        with self._lock:
+            self._let_go(*[known for known in self._async if known.is_closed()])
+            backend = self._async[loop] = self._make_async()
+            self._guards[loop] = on_shutdown(close)
         return backend
+
+    def _let_go(self, *loops: asyncio.AbstractEventLoop) -> None:
+        for loop in loops:
+            self._async.pop(loop, None)
+            self._guards.pop(loop, None)
 
     def _make_sync(self) -> Backend:
         if not isinstance(self.spec, str):
@@ -193,7 +197,9 @@ class BackendSlot:
             here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             here = None
-        for loop, guard in list(self._guards.items()):
+        with self._lock:
+            guards = list(self._guards.items())
+        for loop, guard in guards:
             if loop is here:
                 _closing.add(task := loop.create_task(_end(guard)))
                 task.add_done_callback(_closing.discard)
@@ -202,8 +208,8 @@ class BackendSlot:
                 with contextlib.suppress(concurrent.futures.TimeoutError):
                     done.result(self.options.socket_connect_timeout + 1.0)
             elif loop.is_closed():
-                self._async.pop(loop, None)
-                self._guards.pop(loop, None)
+                with self._lock:
+                    self._let_go(loop)
 
 
 #: Closes under way in tasks of the running loop (referenced until they end).

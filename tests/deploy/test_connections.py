@@ -141,6 +141,23 @@ def test_each_asyncio_run_closes_the_clients_made_for_its_loop(
     assert [ref() for ref in loops] == [None] * 8
 
 
+def test_loops_in_many_threads_each_close_their_clients(
+        make_registry: Callable[..., Registry], redis_url: str, prefix: str,
+        redis_client: redis.Redis) -> None:
+    # threads running asyncio.run() at once (a thread pool's jobs): loops come and go
+    # concurrently on one registry
+    reg = make_registry(redis_url, client_name=prefix)
+    f = _echo(reg)
+
+    def jobs(n: int) -> list[int]:
+        return [asyncio.run(f(n * 100 + i)) for i in range(10)]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(jobs, range(4)))
+    assert results == [[n * 100 + i for i in range(10)] for n in range(4)]
+    assert _connections_named(redis_client, prefix) == 0
+
+
 def test_async_to_sync_closes_the_clients_made_for_its_loop(
         make_registry: Callable[..., Registry], redis_url: str, prefix: str,
         redis_client: redis.Redis) -> None:
