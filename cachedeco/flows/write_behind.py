@@ -5,9 +5,10 @@
 A sync ``flush`` is driven by a thread worker; an async one by a task, on the running loop of
 its first use or, when first used outside any loop, on a loop of its own in a thread. A task
 whose loop shuts down (``asyncio.run()`` ending) delivers what waits first, and the next
-loop to queue a record starts another; one whose loop was closed under it leaves its last
-drain to ``close()``. Records are delivered at least once: a drain that is interrupted gives
-its batch back.
+loop to queue a record starts another; ``close()`` drains once more after a worker that
+ended with its loop (its last drain may have failed, or never ran when the loop was closed
+without cancelling its tasks). Records are delivered at least once: a drain that is
+interrupted gives its batch back.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
 
     def close(self) -> None:
         """Stop the worker after its batch, once it delivered what waits (no-op if unused);
-        the last drain runs here when the worker cannot (its loop closed under it)."""
+        a last drain runs here when the worker's loop ended before."""
         if self.worker.stop() or not self._left_behind():
             return
         if self.is_async:
@@ -149,10 +150,11 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
 
     def _left_behind(self) -> bool:
         """Whether records may wait that no worker will deliver: in an in-process queue, or
-        in a queue whose task died with its loop (closed without cancelling its tasks)."""
+        in a queue whose task ended with its loop (a last drain that failed, or never ran
+        when the loop was closed without cancelling its tasks)."""
         worker = self.worker
         return self.left_in_memory() or (isinstance(worker, TaskWorker)
-                                         and worker.take_abandoned())
+                                         and worker.take_ended())
 
     def wake(self) -> None:
         """Records were queued again (auto-recovery): deliver them soon."""

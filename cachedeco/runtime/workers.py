@@ -106,12 +106,15 @@ class TaskWorker:
         task, loop = self._task, self.loop
         return task is not None and not task.done() and loop is not None and not loop.is_closed()
 
-    def take_abandoned(self) -> bool:
-        """Whether its loop was closed under the task, unfinished (a loop closed without
-        cancelling its tasks), so that its last drain never ran; True once (the task is
-        forgotten: the caller runs that drain)."""
+    def take_ended(self) -> bool:
+        """Whether the task ended without being stopped: cancelled as its loop shut down
+        (its last drain ran then, and may have failed) or left unfinished by a loop closed
+        without cancelling its tasks (it never ran); True once (the task is forgotten: the
+        caller runs a last drain)."""
         task, loop = self._task, self.loop
-        if task is None or task.done() or loop is None or not loop.is_closed():
+        if task is None or self.stopping or loop is None:
+            return False
+        if not task.done() and not loop.is_closed():
             return False
         self._task = None
         return True

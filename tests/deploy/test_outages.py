@@ -1,7 +1,8 @@
 """A backend that is down: a breaker that opens probes again after its cooldown and uses the
 server once it is back; while down, concurrent callers still share one load per key (an outage
 must not become a stampede on the database), ``on_error="raise"`` never calls the function,
-write-behind and locks that cannot reach the backend raise ``BackendError``, and a lease that
+write-behind and locks that cannot reach the backend raise ``BackendError`` (and a close
+drains what a loop's failed last drain left), and a lease that
 fails falls back to computing. (Timeouts against a server that never answers:
 ``_async/test_outages.py``.)"""
 
@@ -131,6 +132,34 @@ def test_a_write_behind_call_raises_backend_error_when_it_cannot_queue(
     assert calls == [1] and reg.stats().backend_errors == 1
     with pytest.raises(BackendError):
         reg.flush()
+
+
+def test_close_delivers_what_a_loop_left_when_its_last_drain_failed(
+        make_registry: Callable[..., Registry], fresh_redis: Server, events: Events) -> None:
+    # asyncio.run() per job: the job's loop ends while the server does not answer, so the
+    # worker's drain at that loop's shutdown fails; the registry's close, once the server is
+    # back, drains again
+    reg = make_registry(fresh_redis.url, socket_timeout=0.3, socket_connect_timeout=0.3,
+                        breaker_threshold=1_000)
+
+    async def flush(records: list[dict[str, Any]]) -> None:
+        events.flush(records)
+
+    @cachedeco.write_behind(key="e:{i}", flush=flush, flush_interval=3600, registry=reg)
+    async def record(i: int) -> dict[str, Any]:
+        return {"id": str(i), "v": i}
+
+    async def job() -> None:
+        await record(1)
+        fresh_redis.pause()  # the drain as this loop shuts down times out
+
+    try:
+        asyncio.run(job())
+        assert events.rows() == []
+    finally:
+        fresh_redis.resume()
+    reg.close()
+    assert events.rows() == [("1", 1)]
 
 
 def test_a_lock_on_an_unreachable_backend_is_a_backend_error(
