@@ -180,16 +180,17 @@ class BackendSlot:
         if self._ready_async is not None:
             await _close_quietly(self._ready_async)
 
-    def close(self) -> None:
+    def close(self, *, final: bool = False) -> None:
         """Close the sync backend, and the asyncio ones made from a URL on their loops: the
         running loop's in a task (``aclose_here()`` closes them at once), those of loops
         running in other threads there, waiting for them (a loop that ended without
         ``aclose_here()`` or a shutdown that closes its async generators took its clients'
-        sockets with it)."""
+        sockets with it). The slot can be used again afterwards (clients reconnect, the near
+        cache's and the Sentinel watch's threads start again) unless ``final``."""
         if self._tracker is not None:
-            self._tracker.close()
+            self._tracker.close(final=final)
         if self.watch is not None:
-            self.watch.close()
+            self.watch.close(final=final)
         if self._sync is not None:
             with contextlib.suppress(*BACKEND_ERRORS):
                 self._sync.close()

@@ -140,7 +140,7 @@ class Registry(Invalidation):
         self._guards = {name: self.guard(name, self._stats) for name in slots}
         self.advance()
         for slot in old.values():
-            slot.close()
+            slot.close(final=True)  # replaced: its threads stay stopped
         return self
 
     def advance(self) -> None:
@@ -288,7 +288,8 @@ class Registry(Invalidation):
             await service.aflush()
 
     def close(self) -> None:
-        """Flush and stop background work, then close the backends' connections."""
+        """Flush and stop background work, then close the backends' connections. Used
+        again, the registry reconnects and starts its background work again."""
         for service in list(self._services.values()):
             service.close()
         self.recovery.close()

@@ -1,7 +1,7 @@
 """The Sentinel deployment's mechanics (a primary, a replica, three sentinels): entries live on
 the primary the sentinels name, timeouts are bounded for data and sentinel connections alike,
 and through a failover calls keep answering (uncached) and the cache works again on the
-promoted replica."""
+promoted replica (a registry used again after ``close()`` too)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import redis
 
 import cachedeco
@@ -83,8 +84,11 @@ def _eventually(check: Callable[[], bool], timeout: float) -> bool:
     return False
 
 
-def test_failover_keeps_answering_and_recovers(fresh_sentinel: SentinelSetup,
-                                               prefix: str) -> None:
+@pytest.mark.parametrize("closed_first", [False, True], ids=["fresh", "used-after-close"])
+def test_failover_keeps_answering_and_recovers(fresh_sentinel: SentinelSetup, prefix: str,
+                                               closed_first: bool) -> None:
+    # used-after-close: the registry was closed and is used again (its watch on the
+    # sentinels starts again with the first new connection)
     setup = fresh_sentinel
     reg = Registry(setup.url, prefix=prefix, socket_timeout=0.5, socket_connect_timeout=0.5,
                    breaker_cooldown=0.3)
@@ -96,10 +100,17 @@ def test_failover_keeps_answering_and_recovers(fresh_sentinel: SentinelSetup,
 
     caller = _Caller(value, table)
     try:
+        if closed_first:
+            assert value(0) == 0
+            reg.close()
+            value.invalidate(0)
+            hits = value.stats().hits
+        else:
+            hits = 0
         for i in table:
             value(i)
         assert [value(i) for i in table] == list(table.values())
-        assert value.stats().hits == len(table)
+        assert value.stats().hits == hits + len(table)
         caller.start()
         time.sleep(0.2)
         old = setup.kill_primary()

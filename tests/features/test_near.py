@@ -1,11 +1,14 @@
 """The near cache in one process, on every Redis deployment: a near hit sends no command and
 counts in ``near_hits``; a change this process makes is never followed by the old value; a
-change made by another client reaches it within a bounded time; ``near=False`` and
+change made by another client reaches it within a bounded time; a registry used again after
+``close()`` has it back, one replaced by ``configure()`` does not; ``near=False`` and
 ``memory://`` never use it."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -171,6 +174,46 @@ def test_changes_by_other_clients_reach_the_near_cache(
         change()
         poll(lambda: f(1) == version["v"], timeout=5.0)
         assert f(1) == version["v"], name
+
+
+def _near_threads(prefix: str) -> int:
+    return sum(t.name == f"cachedeco-near-{prefix}" for t in threading.enumerate())
+
+
+def test_a_registry_used_again_after_close_has_its_near_cache_back(
+        make_registry: Callable[..., Registry], deployment: Deployment, prefix: str) -> None:
+    # close() then more calls (a closed registry is used again, as its clients are): the
+    # change stream starts over, near hits come back, and they stay coherent
+    reg = near_registry(make_registry, deployment)
+    other = make_registry(deployment.url, stats_interval=0)
+    version = {"v": 0}
+    f, _ = item_readers(reg, other, version)
+    for _round in range(2):
+        warm(lambda: f(1), f.stats)
+        reg.close()
+        assert _near_threads(prefix) == 0
+    warm(lambda: f(1), f.stats)
+    assert _near_threads(prefix) == 1
+    version["v"] += 1
+    other.invalidate_tags("item:1")
+    poll(lambda: f(1) == version["v"], timeout=5.0)
+
+
+def test_configure_stops_the_old_backends_change_stream_for_good(
+        make_registry: Callable[..., Registry], deployment: Deployment, prefix: str) -> None:
+    reg = near_registry(make_registry, deployment)
+    old = reg.slot("default")
+
+    @reg.cached(ttl=60)
+    def f(x: int) -> int:
+        return x
+
+    warm(lambda: f(1), f.stats)
+    reg.configure(deployment.url, prefix=prefix, near_cache=1000, stats_interval=0)
+    warm(lambda: f(1), f.stats)
+    old.backend().read(f"{prefix}:late", [])  # a late read on the replaced backend
+    time.sleep(0.2)
+    assert _near_threads(prefix) == 1
 
 
 @pytest.mark.deployments("redis")

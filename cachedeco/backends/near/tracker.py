@@ -90,17 +90,24 @@ class Tracker:
             with self._lock:
                 if self._thread is None and not self._stop.is_set():
                     self._thread = threading.Thread(
-                        target=self._run, name=f"cachedeco-near-{self.prefix}", daemon=True)
+                        target=self._run, args=(self._stop,), daemon=True,
+                        name=f"cachedeco-near-{self.prefix}")
                     self._thread.start()
 
-    def close(self) -> None:
-        """Stop the thread and forget every value."""
-        self._stop.set()
-        thread = self._thread
+    def close(self, *, final: bool = False) -> None:
+        """Stop the thread and forget every value. A later read starts a new thread (a
+        registry used again after ``close()``), unless ``final`` (backends replaced)."""
+        with self._lock:
+            stop, thread = self._stop, self._thread
+            stop.set()
         if thread is not None and thread is not threading.current_thread():
             thread.join(5.0)
         self.store.lost()
         self.source.close()
+        if not final:
+            with self._lock:
+                if self._stop is stop:  # the thread ran with its own: a new one gets another
+                    self._thread, self._stop = None, threading.Event()
 
     @property
     def tracked(self) -> frozenset[str]:
@@ -121,9 +128,9 @@ class Tracker:
 
     # -- the thread -------------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         wait = RETRY[0]
-        while not self._stop.is_set():
+        while not stop.is_set():
             conns: list[Any] = []
             try:
                 conns = self._connect()
@@ -132,16 +139,16 @@ class Tracker:
                 if self._failing and self._told:
                     logger.warning("cachedeco: near cache of %s: change stream back", self.prefix)
                 self._failing, self._told, wait = False, False, RETRY[0]
-                self._listen(conns)
+                self._listen(conns, stop)
             except Exception as exc:  # a stream that fails, however it fails, is lost
-                if not self._failing and not self._stop.is_set():
+                if not self._failing and not stop.is_set():
                     self._lost(exc)
                 self._failing = not isinstance(exc, Moved)
             finally:
                 self.store.lost()
                 for conn in conns:
                     conn.disconnect()
-            self._stop.wait(wait)
+            stop.wait(wait)
             wait = min(wait * 2, RETRY[1])
 
     def _lost(self, exc: Exception) -> None:
@@ -178,7 +185,7 @@ class Tracker:
         self._primaries = frozenset(primaries)
         return conns
 
-    def _listen(self, conns: list[Any]) -> None:
+    def _listen(self, conns: list[Any], stop: threading.Event) -> None:
         """Read invalidations until a connection fails, the primaries move or it is closed.
 
         The thread waits in ``poll`` holding nothing, then reads what arrived without
@@ -205,7 +212,7 @@ class Tracker:
         check = now + every
         recheck = now  # the earliest time the primaries may be asked again after a stray
         try:
-            while not self._stop.is_set():
+            while not stop.is_set():
                 due = min(ping, check, recheck if self._recheck else check)
                 for fd, _ in waiting.poll(max(1, int((due - time.monotonic()) * 1000))):
                     if fd in by_fd:

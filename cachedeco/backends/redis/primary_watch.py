@@ -83,6 +83,8 @@ class PrimaryWatch:
         """A connection is being opened: the primary may have failed, so ask the sentinels
         every FAST seconds for a while (once an outage's failover is done, its new primary
         is followed within FAST seconds, not INTERVAL)."""
+        if self._thread is None:  # the registry was closed, and is used again
+            self.start()
         hurried = self._hurried
         self._hurried = time.monotonic() + HURRIED_FOR
         if hurried < time.monotonic():
@@ -161,8 +163,9 @@ class PrimaryWatch:
         if watched:
             self.start()
 
-    def close(self) -> None:
-        """Stop the thread and close the connections to the sentinels."""
+    def close(self, *, final: bool = False) -> None:
+        """Stop the thread and close the connections to the sentinels; a connection opened
+        later starts it again (a registry used after ``close()``), unless ``final``."""
         self._stop.set()
         self._nudge.set()
         thread = self._thread
@@ -171,8 +174,9 @@ class PrimaryWatch:
         for sentinel in self._sentinel.sentinels:
             with contextlib.suppress(redis.RedisError, OSError):
                 sentinel.close()
-        with self._lock:  # a registry used again after close() watches again
-            self._thread, self._stop = None, threading.Event()
+        if not final:
+            with self._lock:  # a registry used again after close() watches again
+                self._thread, self._stop = None, threading.Event()
 
 
 _FAILING_OVER: Final = "failover_in_progress"
