@@ -168,7 +168,9 @@ class Background:
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.closing = False  # set by close: work that retries stops at its next try
+        #: How many times close ran: work that retries stops at its next try once it
+        #: changed (a registry used again after close() retries its new work again).
+        self.closes = 0
 
     def spawn(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the thread pool."""
@@ -187,7 +189,7 @@ class Background:
 
     def close(self) -> None:
         """Wait for the threads' work and stop the pool."""
-        self.closing = True
+        self.closes += 1
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
@@ -195,7 +197,7 @@ class Background:
 
     async def aclose(self) -> None:
         """Wait for the tasks (of this loop) to end."""
-        self.closing = True
+        self.closes += 1
         loop = asyncio.get_running_loop()
         mine = [t for t in self._tasks if t.get_loop() is loop]
         if mine:

@@ -251,26 +251,36 @@ async def test_an_asyncio_acquire_that_timed_out_is_released_by_the_next_acquire
 
 
 @pytest.mark.parametrize("flavour", ["sync", "async"])
+@pytest.mark.parametrize("closed_first", [False, True], ids=["fresh", "used-after-close"])
 async def test_a_release_lost_to_a_dead_server_lands_once_it_is_back(
-        amake_registry: Callable[..., Registry], fresh_redis: Server, flavour: str) -> None:
+        amake_registry: Callable[..., Registry], fresh_redis: Server, flavour: str,
+        closed_first: bool) -> None:
     # The AOF brings the lease back with the server: were its release given up, the key's
     # callers in other processes would wait for it to expire (lock_timeout / 2 = 10 s here).
+    # used-after-close: the registry was closed and is used again (its retries run again)
     fresh_redis.restart(appendonly=True)
     reg = amake_registry(fresh_redis.url, lock_timeout=20.0, socket_timeout=0.5,
                          socket_connect_timeout=0.5)
 
     def crash(x: int) -> int:
-        fresh_redis.kill()  # while the load holds its lease: store and release find no server
+        if x:
+            fresh_redis.kill()  # while the load holds its lease: store and release fail
         return x
 
     if flavour == "sync":
         f = reg.cached(ttl=60, lock=True)(crash)
+        if closed_first:
+            assert f(0) == 0
+            reg.close()
         assert f(1) == 1
     else:
         @reg.cached(ttl=60, lock=True)
         async def f(x: int) -> int:
             return crash(x)
 
+        if closed_first:
+            assert await f(0) == 0
+            await reg.aclose()
         assert await f(1) == 1
     b = spec_of(f).bound()
     name = b.keyspace.lease(b.key((1,), {}))

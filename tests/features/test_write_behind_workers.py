@@ -165,6 +165,20 @@ def test_close_delivers_what_a_loop_closed_under_its_worker_left(
     assert sorted(events.rows()) == [(f"e{i}", i) for i in range(5)]
 
 
+def test_a_registry_used_again_after_close_delivers_again(
+        make_registry: Callable[..., Registry], deployment: Deployment, events: Events) -> None:
+    reg = make_registry(deployment.url)
+    _, record_event = event_functions(reg, events.flush, batch_size=40)
+    arecord_event = _async_writer(reg, events)
+    for round_ in range(2):
+        for i in range(3):
+            record_event(f"s{round_}-{i}", i)
+            asyncio.run(arecord_event(f"a{round_}-{i}", i))
+        reg.close()
+        assert len(events.rows()) == 6 * (round_ + 1)
+    assert reg.stats().write_behind_pending == 0
+
+
 async def test_sync_flush_behind_an_async_writer(
         amake_registry: Callable[..., Registry], deployment: Deployment, events: Events) -> None:
     reg = amake_registry(deployment.url)

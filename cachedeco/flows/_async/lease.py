@@ -257,8 +257,8 @@ async def release_later(lease: AsyncLease, ttl: float, background: Background) -
     seconds, until it lands or the lease has expired anyway: a lease left in Redis (an AOF
     restart, a promoted replica) would keep the key's callers in other processes waiting
     until its expiry. Stops when the registry closes."""
-    end = time.monotonic() + ttl
-    while time.monotonic() < end and not background.closing:
+    end, closes = time.monotonic() + ttl, background.closes
+    while time.monotonic() < end and background.closes == closes:
         await asleep(RELEASE_RETRY)
         try:
             await lease.release()  # True, or False once it expired: done either way

@@ -258,8 +258,8 @@ def release_later(lease: Lease, ttl: float, background: Background) -> None:
     seconds, until it lands or the lease has expired anyway: a lease left in Redis (an AOF
     restart, a promoted replica) would keep the key's callers in other processes waiting
     until its expiry. Stops when the registry closes."""
-    end = time.monotonic() + ttl
-    while time.monotonic() < end and not background.closing:
+    end, closes = time.monotonic() + ttl, background.closes
+    while time.monotonic() < end and background.closes == closes:
         sleep(RELEASE_RETRY)
         try:
             lease.release()  # True, or False once it expired: done either way
