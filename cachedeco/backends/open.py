@@ -78,6 +78,8 @@ class BackendSlot:
             if source is not None:
                 self.near = NearStore(options.near_cache)
                 self._tracker = Tracker(self.near, source, prefix)
+        if self._tracker is not None or self.watch is not None:  # dropped without close()
+            weakref.finalize(self, _abandon, self._tracker, self.watch)
 
     def on_switch(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` (in another thread) when the sentinels name another primary: the
@@ -215,6 +217,15 @@ class BackendSlot:
 
 #: Closes under way in tasks of the running loop (referenced until they end).
 _closing: set[asyncio.Task[None]] = set()
+
+
+def _abandon(tracker: Tracker | None, watch: PrimaryWatch | None) -> None:
+    """A slot was collected without being closed: its threads end on their own (they hold
+    no reference to it)."""
+    if tracker is not None:
+        tracker.abandon()
+    if watch is not None:
+        watch.abandon()
 
 
 async def _end(guard: AsyncGenerator[None, None]) -> None:

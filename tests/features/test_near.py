@@ -1,12 +1,14 @@
 """The near cache in one process, on every Redis deployment: a near hit sends no command and
 counts in ``near_hits``; a change this process makes is never followed by the old value; a
 change made by another client reaches it within a bounded time; a registry used again after
-``close()`` has it back, one replaced by ``configure()`` does not; ``near=False`` and
+``close()`` has it back, one replaced by ``configure()`` does not, one dropped without
+``close()`` lets go of its stream; ``near=False`` and
 ``memory://`` never use it."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from collections.abc import Callable
@@ -214,6 +216,29 @@ def test_configure_stops_the_old_backends_change_stream_for_good(
     old.backend().read(f"{prefix}:late", [])  # a late read on the replaced backend
     time.sleep(0.2)
     assert _near_threads(prefix) == 1
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # its data connections: collected
+def test_a_registry_dropped_without_close_stops_its_change_stream(
+        deployment: Deployment, prefix: str) -> None:
+    # one registry per job, never closed: its stream's thread and connections (and on
+    # Sentinel the watch of the primary) end once the registry is collected (its data
+    # connections are closed by the collector, as any redis-py client's)
+    def job() -> None:
+        reg = Registry(deployment.url, prefix=prefix, near_cache=1000, stats_interval=0)
+
+        @reg.cached(ttl=60)
+        def f(x: int) -> int:
+            return x
+
+        warm(lambda: f(1), f.stats)
+
+    for _ in range(3):
+        job()
+    gc.collect()
+    poll(lambda: _near_threads(prefix) == 0, timeout=5.0)
+    poll(lambda: not any(t.name == "cachedeco-primary-watch" for t in threading.enumerate()),
+         timeout=5.0)
 
 
 @pytest.mark.deployments("redis")

@@ -121,6 +121,15 @@ class Tracker:
         once, at most every ``RECHECK`` seconds) and listens to every one of them."""
         self.store.pause()
         self._recheck = True
+        self._wake_up()
+
+    def abandon(self) -> None:
+        """Its backend was dropped without being closed (collected): stop the thread without
+        waiting for it; it lets go of its connections as it ends."""
+        self._stop.set()
+        self._wake_up()
+
+    def _wake_up(self) -> None:
         wake = self._wake
         if wake is not None:
             with contextlib.suppress(OSError):  # full (a wake-up is pending) or closed
@@ -150,6 +159,7 @@ class Tracker:
                     conn.disconnect()
             stop.wait(wait)
             wait = min(wait * 2, RETRY[1])
+        self.source.close()  # stopped (closed, or abandoned: nobody closes it after)
 
     def _lost(self, exc: Exception) -> None:
         """Log a loss of the stream, at most once per QUIET seconds (its end with it): a link

@@ -148,10 +148,11 @@ class PrimaryWatch:
                     except Exception:  # a listener's fault must not stop the watch
                         logger.exception("cachedeco: a primary-change listener failed")
             if stop.wait(FAST):
-                return
+                break
             nudge.clear()
             if time.monotonic() >= self._hurried:
                 nudge.wait(INTERVAL - FAST)  # woken early by hurry()
+        self._close_sentinels()  # stopped (closed, or abandoned: nobody closes them after)
 
     def _after_fork(self) -> None:
         """In a forked child: no thread came along; one is started if the parent watched."""
@@ -163,6 +164,17 @@ class PrimaryWatch:
         if watched:
             self.start()
 
+    def abandon(self) -> None:
+        """Its backend was dropped without being closed (collected): stop the thread without
+        waiting for it; it closes its connections to the sentinels as it ends."""
+        self._stop.set()
+        self._nudge.set()
+
+    def _close_sentinels(self) -> None:
+        for sentinel in self._sentinel.sentinels:
+            with contextlib.suppress(redis.RedisError, OSError):
+                sentinel.close()
+
     def close(self, *, final: bool = False) -> None:
         """Stop the thread and close the connections to the sentinels; a connection opened
         later starts it again (a registry used after ``close()``), unless ``final``."""
@@ -171,9 +183,7 @@ class PrimaryWatch:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2.0)
-        for sentinel in self._sentinel.sentinels:
-            with contextlib.suppress(redis.RedisError, OSError):
-                sentinel.close()
+        self._close_sentinels()
         if not final:
             with self._lock:  # a registry used again after close() watches again
                 self._thread, self._stop = None, threading.Event()
