@@ -79,7 +79,7 @@ class BackendSlot:
                 self.near = NearStore(options.near_cache)
                 self._tracker = Tracker(self.near, source, prefix)
         if self._tracker is not None or self.watch is not None:  # dropped without close()
-            weakref.finalize(self, _abandon, self._tracker, self.watch)
+            weakref.finalize(self, _abandon, self._tracker, self.watch).atexit = False
 
     def on_switch(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` (in another thread) when the sentinels name another primary: the
@@ -129,7 +129,7 @@ class BackendSlot:
         the like: see :mod:`cachedeco.backends.loop_guard`). A loop closed without that leaves
         its backend here: such loops' backends are dropped now, for the collector. (Under
         the lock: loops in other threads adopt and let go at the same time.)"""
-        async def close() -> None:
+        async def forget_and_close() -> None:
             with self._lock:
                 if self._async.get(loop) is backend:
                     self._let_go(loop)
@@ -138,7 +138,7 @@ class BackendSlot:
         with self._lock:
             self._let_go(*[known for known in self._async if known.is_closed()])
             backend = self._async[loop] = self._make_async()
-            self._guards[loop] = on_shutdown(close)
+            self._guards[loop] = on_shutdown(forget_and_close)
         return backend
 
     def _let_go(self, *loops: asyncio.AbstractEventLoop) -> None:
