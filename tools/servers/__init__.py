@@ -4,7 +4,7 @@
 :mod:`.single`, :mod:`.cluster` and :mod:`.sentinel` build the three deployments from it;
 :mod:`.cli` is ``python -m tools.servers up|down --env-file PATH``, what ``scripts/test`` runs.
 Needs ``redis-server`` 7.0+ (and ``redis-cli`` for a cluster); Python side, the standard
-library and redis-py.
+library and redis-py (and ``cryptography`` for a TLS server's certificate: :mod:`.tls`).
 """
 
 from tools.servers.cluster import Cluster, start_cluster

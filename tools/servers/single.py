@@ -2,15 +2,18 @@
 
 Options cover what fault tests need of one server: an AOF fsynced on every write
 (``appendonly=True``), a memory cap with an eviction policy (``maxmemory="2mb"``,
-``policy="allkeys-lru"``); the process itself (:class:`~.process.RedisProcess`) can be
-killed, paused (SIGSTOP) and restarted with or without the AOF.
+``policy="allkeys-lru"``), a TLS port beside the plain one (``tls=True``: ``tls_url``); the
+process itself (:class:`~.process.RedisProcess`) can be killed, paused (SIGSTOP) and
+restarted with or without the AOF.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from tools.servers.process import HOST, Group, RedisProcess, launch, server_args
+from tools.servers.tls import CERT, write_certificate
 
 __all__ = ["Server", "start_single"]
 
@@ -21,6 +24,8 @@ class Server(Group):
 
     process: RedisProcess
     host: str = HOST
+    #: The TLS port (``start_single(tls=True)``), beside the plain one the tools use.
+    tls_port: int | None = None
 
     @property
     def processes(self) -> list[RedisProcess]:
@@ -37,6 +42,14 @@ class Server(Group):
     @property
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
+
+    @property
+    def tls_url(self) -> str:
+        """``rediss://`` to the TLS port, trusting the server's self-signed certificate."""
+        if self.tls_port is None:
+            raise ValueError("this server has no TLS port: start_single(tls=True)")
+        ca = self.process.directory / CERT
+        return f"rediss://{self.host}:{self.tls_port}/0?ssl_ca_certs={ca}"
 
     def kill(self) -> None:
         """Crash the server (SIGKILL); ``restart()`` brings it back on the same port."""
@@ -57,7 +70,19 @@ class Server(Group):
 
 
 def start_single(*, appendonly: bool = False, maxmemory: str | None = None,
-                 policy: str | None = None) -> Server:
-    """Start one redis-server on a free port and wait until it answers."""
-    return Server(launch("single", lambda ports, d: server_args(
-        ports[0], d, appendonly=appendonly, maxmemory=maxmemory, policy=policy)))
+                 policy: str | None = None, tls: bool = False) -> Server:
+    """Start one redis-server on a free port and wait until it answers; with ``tls`` it
+    also listens with TLS on a second port (clients are not asked for a certificate)."""
+    def build(ports: list[int], directory: Path) -> list[str]:
+        args = server_args(ports[0], directory, appendonly=appendonly, maxmemory=maxmemory,
+                           policy=policy)
+        if tls:
+            cert, key = write_certificate(directory, HOST)
+            args += ["--tls-port", str(ports[1]), "--tls-cert-file", str(cert),
+                     "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
+                     "--tls-auth-clients", "no"]
+        return args
+
+    process = launch("single", build, ports=2 if tls else 1)
+    return Server(process, tls_port=int(process.argv[process.argv.index("--tls-port") + 1])
+                  if tls else None)

@@ -34,6 +34,7 @@ import logging
 import os
 import select
 import socket
+import ssl
 import threading
 import time
 import weakref
@@ -326,7 +327,8 @@ class _Link:
         while True:
             try:
                 data = self.sock.recv(65536)
-            except (BlockingIOError, InterruptedError):
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
+                    ssl.SSLWantWriteError):  # nothing more now (TLS: no whole record yet)
                 return
             if not data:
                 raise ConnectionError("the tracking connection was closed")
@@ -337,8 +339,12 @@ class _Link:
                     self.pinged = None
                 else:
                     tracker.on_frame(frame)
-            if len(data) < 65536:
+            if len(data) < 65536 and not self._buffered():
                 return
+
+    def _buffered(self) -> int:
+        """Bytes a TLS socket decrypted and holds (poll cannot see them: read them now)."""
+        return self.sock.pending() if isinstance(self.sock, ssl.SSLSocket) else 0
 
     def ping(self, now: float) -> None:
         """Send a ping, or fail when the last one went unanswered too long."""
