@@ -36,8 +36,8 @@ from cachedeco.errors import SerializationError
 from cachedeco.runtime.primitives import Stop
 
 __all__ = [
-    "Ack", "Bury", "Flush", "Job", "Op", "Renew", "Settings", "Sleep", "Stop", "Take", "describe",
-    "drain", "withhold",
+    "Ack", "Bury", "Deferred", "Flush", "Job", "Op", "Renew", "Settings", "Sleep", "Stop", "Take",
+    "describe", "drain", "withhold",
 ]
 
 logger = logging.getLogger("cachedeco")
@@ -118,6 +118,11 @@ class Sleep:
 
 Op = Take | Renew | Flush | Ack | Bury | Sleep
 Flow = Generator[Op, Any, None]
+
+
+class Deferred(Exception):
+    """A retry that a drain told not to wait (its event loop is shutting down) does not
+    happen now: the driver gives the batch back, for a later drain."""
 
 
 @dataclass(slots=True)

@@ -36,7 +36,8 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
         super().__init__(link, flush, settings)
         if self.is_async:
             self.worker = TaskWorker(self.name, settings.flush_interval, self._adrain_quietly,
-                                     self.afinal, last=self._close_loop_clients)
+                                     self.afinal, last=self._close_loop_clients,
+                                     shutdown=self._afinal_now)
         else:
             self.worker = ThreadWorker(self.name, settings.flush_interval, self._drain_quietly,
                                        self.final)
@@ -48,6 +49,12 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
     async def _adrain_quietly(self, stop: Stop) -> None:
         """The task worker's drain: backend failures are logged, not raised."""
         await self.adrain(raise_errors=False, stop=stop)
+
+    async def _afinal_now(self) -> None:
+        """The task worker's last drain as its loop shuts down: a failing ``flush`` is not
+        retried there (its backoff would hold the loop's end for seconds; ``asyncio.run()``
+        per job would pay it every job): its batch stays queued."""
+        await self.afinal(wait=False)
 
     async def _on_worker_loop(self, make: Callable[[], Any]) -> None:
         """Run ``make()`` on the async worker's loop (where the async flush lives)."""

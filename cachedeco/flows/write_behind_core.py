@@ -38,7 +38,7 @@ from cachedeco.flows.bound import Bound
 from cachedeco.flows.delivery import Job, Settings, Stop, describe, withhold
 from cachedeco.flows.link import Link
 from cachedeco.runtime.changes import RECORD, Change
-from cachedeco.runtime.guard import Guard
+from cachedeco.runtime.guard import Guard, logger
 from cachedeco.runtime.workers import TaskWorker, ThreadWorker
 
 __all__ = ["HOLD", "WriteBehindCore", "is_async"]
@@ -211,6 +211,12 @@ class WriteBehindCore:
         if self.since_take >= self.settings.batch_size:
             self.since_take = 0
             self.worker.notify()
+
+    def deferred(self) -> None:
+        """A last drain that could not wait for a retry (its event loop shuts down)."""
+        logger.warning("cachedeco: the flush of %s failed as its event loop shut down; the "
+                       "batch stays queued for a later drain (close(), or another worker)",
+                       self.name)
 
     def not_stored(self, guard: Guard, item: Push, exc: NotStored) -> None:
         """Queued, but the entry was not stored (Redis Cluster's second step failed): the

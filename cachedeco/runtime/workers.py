@@ -86,6 +86,7 @@ class TaskWorker:
     def __init__(self, name: str, interval: float, drain: Callable[[Stop], Awaitable[None]],
                  final: Callable[[], Awaitable[None]], *,
                  last: Callable[[], Awaitable[None]] | None = None,
+                 shutdown: Callable[[], Awaitable[None]] | None = None,
                  role: str = "write-behind") -> None:
         self.name = name
         self.role = role
@@ -93,6 +94,8 @@ class TaskWorker:
         self._drain = drain
         self._final = final
         self._last = last
+        #: The last drain when its loop shuts down under it (default: ``final``).
+        self._shutdown = shutdown or final
         self._lock = threading.Lock()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -182,7 +185,7 @@ class TaskWorker:
         except asyncio.CancelledError:
             # its loop shuts down (asyncio.run() cancels the tasks left): deliver what waits
             # now, on this loop, rather than leave it to a loop that may never run long enough
-            await self._final()
+            await self._shutdown()
             raise
         await self._final()
 

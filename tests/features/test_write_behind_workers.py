@@ -147,6 +147,35 @@ def test_each_asyncio_run_delivers_what_it_queued(
     assert sorted(events.rows()) == sorted((f"j{n}-{i}", i) for n in range(4) for i in range(3))
 
 
+def test_a_loop_shutting_down_does_not_wait_to_retry_a_failing_flush(
+        make_registry: Callable[..., Registry], deployment: Deployment, events: Events) -> None:
+    # asyncio.run() per job while the flush fails: a job's end does not wait for the retry
+    # (its backoff here: 30-60 s); the records stay queued, each job's last drain tries them
+    # all once, and close() delivers them once the flush works
+    reg = make_registry(deployment.url)
+    failing, calls = [True], []
+
+    async def flush(records: list[dict[str, Any]]) -> None:
+        calls.append(len(records))
+        if failing[0]:
+            raise RuntimeError("the database is down")
+        events.flush(records)
+
+    @cachedeco.write_behind(key="e:{event_id}", flush=flush, flush_interval=3600,
+                            retry_delay=60, registry=reg)
+    async def record_event(event_id: str, v: int) -> dict[str, Any]:
+        return {"id": event_id, "v": v}
+
+    for n in range(3):
+        asyncio.run(record_event(f"e{n}", n))
+    assert calls == [1, 2, 3] and events.rows() == []
+    assert reg.stats().write_behind_dead == 0
+    failing[0] = False
+    reg.close()
+    assert calls[3:] == [3]
+    assert sorted(events.rows()) == [(f"e{n}", n) for n in range(3)]
+
+
 def test_close_delivers_what_a_loop_closed_under_its_worker_left(
         make_registry: Callable[..., Registry], deployment: Deployment, events: Events) -> None:
     # A loop closed without cancelling its tasks takes the worker down unfinished: the

@@ -11,6 +11,7 @@ from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.backends.contracts.queues import DeadLetter, NotReplicated, NotStored
 from cachedeco.core.entry import new_tombstone
 from cachedeco.flows._async.deliver import run
+from cachedeco.flows.delivery import Deferred
 from cachedeco.flows.delivery import drain as drain_flow
 from cachedeco.flows.write_behind_core import WriteBehindCore
 from cachedeco.runtime.primitives import Stop
@@ -59,16 +60,20 @@ class AsyncWriteBehindIO(WriteBehindCore):
                 guard.absorb(exc, key=item.key, function=self.name,
                              action="drop the entry's copies under older encryption keys")
 
-    async def adrain(self, *, raise_errors: bool, stop: Stop = _never) -> None:
+    async def adrain(self, *, raise_errors: bool, stop: Stop = _never, wait: bool = True
+                     ) -> None:
         """Deliver what waits, in this task; a backend fault is a BackendError when
-        ``raise_errors``, else a (rate-limited) log line."""
+        ``raise_errors``, else a (rate-limited) log line. Without ``wait`` a failed
+        ``flush`` is not retried now: its batch stays queued for a later drain."""
         async with self.alock():
             self.since_take = 0
             bound = self.link.bound()
             queue = self.aqueue(bound)
             try:
                 await run(drain_flow(self.job(bound, queue.durable, stop)), queue, self.consumer,
-                          self.flush_fn, self.settings)
+                          self.flush_fn, self.settings, wait=wait)
+            except Deferred:
+                self.deferred()
             except BACKEND_ERRORS as exc:
                 guard = self.quiet(bound)
                 action = "flush the write-behind queue"
@@ -76,9 +81,10 @@ class AsyncWriteBehindIO(WriteBehindCore):
                     raise guard.error(exc, function=self.name, action=action) from exc
                 guard.absorb(exc, function=self.name, action=action)
 
-    async def afinal(self) -> None:
-        """The last drain before the worker ends; then this consumer leaves the group."""
-        await self.adrain(raise_errors=False)
+    async def afinal(self, *, wait: bool = True) -> None:
+        """The last drain before the worker ends; then this consumer leaves the group.
+        Without ``wait`` (its event loop shuts down), a failed ``flush`` is left queued."""
+        await self.adrain(raise_errors=False, wait=wait)
         bound = self.link.bound()
         try:
             await self.aqueue(bound).release(self.consumer, (), 0)

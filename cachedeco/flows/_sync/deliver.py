@@ -4,7 +4,8 @@ I/O-free flow (:mod:`cachedeco.flows.delivery`) against a queue.
 
 While the user's ``flush`` runs (and while a retry waits) the lease on the batch is kept
 alive (renewed every ``claim_after / 3``); when the delivery is interrupted (a cancelled task,
-a ``KeyboardInterrupt``) the batch is given back so the next take claims it at once.
+a ``KeyboardInterrupt``) the batch is given back so the next take claims it at once; so it is
+when a retry must wait and the caller said not to (``wait=False``: :class:`Deferred`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from cachedeco.backends.contracts.queues import Queue
 from cachedeco.flows.delivery import (
     Ack,
     Bury,
+    Deferred,
     Flow,
     Flush,
     Op,
@@ -66,8 +68,9 @@ def _do(op: Op, queue: Queue, consumer: str, flush: Callable[[list[Any]], Any],
 
 
 def run(flow: Flow, queue: Queue, consumer: str, flush: Callable[[list[Any]], Any],
-              settings: Settings) -> None:
-    """Carry out a flow; a failing operation's error goes back into the flow."""
+              settings: Settings, *, wait: bool = True) -> None:
+    """Carry out a flow; a failing operation's error goes back into the flow. Without
+    ``wait``, a retry's wait ends the run instead (:class:`Deferred`, the batch given back)."""
     held: tuple[str, ...] = ()
     result: Any = None
     error: Exception | None = None
@@ -78,6 +81,8 @@ def run(flow: Flow, queue: Queue, consumer: str, flush: Callable[[list[Any]], An
             except StopIteration:
                 return
             result, error = None, None
+            if isinstance(op, Sleep) and not wait:
+                raise Deferred(f"a retry in {op.seconds:.2f}s")
             try:
                 result = _do(op, queue, consumer, flush, settings)
             except Exception as exc:

@@ -12,6 +12,7 @@ from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.backends.contracts.queues import DeadLetter, NotReplicated, NotStored
 from cachedeco.core.entry import new_tombstone
 from cachedeco.flows._sync.deliver import run
+from cachedeco.flows.delivery import Deferred
 from cachedeco.flows.delivery import drain as drain_flow
 from cachedeco.flows.write_behind_core import WriteBehindCore
 from cachedeco.runtime.primitives import Stop
@@ -60,16 +61,20 @@ class WriteBehindIO(WriteBehindCore):
                 guard.absorb(exc, key=item.key, function=self.name,
                              action="drop the entry's copies under older encryption keys")
 
-    def drain(self, *, raise_errors: bool, stop: Stop = _never) -> None:
+    def drain(self, *, raise_errors: bool, stop: Stop = _never, wait: bool = True
+                     ) -> None:
         """Deliver what waits, in this task; a backend fault is a BackendError when
-        ``raise_errors``, else a (rate-limited) log line."""
+        ``raise_errors``, else a (rate-limited) log line. Without ``wait`` a failed
+        ``flush`` is not retried now: its batch stays queued for a later drain."""
         with self.lock():
             self.since_take = 0
             bound = self.link.bound()
             queue = self.queue(bound)
             try:
                 run(drain_flow(self.job(bound, queue.durable, stop)), queue, self.consumer,
-                          self.flush_fn, self.settings)
+                          self.flush_fn, self.settings, wait=wait)
+            except Deferred:
+                self.deferred()
             except BACKEND_ERRORS as exc:
                 guard = self.quiet(bound)
                 action = "flush the write-behind queue"
@@ -77,9 +82,10 @@ class WriteBehindIO(WriteBehindCore):
                     raise guard.error(exc, function=self.name, action=action) from exc
                 guard.absorb(exc, function=self.name, action=action)
 
-    def final(self) -> None:
-        """The last drain before the worker ends; then this consumer leaves the group."""
-        self.drain(raise_errors=False)
+    def final(self, *, wait: bool = True) -> None:
+        """The last drain before the worker ends; then this consumer leaves the group.
+        Without ``wait`` (its event loop shuts down), a failed ``flush`` is left queued."""
+        self.drain(raise_errors=False, wait=wait)
         bound = self.link.bound()
         try:
             self.queue(bound).release(self.consumer, (), 0)
