@@ -94,7 +94,9 @@ class Registry(core.Registry):
             default 5), `breaker_cooldown` (seconds it stays open, default 5),
             `stats_interval` (seconds between two reports of this process's counters to the
             service-wide `prefix:~stats` hash on Redis, default 5; 0: none), and any
-            redis-py connection keyword (`password`, `ssl_ca_certs`, …).
+            redis-py connection keyword the backend's connections take (`password`,
+            `client_name`, TLS options such as `ssl_ca_certs` with `rediss://`, or with
+            `ssl=True` on a cluster or sentinel URL); one they cannot take is refused here.
 
     Raises:
         ConfigurationError: A bad setting, an unknown option or a malformed URL.

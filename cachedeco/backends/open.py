@@ -35,7 +35,7 @@ from cachedeco.backends.redis.connect import (
     wrap_sync,
 )
 from cachedeco.backends.redis.primary_watch import PrimaryWatch
-from cachedeco.backends.redis.urls import kind_of_url, memory_size
+from cachedeco.backends.redis.urls import kind_of_url, memory_size, refused_options
 from cachedeco.errors import ConfigurationError
 
 __all__ = ["BackendSlot"]
@@ -60,6 +60,10 @@ class BackendSlot:
         if isinstance(spec, str):
             self.kind = kind_of_url(name, spec)
             self.flavours: tuple[str, ...] = ("sync", "async")
+            refused = refused_options(self.kind, spec, options.extra) if (
+                self.kind != "memory") else ""
+            if refused:
+                raise ConfigurationError(f"backend {name!r}: {refused}")
         else:
             flavour = client_flavour(spec)
             self.kind = "cluster" if "Cluster" in type(spec).__name__ else "redis"

@@ -84,7 +84,7 @@ def connection_options(given: Mapping[str, Any], near_cache: int = 0) -> Connect
     """Connection options: ours, checked, plus redis-py connection keywords passed on."""
     known = {k: v for k, v in given.items() if k in _OPTION_NAMES}
     extra = {k: v for k, v in given.items() if k not in _OPTION_NAMES and k not in _POLICY_NAMES}
-    unknown = sorted(set(extra) - _redis_keywords())
+    unknown = sorted(set(extra) - _redis_keywords() - {"sentinel_kwargs"})
     if unknown:
         raise ConfigurationError(
             f"unknown registry option(s) {unknown}: expected one of "
@@ -95,6 +95,9 @@ def connection_options(given: Mapping[str, Any], near_cache: int = 0) -> Connect
     for name in ("max_connections", "maxsize"):  # checked even where no backend uses them
         if name in known:
             known[name] = check_count(known[name], name)
+    if not isinstance(extra.get("sentinel_kwargs", {}), dict):
+        raise ConfigurationError("backend option sentinel_kwargs: the sentinels' connection "
+                                 "keywords, a dict")
     for name, value in extra.items():
         reason = refused_option(name, value)
         if reason:

@@ -33,6 +33,30 @@ def test_entries_live_on_the_primary(make_registry: Callable[..., Registry], sen
     assert sentinel_primary.exists(f.key(3)) == 1
 
 
+def test_sentinel_kwargs_reach_the_connections_to_the_sentinels(
+        make_registry: Callable[..., Registry], sentinel_url: str,
+        sentinel_primary: redis.Redis, prefix: str) -> None:
+    # the documented way to give the sentinels' connections their own settings (a password,
+    # TLS): here a client name, seen by the sentinels and not by the primary
+    name = f"{prefix}-sentinels"
+    reg = make_registry(sentinel_url, on_error="raise", near_cache=100,
+                        sentinel_kwargs={"client_name": name})
+
+    @cachedeco.cached(registry=reg)
+    def f(x: int) -> int:
+        return x
+
+    assert [f(3), f(3)] == [3, 3]
+    hosts = sentinel_url.split("//", 1)[1].split("/", 1)[0].split(",")
+    named = 0
+    for host in hosts:
+        address, port = host.rsplit(":", 1)
+        with redis.Redis(host=address, port=int(port)) as sentinel:
+            named += sum(c.get("name") == name for c in sentinel.client_list())
+    assert named >= 1
+    assert not any(c.get("name") == name for c in sentinel_primary.client_list())
+
+
 async def test_timeouts_are_bounded(amake_registry: Callable[..., Registry],
                                     sentinel_url: str) -> None:
     reg = amake_registry(sentinel_url, socket_timeout=0.7, socket_connect_timeout=0.3)

@@ -69,10 +69,17 @@ def test_reads_stores_and_invalidations_over_tls(make_registry: Callable[..., Re
     assert admin.dbsize() > 0  # it is this server that holds them
 
 
+@pytest.mark.parametrize("ca_in", ["url", "option"])
 def test_the_near_cache_works_over_tls(make_registry: Callable[..., Registry],
-                                       tls_redis: Server, admin: redis.Redis) -> None:
-    reg = make_registry(tls_redis.tls_url, near_cache=1000, stats_interval=0)
-    other = make_registry(tls_redis.tls_url, stats_interval=0)  # another client
+                                       tls_redis: Server, admin: redis.Redis,
+                                       ca_in: str) -> None:
+    # the CA in the URL's query, or as a registry option beside a rediss:// URL
+    url, options = tls_redis.tls_url, {}
+    if ca_in == "option":
+        url, _, query = url.partition("?")
+        options = dict(pair.split("=", 1) for pair in query.split("&"))
+    reg = make_registry(url, near_cache=1000, stats_interval=0, **options)
+    other = make_registry(url, stats_interval=0, **options)  # another client
     version = {"v": 0}
     f, g = item_readers(reg, other, version)
     warm(lambda: f(1), f.stats)

@@ -1,12 +1,17 @@
 """The primaries a Cluster change stream listens to are named as redis-py's cluster client
 names the nodes its reads go to: the backend compares the two sets, and a name written
-differently would have the near cache keep nothing, ever."""
+differently would have the near cache keep nothing, ever. Over TLS (``ssl=True``) its
+connections are TLS connections."""
 
 from __future__ import annotations
 
-from redis.cluster import ClusterNode
+from types import SimpleNamespace
 
-from cachedeco.backends.near.sources import _primaries
+from redis.cluster import ClusterNode
+from redis.connection import SSLConnection
+
+from cachedeco.backends.base import ConnectionOptions
+from cachedeco.backends.near.sources import ClusterSource, SentinelSource, _primaries
 
 
 def _slots(*nodes: tuple[bytes | str, int]) -> list[list[object]]:
@@ -28,3 +33,19 @@ def test_an_empty_host_is_the_node_asked_and_localhost_is_resolved() -> None:
     reply = _slots((b"", 7000), (b"localhost", 7001))
     assert [f"{h}:{p}" for h, p in _primaries(reply, "localhost")] == [
         _name("localhost", 7000), _name("localhost", 7001)]
+
+
+def test_tls_cluster_and_sentinel_streams_open_tls_connections() -> None:
+    # a cluster or Sentinel URL gets TLS from the client option ssl=True, which a connection
+    # does not take: the change stream's connections must be TLS ones all the same
+    options = ConnectionOptions(extra={"ssl": True, "ssl_ca_certs": "ca.pem"})
+    cluster = ClusterSource("redis+cluster://127.0.0.1:7000", options)
+    conn = cluster._factory("127.0.0.1", 7001)()
+    assert isinstance(conn, SSLConnection) and conn.ca_certs == "ca.pem"
+    watch = SimpleNamespace(address=("127.0.0.1", 6390))
+    sentinel = SentinelSource("redis+sentinel://127.0.0.1:26379/mymaster", options,
+                              watch)  # type: ignore[arg-type]
+    (factory,) = sentinel.primaries().values()
+    assert isinstance(factory(), SSLConnection)
+    plain = ClusterSource("redis+cluster://127.0.0.1:7000", ConnectionOptions())
+    assert not isinstance(plain._factory("127.0.0.1", 7001)(), SSLConnection)

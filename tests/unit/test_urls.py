@@ -55,3 +55,34 @@ async def test_async_rediss_url_passes_through_to_ssl_connections() -> None:
     assert issubclass(client.connection_pool.connection_class,
                       redis.asyncio.connection.SSLConnection)
     await reg.aclose()
+
+
+@pytest.mark.parametrize("url, options, says", [
+    ("redis://127.0.0.1:6390/0", {"ssl_ca_certs": "ca.pem"}, "TLS options need rediss://"),
+    ("redis://127.0.0.1:6390/0", {"ssl": True}, "leave ssl out"),
+    ("rediss://127.0.0.1:6390/0", {"ssl": True}, "leave ssl out"),
+    ("redis://127.0.0.1:6390/0", {"single_connection_client": True}, "single_connection_client"),
+    ("unix:///tmp/redis.sock", {"ssl_certfile": "c.pem"}, "TLS options need rediss://"),
+    ("redis+cluster://127.0.0.1:7000", {"ssl_ca_certs": "ca.pem"}, "need ssl=True"),
+    ("redis+cluster://127.0.0.1:7000", {"unix_socket_path": "/tmp/s"}, "unix_socket_path"),
+    ("redis+sentinel://127.0.0.1:26379/mymaster", {"ssl_keyfile": "k.pem"}, "need ssl=True"),
+    ("redis://127.0.0.1:6390/0", {"sentinel_kwargs": {"password": "p"}}, "sentinel:// URL"),
+    ("redis+sentinel://127.0.0.1:26379/mymaster", {"sentinel_kwargs": "p"}, "a dict"),
+])
+def test_options_the_backends_connections_cannot_take_are_refused_at_once(
+        url: str, options: dict[str, object], says: str) -> None:
+    # each would have made every call fail on its first connection (a TypeError)
+    with pytest.raises(ConfigurationError, match=says):
+        Registry(url, **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("url, options", [
+    ("rediss://127.0.0.1:6390/0", {"ssl_ca_certs": "ca.pem", "ssl_check_hostname": False}),
+    ("redis://127.0.0.1:6390/0", {"client_name": "app", "socket_keepalive": True}),
+    ("redis+cluster://127.0.0.1:7000", {"ssl": True, "ssl_ca_certs": "ca.pem"}),
+    ("redis+sentinel://127.0.0.1:26379/mymaster", {"ssl": True, "ssl_cert_reqs": "none"}),
+    ("redis+sentinel://127.0.0.1:26379/mymaster", {"sentinel_kwargs": {"password": "p"}}),
+])
+def test_options_the_backends_connections_take_are_accepted(
+        url: str, options: dict[str, object]) -> None:
+    Registry(url, **options).close()  # type: ignore[arg-type]  # never connected

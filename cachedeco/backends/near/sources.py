@@ -31,6 +31,14 @@ __all__ = ["ClusterSource", "SentinelSource", "SingleSource", "Source", "source_
 #: A fresh, unconnected ``redis.connection.Connection`` (redis-py leaves it untyped).
 Factory = Callable[[], Any]
 Connection: Any = redis.connection.Connection
+SSLConnection: Any = redis.connection.SSLConnection
+
+
+def _connection(kwargs: dict[str, Any]) -> Any:
+    """A connection to a cluster node or a Sentinel primary: TLS with ``ssl=True`` (the
+    clients of those URLs take it as a client option, not a connection's)."""
+    options = dict(kwargs)
+    return (SSLConnection if options.pop("ssl", False) else Connection)(**options)
 
 
 class Source(Protocol):
@@ -75,6 +83,7 @@ class SentinelSource:
     def __init__(self, url: str, options: ConnectionOptions, watch: PrimaryWatch) -> None:
         target = parse_url("sentinel", url)
         self._kwargs = data_kwargs(target, options)
+        self._kwargs.pop("sentinel_kwargs", None)  # the watch's, not the primary's
         self._db = target.db
         self._watch = watch
 
@@ -89,7 +98,7 @@ class SentinelSource:
             raise redis.sentinel.MasterNotFoundError("no sentinel named a primary")
         host, port = address
         kwargs = {**self._kwargs, "host": host, "port": port, "db": self._db, "protocol": 3}
-        return {f"{host}:{port}": lambda: Connection(**kwargs)}
+        return {f"{host}:{port}": lambda: _connection(kwargs)}
 
     def close(self) -> None:
         """Nothing held: the watch is the backend's."""
@@ -122,7 +131,7 @@ class ClusterSource:
             candidates = {(kept[1], kept[2]): None, **candidates}
         for host, port in candidates:
             conn: Any = kept[0] if kept is not None and (host, port) == kept[1:] else (
-                Connection(host=host, port=port, **self._kwargs))
+                _connection({**self._kwargs, "host": host, "port": port}))
             try:
                 conn.connect()  # at once when connected
                 conn.send_command("CLUSTER", "SLOTS")
@@ -150,7 +159,7 @@ class ClusterSource:
 
     def _factory(self, host: str, port: int) -> Factory:
         kwargs = {**self._kwargs, "host": host, "port": port, "protocol": 3}
-        return lambda: Connection(**kwargs)
+        return lambda: _connection(kwargs)
 
     def close(self) -> None:
         """Close the connection kept for the next question."""

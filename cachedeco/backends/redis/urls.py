@@ -29,7 +29,7 @@ from redis.connection import URL_QUERY_ARGUMENT_PARSERS
 from cachedeco.errors import ConfigurationError
 
 __all__ = ["SCHEMES", "Target", "kind_of_url", "memory_size", "parse_url", "redact",
-           "refused_option", "sentinel_settings"]
+           "refused_option", "refused_options", "sentinel_settings"]
 
 SCHEMES = ("memory", "redis", "rediss", "unix", "redis+cluster", "redis+sentinel")
 _CONNECTIONS = {"redis": redis.Connection, "rediss": redis.SSLConnection,
@@ -118,6 +118,32 @@ def _check_query(name: str, url: str, scheme: str) -> None:
         reason = refused_option(option, values[0])
         if reason:
             raise ConfigurationError(f"{where}: {reason}")
+
+
+def refused_options(kind: str, url: str, options: dict[str, Any]) -> str:
+    """Why a backend of ``kind`` made from ``url`` cannot take these redis-py options ("" when
+    it can): each must be a keyword of the connections it opens, or every call would fail on
+    the first connection. One server's TLS comes with its scheme (``rediss://``); a cluster
+    or sentinel URL's with ``ssl=True``, which its TLS options then need."""
+    if kind in ("cluster", "sentinel"):
+        tls = bool(options.get("ssl"))
+        accepted = _url_keywords("rediss" if tls else "redis") | {"ssl"}
+        accepted |= {"sentinel_kwargs"} if kind == "sentinel" else set()
+        hint = "" if tls else " (TLS options need ssl=True)"
+    else:
+        scheme = urlsplit(url).scheme.lower()
+        accepted = _url_keywords(scheme)
+        hint = " (TLS options need rediss://)"
+    for option in sorted(options):
+        if option not in accepted:
+            why = hint if option.startswith("ssl_") else ""
+            if option == "ssl" and kind == "redis":
+                why = " (one server's TLS comes with its URL's scheme, rediss://: leave ssl out)"
+            elif option == "sentinel_kwargs":
+                why = " (it is for a redis+sentinel:// URL)"
+            return (f"option {option!r} is not one of the connections of a {kind} backend "
+                    f"({redact(url)!r}){why}")
+    return ""
 
 
 def _seconds(value: str) -> bool:
