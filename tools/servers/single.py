@@ -2,7 +2,8 @@
 
 Options cover what fault tests need of one server: an AOF fsynced on every write
 (``appendonly=True``), a memory cap with an eviction policy (``maxmemory="2mb"``,
-``policy="allkeys-lru"``), a TLS port beside the plain one (``tls=True``: ``tls_url``); the
+``policy="allkeys-lru"``), a TLS port beside the plain one (``tls=True``: ``tls_url``), a
+Unix socket beside it (``unix=True``: ``unix_url``); the
 process itself (:class:`~.process.RedisProcess`) can be killed, paused (SIGSTOP) and
 restarted with or without the AOF.
 """
@@ -15,6 +16,8 @@ from pathlib import Path
 from tools.servers.process import HOST, Group, RedisProcess, launch, server_args
 from tools.servers.tls import CERT, write_certificate
 
+SOCKET = "redis.sock"  # the Unix socket's name in the server's directory (unix=True)
+
 __all__ = ["Server", "start_single"]
 
 
@@ -26,6 +29,8 @@ class Server(Group):
     host: str = HOST
     #: The TLS port (``start_single(tls=True)``), beside the plain one the tools use.
     tls_port: int | None = None
+    #: Whether it listens on a Unix socket too (``start_single(unix=True)``).
+    unix: bool = False
 
     @property
     def processes(self) -> list[RedisProcess]:
@@ -51,6 +56,13 @@ class Server(Group):
         ca = self.process.directory / CERT
         return f"rediss://{self.host}:{self.tls_port}/0?ssl_ca_certs={ca}"
 
+    @property
+    def unix_url(self) -> str:
+        """``unix://`` to the server's socket, database 0."""
+        if not self.unix:
+            raise ValueError("this server has no Unix socket: start_single(unix=True)")
+        return f"unix://{self.process.directory / SOCKET}?db=0"
+
     def kill(self) -> None:
         """Crash the server (SIGKILL); ``restart()`` brings it back on the same port."""
         self.process.kill()
@@ -70,9 +82,10 @@ class Server(Group):
 
 
 def start_single(*, appendonly: bool = False, maxmemory: str | None = None,
-                 policy: str | None = None, tls: bool = False) -> Server:
+                 policy: str | None = None, tls: bool = False, unix: bool = False) -> Server:
     """Start one redis-server on a free port and wait until it answers; with ``tls`` it
-    also listens with TLS on a second port (clients are not asked for a certificate)."""
+    also listens with TLS on a second port (clients are not asked for a certificate), with
+    ``unix`` on a Unix socket in its directory (this user only)."""
     def build(ports: list[int], directory: Path) -> list[str]:
         args = server_args(ports[0], directory, appendonly=appendonly, maxmemory=maxmemory,
                            policy=policy)
@@ -81,8 +94,10 @@ def start_single(*, appendonly: bool = False, maxmemory: str | None = None,
             args += ["--tls-port", str(ports[1]), "--tls-cert-file", str(cert),
                      "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
                      "--tls-auth-clients", "no"]
+        if unix:
+            args += ["--unixsocket", str(directory / SOCKET), "--unixsocketperm", "700"]
         return args
 
     process = launch("single", build, ports=2 if tls else 1)
     return Server(process, tls_port=int(process.argv[process.argv.index("--tls-port") + 1])
-                  if tls else None)
+                  if tls else None, unix=unix)

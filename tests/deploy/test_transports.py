@@ -1,8 +1,9 @@
-"""A ``rediss://`` URL against a redis-server speaking TLS (a self-signed certificate the
-client trusts as its CA): reads, stores and invalidations in both flavours with one command
-per hit, and the near cache, whose change stream reads its TLS socket without blocking: near
-hits send nothing, changes by another client reach it (one at a time and in bursts larger
-than a TLS record), and the stream is never lost meanwhile."""
+"""The transports other than plain TCP, against a real redis-server: ``rediss://`` (TLS, a
+self-signed certificate the client trusts as its CA) and ``unix://`` (a Unix socket). On
+each: reads, stores and invalidations in both flavours with one command per hit, and the
+near cache, whose change stream reads its socket without blocking: near hits send nothing,
+changes by another client reach it (one at a time, and in bursts larger than a TLS record),
+and the stream is never lost meanwhile."""
 
 from __future__ import annotations
 
@@ -22,25 +23,31 @@ from tools.servers import Server, start_single
 WINDOW = 1.0  # seconds a change may take to reach the near cache (loopback, loaded CI)
 
 
-@pytest.fixture
-def tls_redis() -> Iterator[Server]:
-    """A private redis-server with a TLS port beside its plain one (the tests' admin side)."""
-    server = start_single(tls=True)
+@pytest.fixture(params=["tls", "unix"])
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    """A private redis-server with a TLS port or a Unix socket beside its plain port (the
+    tests' admin side)."""
+    made = start_single(tls=request.param == "tls", unix=request.param == "unix")
     try:
-        yield server
+        yield made
     finally:
-        server.process.stop()
+        made.process.stop()
 
 
 @pytest.fixture
-def admin(tls_redis: Server) -> Iterator[redis.Redis]:
-    with redis.Redis.from_url(tls_redis.url) as client:
+def url(server: Server) -> str:
+    return server.tls_url if server.tls_port is not None else server.unix_url
+
+
+@pytest.fixture
+def admin(server: Server) -> Iterator[redis.Redis]:
+    with redis.Redis.from_url(server.url) as client:
         yield client
 
 
-def test_reads_stores_and_invalidations_over_tls(make_registry: Callable[..., Registry],
-                                                 tls_redis: Server, admin: redis.Redis) -> None:
-    reg = make_registry(tls_redis.tls_url, stats_interval=0)
+def test_reads_stores_and_invalidations(make_registry: Callable[..., Registry], url: str,
+                                        admin: redis.Redis) -> None:
+    reg = make_registry(url, stats_interval=0)
     loads: list[int] = []
 
     @reg.cached(ttl=60, tags=["t:{x}"])
@@ -69,15 +76,15 @@ def test_reads_stores_and_invalidations_over_tls(make_registry: Callable[..., Re
     assert admin.dbsize() > 0  # it is this server that holds them
 
 
-@pytest.mark.parametrize("ca_in", ["url", "option"])
-def test_the_near_cache_works_over_tls(make_registry: Callable[..., Registry],
-                                       tls_redis: Server, admin: redis.Redis,
-                                       ca_in: str) -> None:
-    # the CA in the URL's query, or as a registry option beside a rediss:// URL
-    url, options = tls_redis.tls_url, {}
-    if ca_in == "option":
+@pytest.mark.parametrize("options_in", ["url", "registry"])
+def test_the_near_cache_works(make_registry: Callable[..., Registry], url: str,
+                              admin: redis.Redis, options_in: str) -> None:
+    # the URL's options (TLS: its CA) in its query, or given to the registry
+    options: dict[str, str] = {}
+    if options_in == "registry":
         url, _, query = url.partition("?")
         options = dict(pair.split("=", 1) for pair in query.split("&"))
+        options.pop("db", None)  # unix://: database 0 either way
     reg = make_registry(url, near_cache=1000, stats_interval=0, **options)
     other = make_registry(url, stats_interval=0, **options)  # another client
     version = {"v": 0}
@@ -96,12 +103,12 @@ def test_the_near_cache_works_over_tls(make_registry: Callable[..., Registry],
     assert tracker is not None and tracker.connects == 1  # the stream was never lost
 
 
-def test_a_burst_of_invalidations_reaches_the_near_cache_over_tls(
-        make_registry: Callable[..., Registry], tls_redis: Server, admin: redis.Redis) -> None:
+def test_a_burst_of_invalidations_reaches_the_near_cache(
+        make_registry: Callable[..., Registry], url: str, admin: redis.Redis) -> None:
     # 400 entries dropped by one UNLINK (one message of 400 keys, larger than a TLS record of
     # 16 KB), then by 400 commands in a pipeline (400 messages at once)
-    reg = make_registry(tls_redis.tls_url, near_cache=1000, stats_interval=0)
-    other = make_registry(tls_redis.tls_url, stats_interval=0)
+    reg = make_registry(url, near_cache=1000, stats_interval=0)
+    other = make_registry(url, stats_interval=0)
     version = {"v": 0}
     f, _ = item_readers(reg, other, version)
     keys = range(400)
