@@ -159,9 +159,7 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
         """Whether records may wait that no worker will deliver: in an in-process queue, or
         in a queue whose task ended with its loop (a last drain that failed, or never ran
         when the loop was closed without cancelling its tasks)."""
-        worker = self.worker
-        return self.left_in_memory() or (isinstance(worker, TaskWorker)
-                                         and worker.take_ended())
+        return self.left_in_memory() or self.worker.take_ended()
 
     def wake(self) -> None:
         """Records were queued again (auto-recovery): deliver them soon."""

@@ -16,20 +16,51 @@ from cachedeco.runtime.primitives import Stop
 __all__ = ["TaskWorker", "ThreadWorker"]
 
 
-class ThreadWorker:
+class _Worker:
+    """What both workers share: their name and role, and a start made once however many
+    callers ask for it at the same time."""
+
+    def __init__(self, name: str, interval: float, role: str) -> None:
+        self.name = name
+        self.role = role  # what the thread's name says it does
+        self.interval = interval
+        self._lock = threading.Lock()
+        self.stopping = False
+
+    @property
+    def running(self) -> bool:
+        """Whether it is at work (a live thread, a live task on an open loop)."""
+        raise NotImplementedError
+
+    def ensure(self) -> None:
+        """Start it unless it runs."""
+        if self.running:
+            return
+        with self._lock:
+            if not self.running:
+                self.stopping = False
+                self._begin()
+
+    def _begin(self) -> None:
+        """Start it (under the lock, not running)."""
+        raise NotImplementedError
+
+    def take_ended(self) -> bool:
+        """Whether it ended without being stopped, its last drain left to the caller; True
+        once. Only a task can: its loop ends under it."""
+        return False
+
+
+class ThreadWorker(_Worker):
     """Drains a sync flush's queue (or does any periodic work) from a daemon thread."""
 
     def __init__(self, name: str, interval: float, drain: Callable[[Stop], None],
                  final: Callable[[], None], role: str = "write-behind") -> None:
-        self.name = name
-        self.role = role  # what the thread's name says it does
-        self.interval = interval
+        super().__init__(name, interval, role)
         self._drain = drain
         self._final = final
         self._wake = threading.Event()
-        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self.stopping = False
 
     @property
     def running(self) -> bool:
@@ -37,18 +68,11 @@ class ThreadWorker:
         thread = self._thread
         return thread is not None and thread.is_alive()
 
-    def ensure(self) -> None:
-        """Start the thread unless it runs."""
-        if self.running:
-            return
-        with self._lock:
-            if self.running:
-                return
-            self.stopping = False
-            self._wake.clear()
-            self._thread = threading.Thread(target=self._run, daemon=True,
-                                            name=f"cachedeco-{self.role}:{self.name}")
-            self._thread.start()
+    def _begin(self) -> None:
+        self._wake.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"cachedeco-{self.role}:{self.name}")
+        self._thread.start()
 
     def notify(self) -> None:
         """Drain now rather than at the next interval."""
@@ -78,7 +102,7 @@ class ThreadWorker:
         return True
 
 
-class TaskWorker:
+class TaskWorker(_Worker):
     """Drains an async flush's queue from an asyncio task: on the running loop of its first
     use, or, when it is first used outside any loop, on a loop of its own in a thread, which
     awaits ``last()`` (closing what was opened on it) before it ends."""
@@ -88,20 +112,16 @@ class TaskWorker:
                  last: Callable[[], Awaitable[None]] | None = None,
                  shutdown: Callable[[], Awaitable[None]] | None = None,
                  role: str = "write-behind") -> None:
-        self.name = name
-        self.role = role
-        self.interval = interval
+        super().__init__(name, interval, role)
         self._drain = drain
         self._final = final
         self._last = last
         #: The last drain when its loop shuts down under it (default: ``final``).
         self._shutdown = shutdown or final
-        self._lock = threading.Lock()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._host: threading.Thread | None = None
-        self.stopping = False
 
     @property
     def running(self) -> bool:
@@ -122,25 +142,19 @@ class TaskWorker:
         self._task = None
         return True
 
-    def ensure(self) -> None:
-        """Start the task unless it runs (on this thread's loop, or on a loop of its own)."""
-        if self.running:
-            return
-        with self._lock:
-            if self.running:
-                return
-            self.stopping = False
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                ready = threading.Event()
-                self._host = threading.Thread(target=self._run_host, args=(ready,), daemon=True,
-                                              name=f"cachedeco-{self.role}:{self.name}")
-                self._host.start()
-                ready.wait()
-            else:
-                self._host = None
-                self._start(loop)
+    def _begin(self) -> None:
+        """The task, on this thread's loop or on a loop of its own."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            ready = threading.Event()
+            self._host = threading.Thread(target=self._run_host, args=(ready,), daemon=True,
+                                          name=f"cachedeco-{self.role}:{self.name}")
+            self._host.start()
+            ready.wait()
+        else:
+            self._host = None
+            self._start(loop)
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> asyncio.Task[None]:
         self._wake = asyncio.Event()

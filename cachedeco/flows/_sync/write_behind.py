@@ -61,8 +61,7 @@ class WriteBehindIO(WriteBehindCore):
                 guard.absorb(exc, key=item.key, function=self.name,
                              action="drop the entry's copies under older encryption keys")
 
-    def drain(self, *, raise_errors: bool, stop: Stop = _never, wait: bool = True
-                     ) -> None:
+    def drain(self, *, raise_errors: bool, stop: Stop = _never, wait: bool = True) -> None:
         """Deliver what waits, in this task; a backend fault is a BackendError when
         ``raise_errors``, else a (rate-limited) log line. Without ``wait`` a failed
         ``flush`` is not retried now: its batch stays queued for a later drain."""
