@@ -304,6 +304,8 @@ class _Link:
 
     def __init__(self, conn: Any) -> None:
         self.sock: socket.socket = conn._sock
+        #: Bytes a TLS socket decrypted and holds (poll cannot see them: read them now).
+        self._buffered = self.sock.pending if isinstance(self.sock, ssl.SSLSocket) else _none
         self.sock.setblocking(False)
         self.timeout = float(conn.socket_timeout or 5.0)
         self.reader = push_reader()
@@ -342,10 +344,6 @@ class _Link:
             if len(data) < 65536 and not self._buffered():
                 return
 
-    def _buffered(self) -> int:
-        """Bytes a TLS socket decrypted and holds (poll cannot see them: read them now)."""
-        return self.sock.pending() if isinstance(self.sock, ssl.SSLSocket) else 0
-
     def ping(self, now: float) -> None:
         """Send a ping, or fail when the last one went unanswered too long."""
         if self.pinged is not None:
@@ -359,6 +357,11 @@ class _Link:
             finally:
                 self.sock.setblocking(False)
         self.pinged = now
+
+
+def _none() -> int:
+    """A plain socket holds nothing that poll cannot see."""
+    return 0
 
 
 def _poller(by_fd: dict[int, _Link]) -> Any:
