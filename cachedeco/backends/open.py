@@ -15,6 +15,9 @@ import contextlib
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Callable
+from typing import Any
+
+import redis.exceptions
 
 from cachedeco.backends.base import BACKEND_ERRORS, AsyncBackend, Backend, ConnectionOptions
 from cachedeco.backends.loop_guard import on_shutdown
@@ -36,6 +39,7 @@ from cachedeco.backends.redis.connect import (
 )
 from cachedeco.backends.redis.primary_watch import PrimaryWatch
 from cachedeco.backends.redis.urls import kind_of_url, memory_size, refused_options
+from cachedeco.backends.redis.versions import ask
 from cachedeco.errors import ConfigurationError
 
 __all__ = ["BackendSlot"]
@@ -57,6 +61,8 @@ class BackendSlot:
         self._guards: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = weakref.WeakKeyDictionary()
         self._ready_async: AsyncBackend | None = None
+        #: What the server said of its version at the first refused command ("": fine).
+        self._verdict: str | None = None
         if isinstance(spec, str):
             self.kind = kind_of_url(name, spec)
             self.flavours: tuple[str, ...] = ("sync", "async")
@@ -127,6 +133,24 @@ class BackendSlot:
         if backend is None:
             backend = self._adopt(loop)
         return backend
+
+    def server_problem(self, exc: BaseException) -> str | None:
+        """Why the server refused a command, when the reason is its age: the first refusal
+        asks its version (on the sync client, once; see
+        :mod:`~cachedeco.backends.redis.versions`), later ones reuse the answer."""
+        if not isinstance(exc, redis.exceptions.ResponseError) or self.kind == "memory":
+            return None
+        if self._verdict is None:
+            if "sync" not in self.flavours:
+                self._verdict = ""  # an asyncio client only: nothing to ask it with here
+                return None
+            try:
+                backend: Any = self.backend()  # a near cache's is the one it wraps
+                found = ask(getattr(backend, "inner", backend).client)
+            except BACKEND_ERRORS:
+                return None  # no answer now: ask again at the next refusal
+            self._verdict = found or ""
+        return self._verdict or None
 
     def _adopt(self, loop: asyncio.AbstractEventLoop) -> AsyncBackend:
         """A new backend for ``loop``, closed as the loop shuts down (``asyncio.run()`` and

@@ -8,10 +8,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Final
 
 from cachedeco.core.stats import Stats
-from cachedeco.errors import BackendError
+from cachedeco.errors import BackendError, ConfigurationError
 
 __all__ = ["LOG_INTERVAL", "Breaker", "Guard", "LogLimit", "logger", "warn"]
 
@@ -60,10 +61,14 @@ def warn(subject: str, message: str, *args: object, level: int = logging.WARNING
 class Breaker:
     """Opens after ``threshold`` failures in a row; after ``cooldown`` lets one probe through.
     One per backend of a registry, shared by every guard over that backend, as is its
-    ``log`` limit: an outage logs a line per backend now and then, not one per function."""
+    ``log`` limit: an outage logs a line per backend now and then, not one per function.
+    ``explain(exc)`` says when a fault is the backend's configuration rather than an outage
+    (a server too old: see ``BackendSlot.server_problem``)."""
 
-    def __init__(self, threshold: int = 5, cooldown: float = 5.0) -> None:
+    def __init__(self, threshold: int = 5, cooldown: float = 5.0,
+                 explain: Callable[[BaseException], str | None] | None = None) -> None:
         self.log = LogLimit()
+        self.explain = explain
         self.threshold = threshold
         self.cooldown = cooldown
         self._failures = 0
@@ -128,6 +133,7 @@ class Guard:
                function: str | None = None, action: str = "call") -> None:
         """Record a fault the caller can fall back from: count and log it, or raise
         BackendError under on_error="raise"."""
+        self._configured(exc)
         self.breaker.failure()
         self.stats.backend_errors += 1
         self._log(exc, function=function, action=action)
@@ -140,6 +146,7 @@ class Guard:
         ``exc`` None: the breaker was open): count it, and raise BackendError under
         on_error="raise"."""
         if exc is not None:
+            self._configured(exc)
             self.breaker.failure()
         self.stats.backend_errors += 1
         if self.raise_errors:
@@ -151,9 +158,18 @@ class Guard:
               function: str | None = None, action: str = "call") -> BackendError:
         """Record a fault the caller cannot fall back from, and return the BackendError it
         raises (``raise guard.error(exc, …) from exc``)."""
+        self._configured(exc)
         self.breaker.failure()
         self.stats.backend_errors += 1
         return self._error(exc, key, function, action)
+
+    def _configured(self, exc: BaseException) -> None:
+        """A fault that no retry or fallback mends (the server is too old) is a
+        ConfigurationError saying so, never a backend fault logged now and then."""
+        explain = self.breaker.explain
+        problem = None if explain is None else explain(exc)
+        if problem is not None:
+            raise ConfigurationError(f"backend {self.name!r}: {problem}") from exc
 
     def _error(self, exc: BaseException, key: str | None, function: str | None,
                action: str) -> BackendError:

@@ -135,8 +135,9 @@ class Registry(Invalidation):
         for name, slot in slots.items():
             slot.on_switch(functools.partial(self.recovery.replay, name))
         old, self._slots = self._slots, slots
-        self._breakers = {name: Breaker(checked.breaker_threshold, checked.breaker_cooldown)
-                          for name in slots}
+        self._breakers = {name: Breaker(checked.breaker_threshold, checked.breaker_cooldown,
+                                        explain=slot.server_problem)
+                          for name, slot in slots.items()}
         self._guards = {name: self.guard(name, self._stats) for name in slots}
         self.advance()
         for slot in old.values():

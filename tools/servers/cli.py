@@ -1,4 +1,5 @@
-"""``python -m tools.servers up|down --env-file PATH``: the servers ``scripts/test`` runs on.
+"""``python -m tools.servers up|down --env-file PATH``: the servers ``scripts/test`` runs on;
+``python -m tools.servers older`` builds the Redis 6.2 server of :mod:`tools.servers.older`.
 
 ``up`` starts a single server, a 3-primary cluster and a Sentinel setup (the cluster and the
 sentinels settle in parallel), writes PATH as shell ``export`` lines (the ``ENV_*`` names
@@ -27,6 +28,7 @@ from typing import Any
 import redis
 
 from tools.servers.cluster import Cluster, start_cluster
+from tools.servers.older import older_binary
 from tools.servers.process import (
     POLL,
     STOP_TIMEOUT,
@@ -172,14 +174,20 @@ def _down(env_file: Path, state: _StateFile) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools.servers",
-        description="Start or stop private Redis servers (single, cluster, sentinel) for tests.",
+        description="Start or stop private Redis servers (single, cluster, sentinel) for tests; "
+        "or build the older Redis (6.2) the tests also run.",
     )
-    parser.add_argument("command", choices=["up", "down"])
-    parser.add_argument("--env-file", type=Path, required=True, help="shell file of exports")
+    parser.add_argument("command", choices=["up", "down", "older"])
+    parser.add_argument("--env-file", type=Path, help="shell file of exports (up, down)")
     parser.add_argument(
         "--state-file", type=Path, help="pids and directories (default: ENV_FILE.state.json)"
     )
     args = parser.parse_args(argv)
+    if args.command == "older":
+        print(older_binary())
+        return 0
+    if args.env_file is None:
+        parser.error(f"{args.command} needs --env-file")
     env_file: Path = args.env_file.absolute()
     state = _StateFile(args.state_file or env_file.with_name(env_file.name + ".state.json"))
     return _up(env_file, state) if args.command == "up" else _down(env_file, state)
