@@ -7,17 +7,16 @@ and the stream is never lost meanwhile."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 
 import pytest
 import redis
 
 from cachedeco import Registry
-from tests.support.commands import commandstats, ran
-from tests.support.near import TRACKER, warm
+from tests.support.commands import commandstats
 from tests.support.polling import poll
-from tests.support.versioned import item_readers
+from tests.support.round_trip import reads_stores_and_invalidations
+from tests.support.versioned import follow_changes, item_readers, keep_near
 from tools.servers import Server, start_single
 
 WINDOW = 1.0  # seconds a change may take to reach the near cache (loopback, loaded CI)
@@ -47,33 +46,9 @@ def admin(server: Server) -> Iterator[redis.Redis]:
 
 def test_reads_stores_and_invalidations(make_registry: Callable[..., Registry], url: str,
                                         admin: redis.Redis) -> None:
-    reg = make_registry(url, stats_interval=0)
-    loads: list[int] = []
-
-    @reg.cached(ttl=60, tags=["t:{x}"])
-    def f(x: int) -> dict[str, int]:
-        loads.append(x)
-        return {"x": x}
-
-    @reg.cached(ttl=60, tags=["t:{x}"])
-    async def af(x: int) -> dict[str, int]:
-        loads.append(-x)
-        return {"x": -x}
-
-    async def async_side() -> list[dict[str, int]]:
-        got = [await af(1), await af(1)]
-        await reg.ainvalidate_tags("t:1")
-        return [*got, await af(1)]
-
-    assert [f(1), f(1)] == [{"x": 1}] * 2
-    before = commandstats(admin)
-    assert f(1) == {"x": 1}
-    assert sum(ran(before, commandstats(admin)).values()) == 1  # a hit: one command
-    reg.invalidate_tags("t:1")
-    assert f(1) == {"x": 1}
-    assert asyncio.run(async_side()) == [{"x": -1}] * 3
-    assert loads == [1, 1, -1, -1]
-    assert admin.dbsize() > 0  # it is this server that holds them
+    keys = reads_stores_and_invalidations(make_registry(url, stats_interval=0),
+                                          lambda: commandstats(admin), hit={"mget": 1})
+    assert admin.exists(*keys) == 2  # it is this server that holds them
 
 
 @pytest.mark.parametrize("options_in", ["url", "registry"])
@@ -87,18 +62,7 @@ def test_the_near_cache_works(make_registry: Callable[..., Registry], url: str,
         options.pop("db", None)  # unix://: database 0 either way
     reg = make_registry(url, near_cache=1000, stats_interval=0, **options)
     other = make_registry(url, stats_interval=0, **options)  # another client
-    version = {"v": 0}
-    f, g = item_readers(reg, other, version)
-    warm(lambda: f(1), f.stats)
-    before = commandstats(admin)
-    assert [f(1) for _ in range(200)] == [0] * 200
-    assert ran(before, commandstats(admin), ignore=TRACKER) == {}  # near hits send nothing
-    for round_ in range(10):
-        version["v"] += 1
-        (other.invalidate_tags if round_ % 2 else g.invalidate)(*(("item:1",) if round_ % 2
-                                                                 else (1,)))
-        poll(lambda: f(1) == version["v"], timeout=WINDOW)
-        warm(lambda: f(1), f.stats)
+    follow_changes(reg, other, window=WINDOW, counts=lambda: commandstats(admin))
     tracker = reg.slot("default")._tracker
     assert tracker is not None and tracker.connects == 1  # the stream was never lost
 
@@ -113,13 +77,7 @@ def test_a_burst_of_invalidations_reaches_the_near_cache(
     f, _ = item_readers(reg, other, version)
     keys = range(400)
     for way in ("one command", "a pipeline"):
-        for x in keys:
-            f(x)
-        warm(lambda: f(399), f.stats)
-        poll(lambda: all(f(x) == version["v"] for x in keys), timeout=WINDOW)
-        hits = f.stats().near_hits
-        assert [f(x) for x in keys] == [version["v"]] * 400
-        assert f.stats().near_hits - hits == 400  # all 400 kept near
+        keep_near(f, keys, version, WINDOW)
         version["v"] += 1
         names = [f.key(x) for x in keys]
         if way == "one command":

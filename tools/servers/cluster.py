@@ -1,6 +1,8 @@
 """A local Redis Cluster: ``start_cluster(primaries=3, replicas=0)`` and :class:`Cluster`.
 
 All 16384 slots are spread over the primaries by ``redis-cli --cluster create``; with
+``tls=True`` every node also has a TLS port (:attr:`Cluster.tls_url`), and the cluster bus and
+replication run over TLS; with
 ``replicas=1`` each primary gets a replica, so a fault test can SIGKILL a primary
 (:meth:`Cluster.kill_primary`) and wait until the cluster promotes its replica
 (:meth:`Cluster.wait_for_failover`). Each node's cluster bus port is chosen free too. A
@@ -11,6 +13,7 @@ the slot still the source's; :meth:`Cluster.end_move`: the slot the destination'
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -33,6 +36,7 @@ from tools.servers.process import (
     stop_all,
     wait_until,
 )
+from tools.servers.tls import CERT, certificates, tls_args
 
 __all__ = ["Cluster", "ClusterNode", "start_cluster"]
 
@@ -80,6 +84,8 @@ class Cluster(Group):
     host: str = HOST
     node_timeout: int = 5000
     killed: list[RedisProcess] = field(default_factory=list)
+    #: The directory of the certificate every node presents (``tls=True``), removed by stop.
+    certificates: Path | None = None
     _followers: dict[int, list[RedisProcess]] = field(default_factory=dict, repr=False)
 
     @property
@@ -97,6 +103,23 @@ class Cluster(Group):
     @property
     def url(self) -> str:
         return "redis+cluster://" + ",".join(f"{h}:{p}" for h, p in self.startup_nodes)
+
+    @property
+    def tls_url(self) -> str:
+        """The nodes' TLS ports (``start_cluster(tls=True)``); connect with ``ssl=True`` and
+        ``ssl_ca_certs=`` :attr:`tls_ca`. A TLS client is told the nodes' TLS ports."""
+        ports = [int(n.argv[n.argv.index("--tls-port") + 1]) for n in self.nodes
+                 if "--tls-port" in n.argv]
+        if not ports:
+            raise ValueError("this cluster has no TLS ports: start_cluster(tls=True)")
+        return "redis+cluster://" + ",".join(f"{self.host}:{p}" for p in ports)
+
+    @property
+    def tls_ca(self) -> str:
+        """The certificate every node presents, to trust as the CA."""
+        if self.certificates is None:
+            raise ValueError("this cluster has no TLS ports: start_cluster(tls=True)")
+        return str(self.certificates / CERT)
 
     def _live(self) -> list[RedisProcess]:
         return [n for n in self.nodes if n.is_running() and n not in self.killed]
@@ -250,21 +273,25 @@ def _state_ok(node: RedisProcess, size: int | None = None) -> bool:
             and (size is None or info.get("cluster_known_nodes") == str(size)))
 
 
-def _node_args(node_timeout: int) -> Callable[[list[int], Path], list[str]]:
+def _node_args(node_timeout: int, tls: Path | None = None
+               ) -> Callable[[list[int], Path], list[str]]:
     def build(ports: list[int], directory: Path) -> list[str]:
-        return [
+        args = [
             *server_args(ports[0], directory),
             "--cluster-enabled", "yes",
             "--cluster-config-file", str(directory / "nodes.conf"),
             "--cluster-port", str(ports[1]),  # the bus port, chosen free (not port + 10000)
             "--cluster-node-timeout", str(node_timeout),
         ]  # fmt: skip
+        if tls is not None:  # a TLS port too; the bus and replication over TLS
+            args += tls_args(ports[2], tls, replication=True, cluster=True)
+        return args
 
     return build
 
 
 def start_cluster(primaries: int = 3, replicas: int = 0, *,
-                  node_timeout: int = 5000) -> Cluster:
+                  node_timeout: int = 5000, tls: bool = False) -> Cluster:
     """Start ``primaries`` (at least 3) nodes and ``replicas`` replicas of each, create the
     cluster and wait for state ok everywhere. ``node_timeout`` (ms) is how long a node may be
     silent before it is failing (and its replica promoted): lower it for a fast failover."""
@@ -273,10 +300,11 @@ def start_cluster(primaries: int = 3, replicas: int = 0, *,
     cli = binary("redis-cli")
     size = primaries * (1 + replicas)
     nodes: list[RedisProcess] = []
+    shared = certificates(HOST) if tls else None
     try:
-        build = _node_args(node_timeout)
+        build = _node_args(node_timeout, shared)
         for i in range(size):
-            nodes.append(launch(f"cluster{i + 1}", build, ports=2))
+            nodes.append(launch(f"cluster{i + 1}", build, ports=3 if tls else 2))
         create = subprocess.run(
             [cli, "--cluster", "create", *(n.address for n in nodes),
              "--cluster-replicas", str(replicas), "--cluster-yes"],
@@ -288,12 +316,14 @@ def start_cluster(primaries: int = 3, replicas: int = 0, *,
                 + create.stdout[-2000:] + create.stderr[-2000:])
         for node in nodes:
             wait_until(f"cluster_state:ok on :{node.port}", partial(_state_ok, node, size))
-        cluster = Cluster(nodes, node_timeout=node_timeout)
+        cluster = Cluster(nodes, node_timeout=node_timeout, certificates=shared)
         if replicas:
             wait_until("every replica to link", lambda: len(cluster.replicas()) == size
                        - primaries and all(_linked(r) for r in cluster.replicas()))
     except BaseException:
         stop_all(nodes)
+        if shared is not None:
+            shutil.rmtree(shared, ignore_errors=True)
         raise
     return cluster
 

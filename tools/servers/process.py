@@ -250,6 +250,14 @@ class RedisProcess:
         """A new decoding client (``decode_responses=True``) for this process; close it."""
         return admin_client(self.port, timeout)
 
+    @property
+    def announced_port(self) -> int:
+        """The port replicas and sentinels know it by: its TLS port when replication runs
+        over TLS (``--tls-replication yes``), else :attr:`port`."""
+        if "--tls-replication" in self.argv and "--tls-port" in self.argv:
+            return int(self.argv[self.argv.index("--tls-port") + 1])
+        return self.port
+
     def log_tail(self, lines: int = 20) -> str:
         try:
             text = (self.directory / "redis.log").read_text(errors="replace")
@@ -394,6 +402,9 @@ class Group:
 
     def stop(self) -> None:
         stop_all(self.processes)
+        shared = getattr(self, "certificates", None)  # a TLS deployment's one certificate
+        if shared is not None:
+            shutil.rmtree(shared, ignore_errors=True)
 
     def __enter__(self) -> Self:
         return self

@@ -2,11 +2,16 @@
 
 ``start_sentinel()`` waits until every sentinel reports the primary and knows the replica and
 the other sentinels; :meth:`SentinelSetup.kill_primary` (SIGKILL) and
-:meth:`SentinelSetup.wait_for_failover` are what a failover test needs.
+:meth:`SentinelSetup.wait_for_failover` are what a failover test needs. With ``tls=True`` the
+primary and the replica also listen with TLS and replicate over it, and the sentinels watch
+them there, so they name the servers' TLS ports (connect with ``ssl=True`` and
+``ssl_ca_certs=`` :attr:`SentinelSetup.tls_ca`); the sentinels talk TLS among themselves and
+keep a plain port for clients (:attr:`SentinelSetup.url`).
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +33,7 @@ from tools.servers.process import (
     stop_all,
     wait_until,
 )
+from tools.servers.tls import CERT, KEY, certificates, tls_args
 
 __all__ = ["SERVICE_NAME", "SentinelSetup", "start_sentinel"]
 
@@ -49,6 +55,8 @@ class SentinelSetup(Group):
     db: int = 0
     host: str = HOST
     killed: list[RedisProcess] = field(default_factory=list)
+    #: The directory of the certificate both servers present (``tls=True``), removed by stop.
+    certificates: Path | None = None
 
     @property
     def processes(self) -> list[RedisProcess]:
@@ -61,6 +69,20 @@ class SentinelSetup(Group):
     @property
     def replica_port(self) -> int:
         return self.replica.port
+
+    @property
+    def tls_ca(self) -> str:
+        """The certificate both servers present, to trust as the CA (``tls=True``)."""
+        if self.certificates is None:
+            raise ValueError("this setup has no TLS ports: start_sentinel(tls=True)")
+        return str(self.certificates / CERT)
+
+    def server(self, port: int) -> RedisProcess:
+        """The server (primary or replica as started) that the sentinels name by ``port``."""
+        for proc in (self.primary, self.replica):
+            if port in (proc.announced_port, proc.port):
+                return proc
+        raise RedisStartError(f"no server of this setup on :{port}")
 
     @property
     def sentinel_ports(self) -> list[int]:
@@ -91,12 +113,10 @@ class SentinelSetup(Group):
     def kill_primary(self) -> int:
         """SIGKILL the current primary (a crash); returns its port. Sentinels fail over."""
         _, port = self.discover_primary()
-        for proc in (self.primary, self.replica):
-            if proc.port == port:
-                proc.kill()
-                self.killed.append(proc)
-                return port
-        raise RedisStartError(f"the primary :{port} is not part of this setup")
+        proc = self.server(port)
+        proc.kill()
+        self.killed.append(proc)
+        return port
 
     def switch_over(self) -> int:
         """Ask the sentinels for a failover while the primary runs (``SENTINEL FAILOVER``, an
@@ -123,13 +143,13 @@ class SentinelSetup(Group):
 
     def wait_for_failover(self, old_port: int | None = None, timeout: float = 30.0) -> int:
         """Wait until every sentinel names a new, answering primary; returns its port."""
-        old = old_port if old_port is not None else self.killed[-1].port
+        old = old_port if old_port is not None else self.killed[-1].announced_port
 
         def promoted() -> bool:
             ports = {self._reported_primary(s)[1] for s in self.sentinels}
             if len(ports) != 1 or old in ports:
                 return False
-            with admin_client(ports.pop()) as probe:
+            with admin_client(self.server(ports.pop()).port) as probe:
                 return reply_dict(probe.info("replication")).get("role") == "master"
 
         wait_until(f"a failover away from :{old}", promoted, timeout)
@@ -144,18 +164,25 @@ class SentinelSetup(Group):
                 _, port = self.discover_primary()
             except RedisStartError:
                 return False
-            primary, replica = ((self.primary, self.replica) if self.primary.port == port
-                                else (self.replica, self.primary))
+            primary = self.server(port)
+            replica = self.replica if primary is self.primary else self.primary
             return _replica_linked(primary, replica)
 
         wait_until("a replica in sync with the primary", linked, timeout)
         return time.time()
 
 
-def _sentinel_args(primary_port: int) -> Callable[[list[int], Path], list[str]]:
+def _sentinel_args(primary_port: int, tls: Path | None = None
+                   ) -> Callable[[list[int], Path], list[str]]:
     def build(ports: list[int], directory: Path) -> list[str]:
         conf = directory / "sentinel.conf"
+        # With TLS a sentinel talks TLS to everyone (the servers, the other sentinels, which
+        # it reaches at the TLS port they announce), so it listens with TLS too.
+        client_tls = [] if tls is None else [
+            f"tls-port {ports[1]}", f"tls-cert-file {tls / CERT}", f"tls-key-file {tls / KEY}",
+            f"tls-ca-cert-file {tls / CERT}", "tls-auth-clients no", "tls-replication yes"]
         conf.write_text("\n".join([
+            *client_tls,
             f"port {ports[0]}",
             f"bind {HOST}",
             "protected-mode no",
@@ -180,7 +207,8 @@ def _replica_linked(primary: RedisProcess, replica: RedisProcess) -> bool:
     with primary.client() as probe:
         info = reply_dict(probe.info("replication"))
     return any(
-        isinstance(v, dict) and int(v.get("port", 0)) == replica.port and v.get("state") == "online"
+        isinstance(v, dict) and int(v.get("port", 0)) == replica.announced_port
+        and v.get("state") == "online"
         for k, v in info.items()
         if k.startswith("slave")
     )
@@ -197,10 +225,10 @@ def _sentinel_settled(sentinel: RedisProcess, setup: SentinelSetup) -> bool:
         if not {"s_down", "o_down", "disconnected"} & set(r.get("flags", "").split(","))
     }
     return (
-        int(primary.get("port", 0)) == setup.primary_port
+        int(primary.get("port", 0)) == setup.primary.announced_port
         and primary.get("flags") == "master"
         and int(primary.get("num-other-sentinels", 0)) == len(setup.sentinels) - 1
-        and setup.replica_port in healthy
+        and setup.replica.announced_port in healthy
     )
 
 
@@ -213,28 +241,41 @@ def _pairs(reply: object) -> dict[str, str]:
     return {str(k): str(v) for k, v in zip(reply[::2], reply[1::2], strict=True)}
 
 
-def start_sentinel(sentinels: int = 3, *, appendonly: bool = False) -> SentinelSetup:
+def start_sentinel(sentinels: int = 3, *, appendonly: bool = False,
+                   tls: bool = False) -> SentinelSetup:
     """Start a primary, a replica of it and ``sentinels`` sentinels (quorum 2); wait until
     every sentinel reports the primary and knows the replica and the other sentinels.
-    ``appendonly`` gives both servers an AOF fsynced on every write."""
+    ``appendonly`` gives both servers an AOF fsynced on every write; ``tls``: see the
+    module's docstring."""
     started: list[RedisProcess] = []
+    shared = certificates(HOST) if tls else None
+
+    def server(ports: list[int], directory: Path) -> list[str]:
+        args = server_args(ports[0], directory, appendonly=appendonly)
+        if shared is not None:
+            args += tls_args(ports[1], shared, replication=True)
+        return args
+
     try:
-        primary = launch("primary", lambda ports, d: server_args(
-            ports[0], d, appendonly=appendonly))
+        primary = launch("primary", server, ports=2 if tls else 1)
         started.append(primary)
         replica = launch("replica", lambda ports, d: [
-            *server_args(ports[0], d, appendonly=appendonly), "--replicaof", HOST,
-            str(primary.port)])
+            *server(ports, d), "--replicaof", HOST, str(primary.announced_port)],
+            ports=2 if tls else 1)
         started.append(replica)
         # Link first: a sentinel finds replicas in the primary's INFO, asked every 10 s.
         wait_until("the replica to link", lambda: _replica_linked(primary, replica))
         for i in range(sentinels):
-            started.append(launch(f"sentinel{i + 1}", _sentinel_args(primary.port)))
-        setup = SentinelSetup(primary, replica, started[2:])
+            started.append(launch(f"sentinel{i + 1}",
+                                  _sentinel_args(primary.announced_port, shared),
+                                  ports=2 if tls else 1))
+        setup = SentinelSetup(primary, replica, started[2:], certificates=shared)
         for sentinel in setup.sentinels:
             wait_until(f"sentinel :{sentinel.port} to settle",
                        partial(_sentinel_settled, sentinel, setup))
     except BaseException:
         stop_all(started)
+        if shared is not None:
+            shutil.rmtree(shared, ignore_errors=True)
         raise
     return setup

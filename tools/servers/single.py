@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tools.servers.process import HOST, Group, RedisProcess, launch, server_args
-from tools.servers.tls import CERT, write_certificate
+from tools.servers.tls import CERT, tls_args, write_certificate
 
 SOCKET = "redis.sock"  # the Unix socket's name in the server's directory (unix=True)
 
@@ -90,10 +90,8 @@ def start_single(*, appendonly: bool = False, maxmemory: str | None = None,
         args = server_args(ports[0], directory, appendonly=appendonly, maxmemory=maxmemory,
                            policy=policy)
         if tls:
-            cert, key = write_certificate(directory, HOST)
-            args += ["--tls-port", str(ports[1]), "--tls-cert-file", str(cert),
-                     "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
-                     "--tls-auth-clients", "no"]
+            write_certificate(directory, HOST)
+            args += tls_args(ports[1], directory)
         if unix:
             args += ["--unixsocket", str(directory / SOCKET), "--unixsocketperm", "700"]
         return args

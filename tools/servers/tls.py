@@ -1,4 +1,5 @@
-"""A self-signed certificate for a TLS redis-server on loopback (``start_single(tls=True)``).
+"""A self-signed certificate for TLS redis-servers on loopback (``start_single(tls=True)``,
+``start_cluster(tls=True)``, ``start_sentinel(tls=True)``), and their TLS arguments.
 
 Made with ``cryptography`` (the dev extra has it): an EC key and a certificate for the
 address ``127.0.0.1``, valid for a day, written next to the server's files. The client
@@ -10,9 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import tempfile
 from pathlib import Path
 
-__all__ = ["CERT", "KEY", "write_certificate"]
+__all__ = ["CERT", "KEY", "certificates", "tls_args", "write_certificate"]
 
 CERT = "tls-cert.pem"
 KEY = "tls-key.pem"
@@ -45,3 +47,26 @@ def write_certificate(directory: Path, host: str) -> tuple[Path, Path]:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()))
     return cert_path, key_path
+
+
+def certificates(host: str) -> Path:
+    """A new directory holding a certificate for ``host`` (:func:`write_certificate`), for
+    servers that present the same one."""
+    directory = Path(tempfile.mkdtemp(prefix="cachedeco-redis-tls-"))
+    write_certificate(directory, host)
+    return directory
+
+
+def tls_args(port: int, directory: Path, *, replication: bool = False,
+             cluster: bool = False) -> list[str]:
+    """``redis-server`` arguments for a TLS port presenting ``directory``'s certificate
+    (clients are not asked for one); with ``replication`` (``cluster``) the server also
+    replicates (talks on the cluster bus) over TLS."""
+    cert, key = directory / CERT, directory / KEY
+    args = ["--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+            "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"]
+    if replication:
+        args += ["--tls-replication", "yes"]
+    if cluster:
+        args += ["--tls-cluster", "yes"]
+    return args

@@ -80,10 +80,12 @@ def make_sync(kind: str, url: str, options: ConnectionOptions,
     retry = kwargs.pop("retry")
     (host, port), *others = target.hosts
     nodes = [redis.cluster.ClusterNode(h, p) for h, p in others]  # type: ignore[no-untyped-call, unused-ignore]
+    # Given a URL, redis-py makes each node's pool of connection_pool_class; its scheme, not
+    # ssl=True (which it would hand to every connection), says TLS.
+    scheme = "rediss" if kwargs.pop("ssl", False) else "redis"
     try:
-        # Given a URL, redis-py makes each node's pool of connection_pool_class.
         cluster = AskingRedisCluster(
-            url=f"redis://{_netloc(host, port)}", startup_nodes=nodes, retry=retry,
+            url=f"{scheme}://{_netloc(host, port)}", startup_nodes=nodes, retry=retry,
             connection_pool_class=redis.BlockingConnectionPool,
             max_connections=options.max_connections, timeout=options.pool_timeout, **kwargs)
     except RedisClusterException as exc:

@@ -1,0 +1,77 @@
+"""Redis Cluster over TLS, against real nodes (:func:`tools.servers.start_cluster` with
+``tls=True``: every node has a TLS port, and a TLS client is told the others' TLS ports; the
+bus and replication run over TLS too). Reads, stores and invalidations in both flavours, a
+hit's commands counted, and the near cache: near hits send nothing, changes by another client
+reach it one by one and in a burst larger than a TLS record, and its change stream (a TLS
+connection to every primary) is never lost meanwhile."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from redis.cluster import RedisCluster
+
+from cachedeco import Registry
+from tests.support.commands import commandstats
+from tests.support.polling import poll
+from tests.support.round_trip import reads_stores_and_invalidations
+from tests.support.versioned import follow_changes, keep_near
+from tools.servers import Cluster
+from tools.servers.cluster import start_cluster
+
+WINDOW = 1.0  # seconds a change may take to reach the near cache (loopback, loaded CI)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    made = start_cluster(tls=True)
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
+@pytest.fixture
+def admin(cluster: Cluster) -> Iterator[RedisCluster]:
+    """The tests' own client, on the nodes' plain ports."""
+    host, port = cluster.startup_nodes[0]
+    with RedisCluster(host=host, port=port) as client:
+        yield client
+
+
+@pytest.fixture
+def registry(make_registry: Callable[..., Registry], cluster: Cluster
+             ) -> Callable[..., Registry]:
+    """Registries on the cluster's TLS ports, trusting its certificate."""
+    def make(**options: object) -> Registry:
+        return make_registry(cluster.tls_url, ssl=True, ssl_ca_certs=cluster.tls_ca,
+                             stats_interval=0, **options)
+    return make
+
+
+def test_reads_stores_and_invalidations(registry: Callable[..., Registry],
+                                        admin: RedisCluster) -> None:
+    keys = reads_stores_and_invalidations(registry(), lambda: commandstats(admin),
+                                          hit={"get": 1, "mget": 1})  # the entry, its tags
+    assert admin.exists(*keys) == 2  # it is this cluster that holds them
+
+
+def test_the_near_cache_works(registry: Callable[..., Registry], cluster: Cluster,
+                              admin: RedisCluster) -> None:
+    reg = registry(near_cache=1000)
+    other = registry()  # another client
+    f, version = follow_changes(reg, other, window=WINDOW, counts=lambda: commandstats(admin))
+    tracker = reg.slot("default")._tracker
+    assert tracker is not None
+    connects = tracker.connects
+    # 400 entries over every primary dropped at once (the stream's TLS records fill up)
+    keys = range(400)
+    keep_near(f, keys, version, WINDOW)
+    version["v"] += 1
+    with admin.pipeline(transaction=False) as pipe:
+        for x in keys:
+            pipe.unlink(f.key(x))
+        pipe.execute()
+    poll(lambda: all(f(x) == version["v"] for x in keys), timeout=WINDOW)
+    assert tracker.connects == connects  # the stream was never lost
