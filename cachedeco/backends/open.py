@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
+import time
 import weakref
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
@@ -42,7 +43,10 @@ from cachedeco.backends.redis.urls import kind_of_url, memory_size, refused_opti
 from cachedeco.backends.redis.versions import ask
 from cachedeco.errors import ConfigurationError
 
-__all__ = ["BackendSlot"]
+__all__ = ["ASK_AGAIN", "BackendSlot"]
+
+#: Seconds before a server that did not answer the version question is asked again.
+ASK_AGAIN = 10.0
 
 
 class BackendSlot:
@@ -61,8 +65,10 @@ class BackendSlot:
         self._guards: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = weakref.WeakKeyDictionary()
         self._ready_async: AsyncBackend | None = None
-        #: What the server said of its version at the first refused command ("": fine).
+        #: What the server said of its version at the first refused command ("": fine), and
+        #: when a question went unanswered (asked again only ASK_AGAIN seconds later).
         self._verdict: str | None = None
+        self._unanswered = -ASK_AGAIN
         if isinstance(spec, str):
             self.kind = kind_of_url(name, spec)
             self.flavours: tuple[str, ...] = ("sync", "async")
@@ -144,11 +150,14 @@ class BackendSlot:
             if "sync" not in self.flavours:
                 self._verdict = ""  # an asyncio client only: nothing to ask it with here
                 return None
+            if time.monotonic() - self._unanswered < ASK_AGAIN:
+                return None  # a node down (a cluster's refusals then): not on every call
             try:
                 backend: Any = self.backend()  # a near cache's is the one it wraps
                 found = ask(getattr(backend, "inner", backend).client)
             except BACKEND_ERRORS:
-                return None  # no answer now: ask again at the next refusal
+                self._unanswered = time.monotonic()
+                return None
             self._verdict = found or ""
         return self._verdict or None
 

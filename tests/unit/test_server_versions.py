@@ -3,9 +3,15 @@ Redis older than 7.0 is named, anything else is not judged."""
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import fakeredis
 import pytest
+import redis
 
+import cachedeco.backends.open as open_module
+from cachedeco import Registry
 from cachedeco.backends.redis.versions import ask, problem
 
 # HELLO as Redis 6.2.14 and 7.0.15 answer it on a RESP2 connection (read off real servers).
@@ -41,3 +47,32 @@ def test_anything_else_is_not_judged(hello: object) -> None:
 
 def test_ask_a_server_that_does_not_say() -> None:
     assert ask(fakeredis.FakeRedis()) is None  # fakeredis names itself: not judged
+
+
+class _Silent(fakeredis.FakeRedis):
+    """A server that answers everything but the version question (it does not answer that)."""
+
+    asked = 0
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        if args and args[0] == "HELLO":
+            type(self).asked += 1
+            raise redis.exceptions.ConnectionError("no answer")
+        return super().execute_command(*args, **options)
+
+
+def test_a_question_unanswered_is_asked_again_later(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(open_module, "ASK_AGAIN", 0.2)
+    reg = Registry(_Silent())
+    slot = reg.slot("default")
+    refused = redis.exceptions.ResponseError("syntax error")
+    try:
+        assert [slot.server_problem(refused) for _ in range(5)] == [None] * 5
+        assert _Silent.asked == 1  # not once per refusal
+        time.sleep(0.25)
+        assert slot.server_problem(refused) is None
+        assert _Silent.asked == 2
+        assert slot.server_problem(redis.exceptions.ConnectionError("down")) is None
+        assert _Silent.asked == 2  # only a refusal asks
+    finally:
+        reg.close()
