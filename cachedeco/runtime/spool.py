@@ -55,6 +55,24 @@ def open_spool(path: object) -> Spool:
     return spool
 
 
+def _into_wal(conn: sqlite3.Connection) -> None:
+    """Put the file in WAL mode (it stays so: later connections find it done). Switching
+    needs the file to itself, and SQLite answers "database is locked" at once, without its
+    busy wait, while another connection holds a write lock on it (another worker creating the
+    tables): so workers that open a new spool at the same moment try again, up to _TIMEOUT."""
+    deadline = time.monotonic() + _TIMEOUT
+    while True:
+        try:
+            if str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower() == "wal":
+                return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+        if time.monotonic() > deadline:
+            raise sqlite3.OperationalError("database is locked: could not switch to WAL mode")
+        time.sleep(0.005)
+
+
 def _alive(pid: int) -> bool:
     """Whether a process of this host runs with ``pid``."""
     try:
@@ -97,7 +115,7 @@ class Spool:
     def _open(self, pid: int) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=_TIMEOUT, isolation_level=None,
                                check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
+        _into_wal(conn)
         conn.execute("PRAGMA synchronous=FULL")
         for statement in _SCHEMA:
             conn.execute(statement)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -398,9 +399,13 @@ def test_classmethod_and_staticmethod_in_either_order(reg: Registry, name: str,
     assert getattr(service_cls(), name)(2) == expected
     assert method(x=2) == expected
     assert calls.log == [(name, 2)]
-    assert method.key(2) == getattr(service_cls(), name).key(2)
-    assert method.key(2).endswith(f"{name}:2")
-    assert method.invalidate(2) is True
+    # Python 3.13 stopped chaining classmethod through the function's descriptor: with
+    # @classmethod outermost, the attributes are the function's own and take the class
+    # first (the docs say to put @cached outermost)
+    lead = (service_cls,) if name == "class_above" and sys.version_info >= (3, 13) else ()
+    assert method.key(*lead, 2) == getattr(service_cls(), name).key(*lead, 2)
+    assert method.key(*lead, 2).endswith(f"{name}:2")
+    assert method.invalidate(*lead, 2) is True
     assert method(2) == expected
     assert len(calls) == 2
 

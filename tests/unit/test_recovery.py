@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -114,6 +117,28 @@ def test_rows_of_a_dead_process_are_taken_over(tmp_path: Path) -> None:
     assert [body for _, body in other.adopt("p", ["default"])] == [b"body"]
     spool.close()
     other.close()
+
+
+def test_a_new_spool_waits_for_another_process_holding_the_file(tmp_path: Path) -> None:
+    # Workers started together open a new spool at the same moment; switching it to WAL needs
+    # the file to itself, and SQLite refuses at once (no busy wait) while another connection
+    # holds a write lock on it, as another worker creating the tables does.
+    path = tmp_path / "spool.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE other (x)")
+    holder.execute("BEGIN IMMEDIATE")  # a write lock on the file, held (no busy wait for it)
+    release = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
+    release.start()
+    try:
+        began = time.monotonic()
+        spool = open_spool(path)  # waits for the lock rather than failing
+        assert time.monotonic() - began >= 0.2
+        mode = spool.connection().execute("PRAGMA journal_mode").fetchone()[0]
+        assert mode == "wal"
+        spool.close()
+    finally:
+        release.join()
+        holder.close()
 
 
 def test_warnings_of_one_backend_are_rate_limited_across_functions(
