@@ -1,7 +1,10 @@
 """The operator's command line: ``python -m cachedeco stats|invalidate-tags|clear|inspect``.
 
-Every command takes ``--backend URL`` (default: ``$CACHEDECO_BACKEND``) and ``--prefix P``
-(default: ``$CACHEDECO_PREFIX`` or ``cachedeco``). Keys are listed with SCAN, never KEYS.
+Every command takes ``--backend URL`` (default: ``$CACHEDECO_BACKEND``), ``--prefix P``
+(default: ``$CACHEDECO_PREFIX`` or ``cachedeco``) and any number of ``--option NAME=VALUE``
+(a backend option, as given to the registry: ``--option ssl=true --option
+ssl_ca_certs=/etc/ca.pem`` for a cluster over TLS; VALUE is read as JSON when it parses as
+JSON, else as a string). Keys are listed with SCAN, never KEYS.
 ``stats`` shows what the backend holds under the prefix and, per function, the hits, misses
 and hit ratio of the whole service (every process adds its counts to ``prefix:~stats`` every
 few seconds). A backend that cannot be reached is one line on stderr and exit status 1.
@@ -17,7 +20,7 @@ import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import orjson
@@ -32,13 +35,17 @@ from cachedeco.core.keyspace import FAMILIES, KeySpace, escape_glob
 from cachedeco.core.stats import by_function, hit_ratio
 from cachedeco.errors import CacheError
 
-__all__ = ["main"]
+__all__ = ["backend_options", "main"]
 
 PREVIEW: Final = 400  # characters of a payload shown by inspect
 DEFAULT_PREFIX: Final = "cachedeco"
 SCAN: Final = 1000  # keys per SCAN step
 #: A tag template's placeholder: what a tag name given to invalidate-tags may not contain.
 PLACEHOLDER: Final = re.compile(r"\{[A-Za-z_][\w.]*\}")
+#: The registry's own arguments: not backend options (the CLI sets what it needs of them).
+REGISTRY_ARGUMENTS: Final = frozenset({
+    "backend", "backends", "prefix", "ttl", "jitter", "serializer", "secret", "on_error",
+    "lock_timeout", "near_cache", "encryption_key", "spool"})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="backend URL, e.g. redis://127.0.0.1:6379/0 ($CACHEDECO_BACKEND)")
     common.add_argument("--prefix", default=os.environ.get("CACHEDECO_PREFIX"),
                         help=f"key prefix ($CACHEDECO_PREFIX, default {DEFAULT_PREFIX})")
+    common.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                        help="a backend option, e.g. ssl=true or ssl_ca_certs=/etc/ca.pem "
+                             "(VALUE is JSON when it parses, else a string); repeatable")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("stats", parents=[common],
                    help="what the backend holds under the prefix, and hits and misses per function")
@@ -194,12 +204,42 @@ def _preview(value: Any) -> Any:
     return repr(value)[:PREVIEW]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def backend_options(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The backend options among a registry's arguments (``settings.CACHEDECO``'s, say)."""
+    return {name: value for name, value in settings.items() if name not in REGISTRY_ARGUMENTS}
+
+
+def _options(given: Sequence[str]) -> dict[str, Any]:
+    """``--option NAME=VALUE`` arguments as backend options; ValueError saying what is wrong."""
+    options: dict[str, Any] = {}
+    for item in given:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"--option {item!r}: give NAME=VALUE, e.g. ssl=true")
+        if name in REGISTRY_ARGUMENTS:
+            raise ValueError(f"--option {name}: not a backend option (use --backend and "
+                             "--prefix; the CLI sets the rest itself)")
+        try:
+            options[name] = json.loads(text)
+        except ValueError:
+            options[name] = text
+    return options
+
+
+def main(argv: Sequence[str] | None = None, *,
+         options: Mapping[str, Any] | None = None) -> int:
     """Run one command; exit status 0 on success, 1 on a cachedeco error or an unreachable
-    backend, 2 on bad usage."""
+    backend, 2 on bad usage. ``options``: backend options from code (Django's settings),
+    which ``--option`` arguments override."""
     args = _parser().parse_args(argv)
     if not args.backend:
         print("cachedeco: give --backend URL (or set CACHEDECO_BACKEND)", file=sys.stderr)
+        return 2
+    try:
+        chosen = {**(options or {}), **_options(args.option)}
+    except ValueError as exc:
+        print(f"cachedeco: {exc}", file=sys.stderr)
         return 2
     if args.command == "invalidate-tags":
         templates = [t for t in args.tags if PLACEHOLDER.search(t)]
@@ -209,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     prefix = args.prefix or DEFAULT_PREFIX
     try:
-        registry = Registry(args.backend, prefix=prefix, on_error="raise")
+        registry = Registry(args.backend, prefix=prefix, on_error="raise", **chosen)
         registry.recovery.active = False  # it exits at once: report, keep nothing to retry
         try:
             result = _run(registry, args)

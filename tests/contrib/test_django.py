@@ -22,7 +22,7 @@ from django.test import Client, override_settings
 import cachedeco
 from cachedeco import MISS, ConfigurationError
 from cachedeco.contrib.django import configure_from_settings, invalidate_on_save
-from tests.support.commands import sweep_prefix
+from tests.support.commands import commandstats, ran, sweep_prefix
 from tests.support.deployments import TIMEOUT
 
 PREFIX = f"t{uuid.uuid4().hex[:10]}"  # the project's prefix, swept after the module
@@ -171,6 +171,18 @@ def test_the_management_command_runs_the_cli_with_the_settings(loads: list[int])
     assert card(lamp.pk) is MISS
     out, _ = run("inspect", "nothing", "--prefix", "other")  # the command line wins
     assert json.loads(out) == {"key": "other:nothing", "found": False}
+
+
+def test_the_management_command_takes_the_settings_backend_options(redis_url: str) -> None:
+    # TLS, credentials, timeouts: the setting's backend options go with its backend
+    options = {"backend": redis_url, "prefix": PREFIX, "ttl": 60, "client_name": "ops"}
+    with redis.Redis.from_url(redis_url) as admin, override_settings(CACHEDECO=options):
+        before = commandstats(admin)
+        run("stats")
+        assert ran(before, commandstats(admin)).get("client|setname", 0) >= 1
+        before = commandstats(admin)
+        run("stats", "--backend", redis_url)  # another backend given: not for it
+        assert "client|setname" not in ran(before, commandstats(admin))
 
 
 def test_the_management_command_passes_on_the_clis_errors() -> None:

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import redis
 
 from cachedeco import Registry, cached
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CACHEDECO_")}
-    return subprocess.run([sys.executable, "-m", "cachedeco", *args], capture_output=True,
-                          text=True, timeout=60, check=False, stdin=subprocess.DEVNULL, env=env)
+from tests.support.commands import commandstats, ran
+from tests.support.operator_cli import cli
 
 
 def fill(redis_url: str, prefix: str) -> Registry:
@@ -90,3 +83,19 @@ def test_usage_errors() -> None:
     assert cli("stats").returncode == 2  # no --backend and no $CACHEDECO_BACKEND
     bad = cli("stats", "--backend", "nope://x")
     assert bad.returncode == 1 and "unknown scheme" in bad.stderr
+    url = "redis://127.0.0.1:1/0"
+    for option, says in [("ssl", "give NAME=VALUE"), ("=1", "give NAME=VALUE"),
+                         ("prefix=x", "not a backend option")]:
+        bad = cli("stats", "--backend", url, "--option", option)
+        assert bad.returncode == 2 and says in bad.stderr, bad.stderr
+    bad = cli("stats", "--backend", url, "--option", "socket_timeout=-1")
+    assert bad.returncode == 1 and "socket_timeout" in bad.stderr  # checked by the registry
+
+
+def test_options_reach_the_connections(redis_url: str, prefix: str) -> None:
+    with redis.Redis.from_url(redis_url) as admin:
+        before = commandstats(admin)
+        done = cli("stats", "--backend", redis_url, "--prefix", prefix,
+                   "--option", "client_name=ops", "--option", "socket_timeout=2.5")
+        assert done.returncode == 0, done.stderr
+        assert ran(before, commandstats(admin)).get("client|setname", 0) >= 1

@@ -1,12 +1,14 @@
 """Redis Cluster over TLS, against real nodes (:func:`tools.servers.start_cluster` with
 ``tls=True``: every node has a TLS port, and a TLS client is told the others' TLS ports; the
 bus and replication run over TLS too). Reads, stores and invalidations in both flavours, a
-hit's commands counted, and the near cache: near hits send nothing, changes by another client
-reach it one by one and in a burst larger than a TLS record, and its change stream (a TLS
-connection to every primary) is never lost meanwhile."""
+hit's commands counted, the near cache (near hits send nothing, changes by another client
+reach it one by one and in a burst larger than a TLS record, and its change stream, a TLS
+connection to every primary, is never lost meanwhile), and the operator CLI given the TLS
+options with ``--option``."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -14,6 +16,7 @@ from redis.cluster import RedisCluster
 
 from cachedeco import Registry
 from tests.support.commands import commandstats
+from tests.support.operator_cli import cli
 from tests.support.polling import poll
 from tests.support.round_trip import reads_stores_and_invalidations
 from tests.support.versioned import follow_changes, keep_near
@@ -75,3 +78,26 @@ def test_the_near_cache_works(registry: Callable[..., Registry], cluster: Cluste
         pipe.execute()
     poll(lambda: all(f(x) == version["v"] for x in keys), timeout=WINDOW)
     assert tracker.connects == connects  # the stream was never lost
+
+
+def test_the_cli_takes_the_tls_options(registry: Callable[..., Registry], cluster: Cluster,
+                                       prefix: str) -> None:
+    reg = registry()
+    loads: list[int] = []
+
+    @reg.cached(ttl=60, tags=["t:{x}"])
+    def f(x: int) -> int:
+        loads.append(x)
+        return x
+
+    assert [f(1), f(1)] == [1, 1]
+    base = ["--backend", cluster.tls_url, "--prefix", prefix]
+    plain = cli("invalidate-tags", "t:1", *base)  # a plain client on TLS ports
+    assert plain.returncode == 1 and "cannot reach" in plain.stderr
+    tls = ["--option", "ssl=true", "--option", f"ssl_ca_certs={cluster.tls_ca}"]
+    done = cli("invalidate-tags", "t:1", *base, *tls)
+    assert done.returncode == 0, done.stderr
+    assert f(1) == 1 and loads == [1, 1]  # the entry was invalidated
+    stats = cli("stats", *base, *tls)
+    assert stats.returncode == 0, stats.stderr
+    assert json.loads(stats.stdout)["entries"] == 1

@@ -1,5 +1,6 @@
 """``python manage.py cachedeco COMMAND [ARGS]``: the operator CLI (``python -m cachedeco``)
-with ``--backend`` and ``--prefix`` taken from ``settings.CACHEDECO`` unless given."""
+with ``--backend`` and ``--prefix`` taken from ``settings.CACHEDECO`` unless given, and with
+the backend options of that setting (TLS, credentials, timeouts) for its backend."""
 
 from __future__ import annotations
 
@@ -57,11 +58,17 @@ class Command(BaseCommand):
                                  "invalidate-tags product:42")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        argv = cli_arguments(list(options["arguments"]), cachedeco_settings())
+        settings = cachedeco_settings()
+        arguments = list(options["arguments"])
+        argv = cli_arguments(arguments, settings)
+        # the setting's backend options go with the setting's backend, not another one
+        backend_given = any(a.split("=", 1)[0] == "--backend" for a in arguments)
+        backend_options = (cli.backend_options(settings)
+                           if settings is not None and not backend_given else None)
         with contextlib.redirect_stdout(_Plain(self.stdout)), \
                 contextlib.redirect_stderr(_Plain(self.stderr)):
             try:
-                status = cli.main(argv)
+                status = cli.main(argv, options=backend_options)
             except SystemExit as exc:  # argparse: --help (0) or bad usage (2)
                 status = exc.code if isinstance(exc.code, int) else 2
         if status:
