@@ -22,7 +22,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Final, Protocol
 
-from cachedeco.backends.base import BACKEND_ERRORS
+from cachedeco.backends.base import BACKEND_ERRORS, UNREACHABLE
 from cachedeco.backends.open import BackendSlot
 from cachedeco.core.stats import Stats
 from cachedeco.errors import CacheError
@@ -158,8 +158,10 @@ class Recovery:
                 held = limit.allow()
                 self._outages[change.backend] = Outage(said=held is not None)
         if held is not None:
-            logger.warning("cachedeco: backend %r is unreachable (%s); changes that cannot "
-                           "reach it are kept and retried until they land%s", change.backend,
+            logger.warning("cachedeco: backend %r %s (%s); changes that cannot reach it are "
+                           "kept and retried until they land%s", change.backend,
+                           "refuses changes" if exc is not None and not isinstance(
+                               exc, UNREACHABLE) else "is unreachable",
                            "no answer" if exc is None else f"{type(exc).__name__}: {exc}",
                            f" ({held} shorter outages since the last line)" if held else "")
         if began:  # the outage may be a failover that lost them

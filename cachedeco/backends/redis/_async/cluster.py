@@ -6,6 +6,11 @@ both written to their nodes before either reply is read; a store is ``CHECK_TAGS
 slot, then ``STORE_ENTRY`` on the entry's slot. An error on the direct path (``MOVED`` after a
 resharding, a node down) redoes a read through the client's routed commands, which follow
 redirects. ``docs/internals/cluster.md`` gives the reasons and the windows.
+
+A full server (``maxmemory`` with ``noeviction``) refuses an invalidation's writes but not
+deletes: the keys (entries, or tag keys: their entries then miss) are unlinked at once, so
+no reader gets the old value meanwhile, and the error goes on to auto-recovery, which writes
+the tombstones or tokens once the server takes writes again.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any, cast
 
 import redis.asyncio.cluster
 from redis.crc import key_slot
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import OutOfMemoryError, RedisClusterException, RedisError
 
 from cachedeco.backends.base import Coverage, ReadResult
 from cachedeco.backends.redis._async.leases import AsyncRedisLeases
@@ -162,14 +167,19 @@ class AsyncClusterBackend:
 
     @cluster_errors
     async def invalidate(self, keys: Sequence[str], marker: str, px: int) -> int:
-        """Tombstones via ``SET … GET``: one pipelined call per node."""
-        if len(keys) == 1:
-            old = await self.client.set(keys[0], marker, px=px, get=True)
-            return count_removed([cast("bytes | None", old)])
-        async with self._cluster.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.set(key, marker, px=px, get=True)
-            return count_removed(await pipe.execute())
+        """Tombstones via ``SET … GET``: one pipelined call per node (a full node: see
+        the module's docstring)."""
+        try:
+            if len(keys) == 1:
+                old = await self.client.set(keys[0], marker, px=px, get=True)
+                return count_removed([cast("bytes | None", old)])
+            async with self._cluster.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.set(key, marker, px=px, get=True)
+                return count_removed(await pipe.execute())
+        except OutOfMemoryError:
+            await self.client.unlink(*keys)
+            raise
 
     @cluster_errors
     async def invalidate_tags(self, tag_keys: Sequence[str], token: str, px: int) -> None:
@@ -179,6 +189,9 @@ class AsyncClusterBackend:
         try:
             await self._direct(set_commands(plan, token, px))
         except NoFreeConnection:
+            raise
+        except OutOfMemoryError:  # a full node (see the module's docstring): one UNLINK
+            await self.client.unlink(*plan.names)
             raise
         except _RETRY_ROUTED:
             async with self._cluster.pipeline(transaction=False) as pipe:

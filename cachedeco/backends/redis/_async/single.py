@@ -5,6 +5,11 @@ A read is one round trip (``GET``, or ``MGET`` of the entry and its tag keys; ma
 one ``MGET``); a store is one
 ``EVALSHA`` of the STORE script; invalidations are one pipelined round trip. Commands are
 built and parsed by :mod:`cachedeco.backends.redis.commands`.
+
+A full server (``maxmemory`` with ``noeviction``) refuses an invalidation's writes but not
+deletes: the keys (entries, or tag keys: their entries then miss) are unlinked at once, so
+no reader gets the old value meanwhile, and the error goes on to auto-recovery, which writes
+the tombstones or tokens once the server takes writes again.
 """
 
 from __future__ import annotations
@@ -96,18 +101,28 @@ class AsyncRedisBackend:
         return stored(reply)
 
     async def invalidate(self, keys: Sequence[str], marker: str, px: int) -> int:
-        """Tombstones for ``keys`` in one pipelined round trip."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.set(key, marker, px=px, get=True)
-            return count_removed(await pipe.execute())
+        """Tombstones for ``keys`` in one pipelined round trip (a full server:
+        see the module's docstring)."""
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.set(key, marker, px=px, get=True)
+                return count_removed(await pipe.execute())
+        except redis.exceptions.OutOfMemoryError:
+            await self.client.unlink(*keys)
+            raise
 
     async def invalidate_tags(self, tag_keys: Sequence[str], token: str, px: int) -> None:
-        """New tokens for every tag in one pipelined round trip."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            for i, tag in enumerate(tag_keys, 1):
-                pipe.set(tag, tag_token(token, i), px=px)
-            await pipe.execute()
+        """New tokens for every tag in one pipelined round trip (a full server:
+        see the module's docstring)."""
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for i, tag in enumerate(tag_keys, 1):
+                    pipe.set(tag, tag_token(token, i), px=px)
+                await pipe.execute()
+        except redis.exceptions.OutOfMemoryError:
+            await self.client.unlink(*tag_keys)
+            raise
 
     async def delete_matching(self, pattern: str, spare: str | None = None) -> int:
         """SCAN MATCH + UNLINK in batches, sparing keys that start with ``spare``; never KEYS."""

@@ -6,6 +6,11 @@ A read is one round trip (``GET``, or ``MGET`` of the entry and its tag keys; ma
 one ``MGET``); a store is one
 ``EVALSHA`` of the STORE script; invalidations are one pipelined round trip. Commands are
 built and parsed by :mod:`cachedeco.backends.redis.commands`.
+
+A full server (``maxmemory`` with ``noeviction``) refuses an invalidation's writes but not
+deletes: the keys (entries, or tag keys: their entries then miss) are unlinked at once, so
+no reader gets the old value meanwhile, and the error goes on to auto-recovery, which writes
+the tombstones or tokens once the server takes writes again.
 """
 
 from __future__ import annotations
@@ -97,18 +102,28 @@ class RedisBackend:
         return stored(reply)
 
     def invalidate(self, keys: Sequence[str], marker: str, px: int) -> int:
-        """Tombstones for ``keys`` in one pipelined round trip."""
-        with self.client.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.set(key, marker, px=px, get=True)
-            return count_removed(pipe.execute())
+        """Tombstones for ``keys`` in one pipelined round trip (a full server:
+        see the module's docstring)."""
+        try:
+            with self.client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.set(key, marker, px=px, get=True)
+                return count_removed(pipe.execute())
+        except redis.exceptions.OutOfMemoryError:
+            self.client.unlink(*keys)
+            raise
 
     def invalidate_tags(self, tag_keys: Sequence[str], token: str, px: int) -> None:
-        """New tokens for every tag in one pipelined round trip."""
-        with self.client.pipeline(transaction=False) as pipe:
-            for i, tag in enumerate(tag_keys, 1):
-                pipe.set(tag, tag_token(token, i), px=px)
-            pipe.execute()
+        """New tokens for every tag in one pipelined round trip (a full server:
+        see the module's docstring)."""
+        try:
+            with self.client.pipeline(transaction=False) as pipe:
+                for i, tag in enumerate(tag_keys, 1):
+                    pipe.set(tag, tag_token(token, i), px=px)
+                pipe.execute()
+        except redis.exceptions.OutOfMemoryError:
+            self.client.unlink(*tag_keys)
+            raise
 
     def delete_matching(self, pattern: str, spare: str | None = None) -> int:
         """SCAN MATCH + UNLINK in batches, sparing keys that start with ``spare``; never KEYS."""
