@@ -157,7 +157,8 @@ class Guard:
     def error(self, exc: BaseException, *, key: str | None = None,
               function: str | None = None, action: str = "call") -> BackendError:
         """Record a fault the caller cannot fall back from, and return the BackendError it
-        raises (``raise guard.error(exc, …) from exc``)."""
+        raises (``raise guard.error(exc, …) from exc``); a server too old raises
+        ConfigurationError instead, as every method here does."""
         self._configured(exc)
         self.breaker.failure()
         self.stats.backend_errors += 1
