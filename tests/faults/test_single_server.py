@@ -1,7 +1,8 @@
 """Faults of one redis-server under load: frozen (SIGSTOP), restarted without persistence and
-with an AOF fsynced on every write, and full (``maxmemory`` with ``allkeys-lru`` evicting
-entries, tag keys and leases); and a worker process SIGKILLed in the middle of a write-behind
-flush. Each runs on a private server of its own."""
+with an AOF fsynced on every write, full (``maxmemory`` with ``allkeys-lru`` evicting
+entries, tag keys and leases) and full without eviction (``noeviction``: every write
+refused); and a worker process SIGKILLed in the middle of a write-behind flush. Each runs on a
+private server of its own."""
 
 from __future__ import annotations
 
@@ -112,6 +113,10 @@ class _Filler:
     def evicted(self) -> int:
         return int(self.client.info("stats")["evicted_keys"])
 
+    def refused(self) -> int:
+        """Commands refused for want of memory (``noeviction``), the filler's included."""
+        return int(self.client.info("errorstats").get("errorstat_OOM", {}).get("count", 0))
+
 
 #: allkeys-lru may evict the write-behind queue itself (a stream without a TTL); a volatile
 #: policy evicts only what has a TTL (entries, tag keys, leases): the long mode runs both.
@@ -138,6 +143,28 @@ def test_maxmemory_evicting(server: Server, tmp_path: Path, fault_results: Resul
     fault_results.add(row)
     assert evicted > 0
     check(row)
+
+
+def test_full_without_eviction(server: Server, tmp_path: Path, fault_results: Results,
+                               spares: Spares) -> None:
+    # noeviction, as the docs advise for write-behind queues: once full, Redis refuses every
+    # write (stores, tombstones, tag tokens, queued records) but still deletes, and a refused
+    # invalidation unlinks its keys, so no reader gets an old value meanwhile
+    filler = _Filler(server, "noeviction")
+    with Load(tmp_path, server.url, spares=spares) as load:
+        cycle(load, filler.start, filler.heal)
+        results = load.stop()
+        load.drain()
+        refused = filler.refused()
+        row = load.row("Redis full, noeviction: writes refused", "single", results,
+                       lost_promised_zero=True,
+                       notes=f"{refused:,} writes refused (OOM); a refused invalidation "
+                             "unlinks its keys")
+    filler.client.close()
+    fault_results.add(row)
+    assert refused > 0
+    check(row)
+    assert row.stale == 0, f"{row.stale} stale reads while the server was full"
 
 
 def test_worker_killed_in_a_flush(server: Server, tmp_path: Path,
