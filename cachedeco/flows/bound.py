@@ -10,7 +10,7 @@ the backend.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,6 +109,12 @@ class Bound:
         if self.condition is not None and not self.condition(value):
             return NO_VALUE
         return value if self.codec is None else self.codec.dumps(value, key)
+
+    def keep_drops(self, keys: Sequence[str], exc: BaseException | None) -> None:
+        """Have auto-recovery drop these entries of the function once the backend takes
+        changes again (``exc``: why they could not be dropped now; None: breaker open)."""
+        self.recovery.drop(self.slot.name, keys, self.policy.hard_ms, exc,
+                           family=(self.fn_tag, self.tag_px))
 
     def describe(self, exc: BaseException) -> str:
         """An exception for a log line: its type, and its message unless the function is

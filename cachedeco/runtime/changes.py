@@ -29,7 +29,7 @@ from cachedeco.core.entry import Release, Write, new_tag_token, new_tombstone
 from cachedeco.core.keyspace import QueueNames
 
 __all__ = ["DROP", "KINDS", "RECORD", "RELEASE", "TAGS", "Change", "Outage", "aapply", "apply",
-           "decode_change", "encode_change", "next_run"]
+           "decode_change", "encode_change", "merge_drops", "next_run"]
 
 DROP: Final = "drop"
 TAGS: Final = "tags"
@@ -66,6 +66,10 @@ class Change:
     names: QueueNames | None = None  # RECORD: its queue
     push: Push | None = None  # RECORD: the record and its entry
     release: Release | None = None  # RELEASE: the lease and its token
+    #: DROP: the tag key every entry of its function carries, and that tag's px: what the
+    #: drop becomes when too many wait (:meth:`Recovery.add <.recovery.Recovery.add>`)
+    family: str = ""
+    family_px: int = 0
     row: int | None = None  # its row in the spool, if any
     uid: str = field(default_factory=lambda: os.urandom(8).hex())
 
@@ -96,6 +100,8 @@ def encode_change(change: Change) -> bytes:
     """The spool's row body of a change."""
     body: dict[str, Any] = {"k": change.kind, "b": change.backend, "t": change.target,
                             "px": change.px, "u": change.uid}
+    if change.family:
+        body["f"] = [change.family, change.family_px]
     if change.kind == RECORD:
         assert change.push is not None and change.names is not None
         push, write = change.push, change.push.write
@@ -116,6 +122,8 @@ def decode_change(raw: bytes, row: int) -> Change:
     if kind not in KINDS:
         raise ValueError(f"unknown change kind {kind!r}")
     change = Change(body["b"], kind, body["t"], int(body["px"]), row=row, uid=body["u"])
+    if "f" in body:
+        change.family, change.family_px = str(body["f"][0]), int(body["f"][1])
     if kind == RECORD:
         key, tag_keys, record, tombstone, tomb_px = body["p"]
         w = body["w"]
@@ -162,6 +170,26 @@ def next_run(queue: Iterable[Change], most: int) -> list[Change]:
             if len(urgent) >= most:
                 break
     return urgent or records
+
+
+def merge_drops(queue: collections.OrderedDict[str, Change]
+                ) -> tuple[list[Change], list[Change]]:
+    """Every drop in ``queue`` that knows its function's tag becomes one invalidation of
+    that tag, queued last: it then waits for the records before it that carry the tag, and
+    misses whatever the drops would have (and more: the function's other entries, once).
+    Returns (the invalidations made, the changes they replace: the drops, and an older
+    invalidation of one of those tags)."""
+    gone = [c for c in queue.values() if c.kind == DROP and c.family]
+    made: dict[str, Change] = {}
+    for drop in gone:
+        del queue[drop.ident]
+        made.setdefault(drop.family, Change(drop.backend, TAGS, drop.family, drop.family_px))
+    for tag in made.values():
+        older = queue.pop(tag.ident, None)
+        if older is not None:
+            gone.append(older)
+        queue[tag.ident] = tag
+    return list(made.values()), gone
 
 
 def _tag_keys(change: Change) -> Iterable[str]:

@@ -35,13 +35,15 @@ from cachedeco.runtime.changes import (
     aapply,
     apply,
     decode_change,
+    merge_drops,
     next_run,
 )
 from cachedeco.runtime.guard import Breaker, LogLimit, warn
+from cachedeco.runtime.held import Held
 from cachedeco.runtime.process import redo_after_fork
 from cachedeco.runtime.recent import RecentChanges
 from cachedeco.runtime.spool import Spool
-from cachedeco.runtime.spooling import keep_in_spool
+from cachedeco.runtime.spooling import keep_in_spool, replace_in_spool
 
 __all__ = ["RETRY", "Host", "Recovery"]
 
@@ -49,6 +51,10 @@ logger = logging.getLogger("cachedeco")
 RETRY: Final = 0.25  # seconds between two attempts while changes wait
 ADOPT_EVERY: Final = 2.0  # seconds between two looks at the spool for changes left by others
 RUN: Final = 500  # the most drops and tags, or records, sent in one round trip
+#: Changes a backend may have waiting before the drops of each function's entries become one
+#: invalidation of that function (its implicit tag): a long outage under many writes keeps a
+#: few changes per function, not one per key (about 0.5 KB each).
+MOST_PENDING: Final = 10_000
 
 
 class Host(Protocol):
@@ -71,8 +77,10 @@ class Recovery:
         self.pending = 0  # how many changes wait (read on every call: an int)
         self._host = host  # a weak reference to the registry
         self._queues: dict[str, collections.OrderedDict[str, Change]] = {}
-        self._keys: collections.Counter[tuple[str, str]] = collections.Counter()
-        self._tags: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._held = Held()
+        #: Whether the entry at ``key`` (with ``tag_keys``) of a backend has a change pending:
+        #: this process must not serve it from the backend meanwhile.
+        self.blocks = self._held.blocks
         self._outages: dict[str, Outage] = {}
         self._spool_log = LogLimit()
         self.recent = RecentChanges()  # what landed lately: a failover may lose it
@@ -93,8 +101,7 @@ class Recovery:
     def after_fork(self) -> None:
         """In a child: the parent delivers what it kept; the child starts empty."""
         self._queues.clear()
-        self._keys.clear()
-        self._tags.clear()
+        self._held.clear()
         self._outages.clear()
         self.recent.clear()
         self.pending = self.stats.recoveries_pending = 0
@@ -102,19 +109,13 @@ class Recovery:
 
     # -- what a call sees --------------------------------------------------------------------
 
-    def blocks(self, backend: str, key: str, tag_keys: Sequence[str]) -> bool:
-        """Whether the entry at ``key`` (with ``tag_keys``) has a change pending: this process
-        must not serve it from the backend meanwhile."""
-        if (backend, key) in self._keys:
-            return True
-        tags = self._tags
-        return bool(tags) and any((backend, t) in tags for t in tag_keys)
-
-    def drop(self, backend: str, keys: Sequence[str], px: int,
-             exc: BaseException | None) -> None:
-        """Keep the drop of entries whose change could not reach ``backend``."""
+    def drop(self, backend: str, keys: Sequence[str], px: int, exc: BaseException | None,
+             family: tuple[str, int] | None = None) -> None:
+        """Keep the drop of entries whose change could not reach ``backend``; ``family``:
+        the tag key every entry of their function carries, and its px (see MOST_PENDING)."""
+        tag, tag_px = family or ("", 0)
         for key in keys:
-            self.add(Change(backend, DROP, key, px), exc)
+            self.add(Change(backend, DROP, key, px, family=tag, family_px=tag_px), exc)
 
     def invalidate(self, backend: str, tag_keys: Sequence[str], px: int,
                    exc: BaseException | None) -> None:
@@ -148,39 +149,37 @@ class Recovery:
             queue = self._queues.setdefault(change.backend, collections.OrderedDict())
             old = queue.pop(change.ident, None)
             if old is not None:
-                self._unblock(old)
+                self._held.let_go(old)
             queue[change.ident] = change
-            self._block(change)
+            self._held.hold(change)
+            made, gone = merge_drops(queue) if (
+                len(queue) > MOST_PENDING and change.family) else ([], [])
+            for merged in gone:
+                self._held.let_go(merged)
+            for merged in made:
+                self._held.hold(merged)
             self._count()
-            held, began = None, failed and change.backend not in self._outages
+            hushed, began = None, failed and change.backend not in self._outages
             if began:
                 limit = self._outage_log.setdefault(change.backend, LogLimit())
-                held = limit.allow()
-                self._outages[change.backend] = Outage(said=held is not None)
-        if held is not None:
+                hushed = limit.allow()
+                self._outages[change.backend] = Outage(said=hushed is not None)
+        if hushed is not None:
             logger.warning("cachedeco: backend %r %s (%s); changes that cannot reach it are "
                            "kept and retried until they land%s", change.backend,
                            "refuses changes" if exc is not None and not isinstance(
                                exc, UNREACHABLE) else "is unreachable",
                            "no answer" if exc is None else f"{type(exc).__name__}: {exc}",
-                           f" ({held} shorter outages since the last line)" if held else "")
+                           f" ({hushed} shorter outages since the last line)" if hushed else "")
+        if gone:
+            if self.spool is not None:
+                replace_in_spool(self.spool, host.prefix, made, gone, self._spool_log)
+            warn(f"merged:{host.prefix}:{change.backend}", "cachedeco: more than %d changes "
+                 "wait for backend %r: %d entry drop(s) became %d invalidation(s) of their "
+                 "functions", MOST_PENDING, change.backend, len(gone), len(made))
         if began:  # the outage may be a failover that lost them
             self.replay(change.backend)
         self._kick(host, change.backend)
-
-    def _block(self, change: Change) -> None:
-        if change.on_entries:
-            (self._tags if change.kind == TAGS else self._keys)[
-                (change.backend, change.target)] += 1
-
-    def _unblock(self, change: Change) -> None:
-        if not change.on_entries:
-            return
-        counter = self._tags if change.kind == TAGS else self._keys
-        where = (change.backend, change.target)
-        counter[where] -= 1
-        if counter[where] <= 0:
-            del counter[where]
 
     def _count(self) -> None:
         self.pending = self.stats.recoveries_pending = sum(map(len, self._queues.values()))
@@ -295,7 +294,7 @@ class Recovery:
             done = [c for c in run if queue.get(c.ident) is c]
             for change in done:
                 del queue[change.ident]
-                self._unblock(change)
+                self._held.let_go(change)
             self._count()
             outage = self._outages.get(name)
             if outage is not None:
@@ -326,7 +325,7 @@ class Recovery:
         with self._lock:
             queue = self._queues.pop(name, None) or collections.OrderedDict()
             for change in queue.values():
-                self._unblock(change)
+                self._held.let_go(change)
             self._outages.pop(name, None)
             self._count()
         if queue:
@@ -362,7 +361,7 @@ class Recovery:
                     spool.done([row])
                     continue
                 queue[change.ident] = change
-                self._block(change)
+                self._held.hold(change)
                 self._outages.setdefault(change.backend, Outage())
                 taken.append(change)
             self._count()

@@ -10,7 +10,7 @@ from cachedeco.runtime.changes import RECORD, Change, encode_change
 from cachedeco.runtime.guard import LogLimit
 from cachedeco.runtime.spool import Spool
 
-__all__ = ["keep_in_spool"]
+__all__ = ["keep_in_spool", "replace_in_spool"]
 
 logger = logging.getLogger("cachedeco")
 
@@ -31,3 +31,13 @@ def keep_in_spool(spool: Spool, prefix: str, change: Change, log: LogLimit) -> N
             logger.error("cachedeco: the spool %s cannot keep a change (%s); it is kept in "
                          "memory only%s", spool.path, exc,
                          f" ({held} similar errors suppressed)" if held else "")
+
+
+def replace_in_spool(spool: Spool, prefix: str, made: list[Change], gone: list[Change],
+                     log: LogLimit) -> None:
+    """Changes merged into others (see ``changes.merge_drops``): the new ones written
+    first, then the rows of those they replace forgotten (a crash in between leaves both:
+    applied twice, harmless)."""
+    for change in made:
+        keep_in_spool(spool, prefix, change, log)
+    spool.done(c.row for c in gone if c.row is not None)

@@ -7,11 +7,13 @@ records sent together all land, in order, on every kind of server."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -19,6 +21,7 @@ import redis
 from cachedeco import MISS, BackendError, Registry
 from cachedeco.backends.contracts.queues import Push
 from cachedeco.core.entry import new_tombstone
+from cachedeco.runtime import recovery as recovery_module
 from cachedeco.runtime.changes import RECORD, Change, aapply, apply
 from tests.support.deployments import Deployment
 from tests.support.polling import apoll, poll
@@ -336,3 +339,38 @@ async def test_records_sent_together_all_land_in_order(
     assert length == 40
     assert [m.record for m in taken] == [f"{t}{i}".encode() for t in "sa" for i in range(20)]
     assert [m.key for m in taken] == [f"{prefix}:{t}{i}" for t in "sa" for i in range(20)]
+
+
+@pytest.mark.parametrize("spooled", [False, True], ids=["memory", "spool"])
+def test_many_pending_drops_become_one_invalidation_of_their_function(
+        make_registry: Callable[..., Registry], frozen: Server, *, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        spooled: bool) -> None:
+    # a long outage under many writes keeps a few changes per function, not one per key
+    monkeypatch.setattr(recovery_module, "MOST_PENDING", 50)
+    db = {x: "a" for x in range(200)}
+    spool = tmp_path / "spool.db"
+    writer = make_registry(frozen.url, **FAST, **({"spool": spool} if spooled else {}))
+
+    def rows() -> int:
+        with sqlite3.connect(spool) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM changes").fetchone()[0])
+
+    reader = make_registry(frozen.url, **FAST)  # another process's registry
+    get, _ = _catalogue(writer, db)
+    other, _ = _catalogue(reader, db)
+    assert [other(x) for x in db] == ["a"] * 200
+    frozen.pause()
+    for x in db:
+        db[x] = "b"
+        get.invalidate(x)
+    assert writer.stats().recoveries_pending <= 51  # not 200
+    if spooled:
+        assert rows() == writer.stats().recoveries_pending  # the spool too
+    assert "entry drop(s) became 1 invalidation(s) of their functions" in caplog.text
+    assert get(7) == "b"  # this process does not serve the function's entries meanwhile
+    frozen.resume()
+    poll(lambda: writer.stats().recoveries_pending == 0, timeout=5.0)
+    assert [other(x) for x in db] == ["b"] * 200  # every old entry is gone, everywhere
+    if spooled:
+        assert rows() == 0

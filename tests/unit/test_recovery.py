@@ -5,6 +5,7 @@ backend, never per function, naming the backend and the function each in its pla
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import sqlite3
@@ -26,6 +27,7 @@ from cachedeco.runtime.changes import (
     Change,
     decode_change,
     encode_change,
+    merge_drops,
     next_run,
 )
 from cachedeco.runtime.guard import Breaker, Guard, warn
@@ -82,6 +84,27 @@ def test_a_drop_or_invalidation_waits_for_an_earlier_record_of_its_key_or_tag() 
     assert next_run([drop, later], 500) == [drop]
     assert next_run([older, tags, later], 500) == [older]  # the tag's token is read by WB_PUSH
     assert next_run([_record("p:e2", "p:~tag:other"), tags], 500) == [tags]
+
+
+def test_many_drops_become_one_invalidation_per_function() -> None:
+    def drop(key: str, family: str = "") -> Change:
+        return Change("default", DROP, key, 1000, family=family, family_px=9000)
+
+    record = _record("p:a1", "p:~fn:a")  # a record of function a, queued before the drops
+    loose = drop("p:x")  # a drop that does not know its function (a replay) stays
+    older = Change("default", TAGS, "p:~fn:a", 500)
+    queue = collections.OrderedDict((c.ident, c) for c in [
+        drop("p:a2", "p:~fn:a"), record, loose, older, drop("p:b1", "p:~fn:b"),
+        drop("p:a3", "p:~fn:a")])
+    made, gone = merge_drops(queue)
+    assert _kinds(made) == [(TAGS, "p:~fn:a"), (TAGS, "p:~fn:b")]
+    assert {c.px for c in made} == {9000}  # the function tag's own lifetime
+    assert _kinds(gone) == [(DROP, "p:a2"), (DROP, "p:b1"), (DROP, "p:a3"), (TAGS, "p:~fn:a")]
+    assert list(queue.values()) == [record, loose, *made]  # queued last
+    # the invalidation of a waits for the record of a (it carries a's tag), b's does not
+    assert next_run(list(queue.values()), 500) == [loose, made[1]]
+    back = decode_change(encode_change(drop("p:a4", "p:~fn:a")), 1)
+    assert (back.family, back.family_px) == ("p:~fn:a", 9000)  # spooled with its function
 
 
 def test_a_spool_keeps_rows_of_a_live_owner_and_hands_over_those_of_a_gone_one(

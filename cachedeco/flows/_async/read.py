@@ -250,7 +250,7 @@ async def store(b: Bound, call: Call, write: Write) -> bool:
             b.guard.absorb(exc, key=call.key, function=b.name, action="store")
             return False
         # an unconditional store (a refresh) that did not land: the old entry must go
-        b.recovery.drop(b.slot.name, [call.key], b.policy.hard_ms, exc)
+        b.keep_drops([call.key], exc)
         b.guard.kept(exc, key=call.key, function=b.name, action="store")
         return False
     if write.expect is None:  # a refresh: a failover right after it must not lose it
@@ -290,7 +290,7 @@ async def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any,
     dropped either way."""
     b.flights.forget(key)
     if b.guard.breaker.open():  # the backend is skipped: straight to auto-recovery
-        b.recovery.drop(b.slot.name, [key, *aliases], b.policy.hard_ms, None)
+        b.keep_drops([key, *aliases], None)
         b.encode(value, key)  # a value that cannot be serialized is an error all the same
         b.guard.kept(None, key=key, function=b.name, action="write through")
         return
@@ -311,7 +311,7 @@ async def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any,
             await b.slot.abackend().invalidate([key, *aliases], new_tombstone(),
                                                b.policy.hard_ms)
         except BACKEND_ERRORS as fault:
-            b.recovery.drop(b.slot.name, [key, *aliases], b.policy.hard_ms, fault)
+            b.keep_drops([key, *aliases], fault)
         raise
     except BACKEND_ERRORS as exc:
         if not isinstance(exc, UNREACHABLE):  # it answers, but refused the store: drop now
@@ -323,7 +323,7 @@ async def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any,
             except BACKEND_ERRORS:
                 pass
         # unreachable (a second command now would only wait again): auto-recovery drops it
-        b.recovery.drop(b.slot.name, [key, *aliases], b.policy.hard_ms, exc)
+        b.keep_drops([key, *aliases], exc)
         b.guard.kept(exc, key=key, function=b.name, action="write through")
 
 
@@ -337,7 +337,7 @@ async def invalidate(b: Bound, args: Args, kwargs: Kwargs) -> bool:
     b.flights.forget(key)
     b.stats.invalidations += 1
     if b.guard.breaker.open():  # the backend is skipped: straight to auto-recovery
-        b.recovery.drop(b.slot.name, keys, b.policy.hard_ms, None)
+        b.keep_drops(keys, None)
         b.guard.kept(None, key=key, function=b.name, action="invalidate")
         return False
     try:
@@ -345,7 +345,7 @@ async def invalidate(b: Bound, args: Args, kwargs: Kwargs) -> bool:
         b.guard.breaker.success()
         b.recovery.recent.note(b.slot.name, DROP, keys, b.policy.hard_ms)
     except BACKEND_ERRORS as exc:
-        b.recovery.drop(b.slot.name, keys, b.policy.hard_ms, exc)
+        b.keep_drops(keys, exc)
         b.guard.kept(exc, key=key, function=b.name, action="invalidate")
         return False
     return removed > 0
