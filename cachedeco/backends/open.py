@@ -40,7 +40,7 @@ from cachedeco.backends.redis.connect import (
 )
 from cachedeco.backends.redis.primary_watch import PrimaryWatch
 from cachedeco.backends.redis.urls import kind_of_url, memory_size, refused_options
-from cachedeco.backends.redis.versions import ask
+from cachedeco.backends.redis.versions import aask, ask
 from cachedeco.errors import ConfigurationError
 
 __all__ = ["ASK_AGAIN", "BackendSlot"]
@@ -143,15 +143,20 @@ class BackendSlot:
     def server_problem(self, exc: BaseException) -> str | None:
         """Why the server refused a command, when the reason is its age: the first refusal
         asks its version (on the sync client, once; see
-        :mod:`~cachedeco.backends.redis.versions`), later ones reuse the answer."""
+        :mod:`~cachedeco.backends.redis.versions`), later ones reuse the answer. Given an
+        asyncio client only, the question goes in a task: the refusals after its answer say
+        what it found."""
         if not isinstance(exc, redis.exceptions.ResponseError) or self.kind == "memory":
             return None
         if self._verdict is None:
-            if "sync" not in self.flavours:
-                self._verdict = ""  # an asyncio client only: nothing to ask it with here
-                return None
             if time.monotonic() - self._unanswered < ASK_AGAIN:
                 return None  # a node down (a cluster's refusals then): not on every call
+            if "sync" not in self.flavours:  # an asyncio client only: asked in a task
+                self._unanswered = time.monotonic()  # (meanwhile, and if it gets no answer)
+                with contextlib.suppress(RuntimeError):  # no running loop: next time
+                    _asking.add(task := asyncio.get_running_loop().create_task(self._aask()))
+                    task.add_done_callback(_asking.discard)
+                return None
             try:
                 backend: Any = self.backend()  # a near cache's is the one it wraps
                 found = ask(getattr(backend, "inner", backend).client)
@@ -160,6 +165,13 @@ class BackendSlot:
                 return None
             self._verdict = found or ""
         return self._verdict or None
+
+    async def _aask(self) -> None:
+        """:meth:`server_problem`'s question on the asyncio client; the answer is kept for
+        the next refusal."""
+        with contextlib.suppress(*BACKEND_ERRORS):
+            backend: Any = self.abackend()
+            self._verdict = await aask(getattr(backend, "inner", backend).client) or ""
 
     def _adopt(self, loop: asyncio.AbstractEventLoop) -> AsyncBackend:
         """A new backend for ``loop``, closed as the loop shuts down (``asyncio.run()`` and
@@ -252,8 +264,10 @@ class BackendSlot:
                     self._let_go(loop)
 
 
-#: Closes under way in tasks of the running loop (referenced until they end).
+#: Closes under way in tasks of the running loop (referenced until they end), and version
+#: questions (:meth:`BackendSlot.server_problem`).
 _closing: set[asyncio.Task[None]] = set()
+_asking: set[asyncio.Task[None]] = set()
 
 
 def _abandon(tracker: Tracker | None, watch: PrimaryWatch | None) -> None:

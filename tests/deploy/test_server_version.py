@@ -1,13 +1,16 @@
 """A server older than cachedeco supports is named as such: against a real Redis 6.2 (built
 from source by :mod:`tools.servers.older`), the first command it refuses is a
 ConfigurationError giving its version and the one needed, in both flavours, and the version
-is asked once (one ``HELLO``). On a supported server a refused command stays a backend fault
-the call falls back from."""
+is asked once (one ``HELLO``). A registry given an asyncio client only asks in a task: the
+refusals after its answer raise. On a supported server a refused command stays a backend
+fault the call falls back from."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 import redis
@@ -84,3 +87,32 @@ def test_a_refusal_by_a_supported_server_stays_a_fault(make_registry: Callable[.
     assert [f(1), f(1)] == [10, 10]  # served by the function
     assert f.stats().backend_errors >= 2
     assert ran(before, commandstats(redis_client)).get("hello") == 1  # asked once: 7.x, fine
+
+
+async def test_an_asyncio_client_is_asked_in_a_task(amake_registry: Callable[..., Registry],
+                                                    older: Server,
+                                                    older_admin: redis.Redis) -> None:
+    client = redis.asyncio.Redis.from_url(older.url)
+    reg = amake_registry(client, stats_interval=0)  # nothing sync to ask the server with
+
+    @reg.cached(ttl=60, tags=["t"])
+    async def af(x: int) -> int:
+        return x
+
+    older_admin.set(reg.keyspace.tag("t"), "c0.1", px=5000)
+    assert await af(1) == 1  # the first refusal falls back; the question goes in a task
+    await apoll_raises(lambda: af(2))
+    await client.aclose()
+
+
+async def apoll_raises(call: Callable[[], Awaitable[object]], timeout: float = 5.0) -> None:
+    """Call until the call raises the old server's ConfigurationError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await call()
+        except ConfigurationError as exc:
+            assert re.search(OLD, str(exc))
+            return
+        assert time.monotonic() < deadline, "never named the old server"
+        await asyncio.sleep(0.05)

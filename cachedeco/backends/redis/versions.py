@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import redis.exceptions
 
-__all__ = ["REQUIRED", "ask", "problem"]
+__all__ = ["REQUIRED", "aask", "ask", "problem"]
 
 #: The oldest Redis cachedeco runs on.
 REQUIRED: Final = (7, 0)
@@ -49,6 +49,16 @@ def ask(client: Any) -> str | None:
         client = client.get_redis_connection(node())
     try:
         return problem(client.execute_command("HELLO"))
+    except redis.exceptions.ResponseError:
+        return None
+
+
+async def aask(client: Any) -> str | None:
+    """:func:`ask` for an asyncio redis-py ``client``."""
+    options = {"target_nodes": client.get_default_node()} if hasattr(
+        client, "get_default_node") else {}
+    try:
+        return problem(await client.execute_command("HELLO", **options))
     except redis.exceptions.ResponseError:
         return None
 
