@@ -1,10 +1,11 @@
 """Sentinel with TLS data connections, against real servers (:func:`tools.servers.start_sentinel`
 with ``tls=True``: the primary and the replica listen and replicate over TLS, the sentinels
-watch them there and name their TLS ports; clients ask the sentinels on their plain ports). Reads,
-stores and invalidations in both flavours, a hit's commands counted on the primary, the near
-cache (near hits send nothing, changes by another client reach it, the stream is never lost),
-and a failover: the registry follows the promoted replica over TLS, stores there, and its
-near cache comes back and keeps up with changes."""
+watch them there and name their TLS ports; clients ask the sentinels on their plain ports
+or, with ``sentinel_kwargs``, on their TLS ports). Reads, stores and invalidations in both
+flavours, a hit's commands counted on the primary, the near cache (near hits send nothing,
+changes by another client reach it, the stream is never lost), and a failover: the registry
+follows the promoted replica over TLS, stores there, and its near cache comes back and keeps
+up with changes."""
 
 from __future__ import annotations
 
@@ -33,13 +34,17 @@ def setup() -> Iterator[SentinelSetup]:
         made.stop()
 
 
-@pytest.fixture
-def registry(make_registry: Callable[..., Registry], setup: SentinelSetup
-             ) -> Callable[..., Registry]:
-    """Registries on the setup, trusting its certificate."""
+@pytest.fixture(params=["plain sentinels", "TLS sentinels"])
+def registry(make_registry: Callable[..., Registry], setup: SentinelSetup,
+             request: pytest.FixtureRequest) -> Callable[..., Registry]:
+    """Registries on the setup, trusting its certificate; asking the sentinels on their
+    plain ports, or on their TLS ports (``sentinel_kwargs``: the sentinels' own settings)."""
+    tls = {"ssl": True, "ssl_ca_certs": setup.tls_ca}
+    url, sentinels = ((setup.url, {}) if request.param == "plain sentinels"
+                      else (setup.tls_url, {"sentinel_kwargs": dict(tls)}))
+
     def make(**options: object) -> Registry:
-        return make_registry(setup.url, ssl=True, ssl_ca_certs=setup.tls_ca,
-                             stats_interval=0, **options)
+        return make_registry(url, **tls, **sentinels, stats_interval=0, **options)
     return make
 
 

@@ -71,6 +71,20 @@ class SentinelSetup(Group):
         return self.replica.port
 
     @property
+    def tls_url(self) -> str:
+        """Like :attr:`url`, but to the sentinels' TLS ports (``tls=True``): give the client
+        ``sentinel_kwargs={"ssl": True, "ssl_ca_certs": tls_ca}`` too."""
+        ports = []
+        for sentinel in self.sentinels:
+            conf = (sentinel.directory / "sentinel.conf").read_text()
+            ports += [int(line.split()[1]) for line in conf.splitlines()
+                      if line.startswith("tls-port ")]
+        if not ports:
+            raise ValueError("these sentinels have no TLS ports: start_sentinel(tls=True)")
+        nodes = ",".join(f"{self.host}:{p}" for p in ports)
+        return f"redis+sentinel://{nodes}/{self.service_name}/{self.db}"
+
+    @property
     def tls_ca(self) -> str:
         """The certificate both servers present, to trust as the CA (``tls=True``)."""
         if self.certificates is None:
