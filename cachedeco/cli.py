@@ -21,6 +21,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
+from inspect import Parameter, signature
 from typing import Any, Final
 
 import orjson
@@ -42,10 +43,11 @@ DEFAULT_PREFIX: Final = "cachedeco"
 SCAN: Final = 1000  # keys per SCAN step
 #: A tag template's placeholder: what a tag name given to invalidate-tags may not contain.
 PLACEHOLDER: Final = re.compile(r"\{[A-Za-z_][\w.]*\}")
-#: The registry's own arguments: not backend options (the CLI sets what it needs of them).
-REGISTRY_ARGUMENTS: Final = frozenset({
-    "backend", "backends", "prefix", "ttl", "jitter", "serializer", "secret", "on_error",
-    "lock_timeout", "near_cache", "encryption_key", "spool"})
+#: The registry's own arguments (those ``configure`` names): not backend options (the CLI sets
+#: what it needs of them).
+REGISTRY_ARGUMENTS: Final = frozenset(
+    name for name, parameter in signature(Registry.configure).parameters.items()
+    if name != "self" and parameter.kind is not Parameter.VAR_KEYWORD)
 
 
 def _parser() -> argparse.ArgumentParser:

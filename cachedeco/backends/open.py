@@ -158,8 +158,7 @@ class BackendSlot:
                     task.add_done_callback(_asking.discard)
                 return None
             try:
-                backend: Any = self.backend()  # a near cache's is the one it wraps
-                found = ask(getattr(backend, "inner", backend).client)
+                found = ask(_client(self.backend()))
             except BACKEND_ERRORS:
                 self._unanswered = time.monotonic()
                 return None
@@ -170,8 +169,7 @@ class BackendSlot:
         """:meth:`server_problem`'s question on the asyncio client; the answer is kept for
         the next refusal."""
         with contextlib.suppress(*BACKEND_ERRORS):
-            backend: Any = self.abackend()
-            self._verdict = await aask(getattr(backend, "inner", backend).client) or ""
+            self._verdict = await aask(_client(self.abackend())) or ""
 
     def _adopt(self, loop: asyncio.AbstractEventLoop) -> AsyncBackend:
         """A new backend for ``loop``, closed as the loop shuts down (``asyncio.run()`` and
@@ -277,6 +275,11 @@ def _abandon(tracker: Tracker | None, watch: PrimaryWatch | None) -> None:
         tracker.abandon()
     if watch is not None:
         watch.abandon()
+
+
+def _client(backend: Any) -> Any:
+    """The redis-py client under a Redis backend (a near cache's: the one it wraps)."""
+    return getattr(backend, "inner", backend).client
 
 
 async def _end(guard: AsyncGenerator[None, None]) -> None:

@@ -108,8 +108,7 @@ class Cluster(Group):
     def tls_url(self) -> str:
         """The nodes' TLS ports (``start_cluster(tls=True)``); connect with ``ssl=True`` and
         ``ssl_ca_certs=`` :attr:`tls_ca`. A TLS client is told the nodes' TLS ports."""
-        ports = [int(n.argv[n.argv.index("--tls-port") + 1]) for n in self.nodes
-                 if "--tls-port" in n.argv]
+        ports = [n.tls_port for n in self.nodes if n.tls_port is not None]
         if not ports:
             raise ValueError("this cluster has no TLS ports: start_cluster(tls=True)")
         return "redis+cluster://" + ",".join(f"{self.host}:{p}" for p in ports)

@@ -251,12 +251,18 @@ class RedisProcess:
         return admin_client(self.port, timeout)
 
     @property
+    def tls_port(self) -> int | None:
+        """The port it listens on with TLS (``--tls-port``), if any."""
+        if "--tls-port" not in self.argv:
+            return None
+        return int(self.argv[self.argv.index("--tls-port") + 1])
+
+    @property
     def announced_port(self) -> int:
         """The port replicas and sentinels know it by: its TLS port when replication runs
         over TLS (``--tls-replication yes``), else :attr:`port`."""
-        if "--tls-replication" in self.argv and "--tls-port" in self.argv:
-            return int(self.argv[self.argv.index("--tls-port") + 1])
-        return self.port
+        tls = self.tls_port
+        return tls if tls is not None and "--tls-replication" in self.argv else self.port
 
     def log_tail(self, lines: int = 20) -> str:
         try:

@@ -27,14 +27,17 @@ class Server(Group):
 
     process: RedisProcess
     host: str = HOST
-    #: The TLS port (``start_single(tls=True)``), beside the plain one the tools use.
-    tls_port: int | None = None
     #: Whether it listens on a Unix socket too (``start_single(unix=True)``).
     unix: bool = False
 
     @property
     def processes(self) -> list[RedisProcess]:
         return [self.process]
+
+    @property
+    def tls_port(self) -> int | None:
+        """The TLS port (``start_single(tls=True)``), beside the plain one the tools use."""
+        return self.process.tls_port
 
     @property
     def port(self) -> int:
@@ -97,5 +100,4 @@ def start_single(*, appendonly: bool = False, maxmemory: str | None = None,
         return args
 
     process = launch("single", build, ports=2 if tls else 1)
-    return Server(process, tls_port=int(process.argv[process.argv.index("--tls-port") + 1])
-                  if tls else None, unix=unix)
+    return Server(process, unix=unix)

@@ -44,23 +44,24 @@ def ask(client: Any) -> str | None:
     """:func:`problem` of the server behind a sync redis-py ``client`` (a cluster client asks
     its default node); None when new enough or when it cannot tell (``HELLO`` refused). A
     server that does not answer raises, as any command would."""
-    node = getattr(client, "get_default_node", None)
-    if node is not None:
-        client = client.get_redis_connection(node())
     try:
-        return problem(client.execute_command("HELLO"))
+        return problem(client.execute_command("HELLO", **_routing(client)))
     except redis.exceptions.ResponseError:
         return None
 
 
 async def aask(client: Any) -> str | None:
     """:func:`ask` for an asyncio redis-py ``client``."""
-    options = {"target_nodes": client.get_default_node()} if hasattr(
-        client, "get_default_node") else {}
     try:
-        return problem(await client.execute_command("HELLO", **options))
+        return problem(await client.execute_command("HELLO", **_routing(client)))
     except redis.exceptions.ResponseError:
         return None
+
+
+def _routing(client: Any) -> dict[str, Any]:
+    """Where a cluster client sends ``HELLO`` (a keyless command): its default node."""
+    node = getattr(client, "get_default_node", None)
+    return {} if node is None else {"target_nodes": node()}
 
 
 def _fields(hello: object) -> dict[str, str]:
