@@ -36,7 +36,7 @@ from tools.servers.process import (
     stop_all,
     wait_until,
 )
-from tools.servers.tls import CERT, certificates, tls_args
+from tools.servers.tls import certificates, tls_args
 
 __all__ = ["Cluster", "ClusterNode", "start_cluster"]
 
@@ -112,13 +112,6 @@ class Cluster(Group):
         if not ports:
             raise ValueError("this cluster has no TLS ports: start_cluster(tls=True)")
         return "redis+cluster://" + ",".join(f"{self.host}:{p}" for p in ports)
-
-    @property
-    def tls_ca(self) -> str:
-        """The certificate every node presents, to trust as the CA."""
-        if self.certificates is None:
-            raise ValueError("this cluster has no TLS ports: start_cluster(tls=True)")
-        return str(self.certificates / CERT)
 
     def _live(self) -> list[RedisProcess]:
         return [n for n in self.nodes if n.is_running() and n not in self.killed]

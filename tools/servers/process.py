@@ -30,6 +30,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from tools.servers.tls import CERT
+
 #: Names a directory where each server's log is copied when it stops (else it is removed).
 LOGS_ENV = "CACHEDECO_SERVER_LOGS"
 
@@ -411,6 +413,16 @@ class Group:
         shared = getattr(self, "certificates", None)  # a TLS deployment's one certificate
         if shared is not None:
             shutil.rmtree(shared, ignore_errors=True)
+
+    @property
+    def tls_ca(self) -> str:
+        """The certificate every server of a TLS deployment presents (its ``certificates``
+        directory, ``tls=True``), to trust as the CA."""
+        shared = getattr(self, "certificates", None)
+        if shared is None:
+            raise ValueError(f"this {type(self).__name__} has no TLS ports: start it with "
+                             "tls=True")
+        return str(shared / CERT)
 
     def __enter__(self) -> Self:
         return self

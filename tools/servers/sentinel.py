@@ -84,13 +84,6 @@ class SentinelSetup(Group):
         nodes = ",".join(f"{self.host}:{p}" for p in ports)
         return f"redis+sentinel://{nodes}/{self.service_name}/{self.db}"
 
-    @property
-    def tls_ca(self) -> str:
-        """The certificate both servers present, to trust as the CA (``tls=True``)."""
-        if self.certificates is None:
-            raise ValueError("this setup has no TLS ports: start_sentinel(tls=True)")
-        return str(self.certificates / CERT)
-
     def server(self, port: int) -> RedisProcess:
         """The server (primary or replica as started) that the sentinels name by ``port``."""
         for proc in (self.primary, self.replica):

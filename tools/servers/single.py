@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tools.servers.process import HOST, Group, RedisProcess, launch, server_args
-from tools.servers.tls import CERT, tls_args, write_certificate
+from tools.servers.tls import tls_args, write_certificate
 
 SOCKET = "redis.sock"  # the Unix socket's name in the server's directory (unix=True)
 
@@ -52,12 +52,14 @@ class Server(Group):
         return f"redis://{self.host}:{self.port}/0"
 
     @property
+    def certificates(self) -> Path | None:
+        """The directory of its certificate (its own, ``tls=True``): see ``tls_ca``."""
+        return self.process.directory if self.tls_port is not None else None
+
+    @property
     def tls_url(self) -> str:
         """``rediss://`` to the TLS port, trusting the server's self-signed certificate."""
-        if self.tls_port is None:
-            raise ValueError("this server has no TLS port: start_single(tls=True)")
-        ca = self.process.directory / CERT
-        return f"rediss://{self.host}:{self.tls_port}/0?ssl_ca_certs={ca}"
+        return f"rediss://{self.host}:{self.tls_port}/0?ssl_ca_certs={self.tls_ca}"
 
     @property
     def unix_url(self) -> str:
