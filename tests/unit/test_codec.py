@@ -13,6 +13,7 @@ import enum
 import json
 import math
 import pickle
+import re
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -384,7 +385,8 @@ class Opaque:
     ([1.0, float("inf")], "NaN"),
     ({"a": {"b": float("-inf")}}, "NaN"),
     (Event, "type"),
-    (dt.time(1, tzinfo=dt.UTC), "tzinfo"),  # orjson refuses aware times unless annotated
+    # orjson refuses aware times unless annotated (older orjson says "timezone")
+    (dt.time(1, tzinfo=dt.UTC), "tzinfo|timezone"),
 ])
 def test_unserializable_value_raises_serialization_error(value: Any, type_name: str) -> None:
     codec = make_codec("orjson", name=NAME)
@@ -395,7 +397,7 @@ def test_unserializable_value_raises_serialization_error(value: Any, type_name: 
     assert isinstance(err, CacheError)
     assert err.function == NAME
     assert NAME in str(err)
-    assert type_name in str(err)
+    assert re.search(type_name, str(err))
     assert type(value).__qualname__ in str(err)
     assert "serializer=" in str(err)
 

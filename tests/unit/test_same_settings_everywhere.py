@@ -122,6 +122,7 @@ def test_sensitive_is_a_bool(value: Any) -> None:
     ("redis://127.0.0.1:6379/0?ssl_cert_reqs=none", "ssl_cert_reqs"),  # not a TLS URL
     ("rediss://127.0.0.1:6379/0?ssl_cert_reqs=sometimes", "ssl_cert_reqs"),
     ("rediss://127.0.0.1:6379/0?ssl_check_hostname=1&protocol=two", "protocol"),
+    ("redis://127.0.0.1:6379/0?protocol=4", "protocol"),
     ("unix:///tmp/redis.sock?db=x", "db"),
     ("redis+cluster://127.0.0.1:7000?socket_timeout=1", "socket_timeout"),
     ("redis+sentinel://127.0.0.1:26379/mymaster?password=x", "password"),
