@@ -7,8 +7,9 @@ redis-py (8.2 included; its bug #4015) looks the ``ASK`` target up among the nod
 ``AttributeError: 'NoneType' object has no attribute ...``: every command on such a key
 failed until the slot's move ended, and a cache made a backend fault of each. The clients
 cachedeco makes add the target to their nodes instead, as redis-py does for a ``MOVED``
-target; their next topology refresh forgets it again until it serves slots. A cluster client
-handed over ready keeps redis-py's behaviour.
+target; their next topology refresh forgets it again until it serves slots. redis-py names
+the target by host and port from 8.2 on, by its node name (``host:port``) before. A cluster
+client handed over ready keeps redis-py's behaviour.
 """
 
 from __future__ import annotations
@@ -23,12 +24,18 @@ __all__ = ["AskingRedisCluster", "ask_target"]
 
 
 def ask_target(found: Any, host: str | None, port: int | str | None,
-               adopt: Callable[[str, int | str], Any]) -> Any:
+               adopt: Callable[[str, int | str], Any], node_name: str | None = None) -> Any:
     """``found`` (what redis-py's ``get_node`` found), or, when it found nothing for a
-    ``host`` and ``port``, the node ``adopt(host, port)`` adds to the client's nodes."""
-    if found is None and host is not None and port is not None:
+    ``host`` and ``port`` (or a ``node_name`` ``host:port``), the node ``adopt(host, port)``
+    adds to the client's nodes."""
+    if found is not None:
+        return found
+    if host is None and port is None and node_name:
+        host, _, named_port = node_name.rpartition(":")
+        port = named_port if host and named_port.isdigit() else None
+    if host and port is not None:
         return adopt(host, port)
-    return found
+    return None
 
 
 class AskingRedisCluster(redis.cluster.RedisCluster):
@@ -38,7 +45,7 @@ class AskingRedisCluster(redis.cluster.RedisCluster):
                  node_name: str | None = None) -> Any:
         """The node named so; an ``ASK`` target it does not know yet is added first."""
         found = super().get_node(host, port, node_name)  # type: ignore[no-untyped-call, unused-ignore]
-        return ask_target(found, host, port, self._adopt)
+        return ask_target(found, host, port, self._adopt, node_name)
 
     def _adopt(self, host: str, port: int | str) -> Any:
         manager: Any = self.nodes_manager

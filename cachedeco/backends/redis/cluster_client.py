@@ -55,7 +55,8 @@ class WaitingRedisCluster(redis.asyncio.cluster.RedisCluster):
     def get_node(self, host: str | None = None, port: int | None = None,
                  node_name: str | None = None) -> Any:
         """The node named so; an ``ASK`` target it does not know yet is added first."""
-        return ask_target(super().get_node(host, port, node_name), host, port, self._adopt)
+        return ask_target(super().get_node(host, port, node_name), host, port, self._adopt,
+                          node_name)
 
     def _adopt(self, host: str, port: int | str) -> Any:
         manager: Any = self.nodes_manager

@@ -9,8 +9,10 @@ written by hand once so that everything in ``_async/`` can be generated into ``_
   itself on ``CLUSTERDOWN``, on an uncovered slot and on every fifth ``MOVED``, cuts the
   connections other tasks are using, which then fail inside redis-py with an
   ``AttributeError`` (``'NoneType' object has no attribute 'writelines'``), a ``LookupError``
-  or a ``TypeError``. Both kinds are re-raised as ``ClusterError``, so that the failure policy
-  counts them as backend faults rather than handing them to the caller.
+  or a ``TypeError``; the sync client of redis-py 7.0, when a node is killed, a
+  ``ValueError`` (``I/O operation on closed file``: a socket closed under a read). Both kinds
+  are re-raised as ``ClusterError``, so that the failure policy counts them as backend faults
+  rather than handing them to the caller.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ R = TypeVar("R")
 
 #: What redis-py's own races raise from inside it (never from a caller's mistake here: the
 #: exception must have passed through redis-py's code, see :func:`_inside_redis`).
-_STRAY = (AttributeError, LookupError, TypeError)
+_STRAY = (AttributeError, LookupError, TypeError, ValueError)
 
 
 class NodeLink:
