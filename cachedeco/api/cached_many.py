@@ -11,7 +11,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, Final, TypeVar, cast
 
-from cachedeco.api.checks import check_placement, method_form, unwrap_callable
+from cachedeco.api.checks import check_flag, check_placement, method_form, unwrap_callable
 from cachedeco.api.typing import CachedManyDecorator, TtlArg
 from cachedeco.core.codec.annotations import mapping_values, return_annotation
 from cachedeco.core.keys.builder import KeyBuilder
@@ -76,8 +76,9 @@ def cached_many(ttl: TtlArg = None, *, key: str, tags: list[str] | tuple[str, ..
     ttl_checked = check_ttl_option(ttl)
     options = CachedOptions(
         ttl=None if callable(ttl_checked) else ttl_checked, stale_ttl=0.0, beta=0.0,
-        jitter=None, lock=bool(lock), lock_timeout=None, cache_none=True, condition=None,
-        serializer=None, backend=backend, ttl_of=ttl_checked if callable(ttl_checked) else None)
+        jitter=None, lock=check_flag(lock, "lock"), lock_timeout=None, cache_none=True,
+        condition=None, serializer=None, backend=backend,
+        ttl_of=ttl_checked if callable(ttl_checked) else None)
 
     def decorate(target: F) -> F:
         func, kind = unwrap_callable(target, "cached_many")

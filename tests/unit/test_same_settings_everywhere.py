@@ -108,6 +108,16 @@ def test_sensitive_is_a_bool(value: Any) -> None:
             decorator(sensitive=value)
 
 
+@pytest.mark.parametrize("value", ["yes", 10, None])
+def test_lock_and_cache_none_are_bools(value: Any) -> None:
+    # lock=10 (a timeout meant for lock_timeout) must not turn the lock on silently
+    reg = Registry("memory://")
+    for option, decorator in (("lock", reg.cached), ("cache_none", reg.cached),
+                              ("lock", lambda **kw: reg.cached_many(key="k:{id}", **kw))):
+        with pytest.raises(ConfigurationError, match=f"{option} must be True or False"):
+            decorator(**{option: value})
+
+
 # --- backend URLs, checked without connecting --------------------------------------------------
 
 
