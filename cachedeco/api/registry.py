@@ -60,7 +60,8 @@ class Registry(core.Registry):
             `"redis+sentinel://host:port[,…]/service[/db]"`, or a ready client
             (`redis.Redis`, `redis.asyncio.Redis`, their cluster clients, fakeredis).
         backends: More backends by name (`{"local": "memory://"}`), chosen by a decorator's
-            `backend=`; `"default"` is `backend`.
+            `backend=`; `"default"` is `backend` (given here, `backend` is left out: both
+            given, and different, is a `ConfigurationError`).
         prefix: Every key and channel the registry uses starts with `prefix + ":"`.
         ttl: The default TTL of every decorator: seconds (> 0) or a `timedelta`.
         jitter: The default fraction by which stored TTLs are spread, in `[0, 1)`.

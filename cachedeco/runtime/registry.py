@@ -119,6 +119,11 @@ class Registry(Invalidation):
             prefix=prefix, ttl=ttl, jitter=jitter, serializer=serializer, secret=secret,
             on_error=on_error, lock_timeout=lock_timeout, near_cache=near_cache,
             encryption_key=encryption_key, backend_options=backend_options)
+        if backends and "default" in backends and backend != "memory://" and (
+                backends["default"] != backend):
+            raise ConfigurationError(
+                "the default backend is given twice, as backend= and as backends['default']: "
+                "give it once")
         specs: dict[str, object] = {"default": backend, **(backends or {})}
         spooled = None if spool is None else open_spool(spool)
         slots = {name: BackendSlot(name, spec, checked.options, prefix)

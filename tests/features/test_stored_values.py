@@ -80,7 +80,7 @@ class Exploit:
 def test_forged_pickle_is_never_unpickled(make_registry: Callable[..., Registry],
                                           deployment: Deployment, tmp_path: pathlib.Path,
                                           forgery: str) -> None:
-    reg = make_registry(deployment.url, serializer="pickle", secret="right")
+    reg = make_registry(deployment.url, serializer="pickle", secret="right" * 8)
     redis_client = deployment.raw
     marker = tmp_path / "pwned"
     calls = Calls()
@@ -119,8 +119,8 @@ def test_signed_pickle_is_shared_by_registries_with_the_secret(
         calls(x)
         return {x, x + 1}
 
-    one = make_registry(deployment.url, serializer="pickle", secret=b"k")
-    two = make_registry(deployment.url, serializer="pickle", secret=b"k")
+    one = make_registry(deployment.url, serializer="pickle", secret=b"k" * 32)
+    two = make_registry(deployment.url, serializer="pickle", secret=b"k" * 32)
     assert cached(registry=one)(load)(1) == {1, 2}
     assert cached(registry=two)(load)(1) == {1, 2}
     assert len(calls) == 1

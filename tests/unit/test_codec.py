@@ -36,7 +36,7 @@ from cachedeco.core.codec.typed import build_plan
 from cachedeco.errors import CacheError, ConfigurationError, SerializationError
 
 NAME = "tests.unit.test_codec.f"
-SECRET = "s3cret"
+SECRET = "s3cret-of-at-least-32-bytes-for-hmac"
 
 
 # ---- user types -----------------------------------------------------------------------------
@@ -474,7 +474,7 @@ def test_pickle_round_trips_arbitrary_objects_exactly() -> None:
 
 
 def test_pickle_payload_layout() -> None:
-    codec = make_codec("pickle", name=NAME, secret=b"k")
+    codec = make_codec("pickle", name=NAME, secret=b"k" * 32)
     data = codec.dumps({"a": 1})
     assert data[0] == 1
     assert pickle.loads(data[33:]) == {"a": 1}
@@ -496,7 +496,7 @@ def test_forged_payloads_are_never_unpickled(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     evil = pickle.dumps(Exploit(marker))
     codec = make_codec("pickle", name=NAME, secret=SECRET)
-    other = make_codec("pickle", name=NAME, secret="another secret")
+    other = make_codec("pickle", name=NAME, secret="another secret, 32 bytes or longer")
     signed_elsewhere = other.dumps(Exploit(marker))
     good = codec.dumps(Exploit(marker))
     forged = [

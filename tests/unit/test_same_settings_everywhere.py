@@ -31,7 +31,7 @@ def test_pickle_without_a_secret_fails_at_decoration_on_a_known_registry() -> No
         @reg.cached(serializer="pickle")
         def f(x: int) -> int:
             return x
-    signed = Registry("memory://", secret="s")
+    signed = Registry("memory://", secret="s" * 32)
 
     @signed.cached(serializer="pickle")
     def g(x: int) -> int:
@@ -48,7 +48,7 @@ def test_pickle_without_a_secret_fails_at_binding_to_the_default_registry(
 
     with pytest.raises(ConfigurationError, match="secret"):
         f(1)
-    cachedeco.configure("memory://", secret="s")
+    cachedeco.configure("memory://", secret="s" * 32)
     assert f(1) == 1
 
 
@@ -116,6 +116,29 @@ def test_lock_and_cache_none_are_bools(value: Any) -> None:
                               ("lock", lambda **kw: reg.cached_many(key="k:{id}", **kw))):
         with pytest.raises(ConfigurationError, match=f"{option} must be True or False"):
             decorator(**{option: value})
+
+
+def test_the_default_backend_is_given_once() -> None:
+    with pytest.raises(ConfigurationError, match="given twice"):
+        Registry("redis://127.0.0.1:6379/0", backends={"default": "memory://"})
+    with pytest.raises(ConfigurationError, match="given twice"):
+        Registry("memory://").configure("redis://127.0.0.1:6379/0",
+                                        backends={"default": "memory://?maxsize=5"})
+    one = Registry(backends={"default": "memory://?maxsize=5", "local": "memory://"})
+    same = Registry("memory://?maxsize=5", backends={"default": "memory://?maxsize=5"})
+    assert (sorted(one.backend_names()), same.backend_names()) == (["default", "local"],
+                                                                    ["default"])
+    one.close()
+    same.close()
+
+
+def test_a_pickle_secret_has_32_bytes_at_least() -> None:
+    for short in ("s3cret", b"k" * 31, "é" * 15):  # 31 and 30 bytes
+        with pytest.raises(ConfigurationError, match="at least 32 bytes"):
+            Registry("memory://", serializer="pickle", secret=short)
+        with pytest.raises(ConfigurationError, match="at least 32 bytes"):
+            Registry("memory://", secret=short).cached(serializer="pickle")(lambda x: x)
+    Registry("memory://", serializer="pickle", secret="é" * 16).close()  # 32 bytes in UTF-8
 
 
 # --- backend URLs, checked without connecting --------------------------------------------------

@@ -10,6 +10,7 @@ import pickle
 from typing import Any
 
 from cachedeco.core.codec.base import type_name
+from cachedeco.core.keyring import MIN_KEY_BYTES
 from cachedeco.errors import ConfigurationError, SerializationError
 
 __all__ = ["SignedPickleCodec", "pickle_key"]
@@ -19,13 +20,20 @@ _MAC_SIZE = 32  # HMAC-SHA256
 
 
 def pickle_key(secret: object, name: str) -> bytes:
-    """The HMAC key for signed pickle; a missing or empty secret is a ConfigurationError."""
+    """The HMAC key for signed pickle: a missing secret, or one shorter than 32 bytes (whoever
+    reads the cache could guess it offline from a payload and its MAC, then sign a pickle
+    every process would run), is a ConfigurationError."""
     if isinstance(secret, str):
         secret = secret.encode()
     if not isinstance(secret, bytes | bytearray) or not secret:
         raise ConfigurationError(
             "serializer='pickle' needs a non-empty secret= (str or bytes): payloads are signed "
             "because unpickling data from the cache could run arbitrary code", function=name)
+    if len(secret) < MIN_KEY_BYTES:
+        raise ConfigurationError(
+            f"serializer='pickle' needs a secret of at least {MIN_KEY_BYTES} bytes, not "
+            f"{len(secret)} (e.g. secrets.token_urlsafe(32)): a short one can be guessed from "
+            "a stored payload, and a forged pickle runs code", function=name)
     return bytes(secret)
 
 
