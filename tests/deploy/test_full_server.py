@@ -7,6 +7,7 @@ server takes writes again."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +37,7 @@ def full(request: pytest.FixtureRequest) -> Iterator[Full]:
     if request.param == "redis":
         server = start_single(maxmemory="3mb", policy="noeviction")
         with redis.Redis.from_url(server.url) as admin:
-            yield Full(server.url, admin, lambda: _fill(admin, 1))
+            yield Full(server.url, admin, lambda: _fill(admin, 1, [admin]))
         server.process.stop()
         return
     cluster = start_cluster()
@@ -47,14 +48,18 @@ def full(request: pytest.FixtureRequest) -> Iterator[Full]:
                 client.config_set("maxmemory", used + 600_000)
                 client.config_set("maxmemory-policy", "noeviction")
         host, port = cluster.startup_nodes[0]
-        with RedisCluster(host=host, port=port) as admin:
-            yield Full(cluster.url, admin, lambda: _fill(admin, len(cluster.processes)))
+        with RedisCluster(host=host, port=port) as admin, contextlib.ExitStack() as nodes:
+            primaries = [nodes.enter_context(node.client()) for node in cluster.processes]
+            yield Full(cluster.url, admin, lambda: _fill(admin, len(primaries), primaries))
     finally:
         cluster.stop()
 
 
-def _fill(admin: Any, nodes: int) -> None:
-    """Write 8 KB keys until every primary has refused one."""
+def _fill(admin: Any, nodes: int, primaries: list[Any]) -> None:
+    """Write 8 KB keys until every primary has refused one, then set each primary's limit
+    100 KB below what it uses: a server just at its limit takes a write again as soon as its
+    memory dips (client buffers freed), and would let a change through that the test needs
+    refused. Sweeping the filler keys (600 KB or more a primary) makes room again."""
     refused: set[int] = set()
     for i in range(50_000):
         try:
@@ -63,6 +68,9 @@ def _fill(admin: Any, nodes: int) -> None:
             refused.add(admin.keyslot(f"filler:{i}") if nodes > 1 else 0)
             owners = {_owner(admin, slot) for slot in refused} if nodes > 1 else refused
             if len(owners) == nodes:
+                for client in primaries:
+                    used = int(client.info("memory")["used_memory"])
+                    client.config_set("maxmemory", used - 100_000)
                 return
     raise AssertionError("the deployment never filled up")
 
