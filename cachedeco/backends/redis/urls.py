@@ -174,7 +174,7 @@ def refused_option(option: str, value: object) -> str:
             f"{value!r} is not an integer >= {low}")
     if option == "ssl_cert_reqs":
         return "" if value in _CERT_REQS else f"{value!r} is not one of {_CERT_REQS}"
-    if option == "protocol":  # redis-py checks it only when it connects (before 5.1: not parsed)
+    if option == "protocol":  # redis-py checks it only when it connects (parsed from 8.0 on)
         return "" if value in ("2", "3") else f"{value!r} is not 2 or 3 (RESP2 or RESP3)"
     parse = cast("Callable[[str], object] | None", URL_QUERY_ARGUMENT_PARSERS.get(option))
     if parse is not None:
