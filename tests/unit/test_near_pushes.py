@@ -7,7 +7,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-import hiredis
 import pytest
 
 from cachedeco.backends.near.pushes import (
@@ -25,8 +24,12 @@ STREAM = (b">2\r\n$10\r\ninvalidate\r\n*2\r\n$5\r\np:a:1\r\n$8\r\np:~tag:t\r\n"
           b"-ERR nope\r\n")
 FRAMES = [Push([b"invalidate", [b"p:a:1", b"p:~tag:t"]]), b"PONG",
           Push([b"invalidate", None]), ReplyError(b"ERR nope")]
+try:
+    import hiredis
+except ImportError:  # the hiredis extra left out: the pure reader alone
+    hiredis = None
 #: hiredis reads RESP3 pushes from 3.0 on; the extra allows 2.3, with which the pure reader runs.
-RESP3_HIREDIS = hasattr(hiredis, "PushNotification")
+RESP3_HIREDIS = hiredis is not None and hasattr(hiredis, "PushNotification")
 READERS: dict[str, Callable[[], FrameReader]] = {
     "pure": PushReader, **({"hiredis": lambda: HiredisPushReader(hiredis)} if RESP3_HIREDIS
                            else {})}
@@ -63,5 +66,6 @@ def test_hiredis_parses_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_hiredis_without_resp3_pushes_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delattr(hiredis, "PushNotification", raising=False)  # hiredis before 3
+    if hiredis is not None:
+        monkeypatch.delattr(hiredis, "PushNotification", raising=False)  # hiredis before 3
     assert isinstance(push_reader(), PushReader)
