@@ -172,14 +172,14 @@ def next_run(queue: Iterable[Change], most: int) -> list[Change]:
     return urgent or records
 
 
-def merge_drops(queue: collections.OrderedDict[str, Change]
+def merge_drops(queue: collections.OrderedDict[str, Change], drops: Iterable[Change]
                 ) -> tuple[list[Change], list[Change]]:
-    """Every drop in ``queue`` that knows its function's tag becomes one invalidation of
-    that tag, queued last: it then waits for the records before it that carry the tag, and
-    misses whatever the drops would have (and more: the function's other entries, once).
-    Returns (the invalidations made, the changes they replace: the drops, and an older
-    invalidation of one of those tags)."""
-    gone = [c for c in queue.values() if c.kind == DROP and c.family]
+    """The ``drops`` of ``queue`` (those that know their function's tag, oldest first) become
+    one invalidation of each such tag, queued last: it then waits for the records before it
+    that carry the tag, and misses whatever the drops would have (and more: the function's
+    other entries, once). Returns (the invalidations made, the changes they replace: the
+    drops, and an older invalidation of one of those tags)."""
+    gone = list(drops)
     made: dict[str, Change] = {}
     for drop in gone:
         del queue[drop.ident]

@@ -1,22 +1,26 @@
 """The entries auto-recovery holds back: those whose key or one of whose tags has a change
-waiting, which this process must not serve from the backend until the change lands."""
+waiting, which this process must not serve from the backend until the change lands; and the
+waiting drops that know their function, which ``changes.merge_drops`` may merge (kept apart
+so that merging reads them, not a queue of records and invalidations that may be long)."""
 
 from __future__ import annotations
 
 import collections
 from collections.abc import Sequence
 
-from cachedeco.runtime.changes import TAGS, Change
+from cachedeco.runtime.changes import DROP, TAGS, Change
 
 __all__ = ["Held"]
 
 
 class Held:
-    """How many waiting changes concern each (backend, key) and (backend, tag key)."""
+    """How many waiting changes concern each (backend, key) and (backend, tag key), and each
+    backend's waiting drops that know their function, in the order they came."""
 
     def __init__(self) -> None:
         self._keys: collections.Counter[tuple[str, str]] = collections.Counter()
         self._tags: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._drops: dict[str, dict[str, Change]] = {}  # backend -> ident -> drop
 
     def blocks(self, backend: str, key: str, tag_keys: Sequence[str]) -> bool:
         """Whether the entry at ``key`` (with ``tag_keys``) has a change pending."""
@@ -25,16 +29,25 @@ class Held:
         tags = self._tags
         return bool(tags) and any((backend, t) in tags for t in tag_keys)
 
+    def family_drops(self, backend: str) -> list[Change]:
+        """The drops waiting for ``backend`` that know their function, oldest first."""
+        return list(self._drops.get(backend, {}).values())
+
     def hold(self, change: Change) -> None:
         """``change`` waits (a lease's release holds back no entry)."""
         if change.on_entries:
             (self._tags if change.kind == TAGS else self._keys)[
                 (change.backend, change.target)] += 1
+        if change.kind == DROP and change.family:
+            self._drops.setdefault(change.backend, {})[change.ident] = change
 
     def let_go(self, change: Change) -> None:
         """``change`` landed, was replaced or given up."""
         if not change.on_entries:
             return
+        drops = self._drops.get(change.backend)
+        if drops is not None and drops.get(change.ident) is change:
+            del drops[change.ident]
         counter = self._tags if change.kind == TAGS else self._keys
         where = (change.backend, change.target)
         counter[where] -= 1
@@ -45,3 +58,4 @@ class Held:
         """Nothing waits (a forked child starts empty)."""
         self._keys.clear()
         self._tags.clear()
+        self._drops.clear()

@@ -152,7 +152,7 @@ class Recovery:
                 self._held.let_go(old)
             queue[change.ident] = change
             self._held.hold(change)
-            made, gone = merge_drops(queue) if (
+            made, gone = merge_drops(queue, self._held.family_drops(change.backend)) if (
                 len(queue) > MOST_PENDING and change.family) else ([], [])
             for merged in gone:
                 self._held.let_go(merged)

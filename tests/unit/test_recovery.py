@@ -31,6 +31,7 @@ from cachedeco.runtime.changes import (
     next_run,
 )
 from cachedeco.runtime.guard import Breaker, Guard, warn
+from cachedeco.runtime.held import Held
 from cachedeco.runtime.spool import open_spool
 
 
@@ -96,11 +97,19 @@ def test_many_drops_become_one_invalidation_per_function() -> None:
     queue = collections.OrderedDict((c.ident, c) for c in [
         drop("p:a2", "p:~fn:a"), record, loose, older, drop("p:b1", "p:~fn:b"),
         drop("p:a3", "p:~fn:a")])
-    made, gone = merge_drops(queue)
+    held = Held()
+    for change in queue.values():
+        held.hold(change)
+    drops = held.family_drops("default")  # what the merge reads: not the whole queue
+    assert _kinds(drops) == [(DROP, "p:a2"), (DROP, "p:b1"), (DROP, "p:a3")]
+    made, gone = merge_drops(queue, drops)
     assert _kinds(made) == [(TAGS, "p:~fn:a"), (TAGS, "p:~fn:b")]
     assert {c.px for c in made} == {9000}  # the function tag's own lifetime
     assert _kinds(gone) == [(DROP, "p:a2"), (DROP, "p:b1"), (DROP, "p:a3"), (TAGS, "p:~fn:a")]
     assert list(queue.values()) == [record, loose, *made]  # queued last
+    for change in gone:
+        held.let_go(change)
+    assert held.family_drops("default") == []
     # the invalidation of a waits for the record of a (it carries a's tag), b's does not
     assert next_run(list(queue.values()), 500) == [loose, made[1]]
     back = decode_change(encode_change(drop("p:a4", "p:~fn:a")), 1)
