@@ -400,6 +400,10 @@ def stop_all(processes: Sequence[RedisProcess]) -> None:
 class Group:
     """Processes started and stopped together (a deployment): ``stop()``, ``with``."""
 
+    #: The directory of the certificate every server of a TLS deployment presents (``tls=True``),
+    #: removed by stop.
+    certificates: Path | None = None
+
     @property
     def processes(self) -> list[RedisProcess]:
         raise NotImplementedError
@@ -410,15 +414,14 @@ class Group:
 
     def stop(self) -> None:
         stop_all(self.processes)
-        shared = getattr(self, "certificates", None)  # a TLS deployment's one certificate
-        if shared is not None:
-            shutil.rmtree(shared, ignore_errors=True)
+        if self.certificates is not None:
+            shutil.rmtree(self.certificates, ignore_errors=True)
 
     @property
     def tls_ca(self) -> str:
         """The certificate every server of a TLS deployment presents (its ``certificates``
         directory, ``tls=True``), to trust as the CA."""
-        shared = getattr(self, "certificates", None)
+        shared = self.certificates
         if shared is None:
             raise ValueError(f"this {type(self).__name__} has no TLS ports: start it with "
                              "tls=True")

@@ -29,6 +29,8 @@ class Server(Group):
     host: str = HOST
     #: Whether it listens on a Unix socket too (``start_single(unix=True)``).
     unix: bool = False
+    #: The directory of its certificate (its own, ``tls=True``): see ``tls_ca``.
+    certificates: Path | None = None
 
     @property
     def processes(self) -> list[RedisProcess]:
@@ -50,11 +52,6 @@ class Server(Group):
     @property
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
-
-    @property
-    def certificates(self) -> Path | None:
-        """The directory of its certificate (its own, ``tls=True``): see ``tls_ca``."""
-        return self.process.directory if self.tls_port is not None else None
 
     @property
     def tls_url(self) -> str:
@@ -102,4 +99,4 @@ def start_single(*, appendonly: bool = False, maxmemory: str | None = None,
         return args
 
     process = launch("single", build, ports=2 if tls else 1)
-    return Server(process, unix=unix)
+    return Server(process, unix=unix, certificates=process.directory if tls else None)
