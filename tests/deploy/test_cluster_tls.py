@@ -28,11 +28,8 @@ WINDOW = 1.0  # seconds a change may take to reach the near cache (loopback, loa
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    made = start_cluster(tls=True)
-    try:
+    with start_cluster(tls=True) as made:  # stopped on the way out
         yield made
-    finally:
-        made.stop()
 
 
 @pytest.fixture

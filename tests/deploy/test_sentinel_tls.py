@@ -27,11 +27,8 @@ WINDOW = 1.0  # seconds a change may take to reach the near cache (loopback, loa
 @pytest.fixture
 def setup() -> Iterator[SentinelSetup]:
     """A TLS setup of the test's own (the failover test kills its primary)."""
-    made = start_sentinel(tls=True)
-    try:
+    with start_sentinel(tls=True) as made:  # stopped on the way out
         yield made
-    finally:
-        made.stop()
 
 
 @pytest.fixture(params=["plain sentinels", "TLS sentinels"])

@@ -26,11 +26,8 @@ WINDOW = 1.0  # seconds a change may take to reach the near cache (loopback, loa
 def server(request: pytest.FixtureRequest) -> Iterator[Server]:
     """A private redis-server with a TLS port or a Unix socket beside its plain port (the
     tests' admin side)."""
-    made = start_single(tls=request.param == "tls", unix=request.param == "unix")
-    try:
+    with start_single(tls=request.param == "tls", unix=request.param == "unix") as made:
         yield made
-    finally:
-        made.process.stop()
 
 
 @pytest.fixture
