@@ -29,10 +29,15 @@ class _Plain:
         self.wrapper.flush()
 
 
+def _flags(arguments: list[str]) -> set[str]:
+    """The options named among ``arguments`` (``--backend URL`` and ``--backend=URL`` alike)."""
+    return {a.split("=", 1)[0] for a in arguments}
+
+
 def cli_arguments(arguments: list[str], options: dict[str, Any] | None) -> list[str]:
     """The CLI's arguments: `arguments` plus `--backend` and `--prefix` from the settings
     when they are not among them (and a command was given: `--help` alone stays as is)."""
-    given = {a.split("=", 1)[0] for a in arguments}
+    given = _flags(arguments)
     if not options or not arguments or arguments[0].startswith("-"):
         return list(arguments)
     extra: list[str] = []
@@ -62,9 +67,9 @@ class Command(BaseCommand):
         arguments = list(options["arguments"])
         argv = cli_arguments(arguments, settings)
         # the setting's backend options go with the setting's backend, not another one
-        backend_given = any(a.split("=", 1)[0] == "--backend" for a in arguments)
         backend_options = (cli.backend_options(settings)
-                           if settings is not None and not backend_given else None)
+                           if settings is not None and "--backend" not in _flags(arguments)
+                           else None)
         with contextlib.redirect_stdout(_Plain(self.stdout)), \
                 contextlib.redirect_stderr(_Plain(self.stderr)):
             try:
