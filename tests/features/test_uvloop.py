@@ -15,6 +15,7 @@ import uvloop
 from cachedeco import Registry
 from tests.support._async.flows import check_flows
 from tests.support.deployments import Deployment
+from tests.support.near import awarm
 
 pytestmark = pytest.mark.deployments("redis", "cluster", "sentinel")
 
@@ -48,15 +49,10 @@ async def _scenario(deployment: Deployment, prefix: str) -> None:
         assert await asyncio.gather(*(item(1) for _ in range(50))) == [{"x": 1, "v": 1}] * 50
         assert loads[1] == 1
 
-        async def near_hit() -> bool:
-            before = item.stats().near_hits
-            await item(1)
-            return item.stats().near_hits > before
-
         async def loaded_again() -> bool:
             return await item(1) == {"x": 1, "v": 2}
 
-        await _until(near_hit)
+        await awarm(lambda: item(1), item.stats)  # a near hit: the change stream is up
         await other.ainvalidate_tags("item:1")  # another registry: heard through the stream
         await _until(loaded_again)
         assert loads[1] == 2
