@@ -7,13 +7,23 @@ import contextlib
 import inspect
 import types
 from collections import abc
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import (
+    Annotated,
+    Any,
+    NewType,
+    NotRequired,
+    Required,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 from cachedeco.errors import ConfigurationError
 
-__all__ = ["mapping_values", "return_annotation"]
+__all__ = ["mapping_values", "return_annotation", "unwrap"]
 
 _MAPPINGS = {dict, abc.Mapping, abc.MutableMapping}
+_WRAPPERS = {Annotated, Required, NotRequired}
 
 
 def return_annotation(func: object, name: str = "?") -> Any:
@@ -48,6 +58,18 @@ def mapping_values(hint: Any) -> Any:
     """The value type ``V`` of a ``dict[K, V]`` / ``Mapping[K, V]`` annotation, else Any."""
     args = get_args(hint)
     return args[1] if get_origin(hint) in _MAPPINGS and len(args) == 2 else Any
+
+
+def unwrap(hint: Any) -> Any:
+    """The annotation without what does not change the runtime value: Annotated, Required,
+    NotRequired, NewType."""
+    while True:
+        if get_origin(hint) in _WRAPPERS:
+            hint = get_args(hint)[0]
+        elif isinstance(hint, NewType):
+            hint = hint.__supertype__
+        else:
+            return hint
 
 
 def _closure(func: object) -> dict[str, Any]:

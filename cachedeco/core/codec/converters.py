@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -10,14 +13,20 @@ __all__ = [
     "convert_each",
     "dataclass_converter",
     "dispatch",
+    "each_position",
+    "from_base64",
     "identity",
     "lookup",
     "map_items",
     "map_list",
+    "map_named",
     "map_set",
     "map_tuple",
     "map_values",
+    "maybe",
+    "parse_date",
     "skip_none",
+    "to_base64",
 ]
 
 Converter = Callable[[Any], Any]
@@ -32,6 +41,37 @@ def convert_each(converters: list[Converter | None], values: Any) -> list[Any]:
     """Apply one converter per position (a fixed tuple, a NamedTuple); lengths must match."""
     return [value if convert is None else convert(value)
             for convert, value in zip(converters, values, strict=True)]
+
+
+def maybe(wrap: Callable[[Converter], Converter], inner: Converter | None,
+          ) -> Converter | None:
+    """``wrap(inner)``, or None when there is nothing to wrap (a child that needs nothing)."""
+    return None if inner is None else wrap(inner)
+
+
+def each_position(converters: list[Converter | None]) -> Converter | None:
+    """Converter of a fixed sequence of positions (a tuple, a NamedTuple), or None."""
+    if all(convert is None for convert in converters):
+        return None
+    return lambda value: convert_each(converters, value)
+
+
+def parse_date(text: str) -> dt.date:
+    """A date, or a datetime where a `date`-annotated function returned one (a subclass)."""
+    return dt.datetime.fromisoformat(text) if len(text) > 10 else dt.date.fromisoformat(text)
+
+
+def to_base64(value: bytes) -> str:
+    """Annotated bytes, written as base64 text (JSON has no bytes)."""
+    return base64.b64encode(value).decode("ascii")
+
+
+def from_base64(text: str) -> bytes:
+    """The bytes :func:`to_base64` wrote; anything else is a decode error."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"not base64: {exc}") from exc
 
 
 def map_list(convert: Converter) -> Converter:
@@ -59,6 +99,13 @@ def map_items(convert_key: Converter, convert_value: Converter | None) -> Conver
     if convert_value is None:
         return lambda value: {convert_key(key): item for key, item in value.items()}
     return lambda value: {convert_key(key): convert_value(item) for key, item in value.items()}
+
+
+def map_named(table: dict[str, Converter | None]) -> Converter:
+    """Converter for an object of named fields (a TypedDict; a dataclass's fields on store)."""
+    get = table.get
+    return lambda value: {key: item if (convert := get(key)) is None else convert(item)
+                          for key, item in value.items()}
 
 
 def skip_none(convert: Converter) -> Converter:

@@ -42,7 +42,7 @@ def json_codec(func: Callable[..., Any] | None, name: str,
         return _ModelJsonCodec(name, option, plan.model.model_validate_json)
     if plan.convert is None:
         return _JsonCodec(name, option)
-    return _TypedJsonCodec(name, option, plan.convert)
+    return _TypedJsonCodec(name, option, plan.convert, plan.encode)
 
 
 def _default(obj: Any) -> Any:
@@ -116,13 +116,26 @@ class _JsonCodec:
 
 
 class _TypedJsonCodec(_JsonCodec):
-    """orjson codec that rebuilds the annotated type from the JSON value."""
+    """orjson codec that rebuilds the annotated type from the JSON value (and first turns
+    what JSON cannot tell apart into what it can: bytes, a union's member)."""
 
-    __slots__ = ("_convert",)
+    __slots__ = ("_convert", "_encode")
 
-    def __init__(self, name: str, option: int, convert: Converter) -> None:
+    def __init__(self, name: str, option: int, convert: Converter,
+                 encode: Converter | None = None) -> None:
         super().__init__(name, option)
         self._convert = convert
+        self._encode = encode
+
+    def dumps(self, value: Any, key: str = "") -> bytes:
+        """Encode (the plan's encoder first, where the annotation needs one)."""
+        if self._encode is None or value is None:
+            return super().dumps(value, key)
+        try:
+            encoded = self._encode(value)
+        except (TypeError, ValueError, AttributeError) as exc:  # not what the annotation says
+            raise self._unserializable(value, f"{type(exc).__name__}: {exc}") from exc
+        return super().dumps(encoded, key)
 
     def loads(self, data: bytes, key: str = "") -> Any:
         """Decode, then convert (None stays None even if the annotation forgot Optional)."""

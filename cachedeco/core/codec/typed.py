@@ -7,12 +7,12 @@ Every node also records the JSON types (``str``, ``int``, ``list``...) its value
 that is how a union picks its member with one dict lookup instead of trial and error.
 
 Typed: dataclasses (recursively, by field types), pydantic models, NamedTuple, TypedDict,
-``datetime``, ``date``, ``time``, ``UUID``, ``Decimal``, ``Enum``, ``str``/``int``/``float``
-subclasses, ``tuple``/``list``/``set``/``frozenset``/``dict`` (keys too), ``Optional``,
-``Literal``, ``NewType``, ``Annotated``, and the ``collections.abc`` containers (rebuilt as list,
-set or dict). Left as the JSON value: ``Any``, type variables, unknown classes, and whatever JSON
-type two members of a union share (``str | datetime``: both arrive as a string and nothing cheap
-tells them apart; guessing would be worse than returning the string).
+``datetime``, ``date``, ``time``, ``UUID``, ``Decimal``, ``bytes`` (as base64), ``Enum``,
+``str``/``int``/``float`` subclasses, ``tuple``/``list``/``set``/``frozenset``/``dict`` (keys
+too), ``Optional``, unions, ``Literal``, ``NewType``, ``Annotated``, and the
+``collections.abc`` containers (rebuilt as list, set or dict). A union whose members arrive as
+one JSON type (``Cat | Dog``, ``str | datetime``) is stored tagged with its member
+(:mod:`.unions`). Left as the JSON value: ``Any``, type variables, unknown classes.
 
 Limits: the annotation names what is rebuilt, so a returned subclass of the annotated dataclass
 or model comes back as the annotated class (annotate the concrete class, or use pickle). Data
@@ -33,13 +33,9 @@ from collections.abc import Callable
 from decimal import Decimal
 from types import NoneType, UnionType
 from typing import (
-    Annotated,
     Any,
     Literal,
     NamedTuple,
-    NewType,
-    NotRequired,
-    Required,
     Union,
     cast,
     get_args,
@@ -51,20 +47,28 @@ from uuid import UUID
 
 import orjson
 
+from cachedeco.core.codec.annotations import unwrap as _unwrap
 from cachedeco.core.codec.converters import (
     Converter,
     convert_each,
     dataclass_converter,
     dispatch,
+    each_position,
+    from_base64,
     identity,
     lookup,
     map_items,
     map_list,
+    map_named,
     map_set,
     map_tuple,
     map_values,
+    maybe,
+    parse_date,
     skip_none,
+    to_base64,
 )
+from cachedeco.core.codec.unions import tagged
 
 __all__ = ["Converter", "Plan", "build_plan"]
 
@@ -77,14 +81,15 @@ _SEQUENCES = {list, abc.Sequence, abc.MutableSequence, abc.Collection, abc.Itera
 _SETS: dict[Any, type[set[Any]] | type[frozenset[Any]]] = {
     set: set, abc.Set: set, abc.MutableSet: set, frozenset: frozenset}
 _MAPPINGS = {dict, abc.Mapping, abc.MutableMapping}
-_WRAPPERS = {Annotated, Required, NotRequired}
 
 
 class _Node(NamedTuple):
-    """One compiled annotation: its converter (None = identity) and the JSON types it comes as."""
+    """One compiled annotation: its converter (None = identity), the JSON types it comes as,
+    and what its values are turned into before orjson writes them (None: nothing)."""
 
     convert: Converter | None
     shapes: frozenset[type]
+    encode: Converter | None = None
 
 
 _ANY = _Node(None, _JSON_TYPES)
@@ -97,6 +102,7 @@ class Plan:
     convert: Converter | None  # applied to the parsed JSON; None: orjson.loads alone is exact
     model: Any  # a top-level pydantic model class: decode the bytes with model_validate_json
     option: int  # extra orjson options the types need for an exact round trip
+    encode: Converter | None = None  # applied before orjson.dumps (bytes, tagged unions)
 
 
 def build_plan(hint: Any) -> Plan:
@@ -105,18 +111,7 @@ def build_plan(hint: Any) -> Plan:
     node = builder.build(hint)
     top = _unwrap(hint)
     model = top if isinstance(top, type) and _is_pydantic_model(top) else None
-    return Plan(node.convert, model, builder.option)
-
-
-def _unwrap(tp: Any) -> Any:
-    """Strip what does not change the runtime value: Annotated, Required, NewType."""
-    while True:
-        if get_origin(tp) in _WRAPPERS:
-            tp = get_args(tp)[0]
-        elif isinstance(tp, NewType):
-            tp = tp.__supertype__
-        else:
-            return tp
+    return Plan(node.convert, model, builder.option, node.encode)
 
 
 def _is_pydantic_model(cls: type) -> bool:
@@ -129,6 +124,14 @@ def _is_pydantic_model(cls: type) -> bool:
     return (callable(getattr(cls, "model_validate", None))
             and callable(getattr(cls, "model_dump", None))
             and (pydantic is None or cls is not getattr(pydantic, "BaseModel", None)))
+
+
+_Pair = tuple[Converter | None, Converter | None]  # a class's converter and encoder
+
+
+def _each(nodes: list[_Node]) -> Converter | None:
+    """The encoder of a fixed sequence of positions (a tuple, a NamedTuple), or None."""
+    return each_position([node.encode for node in nodes])
 
 
 def _class_hints(cls: type) -> dict[str, Any]:
@@ -153,16 +156,12 @@ def _json_key(value: Any) -> str:
     return str(next(iter(encoded)))
 
 
-def _parse_date(text: str) -> dt.date:
-    """A date, or a datetime where a `date`-annotated function returned one (a subclass)."""
-    return dt.datetime.fromisoformat(text) if len(text) > 10 else dt.date.fromisoformat(text)
-
-
+_BYTES = _Node(from_base64, _STR, to_base64)  # JSON has no bytes: base64 text
 _LEAVES: tuple[tuple[type, Converter, int], ...] = (
     # datetime and time bypass orjson, which rounds UTC offsets to the minute (and rejects an
     # aware time): Python's isoformat keeps seconds, so historical zones round-trip exactly.
     (dt.datetime, dt.datetime.fromisoformat, orjson.OPT_PASSTHROUGH_DATETIME),
-    (dt.date, _parse_date, 0),
+    (dt.date, parse_date, 0),
     (dt.time, dt.time.fromisoformat, orjson.OPT_PASSTHROUGH_DATETIME),
     (UUID, UUID, 0),
     (Decimal, Decimal, 0),
@@ -196,6 +195,8 @@ class _Builder:
             return _Node(None, frozenset({cls}))
         if cls is float:  # an int is a valid float, and comes back as an int
             return _Node(None, frozenset({float, int}))
+        if cls is bytes:
+            return _BYTES
         if issubclass(cls, enum.Enum):
             return self._enum(cls)
         for leaf, parse, option in _LEAVES:
@@ -223,14 +224,15 @@ class _Builder:
     def _generic(self, origin: Any, args: tuple[Any, ...]) -> _Node:
         """Compile a parameterized generic such as list[X] or dict[K, V]."""
         if origin in _SEQUENCES:
-            convert = self.build(args[0] if args else Any).convert
-            return _Node(None if convert is None else map_list(convert), _LIST)
+            item = self.build(args[0] if args else Any)
+            return _Node(maybe(map_list, item.convert), _LIST, maybe(map_list, item.encode))
         if origin is tuple:
             return self._tuple(args)
         if origin in _SETS:
             kind = _SETS[origin]
-            convert = self.build(args[0] if args else Any).convert
-            return _Node(kind if convert is None else map_set(kind, convert), _LIST)
+            item = self.build(args[0] if args else Any)
+            return _Node(kind if item.convert is None else map_set(kind, item.convert), _LIST,
+                         maybe(map_list, item.encode))
         if origin in _MAPPINGS:
             key, value = args if len(args) == 2 else (Any, Any)
             return self._dict(key, value)
@@ -238,76 +240,93 @@ class _Builder:
             return self._class(origin)
         return _ANY
 
-    def _recursive(self, cls: type, shapes: frozenset[type],
-                   make: Callable[[type], Converter | None]) -> _Node:
-        """Compile a class with fields once; a self-reference goes through a late-bound cell."""
+    def _recursive(self, cls: type, shapes: frozenset[type], make: Callable[[type], _Pair],
+                   ) -> _Node:
+        """Compile a class with fields once; a self-reference goes through late-bound cells.
+        A class whose fields need encoding (bytes, a tagged union) is compiled again, its
+        self-references (and the classes compiled on the way) then encoding too."""
         if cls in self._memo:
             return self._memo[cls]
-        cell: list[Converter] = []
+        cells: list[Converter] = []
 
         def forward(value: Any) -> Any:
             """Reach the converter of cls, which is being built (a self-referencing class)."""
-            return cell[0](value)
+            return cells[0](value)
 
+        def forward_encode(value: Any) -> Any:
+            """Reach the encoder of cls, as :func:`forward` its converter."""
+            return cells[1](value)
+
+        known = set(self._memo)
         self._memo[cls] = _Node(forward, shapes)
-        convert = make(cls)
-        if convert is None:
-            convert = identity
-        cell.append(convert)
-        node = self._memo[cls] = _Node(None if convert is identity else convert, shapes)
+        convert, encode = make(cls)
+        if encode is not None:
+            for made in set(self._memo) - known:
+                del self._memo[made]
+            self._memo[cls] = _Node(forward, shapes, forward_encode)
+            convert, encode = make(cls)
+        cells += [convert or identity, encode or identity]
+        node = self._memo[cls] = _Node(convert, shapes, encode)
         return node
 
-    def _dataclass(self, cls: type) -> Converter:
+    def _dataclass(self, cls: type) -> _Pair:
         """Rebuild a dataclass: init fields through the constructor, the others set after."""
         hints = _class_hints(cls)
         init: list[tuple[str, Converter | None]] = []
         late: list[tuple[str, Converter | None]] = []
+        encoders: dict[str, Converter | None] = {}
         for field in dataclasses.fields(cls):
-            convert = self.build(hints.get(field.name, Any)).convert
-            (init if field.init else late).append((field.name, convert))
+            node = self.build(hints.get(field.name, Any))
+            (init if field.init else late).append((field.name, node.convert))
+            encoders[field.name] = node.encode
             if field.name.startswith("_") or not field.init:
                 # orjson leaves out such fields: serialize this dataclass field by field instead
                 self.option |= orjson.OPT_PASSTHROUGH_DATACLASS
-        return dataclass_converter(cls, init, late)
+        convert = dataclass_converter(cls, init, late)
+        if all(encode is None for encode in encoders.values()):
+            return convert, None
+        write = map_named(encoders)
+        return convert, lambda value: write({name: getattr(value, name) for name in encoders})
 
-    def _namedtuple(self, cls: type) -> Converter:
+    def _namedtuple(self, cls: type) -> _Pair:
         """Rebuild a NamedTuple from its JSON list, converting each field."""
         hints = _class_hints(cls)
-        converters = [self.build(hints.get(name, Any)).convert for name in cast(Any, cls)._fields]
+        nodes = [self.build(hints.get(name, Any)) for name in cast(Any, cls)._fields]
+        converters, encoders = [node.convert for node in nodes], _each(nodes)
         if all(convert is None for convert in converters):
-            return lambda value: cls(*value)
-        return lambda value: cls(*convert_each(converters, value))
+            return (lambda value: cls(*value)), encoders
+        return (lambda value: cls(*convert_each(converters, value))), encoders
 
-    def _typeddict(self, cls: type) -> Converter | None:
+    def _typeddict(self, cls: type) -> _Pair:
         """Convert the keys of a TypedDict whose annotations are not JSON types."""
-        converters = {name: convert for name, tp in _class_hints(cls).items()
-                      if (convert := self.build(tp).convert) is not None}
-        if not converters:
-            return None
-        get = converters.get
-        return lambda value: {key: item if (convert := get(key)) is None else convert(item)
-                              for key, item in value.items()}
+        nodes = {name: self.build(tp) for name, tp in _class_hints(cls).items()}
+        converters = {name: node.convert for name, node in nodes.items()}
+        encoders = {name: node.encode for name, node in nodes.items()}
+        return (None if all(c is None for c in converters.values()) else map_named(converters),
+                None if all(e is None for e in encoders.values()) else map_named(encoders))
 
     def _tuple(self, args: tuple[Any, ...]) -> _Node:
         """Compile tuple, tuple[X, ...] and tuple[X, Y]."""
         if len(args) == 2 and args[1] is Ellipsis:
-            convert = self.build(args[0]).convert
-            return _Node(tuple if convert is None else map_tuple(convert), _LIST)
-        converters = [self.build(arg).convert for arg in args]
+            item = self.build(args[0])
+            return _Node(tuple if item.convert is None else map_tuple(item.convert), _LIST,
+                         maybe(map_list, item.encode))
+        nodes = [self.build(arg) for arg in args]
+        converters = [node.convert for node in nodes]
         if all(convert is None for convert in converters):
-            return _Node(tuple, _LIST)
-        return _Node(lambda value: tuple(convert_each(converters, value)), _LIST)
+            return _Node(tuple, _LIST, _each(nodes))
+        return _Node(lambda value: tuple(convert_each(converters, value)), _LIST, _each(nodes))
 
     def _dict(self, key: Any, value: Any) -> _Node:
         """Compile dict[K, V]: JSON keys are strings, so K is parsed back too."""
         convert_key = self._key(key)
-        convert_value = self.build(value).convert
-        if convert_key is None and convert_value is None:
-            return _Node(None, _DICT)
+        item = self.build(value)
+        encode = maybe(map_values, item.encode)
+        if convert_key is None and item.convert is None:
+            return _Node(None, _DICT, encode)
         if convert_key is None:
-            assert convert_value is not None
-            return _Node(map_values(convert_value), _DICT)
-        return _Node(map_items(convert_key, convert_value), _DICT)
+            return _Node(maybe(map_values, item.convert), _DICT, encode)
+        return _Node(map_items(convert_key, item.convert), _DICT, encode)
 
     def _key(self, tp: Any) -> Converter | None:
         """Converter from the key string orjson writes back to a K; None when K is str."""
@@ -327,8 +346,8 @@ class _Builder:
             if all(type(member) is str and key == member for key, member in table.items()):
                 return None
             return table.__getitem__
-        node = self.build(tp)
-        return node.convert if node.shapes == _STR else None
+        node = self.build(tp)  # (a key is written by orjson alone: no encoded key types)
+        return node.convert if node.shapes == _STR and node.encode is None else None
 
     def _enum(self, cls: type[enum.Enum]) -> _Node:
         """Compile an Enum: cls(value), or a lookup when its values do not survive JSON."""
@@ -360,21 +379,22 @@ class _Builder:
         return _Node(lookup(table), frozenset(shapes))
 
     def _union(self, args: tuple[Any, ...]) -> _Node:
-        """Compile a union: dispatch on the JSON type when each one belongs to one member."""
+        """Compile a union: dispatch on the JSON type when each one belongs to one member,
+        else stored tagged with its member (see :mod:`.unions`)."""
         nodes = [self.build(arg) for arg in args]
         members = [node for arg, node in zip(args, nodes, strict=True) if arg is not NoneType]
         if len(members) == 1:  # Optional[X]
-            convert = members[0].convert
-            shapes = members[0].shapes | {NoneType}
-            return _Node(None if convert is None else skip_none(convert), shapes)
+            only = members[0]
+            return _Node(maybe(skip_none, only.convert), only.shapes | {NoneType},
+                         maybe(skip_none, only.encode))
         owners: dict[type, set[Converter | None]] = {}
         for node in nodes:
             for shape in node.shapes:
                 owners.setdefault(shape, set()).add(node.convert)
-        table: dict[type, Converter] = {}
-        for shape, converters in owners.items():
-            (only,) = converters if len(converters) == 1 else (None,)
-            if only is not None:  # one member, which converts: it owns this JSON type
-                table[shape] = only
-        shapes = frozenset(owners)
-        return _Node(dispatch(table) if table else None, shapes)
+        if any(node.encode for node in nodes) or any(
+                len(converters) > 1 for converters in owners.values()):
+            decode, encode = tagged(args, [node.convert for node in nodes],
+                                    [node.encode for node in nodes])
+            return _Node(decode, _LIST | ({NoneType} & owners.keys()), encode)
+        table = {shape: only for shape, (only,) in owners.items() if only is not None}
+        return _Node(dispatch(table) if table else None, frozenset(owners))

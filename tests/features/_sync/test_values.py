@@ -44,6 +44,13 @@ class Model(pydantic.BaseModel):
     tags: list[str]
 
 
+@dataclass
+class Line:
+    x: int
+    y: float
+    length: float
+
+
 WHEN = dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.timezone(dt.timedelta(hours=2)))
 
 
@@ -98,8 +105,24 @@ def _json() -> dict[str, Any]:
     return {"a": [1, 2.5, "x", None, True], "b": {"c": []}}
 
 
+def _either() -> Point | Line:  # both arrive as JSON objects: stored with their member
+    return Line(1, 2.0, 3.5)
+
+
+def _mixed() -> list[Point | Line | Model]:
+    return [Point(1, 2.0), Line(0, 0.0, 1.0), _model()]
+
+
+def _moment() -> str | dt.datetime:  # both arrive as JSON strings
+    return WHEN
+
+
+def _blob() -> bytes:
+    return bytes(range(256))
+
+
 TYPED = [_point, _shape, _points, _by_name, _when, _naive, _day, _uid, _price, _pair, _model,
-         _json]
+         _json, _either, _mixed, _moment, _blob]
 
 
 def _same(a: Any, b: Any) -> None:

@@ -1,0 +1,185 @@
+"""Codec tests for what one JSON form cannot tell apart: unions whose members arrive as the
+same JSON type, stored tagged with their member, and annotated ``bytes``, stored as base64.
+Round trips are equal and of the same type, recursively; a union the JSON type does split is
+stored as before, untagged; data that is not what the annotation now expects is a decode
+error (a miss), never another type."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+from typing import Any, NamedTuple, TypedDict
+from uuid import UUID
+
+import orjson
+import pydantic
+import pytest
+
+from cachedeco.core.codec.typed import build_plan
+from cachedeco.errors import SerializationError
+from tests.unit.test_codec import assert_same, codec_for, roundtrip
+
+
+@dataclasses.dataclass
+class Cat:
+    name: str
+
+
+@dataclasses.dataclass
+class Dog:
+    name: str
+    barks: bool = True
+
+
+@dataclasses.dataclass
+class Kitten(Cat):
+    pass
+
+
+class Ok(pydantic.BaseModel):
+    value: int
+
+
+class Err(pydantic.BaseModel):
+    value: int
+    reason: str = "?"
+
+
+class Shade(enum.Enum):
+    RED = "red"
+
+
+@dataclasses.dataclass
+class Owner:
+    pet: Cat | Dog
+    avatar: bytes | None = None
+
+
+@dataclasses.dataclass
+class Tree:
+    children: list[Tree]
+    leaf: Cat | Dog | None = None
+
+
+@dataclasses.dataclass
+class Left:
+    right: Right | None
+    pet: Cat | Dog
+
+
+@dataclasses.dataclass
+class Right:
+    left: Left | None
+
+
+class Pair(NamedTuple):
+    pet: Cat | Dog
+    raw: bytes
+
+
+class Row(TypedDict):
+    pet: Cat | Dog
+    n: int
+
+
+D = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+U = UUID(int=7)
+
+CASES: list[tuple[Any, Any]] = [
+    (Cat | Dog, Cat("c")),
+    (Cat | Dog, Dog("d", barks=False)),
+    (Cat | Dog | None, None),
+    (Ok | Err, Ok(value=1)),
+    (Ok | Err, Err(value=1)),
+    (list[Cat | Dog], [Cat("a"), Dog("b"), Cat("c")]),
+    (dict[str, Cat | Dog], {"x": Dog("x"), "y": Cat("y")}),
+    (tuple[Cat | Dog, int], (Dog("d"), 1)),
+    (set[int] | frozenset[int], frozenset({1, 2})),
+    (list[Ok | Err], [Err(value=2), Ok(value=3)]),
+    (str | dt.datetime, D),
+    (str | dt.datetime, "2024-01-02T03:04:05+00:00"),  # a string that reads as a date
+    (dt.datetime | dt.date, dt.date(2024, 1, 2)),
+    (dt.datetime | dt.date, D),
+    (Shade | str, Shade.RED),
+    (Shade | str, "red"),
+    (list[int] | tuple[int, ...], (1, 2)),
+    (list[int] | tuple[int, ...], [1, 2]),
+    (list[dt.datetime] | list[UUID], [U, U]),  # told apart by their items
+    (list[dt.datetime] | list[UUID], [D]),
+    (int | bool | Shade | str, True),
+    (int | bool | Shade | str, 1),
+    (Owner, Owner(Dog("d"), b"\x89PNG\x00")),
+    (Tree, Tree([Tree([], Dog("a")), Tree([Tree([], Cat("b"))])], None)),
+    (Left, Left(Right(Left(None, Dog("d"))), Cat("c"))),
+    (Pair, Pair(Dog("d"), b"\x00")),
+    (Row, Row(pet=Dog("d"), n=1)),
+    (bytes, bytes(range(256))),
+    (bytes, b""),
+    (bytes | None, None),
+    (list[bytes], [b"a", b"\xff"]),
+    (dict[str, bytes], {"k": b"\x01"}),
+    (str | bytes, "text"),
+    (str | bytes, b"text"),
+    (dict[int, tuple[bytes, Cat | Dog]], {1: (b"z", Cat("c"))}),
+]
+
+
+@pytest.mark.parametrize(("annotation", "value"), CASES, ids=repr)
+def test_round_trip_is_equal_and_same_type(annotation: Any, value: Any) -> None:
+    assert_same(value, roundtrip(annotation, value))
+
+
+def test_a_tagged_union_is_stored_with_its_member() -> None:
+    codec = codec_for(Cat | Dog)
+    assert orjson.loads(codec.dumps(Dog("d"))) == [1, {"name": "d", "barks": True}]
+    assert orjson.loads(codec.dumps(Cat("c"))) == [0, {"name": "c"}]
+    assert codec.dumps(None) == b"null"
+    assert orjson.loads(codec_for(bytes).dumps(b"\x00\xff")) == "AP8="
+
+
+def test_a_subclass_comes_back_as_the_member_it_fits() -> None:
+    # the annotation names what is rebuilt, as for a single dataclass
+    assert_same(Cat("k"), roundtrip(Cat | Dog, Kitten("k")))
+
+
+def test_a_value_no_member_fits_comes_back_as_its_json_form() -> None:
+    codec = codec_for(Cat | Dog)
+    assert orjson.loads(codec.dumps({"name": "x"})) == [-1, {"name": "x"}]
+    assert codec.loads(codec.dumps({"name": "x"})) == {"name": "x"}
+
+
+@pytest.mark.parametrize("annotation", [
+    int | bool, int | float, str | int | None, list[int] | dict[str, int], int | dt.datetime,
+    list[dt.date] | dict[str, UUID], dt.datetime | None, list[Cat] | int,
+])
+def test_unions_the_json_type_splits_are_stored_untagged(annotation: Any) -> None:
+    assert build_plan(annotation).encode is None
+
+
+@pytest.mark.parametrize(("annotation", "data"), [
+    (Cat | Dog, b'{"name": "c"}'),  # untagged: written before unions were tagged
+    (str | dt.datetime, b'"2024-01-02"'),
+    (Cat | Dog, b'[2, {"name": "c"}]'),  # no such member
+    (Cat | Dog, b'[-2, {"name": "c"}]'),
+    (Cat | Dog, b'["0", {"name": "c"}]'),
+    (Cat | Dog, b'[0, {"name": "c"}, 1]'),
+    (Cat | Dog, b'[1, {"nom": "d"}]'),
+    (bytes, b'"not base64!"'),
+    (bytes, b"1"),
+])
+def test_data_that_does_not_fit_is_a_decode_error(annotation: Any, data: bytes) -> None:
+    with pytest.raises(SerializationError, match="cannot decode"):
+        codec_for(annotation).loads(data)
+
+
+@pytest.mark.parametrize(("annotation", "value"), [
+    (bytes, "text"),
+    (list[bytes], [b"a", 1]),
+    (Any, b"raw"),  # unannotated bytes: JSON has none, and nothing says to rebuild them
+    (dict[bytes, int], {b"k": 1}),
+])
+def test_bytes_where_the_annotation_does_not_say_so_are_refused(annotation: Any,
+                                                               value: Any) -> None:
+    with pytest.raises(SerializationError, match="cannot serialize"):
+        codec_for(annotation).dumps(value)
