@@ -9,12 +9,15 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+from decimal import Decimal
 from typing import Any, NamedTuple, TypedDict
 from uuid import UUID
 
 import orjson
 import pydantic
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cachedeco.core.codec.typed import build_plan
 from cachedeco.errors import SerializationError
@@ -178,8 +181,25 @@ def test_data_that_does_not_fit_is_a_decode_error(annotation: Any, data: bytes) 
     (list[bytes], [b"a", 1]),
     (Any, b"raw"),  # unannotated bytes: JSON has none, and nothing says to rebuild them
     (dict[bytes, int], {b"k": 1}),
+    (Cat | Dog | int, 2**64),  # stored as [2, 2**64]: the error names the int returned
 ])
-def test_bytes_where_the_annotation_does_not_say_so_are_refused(annotation: Any,
-                                                               value: Any) -> None:
-    with pytest.raises(SerializationError, match="cannot serialize"):
+def test_what_json_cannot_hold_is_refused_naming_the_returned_type(annotation: Any,
+                                                                   value: Any) -> None:
+    with pytest.raises(SerializationError, match="cannot serialize") as info:
         codec_for(annotation).dumps(value)
+    assert f"the {type(value).__qualname__} returned" in str(info.value)
+
+
+SCALARS = (int | bool | str | dt.datetime | dt.date | dt.time | UUID | Decimal | bytes | None
+           | list[int] | tuple[int, ...] | Shade)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.integers(-(2**63), 2**63 - 1), st.booleans(), st.text(), st.binary(), st.none(),
+    st.datetimes(timezones=st.none() | st.just(dt.UTC)), st.dates(), st.times(), st.uuids(),
+    st.decimals(allow_nan=False, allow_infinity=False), st.lists(st.integers(0, 9)),
+    st.tuples(st.integers(0, 9), st.integers(0, 9)), st.sampled_from(Shade)))
+def test_any_member_of_a_wide_union_round_trips(value: Any) -> None:
+    assert_same(value, roundtrip(SCALARS, value))
+    assert_same([value], roundtrip(list[SCALARS], [value]))

@@ -87,12 +87,16 @@ class _JsonCodec:
 
     def dumps(self, value: Any, key: str = "") -> bytes:
         """Encode with orjson; refuse what JSON cannot hold rather than store something else."""
+        return self._write(value, value)
+
+    def _write(self, value: Any, returned: Any) -> bytes:
+        """orjson's bytes for ``value``, the form of what the function ``returned``."""
         try:
             data = _orjson_dumps(value, default=_default, option=self._option)
         except TypeError as exc:  # orjson.JSONEncodeError, including 64-bit int overflow
-            raise self._unserializable(value, str(exc)) from exc
+            raise self._unserializable(returned, str(exc)) from exc
         if b"null" in data and _has_non_finite(value):
-            raise self._unserializable(value, "NaN and infinity have no JSON form")
+            raise self._unserializable(returned, "NaN and infinity have no JSON form")
         return data
 
     def loads(self, data: bytes, key: str = "") -> Any:
@@ -130,12 +134,12 @@ class _TypedJsonCodec(_JsonCodec):
     def dumps(self, value: Any, key: str = "") -> bytes:
         """Encode (the plan's encoder first, where the annotation needs one)."""
         if self._encode is None or value is None:
-            return super().dumps(value, key)
+            return self._write(value, value)
         try:
             encoded = self._encode(value)
         except (TypeError, ValueError, AttributeError) as exc:  # not what the annotation says
             raise self._unserializable(value, f"{type(exc).__name__}: {exc}") from exc
-        return super().dumps(encoded, key)
+        return self._write(encoded, value)
 
     def loads(self, data: bytes, key: str = "") -> Any:
         """Decode, then convert (None stays None even if the annotation forgot Optional)."""
