@@ -18,6 +18,7 @@ import pydantic
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from typing_extensions import TypeAliasType
 
 from cachedeco.core.codec.typed import build_plan
 from cachedeco.errors import SerializationError
@@ -203,3 +204,22 @@ SCALARS = (int | bool | str | dt.datetime | dt.date | dt.time | UUID | Decimal |
 def test_any_member_of_a_wide_union_round_trips(value: Any) -> None:
     assert_same(value, roundtrip(SCALARS, value))
     assert_same([value], roundtrip(list[SCALARS], [value]))
+
+
+Pet = TypeAliasType("Pet", Cat | Dog)  # `type Pet = Cat | Dog` from Python 3.12 on
+Json = TypeAliasType("Json", int)
+# A recursive alias, as 3.12's lazily evaluated `type Json = dict[str, Json] | ...` makes one
+object.__setattr__(Json, "__value__", dict[str, Json] | list[Json] | str | int | None)
+Pets = TypeAliasType("Pets", dict[str, Json] | list[Pet])
+
+
+@pytest.mark.parametrize(("annotation", "value"), [
+    (Pet, Dog("d")),
+    (list[Pet], [Cat("c"), Dog("d")]),
+    (Pet | None, None),
+    (Json, {"a": [1, "b", None, {"c": []}]}),
+    (Pets, [Dog("d")]),
+    (Pets, {"a": [1]}),
+], ids=repr)
+def test_type_aliases_are_compiled_as_what_they_stand_for(annotation: Any, value: Any) -> None:
+    assert_same(value, roundtrip(annotation, value))

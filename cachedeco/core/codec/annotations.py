@@ -1,12 +1,15 @@
 """A function's return annotation, resolved when a codec needs it (at first call): what the
-orjson codec decodes a cached value back to, so a hit has the type the miss had."""
+orjson codec decodes a cached value back to, so a hit has the type the miss had; and what the
+codec asks of annotations (the wrappers and aliases around a type, a class's field types)."""
 
 from __future__ import annotations
 
 import contextlib
 import inspect
+import sys
 import types
 from collections import abc
+from types import NoneType
 from typing import (
     Annotated,
     Any,
@@ -20,7 +23,14 @@ from typing import (
 
 from cachedeco.errors import ConfigurationError
 
-__all__ = ["mapping_values", "return_annotation", "unwrap"]
+__all__ = [
+    "alias_value",
+    "class_hints",
+    "is_pydantic_model",
+    "mapping_values",
+    "return_annotation",
+    "unwrap",
+]
 
 _MAPPINGS = {dict, abc.Mapping, abc.MutableMapping}
 _WRAPPERS = {Annotated, Required, NotRequired}
@@ -70,6 +80,39 @@ def unwrap(hint: Any) -> Any:
             hint = hint.__supertype__
         else:
             return hint
+
+
+def class_hints(cls: type) -> dict[str, Any]:
+    """Field annotations of cls; unresolvable ones (forward refs) degrade to untyped."""
+    try:
+        return get_type_hints(cls)
+    except Exception:  # user annotations may not resolve: keep the ones that are real objects
+        raw: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            raw.update(inspect.get_annotations(klass))
+        return {name: tp for name, tp in raw.items() if not isinstance(tp, str)}
+
+
+def is_pydantic_model(cls: type) -> bool:
+    """A concrete pydantic v2 model, by duck typing, so pydantic is never imported here.
+
+    ``BaseModel`` itself is excluded: as an annotation it says "some model", and validating the
+    JSON as a bare BaseModel would silently drop every field.
+    """
+    pydantic = sys.modules.get("pydantic")
+    return (callable(getattr(cls, "model_validate", None))
+            and callable(getattr(cls, "model_dump", None))
+            and (pydantic is None or cls is not getattr(pydantic, "BaseModel", None)))
+
+
+def alias_value(hint: Any) -> Any:
+    """What a type alias stands for (``type Pet = Cat | Dog``, typing_extensions'
+    ``TypeAliasType``; a parameterized one's value keeps its type variables), else None."""
+    alias = get_origin(hint) or hint
+    if type(alias).__name__ != "TypeAliasType" or not hasattr(alias, "__value__"):
+        return None
+    value = alias.__value__
+    return NoneType if value is None else value
 
 
 def _closure(func: object) -> dict[str, Any]:

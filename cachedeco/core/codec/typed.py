@@ -26,8 +26,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-import inspect
-import sys
 from collections import abc
 from collections.abc import Callable
 from decimal import Decimal
@@ -40,13 +38,17 @@ from typing import (
     cast,
     get_args,
     get_origin,
-    get_type_hints,
     is_typeddict,
 )
 from uuid import UUID
 
 import orjson
 
+from cachedeco.core.codec.annotations import (
+    alias_value,
+    class_hints,
+    is_pydantic_model,
+)
 from cachedeco.core.codec.annotations import unwrap as _unwrap
 from cachedeco.core.codec.converters import (
     Converter,
@@ -110,20 +112,8 @@ def build_plan(hint: Any) -> Plan:
     builder = _Builder()
     node = builder.build(hint)
     top = _unwrap(hint)
-    model = top if isinstance(top, type) and _is_pydantic_model(top) else None
+    model = top if isinstance(top, type) and is_pydantic_model(top) else None
     return Plan(node.convert, model, builder.option, node.encode)
-
-
-def _is_pydantic_model(cls: type) -> bool:
-    """A concrete pydantic v2 model, by duck typing, so pydantic is never imported here.
-
-    ``BaseModel`` itself is excluded: as an annotation it says "some model", and validating the
-    JSON as a bare BaseModel would silently drop every field.
-    """
-    pydantic = sys.modules.get("pydantic")
-    return (callable(getattr(cls, "model_validate", None))
-            and callable(getattr(cls, "model_dump", None))
-            and (pydantic is None or cls is not getattr(pydantic, "BaseModel", None)))
 
 
 _Pair = tuple[Converter | None, Converter | None]  # a class's converter and encoder
@@ -132,17 +122,6 @@ _Pair = tuple[Converter | None, Converter | None]  # a class's converter and enc
 def _each(nodes: list[_Node]) -> Converter | None:
     """The encoder of a fixed sequence of positions (a tuple, a NamedTuple), or None."""
     return each_position([node.encode for node in nodes])
-
-
-def _class_hints(cls: type) -> dict[str, Any]:
-    """Field annotations of cls; unresolvable ones (forward refs) degrade to untyped."""
-    try:
-        return get_type_hints(cls)
-    except Exception:  # user annotations may not resolve: keep the ones that are real objects
-        raw: dict[str, Any] = {}
-        for klass in reversed(cls.__mro__):
-            raw.update(inspect.get_annotations(klass))
-        return {name: tp for name, tp in raw.items() if not isinstance(tp, str)}
 
 
 def _json_form(value: Any) -> Any:
@@ -174,10 +153,13 @@ class _Builder:
     def __init__(self) -> None:
         self.option = 0
         self._memo: dict[type, _Node] = {}
+        self._aliases: set[Any] = set()  # the type aliases being compiled
 
     def build(self, tp: Any) -> _Node:
         """Compile any annotation."""
         tp = _unwrap(tp)
+        if (value := alias_value(tp)) is not None:
+            return self._alias(tp, value)
         origin = get_origin(tp)
         if origin is Literal:
             return self._literal(get_args(tp))
@@ -205,7 +187,7 @@ class _Builder:
                 return _Node(parse, _STR)
         if is_typeddict(cls):
             return self._recursive(cls, _DICT, self._typeddict)
-        if _is_pydantic_model(cls):
+        if is_pydantic_model(cls):
             root = getattr(cls, "__pydantic_root_model__", False)
             return _Node(cast(Any, cls).model_validate, _JSON_TYPES if root else _DICT)
         if dataclasses.is_dataclass(cls):
@@ -220,6 +202,17 @@ class _Builder:
             if issubclass(cls, base):
                 return _Node(cls, self._class(base).shapes)
         return _ANY
+
+    def _alias(self, alias: Any, value: Any) -> _Node:
+        """Compile a type alias (``type Pet = Cat | Dog``) as its value; where a recursive
+        alias names itself again, Any."""
+        if alias in self._aliases:
+            return _ANY
+        self._aliases.add(alias)
+        try:
+            return self.build(value)
+        finally:
+            self._aliases.discard(alias)
 
     def _generic(self, origin: Any, args: tuple[Any, ...]) -> _Node:
         """Compile a parameterized generic such as list[X] or dict[K, V]."""
@@ -271,7 +264,7 @@ class _Builder:
 
     def _dataclass(self, cls: type) -> _Pair:
         """Rebuild a dataclass: init fields through the constructor, the others set after."""
-        hints = _class_hints(cls)
+        hints = class_hints(cls)
         init: list[tuple[str, Converter | None]] = []
         late: list[tuple[str, Converter | None]] = []
         encoders: dict[str, Converter | None] = {}
@@ -290,7 +283,7 @@ class _Builder:
 
     def _namedtuple(self, cls: type) -> _Pair:
         """Rebuild a NamedTuple from its JSON list, converting each field."""
-        hints = _class_hints(cls)
+        hints = class_hints(cls)
         nodes = [self.build(hints.get(name, Any)) for name in cast(Any, cls)._fields]
         converters, encoders = [node.convert for node in nodes], _each(nodes)
         if all(convert is None for convert in converters):
@@ -299,7 +292,7 @@ class _Builder:
 
     def _typeddict(self, cls: type) -> _Pair:
         """Convert the keys of a TypedDict whose annotations are not JSON types."""
-        nodes = {name: self.build(tp) for name, tp in _class_hints(cls).items()}
+        nodes = {name: self.build(tp) for name, tp in class_hints(cls).items()}
         converters = {name: node.convert for name, node in nodes.items()}
         encoders = {name: node.encode for name, node in nodes.items()}
         return (None if all(c is None for c in converters.values()) else map_named(converters),

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from types import NoneType, UnionType
 from typing import Any, Literal, Union, get_args, get_origin, is_typeddict
 
-from cachedeco.core.codec.annotations import unwrap
+from cachedeco.core.codec.annotations import alias_value, unwrap
 from cachedeco.core.codec.converters import Converter
 
 __all__ = ["conforms", "tagged"]
@@ -65,6 +65,8 @@ def conforms(hint: Any, value: Any, exact: bool) -> bool:
     """Whether ``value`` is of the annotated type; ``exact``: of that very class (not a
     subclass: ``True`` is no ``int``), containers and their items alike."""
     hint = unwrap(hint)
+    if (aliased := alias_value(hint)) is not None:
+        return conforms(aliased, value, exact)
     origin = get_origin(hint)
     args = get_args(hint)
     if origin is Literal:
