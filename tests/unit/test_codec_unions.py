@@ -10,7 +10,7 @@ import dataclasses
 import datetime as dt
 import enum
 from decimal import Decimal
-from typing import Any, NamedTuple, TypedDict
+from typing import Any, NamedTuple, TypedDict, TypeVar
 from uuid import UUID
 
 import orjson
@@ -211,6 +211,8 @@ Json = TypeAliasType("Json", int)
 # A recursive alias, as 3.12's lazily evaluated `type Json = dict[str, Json] | ...` makes one
 object.__setattr__(Json, "__value__", dict[str, Json] | list[Json] | str | int | None)
 Pets = TypeAliasType("Pets", dict[str, Json] | list[Pet])
+T = TypeVar("T")
+Box = TypeAliasType("Box", list[T] | Dog, type_params=(T,))  # `type Box[T] = list[T] | Dog`
 
 
 @pytest.mark.parametrize(("annotation", "value"), [
@@ -220,6 +222,9 @@ Pets = TypeAliasType("Pets", dict[str, Json] | list[Pet])
     (Json, {"a": [1, "b", None, {"c": []}]}),
     (Pets, [Dog("d")]),
     (Pets, {"a": [1]}),
+    (Box[Cat], [Cat("c")]),
+    (Box[Pet], [Dog("d")]),
+    (Box[Cat], Dog("d")),
 ], ids=repr)
 def test_type_aliases_are_compiled_as_what_they_stand_for(annotation: Any, value: Any) -> None:
     assert_same(value, roundtrip(annotation, value))

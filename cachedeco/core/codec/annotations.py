@@ -107,11 +107,14 @@ def is_pydantic_model(cls: type) -> bool:
 
 def alias_value(hint: Any) -> Any:
     """What a type alias stands for (``type Pet = Cat | Dog``, typing_extensions'
-    ``TypeAliasType``; a parameterized one's value keeps its type variables), else None."""
+    ``TypeAliasType``; ``Box[Cat]`` of ``type Box[T] = list[T]`` is ``list[Cat]``), else None."""
     alias = get_origin(hint) or hint
     if type(alias).__name__ != "TypeAliasType" or not hasattr(alias, "__value__"):
         return None
     value = alias.__value__
+    if alias is not hint and getattr(alias, "__type_params__", None):
+        with contextlib.suppress(TypeError):  # a value without those type variables
+            value = value[get_args(hint)]
     return NoneType if value is None else value
 
 
