@@ -145,6 +145,8 @@ def test_a_tagged_union_is_stored_with_its_member() -> None:
 def test_a_subclass_comes_back_as_the_member_it_fits() -> None:
     # the annotation names what is rebuilt, as for a single dataclass
     assert_same(Cat("k"), roundtrip(Cat | Dog, Kitten("k")))
+    assert_same(Cat("k"), roundtrip(Any | Cat, Kitten("k")))  # before the catch-all Any
+    assert_same({"k": 1}, roundtrip(Any | Cat, {"k": 1}))
 
 
 def test_a_value_no_member_fits_comes_back_as_its_json_form() -> None:

@@ -36,13 +36,15 @@ def tagged(members: Sequence[Any], converters: Sequence[Converter | None],
     and their compiled converters (None: the JSON value is already the member's value) and
     encoders (None: orjson writes the member's value as it is)."""
     count = len(members)
+    order = sorted(range(count), key=lambda index: unwrap(members[index]) in (Any, object))
 
     def encode(value: Any) -> Any:
-        """``[i, json]`` for the first member the value is exactly, else the first it fits."""
+        """``[i, json]`` for the first member the value is exactly, else the first it fits
+        (``Any`` last)."""
         if value is None:
             return None
         for exact in (True, False):
-            for index in range(count):
+            for index in order:
                 if conforms(members[index], value, exact):
                     write = encoders[index]
                     return [index, value if write is None else write(value)]
@@ -63,8 +65,12 @@ def tagged(members: Sequence[Any], converters: Sequence[Converter | None],
 
 def conforms(hint: Any, value: Any, exact: bool) -> bool:
     """Whether ``value`` is of the annotated type; ``exact``: of that very class (not a
-    subclass: ``True`` is no ``int``), containers and their items alike."""
+    subclass: ``True`` is no ``int``), containers and their items alike. ``Any`` (and what
+    cannot be checked, a type variable) takes any value, but never exactly: a member that
+    names the value's class comes first."""
     hint = unwrap(hint)
+    if hint is Any:  # (a class from Python 3.11 on, that isinstance refuses)
+        return not exact
     if (aliased := alias_value(hint)) is not None:
         return conforms(aliased, value, exact)
     origin = get_origin(hint)
@@ -76,7 +82,7 @@ def conforms(hint: Any, value: Any, exact: bool) -> bool:
     if origin is None:
         if hint is None or hint is NoneType:
             return value is None
-        return _instance(hint, value, exact) if isinstance(hint, type) else True
+        return _instance(hint, value, exact) if isinstance(hint, type) else not exact
     if origin is tuple:
         return _tuple(args, value, exact)
     if origin in _COLLECTIONS:
@@ -86,7 +92,7 @@ def conforms(hint: Any, value: Any, exact: bool) -> bool:
         key, item = args if len(args) == 2 else (Any, Any)
         return _container(origin, value, exact) and all(
             conforms(key, k, exact) and conforms(item, v, exact) for k, v in value.items())
-    return _instance(origin, value, exact) if isinstance(origin, type) else True
+    return _instance(origin, value, exact) if isinstance(origin, type) else not exact
 
 
 def _container(origin: Any, value: Any, exact: bool) -> bool:
