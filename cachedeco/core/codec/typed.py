@@ -44,12 +44,7 @@ from uuid import UUID
 
 import orjson
 
-from cachedeco.core.codec.annotations import (
-    alias_value,
-    class_hints,
-    is_pydantic_model,
-)
-from cachedeco.core.codec.annotations import unwrap as _unwrap
+from cachedeco.core.codec.annotations import alias_value, class_hints, is_pydantic_model, unwrap
 from cachedeco.core.codec.converters import (
     Converter,
     convert_each,
@@ -111,7 +106,7 @@ def build_plan(hint: Any) -> Plan:
     """Compile a return annotation into a Plan: converter tree, pydantic fast path, options."""
     builder = _Builder()
     node = builder.build(hint)
-    top = _unwrap(hint)
+    top = unwrap(hint)
     model = top if isinstance(top, type) and is_pydantic_model(top) else None
     return Plan(node.convert, model, builder.option, node.encode)
 
@@ -157,7 +152,7 @@ class _Builder:
 
     def build(self, tp: Any) -> _Node:
         """Compile any annotation."""
-        tp = _unwrap(tp)
+        tp = unwrap(tp)
         if (value := alias_value(tp)) is not None:
             return self._alias(tp, value)
         origin = get_origin(tp)
@@ -323,7 +318,7 @@ class _Builder:
 
     def _key(self, tp: Any) -> Converter | None:
         """Converter from the key string orjson writes back to a K; None when K is str."""
-        tp = _unwrap(tp)
+        tp = unwrap(tp)
         members: list[Any] = []
         if get_origin(tp) is Literal:
             members = list(get_args(tp))
