@@ -25,8 +25,10 @@ __all__ = [
     "map_values",
     "maybe",
     "parse_date",
+    "parse_duration",
     "skip_none",
     "to_base64",
+    "write_duration",
 ]
 
 Converter = Callable[[Any], Any]
@@ -72,6 +74,22 @@ def from_base64(text: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except binascii.Error as exc:
         raise ValueError(f"not base64: {exc}") from exc
+
+
+def write_duration(value: dt.timedelta) -> str:
+    """An annotated timedelta, as its exact length in seconds (``"-90061.000001"``)."""
+    micros = value // dt.timedelta(microseconds=1)
+    whole, fraction = divmod(abs(micros), 1_000_000)
+    return f"{'-' if micros < 0 else ''}{whole}.{fraction:06d}"
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """The timedelta :func:`write_duration` wrote; anything else is a decode error."""
+    whole, _, fraction = text.removeprefix("-").partition(".")
+    if not (whole.isdigit() and fraction.isdigit() and len(fraction) == 6):
+        raise ValueError("not a duration in seconds")
+    micros = int(whole) * 1_000_000 + int(fraction)
+    return dt.timedelta(microseconds=-micros if text.startswith("-") else micros)
 
 
 def map_list(convert: Converter) -> Converter:

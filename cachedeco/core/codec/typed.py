@@ -7,7 +7,7 @@ Every node also records the JSON types (``str``, ``int``, ``list``...) its value
 that is how a union picks its member with one dict lookup instead of trial and error.
 
 Typed: dataclasses (recursively, by field types), pydantic models, NamedTuple, TypedDict,
-``datetime``, ``date``, ``time``, ``UUID``, ``Decimal``, ``bytes`` (as base64), ``Enum``,
+``datetime``, ``date``, ``time``, ``timedelta``, ``UUID``, ``Decimal``, ``bytes``, ``Enum``,
 ``str``/``int``/``float`` subclasses, ``tuple``/``list``/``set``/``frozenset``/``dict`` (keys
 too), ``Optional``, unions, ``Literal``, ``NewType``, ``Annotated``, and the
 ``collections.abc`` containers (rebuilt as list, set or dict). A union whose members arrive as
@@ -62,8 +62,10 @@ from cachedeco.core.codec.converters import (
     map_values,
     maybe,
     parse_date,
+    parse_duration,
     skip_none,
     to_base64,
+    write_duration,
 )
 from cachedeco.core.codec.unions import tagged
 
@@ -130,7 +132,9 @@ def _json_key(value: Any) -> str:
     return str(next(iter(encoded)))
 
 
-_BYTES = _Node(from_base64, _STR, to_base64)  # JSON has no bytes: base64 text
+#: What JSON has no form for, written as text: bytes (base64), timedelta (seconds).
+_ENCODED = {bytes: _Node(from_base64, _STR, to_base64),
+            dt.timedelta: _Node(parse_duration, _STR, write_duration)}
 _LEAVES: tuple[tuple[type, Converter, int], ...] = (
     # datetime and time bypass orjson, which rounds UTC offsets to the minute (and rejects an
     # aware time): Python's isoformat keeps seconds, so historical zones round-trip exactly.
@@ -172,8 +176,8 @@ class _Builder:
             return _Node(None, frozenset({cls}))
         if cls is float:  # an int is a valid float, and comes back as an int
             return _Node(None, frozenset({float, int}))
-        if cls is bytes:
-            return _BYTES
+        if cls in _ENCODED:
+            return _ENCODED[cls]
         if issubclass(cls, enum.Enum):
             return self._enum(cls)
         for leaf, parse, option in _LEAVES:

@@ -120,8 +120,12 @@ def _blob() -> bytes:
     return bytes(range(256))
 
 
+def _wait() -> dict[str, dt.timedelta]:
+    return {"a": dt.timedelta(days=-1, microseconds=5)}
+
+
 TYPED = [_point, _shape, _points, _by_name, _when, _naive, _day, _uid, _price, _pair, _model,
-         _json, _either, _mixed, _moment, _blob]
+         _json, _either, _mixed, _moment, _blob, _wait]
 
 
 def _same(a: Any, b: Any) -> None:
