@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 import enum
 from decimal import Decimal
-from typing import Any, NamedTuple, TypedDict, TypeVar
+from typing import Any, NamedTuple, Protocol, TypedDict, TypeVar
 from uuid import UUID
 
 import orjson
@@ -158,6 +158,15 @@ def test_a_subclass_comes_back_as_the_member_it_fits() -> None:
     assert_same(Cat("k"), roundtrip(Cat | Dog, Kitten("k")))
     assert_same(Cat("k"), roundtrip(Any | Cat, Kitten("k")))  # before the catch-all Any
     assert_same({"k": 1}, roundtrip(Any | Cat, {"k": 1}))
+
+
+class Named(Protocol):  # not runtime_checkable: isinstance refuses it
+    name: str
+
+
+def test_a_member_isinstance_refuses_takes_what_the_others_do_not() -> None:
+    assert_same(Dog("d"), roundtrip(Cat | Dog | Named, Dog("d")))
+    assert_same({"name": "n"}, roundtrip(Cat | Named, {"name": "n"}))
 
 
 def test_a_value_no_member_fits_comes_back_as_its_json_form() -> None:

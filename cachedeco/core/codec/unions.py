@@ -121,5 +121,8 @@ def _instance(cls: type, value: Any, exact: bool) -> bool:
         return type(value) is cls
     if cls is float:
         return isinstance(value, int | float)
-    return isinstance(value, cls)
+    try:
+        return isinstance(value, cls)
+    except TypeError:  # a class isinstance refuses (a Protocol not runtime_checkable): Any
+        return True
 
