@@ -153,12 +153,21 @@ def dispatch(table: dict[type, Converter]) -> Converter:
 
 
 def dataclass_converter(cls: type, init: list[tuple[str, Converter | None]],
-                         late: list[tuple[str, Converter | None]]) -> Converter:
-    """Converter building cls from its JSON object; a missing field is an error (a miss)."""
+                         late: list[tuple[str, Converter | None]], *,
+                         construct: bool = True) -> Converter:
+    """Converter building cls from its JSON object; a missing field is an error (a miss).
+    ``construct=False``: the object is made without ``__init__`` (nor ``__post_init__``) and
+    the init fields are set as they were stored."""
     def convert(value: dict[str, Any]) -> Any:
         """Construct the dataclass, then restore fields the constructor does not take."""
-        obj = cls(**{name: value[name] if field is None else field(value[name])
-                     for name, field in init})
+        fields = {name: value[name] if field is None else field(value[name])
+                  for name, field in init}
+        if construct:
+            obj = cls(**fields)
+        else:
+            obj = cls.__new__(cls)
+            for name, item in fields.items():
+                object.__setattr__(obj, name, item)
         for name, field in late:
             if name in value:
                 item = value[name]

@@ -262,7 +262,9 @@ class _Builder:
         return node
 
     def _dataclass(self, cls: type) -> _Pair:
-        """Rebuild a dataclass: init fields through the constructor, the others set after."""
+        """Rebuild a dataclass: init fields through the constructor, the others set after.
+        A class with ``InitVar`` arguments is rebuilt without its constructor: the stored
+        fields are what ``__post_init__`` made of them, and the arguments were not stored."""
         hints = class_hints(cls)
         init: list[tuple[str, Converter | None]] = []
         late: list[tuple[str, Converter | None]] = []
@@ -274,7 +276,8 @@ class _Builder:
             if field.name.startswith("_") or not field.init:
                 # orjson leaves out such fields: serialize this dataclass field by field instead
                 self.option |= orjson.OPT_PASSTHROUGH_DATACLASS
-        convert = dataclass_converter(cls, init, late)
+        initvars = any(isinstance(hint, dataclasses.InitVar) for hint in hints.values())
+        convert = dataclass_converter(cls, init, late, construct=not initvars)
         if all(encode is None for encode in encoders.values()):
             return convert, None
         write = map_named(encoders)
