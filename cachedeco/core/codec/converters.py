@@ -165,7 +165,7 @@ def dataclass_converter(cls: type, init: list[tuple[str, Converter | None]],
         if construct:
             obj = cls(**fields)
         else:
-            obj = cls.__new__(cls)
+            obj = object.__new__(cls)
             for name, item in fields.items():
                 object.__setattr__(obj, name, item)
         for name, field in late:
