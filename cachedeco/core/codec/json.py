@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from cachedeco.core.codec.annotations import return_annotation
+from cachedeco.core.codec.annotations import return_annotation, unwrap
 from cachedeco.core.codec.base import Codec, type_name
 from cachedeco.core.codec.typed import Converter, build_plan
 from cachedeco.errors import SerializationError
@@ -30,13 +30,17 @@ _HINT = ("return JSON types or annotate the return type with a supported one, or
 _OPTION = orjson.OPT_NON_STR_KEYS
 _orjson_dumps = orjson.dumps
 _orjson_loads = orjson.loads
+_BYTES = (bytes, bytes | None)  # (equal to Optional[bytes] and None | bytes)
 
 
 def json_codec(func: Callable[..., Any] | None, name: str,
                annotation: Callable[[], Any] | None = None) -> Codec:
     """The orjson codec for func's return annotation (or for what ``annotation()`` gives),
     with the cheapest decode that is exact."""
-    plan = build_plan(annotation() if annotation is not None else return_annotation(func, name))
+    hint = annotation() if annotation is not None else return_annotation(func, name)
+    if unwrap(hint) in _BYTES:
+        return _BytesCodec(name)
+    plan = build_plan(hint)
     option = _OPTION | plan.option
     if plan.model is not None:
         return _ModelJsonCodec(name, option, plan.model.model_validate_json)
@@ -167,3 +171,32 @@ class _ModelJsonCodec(_JsonCodec):
             return self._validate(data)
         except Exception as exc:
             raise self._undecodable(exc) from exc
+
+
+class _BytesCodec:
+    """A return annotated ``bytes`` (or ``bytes | None``): the bytes stored as they are
+    after one byte saying which it is (``b``: bytes, ``n``: None); no JSON, no base64."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def dumps(self, value: Any, key: str = "") -> bytes:
+        """``b`` and the bytes, or ``n``; anything else is not what the annotation says."""
+        if value is None:
+            return b"n"
+        if isinstance(value, bytes | bytearray | memoryview):
+            return b"b" + bytes(value)
+        raise SerializationError(
+            f"cannot serialize the {type_name(type(value))} returned by {self._name}: its "
+            "return annotation says bytes", function=self._name)
+
+    def loads(self, data: bytes, key: str = "") -> Any:
+        """The stored bytes (or None); other data is a decode error (a miss)."""
+        if data[:1] == b"b":
+            return bytes(data[1:])
+        if data == b"n":
+            return None
+        raise SerializationError(f"cannot decode the cached value of {self._name}: not a "
+                                 "stored bytes value", function=self._name)
