@@ -246,3 +246,22 @@ def test_a_tags_callable_returning_a_non_string_fails_on_memory_as_on_redis() ->
     assert f("users") == "users"
     with pytest.raises(ConfigurationError, match="tags callable"):
         f(7)
+
+
+@pytest.mark.parametrize("returned", ["user:1", b"user:1", None, 7, ["user:1", ""]])
+def test_a_tags_callable_must_return_a_list_of_strings(returned: object) -> None:
+    # a bare str is iterable: its characters became the tags, and invalidate_tags("user:1")
+    # then reached nothing (the old value kept being served)
+    reg = Registry("memory://")
+    loads: list[int] = []
+
+    @reg.cached(tags=lambda x: returned)
+    def f(x: int) -> int:
+        loads.append(x)
+        return x
+
+    with pytest.raises(ConfigurationError, match=r"tags callable of .*\.f returned") as info:
+        f(1)
+    assert info.value.function is not None and info.value.function.endswith(".f")
+    assert "user:1" not in str(info.value)  # (tags come from arguments: not quoted)
+    assert loads == []  # refused before the function runs

@@ -20,6 +20,7 @@ class TagSet:
 
     def __init__(self, func: Callable[..., Any], tags: TagsArg, binder: Binder) -> None:
         self.binder = binder
+        self.name = f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', '?')}"
         self.func_tags: Callable[..., Iterable[str]] | None = None
         self.templates: tuple[Template, ...] = ()
         if callable(tags):
@@ -39,10 +40,20 @@ class TagSet:
     def render(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, ...]:
         """The tags of one call."""
         if self.func_tags is not None:
-            tags = tuple(self.func_tags(*args, **kwargs))
+            returned = self.func_tags(*args, **kwargs)
+            # (a bare str is iterable: its characters would silently become the tags)
+            if isinstance(returned, str | bytes) or not isinstance(returned, Iterable):
+                raise ConfigurationError(
+                    f"the tags callable of {self.name} returned a {type(returned).__name__}, not "
+                    "a list of strings (tags=lambda user_id: [f'user:{user_id}'])",
+                    function=self.name)
+            tags = tuple(returned)
             for tag in tags:
                 if not isinstance(tag, str) or not tag:
-                    raise ConfigurationError(f"a tags callable returned {tag!r}, not a string")
+                    what = "an empty tag" if tag == "" else f"a tag of type {type(tag).__name__}"
+                    raise ConfigurationError(
+                        f"the tags callable of {self.name} returned {what}: tags are non-empty "
+                        "strings", function=self.name)
             return tags
         values = self.binder.arguments(args, kwargs)
         return tuple(t.render(values) for t in self.templates)
