@@ -100,7 +100,9 @@ class Invalidation:
     def _tag_keys(self, tags: tuple[str, ...]) -> list[str]:
         for tag in tags:
             if not isinstance(tag, str) or not tag:
-                raise ConfigurationError(f"a tag must be a non-empty string, not {tag!r}")
+                hint = (" (the tags are separate arguments: invalidate_tags(*tags))"
+                        if isinstance(tag, list | tuple | set | frozenset) else "")
+                raise ConfigurationError(f"a tag must be a non-empty string, not {tag!r}{hint}")
         # The same escaping as a rendered tag template, so "item:50%" names f("50%")'s tag.
         return [self.keyspace.tag(escape_text(tag)) for tag in dict.fromkeys(tags)]
 

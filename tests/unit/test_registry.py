@@ -213,6 +213,8 @@ def test_bad_tags_and_patterns_are_refused() -> None:
     for bad in ("", None, 3):
         with pytest.raises(ConfigurationError):
             reg.invalidate_tags("ok", bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=r"separate arguments: invalidate_tags\(\*tags"):
+        reg.invalidate_tags(["a", "b"])  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError):
         reg.invalidate_pattern("")
 
