@@ -394,6 +394,7 @@ def test_long_template_keys_are_hashed() -> None:
         ("x:{account.}", "malformed"),
         ("x:{opts[k}", "malformed"),
         ("x:{analysis_id:>{width}}", "width"),
+        ("", "empty"),  # every call shared one entry: f(2) returned f(1)'s value
     ],
 )
 def test_bad_templates_fail_at_decoration(template: str, message: str) -> None:
@@ -408,6 +409,8 @@ def test_template_class_works_for_tags() -> None:
     assert Template("t:{a}", ["a"]).render({"a": "{"}) == "t:%7B"
     with pytest.raises(ConfigurationError, match="tag"):
         Template("t:{zz}", load, what="tag")
+    with pytest.raises(ConfigurationError, match="tag template must not be empty"):
+        Template("", load, what="tag")
 
 
 # --- callable keys -----------------------------------------------------------------------------

@@ -155,6 +155,8 @@ class Template:
     ) -> None:
         if not isinstance(template, str):
             raise ConfigurationError(f"a {what} template must be a str, not {template!r}")
+        if not template:  # every call would share one entry (a key) or one tag key
+            raise ConfigurationError(f"a {what} template must not be empty")
         if isinstance(func_or_params, str):
             raise ConfigurationError("pass the function or an iterable of parameter names")
         params = frozenset(
