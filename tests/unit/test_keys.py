@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import hashlib
 import inspect
 import json
@@ -636,3 +637,16 @@ def test_keys_are_the_same_in_other_processes() -> None:
             [sys.executable, "-c", PRINT_KEYS], env=env, capture_output=True, text=True, check=True
         )
         assert json.loads(out.stdout) == here
+
+
+def test_a_lambda_or_a_partial_needs_a_key() -> None:
+    # every lambda of a scope is "<lambda>", every partial "functools.partial": two of them
+    # read one another's entries (double(5) returned 10 for triple(5) too)
+    reg = cachedeco.Registry("memory://")
+    with pytest.raises(ConfigurationError, match=r"needs_a_key\.<locals>\.<lambda> is a lambda"):
+        reg.cached(ttl=60)(lambda x: x * 2)
+    with pytest.raises(ConfigurationError, match=r"functools\.partial has no name"):
+        reg.cached(ttl=60)(functools.partial(load, None))
+    double = reg.cached(ttl=60, key="double:{x}")(lambda x: x * 2)
+    triple = reg.cached(ttl=60, key=lambda x: f"triple:{x}")(lambda x: x * 3)
+    assert (double(5), triple(5)) == (10, 15)

@@ -25,6 +25,11 @@ def default_memory() -> Iterator[Registry]:
 # --- decorators --------------------------------------------------------------------------------
 
 
+def same(x: object) -> object:
+    """A function to decorate (a lambda has no name of its own: refused without key=)."""
+    return x
+
+
 def test_pickle_without_a_secret_fails_at_decoration_on_a_known_registry() -> None:
     reg = Registry("memory://")
     with pytest.raises(ConfigurationError, match="secret"):
@@ -137,7 +142,7 @@ def test_a_pickle_secret_has_32_bytes_at_least() -> None:
         with pytest.raises(ConfigurationError, match="at least 32 bytes"):
             Registry("memory://", serializer="pickle", secret=short)
         with pytest.raises(ConfigurationError, match="at least 32 bytes"):
-            Registry("memory://", secret=short).cached(serializer="pickle")(lambda x: x)
+            Registry("memory://", secret=short).cached(serializer="pickle")(same)
     Registry("memory://", serializer="pickle", secret="é" * 16).close()  # 32 bytes in UTF-8
 
 
@@ -225,7 +230,7 @@ def test_a_bad_decorator_option_fails_at_decoration_on_memory(
         options: dict[str, Any], match: str) -> None:
     reg = Registry("memory://")
     with pytest.raises(ConfigurationError, match=match):
-        reg.cached(**options)(lambda x: x)
+        reg.cached(**options)(same)
 
 
 def test_a_bad_writer_option_fails_at_decoration_on_memory() -> None:

@@ -155,6 +155,15 @@ class KeyBuilder:
         module = getattr(self._func, "__module__", None)
         qualname = getattr(self._func, "__qualname__", type(self._func).__qualname__)
         self._name = _check_name(f"{module}.{qualname}")
+        if key is None and isinstance(self._func, functools.partial):
+            raise ConfigurationError(
+                "a functools.partial has no name of its own (every partial's keys would start "
+                "with 'functools.partial') and its bound arguments are in no key: cache the "
+                "function itself, or give key=")
+        if key is None and qualname.endswith("<lambda>"):
+            raise ConfigurationError(
+                f"{self._name} is a lambda: every lambda of a scope is named '<lambda>', so "
+                "their entries would be one another's; define it with def, or give key=")
         self._suffix = "" if version is None else f":v{_check_version(version)}"
         ignored = frozenset((ignore,) if isinstance(ignore, str) else items(ignore, "ignore"))
         unknown = ignored.difference(params)
