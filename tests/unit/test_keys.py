@@ -650,3 +650,34 @@ def test_a_lambda_or_a_partial_needs_a_key() -> None:
     double = reg.cached(ttl=60, key="double:{x}")(lambda x: x * 2)
     triple = reg.cached(ttl=60, key=lambda x: f"triple:{x}")(lambda x: x * 3)
     assert (double(5), triple(5)) == (10, 15)
+
+
+class Base:
+    table = "base"
+
+    def __init__(self, tenant: str) -> None:
+        self.tenant = tenant
+
+    @cachedeco.cached(registry=cachedeco.Registry("memory://"), key="{cls.table}:{id}")
+    @classmethod
+    def load(cls, id: int) -> str:
+        return f"{cls.table}:{id}"
+
+    @cachedeco.cached(registry=cachedeco.Registry("memory://"), key="find:{self.tenant}:{id}")
+    def find(self, id: int) -> str:
+        return f"{self.tenant}:{id}"
+
+
+class Users(Base):
+    table = "users"
+
+
+class Orders(Base):
+    table = "orders"
+
+
+def test_a_template_names_what_self_and_cls_change() -> None:
+    # (left out of default keys: an inherited classmethod's entries are its subclasses' too)
+    assert (Users.load(1), Orders.load(1), Users.load(1)) == ("users:1", "orders:1", "users:1")
+    assert (Users.load.key(1), Orders.load.key(1)) == ("cachedeco:users:1", "cachedeco:orders:1")
+    assert (Users("a").find(1), Users("b").find(1)) == ("a:1", "b:1")
