@@ -145,6 +145,26 @@ async def test_async_single_flight_per_id(url: str, amake_registry: Make,
     assert sorted(loaded) == [1, 2, 3]
 
 
+async def test_a_cancelled_leader_hands_its_ids_to_one_new_load(url: str, amake_registry: Make,
+                                                                prefix: str) -> None:
+    reg = amake_registry(url, prefix=prefix)
+    called: list[list[int]] = []
+
+    @reg.cached_many(key="c:{id}")
+    async def numbers(ids: list[int]) -> dict[int, int]:
+        called.append(sorted(ids))
+        await asyncio.sleep(0.1)
+        return {i: -i for i in ids}
+
+    leader = asyncio.create_task(numbers([1, 2]))
+    await asyncio.sleep(0.02)
+    waiters = [asyncio.create_task(numbers([1, 2])) for _ in range(4)]
+    await asyncio.sleep(0.02)
+    leader.cancel()
+    assert await asyncio.gather(*waiters) == [{1: -1, 2: -2}] * 4
+    assert called == [[1, 2], [1, 2]]  # the cancelled one, and one for every waiter
+
+
 def test_an_error_reaches_every_caller_and_stores_nothing(url: str, make_registry: Make,
                                                           prefix: str) -> None:
     reg = make_registry(url, prefix=prefix)

@@ -69,15 +69,21 @@ async def load(c: ManyCall, missing: Missing, since: int) -> dict[Any, Any]:
     if leading:
         out.update(await lead(c, {i: missing[i] for i in leading}, leading))
     alone: Missing = {}
+    orphans: Missing = {}
     for i, flight in joined.items():
         try:
             value = await ajoin_flight(flight, b.lock_timeout)
-        except (WaitTimeout, LeaderGone):
+        except LeaderGone:
+            orphans[i] = missing[i]
+            continue
+        except WaitTimeout:
             alone[i] = missing[i]
             continue
         if value is not ABSENT:
             out[batch.ids[i]] = value
-    if alone:  # their leader went away or took too long: load them without a flight
+    if orphans:  # their leader's caller was cancelled: join or lead new flights for them
+        out.update(await load(c, orphans, since))
+    if alone:  # their leader took too long: load them without a flight
         out.update(await compute(c, alone))
     return out
 

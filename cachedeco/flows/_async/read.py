@@ -182,7 +182,9 @@ async def load(b: Bound, call: Call, state: ReadState, since: int,
         b.stats.singleflight_joins += 1
         try:
             return await ajoin_flight(flight, b.lock_timeout)
-        except (WaitTimeout, LeaderGone):
+        except LeaderGone:  # its caller was cancelled: the first of its waiters leads anew
+            return await load(b, call, state, since, ticket)
+        except WaitTimeout:
             return await compute(b, call, state)
     try:
         value = await compute(b, call, state, flight)

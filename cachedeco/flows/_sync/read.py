@@ -183,7 +183,9 @@ def load(b: Bound, call: Call, state: ReadState, since: int,
         b.stats.singleflight_joins += 1
         try:
             return join_flight(flight, b.lock_timeout)
-        except (WaitTimeout, LeaderGone):
+        except LeaderGone:  # its caller was cancelled: the first of its waiters leads anew
+            return load(b, call, state, since, ticket)
+        except WaitTimeout:
             return compute(b, call, state)
     try:
         value = compute(b, call, state, flight)
