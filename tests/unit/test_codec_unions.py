@@ -83,6 +83,11 @@ class Pair(NamedTuple):
     raw: bytes
 
 
+class Pt(NamedTuple):
+    x: int
+    y: int
+
+
 class Row(TypedDict):
     pet: Cat | Dog
     n: int
@@ -110,6 +115,8 @@ CASES: list[tuple[Any, Any]] = [
     (Shade | str, "red"),
     (list[int] | tuple[int, ...], (1, 2)),
     (list[int] | tuple[int, ...], [1, 2]),
+    (tuple[int, int] | Pt, Pt(1, 2)),  # a NamedTuple is a tuple, but not exactly one
+    (tuple[int, int] | Pt, (1, 2)),
     (list[dt.datetime] | list[UUID], [U, U]),  # told apart by their items
     (list[dt.datetime] | list[UUID], [D]),
     (int | bool | Shade | str, True),

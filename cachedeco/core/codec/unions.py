@@ -14,14 +14,14 @@ one index; only the store checks types.
 from __future__ import annotations
 
 from collections import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import NoneType, UnionType
 from typing import Any, Literal, Union, get_args, get_origin, is_typeddict
 
 from cachedeco.core.codec.annotations import alias_value, unwrap
 from cachedeco.core.codec.converters import Converter
 
-__all__ = ["conforms", "tagged"]
+__all__ = ["tagged"]
 
 _COLLECTIONS = {list, set, frozenset, abc.Sequence, abc.MutableSequence, abc.Collection,
                 abc.Iterable, abc.Set, abc.MutableSet}
@@ -37,17 +37,18 @@ def tagged(members: Sequence[Any], converters: Sequence[Converter | None],
     encoders (None: orjson writes the member's value as it is)."""
     count = len(members)
     order = sorted(range(count), key=lambda index: unwrap(members[index]) in (Any, object))
+    exactly, loosely = _Tests(exact=True), _Tests(exact=False)
+    tests = [(index, tests.of(members[index]), encoders[index])
+             for tests in (exactly, loosely) for index in order]
 
     def encode(value: Any) -> Any:
         """``[i, json]`` for the first member the value is exactly, else the first it fits
         (``Any`` last)."""
         if value is None:
             return None
-        for exact in (True, False):
-            for index in order:
-                if conforms(members[index], value, exact):
-                    write = encoders[index]
-                    return [index, value if write is None else write(value)]
+        for index, test, write in tests:
+            if test(value):
+                return [index, value if write is None else write(value)]
         return [-1, value]
 
     def decode(value: Any) -> Any:
@@ -63,66 +64,100 @@ def tagged(members: Sequence[Any], converters: Sequence[Converter | None],
     return decode, encode
 
 
-def conforms(hint: Any, value: Any, exact: bool) -> bool:
-    """Whether ``value`` is of the annotated type; ``exact``: of that very class (not a
-    subclass: ``True`` is no ``int``), containers and their items alike. ``Any`` (and what
-    cannot be checked, a type variable) takes any value, but never exactly: a member that
-    names the value's class comes first."""
-    hint = unwrap(hint)
-    if hint is Any:  # (a class from Python 3.11 on, that isinstance refuses)
-        return not exact
-    if (aliased := alias_value(hint)) is not None:
-        return conforms(aliased, value, exact)
-    origin = get_origin(hint)
-    args = get_args(hint)
-    if origin is Literal:
-        return any(type(value) is type(member) and value == member for member in args)
-    if origin is Union or origin is UnionType:
-        return any(conforms(member, value, exact) for member in args)
-    if origin is None:
-        if hint is None or hint is NoneType:
-            return value is None
-        return _instance(hint, value, exact) if isinstance(hint, type) else not exact
-    if origin is tuple:
-        return _tuple(args, value, exact)
-    if origin in _COLLECTIONS:
-        return (_container(origin, value, exact) and not isinstance(value, _TEXT)
-                and (not args or all(conforms(args[0], item, exact) for item in value)))
-    if origin in _MAPPINGS:
-        key, item = args if len(args) == 2 else (Any, Any)
-        return _container(origin, value, exact) and all(
-            conforms(key, k, exact) and conforms(item, v, exact) for k, v in value.items())
-    return _instance(origin, value, exact) if isinstance(origin, type) else not exact
+Test = Callable[[Any], bool]  # whether a value is of one member's type
 
 
-def _container(origin: Any, value: Any, exact: bool) -> bool:
-    """A ``list[...]`` value is a list (exactly so when ``exact``); an ``abc`` one any
-    instance of that abstract class."""
-    return type(value) is origin if exact and origin in _CONCRETE else isinstance(value, origin)
+def _always(value: Any) -> bool:
+    return True
 
 
-def _tuple(args: tuple[Any, ...], value: Any, exact: bool) -> bool:
-    """``tuple[X, ...]``, ``tuple[X, Y]`` and ``tuple[()]``."""
-    if not (type(value) is tuple if exact else isinstance(value, tuple)):
-        return False
-    if len(args) == 2 and args[1] is Ellipsis:
-        return all(conforms(args[0], item, exact) for item in value)
-    return len(args) == len(value) and all(
-        conforms(arg, item, exact) for arg, item in zip(args, value, strict=True))
+def _never(value: Any) -> bool:
+    return False
 
 
-def _instance(cls: type, value: Any, exact: bool) -> bool:
-    """A class member: its instances (exact: the class itself; an int is a loose float)."""
-    if is_typeddict(cls):
-        names: Any = getattr(cls, "__annotations__", {})
-        required: Any = getattr(cls, "__required_keys__", frozenset())
-        return isinstance(value, dict) and required <= value.keys() <= set(names)
-    if exact:
-        return type(value) is cls
-    if cls is float:
-        return isinstance(value, int | float)
-    try:
-        return isinstance(value, cls)
-    except TypeError:  # a class isinstance refuses (a Protocol not runtime_checkable): Any
-        return True
+def _is_tuple(value: Any) -> bool:
+    return type(value) is tuple
 
+
+class _Tests:
+    """Compiles annotations into type tests, once per union (a store then runs closures, not
+    the annotation). ``exact``: of that very class, not a subclass (``True`` is no ``int``),
+    containers and their items alike. ``Any`` (and what cannot be checked: a type variable,
+    a Protocol isinstance refuses) takes any value, but never exactly, so a member that names
+    the value's class comes first."""
+
+    def __init__(self, exact: bool) -> None:
+        self.exact = exact
+        self._aliases: dict[int, list[Test]] = {}  # a recursive alias's test, once made
+
+    def of(self, hint: Any) -> Test:
+        """The test of one annotation."""
+        hint = unwrap(hint)
+        if hint is Any:  # (a class from Python 3.11 on, that isinstance refuses)
+            return _never if self.exact else _always
+        if (aliased := alias_value(hint)) is not None:
+            return self._alias(hint, aliased)
+        origin, args = get_origin(hint), get_args(hint)
+        if origin is Literal:
+            return lambda value: any(type(value) is type(member) and value == member
+                                     for member in args)
+        if origin is Union or origin is UnionType:
+            tests = [self.of(member) for member in args]
+            return lambda value: any(test(value) for test in tests)
+        if origin is None:
+            if hint is None or hint is NoneType:
+                return lambda value: value is None
+            return self._instance(hint) if isinstance(hint, type) else self.of(Any)
+        if origin is tuple:
+            return self._tuple(args)
+        if origin in _COLLECTIONS:
+            kind, item = self._container(origin), self.of(args[0]) if args else _always
+            return lambda value: (kind(value) and not isinstance(value, _TEXT)
+                                  and all(map(item, value)))
+        if origin in _MAPPINGS:
+            kind = self._container(origin)
+            key, item = (self.of(arg) for arg in (args if len(args) == 2 else (Any, Any)))
+            return lambda value: kind(value) and all(
+                key(k) and item(v) for k, v in value.items())
+        return self._instance(origin) if isinstance(origin, type) else self.of(Any)
+
+    def _alias(self, alias: Any, value: Any) -> Test:
+        """A type alias's test, made once: a recursive alias reaches itself through a cell."""
+        cell = self._aliases.get(id(alias))
+        if cell is None:
+            cell = self._aliases[id(alias)] = []
+            cell.append(self.of(value))
+        return lambda value: cell[0](value)  # noqa: PLW0108 - cell[0] may not exist yet
+
+    def _container(self, origin: Any) -> Test:
+        """A ``list[...]`` value is a list (exactly so when ``exact``); an ``abc`` one any
+        instance of that abstract class."""
+        if self.exact and origin in _CONCRETE:
+            return lambda value: type(value) is origin
+        return lambda value: isinstance(value, origin)
+
+    def _tuple(self, args: tuple[Any, ...]) -> Test:
+        """``tuple[X, ...]``, ``tuple[X, Y]`` and ``tuple[()]``."""
+        kind = _is_tuple if self.exact else (lambda value: isinstance(value, tuple))
+        if len(args) == 2 and args[1] is Ellipsis:
+            item = self.of(args[0])
+            return lambda value: kind(value) and all(map(item, value))
+        items = [self.of(arg) for arg in args]
+        return lambda value: kind(value) and len(value) == len(items) and all(
+            test(item) for test, item in zip(items, value, strict=True))
+
+    def _instance(self, cls: type) -> Test:
+        """A class member: its instances (exact: the class itself; an int is a loose float)."""
+        if is_typeddict(cls):
+            names = frozenset(getattr(cls, "__annotations__", {}))
+            required: Any = getattr(cls, "__required_keys__", frozenset())
+            return lambda value: isinstance(value, dict) and required <= value.keys() <= names
+        if self.exact:
+            return lambda value: type(value) is cls
+        if cls is float:
+            return lambda value: isinstance(value, int | float)
+        try:
+            isinstance(None, cls)
+        except TypeError:  # a class isinstance refuses (a Protocol not runtime_checkable)
+            return _always
+        return lambda value: isinstance(value, cls)
