@@ -28,6 +28,7 @@ _COLLECTIONS = {list, set, frozenset, abc.Sequence, abc.MutableSequence, abc.Col
 _MAPPINGS = {dict, abc.Mapping, abc.MutableMapping}
 _CONCRETE = {list, set, frozenset, dict}  # what an exact check compares the class with
 _TEXT = (str, bytes, bytearray)  # sequences, but never what a Sequence[X] annotation means
+Test = Callable[[Any], bool]  # whether a value is of one member's type
 
 
 def tagged(members: Sequence[Any], converters: Sequence[Converter | None],
@@ -37,9 +38,8 @@ def tagged(members: Sequence[Any], converters: Sequence[Converter | None],
     encoders (None: orjson writes the member's value as it is)."""
     count = len(members)
     order = sorted(range(count), key=lambda index: unwrap(members[index]) in (Any, object))
-    exactly, loosely = _Tests(exact=True), _Tests(exact=False)
-    tests = [(index, tests.of(members[index]), encoders[index])
-             for tests in (exactly, loosely) for index in order]
+    tests = [(index, compiler.of(members[index]), encoders[index])
+             for compiler in (_Tests(exact=True), _Tests(exact=False)) for index in order]
 
     def encode(value: Any) -> Any:
         """``[i, json]`` for the first member the value is exactly, else the first it fits
@@ -62,9 +62,6 @@ def tagged(members: Sequence[Any], converters: Sequence[Converter | None],
         return payload if convert is None else convert(payload)
 
     return decode, encode
-
-
-Test = Callable[[Any], bool]  # whether a value is of one member's type
 
 
 def _always(value: Any) -> bool:
