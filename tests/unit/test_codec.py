@@ -382,6 +382,31 @@ def test_unannotated_function_returns_exactly_what_orjson_loads_returns() -> Non
     assert codec.loads(b'{"k":[1,"2",3.0]}') == orjson.loads(b'{"k":[1,"2",3.0]}')
 
 
+@pytest.mark.parametrize(("annotation", "value", "said"), [
+    (Any, EVENT, "type tests.unit.test_codec.Event, which a cache hit returns as type dict"),
+    (Any, [1, {"a": (1, 2)}], "type tuple, which a cache hit returns as type list"),
+    (Any, {1: "a"}, "type int, which a cache hit returns as type str"),
+    (dict[str, Any], {"a": [dt.datetime(2020, 1, 1)]}, "datetime.datetime, which a cache hit "
+                                                       "returns as type str"),
+    (list[Event], [EVENT, dataclasses.replace(EVENT, color=Color.RED)], None),
+    (Event, EVENT, None),
+    (Any, {"a": [1, 2.5, None, "s", True]}, None),
+])
+def test_a_type_only_hits_would_change_is_logged_once(
+        annotation: Any, value: Any, said: str | None,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # an unannotated function's dataclass comes back as a dict: only hits would show it
+    codec = codec_for(annotation)
+    with caplog.at_level("WARNING", logger="cachedeco"):
+        codec.dumps(value)
+        codec.dumps(value)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ([] if said is None else [lines[0]])
+    if said is not None:
+        assert said in lines[0] and "annotate its return type" in lines[0]
+        assert "12.50" not in lines[0] and "'a'" not in lines[0]  # types, never values
+
+
 def test_typed_and_model_codecs_are_chosen_at_construction() -> None:
     assert type(codec_for(dt.datetime)) is _TypedJsonCodec
     assert type(codec_for(Item)) is _ModelJsonCodec

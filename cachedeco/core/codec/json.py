@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import math
 from collections.abc import Callable
 from decimal import Decimal
@@ -22,6 +23,8 @@ from cachedeco.core.codec.annotations import return_annotation, unwrap
 from cachedeco.core.codec.base import Codec, type_name
 from cachedeco.core.codec.typed import Converter, build_plan
 from cachedeco.errors import SerializationError
+
+logger = logging.getLogger("cachedeco")
 
 __all__ = ["json_codec"]
 
@@ -80,14 +83,37 @@ def _has_non_finite(value: Any) -> bool:
     return False
 
 
+def _first_difference(returned: Any, decoded: Any, budget: list[int]) -> tuple[str, str] | None:
+    """The types of the first value (in order, items and keys too) that a hit would return
+    as another type than the function did: a dataclass as a dict, a datetime as a str, a
+    tuple as a list. Looks at ``budget[0]`` values at most."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        return None
+    if type(returned) is not type(decoded):
+        return type_name(type(returned)), type_name(type(decoded))
+    if isinstance(returned, dict):
+        for (key, item), (key2, item2) in zip(returned.items(), decoded.items(), strict=False):
+            found = (_first_difference(key, key2, budget)
+                     or _first_difference(item, item2, budget))
+            if found is not None:
+                return found
+    elif isinstance(returned, list):
+        for item, item2 in zip(returned, decoded, strict=False):
+            if (found := _first_difference(item, item2, budget)) is not None:
+                return found
+    return None
+
+
 class _JsonCodec:
     """orjson codec whose stored JSON is already the value: loads is orjson.loads."""
 
-    __slots__ = ("_name", "_option")
+    __slots__ = ("_checked", "_name", "_option")
 
     def __init__(self, name: str, option: int) -> None:
         self._name = name
         self._option = option
+        self._checked = False  # whether a stored value was compared with its hit (once)
 
     def dumps(self, value: Any, key: str = "") -> bytes:
         """Encode with orjson; refuse what JSON cannot hold rather than store something else."""
@@ -101,7 +127,24 @@ class _JsonCodec:
             raise self._unserializable(returned, str(exc)) from exc
         if b"null" in data and _has_non_finite(value):
             raise self._unserializable(returned, "NaN and infinity have no JSON form")
+        if not self._checked:
+            self._checked = True
+            self._compare(returned, data)
         return data
+
+    def _compare(self, returned: Any, data: bytes) -> None:
+        """Once per function: warn when a hit would return another type than the function
+        returned (an unannotated function's dataclass comes back as a dict, a datetime in an
+        ``Any`` as a str), which only hits would show. Types only: values stay out of logs."""
+        try:
+            found = _first_difference(returned, self.loads(data), [1000])
+        except SerializationError:
+            return
+        if found is not None:
+            logger.warning(
+                "cachedeco: %s returned a value of type %s, which a cache hit returns as type "
+                "%s (JSON keeps no other type); annotate its return type with the types it "
+                "returns, or choose serializer='pickle'", self._name, *found)
 
     def loads(self, data: bytes, key: str = "") -> Any:
         """Decode: orjson.loads, nothing more."""
