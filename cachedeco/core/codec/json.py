@@ -127,7 +127,7 @@ class _JsonCodec:
             raise self._unserializable(returned, str(exc)) from exc
         if b"null" in data and _has_non_finite(value):
             raise self._unserializable(returned, "NaN and infinity have no JSON form")
-        if not self._checked:
+        if not self._checked and returned is not None:  # (a None tells nothing)
             self._checked = True
             self._compare(returned, data)
         return data
