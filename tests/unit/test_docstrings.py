@@ -106,3 +106,27 @@ def test_nothing_points_outside_the_repository() -> None:
             for n, line in enumerate((ROOT / name).read_text(errors="replace").splitlines(), 1)
             if outside.search(line)]
     assert hits == []
+
+
+def test_every_module_the_documentation_names_exists() -> None:
+    # (a page named cachedeco.backends.queues_memory long after the module had moved)
+    import importlib
+
+    packages = "|".join(("api", "backends", "core", "flows", "runtime", "exporters", "contrib"))
+    named = re.compile(rf"\bcachedeco\.((?:{packages})(?:\.\w+)+)")
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    missing = []
+    for page in pages:
+        for path in set(named.findall(page.read_text())):
+            parts = path.split(".")
+            # a module, or a name in one (cachedeco.contrib.fastapi.invalidations)
+            for cut in (len(parts), len(parts) - 1):
+                try:
+                    module = importlib.import_module("cachedeco." + ".".join(parts[:cut]))
+                except ImportError:
+                    continue
+                if cut == len(parts) or hasattr(module, parts[-1]):
+                    break
+            else:
+                missing.append(f"{page.relative_to(ROOT)}: cachedeco.{path}")
+    assert missing == []
