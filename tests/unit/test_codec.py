@@ -101,6 +101,17 @@ class Item(pydantic.BaseModel):
     price: Decimal
 
 
+class StrictItem(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(strict=True)  # Python mode refuses text for these
+    at: dt.datetime
+    id: UUID
+
+
+@dataclasses.dataclass
+class Holder:
+    item: StrictItem
+
+
 class Aliased(pydantic.BaseModel):
     user_id: int = pydantic.Field(alias="userId")
     seen: dt.date
@@ -188,6 +199,7 @@ AMSTERDAM_LMT = dt.timezone(dt.timedelta(minutes=19, seconds=32))
 U1, U2 = UUID(int=1), UUID("12345678-1234-5678-1234-567812345678")
 EVENT = Event(dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.UTC), [U1, U2],
               Decimal("12.50"), frozenset({"a", "b"}), (3, 4), Color.BLUE)
+STRICT = StrictItem(at=dt.datetime(2024, 1, 2, tzinfo=dt.UTC), id=U1)
 ITEM = Item(id=U1, at=dt.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC), qty=3,
             price=Decimal("9.99"))
 
@@ -258,6 +270,13 @@ TYPED_CASES: list[tuple[Any, Any]] = [
     (Point, Point(1, dt.datetime(2020, 1, 1))),
     (list[Point], [Point(1, dt.datetime(2020, 1, 1))]),
     (Row, Row(id=U1, at=dt.datetime(2020, 1, 1), n=1)),
+    # a model inside another type is validated from JSON, as the whole-value model is: a
+    # strict one's every hit was a decode error before
+    (StrictItem, STRICT),
+    (list[StrictItem], [STRICT, STRICT]),
+    (dict[str, StrictItem | None], {"a": STRICT, "b": None}),
+    (Holder, Holder(STRICT)),
+    (StrictItem | Event, STRICT),
 ]
 
 

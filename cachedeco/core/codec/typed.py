@@ -52,6 +52,7 @@ from cachedeco.core.codec.converters import (
     dispatch,
     each_position,
     from_base64,
+    from_json,
     identity,
     lookup,
     map_items,
@@ -188,7 +189,8 @@ class _Builder:
             return self._recursive(cls, _DICT, self._typeddict)
         if is_pydantic_model(cls):
             root = getattr(cls, "__pydantic_root_model__", False)
-            return _Node(cast(Any, cls).model_validate, _JSON_TYPES if root else _DICT)
+            return _Node(from_json(cast(Any, cls).model_validate_json),
+                         _JSON_TYPES if root else _DICT)
         if dataclasses.is_dataclass(cls):
             return self._recursive(cls, _DICT, self._dataclass)
         if issubclass(cls, tuple) and hasattr(cls, "_fields"):
