@@ -175,6 +175,9 @@ def assert_same(expected: Any, actual: Any) -> None:
     """Equal, same type, recursively (containers, dataclasses, pydantic models)."""
     assert type(actual) is type(expected), (expected, actual)
     assert actual == expected
+    if isinstance(expected, dt.datetime | dt.time):  # the same zone, not only the same instant
+        assert actual.tzinfo == expected.tzinfo, (expected, actual)
+        assert actual.utcoffset() == expected.utcoffset()
     if isinstance(expected, dict):
         assert len(actual) == len(expected)
         for (k1, v1), (k2, v2) in zip(expected.items(), actual.items(), strict=True):
@@ -291,6 +294,24 @@ def test_aware_datetime_keeps_its_offset() -> None:
     assert restored.utcoffset() == value.utcoffset()
     assert restored.microsecond == 7
     assert roundtrip(dt.datetime, dt.datetime(2020, 1, 1)).tzinfo is None
+
+
+def test_a_datetime_in_a_named_zone_comes_back_in_that_zone() -> None:
+    # its offset alone came back (a fixed +02:00): a day later it was an hour off across DST
+    new_york = ZoneInfo("America/New_York")
+    second_one_thirty = dt.datetime(2024, 11, 3, 1, 30, fold=1, tzinfo=new_york)  # EST
+    for value in (dt.datetime(2024, 10, 26, 12, 0, tzinfo=PARIS), second_one_thirty):
+        restored = roundtrip(dt.datetime, value)
+        assert restored.tzinfo is value.tzinfo
+        assert (restored.fold, restored.utcoffset()) == (value.fold, value.utcoffset())
+        assert restored + dt.timedelta(days=1) == value + dt.timedelta(days=1)
+        assert (restored + dt.timedelta(days=1)).hour == (value + dt.timedelta(days=1)).hour
+    stored = orjson.loads(codec_for(dt.datetime).dumps(dt.datetime(2024, 1, 1, tzinfo=PARIS)))
+    assert stored == "2024-01-01T00:00:00+01:00[Europe/Paris]"
+    assert roundtrip(dt.date, dt.datetime(2024, 1, 1, tzinfo=PARIS)).tzinfo is PARIS
+    assert roundtrip(dict[str, dt.datetime], {"a": second_one_thirty})["a"].tzinfo is new_york
+    with pytest.raises(SerializationError, match="cannot decode"):
+        codec_for(dt.datetime).loads(b'"2024-01-01T00:00:00+01:00[Nowhere/Atlantis]"')
 
 
 def test_dataclass_private_and_init_false_fields_survive() -> None:

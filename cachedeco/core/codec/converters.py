@@ -7,6 +7,7 @@ import binascii
 import datetime as dt
 from collections.abc import Callable
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -28,9 +29,11 @@ __all__ = [
     "map_values",
     "maybe",
     "parse_date",
+    "parse_datetime",
     "parse_duration",
     "skip_none",
     "to_base64",
+    "write_datetime",
     "write_duration",
 ]
 
@@ -61,9 +64,28 @@ def each_position(converters: list[Converter | None]) -> Converter | None:
     return lambda value: convert_each(converters, value)
 
 
+def write_datetime(value: dt.datetime | dt.date | dt.time) -> str:
+    """An annotated date, time or datetime as ISO 8601 text; a datetime in a named zone
+    (``ZoneInfo``) carries the zone's name too (``…+02:00[Europe/Paris]``, as RFC 9557
+    writes it), since its offset alone does not say how it moves across a DST change."""
+    text = value.isoformat()
+    zone = getattr(value, "tzinfo", None)
+    if isinstance(zone, ZoneInfo) and zone.key and isinstance(value, dt.datetime):
+        return f"{text}[{zone.key}]"
+    return text
+
+
+def parse_datetime(text: str) -> dt.datetime:
+    """The datetime :func:`write_datetime` wrote, back in its named zone if it had one."""
+    if text.endswith("]"):
+        text, _, zone = text[:-1].partition("[")
+        return dt.datetime.fromisoformat(text).astimezone(ZoneInfo(zone))
+    return dt.datetime.fromisoformat(text)
+
+
 def parse_date(text: str) -> dt.date:
     """A date, or a datetime where a `date`-annotated function returned one (a subclass)."""
-    return dt.datetime.fromisoformat(text) if len(text) > 10 else dt.date.fromisoformat(text)
+    return parse_datetime(text) if len(text) > 10 else dt.date.fromisoformat(text)
 
 
 def to_base64(value: bytes) -> str:

@@ -21,6 +21,7 @@ import orjson
 
 from cachedeco.core.codec.annotations import return_annotation, unwrap
 from cachedeco.core.codec.base import Codec, type_name
+from cachedeco.core.codec.converters import write_datetime
 from cachedeco.core.codec.typed import Converter, build_plan
 from cachedeco.errors import SerializationError
 
@@ -60,8 +61,8 @@ def _default(obj: Any) -> Any:
         return list(obj)
     if callable(getattr(type(obj), "model_dump", None)):
         return obj.model_dump(mode="json", by_alias=True)  # by alias: model_validate reads aliases
-    if isinstance(obj, dt.date | dt.time):  # OPT_PASSTHROUGH_DATETIME: keep offset seconds
-        return obj.isoformat()
+    if isinstance(obj, dt.date | dt.time):  # OPT_PASSTHROUGH_DATETIME: offset seconds, zone
+        return write_datetime(obj)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):  # OPT_PASSTHROUGH_DATACLASS
         return {field.name: getattr(obj, field.name) for field in dataclasses.fields(obj)}
     raise TypeError(f"Type is not JSON serializable: {type_name(type(obj))}")

@@ -63,6 +63,7 @@ from cachedeco.core.codec.converters import (
     map_values,
     maybe,
     parse_date,
+    parse_datetime,
     parse_duration,
     skip_none,
     to_base64,
@@ -137,10 +138,11 @@ def _json_key(value: Any) -> str:
 _ENCODED = {bytes: _Node(from_base64, _STR, to_base64),
             dt.timedelta: _Node(parse_duration, _STR, write_duration)}
 _LEAVES: tuple[tuple[type, Converter, int], ...] = (
-    # datetime and time bypass orjson, which rounds UTC offsets to the minute (and rejects an
-    # aware time): Python's isoformat keeps seconds, so historical zones round-trip exactly.
-    (dt.datetime, dt.datetime.fromisoformat, orjson.OPT_PASSTHROUGH_DATETIME),
-    (dt.date, parse_date, 0),
+    # Dates and times bypass orjson, which rounds UTC offsets to the minute (and rejects an
+    # aware time): Python's isoformat keeps seconds, so historical zones round-trip exactly,
+    # and a datetime in a named zone keeps its name (a date-annotated function may return one).
+    (dt.datetime, parse_datetime, orjson.OPT_PASSTHROUGH_DATETIME),
+    (dt.date, parse_date, orjson.OPT_PASSTHROUGH_DATETIME),
     (dt.time, dt.time.fromisoformat, orjson.OPT_PASSTHROUGH_DATETIME),
     (UUID, UUID, 0),
     (Decimal, Decimal, 0),
