@@ -1,6 +1,7 @@
 """Codec tests for what one JSON form cannot tell apart: unions whose members arrive as the
 same JSON type, stored tagged with their member; and for what JSON has no form for, written
-as text where the annotation says so: ``bytes`` (base64), ``timedelta`` (seconds).
+as text where the annotation says so: ``bytes`` (base64), ``timedelta`` (seconds), and the
+classes whose ``str()`` their constructor reads back (addresses, paths, fractions).
 Round trips are equal and of the same type, recursively; a union the JSON type does split is
 stored as before, untagged; data that is not what the annotation now expects is a decode
 error (a miss), never another type."""
@@ -10,7 +11,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import ipaddress
+import pathlib
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any, NamedTuple, Protocol, TypedDict, TypeVar
 from uuid import UUID
 
@@ -142,6 +146,15 @@ CASES: list[tuple[Any, Any]] = [
     (dict[str, dt.timedelta | None], {"a": dt.timedelta(hours=-5), "b": None}),
     (str | dt.timedelta, dt.timedelta(minutes=3)),
     (str | dt.timedelta, "180.000000"),
+    (ipaddress.IPv4Address, ipaddress.ip_address("10.1.2.3")),
+    (ipaddress.IPv6Address, ipaddress.ip_address("fe80::1%eth0")),
+    (ipaddress.IPv4Address | ipaddress.IPv6Address, ipaddress.ip_address("::2")),
+    (list[ipaddress.IPv4Network], [ipaddress.ip_network("10.0.0.0/8")]),
+    (dict[str, ipaddress.IPv6Interface], {"a": ipaddress.ip_interface("::1/64")}),
+    (pathlib.Path, pathlib.Path("/srv/a b/c.txt")),
+    (pathlib.PurePosixPath | None, pathlib.PurePosixPath("x/y")),
+    (pathlib.PureWindowsPath, pathlib.PureWindowsPath("C:/Users/x")),
+    (Fraction, Fraction(-3, 4)),
 ]
 
 
@@ -231,6 +244,7 @@ def test_data_that_does_not_fit_is_a_decode_error(annotation: Any, data: bytes) 
     (dict[bytes, int], {b"k": 1}),
     (dt.timedelta, 3.5),
     (Any, dt.timedelta(1)),  # unannotated: nothing would turn the text back
+    (Any, ipaddress.ip_address("10.0.0.1")),
     (Cat | Dog | int, 2**64),  # stored as [2, 2**64]: the error names the int returned
 ])
 def test_what_json_cannot_hold_is_refused_naming_the_returned_type(annotation: Any,

@@ -20,6 +20,8 @@ __all__ = [
     "from_base64",
     "from_json",
     "identity",
+    "json_form",
+    "json_key",
     "lookup",
     "map_items",
     "map_list",
@@ -49,6 +51,17 @@ def convert_each(converters: list[Converter | None], values: Any) -> list[Any]:
     """Apply one converter per position (a fixed tuple, a NamedTuple); lengths must match."""
     return [value if convert is None else convert(value)
             for convert, value in zip(converters, values, strict=True)]
+
+
+def json_form(value: Any) -> Any:
+    """The value as it comes back from JSON (e.g. an Enum member's value, a tuple as a list)."""
+    return orjson.loads(orjson.dumps(value))
+
+
+def json_key(value: Any) -> str:
+    """The string orjson writes for value as a dict key under OPT_NON_STR_KEYS."""
+    encoded = orjson.loads(orjson.dumps({value: None}, option=orjson.OPT_NON_STR_KEYS))
+    return str(next(iter(encoded)))
 
 
 def maybe(wrap: Callable[[Converter], Converter], inner: Converter | None,

@@ -8,6 +8,7 @@ that is how a union picks its member with one dict lookup instead of trial and e
 
 Typed: dataclasses (recursively, by field types), pydantic models, NamedTuple, TypedDict,
 ``datetime``, ``date``, ``time``, ``timedelta``, ``UUID``, ``Decimal``, ``bytes``, ``Enum``,
+``Fraction``, ``ipaddress`` addresses, networks and interfaces, ``pathlib`` paths,
 ``str``/``int``/``float`` subclasses, ``tuple``/``list``/``set``/``frozenset``/``dict`` (keys
 too), ``Optional``, unions, ``Literal``, ``NewType``, ``Annotated``, and the
 ``collections.abc`` containers (rebuilt as list, set or dict). A union whose members arrive as
@@ -26,9 +27,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import ipaddress
+import pathlib
 from collections import abc
 from collections.abc import Callable
 from decimal import Decimal
+from fractions import Fraction
 from types import NoneType, UnionType
 from typing import (
     Any,
@@ -54,6 +58,8 @@ from cachedeco.core.codec.converters import (
     from_base64,
     from_json,
     identity,
+    json_form,
+    json_key,
     lookup,
     map_items,
     map_list,
@@ -123,20 +129,15 @@ def _each(nodes: list[_Node]) -> Converter | None:
     return each_position([node.encode for node in nodes])
 
 
-def _json_form(value: Any) -> Any:
-    """The value as it comes back from JSON (e.g. an Enum member's value, a tuple as a list)."""
-    return orjson.loads(orjson.dumps(value))
-
-
-def _json_key(value: Any) -> str:
-    """The string orjson writes for value as a dict key under OPT_NON_STR_KEYS."""
-    encoded = orjson.loads(orjson.dumps({value: None}, option=orjson.OPT_NON_STR_KEYS))
-    return str(next(iter(encoded)))
-
-
-#: What JSON has no form for, written as text: bytes (base64), timedelta (seconds).
-_ENCODED = {bytes: _Node(from_base64, _STR, to_base64),
-            dt.timedelta: _Node(parse_duration, _STR, write_duration)}
+#: What JSON has no form for, written as text: bytes (base64), timedelta (seconds), and the
+#: classes whose str() their constructor reads back.
+_ENCODED: dict[type, _Node] = {
+    bytes: _Node(from_base64, _STR, to_base64),
+    dt.timedelta: _Node(parse_duration, _STR, write_duration),
+    **{cls: _Node(cls, _STR, str) for cls in (
+        Fraction, ipaddress.IPv4Address, ipaddress.IPv6Address, ipaddress.IPv4Network,
+        ipaddress.IPv6Network, ipaddress.IPv4Interface, ipaddress.IPv6Interface,
+        pathlib.PurePath, pathlib.PurePosixPath, pathlib.PureWindowsPath, pathlib.Path)}}
 _LEAVES: tuple[tuple[type, Converter, int], ...] = (
     # Dates and times bypass orjson, which rounds UTC offsets to the minute (and rejects an
     # aware time): Python's isoformat keeps seconds, so historical zones round-trip exactly,
@@ -339,7 +340,7 @@ class _Builder:
             return tp  # int("1"), float("1.5"), UserId("7")
         if members:
             try:
-                table = {_json_key(member): member for member in members}
+                table = {json_key(member): member for member in members}
             except TypeError:  # a member orjson cannot write as a key: leave the keys as strings
                 return None
             if all(type(member) is str and key == member for key, member in table.items()):
@@ -351,7 +352,7 @@ class _Builder:
     def _enum(self, cls: type[enum.Enum]) -> _Node:
         """Compile an Enum: cls(value), or a lookup when its values do not survive JSON."""
         try:
-            forms = {member: _json_form(member) for member in cls}
+            forms = {member: json_form(member) for member in cls}
         except TypeError:  # values orjson cannot write: dumps will raise a SerializationError
             return _ANY
         shapes = frozenset(type(form) for form in forms.values()) or _JSON_TYPES
@@ -367,7 +368,7 @@ class _Builder:
         shapes: set[type] = set()
         for value in values:
             try:
-                form = _json_form(value)
+                form = json_form(value)
             except TypeError:
                 return _ANY
             shapes.add(type(form))
