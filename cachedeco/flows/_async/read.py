@@ -1,6 +1,5 @@
 """The read-through and write flows, asyncio flavour: only the I/O lives here (the pure steps
-are :class:`~cachedeco.flows.bound.Bound`'s); ``_sync/read.py`` is generated from this file.
-"""
+are :class:`~cachedeco.flows.bound.Bound`'s); ``_sync/read.py`` is generated from it."""
 
 from __future__ import annotations
 
@@ -136,7 +135,6 @@ async def near_read(b: Bound, key: str, tag_keys: tuple[str, ...], ticket: Ticke
         raise
     flights.read_landed(key, read, result)
     return lease_apart(b, result), ticket
-
 
 
 async def ride(b: Bound, flight: Flight) -> Any:

@@ -1,7 +1,6 @@
 # GENERATED from _async/read.py by tools/unasync.py: do not edit.
 """The read-through and write flows, sync flavour: only the I/O lives here (the pure steps
-are :class:`~cachedeco.flows.bound.Bound`'s); ``_sync/read.py`` is generated from this file.
-"""
+are :class:`~cachedeco.flows.bound.Bound`'s); ``_sync/read.py`` is generated from it."""
 
 from __future__ import annotations
 
@@ -137,7 +136,6 @@ def near_read(b: Bound, key: str, tag_keys: tuple[str, ...], ticket: Ticket,
         raise
     flights.read_landed(key, read, result)
     return lease_apart(b, result), ticket
-
 
 
 def ride(b: Bound, flight: Flight) -> Any:
