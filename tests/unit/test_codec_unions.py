@@ -128,6 +128,7 @@ CASES: list[tuple[Any, Any]] = [
     (Owner, Owner(Dog("d"), b"\x89PNG\x00")),
     (Tree, Tree([Tree([], Dog("a")), Tree([Tree([], Cat("b"))])], None)),
     (Left, Left(Right(Left(None, Dog("d"))), Cat("c"))),
+    (Right, Right(Left(Right(Left(None, Cat("c"))), Dog("d")))),  # the union one class down
     (Pair, Pair(Dog("d"), b"\x00")),
     (Row, Row(pet=Dog("d"), n=1)),
     (bytes, bytes(range(256))),
