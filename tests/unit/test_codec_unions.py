@@ -8,6 +8,7 @@ error (a miss), never another type."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import enum
@@ -156,6 +157,15 @@ CASES: list[tuple[Any, Any]] = [
     (pathlib.PurePosixPath | None, pathlib.PurePosixPath("x/y")),
     (pathlib.PureWindowsPath, pathlib.PureWindowsPath("C:/Users/x")),
     (Fraction, Fraction(-3, 4)),
+    # containers JSON keeps as their base, rebuilt as their class
+    (collections.Counter[str], collections.Counter("abracadabra")),
+    (collections.Counter, collections.Counter(["a", "a", "b"])),
+    (collections.OrderedDict[str, dt.date], collections.OrderedDict(b=dt.date(2020, 1, 1))),
+    (collections.deque[dt.timedelta], collections.deque([dt.timedelta(seconds=1)])),
+    (collections.deque, collections.deque(["a", 1])),
+    (list[collections.deque[int]], [collections.deque([1, 2])]),
+    (collections.Counter[str] | dict[str, int], {"a": 1}),
+    (collections.Counter[str] | dict[str, int], collections.Counter("ab")),
 ]
 
 

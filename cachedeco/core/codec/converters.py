@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import datetime as dt
 from collections.abc import Callable
 from typing import Any
@@ -12,6 +13,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 __all__ = [
+    "REBUILT",
     "Converter",
     "convert_each",
     "dataclass_converter",
@@ -33,6 +35,7 @@ __all__ = [
     "parse_date",
     "parse_datetime",
     "parse_duration",
+    "rebuild",
     "skip_none",
     "to_base64",
     "write_datetime",
@@ -40,6 +43,14 @@ __all__ = [
 ]
 
 Converter = Callable[[Any], Any]
+
+#: Containers JSON keeps as their base (a dict, a list), rebuilt as their class: the base's
+#: origin, and its arguments from theirs (a Counter's values are ints).
+REBUILT: dict[Any, tuple[Any, Callable[[tuple[Any, ...]], tuple[Any, ...]]]] = {
+    collections.Counter: (dict, lambda args: (args[0] if args else Any, int)),
+    collections.OrderedDict: (dict, lambda args: args),
+    collections.deque: (list, lambda args: args),
+}
 
 
 def identity(value: Any) -> Any:
@@ -62,6 +73,13 @@ def json_key(value: Any) -> str:
     """The string orjson writes for value as a dict key under OPT_NON_STR_KEYS."""
     encoded = orjson.loads(orjson.dumps({value: None}, option=orjson.OPT_NON_STR_KEYS))
     return str(next(iter(encoded)))
+
+
+def rebuild(cls: type, inner: Converter | None) -> Converter:
+    """Converter for a container rebuilt as ``cls`` from its base's value (see REBUILT)."""
+    if inner is None:
+        return cls
+    return lambda value: cls(inner(value))
 
 
 def maybe(wrap: Callable[[Converter], Converter], inner: Converter | None,

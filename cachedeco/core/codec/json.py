@@ -1,7 +1,7 @@
 """The orjson codecs (the default serializer).
 
-Decimals are written as strings, sets and tuple subclasses as lists, pydantic models through
-``model_dump(mode="json")``. Decoding restores the types the return annotation names (see
+Decimals are written as strings, sets, deques and tuple subclasses as lists, pydantic models
+through ``model_dump(mode="json")``. Decoding restores the types the return annotation names (see
 :mod:`.typed`); for an unannotated or JSON-typed return a hit is ``orjson.loads`` and nothing
 else. NaN and infinity, which orjson would silently store as ``null``, and ints beyond 64 bits
 are refused, not corrupted.
@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import logging
 import math
+from collections import deque
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -54,10 +55,11 @@ def json_codec(func: Callable[..., Any] | None, name: str,
 
 
 def _default(obj: Any) -> Any:
-    """Encode what orjson hands back: Decimal, set, tuple subclass, pydantic, passthrough types."""
+    """Encode what orjson hands back: Decimal, set, deque, tuple subclass, pydantic,
+    passthrough types."""
     if isinstance(obj, Decimal):
         return str(obj)  # exact, unlike a float
-    if isinstance(obj, set | frozenset | tuple):
+    if isinstance(obj, set | frozenset | tuple | deque):
         return list(obj)
     if callable(getattr(type(obj), "model_dump", None)):
         return obj.model_dump(mode="json", by_alias=True)  # by alias: model_validate reads aliases

@@ -1,27 +1,22 @@
 """Typed decoding: rebuild the value a function's return annotation names from its JSON form.
 
 The annotation is compiled once, when the codec is made, into a tree of small converters. A
-converter of ``None`` means "the JSON value already is the right value" and is skipped entirely,
-so JSON-typed returns (``dict``, ``list[int]``, ``str``, ``Any``...) cost nothing on a cache hit.
-Every node also records the JSON types (``str``, ``int``, ``list``...) its values arrive as;
-that is how a union picks its member with one dict lookup instead of trial and error.
+converter of ``None`` means "the JSON value already is the right value" and is skipped, so
+JSON-typed returns (``dict``, ``list[int]``, ``Any``...) cost nothing on a cache hit. Every
+node also records the JSON types its values arrive as: a union picks its member by one lookup.
 
-Typed: dataclasses (recursively, by field types), pydantic models, NamedTuple, TypedDict,
-``datetime``, ``date``, ``time``, ``timedelta``, ``UUID``, ``Decimal``, ``bytes``, ``Enum``,
-``Fraction``, ``ipaddress`` addresses, networks and interfaces, ``pathlib`` paths,
-``str``/``int``/``float`` subclasses, ``tuple``/``list``/``set``/``frozenset``/``dict`` (keys
-too), ``Optional``, unions, ``Literal``, ``NewType``, ``Annotated``, and the
-``collections.abc`` containers (rebuilt as list, set or dict). A union whose members arrive as
-one JSON type (``Cat | Dog``, ``str | datetime``) is stored tagged with its member
-(:mod:`.unions`). Left as the JSON value: ``Any``, type variables, unknown classes.
+Typed: dataclasses (by field types), pydantic models, NamedTuple, TypedDict, ``datetime``,
+``date``, ``time``, ``timedelta``, ``UUID``, ``Decimal``, ``bytes``, ``Enum``, ``Fraction``,
+``ipaddress`` and ``pathlib`` values, ``str``/``int``/``float`` subclasses, ``tuple``, ``list``,
+``set``, ``frozenset``, ``dict`` (keys too), ``Counter``, ``OrderedDict``, ``deque``, the
+``collections.abc`` containers, ``Optional``, unions (tagged with their member where the JSON
+type cannot tell them apart: :mod:`.unions`), ``Literal``, ``NewType``, ``Annotated``, type
+aliases. Left as the JSON value: ``Any``, type variables, unknown classes.
 
-Limits: the annotation names what is rebuilt, so a returned subclass of the annotated dataclass
-or model comes back as the annotated class (annotate the concrete class, or use pickle). Data
-that does not fit the annotation (a missing field, a bad date) raises, and the caller treats it
-as a miss. Converters trust the annotation: ``None`` passes through only where ``Optional`` (or
-the top level) allows it.
+Limits: the annotation names what is rebuilt (a returned subclass of the annotated class comes
+back as that class). Data that does not fit the annotation raises, and the caller treats it
+as a miss. ``None`` passes through only where ``Optional`` (or the top level) allows it.
 """
-
 from __future__ import annotations
 
 import dataclasses
@@ -50,6 +45,7 @@ import orjson
 
 from cachedeco.core.codec.annotations import alias_value, class_hints, is_pydantic_model, unwrap
 from cachedeco.core.codec.converters import (
+    REBUILT,
     Converter,
     convert_each,
     dataclass_converter,
@@ -71,6 +67,7 @@ from cachedeco.core.codec.converters import (
     parse_date,
     parse_datetime,
     parse_duration,
+    rebuild,
     skip_none,
     to_base64,
     write_duration,
@@ -122,11 +119,6 @@ def build_plan(hint: Any) -> Plan:
 
 
 _Pair = tuple[Converter | None, Converter | None]  # a class's converter and encoder
-
-
-def _each(nodes: list[_Node]) -> Converter | None:
-    """The encoder of a fixed sequence of positions (a tuple, a NamedTuple), or None."""
-    return each_position([node.encode for node in nodes])
 
 
 #: What JSON has no form for, written as text: bytes (base64), timedelta (seconds), and the
@@ -202,6 +194,8 @@ class _Builder:
             return _Node(None, frozenset({cls}))
         if cls in (tuple, set, frozenset):
             return _Node(cls, _LIST)
+        if cls in REBUILT:
+            return self._generic(cls, ())
         for base in (str, int, float):  # a str/int/float subclass such as `class Name(str)`
             if issubclass(cls, base):
                 return _Node(cls, self._class(base).shapes)
@@ -233,6 +227,10 @@ class _Builder:
         if origin in _MAPPINGS:
             key, value = args if len(args) == 2 else (Any, Any)
             return self._dict(key, value)
+        if origin in REBUILT:  # Counter, OrderedDict, deque: as their base, then their class
+            base, base_args = REBUILT[origin]
+            node = self._generic(base, base_args(args))
+            return _Node(rebuild(origin, node.convert), node.shapes, node.encode)
         if isinstance(origin, type):  # a generic dataclass, NamedTuple or TypedDict: Box[int]
             return self._class(origin)
         return _ANY
@@ -292,7 +290,8 @@ class _Builder:
         """Rebuild a NamedTuple from its JSON list, converting each field."""
         hints = class_hints(cls)
         nodes = [self.build(hints.get(name, Any)) for name in cast(Any, cls)._fields]
-        converters, encoders = [node.convert for node in nodes], _each(nodes)
+        converters = [node.convert for node in nodes]
+        encoders = each_position([node.encode for node in nodes])
         if all(convert is None for convert in converters):
             return (lambda value: cls(*value)), encoders
         return (lambda value: cls(*convert_each(converters, value))), encoders
@@ -313,9 +312,10 @@ class _Builder:
                          maybe(map_list, item.encode))
         nodes = [self.build(arg) for arg in args]
         converters = [node.convert for node in nodes]
+        encode = each_position([node.encode for node in nodes])
         if all(convert is None for convert in converters):
-            return _Node(tuple, _LIST, _each(nodes))
-        return _Node(lambda value: tuple(convert_each(converters, value)), _LIST, _each(nodes))
+            return _Node(tuple, _LIST, encode)
+        return _Node(lambda value: tuple(convert_each(converters, value)), _LIST, encode)
 
     def _dict(self, key: Any, value: Any) -> _Node:
         """Compile dict[K, V]: JSON keys are strings, so K is parsed back too."""
