@@ -24,6 +24,9 @@ from typing import (
 from cachedeco.errors import ConfigurationError
 
 __all__ = [
+    "MAPPINGS",
+    "SEQUENCES",
+    "SETS",
     "alias_value",
     "class_hints",
     "is_pydantic_model",
@@ -32,7 +35,11 @@ __all__ = [
     "unwrap",
 ]
 
-_MAPPINGS = {dict, abc.Mapping, abc.MutableMapping}
+#: The generic origins the codec reads as a list, a set and a dict (``Sequence[X]`` is a list).
+SEQUENCES = {list, abc.Sequence, abc.MutableSequence, abc.Collection, abc.Iterable}
+SETS: dict[Any, type[set[Any]] | type[frozenset[Any]]] = {
+    set: set, abc.Set: set, abc.MutableSet: set, frozenset: frozenset}
+MAPPINGS = {dict, abc.Mapping, abc.MutableMapping}
 _WRAPPERS = {Annotated, Required, NotRequired}
 
 
@@ -67,7 +74,7 @@ def return_annotation(func: object, name: str = "?") -> Any:
 def mapping_values(hint: Any) -> Any:
     """The value type ``V`` of a ``dict[K, V]`` / ``Mapping[K, V]`` annotation, else Any."""
     args = get_args(hint)
-    return args[1] if get_origin(hint) in _MAPPINGS and len(args) == 2 else Any
+    return args[1] if get_origin(hint) in MAPPINGS and len(args) == 2 else Any
 
 
 def unwrap(hint: Any) -> Any:

@@ -24,26 +24,24 @@ import datetime as dt
 import enum
 import ipaddress
 import pathlib
-from collections import abc
 from collections.abc import Callable
 from decimal import Decimal
 from fractions import Fraction
 from types import NoneType, UnionType
-from typing import (
-    Any,
-    Literal,
-    NamedTuple,
-    Union,
-    cast,
-    get_args,
-    get_origin,
-    is_typeddict,
-)
+from typing import Any, Literal, NamedTuple, Union, cast, get_args, get_origin, is_typeddict
 from uuid import UUID
 
 import orjson
 
-from cachedeco.core.codec.annotations import alias_value, class_hints, is_pydantic_model, unwrap
+from cachedeco.core.codec.annotations import (
+    MAPPINGS,
+    SEQUENCES,
+    SETS,
+    alias_value,
+    class_hints,
+    is_pydantic_model,
+    unwrap,
+)
 from cachedeco.core.codec.converters import (
     REBUILT,
     Converter,
@@ -81,10 +79,6 @@ _JSON_TYPES: frozenset[type] = frozenset({str, int, float, bool, NoneType, list,
 _LIST: frozenset[type] = frozenset({list})
 _DICT: frozenset[type] = frozenset({dict})
 _STR: frozenset[type] = frozenset({str})
-_SEQUENCES = {list, abc.Sequence, abc.MutableSequence, abc.Collection, abc.Iterable}
-_SETS: dict[Any, type[set[Any]] | type[frozenset[Any]]] = {
-    set: set, abc.Set: set, abc.MutableSet: set, frozenset: frozenset}
-_MAPPINGS = {dict, abc.Mapping, abc.MutableMapping}
 
 
 class _Node(NamedTuple):
@@ -214,17 +208,17 @@ class _Builder:
 
     def _generic(self, origin: Any, args: tuple[Any, ...]) -> _Node:
         """Compile a parameterized generic such as list[X] or dict[K, V]."""
-        if origin in _SEQUENCES:
+        if origin in SEQUENCES:
             item = self.build(args[0] if args else Any)
             return _Node(maybe(map_list, item.convert), _LIST, maybe(map_list, item.encode))
         if origin is tuple:
             return self._tuple(args)
-        if origin in _SETS:
-            kind = _SETS[origin]
+        if origin in SETS:
+            kind = SETS[origin]
             item = self.build(args[0] if args else Any)
             return _Node(kind if item.convert is None else map_set(kind, item.convert), _LIST,
                          maybe(map_list, item.encode))
-        if origin in _MAPPINGS:
+        if origin in MAPPINGS:
             key, value = args if len(args) == 2 else (Any, Any)
             return self._dict(key, value)
         if origin in REBUILT:  # Counter, OrderedDict, deque: as their base, then their class

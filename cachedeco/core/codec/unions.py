@@ -13,19 +13,16 @@ one index; only the store checks types.
 
 from __future__ import annotations
 
-from collections import abc
 from collections.abc import Callable, Sequence
 from types import NoneType, UnionType
 from typing import Any, Literal, Union, get_args, get_origin, is_typeddict
 
-from cachedeco.core.codec.annotations import alias_value, unwrap
+from cachedeco.core.codec.annotations import MAPPINGS, SEQUENCES, SETS, alias_value, unwrap
 from cachedeco.core.codec.converters import Converter
 
 __all__ = ["tagged"]
 
-_COLLECTIONS = {list, set, frozenset, abc.Sequence, abc.MutableSequence, abc.Collection,
-                abc.Iterable, abc.Set, abc.MutableSet}
-_MAPPINGS = {dict, abc.Mapping, abc.MutableMapping}
+_COLLECTIONS = SEQUENCES | SETS.keys()  # what a list or a set of items is checked as
 _CONCRETE = {list, set, frozenset, dict}  # what an exact check compares the class with
 _TEXT = (str, bytes, bytearray)  # sequences, but never what a Sequence[X] annotation means
 Test = Callable[[Any], bool]  # whether a value is of one member's type
@@ -111,7 +108,7 @@ class _Tests:
             kind, item = self._container(origin), self.of(args[0]) if args else _always
             return lambda value: (kind(value) and not isinstance(value, _TEXT)
                                   and all(map(item, value)))
-        if origin in _MAPPINGS:
+        if origin in MAPPINGS:
             kind = self._container(origin)
             key, item = (self.of(arg) for arg in (args if len(args) == 2 else (Any, Any)))
             return lambda value: kind(value) and all(
