@@ -6,6 +6,7 @@ import base64
 import binascii
 import collections
 import datetime as dt
+import functools
 from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,6 +19,7 @@ __all__ = [
     "convert_each",
     "dataclass_converter",
     "dispatch",
+    "each_name",
     "each_position",
     "from_base64",
     "from_json",
@@ -27,7 +29,6 @@ __all__ = [
     "lookup",
     "map_items",
     "map_list",
-    "map_named",
     "map_set",
     "map_tuple",
     "map_values",
@@ -92,7 +93,7 @@ def each_position(converters: list[Converter | None]) -> Converter | None:
     """Converter of a fixed sequence of positions (a tuple, a NamedTuple), or None."""
     if all(convert is None for convert in converters):
         return None
-    return lambda value: convert_each(converters, value)
+    return functools.partial(convert_each, converters)  # (no Python frame of its own)
 
 
 def write_datetime(value: dt.datetime | dt.date | dt.time) -> str:
@@ -183,8 +184,11 @@ def map_items(convert_key: Converter, convert_value: Converter | None) -> Conver
     return lambda value: {convert_key(key): convert_value(item) for key, item in value.items()}
 
 
-def map_named(table: dict[str, Converter | None]) -> Converter:
-    """Converter for an object of named fields (a TypedDict; a dataclass's fields on store)."""
+def each_name(table: dict[str, Converter | None]) -> Converter | None:
+    """Converter of an object of named fields (a TypedDict; a dataclass's fields on store),
+    or None when no field needs one."""
+    if all(convert is None for convert in table.values()):
+        return None
     get = table.get
     return lambda value: {key: item if (convert := get(key)) is None else convert(item)
                           for key, item in value.items()}

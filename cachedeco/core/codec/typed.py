@@ -45,9 +45,9 @@ from cachedeco.core.codec.annotations import (
 from cachedeco.core.codec.converters import (
     REBUILT,
     Converter,
-    convert_each,
     dataclass_converter,
     dispatch,
+    each_name,
     each_position,
     from_base64,
     from_json,
@@ -57,7 +57,6 @@ from cachedeco.core.codec.converters import (
     lookup,
     map_items,
     map_list,
-    map_named,
     map_set,
     map_tuple,
     map_values,
@@ -275,28 +274,26 @@ class _Builder:
                 self.option |= orjson.OPT_PASSTHROUGH_DATACLASS
         initvars = any(isinstance(hint, dataclasses.InitVar) for hint in hints.values())
         convert = dataclass_converter(cls, init, late, construct=not initvars)
-        if all(encode is None for encode in encoders.values()):
+        write = each_name(encoders)
+        if write is None:
             return convert, None
-        write = map_named(encoders)
         return convert, lambda value: write({name: getattr(value, name) for name in encoders})
 
     def _namedtuple(self, cls: type) -> _Pair:
         """Rebuild a NamedTuple from its JSON list, converting each field."""
         hints = class_hints(cls)
         nodes = [self.build(hints.get(name, Any)) for name in cast(Any, cls)._fields]
-        converters = [node.convert for node in nodes]
-        encoders = each_position([node.encode for node in nodes])
-        if all(convert is None for convert in converters):
-            return (lambda value: cls(*value)), encoders
-        return (lambda value: cls(*convert_each(converters, value))), encoders
+        convert = each_position([node.convert for node in nodes])
+        encode = each_position([node.encode for node in nodes])
+        if convert is None:
+            return (lambda value: cls(*value)), encode
+        return (lambda value: cls(*convert(value))), encode
 
     def _typeddict(self, cls: type) -> _Pair:
         """Convert the keys of a TypedDict whose annotations are not JSON types."""
         nodes = {name: self.build(tp) for name, tp in class_hints(cls).items()}
-        converters = {name: node.convert for name, node in nodes.items()}
-        encoders = {name: node.encode for name, node in nodes.items()}
-        return (None if all(c is None for c in converters.values()) else map_named(converters),
-                None if all(e is None for e in encoders.values()) else map_named(encoders))
+        return (each_name({name: node.convert for name, node in nodes.items()}),
+                each_name({name: node.encode for name, node in nodes.items()}))
 
     def _tuple(self, args: tuple[Any, ...]) -> _Node:
         """Compile tuple, tuple[X, ...] and tuple[X, Y]."""
@@ -305,11 +302,11 @@ class _Builder:
             return _Node(tuple if item.convert is None else map_tuple(item.convert), _LIST,
                          maybe(map_list, item.encode))
         nodes = [self.build(arg) for arg in args]
-        converters = [node.convert for node in nodes]
+        convert = each_position([node.convert for node in nodes])
         encode = each_position([node.encode for node in nodes])
-        if all(convert is None for convert in converters):
+        if convert is None:
             return _Node(tuple, _LIST, encode)
-        return _Node(lambda value: tuple(convert_each(converters, value)), _LIST, encode)
+        return _Node(lambda value: tuple(convert(value)), _LIST, encode)
 
     def _dict(self, key: Any, value: Any) -> _Node:
         """Compile dict[K, V]: JSON keys are strings, so K is parsed back too."""
