@@ -23,7 +23,7 @@ from cachedeco.core.codec.converters import Converter
 __all__ = ["tagged"]
 
 _COLLECTIONS = SEQUENCES | SETS.keys()  # what a list or a set of items is checked as
-_CONCRETE = {list, set, frozenset, dict}  # what an exact check compares the class with
+_CONCRETE = {list, tuple, set, frozenset, dict}  # what an exact check compares the class with
 _TEXT = (str, bytes, bytearray)  # sequences, but never what a Sequence[X] annotation means
 Test = Callable[[Any], bool]  # whether a value is of one member's type
 
@@ -67,10 +67,6 @@ def _always(value: Any) -> bool:
 
 def _never(value: Any) -> bool:
     return False
-
-
-def _is_tuple(value: Any) -> bool:
-    return type(value) is tuple
 
 
 class _Tests:
@@ -124,15 +120,15 @@ class _Tests:
         return lambda value: cell[0](value)  # noqa: PLW0108 - cell[0] may not exist yet
 
     def _container(self, origin: Any) -> Test:
-        """A ``list[...]`` value is a list (exactly so when ``exact``); an ``abc`` one any
-        instance of that abstract class."""
+        """A ``list[...]`` (or tuple) value is a list (exactly so when ``exact``); an ``abc`` one
+        any instance of that abstract class."""
         if self.exact and origin in _CONCRETE:
             return lambda value: type(value) is origin
         return lambda value: isinstance(value, origin)
 
     def _tuple(self, args: tuple[Any, ...]) -> Test:
         """``tuple[X, ...]``, ``tuple[X, Y]`` and ``tuple[()]``."""
-        kind = _is_tuple if self.exact else (lambda value: isinstance(value, tuple))
+        kind = self._container(tuple)
         if len(args) == 2 and args[1] is Ellipsis:
             item = self.of(args[0])
             return lambda value: kind(value) and all(map(item, value))
