@@ -23,7 +23,8 @@ State = tuple[str, tuple[str | None, ...]]
 
 
 class LeaderGone(Exception):
-    """The leader was cancelled or interrupted: each waiter loads for itself."""
+    """The leader was cancelled or interrupted: its waiters join a new load (the first one
+    leads it); a near-cached read's waiters read for themselves."""
 
 
 class WaitTimeout(Exception):
