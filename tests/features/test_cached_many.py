@@ -149,15 +149,17 @@ async def test_a_cancelled_leader_hands_its_ids_to_one_new_load(url: str, amake_
                                                                 prefix: str) -> None:
     reg = amake_registry(url, prefix=prefix)
     called: list[list[int]] = []
+    started = asyncio.Event()
 
     @reg.cached_many(key="c:{id}")
     async def numbers(ids: list[int]) -> dict[int, int]:
         called.append(sorted(ids))
+        started.set()
         await asyncio.sleep(0.1)
         return {i: -i for i in ids}
 
     leader = asyncio.create_task(numbers([1, 2]))
-    await asyncio.sleep(0.02)
+    await asyncio.wait_for(started.wait(), 10)  # the leader is loading (a cluster reads slower)
     waiters = [asyncio.create_task(numbers([1, 2])) for _ in range(4)]
     await asyncio.sleep(0.02)
     leader.cancel()
