@@ -112,6 +112,11 @@ class Backend(Protocol):
         starting with ``spare``; return the count."""
         ...
 
+    def invalidate_tags_matching(self, pattern: str, token: str, px: int) -> int:
+        """:meth:`invalidate_tags` for every tag key matching a glob pattern (SCAN, then the
+        keys found in batches); return how many got a new token."""
+        ...
+
     def raw(self, key: str) -> bytes | Entry | None:
         """What the backend holds at ``key``, for the operator's ``inspect``."""
         ...
@@ -160,6 +165,10 @@ class AsyncBackend(Protocol):
 
     async def delete_matching(self, pattern: str, spare: str | None = None) -> int:
         """See :meth:`Backend.delete_matching`."""
+        ...
+
+    async def invalidate_tags_matching(self, pattern: str, token: str, px: int) -> int:
+        """See :meth:`Backend.invalidate_tags_matching`."""
         ...
 
     async def raw(self, key: str) -> bytes | Entry | None:

@@ -132,6 +132,12 @@ class KeySpace:
         """The key of a function's implicit tag (``f.invalidate_all()``)."""
         return self._own("fn", family)
 
+    @property
+    def fn_tags(self) -> str:
+        """A glob matching every function's implicit tag key (on a Cluster too, where a tag
+        key's name ends with a hash tag): every entry carries one of them."""
+        return f"{escape_glob(self.prefix)}:{RESERVED}fn:*"
+
     def lease(self, entry_key: str) -> LeaseName:
         """The ``lock=True`` lease of an entry, in the entry's Cluster slot."""
         tagged = hash_tagged(entry_key)

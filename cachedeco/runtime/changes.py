@@ -2,9 +2,10 @@
 
 Three kinds: ``DROP`` an entry (a tombstone: a write-through that could not store, an
 invalidation, a refresh), ``TAGS`` (a new token for a tag key: ``invalidate_tags``,
-``invalidate_all``) and ``RECORD`` (a write-behind record with its entry, queued again). A
-fourth, ``RELEASE`` (a ``lock=True`` lease released again by its token), is only ever
-applied again after a failover (:mod:`.recent`), never spooled.
+``invalidate_all``) and ``RECORD`` (a write-behind record with its entry, queued again).
+``EVERY`` (a new token for every function's tag: every entry under the prefix) is what too
+many ``TAGS`` become (:func:`merge_tags`). ``RELEASE`` (a ``lock=True`` lease released again
+by its token) is only ever applied again after a failover (:mod:`.recent`), never spooled.
 Drops and tag invalidations of one key are one pending change (the latest); records are
 never merged: each one is delivered. :func:`next_run` picks what goes out next (drops and tag
 invalidations first, then records, many per round trip).
@@ -28,16 +29,17 @@ from cachedeco.backends.contracts.queues import AsyncQueue, NotStored, Push, Que
 from cachedeco.core.entry import Release, Write, new_tag_token, new_tombstone
 from cachedeco.core.keyspace import QueueNames
 
-__all__ = ["DROP", "KINDS", "RECORD", "RELEASE", "TAGS", "Change", "Outage", "aapply", "apply",
-           "decode_change", "encode_change", "merge_drops", "next_run"]
+__all__ = ["DROP", "EVERY", "KINDS", "RECORD", "RELEASE", "TAGS", "Change", "Outage", "aapply",
+           "apply", "decode_change", "encode_change", "merge_drops", "merge_tags", "next_run"]
 
 DROP: Final = "drop"
 TAGS: Final = "tags"
 RECORD: Final = "record"
 RELEASE: Final = "release"
-KINDS: Final = (DROP, TAGS, RECORD)  # the kinds a spool holds
+EVERY: Final = "every"
+KINDS: Final = (DROP, TAGS, RECORD, EVERY)  # the kinds a spool holds
 _WHAT: Final = {DROP: "entry drop(s)", TAGS: "tag invalidation(s)", RELEASE: "lease release(s)",
-                RECORD: "write-behind record(s)"}
+                RECORD: "write-behind record(s)", EVERY: "invalidation(s) of every entry"}
 
 
 class Outage:
@@ -60,7 +62,9 @@ class Change:
 
     backend: str  # the backend's name in the registry
     kind: str
-    target: str  # the entry key (DROP, RECORD), the tag key (TAGS) or the lease (RELEASE)
+    #: the entry key (DROP, RECORD), the tag key (TAGS), the lease (RELEASE), or the glob of
+    #: every function tag key (EVERY)
+    target: str
     px: int  # how long the tombstone or tag token lives, in ms
     function: str = ""  # RECORD: the @write_behind function
     names: QueueNames | None = None  # RECORD: its queue
@@ -163,7 +167,7 @@ def next_run(queue: Iterable[Change], most: int) -> list[Change]:
                 records.append(change)
             keys.add(change.target)
             tags.update(_tag_keys(change))
-        elif change.target in (tags if change.kind == TAGS else keys):
+        elif _waits(change, keys, tags):
             records_open = False  # it waits for a record before it; the later ones wait for it
         else:
             urgent.append(change)
@@ -190,6 +194,29 @@ def merge_drops(queue: collections.OrderedDict[str, Change], drops: Iterable[Cha
             gone.append(older)
         queue[tag.ident] = tag
     return list(made.values()), gone
+
+
+def _waits(change: Change, keys: set[str], tags: set[str]) -> bool:
+    """Whether a drop or invalidation waits for a record before it (see :func:`next_run`):
+    one of the same key, or carrying the tag; for ``EVERY``, any record (every entry carries
+    its function's tag)."""
+    if change.kind == EVERY:
+        return bool(keys)
+    return change.target in (tags if change.kind == TAGS else keys)
+
+
+def merge_tags(queue: collections.OrderedDict[str, Change], backend: str, pattern: str
+               ) -> tuple[list[Change], list[Change]]:
+    """The tag invalidations of ``queue`` become one new token for every function tag key
+    (``pattern``, found by SCAN when it is applied), queued last: every entry under the
+    prefix misses once, whatever tags it carries. Returns ([the change made], the changes it
+    replaces: the invalidations, and an older such change)."""
+    gone = [change for change in queue.values() if change.kind in (TAGS, EVERY)]
+    every = Change(backend, EVERY, pattern, max((c.px for c in gone), default=0))
+    for change in gone:
+        del queue[change.ident]
+    queue[every.ident] = every
+    return [every], gone
 
 
 def _tag_keys(change: Change) -> Iterable[str]:
@@ -228,7 +255,8 @@ def _drops(run: list[Change], kind: str) -> tuple[list[str], int]:
 
 def apply(backend: Backend, run: list[Change]) -> None:
     """Carry out one run of changes (from :func:`next_run`): the drops in one round trip, the
-    tag invalidations in another, the records in one per queue where the queue can."""
+    tag invalidations in another (an ``EVERY`` in a SCAN), the records in one per queue where
+    the queue can."""
     keys, px = _drops(run, DROP)
     if keys:
         backend.invalidate(keys, new_tombstone(), px)
@@ -236,6 +264,8 @@ def apply(backend: Backend, run: list[Change]) -> None:
     if tags:
         backend.invalidate_tags(tags, new_tag_token(True), px)
     for change in run:
+        if change.kind == EVERY:
+            backend.invalidate_tags_matching(change.target, new_tag_token(True), change.px)
         if change.release is not None:
             backend.leases().repeat(change.release)
     for names, pushes in _by_queue(run).items():
@@ -257,6 +287,9 @@ async def aapply(backend: AsyncBackend, run: list[Change]) -> None:
     if tags:
         await backend.invalidate_tags(tags, new_tag_token(True), px)
     for change in run:
+        if change.kind == EVERY:
+            await backend.invalidate_tags_matching(change.target, new_tag_token(True),
+                                                   change.px)
         if change.release is not None:
             await backend.leases().repeat(change.release)
     for names, pushes in _by_queue(run).items():

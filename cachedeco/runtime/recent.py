@@ -38,8 +38,8 @@ LIMIT: Final = 4096  # changes remembered per backend at the most (the oldest go
 #: until the lease expires; a drop forgotten, a stale value).
 RELEASE_LIMIT: Final = 1024
 
-#: One landed change: when (monotonic), its kind (``drop``, ``tags`` or ``release``), its
-#: key, its px, and for a release the lease and its token.
+#: One landed change: when (monotonic), its kind (``drop``, ``tags``, ``every`` or
+#: ``release``), its key, its px, and for a release the lease and its token.
 Landed = tuple[float, str, str, int, Release | None]
 #: A change to apply again: its kind, key, px and release.
 Again = tuple[str, str, int, Release | None]

@@ -26,8 +26,10 @@ from cachedeco.backends.base import BACKEND_ERRORS, UNREACHABLE
 from cachedeco.backends.open import BackendSlot
 from cachedeco.core.stats import Stats
 from cachedeco.errors import CacheError
+from cachedeco.runtime.bounds import bound
 from cachedeco.runtime.changes import (
     DROP,
+    EVERY,
     RECORD,
     TAGS,
     Change,
@@ -35,7 +37,6 @@ from cachedeco.runtime.changes import (
     aapply,
     apply,
     decode_change,
-    merge_drops,
     next_run,
 )
 from cachedeco.runtime.guard import Breaker, LogLimit, warn
@@ -51,10 +52,6 @@ logger = logging.getLogger("cachedeco")
 RETRY: Final = 0.25  # seconds between two attempts while changes wait
 ADOPT_EVERY: Final = 2.0  # seconds between two looks at the spool for changes left by others
 RUN: Final = 500  # the most drops and tags, or records, sent in one round trip
-#: Changes a backend may have waiting before the drops of each function's entries become one
-#: invalidation of that function (its implicit tag): a long outage under many writes keeps a
-#: few changes per function, not one per key (about 0.5 KB each).
-MOST_PENDING: Final = 10_000
 
 
 class Host(Protocol):
@@ -112,7 +109,8 @@ class Recovery:
     def drop(self, backend: str, keys: Sequence[str], px: int, exc: BaseException | None,
              family: tuple[str, int] | None = None) -> None:
         """Keep the drop of entries whose change could not reach ``backend``; ``family``:
-        the tag key every entry of their function carries, and its px (see MOST_PENDING)."""
+        the tag key every entry of their function carries, and its px (see
+        :data:`~cachedeco.runtime.bounds.MOST_PENDING`)."""
         tag, tag_px = family or ("", 0)
         for key in keys:
             self.add(Change(backend, DROP, key, px, family=tag, family_px=tag_px), exc)
@@ -142,7 +140,10 @@ class Recovery:
         # stream reports nothing for a change that never reached the backend).
         near = host.slot(change.backend).near
         if near is not None and change.on_entries:
-            near.changed([change.target])
+            if change.kind == EVERY:  # a replay of one (its target is a glob)
+                near.flushed()
+            else:
+                near.changed([change.target])
         if self.spool is not None and change.on_entries:
             keep_in_spool(self.spool, host.prefix, change, self._spool_log)
         with self._lock:
@@ -152,12 +153,12 @@ class Recovery:
                 self._held.let_go(old)
             queue[change.ident] = change
             self._held.hold(change)
-            made, gone = merge_drops(queue, self._held.family_drops(change.backend)) if (
-                len(queue) > MOST_PENDING and change.family) else ([], [])
-            for merged in gone:
-                self._held.let_go(merged)
-            for merged in made:
-                self._held.hold(merged)
+            merge = bound(queue, self._held, change, host.prefix)
+            if merge is not None:
+                for merged in merge.gone:
+                    self._held.let_go(merged)
+                for merged in merge.made:
+                    self._held.hold(merged)
             self._count()
             hushed, began = None, failed and change.backend not in self._outages
             if began:
@@ -171,12 +172,11 @@ class Recovery:
                                exc, UNREACHABLE) else "is unreachable",
                            "no answer" if exc is None else f"{type(exc).__name__}: {exc}",
                            f" ({hushed} shorter outages since the last line)" if hushed else "")
-        if gone:
+        if merge is not None:
             if self.spool is not None:
-                replace_in_spool(self.spool, host.prefix, made, gone, self._spool_log)
-            warn(f"merged:{host.prefix}:{change.backend}", "cachedeco: more than %d changes "
-                 "wait for backend %r: %d entry drop(s) became %d invalidation(s) of their "
-                 "functions", MOST_PENDING, change.backend, len(gone), len(made))
+                replace_in_spool(self.spool, host.prefix, merge.made, merge.gone,
+                                 self._spool_log)
+            merge.log(host.prefix, change.backend)
         if began:  # the outage may be a failover that lost them
             self.replay(change.backend)
         self._kick(host, change.backend)

@@ -159,3 +159,33 @@ async def test_entry_stored_after_invalidation_is_current(backend: Driver, ns: s
     assert await backend.write(f"{ns}:k", write) is True
     entry, tokens = await backend.read(f"{ns}:k", [f"{ns}:t"])
     assert entry is not None and entry.tags == tokens == seen
+
+
+async def test_invalidate_tags_matching_renews_the_tags_a_glob_finds(backend: Driver,
+                                                                     ns: str) -> None:
+    await backend.write(f"{ns}:a", make_write(tags=[f"{ns}:fn:f", f"{ns}:tag:x"]))
+    await backend.write(f"{ns}:b", make_write(tags=[f"{ns}:fn:g"]))
+    await backend.write(f"{ns}:c", make_write(tags=[f"{ns}:tag:y"]))
+    token = new_tag_token(invalidated=True)
+    assert await backend.invalidate_tags_matching(f"{ns}:fn:*", token, 10_000) == 2
+    _, tokens = await backend.read(f"{ns}:none", [f"{ns}:fn:f", f"{ns}:fn:g", f"{ns}:tag:x"])
+    # each found tag a token of its own made from the one given (positions in SCAN order)
+    assert sorted(tokens[:2]) == [tag_token(token, 1), tag_token(token, 2)]
+    assert tokens[2] is not None and not tokens[2].startswith(token)
+    for key, tags in ((f"{ns}:a", [f"{ns}:fn:f", f"{ns}:tag:x"]), (f"{ns}:b", [f"{ns}:fn:g"])):
+        entry, current = await backend.read(key, tags)
+        assert entry is not None and entry.tags != current  # a miss now
+    entry, current = await backend.read(f"{ns}:c", [f"{ns}:tag:y"])
+    assert entry is not None and entry.tags == current  # no function tag of the glob
+
+
+async def test_invalidate_tags_matching_spans_many_pages(backend: Driver, ns: str) -> None:
+    tags = [f"{ns}:fn:{i}" for i in range(1_200)]
+    await backend.write(f"{ns}:k", make_write(tags=tags))
+    assert await backend.invalidate_tags_matching(f"{ns}:fn:*", new_tag_token(True),
+                                                  10_000) == 1_200
+    entry, current = await backend.read(f"{ns}:k", tags)
+    assert entry is not None
+    assert all(now != then for now, then in zip(current, entry.tags, strict=True))
+    assert await backend.invalidate_tags_matching(f"{ns}:none:*", new_tag_token(True),
+                                                  10_000) == 0

@@ -21,8 +21,8 @@ import redis
 from cachedeco import MISS, BackendError, Registry
 from cachedeco.backends.contracts.queues import Push
 from cachedeco.core.entry import new_tombstone
-from cachedeco.runtime import recovery as recovery_module
-from cachedeco.runtime.changes import RECORD, Change, aapply, apply
+from cachedeco.runtime import bounds as bounds_module
+from cachedeco.runtime.changes import EVERY, RECORD, Change, aapply, apply
 from tests.support.deployments import Deployment
 from tests.support.polling import apoll, poll
 from tools.servers import Server
@@ -347,7 +347,7 @@ def test_many_pending_drops_become_one_invalidation_of_their_function(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
         spooled: bool) -> None:
     # a long outage under many writes keeps a few changes per function, not one per key
-    monkeypatch.setattr(recovery_module, "MOST_PENDING", 50)
+    monkeypatch.setattr(bounds_module, "MOST_PENDING", 50)
     db = {x: "a" for x in range(200)}
     spool = tmp_path / "spool.db"
     writer = make_registry(frozen.url, **FAST, **({"spool": spool} if spooled else {}))
@@ -374,3 +374,78 @@ def test_many_pending_drops_become_one_invalidation_of_their_function(
     assert [other(x) for x in db] == ["b"] * 200  # every old entry is gone, everywhere
     if spooled:
         assert rows() == 0
+
+
+@pytest.mark.parametrize("spooled", [False, True], ids=["memory", "spool"])
+def test_many_pending_tag_invalidations_become_one_invalidation_of_every_entry(
+        make_registry: Callable[..., Registry], frozen: Server, *, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        spooled: bool) -> None:
+    # a long outage under many invalidations of distinct tags keeps one change, not one a tag
+    monkeypatch.setattr(bounds_module, "MOST_PENDING", 50)
+    db = {x: "a" for x in range(200)}
+    spool = tmp_path / "spool.db"
+    writer = make_registry(frozen.url, **FAST, **({"spool": spool} if spooled else {}))
+    reader = make_registry(frozen.url, **FAST)  # another process's registry
+    get, _ = _catalogue(writer, db)
+    other, _ = _catalogue(reader, db)
+    runs: list[int] = []
+
+    @reader.cached(ttl=300)
+    def untagged(x: int) -> int:  # carries none of the tags invalidated: its function's only
+        runs.append(x)
+        return x
+
+    assert [other(x) for x in db] == ["a"] * 200
+    assert untagged(1) == 1 and untagged(1) == 1 and runs == [1]
+    frozen.pause()
+    for x in db:
+        db[x] = "b"
+        writer.invalidate_tags(f"item:{x}")
+    assert writer.stats().recoveries_pending <= 51  # not 200
+    if spooled:
+        with sqlite3.connect(spool) as conn:
+            assert conn.execute("SELECT COUNT(*) FROM changes").fetchone()[0] == (
+                writer.stats().recoveries_pending)
+    assert "became one invalidation of every entry under the prefix" in caplog.text
+    assert get(7) == "b"  # this process serves nothing from the backend meanwhile
+    assert get.get(150) is MISS
+    frozen.resume()
+    poll(lambda: writer.stats().recoveries_pending == 0, timeout=5.0)
+    assert [other(x) for x in db] == ["b"] * 200  # every old entry is gone, everywhere
+    assert untagged(1) == 1 and runs == [1, 1]  # and every other entry missed once
+    assert untagged(1) == 1 and runs == [1, 1]  # then is cached again
+    assert get.get(150) == "b"
+
+
+@pytest.mark.deployments("redis", "cluster", "sentinel")
+async def test_an_invalidation_of_every_entry_lands_sync_and_async(
+        make_registry: Callable[..., Registry], amake_registry: Callable[..., Registry],
+        deployment: Deployment) -> None:
+    runs: list[str] = []
+    registries = {"sync": make_registry(deployment.url, **FAST),
+                  "async": amake_registry(deployment.url, **FAST)}
+    reg = registries["sync"]
+
+    @reg.cached(ttl=300, tags=["t:{x}"])
+    def tagged(x: int) -> int:
+        runs.append("tagged")
+        return x
+
+    @reg.cached(ttl=300)
+    def plain(x: int) -> int:
+        runs.append("plain")
+        return x
+
+    every = Change("default", EVERY, reg.keyspace.fn_tags, 60_000)
+    assert (tagged(1), plain(1), tagged(1), plain(1)) == (1, 1, 1, 1)
+    assert runs == ["tagged", "plain"]
+    for flavour in ("sync", "async"):
+        runs.clear()
+        slot = registries[flavour].slot("default")
+        if flavour == "sync":
+            apply(slot.backend(), [every])
+        else:
+            await aapply(slot.abackend(), [every])
+        assert (tagged(1), plain(1), tagged(1), plain(1)) == (1, 1, 1, 1)
+        assert runs == ["tagged", "plain"], flavour  # both missed once, then hit

@@ -103,6 +103,9 @@ class Driver:
     async def delete_matching(self, pattern: str) -> int:
         return int(await _settle(self.backend.delete_matching(pattern)))
 
+    async def invalidate_tags_matching(self, pattern: str, token: str, px: int) -> int:
+        return int(await _settle(self.backend.invalidate_tags_matching(pattern, token, px)))
+
     async def raw(self, key: str) -> bytes | Entry | None:
         result: bytes | Entry | None = await _settle(self.backend.raw(key))
         return result

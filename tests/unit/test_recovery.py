@@ -20,8 +20,10 @@ from cachedeco.core.entry import Write
 from cachedeco.core.keyspace import KeySpace
 from cachedeco.core.stats import Stats
 from cachedeco.errors import BackendError
+from cachedeco.runtime import bounds
 from cachedeco.runtime.changes import (
     DROP,
+    EVERY,
     RECORD,
     TAGS,
     Change,
@@ -114,6 +116,80 @@ def test_many_drops_become_one_invalidation_per_function() -> None:
     assert next_run(list(queue.values()), 500) == [loose, made[1]]
     back = decode_change(encode_change(drop("p:a4", "p:~fn:a")), 1)
     assert (back.family, back.family_px) == ("p:~fn:a", 9000)  # spooled with its function
+
+
+def test_too_many_tag_invalidations_become_one_invalidation_of_every_entry(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(bounds, "MOST_PENDING", 3)
+    queue: collections.OrderedDict[str, Change] = collections.OrderedDict()
+    held = Held()
+
+    def add(change: Change) -> bounds.Merge | None:
+        queue[change.ident] = change
+        held.hold(change)
+        merge = bounds.bound(queue, held, change, "p")
+        for merged in merge.gone if merge else ():
+            held.let_go(merged)
+        for merged in merge.made if merge else ():
+            held.hold(merged)
+        return merge
+
+    record = _record("p:a1", "p:~tag:a")
+    drop = Change("default", DROP, "p:k", 1000)
+    tags = [Change("default", TAGS, f"p:~tag:{i}", 500 + i) for i in range(3)]
+    for change in [tags[0], record, drop, *tags[1:]]:
+        assert add(change) is None  # three tag invalidations may wait
+    assert held.tag_changes("default") == 3
+    assert not held.blocks("default", "p:other", ("p:~fn:f",))
+    merge = add(Change("default", TAGS, "p:~tag:3", 100))
+    assert merge is not None and merge.everything
+    with caplog.at_level(logging.WARNING, logger="cachedeco"):
+        merge.log("unit-every", "default")
+    assert _kinds(merge.made) == [(EVERY, "p:~fn:*")]  # the glob of every function tag
+    assert merge.made[0].px == 502  # the longest lifetime among those it replaces
+    assert _kinds(merge.gone) == [(TAGS, f"p:~tag:{i}") for i in range(4)]
+    assert list(queue.values()) == [record, drop, *merge.made]  # the others keep their place
+    assert held.tag_changes("default") == 0
+    # every entry of the backend is held back until it lands (and only of that backend)
+    assert held.blocks("default", "p:other", ("p:~fn:f",))
+    assert not held.blocks("other", "p:other", ("p:~fn:f",))
+    assert "became one invalidation of every entry under the prefix" in caplog.text
+    # it waits for the record before it (whose entry carries a function tag); the drop not
+    assert next_run(list(queue.values()), 500) == [drop]
+    assert next_run([record, *merge.made], 500) == [record]
+    assert next_run(merge.made, 500) == merge.made
+    # more invalidations: the next merge replaces the older EVERY too, and is queued last
+    later = [Change("default", TAGS, f"p:~tag:n{i}", 100) for i in range(4)]
+    for change in later[:3]:
+        assert add(change) is None
+    again = add(later[3])
+    assert again is not None and _kinds(again.gone) == [(EVERY, "p:~fn:*"), *_kinds(later)]
+    assert list(queue.values()) == [record, drop, *again.made]
+    back = decode_change(encode_change(again.made[0]), 3)
+    assert (back.kind, back.target, back.px, back.ident) == (EVERY, "p:~fn:*", 502,
+                                                             again.made[0].ident)
+    held.let_go(again.made[0])
+    assert not held.blocks("default", "p:other", ("p:~fn:f",))
+
+
+def test_dropped_drops_and_tags_merge_into_every_in_one_step(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bounds, "MOST_PENDING", 3)
+    queue: collections.OrderedDict[str, Change] = collections.OrderedDict()
+    held = Held()
+    changes = [Change("default", TAGS, "p:~tag:a", 100), Change("default", TAGS, "p:~tag:b", 100),
+               *[Change("default", DROP, f"p:{f}", 100, family=f"p:~fn:{f}", family_px=900)
+                 for f in "xy"]]
+    for change in changes:
+        queue[change.ident] = change
+        held.hold(change)
+    # the queue is over the bound: the drops become two function invalidations, which makes
+    # four tag invalidations: all become one EVERY; only changes that were held are let go
+    merge = bounds.bound(queue, held, changes[-1], "p")
+    assert merge is not None and merge.everything
+    assert list(queue.values()) == merge.made and _kinds(merge.made) == [(EVERY, "p:~fn:*")]
+    assert merge.made[0].px == 900
+    assert sorted(_kinds(merge.gone)) == sorted(_kinds(changes))  # not the ones made here
 
 
 def test_a_spool_keeps_rows_of_a_live_owner_and_hands_over_those_of_a_gone_one(

@@ -77,6 +77,7 @@ class AsyncMemoryBackend:
     invalidate = inline(MemoryBackend.invalidate)
     invalidate_tags = inline(MemoryBackend.invalidate_tags)
     delete_matching = inline(MemoryBackend.delete_matching)
+    invalidate_tags_matching = inline(MemoryBackend.invalidate_tags_matching)
     raw = inline(MemoryBackend.raw)
     close = inline(MemoryBackend.close)
 

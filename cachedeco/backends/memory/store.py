@@ -204,6 +204,14 @@ class MemoryBackend:
                 live += self._data.pop(key)[0] > now
         return live
 
+    def invalidate_tags_matching(self, pattern: str, token: str, px: int) -> int:
+        """New tokens for the tag keys matching the glob; count them."""
+        regex = glob_to_regex(pattern)
+        with self._lock:
+            tags = [key for key in self._data if regex.fullmatch(key)]
+        self.invalidate_tags(tags, token, px)
+        return len(tags)
+
     def raw(self, key: str) -> bytes | Entry | None:
         """The live entry at ``key`` (tag tokens come back encoded)."""
         with self._lock:

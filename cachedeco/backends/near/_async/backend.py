@@ -77,6 +77,14 @@ class AsyncNearBackend:
         finally:
             self.store.flushed()
 
+    async def invalidate_tags_matching(self, pattern: str, token: str, px: int) -> int:
+        """Invalidate in ``inner``; everything kept near is dropped (which tags matched is
+        not known here)."""
+        try:
+            return await self.inner.invalidate_tags_matching(pattern, token, px)
+        finally:
+            self.store.flushed()
+
     async def raw(self, key: str) -> bytes | Entry | None:
         """What ``inner`` holds at ``key``."""
         return await self.inner.raw(key)

@@ -78,6 +78,14 @@ class NearBackend:
         finally:
             self.store.flushed()
 
+    def invalidate_tags_matching(self, pattern: str, token: str, px: int) -> int:
+        """Invalidate in ``inner``; everything kept near is dropped (which tags matched is
+        not known here)."""
+        try:
+            return self.inner.invalidate_tags_matching(pattern, token, px)
+        finally:
+            self.store.flushed()
+
     def raw(self, key: str) -> bytes | Entry | None:
         """What ``inner`` holds at ``key``."""
         return self.inner.raw(key)

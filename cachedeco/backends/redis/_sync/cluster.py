@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Callable, Sequence
 from typing import Any, cast
 
 import redis.cluster
@@ -40,6 +40,7 @@ from cachedeco.backends.redis.cluster_plan import (
     many_read_commands,
     parse_many_replies,
     parse_replies,
+    plain_tag_key,
     read_commands,
     set_commands,
     tag_plan,
@@ -206,18 +207,35 @@ class ClusterBackend:
         ``spare``). Never KEYS."""
         deleted = 0
         kept = spare.encode() if spare else None
+        for page in self._pages(pattern):
+            keys = [k for k in page if kept is None or not k.startswith(kept)]
+            if keys:
+                deleted += self._unlink(keys)
+        return deleted
+
+    @cluster_errors
+    def invalidate_tags_matching(self, pattern: str, token: str, px: int) -> int:
+        """SCAN MATCH on every primary (a tag key's name ends with its slot's hash tag, which
+        the glob's last ``*`` matches), then new tokens for each page found. Never KEYS."""
+        renewed = 0
+        for names in self._pages(pattern):
+            self.invalidate_tags([plain_tag_key(n.decode()) for n in names], token, px)
+            renewed += len(names)
+        return renewed
+
+    def _pages(self, pattern: str) -> Iterator[list[bytes]]:
+        """The keys matching ``pattern``, a SCAN page at a time (empty pages left out), on
+        every primary in turn."""
         for node in self._every_primary():
             cursor = 0
             while True:
                 cursors, keys = self._cluster.scan(
                     cursor, match=pattern, count=SCAN_COUNT, target_nodes=node)
                 cursor = cursors[node.name]
-                keys = [k for k in keys if kept is None or not k.startswith(kept)]
                 if keys:
-                    deleted += self._unlink(keys)
+                    yield keys
                 if not cursor:
                     break
-        return deleted
 
     def _every_primary(self) -> list[Any]:
         """The primaries the client routes to, and any other the cluster names: a new

@@ -141,6 +141,21 @@ class RedisBackend:
             deleted += self.client.unlink(*batch)
         return deleted
 
+    def invalidate_tags_matching(self, pattern: str, token: str, px: int) -> int:
+        """SCAN MATCH, and new tokens for each page of tag keys found (one round trip a
+        page); never KEYS."""
+        renewed = 0
+        batch: list[str] = []
+        for key in self.client.scan_iter(match=pattern, count=SCAN_COUNT):
+            batch.append(key.decode())
+            if len(batch) >= SCAN_COUNT:
+                self.invalidate_tags(batch, token, px)
+                renewed += len(batch)
+                batch.clear()
+        if batch:
+            self.invalidate_tags(batch, token, px)
+        return renewed + len(batch)
+
     def raw(self, key: str) -> bytes | Entry | None:
         """The bytes stored at ``key``."""
         value = self.client.get(key)
