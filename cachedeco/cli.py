@@ -31,6 +31,8 @@ from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.backends.redis.cluster_plan import plain_tag_key
 from cachedeco.backends.redis.urls import redact
 from cachedeco.core.codec.crypto import is_encrypted
+from cachedeco.core.codec.json import read_bytes
+from cachedeco.core.codec.signed_pickle import is_signed_pickle
 from cachedeco.core.entry import Entry, decode_entry
 from cachedeco.core.keyspace import FAMILIES, KeySpace, escape_glob
 from cachedeco.core.stats import by_function, hit_ratio
@@ -195,15 +197,29 @@ def _tokens(client: Any, keyspace: KeySpace, keys: list[str]
 
 
 def _preview(value: Any) -> Any:
+    """A payload as the operator may read it: JSON as text, a ``-> bytes`` function's value as
+    Python writes bytes, others by their size and kind only (an encrypted one says nothing)."""
     if is_encrypted(value):  # a sensitive function's: only its size is shown
         return f"<{len(value)} bytes, encrypted>"
     if isinstance(value, bytes):
         try:
             text = orjson.dumps(orjson.loads(value)).decode()
         except orjson.JSONDecodeError:
-            return f"<{len(value)} bytes, not JSON>"
+            text = _not_json(value)
         return text if len(text) <= PREVIEW else text[:PREVIEW] + "…"
     return repr(value)[:PREVIEW]
+
+
+def _not_json(value: bytes) -> str:
+    """A payload that is not JSON: a ``-> bytes`` function's, a signed pickle (shown by its
+    size: unpickling would run its code), or something else."""
+    try:
+        return repr(read_bytes(value))
+    except ValueError:
+        pass
+    if is_signed_pickle(value):
+        return f"<{len(value)} bytes, signed pickle>"
+    return f"<{len(value)} bytes, not JSON>"
 
 
 def backend_options(settings: Mapping[str, Any]) -> dict[str, Any]:

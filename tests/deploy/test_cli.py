@@ -47,6 +47,30 @@ def test_inspect_shows_the_envelope_and_value(redis_url: str, prefix: str) -> No
     assert missing == {"key": f"{prefix}:nope", "found": False}
 
 
+def test_inspect_shows_bytes_as_bytes_and_a_pickle_by_its_size(redis_url: str,
+                                                               prefix: str) -> None:
+    reg = Registry(redis_url, prefix=prefix, secret=b"s" * 32)
+
+    @cached(registry=reg, key="thumb:{n}")
+    def thumb(n: int) -> bytes | None:
+        return b"\x89PNG\r\n" + bytes([n]) if n else None
+
+    @cached(registry=reg, key="obj:{n}", serializer="pickle")
+    def obj(n: int) -> set[int]:
+        return {n}
+
+    thumb(1), thumb(0), obj(1)
+    reg.close()
+    shown = {}
+    for key in ("thumb:1", "thumb:0", "obj:1"):
+        done = cli("inspect", key, "--backend", redis_url, "--prefix", prefix)
+        assert done.returncode == 0, done.stderr
+        shown[key] = json.loads(done.stdout)["value"]
+    assert shown["thumb:1"] == "b'\\x89PNG\\r\\n\\x01'"  # as Python writes the bytes
+    assert shown["thumb:0"] == "None"
+    assert shown["obj:1"].endswith("bytes, signed pickle>")  # never unpickled by the CLI
+
+
 def test_invalidate_tags_makes_entries_miss(redis_url: str, prefix: str) -> None:
     reg = fill(redis_url, prefix)
     calls = []

@@ -28,7 +28,7 @@ from cachedeco.errors import SerializationError
 
 logger = logging.getLogger("cachedeco")
 
-__all__ = ["json_codec"]
+__all__ = ["json_codec", "read_bytes"]
 
 _HINT = ("return JSON types or annotate the return type with a supported one, or choose "
          "serializer='pickle' (with secret=) or a custom serializer")
@@ -240,9 +240,17 @@ class _BytesCodec:
 
     def loads(self, data: bytes, key: str = "") -> Any:
         """The stored bytes (or None); other data is a decode error (a miss)."""
-        if data[:1] == b"b":
-            return bytes(data[1:])
-        if data == b"n":
-            return None
-        raise SerializationError(f"cannot decode the cached value of {self._name}: not a "
-                                 "stored bytes value", function=self._name)
+        try:
+            return read_bytes(data)
+        except ValueError:
+            raise SerializationError(f"cannot decode the cached value of {self._name}: not a "
+                                     "stored bytes value", function=self._name) from None
+
+
+def read_bytes(data: bytes) -> bytes | None:
+    """The value :class:`_BytesCodec` stored as ``data``; ValueError for other data."""
+    if data[:1] == b"b":
+        return bytes(data[1:])
+    if data == b"n":
+        return None
+    raise ValueError("not a stored bytes value")

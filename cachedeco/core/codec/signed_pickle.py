@@ -13,7 +13,7 @@ from cachedeco.core.codec.base import type_name
 from cachedeco.core.keyring import MIN_KEY_BYTES
 from cachedeco.errors import ConfigurationError, SerializationError
 
-__all__ = ["SignedPickleCodec", "pickle_key"]
+__all__ = ["SignedPickleCodec", "is_signed_pickle", "pickle_key"]
 
 _PICKLE_VERSION = 1
 _MAC_SIZE = 32  # HMAC-SHA256
@@ -37,6 +37,11 @@ def pickle_key(secret: object, name: str) -> bytes:
     return bytes(secret)
 
 
+def is_signed_pickle(data: bytes) -> bool:
+    """Whether ``data`` has a signed pickle's shape (its signature unchecked)."""
+    return len(data) > 1 + _MAC_SIZE and data[0] == _PICKLE_VERSION
+
+
 class SignedPickleCodec:
     """Pickle signed with HMAC-SHA256: version byte, 32-byte MAC, pickled bytes."""
 
@@ -58,7 +63,7 @@ class SignedPickleCodec:
 
     def loads(self, data: bytes, key: str = "") -> Any:
         """Verify the signature, and only then unpickle."""
-        if len(data) <= 1 + _MAC_SIZE or data[0] != _PICKLE_VERSION:
+        if not is_signed_pickle(data):
             raise self._refused("not a signed pickle payload (unsigned, truncated or unknown)")
         payload = data[1 + _MAC_SIZE:]
         expected = hmac.digest(self._key, payload, "sha256")
