@@ -89,7 +89,7 @@ class Registry(core.Registry):
             `max_connections` (default 64: the connections to the server, to Sentinel's
             primary or to each cluster node, per flavour), `pool_timeout` (seconds a burst
             of callers waits for a free connection, default 5), `maxsize` (the `memory://`
-            LRU's size),
+            LRU's size in entries, default 10,000; tag tokens are kept apart),
             `tag_ttl` (seconds a tag token outlives its last entry, default 3600),
             `breaker_threshold` (consecutive failures that open the circuit breaker,
             default 5), `breaker_cooldown` (seconds it stays open, default 5),

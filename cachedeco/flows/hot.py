@@ -44,11 +44,11 @@ def memory_hit(b: Bound, store: MemoryBackend, *, fixed_tags: bool,
     if not b.enabled or b.policy.beta:
         return None
     if fixed_tags and len(b.tags((), {})) == 1:  # the function's own tag only (the default)
-        return _one_tag(b, store.table(), pure_keys)
-    return _tagged(b, store.table())
+        return _one_tag(b, store.table(), store.tag_table(), pure_keys)
+    return _tagged(b, store.table(), store.tag_table())
 
 
-def _one_tag(b: Bound, table: Table, pure_keys: bool) -> Hit:
+def _one_tag(b: Bound, table: Table, tag_table: Table, pure_keys: bool) -> Hit:
     """The hit of a function whose only tag is its own: one more lookup, no rendering; the
     keys of ``f(x)`` calls are remembered by ``x`` (an int or a short str), encoding being
     most of a hit's cost."""
@@ -67,7 +67,7 @@ def _one_tag(b: Bound, table: Table, pure_keys: bool) -> Hit:
             key = key_of(args, kwargs)
         try:
             row = table[key]
-            tag = table[only_tag]
+            tag = tag_table[only_tag]
             touch(key)  # its use, for the LRU order (as the generic read does)
         except KeyError:  # absent, or removed by another thread meanwhile
             return NO_VALUE
@@ -84,7 +84,7 @@ def _one_tag(b: Bound, table: Table, pure_keys: bool) -> Hit:
     return hit
 
 
-def _tagged(b: Bound, table: Table) -> Hit:
+def _tagged(b: Bound, table: Table, tag_table: Table) -> Hit:
     """The hit of a function with tags of its own: every tag key's token is checked."""
     key_of, tags_of, touch, stats = b.key, b.tags, table.move_to_end, b.stats
 
@@ -93,7 +93,7 @@ def _tagged(b: Bound, table: Table) -> Hit:
         tag_keys = tags_of(args, kwargs)
         try:
             row = table[key]
-            tags = [table[tag] for tag in tag_keys]
+            tags = [tag_table[tag] for tag in tag_keys]
             touch(key)
         except KeyError:
             return NO_VALUE

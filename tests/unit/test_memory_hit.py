@@ -212,12 +212,45 @@ def test_a_function_without_registry_follows_a_new_default(reg: Registry) -> Non
 
 def test_a_hit_keeps_its_entry_in_the_lru_order() -> None:
     with Registry("memory://?maxsize=4", prefix="lru", jitter=0) as reg:
-        f, calls = counted(reg)  # each entry shares the store with its function's tag
-        f(1), f(2), f(3)
+        f, calls = counted(reg)
+        f(1), f(2), f(3), f(4)  # four entries: maxsize counts entries, not tag tokens
         f(1)  # a hit: 1 is the most recently used now
-        f(4)  # evicts the least recently used: 2
+        f(5)  # evicts the least recently used: 2
         f(1), f(2)
-        assert calls == [1, 2, 3, 4, 2]
+        assert calls == [1, 2, 3, 4, 5, 2]
+
+
+@pytest.mark.parametrize("tags", [[], ["item:{x}"], ["item:{x}", "items"]])
+def test_maxsize_entries_stay_whatever_their_tags(tags: list[str]) -> None:
+    with Registry("memory://?maxsize=10", prefix="lru", jitter=0) as reg:
+        f, calls = counted(reg, tags=tags)
+        for _ in range(3):
+            for x in range(10):
+                f(x)
+        assert calls == list(range(10))  # tag tokens neither take room nor get evicted
+        assert f.stats().hits == 20
+        with Registry("memory://?maxsize=2", prefix="lru", jitter=0) as small:
+            g, loads = counted(small, tags=tags)
+            for x in (1, 1, 2, 1, 2):
+                g(x)
+            assert loads == [1, 2]
+
+
+def test_the_tag_tokens_kept_are_bounded_and_the_oldest_written_go() -> None:
+    from cachedeco.backends.memory.store import TAGS_PER_ENTRY
+    with Registry("memory://?maxsize=2", prefix="lru", jitter=0) as reg:
+        f, calls = counted(reg, tags=["a:{x}", "b:{x}", "c:{x}", "d:{x}"])
+        f(1), f(1)
+        assert calls == [1]
+        store = reg.slot("default").backend()
+        assert len(store.tag_table()) == 5  # four tags and the function's
+        f(2), f(3)  # eight more tokens: the table keeps the newest TAGS_PER_ENTRY x maxsize
+        assert len(store.tag_table()) == TAGS_PER_ENTRY * 2
+        assert len(store.table()) == 2
+        f(3)
+        assert calls == [1, 2, 3]
+        f(2)  # 2's entry is there, but its oldest tags were dropped: a miss, never stale
+        assert calls == [1, 2, 3, 2]
 
 
 def test_sensitive_functions_hit_without_remembering_their_arguments() -> None:

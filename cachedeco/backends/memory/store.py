@@ -5,6 +5,12 @@ dict lookup under a lock. It carries out the same envelope contract as Redis, ta
 compare-and-set included, so every guarantee holds on ``memory://`` too, within one process.
 Expiry times are wall-clock (``time.time()``), as Redis keeps them and as an entry's soft
 expiry is, so a hit reads one clock.
+
+``maxsize`` counts entries (and tombstones, which take an entry's place). Tag tokens live in
+a table of their own, so that they neither take an entry's room nor are evicted by the
+entries they validate (every entry carries at least its function's tag). That table is
+bounded too, at :data:`TAGS_PER_ENTRY` times ``maxsize``, dropping the token written longest
+ago: an entry whose token is gone is a miss, as when a tag is invalidated.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final, cast
 
 from cachedeco.backends.base import ReadResult
 from cachedeco.backends.memory.leases import MemoryLeases
@@ -24,7 +30,11 @@ from cachedeco.backends.memory.tally import MemoryTally
 from cachedeco.core.entry import CREATED_TAG, ENTRY, NO_VALUE, Entry, Write, tag_token
 from cachedeco.core.keyspace import QueueNames
 
-__all__ = ["MemoryBackend", "Row", "glob_to_regex"]
+__all__ = ["TAGS_PER_ENTRY", "MemoryBackend", "Row", "glob_to_regex"]
+
+#: Tag tokens kept per entry of ``maxsize`` (a token is a short string: its row costs about
+#: 200 bytes, a small part of an entry's).
+TAGS_PER_ENTRY: Final = 4
 
 _Item = Entry | str
 #: A row of the table: expiry, the item, and for the compiled hit (:mod:`cachedeco.flows.hot`)
@@ -70,19 +80,23 @@ def glob_to_regex(pattern: str) -> re.Pattern[str]:
 
 
 class MemoryBackend:
-    """A bounded LRU of envelopes and tag tokens with per-key TTLs."""
+    """A bounded LRU of envelopes, and a bounded table of tag tokens, with per-key TTLs."""
 
     stores_objects = True
 
     def __init__(self, maxsize: int = 10_000) -> None:
         self.maxsize = maxsize
         self._data: OrderedDict[str, Row] = OrderedDict()
+        #: Tag keys' rows (``Row`` of a token), oldest write first.
+        self._tags: OrderedDict[str, Row] = OrderedDict()
+        self._most_tags = maxsize * TAGS_PER_ENTRY
         self._lock = threading.Lock()
         self._leases = MemoryLeases()
         self._queues: dict[str, MemoryQueue] = {}
         self._tallies: dict[str, MemoryTally] = {}
 
     def _get(self, key: str, now: float) -> _Item | None:
+        """The live entry or tombstone at ``key``, used (the LRU order), or None."""
         found = self._data.get(key)
         if found is None:
             return None
@@ -92,15 +106,34 @@ class MemoryBackend:
         self._data.move_to_end(key)
         return found[1]
 
-    def _put(self, key: str, item: _Item, px: int, now: float) -> None:
-        self._data[key] = _row(now + px / 1000, item)
-        self._data.move_to_end(key)
-        while len(self._data) > self.maxsize:
-            self._data.popitem(last=False)
+    def _token(self, tag: str, now: float) -> str | None:
+        """The live token of a tag key, or None."""
+        found = self._tags.get(tag)
+        if found is None:
+            return None
+        if found[0] <= now:
+            del self._tags[tag]
+            return None
+        return cast("str", found[1])
 
-    def _extend(self, key: str, px: int, now: float) -> None:
-        expires, item = self._data[key][:2]
-        self._data[key] = _row(max(expires, now + px / 1000), item)
+    def _put(self, key: str, item: _Item, px: int, now: float) -> None:
+        table, most = (self._tags, self._most_tags) if isinstance(item, str) else (
+            self._data, self.maxsize)
+        table[key] = _row(now + px / 1000, item)
+        table.move_to_end(key)
+        while len(table) > most:
+            table.popitem(last=False)
+
+    def _keep(self, tag: str, token: str, px: int, now: float) -> None:
+        """A tag key a write uses again, with the token it found: it lives as long as its
+        newest entry needs, and is the last its table drops (put back if the write's other
+        tags just pushed it out)."""
+        found = self._tags.get(tag)
+        expires = now + px / 1000
+        self._tags[tag] = _row(expires if found is None else max(found[0], expires), token)
+        self._tags.move_to_end(tag)
+        while len(self._tags) > self._most_tags:
+            self._tags.popitem(last=False)
 
     def read(self, key: str, tag_keys: Sequence[str]) -> ReadResult:
         """Return the live entry at ``key`` and its tags' current tokens (the hit path)."""
@@ -115,10 +148,11 @@ class MemoryBackend:
                     del data[key]
                     found = None
             tokens: list[str | None] = []
+            tags = self._tags
             for tag in tag_keys:
-                item = data.get(tag)
-                token = item[1] if item is not None and item[0] > now else None
-                tokens.append(token if token.__class__ is str else None)
+                item = tags.get(tag)
+                tokens.append(cast("str", item[1]) if item is not None and item[0] > now
+                              else None)
         entry = found[1] if found is not None else None
         return (entry if entry.__class__ is Entry else None), tuple(tokens)
 
@@ -128,6 +162,10 @@ class MemoryBackend:
         each atomic, and only ever moves a key to the end (its use); every change goes through
         the methods."""
         return self._data
+
+    def tag_table(self) -> OrderedDict[str, Row]:
+        """The tag tokens' table, for the compiled hit path likewise (it only reads it)."""
+        return self._tags
 
     def read_many(self, reads: Sequence[tuple[str, Sequence[str]]]) -> list[ReadResult]:
         """Many reads (no round trip to save in process: each is :meth:`read`)."""
@@ -142,8 +180,7 @@ class MemoryBackend:
                 return None
         tokens: list[str | None] = []
         for i, tag in enumerate(write.tag_keys):
-            token = self._get(tag, now)
-            token = token if isinstance(token, str) else None
+            token = self._token(tag, now)
             if write.expect_tags is not None:
                 seen = write.expect_tags[i]
                 if seen is None and token is not None and not token.startswith(CREATED_TAG):
@@ -168,7 +205,7 @@ class MemoryBackend:
                     self._put(tag, made, tag_px, now)
                     recorded.append(made)
                 else:
-                    self._extend(tag, tag_px, now)
+                    self._keep(tag, token, tag_px, now)
                     recorded.append(token)
             entry = Entry(write.marker, write.value, write.soft, write.delta, tuple(recorded))
             self._put(key, entry, write.px, now)
@@ -196,26 +233,29 @@ class MemoryBackend:
         """Delete the keys matching the glob (but those starting with ``spare``); count them."""
         regex = glob_to_regex(pattern)
         now = time.time()
+        live = 0
         with self._lock:
-            doomed = [key for key in self._data if regex.fullmatch(key)
-                      and not (spare and key.startswith(spare))]
-            live = 0
-            for key in doomed:
-                live += self._data.pop(key)[0] > now
+            for table in (self._data, self._tags):
+                doomed = [key for key in table if regex.fullmatch(key)
+                          and not (spare and key.startswith(spare))]
+                for key in doomed:
+                    live += table.pop(key)[0] > now
         return live
 
     def invalidate_tags_matching(self, pattern: str, token: str, px: int) -> int:
         """New tokens for the tag keys matching the glob; count them."""
         regex = glob_to_regex(pattern)
         with self._lock:
-            tags = [key for key in self._data if regex.fullmatch(key)]
+            tags = [key for key in self._tags if regex.fullmatch(key)]
         self.invalidate_tags(tags, token, px)
         return len(tags)
 
     def raw(self, key: str) -> bytes | Entry | None:
         """The live entry at ``key`` (tag tokens come back encoded)."""
+        now = time.time()
         with self._lock:
-            item = self._get(key, time.time())
+            token = self._token(key, now)
+            item = self._get(key, now) if token is None else token
         return item.encode() if isinstance(item, str) else item
 
     def leases(self) -> MemoryLeases:
