@@ -1,5 +1,6 @@
-"""``@write_through``: the database write runs first; on success its result becomes the cached
-entry of a ``@cached`` reader (or of a key template), then the listed tags are invalidated.
+"""``@write_through``: the database write runs first; on success the listed tags are
+invalidated, then its result becomes the cached entry of a ``@cached`` reader (or of a key
+template), stored with the tags' new tokens: a hit.
 """
 
 from __future__ import annotations
@@ -29,14 +30,15 @@ def write_through(target: Any = None, *, key: str | None = None, ttl: TtlArg = N
                   ) -> Callable[[F], F]:
     """Store a writer's result as a cached entry once the write succeeded.
 
-    The function (the database write) runs first; if it raises, the cache is untouched. Its
-    result is then stored as the entry named by `target` or `key`, with a compare-and-set
-    that a concurrent read's fill can never overwrite, and the `invalidate` tags are
-    invalidated. If the store or the invalidation cannot reach the backend after the write
-    succeeded, the old entry is not left to be served: auto-recovery drops it (and
-    invalidates the tags) once the backend answers again, and this process does not serve
-    it meanwhile (counted; raised under `on_error="raise"`, and retried all the same).
-    While caching is switched off the write runs alone.
+    The function (the database write) runs first; if it raises, the cache is untouched. Then
+    the `invalidate` tags are invalidated, and its result is stored as the entry named by
+    `target` or `key` (after the invalidation, so that it carries the tags' new tokens and
+    is a hit), with a compare-and-set that a concurrent read's fill can never overwrite. If
+    the store or the invalidation cannot reach the backend after the write succeeded, the
+    old entry is not left to be served: auto-recovery drops it (and invalidates the tags)
+    once the backend answers again, and this process does not serve it meanwhile (counted;
+    raised under `on_error="raise"`, and retried all the same). While caching is switched
+    off the write runs alone.
 
     Args:
         target: A `@cached` function: the result becomes its entry for the arguments the
@@ -47,7 +49,8 @@ def write_through(target: Any = None, *, key: str | None = None, ttl: TtlArg = N
             target's (the registry's with `key`).
         tags: The entry's tag templates, with `key` only (a reader checks its own tags, so
             with a `target` its tags are used: giving others is a `ConfigurationError`).
-        invalidate: Tag templates over the writer's parameters, invalidated after the store.
+        invalidate: Tag templates over the writer's parameters, invalidated before the
+            store.
         sensitive: Encrypt the entry and hash the arguments in its key (needs the
             registry's `encryption_key=`). With a `target`, the target decides; `True`
             insists that it is sensitive too.
