@@ -180,3 +180,28 @@ async def test_early_refresh_recomputes_before_expiry(
     await apoll(lambda: value.stats().loads == 2, timeout=3)
     assert await value(1) == 2
     assert time.monotonic() - started < ttl  # before the entry expired
+
+
+@STALE
+def test_early_refreshes_counts_the_refreshes_started_not_the_hits_that_wanted_one(
+        make_registry: Callable[..., Registry], deployment: Deployment) -> None:
+    reg = make_registry(deployment.url, jitter=0)
+    release = threading.Event()
+    runs: list[int] = []
+
+    @cachedeco.cached(ttl=10, early_refresh=1e6, registry=reg)
+    def value(x: int) -> int:
+        runs.append(x)
+        time.sleep(0.05)  # a load time (delta) that early_refresh weighs
+        if len(runs) > 1:
+            release.wait(5)  # the refresh is under way while the hits below come
+        return len(runs)
+
+    assert value(1) == 1
+    poll(lambda: value(1) == 1 and len(runs) == 2, timeout=5)  # a hit started the refresh
+    for _ in range(5):  # every hit wants one; the one under way is enough
+        assert value(1) == 1
+    release.set()
+    poll(lambda: value.stats().loads == 2, timeout=5)
+    assert runs == [1, 1]
+    assert value.stats().early_refreshes == 1

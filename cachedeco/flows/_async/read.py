@@ -18,16 +18,8 @@ from cachedeco.runtime.guard import warn
 from cachedeco.runtime.primitives import ajoin_flight
 from cachedeco.runtime.singleflight import Flight, LeaderGone, WaitTimeout
 
-__all__ = [
-    "cached_value",
-    "get_or_load",
-    "invalidate",
-    "invalidate_all",
-    "put",
-    "refresh",
-    "set_value",
-    "timed",
-]
+__all__ = ["cached_value", "get_or_load", "invalidate", "invalidate_all", "put", "refresh",
+           "set_value", "timed"]
 
 Args = tuple[Any, ...]
 Kwargs = dict[str, Any]
@@ -49,9 +41,9 @@ async def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kw
             b.stats.near_hits += 1
             if b.policy.beta and b.policy.refresh_early(time.time(), kept.entry.soft,
                                                         kept.entry.delta):
-                b.stats.early_refreshes += 1
-                background(b, Call(func, args, kwargs, key, kept.tag_keys),
-                           (kept.entry.marker, kept.tokens), b.flights.landings)
+                b.stats.early_refreshes += background(
+                    b, Call(func, args, kwargs, key, kept.tag_keys),
+                    (kept.entry.marker, kept.tokens), b.flights.landings)
             return kept.value
         if near.admits(key):  # else read like any other, nothing to install
             ticket = near.ticket()  # before the read: a change reported meanwhile refuses it
@@ -86,9 +78,8 @@ async def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kw
                     near.install(ticket, key,
                                  Near(entry, tokens, tag_keys, value, b.near_owner))
                 if b.policy.beta and b.policy.refresh_early(now, entry.soft, entry.delta):
-                    b.stats.early_refreshes += 1
-                    background(b, Call(func, args, kwargs, key, tag_keys), (entry.marker, tokens),
-                               since)
+                    b.stats.early_refreshes += background(
+                        b, Call(func, args, kwargs, key, tag_keys), (entry.marker, tokens), since)
                 return value
             if b.policy.stale_ttl:
                 b.stats.stale_hits += 1
@@ -258,10 +249,12 @@ async def store(b: Bound, call: Call, write: Write) -> bool:
     return stored
 
 
-def background(b: Bound, call: Call, state: ReadState, since: int) -> None:
-    """Start one refresh of a stale (or early-expiring) entry unless one is running."""
-    if not b.flights.running(call.key, state):
-        b.background.aspawn(refresh_quietly, b, call, state, since)
+def background(b: Bound, call: Call, state: ReadState, since: int) -> bool:
+    """Start a refresh of a stale (or early-expiring) entry unless one runs; True if it did."""
+    if b.flights.running(call.key, state):
+        return False
+    b.background.aspawn(refresh_quietly, b, call, state, since)
+    return True
 
 
 async def refresh_quietly(b: Bound, call: Call, state: ReadState, since: int) -> None:
