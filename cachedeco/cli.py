@@ -286,7 +286,19 @@ def main(argv: Sequence[str] | None = None, *,
         print(f"cachedeco: no --prefix given: read the default prefix {prefix!r}, which holds "
               f"{result.get('keys', 'no')} key(s) (pass --prefix or set CACHEDECO_PREFIX)",
               file=sys.stderr)
-    print(json.dumps(result, indent=2, default=str))
+    return _emit(json.dumps(result, indent=2, default=str))
+
+
+def _emit(text: str) -> int:
+    """Print the result; a reader that stopped reading (``| head``) ends the command quietly,
+    status 1, as Python's docs advise (no traceback about the broken pipe)."""
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)  # the flush at exit must not fail again
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     return 0
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import redis
 
@@ -123,3 +126,19 @@ def test_options_reach_the_connections(redis_url: str, prefix: str) -> None:
                    "--option", "client_name=ops", "--option", "socket_timeout=2.5")
         assert done.returncode == 0, done.stderr
         assert ran(before, commandstats(admin)).get("client|setname", 0) >= 1
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly(redis_url: str,
+                                                              prefix: str) -> None:
+    fill(redis_url, prefix).close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CACHEDECO_")}
+    # `cachedeco stats | head -0`: the pipe is closed before the command prints
+    proc = subprocess.Popen([sys.executable, "-m", "cachedeco", "stats", "--backend", redis_url,
+                             "--prefix", prefix], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    assert proc.wait(60) == 1
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
