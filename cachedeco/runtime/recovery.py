@@ -109,8 +109,7 @@ class Recovery:
     def drop(self, backend: str, keys: Sequence[str], px: int, exc: BaseException | None,
              family: tuple[str, int] | None = None) -> None:
         """Keep the drop of entries whose change could not reach ``backend``; ``family``:
-        the tag key every entry of their function carries, and its px (see
-        :data:`~cachedeco.runtime.bounds.MOST_PENDING`)."""
+        the tag key every entry of their function carries, and its px (see :mod:`.bounds`)."""
         tag, tag_px = family or ("", 0)
         for key in keys:
             self.add(Change(backend, DROP, key, px, family=tag, family_px=tag_px), exc)
@@ -387,10 +386,13 @@ class Recovery:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5.0)
-        if thread is None or not thread.is_alive():  # a registry used again starts anew
+        stopped = thread is None or not thread.is_alive()
+        if stopped:  # a registry used again starts anew
             self._thread, self._closed = None, False
         if self.spool is not None:
             self.spool.release()
+            if stopped:  # its connection too (a registry used again opens another)
+                self.spool.close()
         elif self.pending:
             logger.error("cachedeco: the registry closes with %d change(s) that never reached "
                          "their backend; entries they concern may be served until they expire",

@@ -303,6 +303,9 @@ class Registry(Invalidation):
         self.background.close()
         for slot in self._slots.values():
             slot.close()
+        # Functions bind again at their next call, which starts the reporter and the spool's
+        # worker again (binding is where a function says the registry is in use).
+        self.advance()
 
     async def aclose(self) -> None:
         """The asyncio form of [`close`][cachedeco.Registry.close]."""

@@ -13,6 +13,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -353,7 +354,7 @@ def test_many_pending_drops_become_one_invalidation_of_their_function(
     writer = make_registry(frozen.url, **FAST, **({"spool": spool} if spooled else {}))
 
     def rows() -> int:
-        with sqlite3.connect(spool) as conn:
+        with closing(sqlite3.connect(spool)) as conn:
             return int(conn.execute("SELECT COUNT(*) FROM changes").fetchone()[0])
 
     reader = make_registry(frozen.url, **FAST)  # another process's registry
@@ -404,7 +405,7 @@ def test_many_pending_tag_invalidations_become_one_invalidation_of_every_entry(
         writer.invalidate_tags(f"item:{x}")
     assert writer.stats().recoveries_pending <= 51  # not 200
     if spooled:
-        with sqlite3.connect(spool) as conn:
+        with closing(sqlite3.connect(spool)) as conn:
             assert conn.execute("SELECT COUNT(*) FROM changes").fetchone()[0] == (
                 writer.stats().recoveries_pending)
     assert "became one invalidation of every entry under the prefix" in caplog.text

@@ -258,6 +258,33 @@ def test_a_spool_path_that_cannot_be_a_file_is_refused(tmp_path: Path, where: st
     assert registry.recovery.spool is None  # left as it was
 
 
+def _open_files(path: Path) -> list[str]:
+    """The files of this process open under ``path``'s name (the spool, its -wal, -shm)."""
+    fds = Path("/proc/self/fd")
+    return [target for fd in fds.iterdir()
+            if (target := os.path.realpath(fd)).startswith(str(path))]
+
+
+def test_a_closed_registry_closes_its_spool(tmp_path: Path, redis_url: str,
+                                            prefix: str) -> None:
+    path = tmp_path / "spool.db"
+    registry = Registry(redis_url, prefix=prefix, spool=path, **FAST)
+
+    @registry.cached(ttl=60)
+    def f(x: int) -> int:
+        return x
+
+    assert f(1) == 1
+    assert _open_files(path)  # SQLite holds the file while the registry runs
+    registry.close()
+    assert _open_files(path) == []  # Python 3.13 warns of a connection never closed
+    assert f(2) == 2
+    registry.invalidate_tags("t")  # used again: its worker looks at the spool again
+    poll(lambda: bool(_open_files(path)), timeout=5.0)
+    registry.close()
+    assert _open_files(path) == []
+
+
 async def test_an_asyncio_write_behind_call_returns_during_an_outage_with_a_spool(
         amake_registry: Callable[..., Registry], fresh_redis: Server, events: Events,
         tmp_path: Path) -> None:

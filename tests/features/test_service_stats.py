@@ -141,6 +141,21 @@ def test_reports_come_every_interval_from_a_thread(redis_url: str, prefix: str,
     wait_for(lambda: sum(reported(reg).values()) == 3)
 
 
+def test_a_registry_used_again_after_close_reports_again(redis_url: str, prefix: str,
+                                                        make_registry: Make) -> None:
+    reg = make_registry(redis_url, prefix=prefix, stats_interval=0.2)
+
+    @reg.cached(ttl=60)
+    def f(x: int) -> int:
+        return x
+
+    f(1)
+    reg.close()  # reports what it counted, and stops its thread
+    assert sum(reported(reg).values()) == 2
+    f(1), f(2)  # used again: a hit, a miss and a load, reported by a thread started anew
+    wait_for(lambda: sum(reported(reg).values()) == 5, timeout=10.0)
+
+
 def test_nothing_is_reported_on_memory(make_registry: Make) -> None:
     before = {t.ident for t in threading.enumerate()}
     reg = make_registry("memory://", prefix="mem", stats_interval=0.1)
