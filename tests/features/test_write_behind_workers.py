@@ -288,16 +288,20 @@ def test_a_slow_flush_keeps_its_lease(make_registry: Callable[..., Registry],
                                       deployment: Deployment, events: Events) -> None:
     regs = [make_registry(deployment.url) for _ in range(2)]
 
+    started = threading.Event()
+
     def slow(records: list[dict[str, Any]]) -> None:
+        started.set()
         time.sleep(1.0)  # over three times claim_after: the lease is renewed meanwhile
         events.flush(records)
 
     writers = [event_functions(r, slow if n == 0 else events.flush, claim_after=0.3,
                                flush_interval=0.05)[1]
                for n, r in enumerate(regs)]
-    writers[1]("first", 0)  # starts the other process's worker: it polls every 50 ms
     for i in range(20):
         writers[0](f"e{i}", i)
+    assert started.wait(5)  # the slow one holds a batch: it delivers some, whatever the timing
+    writers[1]("first", 0)  # starts the other process's worker: it polls every 50 ms
     regs[0].flush()
     time.sleep(0.2)
     for r in regs:
