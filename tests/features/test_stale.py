@@ -15,7 +15,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -23,7 +23,7 @@ import pytest
 import cachedeco
 from cachedeco import Registry
 from tests.support.deployments import Deployment
-from tests.support.polling import apoll, poll
+from tests.support.polling import apoll, apoll_async, poll
 
 TTL = 1.0  # the shortest TTL an entry gets
 SLOW = 0.3  # seconds a load takes
@@ -64,6 +64,17 @@ def async_maker(reg: Registry, loads: Loads, **options: Any) -> Callable[[], Any
     return make
 
 
+def stored(value: Any, run: int) -> Callable[[], Awaitable[bool]]:
+    """Whether ``value(1)``'s fresh entry holds ``run`` (read with ``value.get``, which neither
+    loads nor counts): a refresh counts its load when the function returns and stores after
+    that, so a call right after the count may still find the stale value."""
+
+    async def check() -> bool:
+        return bool(await value.get(1) == run)
+
+    return check
+
+
 async def timed(call: Any) -> tuple[Any, float]:
     started = time.perf_counter()
     result = await call
@@ -88,6 +99,7 @@ async def test_a_stale_value_is_served_at_once_then_the_fresh_one(
     assert took < SLOW / 3
     assert value.stats().stale_hits == 1
     await apoll(lambda: value.stats().loads == 2, timeout=3)
+    await apoll_async(stored(value, 2), timeout=3)
     fresh, took = await timed(value(1))
     assert fresh == 2
     assert took < SLOW / 3
@@ -106,10 +118,11 @@ async def test_a_raising_refresh_keeps_serving_the_stale_value(
     with caplog.at_level(logging.WARNING, logger="cachedeco"):
         assert await value(1) == 1
         await apoll(lambda: value.stats().load_errors == 1, timeout=3)
-        await asyncio.sleep(0.01)  # let the refresh log its failure
+        await apoll(lambda: "refresh 2 fails" in caplog.text, timeout=3)  # logged after the count
     assert "background refresh" in caplog.text and "refresh 2 fails" in caplog.text
     assert await value(1) == 1  # still the stale value (and the next refresh starts)
     await apoll(lambda: value.stats().loads == 2, timeout=3)
+    await apoll_async(stored(value, 3), timeout=3)
     assert await value(1) == 3
 
 
@@ -123,7 +136,7 @@ async def test_with_lock_one_process_refreshes_and_the_others_serve_stale(
     assert await first(1) == 1
     await asyncio.sleep(TTL + 0.05)
     assert await first(1) == 1  # its refresh takes the lease
-    await asyncio.sleep(0.05)
+    await apoll(lambda: loads.runs == 2, timeout=3)  # ... and loads under it
     stale, took = await timed(second(1))  # its refresh finds the lease taken: no wait
     assert stale == 1
     assert took < SLOW / 3
@@ -132,6 +145,7 @@ async def test_with_lock_one_process_refreshes_and_the_others_serve_stale(
     assert loads.runs == 2
     assert second.stats().loads == 0
     assert second.stats().lock_waits == 0
+    await apoll_async(stored(first, 2), timeout=3)
     assert await second(1) == 2
 
 
@@ -178,6 +192,7 @@ async def test_early_refresh_recomputes_before_expiry(
     while value.stats().early_refreshes == 0:
         assert await value(1) == 1
     await apoll(lambda: value.stats().loads == 2, timeout=3)
+    await apoll_async(stored(value, 2), timeout=3)
     assert await value(1) == 2
     assert time.monotonic() - started < ttl  # before the entry expired
 
