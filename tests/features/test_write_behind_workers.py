@@ -263,7 +263,11 @@ async def test_async_typed_records_reach_an_async_flush(deployment: Deployment, 
         got.extend(records)
         events.flush([{"id": p.id, "v": int(p.amount)} for p in records])
 
-    async with Registry(deployment.url, prefix=prefix) as reg:
+    # Generous timeouts: the 50 calls below open their connections at once, which on a
+    # loaded machine can take longer than the default second (a record that cannot be queued
+    # raises BackendError).
+    async with Registry(deployment.url, prefix=prefix, socket_timeout=10.0,
+                        socket_connect_timeout=10.0) as reg:
         @cachedeco.cached(registry=reg)
         async def get_payment(payment_id: str) -> Payment | None:
             return None
