@@ -25,6 +25,7 @@ from tests.support.commands import commandstats, ran
 from tests.support.deployments import SERVERS, Deployment
 from tests.support.holders import Holders
 from tests.support.near import TRACKER, awarm, near_registry, warm
+from tests.support.polling import apoll
 
 pytestmark = pytest.mark.deployments(*SERVERS)
 
@@ -79,7 +80,8 @@ async def test_a_waiter_sends_nothing_until_the_holder_stores(
     await _started(runs, "A")  # A holds the lease and loads
     before = commandstats(deployment.raw)
     waiter = asyncio.create_task(b(1))
-    await asyncio.sleep(0.3)
+    await apoll(lambda: b.stats().lock_waits == 1, timeout=10)  # B found the lease held
+    await asyncio.sleep(0.3)  # B waits a while: what it sends meanwhile is counted
     sent = ran(before, commandstats(deployment.raw), ignore=TRACKER)
     assert not waiter.done()
     assert not any(sent.get(name) for name in WAITING), sent
@@ -106,7 +108,7 @@ async def test_a_waiter_loads_itself_when_the_holder_fails(
     holder = asyncio.create_task(a(1))
     await _started(runs, "A")
     waiter = asyncio.create_task(b(1))
-    await asyncio.sleep(0.1)
+    await apoll(lambda: b.stats().lock_waits == 1, timeout=10)  # B waits for A's lease
     gate.set()  # A raises and releases without storing: its release wakes B
     with pytest.raises(RuntimeError):
         await holder
