@@ -16,11 +16,13 @@ import redis
 
 import cachedeco
 from cachedeco import Registry, cached
+from cachedeco.backends.redis.commands import MAX_BLOCK
 from tests.support._sync.writers import event_functions
 from tests.support.calls import Calls
 from tests.support.commands import commandstats, ran
 from tests.support.counting import AsyncCountingClient, CountingClient, names
 from tests.support.events import Events
+from tests.support.polling import apoll
 from tests.support.write_behind import HELD, stream_of
 
 
@@ -83,14 +85,18 @@ def test_invalidating_three_tags_over_20000_entries_is_one_round_trip(
     assert untouched.stats().hits == 1
 
 
-def _twins(reg: Registry, runs: list[int], delay: float) -> Callable[[], Any]:
-    """Async cached functions sharing one key with ``lock=True``: one per simulated process."""
+def _twins(reg: Registry, runs: list[int], delay: float,
+           gate: asyncio.Event | None = None) -> Callable[[], Any]:
+    """Async cached functions sharing one key with ``lock=True``: one per simulated process.
+    A load takes ``delay`` seconds, then waits for ``gate`` (when given) to be set."""
 
     def make() -> Any:
         @cachedeco.cached(ttl=60, registry=reg, lock=True)
         async def load(x: int) -> dict[str, int]:
             runs.append(x)
             await asyncio.sleep(delay)
+            if gate is not None:
+                await gate.wait()
             return {"x": x, "run": len(runs)}
 
         return load
@@ -102,21 +108,28 @@ async def test_a_waiter_costs_four_commands_and_wakes_when_the_value_lands(
         amake_registry: Callable[..., Registry], redis_url: str,
         acounted: AsyncCountingClient) -> None:
     runs: list[int] = []
-    holder = _twins(amake_registry(redis_url, jitter=0), runs, 0.2)()
-    waiter = _twins(amake_registry(acounted.client, jitter=0), runs, 0.2)()
+    gate = asyncio.Event()
+    gate.set()
+    holder = _twins(amake_registry(redis_url, jitter=0), runs, 0.0, gate)()
+    waiter = _twins(amake_registry(acounted.client, jitter=0), runs, 0.0, gate)()
     await holder(0), await waiter(0)  # warm: connections open, scripts loaded
+    gate.clear()
     runs.clear()
     acounted.sends.clear()
     task = asyncio.create_task(holder(1))
-    await asyncio.sleep(0.05)
+    await apoll(lambda: runs == [1], timeout=10)  # the holder loads, under its lease
+    waiting = asyncio.create_task(waiter(1))
+    await apoll(lambda: waiter.stats().lock_waits == 1, timeout=10)  # it found the lease held
     started = time.perf_counter()
-    value = await waiter(1)
+    gate.set()  # the holder's value lands
+    value = await asyncio.wait_for(waiting, 10)
     waited = time.perf_counter() - started
     landed = await task
     assert value == landed == {"x": 1, "run": 1}
     assert runs == [1]
-    assert waited < 0.15 + 0.05  # woken when the value landed, not after a poll
-    assert waiter.stats().lock_waits == 1
+    # Woken when the value landed: a waiter left to its block would wait MAX_BLOCK (its
+    # client has no socket timeout) before it looked again.
+    assert waited < MAX_BLOCK / 5
     # a miss, a lease attempt (held), one block until the release, one read of the value
     assert names(acounted.sends) == ["mget", "evalsha", "blmove", "mget"]
 
