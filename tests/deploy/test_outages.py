@@ -23,6 +23,7 @@ from cachedeco.backends.redis._async.leases import AsyncRedisLeases
 from tests.support.calls import Calls
 from tests.support.events import Events
 from tests.support.outages import dead_port
+from tests.support.polling import apoll, poll
 from tools.servers import Server
 
 
@@ -63,15 +64,20 @@ async def test_concurrent_async_callers_share_one_load_while_the_backend_is_down
         amake_registry: Callable[..., Registry], dead_url: str) -> None:
     reg = amake_registry(dead_url, socket_connect_timeout=0.2)
     calls = 0
+    gate = asyncio.Event()
 
     @cached(registry=reg)
     async def value(x: int) -> int:
         nonlocal calls
         calls += 1
-        await asyncio.sleep(0.05)
+        await gate.wait()
         return x
 
-    assert await asyncio.gather(*(value(1) for _ in range(50))) == [1] * 50
+    callers = [asyncio.create_task(value(1)) for _ in range(50)]
+    # the load lasts until every other caller has joined it, however slow their reads fail
+    await apoll(lambda: value.stats().singleflight_joins == 49, timeout=10)
+    gate.set()
+    assert await asyncio.gather(*callers) == [1] * 50
     assert calls == 1
     assert value.stats().backend_errors >= 1
     assert value.stats().singleflight_joins == 49
@@ -85,13 +91,15 @@ def test_concurrent_threads_share_one_load_while_the_breaker_is_open(
                         breaker_cooldown=60)
     calls = 0
     lock = threading.Lock()
+    gate = threading.Event()
 
     @cached(registry=reg)
     def value(x: int) -> int:
         nonlocal calls
         with lock:
             calls += 1
-        time.sleep(0.1)
+        if x == 5:
+            gate.wait(10)
         return x
 
     assert value(0) == 0  # the failure that opens the breaker
@@ -99,6 +107,9 @@ def test_concurrent_threads_share_one_load_while_the_breaker_is_open(
     threads = [threading.Thread(target=lambda: results.append(value(5))) for _ in range(16)]
     for thread in threads:
         thread.start()
+    # the load lasts until every other thread has joined it, however late each one starts
+    poll(lambda: value.stats().singleflight_joins == 15, timeout=10)
+    gate.set()
     for thread in threads:
         thread.join()
     assert results == [5] * 16
