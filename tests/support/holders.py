@@ -9,6 +9,7 @@ from typing import Any
 
 import cachedeco
 from cachedeco import Registry
+from tests.support.polling import poll
 
 __all__ = ["Holders"]
 
@@ -34,14 +35,17 @@ class Holders:
 
     def race(self, while_waiting: Callable[[], None]) -> dict[str, Any]:
         """A calls ``1`` and holds the lease; B calls ``1`` and waits; ``while_waiting`` runs
-        0.3 s later (B still waiting is asserted first); then A finishes. Both results."""
+        0.3 s after B found the lease held (B still waiting is asserted first); then A
+        finishes. Both results."""
         results: dict[str, Any] = {}
         holder = threading.Thread(target=lambda: results.update(a=self.a(1)))
         holder.start()
         assert self.started.wait(10)
+        waits = self.b.stats().lock_waits
         waiter = threading.Thread(target=lambda: results.update(b=self.b(1)))
         waiter.start()
-        waiter.join(0.3)
+        poll(lambda: self.b.stats().lock_waits > waits, timeout=10.0)  # B found it held
+        waiter.join(0.3)  # B waits a while
         assert waiter.is_alive()
         while_waiting()
         self.gate.set()
