@@ -17,6 +17,7 @@ import pytest
 
 from cachedeco import ConfigurationError, Registry, cached_many
 from tests.support import by_url as support
+from tests.support.polling import apoll
 
 Make = Callable[..., Registry]
 url = support.url  # the deployment fixture: memory://, Redis, Cluster
@@ -149,19 +150,21 @@ async def test_a_cancelled_leader_hands_its_ids_to_one_new_load(url: str, amake_
                                                                 prefix: str) -> None:
     reg = amake_registry(url, prefix=prefix)
     called: list[list[int]] = []
-    started = asyncio.Event()
+    started, never = asyncio.Event(), asyncio.Event()
 
     @reg.cached_many(key="c:{id}")
     async def numbers(ids: list[int]) -> dict[int, int]:
         called.append(sorted(ids))
         started.set()
+        if len(called) == 1:
+            await never.wait()  # the first load lasts until its caller is cancelled
         await asyncio.sleep(0.1)
         return {i: -i for i in ids}
 
     leader = asyncio.create_task(numbers([1, 2]))
     await asyncio.wait_for(started.wait(), 10)  # the leader is loading (a cluster reads slower)
     waiters = [asyncio.create_task(numbers([1, 2])) for _ in range(4)]
-    await asyncio.sleep(0.02)
+    await apoll(lambda: reg.stats().singleflight_joins == 8, timeout=10)  # 4 waiters, 2 ids
     leader.cancel()
     assert await asyncio.gather(*waiters) == [{1: -1, 2: -2}] * 4
     assert called == [[1, 2], [1, 2]]  # the cancelled one, and one for every waiter

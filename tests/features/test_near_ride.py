@@ -61,7 +61,7 @@ async def test_tasks_join_a_load_under_way_without_reading(
     for _ in range(20):  # one a loop turn: reads of one turn would share a round trip anyway
         riders.append(asyncio.create_task(f(1)))
         await asyncio.sleep(0)
-    await asyncio.sleep(0.05)
+    await apoll(lambda: f.stats().singleflight_joins >= 20, timeout=10.0)
     assert _reads(before, commandstats(deployment.raw)) == 0
     gate.set()
     assert await asyncio.gather(leader, *riders) == [{"x": 1, "run": 2}] * 21
@@ -138,7 +138,8 @@ async def test_a_rider_whose_leader_is_cancelled_reads_and_is_counted_once(
     for _ in range(5):
         riders.append(asyncio.create_task(f(1)))
         await asyncio.sleep(0)
-    await asyncio.sleep(0.02)
+    await apoll(lambda: f.stats().singleflight_joins - before.singleflight_joins >= 5,
+                timeout=10.0)  # the riders wait for the leader's load
     leader.cancel()
     assert await asyncio.gather(*riders) == [{"x": 1, "run": 3}] * 5  # one load of their own
     with pytest.raises(asyncio.CancelledError):

@@ -160,19 +160,21 @@ async def test_single_flight_tasks_over_a_round_trip(reg: Registry) -> None:
 
 async def test_a_cancelled_leader_hands_its_waiters_one_new_load(reg: Registry) -> None:
     runs = iter(range(1, 100))
-    started = asyncio.Event()
+    started, never = asyncio.Event(), asyncio.Event()
 
     @cached(registry=reg)
     async def load(x: int) -> int:
         run = next(runs)
         started.set()
+        if run == 1:
+            await never.wait()  # the first load lasts until its caller is cancelled
         await asyncio.sleep(0.1 if run <= 2 else 0)
         return run
 
     leader = asyncio.create_task(load(1))
     await started.wait()
     waiters = [asyncio.create_task(load(1)) for _ in range(5)]
-    await asyncio.sleep(0.01)
+    await apoll(lambda: load.stats().singleflight_joins == 5, timeout=10)  # they wait for it
     leader.cancel()
     # one of the waiters leads the next load and the others join it (each ran its own)
     assert await asyncio.gather(*waiters) == [2] * 5
