@@ -16,6 +16,8 @@ from tests.support.backends import (
     WAIT,
     Driver,
     Entry,
+    Write,
+    before_expiry,
     make_write,
     marker_at,
     new_marker,
@@ -150,24 +152,30 @@ async def test_tombstone_stops_fills_that_read_before_it(backend: Driver, ns: st
 
 
 async def test_tombstone_expires(backend: Driver, ns: str) -> None:
-    await backend.invalidate([f"{ns}:k"], new_tombstone(), SHORT)
-    assert (await backend.read(f"{ns}:k"))[0] is not None
+    async def left(n: str) -> None:
+        await backend.invalidate([f"{n}:k"], new_tombstone(), SHORT)
+        assert (await backend.read(f"{n}:k"))[0] is not None
+
+    n, _ = await before_expiry(left, ns)
     await asyncio.sleep(WAIT)
-    assert await backend.read(f"{ns}:k") == (None, ())
-    assert await backend.write(f"{ns}:k", make_write(expect="")) is True
+    assert await backend.read(f"{n}:k") == (None, ())
+    assert await backend.write(f"{n}:k", make_write(expect="")) is True
 
 
 # --- TTLs -----------------------------------------------------------------------------------------
 
 
 async def test_entry_ttl_is_honoured(backend: Driver, ns: str) -> None:
-    await backend.write(f"{ns}:short", make_write(px=SHORT))
-    await backend.write(f"{ns}:long", make_write(px=10_000))
-    assert (await backend.read(f"{ns}:short"))[0] is not None
+    async def written(n: str) -> None:
+        await backend.write(f"{n}:short", make_write(px=SHORT))
+        await backend.write(f"{n}:long", make_write(px=10_000))
+        assert (await backend.read(f"{n}:short"))[0] is not None
+
+    n, _ = await before_expiry(written, ns)
     await asyncio.sleep(WAIT)
-    assert (await backend.read(f"{ns}:short"))[0] is None
-    assert (await backend.read(f"{ns}:long"))[0] is not None
-    assert await backend.raw(f"{ns}:short") is None
+    assert (await backend.read(f"{n}:short"))[0] is None
+    assert (await backend.read(f"{n}:long"))[0] is not None
+    assert await backend.raw(f"{n}:short") is None
 
 
 async def test_tag_keys_live_at_least_as_long_as_the_entry(backend: Driver, ns: str) -> None:
@@ -180,22 +188,30 @@ async def test_tag_keys_live_at_least_as_long_as_the_entry(backend: Driver, ns: 
 
 
 async def test_tag_ttl_is_extended_never_shortened(backend: Driver, ns: str) -> None:
-    first = make_write(px=SHORT, tags=[f"{ns}:t"], tag_px=SHORT)
-    await backend.write(f"{ns}:a", first)
-    await backend.write(f"{ns}:b", make_write(px=SHORT, tags=[f"{ns}:t"], tag_px=5_000))
-    brief = make_write(px=SHORT // 2, tags=[f"{ns}:t"], tag_px=SHORT // 2)
-    await backend.write(f"{ns}:c", brief)
+    async def extended(n: str) -> Write:  # before the first tag TTL runs out
+        first = make_write(px=SHORT, tags=[f"{n}:t"], tag_px=SHORT)
+        await backend.write(f"{n}:a", first)
+        await backend.write(f"{n}:b", make_write(px=SHORT, tags=[f"{n}:t"], tag_px=5_000))
+        return first
+
+    n, first = await before_expiry(extended, ns)
+    brief = make_write(px=SHORT // 2, tags=[f"{n}:t"], tag_px=SHORT // 2)
+    await backend.write(f"{n}:c", brief)
     await asyncio.sleep(WAIT)
-    _, tokens = await backend.read(f"{ns}:x", [f"{ns}:t"])
+    _, tokens = await backend.read(f"{n}:x", [f"{n}:t"])
     assert tokens == (tag_token(first.new_tag, 1),)
 
 
 async def test_invalidated_tag_lives_px(backend: Driver, ns: str) -> None:
     token = new_tag_token(invalidated=True)
-    await backend.invalidate_tags([f"{ns}:t"], token, SHORT)
-    assert (await backend.read(f"{ns}:x", [f"{ns}:t"]))[1] == (tag_token(token, 1),)
+
+    async def invalidated(n: str) -> None:
+        await backend.invalidate_tags([f"{n}:t"], token, SHORT)
+        assert (await backend.read(f"{n}:x", [f"{n}:t"]))[1] == (tag_token(token, 1),)
+
+    n, _ = await before_expiry(invalidated, ns)
     await asyncio.sleep(WAIT)
-    assert (await backend.read(f"{ns}:x", [f"{ns}:t"]))[1] == (None,)
+    assert (await backend.read(f"{n}:x", [f"{n}:t"]))[1] == (None,)
 
 
 # --- raw ------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from tests.support.backends import (
     SHORT,
     WAIT,
     Driver,
+    before_expiry,
     make_write,
     new_tag_token,
     tag_token,
@@ -90,13 +91,17 @@ async def test_conditional_tag_changed_aborts(backend: Driver, ns: str) -> None:
 
 
 async def test_conditional_tag_vanished_aborts(backend: Driver, ns: str) -> None:
-    await backend.write(f"{ns}:a", make_write(px=SHORT, tags=[f"{ns}:t"], tag_px=SHORT))
-    _, seen = await backend.read(f"{ns}:k", [f"{ns}:t"])
-    assert seen[0] is not None
+    async def read_alive(n: str) -> tuple[str | None, ...]:
+        await backend.write(f"{n}:a", make_write(px=SHORT, tags=[f"{n}:t"], tag_px=SHORT))
+        _, seen = await backend.read(f"{n}:k", [f"{n}:t"])
+        assert seen[0] is not None
+        return seen
+
+    n, seen = await before_expiry(read_alive, ns)
     await asyncio.sleep(WAIT)  # the tag key expired: its old token is gone for good
-    write = make_write(tags=[f"{ns}:t"], expect="", expect_tags=seen)
-    assert await backend.write(f"{ns}:k", write) is False
-    assert await backend.read(f"{ns}:k") == (None, ())
+    write = make_write(tags=[f"{n}:t"], expect="", expect_tags=seen)
+    assert await backend.write(f"{n}:k", write) is False
+    assert await backend.read(f"{n}:k") == (None, ())
 
 
 async def test_aborted_write_changes_nothing(backend: Driver, ns: str) -> None:
