@@ -16,7 +16,11 @@ from cachedeco.errors import LockNotOwned
 from tests.support.deployments import BACKENDS, SERVERS, Deployment
 
 pytestmark = pytest.mark.deployments(*BACKENDS)
-PROMPT = 0.05  # a woken waiter acquires within this of the release (no poll interval)
+#: A woken waiter acquires within this of the release (no poll interval). A waiter left to
+#: its block would come only at the block's end: on a server, 0.75 s after it began with the
+#: default 1 s socket timeout, so at least 0.45 s after the release in the tests below (which
+#: release 0.3 s after the waiter started); in memory, when the holder's 5 s TTL runs out.
+PROMPT = 0.2
 
 
 def in_thread(target: Callable[[], object]) -> threading.Thread:
