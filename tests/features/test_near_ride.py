@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from cachedeco import Registry
+from cachedeco.backends.redis.cluster_plan import tag_slot_key
 from cachedeco.flows.spec import spec_of
 from tests.support.commands import commandstats, ran
 from tests.support.deployments import SERVERS, Deployment
@@ -116,11 +117,15 @@ async def test_after_a_reported_change_a_caller_reads_and_never_joins_the_older_
     key, tag_keys = b.key((1,), {}), b.tags((1,), {})
     flight = b.flights.airborne(key)
     assert flight is not None and flight.ticket is not None and b.near is not None
-    # Another process invalidates the tag (a new token written by another client).
-    deployment.raw.set(next(t for t in tag_keys if t.endswith("item:1")), "i-elsewhere")
+    # Another process invalidates the tag (a new token written by another client, under
+    # the name the tag is stored as: on a cluster, with its slot's hash tag).
+    tag = next(t for t in tag_keys if t.endswith("item:1"))
+    deployment.raw.set(tag_slot_key(tag) if deployment.name == "cluster" else tag, "i-elsewhere")
     near = b.near
     await apoll(lambda: not near.unchanged(flight.ticket, key, tag_keys), timeout=10.0)
+    joins = f.stats().singleflight_joins
     assert await f(1) == {"x": 1, "run": 3}  # its own load, not the one that began before
+    assert f.stats().singleflight_joins == joins  # nor a join that timed out first
     gate.set()
     assert await old == {"x": 1, "run": 2}
 
