@@ -66,6 +66,8 @@ class Miss(Enum):
     def __repr__(self) -> str:
         return "cachedeco.MISS"
 
+    __str__ = __repr__  # print(f.get(x)) shows the name users import, not Miss.MISS
+
 
 MISS: Final = Miss.MISS
 NO_VALUE: Final = MISS  # the internal spelling: "no value here"

@@ -41,6 +41,7 @@ def test_miss_is_a_falsy_singleton() -> None:
     assert not MISS
     assert MISS is cachedeco.MISS
     assert repr(MISS) == "cachedeco.MISS"
+    assert str(MISS) == f"{MISS}" == "cachedeco.MISS"  # print(f.get(x)) names it as imported
     assert MISS is not None and MISS != None  # noqa: E711 - never confused with a cached None
 
 
