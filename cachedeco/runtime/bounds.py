@@ -12,12 +12,16 @@ from cachedeco.runtime.changes import Change, merge_drops, merge_tags
 from cachedeco.runtime.guard import warn
 from cachedeco.runtime.held import Held
 
-__all__ = ["MOST_PENDING", "Merge", "bound"]
+__all__ = ["MOST_PENDING", "MOST_TAGS", "Merge", "bound"]
 
 #: Changes a backend may have waiting before the drops of each function's entries become one
-#: invalidation of that function (its implicit tag); and tag invalidations it may have
-#: waiting before they become one invalidation of every entry under the prefix.
+#: invalidation of that function (its implicit tag).
 MOST_PENDING: Final = 10_000
+#: Tag invalidations a backend may have waiting (about 50 MB) before they become one
+#: invalidation of every entry under the prefix: a guard against memory running out in a long
+#: outage, not a saving, as it also makes every write-behind entry whose record is not
+#: flushed yet a miss (its reader then loads the database's older row).
+MOST_TAGS: Final = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +38,7 @@ class Merge:
             warn(f"every:{prefix}:{backend}", "cachedeco: more than %d tag invalidations wait "
                  "for backend %r: they became one invalidation of every entry under the "
                  "prefix (each function's tag renewed when the backend answers)",
-                 MOST_PENDING, backend)
+                 MOST_TAGS, backend)
         else:
             warn(f"merged:{prefix}:{backend}", "cachedeco: more than %d changes wait for "
                  "backend %r: %d entry drop(s) became %d invalidation(s) of their functions",
@@ -45,13 +49,13 @@ def bound(queue: collections.OrderedDict[str, Change], held: Held, change: Chang
           prefix: str) -> Merge | None:
     """After ``change`` joined ``queue``: the drops that know their function become one
     invalidation of it when the queue is over :data:`MOST_PENDING`; the tag invalidations
-    (those just made too) become one ``EVERY`` when over :data:`MOST_PENDING` of them wait.
+    (those just made too) become one ``EVERY`` when over :data:`MOST_TAGS` of them wait.
     None when nothing merged."""
     made: list[Change] = []
     gone: list[Change] = []
     if len(queue) > MOST_PENDING and change.family:
         made, gone = merge_drops(queue, held.family_drops(change.backend))
-    if held.tag_changes(change.backend) + len(made) <= MOST_PENDING:
+    if held.tag_changes(change.backend) + len(made) <= MOST_TAGS:
         return Merge(made, gone, everything=False) if gone else None
     every, replaced = merge_tags(queue, change.backend, KeySpace(prefix).fn_tags)
     fresh = {id(c) for c in made}  # made here: never held nor spooled

@@ -147,17 +147,17 @@ class Recovery:
             keep_in_spool(self.spool, host.prefix, change, self._spool_log)
         with self._lock:
             queue = self._queues.setdefault(change.backend, collections.OrderedDict())
+            # held before what they replace is let go: Held.blocks (no lock) sees no gap
             old = queue.pop(change.ident, None)
-            if old is not None:
-                self._held.let_go(old)
             queue[change.ident] = change
             self._held.hold(change)
             merge = bound(queue, self._held, change, host.prefix)
-            if merge is not None:
-                for merged in merge.gone:
-                    self._held.let_go(merged)
-                for merged in merge.made:
-                    self._held.hold(merged)
+            for merged in merge.made if merge else ():
+                self._held.hold(merged)
+            for merged in [old] if old else []:
+                self._held.let_go(merged)
+            for merged in merge.gone if merge else ():
+                self._held.let_go(merged)
             self._count()
             hushed, began = None, failed and change.backend not in self._outages
             if began:

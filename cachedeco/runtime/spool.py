@@ -10,12 +10,13 @@ was closed, or an owner elsewhere that has not shown signs of life for ``LEASE``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Final
 
@@ -90,7 +91,7 @@ class Spool:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.host = socket.gethostname()
-        self._lock = threading.Lock()
+        self._locks = (os.getpid(), threading.Lock())
         self._conn: tuple[int, sqlite3.Connection] | None = None
         self._owner = (0, "")
 
@@ -102,32 +103,51 @@ class Spool:
             self._owner = (pid, f"{self.host}:{pid}:{os.urandom(4).hex()}")
         return self._owner[1]
 
+    @property
+    def _lock(self) -> threading.Lock:
+        """This process's lock over the connection (a forked child gets its own: a thread of
+        the parent may have held the parent's at the fork)."""
+        pid, lock = self._locks
+        if pid != os.getpid():
+            with _OPENING:
+                if self._locks[0] != os.getpid():
+                    self._locks = (os.getpid(), threading.Lock())
+                lock = self._locks[1]
+        return lock
+
+    @contextlib.contextmanager
+    def _using(self) -> Iterator[sqlite3.Connection]:
+        """The connection, used by one thread at a time: taken under the lock, so that
+        :meth:`close` never closes it under another thread's statement."""
+        with self._lock:
+            yield self._connect()
+
     def connection(self) -> sqlite3.Connection:
-        """This process's connection (made again in a forked child); schema made once."""
+        """This process's connection (made again in a forked child, or after
+        :meth:`close`); schema made once."""
+        with self._lock:
+            return self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        """The connection (lock held), opened when this process has none."""
         pid = os.getpid()
         if self._conn is not None and self._conn[0] == pid:
             return self._conn[1]
         with _OPENING:
-            if self._conn is not None and self._conn[0] == pid:
-                return self._conn[1]
-            return self._open(pid)
-
-    def _open(self, pid: int) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=_TIMEOUT, isolation_level=None,
-                               check_same_thread=False)
-        _into_wal(conn)
-        conn.execute("PRAGMA synchronous=FULL")
-        for statement in _SCHEMA:
-            conn.execute(statement)
-        self._lock = threading.Lock()
+            conn = sqlite3.connect(self.path, timeout=_TIMEOUT, isolation_level=None,
+                                   check_same_thread=False)
+            _into_wal(conn)
+            conn.execute("PRAGMA synchronous=FULL")
+            for statement in _SCHEMA:
+                conn.execute(statement)
         self._conn = (pid, conn)
         return conn
 
     def add(self, prefix: str, backend: str, ident: str, body: bytes, replace: bool) -> int:
         """Keep one change (replacing this owner's pending one with the same ``ident`` when
         ``replace``); return its row id. Durable when this returns (``synchronous=FULL``)."""
-        conn, owner = self.connection(), self.owner
-        with self._lock:
+        owner = self.owner
+        with self._using() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 self._seen(conn, owner)
@@ -149,8 +169,7 @@ class Spool:
         ids = [(row,) for row in rows]
         if not ids:
             return
-        conn = self.connection()
-        with self._lock:
+        with self._using() as conn:
             conn.execute("BEGIN IMMEDIATE")  # one transaction (one sync) for the lot
             try:
                 conn.executemany("DELETE FROM changes WHERE id = ?", ids)
@@ -161,8 +180,7 @@ class Spool:
 
     def heartbeat(self) -> None:
         """Show that this owner lives (its rows are not taken over meanwhile)."""
-        conn = self.connection()
-        with self._lock:
+        with self._using() as conn:
             self._seen(conn, self.owner)
 
     def _seen(self, conn: sqlite3.Connection, owner: str) -> None:
@@ -173,10 +191,10 @@ class Spool:
     def adopt(self, prefix: str, backends: Iterable[str]) -> list[tuple[int, bytes]]:
         """Take over the rows under ``prefix`` for ``backends`` whose owners are gone, in one
         transaction; return them (id, body) in the order they were written."""
-        conn, owner = self.connection(), self.owner
+        owner = self.owner
         names = sorted(set(backends))
         marks = ",".join("?" * len(names))
-        with self._lock:
+        with self._using() as conn:
             others = conn.execute("SELECT 1 FROM changes WHERE prefix = ? AND owner != ? LIMIT 1",
                                   (prefix, owner)).fetchone()
             if others is None:  # the usual case: nothing to look at, and no write lock taken
@@ -212,12 +230,13 @@ class Spool:
 
     def release(self) -> None:
         """This owner stops (a registry closed): its rows may be taken over at once."""
-        conn = self.connection()
-        with self._lock:
+        with self._using() as conn:
             conn.execute("DELETE FROM owners WHERE owner = ?", (self.owner,))
 
     def close(self) -> None:
-        """Close this process's connection."""
-        conn, self._conn = self._conn, None
-        if conn is not None and conn[0] == os.getpid():
-            conn[1].close()
+        """Close this process's connection, once no thread uses it (the next use opens
+        another)."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None and conn[0] == os.getpid():
+                conn[1].close()

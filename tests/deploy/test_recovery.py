@@ -383,7 +383,7 @@ def test_many_pending_tag_invalidations_become_one_invalidation_of_every_entry(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
         spooled: bool) -> None:
     # a long outage under many invalidations of distinct tags keeps one change, not one a tag
-    monkeypatch.setattr(bounds_module, "MOST_PENDING", 50)
+    monkeypatch.setattr(bounds_module, "MOST_TAGS", 50)
     db = {x: "a" for x in range(200)}
     spool = tmp_path / "spool.db"
     writer = make_registry(frozen.url, **FAST, **({"spool": spool} if spooled else {}))

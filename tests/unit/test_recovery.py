@@ -6,6 +6,7 @@ backend, never per function, naming the backend and the function each in its pla
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import sqlite3
@@ -120,7 +121,7 @@ def test_many_drops_become_one_invalidation_per_function() -> None:
 
 def test_too_many_tag_invalidations_become_one_invalidation_of_every_entry(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(bounds, "MOST_PENDING", 3)
+    monkeypatch.setattr(bounds, "MOST_TAGS", 3)
     queue: collections.OrderedDict[str, Change] = collections.OrderedDict()
     held = Held()
 
@@ -175,6 +176,7 @@ def test_too_many_tag_invalidations_become_one_invalidation_of_every_entry(
 def test_dropped_drops_and_tags_merge_into_every_in_one_step(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bounds, "MOST_PENDING", 3)
+    monkeypatch.setattr(bounds, "MOST_TAGS", 3)
     queue: collections.OrderedDict[str, Change] = collections.OrderedDict()
     held = Held()
     changes = [Change("default", TAGS, "p:~tag:a", 100), Change("default", TAGS, "p:~tag:b", 100),
@@ -275,3 +277,37 @@ def test_warn_says_once_per_interval_per_subject(caplog: pytest.LogCaptureFixtur
         warn("test:subject-a", "cachedeco: a %s", "thing")
         warn("test:subject-b", "cachedeco: b")
     assert [r.getMessage() for r in caplog.records] == ["cachedeco: a thing", "cachedeco: b"]
+
+
+def test_a_spool_closed_while_threads_write_loses_nothing(tmp_path: Path) -> None:
+    spool = open_spool(tmp_path / "spool.db")
+    errors: list[BaseException] = []
+    rows: list[int] = []
+    stop = threading.Event()
+
+    def write(n: int) -> None:
+        i = 0
+        while not stop.is_set():
+            try:
+                rows.append(spool.add("p", "default", f"drop\x00default\x00k{n}-{i}", b"x",
+                                      replace=True))
+                spool.heartbeat()
+            except BaseException as exc:  # a closed database, a crash in SQLite
+                errors.append(exc)
+                return
+            i += 1
+
+    writers = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for thread in writers:
+        thread.start()
+    for _ in range(200):  # a registry closed (and used again) while its spool is written
+        spool.close()
+        time.sleep(0.001)
+    stop.set()
+    for thread in writers:
+        thread.join()
+    assert errors == []
+    spool.release()
+    with contextlib.closing(sqlite3.connect(tmp_path / "spool.db")) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM changes").fetchone()[0] == len(rows) > 0
+    spool.close()
