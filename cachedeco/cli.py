@@ -13,6 +13,7 @@ few seconds). A backend that cannot be reached is one line on stderr and exit st
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -296,8 +297,11 @@ def _emit(text: str) -> int:
         print(text)
         sys.stdout.flush()
     except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)  # the flush at exit must not fail again
-        os.dup2(devnull, sys.stdout.fileno())
+        with contextlib.suppress(AttributeError, OSError, ValueError):  # a wrapped stdout
+            fileno = sys.stdout.fileno()
+            devnull = os.open(os.devnull, os.O_WRONLY)  # the flush at exit must not fail
+            os.dup2(devnull, fileno)
+            os.close(devnull)
         return 1
     return 0
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import collections
 import contextlib
+import logging
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -24,7 +25,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 import orjson
 
-from cachedeco.backends.base import AsyncBackend, Backend
+from cachedeco.backends.base import UNREACHABLE, AsyncBackend, Backend
 from cachedeco.backends.contracts.queues import AsyncQueue, NotStored, Push, Queue
 from cachedeco.core.entry import Release, Write, new_tag_token, new_tombstone
 from cachedeco.core.keyspace import QueueNames
@@ -38,6 +39,7 @@ RECORD: Final = "record"
 RELEASE: Final = "release"
 EVERY: Final = "every"
 KINDS: Final = (DROP, TAGS, RECORD, EVERY)  # the kinds a spool holds
+logger = logging.getLogger("cachedeco")
 _WHAT: Final = {DROP: "entry drop(s)", TAGS: "tag invalidation(s)", RELEASE: "lease release(s)",
                 RECORD: "write-behind record(s)", EVERY: "invalidation(s) of every entry"}
 
@@ -49,6 +51,16 @@ class Outage:
         self.since = time.monotonic()
         self.landed: collections.Counter[str] = collections.Counter()
         self.said = said  # its start was logged, so its end is too (else both are quiet)
+
+    @staticmethod
+    def began(backend: str, exc: BaseException | None, hushed: int) -> None:
+        """Say that an outage of ``backend`` began (``hushed``: shorter ones kept quiet)."""
+        refused = exc is not None and not isinstance(exc, UNREACHABLE)
+        logger.warning("cachedeco: backend %r %s (%s); changes that cannot reach it are kept "
+                       "and retried until they land%s", backend,
+                       "refuses changes" if refused else "is unreachable",
+                       "no answer" if exc is None else f"{type(exc).__name__}: {exc}",
+                       f" ({hushed} shorter outages since the last line)" if hushed else "")
 
     def summary(self) -> str:
         """What landed, for the log line that ends the outage."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import threading
 import time
@@ -22,7 +23,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Final, Protocol
 
-from cachedeco.backends.base import BACKEND_ERRORS, UNREACHABLE
+from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.backends.open import BackendSlot
 from cachedeco.core.stats import Stats
 from cachedeco.errors import CacheError
@@ -165,12 +166,7 @@ class Recovery:
                 hushed = limit.allow()
                 self._outages[change.backend] = Outage(said=hushed is not None)
         if hushed is not None:
-            logger.warning("cachedeco: backend %r %s (%s); changes that cannot reach it are "
-                           "kept and retried until they land%s", change.backend,
-                           "refuses changes" if exc is not None and not isinstance(
-                               exc, UNREACHABLE) else "is unreachable",
-                           "no answer" if exc is None else f"{type(exc).__name__}: {exc}",
-                           f" ({hushed} shorter outages since the last line)" if hushed else "")
+            Outage.began(change.backend, exc, hushed)
         if merge is not None:
             if self.spool is not None:
                 replace_in_spool(self.spool, host.prefix, merge.made, merge.gone,
@@ -209,9 +205,11 @@ class Recovery:
     def _start_thread(self) -> None:
         with self._lock:
             if self._thread is None and not self._closed:
-                self._thread = threading.Thread(target=self._run, daemon=True,
-                                                name="cachedeco-recovery")
-                self._thread.start()
+                thread = threading.Thread(target=self._run, daemon=True,
+                                          name="cachedeco-recovery")
+                with contextlib.suppress(RuntimeError):  # the interpreter shuts down
+                    thread.start()
+                    self._thread = thread
 
     def _run(self) -> None:
         while not self._closed:

@@ -13,6 +13,7 @@ sent with the next one. A forked child reports only what it counts itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import weakref
 from collections.abc import Callable
@@ -69,7 +70,10 @@ class Reporter:
             worker = self._worker = self._make(target[0])
             if worker is not None:
                 _at_exit(self)
-                worker.ensure()
+                # RuntimeError: the interpreter shuts down (a call from a daemon thread after
+                # an exit hook closed the registry): the counts wait for no report
+                with contextlib.suppress(RuntimeError):
+                    worker.ensure()
 
     def _target(self) -> Target | None:
         """Where reports go now: None on memory:// only, or once the registry is gone."""

@@ -306,3 +306,22 @@ async def test_an_asyncio_client_reports_from_a_task(redis_url: str, prefix: str
     await reg.aclose()  # the last report, from the task, before the client closes
     with redis.Redis.from_url(redis_url) as sync:
         assert sync.hget(reg.keyspace.stats, f"{name}|misses") == b"2"
+
+
+def test_a_call_while_the_interpreter_shuts_down_still_answers(
+        redis_url: str, prefix: str, make_registry: Make, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    reg = make_registry(redis_url, prefix=prefix, stats_interval=0.2, spool=tmp_path / "s.db")
+
+    @reg.cached(ttl=60)
+    def f(x: int) -> int:
+        return x
+
+    def refused(self: threading.Thread) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    # Python 3.12+ refuses new threads once it shuts down: a daemon thread's call after an
+    # exit hook closed the registry binds again, and its reporter and spool worker cannot start
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    assert f(1) == 1
+    assert f(1) == 1 and f.stats().hits == 1
