@@ -283,3 +283,21 @@ def test_early_refresh_keeps_the_generic_read(reg: Registry) -> None:
     f, _ = counted(reg, early_refresh=True)
     f(1)
     assert spec_of(f).hit is None
+
+
+def test_a_function_that_is_only_read_keeps_its_entries_while_others_write_tags() -> None:
+    with Registry("memory://?maxsize=100", prefix="lru", jitter=0) as reg:
+        hot, loads = counted(reg)
+
+        @reg.cached(ttl=60, tags=["user:{x}", "users"])
+        def other(x: int) -> int:  # another function (counted's share one name)
+            return x
+
+        for x in range(50):
+            hot(x)
+        for x in range(1000):  # 1,000 tokens written elsewhere: ten times the tag table
+            other(x)
+            if x % 10 == 0:
+                for y in range(50):  # the hot entries are read all along
+                    hot(y)
+        assert loads == list(range(50))  # its function's tag was never dropped

@@ -10,7 +10,8 @@ expiry is, so a hit reads one clock.
 a table of their own, so that they neither take an entry's room nor are evicted by the
 entries they validate (every entry carries at least its function's tag). That table is
 bounded too, at :data:`TAGS_PER_ENTRY` times ``maxsize``, dropping the token written longest
-ago: an entry whose token is gone is a miss, as when a tag is invalidated.
+ago (a function's own tag excepted): an entry whose token is gone is a miss, as when a tag is
+invalidated.
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ from cachedeco.backends.memory.leases import MemoryLeases
 from cachedeco.backends.memory.queues import MemoryQueue
 from cachedeco.backends.memory.tally import MemoryTally
 from cachedeco.core.entry import CREATED_TAG, ENTRY, NO_VALUE, Entry, Write, tag_token
-from cachedeco.core.keyspace import QueueNames
+from cachedeco.core.keyspace import RESERVED, QueueNames
 
 __all__ = ["TAGS_PER_ENTRY", "MemoryBackend", "Row", "glob_to_regex"]
 
 #: Tag tokens kept per entry of ``maxsize`` (a token is a short string: its row costs about
 #: 200 bytes, a small part of an entry's).
 TAGS_PER_ENTRY: Final = 4
+_FN_TAG: Final = f":{RESERVED}fn:"  # in the key of a function's own tag (KeySpace.fn_tag)
 
 _Item = Entry | str
 #: A row of the table: expiry, the item, and for the compiled hit (:mod:`cachedeco.flows.hot`)
@@ -117,12 +119,28 @@ class MemoryBackend:
         return cast("str", found[1])
 
     def _put(self, key: str, item: _Item, px: int, now: float) -> None:
-        table, most = (self._tags, self._most_tags) if isinstance(item, str) else (
-            self._data, self.maxsize)
-        table[key] = _row(now + px / 1000, item)
-        table.move_to_end(key)
-        while len(table) > most:
-            table.popitem(last=False)
+        if isinstance(item, str):
+            self._tags[key] = _row(now + px / 1000, item)
+            self._tags.move_to_end(key)
+            self._trim_tags()
+            return
+        self._data[key] = _row(now + px / 1000, item)
+        self._data.move_to_end(key)
+        while len(self._data) > self.maxsize:
+            self._data.popitem(last=False)
+
+    def _trim_tags(self) -> None:
+        """Drop the tokens written longest ago beyond the bound, but not a function's own tag
+        (one per function): every entry of it carries that tag, and reads do not refresh a
+        token, so a hot function that is only read would lose all its entries at once."""
+        tags, spared = self._tags, 0
+        while len(tags) > self._most_tags and spared < len(tags):
+            oldest = next(iter(tags))
+            if _FN_TAG in oldest:
+                tags.move_to_end(oldest)
+                spared += 1
+            else:
+                del tags[oldest]
 
     def _keep(self, tag: str, token: str, px: int, now: float) -> None:
         """A tag key a write uses again, with the token it found: it lives as long as its
@@ -132,8 +150,7 @@ class MemoryBackend:
         expires = now + px / 1000
         self._tags[tag] = _row(expires if found is None else max(found[0], expires), token)
         self._tags.move_to_end(tag)
-        while len(self._tags) > self._most_tags:
-            self._tags.popitem(last=False)
+        self._trim_tags()
 
     def read(self, key: str, tag_keys: Sequence[str]) -> ReadResult:
         """Return the live entry at ``key`` and its tags' current tokens (the hit path)."""
