@@ -39,6 +39,7 @@ __all__ = [
     "new_marker",
     "new_tag_token",
     "new_tombstone",
+    "page_token",
     "tag_token",
 ]
 
@@ -150,6 +151,12 @@ def new_tombstone() -> str:
 def new_tag_token(invalidated: bool = False) -> str:
     """A fresh tag token; ``invalidated`` marks one left by ``invalidate_tags``."""
     return (INVALIDATED_TAG if invalidated else CREATED_TAG) + _hex16()
+
+
+def page_token(token: str, before: int) -> str:
+    """The token of one page of tag keys given ``token`` in pages (``invalidate_tags_matching``),
+    after ``before`` keys: its tokens (:func:`tag_token`) differ from every other page's."""
+    return f"{token}-{before}" if before else token
 
 
 def tag_token(token: str, position: int) -> str:

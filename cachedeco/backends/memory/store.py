@@ -262,8 +262,10 @@ class MemoryBackend:
     def invalidate_tags_matching(self, pattern: str, token: str, px: int) -> int:
         """New tokens for the tag keys matching the glob; count them."""
         regex = glob_to_regex(pattern)
+        now = time.time()
         with self._lock:
-            tags = [key for key in self._tags if regex.fullmatch(key)]
+            tags = [key for key, row in self._tags.items() if row[0] > now
+                    and regex.fullmatch(key)]
         self.invalidate_tags(tags, token, px)
         return len(tags)
 

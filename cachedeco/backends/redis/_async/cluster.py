@@ -49,7 +49,7 @@ from cachedeco.backends.redis.commands import SCAN_COUNT, count_removed
 from cachedeco.backends.redis.pools import NoFreeConnection
 from cachedeco.backends.redis.scripts import CHECK_TAGS, STORE_ENTRY
 from cachedeco.backends.redis.twins import AsyncNodeLink, cluster_errors
-from cachedeco.core.entry import Entry, Write, tag_token
+from cachedeco.core.entry import Entry, Write, page_token, tag_token
 from cachedeco.core.keyspace import QueueNames
 
 __all__ = ["AsyncClusterBackend"]
@@ -218,7 +218,8 @@ class AsyncClusterBackend:
         the glob's last ``*`` matches), then new tokens for each page found. Never KEYS."""
         renewed = 0
         async for names in self._pages(pattern):
-            await self.invalidate_tags([plain_tag_key(n.decode()) for n in names], token, px)
+            await self.invalidate_tags([plain_tag_key(n.decode()) for n in names],
+                                       page_token(token, renewed), px)
             renewed += len(names)
         return renewed
 

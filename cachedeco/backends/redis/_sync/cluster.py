@@ -50,7 +50,7 @@ from cachedeco.backends.redis.commands import SCAN_COUNT, count_removed
 from cachedeco.backends.redis.pools import NoFreeConnection
 from cachedeco.backends.redis.scripts import CHECK_TAGS, STORE_ENTRY
 from cachedeco.backends.redis.twins import NodeLink, cluster_errors
-from cachedeco.core.entry import Entry, Write, tag_token
+from cachedeco.core.entry import Entry, Write, page_token, tag_token
 from cachedeco.core.keyspace import QueueNames
 
 __all__ = ["ClusterBackend"]
@@ -219,7 +219,8 @@ class ClusterBackend:
         the glob's last ``*`` matches), then new tokens for each page found. Never KEYS."""
         renewed = 0
         for names in self._pages(pattern):
-            self.invalidate_tags([plain_tag_key(n.decode()) for n in names], token, px)
+            self.invalidate_tags([plain_tag_key(n.decode()) for n in names],
+                                       page_token(token, renewed), px)
             renewed += len(names)
         return renewed
 

@@ -39,7 +39,7 @@ from cachedeco.backends.redis.commands import (
 )
 from cachedeco.backends.redis.scripts import STORE, STORE_RELEASE
 from cachedeco.backends.redis.tag_lives import TagLives, stored
-from cachedeco.core.entry import Entry, Write, decode_entry, tag_token
+from cachedeco.core.entry import Entry, Write, decode_entry, page_token, tag_token
 from cachedeco.core.keyspace import QueueNames
 
 __all__ = ["RedisBackend"]
@@ -143,17 +143,18 @@ class RedisBackend:
 
     def invalidate_tags_matching(self, pattern: str, token: str, px: int) -> int:
         """SCAN MATCH, and new tokens for each page of tag keys found (one round trip a
-        page); never KEYS."""
+        page; each page's tokens made from ``token`` and its number, so that each tag key
+        holds a token of its own); never KEYS."""
         renewed = 0
         batch: list[str] = []
         for key in self.client.scan_iter(match=pattern, count=SCAN_COUNT):
             batch.append(key.decode())
             if len(batch) >= SCAN_COUNT:
-                self.invalidate_tags(batch, token, px)
+                self.invalidate_tags(batch, page_token(token, renewed), px)
                 renewed += len(batch)
                 batch.clear()
         if batch:
-            self.invalidate_tags(batch, token, px)
+            self.invalidate_tags(batch, page_token(token, renewed), px)
         return renewed + len(batch)
 
     def raw(self, key: str) -> bytes | Entry | None:
