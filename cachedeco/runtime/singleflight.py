@@ -130,6 +130,7 @@ class Flights:
         self._flights: dict[str, Flight] = {}
         self._reads: dict[str, Read] = {}
         self._recent: OrderedDict[str, Flight] = OrderedDict()
+        self._starting: set[str] = set()  # background refreshes spawned, not yet done
         self._lock = threading.Lock()
         self.landings = 0
 
@@ -178,6 +179,21 @@ class Flights:
         state = generation(state)
         flight = self._flights.get(key)
         return flight is not None and flight.state == state and not flight.future.done()
+
+    def start_refresh(self, key: str, state: State) -> bool:
+        """Whether a background refresh of ``key`` from ``state`` is to start now: none runs
+        and none was spawned that has not ended (a spawned task joins its load only once it
+        runs; hits meanwhile would each spawn another). Call :meth:`refreshed` when it ends."""
+        with self._lock:
+            if key in self._starting or self.running(key, state):
+                return False
+            self._starting.add(key)
+            return True
+
+    def refreshed(self, key: str) -> None:
+        """A background refresh started by :meth:`start_refresh` ended."""
+        with self._lock:
+            self._starting.discard(key)
 
     def land(self, key: str, flight: Flight, value: Any = None,
              exc: BaseException | None = None) -> None:

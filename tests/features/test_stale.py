@@ -220,3 +220,23 @@ def test_early_refreshes_counts_the_refreshes_started_not_the_hits_that_wanted_o
     poll(lambda: value.stats().loads == 2, timeout=5)
     assert runs == [1, 1]
     assert value.stats().early_refreshes == 1
+
+
+@STALE
+async def test_hits_of_one_loop_turn_start_one_early_refresh(
+        amake_registry: Callable[..., Registry], deployment: Deployment) -> None:
+    reg = amake_registry(deployment.url, jitter=0)
+    runs: list[int] = []
+
+    @cachedeco.cached(ttl=10, early_refresh=1e6, registry=reg)
+    async def value(x: int) -> int:
+        runs.append(x)
+        await asyncio.sleep(0.05)  # a load time (delta) that early_refresh weighs
+        return len(runs)
+
+    assert await value(1) == 1
+    # every hit wants a refresh; the spawned one joins its load only once it runs, after them
+    assert await asyncio.gather(*(value(1) for _ in range(20))) == [1] * 20
+    await apoll(lambda: value.stats().loads == 2, timeout=5)
+    assert runs == [1, 1]
+    assert value.stats().early_refreshes == 1

@@ -252,9 +252,13 @@ def store(b: Bound, call: Call, write: Write) -> bool:
 
 def background(b: Bound, call: Call, state: ReadState, since: int) -> bool:
     """Start a refresh of a stale (or early-expiring) entry unless one runs; True if it did."""
-    if b.flights.running(call.key, state):
+    if not b.flights.start_refresh(call.key, state):
         return False
-    b.background.spawn(refresh_quietly, b, call, state, since)
+    try:
+        b.background.spawn(refresh_quietly, b, call, state, since)
+    except BaseException:  # not started (a pool shut down): a later hit may start one
+        b.flights.refreshed(call.key)
+        raise
     return True
 
 
@@ -265,6 +269,8 @@ def refresh_quietly(b: Bound, call: Call, state: ReadState, since: int) -> None:
     except Exception as exc:
         warn(f"refresh:{b.keyspace.prefix}:{b.name}", "cachedeco: background refresh of %s "
              "failed (%s); serving the stale value", b.name, b.describe(exc))
+    finally:
+        b.flights.refreshed(call.key)
 
 
 def refresh(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
