@@ -119,5 +119,5 @@ class Link:
         return Located(key, tag_keys, values, aliases)
 
     def stale_tags(self, values: dict[str, Any]) -> tuple[str, ...]:
-        """The tags to invalidate after a write."""
+        """The tags a write invalidates (before it stores its entry)."""
         return tuple(t.render(values) for t in self.invalidate)
