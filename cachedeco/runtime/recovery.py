@@ -76,7 +76,8 @@ class Recovery:
         self._host = host  # a weak reference to the registry
         self._queues: dict[str, collections.OrderedDict[str, Change]] = {}
         self._held = Held()
-        #: Whether an entry (key, tag keys) of a backend has a change pending: not served.
+        #: Whether the entry at ``key`` (with ``tag_keys``) of a backend has a change pending:
+        #: this process must not serve it from the backend meanwhile.
         self.blocks = self._held.blocks
         self._outages: dict[str, Outage] = {}
         self._spool_log = LogLimit()
@@ -135,11 +136,14 @@ class Recovery:
         host = self._host()
         if host is None or not self.active:
             return
-        # Its near cache must not serve the old value either (no change message comes for
-        # what the backend never got); an EVERY (a replay: its target is a glob) empties it.
+        # This process must not serve the old value from its near cache either (the change
+        # stream reports nothing for a change that never reached the backend).
         near = host.slot(change.backend).near
         if near is not None and change.on_entries:
-            near.flushed() if change.kind == EVERY else near.changed([change.target])
+            if change.kind == EVERY:  # a replay of one (its target is a glob)
+                near.flushed()
+            else:
+                near.changed([change.target])
         if self.spool is not None and change.on_entries:
             keep_in_spool(self.spool, host.prefix, change, self._spool_log)
         with self._lock:
@@ -171,11 +175,6 @@ class Recovery:
         if began:  # the outage may be a failover that lost them
             self.replay(change.backend)
         self._kick(host, change.backend)
-
-    def waiting(self) -> list[Change]:
-        """The changes waiting, every backend's, in order."""
-        with self._lock:
-            return [change for queue in self._queues.values() for change in queue.values()]
 
     def _count(self) -> None:
         self.pending = self.stats.recoveries_pending = sum(map(len, self._queues.values()))
@@ -300,7 +299,8 @@ class Recovery:
         self.stats.recoveries_done += len(done)
         for change in done:  # landed now: a failover right after may lose them again
             if change.kind != RECORD:
-                self.recent.note(name, change.kind, (change.target,), change.px, change.release)
+                self.recent.note(name, change.kind, (change.target,), change.px,
+                                 change.release)
         if self.spool is not None:
             self.spool.done(c.row for c in run if c.row is not None)
         host.breaker(name).success()

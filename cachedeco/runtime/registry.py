@@ -26,7 +26,7 @@ from cachedeco.core.keyring import Keyring
 from cachedeco.core.keyspace import KeySpace
 from cachedeco.core.stats import Stats
 from cachedeco.errors import ConfigurationError
-from cachedeco.runtime.guard import Breaker, Guard, LogLimit
+from cachedeco.runtime.guard import Breaker, Guard
 from cachedeco.runtime.invalidation import Invalidation
 from cachedeco.runtime.ledger import Ledger, enrol
 from cachedeco.runtime.primitives import Background
@@ -34,7 +34,6 @@ from cachedeco.runtime.recovery import Recovery
 from cachedeco.runtime.report import Reporter, Target
 from cachedeco.runtime.settings import EncryptionKey, check_settings
 from cachedeco.runtime.spool import open_spool
-from cachedeco.runtime.spooling import switch_spool
 from cachedeco.runtime.watch import Watchers
 
 __all__ = ["EncryptionKey", "Registry", "Service", "default_registry", "set_default_registry"]
@@ -137,8 +136,6 @@ class Registry(Invalidation):
         self.keyring: Keyring | None = checked.keyring
         self.lock_timeout, self.tag_ttl = checked.lock_timeout, checked.tag_ttl
         self.ledger.prefix, self.reporter.interval = prefix, checked.stats_interval
-        switch_spool(self.recovery.spool, spooled, self.recovery.waiting(), prefix,
-                     LogLimit())
         self.recovery.spool = spooled
         for name, slot in slots.items():
             slot.on_switch(functools.partial(self.recovery.replay, name))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sqlite3
 
@@ -11,7 +10,7 @@ from cachedeco.runtime.changes import RECORD, Change, encode_change
 from cachedeco.runtime.guard import LogLimit
 from cachedeco.runtime.spool import Spool
 
-__all__ = ["keep_in_spool", "replace_in_spool", "switch_spool"]
+__all__ = ["keep_in_spool", "replace_in_spool"]
 
 logger = logging.getLogger("cachedeco")
 
@@ -42,20 +41,3 @@ def replace_in_spool(spool: Spool, prefix: str, made: list[Change], gone: list[C
     for change in made:
         keep_in_spool(spool, prefix, change, log)
     spool.done(c.row for c in gone if c.row is not None)
-
-
-def switch_spool(old: Spool | None, new: Spool | None, waiting: list[Change], prefix: str,
-                 log: LogLimit) -> None:
-    """A registry configured with another spool: the changes still waiting are written to
-    the new one, and forget their rows in the old file (ids there would name other rows in
-    the new one); the old file's rows are released to whoever opens it next (applied twice
-    at worst: drops and invalidations are idempotent, records delivered at least once)."""
-    if old is None or old is new:
-        return
-    for change in waiting:
-        change.row = None
-        if new is not None and change.on_entries:
-            with contextlib.suppress(BackendError):  # a record the new file refuses: kept
-                keep_in_spool(new, prefix, change, log)  # in memory, and in the old file
-    old.release()
-    old.close()

@@ -450,28 +450,3 @@ async def test_an_invalidation_of_every_entry_lands_sync_and_async(
             await aapply(slot.abackend(), [every])
         assert (tagged(1), plain(1), tagged(1), plain(1)) == (1, 1, 1, 1)
         assert runs == ["tagged", "plain"], flavour  # both missed once, then hit
-
-
-def test_a_registry_configured_with_another_spool_moves_its_waiting_changes_there(
-        make_registry: Callable[..., Registry], frozen: Server, prefix: str,
-        tmp_path: Path) -> None:
-    first, second = tmp_path / "first.db", tmp_path / "second.db"
-
-    def rows(path: Path) -> int:
-        with closing(sqlite3.connect(path)) as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM changes").fetchone()[0])
-
-    reg = make_registry(frozen.url, spool=first, prefix=prefix, **FAST)
-    reg.invalidate_tags("a")  # opens the connections while the server answers
-    frozen.pause()
-    for tag in ("a", "b", "c"):
-        reg.invalidate_tags(tag)
-    assert reg.stats().recoveries_pending == 3 and rows(first) == 3
-    reg.configure(frozen.url, spool=second, prefix=prefix, **FAST)
-    reg.invalidate_tags("d")
-    # every waiting change is kept in the spool the registry uses now (a restart on it
-    # delivers them); the first file's rows are released to whoever opens it next
-    assert reg.stats().recoveries_pending == 4 and rows(second) == 4
-    frozen.resume()
-    poll(lambda: reg.stats().recoveries_pending == 0, timeout=5.0)
-    assert rows(second) == 0  # each forgotten once it landed, in the file that kept it
