@@ -152,11 +152,11 @@ class Recovery:
             old = queue.pop(change.ident, None)
             queue[change.ident] = change
             self._held.hold(change)
+            if old is not None:  # after: its key or tag stays held by the new one
+                self._held.let_go(old)
             merge = bound(queue, self._held, change, host.prefix)
             for merged in merge.made if merge else ():
                 self._held.hold(merged)
-            for merged in [old] if old else []:
-                self._held.let_go(merged)
             for merged in merge.gone if merge else ():
                 self._held.let_go(merged)
             self._count()

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+import time
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Final
 
 from cachedeco.backends.near.store import Ticket
 from cachedeco.core.latch import Latch
 
-__all__ = ["Flight", "Flights", "LeaderGone", "Read", "WaitTimeout", "generation"]
+__all__ = ["STARTING", "Flight", "Flights", "LeaderGone", "Read", "WaitTimeout", "generation"]
 
 State = tuple[str, tuple[str | None, ...]]
+#: Seconds a spawned background refresh holds others of its key back before its load starts
+#: (then its flight does); one that never starts holds nothing back for longer.
+STARTING: Final = 2.0
 
 
 class LeaderGone(Exception):
@@ -130,7 +134,8 @@ class Flights:
         self._flights: dict[str, Flight] = {}
         self._reads: dict[str, Read] = {}
         self._recent: OrderedDict[str, Flight] = OrderedDict()
-        self._starting: set[str] = set()  # background refreshes spawned, not yet done
+        #: background refreshes spawned and not ended, by key: when (monotonic)
+        self._starting: dict[str, float] = {}
         self._lock = threading.Lock()
         self.landings = 0
 
@@ -182,18 +187,21 @@ class Flights:
 
     def start_refresh(self, key: str, state: State) -> bool:
         """Whether a background refresh of ``key`` from ``state`` is to start now: none runs
-        and none was spawned that has not ended (a spawned task joins its load only once it
-        runs; hits meanwhile would each spawn another). Call :meth:`refreshed` when it ends."""
+        and none was spawned in the last ``STARTING`` seconds that has not ended (a spawned
+        task joins its load only once it runs; hits meanwhile would each spawn another; one
+        that never ran, cancelled or on a closed loop, holds nothing back for longer). Call
+        :meth:`refreshed` when it ends."""
+        now = time.monotonic()
         with self._lock:
-            if key in self._starting or self.running(key, state):
+            if now - self._starting.get(key, -STARTING) < STARTING or self.running(key, state):
                 return False
-            self._starting.add(key)
+            self._starting[key] = now
             return True
 
     def refreshed(self, key: str) -> None:
         """A background refresh started by :meth:`start_refresh` ended."""
         with self._lock:
-            self._starting.discard(key)
+            self._starting.pop(key, None)
 
     def land(self, key: str, flight: Flight, value: Any = None,
              exc: BaseException | None = None) -> None:

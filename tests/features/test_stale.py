@@ -240,3 +240,29 @@ async def test_hits_of_one_loop_turn_start_one_early_refresh(
     await apoll(lambda: value.stats().loads == 2, timeout=5)
     assert runs == [1, 1]
     assert value.stats().early_refreshes == 1
+
+
+@STALE
+def test_a_stale_hit_while_the_interpreter_shuts_down_serves_the_stale_value(
+        make_registry: Callable[..., Registry], deployment: Deployment,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    reg = make_registry(deployment.url, jitter=0)
+    runs: list[int] = []
+
+    @cachedeco.cached(ttl=TTL, stale_ttl=30, registry=reg)
+    def value(x: int) -> int:
+        runs.append(x)
+        return len(runs)
+
+    assert value(1) == 1
+    time.sleep(TTL + 0.05)
+
+    def refused(*args: Any) -> None:
+        raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+    monkeypatch.setattr(reg.background, "spawn", refused)
+    assert value(1) == 1  # the stale value, though no refresh can start
+    assert value.stats().stale_hits == 1
+    monkeypatch.undo()
+    assert value(1) == 1  # a later stale hit starts the refresh (the key was not kept claimed)
+    poll(lambda: value.stats().loads == 2, timeout=5)

@@ -301,3 +301,14 @@ def test_a_function_that_is_only_read_keeps_its_entries_while_others_write_tags(
                 for y in range(50):  # the hot entries are read all along
                     hot(y)
         assert loads == list(range(50))  # its function's tag was never dropped
+
+
+def test_a_tag_whose_text_holds_the_function_tag_marker_is_still_bounded() -> None:
+    with Registry("memory://?maxsize=10", prefix="lru", jitter=0) as reg:
+        @reg.cached(ttl=60, tags=["path:{p}"])
+        def page(p: str) -> str:
+            return p
+
+        for i in range(500):
+            page(f"/docs:~fn:{i}")  # text a function's own tag key also holds
+        assert len(reg.slot("default").backend().tag_table()) == 40

@@ -16,6 +16,7 @@ import pytest
 from cachedeco.backends.contracts.leases import Busy, deadline, lease_ttl
 from cachedeco.backends.memory.leases import MemoryLeases
 from cachedeco.core.keyspace import KeySpace
+from cachedeco.runtime import singleflight
 from cachedeco.runtime.primitives import ajoin_flight, join_flight, keep_alive
 from cachedeco.runtime.singleflight import Flights, LeaderGone, WaitTimeout
 
@@ -197,3 +198,24 @@ def test_timing_helpers() -> None:
     assert Busy(100).cap(5.0) == pytest.approx(0.102)
     assert Busy(None).cap(5.0) == 5.0
     assert Busy(10_000).cap(0.5) == 0.5
+
+
+def test_a_spawned_refresh_holds_others_back_until_it_ends_or_for_starting_seconds(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    flights = Flights()
+    assert flights.start_refresh("k", STATE)
+    assert not flights.start_refresh("k", STATE)  # spawned, its load not joined yet
+    assert flights.start_refresh("other", STATE)
+    flights.refreshed("k")
+    assert flights.start_refresh("k", STATE)  # it ended: the next may start
+    # one that never runs (cancelled before its first step, its loop closed) holds the key
+    # back for STARTING seconds only, else the key would never be refreshed again
+    monkeypatch.setattr(singleflight, "STARTING", 0.05)
+    assert not flights.start_refresh("k", STATE)
+    time.sleep(0.06)
+    assert flights.start_refresh("k", STATE)
+    flight, _ = flights.join("k", STATE, flights.landings)
+    flights.refreshed("k")
+    assert not flights.start_refresh("k", STATE)  # its load runs: that holds others back
+    flights.land("k", flight, 1)
+    assert flights.start_refresh("k", STATE)

@@ -36,7 +36,7 @@ __all__ = ["TAGS_PER_ENTRY", "MemoryBackend", "Row", "glob_to_regex"]
 #: Tag tokens kept per entry of ``maxsize`` (a token is a short string: its row costs about
 #: 200 bytes, a small part of an entry's).
 TAGS_PER_ENTRY: Final = 4
-_FN_TAG: Final = f":{RESERVED}fn:"  # in the key of a function's own tag (KeySpace.fn_tag)
+_OWN: Final = ":" + RESERVED  # after the prefix in a key of cachedeco's own (KeySpace._own)
 
 _Item = Entry | str
 #: A row of the table: expiry, the item, and for the compiled hit (:mod:`cachedeco.flows.hot`)
@@ -79,6 +79,13 @@ def glob_to_regex(pattern: str) -> re.Pattern[str]:
             out.append(re.escape(char))
         i += 1
     return re.compile("".join(out), re.DOTALL)
+
+
+def _is_fn_tag(key: str) -> bool:
+    """Whether ``key`` is a function's own tag (``prefix:~fn:…``), not a tag whose text
+    holds ``:~fn:`` (``prefix:~tag:…``): the family follows the first ``:~``."""
+    at = key.find(_OWN)
+    return at >= 0 and key.startswith("fn:", at + len(_OWN))
 
 
 class MemoryBackend:
@@ -136,7 +143,7 @@ class MemoryBackend:
         tags, spared = self._tags, 0
         while len(tags) > self._most_tags and spared < len(tags):
             oldest = next(iter(tags))
-            if _FN_TAG in oldest:
+            if _is_fn_tag(oldest):
                 tags.move_to_end(oldest)
                 spared += 1
             else:

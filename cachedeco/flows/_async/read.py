@@ -255,9 +255,9 @@ def background(b: Bound, call: Call, state: ReadState, since: int) -> bool:
         return False
     try:
         b.background.aspawn(refresh_quietly, b, call, state, since)
-    except BaseException:  # not started (a pool shut down): a later hit may start one
+    except RuntimeError:  # not started (the interpreter shuts down): the value read serves
         b.flights.refreshed(call.key)
-        raise
+        return False
     return True
 
 
