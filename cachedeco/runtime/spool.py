@@ -26,7 +26,16 @@ __all__ = ["LEASE", "Spool", "open_spool"]
 
 LEASE: Final = 10.0  # seconds after which an owner on another host that stays silent is gone
 _TIMEOUT: Final = 5.0  # seconds a writer waits for SQLite's lock
-_OPENING: Final = threading.Lock()  # one connection made at a time
+_OPENING = threading.Lock()  # one connection made at a time (made anew in a forked child)
+
+
+def _after_fork() -> None:
+    """A child forked while a thread of its parent held ``_OPENING`` would wait for it."""
+    global _OPENING
+    _OPENING = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 _SCHEMA: Final = (
     "CREATE TABLE IF NOT EXISTS changes (id INTEGER PRIMARY KEY AUTOINCREMENT, "

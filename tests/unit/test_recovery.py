@@ -10,6 +10,8 @@ import contextlib
 import logging
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -311,3 +313,36 @@ def test_a_spool_closed_while_threads_write_loses_nothing(tmp_path: Path) -> Non
     with contextlib.closing(sqlite3.connect(tmp_path / "spool.db")) as conn:
         assert conn.execute("SELECT COUNT(*) FROM changes").fetchone()[0] == len(rows) > 0
     spool.close()
+
+
+FORKED = """
+import os, signal, sys, threading, warnings
+warnings.simplefilter("ignore")  # fork() of a threaded process warns on Python 3.12+
+from cachedeco.runtime import spool as spool_module
+spool = spool_module.open_spool(sys.argv[1])
+for hold in (lambda: spool._using(), lambda: spool_module._OPENING):
+    held, release = threading.Event(), threading.Event()
+    def holder():
+        with hold():
+            held.set()
+            release.wait()
+    thread = threading.Thread(target=holder)
+    thread.start()
+    held.wait()
+    pid = os.fork()  # while another thread holds the lock
+    if pid == 0:
+        signal.alarm(5)  # a child that waits for its parent's lock is killed
+        spool.add("p", "default", "child", b"x", replace=True)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    release.set()
+    thread.join()
+    print(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_child_forked_while_a_thread_holds_a_spool_lock_uses_the_spool(
+        tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", FORKED, str(tmp_path / "spool.db")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.stdout.split() == ["0", "0"], done.stdout + done.stderr
