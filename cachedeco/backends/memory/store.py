@@ -81,6 +81,15 @@ def glob_to_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out), re.DOTALL)
 
 
+def _live(table: OrderedDict[str, Row], key: str, now: float) -> Row | None:
+    """The row at ``key`` unless it expired (then it is removed)."""
+    found = table.get(key)
+    if found is not None and found[0] <= now:
+        del table[key]
+        return None
+    return found
+
+
 def _is_fn_tag(key: str) -> bool:
     """Whether ``key`` is a function's own tag (``prefix:~fn:…``), not a tag whose text
     holds ``:~fn:`` (``prefix:~tag:…``): the family follows the first ``:~``."""
@@ -106,24 +115,16 @@ class MemoryBackend:
 
     def _get(self, key: str, now: float) -> _Item | None:
         """The live entry or tombstone at ``key``, used (the LRU order), or None."""
-        found = self._data.get(key)
+        found = _live(self._data, key, now)
         if found is None:
-            return None
-        if found[0] <= now:
-            del self._data[key]
             return None
         self._data.move_to_end(key)
         return found[1]
 
     def _token(self, tag: str, now: float) -> str | None:
         """The live token of a tag key, or None."""
-        found = self._tags.get(tag)
-        if found is None:
-            return None
-        if found[0] <= now:
-            del self._tags[tag]
-            return None
-        return cast("str", found[1])
+        found = _live(self._tags, tag, now)
+        return None if found is None else cast("str", found[1])
 
     def _put(self, key: str, item: _Item, px: int, now: float) -> None:
         if isinstance(item, str):
