@@ -3,6 +3,7 @@ counts; with ``PROMETHEUS_MULTIPROC_DIR``, a scrape of one worker shows every wo
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import subprocess
@@ -28,11 +29,15 @@ def server(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
     proc = subprocess.Popen([sys.executable, str(EXAMPLE), *args, "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)})
+    failed: BaseException | None = None
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert line.startswith("listening on "), proc.stderr.read() if proc.stderr else line
         yield line.split()[-1]
+    except BaseException as exc:
+        failed = exc
+        raise
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -41,6 +46,8 @@ def server(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
             if proc.poll() is None:  # never left behind, whatever failed
                 proc.kill()
                 proc.communicate()
+        if failed is not None and err:  # what the server said of a failed request
+            failed.add_note(f"the example's stderr:\n{err}")
         assert proc.returncode == 0, err
 
 
@@ -79,7 +86,15 @@ def test_with_workers_a_scrape_shows_the_service(tmp_path: Path) -> None:
             get(f"{second}/product?id={product}")
         deadline = time.monotonic() + 60  # each worker copies its counts every second
         while True:
-            samples = scrape(first)
+            try:
+                samples = scrape(first)
+            except (OSError, http.client.HTTPException):
+                # a scrape the server did not answer (seen once in a loaded CI run, cause
+                # unknown: its stderr is noted on the failure): counted again by the next
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+                continue
             if samples.get(("cachedeco_hits_total", LABELS)) == 3 or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
