@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import redis.asyncio
@@ -127,17 +127,11 @@ class AsyncRedisBackend:
     async def delete_matching(self, pattern: str, spare: str | None = None) -> int:
         """SCAN MATCH + UNLINK in batches, sparing keys that start with ``spare``; never KEYS."""
         deleted = 0
-        batch: list[Any] = []
         kept = spare.encode() if spare else None
-        async for key in self.client.scan_iter(match=pattern, count=SCAN_COUNT):
-            if kept is not None and key.startswith(kept):
-                continue
-            batch.append(key)
-            if len(batch) >= SCAN_COUNT:
-                deleted += await self.client.unlink(*batch)
-                batch.clear()
-        if batch:
-            deleted += await self.client.unlink(*batch)
+        async for page in self._pages(pattern):
+            keys = [k for k in page if kept is None or not k.startswith(kept)]
+            if keys:
+                deleted += await self.client.unlink(*keys)
         return deleted
 
     async def invalidate_tags_matching(self, pattern: str, token: str, px: int) -> int:
@@ -145,16 +139,22 @@ class AsyncRedisBackend:
         page; each page's tokens made from ``token`` and its number, so that each tag key
         holds a token of its own); never KEYS."""
         renewed = 0
-        batch: list[str] = []
+        async for page in self._pages(pattern):
+            await self.invalidate_tags([k.decode() for k in page], page_token(token, renewed),
+                                       px)
+            renewed += len(page)
+        return renewed
+
+    async def _pages(self, pattern: str) -> AsyncIterator[list[bytes]]:
+        """The keys matching ``pattern``, ``SCAN_COUNT`` at a time (the last page shorter)."""
+        page: list[bytes] = []
         async for key in self.client.scan_iter(match=pattern, count=SCAN_COUNT):
-            batch.append(key.decode())
-            if len(batch) >= SCAN_COUNT:
-                await self.invalidate_tags(batch, page_token(token, renewed), px)
-                renewed += len(batch)
-                batch.clear()
-        if batch:
-            await self.invalidate_tags(batch, page_token(token, renewed), px)
-        return renewed + len(batch)
+            page.append(key)
+            if len(page) >= SCAN_COUNT:
+                yield page
+                page = []
+        if page:
+            yield page
 
     async def raw(self, key: str) -> bytes | Entry | None:
         """The bytes stored at ``key``."""
