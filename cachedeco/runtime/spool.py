@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Final
 
 from cachedeco.errors import ConfigurationError
+from cachedeco.runtime.process import redo_after_fork
 
 __all__ = ["LEASE", "Spool", "open_spool"]
 
@@ -100,9 +101,15 @@ class Spool:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.host = socket.gethostname()
-        self._locks = (os.getpid(), threading.Lock())
+        self._lock = threading.Lock()  # over the connection; this process's
         self._conn: tuple[int, sqlite3.Connection] | None = None
         self._owner = (0, "")
+        redo_after_fork(self)
+
+    def after_fork(self) -> None:
+        """In a child: a lock of its own (a thread of the parent may have held the parent's
+        at the fork); the connection is opened again at its first use (its pid differs)."""
+        self._lock = threading.Lock()
 
     @property
     def owner(self) -> str:
@@ -111,18 +118,6 @@ class Spool:
         if self._owner[0] != pid:
             self._owner = (pid, f"{self.host}:{pid}:{os.urandom(4).hex()}")
         return self._owner[1]
-
-    @property
-    def _lock(self) -> threading.Lock:
-        """This process's lock over the connection (a forked child gets its own: a thread of
-        the parent may have held the parent's at the fork)."""
-        pid, lock = self._locks
-        if pid != os.getpid():
-            with _OPENING:
-                if self._locks[0] != os.getpid():
-                    self._locks = (os.getpid(), threading.Lock())
-                lock = self._locks[1]
-        return lock
 
     @contextlib.contextmanager
     def _using(self) -> Iterator[sqlite3.Connection]:
