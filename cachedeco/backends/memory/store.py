@@ -113,13 +113,13 @@ class MemoryBackend:
         self._queues: dict[str, MemoryQueue] = {}
         self._tallies: dict[str, MemoryTally] = {}
 
-    def _get(self, key: str, now: float) -> _Item | None:
+    def _get(self, key: str, now: float) -> Entry | None:
         """The live entry or tombstone at ``key``, used (the LRU order), or None."""
         found = _live(self._data, key, now)
         if found is None:
             return None
         self._data.move_to_end(key)
-        return found[1]
+        return cast("Entry", found[1])  # tag tokens live in _tags
 
     def _token(self, tag: str, now: float) -> str | None:
         """The live token of a tag key, or None."""
@@ -128,9 +128,7 @@ class MemoryBackend:
 
     def _put(self, key: str, item: _Item, px: int, now: float) -> None:
         if isinstance(item, str):
-            self._tags[key] = _row(now + px / 1000, item)
-            self._tags.move_to_end(key)
-            self._trim_tags()
+            self._place_tag(key, now + px / 1000, item)
             return
         self._data[key] = _row(now + px / 1000, item)
         self._data.move_to_end(key)
@@ -156,7 +154,11 @@ class MemoryBackend:
         tags just pushed it out)."""
         found = self._tags.get(tag)
         expires = now + px / 1000
-        self._tags[tag] = _row(expires if found is None else max(found[0], expires), token)
+        self._place_tag(tag, expires if found is None else max(found[0], expires), token)
+
+    def _place_tag(self, tag: str, expires: float, token: str) -> None:
+        """The tag key's token, the last its table drops; the table kept to its bound."""
+        self._tags[tag] = _row(expires, token)
         self._tags.move_to_end(tag)
         self._trim_tags()
 
@@ -178,8 +180,7 @@ class MemoryBackend:
                 item = tags.get(tag)
                 tokens.append(cast("str", item[1]) if item is not None and item[0] > now
                               else None)
-        entry = found[1] if found is not None else None
-        return (entry if entry.__class__ is Entry else None), tuple(tokens)
+        return (cast("Entry", found[1]) if found is not None else None), tuple(tokens)
 
     def table(self) -> OrderedDict[str, Row]:
         """The table itself, for the hit path compiled over this store
@@ -200,7 +201,7 @@ class MemoryBackend:
         """The conditions of a write, checked before anything changes; None means abort."""
         if write.expect is not None:
             current = self._get(key, now)
-            marker = current.marker if isinstance(current, Entry) else ""
+            marker = current.marker if current is not None else ""
             if marker != write.expect:
                 return None
         tokens: list[str | None] = []
@@ -243,7 +244,7 @@ class MemoryBackend:
         with self._lock:
             for key in keys:
                 old = self._get(key, now)
-                removed += isinstance(old, Entry) and old.marker.startswith(ENTRY)
+                removed += old is not None and old.marker.startswith(ENTRY)
                 self._put(key, Entry(marker, NO_VALUE, 0.0, 0.0, ()), px, now)
         return removed
 
@@ -282,8 +283,7 @@ class MemoryBackend:
         now = time.time()
         with self._lock:
             token = self._token(key, now)
-            item = self._get(key, now) if token is None else token
-        return item.encode() if isinstance(item, str) else item
+            return self._get(key, now) if token is None else token.encode()
 
     def leases(self) -> MemoryLeases:
         """In-process leases with the Redis leases' semantics."""
