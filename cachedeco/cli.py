@@ -143,7 +143,10 @@ def inspect(registry: Registry, key: str) -> dict[str, Any]:
     if entry.soft:
         out["soft_expiry"] = dt.datetime.fromtimestamp(entry.soft, dt.UTC).isoformat()
         out["fresh_for_s"] = round(entry.soft - time.time(), 3)
-        out["load_ms"] = round(entry.delta * 1000, 3)
+        if entry.is_held:  # a write-behind record's, not flushed yet
+            out["held"] = True
+        else:
+            out["load_ms"] = round(entry.delta * 1000, 3)
         out["tag_tokens"] = list(entry.tags)
         if client is not None:
             out["tags"] = tags = _tags(client, registry.keyspace, entry.tags)

@@ -11,7 +11,9 @@ On Redis the envelope is one string, a header line then the payload::
 
     cd1:<16 hex>:<soft expiry ms>:<load ms>:<tag token>,<tag token>\\n<payload>
 
-The marker sits at a fixed offset so Lua can compare it without parsing the rest.
+The marker sits at a fixed offset so Lua can compare it without parsing the rest. A load time
+of ``-1`` marks a *held* entry: one a ``@write_behind`` call stored whose record waits in its
+queue, newer than the database (:data:`HELD`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = [
     "CORRUPT",
     "CREATED_TAG",
     "ENTRY",
+    "HELD",
     "INVALIDATED_TAG",
     "MARKER_LEN",
     "MISS",
@@ -49,6 +52,11 @@ MARKER_LEN: Final = 20  # "cd1:" + 16 hex digits
 CORRUPT: Final = "?"  # the marker of a stored value that is not a readable envelope
 CREATED_TAG: Final = "c"  # tag token made by a store: adopting it is safe
 INVALIDATED_TAG: Final = "i"  # tag token left by invalidate_tags: a fill that saw none aborts
+#: The load time (``Entry.delta``) of a held entry: a write-behind record's, not flushed yet.
+#: The ack after its flush settles the key: it gives the entry its normal expiry, or, where a
+#: fill, a refresh or an invalidation replaced it meanwhile (from the database's older row),
+#: leaves a tombstone; it leaves alone only a newer record's held entry.
+HELD: Final = -0.001
 
 
 class Miss(Enum):
@@ -91,6 +99,11 @@ class Entry(NamedTuple):
     def is_tombstone(self) -> bool:
         """True when an invalidation left this marker instead of a value."""
         return self.marker.startswith(TOMBSTONE)
+
+    @property
+    def is_held(self) -> bool:
+        """True for a write-behind record's entry whose record is not flushed yet (:data:`HELD`)."""
+        return self.delta < 0
 
 
 @dataclass(slots=True)

@@ -13,12 +13,15 @@ still ours are flushed, so two processes never both deliver a record neither los
 ``flush``, and on failure back off exponentially with jitter; finally ack, restoring the
 flushed entries' normal expiry, or bury the batch after ``max_retries`` retries.
 
-A restore applies only to an entry that still holds the marker of the record it names. Those
-of the records a flushed one superseded are sent too: an entry holding one of them is older
-than what the database now has. That never happens where a call stores its entry and queues
-its record atomically (one server, memory); on Redis Cluster two concurrent calls with one
-key can store their entries in the other order than they queued their records, and without
-it that older entry would stay held (30 days) instead of expiring after its ``ttl``.
+The ack settles each flushed key (:class:`~cachedeco.backends.contracts.queues.Restore`):
+the entry still holding the newest record's marker gets its normal expiry; one held by a
+newer record (queued after this batch was taken) is left alone; anything else gives way to a
+tombstone, since it was loaded from the database before the flush (or is an older record's
+entry). The markers of the key's older records in the batch, the superseded ones included,
+are sent along: where a call stores its entry and queues its record atomically (one server,
+memory) no entry holds one of them, but on Redis Cluster two concurrent calls with one key
+can store their entries in the other order than they queued their records, and without it
+that older entry would stay held (30 days) and be served in place of what was flushed.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from cachedeco.backends.contracts.queues import Message, Restore, order
+from cachedeco.core.entry import new_marker, new_tombstone
 from cachedeco.core.stats import Stats
 from cachedeco.errors import SerializationError
 from cachedeco.runtime.primitives import Stop
@@ -135,6 +139,7 @@ class Job:
     #: A queued record (and its entry's key) back into the value the function returned.
     decode: Callable[[Any, str], Any]
     expiry: Callable[[float, Any], tuple[float, int]]  # soft expiry, px of a value flushed now
+    tomb_px: int  # how long a tombstone the ack leaves lives, in ms
     stop: Stop  # True when the drain should end after the current batch
     #: An exception as logged and stored with a dead letter: :func:`describe`, or
     #: :func:`withhold` for a sensitive function (a flush error may quote its records).
@@ -203,13 +208,30 @@ def deliver(job: Job, messages: list[Message]) -> Flow:
     flushed, superseded = yield from attempt(job, keep, superseded)
     done = _ids(flushed) + _ids(superseded)
     if done:
-        now = time.time()
-        delivered = {r.message.key for r in flushed}
-        settled = flushed + [r for r in superseded if r.message.key in delivered]
-        restores = tuple(Restore(r.message.key, r.message.marker, *job.expiry(now, r.value),
-                                 r.message.tag_keys) for r in settled if r.message.marker)
-        job.stats.write_behind_pending = yield Ack(done, restores)
+        job.stats.write_behind_pending = yield Ack(done, settle(job, flushed, superseded))
     job.stats.write_behind_flushed += len(flushed)
+
+
+def settle(job: Job, flushed: list[_Record], superseded: list[_Record]) -> tuple[Restore, ...]:
+    """One :class:`Restore` per key flushed: its newest record's marker, and the markers of
+    the key's older records of the batch (flushed too, or superseded)."""
+    now = time.time()
+    delivered = {r.message.key for r in flushed}
+    newest: dict[str, _Record] = {}
+    older: dict[str, list[str]] = {}
+    for r in sorted(flushed + [r for r in superseded if r.message.key in delivered],
+                    key=lambda r: order(r.message.id)):
+        before = newest.get(r.message.key)
+        if before is not None and before.message.marker:
+            older.setdefault(r.message.key, []).append(before.message.marker)
+        newest[r.message.key] = r
+    restores = []
+    for key, r in newest.items():
+        # a record whose value is not cached left a tombstone: nothing to restore
+        soft, px = job.expiry(now, r.value) if r.message.marker else (0.0, job.tomb_px)
+        restores.append(Restore(key, r.message.marker, soft, px, new_marker(), new_tombstone(),
+                                tuple(older.get(key, ())), r.message.tag_keys))
+    return tuple(restores)
 
 
 def attempt(job: Job, keep: list[_Record], superseded: list[_Record]

@@ -4,10 +4,14 @@ A call writes the record as the cached entry and queues it: in one round trip on
 server or Sentinel's primary; on Redis Cluster the record is queued first and the entry
 stored after. While its record waits, the entry is *held*: stored with a soft expiry and a
 TTL of at least ``HOLD`` (30 days), so that neither it nor its tag keys expire and no reader
-refills it from a database that has not seen the record yet. The ack after a successful flush
-gives the entry its normal soft expiry and TTL, counted from then, provided it still holds
-the marker of that record: a newer write, an invalidation or a refill is left alone. An entry
-whose record went to the dead letters stays held until a replay flushes it.
+refills it from a database that has not seen the record yet, and marked held (its load time
+is ``entry.HELD``). The ack after a successful flush settles the key: an entry that still
+holds that record's marker gets its normal soft expiry and TTL, counted from then, under a
+new marker (a fill that read it after an invalidation must not store the older row it
+loaded); a newer record's held entry is left alone; anything else (a fill, a refresh or an
+invalidation that replaced the entry meanwhile, from the database's older row) gives way to a
+tombstone, so the next read loads what was flushed. An entry whose record went to the dead
+letters stays held until a replay flushes it.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from cachedeco.backends.contracts.queues import (
     Push,
     Queue,
 )
-from cachedeco.core.entry import NO_VALUE, Write, new_marker, new_tag_token, new_tombstone
+from cachedeco.core.entry import HELD, NO_VALUE, Write, new_marker, new_tag_token, new_tombstone
 from cachedeco.core.stats import Stats
 from cachedeco.errors import BackendError, ConfigurationError, SerializationError
 from cachedeco.flows.bound import Bound
@@ -126,8 +130,8 @@ class WriteBehindCore:
         policy = bound.policy
         return Job(self.settings, self.counters, durable,
                    _identity if bound.codec is None else bound.codec.loads,
-                   lambda now, value: policy.expiry(now, 0.0, policy.ttl_for(value)), stop,
-                   withhold if bound.sensitive else describe)
+                   lambda now, value: policy.expiry(now, 0.0, policy.ttl_for(value)),
+                   policy.hard_ms, stop, withhold if bound.sensitive else describe)
 
     # -- the call ---------------------------------------------------------------------------
 
@@ -146,7 +150,7 @@ class WriteBehindCore:
             return guard, Push(key, tag_keys, None, record, new_tombstone(),
                                bound.policy.hard_ms), aliases
         hold = max(HOLD, bound.policy.hard_ms / 1000)
-        write = Write(marker=new_marker(), value=payload, soft=time.time() + hold, delta=0.0,
+        write = Write(marker=new_marker(), value=payload, soft=time.time() + hold, delta=HELD,
                       px=int(hold * 1000), tag_keys=tag_keys, new_tag=new_tag_token(),
                       tag_px=bound.tag_px)
         return guard, Push(key, tag_keys, write, record, tomb_px=bound.policy.hard_ms), aliases

@@ -9,7 +9,7 @@ import sys
 
 import redis
 
-from cachedeco import Registry, cached
+from cachedeco import Registry, cached, write_behind
 from tests.support.commands import commandstats, ran
 from tests.support.operator_cli import cli
 
@@ -44,10 +44,33 @@ def test_inspect_shows_the_envelope_and_value(redis_url: str, prefix: str) -> No
     assert out["found"] is True and out["key"] == f"{prefix}:user:1"
     assert out["value"] == '{"id":1}'
     assert out["marker"].startswith("cd1:") and 0 < out["pttl_ms"] <= 3_960_000
-    assert len(out["tag_tokens"]) == 2
+    assert len(out["tag_tokens"]) == 2 and out["load_ms"] >= 0 and "held" not in out
     missing = json.loads(cli("inspect", "nope", "--backend", redis_url,
                              "--prefix", prefix).stdout)
     assert missing == {"key": f"{prefix}:nope", "found": False}
+
+
+def test_inspect_says_a_write_behind_entry_is_held_until_its_flush(redis_url: str,
+                                                                   prefix: str) -> None:
+    reg = Registry(redis_url, prefix=prefix)
+
+    @cached(registry=reg, key="user:{uid}")
+    def user(uid: int) -> dict[str, int]:
+        return {"id": uid}
+
+    @write_behind(user, flush=lambda records: None, flush_interval=3600)
+    def save(uid: int) -> dict[str, int]:
+        return {"id": uid, "saved": 1}
+
+    save(1)
+    held = json.loads(cli("inspect", "user:1", "--backend", redis_url, "--prefix",
+                          prefix).stdout)
+    assert held["held"] is True and "load_ms" not in held and held["valid"] is True
+    reg.close()  # flushed
+    done = json.loads(cli("inspect", "user:1", "--backend", redis_url, "--prefix",
+                          prefix).stdout)
+    assert "held" not in done and done["load_ms"] == 0 and done["marker"] != held["marker"]
+    assert done["value"] == held["value"] == '{"id":1,"saved":1}'
 
 
 def test_inspect_shows_bytes_as_bytes_and_a_pickle_by_its_size(redis_url: str,

@@ -147,7 +147,7 @@ def _ack_of(*, fail: bool) -> Ack:
     settings = Settings(name="f", batch_size=10, flush_interval=1.0, coalesce=True,
                         max_retries=0, claim_after=30.0, retry_delay=0.01)
     job = Job(settings, Stats(), durable=False, decode=lambda r, key: r,
-              expiry=lambda now, value: (now + 60, 60_000), stop=lambda: False,
+              expiry=lambda now, value: (now + 60, 60_000), tomb_px=70_000, stop=lambda: False,
               describe=describe)
     messages = [Message("1-0", {"v": 1}, "k", "cd1:" + "a" * 16),
                 Message("2-0", {"v": 2}, "k", "cd1:" + "b" * 16),
@@ -167,13 +167,17 @@ def _ack_of(*, fail: bool) -> Ack:
     return op
 
 
-def test_the_ack_restores_flushed_entries_and_those_they_superseded() -> None:
-    """A superseded record's entry is restored too once its key was flushed: on Redis Cluster
-    an older call's entry may land after a newer call's; it must not stay held."""
+def test_the_ack_settles_each_flushed_key_once_naming_the_records_it_superseded() -> None:
+    """One settling per key: its newest record's marker, and the older records' markers (on
+    Redis Cluster an older call's entry may land after a newer call's: it must give way, not
+    stay held nor be served), each with a fresh marker and a tombstone of its own."""
     ack = _ack_of(fail=False)
     assert set(ack.ids) == {"1-0", "2-0", "3-0"}
-    assert {(r.key, r.marker[4]) for r in ack.restores} == {("k", "a"), ("k", "b"), ("j", "c")}
+    assert sorted((r.key, r.marker[4], tuple(m[4] for m in r.older)) for r in ack.restores) == [
+        ("j", "c", ()), ("k", "b", ("a",))]
     assert all(r.px == 60_000 for r in ack.restores)
+    assert len({r.fresh for r in ack.restores} | {r.tomb for r in ack.restores}) == 4
+    assert all(r.fresh.startswith("cd1:") and r.tomb.startswith("cdT:") for r in ack.restores)
 
 
 def test_a_buried_batch_restores_nothing() -> None:

@@ -23,13 +23,19 @@ from cachedeco.backends.contracts.queues import (
     Taken,
     order,
 )
-from cachedeco.core.entry import Write
+from cachedeco.core.entry import NO_VALUE, Write
 
 __all__ = ["MemoryQueue"]
 
 logger = logging.getLogger("cachedeco")
 _holding: set[MemoryQueue] = set()  # queues with records: kept alive until they are delivered
 _exit_hook: list[bool] = []  # the exit warning is registered once, with the first held record
+_SETTLE_TRIES = 8  # compare-and-set attempts to settle an entry that other writes keep changing
+
+
+def _tombstone(r: Restore, expect: str) -> Write:
+    """The ack's tombstone in place of what ``expect`` names ("" nothing)."""
+    return Write(marker=r.tomb, value=NO_VALUE, soft=0.0, delta=0.0, px=r.px, expect=expect)
 
 
 class MemoryQueue:
@@ -105,13 +111,24 @@ class MemoryQueue:
         return length
 
     def _restore(self, r: Restore) -> None:
+        """Settle one flushed entry as the Redis queue's script does (see ``Restore``), by
+        compare-and-set writes: one that another write beats reads again."""
         backend = self._backend
-        entry, tokens = backend.read(r.key, r.tag_keys)
-        if entry is None or entry.marker != r.marker or entry.tags != tokens:
-            return
-        backend.write(r.key, Write(marker=r.marker, value=entry.value, soft=r.soft,
-                                   delta=entry.delta, px=r.px, tag_keys=r.tag_keys,
-                                   expect=r.marker, expect_tags=tokens))
+        for _ in range(_SETTLE_TRIES):
+            entry, tokens = backend.read(r.key, r.tag_keys)
+            if entry is not None and r.marker and entry.marker == r.marker:
+                if entry.tags == tokens:  # valid: its normal expiry, under a new marker
+                    write = Write(marker=r.fresh, value=entry.value, soft=r.soft, delta=0.0,
+                                  px=r.px, tag_keys=r.tag_keys, expect=r.marker,
+                                  expect_tags=tokens)
+                else:  # its tags were invalidated: rewritten, it would pass for current
+                    write = _tombstone(r, r.marker)
+            elif entry is not None and entry.is_held and entry.marker not in r.older:
+                return  # a newer record's entry
+            else:
+                write = _tombstone(r, "" if entry is None else entry.marker)
+            if backend.write(r.key, write):
+                return
 
     def bury(self, ids: Sequence[str], error: str) -> int:
         """Move records to the in-process dead letters."""

@@ -202,7 +202,7 @@ def ack_args(group: str, ids: Sequence[str], restores: Sequence[Restore]
     """The entry keys (after the stream) and ARGV of WB_ACK."""
     args: list[Any] = [group, len(ids), *ids]
     for r in restores:
-        args += [r.marker, int(r.soft * 1000), r.px]
+        args += restore_args(r)
     return [r.key for r in restores], args
 
 
@@ -217,8 +217,13 @@ def restore_calls(restores: Sequence[Restore]) -> list[SlotCall]:
     for r in restores:
         keys, args = calls.setdefault(key_slot(r.key.encode()), ([], []))
         keys.append(r.key)
-        args += [r.marker, int(r.soft * 1000), r.px]
+        args += restore_args(r)
     return list(calls.values())
+
+
+def restore_args(r: Restore) -> list[Any]:
+    """The six ARGV of one entry's settling in WB_ACK and WB_RESTORE."""
+    return [r.marker, int(r.soft * 1000), r.px, r.fresh, r.tomb, ",".join(r.older)]
 
 
 def restore_failed(exc: BaseException) -> None:

@@ -107,8 +107,9 @@ class AsyncNearBackend:
 
 
 class AsyncNearQueue:
-    """A write-behind queue whose pushes (each stores its record's entry) drop the value kept
-    near for that entry before they return."""
+    """A write-behind queue whose pushes (each stores its record's entry) and acks (each
+    settles the entries flushed) drop the values kept near for those entries before they
+    return."""
 
     def __init__(self, inner: AsyncQueue, store: NearStore) -> None:
         self.inner = inner
@@ -131,8 +132,12 @@ class AsyncNearQueue:
         return await self.inner.renew(consumer, ids)
 
     async def ack(self, ids: Sequence[str], restores: Sequence[Restore]) -> int:
-        """See ``inner``."""
-        return await self.inner.ack(ids, restores)
+        """Ack in ``inner``; the values kept near for the entries it settles are dropped
+        (each gets a new marker or a tombstone)."""
+        try:
+            return await self.inner.ack(ids, restores)
+        finally:
+            self.store.changed([r.key for r in restores])
 
     async def bury(self, ids: Sequence[str], error: str) -> int:
         """See ``inner``."""

@@ -108,8 +108,9 @@ class NearBackend:
 
 
 class NearQueue:
-    """A write-behind queue whose pushes (each stores its record's entry) drop the value kept
-    near for that entry before they return."""
+    """A write-behind queue whose pushes (each stores its record's entry) and acks (each
+    settles the entries flushed) drop the values kept near for those entries before they
+    return."""
 
     def __init__(self, inner: Queue, store: NearStore) -> None:
         self.inner = inner
@@ -132,8 +133,12 @@ class NearQueue:
         return self.inner.renew(consumer, ids)
 
     def ack(self, ids: Sequence[str], restores: Sequence[Restore]) -> int:
-        """See ``inner``."""
-        return self.inner.ack(ids, restores)
+        """Ack in ``inner``; the values kept near for the entries it settles are dropped
+        (each gets a new marker or a tombstone)."""
+        try:
+            return self.inner.ack(ids, restores)
+        finally:
+            self.store.changed([r.key for r in restores])
 
     def bury(self, ids: Sequence[str], error: str) -> int:
         """See ``inner``."""

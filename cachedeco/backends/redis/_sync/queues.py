@@ -2,7 +2,7 @@
 """Write-behind queues in Redis streams, sync flavour: durable, at least once.
 
 Each ``@write_behind`` function has one stream read through one consumer group; every
-operation is one Lua script (``scripts.WB_*``), so one round trip::
+operation is one Lua script (``queue_scripts.WB_*``), so one round trip::
 
     prefix:~wb:{<module.qualname>}        records: r=<payload> k=<entry key> m=<entry marker>
     prefix:~wb:{<module.qualname>}:dead   dead letters: r k m + e=<error> o=<old id> t=<ms>
@@ -34,7 +34,7 @@ from cachedeco.backends.contracts.queues import (
     Restore,
     Taken,
 )
-from cachedeco.backends.redis import scripts
+from cachedeco.backends.redis import queue_scripts as scripts
 from cachedeco.backends.redis.commands import (
     SlotCall,
     ack_args,
