@@ -29,6 +29,7 @@ from cachedeco.backends.base import UNREACHABLE, AsyncBackend, Backend
 from cachedeco.backends.contracts.queues import AsyncQueue, NotStored, Push, Queue
 from cachedeco.core.entry import Release, Write, new_tag_token, new_tombstone
 from cachedeco.core.keyspace import QueueNames
+from cachedeco.runtime.spool import Spool
 
 __all__ = ["DROP", "EVERY", "KINDS", "RECORD", "RELEASE", "TAGS", "Change", "Outage", "aapply",
            "apply", "decode_change", "encode_change", "merge_drops", "merge_tags", "next_run"]
@@ -87,6 +88,9 @@ class Change:
     family: str = ""
     family_px: int = 0
     row: int | None = None  # its row in the spool, if any
+    #: The spool holding ``row``: configure() may name another meanwhile, whose row ids are
+    #: other changes'.
+    spooled: Spool | None = None
     uid: str = field(default_factory=lambda: os.urandom(8).hex())
 
     @property
@@ -131,13 +135,15 @@ def encode_change(change: Change) -> bytes:
     return orjson.dumps(body)
 
 
-def decode_change(raw: bytes, row: int) -> Change:
-    """A change back from its spool row (ValueError, KeyError or TypeError if malformed)."""
+def decode_change(raw: bytes, row: int, spool: Spool | None = None) -> Change:
+    """A change back from its row in ``spool`` (ValueError, KeyError or TypeError if
+    malformed)."""
     body = orjson.loads(raw)
     kind = body["k"]
     if kind not in KINDS:
         raise ValueError(f"unknown change kind {kind!r}")
-    change = Change(body["b"], kind, body["t"], int(body["px"]), row=row, uid=body["u"])
+    change = Change(body["b"], kind, body["t"], int(body["px"]), row=row, uid=body["u"],
+                    spooled=spool)
     if "f" in body:
         change.family, change.family_px = str(body["f"][0]), int(body["f"][1])
     if kind == RECORD:

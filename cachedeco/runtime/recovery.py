@@ -45,7 +45,7 @@ from cachedeco.runtime.held import Held
 from cachedeco.runtime.process import redo_after_fork
 from cachedeco.runtime.recent import RecentChanges
 from cachedeco.runtime.spool import Spool
-from cachedeco.runtime.spooling import keep_in_spool, replace_in_spool
+from cachedeco.runtime.spooling import forget, keep_in_spool, replace_in_spool
 
 __all__ = ["RETRY", "Host", "Recovery"]
 
@@ -301,8 +301,7 @@ class Recovery:
             if change.kind != RECORD:
                 self.recent.note(name, change.kind, (change.target,), change.px,
                                  change.release)
-        if self.spool is not None:
-            self.spool.done(c.row for c in run if c.row is not None)
+        forget(run, self.spool)
         host.breaker(name).success()
         for function in {c.function for c in run if c.kind == RECORD}:
             host.wake(function)
@@ -347,7 +346,7 @@ class Recovery:
         with self._lock:
             for row, body in rows:
                 try:
-                    change = decode_change(body, row)
+                    change = decode_change(body, row, spool)
                 except (ValueError, KeyError, TypeError) as exc:
                     logger.error("cachedeco: a change in the spool %s cannot be read (%s); "
                                  "dropped", spool.path, exc)

@@ -136,7 +136,9 @@ class Registry(Invalidation):
         self.keyring: Keyring | None = checked.keyring
         self.lock_timeout, self.tag_ttl = checked.lock_timeout, checked.tag_ttl
         self.ledger.prefix, self.reporter.interval = prefix, checked.stats_interval
-        self.recovery.spool = spooled
+        replaced, self.recovery.spool = self.recovery.spool, spooled
+        if replaced is not None:  # reopened if a change kept there lands (then closed again)
+            replaced.close()
         for name, slot in slots.items():
             slot.on_switch(functools.partial(self.recovery.replay, name))
         old, self._slots = self._slots, slots

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Iterable
 
 from cachedeco.errors import BackendError
 from cachedeco.runtime.changes import RECORD, Change, encode_change
 from cachedeco.runtime.guard import LogLimit
 from cachedeco.runtime.spool import Spool
 
-__all__ = ["keep_in_spool", "replace_in_spool"]
+__all__ = ["forget", "keep_in_spool", "replace_in_spool"]
 
 logger = logging.getLogger("cachedeco")
 
@@ -22,6 +23,7 @@ def keep_in_spool(spool: Spool, prefix: str, change: Change, log: LogLimit) -> N
     try:
         change.row = spool.add(prefix, change.backend, change.ident, encode_change(change),
                                replace=change.kind != RECORD)
+        change.spooled = spool
     except sqlite3.Error as exc:
         if change.kind == RECORD:
             raise BackendError(f"the spool {str(spool.path)!r} cannot keep a write-behind "
@@ -40,4 +42,17 @@ def replace_in_spool(spool: Spool, prefix: str, made: list[Change], gone: list[C
     applied twice, harmless)."""
     for change in made:
         keep_in_spool(spool, prefix, change, log)
-    spool.done(c.row for c in gone if c.row is not None)
+    forget(gone, spool)
+
+
+def forget(changes: Iterable[Change], current: Spool | None) -> None:
+    """Delete the rows of changes that landed or were replaced, each from the spool that
+    holds it; one that ``configure()`` replaced (not ``current``) is closed again after."""
+    rows: dict[Spool, list[int]] = {}
+    for change in changes:
+        if change.row is not None and change.spooled is not None:
+            rows.setdefault(change.spooled, []).append(change.row)
+    for spool, ids in rows.items():
+        spool.done(ids)
+        if spool is not current:
+            spool.close()

@@ -7,8 +7,10 @@ a ConfigurationError when the registry is configured."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -263,6 +265,35 @@ def _open_files(path: Path) -> list[str]:
     fds = Path("/proc/self/fd")
     return [target for fd in fds.iterdir()
             if (target := os.path.realpath(fd)).startswith(str(path))]
+
+
+def _rows(path: Path) -> int:
+    """The changes a spool file holds."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return int(db.execute("SELECT COUNT(*) FROM changes").fetchone()[0])
+
+
+def test_configure_to_another_spool_during_an_outage_forgets_each_change_in_its_own(
+        make_registry: Callable[..., Registry], fresh_redis: Server, tmp_path: Path,
+        prefix: str) -> None:
+    """Changes kept in one spool land after configure() named another: their rows go from
+    the first spool, and the second one's rows with the same ids (another change, still
+    waiting) stay."""
+    first, second = tmp_path / "first.db", tmp_path / "second.db"
+    nowhere = {"other": "redis://127.0.0.1:1/0"}  # nothing listens: its changes never land
+    reg = make_registry(fresh_redis.url, backends=nowhere, spool=first, **FAST)
+    fresh_redis.kill()
+    for tag in ("t1", "t2", "t3"):
+        reg.invalidate_tags(tag)
+    assert _rows(first) == 3
+    reg.configure(fresh_redis.url, prefix=prefix, backends=nowhere, spool=second, **FAST)
+    reg.invalidate_tags("x", backend="other")
+    assert _rows(second) == 1
+    fresh_redis.restart()
+    poll(lambda: reg.stats().recoveries_done >= 3, timeout=5.0)
+    assert _rows(first) == 0  # landed: forgotten where they were kept
+    assert _rows(second) == 1  # its row (id 1, as one of the first's) still waits
+    assert reg.stats().recoveries_pending == 1
 
 
 def test_a_closed_registry_closes_its_spool(tmp_path: Path, redis_url: str,
