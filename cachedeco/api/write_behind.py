@@ -53,10 +53,12 @@ def write_behind(target: Any = None, *, flush: Callable[[list[Any]], Any],
     Redis: a crash loses nothing a call returned, and this process, a restarted one or
     another one delivers what was queued and not acknowledged (at least once). On
     `memory://` the queue is in the process and `close()` drains it. An entry still waiting
-    in the queue does not expire before it is flushed. When the backend is down, a call
-    raises `BackendError`, unless the registry has a `spool=`: the record is kept there and
-    queued once the backend is back, and the call returns. While caching is switched off
-    each record goes to `flush` at once, in the call.
+    in the queue does not expire before it is flushed; after the flush it gets its `ttl`, or,
+    if an invalidation or a refresh replaced it meanwhile (readers then load the database's
+    older row), a tombstone, so nothing loaded before the flush outlives it. When the
+    backend is down, a call raises `BackendError`, unless the registry has a `spool=`: the
+    record is kept there and queued once the backend is back, and the call returns. While
+    caching is switched off each record goes to `flush` at once, in the call.
 
     Args:
         target: A `@cached` function whose entry the record becomes (for the arguments the

@@ -87,7 +87,8 @@ class Message:
 class Restore:
     """After a flush, settle the entry at ``key``: while it holds ``marker`` (the flushed
     record's; "" for a record whose value is not cached) it gets the soft expiry ``soft`` and
-    the TTL ``px`` under the marker ``fresh``; while it is held by another record, one not in
+    the TTL ``px`` under the marker ``fresh`` (or, its tags invalidated meanwhile, the
+    tombstone: a miss either way); while it is held by another record, one not in
     ``older`` (the key's records this flush superseded), it is left alone (that record is
     newer); else it is replaced by the tombstone ``tomb`` for ``px``: a fill, a refresh or an
     invalidation replaced the held entry meanwhile, and what it left predates the flush."""
