@@ -21,7 +21,9 @@ entry). The markers of the key's older records in the batch, the superseded ones
 are sent along: where a call stores its entry and queues its record atomically (one server,
 memory) no entry holds one of them, but on Redis Cluster two concurrent calls with one key
 can store their entries in the other order than they queued their records, and without it
-that older entry would stay held (30 days) and be served in place of what was flushed.
+that older entry would stay held (30 days) and be served in place of what was flushed. (An
+entry whose store lands only after the ack is not settled at all: the two-step windows of
+``docs/internals/write-behind.md``.)
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Final
 
-from cachedeco.backends.contracts.queues import Message, Restore, order
+from cachedeco.backends.contracts.queues import Message, NotSettled, Restore, order
 from cachedeco.core.entry import new_marker, new_tombstone
 from cachedeco.core.stats import Stats
 from cachedeco.errors import SerializationError
@@ -144,6 +146,9 @@ class Job:
     #: An exception as logged and stored with a dead letter: :func:`describe`, or
     #: :func:`withhold` for a sensitive function (a flush error may quote its records).
     describe: Callable[[BaseException], str]
+    #: Entries an ack could not settle, and why: their drops go to auto-recovery (what they
+    #: hold may be the database's row from before the flush).
+    unsettled: Callable[[tuple[str, ...], BaseException | None], None]
 
 
 @dataclass(slots=True)
@@ -208,7 +213,11 @@ def deliver(job: Job, messages: list[Message]) -> Flow:
     flushed, superseded = yield from attempt(job, keep, superseded)
     done = _ids(flushed) + _ids(superseded)
     if done:
-        job.stats.write_behind_pending = yield Ack(done, settle(job, flushed, superseded))
+        try:
+            job.stats.write_behind_pending = yield Ack(done, settle(job, flushed, superseded))
+        except NotSettled as exc:  # acknowledged; those entries are dropped once they can be
+            job.stats.write_behind_pending = exc.length
+            job.unsettled(exc.keys, exc.__cause__)
     job.stats.write_behind_flushed += len(flushed)
 
 

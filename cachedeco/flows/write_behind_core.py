@@ -131,7 +131,8 @@ class WriteBehindCore:
         return Job(self.settings, self.counters, durable,
                    _identity if bound.codec is None else bound.codec.loads,
                    lambda now, value: policy.expiry(now, 0.0, policy.ttl_for(value)),
-                   policy.hard_ms, stop, withhold if bound.sensitive else describe)
+                   policy.hard_ms, stop, withhold if bound.sensitive else describe,
+                   bound.keep_drops)
 
     # -- the call ---------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import pytest
 
 import cachedeco
 from cachedeco import ConfigurationError, Registry
-from cachedeco.backends.contracts.queues import Message
+from cachedeco.backends.contracts.queues import Message, NotSettled
 from cachedeco.core.stats import Stats
 from cachedeco.flows.delivery import Ack, Bury, Flush, Job, Settings, deliver, describe
 from tests.support.events import Events
@@ -142,13 +142,16 @@ def test_configure_refuses_to_strand_records_waiting_in_memory(
 # --- the flow itself (no queue) -------------------------------------------------------------------
 
 
-def _ack_of(*, fail: bool) -> Ack:
-    """Drive one batch of the pure flow: records k=A, k=B (newer), j=C; return its Ack."""
+def _ack_of(*, fail: bool, answer: int | BaseException = 0,
+            unsettled: list[Any] | None = None) -> tuple[Ack, Job]:
+    """Drive one batch of the pure flow: records k=A, k=B (newer), j=C; return its Ack (to
+    which the queue answers ``answer``: a length, or an exception) and the job."""
     settings = Settings(name="f", batch_size=10, flush_interval=1.0, coalesce=True,
                         max_retries=0, claim_after=30.0, retry_delay=0.01)
+    noted = [] if unsettled is None else unsettled
     job = Job(settings, Stats(), durable=False, decode=lambda r, key: r,
               expiry=lambda now, value: (now + 60, 60_000), tomb_px=70_000, stop=lambda: False,
-              describe=describe)
+              describe=describe, unsettled=lambda keys, exc: noted.append((keys, exc)))
     messages = [Message("1-0", {"v": 1}, "k", "cd1:" + "a" * 16),
                 Message("2-0", {"v": 2}, "k", "cd1:" + "b" * 16),
                 Message("3-0", {"v": 3}, "j", "cd1:" + "c" * 16)]
@@ -163,15 +166,15 @@ def _ack_of(*, fail: bool) -> Ack:
         op = flow.send(None)
     assert isinstance(op, Ack)
     with pytest.raises(StopIteration):
-        flow.send(0)
-    return op
+        flow.throw(answer) if isinstance(answer, BaseException) else flow.send(answer)
+    return op, job
 
 
 def test_the_ack_settles_each_flushed_key_once_naming_the_records_it_superseded() -> None:
     """One settling per key: its newest record's marker, and the older records' markers (on
     Redis Cluster an older call's entry may land after a newer call's: it must give way, not
     stay held nor be served), each with a fresh marker and a tombstone of its own."""
-    ack = _ack_of(fail=False)
+    ack, _ = _ack_of(fail=False)
     assert set(ack.ids) == {"1-0", "2-0", "3-0"}
     assert sorted((r.key, r.marker[4], tuple(m[4] for m in r.older)) for r in ack.restores) == [
         ("j", "c", ()), ("k", "b", ("a",))]
@@ -180,7 +183,19 @@ def test_the_ack_settles_each_flushed_key_once_naming_the_records_it_superseded(
     assert all(r.fresh.startswith("cd1:") and r.tomb.startswith("cdT:") for r in ack.restores)
 
 
+def test_entries_an_ack_could_not_settle_are_handed_to_auto_recovery() -> None:
+    """The queue acknowledged the records but could not settle their entries (a cluster node
+    down): the flow goes on, counting the queue's length, and hands the keys over."""
+    cause = ConnectionError("entry node down")
+    refused = NotSettled(4, ("k", "j"))
+    refused.__cause__ = cause
+    noted: list[Any] = []
+    _, job = _ack_of(fail=False, answer=refused, unsettled=noted)
+    assert noted == [(("k", "j"), cause)]
+    assert job.stats.write_behind_pending == 4 and job.stats.write_behind_flushed == 2
+
+
 def test_a_buried_batch_restores_nothing() -> None:
-    ack = _ack_of(fail=True)
+    ack, _ = _ack_of(fail=True)
     assert ack.ids == ("1-0",)  # the superseded record is acked; its key was not delivered
     assert ack.restores == ()

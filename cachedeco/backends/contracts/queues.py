@@ -21,6 +21,7 @@ __all__ = [
     "DeadLetter",
     "Message",
     "NotReplicated",
+    "NotSettled",
     "NotStored",
     "Push",
     "Queue",
@@ -58,6 +59,19 @@ class NotStored(Exception):
     def __init__(self, length: int) -> None:
         super().__init__("the write-behind record was queued but its entry was not stored")
         self.length = length
+
+
+class NotSettled(Exception):
+    """The records were acknowledged but some flushed entries could not be settled (Redis
+    Cluster: a node holding them did not answer): ``keys`` are to be dropped later.
+
+    ``length`` is the queue's length after the ack; the backend's error is the cause.
+    """
+
+    def __init__(self, length: int, keys: tuple[str, ...]) -> None:
+        super().__init__(f"{len(keys)} flushed write-behind entries could not be settled")
+        self.length = length
+        self.keys = keys
 
 
 class NotReplicated(Exception):

@@ -227,9 +227,10 @@ def restore_args(r: Restore) -> list[Any]:
 
 
 def restore_failed(exc: BaseException) -> None:
-    """A cluster ack could not restore some entries: they stay held; the ack goes on."""
-    logger.warning("cachedeco: flushed write-behind entries could not be given their normal "
-                   "expiry (%s: %s); they stay held until overwritten", type(exc).__name__, exc)
+    """A cluster ack could not settle some entries: the ack goes on, their drops are kept."""
+    logger.warning("cachedeco: flushed write-behind entries could not be settled (%s: %s); "
+                   "the records are acknowledged and the entries dropped once their nodes "
+                   "answer", type(exc).__name__, exc)
 
 
 def parse_dead(entries: Sequence[Any]) -> list[DeadLetter]:

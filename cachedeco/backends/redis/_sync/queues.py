@@ -28,6 +28,7 @@ from cachedeco.backends.base import BACKEND_ERRORS, Backend
 from cachedeco.backends.contracts.queues import (
     DeadLetter,
     NotReplicated,
+    NotSettled,
     NotStored,
     Push,
     QueueNames,
@@ -188,11 +189,15 @@ class ClusterQueue(RedisQueue):
                 self.push(item)
 
     def ack(self, ids: Sequence[str], restores: Sequence[Restore]) -> int:
-        """WB_RESTORE per entry slot (one pipeline), then WB_ACK on the stream."""
+        """WB_RESTORE per entry slot (one pipeline), then WB_ACK on the stream; when the
+        entries could not all be settled, the records are acknowledged all the same (a node
+        down must not have a batch delivered for ever) and NotSettled names the entries."""
         try:
             self._restore_all(restore_calls(restores))
         except BACKEND_ERRORS as exc:
             restore_failed(exc)
+            length = super().ack(ids, ())
+            raise NotSettled(length, tuple(r.key for r in restores)) from exc
         return super().ack(ids, ())
 
     def _restore_all(self, calls: list[SlotCall]) -> None:
