@@ -31,7 +31,9 @@ from cachedeco.core.keys.builder import KeyBuilder
 from cachedeco.core.keys.tags import TagsArg, TagSet
 from cachedeco.core.policy import check_jitter, check_optional_ttl, check_ttl, check_ttl_option
 from cachedeco.errors import ConfigurationError
+from cachedeco.flows._async import change as change_async
 from cachedeco.flows._async import read as read_async
+from cachedeco.flows._sync import change as change_sync
 from cachedeco.flows._sync import read as read_sync
 from cachedeco.flows.spec import SPEC_ATTR, CachedOptions, Spec
 from cachedeco.runtime.registry import Registry
@@ -164,19 +166,19 @@ def _sync_wrapper(spec: Spec) -> Callable[..., Any]:
         return read_sync.get_or_load(spec.bound(), func, args, kwargs, hit is not None)
 
     def invalidate(*args: Any, **kwargs: Any) -> bool:
-        return read_sync.invalidate(spec.bound(), args, kwargs)
+        return change_sync.invalidate(spec.bound(), args, kwargs)
 
     def refresh(*args: Any, **kwargs: Any) -> Any:
-        return read_sync.refresh(spec.bound(), func, args, kwargs)
+        return change_sync.refresh(spec.bound(), func, args, kwargs)
 
     def invalidate_all() -> None:
-        read_sync.invalidate_all(spec.bound())
+        change_sync.invalidate_all(spec.bound())
 
     def get(*args: Any, **kwargs: Any) -> Any:
-        return read_sync.cached_value(spec.bound(), args, kwargs)
+        return change_sync.cached_value(spec.bound(), args, kwargs)
 
     def set_(value: Any, /, *args: Any, **kwargs: Any) -> None:
-        read_sync.set_value(spec.bound(), args, kwargs, value)
+        change_sync.set_value(spec.bound(), args, kwargs, value)
 
     return _attach(wrapper, spec, invalidate=invalidate, refresh=refresh,
                    invalidate_all=invalidate_all, get=get, set=set_)
@@ -193,19 +195,19 @@ def _async_wrapper(spec: Spec) -> Callable[..., Any]:
         return await read_async.get_or_load(spec.bound(), func, args, kwargs, hit is not None)
 
     async def invalidate(*args: Any, **kwargs: Any) -> bool:
-        return await read_async.invalidate(spec.bound(), args, kwargs)
+        return await change_async.invalidate(spec.bound(), args, kwargs)
 
     async def refresh(*args: Any, **kwargs: Any) -> Any:
-        return await read_async.refresh(spec.bound(), func, args, kwargs)
+        return await change_async.refresh(spec.bound(), func, args, kwargs)
 
     async def invalidate_all() -> None:
-        await read_async.invalidate_all(spec.bound())
+        await change_async.invalidate_all(spec.bound())
 
     async def get(*args: Any, **kwargs: Any) -> Any:
-        return await read_async.cached_value(spec.bound(), args, kwargs)
+        return await change_async.cached_value(spec.bound(), args, kwargs)
 
     async def set_(value: Any, /, *args: Any, **kwargs: Any) -> None:
-        await read_async.set_value(spec.bound(), args, kwargs, value)
+        await change_async.set_value(spec.bound(), args, kwargs, value)
 
     return _attach(wrapper, spec, invalidate=invalidate, refresh=refresh,
                    invalidate_all=invalidate_all, get=get, set=set_)

@@ -19,10 +19,10 @@ from cachedeco.core.keys.tags import TagSet
 from cachedeco.core.keys.templates import POSITIONAL, Binder, Template
 from cachedeco.core.policy import check_ttl_option
 from cachedeco.errors import ConfigurationError
+from cachedeco.flows._async import change as change_async
 from cachedeco.flows._async import many as many_async
-from cachedeco.flows._async import read as read_async
+from cachedeco.flows._sync import change as change_sync
 from cachedeco.flows._sync import many as many_sync
-from cachedeco.flows._sync import read as read_sync
 from cachedeco.flows.spec import CachedOptions, Spec
 from cachedeco.runtime.registry import Registry
 
@@ -142,10 +142,10 @@ def _sync_wrapper(spec: Spec, skip: int) -> Callable[..., Any]:
         return many_sync.get_many(spec.bound(), func, head, ids)
 
     def invalidate(id: Any, /) -> bool:
-        return read_sync.invalidate(spec.bound(), (id,), {})
+        return change_sync.invalidate(spec.bound(), (id,), {})
 
     def invalidate_all() -> None:
-        read_sync.invalidate_all(spec.bound())
+        change_sync.invalidate_all(spec.bound())
 
     return _attach(wrapper, spec, invalidate=invalidate, invalidate_all=invalidate_all)
 
@@ -159,10 +159,10 @@ def _async_wrapper(spec: Spec, skip: int) -> Callable[..., Any]:
         return await many_async.get_many(spec.bound(), func, head, ids)
 
     async def invalidate(id: Any, /) -> bool:
-        return await read_async.invalidate(spec.bound(), (id,), {})
+        return await change_async.invalidate(spec.bound(), (id,), {})
 
     async def invalidate_all() -> None:
-        await read_async.invalidate_all(spec.bound())
+        await change_async.invalidate_all(spec.bound())
 
     return _attach(wrapper, spec, invalidate=invalidate, invalidate_all=invalidate_all)
 

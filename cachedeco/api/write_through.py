@@ -14,8 +14,8 @@ from cachedeco.api.checks import check_flag, check_placement, unwrap_callable
 from cachedeco.api.typing import TtlArg
 from cachedeco.core.keys.tags import TagsArg
 from cachedeco.errors import BackendError
-from cachedeco.flows._async import read as read_async
-from cachedeco.flows._sync import read as read_sync
+from cachedeco.flows._async import change as change_async
+from cachedeco.flows._sync import change as change_sync
 from cachedeco.flows.link import Link
 from cachedeco.runtime.registry import Registry
 
@@ -86,10 +86,10 @@ def write_through(target: Any = None, *, key: str | None = None, ttl: TtlArg = N
                     try:
                         await link.spec.registry.ainvalidate_tags(*stale, backend=bound.slot.name)
                     except BackendError as exc:  # on_error="raise"; kept and retried
-                        await read_async.put(bound, where.key, where.tag_keys, result,
+                        await change_async.put(bound, where.key, where.tag_keys, result,
                                              where.aliases)
                         raise exc from exc.__cause__
-                await read_async.put(bound, where.key, where.tag_keys, result, where.aliases)
+                await change_async.put(bound, where.key, where.tag_keys, result, where.aliases)
                 return result
 
             wrapper: Callable[..., Any] = awrapper
@@ -107,9 +107,9 @@ def write_through(target: Any = None, *, key: str | None = None, ttl: TtlArg = N
                     try:
                         link.spec.registry.invalidate_tags(*stale, backend=bound.slot.name)
                     except BackendError as exc:  # on_error="raise"; kept and retried
-                        read_sync.put(bound, where.key, where.tag_keys, result, where.aliases)
+                        change_sync.put(bound, where.key, where.tag_keys, result, where.aliases)
                         raise exc from exc.__cause__
-                read_sync.put(bound, where.key, where.tag_keys, result, where.aliases)
+                change_sync.put(bound, where.key, where.tag_keys, result, where.aliases)
                 return result
 
             wrapper = swrapper

@@ -1,0 +1,147 @@
+"""The flows that change an entry or read it without loading, asyncio flavour: refresh,
+write-through's store, invalidation, ``f.get()`` and ``f.set()``; ``_sync/change.py`` is
+generated from it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from cachedeco.backends.base import BACKEND_ERRORS, UNREACHABLE
+from cachedeco.core.entry import NO_VALUE, new_tag_token, new_tombstone
+from cachedeco.errors import SerializationError
+from cachedeco.flows._async.read import compute
+from cachedeco.flows.bound import Bound, Call, is_current
+from cachedeco.runtime.changes import DROP, TAGS
+
+__all__ = ["cached_value", "invalidate", "invalidate_all", "put", "refresh", "set_value"]
+
+Args = tuple[Any, ...]
+Kwargs = dict[str, Any]
+
+
+async def refresh(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
+    """Recompute and store unconditionally; later callers never join an older load."""
+    if not b.enabled:
+        return await func(*args, **kwargs)
+    key = b.key(args, kwargs)
+    b.flights.forget(key)
+    return await compute(b, Call(func, args, kwargs, key, b.tags(args, kwargs)), None)
+
+
+async def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any,
+              aliases: tuple[str, ...] = ()) -> None:
+    """Store a written value as the entry (write-through); if that fails, the old one is
+    dropped, at once or by auto-recovery once the backend answers again (this process does
+    not serve it meanwhile). The entry's ``aliases`` (its keys before a key rotation) are
+    dropped either way."""
+    b.flights.forget(key)
+    if b.guard.breaker.open():  # the backend is skipped: straight to auto-recovery
+        b.keep_drops([key, *aliases], None)
+        b.encode(value, key)  # a value that cannot be serialized is an error all the same
+        b.guard.kept(None, key=key, function=b.name, action="write through")
+        return
+    try:
+        payload = b.encode(value, key)
+        if payload is NO_VALUE:
+            await b.slot.abackend().invalidate([key, *aliases], new_tombstone(),
+                                               b.policy.hard_ms)
+        else:
+            ttl = b.policy.ttl_for(value)
+            await b.slot.abackend().write(key, b.write(payload, 0.0, tag_keys, None, ttl))
+            if aliases:
+                await b.slot.abackend().invalidate(aliases, new_tombstone(), b.policy.hard_ms)
+        b.guard.breaker.success()
+        b.recovery.recent.note(b.slot.name, DROP, [key, *aliases], b.policy.hard_ms)
+    except SerializationError:
+        try:
+            await b.slot.abackend().invalidate([key, *aliases], new_tombstone(),
+                                               b.policy.hard_ms)
+        except BACKEND_ERRORS as fault:
+            b.keep_drops([key, *aliases], fault)
+        raise
+    except BACKEND_ERRORS as exc:
+        if not isinstance(exc, UNREACHABLE):  # it answers, but refused the store: drop now
+            try:
+                await b.slot.abackend().invalidate([key, *aliases], new_tombstone(),
+                                                   b.policy.hard_ms)
+                b.guard.absorb(exc, key=key, function=b.name, action="write through")
+                return
+            except BACKEND_ERRORS:
+                pass
+        # unreachable (a second command now would only wait again): auto-recovery drops it
+        b.keep_drops([key, *aliases], exc)
+        b.guard.kept(exc, key=key, function=b.name, action="write through")
+
+
+async def invalidate(b: Bound, args: Args, kwargs: Kwargs) -> bool:
+    """Drop one entry (a tombstone stops older loads from storing over it); when the
+    backend cannot be reached, auto-recovery drops it later and this returns False."""
+    if not b.enabled:
+        return False
+    key = b.key(args, kwargs)
+    keys = [key] if b.aliases is None else [key, *b.aliases(args, kwargs)]
+    b.flights.forget(key)
+    b.stats.invalidations += 1
+    if b.guard.breaker.open():  # the backend is skipped: straight to auto-recovery
+        b.keep_drops(keys, None)
+        b.guard.kept(None, key=key, function=b.name, action="invalidate")
+        return False
+    try:
+        removed = await b.slot.abackend().invalidate(keys, new_tombstone(), b.policy.hard_ms)
+        b.guard.breaker.success()
+        b.recovery.recent.note(b.slot.name, DROP, keys, b.policy.hard_ms)
+    except BACKEND_ERRORS as exc:
+        b.keep_drops(keys, exc)
+        b.guard.kept(exc, key=key, function=b.name, action="invalidate")
+        return False
+    return removed > 0
+
+
+async def invalidate_all(b: Bound) -> None:
+    """Drop every entry of the function: one new token for its implicit tag."""
+    if not b.enabled:
+        return
+    b.stats.invalidations += 1
+    if b.guard.breaker.open():
+        b.recovery.invalidate(b.slot.name, [b.fn_tag], b.tag_px, None)
+        b.guard.kept(None, function=b.name, action="invalidate all")
+        return
+    try:
+        await b.slot.abackend().invalidate_tags([b.fn_tag], new_tag_token(True), b.tag_px)
+        b.guard.breaker.success()
+        b.recovery.recent.note(b.slot.name, TAGS, [b.fn_tag], b.tag_px)
+    except BACKEND_ERRORS as exc:
+        b.recovery.invalidate(b.slot.name, [b.fn_tag], b.tag_px, exc)
+        b.guard.kept(exc, function=b.name, action="invalidate all")
+
+
+async def cached_value(b: Bound, args: Args, kwargs: Kwargs) -> Any:
+    """``f.get()``: the fresh, current value of an entry, or MISS; it never runs the
+    function and never stores (a backend fault is a MISS, or BackendError under "raise")."""
+    if not b.enabled:
+        return NO_VALUE
+    key = b.key(args, kwargs)
+    if b.near is not None and (kept := b.near.hit(key, b.tags(args, kwargs))) is not None:
+        return kept.value
+    tag_keys = b.tags(args, kwargs)
+    if not b.guard.allow(key, b.name) or (
+            b.recovery.pending and b.recovery.blocks(b.slot.name, key, tag_keys)):
+        return NO_VALUE
+    try:
+        entry, tokens = await b.slot.abackend().read(key, tag_keys)
+    except BACKEND_ERRORS as exc:
+        b.guard.absorb(exc, key=key, function=b.name, action="read")
+        return NO_VALUE
+    b.guard.breaker.success()
+    if entry is None or not is_current(entry, tokens) or time.time() >= entry.soft:
+        return NO_VALUE
+    return b.decode(entry, key)
+
+
+async def set_value(b: Bound, args: Args, kwargs: Kwargs, value: Any) -> None:
+    """``f.set()``: store ``value`` as the entry for these arguments, as a write-through
+    does (unconditionally: an older fill in flight never overwrites it)."""
+    if b.enabled:
+        await put(b, b.key(args, kwargs), b.tags(args, kwargs), value)
