@@ -73,7 +73,9 @@ class BoundCachedFunction(Protocol[P, R]):
         """Make every entry of this function a miss (its implicit tag), in one round trip."""
         ...
     def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Call the function now, store its result as the entry, and return it."""
+        """Call the function now, store its result as the entry, and return it. When the
+        entry or its tags changed during the call (a write, an invalidation, another
+        refresh), or the result is not to be cached, the entry is dropped instead."""
         ...
     def get(self, *args: P.args, **kwargs: P.kwargs) -> R | Miss:
         """The cached value, or `cachedeco.MISS` when there is none; never calls the

@@ -155,3 +155,22 @@ async def test_async_what_a_tag_invalidation_left_gives_way_at_the_flush(
     await reg.aflush()
     assert await r.get("a") == {"id": "a", "v": 2}
     assert await r.get("a") == {"id": "a", "v": 2} and r.loads == 2
+
+
+def test_a_refresh_that_spans_the_flush_leaves_no_older_row(setup: tuple[Registry, Reader]
+                                                            ) -> None:
+    """A refresh loads the database's row from before the flush and stores after the ack:
+    the entry changed meanwhile (settled under a new marker), so it is dropped instead."""
+    reg, r = setup
+    r.put("a", 2)
+    r.gate = threading.Event()
+    got: list[Any] = []
+    refresher = threading.Thread(target=lambda: got.append(r.get.refresh("a")))
+    refresher.start()
+    assert r.queried.wait(10)
+    reg.flush()
+    r.gate.set()
+    refresher.join(10)
+    assert got == [{"id": "a", "v": 1}]  # what it loaded
+    r.gate = None
+    assert r.get("a") == {"id": "a", "v": 2}

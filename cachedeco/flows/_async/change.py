@@ -11,8 +11,8 @@ from typing import Any
 from cachedeco.backends.base import BACKEND_ERRORS, UNREACHABLE
 from cachedeco.core.entry import NO_VALUE, new_tag_token, new_tombstone
 from cachedeco.errors import SerializationError
-from cachedeco.flows._async.read import compute
-from cachedeco.flows.bound import Bound, Call, is_current
+from cachedeco.flows._async.read import store, timed
+from cachedeco.flows.bound import Bound, Call, ReadState, is_current
 from cachedeco.runtime.changes import DROP, TAGS
 
 __all__ = ["cached_value", "invalidate", "invalidate_all", "put", "refresh", "set_value"]
@@ -22,12 +22,47 @@ Kwargs = dict[str, Any]
 
 
 async def refresh(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
-    """Recompute and store unconditionally; later callers never join an older load."""
+    """Recompute and store; later callers never join an older load. The store holds only
+    while nothing changed the entry or its tags during the load (a write, an invalidation,
+    another refresh, a write-behind flush: what it loaded may be older); otherwise, as for a
+    result not to cache, the entry is dropped, so the next call loads anew."""
     if not b.enabled:
         return await func(*args, **kwargs)
-    key = b.key(args, kwargs)
+    key, tag_keys = b.key(args, kwargs), b.tags(args, kwargs)
     b.flights.forget(key)
-    return await compute(b, Call(func, args, kwargs, key, b.tags(args, kwargs)), None)
+    call = Call(func, args, kwargs, key, tag_keys)
+    try:  # what the store is conditional on (the backend unreachable: nothing, as it fails)
+        entry, tokens = await b.slot.abackend().read(key, tag_keys)
+        state: ReadState | None = ("" if entry is None else entry.marker, tokens)
+    except BACKEND_ERRORS:
+        state = None
+    value, delta = await timed(b, func, args, kwargs)
+    payload = b.encode(value, key)
+    if payload is not NO_VALUE:
+        write = b.write(payload, delta, tag_keys, state, b.policy.ttl_for(value))
+        if await store(b, call, write, fill=False) or state is None:
+            return value
+    await drop(b, [key], "refresh")
+    return value
+
+
+async def drop(b: Bound, keys: list[str], action: str) -> int:
+    """Leave tombstones at ``keys``; when the backend cannot take them now, auto-recovery
+    does it later (and this process does not serve those entries meanwhile). Returns how
+    many values it removed."""
+    if b.guard.breaker.open():  # the backend is skipped: straight to auto-recovery
+        b.keep_drops(keys, None)
+        b.guard.kept(None, key=keys[0], function=b.name, action=action)
+        return 0
+    try:
+        removed = await b.slot.abackend().invalidate(keys, new_tombstone(), b.policy.hard_ms)
+    except BACKEND_ERRORS as exc:
+        b.keep_drops(keys, exc)
+        b.guard.kept(exc, key=keys[0], function=b.name, action=action)
+        return 0
+    b.guard.breaker.success()
+    b.recovery.recent.note(b.slot.name, DROP, keys, b.policy.hard_ms)
+    return removed
 
 
 async def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any,
@@ -84,19 +119,7 @@ async def invalidate(b: Bound, args: Args, kwargs: Kwargs) -> bool:
     keys = [key] if b.aliases is None else [key, *b.aliases(args, kwargs)]
     b.flights.forget(key)
     b.stats.invalidations += 1
-    if b.guard.breaker.open():  # the backend is skipped: straight to auto-recovery
-        b.keep_drops(keys, None)
-        b.guard.kept(None, key=key, function=b.name, action="invalidate")
-        return False
-    try:
-        removed = await b.slot.abackend().invalidate(keys, new_tombstone(), b.policy.hard_ms)
-        b.guard.breaker.success()
-        b.recovery.recent.note(b.slot.name, DROP, keys, b.policy.hard_ms)
-    except BACKEND_ERRORS as exc:
-        b.keep_drops(keys, exc)
-        b.guard.kept(exc, key=key, function=b.name, action="invalidate")
-        return False
-    return removed > 0
+    return await drop(b, keys, "invalidate") > 0
 
 
 async def invalidate_all(b: Bound) -> None:
