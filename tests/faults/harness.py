@@ -369,7 +369,7 @@ def check(row: Row, *, behind_may_fail: bool = True) -> None:
     assert row.wrong == 0, f"{row.fault}: {row.wrong} wrong values"
     assert row.stale_after == 0, (
         f"{row.fault}: {row.stale_after} stale reads after the recovery interval "
-        f"({row.stale} in all, {row.within_reach} more within reach)")
+        f"({row.stale} in all, {row.within_reach} more within reach): {row.samples}")
     if row.lost_promised_zero:
         assert row.lost == 0, f"{row.fault}: {row.lost} of {row.returned} records lost"
     assert row.recover_s is not None, f"{row.fault}: the cache never served again"

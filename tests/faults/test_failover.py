@@ -182,4 +182,5 @@ def test_cluster_scale_out(tmp_path: Path, fault_results: Results, spares: Spare
                        "write-behind with replicas=0 (nothing crashes)")
     fault_results.add(row)
     check(row, behind_may_fail=False)  # nothing is down: every call is answered
-    assert row.stale == 0, f"{row.fault}: {row.stale} stale reads (a move loses nothing)"
+    assert row.stale == 0, (
+        f"{row.fault}: {row.stale} stale reads (a move loses nothing): {row.samples}")

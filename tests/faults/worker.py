@@ -142,6 +142,9 @@ class Worker:
         if outcome == "stale":
             hit = self.near_hits() > near
             outcome = self.reach(pid, value["v"], before, start, near=hit)
+            if outcome == "stale":  # the first one, for the row (a failure says what it was)
+                self.samples.setdefault("read:stale", self.describe_stale(
+                    pid, value["v"], before, start, took=took, near=hit))
             if self.trace is not None:
                 self.log_stale(pid, value["v"], before, start, took=took, outcome=outcome,
                                near=hit)
@@ -163,6 +166,16 @@ class Worker:
         """``reach`` for a stale read within reach of the writes it missed, else ``stale``."""
         missing = missed(self.catalogue.acks(pid, got), got, before)
         return "reach" if within_reach(missing, start, self.index, near=near) else "stale"
+
+    def describe_stale(self, pid: int, got: int, before: int, start: float, *, took: float,
+                       near: bool) -> str:
+        """A stale read in a line: what it got, what it missed and how late, who served it."""
+        missing = missed(self.catalogue.acks(pid, got), got, before)
+        lags = ", ".join(f"v{a.v} by worker {a.writer} {(start - a.at) * 1000:.1f} ms before"
+                         for a in missing)
+        return (f"worker {self.index} read product {pid} at {start:.3f}: v{got}, not v{before} "
+                f"({'near hit' if near else 'loaded' if self.fns.loads else 'from Redis'}, "
+                f"{took * 1000:.1f} ms{self.primary()}); missed {lags or 'nothing recorded'}")
 
     def log_stale(self, pid: int, got: int, before: int, start: float, *, took: float,
                   outcome: str, near: bool) -> None:
