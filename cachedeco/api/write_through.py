@@ -33,7 +33,11 @@ def write_through(target: Any = None, *, key: str | None = None, ttl: TtlArg = N
     The function (the database write) runs first; if it raises, the cache is untouched. Then
     the `invalidate` tags are invalidated, and its result is stored as the entry named by
     `target` or `key` (after the invalidation, so that it carries the tags' new tokens and
-    is a hit), with a compare-and-set that a concurrent read's fill can never overwrite. If
+    is a hit), with a compare-and-set that a concurrent read's fill can never overwrite. The
+    store holds only while the entry is what it was before the write (read then: one round
+    trip); when another write-through of the key, a fill or an invalidation changed it
+    meanwhile, the entry is dropped instead, since which write the database committed last
+    is not known: the next read loads it. If
     the store or the invalidation cannot reach the backend after the write succeeded, the
     old entry is not left to be served: auto-recovery drops it (and invalidates the tags)
     once the backend answers again, and this process does not serve it meanwhile (counted;
@@ -76,20 +80,22 @@ def write_through(target: Any = None, *, key: str | None = None, ttl: TtlArg = N
 
             @functools.wraps(func)
             async def awrapper(*args: Any, **kwargs: Any) -> Any:
-                result = await func(*args, **kwargs)
                 bound = link.bound()
                 if not bound.enabled:  # caching is switched off: the write alone
-                    return result
+                    return await func(*args, **kwargs)
                 where = link.locate(bound, args, kwargs)
+                seen = await change_async.marker(bound, where.key)  # before the write
+                result = await func(*args, **kwargs)
                 stale = link.stale_tags(where.values)
                 if stale:  # first, so the entry stored next carries the tags' new tokens
                     try:
                         await link.spec.registry.ainvalidate_tags(*stale, backend=bound.slot.name)
                     except BackendError as exc:  # on_error="raise"; kept and retried
                         await change_async.put(bound, where.key, where.tag_keys, result,
-                                             where.aliases)
+                                               where.aliases, expect=seen)
                         raise exc from exc.__cause__
-                await change_async.put(bound, where.key, where.tag_keys, result, where.aliases)
+                await change_async.put(bound, where.key, where.tag_keys, result, where.aliases,
+                                       expect=seen)
                 return result
 
             wrapper: Callable[..., Any] = awrapper
@@ -97,19 +103,22 @@ def write_through(target: Any = None, *, key: str | None = None, ttl: TtlArg = N
 
             @functools.wraps(func)
             def swrapper(*args: Any, **kwargs: Any) -> Any:
-                result = func(*args, **kwargs)
                 bound = link.bound()
                 if not bound.enabled:  # caching is switched off: the write alone
-                    return result
+                    return func(*args, **kwargs)
                 where = link.locate(bound, args, kwargs)
+                seen = change_sync.marker(bound, where.key)  # before the write
+                result = func(*args, **kwargs)
                 stale = link.stale_tags(where.values)
                 if stale:  # first, so the entry stored next carries the tags' new tokens
                     try:
                         link.spec.registry.invalidate_tags(*stale, backend=bound.slot.name)
                     except BackendError as exc:  # on_error="raise"; kept and retried
-                        change_sync.put(bound, where.key, where.tag_keys, result, where.aliases)
+                        change_sync.put(bound, where.key, where.tag_keys, result, where.aliases,
+                                        expect=seen)
                         raise exc from exc.__cause__
-                change_sync.put(bound, where.key, where.tag_keys, result, where.aliases)
+                change_sync.put(bound, where.key, where.tag_keys, result, where.aliases,
+                                expect=seen)
                 return result
 
             wrapper = swrapper

@@ -4,6 +4,7 @@ generated from it."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +16,8 @@ from cachedeco.flows._async.read import store, timed
 from cachedeco.flows.bound import Bound, Call, ReadState, is_current
 from cachedeco.runtime.changes import DROP, TAGS
 
-__all__ = ["cached_value", "invalidate", "invalidate_all", "put", "refresh", "set_value"]
+__all__ = ["cached_value", "invalidate", "invalidate_all", "marker", "put", "refresh",
+           "set_value"]
 
 Args = tuple[Any, ...]
 Kwargs = dict[str, Any]
@@ -65,12 +67,28 @@ async def drop(b: Bound, keys: list[str], action: str) -> int:
     return removed
 
 
+async def marker(b: Bound, key: str) -> str | None:
+    """The marker of what ``key`` holds now ("" nothing), read before a write-through's write
+    so that its store is conditional on it; None when the backend cannot say (the store is
+    then unconditional, and fails likewise)."""
+    if b.guard.breaker.open():
+        return None
+    try:
+        entry, _ = await b.slot.abackend().read(key, ())
+    except BACKEND_ERRORS:
+        return None
+    return "" if entry is None else entry.marker
+
+
 async def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any,
-              aliases: tuple[str, ...] = ()) -> None:
+              aliases: tuple[str, ...] = (), *, expect: str | None = None) -> None:
     """Store a written value as the entry (write-through); if that fails, the old one is
     dropped, at once or by auto-recovery once the backend answers again (this process does
     not serve it meanwhile). The entry's ``aliases`` (its keys before a key rotation) are
-    dropped either way."""
+    dropped either way. With ``expect`` (the marker read before the write) the store holds
+    only while the entry is unchanged; else it is dropped: another writer (or a fill, an
+    invalidation) changed it meanwhile, and which write the database committed last is not
+    known here."""
     b.flights.forget(key)
     if b.guard.breaker.open():  # the backend is skipped: straight to auto-recovery
         b.keep_drops([key, *aliases], None)
@@ -83,10 +101,13 @@ async def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any,
             await b.slot.abackend().invalidate([key, *aliases], new_tombstone(),
                                                b.policy.hard_ms)
         else:
-            ttl = b.policy.ttl_for(value)
-            await b.slot.abackend().write(key, b.write(payload, 0.0, tag_keys, None, ttl))
-            if aliases:
-                await b.slot.abackend().invalidate(aliases, new_tombstone(), b.policy.hard_ms)
+            write = b.write(payload, 0.0, tag_keys, None, b.policy.ttl_for(value))
+            if expect is not None:
+                write = dataclasses.replace(write, expect=expect)
+            stored = await b.slot.abackend().write(key, write)
+            if aliases or not stored:
+                await b.slot.abackend().invalidate(aliases if stored else [key, *aliases],
+                                                   new_tombstone(), b.policy.hard_ms)
         b.guard.breaker.success()
         b.recovery.recent.note(b.slot.name, DROP, [key, *aliases], b.policy.hard_ms)
     except SerializationError:
