@@ -167,6 +167,8 @@ class Recovery:
                 self._outages[change.backend] = Outage(said=hushed is not None)
         if hushed is not None:
             Outage.began(change.backend, exc, hushed)
+        if old is not None and old.spooled not in (None, change.spooled):  # another spool's
+            forget([old], self.spool)
         if merge is not None:
             if self.spool is not None:
                 replace_in_spool(self.spool, host.prefix, merge.made, merge.gone,

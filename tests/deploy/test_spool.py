@@ -296,6 +296,22 @@ def test_configure_to_another_spool_during_an_outage_forgets_each_change_in_its_
     assert reg.stats().recoveries_pending == 1
 
 
+def test_a_change_replaced_after_configure_named_another_spool_leaves_neither_row_behind(
+        make_registry: Callable[..., Registry], fresh_redis: Server, tmp_path: Path,
+        prefix: str) -> None:
+    """One tag invalidated during an outage, before and after configure() named another
+    spool: the second replaces the first (one pending change), in the files too."""
+    first, second = tmp_path / "first.db", tmp_path / "second.db"
+    reg = make_registry(fresh_redis.url, spool=first, **FAST)
+    fresh_redis.kill()
+    reg.invalidate_tags("t")
+    assert _rows(first) == 1
+    reg.configure(fresh_redis.url, prefix=prefix, spool=second, **FAST)
+    reg.invalidate_tags("t")
+    assert reg.stats().recoveries_pending == 1
+    assert (_rows(first), _rows(second)) == (0, 1)  # the next process on first has none
+
+
 def test_a_closed_registry_closes_its_spool(tmp_path: Path, redis_url: str,
                                             prefix: str) -> None:
     path = tmp_path / "spool.db"
