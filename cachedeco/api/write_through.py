@@ -84,7 +84,7 @@ def write_through(target: Any = None, *, key: str | None = None, ttl: TtlArg = N
                 if not bound.enabled:  # caching is switched off: the write alone
                     return await func(*args, **kwargs)
                 where = link.locate(bound, args, kwargs)
-                seen = await change_async.marker(bound, where.key)  # before the write
+                seen = await change_async.read_marker(bound, where.key)  # before the write
                 result = await func(*args, **kwargs)
                 stale = link.stale_tags(where.values)
                 if stale:  # first, so the entry stored next carries the tags' new tokens
@@ -92,10 +92,10 @@ def write_through(target: Any = None, *, key: str | None = None, ttl: TtlArg = N
                         await link.spec.registry.ainvalidate_tags(*stale, backend=bound.slot.name)
                     except BackendError as exc:  # on_error="raise"; kept and retried
                         await change_async.put(bound, where.key, where.tag_keys, result,
-                                               where.aliases, expect=seen)
+                                               where.aliases, seen=seen)
                         raise exc from exc.__cause__
                 await change_async.put(bound, where.key, where.tag_keys, result, where.aliases,
-                                       expect=seen)
+                                       seen=seen)
                 return result
 
             wrapper: Callable[..., Any] = awrapper
@@ -107,7 +107,7 @@ def write_through(target: Any = None, *, key: str | None = None, ttl: TtlArg = N
                 if not bound.enabled:  # caching is switched off: the write alone
                     return func(*args, **kwargs)
                 where = link.locate(bound, args, kwargs)
-                seen = change_sync.marker(bound, where.key)  # before the write
+                seen = change_sync.read_marker(bound, where.key)  # before the write
                 result = func(*args, **kwargs)
                 stale = link.stale_tags(where.values)
                 if stale:  # first, so the entry stored next carries the tags' new tokens
@@ -115,10 +115,10 @@ def write_through(target: Any = None, *, key: str | None = None, ttl: TtlArg = N
                         link.spec.registry.invalidate_tags(*stale, backend=bound.slot.name)
                     except BackendError as exc:  # on_error="raise"; kept and retried
                         change_sync.put(bound, where.key, where.tag_keys, result, where.aliases,
-                                        expect=seen)
+                                        seen=seen)
                         raise exc from exc.__cause__
                 change_sync.put(bound, where.key, where.tag_keys, result, where.aliases,
-                                expect=seen)
+                                seen=seen)
                 return result
 
             wrapper = swrapper

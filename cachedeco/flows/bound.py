@@ -123,12 +123,13 @@ class Bound:
 
     def write(self, payload: Any, delta: float, tag_keys: tuple[str, ...],
               state: ReadState | None, ttl: float | None = None, *,
-              release: Release | None = None) -> Write:
+              release: Release | None = None, expect: str | None = None) -> Write:
         """The write for a payload that took ``delta`` seconds to load; conditional on
-        ``state`` (what the fill read) unless it is None; ``ttl``: a callable ttl's choice;
-        ``release``: the load's lease, for the store to release if it can."""
+        ``state`` (what the fill read) unless it is None, else on the marker ``expect`` alone
+        unless it is None; ``ttl``: a callable ttl's choice; ``release``: the load's lease,
+        for the store to release if it can."""
         soft, px = self.policy.expiry(time.time(), delta, ttl)
-        expect, expect_tags = (None, None) if state is None else state
+        expect, expect_tags = (expect, None) if state is None else state
         return Write(marker=new_marker(), value=payload, soft=soft, delta=delta, px=px,
                      tag_keys=tag_keys, expect=expect, expect_tags=expect_tags,
                      new_tag=new_tag_token(), tag_px=self.tag_px, release=release)

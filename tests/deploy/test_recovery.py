@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -64,8 +65,24 @@ def _catalogue(reg: Registry, db: dict[int, str]) -> tuple[Callable[..., str], .
     return get, put
 
 
+def _stores(reg: Registry, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The keys of the stores the registry's backend is sent from now on (it still sends
+    them)."""
+    backend = reg.slot("default").backend()
+    sent: list[str] = []
+    real = backend.write
+
+    def write(key: str, w: Any) -> bool:
+        sent.append(key)
+        return real(key, w)
+
+    monkeypatch.setattr(backend, "write", write)
+    return sent
+
+
 def test_a_write_through_during_a_freeze_is_not_served_stale_once_the_server_is_back(
-        make_registry: Callable[..., Registry], frozen: Server, prefix: str) -> None:
+        make_registry: Callable[..., Registry], frozen: Server, prefix: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     db = {1: "v1", 2: "w1"}
     reg = make_registry(frozen.url, **FAST)
     other = make_registry(frozen.url, **FAST)  # another process, in effect
@@ -73,7 +90,9 @@ def test_a_write_through_during_a_freeze_is_not_served_stale_once_the_server_is_
     oget, _ = _catalogue(other, db)
     assert (get(1), get(2)) == ("v1", "w1")
     frozen.pause()
+    stores = _stores(reg, monkeypatch)
     assert put(1, "v2") == "v2"  # the database write; the cache could not be reached
+    assert stores == []  # its read before the write timed out: one wait, not a second
     assert reg.stats().recoveries_pending >= 1
     assert get(1) == "v2"  # this process never serves the old entry meanwhile
     assert get.get(1) is MISS  # nor says it has one
@@ -203,14 +222,17 @@ def test_invalidate_tags_and_invalidate_during_an_outage_land_once_it_ends(
 
 
 def test_a_refresh_that_cannot_store_drops_the_old_entry_later(
-        make_registry: Callable[..., Registry], frozen: Server) -> None:
+        make_registry: Callable[..., Registry], frozen: Server,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     db = {1: "a"}
     reg = make_registry(frozen.url, **FAST)
     get, _ = _catalogue(reg, db)
     assert get(1) == "a"
     frozen.kill()
     db[1] = "b"
+    stores = _stores(reg, monkeypatch)
     assert get.refresh(1) == "b"  # computed; its store did not land
+    assert stores == []  # not sent: the read before the load found the server gone
     assert reg.stats().recoveries_pending == 1
     frozen.restart()
     poll(lambda: reg.stats().recoveries_pending == 0, timeout=3.0)

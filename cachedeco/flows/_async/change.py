@@ -4,7 +4,6 @@ generated from it."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +15,7 @@ from cachedeco.flows._async.read import store, timed
 from cachedeco.flows.bound import Bound, Call, ReadState, is_current
 from cachedeco.runtime.changes import DROP, TAGS
 
-__all__ = ["cached_value", "invalidate", "invalidate_all", "marker", "put", "refresh",
+__all__ = ["cached_value", "invalidate", "invalidate_all", "put", "read_marker", "refresh",
            "set_value"]
 
 Args = tuple[Any, ...]
@@ -32,17 +31,17 @@ async def refresh(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs
         return await func(*args, **kwargs)
     key, tag_keys = b.key(args, kwargs), b.tags(args, kwargs)
     b.flights.forget(key)
-    call = Call(func, args, kwargs, key, tag_keys)
-    try:  # what the store is conditional on (the backend unreachable: nothing, as it fails)
-        entry, tokens = await b.slot.abackend().read(key, tag_keys)
-        state: ReadState | None = ("" if entry is None else entry.marker, tokens)
-    except BACKEND_ERRORS:
-        state = None
+    seen = await read_marker(b, key, tag_keys)
     value, delta = await timed(b, func, args, kwargs)
     payload = b.encode(value, key)
+    if isinstance(seen, BaseException):  # a store now would only wait again
+        b.keep_drops([key], seen)
+        b.guard.kept(seen, key=key, function=b.name, action="refresh")
+        return value
     if payload is not NO_VALUE:
-        write = b.write(payload, delta, tag_keys, state, b.policy.ttl_for(value))
-        if await store(b, call, write, fill=False) or state is None:
+        write = b.write(payload, delta, tag_keys, seen, b.policy.ttl_for(value))
+        if await store(b, Call(func, args, kwargs, key, tag_keys), write, fill=False
+                       ) is not False:  # stored, or its drop kept for auto-recovery
             return value
     await drop(b, [key], "refresh")
     return value
@@ -67,33 +66,37 @@ async def drop(b: Bound, keys: list[str], action: str) -> int:
     return removed
 
 
-async def marker(b: Bound, key: str) -> str | None:
-    """The marker of what ``key`` holds now ("" nothing), read before a write-through's write
-    so that its store is conditional on it; None when the backend cannot say (the store is
-    then unconditional, and fails likewise)."""
+async def read_marker(b: Bound, key: str, tag_keys: tuple[str, ...] = ()
+                      ) -> ReadState | BaseException | None:
+    """What ``key`` and its ``tag_keys`` hold now, read before a write or a refresh's load so
+    that its store is conditional on it; None when the backend is skipped or refused the
+    read (the store then is unconditional), or the error of a backend out of reach (its
+    store goes straight to auto-recovery: a second command now would only wait again)."""
     if b.guard.breaker.open():
         return None
     try:
-        entry, _ = await b.slot.abackend().read(key, ())
-    except BACKEND_ERRORS:
-        return None
-    return "" if entry is None else entry.marker
+        entry, tokens = await b.slot.abackend().read(key, tag_keys)
+    except BACKEND_ERRORS as exc:
+        return exc if isinstance(exc, UNREACHABLE) else None
+    return "" if entry is None else entry.marker, tokens
 
 
 async def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any,
-              aliases: tuple[str, ...] = (), *, expect: str | None = None) -> None:
+              aliases: tuple[str, ...] = (), *,
+              seen: ReadState | BaseException | None = None) -> None:
     """Store a written value as the entry (write-through); if that fails, the old one is
     dropped, at once or by auto-recovery once the backend answers again (this process does
     not serve it meanwhile). The entry's ``aliases`` (its keys before a key rotation) are
-    dropped either way. With ``expect`` (the marker read before the write) the store holds
-    only while the entry is unchanged; else it is dropped: another writer (or a fill, an
-    invalidation) changed it meanwhile, and which write the database committed last is not
-    known here."""
+    dropped either way. With ``seen`` (:func:`read_marker` before the write) the store holds
+    only while the entry holds the marker read; else it is dropped: another writer (or a
+    fill, an invalidation) changed it meanwhile, and which write the database committed last
+    is not known here."""
     b.flights.forget(key)
-    if b.guard.breaker.open():  # the backend is skipped: straight to auto-recovery
-        b.keep_drops([key, *aliases], None)
+    fault = seen if isinstance(seen, BaseException) else None
+    if fault is not None or b.guard.breaker.open():  # straight to auto-recovery
+        b.keep_drops([key, *aliases], fault)
         b.encode(value, key)  # a value that cannot be serialized is an error all the same
-        b.guard.kept(None, key=key, function=b.name, action="write through")
+        b.guard.kept(fault, key=key, function=b.name, action="write through")
         return
     try:
         payload = b.encode(value, key)
@@ -101,9 +104,9 @@ async def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any,
             await b.slot.abackend().invalidate([key, *aliases], new_tombstone(),
                                                b.policy.hard_ms)
         else:
-            write = b.write(payload, 0.0, tag_keys, None, b.policy.ttl_for(value))
-            if expect is not None:
-                write = dataclasses.replace(write, expect=expect)
+            expect = seen[0] if isinstance(seen, tuple) else None  # its tags change: not them
+            write = b.write(payload, 0.0, tag_keys, None, b.policy.ttl_for(value),
+                            expect=expect)
             stored = await b.slot.abackend().write(key, write)
             if aliases or not stored:
                 await b.slot.abackend().invalidate(aliases if stored else [key, *aliases],

@@ -230,18 +230,20 @@ async def timed(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs
     return value, delta
 
 
-async def store(b: Bound, call: Call, write: Write, *, fill: bool = True) -> bool:
-    """Carry out a write; a failure is counted, logged or raised as the guard says."""
+async def store(b: Bound, call: Call, write: Write, *, fill: bool = True) -> bool | None:
+    """Carry out a write: True when it landed, False when its condition no longer held,
+    None when it failed (counted, logged or raised as the guard says; a refresh's old entry
+    then dropped by auto-recovery)."""
     try:
         stored = await b.slot.abackend().write(call.key, write)
     except BACKEND_ERRORS as exc:
         if fill:  # the entry it read is as good as it was
             b.guard.absorb(exc, key=call.key, function=b.name, action="store")
-            return False
+            return None
         # a refresh that did not land: the old entry must go
         b.keep_drops([call.key], exc)
         b.guard.kept(exc, key=call.key, function=b.name, action="store")
-        return False
+        return None
     if not fill and stored:  # a refresh: a failover right after it must not lose it
         b.recovery.recent.note(b.slot.name, DROP, [call.key], b.policy.hard_ms)
     return stored
