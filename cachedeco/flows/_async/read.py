@@ -185,11 +185,11 @@ async def load(b: Bound, call: Call, state: ReadState, since: int,
     return value
 
 
-async def compute(b: Bound, call: Call, state: ReadState | None,
-                  flight: Flight | None = None) -> Any:
-    """Call the function and store its result (conditionally on ``state`` unless None; not
-    at all when UNCACHED; noting what it stored on ``flight``); with ``lock=True`` a fill runs
-    under the entry's lease, so one process of all computes it."""
+async def compute(b: Bound, call: Call, state: ReadState, flight: Flight | None = None
+                  ) -> Any:
+    """Call the function and store its result (conditionally on ``state``; not at all when
+    UNCACHED; noting what it stored on ``flight``); with ``lock=True`` a fill runs under the
+    entry's lease, so one process of all computes it."""
 
     async def run() -> Any:
         value, delta = await timed(b, call.func, call.args, call.kwargs)
@@ -204,7 +204,7 @@ async def compute(b: Bound, call: Call, state: ReadState | None,
             await store(b, call, write)
         return value
 
-    if b.lock and state is not None and state is not UNCACHED:
+    if b.lock and state is not UNCACHED:
         return await leased(b, call, state, run)
     return await run()
 

@@ -186,11 +186,11 @@ def load(b: Bound, call: Call, state: ReadState, since: int,
     return value
 
 
-def compute(b: Bound, call: Call, state: ReadState | None,
-                  flight: Flight | None = None) -> Any:
-    """Call the function and store its result (conditionally on ``state`` unless None; not
-    at all when UNCACHED; noting what it stored on ``flight``); with ``lock=True`` a fill runs
-    under the entry's lease, so one process of all computes it."""
+def compute(b: Bound, call: Call, state: ReadState, flight: Flight | None = None
+                  ) -> Any:
+    """Call the function and store its result (conditionally on ``state``; not at all when
+    UNCACHED; noting what it stored on ``flight``); with ``lock=True`` a fill runs under the
+    entry's lease, so one process of all computes it."""
 
     def run() -> Any:
         value, delta = timed(b, call.func, call.args, call.kwargs)
@@ -205,7 +205,7 @@ def compute(b: Bound, call: Call, state: ReadState | None,
             store(b, call, write)
         return value
 
-    if b.lock and state is not None and state is not UNCACHED:
+    if b.lock and state is not UNCACHED:
         return leased(b, call, state, run)
     return run()
 
