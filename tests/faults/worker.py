@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import cachedeco
-from tests.faults.staleness import missed, within_reach
+from tests.faults.staleness import Ack, missed, within_reach
 from tests.faults.workload import Catalogue, build
 
 KINDS = ("read", "write", "invalidate", "behind")
@@ -141,12 +141,15 @@ class Worker:
         outcome = self.check(kind, pid, value, before)
         if outcome == "stale":
             hit = self.near_hits() > near
-            outcome = self.reach(pid, value["v"], before, start, near=hit)
-            if outcome == "stale":  # the first one, for the row (a failure says what it was)
+            got = value["v"]
+            missing = missed(self.catalogue.acks(pid, got), got, before)
+            if within_reach(missing, start, self.index, near=hit):
+                outcome = "reach"
+            else:  # the first one, for the row (a failure says what it was)
                 self.samples.setdefault("read:stale", self.describe_stale(
-                    pid, value["v"], before, start, took=took, near=hit))
+                    pid, got, before, start, missing, took=took, near=hit))
             if self.trace is not None:
-                self.log_stale(pid, value["v"], before, start, took=took, outcome=outcome,
+                self.log_stale(pid, got, before, start, missing, took=took, outcome=outcome,
                                near=hit)
         if kind == "behind" and outcome == "ok":
             os.write(self.returned, f"{value['id']}\n".encode())
@@ -162,26 +165,19 @@ class Worker:
         """Reads of this process served by its near cache so far."""
         return int(self.fns.get_product.stats().near_hits)  # type: ignore[attr-defined]
 
-    def reach(self, pid: int, got: int, before: int, start: float, *, near: bool) -> str:
-        """``reach`` for a stale read within reach of the writes it missed, else ``stale``."""
-        missing = missed(self.catalogue.acks(pid, got), got, before)
-        return "reach" if within_reach(missing, start, self.index, near=near) else "stale"
-
-    def describe_stale(self, pid: int, got: int, before: int, start: float, *, took: float,
-                       near: bool) -> str:
+    def describe_stale(self, pid: int, got: int, before: int, start: float,
+                       missing: list[Ack], *, took: float, near: bool) -> str:
         """A stale read in a line: what it got, what it missed and how late, who served it."""
-        missing = missed(self.catalogue.acks(pid, got), got, before)
         lags = ", ".join(f"v{a.v} by worker {a.writer} {(start - a.at) * 1000:.1f} ms before"
                          for a in missing)
         return (f"worker {self.index} read product {pid} at {start:.3f}: v{got}, not v{before} "
                 f"({'near hit' if near else 'loaded' if self.fns.loads else 'from Redis'}, "
                 f"{took * 1000:.1f} ms{self.primary()}); missed {lags or 'nothing recorded'}")
 
-    def log_stale(self, pid: int, got: int, before: int, start: float, *, took: float,
-                  outcome: str, near: bool) -> None:
+    def log_stale(self, pid: int, got: int, before: int, start: float, missing: list[Ack], *,
+                  took: float, outcome: str, near: bool) -> None:
         """One line of the trace: a stale read and the writes it missed."""
         assert self.trace is not None
-        missing = missed(self.catalogue.acks(pid, got), got, before)
         line = {"at": start, "pid": pid, "reader": self.index, "got": got, "before": before,
                 "outcome": outcome, "near": near, "loaded": bool(self.fns.loads),
                 "took_ms": round(took * 1000, 3),
