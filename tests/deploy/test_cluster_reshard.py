@@ -16,6 +16,7 @@ from collections.abc import Callable
 from redis.crc import key_slot
 
 from cachedeco import Registry
+from cachedeco.core.entry import new_tombstone
 from tests.support.polling import poll
 from tests.support.versioned import item_readers
 from tools.servers import RedisProcess, start_cluster
@@ -165,3 +166,59 @@ def test_a_near_cache_keeps_nothing_from_a_primary_it_does_not_hear(
         loop.run_until_complete(reg.aclose())  # before the cluster goes
         loop.close()
         other.close()
+
+
+def test_invalidations_sent_first_after_ask_reach_the_new_primary(
+        make_registry: Callable[..., Registry], prefix: str) -> None:
+    """The invalidations that fall back to a pipeline when the direct path meets ``ASK``
+    (several tag keys, several entries) follow it to a new primary this client has never been
+    sent to (redis-py's pipeline looked it up among the nodes it knew and failed with
+    ``AttributeError``, so the changes waited for auto-recovery while readers got the old
+    values)."""
+    with start_cluster(primaries=3) as cluster:
+        reg = make_registry(cluster.url, on_error="raise", **OPTIONS)
+        version = {"v": 0}
+
+        @reg.cached(ttl=60, key="item:{x}", tags=["item:{x}", "items"])
+        def f(x: int) -> int:
+            return version["v"]
+
+        @reg.cached(ttl=60, key="item:{x}", tags=["item:{x}", "items"])
+        async def af(x: int) -> int:
+            return version["v"]
+
+        loop = asyncio.new_event_loop()  # one loop: its client is closed at the end
+        run = loop.run_until_complete
+        slot = reg.slot("default")
+        moving = key_slot(f"{prefix}:item:0".encode())
+        xs = [x for x in range(300_000) if key_slot(f"{prefix}:item:{x}".encode()) == moving][:3]
+        on_slot = [f"{prefix}:item:{x}" for x in xs]
+        assert len(on_slot) == 3
+        async def forget() -> None:  # abackend(): this loop's
+            await slot.abackend().client.nodes_manager.initialize()
+
+        async def drop() -> int:
+            return await slot.abackend().invalidate(on_slot, new_tombstone(), 60_000)
+
+        assert [f(x) for x in xs] == [run(af(x)) for x in xs] == [0] * len(xs)
+        tags = key_slot(f"{prefix}:tags".encode())
+        for moved in (moving, tags):
+            fresh = cluster.add_primary()
+            cluster.begin_move(moved, fresh)
+            for flavour in ("sync", "async"):  # each first sent there by the invalidation
+                slot.backend().client.nodes_manager.initialize()  # forgets ASK targets
+                run(forget())
+                version["v"] += 1
+                if moved == tags and flavour == "sync":
+                    reg.invalidate_tags("item:1", "items")
+                elif moved == tags:
+                    run(reg.ainvalidate_tags("item:1", "items"))
+                elif flavour == "sync":
+                    assert slot.backend().invalidate(on_slot, new_tombstone(), 60_000) == 3
+                else:
+                    assert run(drop()) == 3
+                assert [f(x) for x in xs] == [run(af(x)) for x in xs] == [version["v"]] * 3
+            cluster.end_move(moved, fresh)
+        assert reg.stats().backend_errors == 0
+        run(reg.aclose())  # before the cluster goes
+        loop.close()

@@ -7,20 +7,24 @@ redis-py (8.2 included; its bug #4015) looks the ``ASK`` target up among the nod
 ``AttributeError: 'NoneType' object has no attribute ...``: every command on such a key
 failed until the slot's move ended, and a cache made a backend fault of each. The clients
 cachedeco makes add the target to their nodes instead, as redis-py does for a ``MOVED``
-target; their next topology refresh forgets it again until it serves slots. redis-py names
+target; their next topology refresh forgets it again until it serves slots. The sync
+client's pipelines do so too: a pipeline retries a redirected command through a
+``get_node`` of its own, which failed alike once a topology refresh had forgotten the target
+(an invalidation of several keys then waited for auto-recovery). redis-py names
 the target by host and port from 8.2 on, by its node name (``host:port``) before. A cluster
 client handed over ready keeps redis-py's behaviour.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import redis.cluster
 from redis.cluster import PRIMARY
 
-__all__ = ["AskingRedisCluster", "ask_target"]
+__all__ = ["AskingClusterPipeline", "AskingRedisCluster", "ask_target"]
 
 
 def ask_target(found: Any, host: str | None, port: int | str | None,
@@ -38,20 +42,44 @@ def ask_target(found: Any, host: str | None, port: int | str | None,
     return None
 
 
+def _adopt(manager: Any, host: str, port: int | str) -> Any:
+    """The node at ``host``:``port`` among ``manager``'s nodes, added as a primary if new."""
+    with manager._lock:  # as redis-py's own MOVED handling takes it
+        node = manager.get_node(host, port)
+        if node is None:
+            node = redis.cluster.ClusterNode(host, port, PRIMARY)  # type: ignore[no-untyped-call, unused-ignore]
+            manager.nodes_cache[node.name] = node
+        return node
+
+
 class AskingRedisCluster(redis.cluster.RedisCluster):
-    """redis-py's sync ``RedisCluster`` that follows ``ASK`` to a node serving no slot."""
+    """redis-py's sync ``RedisCluster`` that follows ``ASK`` to a node serving no slot, and
+    whose pipelines do too."""
 
     def get_node(self, host: str | None = None, port: int | str | None = None,
                  node_name: str | None = None) -> Any:
         """The node named so; an ``ASK`` target it does not know yet is added first."""
         found = super().get_node(host, port, node_name)  # type: ignore[no-untyped-call, unused-ignore]
-        return ask_target(found, host, port, self._adopt, node_name)
+        return ask_target(found, host, port, functools.partial(_adopt, self.nodes_manager),
+                          node_name)
 
-    def _adopt(self, host: str, port: int | str) -> Any:
-        manager: Any = self.nodes_manager
-        with manager._lock:  # as redis-py's own MOVED handling takes it
-            node = manager.get_node(host, port)
-            if node is None:
-                node = redis.cluster.ClusterNode(host, port, PRIMARY)  # type: ignore[no-untyped-call, unused-ignore]
-                manager.nodes_cache[node.name] = node
-            return node
+    def pipeline(self, transaction: Any | None = None,
+                 shard_hint: Any | None = None) -> redis.cluster.ClusterPipeline:
+        """redis-py's pipeline, following ``ASK`` as this client does: it retries a redirected
+        command through its own ``get_node`` (a pipeline is a client of its own), which
+        found no node serving no slot and failed with ``AttributeError``. Made by redis-py
+        (whose constructor's arguments change between versions), then given the class."""
+        pipe = super().pipeline(transaction, shard_hint)  # type: ignore[no-untyped-call, unused-ignore]
+        pipe.__class__ = AskingClusterPipeline
+        return cast(redis.cluster.ClusterPipeline, pipe)
+
+
+class AskingClusterPipeline(redis.cluster.ClusterPipeline):
+    """redis-py's sync ``ClusterPipeline`` that follows ``ASK`` to a node serving no slot."""
+
+    def get_node(self, host: str | None = None, port: int | str | None = None,
+                 node_name: str | None = None) -> Any:
+        """The node named so; an ``ASK`` target it does not know yet is added first."""
+        found = super().get_node(host, port, node_name)  # type: ignore[no-untyped-call, unused-ignore]
+        return ask_target(found, host, port, functools.partial(_adopt, self.nodes_manager),
+                          node_name)
