@@ -18,6 +18,7 @@ from cachedeco.core.stats import Stats
 from cachedeco.errors import ConfigurationError
 from cachedeco.flows.bound import Bound
 from cachedeco.flows.hot import Hit, memory_hit, near_hit
+from cachedeco.runtime.guard import warn
 from cachedeco.runtime.registry import Registry, default_registry
 from cachedeco.runtime.singleflight import Flights
 
@@ -135,6 +136,7 @@ class Spec:
             recovery=registry.recovery, enabled=registry.enabled,
             watch=registry.watchers.hook(registry.prefix, self.keys.name))
         registry.track(self, self.keys.name, self.stats_)
+        self._namesakes(registry)
         self._bound, self._revision, self._registry = bound, revision, registry
         store = slot.backend() if slot.stores_objects else None
         pure_keys = self.keys.pure
@@ -148,6 +150,22 @@ class Spec:
         if self.hit is not None and not registry.compiled(self, revision):
             self.drop_hit()
         return bound
+
+    def _namesakes(self, registry: Registry) -> None:
+        """Warn (at most every LOG_INTERVAL per name) when another live function of this
+        registry builds the same default keys: functions a factory makes share their name,
+        so they would read each other's entries."""
+        space = self.keys.by_name
+        if space is None:
+            return
+        for other in registry.ledger.namesakes(self, self.keys.name):
+            if (isinstance(other, Spec) and other.keys.by_name == space
+                    and other.func is not self.func):
+                warn(f"namesake:{registry.prefix}:{space}", "cachedeco: two live functions "
+                     "build their keys from one name, %s (a factory makes each of its "
+                     "functions under the same name): they read and write each other's "
+                     "entries; tell them apart with key= (a template) or version=", space)
+                return
 
     def drop_hit(self) -> None:
         """Stop using the compiled hit (the registry moved on): the next call binds again."""

@@ -49,6 +49,12 @@ class Ledger:
             self._fold()
             self._live[id(owner)] = (weakref.ref(owner), name, stats)
 
+    def namesakes(self, owner: object, name: str) -> list[object]:
+        """The other live owners tracked under ``name``."""
+        with self._lock:
+            found = [ref() for ref, named, _ in self._live.values() if named == name]
+        return [o for o in found if o is not None and o is not owner]
+
     def attach(self, name: str, read: Callable[[], Stats]) -> None:
         """Count what ``read()`` returns under ``name`` (a service lives as long as we do)."""
         with self._lock:

@@ -652,6 +652,39 @@ def test_a_lambda_or_a_partial_needs_a_key() -> None:
     assert (double(5), triple(5)) == (10, 15)
 
 
+def test_functions_a_factory_makes_are_warned_of_sharing_their_entries(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # make(2) and make(3) both return make.<locals>.times: the same default keys
+    reg = cachedeco.Registry("memory://", prefix="namesakes")
+
+    def make(factor: int, **options: Any) -> Callable[[int], int]:
+        @reg.cached(ttl=60, **options)
+        def times(x: int) -> int:
+            return x * factor
+
+        return times
+
+    twice, thrice = make(2), make(3)
+    with caplog.at_level("WARNING", logger="cachedeco"):
+        again = cachedeco.Registry("memory://", prefix="namesakes-again")
+        same = [again.cached(ttl=60)(twice.__wrapped__) for _ in range(2)]  # one function
+        assert [g(5) for g in same] == [10, 10]  # (decorated twice: the same results)
+        again.close()
+        assert not caplog.records
+        assert (twice(5), thrice(5)) == (10, 10)  # thrice read twice's entry: hence the warning
+    warned = [r.getMessage() for r in caplog.records if "one name" in r.getMessage()]
+    assert len(warned) == 1
+    assert "make.<locals>.times" in warned[0] and "key=" in warned[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="cachedeco"):
+        apart = [make(f, key=f"times{f}:{{x}}") for f in (4, 5)]  # told apart by key=
+        assert [g(5) for g in apart] == [20, 25]
+        versions = [make(f, version=f) for f in (6, 7)]  # or by version=
+        assert [g(5) for g in versions] == [30, 35]
+    assert not [r for r in caplog.records if "one name" in r.getMessage()]
+    reg.close()
+
+
 class Base:
     table = "base"
 

@@ -198,6 +198,14 @@ class KeyBuilder:
         return self._name
 
     @property
+    def by_name(self) -> str | None:
+        """What every default key starts with (``module.qualname[:vVERSION]``); None when
+        ``key=`` builds the keys."""
+        if self._template is None and self._key_func is None:
+            return self._name + self._suffix
+        return None
+
+    @property
     def namespace(self) -> str:
         """``name[:vVERSION]``: what every default key of this function has after ``prefix:``."""
         return self._name + self._suffix
