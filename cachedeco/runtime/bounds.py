@@ -49,8 +49,19 @@ def bound(queue: collections.OrderedDict[str, Change], held: Held, change: Chang
           prefix: str) -> Merge | None:
     """After ``change`` joined ``queue``: the drops that know their function become one
     invalidation of it when the queue is over :data:`MOST_PENDING`; the tag invalidations
-    (those just made too) become one ``EVERY`` when over :data:`MOST_TAGS` of them wait.
-    None when nothing merged."""
+    (those just made too) become one ``EVERY`` when over :data:`MOST_TAGS` of them wait;
+    ``held`` then holds the changes made and lets go of those they replace. None when
+    nothing merged."""
+    merge = _merge(queue, held, change, prefix)
+    for merged in merge.made if merge else ():
+        held.hold(merged)
+    for merged in merge.gone if merge else ():
+        held.let_go(merged)
+    return merge
+
+
+def _merge(queue: collections.OrderedDict[str, Change], held: Held, change: Change,
+           prefix: str) -> Merge | None:
     made: list[Change] = []
     gone: list[Change] = []
     if len(queue) > MOST_PENDING and change.family:

@@ -155,10 +155,6 @@ class Recovery:
             if old is not None:  # after: its key or tag stays held by the new one
                 self._held.let_go(old)
             merge = bound(queue, self._held, change, host.prefix)
-            for merged in merge.made if merge else ():
-                self._held.hold(merged)
-            for merged in merge.gone if merge else ():
-                self._held.let_go(merged)
             self._count()
             hushed, began = None, failed and change.backend not in self._outages
             if began:
@@ -344,7 +340,7 @@ class Recovery:
         self._adopted = True
         if not rows:
             return
-        taken = []
+        taken, merges = [], []
         with self._lock:
             for row, body in rows:
                 try:
@@ -362,9 +358,14 @@ class Recovery:
                 self._held.hold(change)
                 self._outages.setdefault(change.backend, Outage())
                 taken.append(change)
+                if (merge := bound(queue, self._held, change, host.prefix)) is not None:
+                    merges.append((change.backend, merge))  # many processes' leftovers
             self._count()
         logger.warning("cachedeco: took over %d change(s) left in the spool %s%s",
                        len(taken), spool.path, " at start" if first else "")
+        for backend, merge in merges:
+            replace_in_spool(spool, host.prefix, merge.made, merge.gone, self._spool_log)
+            merge.log(host.prefix, backend)
         self._wake.set()
 
     def deliver(self) -> None:

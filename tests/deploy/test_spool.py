@@ -23,6 +23,7 @@ import pytest
 import redis
 
 from cachedeco import BackendError, ConfigurationError, Registry
+from cachedeco.runtime import bounds
 from tests.support.calls import Calls
 from tests.support.events import Events
 from tests.support.polling import poll
@@ -234,6 +235,71 @@ def test_a_new_process_on_the_same_spool_delivers_what_killed_ones_kept(
     assert reg.stats().recoveries_done == 11
     with fresh_redis.process.client() as raw:
         assert raw.exists(reg.keyspace.tag("events"))
+
+
+DROPPER = textwrap.dedent("""
+    import sys, time
+    import cachedeco
+
+    url, prefix, spool = sys.argv[1:4]
+    reg = cachedeco.Registry(url, prefix=prefix, spool=spool, socket_timeout=0.3,
+                             socket_connect_timeout=0.3, stats_interval=0)
+
+    @reg.cached(ttl=300, key="item:{x}")
+    def get(x: int) -> str:
+        return "b"
+
+    for x in range(120):
+        get.invalidate(x)  # the server does not answer: 120 drops, each a row of the spool
+    print("queued", flush=True)
+    time.sleep(60)  # killed here
+""")
+
+
+def test_changes_taken_over_from_the_spool_are_bounded_as_the_calls_own(
+        make_registry: Callable[..., Registry], fresh_redis: Server, tmp_path: Path,
+        prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the leftovers of killed processes become a few changes per function, as one process's
+    # own do in a long outage, instead of one per key however many they are
+    monkeypatch.setattr(bounds, "MOST_PENDING", 50)
+    spool = tmp_path / "spool.db"
+    db = {x: "a" for x in range(120)}
+    reader = make_registry(fresh_redis.url, **FAST)  # another process's, no spool
+
+    def get(x: int) -> str:
+        return db[x]
+
+    get.__module__, get.__qualname__ = "__main__", "get"  # the writer's function
+    cached = reader.cached(ttl=300, key="item:{x}")(get)
+    assert [cached(x) for x in db] == ["a"] * 120
+
+    def rows() -> int:
+        with contextlib.closing(sqlite3.connect(spool)) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM changes").fetchone()[0])
+
+    fresh_redis.pause()
+    try:
+        db.update((x, "b") for x in db)
+        writer = subprocess.Popen([sys.executable, "-c", DROPPER, fresh_redis.url, prefix,
+                                   str(spool)], stdout=subprocess.PIPE, text=True)
+        try:
+            assert writer.stdout is not None
+            assert writer.stdout.readline() == "queued\n"
+        finally:
+            os.kill(writer.pid, signal.SIGKILL)
+            writer.wait(timeout=10)
+            assert writer.stdout is not None
+            writer.stdout.close()
+        assert rows() == 120
+        reg = make_registry(fresh_redis.url, spool=spool, **FAST)
+        reg.flush()  # taken over, and tried: the server still does not answer
+        assert 0 < reg.stats().recoveries_pending <= 51  # the drops became one invalidation
+        assert rows() == reg.stats().recoveries_pending
+    finally:
+        fresh_redis.resume()
+    reg.flush()  # delivered now: the server answers again
+    assert reg.stats().recoveries_pending == rows() == 0
+    assert [cached(x) for x in db] == ["b"] * 120  # every old entry is gone
 
 
 def test_without_a_spool_a_write_behind_call_raises_during_an_outage(
