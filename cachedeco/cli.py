@@ -54,7 +54,12 @@ REGISTRY_ARGUMENTS: Final = frozenset(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cachedeco", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="cachedeco", description="The operator's command line: what the cache holds, "
+        "invalidations and one entry's inspection. Every command takes --backend URL "
+        "(default: $CACHEDECO_BACKEND), --prefix P (default: $CACHEDECO_PREFIX or "
+        "cachedeco) and --option NAME=VALUE (a backend option; VALUE read as JSON when it "
+        "parses). Keys are listed with SCAN, never KEYS.")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--backend", default=os.environ.get("CACHEDECO_BACKEND"),
                         help="backend URL, e.g. redis://127.0.0.1:6379/0 ($CACHEDECO_BACKEND)")
