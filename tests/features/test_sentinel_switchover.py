@@ -83,13 +83,18 @@ def test_a_write_through_taken_by_the_old_primary_is_not_lost(
         old = fresh_sentinel.primary.port
         _promoted(fresh_sentinel)
         assert write(1) == 2  # the old primary takes it; the new one never gets it
+        with redis.Redis(port=fresh_sentinel.replica.port) as promoted:
+            # unless this process followed the sentinels first (they may name the new
+            # primary before the write): then nothing was lost, and nothing is replayed
+            took_old = (promoted.get(read.key(1)) or b"").endswith(b"\n1")
         new = _named(fresh_sentinel, old)
         assert other_read(1) == 2  # the replay dropped v1 there: 1 without it
         assert write(1) == 3  # and the writer's connections moved to the new primary
         with redis.Redis(port=new) as primary:
             stored = primary.get(read.key(1))
         assert stored is not None and stored.endswith(b"\n3")
-        assert writer.stats().recoveries_done >= 1
+        if took_old:  # the replay's count (a loaded machine may count it after the reads)
+            poll(lambda: writer.stats().recoveries_done >= 1, timeout=10.0)
     finally:
         writer.close()
         other.close()
