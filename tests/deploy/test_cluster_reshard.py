@@ -16,6 +16,7 @@ from collections.abc import Callable
 from redis.crc import key_slot
 
 from cachedeco import Registry
+from cachedeco.backends.contracts.leases import AsyncLease, Busy
 from cachedeco.core.entry import new_tombstone
 from tests.support.polling import poll
 from tests.support.versioned import item_readers
@@ -221,4 +222,44 @@ def test_invalidations_sent_first_after_ask_reach_the_new_primary(
             cluster.end_move(moved, fresh)
         assert reg.stats().backend_errors == 0
         run(reg.aclose())  # before the cluster goes
+        loop.close()
+
+
+def test_a_lease_is_released_while_its_slot_moves(
+        make_registry: Callable[..., Registry], prefix: str) -> None:
+    """A ``lock=True`` lease taken before its slot began to move is released while it moves
+    (the release script spans the lease, its wake list and its waiting mark, which Redis
+    refuses with TRYAGAIN while they are not all on one node: the lease lived until it
+    expired, and its key's callers in every process waited as long)."""
+    with start_cluster(primaries=3) as cluster:
+        reg = make_registry(cluster.url, **OPTIONS)
+        loop = asyncio.new_event_loop()  # one loop: its client is closed at the end
+        slot = reg.slot("default")
+        names = [reg.keyspace.lease(f"{prefix}:item:{x}") for x in (1, 2)]
+        leases = slot.backend().leases()
+        held = leases.acquire(names[0], 30.0)
+        assert not isinstance(held, Busy)
+        assert isinstance(leases.acquire(names[0], 30.0), Busy)  # a waiter: its mark is set
+
+        async def take() -> AsyncLease:
+            got = await slot.abackend().leases().acquire(names[1], 30.0)
+            assert not isinstance(got, Busy)
+            return got
+
+        async def release(lease: AsyncLease) -> bool:
+            return await lease.release()
+
+        aheld = loop.run_until_complete(take())
+        fresh = cluster.add_primary()
+        moving = sorted({key_slot(name.key.encode()) for name in names})
+        cluster.begin_move(moving, fresh)  # the leases and marks moved; no wake list yet
+        assert held.release()
+        assert loop.run_until_complete(release(aheld))
+        for name in names:  # gone from the node they moved to (asked with ASKING)
+            with fresh.client() as node:
+                node.execute_command("ASKING")
+                assert node.exists(name.key) == 0
+        cluster.end_move(moving, fresh)
+        assert not isinstance(leases.acquire(names[0], 1.0), Busy)  # free again
+        loop.run_until_complete(reg.aclose())
         loop.close()

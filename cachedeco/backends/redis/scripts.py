@@ -182,7 +182,16 @@ LEASE_RELEASE: Final = """
 local lease, wake, mark, token, wake_px = KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2]
 """ + _RELEASE_TAIL
 
-__all__ += ["LEASE_ACQUIRE", "LEASE_RELEASE"]
+#: The lease alone, token-checked (KEYS[1] the lease, ARGV[1] the token): for a Cluster slot
+#: that moves between two nodes, where Redis refuses LEASE_RELEASE with TRYAGAIN while its
+#: three keys are not all on one node (the wake list and the mark come and go). Waking the
+#: waiters is left to their own wait running out (those on a change stream learn it at once).
+LEASE_RELEASE_ALONE: Final = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1])
+"""
+
+__all__ += ["LEASE_ACQUIRE", "LEASE_RELEASE", "LEASE_RELEASE_ALONE"]
 
 #: Add counts to a hash, all of them or none (``backend.tally(key).add``). KEYS[1] the hash;
 #: ARGV pairs of field and increment.

@@ -36,7 +36,7 @@ from cachedeco.backends.redis.commands import (
     landed,
     wake_ms,
 )
-from cachedeco.backends.redis.scripts import LEASE_ACQUIRE, LEASE_RELEASE
+from cachedeco.backends.redis.scripts import LEASE_ACQUIRE, LEASE_RELEASE, LEASE_RELEASE_ALONE
 from cachedeco.core.entry import Release
 
 __all__ = ["AsyncRedisLeases"]
@@ -118,9 +118,8 @@ class _AsyncWakingLock(redis.asyncio.lock.Lock):
 
     async def do_release(self, expected_token: str | bytes) -> None:
         """Token-checked delete that wakes the waiters."""
-        if not await self.leases.release_script(keys=[self.name, self.wake, self.mark],
-                                                args=[expected_token, self.wake_px],
-                                                client=self.redis):
+        if not await self.leases.release(Release(str(self.name), self.wake, self.mark,
+                                                 expected_token, self.wake_px)):
             raise LockNotOwnedError("Cannot release a lock that's no longer owned")
 
 
@@ -180,6 +179,7 @@ class AsyncRedisLeases:
         self.client = client
         self.acquire_script = client.register_script(LEASE_ACQUIRE)
         self.release_script = client.register_script(LEASE_RELEASE)
+        self.release_alone = client.register_script(LEASE_RELEASE_ALONE)
         self.block = block_limit(client)
         self.execute: Callable[..., Any] = client.execute_command
         #: Acquires that timed out: when, and when a release first found nothing (see _sweep).
@@ -201,8 +201,19 @@ class AsyncRedisLeases:
 
     async def repeat(self, release: Release) -> None:
         """The token-checked release script again (see the contract's ``repeat``)."""
-        keys = [release.lease, release.wake, release.mark]
-        await self.release_script(keys=keys, args=[release.token, release.wake_px])
+        await self.release(release)
+
+    async def release(self, release: Release) -> bool:
+        """The token-checked release that wakes the waiters (False: not held with that
+        token). A Cluster whose slot moves refuses it (TRYAGAIN, until redis-py gives up):
+        the lease alone is released then, else it would be held until it expires, and its
+        key's callers in every process would wait as long (up to ``lock_timeout``)."""
+        try:
+            return bool(await self.release_script(
+                keys=[release.lease, release.wake, release.mark],
+                args=[release.token, release.wake_px]))
+        except (redis.exceptions.TryAgainError, redis.exceptions.ClusterError):
+            return bool(await self.release_alone(keys=[release.lease], args=[release.token]))
 
     def settle_soon(self) -> None:
         """Have :meth:`_sweep` run in the background until no timed-out acquire is left: this
