@@ -62,6 +62,7 @@ def bound(queue: collections.OrderedDict[str, Change], held: Held, change: Chang
 
 def _merge(queue: collections.OrderedDict[str, Change], held: Held, change: Change,
            prefix: str) -> Merge | None:
+    """:func:`bound`'s merging of ``queue``, ``held`` left as it was."""
     made: list[Change] = []
     gone: list[Change] = []
     if len(queue) > MOST_PENDING and change.family:

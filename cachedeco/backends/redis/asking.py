@@ -52,16 +52,23 @@ def _adopt(manager: Any, host: str, port: int | str) -> Any:
         return node
 
 
-class AskingRedisCluster(redis.cluster.RedisCluster):
-    """redis-py's sync ``RedisCluster`` that follows ``ASK`` to a node serving no slot, and
-    whose pipelines do too."""
+class _FollowsAsk:
+    """``get_node`` that adds an ``ASK`` target it does not know yet first: for the client and
+    for its pipelines (a pipeline is a client of its own, with its own ``get_node``)."""
+
+    nodes_manager: Any
 
     def get_node(self, host: str | None = None, port: int | str | None = None,
                  node_name: str | None = None) -> Any:
         """The node named so; an ``ASK`` target it does not know yet is added first."""
-        found = super().get_node(host, port, node_name)  # type: ignore[no-untyped-call, unused-ignore]
+        found = super().get_node(host, port, node_name)  # type: ignore[misc]
         return ask_target(found, host, port, functools.partial(_adopt, self.nodes_manager),
                           node_name)
+
+
+class AskingRedisCluster(_FollowsAsk, redis.cluster.RedisCluster):
+    """redis-py's sync ``RedisCluster`` that follows ``ASK`` to a node serving no slot, and
+    whose pipelines do too."""
 
     def pipeline(self, transaction: Any | None = None,
                  shard_hint: Any | None = None) -> redis.cluster.ClusterPipeline:
@@ -74,12 +81,5 @@ class AskingRedisCluster(redis.cluster.RedisCluster):
         return cast(redis.cluster.ClusterPipeline, pipe)
 
 
-class AskingClusterPipeline(redis.cluster.ClusterPipeline):
+class AskingClusterPipeline(_FollowsAsk, redis.cluster.ClusterPipeline):
     """redis-py's sync ``ClusterPipeline`` that follows ``ASK`` to a node serving no slot."""
-
-    def get_node(self, host: str | None = None, port: int | str | None = None,
-                 node_name: str | None = None) -> Any:
-        """The node named so; an ``ASK`` target it does not know yet is added first."""
-        found = super().get_node(host, port, node_name)  # type: ignore[no-untyped-call, unused-ignore]
-        return ask_target(found, host, port, functools.partial(_adopt, self.nodes_manager),
-                          node_name)

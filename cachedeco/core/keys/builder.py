@@ -199,11 +199,9 @@ class KeyBuilder:
 
     @property
     def by_name(self) -> str | None:
-        """What every default key starts with (``module.qualname[:vVERSION]``); None when
-        ``key=`` builds the keys."""
-        if self._template is None and self._key_func is None:
-            return self._name + self._suffix
-        return None
+        """The :attr:`namespace` when the keys are the default ones (built from the name);
+        None when ``key=`` builds them."""
+        return self.namespace if self._template is None and self._key_func is None else None
 
     @property
     def namespace(self) -> str:
