@@ -31,13 +31,19 @@ from tools.servers import Server
 
 FAST = {"socket_timeout": 0.3, "socket_connect_timeout": 0.3, "stats_interval": 0}
 
-WRITER = textwrap.dedent("""
+#: What every writer process starts with: a registry on the server and the spool its
+#: arguments name.
+SPOOLED = textwrap.dedent("""
     import sys, time
     import cachedeco
 
-    url, prefix, spool, name = sys.argv[1:5]
+    url, prefix, spool = sys.argv[1:4]
     reg = cachedeco.Registry(url, prefix=prefix, spool=spool, socket_timeout=0.3,
                              socket_connect_timeout=0.3, stats_interval=0)
+""")
+
+WRITER = SPOOLED + textwrap.dedent("""
+    name = sys.argv[4]
 
     @reg.write_behind(key="event:{id}", flush=print, flush_interval=60)
     def record(id: str, v: int) -> dict:
@@ -116,6 +122,23 @@ class _Monitor:
         return self.commands
 
 
+def _killed_once_queued(runs: list[list[str]], said: str) -> None:
+    """Start a writer per argument list (the script and its arguments), wait until each has
+    said ``said`` (what it wrote is in the spool), then kill every one (``kill -9``)."""
+    writers = [subprocess.Popen([sys.executable, "-c", *argv], stdout=subprocess.PIPE,
+                                text=True) for argv in runs]
+    try:
+        for writer in writers:
+            assert writer.stdout is not None
+            assert writer.stdout.readline() == said
+    finally:
+        for writer in writers:
+            os.kill(writer.pid, signal.SIGKILL)
+            writer.wait(timeout=10)
+            assert writer.stdout is not None
+            writer.stdout.close()
+
+
 def _batches(commands: list[str]) -> list[list[str]]:
     """The MULTI ... EXEC blocks among ``commands``, each as its commands."""
     blocks: list[list[str]] = []
@@ -131,14 +154,7 @@ def _batches(commands: list[str]) -> list[list[str]]:
     return blocks
 
 
-ORDERED = textwrap.dedent("""
-    import sys, time
-    import cachedeco
-
-    url, prefix, spool = sys.argv[1:4]
-    reg = cachedeco.Registry(url, prefix=prefix, spool=spool, socket_timeout=0.3,
-                             socket_connect_timeout=0.3, stats_interval=0)
-
+ORDERED = SPOOLED + textwrap.dedent("""
     @reg.cached(ttl=300, key="item:{id}")
     def get(id: str) -> dict:
         return {"id": id, "v": 0}
@@ -166,16 +182,7 @@ def test_after_an_outage_drops_go_first_and_records_in_one_batch(
         tmp_path: Path, prefix: str) -> None:
     spool = tmp_path / "spool.db"
     fresh_redis.kill()
-    writer = subprocess.Popen([sys.executable, "-c", ORDERED, fresh_redis.url, prefix,
-                               str(spool)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert writer.stdout is not None
-        assert writer.stdout.readline() == "queued 33\n"
-    finally:
-        os.kill(writer.pid, signal.SIGKILL)
-        writer.wait(timeout=10)
-        assert writer.stdout is not None
-        writer.stdout.close()
+    _killed_once_queued([[ORDERED, fresh_redis.url, prefix, str(spool)]], "queued 33\n")
     fresh_redis.restart()
     monitor = _Monitor(fresh_redis.url)
     reg = make_registry(fresh_redis.url, spool=spool, **FAST)
@@ -207,19 +214,9 @@ def test_a_new_process_on_the_same_spool_delivers_what_killed_ones_kept(
         tmp_path: Path, prefix: str) -> None:
     spool = tmp_path / "spool.db"
     fresh_redis.kill()
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER, fresh_redis.url, prefix,
-                                 str(spool), name], stdout=subprocess.PIPE, text=True)
-               for name in ("a", "b")]  # two processes sharing the spool file at once
-    try:
-        for writer in writers:
-            assert writer.stdout is not None
-            assert writer.stdout.readline() == "queued\n"
-    finally:
-        for writer in writers:
-            os.kill(writer.pid, signal.SIGKILL)
-            writer.wait(timeout=10)
-            assert writer.stdout is not None
-            writer.stdout.close()
+    _killed_once_queued([[WRITER, fresh_redis.url, prefix, str(spool), name]
+                         for name in ("a", "b")],  # two processes sharing the spool file
+                        "queued\n")
     fresh_redis.restart()
 
     reg = make_registry(fresh_redis.url, spool=spool, **FAST)
@@ -237,14 +234,7 @@ def test_a_new_process_on_the_same_spool_delivers_what_killed_ones_kept(
         assert raw.exists(reg.keyspace.tag("events"))
 
 
-DROPPER = textwrap.dedent("""
-    import sys, time
-    import cachedeco
-
-    url, prefix, spool = sys.argv[1:4]
-    reg = cachedeco.Registry(url, prefix=prefix, spool=spool, socket_timeout=0.3,
-                             socket_connect_timeout=0.3, stats_interval=0)
-
+DROPPER = SPOOLED + textwrap.dedent("""
     @reg.cached(ttl=300, key="item:{x}")
     def get(x: int) -> str:
         return "b"
@@ -273,32 +263,19 @@ def test_changes_taken_over_from_the_spool_are_bounded_as_the_calls_own(
     cached = reader.cached(ttl=300, key="item:{x}")(get)
     assert [cached(x) for x in db] == ["a"] * 120
 
-    def rows() -> int:
-        with contextlib.closing(sqlite3.connect(spool)) as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM changes").fetchone()[0])
-
     fresh_redis.pause()
     try:
         db.update((x, "b") for x in db)
-        writer = subprocess.Popen([sys.executable, "-c", DROPPER, fresh_redis.url, prefix,
-                                   str(spool)], stdout=subprocess.PIPE, text=True)
-        try:
-            assert writer.stdout is not None
-            assert writer.stdout.readline() == "queued\n"
-        finally:
-            os.kill(writer.pid, signal.SIGKILL)
-            writer.wait(timeout=10)
-            assert writer.stdout is not None
-            writer.stdout.close()
-        assert rows() == 120
+        _killed_once_queued([[DROPPER, fresh_redis.url, prefix, str(spool)]], "queued\n")
+        assert _rows(spool) == 120
         reg = make_registry(fresh_redis.url, spool=spool, **FAST)
         reg.flush()  # taken over, and tried: the server still does not answer
         assert 0 < reg.stats().recoveries_pending <= 51  # the drops became one invalidation
-        assert rows() == reg.stats().recoveries_pending
+        assert _rows(spool) == reg.stats().recoveries_pending
     finally:
         fresh_redis.resume()
     reg.flush()  # delivered now: the server answers again
-    assert reg.stats().recoveries_pending == rows() == 0
+    assert reg.stats().recoveries_pending == _rows(spool) == 0
     assert [cached(x) for x in db] == ["b"] * 120  # every old entry is gone
 
 
