@@ -10,13 +10,14 @@ once the move is over."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 from collections.abc import Callable
 
 from redis.crc import key_slot
 
 from cachedeco import Registry
-from cachedeco.backends.contracts.leases import AsyncLease, Busy
+from cachedeco.backends.contracts.leases import AsyncLease, Busy, LeaseName
 from cachedeco.core.entry import new_tombstone
 from tests.support.polling import poll
 from tests.support.versioned import item_readers
@@ -263,3 +264,78 @@ def test_a_lease_is_released_while_its_slot_moves(
         assert not isinstance(leases.acquire(names[0], 1.0), Busy)  # free again
         loop.run_until_complete(reg.aclose())
         loop.close()
+
+
+def test_a_lease_is_taken_while_its_slot_moves(
+        make_registry: Callable[..., Registry], prefix: str) -> None:
+    """A lease is taken, found held and released while its slot moves, in both flavours:
+    Redis refuses the acquire script over the lease, its wake list, its waiting mark and the
+    entry with TRYAGAIN while they are not all on one node, so callers loaded without the
+    lease (single-flight lost for the move's duration). Single keys are still served (ASK):
+    the acquire falls back to them, and a waiter that cannot be woken through the wake list
+    asks again soon (``Busy.ms``), not after its whole wait."""
+    with start_cluster(primaries=3) as cluster:
+        reg = make_registry(cluster.url, on_error="raise", **OPTIONS)
+        loop = asyncio.new_event_loop()  # one loop: its client is closed at the end
+        slot = reg.slot("default")
+        names = [reg.keyspace.lease(f"{prefix}:item:{x}") for x in (1, 2)]
+        leases = slot.backend().leases()
+        assert not isinstance(leases.acquire(names[0], 30.0), Busy)  # moved with the slot
+        fresh = cluster.add_primary()
+        moving = sorted({key_slot(name.key.encode()) for name in names})
+        cluster.begin_move(moving, fresh)
+
+        async def acquire(name: LeaseName) -> AsyncLease | Busy:  # abackend(): this loop's
+            return await slot.abackend().leases().acquire(name, 30.0, "")
+
+        busy = leases.acquire(names[0], 30.0, "")  # held by the lease taken before the move
+        assert isinstance(busy, Busy) and busy.ms is not None and busy.ms <= 1000
+        held = leases.acquire(names[1], 30.0, "")
+        assert not isinstance(held, Busy)
+        abusy = loop.run_until_complete(acquire(names[1]))
+        assert isinstance(abusy, Busy) and abusy.ms is not None and abusy.ms <= 1000
+        assert held.release()
+        aheld = loop.run_until_complete(acquire(names[1]))
+        assert not isinstance(aheld, Busy)
+        assert isinstance(leases.acquire(names[1], 30.0, ""), Busy)
+        cluster.end_move(moving, fresh)
+        assert isinstance(leases.acquire(names[1], 30.0), Busy)  # the script again: held
+
+        async def release(lease: AsyncLease) -> bool:
+            return await lease.release()
+
+        assert loop.run_until_complete(release(aheld))
+        assert not isinstance(leases.acquire(names[1], 1.0), Busy)
+        loop.run_until_complete(reg.aclose())
+        loop.close()
+
+
+def test_loads_stay_single_across_processes_while_their_slot_moves(
+        make_registry: Callable[..., Registry], prefix: str) -> None:
+    """Two registries (two processes' worth of callers) ask for one cold ``lock=True`` entry
+    whose slot is moving: one load, and the other caller gets its value soon after it lands
+    (within MOVING_MS of polling, not its whole wait)."""
+    with start_cluster(primaries=3) as cluster:
+        loads: list[int] = []
+
+        def load(x: int) -> int:
+            loads.append(x)
+            time.sleep(0.5)
+            return x * 10
+
+        regs = [make_registry(cluster.url, on_error="raise", **OPTIONS) for _ in range(2)]
+        fs = [reg.cached(ttl=60, key="item:{x}", lock=True)(load) for reg in regs]
+        moving = key_slot(f"{prefix}:item:7".encode())
+        fresh = cluster.add_primary()
+        cluster.begin_move(moving, fresh)
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            first = pool.submit(fs[0], 7)
+            time.sleep(0.1)  # the first caller holds the lease
+            started = time.monotonic()
+            second = pool.submit(fs[1], 7)
+            assert first.result() == second.result() == 70
+            waited = time.monotonic() - started
+        assert loads == [7]
+        assert waited < 1.5, waited  # the load's 0.4 s left, then one poll or two
+        assert [reg.stats().backend_errors for reg in regs] == [0, 0]
+        cluster.end_move(moving, fresh)

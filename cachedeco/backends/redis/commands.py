@@ -18,6 +18,7 @@ __all__ = [
     "LANDED_REPLY",
     "MAX_BLOCK",
     "MIN_BLOCK",
+    "MOVING_MS",
     "SCAN_COUNT",
     "ack_args",
     "add_args",
@@ -41,6 +42,9 @@ __all__ = [
 
 SCAN_COUNT: Final = 500
 LANDED_REPLY: Final = -3  # LEASE_ACQUIRE: not taken, a value landed in the entry since
+#: The ms a caller that found a lease held while its Cluster slot moved waits before it asks
+#: again: the lease may be released without waking anyone (LEASE_RELEASE_ALONE).
+MOVING_MS: Final = 200
 MIN_BLOCK: Final = 0.01  # seconds: BLMOVE's 0 means "for ever", so never ask for less
 MAX_BLOCK: Final = 5.0  # seconds: the longest single block, whatever the socket timeout
 WAKE_MS: Final = (1000, 10_000)  # bounds of a lease's wake list TTL

@@ -32,6 +32,7 @@ from cachedeco.backends.redis.background import schedule, sleep
 from cachedeco.backends.redis.commands import (
     LANDED_REPLY,
     MIN_BLOCK,
+    MOVING_MS,
     block_limit,
     busy,
     landed,
@@ -90,13 +91,26 @@ class _WakingLock(redis.lock.Lock):
             raise
 
     def take(self, token: str | bytes) -> bool:
-        """The acquire itself: the script, or plain commands for a watched caller."""
+        """The acquire itself: the script, or plain commands for a watched caller.
+
+        A Cluster whose slot moves refuses the script (TRYAGAIN, until redis-py gives up)
+        while its keys are not all on one node, but serves each key alone: plain commands
+        then, so the lease still keeps loads single. Such a lease's release may not wake
+        its waiters (see ``release``): a caller that finds it held asks again within
+        MOVING_MS, not at the end of its wait."""
         entry, seen = self.guarded
         if self.watched:
             return self.plain_acquire(token)
-        self.left = self.leases.acquire_script(
-            keys=[self.name, self.wake, self.mark, *entry], args=[token, self.px, *seen],
-            client=self.redis)
+        try:
+            self.left = self.leases.acquire_script(
+                keys=[self.name, self.wake, self.mark, *entry], args=[token, self.px, *seen],
+                client=self.redis)
+        except (redis.exceptions.TryAgainError, redis.exceptions.ClusterError):
+            if self.plain_acquire(token):
+                return True
+            if self.left is None:  # held (not LANDED_REPLY)
+                self.left = MOVING_MS
+            return False
         return self.left is None
 
     def plain_acquire(self, token: str | bytes) -> bool:
@@ -247,8 +261,7 @@ class RedisLeases:
             key, wake, mark, token, wake_px = unsure
             if now - since < SETTLE_MAX and (answered is None or now - answered < SETTLE_FOR):
                 try:
-                    if not self.release_script(keys=[key, wake, mark],
-                                                     args=[token, wake_px]):
+                    if not self.release(Release(key, wake, mark, token, wake_px)):
                         if answered is None:
                             self.unsure[unsure] = (since, now)
                         continue
