@@ -32,6 +32,7 @@ class Ledger:
         self.prefix = prefix  # the registry's, kept current by configure()
         self._lock = threading.Lock()
         self._live: dict[int, tuple[weakref.ref[object], str, Stats]] = {}
+        self._named: dict[str, set[int]] = {}  # the keys of _live by name
         self._retired: dict[str, Stats] = {}
         self._services: dict[str, Callable[[], Stats]] = {}
         redo_after_fork(self)
@@ -48,11 +49,12 @@ class Ledger:
                 return
             self._fold()
             self._live[id(owner)] = (weakref.ref(owner), name, stats)
+            self._named.setdefault(name, set()).add(id(owner))
 
     def namesakes(self, owner: object, name: str) -> list[object]:
         """The other live owners tracked under ``name``."""
         with self._lock:
-            found = [ref() for ref, named, _ in self._live.values() if named == name]
+            found = [self._live[k][0]() for k in self._named.get(name, ())]
         return [o for o in found if o is not None and o is not owner]
 
     def attach(self, name: str, read: Callable[[], Stats]) -> None:
@@ -65,6 +67,10 @@ class Ledger:
         dead = [k for k, (ref, _, _) in self._live.items() if ref() is None]
         for k in dead:
             _, name, stats = self._live.pop(k)
+            named = self._named[name]
+            named.discard(k)
+            if not named:
+                del self._named[name]
             self._retired[name] = self._retired.get(name, Stats()) + stats.snapshot().retired()
 
     def by_function(self) -> dict[str, Stats]:
