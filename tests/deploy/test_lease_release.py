@@ -287,3 +287,37 @@ async def test_a_release_lost_to_a_dead_server_lands_once_it_is_back(
     fresh_redis.restart()
     with redis.Redis.from_url(fresh_redis.url) as raw:
         await apoll(lambda: raw.exists(name.key) == 0, timeout=5.0)  # not after its 10 s
+
+
+def test_only_a_moving_slot_has_the_lease_taken_and_released_by_its_key_alone(
+        raw: redis.Redis, redis_url: str, name: LeaseName) -> None:
+    """The fallback of a Cluster slot that moves (TRYAGAIN, or redis-py's "TTL exhausted"
+    after retrying it) is not taken for a cluster that is down: its commands would only
+    wait as long again before failing the same way."""
+    with redis.Redis.from_url(redis_url) as client:
+        leases = RedisLeases(client)
+        script = leases.acquire_script
+        for error in (redis.exceptions.TryAgainError("TRYAGAIN"),
+                      redis.exceptions.ClusterError("TTL exhausted.")):
+            cut = _CutOnce(script, error)
+            leases.acquire_script = cut
+            lease = leases.acquire(name, 30.0, "")
+            assert not isinstance(lease, Busy) and cut.calls == 1
+            assert raw.exists(name.key) == 1  # taken by SET NX PX GET
+            leases.acquire_script = _CutOnce(script, error)
+            busy = leases.acquire(name, 30.0, "")
+            assert isinstance(busy, Busy) and busy.ms == 200  # asks again soon
+            leases.release_script = _CutOnce(leases.release_script, error)
+            assert lease.release() is True
+            assert raw.exists(name.key) == 0
+        down = redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down")
+        leases.acquire_script = _CutOnce(script, down)
+        with pytest.raises(redis.exceptions.ClusterDownError):
+            leases.acquire(name, 30.0, "")
+        assert raw.exists(name.key) == 0  # no plain SET sent
+        lease = leases.acquire(name, 30.0)
+        assert not isinstance(lease, Busy)
+        leases.release_script = _CutOnce(leases.release_script, down)
+        with pytest.raises(redis.exceptions.ClusterDownError):
+            lease.release()
+        assert raw.exists(name.key) == 1  # not released by its key alone

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from redis.crc import key_slot
+from redis.exceptions import ClusterError, TryAgainError
 
 from cachedeco.backends.base import ReadResult
 from cachedeco.backends.contracts.leases import Busy
@@ -18,6 +19,7 @@ __all__ = [
     "LANDED_REPLY",
     "MAX_BLOCK",
     "MIN_BLOCK",
+    "MOVING_ERRORS",
     "MOVING_MS",
     "SCAN_COUNT",
     "ack_args",
@@ -34,6 +36,7 @@ __all__ = [
     "push_args",
     "restore_calls",
     "restore_failed",
+    "slot_moving",
     "store_args",
     "store_need",
     "text",
@@ -45,6 +48,16 @@ LANDED_REPLY: Final = -3  # LEASE_ACQUIRE: not taken, a value landed in the entr
 #: The ms a caller that found a lease held while its Cluster slot moved waits before it asks
 #: again: the lease may be released without waking anyone (LEASE_RELEASE_ALONE).
 MOVING_MS: Final = 200
+#: What Redis Cluster raises while a slot moves: see :func:`slot_moving`.
+MOVING_ERRORS: Final = (TryAgainError, ClusterError)
+
+
+def slot_moving(exc: BaseException) -> bool:
+    """Whether ``exc`` is Redis Cluster refusing a command over several keys of a slot that
+    moves (TRYAGAIN, or redis-py's plain ``ClusterError`` "TTL exhausted" after retrying it),
+    not a cluster down (``ClusterDownError``, a subclass), where a retry would only wait
+    longer."""
+    return isinstance(exc, TryAgainError) or type(exc) is ClusterError
 MIN_BLOCK: Final = 0.01  # seconds: BLMOVE's 0 means "for ever", so never ask for less
 MAX_BLOCK: Final = 5.0  # seconds: the longest single block, whatever the socket timeout
 WAKE_MS: Final = (1000, 10_000)  # bounds of a lease's wake list TTL

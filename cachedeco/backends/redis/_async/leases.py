@@ -31,10 +31,12 @@ from cachedeco.backends.redis.background import aschedule, asleep
 from cachedeco.backends.redis.commands import (
     LANDED_REPLY,
     MIN_BLOCK,
+    MOVING_ERRORS,
     MOVING_MS,
     block_limit,
     busy,
     landed,
+    slot_moving,
     wake_ms,
 )
 from cachedeco.backends.redis.scripts import LEASE_ACQUIRE, LEASE_RELEASE, LEASE_RELEASE_ALONE
@@ -104,7 +106,9 @@ class _AsyncWakingLock(redis.asyncio.lock.Lock):
             self.left = await self.leases.acquire_script(
                 keys=[self.name, self.wake, self.mark, *entry], args=[token, self.px, *seen],
                 client=self.redis)
-        except (redis.exceptions.TryAgainError, redis.exceptions.ClusterError):
+        except MOVING_ERRORS as exc:
+            if not slot_moving(exc):
+                raise
             if await self.plain_acquire(token):
                 return True
             if self.left is None:  # held (not LANDED_REPLY)
@@ -226,7 +230,9 @@ class AsyncRedisLeases:
             return bool(await self.release_script(
                 keys=[release.lease, release.wake, release.mark],
                 args=[release.token, release.wake_px]))
-        except (redis.exceptions.TryAgainError, redis.exceptions.ClusterError):
+        except MOVING_ERRORS as exc:
+            if not slot_moving(exc):
+                raise
             return bool(await self.release_alone(keys=[release.lease], args=[release.token]))
 
     def settle_soon(self) -> None:
