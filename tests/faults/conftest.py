@@ -1,7 +1,8 @@
 """The fault suite's results file: every fault adds its row (``CACHEDECO_FAULTS_RESULTS`` names
 the file; default ``faults.json`` in pytest's temporary directory, printed at the end), and
 ``python -m tools.faults_table FILE`` turns it into the "Faults survived" table. With
-``CACHEDECO_FAULTS_TRACE=1`` the stale reads go to ``NAME-trace.jsonl`` beside it, and the
+``CACHEDECO_FAULTS_TRACE=1`` the stale reads and what the workers logged go to
+``NAME-trace.jsonl`` beside it, and the
 stacks of the calls that lasted a second or more to ``NAME-trace.stacks``."""
 
 from __future__ import annotations

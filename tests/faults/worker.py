@@ -38,7 +38,7 @@ import traceback
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import cachedeco
 from tests.faults.staleness import Ack, missed, within_reach
@@ -51,18 +51,27 @@ MIX = (("read", 0.70), ("write", 0.10), ("invalidate", 0.05), ("behind", 0.15))
 
 
 class LogCount(logging.Handler):
-    """Counts the records the library logs during a run (they still reach stderr)."""
+    """Counts the records the library logs during a run (they still reach stderr); when
+    tracing, each goes to the trace too (``outcome`` "log"), to be read beside the stale
+    reads: when a process saw its backend fail, follow a new primary, recover."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.count = 0
         self.first: list[str] = []
+        self.trace: TextIO | None = None
+        self.index = -1
 
     def emit(self, record: logging.LogRecord) -> None:
         self.count += 1
         if len(self.first) < 20:
             self.first.append(f"{record.created:.3f} {record.levelname} "
                               f"{record.getMessage()[:200]}")
+        if self.trace is not None:
+            self.trace.write(json.dumps({"at": record.created, "reader": self.index,
+                                         "outcome": "log",
+                                         "log": record.getMessage()[:300]}) + "\n")
+            self.trace.flush()
 
 
 class Worker:
@@ -89,6 +98,7 @@ class Worker:
         self.trace = open(cfg["trace"], "a") if cfg.get("trace") else None  # noqa: SIM115
         self.stacks = (open(Path(cfg["trace"]).with_suffix(".stacks"), "a")  # noqa: SIM115
                        if cfg.get("trace") else None)
+        self.logs.trace, self.logs.index = self.trace, self.index
 
     def run(self, stop: threading.Event) -> None:
         """Call at ``rate`` per second until ``stop`` is set."""
