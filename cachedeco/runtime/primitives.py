@@ -48,7 +48,12 @@ def join_flight(flight: Flight | Read, timeout: float | None) -> Any:
 
 
 async def ajoin_flight(flight: Flight | Read, timeout: float | None) -> Any:
-    """Wait for a flight in a task without ever cancelling the shared future."""
+    """Wait for a flight in a task without ever cancelling the shared future (one that
+    landed already answers at once)."""
+    if flight.latch.is_open:
+        if flight.error is not None:
+            raise flight.error
+        return flight.value
     loop = asyncio.get_running_loop()
     waiter: asyncio.Future[None] = loop.create_future()
 

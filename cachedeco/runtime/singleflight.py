@@ -46,18 +46,49 @@ def generation(state: State) -> State:
     return marker, tuple(t if t is not None and t[0] == "i" else None for t in tokens)
 
 
-class Flight:
-    """One load in progress, with the read state it started from."""
+class _Landing:
+    """What waiters of a load or a read share: its value or error, a latch for threads, and
+    a future for event loops, made only once a task waits (most loads have no such waiter,
+    and a ``concurrent.futures.Future`` costs about 4 µs to make and settle)."""
 
-    __slots__ = ("error", "future", "landed", "latch", "state", "stored", "ticket", "value")
+    __slots__ = ("_future", "_lock", "error", "latch", "value")
 
-    def __init__(self, state: State, ticket: Ticket | None = None) -> None:
-        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        #: What threads wait on (the future is for event loops): opened once ``value`` or
-        #: ``error`` is set, it wakes every waiting thread at once.
+    def __init__(self) -> None:
+        #: What threads wait on: opened once ``value`` or ``error`` is set, it wakes every
+        #: waiting thread at once.
         self.latch = Latch()
         self.value: Any = None
         self.error: BaseException | None = None
+        self._future: concurrent.futures.Future[Any] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def future(self) -> concurrent.futures.Future[Any]:
+        """What a task waits on: made by the first one, settled at once if already landed."""
+        with self._lock:
+            if self._future is None:
+                self._future = concurrent.futures.Future()
+                if self.latch.is_open:
+                    _settle(self._future, self.value, self.error)
+            return self._future
+
+    def land(self, value: Any, exc: BaseException | None) -> None:
+        """The value (or the error) for every waiter."""
+        with self._lock:
+            self.value, self.error = value, exc
+            self.latch.open()
+            future = self._future
+        if future is not None:
+            _settle(future, value, exc)
+
+
+class Flight(_Landing):
+    """One load in progress, with the read state it started from."""
+
+    __slots__ = ("landed", "state", "stored", "ticket")
+
+    def __init__(self, state: State, ticket: Ticket | None = None) -> None:
+        super().__init__()
         self.state = state
         self.landed = 0  # the Flights.landings count when it landed
         self.stored = ""  # the marker of the entry its load stores (set before the store)
@@ -72,42 +103,18 @@ class Flight:
         return bool(self.stored) and state == (self.stored, self.state[1])
 
 
-class Read:
+class Read(_Landing):
     """One near-cached read in progress: a caller of the same key and tag keys, whose near
     cache reports nothing they depend on changed since the read's ticket, waits for its reply
     rather than sending the same read (a hot key's callers, between a store and the read that
-    keeps its value near). Quacks like a :class:`Flight` for the waiting primitives; its
-    future is made only if a task waits (most reads have no joiner)."""
+    keeps its value near). Waited on as a :class:`Flight` is."""
 
-    __slots__ = ("_future", "_lock", "error", "latch", "tag_keys", "ticket", "value")
+    __slots__ = ("tag_keys", "ticket")
 
     def __init__(self, ticket: Ticket, tag_keys: tuple[str, ...]) -> None:
+        super().__init__()
         self.ticket = ticket
         self.tag_keys = tag_keys
-        self.latch = Latch()
-        self.value: Any = None
-        self.error: BaseException | None = None
-        self._future: concurrent.futures.Future[Any] | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def future(self) -> concurrent.futures.Future[Any]:
-        """What a task waits on: made by the first one, settled at once if the read is done."""
-        with self._lock:
-            if self._future is None:
-                self._future = concurrent.futures.Future()
-                if self.latch.is_open:
-                    _settle(self._future, self.value, self.error)
-            return self._future
-
-    def land(self, value: Any, exc: BaseException | None) -> None:
-        """The reply (or the read's error) for every waiter."""
-        with self._lock:
-            self.value, self.error = value, exc
-            self.latch.open()
-            future = self._future
-        if future is not None:
-            _settle(future, value, exc)
 
 
 def _settle(future: concurrent.futures.Future[Any], value: Any,
@@ -147,11 +154,11 @@ class Flights:
         with self._lock:
             flight = self._flights.get(key)
             if (flight is not None and (flight.state == state or flight.wrote(state))
-                    and not flight.future.done()):
+                    and not flight.latch.is_open):
                 return flight, False
             recent = self._recent.get(key)
             if (recent is not None and (recent.state == state or recent.wrote(state))
-                    and recent.landed > since and recent.future.exception() is None):
+                    and recent.landed > since and recent.error is None):
                 return recent, False
             flight = self._flights[key] = Flight(state, ticket)
             return flight, True
@@ -177,13 +184,13 @@ class Flights:
     def airborne(self, key: str) -> Flight | None:
         """The load of ``key`` under way in this process, if any."""
         flight = self._flights.get(key)
-        return None if flight is None or flight.future.done() else flight
+        return None if flight is None or flight.latch.is_open else flight
 
     def running(self, key: str, state: State) -> bool:
         """Whether a load from this read state is already under way (for background refresh)."""
         state = generation(state)
         flight = self._flights.get(key)
-        return flight is not None and flight.state == state and not flight.future.done()
+        return flight is not None and flight.state == state and not flight.latch.is_open
 
     def start_refresh(self, key: str, state: State) -> bool:
         """Whether a background refresh of ``key`` from ``state`` is to start now: none runs
@@ -206,6 +213,7 @@ class Flights:
     def land(self, key: str, flight: Flight, value: Any = None,
              exc: BaseException | None = None) -> None:
         """Finish a flight: later callers start afresh, waiters get the value or the error."""
+        flight.error = exc  # before a late joiner may find it among the landed (see join)
         with self._lock:
             if self._flights.get(key) is flight:
                 del self._flights[key]
@@ -215,9 +223,7 @@ class Flights:
             self._recent.move_to_end(key)
             if len(self._recent) > self.RECENT:
                 self._recent.popitem(last=False)
-        flight.value, flight.error = value, exc
-        flight.latch.open()
-        _settle(flight.future, value, exc)
+        flight.land(value, exc)
 
     def forget(self, key: str) -> None:
         """A local write or invalidation: callers from now on never join the current flight."""

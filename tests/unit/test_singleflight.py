@@ -219,3 +219,16 @@ def test_a_spawned_refresh_holds_others_back_until_it_ends_or_for_starting_secon
     assert not flights.start_refresh("k", STATE)  # its load runs: that holds others back
     flights.land("k", flight, 1)
     assert flights.start_refresh("k", STATE)
+
+
+async def test_a_task_that_comes_after_the_landing_gets_its_value_or_its_error() -> None:
+    flights = Flights()
+    flight, _ = flights.join("k", STATE, flights.landings)
+    flights.land("k", flight, "v")  # no task waited: its future is made by the first one
+    assert await ajoin_flight(flight, 0) == "v"
+    failed, _ = flights.join("e", STATE, flights.landings)
+    flights.land("e", failed, exc=ValueError("boom"))
+    with pytest.raises(ValueError, match="boom"):
+        await ajoin_flight(failed, 0)
+    again, leads = flights.join("e", STATE, 0)  # a failed load is not joined late
+    assert leads and again is not failed
