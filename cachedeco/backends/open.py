@@ -104,6 +104,12 @@ class BackendSlot:
             self.watch.listen(listener)
 
     @property
+    def moves(self) -> int:
+        """How many times the sentinels named another primary since the watch began (0 for
+        every other backend): a change sent while it moved may have reached the old one."""
+        return 0 if self.watch is None else self.watch.epoch
+
+    @property
     def stores_objects(self) -> bool:
         """Whether values are kept as objects (memory) rather than encoded payloads."""
         return self.kind == "memory"

@@ -37,7 +37,6 @@ from cachedeco.runtime.changes import (
     Outage,
     aapply,
     apply,
-    decode_change,
     next_run,
 )
 from cachedeco.runtime.guard import Breaker, LogLimit, warn
@@ -45,7 +44,7 @@ from cachedeco.runtime.held import Held
 from cachedeco.runtime.process import redo_after_fork
 from cachedeco.runtime.recent import RecentChanges
 from cachedeco.runtime.spool import Spool
-from cachedeco.runtime.spooling import forget, keep_in_spool, replace_in_spool
+from cachedeco.runtime.spooling import forget, keep_in_spool, readable, replace_in_spool
 
 __all__ = ["RETRY", "Host", "Recovery"]
 
@@ -250,11 +249,12 @@ class Recovery:
             for name, slot in self._runs(host, sync=True):
                 backend = slot.backend()
                 while run := self._head(name):
+                    moves = slot.moves
                     try:
                         apply(backend, run)
                     except BACKEND_ERRORS:
                         break
-                    self._landed(host, name, run)
+                    self._landed(host, name, run, slot, moves)
                 self._ended(name)
         return self.pending
 
@@ -267,11 +267,12 @@ class Recovery:
         for name, slot in mine:
             backend = slot.abackend()
             while run := self._head(name):
+                moves = slot.moves
                 try:
                     await aapply(backend, run)
                 except BACKEND_ERRORS:
                     break
-                self._landed(host, name, run)
+                self._landed(host, name, run, slot, moves)
             self._ended(name)
         return sum(len(self._queues.get(name) or ()) for name, _ in mine)
 
@@ -282,8 +283,12 @@ class Recovery:
             queue = self._queues.get(name)
             return next_run(queue.values(), RUN) if queue else []
 
-    def _landed(self, host: Host, name: str, run: list[Change]) -> None:
-        """Forget changes that landed (unless a newer one replaced them meanwhile)."""
+    def _landed(self, host: Host, name: str, run: list[Change], slot: BackendSlot,
+                moves: int) -> None:
+        """Forget changes that landed (unless a newer one replaced them meanwhile). If the
+        primary moved while they were sent (``moves``: the slot's count before), they may
+        have reached the old one (restarted empty, say, before its REPLICAOF): noted first,
+        then looked at, so that either the move's replay takes them or this one does."""
         with self._lock:
             queue = self._queues.get(name) or collections.OrderedDict()
             done = [c for c in run if queue.get(c.ident) is c]
@@ -300,6 +305,8 @@ class Recovery:
                 self.recent.note(name, change.kind, (change.target,), change.px,
                                  change.release)
         forget(run, self.spool)
+        if slot.moves != moves:
+            self.replay(name)
         host.breaker(name).success()
         for function in {c.function for c in run if c.kind == RECORD}:
             host.wake(function)
@@ -340,19 +347,12 @@ class Recovery:
         self._adopted = True
         if not rows:
             return
-        taken, merges = [], []
+        changes, taken, merges = list(readable(spool, rows)), [], []
         with self._lock:
-            for row, body in rows:
-                try:
-                    change = decode_change(body, row, spool)
-                except (ValueError, KeyError, TypeError) as exc:
-                    logger.error("cachedeco: a change in the spool %s cannot be read (%s); "
-                                 "dropped", spool.path, exc)
-                    spool.done([row])
-                    continue
+            for change in changes:
                 queue = self._queues.setdefault(change.backend, collections.OrderedDict())
                 if change.ident in queue:  # this process has a newer one
-                    spool.done([row])
+                    forget([change], spool)
                     continue
                 queue[change.ident] = change
                 self._held.hold(change)

@@ -1,17 +1,18 @@
-"""Writing a kept change to the spool, and what a spool that cannot keep it means."""
+"""Writing a kept change to the spool, what a spool that cannot keep it means, and reading
+back the changes other processes left there."""
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from cachedeco.errors import BackendError
-from cachedeco.runtime.changes import RECORD, Change, encode_change
+from cachedeco.runtime.changes import RECORD, Change, decode_change, encode_change
 from cachedeco.runtime.guard import LogLimit
 from cachedeco.runtime.spool import Spool
 
-__all__ = ["forget", "keep_in_spool", "replace_in_spool"]
+__all__ = ["forget", "keep_in_spool", "readable", "replace_in_spool"]
 
 logger = logging.getLogger("cachedeco")
 
@@ -56,3 +57,15 @@ def forget(changes: Iterable[Change], current: Spool | None) -> None:
         spool.done(ids)
         if spool is not current:
             spool.close()
+
+
+def readable(spool: Spool, rows: Iterable[tuple[int, bytes]]) -> Iterator[Change]:
+    """The changes of ``rows`` taken from ``spool``; a row that cannot be read is logged and
+    dropped from the spool."""
+    for row, body in rows:
+        try:
+            yield decode_change(body, row, spool)
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.error("cachedeco: a change in the spool %s cannot be read (%s); dropped",
+                         spool.path, exc)
+            spool.done([row])

@@ -158,6 +158,47 @@ def test_what_recovery_applied_is_applied_again_by_the_next_replay(
     assert get(2) == "y"  # not the "x" the write replaced
 
 
+class _Watch:
+    """A Sentinel watch's count of primary moves, moved by the test."""
+
+    epoch = 0
+
+    def close(self, **_: object) -> None:
+        pass
+
+
+def test_what_recovery_sent_as_the_primary_moved_is_applied_again(
+        make_registry: Callable[..., Registry], frozen: Server, prefix: str) -> None:
+    # The same loss, with the move seen while recovery's changes were on their way: the
+    # move's replay ran before recovery noted them as landed (a busy process's recovery
+    # thread, its reply in hand, waiting for the GIL), so it had nothing to apply again.
+    db = {1: "a", 2: "x"}
+    reg = make_registry(frozen.url, **FAST)
+    get, put = _catalogue(reg, db)
+    assert (get(1), get(2)) == ("a", "x")
+    slot = reg.slot("default")
+    slot.watch = watch = _Watch()  # type: ignore[assignment]
+    backend = slot.backend()
+    sent = backend.invalidate_tags  # the run's last command: drops, then tags
+    with redis.Redis.from_url(frozen.url) as raw:
+        before = _snapshot(raw, prefix)
+
+        def moved_meanwhile(*args: Any, **kwargs: Any) -> Any:
+            landed = sent(*args, **kwargs)
+            if watch.epoch == 0:
+                _put_back(raw, before)  # the old primary took the run, then lost it
+                watch.epoch += 1  # the sentinels named another primary ...
+                reg.recovery.replay("default")  # ... and the watch told recovery
+            return landed
+
+        backend.invalidate_tags = moved_meanwhile  # type: ignore[method-assign]
+        frozen.pause()
+        assert put(2, "y") == "y"  # kept: the server does not answer
+        frozen.resume()
+        poll(lambda: watch.epoch == 1 and reg.stats().recoveries_pending == 0, timeout=3.0)
+    assert get(2) == "y"  # not the "x" the write replaced
+
+
 def test_a_lease_whose_release_a_failover_lost_is_released_again_by_the_replay(
         make_registry: Callable[..., Registry], frozen: Server, prefix: str) -> None:
     # A lock=True load's lease reached the replica, its release (with the store) only the old

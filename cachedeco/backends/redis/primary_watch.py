@@ -9,13 +9,14 @@ until it expires. A :class:`PrimaryWatch` asks every sentinel every :data:`INTER
 in a daemon thread. When the newest configuration among their answers names another primary,
 it bumps ``epoch``: the pools (:mod:`~cachedeco.backends.redis.pools`) check it on every
 checkout, move their connections over and connect where the watch says from then on (not
-where the first sentinel to answer says). It also tells its listeners: auto-recovery applies
-the changes of the last seconds again, since the old primary may have lost them. A failover
-the sentinels have not finished is not seen here: until they name the new primary, nobody
-can. While connections are being opened (a primary that stopped answering, say) the watch
-asks every :data:`FAST` seconds instead, for :data:`HURRIED_FOR` seconds: a failover's new
-primary is then followed within that time, before an old primary restarted empty can take
-the changes meant for the new one.
+where the first sentinel to answer says). It also tells its listeners, at once and a few
+times over the next seconds (:data:`ECHOES`): auto-recovery applies the changes of the last
+seconds again, since the old primary may have lost them. A failover the sentinels have
+not finished is not seen here: until they name the new primary, nobody can. While
+connections are being opened (a primary that stopped answering, say) the watch asks every
+:data:`FAST` seconds instead, for :data:`HURRIED_FOR` seconds: a failover's new primary is
+then followed within that time, before an old primary restarted empty can take the changes
+meant for the new one.
 """
 
 from __future__ import annotations
@@ -39,7 +40,12 @@ __all__ = ["INTERVAL", "PrimaryWatch"]
 
 logger = logging.getLogger("cachedeco")
 INTERVAL: Final = 0.5  # seconds between two questions to the sentinels
-ECHOES: Final = 1  # the listeners are told again this many rounds later (changes in flight)
+#: When the listeners are told of a move, in seconds after the watch saw it: at once, then
+#: again for the changes that were in flight (sent to the old primary, which may have been
+#: restarted empty before its REPLICAOF, and noted as landed only after the move was told:
+#: a busy process's thread may take a while to note its reply). Each tell applies again what
+#: landed since the last one: a few more misses, once per failover.
+ECHOES: Final = (0.0, 0.25, 1.0, 2.5)
 FAST: Final = 0.05  # seconds between two questions while connections are being opened
 HURRIED_FOR: Final = 5.0  # seconds of FAST questions after a connection was opened
 
@@ -58,7 +64,7 @@ class PrimaryWatch:
         self.epoch = 0
         self._config = 0  # the sentinels' config epoch of ``address``
         self._listeners: list[Callable[[], None]] = []
-        self._echoes = 0
+        self._echo_at: list[float] = []  # when to tell the listeners next (monotonic)
         self._stop = threading.Event()
         self._nudge = threading.Event()  # set by hurry(): ask now
         self._hurried = 0.0  # monotonic time until which the questions are FAST
@@ -133,15 +139,15 @@ class PrimaryWatch:
         logger.warning("cachedeco: Sentinel service %r moved its primary from %s:%d to %s:%d; "
                        "following it", self._service, *self.address, *address)
         self.address, self.epoch = address, self.epoch + 1
-        self._echoes = ECHOES + 1  # the watch's thread tells the listeners
+        seen = time.monotonic()  # the watch's thread tells the listeners (see ECHOES)
+        self._echo_at = [seen + after for after in ECHOES]
         return True
 
     def _run(self) -> None:
         stop, nudge = self._stop, self._nudge
         while not stop.is_set():
             self.check()
-            if self._echoes:
-                self._echoes -= 1
+            if self._due():
                 for listener in list(self._listeners):
                     try:
                         listener()
@@ -154,13 +160,22 @@ class PrimaryWatch:
                 nudge.wait(INTERVAL - FAST)  # woken early by hurry()
         self._close_sentinels()  # stopped (closed, or abandoned: nobody closes them after)
 
+    def _due(self) -> bool:
+        """Whether the listeners are to be told now: a move was seen, or one of its echoes
+        is due (each told once, however late the round)."""
+        now = time.monotonic()
+        with self._checking:  # check() sets the times anew: never lose a move's
+            due = [at for at in self._echo_at if at <= now]
+            self._echo_at = [at for at in self._echo_at if at > now]
+        return bool(due)
+
     def _after_fork(self) -> None:
         """In a forked child: no thread came along; one is started if the parent watched."""
         watched = self._thread is not None and not self._stop.is_set()
         self._lock, self._stop = threading.Lock(), threading.Event()
         self._nudge, self._hurried = threading.Event(), 0.0
         self._checking = threading.Lock()
-        self._thread, self._echoes = None, 0
+        self._thread, self._echo_at = None, []
         if watched:
             self.start()
 
