@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import time
 from collections.abc import Callable
+from typing import Any
 
 from redis.crc import key_slot
 
@@ -288,8 +289,18 @@ def test_a_lease_is_taken_while_its_slot_moves(
         async def acquire(name: LeaseName) -> AsyncLease | Busy:  # abackend(): this loop's
             return await slot.abackend().leases().acquire(name, 30.0, "")
 
+        script = leases.acquire_script
+        scripts: list[object] = []
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            scripts.append(kwargs["keys"][0])
+            return script(*args, **kwargs)
+
+        leases.acquire_script = counted
         busy = leases.acquire(names[0], 30.0, "")  # held by the lease taken before the move
         assert isinstance(busy, Busy) and busy.ms is not None and busy.ms <= 1000
+        assert isinstance(leases.acquire(names[0], 30.0, ""), Busy)  # its next try ...
+        assert scripts == [names[0].key]  # ... goes straight to plain commands (no 0.4 s)
         held = leases.acquire(names[1], 30.0, "")
         assert not isinstance(held, Busy)
         abusy = loop.run_until_complete(acquire(names[1]))
