@@ -18,6 +18,7 @@ from cachedeco import Registry
 from cachedeco.backends.contracts.leases import Busy
 from cachedeco.backends.redis._async.leases import AsyncRedisLeases
 from cachedeco.backends.redis._sync.leases import RedisLeases
+from cachedeco.backends.redis.commands import MovingSlots
 from cachedeco.core.keyspace import KeySpace, LeaseName
 from cachedeco.flows.spec import spec_of
 from tests.support.polling import apoll, poll
@@ -299,18 +300,20 @@ def test_only_a_moving_slot_has_the_lease_taken_and_released_by_its_key_alone(
         script = leases.acquire_script
         for error in (redis.exceptions.TryAgainError("TRYAGAIN"),
                       redis.exceptions.ClusterError("TTL exhausted.")):
+            leases.moving = MovingSlots()  # no move seen yet
             cut = _CutOnce(script, error)
             leases.acquire_script = cut
             lease = leases.acquire(name, 30.0, "")
             assert not isinstance(lease, Busy) and cut.calls == 1
             assert raw.exists(name.key) == 1  # taken by SET NX PX GET
-            leases.acquire_script = _CutOnce(script, error)
             busy = leases.acquire(name, 30.0, "")
             assert isinstance(busy, Busy) and busy.ms == 200  # asks again soon
+            assert cut.calls == 1  # straight to the plain commands while the slot moves
             leases.release_script = _CutOnce(leases.release_script, error)
             assert lease.release() is True
             assert raw.exists(name.key) == 0
         down = redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down")
+        leases.moving = MovingSlots()
         leases.acquire_script = _CutOnce(script, down)
         with pytest.raises(redis.exceptions.ClusterDownError):
             leases.acquire(name, 30.0, "")

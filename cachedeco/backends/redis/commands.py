@@ -4,6 +4,7 @@ pure functions shared by the sync and async backends, leases and queues."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -22,6 +23,7 @@ __all__ = [
     "MOVING_ERRORS",
     "MOVING_MS",
     "SCAN_COUNT",
+    "MovingSlots",
     "ack_args",
     "add_args",
     "block_limit",
@@ -50,6 +52,35 @@ LANDED_REPLY: Final = -3  # LEASE_ACQUIRE: not taken, a value landed in the entr
 MOVING_MS: Final = 200
 #: What Redis Cluster raises while a slot moves: see :func:`slot_moving`.
 MOVING_ERRORS: Final = (TryAgainError, ClusterError)
+
+
+class MovingSlots:
+    """Leases whose Cluster slot was found moving lately: taken by their key alone for
+    ``FOR`` seconds without trying the acquire script first, which redis-py retries for about
+    0.4 s before it gives up (each try of a waiter would pay that again)."""
+
+    FOR: Final = 1.0
+    KEEP: Final = 1024  # leases remembered before the expired ones are dropped
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+
+    def now(self, key: str) -> bool:
+        """Whether ``key``'s slot was found moving less than ``FOR`` seconds ago."""
+        until = self._until.get(key)
+        if until is None:
+            return False
+        if until > time.monotonic():
+            return True
+        self._until.pop(key, None)
+        return False
+
+    def seen(self, key: str) -> None:
+        """``key``'s slot is moving."""
+        now = time.monotonic()
+        if len(self._until) > self.KEEP:  # a long move of many slots: drop the past
+            self._until = {k: t for k, t in list(self._until.items()) if t > now}
+        self._until[key] = now + self.FOR
 
 
 def slot_moving(exc: BaseException) -> bool:

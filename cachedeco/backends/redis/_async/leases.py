@@ -33,6 +33,7 @@ from cachedeco.backends.redis.commands import (
     MIN_BLOCK,
     MOVING_ERRORS,
     MOVING_MS,
+    MovingSlots,
     block_limit,
     busy,
     landed,
@@ -45,9 +46,6 @@ from cachedeco.core.entry import Release
 __all__ = ["AsyncRedisLeases"]
 
 SWEEP_EVERY: Final = 0.2  # seconds between two releases of leases timed-out acquires took
-#: Seconds a lease whose slot was found moving is taken by its key alone, and how many such
-#: leases are remembered before the expired ones are dropped.
-MOVING_FOR, MOVING_KEYS = 1.0, 1024
 #: How long a timed-out acquire's lease is still looked for once the server answers (its
 #: script, queued on a frozen or slow server, runs about when the server answers again),
 #: and at most after the timeout (a server that never answers again).
@@ -105,7 +103,7 @@ class _AsyncWakingLock(redis.asyncio.lock.Lock):
         entry, seen = self.guarded
         if self.watched:
             return await self.plain_acquire(token)
-        if not self.leases.moving(self.key):
+        if not self.leases.moving.now(self.key):
             try:
                 self.left = await self.leases.acquire_script(
                     keys=[self.name, self.wake, self.mark, *entry],
@@ -114,7 +112,7 @@ class _AsyncWakingLock(redis.asyncio.lock.Lock):
             except MOVING_ERRORS as exc:
                 if not slot_moving(exc):
                     raise
-                self.leases.moved(self.key)  # its next tries go straight to plain commands
+                self.leases.moving.seen(self.key)  # next tries: straight to plain commands
         if await self.plain_acquire(token):
             return True
         if self.left is None:  # held (not LANDED_REPLY)
@@ -209,9 +207,7 @@ class AsyncRedisLeases:
         self.unsure: dict[Unsure, tuple[float, float | None]] = {}
         self._swept = 0.0
         self._settling = False
-        #: Leases whose slot was found moving, and until when (monotonic) to take them by
-        #: their key alone without trying the script first (see ``take``).
-        self._moving: dict[str, float] = {}
+        self.moving = MovingSlots()  # leases to take by their key alone for now (``take``)
 
     async def acquire(self, name: LeaseName, ttl: float, seen: str | None = None,
                       watched: bool = False) -> AsyncLease | Busy:
@@ -224,24 +220,6 @@ class AsyncRedisLeases:
         if await lock.acquire(blocking=False):
             return _AsyncRedisLease(lock)
         return busy(lock.left)
-
-    def moving(self, key: str) -> bool:
-        """Whether ``key``'s slot was found moving lately: redis-py retries a refused script
-        for about 0.4 s before it gives up, which each try of a waiter would pay again."""
-        until = self._moving.get(key)
-        if until is None:
-            return False
-        if until > time.monotonic():
-            return True
-        self._moving.pop(key, None)
-        return False
-
-    def moved(self, key: str) -> None:
-        """``key``'s slot is moving: take its lease by its key alone for MOVING_FOR s."""
-        now = time.monotonic()
-        if len(self._moving) > MOVING_KEYS:  # a long move of many slots: drop the past
-            self._moving = {k: t for k, t in list(self._moving.items()) if t > now}
-        self._moving[key] = now + MOVING_FOR
 
     async def repeat(self, release: Release) -> None:
         """The token-checked release script again (see the contract's ``repeat``)."""
