@@ -52,43 +52,6 @@ LANDED_REPLY: Final = -3  # LEASE_ACQUIRE: not taken, a value landed in the entr
 MOVING_MS: Final = 200
 #: What Redis Cluster raises while a slot moves: see :func:`slot_moving`.
 MOVING_ERRORS: Final = (TryAgainError, ClusterError)
-
-
-class MovingSlots:
-    """Leases whose Cluster slot was found moving lately: taken by their key alone for
-    ``FOR`` seconds without trying the acquire script first, which redis-py retries for about
-    0.4 s before it gives up (each try of a waiter would pay that again)."""
-
-    FOR: Final = 1.0
-    KEEP: Final = 1024  # leases remembered before the expired ones are dropped
-
-    def __init__(self) -> None:
-        self._until: dict[str, float] = {}
-
-    def now(self, key: str) -> bool:
-        """Whether ``key``'s slot was found moving less than ``FOR`` seconds ago."""
-        until = self._until.get(key)
-        if until is None:
-            return False
-        if until > time.monotonic():
-            return True
-        self._until.pop(key, None)
-        return False
-
-    def seen(self, key: str) -> None:
-        """``key``'s slot is moving."""
-        now = time.monotonic()
-        if len(self._until) > self.KEEP:  # a long move of many slots: drop the past
-            self._until = {k: t for k, t in list(self._until.items()) if t > now}
-        self._until[key] = now + self.FOR
-
-
-def slot_moving(exc: BaseException) -> bool:
-    """Whether ``exc`` is Redis Cluster refusing a command over several keys of a slot that
-    moves (TRYAGAIN, or redis-py's plain ``ClusterError`` "TTL exhausted" after retrying it),
-    not a cluster down (``ClusterDownError``, a subclass), where a retry would only wait
-    longer."""
-    return isinstance(exc, TryAgainError) or type(exc) is ClusterError
 MIN_BLOCK: Final = 0.01  # seconds: BLMOVE's 0 means "for ever", so never ask for less
 MAX_BLOCK: Final = 5.0  # seconds: the longest single block, whatever the socket timeout
 WAKE_MS: Final = (1000, 10_000)  # bounds of a lease's wake list TTL
@@ -194,6 +157,43 @@ def busy(left: Any) -> Busy:
     if ms == LANDED_REPLY:
         return Busy(0, landed=True)
     return Busy(ms if ms >= 0 else None)
+
+
+class MovingSlots:
+    """Leases whose Cluster slot was found moving lately: taken by their key alone for
+    ``FOR`` seconds without trying the acquire script first, which redis-py retries for about
+    0.4 s before it gives up (each try of a waiter would pay that again)."""
+
+    FOR: Final = 1.0
+    KEEP: Final = 1024  # leases remembered before the expired ones are dropped
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+
+    def now(self, key: str) -> bool:
+        """Whether ``key``'s slot was found moving less than ``FOR`` seconds ago."""
+        until = self._until.get(key)
+        if until is None:
+            return False
+        if until > time.monotonic():
+            return True
+        self._until.pop(key, None)
+        return False
+
+    def seen(self, key: str) -> None:
+        """``key``'s slot is moving."""
+        now = time.monotonic()
+        if len(self._until) > self.KEEP:  # a long move of many slots: drop the past
+            self._until = {k: t for k, t in list(self._until.items()) if t > now}
+        self._until[key] = now + self.FOR
+
+
+def slot_moving(exc: BaseException) -> bool:
+    """Whether ``exc`` is Redis Cluster refusing a command over several keys of a slot that
+    moves (TRYAGAIN, or redis-py's plain ``ClusterError`` "TTL exhausted" after retrying it),
+    not a cluster down (``ClusterDownError``, a subclass), where a retry would only wait
+    longer."""
+    return isinstance(exc, TryAgainError) or type(exc) is ClusterError
 
 
 # --- write-behind queues -------------------------------------------------------------------
