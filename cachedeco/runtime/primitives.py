@@ -42,6 +42,11 @@ def join_flight(flight: Flight | Read, timeout: float | None) -> Any:
     the flight's latch, so its landing wakes them all at once."""
     if not flight.latch.wait(timeout):
         raise WaitTimeout
+    return _landed(flight)
+
+
+def _landed(flight: Flight | Read) -> Any:
+    """What a flight that landed gives its waiters: its value, or its error raised."""
     if flight.error is not None:
         raise flight.error
     return flight.value
@@ -51,9 +56,7 @@ async def ajoin_flight(flight: Flight | Read, timeout: float | None) -> Any:
     """Wait for a flight in a task without ever cancelling the shared future (one that
     landed already answers at once)."""
     if flight.latch.is_open:
-        if flight.error is not None:
-            raise flight.error
-        return flight.value
+        return _landed(flight)
     loop = asyncio.get_running_loop()
     waiter: asyncio.Future[None] = loop.create_future()
 
