@@ -242,7 +242,7 @@ class Soak:
             "near": len(near) if near is not None else 0,
             "near_tags": len(near._by_tag) if near is not None else 0,
             "near_changed": len(near._changed) if near is not None else 0,
-            "recoveries": recovery.pending + sum(len(q) for q in recovery._queues.values()),
+            "recoveries": recovery.pending,
             "wb_stream": int(self.client.xlen(self.stream.stream)),
             "wb_dead": int(self.client.xlen(self.stream.dead)) if self.client.exists(
                 self.stream.dead) else 0,

@@ -196,8 +196,8 @@ class WriteBehindCore:
         if exc is not None:
             guard.breaker.failure()
         px = item.write.px if item.write is not None else item.tomb_px
-        bound.recovery.add(Change(bound.slot.name, RECORD, item.key, px, function=self.name,
-                                  names=bound.keyspace.queue(self.name), push=item), exc)
+        bound.recovery.keep([Change(bound.slot.name, RECORD, item.key, px, function=self.name,
+                                    names=bound.keyspace.queue(self.name), push=item)], exc)
 
     def hand_over(self, record: Any) -> None:
         """Caching is switched off: deliver one record to ``flush`` now (from a sync call)."""

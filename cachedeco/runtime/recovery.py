@@ -1,25 +1,24 @@
 """Auto-recovery: changes that could not reach their backend are kept, one per key or tag
 (the latest), in memory and (``spool=``) in the spool file, and retried in the background.
 
-A worker (a daemon thread; a task on the caller's loop for an asyncio-client backend)
-applies them, drops and tag invalidations ahead of the write-behind records of other keys
-(:func:`~cachedeco.runtime.changes.next_run`), probing every ``RETRY`` seconds without
-waiting out the breaker. Meanwhile this process never serves an entry with a pending change
-from the backend (:meth:`Recovery.blocks`). When an outage begins, the changes that landed in
-the second before it are kept too (a failover may have lost them: :mod:`.recent`). An outage
-is logged when it starts and ends, never per call, and a flapping link at most once per
-``LOG_INTERVAL`` (the next line counts the ones it kept quiet).
+A worker (:mod:`.retrying`: a daemon thread; a task on the caller's loop for an
+asyncio-client backend) applies them, drops and tag invalidations ahead of the write-behind
+records of other keys (:func:`~cachedeco.runtime.changes.next_run`), probing every
+``RETRY`` seconds without waiting out the breaker. Meanwhile this process never serves an
+entry with a pending change from the backend (:meth:`Recovery.blocks`) nor from its near
+cache. When an outage begins, the changes that landed in the second before it are kept too
+(a failover may have lost them: :mod:`.recent`). An outage is logged when it starts and
+ends, never per call, and a flapping link at most once per ``LOG_INTERVAL`` (the next line
+counts the ones it kept quiet).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Final, Protocol
 
@@ -27,7 +26,7 @@ from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.backends.open import BackendSlot
 from cachedeco.core.stats import Stats
 from cachedeco.errors import CacheError
-from cachedeco.runtime.bounds import bound
+from cachedeco.runtime.bounds import Merge, bound
 from cachedeco.runtime.changes import (
     DROP,
     EVERY,
@@ -39,18 +38,17 @@ from cachedeco.runtime.changes import (
     apply,
     next_run,
 )
-from cachedeco.runtime.guard import Breaker, LogLimit, warn
+from cachedeco.runtime.guard import Breaker, LogLimit
 from cachedeco.runtime.held import Held
 from cachedeco.runtime.process import redo_after_fork
 from cachedeco.runtime.recent import RecentChanges
+from cachedeco.runtime.retrying import Retrying
 from cachedeco.runtime.spool import Spool
 from cachedeco.runtime.spooling import forget, keep_in_spool, readable, replace_in_spool
 
-__all__ = ["RETRY", "Host", "Recovery"]
+__all__ = ["Host", "Recovery"]
 
 logger = logging.getLogger("cachedeco")
-RETRY: Final = 0.25  # seconds between two attempts while changes wait
-ADOPT_EVERY: Final = 2.0  # seconds between two looks at the spool for changes left by others
 RUN: Final = 500  # the most drops and tags, or records, sent in one round trip
 
 
@@ -82,17 +80,15 @@ class Recovery:
         self._spool_log = LogLimit()
         self.recent = RecentChanges()  # what landed lately: a failover may lose it
         self._outage_log: dict[str, LogLimit] = {}  # per backend: a flapping link is quiet
+        self._worker = Retrying(self.attempt, self.aattempt, self.adopt,
+                                lambda: self.spool is not None)
         self._reset()
         redo_after_fork(self)
 
     def _reset(self) -> None:
         self._lock = threading.Lock()
         self._attempting = threading.Lock()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._tasks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (
-            weakref.WeakKeyDictionary())
-        self._closed = False
+        self._worker.reset()
         self._adopted = False
 
     def after_fork(self) -> None:
@@ -111,67 +107,84 @@ class Recovery:
         """Keep the drop of entries whose change could not reach ``backend``; ``family``:
         the tag key every entry of their function carries, and its px (see :mod:`.bounds`)."""
         tag, tag_px = family or ("", 0)
-        for key in keys:
-            self.add(Change(backend, DROP, key, px, family=tag, family_px=tag_px), exc)
+        self.keep([Change(backend, DROP, key, px, family=tag, family_px=tag_px)
+                   for key in keys], exc)
 
     def invalidate(self, backend: str, tag_keys: Sequence[str], px: int,
                    exc: BaseException | None) -> None:
         """Keep the invalidation of tags that could not reach ``backend``."""
-        for tag in tag_keys:
-            self.add(Change(backend, TAGS, tag, px), exc)
+        self.keep([Change(backend, TAGS, tag, px) for tag in tag_keys], exc)
 
     def replay(self, backend: str) -> None:
         """The changes that reached ``backend`` lately may be lost there (an outage began: it
         may be a failover; or its primary moved while the old one ran, a Sentinel failover
         this process saw no outage in): they are applied again, and not served meanwhile."""
-        for kind, target, px, release in self.recent.take(backend):
-            self.add(Change(backend, kind, target, px, release=release), None, failed=False)
+        self.keep([Change(backend, kind, target, px, release=release)
+                   for kind, target, px, release in self.recent.take(backend)],
+                  None, failed=False)
 
-    def add(self, change: Change, exc: BaseException | None, *, failed: bool = True) -> None:
-        """Keep one change (replacing the pending one of the same key or tag) and wake the
-        worker; spooled first when there is a spool (for a record, a spool that fails is an
-        error the caller sees: the record would be lost). ``failed``: it could not reach
-        the backend (an outage begins), rather than being applied again."""
+    def keep(self, changes: Sequence[Change], exc: BaseException | None, *,
+             failed: bool = True) -> None:
+        """Keep changes to one backend (each replacing the pending one of its key or tag),
+        all before the worker is woken (it would end the outage between two of them); each
+        spooled first when there is a spool (for a record, a spool that fails is an error the
+        caller sees: the record would be lost). ``failed``: they could not reach the backend
+        (an outage begins), rather than being applied again."""
         host = self._host()
-        if host is None or not self.active:
+        if host is None or not self.active or not changes:
             return
-        # This process must not serve the old value from its near cache either (the change
-        # stream reports nothing for a change that never reached the backend).
-        near = host.slot(change.backend).near
-        if near is not None and change.on_entries:
+        backend = changes[0].backend
+        for change in changes:
+            if self.spool is not None and change.on_entries:
+                keep_in_spool(self.spool, host.prefix, change, self._spool_log)
+        theirs: list[Change] = []  # replaced changes another spool keeps
+        merges: list[Merge] = []
+        with self._lock:
+            queue = self._queues.setdefault(backend, collections.OrderedDict())
+            for change in changes:
+                # held before what it replaces is let go: Held.blocks (no lock) sees no gap
+                old = queue.pop(change.ident, None)
+                queue[change.ident] = change
+                self._held.hold(change)
+                if old is not None:  # after: its key or tag stays held by the new one
+                    self._held.let_go(old)
+                    if old.spooled not in (None, change.spooled):
+                        theirs.append(old)
+                if (merge := bound(queue, self._held, change, host.prefix)) is not None:
+                    merges.append(merge)
+            self._count()
+            hushed, began = None, failed and backend not in self._outages
+            if began:
+                limit = self._outage_log.setdefault(backend, LogLimit())
+                hushed = limit.allow()
+                self._outages[backend] = Outage(said=hushed is not None)
+        self._unserved(host, changes)
+        if hushed is not None:
+            Outage.began(backend, exc, hushed)
+        if theirs:
+            forget(theirs, self.spool)
+        for merge in merges:
+            if self.spool is not None:
+                replace_in_spool(self.spool, host.prefix, merge.made, merge.gone,
+                                 self._spool_log)
+            merge.log(host.prefix, backend)
+        if began:  # the outage may be a failover that lost them
+            self.replay(backend)
+        self._worker.kick("sync" in host.slot(backend).flavours)
+
+    @staticmethod
+    def _unserved(host: Host, changes: Sequence[Change]) -> None:
+        """This process must not serve the old values from its near cache either (the change
+        stream reports nothing for a change that never reached the backend): told once they
+        are held, so that a read either sees them held or began before and is refused."""
+        for change in changes:
+            near = host.slot(change.backend).near
+            if near is None or not change.on_entries:
+                continue
             if change.kind == EVERY:  # a replay of one (its target is a glob)
                 near.flushed()
             else:
                 near.changed([change.target])
-        if self.spool is not None and change.on_entries:
-            keep_in_spool(self.spool, host.prefix, change, self._spool_log)
-        with self._lock:
-            queue = self._queues.setdefault(change.backend, collections.OrderedDict())
-            # held before what they replace is let go: Held.blocks (no lock) sees no gap
-            old = queue.pop(change.ident, None)
-            queue[change.ident] = change
-            self._held.hold(change)
-            if old is not None:  # after: its key or tag stays held by the new one
-                self._held.let_go(old)
-            merge = bound(queue, self._held, change, host.prefix)
-            self._count()
-            hushed, began = None, failed and change.backend not in self._outages
-            if began:
-                limit = self._outage_log.setdefault(change.backend, LogLimit())
-                hushed = limit.allow()
-                self._outages[change.backend] = Outage(said=hushed is not None)
-        if hushed is not None:
-            Outage.began(change.backend, exc, hushed)
-        if old is not None and old.spooled not in (None, change.spooled):  # another spool's
-            forget([old], self.spool)
-        if merge is not None:
-            if self.spool is not None:
-                replace_in_spool(self.spool, host.prefix, merge.made, merge.gone,
-                                 self._spool_log)
-            merge.log(host.prefix, change.backend)
-        if began:  # the outage may be a failover that lost them
-            self.replay(change.backend)
-        self._kick(host, change.backend)
 
     def _count(self) -> None:
         self.pending = self.stats.recoveries_pending = sum(map(len, self._queues.values()))
@@ -180,51 +193,8 @@ class Recovery:
 
     def ensure(self) -> None:
         """The registry is in use: with a spool, start looking for changes left there."""
-        if self.spool is not None and self._thread is None and not self._closed:
-            host = self._host()
-            if host is not None:
-                self._start_thread()
-
-    def _kick(self, host: Host, backend: str) -> None:
-        """Attempt soon: the thread for a backend with a sync client, else a task."""
-        if "sync" in host.slot(backend).flavours:
-            self._start_thread()
-            self._wake.set()
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        task = self._tasks.get(loop)
-        if task is None or task.done():
-            self._tasks[loop] = loop.create_task(self._arun())
-
-    def _start_thread(self) -> None:
-        with self._lock:
-            if self._thread is None and not self._closed:
-                thread = threading.Thread(target=self._run, daemon=True,
-                                          name="cachedeco-recovery")
-                with contextlib.suppress(RuntimeError):  # the interpreter shuts down
-                    thread.start()
-                    self._thread = thread
-
-    def _run(self) -> None:
-        while not self._closed:
-            try:
-                self.adopt()
-                left = self.attempt()
-            except Exception as exc:  # never let the worker die: log, and try again later
-                warn("recovery", "cachedeco: the recovery worker failed (%s: %s)",
-                     type(exc).__name__, exc, level=logging.ERROR)
-                left = 1
-            if self._closed:
-                return
-            self._wake.wait(RETRY if left else ADOPT_EVERY if self.spool else None)
-            self._wake.clear()
-
-    async def _arun(self) -> None:
-        while not self._closed and await self.aattempt():
-            await asyncio.sleep(RETRY)
+        if self.spool is not None and self._worker.thread is None and self._host() is not None:
+            self._worker.start()
 
     # -- attempts ------------------------------------------------------------------------------
 
@@ -361,12 +331,13 @@ class Recovery:
                 if (merge := bound(queue, self._held, change, host.prefix)) is not None:
                     merges.append((change.backend, merge))  # many processes' leftovers
             self._count()
+        self._unserved(host, taken)
         logger.warning("cachedeco: took over %d change(s) left in the spool %s%s",
                        len(taken), spool.path, " at start" if first else "")
         for backend, merge in merges:
             replace_in_spool(spool, host.prefix, merge.made, merge.gone, self._spool_log)
             merge.log(host.prefix, backend)
-        self._wake.set()
+        self._worker.wake()
 
     def deliver(self) -> None:
         """Adopt and attempt now, in this thread (``reg.flush()``)."""
@@ -381,14 +352,7 @@ class Recovery:
     def close(self) -> None:
         """Stop the worker; what still waits stays in the spool (for the next process) or,
         without one, is given up, which is logged."""
-        self._closed = True
-        self._wake.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=5.0)
-        stopped = thread is None or not thread.is_alive()
-        if stopped:  # a registry used again starts anew
-            self._thread, self._closed = None, False
+        stopped = self._worker.close()
         if self.spool is not None:
             self.spool.release()
             if stopped:  # its connection too (a registry used again opens another)

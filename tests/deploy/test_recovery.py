@@ -25,6 +25,7 @@ from cachedeco.backends.contracts.queues import Push
 from cachedeco.core.entry import new_tombstone
 from cachedeco.runtime import bounds as bounds_module
 from cachedeco.runtime.changes import EVERY, RECORD, Change, aapply, apply
+from cachedeco.runtime.retrying import Retrying
 from tests.support.deployments import Deployment
 from tests.support.polling import apoll, poll
 from tools.servers import Server
@@ -260,6 +261,36 @@ def test_invalidate_tags_and_invalidate_during_an_outage_land_once_it_ends(
     frozen.restart()  # no persistence: empty; the point is that the changes land
     poll(lambda: reg.stats().recoveries_pending == 0, timeout=3.0)
     assert reg.stats().recoveries_done == 2
+
+
+def test_changes_kept_by_one_call_land_in_one_outage(
+        make_registry: Callable[..., Registry], redis_url: str,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The changes one call could not send are all kept before the worker is woken: a worker
+    that ran between two of them would end the outage and begin another, whose replay would
+    apply the first ones again."""
+    reg = make_registry(redis_url, **FAST)
+    backend = reg.slot("default").backend()
+    real, sent = backend.invalidate_tags, []
+
+    def blip_once(tag_keys: list[str], *args: Any) -> None:
+        sent.append(list(tag_keys))
+        if len(sent) == 1:
+            raise redis.ConnectionError("a blip")
+        real(tag_keys, *args)
+
+    monkeypatch.setattr(backend, "invalidate_tags", blip_once)
+    # the worker at its quickest: it attempts as soon as it is woken, before the caller goes on
+    monkeypatch.setattr(Retrying, "kick", lambda self, sync: self._attempt())
+    caplog.set_level(logging.WARNING, logger="cachedeco")
+    reg.invalidate_tags("a", "b", "c")
+    stats = reg.stats()
+    assert (stats.recoveries_pending, stats.recoveries_done) == (0, 3)
+    tags = [reg.keyspace.tag(t) for t in ("a", "b", "c")]
+    assert sent == [tags, tags]  # the failed call, then one run with all three
+    lines = [r.getMessage() for r in caplog.records if r.name == "cachedeco"]
+    assert sum("is unreachable" in line for line in lines) == 1, lines
+    assert sum("answers again" in line for line in lines) == 1, lines
 
 
 def test_a_refresh_that_cannot_store_drops_the_old_entry_later(

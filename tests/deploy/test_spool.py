@@ -24,10 +24,13 @@ import redis
 
 from cachedeco import BackendError, ConfigurationError, Registry
 from cachedeco.runtime import bounds
+from cachedeco.runtime.retrying import Retrying
 from tests.support.calls import Calls
 from tests.support.events import Events
+from tests.support.near import warm
 from tests.support.polling import poll
 from tools.servers import Server
+from tools.servers.process import free_port
 
 FAST = {"socket_timeout": 0.3, "socket_connect_timeout": 0.3, "stats_interval": 0}
 
@@ -277,6 +280,31 @@ def test_changes_taken_over_from_the_spool_are_bounded_as_the_calls_own(
     reg.flush()  # delivered now: the server answers again
     assert reg.stats().recoveries_pending == _rows(spool) == 0
     assert [cached(x) for x in db] == ["b"] * 120  # every old entry is gone
+
+
+def test_changes_taken_over_from_the_spool_drop_the_near_values_they_concern(
+        make_registry: Callable[..., Registry], redis_url: str, tmp_path: Path,
+        prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a process that could not reach Redis (another address here) left drops in the spool;
+    # this one kept the entries near: once it takes the drops over, it serves neither copy
+    monkeypatch.setattr(Retrying, "start", lambda self: None)  # adopt below, attempt never
+    spool = tmp_path / "spool.db"
+    db = {x: "a" for x in range(120)}
+    reg = make_registry(redis_url, spool=spool, near_cache=1000, **FAST)
+
+    def get(x: int) -> str:
+        return db[x]
+
+    get.__module__, get.__qualname__ = "__main__", "get"  # the writer's function
+    cached = reg.cached(ttl=300, key="item:{x}")(get)
+    warm(lambda: cached(1), cached.stats)
+    db.update((x, "b") for x in db)
+    assert cached(1) == "a"  # a near hit
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    _killed_once_queued([[DROPPER, dead, prefix, str(spool)]], "queued\n")
+    reg.recovery.adopt()
+    assert reg.stats().recoveries_pending == 120
+    assert cached(1) == "b"
 
 
 def test_without_a_spool_a_write_behind_call_raises_during_an_outage(

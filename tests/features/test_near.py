@@ -15,8 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 
 from cachedeco import Registry, write_behind, write_through
+from cachedeco.runtime.retrying import Retrying
 from tests.support.commands import commandstats, ran
 from tests.support.deployments import SERVERS, Deployment
 from tests.support.near import TRACKER, near_registry, warm
@@ -296,3 +298,43 @@ def test_a_change_kept_for_recovery_drops_the_near_value(
     put(1, "new")
     assert reg.stats().recoveries_pending >= 1
     assert get(1) == "new"
+
+
+@pytest.mark.deployments("redis")
+def test_a_read_racing_a_kept_change_never_installs_the_old_value(
+        make_registry: Callable[..., Registry], deployment: Deployment,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A drop fails once (a blip; the breaker stays closed, reads go on reaching Redis) and is
+    # kept for the recovery, whose worker is held back: Redis keeps the old entry meanwhile.
+    # Each time the near cache is told of the change, a read runs right after: one that began
+    # before the change was held reads Redis and would install the old value for later hits.
+    reg = near_registry(make_registry, deployment)
+    rows = {1: "old"}
+
+    @reg.cached(ttl=60)
+    def get(x: int) -> str:
+        return rows[x]
+
+    warm(lambda: get(1), get.stats)
+    slot = reg.slot("default")
+    inner, store = slot.backend().inner, slot.near
+    assert store is not None
+    real_invalidate, real_changed = inner.invalidate, store.changed
+
+    def blip(*args: Any) -> int:
+        monkeypatch.setattr(inner, "invalidate", real_invalidate)
+        raise redis.ConnectionError("a blip")
+
+    def changed_then_read(names: Any) -> None:
+        real_changed(names)
+        racing = threading.Thread(target=get, args=(1,))
+        racing.start()
+        racing.join()
+
+    monkeypatch.setattr(inner, "invalidate", blip)
+    monkeypatch.setattr(store, "changed", changed_then_read)
+    monkeypatch.setattr(Retrying, "kick", lambda self, sync: None)
+    rows[1] = "new"
+    assert get.invalidate(1) is False  # kept for the recovery
+    assert reg.stats().recoveries_pending == 1
+    assert [get(1) for _ in range(3)] == ["new"] * 3

@@ -1,0 +1,103 @@
+"""Auto-recovery's worker: a daemon thread that attempts what waits for backends with a sync
+client (and looks at the spool now and then), a task on the caller's loop for backends given
+an asyncio client only. It never dies of an error: it logs it and tries again later."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from cachedeco.runtime.guard import warn
+
+__all__ = ["ADOPT_EVERY", "RETRY", "Retrying"]
+
+RETRY: Final = 0.25  # seconds between two attempts while changes wait
+ADOPT_EVERY: Final = 2.0  # seconds between two looks at the spool for changes left by others
+
+
+class Retrying:
+    """Runs ``adopt`` then ``attempt`` (which returns how many changes still wait) every
+    :data:`RETRY` seconds while changes wait, at once when kicked, and, while ``spooled()``,
+    every :data:`ADOPT_EVERY` seconds even when nothing waits."""
+
+    def __init__(self, attempt: Callable[[], int], aattempt: Callable[[], Awaitable[int]],
+                 adopt: Callable[[], None], spooled: Callable[[], bool]) -> None:
+        self._attempt = attempt
+        self._aattempt = aattempt
+        self._adopt = adopt
+        self._spooled = spooled
+        self.reset()
+
+    def reset(self) -> None:
+        """Nothing runs (a new registry, or a forked child: the parent's thread is not here)."""
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self.thread: threading.Thread | None = None
+        self._tasks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (
+            weakref.WeakKeyDictionary())
+        self.closed = False
+
+    def kick(self, sync: bool) -> None:
+        """Attempt soon: the thread (``sync``: the backend has a sync client), else a task on
+        the running loop (none outside one: the next async call kicks again)."""
+        if sync:
+            self.start()
+            self._wake.set()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = self._tasks.get(loop)
+        if task is None or task.done():
+            self._tasks[loop] = loop.create_task(self._arun())
+
+    def wake(self) -> None:
+        """Have the thread look again now (changes were taken over from the spool)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start the thread unless it runs (or the worker is closed)."""
+        with self._lock:
+            if self.thread is None and not self.closed:
+                thread = threading.Thread(target=self._run, daemon=True,
+                                          name="cachedeco-recovery")
+                with contextlib.suppress(RuntimeError):  # the interpreter shuts down
+                    thread.start()
+                    self.thread = thread
+
+    def _run(self) -> None:
+        while not self.closed:
+            try:
+                self._adopt()
+                left = self._attempt()
+            except Exception as exc:  # never let the worker die: log, and try again later
+                warn("recovery", "cachedeco: the recovery worker failed (%s: %s)",
+                     type(exc).__name__, exc, level=logging.ERROR)
+                left = 1
+            if self.closed:
+                return
+            self._wake.wait(RETRY if left else ADOPT_EVERY if self._spooled() else None)
+            self._wake.clear()
+
+    async def _arun(self) -> None:
+        while not self.closed and await self._aattempt():
+            await asyncio.sleep(RETRY)
+
+    def close(self) -> bool:
+        """Stop the thread (waiting up to 5 s for its attempt); whether it stopped (then a
+        registry used again starts anew)."""
+        self.closed = True
+        self._wake.set()
+        thread = self.thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5.0)
+        stopped = thread is None or not thread.is_alive()
+        if stopped:
+            self.thread, self.closed = None, False
+        return stopped
