@@ -84,7 +84,7 @@ class Change:
     push: Push | None = None  # RECORD: the record and its entry
     release: Release | None = None  # RELEASE: the lease and its token
     #: DROP: the tag key every entry of its function carries, and that tag's px: what the
-    #: drop becomes when too many wait (:meth:`Recovery.add <.recovery.Recovery.add>`)
+    #: drop becomes when too many wait (:func:`~cachedeco.runtime.bounds.bound`)
     family: str = ""
     family_px: int = 0
     row: int | None = None  # its row in the spool, if any
