@@ -192,8 +192,12 @@ class Recovery:
     # -- the worker ----------------------------------------------------------------------------
 
     def ensure(self) -> None:
-        """The registry is in use: with a spool, start looking for changes left there."""
-        if self.spool is not None and self._worker.thread is None and self._host() is not None:
+        """The registry is in use: with a spool, start looking for changes left there (and
+        note the caller's loop, if any: see :meth:`.Retrying.note_loop`)."""
+        if self.spool is None:
+            return
+        self._worker.note_loop()
+        if self._worker.thread is None and self._host() is not None:
             self._worker.start()
 
     # -- attempts ------------------------------------------------------------------------------
@@ -338,6 +342,8 @@ class Recovery:
             replace_in_spool(spool, host.prefix, merge.made, merge.gone, self._spool_log)
             merge.log(host.prefix, backend)
         self._worker.wake()
+        if any("sync" not in host.slot(c.backend).flavours for c in taken):
+            self._worker.kick_loop()
 
     def deliver(self) -> None:
         """Adopt and attempt now, in this thread (``reg.flush()``)."""

@@ -40,6 +40,7 @@ class Retrying:
         self.thread: threading.Thread | None = None
         self._tasks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (
             weakref.WeakKeyDictionary())
+        self._loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
         self.closed = False
 
     def kick(self, sync: bool) -> None:
@@ -56,6 +57,20 @@ class Retrying:
         task = self._tasks.get(loop)
         if task is None or task.done():
             self._tasks[loop] = loop.create_task(self._arun())
+
+    def note_loop(self) -> None:
+        """Remember the running loop, if any (a call of the registry runs on it): changes
+        the thread takes over for a backend with an asyncio client only are attempted there."""
+        with contextlib.suppress(RuntimeError):  # no loop runs here
+            self._loop = weakref.ref(asyncio.get_running_loop())
+
+    def kick_loop(self) -> None:
+        """From the thread: have a task on the loop last noted attempt what waits (a backend
+        with an asyncio client only is reached from its loop, not from here)."""
+        loop = None if self._loop is None else self._loop()
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # closed meanwhile
+                loop.call_soon_threadsafe(self.kick, False)
 
     def wake(self) -> None:
         """Have the thread look again now (changes were taken over from the spool)."""

@@ -28,7 +28,7 @@ from cachedeco.runtime.retrying import Retrying
 from tests.support.calls import Calls
 from tests.support.events import Events
 from tests.support.near import warm
-from tests.support.polling import poll
+from tests.support.polling import apoll, poll
 from tools.servers import Server
 from tools.servers.process import free_port
 
@@ -418,3 +418,25 @@ async def test_an_asyncio_write_behind_call_returns_during_an_outage_with_a_spoo
     fresh_redis.restart()
     await reg.aflush()
     assert events.rows() == [(f"e{v}", v) for v in range(3)]
+
+
+async def test_changes_taken_over_for_an_asyncio_client_land_without_another_failure(
+        amake_registry: Callable[..., Registry], redis_url: str, tmp_path: Path,
+        prefix: str) -> None:
+    # a backend given an asyncio client only is reached from a task on its loop, never from
+    # the recovery thread that takes over the spool: its calls must have the task started
+    spool = tmp_path / "spool.db"
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    _killed_once_queued([[DROPPER, dead, prefix, str(spool)]], "queued\n")
+    client = redis.asyncio.Redis.from_url(redis_url)
+    reg = amake_registry(client, spool=spool, **FAST)
+
+    async def get(x: int) -> str:
+        return "b"
+
+    get.__module__, get.__qualname__ = "__main__", "get"  # the writer's function
+    cached = reg.cached(ttl=300, key="item:{x}")(get)
+    assert await cached(1) == "b"  # the registry is in use: the spool is taken over
+    await apoll(lambda: reg.stats().recoveries_done == 120, timeout=5.0)
+    assert reg.stats().recoveries_pending == 0
+    await client.aclose()
