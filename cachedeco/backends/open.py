@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import threading
 import time
 import weakref
@@ -44,6 +45,8 @@ from cachedeco.backends.redis.versions import aask, ask
 from cachedeco.errors import ConfigurationError
 
 __all__ = ["ASK_AGAIN", "BackendSlot"]
+
+logger = logging.getLogger("cachedeco")
 
 #: Seconds before a server that did not answer the version question is asked again.
 ASK_AGAIN = 10.0
@@ -94,6 +97,10 @@ class BackendSlot:
             if source is not None:
                 self.near = NearStore(options.near_cache)
                 self._tracker = Tracker(self.near, source, prefix)
+            else:  # it works without, but the caller asked for it: say why not
+                logger.warning("cachedeco: backend %r has no near cache: a ready %s client "
+                               "gives no settings to open its change stream with; give a URL",
+                               name, type(spec).__name__)
         if self._tracker is not None or self.watch is not None:  # dropped without close()
             weakref.finalize(self, _abandon, self._tracker, self.watch).atexit = False
 

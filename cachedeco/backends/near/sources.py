@@ -12,12 +12,14 @@ the data goes to would hear of none of the changes made there.
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import redis
+import redis.asyncio
 import redis.connection
 import redis.sentinel
 
@@ -188,8 +190,8 @@ def _named(host: str) -> str:
 def source_for(kind: str, spec: object, options: ConnectionOptions,
                watch: PrimaryWatch | None = None) -> Source | None:
     """The source of a backend's change stream, or None where there is none to follow (a
-    ready asyncio or cluster client: their settings cannot be reused for a sync connection).
-    A Sentinel URL's source follows ``watch``, the backend's."""
+    ready cluster client, a Sentinel-managed client: their settings cannot be reused for a
+    sync connection). A Sentinel URL's source follows ``watch``, the backend's."""
     if isinstance(spec, str):
         if kind == "sentinel":
             if watch is None:
@@ -203,4 +205,32 @@ def source_for(kind: str, spec: object, options: ConnectionOptions,
             spec.connection_pool, redis.sentinel.SentinelConnectionPool):
         pool = spec.connection_pool
         return SingleSource(pool.connection_class, dict(pool.connection_kwargs))
+    if isinstance(spec, redis.asyncio.Redis):
+        return _from_asyncio(spec.connection_pool)
     return None
+
+
+#: The settings a sync connection takes from an asyncio one's as they are: its address, its
+#: credentials, its timeouts (and, for TLS, those ``ssl_*`` the sync class takes). The others
+#: are objects of the asyncio flavour (a Retry, an event dispatcher) or not needed here.
+_PORTABLE = frozenset({
+    "host", "port", "path", "db", "username", "password", "credential_provider",
+    "socket_timeout", "socket_connect_timeout", "socket_keepalive", "socket_keepalive_options",
+    "socket_read_size", "encoding", "encoding_errors", "decode_responses", "client_name",
+    "health_check_interval"})
+
+
+def _from_asyncio(pool: Any) -> SingleSource | None:
+    """The source of a ready asyncio client's server: the same address, credentials and
+    TLS settings on a sync connection of the same kind. None for a connection class redis-py
+    does not ship (a fake, a Sentinel-managed one, a custom one): nothing to map it to."""
+    cls = pool.connection_class
+    sync = getattr(redis.connection, cls.__name__, None)
+    if cls.__module__ != "redis.asyncio.connection" or sync is None:
+        return None
+    takes = inspect.signature(sync.__init__).parameters
+    kwargs = {name: value for name, value in pool.connection_kwargs.items()
+              if name in _PORTABLE or (name.startswith("ssl_") and name in takes)}
+    if not isinstance(kwargs.get("socket_keepalive_options"), dict):  # an unset marker
+        kwargs.pop("socket_keepalive_options", None)
+    return SingleSource(sync, kwargs)
