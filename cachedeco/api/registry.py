@@ -75,7 +75,7 @@ class Registry(core.Registry):
         near_cache: How many decoded values each process keeps in memory in front of each
             Redis backend, served without a round trip and kept coherent by Redis
             (`CLIENT TRACKING`); `0` (the default): none. `memory://` ignores it, and so
-            does a ready cluster or Sentinel-managed client (logged: give a URL).
+            does a ready Sentinel-managed client (logged: give a URL).
         encryption_key: A str or bytes of at least 32 bytes, or `[current, older, …]`
             during a rotation (writes use the first, every listed key is read), for the
             functions marked `sensitive=True`: their values are encrypted and authenticated

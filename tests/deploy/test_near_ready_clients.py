@@ -1,8 +1,8 @@
-"""The near cache of a backend given as a ready client: a `redis.asyncio.Redis` has one (its
-change stream opens a sync connection with the client's address, credentials and TLS
-settings), serves hits with no command and hears of other clients' changes; a client it
-cannot take settings from (a ready cluster client, a fake) has none, and the registry says
-so once, naming the backend."""
+"""The near cache of a backend given as a ready client: a `redis.asyncio.Redis` and the cluster
+clients of both flavours have one (the change stream opens sync connections with the
+client's address, credentials and TLS settings), serve hits with no command and hear of
+other clients' changes; a client it cannot take settings from (a fake) has none, and the
+registry says so once, naming the backend."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from cachedeco import Registry
 from cachedeco.backends.base import ConnectionOptions
 from cachedeco.backends.near.sources import source_for
 from tests.support.commands import commandstats, ran
-from tests.support.near import TRACKER, awarm
-from tests.support.polling import apoll_async
+from tests.support.near import TRACKER, awarm, warm
+from tests.support.polling import apoll_async, poll
 
 
 async def test_an_asyncio_client_has_a_near_cache_kept_coherent_by_redis(
@@ -77,21 +77,62 @@ def test_an_asyncio_clients_tls_and_socket_settings_carry_over_to_its_stream(
     assert where == str(tmp_path / "redis.sock")
 
 
-@pytest.mark.parametrize("make", ["cluster", "fake"])
+def _cluster_seed(cluster_url: str) -> tuple[str, int]:
+    host, port = cluster_url.split("://")[1].split(",", maxsplit=1)[0].split(":")
+    return host, int(port)
+
+
+def test_a_ready_cluster_client_has_a_near_cache_kept_coherent_by_redis(
+        make_registry: Callable[..., Registry], cluster_url: str) -> None:
+    host, port = _cluster_seed(cluster_url)
+    client = redis.RedisCluster(host=host, port=port)
+    reg = make_registry(client, near_cache=100, stats_interval=0)
+    loads: list[int] = []
+
+    @reg.cached(ttl=60, tags=["item:{x}"])
+    def get(x: int) -> int:
+        loads.append(x)
+        return x * len(loads)
+
+    try:
+        warm(lambda: get(1), get.stats)
+        before, stats = commandstats(client), get.stats()
+        assert [get(1) for _ in range(100)] == [1] * 100
+        assert ran(before, commandstats(client), ignore=TRACKER) == {}
+        assert get.stats().near_hits - stats.near_hits == 100
+        client.delete(get.key(1))  # another client's change: the stream reports it
+        poll(lambda: get(1) == 2 and loads == [1, 1], timeout=5.0)
+    finally:
+        client.close()
+
+
+async def test_a_ready_asyncio_cluster_client_has_a_near_cache(
+        amake_registry: Callable[..., Registry], cluster_url: str) -> None:
+    host, port = _cluster_seed(cluster_url)
+    client = redis.asyncio.RedisCluster(host=host, port=port)
+    reg = amake_registry(client, near_cache=100, stats_interval=0)
+
+    @reg.cached(ttl=60)
+    async def get(x: int) -> int:
+        return x * 2
+
+    try:
+        await awarm(lambda: get(1), get.stats)
+        assert reg.slot("default").near is not None
+    finally:
+        await client.aclose()
+
+
 def test_a_client_without_settings_to_reuse_has_no_near_cache_and_says_so(
-        make: str, cluster_url: str, caplog: pytest.LogCaptureFixture) -> None:
-    if make == "cluster":
-        host, port = cluster_url.split("://")[1].split(",", maxsplit=1)[0].split(":")
-        client: object = redis.RedisCluster(host=host, port=int(port))
-    else:
-        client = fakeredis.FakeAsyncRedis()
-    kind = type(client).__name__
+        caplog: pytest.LogCaptureFixture) -> None:
+    client = fakeredis.FakeAsyncRedis()
     caplog.set_level(logging.WARNING, logger="cachedeco")
     reg = Registry(client, near_cache=100, stats_interval=0)
     try:
         assert reg.slot("default").near is None
         lines = [r.getMessage() for r in caplog.records if r.name == "cachedeco"]
-        assert lines == [f"cachedeco: backend 'default' has no near cache: a ready {kind} "
-                         "client gives no settings to open its change stream with; give a URL"]
+        assert lines == [f"cachedeco: backend 'default' has no near cache: a ready "
+                         f"{type(client).__name__} client gives no settings to open its "
+                         "change stream with; give a URL"]
     finally:
         reg.close()

@@ -11,7 +11,12 @@ from redis.cluster import ClusterNode
 from redis.connection import SSLConnection
 
 from cachedeco.backends.base import ConnectionOptions
-from cachedeco.backends.near.sources import ClusterSource, SentinelSource, _primaries
+from cachedeco.backends.near.sources import (
+    ClusterSource,
+    SentinelSource,
+    _primaries,
+    source_for,
+)
 
 
 def _slots(*nodes: tuple[bytes | str, int]) -> list[list[object]]:
@@ -39,7 +44,8 @@ def test_tls_cluster_and_sentinel_streams_open_tls_connections() -> None:
     # a cluster or Sentinel URL gets TLS from the client option ssl=True, which a connection
     # does not take: the change stream's connections must be TLS ones all the same
     options = ConnectionOptions(extra={"ssl": True, "ssl_ca_certs": "ca.pem"})
-    cluster = ClusterSource("redis+cluster://127.0.0.1:7000", options)
+    cluster = source_for("cluster", "redis+cluster://127.0.0.1:7000", options)
+    assert isinstance(cluster, ClusterSource)
     conn = cluster._factory("127.0.0.1", 7001)()
     assert isinstance(conn, SSLConnection) and conn.ca_certs == "ca.pem"
     watch = SimpleNamespace(address=("127.0.0.1", 6390))
@@ -47,5 +53,6 @@ def test_tls_cluster_and_sentinel_streams_open_tls_connections() -> None:
                               watch)  # type: ignore[arg-type]
     (factory,) = sentinel.primaries().values()
     assert isinstance(factory(), SSLConnection)
-    plain = ClusterSource("redis+cluster://127.0.0.1:7000", ConnectionOptions())
+    plain = source_for("cluster", "redis+cluster://127.0.0.1:7000", ConnectionOptions())
+    assert isinstance(plain, ClusterSource)
     assert not isinstance(plain._factory("127.0.0.1", 7001)(), SSLConnection)

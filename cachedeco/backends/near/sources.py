@@ -20,6 +20,8 @@ from typing import Any, Protocol
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 import redis.connection
 import redis.sentinel
 
@@ -114,10 +116,9 @@ class ClusterSource:
 
     check_every = 1.0
 
-    def __init__(self, url: str, options: ConnectionOptions) -> None:
-        target = parse_url("cluster", url)
-        self._kwargs = data_kwargs(target, options)
-        self._seeds = list(target.hosts)
+    def __init__(self, seeds: list[tuple[str, int]], kwargs: dict[str, Any]) -> None:
+        self._kwargs = kwargs  # a node connection's (``ssl``: TLS)
+        self._seeds = seeds
         self._known: list[tuple[str, int]] = []
         self._kept: tuple[Any, str, int] | None = None  # connection, host, port
         self._pid = os.getpid()  # the process ``_kept`` belongs to
@@ -190,15 +191,16 @@ def _named(host: str) -> str:
 def source_for(kind: str, spec: object, options: ConnectionOptions,
                watch: PrimaryWatch | None = None) -> Source | None:
     """The source of a backend's change stream, or None where there is none to follow (a
-    ready cluster client, a Sentinel-managed client: their settings cannot be reused for a
-    sync connection). A Sentinel URL's source follows ``watch``, the backend's."""
+    ready Sentinel-managed client, whose primary only its pool knows; a fake or custom
+    connection). A Sentinel URL's source follows ``watch``, the backend's."""
     if isinstance(spec, str):
         if kind == "sentinel":
             if watch is None:
                 raise ValueError("a Sentinel URL's change stream follows the backend's watch")
             return SentinelSource(spec, options, watch)
         if kind == "cluster":
-            return ClusterSource(spec, options)
+            target = parse_url("cluster", spec)
+            return ClusterSource(list(target.hosts), data_kwargs(target, options))
         pool = redis.ConnectionPool.from_url(spec, **options.redis_kwargs())
         return SingleSource(pool.connection_class, dict(pool.connection_kwargs))
     if isinstance(spec, redis.Redis) and not isinstance(
@@ -207,6 +209,8 @@ def source_for(kind: str, spec: object, options: ConnectionOptions,
         return SingleSource(pool.connection_class, dict(pool.connection_kwargs))
     if isinstance(spec, redis.asyncio.Redis):
         return _from_asyncio(spec.connection_pool)
+    if isinstance(spec, redis.cluster.RedisCluster | redis.asyncio.cluster.RedisCluster):
+        return _from_cluster_client(spec)
     return None
 
 
@@ -228,9 +232,31 @@ def _from_asyncio(pool: Any) -> SingleSource | None:
     sync = getattr(redis.connection, cls.__name__, None)
     if cls.__module__ != "redis.asyncio.connection" or sync is None:
         return None
+    return SingleSource(sync, _portable(pool.connection_kwargs, sync))
+
+
+def _from_cluster_client(client: Any) -> ClusterSource | None:
+    """The source of a ready cluster client (either flavour): its startup nodes, with its
+    credentials, timeouts and TLS settings. None for a connection class redis-py does not
+    ship."""
+    given = (client.nodes_manager.connection_kwargs
+             if isinstance(client, redis.cluster.RedisCluster) else client.connection_kwargs)
+    cls = given.get("connection_class", Connection)
+    if cls.__module__ not in ("redis.connection", "redis.asyncio.connection") or (
+            cls.__name__ not in ("Connection", "SSLConnection")):
+        return None
+    tls = cls.__name__ == "SSLConnection"
+    kwargs = _portable(given, SSLConnection if tls else Connection)
+    seeds = [(node.host, int(node.port))
+             for node in client.nodes_manager.startup_nodes.values()]
+    return ClusterSource(seeds, {**kwargs, "ssl": tls})
+
+
+def _portable(given: dict[str, Any], sync: Any) -> dict[str, Any]:
+    """What of a client's connection settings a sync connection of class ``sync`` takes."""
     takes = inspect.signature(sync.__init__).parameters
-    kwargs = {name: value for name, value in pool.connection_kwargs.items()
+    kwargs = {name: value for name, value in given.items()
               if name in _PORTABLE or (name.startswith("ssl_") and name in takes)}
     if not isinstance(kwargs.get("socket_keepalive_options"), dict):  # an unset marker
         kwargs.pop("socket_keepalive_options", None)
-    return SingleSource(sync, kwargs)
+    return kwargs
