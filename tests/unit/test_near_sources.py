@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import redis.asyncio
 from redis.cluster import ClusterNode
 from redis.connection import SSLConnection
 
@@ -56,3 +57,15 @@ def test_tls_cluster_and_sentinel_streams_open_tls_connections() -> None:
     plain = source_for("cluster", "redis+cluster://127.0.0.1:7000", ConnectionOptions())
     assert isinstance(plain, ClusterSource)
     assert not isinstance(plain._factory("127.0.0.1", 7001)(), SSLConnection)
+
+
+def test_a_ready_asyncio_cluster_clients_tls_settings_carry_over_to_its_stream() -> None:
+    client = redis.asyncio.RedisCluster(host="127.0.0.1", port=7000, password="p", ssl=True,
+                                        ssl_ca_certs="ca.pem", socket_timeout=0.5)
+    source = source_for("cluster", client, ConnectionOptions())
+    assert isinstance(source, ClusterSource)
+    conn = source._factory("127.0.0.1", 7001)()
+    assert isinstance(conn, SSLConnection)
+    assert (conn.host, conn.port, conn.password, conn.ca_certs, conn.socket_timeout) == (
+        "127.0.0.1", 7001, "p", "ca.pem", 0.5)
+    assert source._seeds == [("127.0.0.1", 7000)]
