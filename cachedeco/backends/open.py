@@ -98,9 +98,12 @@ class BackendSlot:
                 self.near = NearStore(options.near_cache)
                 self._tracker = Tracker(self.near, source, prefix)
             else:  # it works without, but the caller asked for it: say why not
-                logger.warning("cachedeco: backend %r has no near cache: a ready %s client "
-                               "gives no settings to open its change stream with; give a URL",
-                               name, type(spec).__name__)
+                sentinel = "Sentinel" in type(getattr(spec, "connection_pool", None)).__name__
+                logger.warning("cachedeco: backend %r has no near cache: %s", name, (
+                    "a ready Sentinel-managed client knows its primary in its pool alone; "
+                    "give a redis+sentinel:// URL" if sentinel else
+                    f"a ready {type(spec).__name__} client gives no settings to open its "
+                    "change stream with; give a URL"))
         if self._tracker is not None or self.watch is not None:  # dropped without close()
             weakref.finalize(self, _abandon, self._tracker, self.watch).atexit = False
 

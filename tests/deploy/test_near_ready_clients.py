@@ -1,8 +1,8 @@
 """The near cache of a backend given as a ready client: a `redis.asyncio.Redis` and the cluster
 clients of both flavours have one (the change stream opens sync connections with the
 client's address, credentials and TLS settings), serve hits with no command and hear of
-other clients' changes; a client it cannot take settings from (a fake) has none, and the
-registry says so once, naming the backend."""
+other clients' changes; a client it cannot take settings from (a fake, a Sentinel-managed
+one) has none, and the registry says so once, naming the backend and why."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 import redis
 import redis.asyncio
 import redis.connection
+import redis.sentinel
 
 from cachedeco import Registry
 from cachedeco.backends.base import ConnectionOptions
@@ -22,6 +23,7 @@ from cachedeco.backends.near.sources import source_for
 from tests.support.commands import commandstats, ran
 from tests.support.near import TRACKER, awarm, warm
 from tests.support.polling import apoll_async, poll
+from tools.servers.process import free_port
 
 
 async def test_an_asyncio_client_has_a_near_cache_kept_coherent_by_redis(
@@ -123,16 +125,22 @@ async def test_a_ready_asyncio_cluster_client_has_a_near_cache(
         await client.aclose()
 
 
+@pytest.mark.parametrize("kind", ["fake", "sentinel-managed"])
 def test_a_client_without_settings_to_reuse_has_no_near_cache_and_says_so(
-        caplog: pytest.LogCaptureFixture) -> None:
-    client = fakeredis.FakeAsyncRedis()
+        kind: str, caplog: pytest.LogCaptureFixture) -> None:
+    if kind == "fake":
+        client: object = fakeredis.FakeAsyncRedis()
+        why = (f"a ready {type(client).__name__} client gives no settings to open its change "
+               "stream with; give a URL")
+    else:  # nothing is asked of the sentinels until a command
+        client = redis.sentinel.Sentinel([("127.0.0.1", free_port())]).master_for("svc")
+        why = ("a ready Sentinel-managed client knows its primary in its pool alone; give a "
+               "redis+sentinel:// URL")
     caplog.set_level(logging.WARNING, logger="cachedeco")
     reg = Registry(client, near_cache=100, stats_interval=0)
     try:
         assert reg.slot("default").near is None
         lines = [r.getMessage() for r in caplog.records if r.name == "cachedeco"]
-        assert lines == [f"cachedeco: backend 'default' has no near cache: a ready "
-                         f"{type(client).__name__} client gives no settings to open its "
-                         "change stream with; give a URL"]
+        assert lines == [f"cachedeco: backend 'default' has no near cache: {why}"]
     finally:
         reg.close()
