@@ -14,15 +14,20 @@ interrupted gives its batch back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from collections.abc import Callable
 from typing import Any, cast
 
+from cachedeco.backends.contracts.queues import Push
 from cachedeco.core.stats import Stats
 from cachedeco.errors import CacheError
 from cachedeco.flows._async.write_behind import AsyncWriteBehindIO
 from cachedeco.flows._sync.write_behind import WriteBehindIO
+from cachedeco.flows.bound import Bound
 from cachedeco.flows.delivery import Settings, Stop
 from cachedeco.flows.link import Link
+from cachedeco.runtime.guard import Guard
 from cachedeco.runtime.workers import TaskWorker, ThreadWorker
 
 __all__ = ["WriteBehind"]
@@ -34,13 +39,37 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
 
     def __init__(self, link: Link, flush: Callable[[list[Any]], Any], settings: Settings) -> None:
         super().__init__(link, flush, settings)
-        if self.is_async:
-            self.worker = TaskWorker(self.name, settings.flush_interval, self._adrain_quietly,
-                                     self.afinal, last=self._close_loop_clients,
-                                     shutdown=self._afinal_now)
-        else:
-            self.worker = ThreadWorker(self.name, settings.flush_interval, self._drain_quietly,
-                                       self.final)
+        self.worker = self._task_worker() if self.is_async else ThreadWorker(
+            self.name, settings.flush_interval, self._drain_quietly, self.final)
+        self._fitting = threading.Lock()
+
+    def _task_worker(self) -> TaskWorker:
+        return TaskWorker(self.name, self.settings.flush_interval, self._adrain_quietly,
+                          self.afinal, last=self._close_loop_clients, shutdown=self._afinal_now)
+
+    def prepare(self, bound: Bound, args: tuple[Any, ...], kwargs: dict[str, Any], value: Any
+                ) -> tuple[Guard, Push, tuple[str, ...]]:
+        """See :meth:`WriteBehindCore.prepare` (after :meth:`_fit`)."""
+        if not self.is_async:
+            self._fit(bound)
+        return super().prepare(bound, args, kwargs, value)
+
+    def _fit(self, bound: Bound | None = None) -> None:
+        """A sync ``flush`` beside a backend given an asyncio client only, which only its
+        loop can reach: from now on driven as an async one is, by a task on that loop, the
+        flush run in a thread (``asyncio.to_thread``)."""
+        if self.is_async or "sync" in (bound or self.link.bound()).slot.flavours:
+            return
+        with self._fitting:
+            if self.is_async:
+                return
+            self.worker.stop()  # a thread started for a backend configure() replaced since
+            in_thread = self.flush_fn
+
+            async def flush(records: list[Any]) -> Any:
+                return await asyncio.to_thread(in_thread, records)
+
+            self.flush_fn, self.worker, self.is_async = flush, self._task_worker(), True
 
     def _drain_quietly(self, stop: Stop) -> None:
         """The thread worker's drain: backend failures are logged, not raised."""
@@ -114,6 +143,7 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
 
     def flush(self) -> None:
         """Deliver every waiting record now; BackendError if the queue cannot be read."""
+        self._fit()
         self.worker.ensure()
         if self.is_async:
             self._blocking(lambda: self.adrain(raise_errors=True))
@@ -122,6 +152,7 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
 
     async def aflush(self) -> None:
         """The asyncio form of :meth:`flush`."""
+        self._fit()
         self.worker.ensure()
         if self.is_async:
             await self._on_worker_loop(lambda: self.adrain(raise_errors=True))
@@ -139,6 +170,8 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
     def close(self) -> None:
         """Stop the worker after its batch, once it delivered what waits (no-op if unused);
         a last drain runs here when the worker's loop ended before."""
+        with contextlib.suppress(CacheError):  # not bound (never used): nothing to fit
+            self._fit()
         if self.worker.stop() or not self._left_behind():
             return
         if self.is_async:
@@ -148,6 +181,8 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
 
     async def aclose(self) -> None:
         """The asyncio form of :meth:`close`."""
+        with contextlib.suppress(CacheError):
+            self._fit()
         if self.is_async:
             if await cast(TaskWorker, self.worker).astop() or not self._left_behind():
                 return
