@@ -119,8 +119,10 @@ class Load:
     def __init__(self, tmp: Path, url: str, *, plan: Mode | None = None,
                  options: dict[str, Any] | None = None, replicas: int = 0,
                  slow_flush_worker: int | None = None, hold: float | None = None,
-                 spool: bool = False, spares: Spares | None = None) -> None:
+                 spool: bool = False, spares: Spares | None = None,
+                 asyncio: bool = False) -> None:
         self.plan = plan or mode()
+        self.asyncio = asyncio  # each worker an asyncio service on a ready asyncio client
         if hold is not None:  # the fault lasts as long as it lasts (a failover)
             self.plan = dataclasses.replace(self.plan, hold=hold)
         self.tmp = tmp
@@ -146,7 +148,7 @@ class Load:
                "index": index, "workers": self.plan.workers, "keys": self.plan.keys,
                "rate": self.plan.rate, "seed": index, "options": self.options,
                "replicas": self.replicas, "returned": str(self.tmp / f"returned-{index}"),
-               "out": str(self.tmp / f"out-{index}.json")}
+               "out": str(self.tmp / f"out-{index}.json"), "asyncio": self.asyncio}
         if self.spool:  # one spool file per process, as the docs ask
             cfg["options"] = {**self.options, "spool": str(self.tmp / f"spool-{index}.db")}
         if tracing():

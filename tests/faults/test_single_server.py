@@ -55,6 +55,28 @@ def test_frozen_server(server: Server, tmp_path: Path, fault_results: Results,
     check(row, behind_may_fail=not spool)
 
 
+ASYNCIO_NOTE = ("asyncio: each worker one task calling async def functions on a ready "
+                "redis.asyncio.Redis client; spool=PATH")
+
+
+@pytest.mark.parametrize(("fault", "inject", "heal"), [
+    ("Redis frozen (SIGSTOP), asyncio clients", "pause", "resume"),
+    ("Redis killed, restarted without persistence, asyncio clients", "kill", "restart")],
+    ids=["frozen", "killed"])
+def test_asyncio_clients(server: Server, tmp_path: Path, fault_results: Results,
+                         spares: Spares, *, fault: str, inject: str, heal: str) -> None:
+    # an ASGI service's set-up: the backend a ready asyncio client (near cache, recovery and
+    # write-behind driven from its loop, not from threads)
+    with Load(tmp_path, server.url, spool=True, spares=spares, asyncio=True) as load:
+        cycle(load, getattr(server, inject), getattr(server, heal))
+        results = load.stop()
+        load.drain()
+        row = load.row(fault, "single", results, lost_promised_zero=inject == "pause",
+                       notes=ASYNCIO_NOTE)
+    fault_results.add(row)
+    check(row, behind_may_fail=False)
+
+
 def test_restart_without_persistence(server: Server, tmp_path: Path,
                                      fault_results: Results,
                                      spares: Spares) -> None:

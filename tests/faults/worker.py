@@ -26,6 +26,7 @@ near hit served it; and the stacks of every thread when a call has lasted ``SLOW
 
 from __future__ import annotations
 
+import asyncio
 import faulthandler
 import json
 import logging
@@ -36,18 +37,34 @@ import threading
 import time
 import traceback
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+import redis.asyncio
+
 import cachedeco
 from tests.faults.staleness import Ack, missed, within_reach
-from tests.faults.workload import Catalogue, build
+from tests.faults.workload import Catalogue, abuild, build
 
 KINDS = ("read", "write", "invalidate", "behind")
 OUTCOMES = ("ok", "error", "stale", "wrong", "reach")  # reach: stale, within reach
 SLOW = 1.0  # seconds: with a trace, a call this long has every thread's stack dumped
 MIX = (("read", 0.70), ("write", 0.10), ("invalidate", 0.05), ("behind", 0.15))
+KINDS_DRAWN, WEIGHTS = [k for k, _ in MIX], [w for _, w in MIX]
+
+
+@dataclass
+class Call:
+    """One call under way: its kind and product, the newest version acknowledged before it
+    began (reads), this process's near hits then, and when it began (wall clock, timer)."""
+
+    kind: str
+    pid: int
+    before: int
+    near: int
+    start: float
+    began: float
 
 
 class LogCount(logging.Handler):
@@ -83,11 +100,21 @@ class Worker:
         logging.getLogger("cachedeco").addHandler(self.logs)
         self.index: int = cfg["index"]
         self.keys: int = cfg["keys"]
-        self.reg = cachedeco.Registry(cfg["url"], prefix=cfg["prefix"], **cfg["options"])
+        self.asyncio: bool = cfg.get("asyncio", False)
         self.catalogue = Catalogue(cfg["db"])
-        slow = Path(cfg["slow_flush"]) if cfg.get("slow_flush") else None
-        self.fns = build(self.reg, self.catalogue, claim_after=cfg.get("claim_after", 1.0),
-                         replicas=cfg.get("replicas", 0), slow_flush=slow)
+        if self.asyncio:  # a ready asyncio client, as an ASGI service gives one
+            options = cfg["options"]
+            client = redis.asyncio.Redis.from_url(
+                cfg["url"], socket_timeout=options["socket_timeout"],
+                socket_connect_timeout=options["socket_connect_timeout"])
+            self.reg = cachedeco.Registry(client, prefix=cfg["prefix"], **options)
+            self.fns = abuild(self.reg, self.catalogue, claim_after=cfg.get("claim_after", 1.0),
+                              replicas=cfg.get("replicas", 0))
+        else:
+            self.reg = cachedeco.Registry(cfg["url"], prefix=cfg["prefix"], **cfg["options"])
+            slow = Path(cfg["slow_flush"]) if cfg.get("slow_flush") else None
+            self.fns = build(self.reg, self.catalogue, claim_after=cfg.get("claim_after", 1.0),
+                             replicas=cfg.get("replicas", 0), slow_flush=slow)
         self.rng = random.Random(cfg["seed"])
         self.own = [p for p in range(self.keys) if p % cfg["workers"] == self.index] or [0]
         self.returned = os.open(cfg["returned"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -95,6 +122,7 @@ class Worker:
         self.errors: Counter[str] = Counter()
         self.samples: dict[str, str] = {}
         self.n = 0
+        self._due = time.monotonic()  # when the next call is due (see _pause)
         self.trace = open(cfg["trace"], "a") if cfg.get("trace") else None  # noqa: SIM115
         self.stacks = (open(Path(cfg["trace"]).with_suffix(".stacks"), "a")  # noqa: SIM115
                        if cfg.get("trace") else None)
@@ -102,52 +130,72 @@ class Worker:
 
     def run(self, stop: threading.Event) -> None:
         """Call at ``rate`` per second until ``stop`` is set."""
-        interval = 1.0 / self.cfg["rate"]
-        due = time.monotonic()
-        kinds, weights = [k for k, _ in MIX], [w for _, w in MIX]
         while not stop.is_set():
-            self.one(self.rng.choices(kinds, weights)[0])
-            due += interval
-            pause = due - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
+            kind, call = self._next()
+            try:
+                value: Any = self.call(kind, call.pid)
+            except Exception as exc:  # every exception a caller would see
+                self._failed(call, exc)
             else:
-                due = time.monotonic()  # behind: no burst to catch up
+                self._returned(call, value)
+            time.sleep(self._pause())
 
-    def one(self, kind: str) -> None:
-        """One call of ``kind``, timed and checked."""
-        try:
-            self._one(kind)
-        finally:
-            if self.stacks is not None:
-                faulthandler.cancel_dump_traceback_later()
+    async def arun(self, stop: threading.Event) -> None:
+        """:meth:`run` of the ``async def`` functions, on this loop."""
+        while not stop.is_set():
+            kind, call = self._next()
+            try:
+                value: Any = await self.acall(kind, call.pid)
+            except Exception as exc:
+                self._failed(call, exc)
+            else:
+                self._returned(call, value)
+            await asyncio.sleep(self._pause())
 
-    def _one(self, kind: str) -> None:
+    def _pause(self) -> float:
+        """How long to wait before the next call, to keep to ``rate`` per second."""
+        self._due += 1.0 / self.cfg["rate"]
+        pause = self._due - time.monotonic()
+        if pause <= 0:
+            self._due = time.monotonic()  # behind: no burst to catch up
+        return max(pause, 0.0)
+
+    def _next(self) -> tuple[str, Call]:
+        """The next call's kind and what is known before it starts."""
+        kind = self.rng.choices(KINDS_DRAWN, WEIGHTS)[0]
         pid = self.rng.randrange(self.keys) if kind == "read" else self.rng.choice(self.own)
         before = self.catalogue.acked(pid) if kind == "read" else 0
         self.fns.loads.clear()
         self.n += 1
         near = self.near_hits() if kind == "read" else 0
-        start, began = time.time(), time.perf_counter()
+        call = Call(kind, pid, before, near, time.time(), time.perf_counter())
         if self.stacks is not None:
-            self.stacks.write(f"--- call {self.n} ({kind} of {pid}) began at {start:.3f}"
+            self.stacks.write(f"--- call {self.n} ({kind} of {pid}) began at {call.start:.3f}"
                               f"{self.primary()}\n")
             self.stacks.flush()
             faulthandler.dump_traceback_later(SLOW, file=self.stacks)
-        try:
-            value: Any = self.call(kind, pid)
-            if self.stacks is not None and kind in ("write", "invalidate"):
+        return kind, call
+
+    def _failed(self, call: Call, exc: Exception) -> None:
+        """A call raised: counted by type, the first of each type kept."""
+        if self.stacks is not None:
+            faulthandler.cancel_dump_traceback_later()
+        took = time.perf_counter() - call.began
+        name = f"{call.kind}:{type(exc).__name__}"
+        self.errors[name] += 1
+        self.samples.setdefault(name, "".join(
+            traceback.format_exception_only(exc)).strip()[:300])
+        self.ops.append([call.start, took, KINDS.index(call.kind), 1, 0])
+
+    def _returned(self, call: Call, value: Any) -> None:
+        """A call returned: checked, and the stale read traced."""
+        if self.stacks is not None:
+            faulthandler.cancel_dump_traceback_later()
+            if call.kind in ("write", "invalidate"):
                 self.stacks.write(f"--- call {self.n} ended at {time.time():.3f}"
                                   f"{self.primary()}\n")
-        except Exception as exc:  # every exception a caller would see
-            took = time.perf_counter() - began
-            name = f"{kind}:{type(exc).__name__}"
-            self.errors[name] += 1
-            self.samples.setdefault(name, "".join(
-                traceback.format_exception_only(exc)).strip()[:300])
-            self.ops.append([start, took, KINDS.index(kind), 1, 0])
-            return
-        took = time.perf_counter() - began
+        kind, pid, before, near, start = call.kind, call.pid, call.before, call.near, call.start
+        took = time.perf_counter() - call.began
         outcome = self.check(kind, pid, value, before)
         if outcome == "stale":
             hit = self.near_hits() > near
@@ -214,6 +262,21 @@ class Worker:
             return v
         return self.fns.record_event(self.event_id(), self.index, self.n)
 
+    async def acall(self, kind: str, pid: int) -> Any:
+        """:meth:`call` of the ``async def`` functions."""
+        if kind == "read":
+            return await self.fns.get_product(pid)
+        if kind == "write":
+            value = await self.fns.update_product(pid)
+            self.catalogue.ack(pid, value["v"], time.time(), self.index)
+            return value
+        if kind == "invalidate":
+            v = self.catalogue.bump(pid)
+            await self.reg.ainvalidate_tags(f"product:{pid}")
+            self.catalogue.ack(pid, v, time.time(), self.index)
+            return v
+        return await self.fns.record_event(self.event_id(), self.index, self.n)
+
     def check(self, kind: str, pid: int, value: Any, before: int) -> str:
         """``ok``, ``stale`` or ``wrong`` for a value a call returned."""
         if kind == "read":
@@ -229,10 +292,23 @@ class Worker:
             return "ok" if value == expected else "wrong"
         return "ok"
 
-    def finish(self) -> None:
-        """Close the registry (a last flush) and write the results."""
+    async def aserve(self, stop: threading.Event) -> None:
+        """A run of the ``async def`` functions, on one loop (the client's): warm, say
+        ``ready``, call until ``stop``, close the registry on this loop."""
+        await self.fns.get_product(self.own[0])  # warm: connections, scripts
+        print("ready", flush=True)
+        self._due = time.monotonic()
+        await self.arun(stop)
         closing = time.perf_counter()
-        self.reg.close()
+        await self.reg.aclose()
+        self.finish(closing)
+
+    def finish(self, closing: float | None = None) -> None:
+        """Close the registry (a last flush; ``closing``: when an async close began, done)
+        and write the results."""
+        if closing is None:
+            closing = time.perf_counter()
+            self.reg.close()
         logging.getLogger("cachedeco").removeHandler(self.logs)
         result = {"index": self.index, "ops": self.ops, "errors": dict(self.errors),
                   "samples": self.samples, "stats": asdict(self.reg.stats()),
@@ -258,10 +334,14 @@ def main() -> int:
         stop = threading.Event()
         reader = threading.Thread(target=_wait_for_stop, args=(stop,), daemon=True)
         reader.start()
-        worker.fns.get_product(worker.own[0])  # warm: connections, scripts
-        print("ready", flush=True)
-        worker.run(stop)
-        worker.finish()
+        if worker.asyncio:
+            asyncio.run(worker.aserve(stop))
+        else:
+            worker.fns.get_product(worker.own[0])  # warm: connections, scripts
+            print("ready", flush=True)
+            worker._due = time.monotonic()
+            worker.run(stop)
+            worker.finish()
         reader.join()
         print("done", flush=True)
     return 0

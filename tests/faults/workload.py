@@ -25,7 +25,7 @@ import cachedeco
 from cachedeco import Registry
 from tests.faults.staleness import Ack
 
-__all__ = ["Catalogue", "Functions", "build"]
+__all__ = ["Catalogue", "Functions", "abuild", "build"]
 
 PAD = "x" * 512  # product values are this much bigger: maxmemory fills with fewer keys
 
@@ -117,11 +117,12 @@ class Catalogue:
 
 @dataclass
 class Functions:
-    """The decorated functions of one process, and whether its last read ran the loader."""
+    """The decorated functions of one process (``async def`` ones from :func:`abuild`), and
+    whether its last read ran the loader."""
 
-    get_product: Callable[[int], dict[str, Any]]
-    update_product: Callable[[int], dict[str, Any]]
-    record_event: Callable[[str, int, int], dict[str, Any]]
+    get_product: Callable[[int], Any]
+    update_product: Callable[[int], Any]
+    record_event: Callable[[str, int, int], Any]
     loads: list[int]
 
 
@@ -165,3 +166,33 @@ def build(reg: Registry, catalogue: Catalogue, *, claim_after: float = 1.0,
 
     return Functions(get_product, update_product, record_event, loads)
 
+
+
+def abuild(reg: Registry, catalogue: Catalogue, *, claim_after: float = 1.0,
+           flush_interval: float = 0.2, replicas: int = 0) -> Functions:
+    """The same functions as :func:`build`, ``async def`` (for a registry whose backend is a
+    ready ``redis.asyncio.Redis``: an ASGI service's set-up); the database stays sync."""
+    loads: list[int] = []
+
+    @cachedeco.cached(ttl=300, tags=["product:{pid}", "products"], lock=True, registry=reg)
+    async def get_product(pid: int) -> dict[str, Any]:
+        loads.append(pid)
+        return {"id": pid, "v": catalogue.version(pid), "pad": PAD}
+
+    @cachedeco.write_through(get_product, registry=reg)
+    async def update_product(pid: int) -> dict[str, Any]:
+        return {"id": pid, "v": catalogue.bump(pid), "pad": PAD}
+
+    @cachedeco.cached(ttl=300, registry=reg)
+    async def get_event(eid: str) -> dict[str, Any] | None:
+        return None
+
+    extra: dict[str, Any] = {"replicas": replicas} if replicas else {}
+
+    @cachedeco.write_behind(get_event, flush=catalogue.insert_events, batch_size=50,
+                            flush_interval=flush_interval, claim_after=claim_after,
+                            registry=reg, **extra)
+    async def record_event(eid: str, w: int, n: int) -> dict[str, Any]:
+        return {"id": eid, "w": w, "n": n}
+
+    return Functions(get_product, update_product, record_event, loads)
