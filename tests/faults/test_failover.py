@@ -129,18 +129,23 @@ def test_sentinel_switchover(sentinel: SentinelSetup, tmp_path: Path,
     check(row)
 
 
+@pytest.mark.parametrize("asyncio", [False, True], ids=["sync", "asyncio"])
 def test_cluster_primary_killed(cluster: Cluster, tmp_path: Path,
                                 fault_results: Results,
-                                spares: Spares) -> None:
-    with Load(tmp_path, cluster.url, replicas=REPLICAS, hold=0.0, spares=spares) as load:
+                                spares: Spares, *, asyncio: bool) -> None:
+    # asyncio: each worker an asyncio service on a ready redis.asyncio.RedisCluster
+    with Load(tmp_path, cluster.url, replicas=REPLICAS, hold=0.0, spares=spares,
+              asyncio=asyncio) as load:
         cycle(load, cluster.kill_primary,
               lambda: (cluster.wait_for_failover(), cluster.restart(cluster.killed[-1])))
         results = load.stop()
         load.drain()
-        row = load.row("Cluster primary killed (kill -9), replica promoted", "cluster",
+        fault = "Cluster primary killed (kill -9), replica promoted"
+        row = load.row(fault + (", asyncio clients" if asyncio else ""), "cluster",
                        results, lost_promised_zero=bool(REPLICAS),
                        notes=_notes(f"failover took {load.held():.1f} s "
-                                    "(cluster-node-timeout 1 s)"))
+                                    "(cluster-node-timeout 1 s)")
+                       + ("; asyncio: a ready redis.asyncio.RedisCluster" if asyncio else ""))
     fault_results.add(row)
     check(row)
 

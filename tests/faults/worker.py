@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import redis.asyncio
+import redis.asyncio.cluster
 
 import cachedeco
 from tests.faults.staleness import Ack, missed, within_reach
@@ -104,9 +105,15 @@ class Worker:
         self.catalogue = Catalogue(cfg["db"])
         if self.asyncio:  # a ready asyncio client, as an ASGI service gives one
             options = cfg["options"]
-            client = redis.asyncio.Redis.from_url(
-                cfg["url"], socket_timeout=options["socket_timeout"],
-                socket_connect_timeout=options["socket_connect_timeout"])
+            timeouts = {"socket_timeout": options["socket_timeout"],
+                        "socket_connect_timeout": options["socket_connect_timeout"]}
+            client: Any = (redis.asyncio.Redis.from_url(cfg["url"], **timeouts)
+                           if not cfg["url"].startswith("redis+cluster://") else
+                           redis.asyncio.RedisCluster(startup_nodes=[
+                               redis.asyncio.cluster.ClusterNode(host, int(port))
+                               for host, port in (node.rsplit(":", 1) for node in
+                                                  cfg["url"].split("://", 1)[1].split(","))],
+                               **timeouts))
             self.reg = cachedeco.Registry(client, prefix=cfg["prefix"], **options)
             self.fns = abuild(self.reg, self.catalogue, claim_after=cfg.get("claim_after", 1.0),
                               replicas=cfg.get("replicas", 0))
