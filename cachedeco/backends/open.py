@@ -27,7 +27,7 @@ from cachedeco.backends.memory.faces import AsyncMemoryBackend
 from cachedeco.backends.memory.store import MemoryBackend
 from cachedeco.backends.near._async.backend import AsyncNearBackend
 from cachedeco.backends.near._sync.backend import NearBackend
-from cachedeco.backends.near.sources import source_for
+from cachedeco.backends.near.sources import no_source, source_for
 from cachedeco.backends.near.store import NearStore
 from cachedeco.backends.near.tracker import Tracker
 from cachedeco.backends.redis._async.cluster import AsyncClusterBackend
@@ -98,12 +98,8 @@ class BackendSlot:
                 self.near = NearStore(options.near_cache)
                 self._tracker = Tracker(self.near, source, prefix)
             else:  # it works without, but the caller asked for it: say why not
-                sentinel = "Sentinel" in type(getattr(spec, "connection_pool", None)).__name__
-                logger.warning("cachedeco: backend %r has no near cache: %s", name, (
-                    "a ready Sentinel-managed client knows its primary in its pool alone; "
-                    "give a redis+sentinel:// URL" if sentinel else
-                    f"a ready {type(spec).__name__} client gives no settings to open its "
-                    "change stream with; give a URL"))
+                logger.warning("cachedeco: backend %r has no near cache: %s", name,
+                               no_source(spec))
         if self._tracker is not None or self.watch is not None:  # dropped without close()
             weakref.finalize(self, _abandon, self._tracker, self.watch).atexit = False
 

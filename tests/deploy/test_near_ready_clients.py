@@ -14,6 +14,7 @@ import fakeredis
 import pytest
 import redis
 import redis.asyncio
+import redis.asyncio.sentinel
 import redis.connection
 import redis.sentinel
 
@@ -125,7 +126,7 @@ async def test_a_ready_asyncio_cluster_client_has_a_near_cache(
         await client.aclose()
 
 
-@pytest.mark.parametrize("kind", ["fake", "sentinel-managed"])
+@pytest.mark.parametrize("kind", ["fake", "sentinel-managed", "asyncio sentinel-managed"])
 def test_a_client_without_settings_to_reuse_has_no_near_cache_and_says_so(
         kind: str, caplog: pytest.LogCaptureFixture) -> None:
     if kind == "fake":
@@ -133,7 +134,8 @@ def test_a_client_without_settings_to_reuse_has_no_near_cache_and_says_so(
         why = (f"a ready {type(client).__name__} client gives no settings to open its change "
                "stream with; give a URL")
     else:  # nothing is asked of the sentinels until a command
-        client = redis.sentinel.Sentinel([("127.0.0.1", free_port())]).master_for("svc")
+        flavour = redis.asyncio.sentinel if kind.startswith("asyncio") else redis.sentinel
+        client = flavour.Sentinel([("127.0.0.1", free_port())]).master_for("svc")
         why = ("a ready Sentinel-managed client knows its primary in its pool alone; give a "
                "redis+sentinel:// URL")
     caplog.set_level(logging.WARNING, logger="cachedeco")

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
+import redis.asyncio.sentinel
 import redis.cluster
 import redis.connection
 import redis.sentinel
@@ -30,7 +31,8 @@ from cachedeco.backends.redis.connect import data_kwargs
 from cachedeco.backends.redis.primary_watch import PrimaryWatch
 from cachedeco.backends.redis.urls import parse_url
 
-__all__ = ["ClusterSource", "SentinelSource", "SingleSource", "Source", "source_for"]
+__all__ = ["ClusterSource", "SentinelSource", "SingleSource", "Source", "no_source",
+           "source_for"]
 
 #: A fresh, unconnected ``redis.connection.Connection`` (redis-py leaves it untyped).
 Factory = Callable[[], Any]
@@ -212,6 +214,18 @@ def source_for(kind: str, spec: object, options: ConnectionOptions,
     if isinstance(spec, redis.cluster.RedisCluster | redis.asyncio.cluster.RedisCluster):
         return _from_cluster_client(spec)
     return None
+
+
+def no_source(spec: object) -> str:
+    """Why :func:`source_for` has no change stream to follow for a ready client ``spec``,
+    and what to give instead (for the registry's log line)."""
+    pool = getattr(spec, "connection_pool", None)
+    if isinstance(pool, redis.sentinel.SentinelConnectionPool
+                  | redis.asyncio.sentinel.SentinelConnectionPool):
+        return ("a ready Sentinel-managed client knows its primary in its pool alone; give a "
+                "redis+sentinel:// URL")
+    return (f"a ready {type(spec).__name__} client gives no settings to open its change "
+            "stream with; give a URL")
 
 
 #: The settings a sync connection takes from an asyncio one's as they are: its address, its
