@@ -53,23 +53,24 @@ def _landed(flight: Flight | Read) -> Any:
 
 
 async def ajoin_flight(flight: Flight | Read, timeout: float | None) -> Any:
-    """Wait for a flight in a task without ever cancelling the shared future (one that
-    landed already answers at once)."""
-    if flight.latch.is_open:
-        return _landed(flight)
+    """Wait for a flight in a task; WaitTimeout after ``timeout`` seconds. The landing wakes
+    the loop's waiting tasks together; one that landed already answers at once."""
     loop = asyncio.get_running_loop()
-    waiter: asyncio.Future[None] = loop.create_future()
-
-    def wake(_: concurrent.futures.Future[Any]) -> None:
-        with contextlib.suppress(RuntimeError):  # a closed loop has nobody left to wake
-            loop.call_soon_threadsafe(_settle, waiter)
-
-    flight.future.add_done_callback(wake)
+    waiter = flight.waiter(loop)
+    if waiter is None:
+        return _landed(flight)
+    expiry = None if timeout is None else loop.call_later(timeout, _expire, waiter)
     try:
-        await asyncio.wait_for(waiter, timeout)
-    except TimeoutError:
-        raise WaitTimeout from None
-    return flight.future.result()
+        await waiter
+    finally:
+        if expiry is not None:
+            expiry.cancel()
+    return _landed(flight)
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(WaitTimeout())
 
 
 def _settle(waiter: asyncio.Future[None]) -> None:

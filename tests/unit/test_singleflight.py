@@ -92,19 +92,42 @@ def test_join_flight_times_out_without_ending_the_flight() -> None:
     flight, _ = flights.join("k", STATE, flights.landings)
     with pytest.raises(WaitTimeout):
         join_flight(flight, 0.01)
-    assert not flight.future.cancelled()
     flights.land("k", flight, 1)
     assert join_flight(flight, 0) == 1
 
 
-async def test_ajoin_flight_times_out_without_cancelling_the_shared_future() -> None:
+async def test_ajoin_flight_times_out_without_ending_the_wait_of_others() -> None:
     flights = Flights()
     flight, _ = flights.join("k", STATE, flights.landings)
+    patient = asyncio.ensure_future(ajoin_flight(flight, 5))
     with pytest.raises(WaitTimeout):
         await ajoin_flight(flight, 0.01)
-    assert not flight.future.cancelled()
+    cancelled = asyncio.ensure_future(ajoin_flight(flight, None))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    await asyncio.sleep(0)
+    assert not patient.done()
     flights.land("k", flight, "v")
+    assert await patient == "v"
     assert await ajoin_flight(flight, 1) == "v"
+    assert cancelled.cancelled()
+
+
+async def test_a_landing_on_the_loop_wakes_its_tasks_without_a_cross_thread_call() -> None:
+    loop = asyncio.get_running_loop()
+    flights = Flights()
+    flight, _ = flights.join("k", STATE, flights.landings)
+    waiting = [asyncio.ensure_future(ajoin_flight(flight, 5)) for _ in range(50)]
+    await asyncio.sleep(0)
+    crossed: list[Any] = []
+    threadsafe = loop.call_soon_threadsafe
+    loop.call_soon_threadsafe = lambda *a, **k: crossed.append(a) or threadsafe(*a, **k)  # type: ignore[method-assign]
+    try:
+        flights.land("k", flight, "v")
+        assert await asyncio.gather(*waiting) == ["v"] * 50
+    finally:
+        del loop.call_soon_threadsafe
+    assert crossed == []
 
 
 def test_tasks_on_several_event_loops_share_one_flight() -> None:

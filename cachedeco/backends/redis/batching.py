@@ -32,19 +32,21 @@ class ReadBatcher:
     def __init__(self, send_many: SendMany) -> None:
         self.send_many = send_many
         self.busy = 0  # reads (direct or batched) whose reply is still awaited
-        self._batch: dict[Request, asyncio.Future[Any]] | None = None
+        #: The next batch: each distinct read and the futures of the callers waiting for it
+        #: (one each, so a cancelled caller leaves the others' reply alone: cheaper than an
+        #: ``asyncio.shield`` per caller, which a burst of hundreds of callers pays).
+        self._batch: dict[Request, list[asyncio.Future[Any]]] | None = None
 
     async def join(self, key: str, tag_keys: Sequence[str]) -> Any:
         """The raw reply to one read, sent with the others of this turn of the loop."""
+        loop = asyncio.get_running_loop()
         batch = self._batch
         if batch is None:
             batch = self._batch = {}
-            asyncio.get_running_loop().call_soon(self._flush)
-        request = (key, tuple(tag_keys))
-        future = batch.get(request)
-        if future is None:
-            future = batch[request] = asyncio.get_running_loop().create_future()
-        return await asyncio.shield(future)  # a cancelled caller leaves the others' result
+            loop.call_soon(self._flush)
+        future = loop.create_future()
+        batch.setdefault((key, tuple(tag_keys)), []).append(future)
+        return await future
 
     def _flush(self) -> None:
         batch, self._batch = self._batch, None
@@ -53,20 +55,22 @@ class ReadBatcher:
             task = asyncio.get_running_loop().create_task(self._send(batch))
             task.add_done_callback(_retrieve)
 
-    async def _send(self, batch: dict[Request, asyncio.Future[Any]]) -> None:
+    async def _send(self, batch: dict[Request, list[asyncio.Future[Any]]]) -> None:
         try:
             replies = await self.send_many(list(batch))
         except BaseException as exc:
-            for future in batch.values():
-                if not future.done():
-                    future.set_exception(exc)
-                    future.exception()  # retrieved: a caller that went away logs nothing
+            for waiters in batch.values():
+                for future in waiters:
+                    if not future.done():
+                        future.set_exception(exc)
+                        future.exception()  # retrieved: a caller that went away logs nothing
             if not isinstance(exc, Exception):
                 raise
         else:
-            for future, reply in zip(batch.values(), replies, strict=True):
-                if not future.done():
-                    future.set_result(reply)
+            for waiters, reply in zip(batch.values(), replies, strict=True):
+                for future in waiters:
+                    if not future.done():
+                        future.set_result(reply)
         finally:
             self.busy -= 1
 
