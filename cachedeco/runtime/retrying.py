@@ -45,7 +45,8 @@ class Retrying:
 
     def kick(self, sync: bool) -> None:
         """Attempt soon: the thread (``sync``: the backend has a sync client), else a task on
-        the running loop (none outside one: the next async call kicks again)."""
+        the running loop (outside one, nothing: the next change kept on a loop kicks again,
+        and the thread reaches the loop noted at bind through :meth:`kick_loop`)."""
         if sync:
             self.start()
             self._wake.set()
