@@ -259,6 +259,47 @@ def test_losing_the_stream_leaves_nothing_stale_and_recovers(
     assert reg.slot("default")._tracker.connects >= 3
 
 
+def test_a_frozen_server_stops_near_hits_before_a_change_it_missed_returns(
+        make_registry: Callable[..., Registry], fresh_redis: Server) -> None:
+    """A change that cannot reach a frozen server (SIGSTOP) fails its call only after the
+    socket timeout: by then another process serves nothing near any more (an answered ping
+    vouches for its stream for 0.8 of that timeout), and near hits come back once it answers."""
+    url = fresh_redis.url
+    timeouts = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5, "stats_interval": 0}
+    reader = make_registry(url, near_cache=100, **timeouts)
+    writer = make_registry(url, **timeouts)
+    db = {1: "v1"}
+
+    @reader.cached(ttl=60, key="item:{x}", tags=["item:{x}"])
+    def get(x: int) -> str:
+        return db[x]
+
+    @writer.cached(ttl=60, key="item:{x}", tags=["item:{x}"])
+    def wget(x: int) -> str:
+        return db[x]
+
+    @writer.write_through(wget)
+    def put(x: int, value: str) -> str:
+        db[x] = value
+        return value
+
+    def near_hit(value: str) -> bool:
+        before = get.stats().near_hits
+        return get(1) == value and get.stats().near_hits > before
+
+    poll(lambda: near_hit("v1"), timeout=10.0)
+    fresh_redis.pause()
+    try:
+        assert put(1, "v2") == "v2"  # the database's; the cache could not be reached
+        hits = get.stats().near_hits
+        assert get(1) == "v2"  # read through (it times out: the function), not "v1" near
+        assert get.stats().near_hits == hits
+    finally:
+        fresh_redis.resume()
+    poll(lambda: writer.stats().recoveries_pending == 0, timeout=5.0)
+    poll(lambda: near_hit("v2"), timeout=10.0)
+
+
 @pytest.mark.parametrize("rules", [API_RULES, ("-@all", *MINIMAL_COMMANDS, *NEAR_COMMANDS)],
                          ids=["api", "minimal"])
 def test_a_user_confined_to_the_prefix_runs_it(

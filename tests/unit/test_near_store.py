@@ -8,7 +8,7 @@ import time
 import pytest
 
 from cachedeco import ConfigurationError, Registry, cached
-from cachedeco.backends.near.store import CHANGED_LIMIT, Near, NearStore
+from cachedeco.backends.near.store import CHANGED_LIMIT, LOOK_EVERY, Near, NearStore
 from cachedeco.core.entry import Entry
 
 
@@ -82,6 +82,26 @@ def test_losing_the_stream_empties_and_bypasses_until_it_is_back() -> None:
     assert not store.install(before, "p:k", _near(1))  # a read from before the loss
     after = store.ticket()
     assert after is not None and store.install(after, "p:k", _near(2))
+
+
+def test_a_stream_that_has_not_answered_lately_serves_nothing_until_it_answers() -> None:
+    store = _live()
+    store.follow(lambda: None)  # the stream's catch-up: nothing arrived
+    ticket = store.ticket()
+    assert ticket is not None
+    store.install(ticket, "p:k", _near(1))
+    store.quiet_after = time.monotonic() + 60  # the last answered ping vouches until then
+    kept = store.hit("p:k", ())
+    assert kept is not None and kept.value == 1
+    assert store.unchanged(ticket, "p:k", ())
+    store.quiet_after = time.monotonic() - 0.001  # a frozen server: no answer since
+    time.sleep(2 * LOOK_EVERY)  # hits look at most every LOOK_EVERY
+    assert store.hit("p:k", ()) is None
+    assert store.hit("p:k", ()) is None  # every hit looks again, not every LOOK_EVERY
+    assert not store.unchanged(ticket, "p:k", ())  # nor may a caller join a read on its word
+    store.quiet_after = time.monotonic() + 60  # it answered: what changed came before
+    kept = store.hit("p:k", ())
+    assert kept is not None and kept.value == 1  # the value stayed
 
 
 def test_a_pause_keeps_what_is_kept_and_refuses_every_read_until_resumed() -> None:

@@ -71,6 +71,9 @@ class NearStore:
         self._epoch = 0  # bumped when the stream is lost or comes back, and on a reset
         self._lock = threading.Lock()
         self.due = float("inf")  # when a hit next looks for changes not applied yet
+        #: When (monotonic) the stream stops vouching for the values: set by the tracker from
+        #: its last answered ping; a hit looking after then is not served (see :meth:`behind`).
+        self.quiet_after = float("inf")
         self._catch_up: Callable[[], None] | None = None
         self._watchers: dict[str, list[Woken]] = {}  # name -> futures woken by its change
         self._seen: OrderedDict[str, None] = OrderedDict()  # keys refused while full
@@ -118,8 +121,15 @@ class NearStore:
 
     def behind(self, now: float, key: str, kept: Kept) -> bool:
         """Every ``LOOK_EVERY`` seconds, a hit first applies the change messages that arrived
-        but were not applied yet; True when that dropped ``kept``."""
-        return self._look(now) and self._data.get(key) is not kept
+        but were not applied yet; True when that dropped ``kept``, or while the stream has not
+        answered lately (a frozen server: every hit looks again until it answers; the values
+        stay, since what changed meanwhile is reported before the answer)."""
+        if not self._look(now):
+            return False
+        if time.monotonic() >= self.quiet_after:
+            self.due = now
+            return True
+        return self._data.get(key) is not kept
 
     def _look(self, now: float) -> bool:
         """Apply the change messages that arrived but were not applied yet, and look again
@@ -149,7 +159,7 @@ class NearStore:
         found, but for a change still on its way (the reach window)."""
         epoch, count = ticket
         with self._lock:
-            if not self.live or epoch != self._epoch:
+            if not self.live or epoch != self._epoch or time.monotonic() >= self.quiet_after:
                 return False
             changed = self._changed
             return changed.get(key, 0) <= count and all(

@@ -4,13 +4,18 @@ messages into drops from the :class:`~cachedeco.backends.near.store.NearStore`.
 
 One thread serves the sync and the asyncio flavours alike (the store is thread-safe), so a
 near cache works the same whatever calls it. In BCAST mode Redis names every key under the
-prefix that changes, whoever changed it, on the tracking connection itself: no
-``SUBSCRIBE`` to ``__redis__:invalidate`` is needed, so a user confined to the prefix can run
-it. The connections are pinged every ``interval``; a failed or silent connection, or a change
-of primaries, empties the store and stops it keeping values until tracking is enabled again
-on every primary. On Cluster the backend also tells it of any read answered by a server it
-does not listen to, or through a redirect (:meth:`Tracker.stray`: a slot moving to a new
-primary): the store then keeps no new value until the primaries were asked again.
+prefix that changes, whoever changed it, on the tracking connection itself: no ``SUBSCRIBE``
+to ``__redis__:invalidate`` is needed, so a user confined to the prefix can run it. The
+connections are pinged every ``INTERVAL`` (a quarter of the socket timeout when that is
+shorter); a failed or silent connection, or a change of primaries, empties the store and
+stops it keeping values until tracking is enabled again on every primary. Before that, the
+store serves no value once ``ANSWERED`` of the socket timeout passed since the last ping a
+connection answered was sent: a change that cannot reach a frozen Redis fails its call only
+after the socket timeout, so no near hit serves an older value after that call returns
+(Redis answers a ping after the changes sent before it, and reports them first). On Cluster
+the backend also tells it of any read answered by a server it does not listen to, or through
+a redirect (:meth:`Tracker.stray`: a slot moving to a new primary): the store then keeps no
+new value until the primaries were asked again.
 
 This process's own stores are reported back to it like anyone's, and drop what it keeps for
 those keys: the report cannot be told apart from another client's change. Redis names a key
@@ -34,15 +39,13 @@ import logging
 import os
 import select
 import socket
-import ssl
 import threading
 import time
 import weakref
 from typing import Any, Final
 
-from redis.exceptions import ResponseError
-
-from cachedeco.backends.near.pushes import PING, Push, ReplyError, push_reader
+from cachedeco.backends.near.links import Link, make_poller
+from cachedeco.backends.near.pushes import Push
 from cachedeco.backends.near.sources import Source
 from cachedeco.backends.near.store import NearStore
 from cachedeco.backends.redis.cluster_plan import plain_tag_key
@@ -51,7 +54,8 @@ __all__ = ["Tracker"]
 
 logger = logging.getLogger("cachedeco")
 
-INTERVAL: Final = 0.25  # seconds between two pings of the tracking connections
+INTERVAL: Final = 0.25  # seconds between two pings of the tracking connections (at most)
+ANSWERED: Final = 0.8  # of the socket timeout: how long an answered ping vouches for the stream
 RETRY: Final = (0.05, 2.0)  # first and longest wait before connecting again
 RECHECK: Final = 0.05  # seconds between two questions for the primaries after stray reads
 QUIET: Final = 10.0  # seconds between two "change stream lost" lines (a flapping link)
@@ -81,7 +85,7 @@ class Tracker:
         self._held = 0  # losses not logged since
         self._told = False  # the current loss was logged: so is its end
         #: the links being read, by descriptor, and a poll object for :meth:`catch_up`
-        self._links: tuple[list[_Link], dict[int, _Link], Any] | None = None
+        self._links: tuple[list[Link], dict[int, Link], Any] | None = None
         self._catching = threading.Lock()  # one catch-up at a time (a poll object is not shared)
         _trackers.add(self)
 
@@ -206,7 +210,8 @@ class Tracker:
         for conn in conns:  # what redis-py's parser may hold already
             while conn.can_read(0):
                 conn.read_response(push_request=True)
-        links = [_Link(conn) for conn in conns]
+        links = [Link(conn) for conn in conns]
+        interval = min(INTERVAL, *(link.timeout / 4 for link in links))
         by_fd = {link.sock.fileno(): link for link in links}
         waiting = select.poll()
         for fd in by_fd:
@@ -215,10 +220,11 @@ class Tracker:
         for end in (woken, self._wake):
             end.setblocking(False)
         waiting.register(woken.fileno(), select.POLLIN)
-        self._links = (links, by_fd, _poller(by_fd))
+        self._links = (links, by_fd, make_poller(by_fd))
+        self.answered()
         self.store.follow(self.catch_up)
         now = time.monotonic()
-        ping = now + INTERVAL
+        ping = now + interval
         every = self.source.check_every
         check = now + every
         recheck = now  # the earliest time the primaries may be asked again after a stray
@@ -238,7 +244,7 @@ class Tracker:
                 if now >= ping:
                     for link in links:
                         link.ping(now)
-                    ping = now + INTERVAL
+                    ping = now + interval
                 if now >= check or (self._recheck and now >= recheck):
                     asked, self._recheck = self._recheck, False
                     if frozenset(self.source.primaries()) != self._primaries:
@@ -274,6 +280,14 @@ class Tracker:
         finally:
             self._catching.release()
 
+    def answered(self) -> None:
+        """A connection answered a ping: the store may serve values until ``ANSWERED`` of the
+        timeout after the least recent of the connections' last answered pings was sent."""
+        found = self._links
+        if found is not None:
+            self.store.quiet_after = min(link.proven + ANSWERED * link.timeout
+                                         for link in found[0])
+
     def on_frame(self, frame: Any) -> None:
         """A push from Redis: an invalidation names the keys that changed, or None after
         FLUSHDB/FLUSHALL."""
@@ -296,80 +310,6 @@ class Tracker:
     def _on_push(self, message: Any) -> None:
         """A push redis-py's parser read (before the socket is read directly)."""
         self.on_frame(Push(message))
-
-
-class _Link:
-    """One tracking connection's socket, read directly (never blocking, under ``lock``: the
-    tracker's thread and :meth:`Tracker.catch_up` both read it), and its pings."""
-
-    def __init__(self, conn: Any) -> None:
-        self.sock: socket.socket = conn._sock
-        #: Bytes a TLS socket decrypted and holds (poll cannot see them: read them now).
-        self._buffered = self.sock.pending if isinstance(self.sock, ssl.SSLSocket) else _none
-        self.sock.setblocking(False)
-        self.timeout = float(conn.socket_timeout or 5.0)
-        self.reader = push_reader()
-        self.lock = threading.Lock()
-        self.error: BaseException | None = None  # a fault met by a catch-up, for the thread
-        self.pinged: float | None = None  # when the unanswered ping was sent
-
-    def receive(self, tracker: Tracker) -> None:
-        """Read what arrived, without waiting, and apply it; a fault is kept in ``error`` (the
-        thread raises it) and the store stops serving at once."""
-        with self.lock:
-            if self.error is not None:
-                return
-            try:
-                self._receive(tracker)
-            except Exception as exc:
-                self.error = exc
-                tracker.store.lost()
-
-    def _receive(self, tracker: Tracker) -> None:
-        while True:
-            try:
-                data = self.sock.recv(65536)
-            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
-                    ssl.SSLWantWriteError):  # nothing more now (TLS: no whole record yet)
-                return
-            if not data:
-                raise ConnectionError("the tracking connection was closed")
-            for frame in self.reader.feed(data):
-                if isinstance(frame, ReplyError):
-                    raise ResponseError(frame.decode("utf-8", "replace"))
-                if frame == b"PONG":
-                    self.pinged = None
-                else:
-                    tracker.on_frame(frame)
-            if len(data) < 65536 and not self._buffered():
-                return
-
-    def ping(self, now: float) -> None:
-        """Send a ping, or fail when the last one went unanswered too long."""
-        if self.pinged is not None:
-            if now - self.pinged > self.timeout:
-                raise TimeoutError("the tracking connection stopped answering")
-            return
-        with self.lock:
-            self.sock.settimeout(self.timeout)
-            try:
-                self.sock.sendall(PING)
-            finally:
-                self.sock.setblocking(False)
-        self.pinged = now
-
-
-def _none() -> int:
-    """A plain socket holds nothing that poll cannot see."""
-    return 0
-
-
-def _poller(by_fd: dict[int, _Link]) -> Any:
-    """A poll object over the links' sockets, for catch-ups (one poll object per waiter)."""
-    poller = select.poll()
-    for fd in by_fd:
-        poller.register(fd, select.POLLIN)
-    return poller
 
 
 #: Every tracker of the process: a forked child has none of their threads.
