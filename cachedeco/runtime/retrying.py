@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Final
@@ -20,10 +21,23 @@ RETRY: Final = 0.25  # seconds between two attempts while changes wait
 ADOPT_EVERY: Final = 2.0  # seconds between two looks at the spool for changes left by others
 
 
+def _pause(began: float) -> float:
+    """The wait before the next attempt: :data:`RETRY` from the start of the last one. One
+    that timed out (a frozen server) is followed at once by the next, so an attempt is always
+    under way and lands the moment the server answers again; one that failed at once waits."""
+    return max(0.0, RETRY - (time.monotonic() - began))
+
+
+def _failed(exc: Exception) -> None:
+    warn("recovery", "cachedeco: the recovery worker failed (%s: %s)", type(exc).__name__, exc,
+         level=logging.ERROR)
+
+
 class Retrying:
     """Runs ``adopt`` then ``attempt`` (which returns how many changes still wait) every
-    :data:`RETRY` seconds while changes wait, at once when kicked, and, while ``spooled()``,
-    every :data:`ADOPT_EVERY` seconds even when nothing waits."""
+    :data:`RETRY` seconds (or at once after an attempt that took that long) while changes
+    wait, at once when kicked, and, while ``spooled()``, every :data:`ADOPT_EVERY` seconds
+    even when nothing waits."""
 
     def __init__(self, attempt: Callable[[], int], aattempt: Callable[[], Awaitable[int]],
                  adopt: Callable[[], None], spooled: Callable[[], bool]) -> None:
@@ -89,21 +103,27 @@ class Retrying:
 
     def _run(self) -> None:
         while not self.closed:
+            began = time.monotonic()
             try:
                 self._adopt()
                 left = self._attempt()
             except Exception as exc:  # never let the worker die: log, and try again later
-                warn("recovery", "cachedeco: the recovery worker failed (%s: %s)",
-                     type(exc).__name__, exc, level=logging.ERROR)
+                _failed(exc)
                 left = 1
             if self.closed:
                 return
-            self._wake.wait(RETRY if left else ADOPT_EVERY if self._spooled() else None)
+            self._wake.wait(_pause(began) if left else ADOPT_EVERY if self._spooled() else None)
             self._wake.clear()
 
     async def _arun(self) -> None:
-        while not self.closed and await self._aattempt():
-            await asyncio.sleep(RETRY)
+        while not self.closed:
+            began = time.monotonic()
+            try:
+                if not await self._aattempt():
+                    return
+            except Exception as exc:  # as the thread: log, and try again later
+                _failed(exc)
+            await asyncio.sleep(_pause(began))
 
     def close(self) -> bool:
         """Stop the thread (waiting up to 5 s for its attempt); whether it stopped (then a

@@ -1,0 +1,64 @@
+"""Auto-recovery's worker paces its attempts from their start: after one that timed out (a
+frozen server) the next goes at once, so one is under way when the server answers again;
+after one that failed at once it waits; an error never ends it, in a thread or on a loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from cachedeco.runtime.retrying import RETRY, Retrying
+
+
+def _gaps(took: float, attempts: int = 3) -> list[float]:
+    """The pauses between the thread's attempts that each take ``took`` seconds and leave a
+    change waiting (the last one lands it)."""
+    spans: list[tuple[float, float]] = []
+    done = threading.Event()
+
+    def attempt() -> int:
+        began = time.monotonic()
+        time.sleep(took)
+        spans.append((began, time.monotonic()))
+        if len(spans) == attempts:
+            done.set()
+            return 0
+        return 1
+
+    async def aattempt() -> int:
+        return 0
+
+    worker = Retrying(attempt, aattempt, lambda: None, lambda: False)
+    worker.kick(True)
+    try:
+        assert done.wait(10)
+    finally:
+        assert worker.close()
+    return [later[0] - earlier[1] for earlier, later in zip(spans, spans[1:], strict=False)]
+
+
+def test_an_attempt_that_timed_out_is_followed_at_once() -> None:
+    assert all(gap < RETRY / 2 for gap in _gaps(took=RETRY + 0.05))
+
+
+def test_an_attempt_that_failed_at_once_is_followed_after_a_pause() -> None:
+    gaps = _gaps(took=0.0, attempts=4)
+    assert all(gap > RETRY / 2 for gap in gaps[1:])  # the first: the kick woke it once more
+
+
+async def test_a_failing_attempt_on_a_loop_does_not_end_its_task() -> None:
+    calls: list[str] = []
+
+    async def aattempt() -> int:
+        calls.append("attempt")
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return 0
+
+    worker = Retrying(lambda: 0, aattempt, lambda: None, lambda: False)
+    worker.kick(False)
+    deadline = time.monotonic() + 5
+    while len(calls) < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert calls == ["attempt", "attempt"]
