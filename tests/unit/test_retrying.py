@@ -5,6 +5,7 @@ after one that failed at once it waits; an error never ends it, in a thread or o
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 
@@ -35,7 +36,7 @@ def _gaps(took: float, attempts: int = 3) -> list[float]:
         assert done.wait(10)
     finally:
         assert worker.close()
-    return [later[0] - earlier[1] for earlier, later in zip(spans, spans[1:], strict=False)]
+    return [later[0] - earlier[1] for earlier, later in itertools.pairwise(spans)]
 
 
 def test_an_attempt_that_timed_out_is_followed_at_once() -> None:
