@@ -55,6 +55,8 @@ def _landed(flight: Flight | Read) -> Any:
 async def ajoin_flight(flight: Flight | Read, timeout: float | None) -> Any:
     """Wait for a flight in a task; WaitTimeout after ``timeout`` seconds. The landing wakes
     the loop's waiting tasks together; one that landed already answers at once."""
+    if flight.latch.is_open:  # no future to make, no lock to take
+        return _landed(flight)
     loop = asyncio.get_running_loop()
     waiter = flight.waiter(loop)
     if waiter is None:
