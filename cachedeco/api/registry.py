@@ -58,7 +58,8 @@ class Registry(core.Registry):
             `?maxsize=N`), `"redis://host:port/db"`, `"rediss://…"`, `"unix://…"`,
             `"redis+cluster://host:port[,host:port…]"`,
             `"redis+sentinel://host:port[,…]/service[/db]"`, or a ready client
-            (`redis.Redis`, `redis.asyncio.Redis`, their cluster clients, fakeredis).
+            (`redis.Redis`, `redis.asyncio.Redis`, their cluster clients, fakeredis), used
+            with its own timeouts and retries (logged when unbounded or retrying).
         backends: More backends by name (`{"local": "memory://"}`), chosen by a decorator's
             `backend=`; `"default"` is `backend` (given here, `backend` is left out: both
             given, and different, is a `ConfigurationError`).

@@ -40,6 +40,7 @@ from cachedeco.backends.redis.connect import (
     wrap_sync,
 )
 from cachedeco.backends.redis.primary_watch import PrimaryWatch
+from cachedeco.backends.redis.ready import slow_failures
 from cachedeco.backends.redis.urls import kind_of_url, memory_size, refused_options
 from cachedeco.backends.redis.versions import aask, ask
 from cachedeco.errors import ConfigurationError
@@ -83,6 +84,8 @@ class BackendSlot:
             flavour = client_flavour(spec)
             self.kind = "cluster" if "Cluster" in type(spec).__name__ else "redis"
             self.flavours = (flavour,)
+            if slow := slow_failures(spec):  # it works, but a down Redis costs more than said
+                logger.warning("cachedeco: backend %r: %s", name, slow)
         #: The near cache in front of this backend (None: none, always on memory://).
         self.near: NearStore | None = None
         self._tracker: Tracker | None = None

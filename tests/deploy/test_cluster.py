@@ -11,14 +11,17 @@ from typing import Any
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
+from redis.retry import Retry
 
 import cachedeco
 from cachedeco import Registry
 from cachedeco.backends.redis._async.cluster import AsyncClusterBackend
 from cachedeco.backends.redis._sync.cluster import ClusterBackend
 from cachedeco.backends.redis.cluster_plan import tag_plan, tag_slot_key
+from cachedeco.backends.redis.ready import slow_failures
 from cachedeco.errors import ConfigurationError
 from tests.support.backends import Write, new_marker, new_tag_token, new_tombstone
 from tests.support.commands import BOOKKEEPING, commandstats, ran
@@ -38,6 +41,20 @@ def test_decoding_cluster_client_is_refused(cluster_url: str) -> None:
     with RedisCluster(startup_nodes=nodes, decode_responses=True) as client, \
             pytest.raises(ConfigurationError, match="decode_responses"):
         Registry(client).slot("default").backend()
+
+
+def test_a_ready_cluster_clients_retries_and_timeouts_are_told(cluster_url: str) -> None:
+    """A sync cluster client connects when made: its nodes' settings and its own retry
+    policy are what a call waits through while a node is down."""
+    nodes = [ClusterNode(h, p) for h, p in hosts(cluster_url)]  # type: ignore[no-untyped-call]
+    with RedisCluster(startup_nodes=nodes, socket_timeout=None,
+                      retry=Retry(NoBackoff(), 2)) as slow, \
+            RedisCluster(startup_nodes=nodes, socket_timeout=1.0, socket_connect_timeout=1.0,
+                         retry=Retry(NoBackoff(), 0)) as bounded:
+        said = slow_failures(slow)
+        assert "has no socket_timeout (" in said
+        assert "retries a failed command up to 2 time(s)" in said
+        assert slow_failures(bounded) == ""
 
 
 def test_tags_share_one_slot_and_invalidate_in_one_command_per_tag(
