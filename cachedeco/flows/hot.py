@@ -158,11 +158,12 @@ def _near_owned(b: Bound, near_store: NearStore, pure_keys: bool) -> Hit:
 
 
 def _near_tagged(b: Bound, near_store: NearStore, pure_keys: bool) -> Hit:
-    """The near hit of any other function (``NearStore.hit``): the value's tag keys must be
-    the call's (a ``key=`` callable, tags from a callable, a key template)."""
+    """The near hit of any other function (``NearStore.hit``): the value must be one this
+    function installed, with the call's tag keys (a ``key=`` callable, tags from a
+    callable, a key template)."""
     entries = near_store.entries()
     find, touch, behind, clock = entries.get, entries.move_to_end, near_store.behind, time.time
-    key_of, tags_of, stats = b.key, b.tags, b.stats
+    key_of, tags_of, reader, stats = b.key, b.tags, b.near_reader, b.stats
     known: dict[int | str, str] = {}
 
     def hit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -175,7 +176,7 @@ def _near_tagged(b: Bound, near_store: NearStore, pure_keys: bool) -> Hit:
         else:
             key = key_of(args, kwargs)
         kept = find(key)
-        if kept is None or kept[3] != tags_of(args, kwargs):
+        if kept is None or kept[0] is not reader or kept[3] != tags_of(args, kwargs):
             return NO_VALUE
         now = clock()
         if now >= kept[1] or (now >= near_store.due and behind(now, key, kept)):

@@ -123,6 +123,7 @@ class Spec:
             key=self.keys.for_prefix(registry.prefix, namers[0] if namers else None),
             aliases=self.keys.aliases(registry.prefix, namers[1:]), sensitive=opts.sensitive,
             tags=tags, fn_tag=fn_tag, slot=slot, near_owner=tags if owned else None,
+            near_reader=tags if owned else codec,
             guard=registry.guard(opts.backend, self.stats_),
             codec=codec, policy=policy, near=slot.near if opts.near else None,
             lease_read=bool(opts.lock and opts.near and slot.near is not None

@@ -8,6 +8,7 @@ change made by another client reaches it within a bounded time; a registry used 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import threading
 import time
@@ -49,6 +50,36 @@ def test_a_near_hit_sends_no_command(make_registry: Callable[..., Registry],
     assert after.hits - stats.hits == 200
     assert loads == [1]
     assert reg.stats().near_hits == after.near_hits
+
+
+@dataclasses.dataclass
+class Item:
+    x: int
+
+
+@pytest.mark.parametrize("tags", [(), ("items",)], ids=["key only", "tagged"])
+def test_functions_sharing_a_key_each_get_their_own_type_from_the_near_cache(
+        make_registry: Callable[..., Registry], deployment: Deployment,
+        tags: tuple[str, ...]) -> None:
+    """One entry, read by a function annotated with a dataclass and one returning a plain
+    dict: each decodes it to its own type, so a value one of them kept near is never the
+    other's hit (it was: the dict came back from the typed function)."""
+    reg = near_registry(make_registry, deployment)
+
+    @reg.cached(ttl=60, key="item:{x}", tags=list(tags))
+    def typed(x: int) -> Item:
+        return Item(x)
+
+    @reg.cached(ttl=60, key="item:{x}", tags=list(tags))
+    def plain(x: int) -> dict[str, int]:
+        return {"x": x}
+
+    warm(lambda: typed(1), typed.stats)  # kept near as typed's Item
+    assert plain(1) == {"x": 1} and type(plain(1)) is dict
+    warm(lambda: plain(1), plain.stats)  # now kept near as plain's dict
+    assert typed(1) == Item(1)
+    assert typed.get(1) == Item(1)
+    assert plain.get(1) == {"x": 1} and type(plain.get(1)) is dict
 
 
 @pytest.mark.deployments("redis", "cluster")

@@ -28,10 +28,10 @@ def test_an_installed_value_is_a_hit_for_the_same_tag_keys_only() -> None:
     ticket = store.ticket()
     assert ticket is not None
     assert store.install(ticket, "p:k", _near(1, ("p:~tag:a",)))
-    kept = store.hit("p:k", ("p:~tag:a",))
+    kept = store.hit("p:k", ("p:~tag:a",), None)
     assert kept is not None and kept.value == 1
-    assert store.hit("p:k", ()) is None
-    assert store.hit("p:other", ("p:~tag:a",)) is None
+    assert store.hit("p:k", (), None) is None
+    assert store.hit("p:other", ("p:~tag:a",), None) is None
 
 
 def test_a_value_past_its_soft_expiry_is_not_a_hit() -> None:
@@ -39,7 +39,7 @@ def test_a_value_past_its_soft_expiry_is_not_a_hit() -> None:
     ticket = store.ticket()
     assert ticket is not None
     store.install(ticket, "p:k", _near(1, soft=time.time() - 1))
-    assert store.hit("p:k", ()) is None
+    assert store.hit("p:k", (), None) is None
 
 
 def test_a_change_of_the_key_or_of_a_tag_key_drops_the_value() -> None:
@@ -49,11 +49,11 @@ def test_a_change_of_the_key_or_of_a_tag_key_drops_the_value() -> None:
         assert ticket is not None
         store.install(ticket, key, _near(key, ("p:~tag:t",) if key != "p:c" else ()))
     store.changed(["p:~tag:t"])
-    assert store.hit("p:a", ("p:~tag:t",)) is None
-    assert store.hit("p:b", ("p:~tag:t",)) is None
-    assert store.hit("p:c", ()) is not None
+    assert store.hit("p:a", ("p:~tag:t",), None) is None
+    assert store.hit("p:b", ("p:~tag:t",), None) is None
+    assert store.hit("p:c", (), None) is not None
     store.changed(["p:c"])
-    assert store.hit("p:c", ()) is None
+    assert store.hit("p:c", (), None) is None
     assert len(store) == 0
 
 
@@ -64,7 +64,7 @@ def test_a_read_racing_with_a_change_never_installs() -> None:
         assert ticket is not None
         store.changed([changed])  # the change is reported while the read is in flight
         assert not store.install(ticket, "p:k", _near("old", ("p:~tag:t",)))
-        assert store.hit("p:k", ("p:~tag:t",)) is None
+        assert store.hit("p:k", ("p:~tag:t",), None) is None
     ticket = store.ticket()
     store.changed(["p:unrelated"])
     assert ticket is not None and store.install(ticket, "p:k", _near("new", ("p:~tag:t",)))
@@ -76,7 +76,7 @@ def test_losing_the_stream_empties_and_bypasses_until_it_is_back() -> None:
     assert before is not None
     store.install(before, "p:k", _near(1))
     store.lost()
-    assert store.hit("p:k", ()) is None
+    assert store.hit("p:k", (), None) is None
     assert store.ticket() is None  # nothing is installed while down
     store.up()
     assert not store.install(before, "p:k", _near(1))  # a read from before the loss
@@ -91,16 +91,16 @@ def test_a_stream_that_has_not_answered_lately_serves_nothing_until_it_answers()
     assert ticket is not None
     store.install(ticket, "p:k", _near(1))
     store.quiet_after = time.monotonic() + 60  # the last answered ping vouches until then
-    kept = store.hit("p:k", ())
+    kept = store.hit("p:k", (), None)
     assert kept is not None and kept.value == 1
     assert store.unchanged(ticket, "p:k", ())
     store.quiet_after = time.monotonic() - 0.001  # a frozen server: no answer since
     time.sleep(2 * LOOK_EVERY)  # hits look at most every LOOK_EVERY
-    assert store.hit("p:k", ()) is None
-    assert store.hit("p:k", ()) is None  # every hit looks again, not every LOOK_EVERY
+    assert store.hit("p:k", (), None) is None
+    assert store.hit("p:k", (), None) is None  # every hit looks again, not every LOOK_EVERY
     assert not store.unchanged(ticket, "p:k", ())  # nor may a caller join a read on its word
     store.quiet_after = time.monotonic() + 60  # it answered: what changed came before
-    kept = store.hit("p:k", ())
+    kept = store.hit("p:k", (), None)
     assert kept is not None and kept.value == 1  # the value stayed
 
 
@@ -115,10 +115,10 @@ def test_a_pause_keeps_what_is_kept_and_refuses_every_read_until_resumed() -> No
     assert store.ticket() is None
     assert not store.install(in_flight, "p:k", _near(1))
     assert not store.unchanged(in_flight, "p:k", ())
-    kept = store.hit("p:kept", ())
+    kept = store.hit("p:kept", (), None)
     assert kept is not None and kept.value == "kept"  # its changes are still reported
     store.changed(["p:kept"])
-    assert store.hit("p:kept", ()) is None
+    assert store.hit("p:kept", (), None) is None
     store.resume()
     ticket = store.ticket()
     assert ticket is not None and ticket != in_flight
@@ -144,7 +144,7 @@ def test_a_flush_drops_everything_and_refuses_reads_in_flight() -> None:
     store.install(ticket, "p:k", _near(1))
     in_flight = store.ticket()
     store.flushed()
-    assert store.hit("p:k", ()) is None
+    assert store.hit("p:k", (), None) is None
     assert in_flight is not None and not store.install(in_flight, "p:j", _near(2))
 
 
@@ -154,12 +154,12 @@ def test_the_least_recently_used_value_goes_first() -> None:
         ticket = store.ticket()
         assert ticket is not None
         store.install(ticket, key, _near(key, ("p:~tag:t",)))
-    store.hit("p:a", ("p:~tag:t",))
+    store.hit("p:a", ("p:~tag:t",), None)
     ticket = store.ticket()
     assert ticket is not None
     store.install(ticket, "p:c", _near("p:c", ("p:~tag:t",)))
-    assert store.hit("p:b", ("p:~tag:t",)) is None
-    assert store.hit("p:a", ("p:~tag:t",)) is not None
+    assert store.hit("p:b", ("p:~tag:t",), None) is None
+    assert store.hit("p:a", ("p:~tag:t",), None) is not None
     store.changed(["p:~tag:t"])  # the tag index forgot the evicted key with it
     assert len(store) == 0
 

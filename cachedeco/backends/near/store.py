@@ -35,8 +35,9 @@ CHANGED_LIMIT: Final = 65_536
 
 class Near(NamedTuple):
     """One value kept near: the entry it was read from (marker, expiry, load time), the tag
-    tokens read with it, the tag keys it depends on, the decoded value, and its owner: what
-    derived the tag keys from the key alone, if anything (see :meth:`NearStore.owned`)."""
+    tokens read with it, the tag keys it depends on, the decoded value, and its owner: the
+    function that decoded it (only its own hits are served it), by what derived the tag keys
+    from the key alone if anything (see :meth:`NearStore.owned`)."""
 
     entry: Entry
     tokens: tuple[str | None, ...]
@@ -91,10 +92,13 @@ class NearStore:
 
     # -- the hit path (no lock) -------------------------------------------------------------
 
-    def hit(self, key: str, tag_keys: tuple[str, ...]) -> Near | None:
-        """The fresh value kept for ``key`` read with ``tag_keys``, or None."""
+    def hit(self, key: str, tag_keys: tuple[str, ...], reader: object) -> Near | None:
+        """The fresh value kept for ``key`` read with ``tag_keys`` and installed by ``reader``
+        (what decoded it: another function sharing the key decodes to its own type), or
+        None."""
         kept = self._data.get(key)
-        if kept is None or kept[3] != tag_keys or (now := time.time()) >= kept[1]:
+        if kept is None or kept[0] is not reader or kept[3] != tag_keys or (
+                now := time.time()) >= kept[1]:
             return None
         if now >= self.due and self.behind(now, key, kept):
             return None

@@ -170,7 +170,8 @@ async def cached_value(b: Bound, args: Args, kwargs: Kwargs) -> Any:
     if not b.enabled:
         return NO_VALUE
     key = b.key(args, kwargs)
-    if b.near is not None and (kept := b.near.hit(key, b.tags(args, kwargs))) is not None:
+    if b.near is not None and (
+            kept := b.near.hit(key, b.tags(args, kwargs), b.near_reader)) is not None:
         return kept.value
     tag_keys = b.tags(args, kwargs)
     if not b.guard.allow(key, b.name) or (

@@ -34,7 +34,7 @@ def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs,
     near, ticket = b.near, None
     if near is not None:  # a near hit: no round trip
         kept = None if looked else (near.owned(key, b.near_owner) if b.near_owner is not None
-                                    else near.hit(key, b.tags(args, kwargs)))
+                                    else near.hit(key, b.tags(args, kwargs), b.near_reader))
         if kept is not None:
             b.stats.hits += 1
             b.stats.near_hits += 1
@@ -75,7 +75,7 @@ def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs,
                 b.stats.hits += 1
                 if ticket is not None and near is not None:
                     near.install(ticket, key,
-                                 Near(entry, tokens, tag_keys, value, b.near_owner))
+                                 Near(entry, tokens, tag_keys, value, b.near_reader))
                 if b.policy.beta and b.policy.refresh_early(now, entry.soft, entry.delta):
                     b.stats.early_refreshes += background(
                         b, Call(func, args, kwargs, key, tag_keys), (entry.marker, tokens), since)
