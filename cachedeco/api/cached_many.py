@@ -40,7 +40,8 @@ def cached_many(ttl: TtlArg = None, *, key: str, tags: list[str] | tuple[str, ..
 
     The function's first parameter (after `self`/`cls`) takes an iterable of ids, it has no
     other parameter, and it returns a mapping from id to value. Each id is its own entry: a
-    call reads every id's entry in one round trip, calls the function once with only the ids
+    call takes the ids the registry's near cache holds, if it has one, reads every other
+    id's entry in one round trip, calls the function once with only the ids
     that missed (not at all when none did), stores what it returned and returns a mapping
     for every id found or returned. Ids the function leaves out are not cached. An entry is
     shared with a `@cached` reader whose key template renders the same key with the same

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from cachedeco.backends.base import ReadResult
+from cachedeco.backends.near.store import Near, Ticket
 from cachedeco.core.entry import CORRUPT, NO_VALUE
 from cachedeco.errors import ConfigurationError
 from cachedeco.flows.bound import Bound, Call, ReadState
 
-__all__ = ["ABSENT", "Batch", "ManyCall", "found_and_missing", "returned"]
+__all__ = ["ABSENT", "Batch", "ManyCall", "found_and_missing", "keep_near", "near_found",
+           "returned"]
 
 #: What a per-id flight lands with when the function left that id out of its mapping.
 ABSENT: Final = object()
@@ -40,6 +42,11 @@ class Batch:
     def reads(self) -> list[tuple[str, tuple[str, ...]]]:
         """What to read: every entry with its tags."""
         return list(zip(self.keys, self.tag_keys, strict=True))
+
+    def only(self, indices: list[int]) -> Batch:
+        """The batch of the ids at ``indices``."""
+        return Batch([self.ids[i] for i in indices], [self.keys[i] for i in indices],
+                     [self.tag_keys[i] for i in indices])
 
 
 @dataclass(slots=True, eq=False)
@@ -76,6 +83,46 @@ def found_and_missing(b: Bound, batch: Batch, results: list[ReadResult]
     b.stats.hits += len(found)
     b.stats.misses += len(missing)
     return found, missing
+
+
+def near_found(b: Bound, batch: Batch) -> tuple[dict[Any, Any], Batch, Ticket | None, list[int]]:
+    """What the near cache holds of ``batch`` (by id, counted as hits), the batch of the other
+    ids to read from Redis, the ticket to take before that read (None: nothing will be kept)
+    and the indices in it of the ids whose value is to be kept (see ``NearStore.admits``).
+    Without a near cache: nothing, and the whole batch."""
+    near = b.near
+    if near is None:
+        return {}, batch, None, []
+    found: dict[Any, Any] = {}
+    rest: list[int] = []
+    reader = b.near_reader
+    for i, key in enumerate(batch.keys):
+        kept = near.hit(key, batch.tag_keys[i], reader)
+        if kept is None:
+            rest.append(i)
+        else:
+            found[batch.ids[i]] = kept.value
+    b.stats.hits += len(found)
+    b.stats.near_hits += len(found)
+    others = batch if len(rest) == len(batch.ids) else batch.only(rest)
+    if not rest:
+        return found, others, None, []
+    admitted = [i for i, key in enumerate(others.keys) if near.admits(key)]
+    return found, others, near.ticket() if admitted else None, admitted
+
+
+def keep_near(b: Bound, batch: Batch, results: list[ReadResult], found: dict[Any, Any], *,
+              ticket: Ticket, admitted: list[int]) -> None:
+    """Keep near the values of ``found`` (what the read of ``batch`` found fresh) among the
+    ``admitted`` ids: the store refuses each one whose key or tags were reported changed
+    since ``ticket`` was taken, before the read."""
+    assert b.near is not None
+    for i in admitted:
+        ident = batch.ids[i]
+        entry, tokens = results[i]
+        if ident in found and entry is not None:
+            b.near.install(ticket, batch.keys[i], Near(entry, tokens, batch.tag_keys[i],
+                                                       found[ident], b.near_reader))
 
 
 def returned(b: Bound, result: object) -> Mapping[Any, Any]:

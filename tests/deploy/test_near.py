@@ -157,7 +157,8 @@ def test_readers_never_fall_behind_the_delivery_window(
 
     for x in range(4):
         redis_client.set(f"{prefix}-src:{x}", 0)
-    readers.extend(Reader(redis_url, prefix, "stress") for _ in range(2))
+    readers.extend(Reader(redis_url, prefix, mode) for mode in ("stress", "stress",
+                                                                "stress-many"))
     for reader in readers:
         reader.ready()
     writes: list[tuple[int, int, float]] = []  # (x, value, when its change returned)

@@ -8,6 +8,8 @@ cached under ``PREFIX:item:x`` with the tag ``item:x``, the same definition the 
   ``{"v": value, "near": true}`` once it has served that value from the near cache.
 - ``stress``: reads ``item(x)`` for ``x`` in 0..3 in turn; when stopped prints every read as
   ``[x, value, start]`` (``start``: ``time.time()`` before the call), and its stats.
+- ``stress-many``: the same through ``items([x, x + 1])``, a ``@cached_many`` function over
+  the same entries (one read per id of each call, all with the call's start).
 """
 
 from __future__ import annotations
@@ -35,11 +37,22 @@ def define(reg: cachedeco.Registry, raw: redis.Redis, prefix: str) -> Any:
     return item
 
 
+def define_many(reg: cachedeco.Registry, raw: redis.Redis, prefix: str) -> Any:
+    """``items(ids)``: ``item`` for many ids in one call, over the same entries."""
+
+    @reg.cached_many(ttl=60, key="item:{id}", tags=["item:{id}"])
+    def items(ids: list[int]) -> dict[int, int]:
+        return {x: int(raw.get(f"{prefix}-src:{x}") or 0) for x in ids}
+
+    return items
+
+
 def main() -> None:
     url, prefix, mode = sys.argv[1:4]
     reg = cachedeco.Registry(url, prefix=prefix, near_cache=1000, stats_interval=0)
     raw = redis.Redis.from_url(url)
     item = define(reg, raw, prefix)
+    items = define_many(reg, raw, prefix)
     stop = threading.Event()
     threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
     print(json.dumps({"ready": True}), flush=True)
@@ -58,11 +71,14 @@ def main() -> None:
             time.sleep(0.0002)
         else:
             start = time.time()
-            reads.append((x, item(x), start))
+            if mode == "stress":
+                reads.append((x, item(x), start))
+            else:
+                reads.extend((i, v, start) for i, v in items([x, (x + 1) % 4]).items())
             x = (x + 1) % 4
             if len(reads) % 8 == 0:
                 time.sleep(0.0005)
-    stats = item.stats()
+    stats = item.stats() if mode != "stress-many" else items.stats()
     print(json.dumps({"reads": reads, "near_hits": stats.near_hits, "hits": stats.hits}),
           flush=True)
     reg.close()

@@ -1,8 +1,9 @@
 # GENERATED from _async/many.py by tools/unasync.py: do not edit.
 """The ``@cached_many`` flow, sync flavour (``_sync/many.py`` is generated from it).
 
-A call reads every id's entry in one round trip (``backend.read_many``), then calls the
-function once with the ids that missed, stores each value it returned (conditionally on
+A call takes what the near cache holds, reads every other id's entry in one round trip
+(``backend.read_many``), keeps what it found near, then calls the function once with the ids
+that missed, stores each value it returned (conditionally on
 what was read, as every fill) and returns a mapping for every id found or returned.
 Single-flight and ``lock=True`` work per id: ids another caller is loading are waited for,
 not loaded twice.
@@ -19,7 +20,15 @@ from cachedeco.core.entry import NO_VALUE
 from cachedeco.flows._sync.lease import fault, obtain, release_noted, servable
 from cachedeco.flows._sync.read import store, timed
 from cachedeco.flows.bound import UNCACHED, Bound, ReadState
-from cachedeco.flows.many import ABSENT, Batch, ManyCall, found_and_missing, returned
+from cachedeco.flows.many import (
+    ABSENT,
+    Batch,
+    ManyCall,
+    found_and_missing,
+    keep_near,
+    near_found,
+    returned,
+)
 from cachedeco.runtime.primitives import join_flight, keep_alive
 from cachedeco.runtime.singleflight import Flight, LeaderGone, WaitTimeout
 
@@ -37,23 +46,29 @@ def get_many(b: Bound, func: Callable[..., Any], head: Args, ids: Iterable[Any])
     if not batch.ids:
         return {}
     since = b.flights.landings
+    near, rest, ticket, admitted = near_found(b, batch)  # the ids kept near need no read
+    if not rest.ids:
+        return {i: near[i] for i in batch.ids}
     found: dict[Any, Any] = {}
-    missing: Missing = dict.fromkeys(range(len(batch.ids)), UNCACHED)
-    if b.guard.allow(batch.keys[0], b.name):
+    missing: Missing = dict.fromkeys(range(len(rest.ids)), UNCACHED)
+    if b.guard.allow(rest.keys[0], b.name):
         try:
-            results = b.slot.backend().read_many(batch.reads())
+            results = b.slot.backend().read_many(rest.reads())
         except BACKEND_ERRORS as exc:
-            b.guard.absorb(exc, key=batch.keys[0], function=b.name, action="read many")
+            b.guard.absorb(exc, key=rest.keys[0], function=b.name, action="read many")
         else:
             b.guard.breaker.success()
-            found, missing = found_and_missing(b, batch, results)
+            found, missing = found_and_missing(b, rest, results)
             if b.recovery.pending:  # entries with a change pending are not served meanwhile
-                for i, (key, tag_keys) in enumerate(batch.reads()):
+                for i, (key, tag_keys) in enumerate(rest.reads()):
                     if b.recovery.blocks(b.slot.name, key, tag_keys):
-                        found.pop(batch.ids[i], None)
+                        found.pop(rest.ids[i], None)
                         missing[i] = UNCACHED
+            if ticket is not None:
+                keep_near(b, rest, results, found, ticket=ticket, admitted=admitted)
     if missing:
-        found.update(load(ManyCall(b, func, head, batch), missing, since))
+        found.update(load(ManyCall(b, func, head, rest), missing, since))
+    found.update(near)
     return {i: found[i] for i in batch.ids if i in found}
 
 
