@@ -76,9 +76,9 @@ class Bound:
     #: ``tags`` when a call's tag keys follow from its key alone (every argument is in the
     #: key, tags are templates): a near hit then skips rendering them. None otherwise.
     near_owner: object = None
-    #: Who installs this function's near values and may be served them: ``near_owner`` when
-    #: set, else the function's codec. Functions sharing a key (``key=`` templates) decode
-    #: its entry each to their own type, so a value one decoded is never another's hit.
+    #: How this function decodes (``codec.base.decoder``): functions sharing a key
+    #: (``key=`` templates) are served each other's near values only when they decode alike;
+    #: one returning a dataclass and one a dict each keep their own.
     near_reader: object = None
     #: A near-cached ``lock=True`` function on one server (not Cluster, where the lease sits
     #: in another slot than the tag keys): its reads take the entry's lease key along, so a

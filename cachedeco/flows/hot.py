@@ -123,10 +123,12 @@ def near_hit(b: Bound, near_store: NearStore, *, pure_keys: bool) -> Hit | None:
 
 def _near_owned(b: Bound, near_store: NearStore, pure_keys: bool) -> Hit:
     """The near hit of a function whose tag keys follow from its key (``NearStore.owned``):
-    a value it installed is its own, with the same tag keys, so none are computed."""
+    a value it installed is its own, with the same tag keys, so none are computed; one that
+    another function sharing the key installed is served if it was decoded alike and read
+    with the same tag keys."""
     entries = near_store.entries()  # the store's own dict, for its life (see entries())
     find, touch, behind, clock = entries.get, entries.move_to_end, near_store.behind, time.time
-    key_of, owner, stats = b.key, b.near_owner, b.stats
+    key_of, tags_of, owner, reader, stats = b.key, b.tags, b.near_owner, b.near_reader, b.stats
     known: dict[int | str, str] = {}
 
     def hit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -138,8 +140,9 @@ def _near_owned(b: Bound, near_store: NearStore, pure_keys: bool) -> Hit:
                 key = _remember(known, arg, key_of(args, kwargs))
         else:
             key = key_of(args, kwargs)
-        kept = find(key)  # (owner, soft expiry, value, tag keys, Near): see NearStore
-        if kept is None or kept[0] is not owner:
+        kept = find(key)  # (owner, soft expiry, value, tag keys, Near, reader): see NearStore
+        if kept is None or (kept[0] is not owner and (
+                kept[5] is not reader or kept[3] != tags_of(args, kwargs))):
             return NO_VALUE
         now = clock()
         # past its soft expiry; or the look for change messages not applied yet (every
@@ -158,9 +161,9 @@ def _near_owned(b: Bound, near_store: NearStore, pure_keys: bool) -> Hit:
 
 
 def _near_tagged(b: Bound, near_store: NearStore, pure_keys: bool) -> Hit:
-    """The near hit of any other function (``NearStore.hit``): the value must be one this
-    function installed, with the call's tag keys (a ``key=`` callable, tags from a
-    callable, a key template)."""
+    """The near hit of any other function (``NearStore.hit``): the value must have been
+    decoded as this function decodes, with the call's tag keys (a ``key=`` callable, tags
+    from a callable, a key template)."""
     entries = near_store.entries()
     find, touch, behind, clock = entries.get, entries.move_to_end, near_store.behind, time.time
     key_of, tags_of, reader, stats = b.key, b.tags, b.near_reader, b.stats
@@ -176,7 +179,7 @@ def _near_tagged(b: Bound, near_store: NearStore, pure_keys: bool) -> Hit:
         else:
             key = key_of(args, kwargs)
         kept = find(key)
-        if kept is None or kept[0] is not reader or kept[3] != tags_of(args, kwargs):
+        if kept is None or kept[5] is not reader or kept[3] != tags_of(args, kwargs):
             return NO_VALUE
         now = clock()
         if now >= kept[1] or (now >= near_store.due and behind(now, key, kept)):

@@ -122,7 +122,8 @@ def keep_near(b: Bound, batch: Batch, results: list[ReadResult], found: dict[Any
         entry, tokens = results[i]
         if ident in found and entry is not None:
             b.near.install(ticket, batch.keys[i], Near(entry, tokens, batch.tag_keys[i],
-                                                       found[ident], b.near_reader))
+                                                       found[ident], b.near_owner,
+                                                       b.near_reader))
 
 
 def returned(b: Bound, result: object) -> Mapping[Any, Any]:

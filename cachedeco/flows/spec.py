@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from cachedeco.backends.memory.store import MemoryBackend
+from cachedeco.core.codec.base import decoder
 from cachedeco.core.codec.factory import Codec, make_codec
 from cachedeco.core.keys.builder import KeyBuilder
 from cachedeco.core.keys.tags import TagSet
@@ -123,7 +124,7 @@ class Spec:
             key=self.keys.for_prefix(registry.prefix, namers[0] if namers else None),
             aliases=self.keys.aliases(registry.prefix, namers[1:]), sensitive=opts.sensitive,
             tags=tags, fn_tag=fn_tag, slot=slot, near_owner=tags if owned else None,
-            near_reader=tags if owned else codec,
+            near_reader=None if codec is None else decoder(codec),
             guard=registry.guard(opts.backend, self.stats_),
             codec=codec, policy=policy, near=slot.near if opts.near else None,
             lease_read=bool(opts.lock and opts.near and slot.near is not None

@@ -123,6 +123,36 @@ def test_an_entry_shared_with_a_cached_reader_is_decoded_by_each_to_its_own_type
     assert raw_user(7) == {"id": 7, "name": "n"}
 
 
+def test_an_entry_shared_with_a_cached_reader_of_the_same_type_is_near_for_both(
+        make_registry: Callable[..., Registry], deployment: Deployment) -> None:
+    """Decoded alike (both to ``User``): what one of them kept near is the other's near hit,
+    so a batch warms the single reader and the other way round."""
+    reg = near_registry(make_registry, deployment)
+    loads: list[object] = []
+
+    @reg.cached_many(ttl=60, key="user:{id}", tags=["user:{id}"])
+    def users(ids: list[int]) -> dict[int, User]:
+        loads.append(list(ids))
+        return {i: User(i, "n") for i in ids}
+
+    @reg.cached(ttl=60, key="user:{user_id}", tags=["user:{user_id}"])
+    def user(user_id: int) -> User:
+        loads.append(user_id)
+        return User(user_id, "n")
+
+    warm(lambda: users([1, 2]), users.stats)
+    before, hits = commandstats(deployment.raw), user.stats().near_hits
+    assert [user(1), user(2)] == [User(1, "n"), User(2, "n")]
+    assert user.stats().near_hits - hits == 2
+    assert ran(before, commandstats(deployment.raw), ignore=TRACKER) == {}
+    warm(lambda: user(3), user.stats)
+    before, hits = commandstats(deployment.raw), users.stats().near_hits
+    assert users([1, 2, 3]) == {i: User(i, "n") for i in (1, 2, 3)}
+    assert users.stats().near_hits - hits == 3
+    assert ran(before, commandstats(deployment.raw), ignore=TRACKER) == {}
+    assert loads == [[1, 2], 3]
+
+
 @pytest.mark.deployments("redis", "cluster")
 async def test_async_ids_kept_near_send_no_command(
         amake_registry: Callable[..., Registry], deployment: Deployment) -> None:

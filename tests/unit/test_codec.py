@@ -28,7 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cachedeco.core.codec.annotations import return_annotation
-from cachedeco.core.codec.base import Codec
+from cachedeco.core.codec.base import Codec, decoder
 from cachedeco.core.codec.factory import make_codec
 from cachedeco.core.codec.json import _JsonCodec, _ModelJsonCodec, _TypedJsonCodec
 from cachedeco.core.codec.signed_pickle import SignedPickleCodec as _SignedPickleCodec
@@ -718,3 +718,27 @@ def test_typed_values_round_trip(value: dict[int, list[dt.datetime | None]],
 def test_uuid4_round_trip_sanity() -> None:
     value = uuid4()
     assert_same(value, roundtrip(UUID, value))
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+
+
+def test_codecs_that_decode_alike_share_one_decoder() -> None:
+    """The near cache serves a value decoded by one function to another sharing its key
+    only when their codecs' decoders are the same object."""
+    def point() -> Point: ...
+    def point_too() -> Point: ...
+    def plain() -> dict[str, int]: ...
+    def untyped(): ...  # type: ignore[no-untyped-def]
+    def raw() -> bytes: ...
+
+    def of(func: Any, serializer: str = "orjson") -> object:
+        return decoder(make_codec(serializer, func=func, name=func.__name__, secret="s" * 32))
+
+    assert of(point) is of(point_too)
+    assert of(plain) is of(untyped)
+    assert of(point) is not of(plain)
+    assert of(raw) is of(raw) and of(raw) is not of(plain)
+    assert of(point, "pickle") is not of(point_too, "pickle")  # each signed apart: its own

@@ -35,21 +35,23 @@ CHANGED_LIMIT: Final = 65_536
 
 class Near(NamedTuple):
     """One value kept near: the entry it was read from (marker, expiry, load time), the tag
-    tokens read with it, the tag keys it depends on, the decoded value, and its owner: the
-    function that decoded it (only its own hits are served it), by what derived the tag keys
-    from the key alone if anything (see :meth:`NearStore.owned`)."""
+    tokens read with it, the tag keys it depends on, the decoded value, its owner (what
+    derived the tag keys from the key alone, if anything: see :meth:`NearStore.owned`) and
+    its reader: how it was decoded (``codec.base.decoder``). Functions sharing a key are
+    served each other's values only when they decode alike (the same type)."""
 
     entry: Entry
     tokens: tuple[str | None, ...]
     tag_keys: tuple[str, ...]
     value: Any
     owner: object = None
+    reader: object = None
 
 
 #: A value as the store keeps it: what a hit checks and returns first, as a plain tuple (its
 #: fields read faster than a NamedTuple's): the owner, the soft expiry, the value, the tag
-#: keys, then the ``Near`` itself.
-Kept = tuple[object, float, Any, tuple[str, ...], Near]
+#: keys, the ``Near`` itself, then the reader.
+Kept = tuple[object, float, Any, tuple[str, ...], Near, object]
 
 #: What a read was started under: the store's epoch and its change counter at that moment.
 Ticket = tuple[int, int]
@@ -93,11 +95,10 @@ class NearStore:
     # -- the hit path (no lock) -------------------------------------------------------------
 
     def hit(self, key: str, tag_keys: tuple[str, ...], reader: object) -> Near | None:
-        """The fresh value kept for ``key`` read with ``tag_keys`` and installed by ``reader``
-        (what decoded it: another function sharing the key decodes to its own type), or
-        None."""
+        """The fresh value kept for ``key`` read with ``tag_keys`` and decoded as ``reader``
+        decodes (a function sharing the key may decode it to another type), or None."""
         kept = self._data.get(key)
-        if kept is None or kept[0] is not reader or kept[3] != tag_keys or (
+        if kept is None or kept[5] is not reader or kept[3] != tag_keys or (
                 now := time.time()) >= kept[1]:
             return None
         if now >= self.due and self.behind(now, key, kept):
@@ -186,7 +187,7 @@ class NearStore:
                     return False
             if key in data:
                 self._forget(key)
-            data[key] = (near.owner, near.entry.soft, near.value, tag_keys, near)
+            data[key] = (near.owner, near.entry.soft, near.value, tag_keys, near, near.reader)
             for tag in tag_keys:
                 keys = by_tag.get(tag)
                 if keys is None:

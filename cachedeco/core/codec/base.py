@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-__all__ = ["Codec", "type_name"]
+__all__ = ["Codec", "decoder", "type_name"]
+
+#: One object per way of decoding declared by codecs (see :func:`decoder`).
+_DECODERS: dict[object, object] = {}
 
 
 class Codec(Protocol):
@@ -22,6 +25,19 @@ class Codec(Protocol):
     def loads(self, data: bytes, key: str = "") -> Any:
         """Decode stored bytes; SerializationError on corrupt or forged data (a miss)."""
         ...
+
+
+def decoder(codec: object) -> object:
+    """What stands for the way ``codec`` decodes, compared with ``is`` (a near hit asks it):
+    one object for every codec whose ``decodes`` attribute is equal (the same bytes make
+    equal values of the same type), else the codec itself (a way of its own)."""
+    decodes = getattr(codec, "decodes", None)
+    if decodes is None:
+        return codec
+    try:
+        return _DECODERS.setdefault(decodes, decodes)
+    except TypeError:  # an annotation that cannot be hashed: taken as a way of its own
+        return codec
 
 
 def type_name(tp: type) -> str:

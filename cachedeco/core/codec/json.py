@@ -48,10 +48,10 @@ def json_codec(func: Callable[..., Any] | None, name: str,
     plan = build_plan(hint)
     option = _OPTION | plan.option
     if plan.model is not None:
-        return _ModelJsonCodec(name, option, plan.model.model_validate_json)
+        return _ModelJsonCodec(name, option, plan.model.model_validate_json, ("model", hint))
     if plan.convert is None:
         return _JsonCodec(name, option)
-    return _TypedJsonCodec(name, option, plan.convert, plan.encode)
+    return _TypedJsonCodec(name, option, plan.convert, plan.encode, ("typed", hint))
 
 
 def _default(obj: Any) -> Any:
@@ -111,12 +111,15 @@ def _first_difference(returned: Any, decoded: Any, budget: list[int]) -> tuple[s
 class _JsonCodec:
     """orjson codec whose stored JSON is already the value: loads is orjson.loads."""
 
-    __slots__ = ("_checked", "_name", "_option")
+    __slots__ = ("_checked", "_name", "_option", "decodes")
 
-    def __init__(self, name: str, option: int) -> None:
+    def __init__(self, name: str, option: int, decodes: object = ("orjson",)) -> None:
         self._name = name
         self._option = option
         self._checked = False  # whether a stored value was compared with its hit (once)
+        #: How it decodes (see ``base.decoder``): orjson.loads alone, or then the plan of
+        #: the annotation it names.
+        self.decodes = decodes
 
     def dumps(self, value: Any, key: str = "") -> bytes:
         """Encode with orjson; refuse what JSON cannot hold rather than store something else."""
@@ -176,8 +179,8 @@ class _TypedJsonCodec(_JsonCodec):
     __slots__ = ("_convert", "_encode")
 
     def __init__(self, name: str, option: int, convert: Converter,
-                 encode: Converter | None = None) -> None:
-        super().__init__(name, option)
+                 encode: Converter | None = None, decodes: object = None) -> None:
+        super().__init__(name, option, decodes)
         self._convert = convert
         self._encode = encode
 
@@ -205,8 +208,9 @@ class _ModelJsonCodec(_JsonCodec):
 
     __slots__ = ("_validate",)
 
-    def __init__(self, name: str, option: int, validate: Callable[[bytes], Any]) -> None:
-        super().__init__(name, option)
+    def __init__(self, name: str, option: int, validate: Callable[[bytes], Any],
+                 decodes: object = None) -> None:
+        super().__init__(name, option, decodes)
         self._validate = validate
 
     def loads(self, data: bytes, key: str = "") -> Any:
@@ -224,6 +228,7 @@ class _BytesCodec:
     after one byte saying which it is (``b``: bytes, ``n``: None); no JSON, no base64."""
 
     __slots__ = ("_name",)
+    decodes = ("bytes",)
 
     def __init__(self, name: str) -> None:
         self._name = name

@@ -221,7 +221,8 @@ def serve(b: Bound, call: Call, entry: Entry | None, tokens: tuple[str | None, .
         return NO_VALUE
     value = b.decode(entry, call.key)
     if fresh and ticket is not None and b.near is not None and value is not NO_VALUE:
-        b.near.install(ticket, call.key, Near(entry, tokens, call.tag_keys, value, b.near_reader))
+        b.near.install(ticket, call.key, Near(entry, tokens, call.tag_keys, value, b.near_owner,
+                                              b.near_reader))
     return value
 
 

@@ -75,7 +75,8 @@ def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs,
                 b.stats.hits += 1
                 if ticket is not None and near is not None:
                     near.install(ticket, key,
-                                 Near(entry, tokens, tag_keys, value, b.near_reader))
+                                 Near(entry, tokens, tag_keys, value, b.near_owner,
+                                              b.near_reader))
                 if b.policy.beta and b.policy.refresh_early(now, entry.soft, entry.delta):
                     b.stats.early_refreshes += background(
                         b, Call(func, args, kwargs, key, tag_keys), (entry.marker, tokens), since)
