@@ -84,18 +84,20 @@ def write_through(target: Any = None, *, key: str | None = None, ttl: TtlArg = N
                 if not bound.enabled:  # caching is switched off: the write alone
                     return await func(*args, **kwargs)
                 where = link.locate(bound, args, kwargs)
-                seen = await change_async.read_marker(bound, where.key)  # before the write
+                # before the write: its store holds only while nothing else changed since
+                seen = await change_async.read_marker(bound, where.key, where.tag_keys)
                 result = await func(*args, **kwargs)
                 stale = link.stale_tags(where.values)
+                own = frozenset(map(bound.keyspace.tag, stale))
                 if stale:  # first, so the entry stored next carries the tags' new tokens
                     try:
                         await link.spec.registry.ainvalidate_tags(*stale, backend=bound.slot.name)
                     except BackendError as exc:  # on_error="raise"; kept and retried
                         await change_async.put(bound, where.key, where.tag_keys, result,
-                                               where.aliases, seen=seen)
+                                               where.aliases, seen=seen, own=own)
                         raise exc from exc.__cause__
                 await change_async.put(bound, where.key, where.tag_keys, result, where.aliases,
-                                       seen=seen)
+                                       seen=seen, own=own)
                 return result
 
             wrapper: Callable[..., Any] = awrapper
@@ -107,18 +109,20 @@ def write_through(target: Any = None, *, key: str | None = None, ttl: TtlArg = N
                 if not bound.enabled:  # caching is switched off: the write alone
                     return func(*args, **kwargs)
                 where = link.locate(bound, args, kwargs)
-                seen = change_sync.read_marker(bound, where.key)  # before the write
+                # before the write: its store holds only while nothing else changed since
+                seen = change_sync.read_marker(bound, where.key, where.tag_keys)
                 result = func(*args, **kwargs)
                 stale = link.stale_tags(where.values)
+                own = frozenset(map(bound.keyspace.tag, stale))
                 if stale:  # first, so the entry stored next carries the tags' new tokens
                     try:
                         link.spec.registry.invalidate_tags(*stale, backend=bound.slot.name)
                     except BackendError as exc:  # on_error="raise"; kept and retried
                         change_sync.put(bound, where.key, where.tag_keys, result, where.aliases,
-                                        seen=seen)
+                                        seen=seen, own=own)
                         raise exc from exc.__cause__
                 change_sync.put(bound, where.key, where.tag_keys, result, where.aliases,
-                                seen=seen)
+                                seen=seen, own=own)
                 return result
 
             wrapper = swrapper

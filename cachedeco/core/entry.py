@@ -24,6 +24,7 @@ from enum import Enum
 from typing import Any, Final, NamedTuple
 
 __all__ = [
+    "ANY_TAG",
     "CORRUPT",
     "CREATED_TAG",
     "ENTRY",
@@ -52,6 +53,9 @@ MARKER_LEN: Final = 20  # "cd1:" + 16 hex digits
 CORRUPT: Final = "?"  # the marker of a stored value that is not a readable envelope
 CREATED_TAG: Final = "c"  # tag token made by a store: adopting it is safe
 INVALIDATED_TAG: Final = "i"  # tag token left by invalidate_tags: a fill that saw none aborts
+#: In ``Write.expect_tags``: whatever token this tag key holds (a write-through invalidates
+#: some of its entry's tags itself between its read and its store).
+ANY_TAG: Final = "*"
 #: The load time (``Entry.delta``) of a held entry: a write-behind record's, not flushed yet.
 #: The ack after its flush settles the key: it gives the entry its normal expiry, or, where a
 #: fill, a refresh or an invalidation replaced it meanwhile (from the database's older row),
@@ -127,8 +131,9 @@ class Write:
     """One store, conditional or not, described without I/O so every backend can carry it out.
 
     ``expect`` is the marker the fill read ("" for a missing key) or None for an unconditional
-    write; ``expect_tags`` likewise holds the tag tokens read (None for a missing tag key) or
-    is None for an unconditional write. Missing tag keys are created with ``new_tag``.
+    write; ``expect_tags`` likewise holds the tag tokens read (None for a missing tag key,
+    ``ANY_TAG`` for one not checked) or is None for an unconditional write. Missing tag keys
+    are created with ``new_tag``.
     """
 
     marker: str

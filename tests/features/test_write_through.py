@@ -137,6 +137,60 @@ def test_write_through_the_api_example(reg: Registry) -> None:
     assert calls.log == [("get", "a"), "list", "list"]
 
 
+@pytest.mark.parametrize("change", ["tag", "function", "key"])
+def test_a_change_made_while_the_writer_ran_is_not_undone_by_its_store(
+        reg: Registry, change: str) -> None:
+    """Another writer changes the row and invalidates the entry (by one of its tags, its
+    function or its key) between this writer's database write and its store: the result
+    this writer read predates that change, so it must not become the entry (it did, tagged
+    with the new tokens, until its TTL); the next read loads the row anew. The writer's own
+    ``invalidate`` tags, which the entry carries too, do not stop its store."""
+    row = {"name": "n1", "price": 1}
+
+    @cached(registry=reg, tags=["product:{pk}", "products"])
+    def get(pk: int) -> dict[str, Any]:
+        return dict(row)
+
+    def other_writer() -> None:  # lands between the write and its store
+        row["name"] = "n2"
+        if change == "tag":
+            reg.invalidate_tags("product:1")
+        elif change == "function":
+            get.invalidate_all()
+        else:
+            get.invalidate(1)
+
+    @write_through(get, registry=reg, invalidate=["products"])
+    def set_price(pk: int, price: int) -> dict[str, Any]:
+        row["price"] = price
+        result = dict(row)
+        other_writer()
+        return result
+
+    assert get(1) == {"name": "n1", "price": 1}
+    assert set_price(1, 2) == {"name": "n1", "price": 2}
+    assert get(1) == {"name": "n2", "price": 2}
+
+
+def test_the_writers_own_invalidation_keeps_its_store(reg: Registry) -> None:
+    """Invalidating a tag its entry carries, as the writer does, leaves its store standing."""
+    loads = Calls()
+
+    @cached(registry=reg, tags=["product:{pk}", "products"])
+    def get(pk: int) -> dict[str, Any]:
+        loads(pk)
+        return {"price": 1}
+
+    @write_through(get, registry=reg, invalidate=["products", "product:{pk}"])
+    def set_price(pk: int, price: int) -> dict[str, Any]:
+        return {"price": price}
+
+    get(1)
+    set_price(1, 2)
+    assert get(1) == {"price": 2}
+    assert loads.log == [1]
+
+
 def test_write_through_key_template(reg: Registry, prefix: str) -> None:
     calls = Calls()
 

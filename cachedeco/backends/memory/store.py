@@ -28,7 +28,7 @@ from cachedeco.backends.base import ReadResult
 from cachedeco.backends.memory.leases import MemoryLeases
 from cachedeco.backends.memory.queues import MemoryQueue
 from cachedeco.backends.memory.tally import MemoryTally
-from cachedeco.core.entry import CREATED_TAG, ENTRY, NO_VALUE, Entry, Write, tag_token
+from cachedeco.core.entry import ANY_TAG, CREATED_TAG, ENTRY, NO_VALUE, Entry, Write, tag_token
 from cachedeco.core.keyspace import RESERVED, QueueNames
 
 __all__ = ["TAGS_PER_ENTRY", "MemoryBackend", "Row", "glob_to_regex"]
@@ -211,7 +211,7 @@ class MemoryBackend:
                 seen = write.expect_tags[i]
                 if seen is None and token is not None and not token.startswith(CREATED_TAG):
                     return None
-                if seen is not None and token != seen:
+                if seen is not None and seen not in (token, ANY_TAG):
                     return None
             tokens.append(token)
         return tokens

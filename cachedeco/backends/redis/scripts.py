@@ -53,7 +53,7 @@ return 1
 #: ARGV[2] header up to the tag tokens; ARGV[3] payload; ARGV[4] entry px; ARGV[5] tag px;
 #: ARGV[6] token for missing tags (the i-th gets ARGV[6] .. '.' .. i, entry.tag_token);
 #: ARGV[7] "1" when tags are conditional; ARGV[8..] tokens the fill read ("" for a missing
-#: tag key).
+#: tag key, "*" for one not checked: entry.ANY_TAG).
 #: A missing tag that a fill saw missing may since have been created by another store (token
 #: "c…": adopt it) but not by an invalidation (token "i…": abort).
 #: An existing tag key is extended only when less than the entry's px or half the tag px is
@@ -71,7 +71,7 @@ for i = 1, n do
     local seen = ARGV[7 + i]
     if seen == '' then
       if cur and string.sub(cur, 1, 1) ~= 'c' then return 0 end
-    elseif cur ~= seen then
+    elseif cur ~= seen and seen ~= '*' then
       return 0
     end
   end
@@ -117,7 +117,8 @@ return {release(), stored}
 
 #: Cluster, step one: check (when conditional) and create the tag keys of ONE hash slot.
 #: KEYS tag keys; ARGV[1] "<tag px>:<least px left>" (see STORE); ARGV[2] new token (the
-#: i-th missing tag gets ARGV[2] .. '.' .. i); ARGV[3] "1" conditional; ARGV[4..] seen.
+#: i-th missing tag gets ARGV[2] .. '.' .. i); ARGV[3] "1" conditional; ARGV[4..] seen
+#: (as STORE's: "" missing, "*" not checked).
 #: Returns the tokens, or false when a condition fails.
 CHECK_TAGS: Final = """
 local toks = {}
@@ -127,7 +128,7 @@ for i = 1, #KEYS do
     local seen = ARGV[3 + i]
     if seen == '' then
       if cur and string.sub(cur, 1, 1) ~= 'c' then return false end
-    elseif cur ~= seen then
+    elseif cur ~= seen and seen ~= '*' then
       return false
     end
   end

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cachedeco.backends.base import BACKEND_ERRORS, UNREACHABLE
-from cachedeco.core.entry import NO_VALUE, new_tag_token, new_tombstone
+from cachedeco.core.entry import ANY_TAG, NO_VALUE, new_tag_token, new_tombstone
 from cachedeco.errors import SerializationError
 from cachedeco.flows._async.read import store, timed
 from cachedeco.flows.bound import Bound, Call, ReadState, is_current
@@ -83,14 +83,17 @@ async def read_marker(b: Bound, key: str, tag_keys: tuple[str, ...] = ()
 
 async def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any,
               aliases: tuple[str, ...] = (), *,
-              seen: ReadState | BaseException | None = None) -> None:
+              seen: ReadState | BaseException | None = None,
+              own: frozenset[str] = frozenset()) -> None:
     """Store a written value as the entry (write-through); if that fails, the old one is
     dropped, at once or by auto-recovery once the backend answers again (this process does
     not serve it meanwhile). The entry's ``aliases`` (its keys before a key rotation) are
-    dropped either way. With ``seen`` (:func:`read_marker` before the write) the store holds
-    only while the entry holds the marker read; else it is dropped: another writer (or a
-    fill, an invalidation) changed it meanwhile, and which write the database committed last
-    is not known here."""
+    dropped either way. With ``seen`` (:func:`read_marker` of the entry and ``tag_keys``
+    before the write) the store holds only while the entry holds the marker read and its
+    tags the tokens read, but for the tag keys in ``own`` (invalidated by this write itself);
+    else it is dropped: another writer, a fill or an invalidation changed it meanwhile (the
+    value written may predate that change), and which the database committed last is not
+    known here."""
     b.flights.forget(key)
     fault = seen if isinstance(seen, BaseException) else None
     if fault is not None or b.guard.breaker.open():  # straight to auto-recovery
@@ -104,9 +107,8 @@ async def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any,
             await b.slot.abackend().invalidate([key, *aliases], new_tombstone(),
                                                b.policy.hard_ms)
         else:
-            expect = seen[0] if isinstance(seen, tuple) else None  # its tags change: not them
-            write = b.write(payload, 0.0, tag_keys, None, b.policy.ttl_for(value),
-                            expect=expect)
+            write = b.write(payload, 0.0, tag_keys, _expected(seen, tag_keys, own),
+                            b.policy.ttl_for(value))
             stored = await b.slot.abackend().write(key, write)
             if aliases or not stored:
                 await b.slot.abackend().invalidate(aliases if stored else [key, *aliases],
@@ -132,6 +134,18 @@ async def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any,
         # unreachable (a second command now would only wait again): auto-recovery drops it
         b.keep_drops([key, *aliases], exc)
         b.guard.kept(exc, key=key, function=b.name, action="write through")
+
+
+def _expected(seen: ReadState | BaseException | None, tag_keys: tuple[str, ...],
+              own: frozenset[str]) -> ReadState | None:
+    """What a write-through's store expects: what was read before the write (``seen``, of
+    the entry and ``tag_keys``), any token of the tag keys this write invalidated itself;
+    None (unconditional) when nothing was read."""
+    if not isinstance(seen, tuple):
+        return None
+    marker, tokens = seen
+    return marker, tuple(ANY_TAG if tag in own else token
+                         for tag, token in zip(tag_keys, tokens, strict=True))
 
 
 async def invalidate(b: Bound, args: Args, kwargs: Kwargs) -> bool:
