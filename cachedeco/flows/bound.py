@@ -18,7 +18,15 @@ from cachedeco.backends.base import ReadResult
 from cachedeco.backends.near.store import NearStore, Ticket
 from cachedeco.backends.open import BackendSlot
 from cachedeco.core.codec.factory import Codec
-from cachedeco.core.entry import NO_VALUE, Entry, Release, Write, new_marker, new_tag_token
+from cachedeco.core.entry import (
+    ANY_TAG,
+    NO_VALUE,
+    Entry,
+    Release,
+    Write,
+    new_marker,
+    new_tag_token,
+)
 from cachedeco.core.keyspace import KeySpace
 from cachedeco.core.policy import Policy
 from cachedeco.core.stats import Stats
@@ -29,7 +37,7 @@ from cachedeco.runtime.recovery import Recovery
 from cachedeco.runtime.singleflight import Flights
 from cachedeco.runtime.watch import Begin
 
-__all__ = ["UNCACHED", "Bound", "Call", "ReadState", "is_current", "lease_apart"]
+__all__ = ["UNCACHED", "Bound", "Call", "ReadState", "is_current", "lease_apart", "written_over"]
 
 
 KeyFn = Callable[[tuple[Any, ...], dict[str, Any]], str]
@@ -154,6 +162,18 @@ class Call:
     held: bool = False
     #: While this call's load holds its lease: the lease as its store may release it.
     release: Release | None = None
+
+
+def written_over(seen: ReadState | BaseException | None, tag_keys: tuple[str, ...],
+                 own: frozenset[str]) -> ReadState | None:
+    """What a write-through's store expects: what was read before the write (``seen``, of
+    the entry and ``tag_keys``), any token of the tag keys this write invalidated itself;
+    None (unconditional) when nothing was read."""
+    if not isinstance(seen, tuple):
+        return None
+    marker, tokens = seen
+    return marker, tuple(ANY_TAG if tag in own else token
+                         for tag, token in zip(tag_keys, tokens, strict=True))
 
 
 def is_current(entry: Entry | None, tokens: tuple[str | None, ...]) -> bool:

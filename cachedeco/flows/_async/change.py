@@ -9,10 +9,10 @@ from collections.abc import Callable
 from typing import Any
 
 from cachedeco.backends.base import BACKEND_ERRORS, UNREACHABLE
-from cachedeco.core.entry import ANY_TAG, NO_VALUE, new_tag_token, new_tombstone
+from cachedeco.core.entry import NO_VALUE, new_tag_token, new_tombstone
 from cachedeco.errors import SerializationError
 from cachedeco.flows._async.read import store, timed
-from cachedeco.flows.bound import Bound, Call, ReadState, is_current
+from cachedeco.flows.bound import Bound, Call, ReadState, is_current, written_over
 from cachedeco.runtime.changes import DROP, TAGS
 
 __all__ = ["cached_value", "invalidate", "invalidate_all", "put", "read_marker", "refresh",
@@ -107,7 +107,7 @@ async def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any,
             await b.slot.abackend().invalidate([key, *aliases], new_tombstone(),
                                                b.policy.hard_ms)
         else:
-            write = b.write(payload, 0.0, tag_keys, _expected(seen, tag_keys, own),
+            write = b.write(payload, 0.0, tag_keys, written_over(seen, tag_keys, own),
                             b.policy.ttl_for(value))
             stored = await b.slot.abackend().write(key, write)
             if aliases or not stored:
@@ -134,18 +134,6 @@ async def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any,
         # unreachable (a second command now would only wait again): auto-recovery drops it
         b.keep_drops([key, *aliases], exc)
         b.guard.kept(exc, key=key, function=b.name, action="write through")
-
-
-def _expected(seen: ReadState | BaseException | None, tag_keys: tuple[str, ...],
-              own: frozenset[str]) -> ReadState | None:
-    """What a write-through's store expects: what was read before the write (``seen``, of
-    the entry and ``tag_keys``), any token of the tag keys this write invalidated itself;
-    None (unconditional) when nothing was read."""
-    if not isinstance(seen, tuple):
-        return None
-    marker, tokens = seen
-    return marker, tuple(ANY_TAG if tag in own else token
-                         for tag, token in zip(tag_keys, tokens, strict=True))
 
 
 async def invalidate(b: Bound, args: Args, kwargs: Kwargs) -> bool:
