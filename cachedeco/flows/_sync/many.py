@@ -3,8 +3,8 @@
 
 A call takes what the near cache holds, reads every other id's entry in one round trip
 (``backend.read_many``), keeps what it found near, then calls the function once with the ids
-that missed, stores each value it returned (conditionally on
-what was read, as every fill) and returns a mapping for every id found or returned.
+that missed, stores each value it returned (conditionally on what was read, as every fill)
+and returns a mapping for every id found or returned.
 Single-flight and ``lock=True`` work per id: ids another caller is loading are waited for,
 not loaded twice.
 """
