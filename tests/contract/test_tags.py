@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from cachedeco.core.entry import ANY_TAG
 from tests.support.backends import (
     CREATED_TAG,
     SHORT,
@@ -117,6 +118,22 @@ async def test_aborted_write_changes_nothing(backend: Driver, ns: str) -> None:
     assert entry is None
     # no tag created by the aborted write
     assert tokens == (None, tag_token(invalidated, 1), None)
+
+
+async def test_any_tag_skips_that_tags_check_only(backend: Driver, ns: str) -> None:
+    """``ANY_TAG`` (a write-through's own invalidated tags): whatever that tag key holds,
+    invalidated or not, the write stands; the other tags are still checked."""
+    tags = [f"{ns}:own", f"{ns}:other"]
+    await backend.write(f"{ns}:a", make_write(tags=tags))
+    _, seen = await backend.read(f"{ns}:k", tags)
+    await backend.invalidate_tags([f"{ns}:own"], new_tag_token(invalidated=True), 10_000)
+    write = make_write(tags=tags, expect="", expect_tags=[ANY_TAG, seen[1]])
+    assert await backend.write(f"{ns}:k", write) is True
+    entry, tokens = await backend.read(f"{ns}:k", tags)
+    assert entry is not None and entry.tags == tokens  # a hit, with the own tag's new token
+    await backend.invalidate_tags([f"{ns}:other"], new_tag_token(invalidated=True), 10_000)
+    write = make_write(tags=tags, expect=entry.marker, expect_tags=[ANY_TAG, seen[1]])
+    assert await backend.write(f"{ns}:k", write) is False
 
 
 async def test_failed_entry_condition_creates_no_tags(backend: Driver, ns: str) -> None:
