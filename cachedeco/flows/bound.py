@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cachedeco.backends.base import ReadResult
-from cachedeco.backends.near.store import NearStore, Ticket
+from cachedeco.backends.near.store import Near, NearStore, Ticket
 from cachedeco.backends.open import BackendSlot
 from cachedeco.core.codec.factory import Codec
 from cachedeco.core.entry import (
@@ -132,6 +132,12 @@ class Bound:
         """An exception for a log line: its type, and its message unless the function is
         sensitive (a message may quote arguments or results)."""
         return type(exc).__name__ if self.sensitive else f"{type(exc).__name__}: {exc}"
+
+    def near_value(self, entry: Entry, tokens: tuple[str | None, ...],
+                   tag_keys: tuple[str, ...], value: Any) -> Near:
+        """``value``, read as ``entry`` with ``tokens``, as this function keeps it near: with
+        its owner and the way it decodes (what decides whom it is served to)."""
+        return Near(entry, tokens, tag_keys, value, self.near_owner, self.near_reader)
 
     def write(self, payload: Any, delta: float, tag_keys: tuple[str, ...],
               state: ReadState | None, ttl: float | None = None, *,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from cachedeco.backends.base import ReadResult
-from cachedeco.backends.near.store import Near, Ticket
+from cachedeco.backends.near.store import Ticket
 from cachedeco.core.entry import CORRUPT, NO_VALUE
 from cachedeco.errors import ConfigurationError
 from cachedeco.flows.bound import Bound, Call, ReadState
@@ -121,9 +121,8 @@ def keep_near(b: Bound, batch: Batch, results: list[ReadResult], found: dict[Any
         ident = batch.ids[i]
         entry, tokens = results[i]
         if ident in found and entry is not None:
-            b.near.install(ticket, batch.keys[i], Near(entry, tokens, batch.tag_keys[i],
-                                                       found[ident], b.near_owner,
-                                                       b.near_reader))
+            b.near.install(ticket, batch.keys[i],
+                           b.near_value(entry, tokens, batch.tag_keys[i], found[ident]))
 
 
 def returned(b: Bound, result: object) -> Mapping[Any, Any]:

@@ -38,9 +38,9 @@ def slow_failures(client: object) -> str:
     if found is None:
         return ""
     kwargs, connection_class, retries = found
-    unix = issubclass(connection_class, _UNIX)  # connects at once or fails: not asked
-    unbounded = [name for name in ("socket_timeout", "socket_connect_timeout")[:1 if unix else 2]
-                 if _setting(kwargs, connection_class, name) is None]
+    names = ("socket_timeout",) if issubclass(connection_class, _UNIX) else (  # a unix socket
+        "socket_timeout", "socket_connect_timeout")  # connects at once or fails: not asked
+    unbounded = [name for name in names if _setting(kwargs, connection_class, name) is None]
     faults = []
     if unbounded:
         faults.append(f"has no {' and no '.join(unbounded)} (a frozen or unreachable Redis "

@@ -29,7 +29,7 @@ from cachedeco.backends.contracts.leases import (
     deadline,
     lease_ttl,
 )
-from cachedeco.backends.near.store import Near, Ticket
+from cachedeco.backends.near.store import Ticket
 from cachedeco.core.entry import ENTRY, NO_VALUE, Entry
 from cachedeco.errors import BackendError
 from cachedeco.flows.bound import Bound, Call, ReadState, is_current, lease_apart
@@ -221,8 +221,7 @@ def serve(b: Bound, call: Call, entry: Entry | None, tokens: tuple[str | None, .
         return NO_VALUE
     value = b.decode(entry, call.key)
     if fresh and ticket is not None and b.near is not None and value is not NO_VALUE:
-        b.near.install(ticket, call.key, Near(entry, tokens, call.tag_keys, value, b.near_owner,
-                                              b.near_reader))
+        b.near.install(ticket, call.key, b.near_value(entry, tokens, call.tag_keys, value))
     return value
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cachedeco.backends.base import BACKEND_ERRORS, ReadResult
-from cachedeco.backends.near.store import Near, Ticket
+from cachedeco.backends.near.store import Ticket
 from cachedeco.core.entry import CORRUPT, NO_VALUE, Write
 from cachedeco.flows._sync.lease import leased
 from cachedeco.flows.bound import UNCACHED, Bound, Call, ReadState, is_current, lease_apart
@@ -74,9 +74,7 @@ def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs,
             if now < entry.soft:
                 b.stats.hits += 1
                 if ticket is not None and near is not None:
-                    near.install(ticket, key,
-                                 Near(entry, tokens, tag_keys, value, b.near_owner,
-                                              b.near_reader))
+                    near.install(ticket, key, b.near_value(entry, tokens, tag_keys, value))
                 if b.policy.beta and b.policy.refresh_early(now, entry.soft, entry.delta):
                     b.stats.early_refreshes += background(
                         b, Call(func, args, kwargs, key, tag_keys), (entry.marker, tokens), since)
