@@ -20,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
 import redis
@@ -180,11 +180,17 @@ def server_version(url: str) -> str:
         client.close()
 
 
+#: Not counted per operation: INFO (the count itself) and INCR (each process's lineage beat,
+#: one a second whatever the calls: cachedeco sends INCR for nothing else).
+UNCOUNTED: Final = frozenset({"cmdstat_info", "cmdstat_incr"})
+
+
 def command_calls(client: redis.Redis) -> int:
-    """Commands the server has run since start (``INFO commandstats``), INFO itself excluded."""
+    """Commands the server has run since start (``INFO commandstats``), :data:`UNCOUNTED`
+    excluded."""
     total = 0
     for key, value in _info(client, "commandstats").items():
-        if key.startswith("cmdstat_") and key != "cmdstat_info" and isinstance(value, Mapping):
+        if key.startswith("cmdstat_") and key not in UNCOUNTED and isinstance(value, Mapping):
             total += int(value["calls"])
     return total
 

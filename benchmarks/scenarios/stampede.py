@@ -45,6 +45,7 @@ import redis
 
 from benchmarks import progress, verdicts
 from benchmarks.harness import quantiles
+from benchmarks.servers import UNCOUNTED
 
 __all__ = ["NEEDS_REDIS", "run"]
 
@@ -218,10 +219,11 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _commands(client: redis.Redis) -> int:
-    """Commands the server has run, INFO left out (``INFO commandstats``)."""
+    """Commands the server has run, INFO and the lineage beats left out (``INFO
+    commandstats``)."""
     stats = client.info("commandstats")
     return sum(int(v["calls"]) for k, v in stats.items()
-               if k.startswith("cmdstat_") and k != "cmdstat_info")
+               if k.startswith("cmdstat_") and k not in UNCOUNTED)
 
 
 def _start(name: str, url: str, token: str, share: int, load: float, *, log: IO[str]

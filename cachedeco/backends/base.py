@@ -133,6 +133,11 @@ class Backend(Protocol):
         """The table of counts at ``key`` that every process adds to."""
         ...
 
+    def beat(self, key: str) -> int | None:
+        """Add one to the counter at ``key`` and return it; None when this backend's data
+        cannot go back in time or one counter cannot tell (memory, Cluster)."""
+        ...
+
     def close(self) -> None:
         """Release connections."""
         ...
@@ -185,6 +190,10 @@ class AsyncBackend(Protocol):
 
     def tally(self, key: str) -> AsyncTally:
         """See :meth:`Backend.tally`."""
+        ...
+
+    async def beat(self, key: str) -> int | None:
+        """See :meth:`Backend.beat`."""
         ...
 
     async def close(self) -> None:

@@ -39,6 +39,7 @@ FAMILIES: Final = {
     "lockwake": "lock wake lists",
     "wb": "write-behind",
     "stats": "service counters",
+    "lineage": "lineage counter",
 }
 
 
@@ -167,6 +168,12 @@ class KeySpace:
     def stats(self) -> str:
         """The hash every process adds its counters to (``cachedeco stats`` reads it)."""
         return f"{self.internal}stats"
+
+    @property
+    def lineage(self) -> str:
+        """The counter every process adds one to each second: the server lost changes when
+        it goes back (:mod:`cachedeco.runtime.lineage`)."""
+        return f"{self.internal}lineage"
 
     def family(self, key: str) -> str:
         """``"entries"`` for an entry key, else the family name of one of our own keys."""

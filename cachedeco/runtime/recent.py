@@ -72,10 +72,11 @@ class RecentChanges:
         if release is not None:
             self.note(backend, RELEASE, (release.lease,), 0, release)
 
-    def take(self, backend: str) -> list[Again]:
-        """The changes that reached ``backend`` in the last ``WINDOW`` seconds (each key or
-        tag once, each lease's token once), forgotten as they are handed out."""
-        since = self._clock() - WINDOW
+    def take(self, backend: str, since: float | None = None) -> list[Again]:
+        """The changes that reached ``backend`` in the last ``WINDOW`` seconds, or since
+        ``since`` (monotonic; each key or tag once, each lease's token once), forgotten as
+        they are handed out."""
+        since = self._clock() - WINDOW if since is None else since
         with self._lock:
             changes = self._by_backend.pop((backend, False), ())
             releases = self._by_backend.pop((backend, True), ())

@@ -24,6 +24,7 @@ from typing import Final, Protocol
 
 from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.backends.open import BackendSlot
+from cachedeco.core.keyspace import KeySpace
 from cachedeco.core.stats import Stats
 from cachedeco.errors import CacheError
 from cachedeco.runtime.bounds import Merge, bound
@@ -55,6 +56,7 @@ RUN: Final = 500  # the most drops and tags, or records, sent in one round trip
 class Host(Protocol):
     """What recovery needs of its registry."""
     prefix: str
+    tag_ttl: float
 
     def slot(self, name: str) -> BackendSlot: ...
     def breaker(self, name: str) -> Breaker: ...
@@ -115,13 +117,25 @@ class Recovery:
         """Keep the invalidation of tags that could not reach ``backend``."""
         self.keep([Change(backend, TAGS, tag, px) for tag in tag_keys], exc)
 
-    def replay(self, backend: str) -> None:
-        """The changes that reached ``backend`` lately may be lost there (an outage began: it
-        may be a failover; or its primary moved while the old one ran, a Sentinel failover
-        this process saw no outage in): they are applied again, and not served meanwhile."""
+    def replay(self, backend: str, since: float | None = None) -> None:
+        """The changes that reached ``backend`` lately (or since ``since``, monotonic) may be
+        lost there (an outage began: it may be a failover; its primary moved while the old
+        one ran, a Sentinel failover this process saw no outage in; or its counter went back,
+        :mod:`.lineage`): they are applied again, and not served meanwhile."""
         self.keep([Change(backend, kind, target, px, release=release)
-                   for kind, target, px, release in self.recent.take(backend)],
+                   for kind, target, px, release in self.recent.take(backend, since)],
                   None, failed=False)
+
+    def renew_all(self, backend: str) -> None:
+        """``backend`` lost changes older than a replay reaches (:mod:`.lineage`): every entry
+        under the prefix is invalidated (each function's tag renewed), and none is served
+        from it meanwhile."""
+        host = self._host()
+        if host is None:
+            return
+        px = int(host.tag_ttl * 1000)
+        self.keep([Change(backend, EVERY, KeySpace(host.prefix).fn_tags, px)], None,
+                  failed=False)
 
     def keep(self, changes: Sequence[Change], exc: BaseException | None, *,
              failed: bool = True) -> None:

@@ -29,6 +29,7 @@ from cachedeco.errors import ConfigurationError
 from cachedeco.runtime.guard import Breaker, Guard
 from cachedeco.runtime.invalidation import Invalidation
 from cachedeco.runtime.ledger import Ledger, enrol
+from cachedeco.runtime.lineage import Lineage
 from cachedeco.runtime.primitives import Background
 from cachedeco.runtime.recovery import Recovery
 from cachedeco.runtime.report import Reporter, Target
@@ -84,6 +85,7 @@ class Registry(Invalidation):
         self.reporter = Reporter(self.ledger, weakref.WeakMethod(self._report_target))
         self.background = Background()
         self.recovery = Recovery(self._stats, weakref.ref(self))  # changes kept in an outage
+        self.lineage = Lineage(self.recovery, weakref.ref(self))  # data gone back in time
         self._services: dict[str, Service] = {}
         self._slots: dict[str, BackendSlot] = {}
         self.configure(backend, backends=backends, prefix=prefix, ttl=ttl, jitter=jitter,
@@ -201,6 +203,12 @@ class Registry(Invalidation):
         self.ledger.track(function, name, stats)
         self.reporter.ensure()
         self.recovery.ensure()
+        self.lineage.ensure()
+
+    @property
+    def lineage_key(self) -> str:
+        """The counter the lineage beats on (:mod:`cachedeco.runtime.lineage`)."""
+        return self.keyspace.lineage
 
     def _report_target(self) -> Target | None:
         """Where this process's counts go for the whole service: the first Redis backend."""
@@ -302,11 +310,12 @@ class Registry(Invalidation):
             service.close()
         self.recovery.close()
         self.reporter.stop()
+        self.lineage.stop()
         self.background.close()
         for slot in self._slots.values():
             slot.close()
-        # Functions bind again at their next call, which starts the reporter and the spool's
-        # worker again (binding is where a function says the registry is in use).
+        # Functions bind again at their next call, which starts the reporter, the beats and
+        # the spool's worker again (binding is where a function says the registry is in use).
         self.advance()
 
     async def aclose(self) -> None:
@@ -314,6 +323,7 @@ class Registry(Invalidation):
         for service in list(self._services.values()):
             await service.aclose()
         await self.reporter.astop()
+        await self.lineage.astop()
         await self.background.aclose()
         await self.aclose_clients_here()  # then close(): other loops' clients, on their loops
         self.close()

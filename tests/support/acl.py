@@ -21,7 +21,8 @@ __all__ = ["API_RULES", "MINIMAL_COMMANDS", "admins", "confined_url", "confined_
 API_RULES = ("+@all", "-@dangerous")
 #: What cachedeco's cache, tags, invalidation and clear() run (scripts' commands included).
 MINIMAL_COMMANDS = ("+get", "+mget", "+set", "+getrange", "+pexpire", "+evalsha",
-                    "+script|load", "+scan", "+unlink", "+hincrby")
+                    "+script|load", "+scan", "+unlink", "+hincrby",
+                    "+incr")
 
 
 def admins(raw: Any) -> list[Any]:

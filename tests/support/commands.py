@@ -13,7 +13,8 @@ from typing import Any
 
 from redis.cluster import RedisCluster
 
-__all__ = ["BOOKKEEPING", "NOT_OURS", "acommandstats", "commandstats", "ran", "sweep_prefix"]
+__all__ = ["BEATS", "BOOKKEEPING", "NOT_OURS", "acommandstats", "commandstats", "ran",
+           "sweep_prefix"]
 
 #: Commands a client sends for itself (connecting, discovering slots, loading scripts).
 BOOKKEEPING = frozenset({"info", "cluster|slots", "cluster|shards", "cluster|nodes", "command",
@@ -48,14 +49,18 @@ async def acommandstats(client: Any) -> dict[str, int]:
 #: messages to the primary every 2 s (cachedeco never publishes), and a replica acknowledges
 #: its offset to the primary every second (``REPLCONF ACK``; ``PSYNC`` when it reconnects).
 NOT_OURS = frozenset({"publish", "replconf", "psync", "sync"})
+#: Each process's lineage beat (``INCR prefix:~lineage``, one a second whatever the calls:
+#: cachedeco sends INCR for nothing else), left out of every count like :data:`NOT_OURS`.
+BEATS = frozenset({"incr"})
 
 
 def ran(before: dict[str, int], after: dict[str, int], *,
         ignore: frozenset[str] = frozenset({"info"})) -> dict[str, int]:
-    """The commands run between two snapshots (those in ``ignore`` and :data:`NOT_OURS` left
-    out)."""
+    """The commands run between two snapshots (those in ``ignore``, :data:`NOT_OURS` and
+    :data:`BEATS` left out)."""
     return {name: n - before.get(name, 0) for name, n in after.items()
-            if name not in ignore and name not in NOT_OURS and n != before.get(name, 0)}
+            if name not in ignore and name not in NOT_OURS and name not in BEATS
+            and n != before.get(name, 0)}
 
 
 def sweep_prefix(client: Any, prefix: str) -> int:

@@ -92,3 +92,7 @@ class AsyncMemoryBackend:
     def tally(self, key: str) -> AsyncMemoryTally:
         """The asyncio face of the in-process table of counts at ``key``."""
         return AsyncMemoryTally(self.sync.tally(key))
+
+    async def beat(self, key: str) -> None:
+        """See :meth:`MemoryBackend.beat`."""
+        return None

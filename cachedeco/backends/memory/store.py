@@ -305,5 +305,9 @@ class MemoryBackend:
                 tally = self._tallies[key] = MemoryTally()
             return tally
 
+    def beat(self, key: str) -> None:
+        """None: what lives in this process never goes back in time."""
+        return None
+
     def close(self) -> None:
         """Nothing to release; the data stays for the life of the object."""

@@ -101,6 +101,10 @@ class AsyncNearBackend:
         """``inner``'s table of counts at ``key``."""
         return self.inner.tally(key)
 
+    async def beat(self, key: str) -> int | None:
+        """``inner``'s counter at ``key``, one more."""
+        return await self.inner.beat(key)
+
     async def close(self) -> None:
         """Close ``inner`` (the tracker belongs to the backend slot, which closes it)."""
         await self.inner.close()

@@ -102,6 +102,10 @@ class NearBackend:
         """``inner``'s table of counts at ``key``."""
         return self.inner.tally(key)
 
+    def beat(self, key: str) -> int | None:
+        """``inner``'s counter at ``key``, one more."""
+        return self.inner.beat(key)
+
     def close(self) -> None:
         """Close ``inner`` (the tracker belongs to the backend slot, which closes it)."""
         self.inner.close()

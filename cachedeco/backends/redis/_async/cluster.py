@@ -287,6 +287,10 @@ class AsyncClusterBackend:
         """The table of counts in the hash at ``key`` (all its state is in Redis)."""
         return AsyncRedisTally(self.client, key)
 
+    async def beat(self, key: str) -> None:
+        """None: one counter lives on one primary and cannot speak for the others."""
+        return None
+
     async def close(self) -> None:
         """Close the connections to every node."""
         await self._nodes.aclose()

@@ -288,6 +288,10 @@ class ClusterBackend:
         """The table of counts in the hash at ``key`` (all its state is in Redis)."""
         return RedisTally(self.client, key)
 
+    def beat(self, key: str) -> None:
+        """None: one counter lives on one primary and cannot speak for the others."""
+        return None
+
     def close(self) -> None:
         """Close the connections to every node."""
         self._nodes.close()

@@ -1,0 +1,203 @@
+"""Whether a backend's data went back in time, and what is done then.
+
+A Redis restarted from an older snapshot (an RDB file; an AOF not yet fsynced), or promoted
+while it lagged behind (a second failover before the old primary had resynced), serves the
+entries and tag tokens that later changes had replaced, until they expire. Auto-recovery
+applies again only the changes of the last moments (:mod:`.recent`), which covers a
+replica's usual lag and nothing older. So every ``BEAT`` seconds each process adds one to a
+counter on each Redis backend (``INCR prefix:~lineage``: a daemon thread, or a task on the
+running loop for a backend given an asyncio client only) and remembers what it got lately.
+
+A value not above the last one it got means the server lost that increment, so perhaps the
+changes made since. The changes this process landed since the newest of its beats that is
+``WINDOW - BEAT`` seconds older than that last one are applied again; when the server lost
+that older beat too, it lost changes older than any replay reaches: every entry under the
+prefix is invalidated (each function's tag renewed, none served from the backend meanwhile),
+and that is logged. A process that has beaten only once replays and no more (a failover's
+usual lag loses the last beat, not one a second older). Memory backends have no counter, nor
+has Cluster, whose one counter would live on one primary (see ``Backend.beat``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Final, Protocol
+
+import redis.exceptions
+
+from cachedeco.backends.base import BACKEND_ERRORS
+from cachedeco.backends.open import BackendSlot
+from cachedeco.runtime.process import redo_after_fork
+from cachedeco.runtime.recent import WINDOW
+from cachedeco.runtime.workers import TaskWorker, ThreadWorker
+
+__all__ = ["BEAT", "Lineage"]
+
+logger = logging.getLogger("cachedeco")
+BEAT: Final = 1.0  # seconds between two beats of one process
+KEEP: Final = 16  # beats remembered per backend (only the last WINDOW + BEAT seconds matter)
+Beat = tuple[float, int]  # when (monotonic) the reply came, and the counter it gave
+
+
+class Host(Protocol):
+    """What the lineage needs of its registry."""
+
+    @property
+    def lineage_key(self) -> str: ...
+    def slot(self, name: str) -> BackendSlot: ...
+    def backend_names(self) -> list[str]: ...
+
+
+class Losses(Protocol):
+    """What is done when a backend lost changes (:class:`~.recovery.Recovery`)."""
+
+    def replay(self, backend: str, since: float | None = None) -> None: ...
+    def renew_all(self, backend: str) -> None: ...
+
+
+def verdict(beats: collections.deque[Beat], value: int) -> tuple[float, bool] | None:
+    """None when ``value`` follows the beats; else (replay the changes landed since then,
+    whether changes older than that may be lost too)."""
+    if not beats or value > beats[-1][1]:
+        return None
+    last = beats[-1][0]
+    older = [beat for beat in beats if beat[0] <= last - (WINDOW - BEAT)]
+    since, counted = older[-1] if older else beats[0]
+    return since, len(beats) > 1 and value - 1 < counted
+
+
+class Lineage:
+    """One registry's beats on its Redis backends, and what a counter gone back means."""
+
+    def __init__(self, losses: Losses, host: Callable[[], Host | None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._losses = losses
+        self._host = host  # a weak reference to the registry
+        self._clock = clock
+        self._beats: dict[str, collections.deque[Beat]] = {}
+        self._mute: set[str] = set()  # backends whose counter cannot be used (ACL, Cluster)
+        self._worker: ThreadWorker | TaskWorker | None = None
+        self._lock = threading.Lock()
+        redo_after_fork(self)
+
+    def ensure(self) -> None:
+        """Start beating unless it does (a Redis backend is in use)."""
+        worker = self._worker
+        if worker is not None and worker.running:
+            return
+        slots = self._slots()
+        if not slots:
+            return
+        with self._lock:
+            worker = self._worker
+            if worker is not None and worker.running:
+                return
+            if any("sync" in slot.flavours for slot in slots):
+                worker = ThreadWorker("lineage", BEAT, lambda _stop: self.beat(),
+                                      lambda: None, role="lineage")
+            else:
+                try:
+                    asyncio.get_running_loop()
+                except RuntimeError:
+                    return  # an asyncio client serves only its loop: wait for a call on one
+                worker = TaskWorker("lineage", BEAT, lambda _stop: self.abeat(), _nothing,
+                                    role="lineage")
+            self._worker = worker
+            with contextlib.suppress(RuntimeError):  # the interpreter shuts down
+                worker.ensure()
+
+    def _slots(self) -> list[BackendSlot]:
+        host = self._host()
+        if host is None:
+            return []
+        slots = [host.slot(name) for name in host.backend_names()]
+        return [slot for slot in slots
+                if not slot.stores_objects and slot.name not in self._mute]
+
+    def beat(self) -> None:
+        """One beat on every Redis backend with a sync client."""
+        host = self._host()
+        if host is None:
+            return
+        for slot in self._slots():
+            if "sync" in slot.flavours:
+                try:
+                    value = slot.backend().beat(host.lineage_key)
+                except BACKEND_ERRORS as exc:
+                    self._failed(slot.name, exc)
+                    continue
+                self._seen(slot.name, value)
+
+    async def abeat(self) -> None:
+        """One beat on every Redis backend given an asyncio client only."""
+        host = self._host()
+        if host is None:
+            return
+        for slot in self._slots():
+            if "sync" not in slot.flavours:
+                try:
+                    value = await slot.abackend().beat(host.lineage_key)
+                except BACKEND_ERRORS as exc:
+                    self._failed(slot.name, exc)
+                    continue
+                self._seen(slot.name, value)
+
+    def _failed(self, backend: str, exc: BaseException) -> None:
+        """A beat that failed tells nothing (the outage is the calls' to report), but one
+        the server refuses for good (an ACL without INCR) is given up, once, loudly."""
+        if isinstance(exc, redis.exceptions.NoPermissionError):
+            self._mute.add(backend)
+            logger.warning("cachedeco: backend %r refuses INCR on the lineage counter (%s): "
+                           "a restart from an older snapshot will not be noticed", backend, exc)
+
+    def _seen(self, backend: str, value: int | None) -> None:
+        """Note a beat's reply; act when the counter went back."""
+        if value is None:
+            self._mute.add(backend)
+            return
+        beats = self._beats.setdefault(backend, collections.deque(maxlen=KEEP))
+        found = verdict(beats, value)
+        if found is not None:
+            since, older = found
+            beats.clear()
+            if older:
+                logger.warning(
+                    "cachedeco: backend %r lost changes (its lineage counter went back: a "
+                    "restart from an older snapshot, or a failover to a replica that lagged): "
+                    "every entry under the prefix is invalidated", backend)
+                self._losses.renew_all(backend)
+            self._losses.replay(backend, since)
+        beats.append((self._clock(), value))
+
+    def stop(self) -> None:
+        """Stop beating (from a thread that does not run the task's loop)."""
+        worker = self._worker
+        if worker is not None:
+            worker.stop()
+
+    async def astop(self) -> None:
+        """The asyncio form of :meth:`stop`."""
+        worker = self._worker
+        if isinstance(worker, TaskWorker):
+            await worker.astop()
+        elif worker is not None:
+            await asyncio.to_thread(worker.stop)
+
+    def after_fork(self) -> None:
+        """In a child: its own beats from its own thread (the parent's are not its own)."""
+        self._lock = threading.Lock()
+        self._beats.clear()
+        had = isinstance(self._worker, ThreadWorker)
+        self._worker = None
+        if had:
+            self.ensure()
+
+
+async def _nothing() -> None:
+    """The task's last act: none (a beat at exit would tell nobody anything)."""

@@ -1,0 +1,161 @@
+"""The lineage counter: when a backend's data went back in time (a restart from an older
+snapshot, a failover to a replica that lagged), what this process does about it."""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import threading
+from collections.abc import Callable, Iterator
+
+import fakeredis
+import pytest
+
+from cachedeco import Registry, cached
+from cachedeco.runtime import lineage
+from cachedeco.runtime.lineage import Beat, Lineage, verdict
+from tests.support.calls import Calls
+from tests.support.polling import poll
+
+
+def beats(*pairs: tuple[float, int]) -> collections.deque[Beat]:
+    return collections.deque(pairs, maxlen=lineage.KEEP)
+
+
+def test_a_counter_that_goes_on_says_nothing() -> None:
+    assert verdict(beats(), 1) is None
+    assert verdict(beats((0.0, 5), (1.0, 9)), 10) is None
+
+
+def test_a_counter_gone_back_a_little_replays_without_renewing() -> None:
+    # the server lost the last beat (at 10 s) only: a failover's usual lag
+    history = beats((6.0, 60), (7.0, 70), (8.0, 80), (9.0, 90), (10.0, 100))
+    assert verdict(history, 95) == (8.0, False)  # replay from the beat 2 s before the last
+
+
+def test_a_counter_gone_back_further_renews_everything() -> None:
+    history = beats((6.0, 60), (7.0, 70), (8.0, 80), (9.0, 90), (10.0, 100))
+    assert verdict(history, 41) == (8.0, True)  # it lost the beat of 8 s too
+    assert verdict(history, 1) == (8.0, True)  # restarted empty, or the key was deleted
+
+
+def test_a_young_process_compares_with_its_first_beat_and_one_beat_tells_nothing() -> None:
+    assert verdict(beats((9.5, 90), (10.0, 100)), 50) == (9.5, True)
+    assert verdict(beats((9.5, 90), (10.0, 100)), 95) == (9.5, False)
+    assert verdict(beats((10.0, 100)), 1) == (10.0, False)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def quiet_beats(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No beat thread: the test beats by hand."""
+    monkeypatch.setattr(Lineage, "ensure", lambda self: None)
+
+
+@pytest.fixture
+def client() -> Iterator[fakeredis.FakeRedis]:
+    server = fakeredis.FakeServer()
+    yield fakeredis.FakeRedis(server=server)
+
+
+def hand_beats(reg: Registry, clock: Clock) -> Callable[[int], None]:
+    """A lineage on a fake clock; returns: beat n times, a second apart."""
+    reg.lineage = Lineage(reg.recovery, lambda: reg, clock=clock)
+
+    def beat(n: int) -> None:
+        for _ in range(n):
+            clock.now += 1.0
+            reg.lineage.beat()
+    return beat
+
+
+@pytest.mark.usefixtures("quiet_beats")
+def test_a_restored_older_dataset_is_invalidated_everywhere_under_the_prefix(
+        make_registry: Callable[..., Registry], client: fakeredis.FakeRedis) -> None:
+    reg = make_registry(client, stats_interval=0)
+    calls = Calls()
+    version = itertools.count(1)
+
+    @cached(registry=reg, tags=["item:{i}"])
+    def item(i: int) -> int:
+        calls(i)
+        return next(version)
+
+    @cached(registry=reg)
+    def other(i: int) -> int:
+        calls(-i)
+        return -i
+
+    assert (item(1), other(1)) == (1, -1)
+    beat = hand_beats(reg, Clock())
+    beat(5)
+    snapshot = {key: client.dump(key) for key in client.scan_iter(f"{reg.prefix}:*")}
+    reg.invalidate_tags("item:1")
+    assert item(1) == 2
+    beat(4)  # the snapshot is now older than what a replay reaches
+    for key, dumped in snapshot.items():  # the server comes back with the older dataset
+        client.restore(key, 0, dumped, replace=True)
+    assert item(1) == 1  # served until a beat sees the counter gone back
+    beat(1)
+    reg.flush()  # deliver the renewal now (the recovery worker would within RETRY)
+    assert item(1) == 3  # loaded again: the older value is never served after the beat
+    assert other(1) == -1
+    assert calls.count(-1) == 2  # every entry under the prefix, not only the tagged one
+    assert item(1) == 3
+    assert reg.stats().recoveries_done >= 1
+
+
+@pytest.mark.usefixtures("quiet_beats")
+def test_a_counter_that_lost_only_its_last_beat_keeps_the_entries(
+        make_registry: Callable[..., Registry], client: fakeredis.FakeRedis) -> None:
+    reg = make_registry(client, stats_interval=0)
+    calls = Calls()
+
+    @cached(registry=reg)
+    def item(i: int) -> int:
+        calls(i)
+        return i
+
+    item(1)
+    beat = hand_beats(reg, Clock())
+    beat(5)
+    client.decr(reg.keyspace.lineage)  # a failover's usual lag: the last beat is lost
+    beat(1)
+    reg.flush()
+    assert item(1) == 1
+    assert len(calls) == 1  # a hit: nothing older than the replay's window was lost
+
+
+def lineage_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("cachedeco-lineage")]
+
+
+def test_each_process_beats_on_redis_and_not_on_memory(
+        make_registry: Callable[..., Registry], client: fakeredis.FakeRedis) -> None:
+    before = lineage_threads()
+    mem = make_registry("memory://")
+    on_redis = make_registry(client, stats_interval=0)
+
+    @cached(registry=mem)
+    def local(i: int) -> int:
+        return i
+
+    local(1)
+    assert lineage_threads() == before  # nothing to beat on memory://
+
+    @cached(registry=on_redis)
+    def remote(i: int) -> int:
+        return i
+
+    remote(1)
+    assert len(lineage_threads()) == len(before) + 1
+    poll(lambda: int(client.get(on_redis.keyspace.lineage) or 0) >= 2, timeout=5.0)
+    on_redis.close()
+    assert lineage_threads() == before
