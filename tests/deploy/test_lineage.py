@@ -81,12 +81,18 @@ def test_a_restart_from_an_older_snapshot_loads_every_entry_again(
     restart_from_rdb(fresh_redis, admin)
     assert admin.exists(item.key(1))  # the older dataset is back
 
-    poll(lambda: item(1) == 3, timeout=10.0)  # loaded again once a beat saw it
+    def renewed() -> bool:  # a beat saw the counter gone back, and the renewal landed
+        stats = reg.stats()
+        return stats.recoveries_done >= 1 and stats.recoveries_pending == 0
+
+    poll(renewed, timeout=10.0)
+    settled = item(1)
+    assert settled >= 3  # loaded again (uncached while the renewal was pending, maybe twice)
     assert untagged(1) == -1
     assert calls.count(-1) == 2  # every entry under the prefix, not only the tagged one
     time.sleep(3 * BEAT)
-    assert (item(1), untagged(1)) == (3, -1)  # and cached again
-    assert (calls.count(1), calls.count(-1)) == (3, 2)
+    assert (item(1), untagged(1)) == (settled, -1)  # and cached again
+    assert (calls.count(1), calls.count(-1)) == (settled, 2)
 
 
 def test_a_restart_from_a_snapshot_holding_every_change_keeps_the_cache(
