@@ -6,7 +6,9 @@ entries and tag tokens that later changes had replaced, until they expire. Auto-
 applies again only the changes of the last moments (:mod:`.recent`), which covers a
 replica's usual lag and nothing older. So every ``BEAT`` seconds each process adds one to a
 counter on each Redis backend (``INCR prefix:~lineage``: a daemon thread, or a task on the
-running loop for a backend given an asyncio client only) and remembers what it got lately.
+running loop for a backend given an asyncio client only; every ``AGAIN`` seconds while they
+fail, and at once when a Sentinel watch follows a new primary) and remembers what it got
+lately.
 
 A value not above the last one it got means the server lost that increment, so perhaps the
 changes made since. The changes this process landed since the newest of its beats that is
@@ -41,6 +43,9 @@ __all__ = ["BEAT", "Lineage"]
 
 logger = logging.getLogger("cachedeco")
 BEAT: Final = 1.0  # seconds between two beats of one process
+#: Seconds between two beats while the last one failed: the server is noticed soon after it
+#: answers again (a restart).
+AGAIN: Final = 0.1
 KEEP: Final = 16  # beats remembered per backend (only the last WINDOW + BEAT seconds matter)
 Beat = tuple[float, int]  # when (monotonic) the reply came, and the counter it gave
 
@@ -148,9 +153,23 @@ class Lineage:
                     continue
                 self._seen(slot.name, value)
 
+    def kick(self) -> None:
+        """Beat now: the backend's primary moved (:meth:`BackendSlot.on_switch`), and the new
+        one may hold older data."""
+        worker = self._worker
+        if worker is not None:
+            worker.notify()
+
+    def _pace(self, interval: float) -> None:
+        worker = self._worker
+        if worker is not None:
+            worker.interval = interval
+
     def _failed(self, backend: str, exc: BaseException) -> None:
-        """A beat that failed tells nothing (the outage is the calls' to report), but one
-        the server refuses for good (an ACL without INCR) is given up, once, loudly."""
+        """A beat that failed tells nothing (the outage is the calls' to report), but the
+        next comes sooner; one the server refuses for good (an ACL without INCR) is given up,
+        once, loudly."""
+        self._pace(AGAIN)
         if isinstance(exc, redis.exceptions.NoPermissionError):
             self._mute.add(backend)
             logger.warning("cachedeco: backend %r refuses INCR on the lineage counter (%s): "
@@ -161,6 +180,7 @@ class Lineage:
         if value is None:
             self._mute.add(backend)
             return
+        self._pace(BEAT)
         beats = self._beats.setdefault(backend, collections.deque(maxlen=KEEP))
         found = verdict(beats, value)
         if found is not None:

@@ -142,7 +142,7 @@ class Registry(Invalidation):
         if replaced is not None:  # reopened if a change kept there lands (then closed again)
             replaced.close()
         for name, slot in slots.items():
-            slot.on_switch(functools.partial(self.recovery.replay, name))
+            slot.on_switch(functools.partial(self._switched, name))
         old, self._slots = self._slots, slots
         self._breakers = {name: Breaker(checked.breaker_threshold, checked.breaker_cooldown,
                                         explain=slot.server_problem)
@@ -152,6 +152,12 @@ class Registry(Invalidation):
         for slot in old.values():
             slot.close(final=True)  # replaced: its threads stay stopped
         return self
+
+    def _switched(self, name: str) -> None:
+        """Backend ``name``'s primary moved: the changes of the last moments again, and a
+        beat at once (the new primary may hold much older data)."""
+        self.recovery.replay(name)
+        self.lineage.kick()
 
     def advance(self) -> None:
         """Move to a new revision: every function binds again at its next call, and the hits

@@ -1,7 +1,7 @@
-"""A real redis-server killed and restarted from its RDB file: an older snapshot brings back
-entries and tag tokens that later changes had replaced; the lineage counter notices, and
-every entry under the prefix is loaded again. A snapshot that holds every change keeps the
-cache warm."""
+"""A real redis-server killed and restarted from its RDB file, and a Sentinel service failed
+over back to an old primary that never resynced: older data brings back entries and tag tokens
+that later changes had replaced; the lineage counter notices, and every entry under the
+prefix is loaded again. A snapshot that holds every change keeps the cache warm."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import pytest
 import redis
 
 from cachedeco import Registry, cached
-from cachedeco.runtime import lineage
+from cachedeco.runtime import lineage, recent
 from tests.support.calls import Calls
 from tests.support.polling import poll
-from tools.servers import Server
+from tools.servers import SentinelSetup, Server
 
 BEAT = 0.2  # the test's beat: the verdict's "a beat" and "the replay's window" scaled down
 WINDOW = 0.6
@@ -26,6 +26,7 @@ WINDOW = 0.6
 def quick_beats(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lineage, "BEAT", BEAT)
     monkeypatch.setattr(lineage, "WINDOW", WINDOW)
+    monkeypatch.setattr(recent, "WINDOW", WINDOW)  # what a replay reaches, alike
 
 
 @pytest.fixture
@@ -115,3 +116,45 @@ def test_a_restart_from_a_snapshot_holding_every_change_keeps_the_cache(
     beats(admin, reg.keyspace.lineage, 3)
     assert item(1) == 1
     assert len(calls) == 1  # a hit: the server lost nothing, nothing was invalidated
+
+
+def test_a_second_failover_back_to_the_old_primary_loads_every_entry_again(
+        make_registry: Callable[..., Registry], fresh_sentinel: SentinelSetup) -> None:
+    # An operator's switchover leaves the old primary running (and not yet demoted); a second
+    # failover soon after, the new primary frozen, promotes it again: its data is from before
+    # the first one, every change since undone (a user's trial: a value 12 writes old, served
+    # for 9 s). The watch's move makes every process beat at once on the new primary.
+    reg = make_registry(fresh_sentinel.url, stats_interval=0, socket_timeout=0.5)
+    calls = Calls()
+    version = itertools.count(1)
+
+    @cached(registry=reg, ttl=600, tags=["item:{i}"])
+    def item(i: int) -> int:
+        calls(i)
+        return next(version)
+
+    assert item(1) == 1
+    first = fresh_sentinel.switch_over()
+    second = fresh_sentinel.wait_for_failover(first)
+    on_second = redis.Redis(port=second, socket_timeout=2)
+    beats(on_second, reg.keyspace.lineage, int(WINDOW / BEAT) + 3)  # the registry moved
+    reg.invalidate_tags("item:1")
+    assert item(1) == 2
+    beats(on_second, reg.keyspace.lineage, int(WINDOW / BEAT) + 3)
+    on_second.close()
+    frozen = fresh_sentinel.server(second)
+    frozen.pause()
+    try:
+        assert fresh_sentinel.wait_for_failover(second) == first
+    finally:
+        frozen.resume()
+    with redis.Redis(port=first, socket_timeout=2) as on_first:
+        assert on_first.exists(item.key(1))  # the entry of before the first failover
+
+        def renewed() -> bool:
+            stats = reg.stats()
+            return stats.recoveries_pending == 0 and item(1) >= 3
+
+        poll(renewed, timeout=10.0)
+    settled = item(1)
+    assert item(1) == settled and calls.count(1) == settled  # cached again
