@@ -133,9 +133,10 @@ class Backend(Protocol):
         """The table of counts at ``key`` that every process adds to."""
         ...
 
-    def beat(self, key: str) -> int | None:
-        """Add one to the counter at ``key`` and return it; None when this backend's data
-        cannot go back in time or one counter cannot tell (memory, Cluster)."""
+    def beat(self, key: str) -> dict[str, int] | None:
+        """Add one to the counter at ``key`` (on Cluster, to one counter per primary, named
+        from ``key``) and return each by name; None when this backend's data cannot go back
+        in time (memory)."""
         ...
 
     def close(self) -> None:
@@ -192,7 +193,7 @@ class AsyncBackend(Protocol):
         """See :meth:`Backend.tally`."""
         ...
 
-    async def beat(self, key: str) -> int | None:
+    async def beat(self, key: str) -> dict[str, int] | None:
         """See :meth:`Backend.beat`."""
         ...
 

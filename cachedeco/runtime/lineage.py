@@ -16,8 +16,10 @@ changes made since. The changes this process landed since the newest of its beat
 that older beat too, it lost changes older than any replay reaches: every entry under the
 prefix is invalidated (each function's tag renewed, none served from the backend meanwhile),
 and that is logged. A process that has beaten only once replays and no more (a failover's
-usual lag loses the last beat, not one a second older). Memory backends have no counter, nor
-has Cluster, whose one counter would live on one primary (see ``Backend.beat``).
+usual lag loses the last beat, not one a second older). On Cluster each primary serving
+slots has a counter of its own (its data can go back alone: a primary restarted from its
+snapshot before a replica took over), named with a hash tag of its lowest slot. Memory
+backends have none.
 """
 
 from __future__ import annotations
@@ -85,8 +87,9 @@ class Lineage:
         self._losses = losses
         self._host = host  # a weak reference to the registry
         self._clock = clock
-        self._beats: dict[str, collections.deque[Beat]] = {}
-        self._mute: set[str] = set()  # backends whose counter cannot be used (ACL, Cluster)
+        #: The beats remembered, by backend and counter (one per primary on Cluster).
+        self._beats: dict[tuple[str, str], collections.deque[Beat]] = {}
+        self._mute: set[str] = set()  # backends whose counter cannot be used (ACL, memory)
         self._worker: ThreadWorker | TaskWorker | None = None
         self._lock = threading.Lock()
         redo_after_fork(self)
@@ -133,11 +136,11 @@ class Lineage:
         for slot in self._slots():
             if "sync" in slot.flavours:
                 try:
-                    value = slot.backend().beat(host.lineage_key)
+                    values = slot.backend().beat(host.lineage_key)
                 except BACKEND_ERRORS as exc:
                     self._failed(slot.name, exc)
                     continue
-                self._seen(slot.name, value)
+                self._seen(slot.name, values)
 
     async def abeat(self) -> None:
         """One beat on every Redis backend given an asyncio client only."""
@@ -147,11 +150,11 @@ class Lineage:
         for slot in self._slots():
             if "sync" not in slot.flavours:
                 try:
-                    value = await slot.abackend().beat(host.lineage_key)
+                    values = await slot.abackend().beat(host.lineage_key)
                 except BACKEND_ERRORS as exc:
                     self._failed(slot.name, exc)
                     continue
-                self._seen(slot.name, value)
+                self._seen(slot.name, values)
 
     def kick(self) -> None:
         """Beat now: the backend's primary moved (:meth:`BackendSlot.on_switch`), and the new
@@ -175,25 +178,31 @@ class Lineage:
             logger.warning("cachedeco: backend %r refuses INCR on the lineage counter (%s): "
                            "a restart from an older snapshot will not be noticed", backend, exc)
 
-    def _seen(self, backend: str, value: int | None) -> None:
-        """Note a beat's reply; act when the counter went back."""
-        if value is None:
+    def _seen(self, backend: str, values: dict[str, int] | None) -> None:
+        """Note a beat's replies (a counter per primary on Cluster); act when one went back."""
+        if values is None:
             self._mute.add(backend)
             return
         self._pace(BEAT)
-        beats = self._beats.setdefault(backend, collections.deque(maxlen=KEEP))
-        found = verdict(beats, value)
-        if found is not None:
-            since, older = found
-            beats.clear()
-            if older:
-                logger.warning(
-                    "cachedeco: backend %r lost changes (its lineage counter went back: a "
-                    "restart from an older snapshot, or a failover to a replica that lagged): "
-                    "every entry under the prefix is invalidated", backend)
-                self._losses.renew_all(backend)
+        now = self._clock()
+        since: float | None = None
+        older = False
+        for name, value in values.items():
+            beats = self._beats.setdefault((backend, name), collections.deque(maxlen=KEEP))
+            found = verdict(beats, value)
+            if found is not None:
+                beats.clear()
+                since = found[0] if since is None else min(since, found[0])
+                older = older or found[1]
+            beats.append((now, value))
+        if older:
+            logger.warning(
+                "cachedeco: backend %r lost changes (its lineage counter went back: a "
+                "restart from an older snapshot, or a failover to a replica that lagged): "
+                "every entry under the prefix is invalidated", backend)
+            self._losses.renew_all(backend)
+        if since is not None:
             self._losses.replay(backend, since)
-        beats.append((self._clock(), value))
 
     def stop(self) -> None:
         """Stop beating (from a thread that does not run the task's loop)."""

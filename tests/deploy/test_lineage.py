@@ -11,12 +11,13 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import redis
+from redis.crc import key_slot
 
 from cachedeco import Registry, cached
 from cachedeco.runtime import lineage, recent
 from tests.support.calls import Calls
 from tests.support.polling import poll
-from tools.servers import SentinelSetup, Server
+from tools.servers import SentinelSetup, Server, start_cluster
 
 BEAT = 0.2  # the test's beat: the verdict's "a beat" and "the replay's window" scaled down
 WINDOW = 0.6
@@ -158,3 +159,36 @@ def test_a_second_failover_back_to_the_old_primary_loads_every_entry_again(
         poll(renewed, timeout=10.0)
     settled = item(1)
     assert item(1) == settled and calls.count(1) == settled  # cached again
+
+
+def test_a_cluster_primary_restarted_from_an_older_snapshot_is_noticed_alone(
+        make_registry: Callable[..., Registry]) -> None:
+    # each primary beats on a counter of its own: one that goes back is noticed even while
+    # the others go on (a refresh's store on that primary, undone by its restart)
+    with start_cluster() as cluster:
+        reg = make_registry(cluster.url, stats_interval=0, socket_timeout=0.5)
+        calls = Calls()
+        version = itertools.count(1)
+
+        @cached(registry=reg, ttl=600, tags=["item:{i}"])
+        def item(i: int) -> int:
+            calls(i)
+            return next(version)
+
+        assert item(1) == 1
+        node = cluster.owner(key_slot(item.key(1).encode()))
+        with node.client() as on_node:
+            pattern = f"{reg.prefix}:~lineage*"
+            poll(lambda: any(on_node.scan_iter(pattern)))  # its counter, once beaten
+            counter = str(next(iter(on_node.scan_iter(pattern))))
+            beats(on_node, counter, 3)
+            on_node.save()
+            beats(on_node, counter, int(WINDOW / BEAT) + 3)
+            assert item.refresh(1) == 2  # stored on that primary only
+            beats(on_node, counter, int(WINDOW / BEAT) + 3)
+        node.kill()
+        cluster.restart(node)
+        poll(lambda: reg.stats().recoveries_done >= 1 and reg.stats().recoveries_pending == 0
+             and item(1) >= 3, timeout=15.0)
+        settled = item(1)
+        assert item(1) == settled and calls.count(1) == settled

@@ -10,8 +10,10 @@ from collections.abc import Callable, Iterator
 
 import fakeredis
 import pytest
+from redis.crc import key_slot
 
 from cachedeco import Registry, cached
+from cachedeco.backends.redis.cluster_plan import counter_keys, slot_tag
 from cachedeco.runtime import lineage
 from cachedeco.runtime.lineage import Beat, Lineage, verdict
 from tests.support.calls import Calls
@@ -159,3 +161,19 @@ def test_each_process_beats_on_redis_and_not_on_memory(
     poll(lambda: int(client.get(on_redis.keyspace.lineage) or 0) >= 2, timeout=5.0)
     on_redis.close()
     assert lineage_threads() == before
+
+
+class Node:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def test_each_cluster_primary_gets_a_counter_in_its_lowest_slot() -> None:
+    a, b, c = Node("a"), Node("b"), Node("c")
+    slots = {**{s: [a] for s in range(0, 5461)}, **{s: [b, c] for s in range(5461, 10923)},
+             **{s: [c] for s in range(10923, 16384)}}
+    names = counter_keys("p:~lineage", slots)
+    assert [key_slot(name.encode()) for name in names] == [0, 5461, 10923]
+    assert all(name.startswith("p:~lineage:{l") for name in names)
+    assert counter_keys("p:~lineage", slots) == names  # the same names every beat
+    assert key_slot(f"x{{{slot_tag(16383)}}}".encode()) == 16383

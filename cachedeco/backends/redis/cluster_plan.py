@@ -8,7 +8,8 @@ an invalidation is one round trip. ``docs/internals/cluster.md`` explains the tr
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "TagPlan",
     "by_slot",
     "check_tags_calls",
+    "counter_keys",
     "decode_tokens",
     "entry_args",
     "has_hash_tag",
@@ -33,6 +35,7 @@ __all__ = [
     "plain_tag_key",
     "read_commands",
     "set_commands",
+    "slot_tag",
     "tag_plan",
     "tag_slot_key",
 ]
@@ -178,3 +181,28 @@ def listed_primaries(listed: dict[Any, Any]) -> list[tuple[str, int]]:
 
 def decode_tokens(got: Sequence[bytes]) -> list[str]:
     return [t.decode("ascii", "replace") for t in got]
+
+
+_TAGS: dict[int, str] = {}  # a hash tag for each slot asked for so far
+
+
+def slot_tag(slot: int) -> str:
+    """A short hash tag whose key slot is ``slot`` (found by trying ``l0``, ``l1``, ...:
+    about 16,384 tries, a few ms, once per slot)."""
+    tag = _TAGS.get(slot)
+    if tag is None:
+        tag = next(f"l{i}" for i in itertools.count() if key_slot(f"l{i}".encode()) == slot)
+        _TAGS[slot] = tag
+    return tag
+
+
+def counter_keys(key: str, slots: Mapping[int, Sequence[Any]]) -> list[str]:
+    """One name per primary serving slots (``slots``: redis-py's slot cache, the primary
+    first): ``key`` with the hash tag of the primary's lowest slot."""
+    lowest: dict[str, int] = {}
+    for slot, nodes in slots.items():
+        if nodes:
+            name = nodes[0].name
+            lowest[name] = min(slot, lowest.get(name, slot))
+    return [f"{key}:{{{slot_tag(slot)}}}" for slot in sorted(lowest.values())]
+

@@ -101,7 +101,7 @@ class AsyncNearBackend:
         """``inner``'s table of counts at ``key``."""
         return self.inner.tally(key)
 
-    async def beat(self, key: str) -> int | None:
+    async def beat(self, key: str) -> dict[str, int] | None:
         """``inner``'s counter at ``key``, one more."""
         return await self.inner.beat(key)
 

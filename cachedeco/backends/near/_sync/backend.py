@@ -102,7 +102,7 @@ class NearBackend:
         """``inner``'s table of counts at ``key``."""
         return self.inner.tally(key)
 
-    def beat(self, key: str) -> int | None:
+    def beat(self, key: str) -> dict[str, int] | None:
         """``inner``'s counter at ``key``, one more."""
         return self.inner.beat(key)
 

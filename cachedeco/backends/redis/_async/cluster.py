@@ -32,6 +32,7 @@ from cachedeco.backends.redis.cluster_plan import (
     Command,
     by_slot,
     check_tags_calls,
+    counter_keys,
     decode_tokens,
     entry_args,
     has_hash_tag,
@@ -287,9 +288,20 @@ class AsyncClusterBackend:
         """The table of counts in the hash at ``key`` (all its state is in Redis)."""
         return AsyncRedisTally(self.client, key)
 
-    async def beat(self, key: str) -> None:
-        """None: one counter lives on one primary and cannot speak for the others."""
-        return None
+    async def beat(self, key: str) -> dict[str, int]:
+        """INCR one counter on each primary serving slots (named with a hash tag of its
+        lowest slot: each primary's data can go back on its own); those that answer. Raises
+        only when none does."""
+        found: dict[str, int] = {}
+        failed: BaseException | None = None
+        for name in counter_keys(key, self._cluster.nodes_manager.slots_cache):
+            try:
+                found[name] = int(await self._routed("INCR", name))
+            except _RETRY_ROUTED as exc:
+                failed = exc
+        if failed is not None and not found:
+            raise failed
+        return found
 
     async def close(self) -> None:
         """Close the connections to every node."""

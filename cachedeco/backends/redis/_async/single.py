@@ -177,9 +177,9 @@ class AsyncRedisBackend:
         """The table of counts in the hash at ``key`` (all its state is in Redis)."""
         return AsyncRedisTally(self.client, key)
 
-    async def beat(self, key: str) -> int:
+    async def beat(self, key: str) -> dict[str, int]:
         """INCR: the counter at ``key`` after this process's one more."""
-        return int(await self.client.incr(key))
+        return {key: int(await self.client.incr(key))}
 
     async def close(self) -> None:
         """Close the client's connections (and its companions')."""

@@ -178,9 +178,9 @@ class RedisBackend:
         """The table of counts in the hash at ``key`` (all its state is in Redis)."""
         return RedisTally(self.client, key)
 
-    def beat(self, key: str) -> int:
+    def beat(self, key: str) -> dict[str, int]:
         """INCR: the counter at ``key`` after this process's one more."""
-        return int(self.client.incr(key))
+        return {key: int(self.client.incr(key))}
 
     def close(self) -> None:
         """Close the client's connections (and its companions')."""
