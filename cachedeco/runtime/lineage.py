@@ -128,10 +128,17 @@ class Lineage:
         return [slot for slot in slots
                 if not slot.stores_objects and slot.name not in self._mute]
 
+    def _gone(self) -> None:
+        """The registry was collected without ``close()``: the worker ends."""
+        worker = self._worker
+        if worker is not None:
+            worker.stopping = True
+
     def beat(self) -> None:
         """One beat on every Redis backend with a sync client."""
         host = self._host()
         if host is None:
+            self._gone()
             return
         for slot in self._slots():
             if "sync" in slot.flavours:
@@ -146,6 +153,7 @@ class Lineage:
         """One beat on every Redis backend given an asyncio client only."""
         host = self._host()
         if host is None:
+            self._gone()
             return
         for slot in self._slots():
             if "sync" not in slot.flavours:

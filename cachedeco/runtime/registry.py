@@ -141,8 +141,8 @@ class Registry(Invalidation):
         replaced, self.recovery.spool = self.recovery.spool, spooled
         if replaced is not None:  # reopened if a change kept there lands (then closed again)
             replaced.close()
-        for name, slot in slots.items():
-            slot.on_switch(functools.partial(self._switched, name))
+        for name, slot in slots.items():  # (no reference to the registry: see _switched)
+            slot.on_switch(functools.partial(_switched, self.recovery, self.lineage, name))
         old, self._slots = self._slots, slots
         self._breakers = {name: Breaker(checked.breaker_threshold, checked.breaker_cooldown,
                                         explain=slot.server_problem)
@@ -152,12 +152,6 @@ class Registry(Invalidation):
         for slot in old.values():
             slot.close(final=True)  # replaced: its threads stay stopped
         return self
-
-    def _switched(self, name: str) -> None:
-        """Backend ``name``'s primary moved: the changes of the last moments again, and a
-        beat at once (the new primary may hold much older data)."""
-        self.recovery.replay(name)
-        self.lineage.kick()
 
     def advance(self) -> None:
         """Move to a new revision: every function binds again at its next call, and the hits
@@ -360,6 +354,15 @@ class Registry(Invalidation):
 
 
 _default: list[Registry] = []
+
+
+def _switched(recovery: Recovery, lineage: Lineage, name: str) -> None:
+    """Backend ``name``'s primary moved: the changes of the last moments again, and a beat at
+    once (the new primary may hold much older data). A function of the two, not a method of
+    the registry: the primary's watch holds it, and a registry dropped without ``close()``
+    must still be collected (its watch ends then)."""
+    recovery.replay(name)
+    lineage.kick()
 
 
 def set_default_registry(registry: Registry) -> None:

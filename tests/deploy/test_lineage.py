@@ -5,7 +5,9 @@ prefix is loaded again. A snapshot that holds every change keeps the cache warm.
 
 from __future__ import annotations
 
+import gc
 import itertools
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -192,3 +194,24 @@ def test_a_cluster_primary_restarted_from_an_older_snapshot_is_noticed_alone(
              and item(1) >= 3, timeout=15.0)
         settled = item(1)
         assert item(1) == settled and calls.count(1) == settled
+
+
+def test_a_registry_dropped_without_close_ends_its_beats(redis_url: str, prefix: str) -> None:
+    def beating() -> int:
+        return sum(t.name.startswith("cachedeco-lineage") for t in threading.enumerate())
+
+    before = beating()
+
+    def job() -> None:
+        reg = Registry(redis_url, prefix=prefix, stats_interval=0)
+
+        @cached(registry=reg)
+        def f(i: int) -> int:
+            return i
+
+        f(1)
+
+    job()
+    assert beating() == before + 1
+    gc.collect()
+    poll(lambda: beating() == before, timeout=5.0)

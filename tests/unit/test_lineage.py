@@ -177,3 +177,4 @@ def test_each_cluster_primary_gets_a_counter_in_its_lowest_slot() -> None:
     assert all(name.startswith("p:~lineage:{l") for name in names)
     assert counter_keys("p:~lineage", slots) == names  # the same names every beat
     assert key_slot(f"x{{{slot_tag(16383)}}}".encode()) == 16383
+
