@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 
 import fakeredis
 import pytest
+import redis.exceptions
 from redis.crc import key_slot
 
 from cachedeco import Registry, cached
@@ -178,3 +179,31 @@ def test_each_cluster_primary_gets_a_counter_in_its_lowest_slot() -> None:
     assert counter_keys("p:~lineage", slots) == names  # the same names every beat
     assert key_slot(f"x{{{slot_tag(16383)}}}".encode()) == 16383
 
+
+
+class NoIncr(fakeredis.FakeRedis):
+    """A client whose user may not run INCR (a minimal ACL written before the counter)."""
+
+    incrs = 0
+
+    def incr(self, name: object, amount: int = 1) -> int:
+        NoIncr.incrs += 1
+        raise redis.exceptions.NoPermissionError("this user has no permissions to run 'incr'")
+
+
+@pytest.mark.usefixtures("quiet_beats")
+def test_a_user_without_incr_is_told_once_and_the_rest_works(
+        make_registry: Callable[..., Registry], caplog: pytest.LogCaptureFixture) -> None:
+    reg = make_registry(NoIncr(), stats_interval=0)
+
+    @cached(registry=reg)
+    def item(i: int) -> int:
+        return i
+
+    assert item(1) == 1
+    reg.lineage.beat()
+    reg.lineage.beat()
+    assert NoIncr.incrs == 1  # given up after the first refusal
+    told = [r.getMessage() for r in caplog.records if "lineage counter" in r.getMessage()]
+    assert len(told) == 1 and "refuses INCR" in told[0]
+    assert item(1) == 1 and item.stats().hits == 1
