@@ -87,9 +87,11 @@ class Lineage:
         self._losses = losses
         self._host = host  # a weak reference to the registry
         self._clock = clock
-        #: The beats remembered, by backend and counter (one per primary on Cluster).
-        self._beats: dict[tuple[str, str], collections.deque[Beat]] = {}
-        self._mute: set[str] = set()  # backends whose counter cannot be used (ACL, memory)
+        #: The beats remembered, by backend slot and counter (one per primary on Cluster): a
+        #: slot of its own per configuration, so another server is never compared with the
+        #: last one's counter.
+        self._beats: dict[tuple[int, str], collections.deque[Beat]] = {}
+        self._mute: set[int] = set()  # slots whose counter cannot be used (ACL, memory)
         self._worker: ThreadWorker | TaskWorker | None = None
         self._lock = threading.Lock()
         redo_after_fork(self)
@@ -126,7 +128,7 @@ class Lineage:
             return []
         slots = [host.slot(name) for name in host.backend_names()]
         return [slot for slot in slots
-                if not slot.stores_objects and slot.name not in self._mute]
+                if not slot.stores_objects and id(slot) not in self._mute]
 
     def _gone(self) -> None:
         """The registry was collected without ``close()``: the worker ends."""
@@ -145,9 +147,9 @@ class Lineage:
                 try:
                     values = slot.backend().beat(host.lineage_key)
                 except BACKEND_ERRORS as exc:
-                    self._failed(slot.name, exc)
+                    self._failed(slot, exc)
                     continue
-                self._seen(slot.name, values)
+                self._seen(slot, values)
 
     async def abeat(self) -> None:
         """One beat on every Redis backend given an asyncio client only."""
@@ -160,9 +162,9 @@ class Lineage:
                 try:
                     values = await slot.abackend().beat(host.lineage_key)
                 except BACKEND_ERRORS as exc:
-                    self._failed(slot.name, exc)
+                    self._failed(slot, exc)
                     continue
-                self._seen(slot.name, values)
+                self._seen(slot, values)
 
     def kick(self) -> None:
         """Beat now: the backend's primary moved (:meth:`BackendSlot.on_switch`), and the new
@@ -176,27 +178,28 @@ class Lineage:
         if worker is not None:
             worker.interval = interval
 
-    def _failed(self, backend: str, exc: BaseException) -> None:
+    def _failed(self, slot: BackendSlot, exc: BaseException) -> None:
         """A beat that failed tells nothing (the outage is the calls' to report), but the
         next comes sooner; one the server refuses for good (an ACL without INCR) is given up,
         once, loudly."""
         self._pace(AGAIN)
         if isinstance(exc, redis.exceptions.NoPermissionError):
-            self._mute.add(backend)
+            self._mute.add(id(slot))
             logger.warning("cachedeco: backend %r refuses INCR on the lineage counter (%s): "
-                           "a restart from an older snapshot will not be noticed", backend, exc)
+                           "a restart from an older snapshot will not be noticed", slot.name,
+                           exc)
 
-    def _seen(self, backend: str, values: dict[str, int] | None) -> None:
+    def _seen(self, slot: BackendSlot, values: dict[str, int] | None) -> None:
         """Note a beat's replies (a counter per primary on Cluster); act when one went back."""
         if values is None:
-            self._mute.add(backend)
+            self._mute.add(id(slot))
             return
         self._pace(BEAT)
         now = self._clock()
         since: float | None = None
         older = False
         for name, value in values.items():
-            beats = self._beats.setdefault((backend, name), collections.deque(maxlen=KEEP))
+            beats = self._beats.setdefault((id(slot), name), collections.deque(maxlen=KEEP))
             found = verdict(beats, value)
             if found is not None:
                 beats.clear()
@@ -207,10 +210,16 @@ class Lineage:
             logger.warning(
                 "cachedeco: backend %r lost changes (its lineage counter went back: a "
                 "restart from an older snapshot, or a failover to a replica that lagged): "
-                "every entry under the prefix is invalidated", backend)
-            self._losses.renew_all(backend)
+                "every entry under the prefix is invalidated", slot.name)
+            self._losses.renew_all(slot.name)
         if since is not None:
-            self._losses.replay(backend, since)
+            self._losses.replay(slot.name, since)
+
+    def forget(self) -> None:
+        """The registry's backends were replaced (``configure()``): what was learnt of the
+        old ones is dropped."""
+        self._beats.clear()
+        self._mute.clear()
 
     def stop(self) -> None:
         """Stop beating (from a thread that does not run the task's loop)."""

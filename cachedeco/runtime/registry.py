@@ -144,6 +144,7 @@ class Registry(Invalidation):
         for name, slot in slots.items():  # (no reference to the registry: see _switched)
             slot.on_switch(functools.partial(_switched, self.recovery, self.lineage, name))
         old, self._slots = self._slots, slots
+        self.lineage.forget()  # beats keyed by slot: none of the old ones is compared again
         self._breakers = {name: Breaker(checked.breaker_threshold, checked.breaker_cooldown,
                                         explain=slot.server_problem)
                           for name, slot in slots.items()}

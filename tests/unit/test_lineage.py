@@ -207,3 +207,17 @@ def test_a_user_without_incr_is_told_once_and_the_rest_works(
     told = [r.getMessage() for r in caplog.records if "lineage counter" in r.getMessage()]
     assert len(told) == 1 and "refuses INCR" in told[0]
     assert item(1) == 1 and item.stats().hits == 1
+
+
+@pytest.mark.usefixtures("quiet_beats")
+def test_configure_to_another_server_compares_nothing_with_the_last_one(
+        make_registry: Callable[..., Registry], caplog: pytest.LogCaptureFixture) -> None:
+    first, second = fakeredis.FakeRedis(), fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    reg = make_registry(first, stats_interval=0)
+    beat = hand_beats(reg, Clock())
+    beat(6)
+    reg.configure(second, prefix=reg.prefix, stats_interval=0)
+    beat(2)  # the second server's counter starts at 1: not a loss
+    assert int(second.get(reg.keyspace.lineage) or 0) == 2
+    assert not [r for r in caplog.records if "lost changes" in r.getMessage()]
+    assert reg.recovery.pending == 0
