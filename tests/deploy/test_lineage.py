@@ -196,6 +196,7 @@ def test_a_cluster_primary_restarted_from_an_older_snapshot_is_noticed_alone(
         assert item(1) == settled and calls.count(1) == settled
 
 
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # its data connections: collected
 def test_a_registry_dropped_without_close_ends_its_beats(redis_url: str, prefix: str) -> None:
     def beating() -> int:
         return sum(t.name.startswith("cachedeco-lineage") for t in threading.enumerate())
