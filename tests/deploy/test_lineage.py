@@ -1,7 +1,8 @@
-"""A real redis-server killed and restarted from its RDB file, and a Sentinel service failed
-over back to an old primary that never resynced: older data brings back entries and tag tokens
-that later changes had replaced; the lineage counter notices, and every entry under the
-prefix is loaded again. A snapshot that holds every change keeps the cache warm."""
+"""A real redis-server killed and restarted from its RDB file, a Sentinel service failed over
+back to an old primary that never resynced, and a Cluster primary restarted from its RDB file:
+older data brings back entries and tag tokens that later changes had replaced; the lineage
+counter notices, and every entry under the prefix is loaded again. A snapshot that holds
+every change keeps the cache warm; a registry dropped without close() stops beating."""
 
 from __future__ import annotations
 
