@@ -126,8 +126,8 @@ def test_a_second_failover_back_to_the_old_primary_loads_every_entry_again(
         make_registry: Callable[..., Registry], fresh_sentinel: SentinelSetup) -> None:
     # An operator's switchover leaves the old primary running (and not yet demoted); a second
     # failover soon after, the new primary frozen, promotes it again: its data is from before
-    # the first one, every change since undone (a user's trial: a value 12 writes old, served
-    # for 9 s). The watch's move makes every process beat at once on the new primary.
+    # the first one, every change since undone (a user's trial: a value 3 writes and 9 s old was
+    # served). The watch's move makes every process beat at once on the new primary.
     reg = make_registry(fresh_sentinel.url, stats_interval=0, socket_timeout=0.5)
     calls = Calls()
     version = itertools.count(1)
