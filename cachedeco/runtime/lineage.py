@@ -197,7 +197,7 @@ class Lineage:
         self._pace(BEAT)
         now = self._clock()
         since: float | None = None
-        older = False
+        older = emptied = False
         for name, value in values.items():
             beats = self._beats.setdefault((id(slot), name), collections.deque(maxlen=KEEP))
             found = verdict(beats, value)
@@ -205,12 +205,14 @@ class Lineage:
                 beats.clear()
                 since = found[0] if since is None else min(since, found[0])
                 older = older or found[1]
+                emptied = emptied or value == 1  # no counter at all: flushed, or empty
             beats.append((now, value))
         if older:
             logger.warning(
-                "cachedeco: backend %r lost changes (its lineage counter went back: a "
-                "restart from an older snapshot, or a failover to a replica that lagged): "
-                "every entry under the prefix is invalidated", slot.name)
+                "cachedeco: backend %r %s: every entry under the prefix is invalidated",
+                slot.name, "holds no lineage counter any more (FLUSHDB, or a restart without "
+                "its data)" if emptied else "lost changes (its lineage counter went back: a "
+                "restart from an older snapshot, or a failover to a replica that lagged)")
             self._losses.renew_all(slot.name)
         if since is not None:
             self._losses.replay(slot.name, since)

@@ -221,3 +221,31 @@ def test_configure_to_another_server_compares_nothing_with_the_last_one(
     assert int(second.get(reg.keyspace.lineage) or 0) == 2
     assert not [r for r in caplog.records if "lost changes" in r.getMessage()]
     assert reg.recovery.pending == 0
+
+
+@pytest.mark.usefixtures("quiet_beats")
+def test_a_flushed_server_is_told_apart_from_an_older_one(
+        make_registry: Callable[..., Registry], client: fakeredis.FakeRedis,
+        caplog: pytest.LogCaptureFixture) -> None:
+    reg = make_registry(client, stats_interval=0)
+
+    @cached(registry=reg)
+    def item(i: int) -> int:
+        return i
+
+    item(1)
+    beat = hand_beats(reg, Clock())
+    beat(5)
+    client.set(reg.keyspace.lineage, 1)  # an older snapshot: the counter of long ago
+    beat(1)
+    client.delete(reg.keyspace.lineage)  # FLUSHDB, or a restart without persistence
+    beat(1)
+    told = [r.getMessage() for r in caplog.records if "every entry under the prefix" in
+            r.getMessage()]
+    assert len(told) == 1 and "lost changes" in told[0]  # the flush comes after one beat only
+    beat(5)
+    client.delete(reg.keyspace.lineage)
+    beat(1)
+    told = [r.getMessage() for r in caplog.records if "every entry under the prefix" in
+            r.getMessage()]
+    assert len(told) == 2 and "holds no lineage counter any more" in told[1]
