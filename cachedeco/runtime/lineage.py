@@ -24,11 +24,8 @@ backends have none.
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Final, Protocol
@@ -39,7 +36,7 @@ from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.backends.open import BackendSlot
 from cachedeco.runtime.process import redo_after_fork
 from cachedeco.runtime.recent import WINDOW
-from cachedeco.runtime.workers import TaskWorker, ThreadWorker
+from cachedeco.runtime.workers import Periodic
 
 __all__ = ["BEAT", "Lineage"]
 
@@ -79,11 +76,12 @@ def verdict(beats: collections.deque[Beat], value: int) -> tuple[float, bool] | 
     return since, len(beats) > 1 and value - 1 < counted
 
 
-class Lineage:
+class Lineage(Periodic):
     """One registry's beats on its Redis backends, and what a counter gone back means."""
 
     def __init__(self, losses: Losses, host: Callable[[], Host | None],
                  clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__("lineage", "lineage")
         self._losses = losses
         self._host = host  # a weak reference to the registry
         self._clock = clock
@@ -92,35 +90,15 @@ class Lineage:
         #: last one's counter.
         self._beats: dict[tuple[int, str], collections.deque[Beat]] = {}
         self._mute: set[int] = set()  # slots whose counter cannot be used (ACL, memory)
-        self._worker: ThreadWorker | TaskWorker | None = None
-        self._lock = threading.Lock()
         redo_after_fork(self)
 
     def ensure(self) -> None:
         """Start beating unless it does (a Redis backend is in use)."""
-        worker = self._worker
-        if worker is not None and worker.running:
+        if self.running:
             return
         slots = self._slots()
-        if not slots:
-            return
-        with self._lock:
-            worker = self._worker
-            if worker is not None and worker.running:
-                return
-            if any("sync" in slot.flavours for slot in slots):
-                worker = ThreadWorker("lineage", BEAT, lambda _stop: self.beat(),
-                                      lambda: None, role="lineage")
-            else:
-                try:
-                    asyncio.get_running_loop()
-                except RuntimeError:
-                    return  # an asyncio client serves only its loop: wait for a call on one
-                worker = TaskWorker("lineage", BEAT, lambda _stop: self.abeat(), _nothing,
-                                    role="lineage")
-            self._worker = worker
-            with contextlib.suppress(RuntimeError):  # the interpreter shuts down
-                worker.ensure()
+        if slots:
+            self._launch(any("sync" in slot.flavours for slot in slots), BEAT)
 
     def _slots(self) -> list[BackendSlot]:
         host = self._host()
@@ -130,17 +108,17 @@ class Lineage:
         return [slot for slot in slots
                 if not slot.stores_objects and id(slot) not in self._mute]
 
-    def _gone(self) -> None:
-        """The registry was collected without ``close()``: the worker ends."""
-        worker = self._worker
-        if worker is not None:
-            worker.stopping = True
+    def tick(self) -> None:
+        self.beat()
+
+    async def atick(self) -> None:
+        await self.abeat()
 
     def beat(self) -> None:
         """One beat on every Redis backend with a sync client."""
         host = self._host()
-        if host is None:
-            self._gone()
+        if host is None:  # collected without close(): the worker ends
+            self._end()
             return
         for slot in self._slots():
             if "sync" in slot.flavours:
@@ -155,7 +133,7 @@ class Lineage:
         """One beat on every Redis backend given an asyncio client only."""
         host = self._host()
         if host is None:
-            self._gone()
+            self._end()
             return
         for slot in self._slots():
             if "sync" not in slot.flavours:
@@ -223,29 +201,7 @@ class Lineage:
         self._beats.clear()
         self._mute.clear()
 
-    def stop(self) -> None:
-        """Stop beating (from a thread that does not run the task's loop)."""
-        worker = self._worker
-        if worker is not None:
-            worker.stop()
-
-    async def astop(self) -> None:
-        """The asyncio form of :meth:`stop`."""
-        worker = self._worker
-        if isinstance(worker, TaskWorker):
-            await worker.astop()
-        elif worker is not None:
-            await asyncio.to_thread(worker.stop)
-
     def after_fork(self) -> None:
         """In a child: its own beats from its own thread (the parent's are not its own)."""
-        self._lock = threading.Lock()
         self._beats.clear()
-        had = isinstance(self._worker, ThreadWorker)
-        self._worker = None
-        if had:
-            self.ensure()
-
-
-async def _nothing() -> None:
-    """The task's last act: none (a beat at exit would tell nobody anything)."""
+        super().after_fork()

@@ -12,9 +12,6 @@ sent with the next one. A forked child reports only what it counts itself.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import threading
 import weakref
 from collections.abc import Callable
 from typing import Final
@@ -26,7 +23,7 @@ from cachedeco.errors import CacheError
 from cachedeco.runtime.guard import Breaker, Guard
 from cachedeco.runtime.ledger import Cursor, Ledger
 from cachedeco.runtime.process import at_exit, redo_after_fork
-from cachedeco.runtime.workers import TaskWorker, ThreadWorker
+from cachedeco.runtime.workers import Periodic, ThreadWorker
 
 __all__ = ["INTERVAL", "Reporter"]
 
@@ -42,63 +39,49 @@ def _counts(ledger: Ledger) -> Counts:
             for name, value in stats.counters() if value}
 
 
-class Reporter:
+class Reporter(Periodic):
     """Adds one registry's counts to the service-wide hash, now and then, off the call path."""
 
     def __init__(self, ledger: Ledger, where: Callable[[], Callable[[], Target | None] | None]
                  ) -> None:
+        super().__init__("stats", "report")
         self.interval = INTERVAL  # 0: never report
         self._where = where  # a weak method of the registry: gives None once it is gone
         self._cursor: Cursor[tuple[str, str]] = Cursor(lambda: _counts(ledger))
         self._guard = Guard("stats", Stats(), raise_errors=False, breaker=Breaker())
-        self._lock = threading.Lock()
-        self._worker: ThreadWorker | TaskWorker | None = None
         redo_after_fork(self)
 
     def ensure(self) -> None:
         """Start reporting unless it runs, the interval is 0 or no backend is Redis."""
-        worker = self._worker
-        if (worker is not None and worker.running) or self.interval <= 0:
+        if self.running or self.interval <= 0:
             return
         target = self._target()
-        if target is None:
-            return
-        with self._lock:
-            worker = self._worker
-            if worker is not None and worker.running:
-                return
-            worker = self._worker = self._make(target[0])
-            if worker is not None:
-                _at_exit(self)
-                # RuntimeError: the interpreter shuts down (a call from a daemon thread after
-                # an exit hook closed the registry): the counts wait for no report
-                with contextlib.suppress(RuntimeError):
-                    worker.ensure()
+        if target is not None and self._launch("sync" in target[0].flavours, self.interval):
+            _at_exit(self)
 
     def _target(self) -> Target | None:
         """Where reports go now: None on memory:// only, or once the registry is gone."""
         where = self._where()
         return None if where is None else where()
 
-    def _make(self, slot: BackendSlot) -> ThreadWorker | TaskWorker | None:
-        """A thread when the backend has a sync client, else a task on the running loop."""
-        if "sync" in slot.flavours:
-            return ThreadWorker("stats", self.interval, lambda _stop: self.report(),
-                                self.report, role="report")
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return None  # an asyncio client serves only its loop: wait for a call on one
-        return TaskWorker("stats", self.interval, lambda _stop: self.areport(), self.areport,
-                          role="report")
+    # the thread (or task) reports each round, and once more when it stops
+    def tick(self) -> None:
+        self.report()
+
+    async def atick(self) -> None:
+        await self.areport()
+
+    def last(self) -> None:
+        self.report()
+
+    async def alast(self) -> None:
+        await self.areport()
 
     def _take(self) -> tuple[Target, Counts] | None:
         """Where to report and what (None: nothing, or the registry is gone)."""
         target = self._target()
         if target is None:
-            worker = self._worker
-            if worker is not None:
-                worker.stopping = True
+            self._end()
             return None
         taken = self._cursor.take()
         return (target, taken) if taken else None
@@ -129,28 +112,6 @@ class Reporter:
             await slot.abackend().tally(key).add(_fields(taken))
         except _FAULTS as exc:
             self._failed(taken, exc, slot.name)
-
-    def stop(self) -> None:
-        """Stop after a last report (from a thread that does not run the task's loop)."""
-        worker = self._worker
-        if worker is not None:
-            worker.stop()
-
-    async def astop(self) -> None:
-        """The asyncio form of :meth:`stop`."""
-        worker = self._worker
-        if isinstance(worker, TaskWorker):
-            await worker.astop()
-        elif worker is not None:
-            await asyncio.to_thread(worker.stop)
-
-    def after_fork(self) -> None:
-        """In a child: its own lock, and its own thread if the parent had one."""
-        self._lock = threading.Lock()
-        had = isinstance(self._worker, ThreadWorker)
-        self._worker = None
-        if had:
-            self.ensure()
 
 
 def _fields(taken: Counts) -> dict[str, int]:

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from cachedeco.runtime.guard import logger
 from cachedeco.runtime.primitives import Stop
 
-__all__ = ["TaskWorker", "ThreadWorker"]
+__all__ = ["Periodic", "TaskWorker", "ThreadWorker"]
 
 
 class _Worker:
@@ -243,3 +243,91 @@ class TaskWorker(_Worker):
         else:
             return False
         return True
+
+
+class Periodic:
+    """A registry's periodic job (the service counters' reports, the lineage's beats): a
+    daemon thread when its backend has a sync client, else a task on the caller's running
+    loop; started once however many callers ask, stopped, and started again in a forked
+    child that had its thread. Subclasses give :meth:`tick` and :meth:`atick` (and
+    :meth:`last` / :meth:`alast`, what runs when it stops)."""
+
+    def __init__(self, name: str, role: str) -> None:
+        self._name, self._role = name, role
+        self._lock = threading.Lock()
+        self._worker: ThreadWorker | TaskWorker | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether its thread or task is at work."""
+        worker = self._worker
+        return worker is not None and worker.running
+
+    def tick(self) -> None:
+        """One round, from the thread."""
+
+    async def atick(self) -> None:
+        """One round, from the task."""
+
+    def last(self) -> None:
+        """What the thread does when it stops (nothing, unless overridden)."""
+
+    async def alast(self) -> None:
+        """What the task does when it stops (nothing, unless overridden)."""
+
+    def _launch(self, sync: bool, interval: float) -> bool:
+        """Start a thread (``sync``), or a task on the running loop, unless one runs; False
+        when none started (one runs, or no loop runs for a task: an asyncio client serves
+        only its loop, so the next call on one starts it)."""
+        with self._lock:
+            if self.running:
+                return False
+            worker: ThreadWorker | TaskWorker
+            if sync:
+                worker = ThreadWorker(self._name, interval, lambda _stop: self.tick(),
+                                      self.last, role=self._role)
+            else:
+                try:
+                    asyncio.get_running_loop()
+                except RuntimeError:
+                    return False
+                worker = TaskWorker(self._name, interval, lambda _stop: self.atick(),
+                                    self.alast, role=self._role)
+            self._worker = worker
+            # RuntimeError: the interpreter shuts down (a call from a daemon thread after an
+            # exit hook closed the registry): nothing runs any more
+            with contextlib.suppress(RuntimeError):
+                worker.ensure()
+            return True
+
+    def _end(self) -> None:
+        """Its registry is gone: the worker ends after this round."""
+        worker = self._worker
+        if worker is not None:
+            worker.stopping = True
+
+    def ensure(self) -> None:
+        """Start it if it should run (subclasses decide, then :meth:`_launch`)."""
+
+    def stop(self) -> None:
+        """Stop after its last act (from a thread that does not run the task's loop)."""
+        worker = self._worker
+        if worker is not None:
+            worker.stop()
+
+    async def astop(self) -> None:
+        """The asyncio form of :meth:`stop`."""
+        worker = self._worker
+        if isinstance(worker, TaskWorker):
+            await worker.astop()
+        elif worker is not None:
+            await asyncio.to_thread(worker.stop)
+
+    def after_fork(self) -> None:
+        """In a child: its own lock, and its own thread if the parent had one."""
+        self._lock = threading.Lock()
+        had = isinstance(self._worker, ThreadWorker)
+        self._worker = None
+        if had:
+            self.ensure()
+
