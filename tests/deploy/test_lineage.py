@@ -11,6 +11,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -59,17 +60,35 @@ def _answers(admin: redis.Redis) -> bool:
         return False
 
 
-def test_a_restart_from_an_older_snapshot_loads_every_entry_again(
-        make_registry: Callable[..., Registry], fresh_redis: Server,
-        admin: redis.Redis) -> None:
-    reg = make_registry(fresh_redis.url, stats_interval=0, socket_timeout=0.5)
-    calls = Calls()
+#: Beats enough for the last one to be further from a change than a replay reaches.
+PAST_REPLAY = int(WINDOW / BEAT) + 3
+
+
+def versioned_item(reg: Registry, calls: Calls) -> Any:
+    """A tagged ``item(i)`` (a cached function: ``key``, ``refresh``...) that returns 1, 2,
+    3... at each load (each load in ``calls``)."""
     version = itertools.count(1)
 
     @cached(registry=reg, ttl=600, tags=["item:{i}"])
     def item(i: int) -> int:
         calls(i)
         return next(version)
+
+    return item
+
+
+def renewed(reg: Registry, item: Any) -> bool:
+    """A beat saw the counter gone back, the renewal landed, and item(1) was loaded again."""
+    stats = reg.stats()
+    return stats.recoveries_done >= 1 and stats.recoveries_pending == 0 and item(1) >= 3
+
+
+def test_a_restart_from_an_older_snapshot_loads_every_entry_again(
+        make_registry: Callable[..., Registry], fresh_redis: Server,
+        admin: redis.Redis) -> None:
+    reg = make_registry(fresh_redis.url, stats_interval=0, socket_timeout=0.5)
+    calls = Calls()
+    item = versioned_item(reg, calls)
 
     @cached(registry=reg, ttl=600)
     def untagged(i: int) -> int:
@@ -79,18 +98,14 @@ def test_a_restart_from_an_older_snapshot_loads_every_entry_again(
     assert (item(1), untagged(1)) == (1, -1)
     beats(admin, reg.keyspace.lineage, 3)
     admin.save()  # the RDB file: item(1) is 1, its tag's token the old one
-    beats(admin, reg.keyspace.lineage, int(WINDOW / BEAT) + 3)
+    beats(admin, reg.keyspace.lineage, PAST_REPLAY)
     reg.invalidate_tags("item:1")
     assert item(1) == 2
-    beats(admin, reg.keyspace.lineage, int(WINDOW / BEAT) + 3)  # older than a replay reaches
+    beats(admin, reg.keyspace.lineage, PAST_REPLAY)  # the snapshot: older than a replay reaches
     restart_from_rdb(fresh_redis, admin)
     assert admin.exists(item.key(1))  # the older dataset is back
 
-    def renewed() -> bool:  # a beat saw the counter gone back, and the renewal landed
-        stats = reg.stats()
-        return stats.recoveries_done >= 1 and stats.recoveries_pending == 0
-
-    poll(renewed, timeout=10.0)
+    poll(lambda: renewed(reg, item), timeout=10.0)
     settled = item(1)
     assert settled >= 3  # loaded again (uncached while the renewal was pending, maybe twice)
     assert untagged(1) == -1
@@ -112,7 +127,7 @@ def test_a_restart_from_a_snapshot_holding_every_change_keeps_the_cache(
         return i
 
     assert item(1) == 1
-    beats(admin, reg.keyspace.lineage, int(WINDOW / BEAT) + 3)
+    beats(admin, reg.keyspace.lineage, PAST_REPLAY)
     reg.lineage.stop()  # no beat between the snapshot and the kill
     admin.save()
     restart_from_rdb(fresh_redis, admin)
@@ -130,21 +145,16 @@ def test_a_second_failover_back_to_the_old_primary_loads_every_entry_again(
     # served). The watch's move makes every process beat at once on the new primary.
     reg = make_registry(fresh_sentinel.url, stats_interval=0, socket_timeout=0.5)
     calls = Calls()
-    version = itertools.count(1)
-
-    @cached(registry=reg, ttl=600, tags=["item:{i}"])
-    def item(i: int) -> int:
-        calls(i)
-        return next(version)
+    item = versioned_item(reg, calls)
 
     assert item(1) == 1
     first = fresh_sentinel.switch_over()
     second = fresh_sentinel.wait_for_failover(first)
     on_second = redis.Redis(port=second, socket_timeout=2)
-    beats(on_second, reg.keyspace.lineage, int(WINDOW / BEAT) + 3)  # the registry moved
+    beats(on_second, reg.keyspace.lineage, PAST_REPLAY)  # the registry moved
     reg.invalidate_tags("item:1")
     assert item(1) == 2
-    beats(on_second, reg.keyspace.lineage, int(WINDOW / BEAT) + 3)
+    beats(on_second, reg.keyspace.lineage, PAST_REPLAY)
     on_second.close()
     frozen = fresh_sentinel.server(second)
     frozen.pause()
@@ -153,13 +163,8 @@ def test_a_second_failover_back_to_the_old_primary_loads_every_entry_again(
     finally:
         frozen.resume()
     with redis.Redis(port=first, socket_timeout=2) as on_first:
-        assert on_first.exists(item.key(1))  # the entry of before the first failover
-
-        def renewed() -> bool:
-            stats = reg.stats()
-            return stats.recoveries_pending == 0 and item(1) >= 3
-
-        poll(renewed, timeout=10.0)
+        assert on_first.exists(item.key(1))  # the entry of before the failover
+        poll(lambda: renewed(reg, item), timeout=10.0)
     settled = item(1)
     assert item(1) == settled and calls.count(1) == settled  # cached again
 
@@ -171,12 +176,7 @@ def test_a_cluster_primary_restarted_from_an_older_snapshot_is_noticed_alone(
     with start_cluster() as cluster:
         reg = make_registry(cluster.url, stats_interval=0, socket_timeout=0.5)
         calls = Calls()
-        version = itertools.count(1)
-
-        @cached(registry=reg, ttl=600, tags=["item:{i}"])
-        def item(i: int) -> int:
-            calls(i)
-            return next(version)
+        item = versioned_item(reg, calls)
 
         assert item(1) == 1
         node = cluster.owner(key_slot(item.key(1).encode()))
@@ -186,13 +186,12 @@ def test_a_cluster_primary_restarted_from_an_older_snapshot_is_noticed_alone(
             counter = str(next(iter(on_node.scan_iter(pattern))))
             beats(on_node, counter, 3)
             on_node.save()
-            beats(on_node, counter, int(WINDOW / BEAT) + 3)
+            beats(on_node, counter, PAST_REPLAY)
             assert item.refresh(1) == 2  # stored on that primary only
-            beats(on_node, counter, int(WINDOW / BEAT) + 3)
+            beats(on_node, counter, PAST_REPLAY)
         node.kill()
         cluster.restart(node)
-        poll(lambda: reg.stats().recoveries_done >= 1 and reg.stats().recoveries_pending == 0
-             and item(1) >= 3, timeout=15.0)
+        poll(lambda: renewed(reg, item), timeout=15.0)
         settled = item(1)
         assert item(1) == settled and calls.count(1) == settled
 
