@@ -14,7 +14,7 @@ import redis.exceptions
 from redis.crc import key_slot
 
 from cachedeco import Registry, cached
-from cachedeco.backends.redis.cluster_plan import counter_keys, slot_tag
+from cachedeco.backends.redis.cluster_plan import counter_keys, counter_slots, slot_tag
 from cachedeco.runtime import lineage
 from cachedeco.runtime.lineage import Beat, Lineage, verdict
 from tests.support.calls import Calls
@@ -173,11 +173,18 @@ def test_each_cluster_primary_gets_a_counter_in_its_lowest_slot() -> None:
     a, b, c = Node("a"), Node("b"), Node("c")
     slots = {**{s: [a] for s in range(0, 5461)}, **{s: [b, c] for s in range(5461, 10923)},
              **{s: [c] for s in range(10923, 16384)}}
-    names = counter_keys("p:~lineage", slots)
+    found = counter_slots(slots, ["a", "b", "c"], {})
+    names = counter_keys("p:~lineage", found)
     assert [key_slot(name.encode()) for name in names] == [0, 5461, 10923]
     assert all(name.startswith("p:~lineage:{l") for name in names)
-    assert counter_keys("p:~lineage", slots) == names  # the same names every beat
+    assert counter_keys("p:~lineage", found) == names  # the same names every beat
     assert key_slot(f"x{{{slot_tag(16383)}}}".encode()) == 16383
+    # kept while each counter's slot is still its primary's, whatever else moves
+    slots[7000] = [a]
+    assert counter_slots(slots, ["a", "b", "c"], found) == found
+    slots[0] = [b]  # a's counter slot moved: a is given its lowest slot now
+    assert counter_slots(slots, ["a", "b", "c"], found) == {"a": 1, "b": 0, "c": 10923}
+    assert counter_slots(slots, ["a", "b", "c", "d"], found) == {"a": 1, "b": 0, "c": 10923}
 
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ __all__ = [
     "by_slot",
     "check_tags_calls",
     "counter_keys",
+    "counter_slots",
     "decode_tokens",
     "entry_args",
     "has_hash_tag",
@@ -196,13 +197,25 @@ def slot_tag(slot: int) -> str:
     return tag
 
 
-def counter_keys(key: str, slots: Mapping[int, Sequence[Any]]) -> list[str]:
-    """One name per primary serving slots (``slots``: redis-py's slot cache, the primary
-    first): ``key`` with the hash tag of the primary's lowest slot."""
+def counter_slots(slots: Mapping[int, Sequence[Any]], primaries: Collection[str],
+                  known: Mapping[str, int]) -> dict[str, int]:
+    """The slot of each primary's lineage counter (``slots``: redis-py's slot cache, the
+    primary first; ``primaries``: the names of the primaries the client knows). ``known``
+    again while it names those primaries and each of its slots is still its primary's (a few
+    lookups: a counter only has to live on its primary, every process keeps its own history);
+    else each primary's lowest slot, from a walk over the 16,384 slots (about 6 ms)."""
+    if known and set(known) == set(primaries) and all(
+            (nodes := slots.get(slot)) and nodes[0].name == name
+            for name, slot in known.items()):
+        return dict(known)
     lowest: dict[str, int] = {}
     for slot, nodes in slots.items():
         if nodes:
             name = nodes[0].name
             lowest[name] = min(slot, lowest.get(name, slot))
-    return [f"{key}:{{{slot_tag(slot)}}}" for slot in sorted(lowest.values())]
+    return lowest
 
+
+def counter_keys(key: str, slots: Mapping[str, int]) -> list[str]:
+    """The names of the counters in those slots: ``key`` with each slot's hash tag."""
+    return [f"{key}:{{{slot_tag(slot)}}}" for slot in sorted(slots.values())]

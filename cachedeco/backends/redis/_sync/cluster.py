@@ -34,6 +34,7 @@ from cachedeco.backends.redis.cluster_plan import (
     by_slot,
     check_tags_calls,
     counter_keys,
+    counter_slots,
     decode_tokens,
     entry_args,
     has_hash_tag,
@@ -75,6 +76,7 @@ class ClusterBackend:
         self._leases = RedisLeases(client)
         self._queues: dict[str, ClusterQueue] = {}
         self._lock = threading.Lock()
+        self._counters: dict[str, int] = {}  # the slot of each primary's lineage counter
         #: The near cache's change stream in front of this backend, if any: told of every
         #: read answered by a server it does not listen to (set by the backend's slot).
         self.coverage: Coverage | None = None
@@ -295,7 +297,10 @@ class ClusterBackend:
         only when none does."""
         found: dict[str, int] = {}
         failed: BaseException | None = None
-        for name in counter_keys(key, self._cluster.nodes_manager.slots_cache):
+        primaries = [node.name for node in self._cluster.get_primaries()]
+        self._counters = counter_slots(self._cluster.nodes_manager.slots_cache, primaries,
+                                       self._counters)
+        for name in counter_keys(key, self._counters):
             try:
                 found[name] = int(self._routed("INCR", name))
             except _RETRY_ROUTED as exc:
