@@ -18,7 +18,7 @@ prefix is invalidated (each function's tag renewed, none served from the backend
 and that is logged. A process that has beaten only once replays and no more (a failover's
 usual lag loses the last beat, not one a second older). On Cluster each primary serving
 slots has a counter of its own (its data can go back alone: a primary restarted from its
-snapshot before a replica took over), named with a hash tag of its lowest slot. Memory
+snapshot before a replica took over), named with a hash tag of one of its slots. Memory
 backends have none.
 """
 

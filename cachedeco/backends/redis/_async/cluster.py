@@ -291,9 +291,9 @@ class AsyncClusterBackend:
         return AsyncRedisTally(self.client, key)
 
     async def beat(self, key: str) -> dict[str, int]:
-        """INCR one counter on each primary serving slots (named with a hash tag of its
-        lowest slot: each primary's data can go back on its own); those that answer. Raises
-        only when none does."""
+        """INCR one counter on each primary serving slots (named with a hash tag of one of
+        its slots, :func:`counter_slots`: each primary's data can go back on its own); those
+        that answer. Raises only when none does."""
         found: dict[str, int] = {}
         failed: BaseException | None = None
         primaries = [node.name for node in self._cluster.get_primaries()]
