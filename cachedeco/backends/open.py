@@ -112,6 +112,12 @@ class BackendSlot:
         if self.watch is not None:
             self.watch.listen(listener)
 
+    def on_move(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener`` with the watch's new epoch when the sentinels name another
+        primary, before any connection follows it (the new one may hold older data)."""
+        if self.watch is not None:
+            self.watch.before_move(listener)
+
     @property
     def moves(self) -> int:
         """How many times the sentinels named another primary since the watch began (0 for

@@ -8,7 +8,8 @@ replica's usual lag and nothing older. So every ``BEAT`` seconds each process ad
 counter on each Redis backend (``INCR prefix:~lineage``: a daemon thread, or a task on the
 running loop for a backend given an asyncio client only; every ``AGAIN`` seconds while they
 fail, and at once when a Sentinel watch follows a new primary) and remembers what it got
-lately.
+lately. From the moment a watch sees its primary move until a beat sent to the new one was
+judged, none of that backend's entries is served (calls load instead, for a round trip).
 
 A value not above the last one it got means the server lost that increment, so perhaps the
 changes made since. The changes this process landed since the newest of its beats that is
@@ -34,6 +35,7 @@ import redis.exceptions
 
 from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.backends.open import BackendSlot
+from cachedeco.errors import CacheError
 from cachedeco.runtime.process import redo_after_fork
 from cachedeco.runtime.recent import WINDOW
 from cachedeco.runtime.workers import Periodic
@@ -63,6 +65,8 @@ class Losses(Protocol):
 
     def replay(self, backend: str, since: float | None = None) -> None: ...
     def renew_all(self, backend: str) -> None: ...
+    def hold_move(self, backend: str, epoch: int) -> None: ...
+    def end_move(self, backend: str, epoch: int) -> None: ...
 
 
 def verdict(beats: collections.deque[Beat], value: int) -> tuple[float, bool] | None:
@@ -122,12 +126,13 @@ class Lineage(Periodic):
             return
         for slot in self._slots():
             if "sync" in slot.flavours:
+                moves = slot.moves  # before: a beat sent after a move goes to the new primary
                 try:
                     values = slot.backend().beat(host.lineage_key)
                 except BACKEND_ERRORS as exc:
                     self._failed(slot, exc)
                     continue
-                self._seen(slot, values)
+                self._seen(slot, values, moves)
 
     async def abeat(self) -> None:
         """One beat on every Redis backend given an asyncio client only."""
@@ -137,12 +142,27 @@ class Lineage(Periodic):
             return
         for slot in self._slots():
             if "sync" not in slot.flavours:
+                moves = slot.moves
                 try:
                     values = await slot.abackend().beat(host.lineage_key)
                 except BACKEND_ERRORS as exc:
                     self._failed(slot, exc)
                     continue
-                self._seen(slot, values)
+                self._seen(slot, values, moves)
+
+    def moving(self, name: str, epoch: int) -> None:
+        """Backend ``name``'s Sentinel primary moves (to the watch's ``epoch``), before any
+        connection follows: none of its entries is served until a beat sent there was judged
+        (the new primary may hold older data), unless no such beat will come."""
+        host = self._host()
+        if host is None or not self.running:
+            return
+        try:
+            slot = host.slot(name)
+        except CacheError:  # replaced by configure() meanwhile
+            return
+        if id(slot) not in self._mute:
+            self._losses.hold_move(name, epoch)
 
     def kick(self) -> None:
         """Beat now: the backend's primary moved (:meth:`BackendSlot.on_switch`), and the new
@@ -167,8 +187,9 @@ class Lineage(Periodic):
                            "a restart from an older snapshot will not be noticed", slot.name,
                            exc)
 
-    def _seen(self, slot: BackendSlot, values: dict[str, int] | None) -> None:
-        """Note a beat's replies (a counter per primary on Cluster); act when one went back."""
+    def _seen(self, slot: BackendSlot, values: dict[str, int] | None, moves: int) -> None:
+        """Note a beat's replies (a counter per primary on Cluster), sent when the Sentinel
+        watch had seen ``moves`` moves; act when one went back."""
         if values is None:
             self._mute.add(id(slot))
             return
@@ -194,6 +215,7 @@ class Lineage(Periodic):
             self._losses.renew_all(slot.name)
         if since is not None:
             self._losses.replay(slot.name, since)
+        self._losses.end_move(slot.name, moves)  # what was lost is held now: serve the rest
 
     def forget(self) -> None:
         """The registry's backends were replaced (``configure()``): what was learnt of the

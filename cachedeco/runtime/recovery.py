@@ -40,7 +40,7 @@ from cachedeco.runtime.changes import (
     next_run,
 )
 from cachedeco.runtime.guard import Breaker, LogLimit
-from cachedeco.runtime.held import Held
+from cachedeco.runtime.held import Held, unserved
 from cachedeco.runtime.process import redo_after_fork
 from cachedeco.runtime.recent import RecentChanges
 from cachedeco.runtime.retrying import Retrying
@@ -71,7 +71,9 @@ class Recovery:
         self.stats = stats
         self.spool: Spool | None = None
         self.active = True  # False: nothing is kept (a one-shot process: the CLI)
-        self.pending = 0  # how many changes wait (read on every call: an int)
+        #: Whether anything is held back (read on every call: an int): how many changes wait
+        #: (``stats.recoveries_pending``), and how many backends a move holds.
+        self.pending = 0
         self._host = host  # a weak reference to the registry
         self._queues: dict[str, collections.OrderedDict[str, Change]] = {}
         self._held = Held()
@@ -172,7 +174,7 @@ class Recovery:
                 limit = self._outage_log.setdefault(backend, LogLimit())
                 hushed = limit.allow()
                 self._outages[backend] = Outage(said=hushed is not None)
-        self._unserved(host, changes)
+        unserved(host.slot, changes)
         if hushed is not None:
             Outage.began(backend, exc, hushed)
         if theirs:
@@ -186,22 +188,29 @@ class Recovery:
             self.replay(backend)
         self._worker.kick("sync" in host.slot(backend).flavours)
 
-    @staticmethod
-    def _unserved(host: Host, changes: Sequence[Change]) -> None:
-        """This process must not serve the old values from its near cache either (the change
-        stream reports nothing for a change that never reached the backend): told once they
-        are held, so that a read either sees them held or began before and is refused."""
-        for change in changes:
-            near = host.slot(change.backend).near
-            if near is None or not change.on_entries:
-                continue
-            if change.kind == EVERY:  # a replay of one (its target is a glob)
-                near.flushed()
-            else:
-                near.changed([change.target])
+    def hold_move(self, backend: str, epoch: int) -> None:
+        """``backend``'s Sentinel primary moves (to the watch's ``epoch``), perhaps to one with
+        older data: none of its entries is served, from it or the near cache, until a beat on
+        the new one was judged (:meth:`end_move`, :mod:`.lineage`)."""
+        host = self._host()
+        if host is None or not self.active:
+            return
+        with self._lock:
+            self._held.hold_move(backend, epoch)
+            self._count()
+        if (near := host.slot(backend).near) is not None:
+            near.flushed()
+
+    def end_move(self, backend: str, epoch: int) -> None:
+        """A beat sent at ``epoch`` was judged: the move it followed holds nothing more."""
+        if self._held.moves:
+            with self._lock:
+                if self._held.end_move(backend, epoch):
+                    self._count()
 
     def _count(self) -> None:
-        self.pending = self.stats.recoveries_pending = sum(map(len, self._queues.values()))
+        queued = self.stats.recoveries_pending = sum(map(len, self._queues.values()))
+        self.pending = queued + self._held.moves  # what a call looks at: a move holds too
 
     # -- the worker ----------------------------------------------------------------------------
 
@@ -244,7 +253,7 @@ class Recovery:
                         break
                     self._landed(host, name, run, slot, moves)
                 self._ended(name)
-        return self.pending
+        return self.stats.recoveries_pending
 
     async def aattempt(self) -> int:
         """The asyncio form of :meth:`attempt`, for backends given an asyncio client only."""
@@ -328,7 +337,7 @@ class Recovery:
         host, spool = self._host(), self.spool
         if host is None or spool is None:
             return
-        if self.pending:  # rows of ours wait: show that we live (another host may look)
+        if self.stats.recoveries_pending:  # rows of ours wait: show that we live (to others)
             spool.heartbeat()
         rows = spool.adopt(host.prefix, host.backend_names())
         first = not self._adopted
@@ -349,7 +358,7 @@ class Recovery:
                 if (merge := bound(queue, self._held, change, host.prefix)) is not None:
                     merges.append((change.backend, merge))  # many processes' leftovers
             self._count()
-        self._unserved(host, taken)
+        unserved(host.slot, taken)
         logger.warning("cachedeco: took over %d change(s) left in the spool %s%s",
                        len(taken), spool.path, " at start" if first else "")
         for backend, merge in merges:
@@ -377,8 +386,8 @@ class Recovery:
             self.spool.release()
             if stopped:  # its connection too (a registry used again opens another)
                 self.spool.close()
-        elif self.pending:
+        elif self.stats.recoveries_pending:
             logger.error("cachedeco: the registry closes with %d change(s) that never reached "
                          "their backend; entries they concern may be served until they expire",
-                         self.pending)
+                         self.stats.recoveries_pending)
 

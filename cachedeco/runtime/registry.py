@@ -142,6 +142,7 @@ class Registry(Invalidation):
         if replaced is not None:  # reopened if a change kept there lands (then closed again)
             replaced.close()
         for name, slot in slots.items():  # (no reference to the registry: see _switched)
+            slot.on_move(functools.partial(self.lineage.moving, name))
             slot.on_switch(functools.partial(_switched, self.recovery, self.lineage, name))
         old, self._slots = self._slots, slots
         self.lineage.forget()  # beats keyed by slot: none of the old ones is compared again

@@ -9,9 +9,11 @@ until it expires. A :class:`PrimaryWatch` asks every sentinel every :data:`INTER
 in a daemon thread. When the newest configuration among their answers names another primary,
 it bumps ``epoch``: the pools (:mod:`~cachedeco.backends.redis.pools`) check it on every
 checkout, move their connections over and connect where the watch says from then on (not
-where the first sentinel to answer says). It also tells its listeners, at once and a few
-times over the next seconds (:data:`ECHOES`): auto-recovery applies the changes of the last
-seconds again, since the old primary may have lost them. A failover the sentinels have
+where the first sentinel to answer says). Just before, it tells its ``before_move``
+listeners (the registry then serves none of the backend's entries until it knows whether the
+new primary's data went back). It tells its other listeners at once and a few times over the
+next seconds (:data:`ECHOES`): auto-recovery applies the changes of the last seconds again,
+since the old primary may have lost them. A failover the sentinels have
 not finished is not seen here: until they name the new primary, nobody can. While
 connections are being opened (a primary that stopped answering, say) the watch asks every
 :data:`FAST` seconds instead, for :data:`HURRIED_FOR` seconds: a failover's new primary is
@@ -64,6 +66,7 @@ class PrimaryWatch:
         self.epoch = 0
         self._config = 0  # the sentinels' config epoch of ``address``
         self._listeners: list[Callable[[], None]] = []
+        self._before: list[Callable[[int], None]] = []  # told before any connection moves
         self._echo_at: list[float] = []  # when to tell the listeners next (monotonic)
         self._stop = threading.Event()
         self._nudge = threading.Event()  # set by hurry(): ask now
@@ -76,6 +79,11 @@ class PrimaryWatch:
     def listen(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` (in the watch's thread) when the primary changed."""
         self._listeners.append(listener)
+
+    def before_move(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener`` with the new epoch when the primary changed, before ``epoch``
+        moves (so before any pool's connection follows it), in the thread that saw it."""
+        self._before.append(listener)
 
     def start(self) -> None:
         """Start watching, once per process."""
@@ -138,6 +146,11 @@ class PrimaryWatch:
             return False
         logger.warning("cachedeco: Sentinel service %r moved its primary from %s:%d to %s:%d; "
                        "following it", self._service, *self.address, *address)
+        for listener in list(self._before):
+            try:
+                listener(self.epoch + 1)
+            except Exception:  # a listener's fault must not stop the move
+                logger.exception("cachedeco: a primary-change listener failed")
         self.address, self.epoch = address, self.epoch + 1
         seen = time.monotonic()  # the watch's thread tells the listeners (see ECHOES)
         self._echo_at = [seen + after for after in ECHOES]

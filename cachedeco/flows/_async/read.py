@@ -66,6 +66,10 @@ async def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kw
         b.guard.absorb(exc, key=key, function=b.name, action="read")
         return await load(b, Call(func, args, kwargs, key, tag_keys), UNCACHED, since)
     b.guard.breaker.success()
+    if b.recovery.pending and b.recovery.blocks(b.slot.name, key, tag_keys):
+        # held while the read was under way (a Sentinel move, say: redis-py may have sent it
+        # again to the new primary): what it found may be what the change undoes
+        return await load(b, Call(func, args, kwargs, key, tag_keys), UNCACHED, since)
     if entry is not None and entry.tags == tokens and entry.value is not NO_VALUE:
         value = entry.value if b.codec is None else b.decode(entry, key)
         if value is not NO_VALUE:
