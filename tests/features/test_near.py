@@ -295,15 +295,17 @@ def test_a_registry_dropped_without_close_stops_its_change_stream(
 
         warm(lambda: f(1), f.stats)
 
-    def watches() -> int:  # other tests' registries may hold some: count what is added
-        return sum(t.name == "cachedeco-primary-watch" for t in threading.enumerate())
+    def watches() -> tuple[int, int]:  # other tests' registries may hold some: count what
+        names = [t.name for t in threading.enumerate()]  # is added (the watch; its pushes)
+        return names.count("cachedeco-primary-watch"), names.count("cachedeco-sentinel-push")
 
     before = watches()
     for _ in range(3):
         job()
     gc.collect()
     poll(lambda: _near_threads(prefix) == 0, timeout=5.0)
-    poll(lambda: watches() <= before, timeout=5.0)
+    poll(lambda: all(now <= then for now, then in zip(watches(), before, strict=True)),
+         timeout=5.0)
 
 
 @pytest.mark.deployments("redis")

@@ -18,6 +18,7 @@ import redis.sentinel
 
 import cachedeco
 from cachedeco import Registry
+from cachedeco.backends.redis import primary_watch
 from cachedeco.backends.redis.pools import BlockingSentinelPool
 from tests.support.near import warm
 from tests.support.polling import poll
@@ -160,6 +161,29 @@ class _Watch:
 
     def hurry(self) -> None:
         pass
+
+
+def test_a_switchover_is_followed_when_a_sentinel_says_so_not_at_the_next_round(
+        make_registry: Callable[..., Registry], fresh_sentinel: SentinelSetup,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each sentinel publishes ``+switch-master`` as it names the new primary: the watch asks
+    at once, so every process of a service moves within milliseconds of the others (readers
+    already on the new primary, a writer still on the old one, is the switchover's window).
+    Its rounds are a minute apart here: only the word can explain a prompt move."""
+    monkeypatch.setattr(primary_watch, "INTERVAL", 60.0)
+    reg = make_registry(fresh_sentinel.url, stats_interval=0)
+    db = {1: 1}
+    read, _ = _functions(reg, db)
+    assert read(1) == 1  # connected: the watch runs (its first round done)
+    slot = reg.slot("default")
+    poll(lambda: slot.watch is not None and slot.watch.address is not None)
+    time.sleep(primary_watch.HURRIED_FOR + 0.2)  # the connection's hurried questions are over
+    old = fresh_sentinel.switch_over()
+    poll(lambda: slot.moves == 1, timeout=20.0)
+    moved = time.time()
+    fresh_sentinel.wait_for_failover(old)
+    said = fresh_sentinel.switched_at()
+    assert said and moved - said[0] < 2.0, (moved, said)  # a minute, by the rounds alone
 
 
 def test_no_connection_to_the_old_primary_is_handed_out(fresh_sentinel: SentinelSetup) -> None:

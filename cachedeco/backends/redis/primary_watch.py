@@ -2,23 +2,24 @@
 
 When the sentinels move the primary while the old one still runs (an operator's ``SENTINEL
 FAILOVER``, or a primary they wrongly judged down), the old primary keeps accepting writes
-until they demote it, about ten seconds later; then it drops them. redis-py asks the
-sentinels only when it opens a connection, so a busy pool keeps writing to the old primary
-that whole time: every change made then is lost, and the value it replaced is served again
-until it expires. A :class:`PrimaryWatch` asks every sentinel every :data:`INTERVAL` seconds
-in a daemon thread. When the newest configuration among their answers names another primary,
-it bumps ``epoch``: the pools (:mod:`~cachedeco.backends.redis.pools`) check it on every
-checkout, move their connections over and connect where the watch says from then on (not
-where the first sentinel to answer says). Just before, it tells its ``before_move``
-listeners (the registry then serves none of the backend's entries until it knows whether the
-new primary's data went back). It tells its other listeners at once and a few times over the
-next seconds (:data:`ECHOES`): auto-recovery applies the changes of the last seconds again,
-since the old primary may have lost them. A failover the sentinels have
-not finished is not seen here: until they name the new primary, nobody can. While
-connections are being opened (a primary that stopped answering, say) the watch asks every
-:data:`FAST` seconds instead, for :data:`HURRIED_FOR` seconds: a failover's new primary is
-then followed within that time, before an old primary restarted empty can take the changes
-meant for the new one.
+until they demote it, about ten seconds later; then it drops them. redis-py asks the sentinels
+only when it opens a connection, so a busy pool keeps writing to the old primary that whole
+time: every change made then is lost, and the value it replaced is served again until it
+expires. A :class:`PrimaryWatch` asks every sentinel every :data:`INTERVAL` seconds in a daemon
+thread, and at once when one of them publishes that it switched
+(:mod:`~cachedeco.backends.redis.sentinel_push`). When the newest configuration among their
+answers names another primary, it bumps ``epoch``: the pools
+(:mod:`~cachedeco.backends.redis.pools`) check it on every checkout, move their connections
+over and connect where the watch says from then on (not where the first sentinel to answer
+says). Just before, it tells its ``before_move`` listeners (the registry then serves none of
+the backend's entries until it knows whether the new primary's data went back). It tells its
+other listeners at once and a few times over the next seconds (:data:`ECHOES`): auto-recovery
+applies the changes of the last seconds again, since the old primary may have lost them. A
+failover the sentinels have not finished is not seen here: until they name the new primary,
+nobody can. While connections are being opened (a primary that stopped answering, say) the
+watch asks every :data:`FAST` seconds instead, for :data:`HURRIED_FOR` seconds: a failover's
+new primary is then followed within that time, before an old primary restarted empty can take
+the changes meant for the new one.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import redis
 import redis.sentinel
 
 from cachedeco.backends.base import ConnectionOptions
+from cachedeco.backends.redis.sentinel_push import listen_for_switches
 from cachedeco.backends.redis.urls import parse_url, sentinel_settings
 
 __all__ = ["INTERVAL", "PrimaryWatch"]
@@ -92,6 +94,12 @@ class PrimaryWatch:
                 self._thread = threading.Thread(target=self._run, daemon=True,
                                                 name="cachedeco-primary-watch")
                 self._thread.start()
+                listen_for_switches(self._sentinel.sentinels, self._service, self._pushed,
+                                    self._stop)
+
+    def _pushed(self) -> None:
+        """A sentinel said it switched this service's primary: ask the sentinels now."""
+        self._nudge.set()
 
     def hurry(self) -> None:
         """A connection is being opened: the primary may have failed, so ask the sentinels
@@ -159,6 +167,7 @@ class PrimaryWatch:
     def _run(self) -> None:
         stop, nudge = self._stop, self._nudge
         while not stop.is_set():
+            nudge.clear()  # a nudge from now on asks again: one during this round is kept
             self.check()
             if self._due():
                 for listener in list(self._listeners):
@@ -168,9 +177,8 @@ class PrimaryWatch:
                         logger.exception("cachedeco: a primary-change listener failed")
             if stop.wait(FAST):
                 break
-            nudge.clear()
             if time.monotonic() >= self._hurried:
-                nudge.wait(INTERVAL - FAST)  # woken early by hurry()
+                nudge.wait(INTERVAL - FAST)  # woken early by hurry() or a sentinel's word
         self._close_sentinels()  # stopped (closed, or abandoned: nobody closes them after)
 
     def _due(self) -> bool:
