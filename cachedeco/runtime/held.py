@@ -66,9 +66,9 @@ class Held:
 
     def end_move(self, backend: str, epoch: int) -> bool:
         """A beat sent at ``epoch`` answered: a move to that epoch or an earlier one is over
-        (one that came after is not); whether one ended."""
+        (one that came after is not, unless its time ran out); whether one ended."""
         move = self._moving.get(backend)
-        if move is None or move[0] > epoch:
+        if move is None or (move[0] > epoch and time.monotonic() < move[1]):
             return False
         del self._moving[backend]
         return True

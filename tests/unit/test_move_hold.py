@@ -77,6 +77,9 @@ def test_a_move_holds_for_a_bounded_time_when_no_beat_comes(
     item(1)
     reg.lineage.moving("default", 1)
     assert item(1) == 10 and calls.count(1) == 1
+    assert reg.recovery.pending == 1  # the expired hold, until the next beat
+    reg.lineage.beat()  # sent before the move (a slot made anew by configure(), say)
+    assert reg.recovery.pending == 0
 
 
 def test_a_lineage_that_does_not_beat_holds_nothing(
