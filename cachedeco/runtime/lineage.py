@@ -94,15 +94,21 @@ class Lineage(Periodic):
         #: last one's counter.
         self._beats: dict[tuple[int, str], collections.deque[Beat]] = {}
         self._mute: set[int] = set()  # slots whose counter cannot be used (ACL, memory)
+        #: The task beating on the backends given an asyncio client only (this worker is the
+        #: thread beating on those with a sync client: a registry may have both).
+        self._on_loop = _OnLoop(self)
         redo_after_fork(self)
 
     def ensure(self) -> None:
-        """Start beating unless it does (a Redis backend is in use)."""
-        if self.running:
+        """Start beating where it does not: a thread for the Redis backends with a sync
+        client, a task on the running loop for those given an asyncio client only."""
+        if self.running and self._on_loop.running:
             return
         slots = self._slots()
-        if slots:
-            self._launch(any("sync" in slot.flavours for slot in slots), BEAT)
+        if not self.running and any("sync" in slot.flavours for slot in slots):
+            self._launch(True, BEAT)
+        if not self._on_loop.running and any("sync" not in slot.flavours for slot in slots):
+            self._on_loop.start()
 
     def _slots(self) -> list[BackendSlot]:
         host = self._host()
@@ -138,7 +144,7 @@ class Lineage(Periodic):
         """One beat on every Redis backend given an asyncio client only."""
         host = self._host()
         if host is None:
-            self._end()
+            self._on_loop.end()
             return
         for slot in self._slots():
             if "sync" not in slot.flavours:
@@ -171,8 +177,9 @@ class Lineage(Periodic):
         if worker is not None:
             worker.notify()
 
-    def _pace(self, interval: float) -> None:
-        worker = self._worker
+    def _pace(self, slot: BackendSlot, interval: float) -> None:
+        """The next beats on ``slot``'s kind of client come ``interval`` seconds apart."""
+        worker = (self if "sync" in slot.flavours else self._on_loop).worker
         if worker is not None:
             worker.interval = interval
 
@@ -180,7 +187,7 @@ class Lineage(Periodic):
         """A beat that failed tells nothing (the outage is the calls' to report), but the
         next comes sooner; one the server refuses for good (an ACL without INCR) is given up,
         once, loudly."""
-        self._pace(AGAIN)
+        self._pace(slot, AGAIN)
         if isinstance(exc, redis.exceptions.NoPermissionError):
             self._mute.add(id(slot))
             logger.warning("cachedeco: backend %r refuses INCR on the lineage counter (%s): "
@@ -193,7 +200,7 @@ class Lineage(Periodic):
         if values is None:
             self._mute.add(id(slot))
             return
-        self._pace(BEAT)
+        self._pace(slot, BEAT)
         now = self._clock()
         since: float | None = None
         older = emptied = False
@@ -223,7 +230,38 @@ class Lineage(Periodic):
         self._beats.clear()
         self._mute.clear()
 
+    def stop(self) -> None:
+        """Stop beating (the thread, and the task)."""
+        super().stop()
+        self._on_loop.stop()
+
+    async def astop(self) -> None:
+        """The asyncio form of :meth:`stop`."""
+        await super().astop()
+        await self._on_loop.astop()
+
     def after_fork(self) -> None:
         """In a child: its own beats from its own thread (the parent's are not its own)."""
         self._beats.clear()
+        self._on_loop.after_fork()
         super().after_fork()
+
+
+class _OnLoop(Periodic):
+    """The lineage's beats on the backends given an asyncio client only: a task on the
+    running loop (such a client serves only its loop)."""
+
+    def __init__(self, lineage: Lineage) -> None:
+        super().__init__("lineage", "lineage")
+        self._lineage = lineage
+
+    async def atick(self) -> None:
+        await self._lineage.abeat()
+
+    def start(self) -> None:
+        """Start the task on the running loop, if one runs (else the next call on one)."""
+        self._launch(False, BEAT)
+
+    def end(self) -> None:
+        """The registry is gone: the task ends after this round."""
+        self._end()

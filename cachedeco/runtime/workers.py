@@ -263,6 +263,11 @@ class Periodic:
         worker = self._worker
         return worker is not None and worker.running
 
+    @property
+    def worker(self) -> ThreadWorker | TaskWorker | None:
+        """Its thread or task worker, once launched (its ``interval`` may be changed)."""
+        return self._worker
+
     def tick(self) -> None:
         """One round, from the thread."""
 
