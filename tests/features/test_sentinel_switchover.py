@@ -8,6 +8,7 @@ value, not the one the write replaced. Real servers; sync and asyncio."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -207,6 +208,50 @@ def test_no_connection_to_the_old_primary_is_handed_out(fresh_sentinel: Sentinel
         again.send_command("ROLE")
         assert again.read_response()[0] == b"slave"  # really the other server
         pool.release(again)
+    finally:
+        client.close()
+
+
+def test_closing_the_idle_connections_spares_one_another_thread_took_meanwhile(
+        fresh_sentinel: SentinelSetup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the primary moves, the idle connections (to the old one) are closed; another
+    thread taking one meanwhile gets it connected to the new primary, and nobody closes it
+    under its command (redis-py's ``disconnect(inuse_connections=False)`` closed every one
+    it had listed: a user's trial saw a store fail with ``Bad file descriptor``)."""
+    old = ("127.0.0.1", fresh_sentinel.primary.port)
+    new = ("127.0.0.1", fresh_sentinel.replica.port)
+    watch = _Watch(old)
+    sentinel = redis.sentinel.Sentinel([("127.0.0.1", s.port) for s in fresh_sentinel.sentinels])
+    client = sentinel.master_for(fresh_sentinel.service_name, max_connections=2, timeout=2,
+                                 connection_pool_class=BlockingSentinelPool, watch=watch)
+    pool = client.connection_pool
+    idle = [pool.get_connection() for _ in range(2)]
+    for connection in idle:
+        pool.release(connection)
+    taken: list[Any] = []
+    closing = type(idle[0]).disconnect
+    once = threading.Event()
+
+    def disconnect(connection: Any, *args: Any, **kwargs: Any) -> None:
+        if not once.is_set():  # the first one closed: another thread checks one out now
+            once.set()
+            other = threading.Thread(target=lambda: taken.append(pool.get_connection()))
+            other.start()
+            other.join(0.3)
+        closing(connection, *args, **kwargs)
+
+    try:
+        monkeypatch.setattr(type(idle[0]), "disconnect", disconnect)
+        watch.address, watch.epoch = new, 1
+        pool.proxy.get_master_address()  # the move, as the watch's epoch makes a pool see it
+        poll(lambda: bool(taken))
+        monkeypatch.undo()
+        (mine,) = taken
+        assert (mine.host, mine.port) == new
+        assert mine._sock is not None  # not closed under this thread (a command would reopen it)
+        mine.send_command("ROLE")
+        assert mine.read_response()[0] == b"slave"  # really the other server
+        pool.release(mine)
     finally:
         client.close()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -170,8 +171,8 @@ class _WatchedProxy(redis.sentinel.SentinelConnectionPoolProxy):
         if self.master_address != address:
             self.master_address = address
             pool = self.connection_pool_ref()
-            if pool is not None:
-                pool.disconnect(inuse_connections=False)
+            if isinstance(pool, BlockingSentinelPool):
+                pool.close_idle()
         return address
 
 
@@ -195,6 +196,23 @@ class BlockingSentinelPool(redis.sentinel.SentinelConnectionPool, redis.Blocking
                 check_connection=self.check_connection, service_name=service_name,
                 sentinel_manager=sentinel_manager)
             self.connection_kwargs["connection_pool"] = self.proxy
+
+    def close_idle(self) -> None:
+        """Close the idle connections (to the old primary), each taken out of the pool
+        meanwhile: redis-py's ``disconnect(inuse_connections=False)`` closes every one it
+        listed, also one another thread has taken since and connected to the new primary
+        (whose command then fails: ``Bad file descriptor``)."""
+        taken: list[Any] = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                taken.append(self.pool.get_nowait())
+        try:
+            for connection in taken:
+                if connection is not None:
+                    connection.disconnect()
+        finally:
+            for connection in taken:
+                self.pool.put_nowait(connection)
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         """A connection to the primary the sentinels name now.
