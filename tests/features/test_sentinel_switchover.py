@@ -164,6 +164,19 @@ class _Watch:
         pass
 
 
+def _primary_and_replica(setup: SentinelSetup) -> tuple[tuple[str, int], tuple[str, int]]:
+    return ("127.0.0.1", setup.primary.port), ("127.0.0.1", setup.replica.port)
+
+
+def _watched_client(setup: SentinelSetup, watch: _Watch, timeout: float = 1.0) -> redis.Redis:
+    """A sync client of the service whose pool follows ``watch`` (two connections at most)."""
+    sentinel = redis.sentinel.Sentinel([("127.0.0.1", s.port) for s in setup.sentinels])
+    client: redis.Redis = sentinel.master_for(
+        setup.service_name, max_connections=2, timeout=timeout,
+        connection_pool_class=BlockingSentinelPool, watch=watch)
+    return client
+
+
 def test_a_switchover_is_followed_when_a_sentinel_says_so_not_at_the_next_round(
         make_registry: Callable[..., Registry], fresh_sentinel: SentinelSetup,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -190,12 +203,9 @@ def test_a_switchover_is_followed_when_a_sentinel_says_so_not_at_the_next_round(
 def test_no_connection_to_the_old_primary_is_handed_out(fresh_sentinel: SentinelSetup) -> None:
     """Another thread saw the move and is closing the idle connections: one it has not
     closed yet is not handed out as it is (auto-recovery's replay sent there is lost)."""
-    old = ("127.0.0.1", fresh_sentinel.primary.port)
-    new = ("127.0.0.1", fresh_sentinel.replica.port)
+    old, new = _primary_and_replica(fresh_sentinel)
     watch = _Watch(old)
-    sentinel = redis.sentinel.Sentinel([("127.0.0.1", s.port) for s in fresh_sentinel.sentinels])
-    client = sentinel.master_for(fresh_sentinel.service_name, max_connections=2, timeout=1,
-                                 connection_pool_class=BlockingSentinelPool, watch=watch)
+    client = _watched_client(fresh_sentinel, watch)
     pool = client.connection_pool
     try:
         first = pool.get_connection()
@@ -218,12 +228,9 @@ def test_closing_the_idle_connections_spares_one_another_thread_took_meanwhile(
     thread taking one meanwhile gets it connected to the new primary, and nobody closes it
     under its command (redis-py's ``disconnect(inuse_connections=False)`` closed every one
     it had listed: a user's trial saw a store fail with ``Bad file descriptor``)."""
-    old = ("127.0.0.1", fresh_sentinel.primary.port)
-    new = ("127.0.0.1", fresh_sentinel.replica.port)
+    old, new = _primary_and_replica(fresh_sentinel)
     watch = _Watch(old)
-    sentinel = redis.sentinel.Sentinel([("127.0.0.1", s.port) for s in fresh_sentinel.sentinels])
-    client = sentinel.master_for(fresh_sentinel.service_name, max_connections=2, timeout=2,
-                                 connection_pool_class=BlockingSentinelPool, watch=watch)
+    client = _watched_client(fresh_sentinel, watch, timeout=2)
     pool = client.connection_pool
     idle = [pool.get_connection() for _ in range(2)]
     for connection in idle:
@@ -260,10 +267,7 @@ def test_new_connections_open_where_the_watch_says(fresh_sentinel: SentinelSetup
     """Not where the first sentinel to answer says (redis-py's way): a sentinel that has not
     heard of a failover yet would send them back to the old primary."""
     watched = ("127.0.0.1", fresh_sentinel.replica.port)  # the sentinels name the primary
-    sentinel = redis.sentinel.Sentinel([("127.0.0.1", s.port) for s in fresh_sentinel.sentinels])
-    client = sentinel.master_for(fresh_sentinel.service_name, max_connections=2, timeout=1,
-                                 connection_pool_class=BlockingSentinelPool,
-                                 watch=_Watch(watched))
+    client = _watched_client(fresh_sentinel, _Watch(watched))
     try:
         assert client.execute_command("ROLE")[0] == b"slave"
         connection = client.connection_pool.get_connection()
