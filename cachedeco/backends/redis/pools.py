@@ -126,8 +126,19 @@ class WaitingSentinelPool(redis.asyncio.sentinel.SentinelConnectionPool, Waiting
             return await super().get_master_address()  # type: ignore[no-untyped-call]
         if self.master_address != address:
             self.master_address = address
-            await self.disconnect(inuse_connections=False)
+            await self._close_idle()
         return address
+
+    async def _close_idle(self) -> None:
+        """Close the idle connections (to the old primary), taken out of the pool meanwhile:
+        redis-py's ``disconnect(inuse_connections=False)`` may close one another task took
+        while it waited (see :meth:`BlockingSentinelPool.close_idle`)."""
+        idle = list(self._available_connections)
+        self._available_connections.clear()  # a checkout meanwhile opens a new one
+        try:
+            await asyncio.gather(*(c.disconnect() for c in idle), return_exceptions=True)
+        finally:
+            self._available_connections.extend(idle)
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
         """A connection to the primary the sentinels name now."""
