@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import fakeredis
 import pytest
@@ -15,16 +15,9 @@ from cachedeco import Registry, cached
 from cachedeco.runtime import lineage
 from cachedeco.runtime.lineage import Lineage
 from tests.support.calls import Calls
+from tests.support.polling import apoll_async
 
 pytestmark = pytest.mark.asyncio
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not await check():
-        assert loop.time() < end, "timed out"
-        await asyncio.sleep(0.02)
 
 
 async def test_an_asyncio_client_only_registry_beats_from_a_task(
@@ -38,7 +31,7 @@ async def test_an_asyncio_client_only_registry_beats_from_a_task(
         return i
 
     assert await item(1) == 1
-    await until(lambda: _at_least(client, reg.keyspace.lineage, 3))
+    await apoll_async(lambda: _at_least(client, reg.keyspace.lineage, 3))
 
 
 async def test_a_registry_with_both_kinds_of_client_beats_on_each(
@@ -60,8 +53,8 @@ async def test_a_registry_with_both_kinds_of_client_beats_on_each(
 
     assert near_by(1) == 1
     assert await far_off(1) == 1
-    await until(lambda: _at_least(here, reg.keyspace.lineage, 3))
-    await until(lambda: _at_least(there, reg.keyspace.lineage, 3))
+    await apoll_async(lambda: _at_least(here, reg.keyspace.lineage, 3))
+    await apoll_async(lambda: _at_least(there, reg.keyspace.lineage, 3))
 
 
 async def test_a_restored_older_dataset_behind_an_asyncio_client_is_noticed(

@@ -15,15 +15,8 @@ import redis
 
 from cachedeco.backends.redis import sentinel_push
 from cachedeco.backends.redis.sentinel_push import CHANNEL, listen_for_switches
+from tests.support.calls import Calls
 from tests.support.polling import poll
-
-
-class Heard:
-    def __init__(self) -> None:
-        self.times = 0
-
-    def __call__(self) -> None:
-        self.times += 1
 
 
 @pytest.fixture
@@ -39,18 +32,18 @@ def subscribed(sentinel: fakeredis.FakeRedis) -> bool:
 
 def test_only_the_service_s_own_switch_wakes_the_watch(stop: threading.Event) -> None:
     sentinels = [fakeredis.FakeRedis(server=fakeredis.FakeServer()) for _ in range(2)]
-    heard = Heard()
+    heard = Calls()
     listen_for_switches(sentinels, "mymaster", heard, stop)
     poll(lambda: all(subscribed(s) for s in sentinels))
     sentinels[0].publish(CHANNEL, "mymaster2 127.0.0.1 6379 127.0.0.1 6380")  # another
     sentinels[0].publish(CHANNEL, "other 127.0.0.1 6379 127.0.0.1 6380")
     sentinels[1].publish("+sdown", "master mymaster 127.0.0.1 6379")  # not a switch
     time.sleep(0.2)
-    assert heard.times == 0
+    assert len(heard) == 0
     sentinels[1].publish(CHANNEL, "mymaster 127.0.0.1 6379 127.0.0.1 6380")
-    poll(lambda: heard.times == 1)
+    poll(lambda: len(heard) == 1)
     sentinels[0].publish(CHANNEL, "mymaster 127.0.0.1 6379 127.0.0.1 6380")
-    poll(lambda: heard.times == 2)  # every sentinel's word: the watch asks, and decides
+    poll(lambda: len(heard) == 2)  # every sentinel's word: the watch asks, and decides
 
 
 def test_a_sentinel_out_of_reach_is_tried_again_and_the_others_heard(
@@ -58,18 +51,18 @@ def test_a_sentinel_out_of_reach_is_tried_again_and_the_others_heard(
     monkeypatch.setattr(sentinel_push, "AGAIN", 0.05)
     down = redis.Redis(port=1, socket_connect_timeout=0.1)  # nothing listens there
     up = fakeredis.FakeRedis(server=fakeredis.FakeServer())
-    heard = Heard()
+    heard = Calls()
     threads = listen_for_switches([down, up], "mymaster", heard, stop)
     poll(lambda: subscribed(up))
     time.sleep(0.3)  # a few failed tries
     assert all(thread.is_alive() for thread in threads)
     up.publish(CHANNEL, "mymaster 127.0.0.1 6379 127.0.0.1 6380")
-    poll(lambda: heard.times == 1)
+    poll(lambda: len(heard) == 1)
 
 
 def test_every_listener_ends_soon_after_its_stop(stop: threading.Event) -> None:
     sentinel = fakeredis.FakeRedis(server=fakeredis.FakeServer())
-    threads = listen_for_switches([sentinel, sentinel], "mymaster", Heard(), stop)
+    threads = listen_for_switches([sentinel, sentinel], "mymaster", Calls(), stop)
     poll(lambda: sentinel.pubsub_numsub(CHANNEL)[0][1] == 2)
     stop.set()
     for thread in threads:
