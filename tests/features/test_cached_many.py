@@ -222,6 +222,37 @@ def test_lock_per_id_across_processes(deployment: str, make_registry: Make, pref
     assert sorted(loaded) == [1, 2, 3, 4]
 
 
+
+@pytest.mark.parametrize("deployment", ["redis", "cluster"])
+async def test_async_lock_per_id_across_processes(deployment: str, amake_registry: Make,
+                                                  prefix: str, redis_url: str,
+                                                  cluster_url: str) -> None:
+    """The asyncio form: the second caller loads its own id (4) at once and waits for the
+    two the first holds (2, 3), which it then reads; each id is loaded once."""
+    target = redis_url if deployment == "redis" else cluster_url
+    loaded: list[list[int]] = []
+
+    def make(reg: Registry) -> Callable[[list[int]], Any]:
+        @reg.cached_many(key="al:{id}", lock=True)
+        async def load(ids: list[int]) -> dict[int, int]:
+            loaded.append(sorted(ids))
+            await asyncio.sleep(0.3)
+            return {i: i * 10 for i in ids}
+
+        return load
+
+    one = make(amake_registry(target, prefix=prefix, lock_timeout=20))
+    two = make(amake_registry(target, prefix=prefix, lock_timeout=20))
+
+    async def second() -> dict[int, int]:
+        await apoll(lambda: loaded == [[1, 2, 3]])  # the first holds its leases
+        return dict(await two([3, 2, 4]))
+
+    first, other = await asyncio.gather(one([1, 2, 3]), second())
+    assert first == {1: 10, 2: 20, 3: 30}
+    assert other == {3: 30, 2: 20, 4: 40}
+    assert loaded == [[1, 2, 3], [4]]
+
 class Repository:
     def __init__(self) -> None:
         self.calls = 0
