@@ -104,6 +104,15 @@ def test_changes_reach_readers_while_the_server_is_full(
     async def aread(x: int) -> str:
         return db[x]
 
+    @writer.cached(ttl=600, key="p:{x}", tags=["p:{x}"])
+    async def aw_read(x: int) -> str:
+        return db[x]
+
+    @writer.write_through(aw_read)
+    async def awrite(x: int, value: str) -> str:
+        db[x] = value
+        return value
+
     assert [read(x) for x in (1, 2, 3, 1, 2, 3)] == ["v1"] * 6 and loads == [1, 2, 3]
     full.fill()
     db[1] = "v2"
@@ -122,3 +131,19 @@ def test_changes_reach_readers_while_the_server_is_full(
     loads.clear()
     assert [read(x) for x in (1, 2, 3, 1, 2, 3)] == ["v2"] * 6
     assert loads == [1, 2, 3]  # cached again
+
+    async def changes() -> None:  # the same changes from asyncio callers
+        assert await awrite(1, "v3") == "v3"
+        db[2] = "v3"
+        assert await aw_read.invalidate(2) is False
+
+    full.fill()
+    asyncio.run(changes())
+    assert [read(x) for x in (1, 2)] == ["v3"] * 2
+    # the two, and the changes of the first part again (landed within the seconds an
+    # outage's replay reaches: the server may have lost them)
+    assert writer.stats().recoveries_pending >= 2
+    sweep_prefix(full.admin, "filler")
+    poll(lambda: writer.stats().recoveries_pending == 0, timeout=10)
+    loads.clear()
+    assert [read(x) for x in (1, 2, 1, 2)] == ["v3"] * 4 and loads == [1, 2]
