@@ -180,6 +180,14 @@ def test_a_lock_on_an_unreachable_backend_is_a_backend_error(
         pass
 
 
+async def test_an_async_lock_on_an_unreachable_backend_is_a_backend_error(
+        make_registry: Callable[..., Registry], dead_url: str) -> None:
+    registry = make_registry(dead_url)
+    with pytest.raises(cachedeco.BackendError, match="acquire"):
+        async with registry.lock("job"):
+            pass
+
+
 @pytest.mark.deployments("redis", "sentinel")
 async def test_a_lease_fault_falls_back_to_computing(reg: Registry,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:

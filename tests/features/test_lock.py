@@ -224,3 +224,31 @@ async def test_async_release_after_expiry_raises_and_spares_the_next_owner(
             await first.arelease()
         with pytest.raises(LockTimeout):
             await reg.lock("job", timeout=0).aacquire()
+
+
+async def test_an_async_lost_lock_does_not_hide_the_bodys_exception(
+        reg: Registry, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="cachedeco"), pytest.raises(ValueError):
+        async with reg.lock("job", ttl=0.05):
+            await asyncio.sleep(0.1)
+            raise ValueError("the body failed")
+    assert "expired" in caplog.text
+
+
+async def test_an_async_lost_lock_raises_on_a_clean_exit(reg: Registry) -> None:
+    with pytest.raises(LockNotOwned):
+        async with reg.lock("job", ttl=0.05):
+            await asyncio.sleep(0.1)
+
+
+async def test_the_async_lock_is_not_reentrant_and_only_its_owner_releases(
+        reg: Registry) -> None:
+    lock = reg.lock("job", timeout=0)
+    async with lock:
+        with pytest.raises(CacheError, match="reentrant"):
+            await lock.aacquire()
+        other = asyncio.create_task(lock.arelease())  # another task: not its owner
+        with pytest.raises(LockNotOwned, match="not held by this owner"):
+            await other
+    with pytest.raises(LockNotOwned, match="not held by this owner"):
+        await lock.arelease()  # released already
