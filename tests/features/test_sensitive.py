@@ -285,6 +285,48 @@ def test_rotation_reads_the_older_keys_entries_and_invalidates_them(
     deploy.assert_no_plaintext()
 
 
+@pytest.mark.parametrize("deploy", ["redis", "cluster"], indirect=True)
+async def test_a_write_behind_after_a_rotation_drops_the_older_keys_copy(
+        deploy: Deployment) -> None:
+    """A process still on the older key alone reads the entry under its older name: the
+    write must not leave it there (sync and asyncio writers)."""
+    calls: list[str] = []
+    old_reg = deploy.registry(encryption_key=OLD)
+    old = old_reg.cached(ttl=60, sensitive=True)(_profile(calls))
+    rotated_reg = deploy.registry(encryption_key=[NEW, OLD])
+    rotated = rotated_reg.cached(ttl=60, sensitive=True)(_profile(calls))
+    flushed: list[dict[str, str]] = []
+
+    @rotated_reg.write_behind(rotated, flush=flushed.extend, sensitive=True,
+                              flush_interval=3600)
+    def update(email: str) -> dict[str, str]:
+        return {"email": email, "note": "MARKER-behind"}
+
+    async def aprofile(email: str) -> dict[str, str]:
+        calls.append(email)
+        return {"email": email, "note": "MARKER-result"}
+
+    arotated = rotated_reg.cached(ttl=60, sensitive=True, key="aprofile:{email}")(aprofile)
+
+    @rotated_reg.write_behind(arotated, flush=flushed.extend, sensitive=True,
+                              flush_interval=3600)
+    async def aupdate(email: str) -> dict[str, str]:
+        return {"email": email, "note": "MARKER-abehind"}
+
+    aold = old_reg.cached(ttl=60, sensitive=True, key="aprofile:{email}")(aprofile)
+    assert old(EMAIL)["note"] == (await aold(EMAIL))["note"] == "MARKER-result"
+    update(EMAIL)
+    await aupdate(EMAIL)
+    for older in (old.key(EMAIL), aold.key(EMAIL)):
+        assert deploy.client.get(older).startswith(b"cdT:")  # a tombstone, not the value
+    assert old(EMAIL)["note"] == (await aold(EMAIL))["note"] == "MARKER-result"  # loaded
+    assert len(calls) == 4
+    assert rotated(EMAIL)["note"] == "MARKER-behind"
+    assert (await arotated(EMAIL))["note"] == "MARKER-abehind" and len(calls) == 4
+    await rotated_reg.aflush()
+    assert sorted(r["note"] for r in flushed) == ["MARKER-abehind", "MARKER-behind"]
+    deploy.assert_no_plaintext()
+
 def test_a_rotated_read_costs_one_more_read_on_a_miss_only(deploy: Deployment) -> None:
     calls: list[str] = []
     old = deploy.registry(encryption_key=OLD).cached(ttl=60, sensitive=True)(_profile(calls))
