@@ -12,7 +12,7 @@ import dataclasses
 import gc
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -22,7 +22,7 @@ from cachedeco import Registry, write_behind, write_through
 from cachedeco.runtime.retrying import Retrying
 from tests.support.commands import commandstats, ran
 from tests.support.deployments import SERVERS, Deployment
-from tests.support.near import TRACKER, near_registry, warm
+from tests.support.near import TRACKER, awarm, near_registry, warm
 from tests.support.polling import apoll, poll
 from tests.support.versioned import item_readers
 
@@ -182,12 +182,65 @@ def test_this_process_never_serves_the_old_value_after_its_change(
         ("set", lambda: (bump(), f.set(version[1], 1))),
         ("clear", lambda: (bump(), reg.clear())),
     ]
+    tracker = reg.slot("default").backend().tracker
     for name, change in changes:
         warm(lambda: f(1), f.stats)
         old = f(1)
-        change()
-        assert f(1) == version[1] != old, name
+        with pytest.MonkeyPatch.context() as quiet:
+            quiet.setattr(tracker, "on_frame", lambda frame: None)  # the stream says nothing
+            change()
+            assert f(1) == version[1] != old, name
 
+
+@pytest.mark.deployments("redis", "cluster")
+async def test_this_process_never_serves_the_old_value_after_its_asyncio_change(
+        amake_registry: Callable[..., Registry], deployment: Deployment) -> None:
+    """The same changes made from asyncio callers (the near cache's asyncio wrapper)."""
+    reg = near_registry(amake_registry, deployment)
+    version = {1: 0}
+
+    @reg.cached(ttl=60, tags=["item:{x}", "items"])
+    async def f(x: int) -> int:
+        return version[x]
+
+    @write_through(f, registry=reg)
+    async def update(x: int) -> int:
+        version[x] += 1
+        return version[x]
+
+    flushed: list[Any] = []
+
+    @write_behind(f, registry=reg, flush=flushed.extend)
+    async def save(x: int) -> int:
+        version[x] += 1
+        return version[x]
+
+    def bumped(change: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
+        def bump_then_change() -> Awaitable[Any]:
+            version[1] += 1
+            return change()
+        return bump_then_change
+
+    changes: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+        ("invalidate", bumped(lambda: f.invalidate(1))),
+        ("invalidate_tags", bumped(lambda: reg.ainvalidate_tags("item:1"))),
+        ("shared tag", bumped(lambda: reg.ainvalidate_tags("items"))),
+        ("invalidate_all", bumped(f.invalidate_all)),
+        ("write_through", lambda: update(1)),
+        ("write_behind", lambda: save(1)),
+        ("refresh", bumped(lambda: f.refresh(1))),
+        ("set", bumped(lambda: f.set(version[1], 1))),
+        ("invalidate_pattern", bumped(lambda: reg.ainvalidate_pattern("*"))),
+        ("clear", bumped(reg.aclear)),
+    ]
+    tracker = reg.slot("default").backend().tracker
+    for name, change in changes:
+        await awarm(lambda: f(1), f.stats)
+        old = await f(1)
+        with pytest.MonkeyPatch.context() as quiet:
+            quiet.setattr(tracker, "on_frame", lambda frame: None)  # the stream says nothing
+            await change()
+            assert await f(1) == version[1] != old, name
 
 @pytest.mark.deployments("redis", "cluster")
 def test_the_flushing_process_never_serves_what_the_ack_replaced(
