@@ -180,10 +180,9 @@ def server_version(url: str) -> str:
         client.close()
 
 
-#: Not counted per operation: INFO (the count itself) and INCRBY (each process's lineage beat,
-#: one a second whatever the calls: redis-py's ``incr`` sends ``INCRBY key 1``, and cachedeco
-#: sends it for nothing else; INCR too, should a client send that).
-UNCOUNTED: Final = frozenset({"cmdstat_info", "cmdstat_incr", "cmdstat_incrby"})
+#: Not counted per operation: INFO (the count itself) and INCR (each process's lineage beat,
+#: one a second whatever the calls: cachedeco sends INCR for nothing else).
+UNCOUNTED: Final = frozenset({"cmdstat_info", "cmdstat_incr"})
 
 
 def command_calls(client: redis.Redis) -> int:

@@ -49,10 +49,9 @@ async def acommandstats(client: Any) -> dict[str, int]:
 #: messages to the primary every 2 s (cachedeco never publishes), and a replica acknowledges
 #: its offset to the primary every second (``REPLCONF ACK``; ``PSYNC`` when it reconnects).
 NOT_OURS = frozenset({"publish", "replconf", "psync", "sync"})
-#: Each process's lineage beat (``INCR prefix:~lineage``, one a second whatever the calls,
-#: which redis-py sends as ``INCRBY key 1``: cachedeco sends it for nothing else), left out of
-#: every count like :data:`NOT_OURS`.
-BEATS = frozenset({"incr", "incrby"})
+#: Each process's lineage beat (``INCR prefix:~lineage``, one a second whatever the calls:
+#: cachedeco sends INCR for nothing else), left out of every count like :data:`NOT_OURS`.
+BEATS = frozenset({"incr"})
 
 
 def ran(before: dict[str, int], after: dict[str, int], *,

@@ -7,6 +7,7 @@ import collections
 import itertools
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import fakeredis
 import pytest
@@ -193,9 +194,12 @@ class NoIncr(fakeredis.FakeRedis):
 
     incrs = 0
 
-    def incr(self, name: object, amount: int = 1) -> int:
-        NoIncr.incrs += 1
-        raise redis.exceptions.NoPermissionError("this user has no permissions to run 'incr'")
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        if args and args[0] == "INCR":
+            NoIncr.incrs += 1
+            raise redis.exceptions.NoPermissionError("this user has no permissions to run "
+                                                     "the 'incr' command")
+        return super().execute_command(*args, **options)
 
 
 @pytest.mark.usefixtures("quiet_beats")

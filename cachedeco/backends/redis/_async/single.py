@@ -178,8 +178,9 @@ class AsyncRedisBackend:
         return AsyncRedisTally(self.client, key)
 
     async def beat(self, key: str) -> dict[str, int]:
-        """INCR: the counter at ``key`` after this process's one more."""
-        return {key: int(await self.client.incr(key))}
+        """INCR: the counter at ``key`` after this process's one more (sent as INCR, the
+        command the ACL docs list: redis-py's ``incr`` sends INCRBY)."""
+        return {key: int(await self._exec("INCR", key))}
 
     async def close(self) -> None:
         """Close the client's connections (and its companions')."""
