@@ -272,6 +272,34 @@ def test_the_flushing_process_never_serves_what_the_ack_replaced(
 
 
 @pytest.mark.deployments("redis", "cluster")
+async def test_the_asyncio_flushing_process_never_serves_what_the_ack_replaced(
+        amake_registry: Callable[..., Registry], deployment: Deployment) -> None:
+    """The same, with asyncio callers, an ``async def`` flush and ``aflush()``."""
+    reg = near_registry(amake_registry, deployment)
+    db = {1: 1}
+
+    @reg.cached(ttl=60, tags=["items"])
+    async def f(x: int) -> int:
+        return db[x]
+
+    async def flush(rows: list[int]) -> None:
+        db.update({1: rows[-1]})
+
+    @write_behind(f, registry=reg, flush=flush, flush_interval=3600)
+    async def save(x: int, v: int) -> int:
+        return v
+
+    await save(1, 2)
+    await reg.ainvalidate_tags("items")
+    await awarm(lambda: f(1), f.stats)
+    assert await f(1) == 1  # the database's older row, kept near until the flush
+    tracker = reg.slot("default").backend().tracker
+    with pytest.MonkeyPatch.context() as quiet:
+        quiet.setattr(tracker, "on_frame", lambda frame: None)  # the stream says nothing
+        await reg.aflush()
+        assert await f(1) == 2
+
+@pytest.mark.deployments("redis", "cluster")
 def test_changes_by_other_clients_reach_the_near_cache(
         make_registry: Callable[..., Registry], deployment: Deployment) -> None:
     reg = near_registry(make_registry, deployment)
