@@ -5,8 +5,11 @@ arrived even while the stream's thread cannot get the GIL."""
 
 from __future__ import annotations
 
+import contextlib
+import select
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -124,3 +127,52 @@ def test_hits_apply_changes_while_the_stream_thread_waits_for_the_gil(
     finally:
         sys.setswitchinterval(switch)
     assert seen is not None
+
+
+
+
+def test_no_thread_serves_a_change_another_thread_is_still_applying(
+        make_registry: Callable[..., Registry], deployment: Deployment) -> None:
+    """A thread that caught a change message and is applying it may be kept from finishing
+    (waiting for the GIL behind the process's busy threads: a trial with four threads of
+    near hits in each of five processes saw old values served 100-130 ms after the change).
+    Meanwhile the other threads that look for messages must not serve the value it drops:
+    they wait for it too. Here a thread holds the stream's locks, as the stream's thread
+    stalled in its application would, for 0.3 s; a first caller catches the message and
+    waits on them; so must the next hit that looks."""
+    reg = near_registry(make_registry, deployment)
+    other = make_registry(deployment.url, stats_interval=0)
+    version = {"v": 0}
+    f, _ = item_readers(reg, other, version)
+    poll(lambda: f(1) == 0 and f(1) == 0 and f.stats().near_hits > 0, timeout=10.0)
+    tracker = reg.slot("default").backend().tracker
+    assert tracker._links is not None
+    links = tracker._links[0]
+    held, release = threading.Event(), threading.Event()
+
+    def stalled_stream() -> None:
+        with contextlib.ExitStack() as stack:
+            for link in links:
+                stack.enter_context(link.lock)
+            held.set()
+            release.wait(5.0)
+
+    first: list[int] = []
+
+    def catch() -> None:
+        time.sleep(0.002)  # past the look interval: this hit looks for messages
+        first.append(f(1))
+
+    stream, catcher = threading.Thread(target=stalled_stream), threading.Thread(target=catch)
+    stream.start()
+    assert held.wait(5.0)
+    version["v"] = 1
+    other.invalidate_tags("item:1")
+    assert select.select([link.sock for link in links], [], [], 5.0)[0]  # it arrived
+    catcher.start()
+    time.sleep(0.01)  # the catcher is waiting on the locks
+    threading.Timer(0.3, release.set).start()
+    assert [f(1) for _ in range(100)] == [1] * 100
+    stream.join(5.0)
+    catcher.join(5.0)
+    assert first == [1]

@@ -84,9 +84,12 @@ class Tracker:
         self._said_lost = -QUIET  # when "lost" was last logged (monotonic)
         self._held = 0  # losses not logged since
         self._told = False  # the current loss was logged: so is its end
-        #: the links being read, by descriptor, and a poll object for :meth:`catch_up`
-        self._links: tuple[list[Link], dict[int, Link], Any] | None = None
-        self._catching = threading.Lock()  # one catch-up at a time (a poll object is not shared)
+        #: the links being read, and by descriptor (for :meth:`catch_up`)
+        self._links: tuple[list[Link], dict[int, Link]] | None = None
+        #: each thread's poll object over the links' sockets, for :meth:`catch_up` (a poll
+        #: object is not shared: one shared under a lock left the other threads serving while
+        #: its holder waited for the GIL after its poll)
+        self._pollers = threading.local()
         _trackers.add(self)
 
     def ensure(self) -> None:
@@ -220,7 +223,7 @@ class Tracker:
         for end in (woken, self._wake):
             end.setblocking(False)
         waiting.register(woken.fileno(), select.POLLIN)
-        self._links = (links, by_fd, make_poller(by_fd))
+        self._links = (links, by_fd)
         self.answered()
         self.store.follow(self.catch_up)
         now = time.monotonic()
@@ -264,21 +267,22 @@ class Tracker:
         """Apply what Redis already sent but this thread has not read yet (called from the
         hit path, on whatever thread serves hits): a process whose threads keep the GIL busy
         would otherwise serve old values until this thread gets the GIL back, up to a switch
-        interval (5 ms) per blocking call. One ``poll(0)``; reading and applying only when
-        something arrived, or waiting for this thread when it is applying it right now."""
+        interval (5 ms) per blocking call. One ``poll(0)`` with this thread's own poll object;
+        reading and applying only when something arrived, or waiting for the thread applying
+        it right now (the stream's, or another caller's: it may wait for the GIL as long)."""
         found = self._links
-        if found is None or not self._catching.acquire(blocking=False):
+        if found is None:
             return
+        by_fd, mine = found[1], self._pollers
+        if getattr(mine, "found", None) is not found:  # new links, or this thread's first look
+            mine.found, mine.poller = found, make_poller(by_fd)
         try:
-            _, by_fd, poller = found
-            ready = {fd for fd, _ in poller.poll(0)}
+            ready = {fd for fd, _ in mine.poller.poll(0)}
             for fd, link in by_fd.items():
                 if fd in ready or link.lock.locked():
                     link.receive(self)  # a fault is kept for the thread, which handles it
         except (OSError, ValueError):  # a socket closed meanwhile: the thread handles it too
             pass
-        finally:
-            self._catching.release()
 
     def answered(self) -> None:
         """A connection answered a ping: the store may serve values until ``ANSWERED`` of the
@@ -322,7 +326,7 @@ def _after_fork() -> None:
         tracker.store.lost()
         tracker._links = None
         tracker._wake = None  # the parent's thread's: not to be woken from here
-        tracker._catching = threading.Lock()
+        tracker._pollers = threading.local()
         tracker._thread = None
         tracker._lock = threading.Lock()
 
