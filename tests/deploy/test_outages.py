@@ -12,6 +12,8 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -205,3 +207,46 @@ async def test_a_lease_fault_falls_back_to_computing(reg: Registry,
     assert await load(1) == {"x": 1, "run": 1}
     assert load.stats().backend_errors == 1
     assert await load(1) == {"x": 1, "run": 1}  # stored all the same
+
+
+@pytest.mark.parametrize("change", ["write_through", "write_behind", "refresh", "invalidate"])
+def test_a_call_after_a_change_during_an_outage_never_joins_an_older_load(
+        make_registry: Callable[..., Registry], dead_url: str, change: str,
+        tmp_path: Path) -> None:
+    """Every read fails while the server is out, so every load runs from the same read state
+    (nothing read): only forgetting the older load keeps a call made after a change from
+    joining it and returning what it read before. (A write-behind record is kept in the
+    spool meanwhile.)"""
+    reg = make_registry(dead_url, stats_interval=0, spool=str(tmp_path / "spool.db"))
+    db = {"v": "old"}
+    started, release = threading.Event(), threading.Event()
+
+    @cachedeco.cached(ttl=60, registry=reg)
+    def get(x: int) -> str:
+        value = db["v"]
+        if value == "old":
+            started.set()
+            release.wait(5)
+        return value
+
+    @cachedeco.write_through(get, registry=reg)
+    def put(x: int, value: str) -> str:
+        db["v"] = value
+        return value
+
+    @cachedeco.write_behind(get, registry=reg, flush=lambda rows: None, flush_interval=3600)
+    def save(x: int, value: str) -> str:
+        db["v"] = value
+        return value
+
+    with ThreadPoolExecutor(1) as pool:
+        old = pool.submit(get, 1)
+        assert started.wait(5)
+        if change in ("write_through", "write_behind"):
+            assert (put if change == "write_through" else save)(1, "new") == "new"
+        else:
+            db["v"] = "new"
+            assert get.refresh(1) == "new" if change == "refresh" else not get.invalidate(1)
+        assert get(1) == "new"  # its own load, not the one under way since before
+        release.set()
+        assert old.result(5) == "old"
