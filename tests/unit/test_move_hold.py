@@ -111,3 +111,24 @@ def test_a_read_under_way_when_the_move_is_seen_is_not_served(
     monkeypatch.setattr(backend, "read", read_across_the_move)
     assert item(1) == 10 and calls.count(1) == 2  # loaded, not served what it read
     assert item.get(1) is MISS
+
+
+def test_get_is_a_miss_when_its_entry_is_held_during_or_before_its_read(
+        reg: Registry, epoch: Epoch, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls, reads = Calls(), Calls()
+    item = counted(reg, calls)
+    assert item(1) == 10 and item.get(1) == 10  # cached
+    backend = reg.slot("default").backend()
+    read = backend.read
+
+    def read_across_the_move(key: str, tag_keys: Any) -> Any:
+        reads(key)
+        found = read(key, tag_keys)
+        if len(reads) == 1:
+            reg.lineage.moving("default", 1)
+        return found
+
+    monkeypatch.setattr(backend, "read", read_across_the_move)
+    assert item.get(1) is MISS  # held while its read was under way
+    assert item.get(1) is MISS and len(reads) == 1  # held before: not even read
+    assert calls.count(1) == 1  # get() never runs the function
