@@ -132,3 +132,26 @@ def test_get_is_a_miss_when_its_entry_is_held_during_or_before_its_read(
     assert item.get(1) is MISS  # held while its read was under way
     assert item.get(1) is MISS and len(reads) == 1  # held before: not even read
     assert calls.count(1) == 1  # get() never runs the function
+
+
+def test_cached_many_serves_no_entry_held_during_its_read(
+        reg: Registry, epoch: Epoch, monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded: list[list[int]] = []
+
+    @reg.cached_many(key="many:{id}")
+    def items(ids: list[int]) -> dict[int, int]:
+        loaded.append(sorted(ids))
+        return {i: i * 10 + len(loaded) for i in ids}
+
+    assert items([1, 2]) == {1: 11, 2: 21} and items([1, 2]) == {1: 11, 2: 21}
+    backend = reg.slot("default").backend()
+    read_many = backend.read_many
+
+    def read_across_the_move(reads: Any) -> Any:
+        found = read_many(reads)
+        reg.lineage.moving("default", 1)
+        return found
+
+    monkeypatch.setattr(backend, "read_many", read_across_the_move)
+    assert items([1, 2]) == {1: 12, 2: 22}  # loaded again, not served what it read
+    assert loaded == [[1, 2], [1, 2]]
