@@ -19,6 +19,7 @@ from redis.cluster import RedisCluster
 from cachedeco import Registry
 from cachedeco.backends.redis.cluster_plan import tag_slot_key
 from tests.support.commands import sweep_prefix
+from tests.support.near import warm
 from tests.support.polling import poll
 from tools.servers import start_cluster, start_single
 
@@ -147,3 +148,40 @@ def test_changes_reach_readers_while_the_server_is_full(
     poll(lambda: writer.stats().recoveries_pending == 0, timeout=10)
     loads.clear()
     assert [read(x) for x in (1, 2, 1, 2)] == ["v3"] * 4 and loads == [1, 2]
+
+
+@pytest.mark.parametrize("full", ["redis"], indirect=True)
+def test_the_writer_never_serves_near_what_its_refused_change_undoes(
+        make_registry: Callable[..., Registry], full: Full) -> None:
+    """Its change stream stays up (the server answers), but a refused change never reaches
+    Redis to be reported. The first refusal opens the circuit breaker, so the next change is
+    kept without being sent: the writer's own near cache must still drop the entries it
+    concerns when it keeps it, and serve them again once it lands."""
+    writer = make_registry(full.url, stats_interval=0, near_cache=100, breaker_threshold=1,
+                           breaker_cooldown=60)
+    db = {1: "v1", 2: "v1"}
+
+    @writer.cached(ttl=600, key="p:{x}", tags=["p:{x}"])
+    def read(x: int) -> str:
+        return db[x]
+
+    @writer.write_through(read)
+    def write(x: int, value: str) -> str:
+        db[x] = value
+        return value
+
+    for x in (1, 2):
+        warm(lambda x=x: read(x), read.stats)
+    tracker = writer.slot("default").backend().tracker
+    full.fill()
+    with pytest.MonkeyPatch.context() as quiet:
+        quiet.setattr(tracker, "on_frame", lambda frame: None)  # the stream says nothing
+        write(1, "v2")  # the store and its tombstone: refused, kept; the breaker opens
+        db[2] = "v2"
+        writer.invalidate_tags("p:2")  # kept, not sent
+        assert writer.stats().recoveries_pending >= 2
+        assert [read(1), read(2)] == ["v2", "v2"]
+    sweep_prefix(full.admin, "filler")
+    poll(lambda: writer.stats().recoveries_pending == 0, timeout=10)
+    warm(lambda: read(1), read.stats)
+    assert [read(1), read(2)] == ["v2", "v2"]
