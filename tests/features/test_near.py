@@ -418,6 +418,25 @@ def test_a_change_kept_for_recovery_drops_the_near_value(
     assert get(1) == "new"
 
 
+def test_a_renewal_kept_for_recovery_empties_the_near_cache(
+        make_registry: Callable[..., Registry], deployment: Deployment,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The lineage counter went back (an older dataset): every entry is renewed, one change
+    # for the whole prefix, held until it lands; the near cache must not serve meanwhile.
+    monkeypatch.setattr(Retrying, "kick", lambda self, sync: None)  # it does not land here
+    reg = near_registry(make_registry, deployment)
+    rows = {1: "old"}
+
+    @reg.cached(ttl=60)
+    def get(x: int) -> str:
+        return rows[x]
+
+    warm(lambda: get(1), get.stats)
+    rows[1] = "new"
+    reg.recovery.renew_all("default")
+    assert reg.stats().recoveries_pending == 1
+    assert get(1) == "new"
+
 @pytest.mark.deployments("redis")
 def test_a_read_racing_a_kept_change_never_installs_the_old_value(
         make_registry: Callable[..., Registry], deployment: Deployment,
