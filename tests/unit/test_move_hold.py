@@ -132,6 +132,7 @@ def test_get_is_a_miss_when_its_entry_is_held_during_or_before_its_read(
     assert item.get(1) is MISS  # held while its read was under way
     assert item.get(1) is MISS and len(reads) == 1  # held before: not even read
     assert calls.count(1) == 1  # get() never runs the function
+    assert item(1) == 10 and calls.count(1) == 2 and len(reads) == 1  # a call loads, unread
 
 
 def test_cached_many_serves_no_entry_held_during_its_read(
