@@ -437,6 +437,7 @@ def test_a_renewal_kept_for_recovery_empties_the_near_cache(
     assert reg.stats().recoveries_pending == 1
     assert get(1) == "new"
 
+
 @pytest.mark.deployments("redis")
 def test_a_read_racing_a_kept_change_never_installs_the_old_value(
         make_registry: Callable[..., Registry], deployment: Deployment,
