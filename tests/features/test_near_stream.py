@@ -171,6 +171,9 @@ def test_no_thread_serves_a_change_another_thread_is_still_applying(
     assert select.select([link.sock for link in links], [], [], 5.0)[0]  # it arrived
     catcher.start()
     time.sleep(0.01)  # the catcher is waiting on the locks
+    near = reg.slot("default").near
+    assert near is not None
+    poll(lambda: time.time() >= near.due)  # the next hit looks (they look every 0.2 ms)
     threading.Timer(0.3, release.set).start()
     assert [f(1) for _ in range(100)] == [1] * 100
     stream.join(5.0)
