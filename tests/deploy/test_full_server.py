@@ -19,7 +19,7 @@ from redis.cluster import RedisCluster
 from cachedeco import Registry
 from cachedeco.backends.redis.cluster_plan import tag_slot_key
 from tests.support.commands import sweep_prefix
-from tests.support.near import warm
+from tests.support.near import silenced_stream, warm
 from tests.support.polling import poll
 from tools.servers import start_cluster, start_single
 
@@ -172,10 +172,8 @@ def test_the_writer_never_serves_near_what_its_refused_change_undoes(
 
     for x in (1, 2):
         warm(lambda x=x: read(x), read.stats)
-    tracker = writer.slot("default").backend().tracker
     full.fill()
-    with pytest.MonkeyPatch.context() as quiet:
-        quiet.setattr(tracker, "on_frame", lambda frame: None)  # the stream says nothing
+    with silenced_stream(writer):
         write(1, "v2")  # the store and its tombstone: refused, kept; the breaker opens
         db[2] = "v2"
         writer.invalidate_tags("p:2")  # kept, not sent

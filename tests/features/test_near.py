@@ -22,7 +22,7 @@ from cachedeco import Registry, write_behind, write_through
 from cachedeco.runtime.retrying import Retrying
 from tests.support.commands import commandstats, ran
 from tests.support.deployments import SERVERS, Deployment
-from tests.support.near import TRACKER, awarm, near_registry, warm
+from tests.support.near import TRACKER, awarm, near_registry, silenced_stream, warm
 from tests.support.polling import apoll, poll
 from tests.support.versioned import item_readers
 
@@ -182,12 +182,10 @@ def test_this_process_never_serves_the_old_value_after_its_change(
         ("set", lambda: (bump(), f.set(version[1], 1))),
         ("clear", lambda: (bump(), reg.clear())),
     ]
-    tracker = reg.slot("default").backend().tracker
     for name, change in changes:
         warm(lambda: f(1), f.stats)
         old = f(1)
-        with pytest.MonkeyPatch.context() as quiet:
-            quiet.setattr(tracker, "on_frame", lambda frame: None)  # the stream says nothing
+        with silenced_stream(reg):
             change()
             assert f(1) == version[1] != old, name
 
@@ -233,19 +231,17 @@ async def test_this_process_never_serves_the_old_value_after_its_asyncio_change(
         ("invalidate_pattern", bumped(lambda: reg.ainvalidate_pattern("*"))),
         ("clear", bumped(reg.aclear)),
     ]
-    tracker = reg.slot("default").backend().tracker
     for name, change in changes:
         await awarm(lambda: f(1), f.stats)
         old = await f(1)
-        with pytest.MonkeyPatch.context() as quiet:
-            quiet.setattr(tracker, "on_frame", lambda frame: None)  # the stream says nothing
+        with silenced_stream(reg):
             await change()
             assert await f(1) == version[1] != old, name
 
+
 @pytest.mark.deployments("redis", "cluster")
 def test_the_flushing_process_never_serves_what_the_ack_replaced(
-        make_registry: Callable[..., Registry], deployment: Deployment,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        make_registry: Callable[..., Registry], deployment: Deployment) -> None:
     """A tag invalidation reached a held write-behind entry: this process loaded the older
     row and keeps it near. The flush's ack replaces that entry in Redis; once ``flush()``
     returns this process serves what was flushed, with no help from the change stream."""
@@ -265,10 +261,9 @@ def test_the_flushing_process_never_serves_what_the_ack_replaced(
     reg.invalidate_tags("items")
     warm(lambda: f(1), f.stats)
     assert f(1) == 1  # the database's older row, kept near until the flush
-    tracker = reg.slot("default").backend().tracker
-    monkeypatch.setattr(tracker, "on_frame", lambda frame: None)  # the stream says nothing
-    reg.flush()
-    assert f(1) == 2
+    with silenced_stream(reg):
+        reg.flush()
+        assert f(1) == 2
 
 
 @pytest.mark.deployments("redis", "cluster")
@@ -293,11 +288,10 @@ async def test_the_asyncio_flushing_process_never_serves_what_the_ack_replaced(
     await reg.ainvalidate_tags("items")
     await awarm(lambda: f(1), f.stats)
     assert await f(1) == 1  # the database's older row, kept near until the flush
-    tracker = reg.slot("default").backend().tracker
-    with pytest.MonkeyPatch.context() as quiet:
-        quiet.setattr(tracker, "on_frame", lambda frame: None)  # the stream says nothing
+    with silenced_stream(reg):
         await reg.aflush()
         assert await f(1) == 2
+
 
 @pytest.mark.deployments("redis", "cluster")
 def test_changes_by_other_clients_reach_the_near_cache(

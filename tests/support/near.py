@@ -1,18 +1,21 @@
 """Helpers of the near-cache tests: the commands the change stream sends for itself, a
-registry with a near cache, and waiting until a call is a near hit."""
+registry with a near cache, waiting until a call is a near hit, and silencing the stream."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
+
+import pytest
 
 import cachedeco
 from cachedeco import Registry
 from tests.support.deployments import Deployment
 from tests.support.polling import poll
 
-__all__ = ["TRACKER", "awarm", "near_registry", "warm"]
+__all__ = ["TRACKER", "awarm", "near_registry", "silenced_stream", "warm"]
 
 #: Commands the change stream sends for itself (its pings, a cluster's topology questions),
 #: and a new connection's handshake (``CLIENT SETINFO``: counted from Redis 7.2 and Valkey on,
@@ -48,3 +51,13 @@ async def awarm(call: Callable[[], Awaitable[Any]], stats: Callable[[], cachedec
             return
         assert loop.time() < end, "the near cache never came up"
         await asyncio.sleep(0.005)
+
+
+@contextlib.contextmanager
+def silenced_stream(reg: Registry) -> Iterator[None]:
+    """Within: ``reg``'s change stream applies nothing it receives, so what this process
+    serves is what its own changes did to its near cache, not what Redis reported."""
+    tracker = reg.slot("default").backend().tracker
+    with pytest.MonkeyPatch.context() as quiet:
+        quiet.setattr(tracker, "on_frame", lambda frame: None)
+        yield
