@@ -4,46 +4,22 @@ server stand for two processes."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import pytest
 
 from cachedeco import Registry
-from cachedeco.backends.open import BackendSlot
-from cachedeco.runtime.lineage import Lineage
-from tests.support.polling import poll
+from tests.support.holders import Holders
+from tests.support.moves import hand_moves
 
 
 def test_a_woken_waiter_does_not_serve_an_entry_held_meanwhile(
-        make_registry: Callable[..., Registry], redis_url: str, prefix: str,
+        make_registry: Callable[..., Registry], redis_url: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(BackendSlot, "moves", property(lambda slot: 0))
-    monkeypatch.setattr(Lineage, "ensure", lambda self: None)  # no beat ends the hold
-    monkeypatch.setattr(Lineage, "running", property(lambda self: True))
-    holder_reg = make_registry(redis_url, prefix=prefix, stats_interval=0)
-    waiter_reg = make_registry(redis_url, prefix=prefix, stats_interval=0)
-    loading, release = threading.Event(), threading.Event()
-
-    @holder_reg.cached(ttl=60, key="item:{i}", lock=True, lock_timeout=10)
-    def holder(i: int) -> str:
-        loading.set()
-        release.wait(5)
-        return "the holder's"
-
-    @waiter_reg.cached(ttl=60, key="item:{i}", lock=True, lock_timeout=10)
-    def waiter(i: int) -> str:
-        return "the waiter's own"
-
-    got: list[str] = []
-    first = threading.Thread(target=holder, args=(1,))
-    first.start()
-    assert loading.wait(5)
-    second = threading.Thread(target=lambda: got.append(waiter(1)))
-    second.start()
-    poll(lambda: waiter.stats().lock_waits == 1)  # waiting on the holder's lease
-    waiter_reg.lineage.moving("default", 1)  # its primary moved: nothing is served from it
-    release.set()
-    first.join(5)
-    second.join(5)
-    assert got == ["the waiter's own"]  # loaded, not what the woken waiter read
+    hand_moves(monkeypatch)  # no beat ends the hold below
+    reg_b = make_registry(redis_url)
+    two = Holders(make_registry(redis_url), reg_b)
+    # B's primary moved while it waited: nothing is served from it until a beat is judged
+    results = two.race(lambda: reg_b.lineage.moving("default", 1))
+    assert results == {"a": {"x": 1, "by": "A"}, "b": {"x": 1, "by": "B"}}  # B loaded
+    assert two.runs == ["A", "B"]

@@ -11,26 +11,15 @@ import fakeredis
 import pytest
 
 from cachedeco import MISS, Registry, cached
-from cachedeco.backends.open import BackendSlot
 from cachedeco.runtime import held
 from cachedeco.runtime.lineage import Lineage
 from tests.support.calls import Calls
-
-
-class Epoch:
-    """The Sentinel watch's move count, as the slots see it."""
-
-    def __init__(self) -> None:
-        self.now = 0
+from tests.support.moves import Epoch, hand_moves
 
 
 @pytest.fixture
 def epoch(monkeypatch: pytest.MonkeyPatch) -> Epoch:
-    moves = Epoch()
-    monkeypatch.setattr(BackendSlot, "moves", property(lambda slot: moves.now))
-    monkeypatch.setattr(Lineage, "ensure", lambda self: None)  # the test beats by hand
-    monkeypatch.setattr(Lineage, "running", property(lambda self: True))
-    return moves
+    return hand_moves(monkeypatch)
 
 
 @pytest.fixture
