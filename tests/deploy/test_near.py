@@ -23,6 +23,7 @@ import pytest
 import redis
 
 from cachedeco import Registry, write_through
+from cachedeco.backends.near.store import Ticket
 from tests.support.acl import API_RULES, MINIMAL_COMMANDS, confined_user, user_url
 from tests.support.commands import commandstats, ran
 from tests.support.near_reader import define
@@ -298,6 +299,32 @@ def test_a_frozen_server_stops_near_hits_before_a_change_it_missed_returns(
     finally:
         fresh_redis.resume()
     poll(lambda: writer.stats().recoveries_pending == 0, timeout=5.0)
+    poll(lambda: near_hit("v2"), timeout=10.0)
+
+    # A miss looks for change messages when it takes its ticket, as hits do: that look must
+    # not let the hits right after it skip the check of the stream's silence.
+    tracker = reader.slot("default")._tracker
+    assert tracker is not None
+    store, right_after = tracker.store, []
+    ticket = store.ticket
+
+    def ticket_then_hit() -> Ticket | None:
+        taken = ticket()
+        store.ticket = ticket  # type: ignore[method-assign]
+        before = get.stats().near_hits
+        right_after.append((get(1), get.stats().near_hits - before))
+        return taken
+
+    db[2] = "other"
+    fresh_redis.pause()
+    try:
+        poll(lambda: time.monotonic() >= store.quiet_after, timeout=5.0)  # silent, not lost
+        store.ticket = ticket_then_hit  # type: ignore[method-assign]
+        assert get(2) == "other"  # the miss (read through)
+        assert right_after == [("v2", 0)]  # the hit at once after its ticket: read through
+    finally:
+        store.ticket = ticket  # type: ignore[method-assign]
+        fresh_redis.resume()
     poll(lambda: near_hit("v2"), timeout=10.0)
 
 

@@ -98,6 +98,8 @@ def test_a_stream_that_has_not_answered_lately_serves_nothing_until_it_answers()
     time.sleep(2 * LOOK_EVERY)  # hits look at most every LOOK_EVERY
     assert store.hit("p:k", (), None) is None
     assert store.hit("p:k", (), None) is None  # every hit looks again, not every LOOK_EVERY
+    assert store.ticket() is not None  # a miss's read looks too (it reads through)...
+    assert store.hit("p:k", (), None) is None  # ...which lets no hit right after it skip
     assert not store.unchanged(ticket, "p:k", ())  # nor may a caller join a read on its word
     store.quiet_after = time.monotonic() + 60  # it answered: what changed came before
     kept = store.hit("p:k", (), None)

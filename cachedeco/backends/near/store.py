@@ -129,21 +129,26 @@ class NearStore:
         but were not applied yet; True when that dropped ``kept``, or while the stream has not
         answered lately (a frozen server: every hit looks again until it answers; the values
         stay, since what changed meanwhile is reported before the answer)."""
-        if not self._look(now):
+        quiet = self._look(now)
+        if quiet is None:
             return False
-        if time.monotonic() >= self.quiet_after:
-            self.due = now
-            return True
-        return self._data.get(key) is not kept
+        return quiet or self._data.get(key) is not kept
 
-    def _look(self, now: float) -> bool:
+    def _look(self, now: float) -> bool | None:
         """Apply the change messages that arrived but were not applied yet, and look again
-        ``LOOK_EVERY`` seconds from ``now``; False when there is no stream to look at."""
-        self.due = now + LOOK_EVERY
+        ``LOOK_EVERY`` seconds from ``now``, or at the next hit while the stream has not
+        answered lately (then True, whoever looked: a ticket's look must not let the hits
+        after it skip that check); None when there is no stream to look at."""
         catch_up = self._catch_up
         if catch_up is None:
-            return False
+            self.due = now + LOOK_EVERY
+            return None
+        # set before the catch-up, which may wait: a hit meanwhile must not skip the check
+        self.due = now if time.monotonic() >= self.quiet_after else now + LOOK_EVERY
         catch_up()
+        if time.monotonic() < self.quiet_after:
+            return False
+        self.due = now
         return True
 
     # -- installing -------------------------------------------------------------------------
