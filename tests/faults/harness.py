@@ -77,6 +77,11 @@ OPTIONS: dict[str, Any] = {"socket_timeout": 0.25, "socket_connect_timeout": 0.2
                            "breaker_cooldown": 1.0, "near_cache": 1000}
 
 
+#: The asyncio workers' callers at once, each a task on the worker's one loop: an ASGI
+#: service's requests in flight, whose misses, hits and writes interleave in one process.
+ASYNCIO_TASKS = 4
+
+
 #: The most records one process may log during one fault (rate-limited warnings: the outage's
 #: start, its end, what was recovered, a few kinds of failure).
 LOG_LINES = 20
@@ -120,9 +125,10 @@ class Load:
                  options: dict[str, Any] | None = None, replicas: int = 0,
                  slow_flush_worker: int | None = None, hold: float | None = None,
                  spool: bool = False, spares: Spares | None = None,
-                 asyncio: bool = False) -> None:
+                 asyncio: bool = False, tasks: int = ASYNCIO_TASKS) -> None:
         self.plan = plan or mode()
         self.asyncio = asyncio  # each worker an asyncio service on a ready asyncio client
+        self.tasks = tasks  # asyncio: callers at once in each worker (requests in flight)
         if hold is not None:  # the fault lasts as long as it lasts (a failover)
             self.plan = dataclasses.replace(self.plan, hold=hold)
         self.tmp = tmp
@@ -148,7 +154,8 @@ class Load:
                "index": index, "workers": self.plan.workers, "keys": self.plan.keys,
                "rate": self.plan.rate, "seed": index, "options": self.options,
                "replicas": self.replicas, "returned": str(self.tmp / f"returned-{index}"),
-               "out": str(self.tmp / f"out-{index}.json"), "asyncio": self.asyncio}
+               "out": str(self.tmp / f"out-{index}.json"), "asyncio": self.asyncio,
+               "tasks": self.tasks}
         if self.spool:  # one spool file per process, as the docs ask
             cfg["options"] = {**self.options, "spool": str(self.tmp / f"spool-{index}.db")}
         if tracing():

@@ -24,7 +24,7 @@ from redis.crc import key_slot
 
 import cachedeco
 from tests.faults.conftest import Results
-from tests.faults.harness import Load, Spares, check, cycle
+from tests.faults.harness import ASYNCIO_TASKS, Load, Spares, check, cycle
 from tools.servers import Cluster, RedisProcess, SentinelSetup, start_cluster, start_sentinel
 
 #: ``replicas=1`` where ``@write_behind`` takes it: then no record a call returned is lost.
@@ -145,7 +145,8 @@ def test_cluster_primary_killed(cluster: Cluster, tmp_path: Path,
                        results, lost_promised_zero=bool(REPLICAS),
                        notes=_notes(f"failover took {load.held():.1f} s "
                                     "(cluster-node-timeout 1 s)")
-                       + ("; asyncio: a ready redis.asyncio.RedisCluster" if asyncio else ""))
+                       + (f"; asyncio: {ASYNCIO_TASKS} tasks per worker on a ready "
+                          "redis.asyncio.RedisCluster" if asyncio else ""))
     fault_results.add(row)
     check(row)
 

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from tests.faults.conftest import Results
-from tests.faults.harness import Load, Spares, check, cycle, mode
+from tests.faults.harness import ASYNCIO_TASKS, Load, Spares, check, cycle, mode
 from tools.servers import Server, start_single
 
 
@@ -55,8 +55,8 @@ def test_frozen_server(server: Server, tmp_path: Path, fault_results: Results,
     check(row, behind_may_fail=not spool)
 
 
-ASYNCIO_NOTE = ("asyncio: each worker one task calling async def functions on a ready "
-                "redis.asyncio.Redis client; spool=PATH")
+ASYNCIO_NOTE = (f"asyncio: each worker {ASYNCIO_TASKS} tasks calling async def functions on a "
+                "ready redis.asyncio.Redis client; spool=PATH")
 
 
 @pytest.mark.parametrize(("fault", "inject", "heal"), [

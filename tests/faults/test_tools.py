@@ -1,15 +1,19 @@
-"""The fault suite's own tools: the TCP proxy in the middle (:mod:`tools.proxy`) and the table
-made from a results file (:mod:`tools.faults_table`)."""
+"""The fault suite's own tools: the TCP proxy in the middle (:mod:`tools.proxy`), the table
+made from a results file (:mod:`tools.faults_table`), and how an asyncio worker tells its own
+near hits from its other tasks' (:class:`tests.faults.worker.FirstStep`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Coroutine, Iterator
+from typing import Any
 
 import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from tests.faults.worker import FirstStep
 from tools.faults_table import BEGIN, END, render, replace_between
 from tools.proxy import Proxy
 from tools.servers import Server
@@ -70,3 +74,42 @@ def test_the_table_is_rendered_and_replaced_between_its_markers() -> None:
     assert "| 0 | 0 | 0 | 0 of 100" in before and "every write it missed" not in before
     page = f"before\n{BEGIN}\nold\n{END}\nafter\n"
     assert replace_between(page, short) == f"before\n{BEGIN}\n{short}{END}\nafter\n"
+
+
+def test_first_step_counts_what_a_call_did_before_it_first_suspended() -> None:
+    hits = [0]
+
+    def probe() -> int:
+        return hits[0]
+
+    async def near_hit() -> str:  # served at once: no suspension
+        hits[0] += 1
+        return "near"
+
+    async def read(delay: float) -> str:  # suspends; another task's hit lands meanwhile
+        await asyncio.sleep(delay)
+        return "read"
+
+    async def failing() -> str:
+        await asyncio.sleep(0)
+        raise ValueError("load failed")
+
+    async def stepped(coro: Coroutine[Any, Any, str]) -> str:
+        return await FirstStep(coro, probe)  # type: ignore[no-any-return]
+
+    async def main() -> None:
+        step = FirstStep(near_hit(), probe)
+        assert await step == "near" and step.grew
+        slow = FirstStep(read(0.05), probe)
+        other = asyncio.create_task(near_hit())
+        assert await slow == "read" and not slow.grew  # the other task's hit is not its own
+        assert other.done() and hits[0] == 2
+        with pytest.raises(ValueError, match="load failed"):
+            await stepped(failing())
+        waiting = asyncio.create_task(stepped(read(10)))
+        await asyncio.sleep(0.01)
+        waiting.cancel()  # thrown into the call it awaits
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+
+    asyncio.run(main())

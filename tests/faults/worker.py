@@ -6,7 +6,8 @@ imports). It keeps calling the catalogue's functions (:mod:`tests.faults.workloa
 steady rate until the line ``stop`` (or the end of stdin): cached reads (tagged,
 ``lock=True``) of any product, and, on the products it owns (``pid % workers == index``,
 so no two processes write one product), a write-through update, a direct update followed
-by ``invalidate_tags``, and write-behind records. Each call is checked as it returns:
+by ``invalidate_tags``, and write-behind records (an asyncio worker: ``tasks`` callers at
+once on its loop, together at that rate). Each call is checked as it returns:
 
 - a read whose value is not the product's (another id, a version the database never held)
   is *wrong*; one older than a write that had returned before the read began (``acks``) is
@@ -37,6 +38,7 @@ import threading
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable, Coroutine, Generator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -46,7 +48,7 @@ import redis.asyncio.cluster
 
 import cachedeco
 from tests.faults.staleness import Ack, missed, within_reach
-from tests.faults.workload import Catalogue, abuild, build
+from tests.faults.workload import Catalogue, abuild, build, loading
 
 KINDS = ("read", "write", "invalidate", "behind")
 OUTCOMES = ("ok", "error", "stale", "wrong", "reach")  # reach: stale, within reach
@@ -58,7 +60,8 @@ KINDS_DRAWN, WEIGHTS = [k for k, _ in MIX], [w for _, w in MIX]
 @dataclass
 class Call:
     """One call under way: its kind and product, the newest version acknowledged before it
-    began (reads), this process's near hits then, and when it began (wall clock, timer)."""
+    began (reads), this process's near hits then, when it began (wall clock, timer), its
+    number in the process and the products whose loader it ran (:func:`loading`)."""
 
     kind: str
     pid: int
@@ -66,6 +69,42 @@ class Call:
     near: int
     start: float
     began: float
+    n: int
+    loaded: list[int]
+
+
+class FirstStep:
+    """Awaits ``coro`` and notes whether ``probe()`` grew during its first step, before it
+    first suspended: on one loop no other task runs meanwhile, so that growth is this call's
+    own however many tasks call at once (a near hit returns without suspending)."""
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], probe: Callable[[], int]) -> None:
+        self.coro, self.probe, self.grew = coro, probe, False
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, before = self.coro, self.probe()
+        try:
+            yielded = coro.send(None)
+        except StopIteration as done:
+            self.grew = self.probe() > before
+            return done.value
+        self.grew = self.probe() > before
+        while True:  # the rest, as ``yield from`` would
+            try:
+                sent = yield yielded
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # a cancellation, thrown in by the task
+                try:
+                    yielded = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    yielded = coro.send(sent)
+                except StopIteration as done:
+                    return done.value
 
 
 class LogCount(logging.Handler):
@@ -102,6 +141,7 @@ class Worker:
         self.index: int = cfg["index"]
         self.keys: int = cfg["keys"]
         self.asyncio: bool = cfg.get("asyncio", False)
+        self.tasks: int = cfg.get("tasks", 1)  # asyncio: callers at once, on the one loop
         self.catalogue = Catalogue(cfg["db"])
         if self.asyncio:  # a ready asyncio client, as an ASGI service gives one
             options = cfg["options"]
@@ -140,7 +180,7 @@ class Worker:
         while not stop.is_set():
             kind, call = self._next()
             try:
-                value: Any = self.call(kind, call.pid)
+                value: Any = self.call(kind, call.pid, call.n)
             except Exception as exc:  # every exception a caller would see
                 self._failed(call, exc)
             else:
@@ -148,16 +188,30 @@ class Worker:
             time.sleep(self._pause())
 
     async def arun(self, stop: threading.Event) -> None:
-        """:meth:`run` of the ``async def`` functions, on this loop."""
+        """:meth:`run` of the ``async def`` functions, on this loop, by ``tasks`` tasks at
+        once (an ASGI service's requests in flight), together at ``rate`` per second: each
+        at its own pace from its own start, so that calls begin together now and then (a
+        hit right after another task's miss), as requests do."""
+        every = self.tasks / self.cfg["rate"]
+        await asyncio.gather(*(self._acaller(stop, every, self.rng.uniform(0, every))
+                               for _ in range(self.tasks)))
+
+    async def _acaller(self, stop: threading.Event, every: float, offset: float) -> None:
+        await asyncio.sleep(offset)
+        due = time.monotonic()
         while not stop.is_set():
             kind, call = self._next()
+            step = FirstStep(self.acall(kind, call.pid, call.n), self.near_hits)
             try:
-                value: Any = await self.acall(kind, call.pid)
+                value: Any = await step
             except Exception as exc:
                 self._failed(call, exc)
             else:
-                self._returned(call, value)
-            await asyncio.sleep(self._pause())
+                self._returned(call, value, near=step.grew)
+            due += every
+            if (pause := due - time.monotonic()) <= 0:
+                due = time.monotonic()  # behind: no burst to catch up
+            await asyncio.sleep(max(pause, 0.0))
 
     def _pause(self) -> float:
         """How long to wait before the next call, to keep to ``rate`` per second."""
@@ -172,12 +226,12 @@ class Worker:
         kind = self.rng.choices(KINDS_DRAWN, WEIGHTS)[0]
         pid = self.rng.randrange(self.keys) if kind == "read" else self.rng.choice(self.own)
         before = self.catalogue.acked(pid) if kind == "read" else 0
-        self.fns.loads.clear()
         self.n += 1
         near = self.near_hits() if kind == "read" else 0
-        call = Call(kind, pid, before, near, time.time(), time.perf_counter())
+        call = Call(kind, pid, before, near, time.time(), time.perf_counter(), self.n,
+                    loading())
         if self.stacks is not None:
-            self.stacks.write(f"--- call {self.n} ({kind} of {pid}) began at {call.start:.3f}"
+            self.stacks.write(f"--- call {call.n} ({kind} of {pid}) began at {call.start:.3f}"
                               f"{self.primary()}\n")
             self.stacks.flush()
             faulthandler.dump_traceback_later(SLOW, file=self.stacks)
@@ -194,31 +248,33 @@ class Worker:
             traceback.format_exception_only(exc)).strip()[:300])
         self.ops.append([call.start, took, KINDS.index(call.kind), 1, 0])
 
-    def _returned(self, call: Call, value: Any) -> None:
-        """A call returned: checked, and the stale read traced."""
+    def _returned(self, call: Call, value: Any, near: bool | None = None) -> None:
+        """A call returned: checked, and the stale read traced (``near``: whether the near
+        cache served it, when the caller knows; else this process's near hits tell)."""
         if self.stacks is not None:
             faulthandler.cancel_dump_traceback_later()
             if call.kind in ("write", "invalidate"):
-                self.stacks.write(f"--- call {self.n} ended at {time.time():.3f}"
+                self.stacks.write(f"--- call {call.n} ended at {time.time():.3f}"
                                   f"{self.primary()}\n")
-        kind, pid, before, near, start = call.kind, call.pid, call.before, call.near, call.start
+        kind, pid, before, start = call.kind, call.pid, call.before, call.start
         took = time.perf_counter() - call.began
-        outcome = self.check(kind, pid, value, before)
+        outcome = self.check(kind, pid, value, before, call.n)
         if outcome == "stale":
-            hit = self.near_hits() > near
+            hit = self.near_hits() > call.near if near is None else near
             got = value["v"]
             missing = missed(self.catalogue.acks(pid, got), got, before)
             if within_reach(missing, start, self.index, near=hit):
                 outcome = "reach"
             else:  # the first one, for the row (a failure says what it was)
                 self.samples.setdefault("read:stale", self.describe_stale(
-                    pid, got, before, start, missing, took=took, near=hit))
+                    pid, got, before, start, missing, took=took, near=hit,
+                    loaded=bool(call.loaded)))
             if self.trace is not None:
                 self.log_stale(pid, got, before, start, missing, took=took, outcome=outcome,
-                               near=hit)
+                               near=hit, loaded=bool(call.loaded))
         if kind == "behind" and outcome == "ok":
             os.write(self.returned, f"{value['id']}\n".encode())
-        served = int(kind == "read" and not self.fns.loads)
+        served = int(kind == "read" and not call.loaded)
         self.ops.append([start, took, KINDS.index(kind), OUTCOMES.index(outcome), served])
 
     def primary(self) -> str:
@@ -231,20 +287,20 @@ class Worker:
         return int(self.fns.get_product.stats().near_hits)  # type: ignore[attr-defined]
 
     def describe_stale(self, pid: int, got: int, before: int, start: float,
-                       missing: list[Ack], *, took: float, near: bool) -> str:
+                       missing: list[Ack], *, took: float, near: bool, loaded: bool) -> str:
         """A stale read in a line: what it got, what it missed and how late, who served it."""
         lags = ", ".join(f"v{a.v} by worker {a.writer} {(start - a.at) * 1000:.1f} ms before"
                          for a in missing)
         return (f"worker {self.index} read product {pid} at {start:.3f}: v{got}, not v{before} "
-                f"({'near hit' if near else 'loaded' if self.fns.loads else 'from Redis'}, "
+                f"({'near hit' if near else 'loaded' if loaded else 'from Redis'}, "
                 f"{took * 1000:.1f} ms{self.primary()}); missed {lags or 'nothing recorded'}")
 
     def log_stale(self, pid: int, got: int, before: int, start: float, missing: list[Ack], *,
-                  took: float, outcome: str, near: bool) -> None:
+                  took: float, outcome: str, near: bool, loaded: bool) -> None:
         """One line of the trace: a stale read and the writes it missed."""
         assert self.trace is not None
         line = {"at": start, "pid": pid, "reader": self.index, "got": got, "before": before,
-                "outcome": outcome, "near": near, "loaded": bool(self.fns.loads),
+                "outcome": outcome, "near": near, "loaded": loaded,
                 "took_ms": round(took * 1000, 3),
                 "missed": [{"v": a.v, "writer": a.writer, "lag_ms": round((start - a.at) * 1000, 3)}
                            for a in missing]}
@@ -252,10 +308,10 @@ class Worker:
         self.trace.write(json.dumps(line) + "\n")
         self.trace.flush()
 
-    def event_id(self) -> str:
-        return f"w{self.index}-{os.getpid()}-{self.n}"
+    def event_id(self, n: int) -> str:
+        return f"w{self.index}-{os.getpid()}-{n}"
 
-    def call(self, kind: str, pid: int) -> Any:
+    def call(self, kind: str, pid: int, n: int) -> Any:
         if kind == "read":
             return self.fns.get_product(pid)
         if kind == "write":
@@ -267,9 +323,9 @@ class Worker:
             self.reg.invalidate_tags(f"product:{pid}")
             self.catalogue.ack(pid, v, time.time(), self.index)
             return v
-        return self.fns.record_event(self.event_id(), self.index, self.n)
+        return self.fns.record_event(self.event_id(n), self.index, n)
 
-    async def acall(self, kind: str, pid: int) -> Any:
+    async def acall(self, kind: str, pid: int, n: int) -> Any:
         """:meth:`call` of the ``async def`` functions."""
         if kind == "read":
             return await self.fns.get_product(pid)
@@ -282,9 +338,9 @@ class Worker:
             await self.reg.ainvalidate_tags(f"product:{pid}")
             self.catalogue.ack(pid, v, time.time(), self.index)
             return v
-        return await self.fns.record_event(self.event_id(), self.index, self.n)
+        return await self.fns.record_event(self.event_id(n), self.index, n)
 
-    def check(self, kind: str, pid: int, value: Any, before: int) -> str:
+    def check(self, kind: str, pid: int, value: Any, before: int, n: int) -> str:
         """``ok``, ``stale`` or ``wrong`` for a value a call returned."""
         if kind == "read":
             if not isinstance(value, dict) or value.get("id") != pid:
@@ -295,7 +351,7 @@ class Worker:
         if kind == "write":
             return "ok" if isinstance(value, dict) and value.get("id") == pid else "wrong"
         if kind == "behind":
-            expected = {"id": self.event_id(), "w": self.index, "n": self.n}
+            expected = {"id": self.event_id(n), "w": self.index, "n": n}
             return "ok" if value == expected else "wrong"
         return "ok"
 

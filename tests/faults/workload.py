@@ -12,6 +12,7 @@ write-behind queue, whatever process delivers it).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import sqlite3
 import threading
@@ -25,9 +26,28 @@ import cachedeco
 from cachedeco import Registry
 from tests.faults.staleness import Ack
 
-__all__ = ["Catalogue", "Functions", "abuild", "build"]
+__all__ = ["Catalogue", "Functions", "abuild", "build", "loading"]
 
 PAD = "x" * 512  # product values are this much bigger: maxmemory fills with fewer keys
+
+#: The products whose loader the current call ran (a thread's, or an asyncio task's, own).
+_LOADED: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("loaded",
+                                                                          default=None)
+
+
+def loading() -> list[int]:
+    """A list of the products the loader runs for from now on in this thread or task (a
+    call's: set before each call, read after it)."""
+    loaded: list[int] = []
+    _LOADED.set(loaded)
+    return loaded
+
+
+def _loaded(pid: int) -> None:
+    """The loader ran for ``pid`` (noted for the call under way, if any)."""
+    loaded = _LOADED.get()
+    if loaded is not None:
+        loaded.append(pid)
 
 
 class Catalogue:
@@ -117,13 +137,12 @@ class Catalogue:
 
 @dataclass
 class Functions:
-    """The decorated functions of one process (``async def`` ones from :func:`abuild`), and
-    whether its last read ran the loader."""
+    """The decorated functions of one process (``async def`` ones from :func:`abuild`); see
+    :func:`loading` for whether a call ran the loader."""
 
     get_product: Callable[[int], Any]
     update_product: Callable[[int], Any]
     record_event: Callable[[str, int, int], Any]
-    loads: list[int]
 
 
 def build(reg: Registry, catalogue: Catalogue, *, claim_after: float = 1.0,
@@ -136,11 +155,9 @@ def build(reg: Registry, catalogue: Catalogue, *, claim_after: float = 1.0,
     a flush first touches that file, then waits a second before inserting (the window in
     which a fault test kills the process); ``replicas`` is passed on when the library has it.
     """
-    loads: list[int] = []
-
     @cachedeco.cached(ttl=300, tags=["product:{pid}", "products"], lock=True, registry=reg)
     def get_product(pid: int) -> dict[str, Any]:
-        loads.append(pid)
+        _loaded(pid)
         return {"id": pid, "v": catalogue.version(pid), "pad": PAD}
 
     @cachedeco.write_through(get_product, registry=reg)
@@ -164,7 +181,7 @@ def build(reg: Registry, catalogue: Catalogue, *, claim_after: float = 1.0,
     def record_event(eid: str, w: int, n: int) -> dict[str, Any]:
         return {"id": eid, "w": w, "n": n}
 
-    return Functions(get_product, update_product, record_event, loads)
+    return Functions(get_product, update_product, record_event)
 
 
 
@@ -172,11 +189,9 @@ def abuild(reg: Registry, catalogue: Catalogue, *, claim_after: float = 1.0,
            flush_interval: float = 0.2, replicas: int = 0) -> Functions:
     """The same functions as :func:`build`, ``async def`` (for a registry whose backend is a
     ready ``redis.asyncio.Redis``: an ASGI service's set-up); the database stays sync."""
-    loads: list[int] = []
-
     @cachedeco.cached(ttl=300, tags=["product:{pid}", "products"], lock=True, registry=reg)
     async def get_product(pid: int) -> dict[str, Any]:
-        loads.append(pid)
+        _loaded(pid)
         return {"id": pid, "v": catalogue.version(pid), "pad": PAD}
 
     @cachedeco.write_through(get_product, registry=reg)
@@ -195,4 +210,4 @@ def abuild(reg: Registry, catalogue: Catalogue, *, claim_after: float = 1.0,
     async def record_event(eid: str, w: int, n: int) -> dict[str, Any]:
         return {"id": eid, "w": w, "n": n}
 
-    return Functions(get_product, update_product, record_event, loads)
+    return Functions(get_product, update_product, record_event)
