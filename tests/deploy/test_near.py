@@ -26,6 +26,7 @@ from cachedeco import Registry, write_through
 from cachedeco.backends.near.store import Ticket
 from tests.support.acl import API_RULES, MINIMAL_COMMANDS, confined_user, user_url
 from tests.support.commands import commandstats, ran
+from tests.support.near import tracking_clients
 from tests.support.near_reader import define
 from tests.support.polling import poll
 from tests.support.versioned import item_readers
@@ -204,10 +205,6 @@ def test_readers_never_fall_behind_the_delivery_window(
         assert last == final
 
 
-def _tracking_clients(client: redis.Redis) -> list[dict[str, Any]]:
-    return [c for c in client.client_list() if "t" in str(c.get("flags", ""))]
-
-
 def test_losing_the_stream_leaves_nothing_stale_and_recovers(
         make_registry: Callable[..., Registry], fresh_redis: Server) -> None:
     url = fresh_redis.url
@@ -246,7 +243,7 @@ def test_losing_the_stream_leaves_nothing_stale_and_recovers(
         old = f(1)
         version["v"] += 1
         if loss == "client kill":
-            (tracking,) = _tracking_clients(admin)
+            (tracking,) = tracking_clients(admin)
             admin.client_kill_filter(_id=tracking["id"])
             other.invalidate_tags("item:1")  # while the stream may still be down
         elif loss == "restart":

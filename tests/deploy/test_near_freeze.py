@@ -13,28 +13,15 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
-from typing import Any
 
 from cachedeco import Registry
+from tests.support.near import awarm
 from tests.support.polling import poll
 from tools.servers import Server
 
 KEYS = 5
 ARRIVAL = 0.0005  # mean seconds between two reads' arrivals
 TIMEOUT = 1.0  # the library's default socket timeout: the readers stop vouching after 0.8 s
-
-
-async def _near_everywhere(get: Any) -> None:
-    """Wait until every item is served near."""
-    deadline = time.monotonic() + 10.0
-    while True:
-        before = get.stats().near_hits
-        for k in range(KEYS):
-            await get(k)
-        if get.stats().near_hits == before + KEYS:
-            return
-        assert time.monotonic() < deadline, "the near cache never served"
-        await asyncio.sleep(0.01)
 
 
 def _older(reads: list[tuple[float, float, int, int]], returned: list[tuple[float, int, int]],
@@ -67,7 +54,8 @@ async def test_no_task_is_served_near_what_a_write_that_returned_during_a_freeze
         db[x] += 1
         return db[x]
 
-    await _near_everywhere(get)
+    for k in range(KEYS):  # every item served near
+        await awarm(lambda k=k: get(k), get.stats)
     reads: list[tuple[float, float, int, int]] = []
     running = True
 

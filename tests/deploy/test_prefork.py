@@ -5,22 +5,13 @@ opens its own at its first call, with its own near cache."""
 from __future__ import annotations
 
 import multiprocessing
-import threading
 import time
 from collections.abc import Callable
 
-import redis
-
 from cachedeco import Registry
+from tests.support.near import near_threads, tracking_clients
+from tests.support.polling import poll
 from tools.servers import Server
-
-
-def _near_threads(prefix: str) -> int:
-    return sum(t.name == f"cachedeco-near-{prefix}" for t in threading.enumerate())
-
-
-def _tracking(client: redis.Redis) -> int:
-    return sum("t" in str(c.get("flags", "")) for c in client.client_list())
 
 
 def test_a_registry_warmed_and_closed_before_a_fork_serves_each_worker_near(
@@ -35,12 +26,10 @@ def test_a_registry_warmed_and_closed_before_a_fork_serves_each_worker_near(
         return f"v{x}"
 
     assert get(1) == "v1"  # the warm-up: connections, the change stream
-    deadline = time.monotonic() + 5.0
-    while _tracking(admin) == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert _near_threads(prefix) == 1 and _tracking(admin) == 1
+    poll(lambda: len(tracking_clients(admin)) == 1, timeout=5.0)
+    assert near_threads(prefix) == 1
     reg.close()
-    assert _near_threads(prefix) == 0 and _tracking(admin) == 0  # the master keeps none
+    assert near_threads(prefix) == 0 and tracking_clients(admin) == []  # the master keeps none
 
     context = multiprocessing.get_context("fork")
     results = context.Queue()
@@ -63,7 +52,4 @@ def test_a_registry_warmed_and_closed_before_a_fork_serves_each_worker_near(
         assert values == {"v1"}  # from Redis (the warm-up stored it), then near
         assert near_hits >= 1
         assert loaded == 1  # the master's warm-up only: no child ran the function
-    deadline = time.monotonic() + 5.0
-    while _tracking(admin) and time.monotonic() < deadline:  # the server sees them go
-        time.sleep(0.01)
-    assert _tracking(admin) == 0  # the children's streams ended with them
+    poll(lambda: tracking_clients(admin) == [], timeout=5.0)  # their streams ended with them

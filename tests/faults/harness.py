@@ -125,10 +125,9 @@ class Load:
                  options: dict[str, Any] | None = None, replicas: int = 0,
                  slow_flush_worker: int | None = None, hold: float | None = None,
                  spool: bool = False, spares: Spares | None = None,
-                 asyncio: bool = False, tasks: int = ASYNCIO_TASKS) -> None:
+                 asyncio: bool = False) -> None:
         self.plan = plan or mode()
         self.asyncio = asyncio  # each worker an asyncio service on a ready asyncio client
-        self.tasks = tasks  # asyncio: callers at once in each worker (requests in flight)
         if hold is not None:  # the fault lasts as long as it lasts (a failover)
             self.plan = dataclasses.replace(self.plan, hold=hold)
         self.tmp = tmp
@@ -155,7 +154,7 @@ class Load:
                "rate": self.plan.rate, "seed": index, "options": self.options,
                "replicas": self.replicas, "returned": str(self.tmp / f"returned-{index}"),
                "out": str(self.tmp / f"out-{index}.json"), "asyncio": self.asyncio,
-               "tasks": self.tasks}
+               "tasks": ASYNCIO_TASKS}
         if self.spool:  # one spool file per process, as the docs ask
             cfg["options"] = {**self.options, "spool": str(self.tmp / f"spool-{index}.db")}
         if tracing():

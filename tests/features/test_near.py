@@ -22,7 +22,14 @@ from cachedeco import Registry, write_behind, write_through
 from cachedeco.runtime.retrying import Retrying
 from tests.support.commands import commandstats, ran
 from tests.support.deployments import SERVERS, Deployment
-from tests.support.near import TRACKER, awarm, near_registry, silenced_stream, warm
+from tests.support.near import (
+    TRACKER,
+    awarm,
+    near_registry,
+    near_threads,
+    silenced_stream,
+    warm,
+)
 from tests.support.polling import apoll, poll
 from tests.support.versioned import item_readers
 
@@ -315,10 +322,6 @@ def test_changes_by_other_clients_reach_the_near_cache(
         assert f(1) == version["v"], name
 
 
-def _near_threads(prefix: str) -> int:
-    return sum(t.name == f"cachedeco-near-{prefix}" for t in threading.enumerate())
-
-
 def test_a_registry_used_again_after_close_has_its_near_cache_back(
         make_registry: Callable[..., Registry], deployment: Deployment, prefix: str) -> None:
     # close() then more calls (a closed registry is used again, as its clients are): the
@@ -330,9 +333,9 @@ def test_a_registry_used_again_after_close_has_its_near_cache_back(
     for _round in range(2):
         warm(lambda: f(1), f.stats)
         reg.close()
-        assert _near_threads(prefix) == 0
+        assert near_threads(prefix) == 0
     warm(lambda: f(1), f.stats)
-    assert _near_threads(prefix) == 1
+    assert near_threads(prefix) == 1
     version["v"] += 1
     other.invalidate_tags("item:1")
     poll(lambda: f(1) == version["v"], timeout=5.0)
@@ -352,7 +355,7 @@ def test_configure_stops_the_old_backends_change_stream_for_good(
     warm(lambda: f(1), f.stats)
     old.backend().read(f"{prefix}:late", [])  # a late read on the replaced backend
     time.sleep(0.2)
-    assert _near_threads(prefix) == 1
+    assert near_threads(prefix) == 1
 
 
 @pytest.mark.filterwarnings("ignore::ResourceWarning")  # its data connections: collected
@@ -378,7 +381,7 @@ def test_a_registry_dropped_without_close_stops_its_change_stream(
     for _ in range(3):
         job()
     gc.collect()
-    poll(lambda: _near_threads(prefix) == 0, timeout=5.0)
+    poll(lambda: near_threads(prefix) == 0, timeout=5.0)
     poll(lambda: all(now <= then for now, then in zip(watches(), before, strict=True)),
          timeout=5.0)
 

@@ -1,21 +1,25 @@
 """Helpers of the near-cache tests: the commands the change stream sends for itself, a
-registry with a near cache, waiting until a call is a near hit, and silencing the stream."""
+registry with a near cache, waiting until a call is a near hit, silencing the stream, and
+finding the stream's thread and its tracking connections."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
 
 import cachedeco
 from cachedeco import Registry
 from tests.support.deployments import Deployment
 from tests.support.polling import poll
 
-__all__ = ["TRACKER", "awarm", "near_registry", "silenced_stream", "warm"]
+__all__ = ["TRACKER", "awarm", "near_registry", "near_threads", "silenced_stream",
+           "tracking_clients", "warm"]
 
 #: Commands the change stream sends for itself (its pings, a cluster's topology questions),
 #: and a new connection's handshake (``CLIENT SETINFO``: counted from Redis 7.2 and Valkey on,
@@ -61,3 +65,13 @@ def silenced_stream(reg: Registry) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as quiet:
         quiet.setattr(tracker, "on_frame", lambda frame: None)
         yield
+
+
+def near_threads(prefix: str) -> int:
+    """The change-stream threads of this process for ``prefix``."""
+    return sum(t.name == f"cachedeco-near-{prefix}" for t in threading.enumerate())
+
+
+def tracking_clients(client: redis.Redis) -> list[dict[str, Any]]:
+    """The server's connections with tracking on (``CLIENT LIST`` flag ``t``)."""
+    return [c for c in client.client_list() if "t" in str(c.get("flags", ""))]
