@@ -99,8 +99,9 @@ async def await_woken(woken: concurrent.futures.Future[None], timeout: float) ->
             loop.call_soon_threadsafe(_settle, waiter)
 
     woken.add_done_callback(wake)
-    try:
-        await asyncio.wait_for(waiter, timeout)
+    try:  # not asyncio.wait_for: on Python 3.11 it loses a cancel that comes as it wakes
+        async with asyncio.timeout(timeout):
+            await waiter
     except TimeoutError:
         return False
     return True
@@ -148,11 +149,18 @@ def keep_alive(renew: Callable[[], object], every: float, on_error: ErrorHook) -
 @contextlib.asynccontextmanager
 async def akeep_alive(renew: Callable[[], Awaitable[object]], every: float,
                       on_error: ErrorHook) -> AsyncIterator[None]:
-    """The asyncio form of :func:`keep_alive`: a task on the running loop."""
+    """The asyncio form of :func:`keep_alive`: a task on the running loop, stopped by a flag
+    as well as cancelled: a cancellation that reaches it inside ``renew()`` may be lost there
+    (on Python 3.11, redis-py's ``asyncio.wait_for`` returns a command's reply when the cancel
+    comes as the command completes), and the block's exit must not wait for a task that
+    renews on."""
+    stopped = False
 
     async def run() -> None:
         while True:
             await asyncio.sleep(every)
+            if stopped:
+                return
             try:
                 if await renew() is False:
                     return
@@ -163,6 +171,7 @@ async def akeep_alive(renew: Callable[[], Awaitable[object]], every: float,
     try:
         yield
     finally:
+        stopped = True
         task.cancel()
         await asyncio.wait([task])
 

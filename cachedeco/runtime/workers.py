@@ -186,8 +186,9 @@ class TaskWorker(_Worker):
         assert wake is not None
         try:
             while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self.interval)
+                with contextlib.suppress(TimeoutError):  # not wait_for: see await_woken
+                    async with asyncio.timeout(self.interval):
+                        await wake.wait()
                 wake.clear()
                 if self.stopping:
                     break

@@ -155,8 +155,9 @@ class AsyncMemoryLeases:
                 loop.call_soon_threadsafe(_settle, woken)
 
         busy.released.add_done_callback(wake)
-        try:
-            await asyncio.wait_for(woken, _finite(timeout))
+        try:  # not asyncio.wait_for: on Python 3.11 it loses a cancel that comes as it wakes
+            async with asyncio.timeout(_finite(timeout)):
+                await woken
         except TimeoutError:
             return False
         return True
