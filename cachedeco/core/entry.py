@@ -116,7 +116,9 @@ class Release:
     (one round trip less per ``lock=True`` load): the lease's key, its wake list and waiting
     mark, the holder's token and the wake list's px. The backend sets ``done``: True when it
     released the lease, False when the lease was no longer held (it expired); None means the
-    holder releases it."""
+    holder releases it. ``sent`` is True once a store carrying it went out: with ``done``
+    still None its reply was lost (a timeout, a cancelled caller), and the lease may be gone
+    already."""
 
     lease: str
     wake: str
@@ -124,6 +126,7 @@ class Release:
     token: str | bytes
     wake_px: int
     done: bool | None = None
+    sent: bool = False
 
 
 @dataclass(slots=True, frozen=True)

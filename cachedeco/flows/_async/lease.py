@@ -238,6 +238,9 @@ async def hold(b: Bound, call: Call, lease: AsyncLease, ttl: float, run: AsyncRu
             return await run()
     finally:
         fused, call.release = call.release, None
+        # a store sent with the release whose reply was lost (a timeout, a cancel) may have
+        # released the lease already: finding it gone is then no sign that it expired
+        unknown = fused is not None and fused.sent and fused.done is None
         try:
             if fused is not None and fused.done is not None:
                 released = fused.done
@@ -245,13 +248,16 @@ async def hold(b: Bound, call: Call, lease: AsyncLease, ttl: float, run: AsyncRu
                 released = await lease.release()
             if released:
                 b.recovery.recent.released(b.slot.name, fused)
-            else:
+            elif not unknown:
                 warn(f"lease:{b.keyspace.prefix}:{b.name}", "cachedeco: the lease on a load of "
                      "%s expired before the load finished; other processes may have run it too",
                      b.name)
         except BACKEND_ERRORS as exc:
             fault(b, call, exc, "release a lease")
             b.background.aspawn(release_later, lease, ttl, b.background)
+        except BaseException:  # cancelled (a second time) while releasing: sent again later
+            b.background.aspawn(release_later, lease, ttl, b.background)
+            raise
 
 
 async def release_later(lease: AsyncLease, ttl: float, background: Background) -> None:

@@ -239,6 +239,9 @@ def hold(b: Bound, call: Call, lease: Lease, ttl: float, run: Run) -> Any:
             return run()
     finally:
         fused, call.release = call.release, None
+        # a store sent with the release whose reply was lost (a timeout, a cancel) may have
+        # released the lease already: finding it gone is then no sign that it expired
+        unknown = fused is not None and fused.sent and fused.done is None
         try:
             if fused is not None and fused.done is not None:
                 released = fused.done
@@ -246,13 +249,16 @@ def hold(b: Bound, call: Call, lease: Lease, ttl: float, run: Run) -> Any:
                 released = lease.release()
             if released:
                 b.recovery.recent.released(b.slot.name, fused)
-            else:
+            elif not unknown:
                 warn(f"lease:{b.keyspace.prefix}:{b.name}", "cachedeco: the lease on a load of "
                      "%s expired before the load finished; other processes may have run it too",
                      b.name)
         except BACKEND_ERRORS as exc:
             fault(b, call, exc, "release a lease")
             b.background.spawn(release_later, lease, ttl, b.background)
+        except BaseException:  # cancelled (a second time) while releasing: sent again later
+            b.background.spawn(release_later, lease, ttl, b.background)
+            raise
 
 
 def release_later(lease: Lease, ttl: float, background: Background) -> None:

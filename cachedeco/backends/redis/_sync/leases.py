@@ -80,7 +80,8 @@ class _WakingLock(redis.lock.Lock):
         one who knows it, and the key's callers in other processes would wait until it
         expires. So it is released with this token, once, on a fresh connection (a lease
         this call did not take is left alone), before the error goes on. One that timed out
-        may still run on a slow or frozen server: released later (``_sweep``)."""
+        may still run on a slow or frozen server, and one whose caller was cancelled (its
+        own timeout) may have run: released later (``_sweep``)."""
         try:
             return self.take(token)
         except (redis.exceptions.ConnectionError, ConnectionError):
@@ -88,10 +89,18 @@ class _WakingLock(redis.lock.Lock):
                 self.do_release(token)
             raise
         except (redis.exceptions.TimeoutError, TimeoutError):
-            self.leases.unsure[(str(self.name), self.wake, self.mark, token, self.wake_px)] = (
-                time.monotonic(), None)
-            self.leases.settle_soon()
+            self.unsure(token)
             raise
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # cancelled or interrupted: it may have run
+                self.unsure(token)
+            raise
+
+    def unsure(self, token: str | bytes) -> None:
+        """Have the lease this acquire may have taken released in the background."""
+        self.leases.unsure[(str(self.name), self.wake, self.mark, token, self.wake_px)] = (
+            time.monotonic(), None)
+        self.leases.settle_soon()
 
     def take(self, token: str | bytes) -> bool:
         """The acquire itself: the script, or plain commands for a watched caller.
@@ -159,7 +168,8 @@ class _RedisLease:
         A release lost to a cut connection is sent once more (the pool hands out a fresh
         connection): else the lease's waiters would wait until it expires. If the first one
         did land (its reply was lost), the second finds the lease gone: released all the
-        same. A timeout is not retried: the command may still reach a slow server."""
+        same. A timeout is not retried: the command may still reach a slow server. One
+        whose caller was cancelled keeps its token: a later release() sends it again."""
         lock = self._lock
         token = lock.local.token
         try:
@@ -176,6 +186,10 @@ class _RedisLease:
             except BaseException:
                 lock.local.token = token  # not released: a later release() sends it again
                 raise
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # cancelled or interrupted: may not have run
+                lock.local.token = token
+            raise
         return True
 
     def handoff(self) -> Release | None:

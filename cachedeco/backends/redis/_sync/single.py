@@ -95,6 +95,7 @@ class RedisBackend:
         else:
             keys += (release.lease, release.wake, release.mark)
             args += (release.token, release.wake_px)
+            release.sent = True
             released, reply = self._store_release(keys=keys, args=args)
             release.done = bool(released)
         if tags and "1" in (checks or "1"):  # something was asked: keep the answer
