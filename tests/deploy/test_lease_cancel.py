@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ import redis.asyncio
 from cachedeco import Registry
 from cachedeco.backends.contracts.leases import Busy
 from cachedeco.backends.redis._async.leases import AsyncRedisLeases
-from cachedeco.core.keyspace import KeySpace, LeaseName
+from cachedeco.core.keyspace import LeaseName
 from cachedeco.flows.spec import spec_of
 from tests.support.polling import apoll
 
@@ -39,26 +39,6 @@ class _CancelledOnce:
                 await self.script(*args, **kwargs)
             raise asyncio.CancelledError
         return await self.script(*args, **kwargs)
-
-
-@pytest.fixture
-def raw(redis_url: str) -> Iterator[redis.Redis]:
-    with redis.Redis.from_url(redis_url) as client:
-        yield client
-
-
-@pytest.fixture
-async def aleases(redis_url: str) -> AsyncIterator[AsyncRedisLeases]:
-    client = redis.asyncio.Redis.from_url(redis_url)
-    try:
-        yield AsyncRedisLeases(client)
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
-def name(prefix: str) -> LeaseName:
-    return KeySpace(prefix).lease(f"{prefix}:item:1")
 
 
 async def test_an_acquire_cancelled_after_it_ran_has_its_lease_released(

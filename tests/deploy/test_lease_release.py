@@ -7,7 +7,7 @@ has what it may take later released in the background."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -53,27 +53,6 @@ class _ACutOnce(_CutOnce):
 
 
 CUT = redis.exceptions.ConnectionError("Connection closed by server.")
-
-
-@pytest.fixture
-def raw(redis_url: str) -> Iterator[redis.Redis]:
-    with redis.Redis.from_url(redis_url) as client:
-        yield client
-
-
-@pytest.fixture
-async def aleases(redis_url: str) -> AsyncIterator[AsyncRedisLeases]:
-    """Leases over an asyncio client of their own, closed after the test."""
-    client = redis.asyncio.Redis.from_url(redis_url)
-    try:
-        yield AsyncRedisLeases(client)
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
-def name(prefix: str) -> LeaseName:
-    return KeySpace(prefix).lease(f"{prefix}:item:1")
 
 
 def _released(raw: redis.Redis, name: LeaseName) -> bool:
