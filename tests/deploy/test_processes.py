@@ -175,12 +175,13 @@ def test_four_processes_of_threads_run_the_function_once_and_share_reads(
     # waiters: one acquire each (4), the holder's store and release, one blocking wait in each
     # other process, however many threads wait. How many reads a batch gathers depends on how
     # the threads are scheduled: 42-62 commands in all for 4 x 150 threads on an idle 2-core
-    # machine, 118 with the rest of the suite running beside (a CI run); for 4 x 50 threads,
-    # 106-115 with three busy loops beside; one per thread would be 200 and 600, and more.
+    # machine, 118 with the rest of the suite running beside (a CI run), 162 on Python 3.13
+    # with the suite and other work beside; for 4 x 50 threads, 106-115 with three busy loops
+    # beside; one per thread would be 200 and 600, and more.
     spent = ran(before, after)
     assert spent.get("blmove", 0) == 3, spent
     assert spent.get("evalsha", 0) <= 6, spent
-    assert sum(spent.values()) <= max(130, threads), spent
+    assert sum(spent.values()) <= max(130, 2 * threads), spent
 
 
 def test_a_holder_that_dies_is_replaced_when_its_lease_ends(
