@@ -19,7 +19,7 @@ import redis.asyncio
 from cachedeco import Registry
 from cachedeco.backends.contracts.leases import Busy
 from cachedeco.backends.redis._async.leases import AsyncRedisLeases
-from cachedeco.core.keyspace import LeaseName
+from cachedeco.core.keyspace import KeySpace, LeaseName
 from cachedeco.flows.spec import spec_of
 from tests.support.polling import apoll
 
@@ -139,3 +139,20 @@ async def test_another_process_does_not_wait_for_a_cancelled_callers_lease(
     async with asyncio.timeout(3.0):
         assert await b(1) == 1
     assert loads == ["b"]
+
+
+async def test_a_lock_whose_release_is_cancelled_is_released_all_the_same(
+        raw: redis.Redis, amake_registry: Callable[..., Registry], redis_url: str,
+        prefix: str) -> None:
+    reg = amake_registry(redis_url, stats_interval=0)
+    lock = reg.lock("migrate", ttl=30.0)
+    leases = reg.slot("default").abackend().leases()
+    assert isinstance(leases, AsyncRedisLeases)
+    leases.release_script = _CancelledOnce(leases.release_script, ran=False)
+    with pytest.raises(asyncio.CancelledError):
+        async with lock:
+            pass
+    key = KeySpace(prefix).lock("migrate").key
+    await apoll(lambda: raw.exists(key) == 0, timeout=3.0)  # not after its 30 s
+    async with asyncio.timeout(1.0), reg.lock("migrate", ttl=30.0, timeout=0):
+        pass

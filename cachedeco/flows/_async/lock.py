@@ -8,7 +8,7 @@ from typing import Self
 
 from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.errors import CacheError, LockNotOwned
-from cachedeco.flows._async.lease import release_noted, take
+from cachedeco.flows._async.lease import release_later, release_noted, take
 from cachedeco.flows.lock_core import LockCore
 from cachedeco.runtime.guard import warn
 
@@ -42,6 +42,10 @@ class AsyncLockIO(LockCore):
             owned = await release_noted(lease, self.registry.recovery.recent, self.backend)
         except BACKEND_ERRORS as exc:
             raise self.error(exc, "release") from exc
+        except BaseException:  # cancelled while releasing: sent again in the background
+            background = self.registry.background
+            background.aspawn(release_later, lease, self.ttl, background)
+            raise
         if not owned:
             raise self.not_owned()
 

@@ -9,7 +9,7 @@ from typing import Self
 
 from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.errors import CacheError, LockNotOwned
-from cachedeco.flows._sync.lease import release_noted, take
+from cachedeco.flows._sync.lease import release_later, release_noted, take
 from cachedeco.flows.lock_core import LockCore
 from cachedeco.runtime.guard import warn
 
@@ -43,6 +43,10 @@ class LockIO(LockCore):
             owned = release_noted(lease, self.registry.recovery.recent, self.backend)
         except BACKEND_ERRORS as exc:
             raise self.error(exc, "release") from exc
+        except BaseException:  # cancelled while releasing: sent again in the background
+            background = self.registry.background
+            background.spawn(release_later, lease, self.ttl, background)
+            raise
         if not owned:
             raise self.not_owned()
 
