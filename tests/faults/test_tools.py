@@ -1,6 +1,6 @@
 """The fault suite's own tools: the TCP proxy in the middle (:mod:`tools.proxy`), the table
 made from a results file (:mod:`tools.faults_table`), and how an asyncio worker tells its own
-near hits from its other tasks' (:class:`tests.faults.worker.FirstStep`)."""
+near hits from its other tasks' (:class:`tests.support.near.FirstStep`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tests.faults.worker import FirstStep
+from tests.support.near import FirstStep
 from tools.faults_table import BEGIN, END, render, replace_between
 from tools.proxy import Proxy
 from tools.servers import Server

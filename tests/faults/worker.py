@@ -38,7 +38,6 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Coroutine, Generator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -49,6 +48,7 @@ import redis.asyncio.cluster
 import cachedeco
 from tests.faults.staleness import Ack, missed, within_reach
 from tests.faults.workload import Catalogue, abuild, build, loading
+from tests.support.near import FirstStep
 
 KINDS = ("read", "write", "invalidate", "behind")
 OUTCOMES = ("ok", "error", "stale", "wrong", "reach")  # reach: stale, within reach
@@ -71,40 +71,6 @@ class Call:
     began: float
     n: int
     loaded: list[int]
-
-
-class FirstStep:
-    """Awaits ``coro`` and notes whether ``probe()`` grew during its first step, before it
-    first suspended: on one loop no other task runs meanwhile, so that growth is this call's
-    own however many tasks call at once (a near hit returns without suspending)."""
-
-    def __init__(self, coro: Coroutine[Any, Any, Any], probe: Callable[[], int]) -> None:
-        self.coro, self.probe, self.grew = coro, probe, False
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        coro, before = self.coro, self.probe()
-        try:
-            yielded = coro.send(None)
-        except StopIteration as done:
-            self.grew = self.probe() > before
-            return done.value
-        self.grew = self.probe() > before
-        while True:  # the rest, as ``yield from`` would
-            try:
-                sent = yield yielded
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:  # a cancellation, thrown in by the task
-                try:
-                    yielded = coro.throw(exc)
-                except StopIteration as done:
-                    return done.value
-            else:
-                try:
-                    yielded = coro.send(sent)
-                except StopIteration as done:
-                    return done.value
 
 
 class LogCount(logging.Handler):

@@ -1,13 +1,14 @@
 """Helpers of the near-cache tests: the commands the change stream sends for itself, a
 registry with a near cache, waiting until a call is a near hit, silencing the stream, and
-finding the stream's thread and its tracking connections."""
+finding the stream's thread and its tracking connections; telling an asyncio call's near hit
+from its other tasks' (:class:`FirstStep`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator
 from typing import Any
 
 import pytest
@@ -18,8 +19,8 @@ from cachedeco import Registry
 from tests.support.deployments import Deployment
 from tests.support.polling import poll
 
-__all__ = ["TRACKER", "awarm", "near_registry", "near_threads", "silenced_stream",
-           "tracking_clients", "warm"]
+__all__ = ["TRACKER", "FirstStep", "awarm", "near_registry", "near_threads",
+           "silenced_stream", "tracking_clients", "warm"]
 
 #: Commands the change stream sends for itself (its pings, a cluster's topology questions),
 #: and a new connection's handshake (``CLIENT SETINFO``: counted from Redis 7.2 and Valkey on,
@@ -75,3 +76,37 @@ def near_threads(prefix: str) -> int:
 def tracking_clients(client: redis.Redis) -> list[dict[str, Any]]:
     """The server's connections with tracking on (``CLIENT LIST`` flag ``t``)."""
     return [c for c in client.client_list() if "t" in str(c.get("flags", ""))]
+
+
+class FirstStep:
+    """Awaits ``coro`` and notes whether ``probe()`` grew during its first step, before it
+    first suspended: on one loop no other task runs meanwhile, so that growth is this call's
+    own however many tasks call at once (a near hit returns without suspending)."""
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], probe: Callable[[], int]) -> None:
+        self.coro, self.probe, self.grew = coro, probe, False
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, before = self.coro, self.probe()
+        try:
+            yielded = coro.send(None)
+        except StopIteration as done:
+            self.grew = self.probe() > before
+            return done.value
+        self.grew = self.probe() > before
+        while True:  # the rest, as ``yield from`` would
+            try:
+                sent = yield yielded
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # a cancellation, thrown in by the task
+                try:
+                    yielded = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    yielded = coro.send(sent)
+                except StopIteration as done:
+                    return done.value
