@@ -41,8 +41,9 @@ def write_through(target: Any = None, *, key: str | None = None, ttl: TtlArg = N
     the store or the invalidation cannot reach the backend after the write succeeded, the
     old entry is not left to be served: auto-recovery drops it (and invalidates the tags)
     once the backend answers again, and this process does not serve it meanwhile (counted;
-    raised under `on_error="raise"`, and retried all the same). While caching is switched
-    off the write runs alone.
+    raised under `on_error="raise"`, and retried all the same). An asyncio writer cancelled
+    by its caller (it may have committed) has the entry dropped and the `invalidate` tags
+    invalidated the same way. While caching is switched off the write runs alone.
 
     Args:
         target: A `@cached` function: the result becomes its entry for the arguments the
@@ -86,18 +87,25 @@ def write_through(target: Any = None, *, key: str | None = None, ttl: TtlArg = N
                 where = link.locate(bound, args, kwargs)
                 # before the write: its store holds only while nothing else changed since
                 seen = await change_async.read_marker(bound, where.key, where.tag_keys)
-                result = await func(*args, **kwargs)
                 stale = link.stale_tags(where.values)
                 own = frozenset(map(bound.keyspace.tag, stale))
-                if stale:  # first, so the entry stored next carries the tags' new tokens
-                    try:
-                        await link.spec.registry.ainvalidate_tags(*stale, backend=bound.slot.name)
-                    except BackendError as exc:  # on_error="raise"; kept and retried
-                        await change_async.put(bound, where.key, where.tag_keys, result,
-                                               where.aliases, seen=seen, own=own)
-                        raise exc from exc.__cause__
-                await change_async.put(bound, where.key, where.tag_keys, result, where.aliases,
-                                       seen=seen, own=own)
+                try:
+                    result = await func(*args, **kwargs)
+                    if stale:  # first, so the entry stored next carries the tags' new tokens
+                        try:
+                            await link.spec.registry.ainvalidate_tags(
+                                *stale, backend=bound.slot.name)
+                        except BackendError as exc:  # on_error="raise"; kept and retried
+                            await change_async.put(bound, where.key, where.tag_keys, result,
+                                                   where.aliases, seen=seen, own=own)
+                            raise exc from exc.__cause__
+                    await change_async.put(bound, where.key, where.tag_keys, result,
+                                           where.aliases, seen=seen, own=own)
+                except BaseException as exc:
+                    if not isinstance(exc, Exception):  # cancelled: the write may have
+                        # committed, its cache changes not: made by auto-recovery
+                        bound.unsettled([where.key, *where.aliases], sorted(own))
+                    raise
                 return result
 
             wrapper: Callable[..., Any] = awrapper

@@ -26,6 +26,7 @@ from cachedeco.core.entry import (
     Write,
     new_marker,
     new_tag_token,
+    new_tombstone,
 )
 from cachedeco.core.keyspace import KeySpace
 from cachedeco.core.policy import Policy
@@ -127,6 +128,20 @@ class Bound:
         changes again (``exc``: why they could not be dropped now; None: breaker open)."""
         self.recovery.drop(self.slot.name, keys, self.policy.hard_ms, exc,
                            family=(self.fn_tag, self.tag_px))
+
+    def unsettled(self, keys: Sequence[str], tag_keys: Sequence[str] = ()) -> None:
+        """A change of these entries (and tags) whose caller was cancelled on the way: made
+        again by auto-recovery, the entries not served meanwhile (in-process memory, which
+        nothing interrupts, makes it at once)."""
+        if self.slot.stores_objects:
+            memory = self.slot.backend()
+            memory.invalidate(keys, new_tombstone(), self.policy.hard_ms)
+            if tag_keys:
+                memory.invalidate_tags(tag_keys, new_tag_token(True), self.tag_px)
+            return
+        self.recovery.unsettled(self.slot.name, drops=keys, tags=tag_keys,
+                                drop_px=self.policy.hard_ms, tag_px=self.tag_px,
+                                family=(self.fn_tag, self.tag_px))
 
     def describe(self, exc: BaseException) -> str:
         """An exception for a log line: its type, and its message unless the function is

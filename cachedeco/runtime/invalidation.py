@@ -77,6 +77,10 @@ class Invalidation:
         except BACKEND_ERRORS as exc:
             self.recovery.invalidate(backend, keys, self._tag_px(), exc)
             self._guards[backend].kept(exc, action="invalidate tags")
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # cancelled on the way: sent again
+                self.recovery.unsettled(backend, tags=keys, tag_px=self._tag_px())
+            raise
 
     def _to_send(self, tags: tuple[str, ...], backend: str) -> list[str]:
         """The tag keys an invalidation sends now (checked and counted); none when caching is

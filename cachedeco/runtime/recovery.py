@@ -107,17 +107,30 @@ class Recovery:
     # -- what a call sees --------------------------------------------------------------------
 
     def drop(self, backend: str, keys: Sequence[str], px: int, exc: BaseException | None,
-             family: tuple[str, int] | None = None) -> None:
-        """Keep the drop of entries whose change could not reach ``backend``; ``family``:
-        the tag key every entry of their function carries, and its px (see :mod:`.bounds`)."""
+             family: tuple[str, int] | None = None, *, failed: bool = True) -> None:
+        """Keep the drop of entries whose change could not reach ``backend`` (``failed``:
+        see :meth:`keep`); ``family``: the tag key every entry of their function carries, and
+        its px (see :mod:`.bounds`)."""
         tag, tag_px = family or ("", 0)
         self.keep([Change(backend, DROP, key, px, family=tag, family_px=tag_px)
-                   for key in keys], exc)
+                   for key in keys], exc, failed=failed)
 
     def invalidate(self, backend: str, tag_keys: Sequence[str], px: int,
-                   exc: BaseException | None) -> None:
-        """Keep the invalidation of tags that could not reach ``backend``."""
-        self.keep([Change(backend, TAGS, tag, px) for tag in tag_keys], exc)
+                   exc: BaseException | None, *, failed: bool = True) -> None:
+        """Keep the invalidation of tags that could not reach ``backend`` (``failed``: see
+        :meth:`keep`)."""
+        self.keep([Change(backend, TAGS, tag, px) for tag in tag_keys], exc, failed=failed)
+
+    def unsettled(self, backend: str, *, drops: Sequence[str] = (), tags: Sequence[str] = (),
+                  drop_px: int = 0, tag_px: int = 0,
+                  family: tuple[str, int] | None = None) -> None:
+        """A change whose caller was cancelled (its own timeout) while it was on the way:
+        whether it landed is not known, so it is applied again, and its entries are not
+        served meanwhile. No outage begins: the backend may be fine."""
+        if drops:
+            self.drop(backend, drops, drop_px, None, family, failed=False)
+        if tags:
+            self.invalidate(backend, tags, tag_px, None, failed=False)
 
     def replay(self, backend: str, since: float | None = None) -> None:
         """The changes that reached ``backend`` lately (or since ``since``, monotonic) may be

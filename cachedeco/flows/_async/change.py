@@ -61,6 +61,10 @@ async def drop(b: Bound, keys: list[str], action: str) -> int:
         b.keep_drops(keys, exc)
         b.guard.kept(exc, key=keys[0], function=b.name, action=action)
         return 0
+    except BaseException as exc:
+        if not isinstance(exc, Exception):  # cancelled on the way: it may not have landed
+            b.unsettled(keys)
+        raise
     b.guard.breaker.success()
     b.recovery.recent.note(b.slot.name, DROP, keys, b.policy.hard_ms)
     return removed
@@ -134,6 +138,10 @@ async def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any,
         # unreachable (a second command now would only wait again): auto-recovery drops it
         b.keep_drops([key, *aliases], exc)
         b.guard.kept(exc, key=key, function=b.name, action="write through")
+    except BaseException as exc:
+        if not isinstance(exc, Exception):  # cancelled on the way: it may not have landed
+            b.unsettled([key, *aliases])
+        raise
 
 
 async def invalidate(b: Bound, args: Args, kwargs: Kwargs) -> bool:
@@ -164,6 +172,10 @@ async def invalidate_all(b: Bound) -> None:
     except BACKEND_ERRORS as exc:
         b.recovery.invalidate(b.slot.name, [b.fn_tag], b.tag_px, exc)
         b.guard.kept(exc, function=b.name, action="invalidate all")
+    except BaseException as exc:
+        if not isinstance(exc, Exception):  # cancelled on the way: it may not have landed
+            b.unsettled((), [b.fn_tag])
+        raise
 
 
 async def cached_value(b: Bound, args: Args, kwargs: Kwargs) -> Any:
