@@ -156,3 +156,29 @@ async def test_a_lock_whose_release_is_cancelled_is_released_all_the_same(
     await apoll(lambda: raw.exists(key) == 0, timeout=3.0)  # not after its 30 s
     async with asyncio.timeout(1.0), reg.lock("migrate", ttl=30.0, timeout=0):
         pass
+
+
+async def test_a_cached_many_call_cancelled_while_taking_its_leases_releases_them(
+        raw: redis.Redis, amake_registry: Callable[..., Registry], redis_url: str) -> None:
+    # its first id's lease taken, the caller is cancelled asking for the second's
+    reg = amake_registry(redis_url, lock_timeout=20.0, stats_interval=0)
+
+    @reg.cached_many(key="m:{id}", lock=True)
+    async def load(ids: list[int]) -> dict[int, int]:
+        return {i: i for i in ids}
+
+    leases = reg.slot("default").abackend().leases()
+    acquire, calls = leases.acquire, []
+
+    async def second_cancelled(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[0])
+        if len(calls) == 2:
+            raise asyncio.CancelledError
+        return await acquire(*args, **kwargs)
+
+    leases.acquire = second_cancelled  # type: ignore[method-assign]
+    with pytest.raises(asyncio.CancelledError):
+        await load([1, 2])
+    first = calls[0].key
+    assert raw.exists(first) == 1
+    await apoll(lambda: raw.exists(first) == 0, timeout=3.0)  # not after its 10 s

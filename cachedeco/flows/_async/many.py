@@ -16,7 +16,7 @@ from typing import Any
 from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.backends.contracts.leases import AsyncLease, Busy, lease_ttl
 from cachedeco.core.entry import NO_VALUE
-from cachedeco.flows._async.lease import fault, obtain, release_noted, servable
+from cachedeco.flows._async.lease import fault, obtain, release_later, release_noted, servable
 from cachedeco.flows._async.read import store, timed
 from cachedeco.flows.bound import UNCACHED, Bound, ReadState
 from cachedeco.flows.many import (
@@ -166,6 +166,9 @@ async def leased(c: ManyCall, missing: Missing) -> dict[Any, Any]:
         b.guard.absorb(exc, key=c.batch.keys[0], function=b.name, action="take leases")
         await release(c, held)
         return await run(c, missing)
+    except BaseException:  # cancelled: the leases taken so far are released all the same
+        release_aside(c, held.values())
+        raise
     out: dict[Any, Any] = {}
     if held:
         out.update(await hold(c, {i: missing[i] for i in held}, held, ttl))
@@ -180,6 +183,9 @@ async def leased(c: ManyCall, missing: Missing) -> dict[Any, Any]:
         except BACKEND_ERRORS as exc:
             b.guard.absorb(exc, key=call.key, function=b.name, action="take a lease")
             lease, value = None, NO_VALUE
+        except BaseException:  # cancelled while waiting: what it took is released
+            release_aside(c, later.values())
+            raise
         if lease is not None:
             later[i] = lease
         if value is NO_VALUE:
@@ -209,9 +215,22 @@ async def hold(c: ManyCall, missing: Missing, held: dict[int, AsyncLease],
 
 
 async def release(c: ManyCall, held: dict[int, AsyncLease]) -> None:
-    """Release leases (waking their waiters); a fault is counted, never raised."""
-    for i, lease in held.items():
+    """Release leases (waking their waiters); a fault is counted, never raised. Cancelled
+    meanwhile, the caller leaves this one and the rest to :func:`release_aside`."""
+    leases = list(held.items())
+    for n, (i, lease) in enumerate(leases):
         try:
             await release_noted(lease, c.b.recovery.recent, c.b.slot.name)
         except BACKEND_ERRORS as exc:
             fault(c.b, c.entry(i), exc, "release a lease")
+        except BaseException:
+            release_aside(c, [rest for _, rest in leases[n:]])
+            raise
+
+
+def release_aside(c: ManyCall, leases: Iterable[AsyncLease]) -> None:
+    """Have background tasks release leases a cancelled caller holds (it cannot wait for
+    that): else every process's callers of those ids would wait until they expire."""
+    background = c.b.background
+    for lease in leases:
+        background.aspawn(release_later, lease, lease_ttl(c.b.lock_timeout), background)
