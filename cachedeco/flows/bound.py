@@ -130,18 +130,21 @@ class Bound:
                            family=(self.fn_tag, self.tag_px))
 
     def unsettled(self, keys: Sequence[str], tag_keys: Sequence[str] = ()) -> None:
-        """A change of these entries (and tags) whose caller was cancelled on the way: made
-        again by auto-recovery, the entries not served meanwhile (in-process memory, which
-        nothing interrupts, makes it at once)."""
+        """A change of these entries (and tags) whose caller was cancelled on the way: whether
+        it landed is not known, so auto-recovery makes it again (no outage begins: the
+        backend may be fine), the entries not served meanwhile; in-process memory, which
+        nothing interrupts, makes it at once."""
         if self.slot.stores_objects:
             memory = self.slot.backend()
             memory.invalidate(keys, new_tombstone(), self.policy.hard_ms)
             if tag_keys:
                 memory.invalidate_tags(tag_keys, new_tag_token(True), self.tag_px)
             return
-        self.recovery.unsettled(self.slot.name, drops=keys, tags=tag_keys,
-                                drop_px=self.policy.hard_ms, tag_px=self.tag_px,
-                                family=(self.fn_tag, self.tag_px))
+        if keys:
+            self.recovery.drop(self.slot.name, keys, self.policy.hard_ms, None,
+                               family=(self.fn_tag, self.tag_px), failed=False)
+        if tag_keys:
+            self.recovery.invalidate(self.slot.name, tag_keys, self.tag_px, None, failed=False)
 
     def describe(self, exc: BaseException) -> str:
         """An exception for a log line: its type, and its message unless the function is

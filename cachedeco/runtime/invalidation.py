@@ -78,8 +78,8 @@ class Invalidation:
             self.recovery.invalidate(backend, keys, self._tag_px(), exc)
             self._guards[backend].kept(exc, action="invalidate tags")
         except BaseException as exc:
-            if not isinstance(exc, Exception):  # cancelled on the way: sent again
-                self.recovery.unsettled(backend, tags=keys, tag_px=self._tag_px())
+            if not isinstance(exc, Exception):  # cancelled on the way: made again
+                self.recovery.invalidate(backend, keys, self._tag_px(), None, failed=False)
             raise
 
     def _to_send(self, tags: tuple[str, ...], backend: str) -> list[str]:

@@ -23,11 +23,9 @@ __all__ = [
     "ajoin_flight",
     "akeep_alive",
     "asleep",
-    "await_woken",
     "join_flight",
     "keep_alive",
     "sleep",
-    "wait_woken",
 ]
 
 Stop = Callable[[], bool]  # asked by a drain between batches: True means end now
@@ -73,38 +71,6 @@ async def ajoin_flight(flight: Flight | Read, timeout: float | None) -> Any:
 def _expire(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_exception(WaitTimeout())
-
-
-def _settle(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
-
-
-def wait_woken(woken: concurrent.futures.Future[None], timeout: float) -> bool:
-    """Block until ``woken`` completes (True) or ``timeout`` seconds pass (False)."""
-    with contextlib.suppress(concurrent.futures.TimeoutError):
-        woken.result(timeout)
-    return woken.done()
-
-
-async def await_woken(woken: concurrent.futures.Future[None], timeout: float) -> bool:
-    """:func:`wait_woken` in a task, without ever cancelling ``woken`` (it may be shared)."""
-    if woken.done():
-        return True
-    loop = asyncio.get_running_loop()
-    waiter: asyncio.Future[None] = loop.create_future()
-
-    def wake(_: concurrent.futures.Future[None]) -> None:
-        with contextlib.suppress(RuntimeError):  # a closed loop has nobody left to wake
-            loop.call_soon_threadsafe(_settle, waiter)
-
-    woken.add_done_callback(wake)
-    try:  # not asyncio.wait_for: on Python 3.11 it loses a cancel that comes as it wakes
-        async with asyncio.timeout(timeout):
-            await waiter
-    except TimeoutError:
-        return False
-    return True
 
 
 # --- sleeping ------------------------------------------------------------------------------

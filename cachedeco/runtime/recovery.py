@@ -121,17 +121,6 @@ class Recovery:
         :meth:`keep`)."""
         self.keep([Change(backend, TAGS, tag, px) for tag in tag_keys], exc, failed=failed)
 
-    def unsettled(self, backend: str, *, drops: Sequence[str] = (), tags: Sequence[str] = (),
-                  drop_px: int = 0, tag_px: int = 0,
-                  family: tuple[str, int] | None = None) -> None:
-        """A change whose caller was cancelled (its own timeout) while it was on the way:
-        whether it landed is not known, so it is applied again, and its entries are not
-        served meanwhile. No outage begins: the backend may be fine."""
-        if drops:
-            self.drop(backend, drops, drop_px, None, family, failed=False)
-        if tags:
-            self.invalidate(backend, tags, tag_px, None, failed=False)
-
     def replay(self, backend: str, since: float | None = None) -> None:
         """The changes that reached ``backend`` lately (or since ``since``, monotonic) may be
         lost there (an outage began: it may be a failover; its primary moved while the old

@@ -186,7 +186,7 @@ class TaskWorker(_Worker):
         assert wake is not None
         try:
             while True:
-                with contextlib.suppress(TimeoutError):  # not wait_for: see await_woken
+                with contextlib.suppress(TimeoutError):  # not wait_for: see core.woken
                     async with asyncio.timeout(self.interval):
                         await wake.wait()
                 wake.clear()

@@ -12,7 +12,8 @@ import concurrent.futures
 
 from cachedeco.backends.contracts.leases import Busy, LeaseName
 from cachedeco.backends.memory.leases import AsyncMemoryLeases, MemoryLeases
-from cachedeco.runtime.primitives import akeep_alive, await_woken
+from cachedeco.core.woken import await_woken
+from cachedeco.runtime.primitives import akeep_alive
 
 
 async def test_a_keep_alive_whose_renewal_swallows_the_cancel_still_stops() -> None:

@@ -3,16 +3,14 @@ waiters woken on release) within one process, for threads and asyncio tasks alik
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
-import contextlib
-import math
 import os
 import threading
 import time
 
 from cachedeco.backends.contracts.leases import AsyncLease, Busy, Lease, LeaseName
 from cachedeco.core.entry import Release
+from cachedeco.core.woken import await_woken, wait_woken
 
 __all__ = ["AsyncMemoryLeases", "MemoryLeases"]
 
@@ -51,13 +49,7 @@ class MemoryLeases:
 
     def wait(self, name: LeaseName, busy: Busy, timeout: float) -> bool:
         """Wait on the holder's release future."""
-        if busy.released is None:
-            return False
-        try:
-            busy.released.result(_finite(timeout))
-        except TimeoutError:
-            return False
-        return True
+        return busy.released is not None and wait_woken(busy.released, timeout)
 
     def repeat(self, release: Release) -> None:
         """Release by token (one process: nothing is lost, but the contract allows it)."""
@@ -145,29 +137,5 @@ class AsyncMemoryLeases:
 
     async def wait(self, name: LeaseName, busy: Busy, timeout: float) -> bool:
         """Wait on the holder's release future without ever cancelling it (others share it)."""
-        if busy.released is None:
-            return False
-        loop = asyncio.get_running_loop()
-        woken: asyncio.Future[None] = loop.create_future()
+        return busy.released is not None and await await_woken(busy.released, timeout)
 
-        def wake(_: concurrent.futures.Future[None]) -> None:
-            with contextlib.suppress(RuntimeError):  # a closed loop has nobody to wake
-                loop.call_soon_threadsafe(_settle, woken)
-
-        busy.released.add_done_callback(wake)
-        try:  # not asyncio.wait_for: on Python 3.11 it loses a cancel that comes as it wakes
-            async with asyncio.timeout(_finite(timeout)):
-                await woken
-        except TimeoutError:
-            return False
-        return True
-
-
-def _finite(timeout: float) -> float | None:
-    """A timeout for waits that reject infinity (None: no limit)."""
-    return None if math.isinf(timeout) else max(timeout, 0.0)
-
-
-def _settle(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)

@@ -30,10 +30,11 @@ from cachedeco.backends.contracts.leases import (
 )
 from cachedeco.backends.near.store import Ticket
 from cachedeco.core.entry import ENTRY, NO_VALUE, Entry
+from cachedeco.core.woken import await_woken
 from cachedeco.errors import BackendError
 from cachedeco.flows.bound import Bound, Call, ReadState, is_current, lease_apart
 from cachedeco.runtime.guard import warn
-from cachedeco.runtime.primitives import Background, akeep_alive, asleep, await_woken
+from cachedeco.runtime.primitives import Background, akeep_alive, asleep
 from cachedeco.runtime.recent import RecentChanges
 
 __all__ = ["HELD_MS", "RELEASE_RETRY", "leased", "release_later", "release_noted", "take"]
