@@ -21,29 +21,19 @@ from cachedeco.backends.contracts.leases import Busy
 from cachedeco.backends.redis._async.leases import AsyncRedisLeases
 from cachedeco.core.keyspace import KeySpace, LeaseName
 from cachedeco.flows.spec import spec_of
+from tests.support.leases import ACutOnce
 from tests.support.polling import apoll
 
 
-class _CancelledOnce:
-    """An asyncio script whose first call is interrupted by its caller's cancellation: after
-    it ran on the server (``ran``), or before it was sent."""
-
-    def __init__(self, script: Any, *, ran: bool) -> None:
-        self.script, self.ran = script, ran
-        self.calls = 0
-
-    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self.calls += 1
-        if self.calls == 1:
-            if self.ran:
-                await self.script(*args, **kwargs)
-            raise asyncio.CancelledError
-        return await self.script(*args, **kwargs)
+def _cancelled_once(script: Any, *, ran: bool) -> ACutOnce:
+    """``script``, its first call interrupted by its caller's cancellation: after it ran on
+    the server (``ran``), or before it was sent."""
+    return ACutOnce(script, asyncio.CancelledError(), ran=ran)
 
 
 async def test_an_acquire_cancelled_after_it_ran_has_its_lease_released(
         raw: redis.Redis, aleases: AsyncRedisLeases, name: LeaseName) -> None:
-    aleases.acquire_script = _CancelledOnce(aleases.acquire_script, ran=True)
+    aleases.acquire_script = _cancelled_once(aleases.acquire_script, ran=True)
     with pytest.raises(asyncio.CancelledError):
         await aleases.acquire(name, 30.0)
     assert raw.exists(name.key) == 1  # taken on the server; its caller never knew
@@ -56,7 +46,7 @@ async def test_a_release_cancelled_before_it_ran_can_be_sent_again(
         raw: redis.Redis, aleases: AsyncRedisLeases, name: LeaseName) -> None:
     lease = await aleases.acquire(name, 30.0)
     assert not isinstance(lease, Busy)
-    aleases.release_script = _CancelledOnce(aleases.release_script, ran=False)
+    aleases.release_script = _cancelled_once(aleases.release_script, ran=False)
     with pytest.raises(asyncio.CancelledError):
         await lease.release()
     assert raw.exists(name.key) == 1
@@ -85,7 +75,7 @@ async def test_a_load_cancelled_twice_still_releases_its_lease(
     name = b.keyspace.lease(b.key((1,), {}))
     leases = b.slot.abackend().leases()
     assert isinstance(leases, AsyncRedisLeases)
-    leases.release_script = _CancelledOnce(leases.release_script, ran=False)
+    leases.release_script = _cancelled_once(leases.release_script, ran=False)
     task = asyncio.create_task(load(1))
     await started.wait()
     assert raw.exists(name.key) == 1
@@ -105,7 +95,7 @@ async def test_a_store_cancelled_after_it_released_the_lease_is_no_expiry(
     load = _holder(reg, started, finish)
     b = spec_of(load).bound()
     backend = b.slot.abackend()
-    backend._store_release = _CancelledOnce(backend._store_release, ran=True)  # type: ignore[attr-defined]
+    backend._store_release = _cancelled_once(backend._store_release, ran=True)  # type: ignore[attr-defined]
     finish.set()
     with caplog.at_level(logging.WARNING, logger="cachedeco"), \
             pytest.raises(asyncio.CancelledError):
@@ -133,7 +123,7 @@ async def test_another_process_does_not_wait_for_a_cancelled_callers_lease(
     a, b = reader(regs[0], "a"), reader(regs[1], "b")
     leases = spec_of(a).bound().slot.abackend().leases()
     assert isinstance(leases, AsyncRedisLeases)
-    leases.acquire_script = _CancelledOnce(leases.acquire_script, ran=True)
+    leases.acquire_script = _cancelled_once(leases.acquire_script, ran=True)
     with pytest.raises(asyncio.CancelledError):
         await a(1)
     async with asyncio.timeout(3.0):
@@ -148,7 +138,7 @@ async def test_a_lock_whose_release_is_cancelled_is_released_all_the_same(
     lock = reg.lock("migrate", ttl=30.0)
     leases = reg.slot("default").abackend().leases()
     assert isinstance(leases, AsyncRedisLeases)
-    leases.release_script = _CancelledOnce(leases.release_script, ran=False)
+    leases.release_script = _cancelled_once(leases.release_script, ran=False)
     with pytest.raises(asyncio.CancelledError):
         async with lock:
             pass

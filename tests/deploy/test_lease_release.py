@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 import redis
@@ -21,36 +20,9 @@ from cachedeco.backends.redis._sync.leases import RedisLeases
 from cachedeco.backends.redis.commands import MovingSlots
 from cachedeco.core.keyspace import KeySpace, LeaseName
 from cachedeco.flows.spec import spec_of
+from tests.support.leases import ACutOnce, CutOnce
 from tests.support.polling import apoll, poll
 from tools.servers import Server
-
-
-class _CutOnce:
-    """The release script whose first call is lost to a cut connection: before it reached
-    the server, or (``ran``) after it ran there, its reply lost."""
-
-    def __init__(self, script: Any, error: Exception, *, ran: bool = False) -> None:
-        self.script, self.error, self.ran = script, error, ran
-        self.calls = 0
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self.calls += 1
-        if self.calls == 1:
-            if self.ran:
-                self.script(*args, **kwargs)
-            raise self.error
-        return self.script(*args, **kwargs)
-
-
-class _ACutOnce(_CutOnce):
-    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self.calls += 1
-        if self.calls == 1:
-            if self.ran:
-                await self.script(*args, **kwargs)
-            raise self.error
-        return await self.script(*args, **kwargs)
-
 
 CUT = redis.exceptions.ConnectionError("Connection closed by server.")
 
@@ -66,7 +38,7 @@ def test_a_release_cut_once_is_sent_again(raw: redis.Redis, redis_url: str, name
                                           ran: bool) -> None:
     with redis.Redis.from_url(redis_url) as client:
         leases = RedisLeases(client)
-        cut = _CutOnce(leases.release_script, CUT, ran=ran)
+        cut = CutOnce(leases.release_script, CUT, ran=ran)
         leases.release_script = cut
         lease = leases.acquire(name, 30.0)
         assert not isinstance(lease, Busy)
@@ -81,7 +53,7 @@ def test_a_release_that_timed_out_is_not_sent_again(raw: redis.Redis, redis_url:
                                                     name: LeaseName) -> None:
     with redis.Redis.from_url(redis_url) as client:
         leases = RedisLeases(client)
-        cut = _CutOnce(leases.release_script, redis.exceptions.TimeoutError("Timeout"))
+        cut = CutOnce(leases.release_script, redis.exceptions.TimeoutError("Timeout"))
         leases.release_script = cut
         lease = leases.acquire(name, 30.0)
         assert not isinstance(lease, Busy)
@@ -94,7 +66,7 @@ def test_a_release_that_timed_out_is_not_sent_again(raw: redis.Redis, redis_url:
 @pytest.mark.parametrize("ran", [False, True], ids=["lost-before", "reply-lost"])
 async def test_an_asyncio_release_cut_once_is_sent_again(
         raw: redis.Redis, aleases: AsyncRedisLeases, name: LeaseName, ran: bool) -> None:
-    cut = _ACutOnce(aleases.release_script, CUT, ran=ran)
+    cut = ACutOnce(aleases.release_script, CUT, ran=ran)
     aleases.release_script = cut
     lease = await aleases.acquire(name, 30.0)
     assert not isinstance(lease, Busy)
@@ -110,7 +82,7 @@ def test_an_acquire_cut_off_from_its_reply_leaves_no_lease(raw: redis.Redis, red
     with redis.Redis.from_url(redis_url) as client:
         leases = RedisLeases(client)
         raw.set(name.mark, "1", px=30_000)  # a waiter blocks on the wake list
-        cut = _CutOnce(leases.acquire_script, CUT, ran=ran)
+        cut = CutOnce(leases.acquire_script, CUT, ran=ran)
         leases.acquire_script = cut
         with pytest.raises(redis.exceptions.ConnectionError):
             leases.acquire(name, 30.0)
@@ -125,7 +97,7 @@ def test_an_acquire_cut_off_from_its_reply_leaves_no_lease(raw: redis.Redis, red
 async def test_an_asyncio_acquire_cut_off_from_its_reply_leaves_no_lease(
         raw: redis.Redis, aleases: AsyncRedisLeases, name: LeaseName) -> None:
     raw.set(name.mark, "1", px=30_000)  # a waiter blocks on the wake list
-    aleases.acquire_script = _ACutOnce(aleases.acquire_script, CUT, ran=True)
+    aleases.acquire_script = ACutOnce(aleases.acquire_script, CUT, ran=True)
     with pytest.raises(redis.exceptions.ConnectionError):
         await aleases.acquire(name, 30.0)
     assert raw.exists(name.key) == 0 and raw.llen(name.wake) == 1
@@ -137,7 +109,7 @@ def test_a_cut_acquire_leaves_another_holders_lease_alone(raw: redis.Redis, redi
         leases = RedisLeases(client)
         held = leases.acquire(name, 30.0)
         assert not isinstance(held, Busy)
-        leases.acquire_script = _CutOnce(leases.acquire_script, CUT, ran=True)
+        leases.acquire_script = CutOnce(leases.acquire_script, CUT, ran=True)
         with pytest.raises(redis.exceptions.ConnectionError):
             leases.acquire(name, 30.0)  # it ran and found the lease held: took nothing
         assert raw.exists(name.key) == 1 and raw.llen(name.wake) == 0
@@ -153,7 +125,7 @@ def test_a_lease_an_acquire_took_after_it_timed_out_is_released_by_the_next_acqu
     with redis.Redis.from_url(redis_url) as client:
         leases = RedisLeases(client)
         raw.set(name.mark, "1", px=30_000)  # a waiter blocks on the wake list
-        leases.acquire_script = _CutOnce(leases.acquire_script, TIMEOUT, ran=True)
+        leases.acquire_script = CutOnce(leases.acquire_script, TIMEOUT, ran=True)
         with pytest.raises(redis.exceptions.TimeoutError):
             leases.acquire(name, 30.0)
         assert raw.exists(name.key) == 1  # not released at once: it might not have run yet
@@ -167,7 +139,7 @@ def test_an_acquire_that_timed_out_and_lands_late_is_released_all_the_same(
     other = KeySpace(prefix).lease(f"{prefix}:item:2")
     with redis.Redis.from_url(redis_url) as client:
         leases = RedisLeases(client)
-        leases.acquire_script = _CutOnce(leases.acquire_script, TIMEOUT, ran=False)
+        leases.acquire_script = CutOnce(leases.acquire_script, TIMEOUT, ran=False)
         with pytest.raises(redis.exceptions.TimeoutError):
             leases.acquire(name, 30.0)
         (unsure,) = leases.unsure
@@ -188,7 +160,7 @@ def test_a_lease_an_acquire_took_after_it_timed_out_is_released_without_another_
     with redis.Redis.from_url(redis_url) as client:
         leases = RedisLeases(client)
         raw.set(name.mark, "1", px=30_000)  # a waiter blocks on the wake list
-        leases.acquire_script = _CutOnce(leases.acquire_script, TIMEOUT, ran=True)
+        leases.acquire_script = CutOnce(leases.acquire_script, TIMEOUT, ran=True)
         with pytest.raises(redis.exceptions.TimeoutError):
             leases.acquire(name, 30.0)
         poll(lambda: _released(raw, name), timeout=5.0)
@@ -199,7 +171,7 @@ def test_a_timed_out_acquire_that_never_ran_is_given_up(raw: redis.Redis, redis_
                                                         name: LeaseName) -> None:
     with redis.Redis.from_url(redis_url) as client:
         leases = RedisLeases(client)
-        leases.acquire_script = _CutOnce(leases.acquire_script, TIMEOUT, ran=False)
+        leases.acquire_script = CutOnce(leases.acquire_script, TIMEOUT, ran=False)
         with pytest.raises(redis.exceptions.TimeoutError):
             leases.acquire(name, 30.0)
         assert len(leases.unsure) == 1
@@ -211,7 +183,7 @@ def test_a_timed_out_acquire_that_never_ran_is_given_up(raw: redis.Redis, redis_
 async def test_an_asyncio_acquire_that_timed_out_is_released_without_another_acquire(
         raw: redis.Redis, aleases: AsyncRedisLeases, name: LeaseName) -> None:
     raw.set(name.mark, "1", px=30_000)  # a waiter blocks on the wake list
-    aleases.acquire_script = _ACutOnce(aleases.acquire_script, TIMEOUT, ran=True)
+    aleases.acquire_script = ACutOnce(aleases.acquire_script, TIMEOUT, ran=True)
     with pytest.raises(redis.exceptions.TimeoutError):
         await aleases.acquire(name, 30.0)
     await apoll(lambda: _released(raw, name), timeout=5.0)
@@ -221,7 +193,7 @@ async def test_an_asyncio_acquire_that_timed_out_is_released_by_the_next_acquire
         raw: redis.Redis, aleases: AsyncRedisLeases, name: LeaseName, prefix: str) -> None:
     other = KeySpace(prefix).lease(f"{prefix}:item:2")
     raw.set(name.mark, "1", px=30_000)  # a waiter blocks on the wake list
-    aleases.acquire_script = _ACutOnce(aleases.acquire_script, TIMEOUT, ran=True)
+    aleases.acquire_script = ACutOnce(aleases.acquire_script, TIMEOUT, ran=True)
     with pytest.raises(redis.exceptions.TimeoutError):
         await aleases.acquire(name, 30.0)
     assert raw.exists(name.key) == 1
@@ -280,7 +252,7 @@ def test_only_a_moving_slot_has_the_lease_taken_and_released_by_its_key_alone(
         for error in (redis.exceptions.TryAgainError("TRYAGAIN"),
                       redis.exceptions.ClusterError("TTL exhausted.")):
             leases.moving = MovingSlots()  # no move seen yet
-            cut = _CutOnce(script, error)
+            cut = CutOnce(script, error)
             leases.acquire_script = cut
             lease = leases.acquire(name, 30.0, "")
             assert not isinstance(lease, Busy) and cut.calls == 1
@@ -288,18 +260,18 @@ def test_only_a_moving_slot_has_the_lease_taken_and_released_by_its_key_alone(
             busy = leases.acquire(name, 30.0, "")
             assert isinstance(busy, Busy) and busy.ms == 200  # asks again soon
             assert cut.calls == 1  # straight to the plain commands while the slot moves
-            leases.release_script = _CutOnce(leases.release_script, error)
+            leases.release_script = CutOnce(leases.release_script, error)
             assert lease.release() is True
             assert raw.exists(name.key) == 0
         down = redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down")
         leases.moving = MovingSlots()
-        leases.acquire_script = _CutOnce(script, down)
+        leases.acquire_script = CutOnce(script, down)
         with pytest.raises(redis.exceptions.ClusterDownError):
             leases.acquire(name, 30.0, "")
         assert raw.exists(name.key) == 0  # no plain SET sent
         lease = leases.acquire(name, 30.0)
         assert not isinstance(lease, Busy)
-        leases.release_script = _CutOnce(leases.release_script, down)
+        leases.release_script = CutOnce(leases.release_script, down)
         with pytest.raises(redis.exceptions.ClusterDownError):
             lease.release()
         assert raw.exists(name.key) == 1  # not released by its key alone

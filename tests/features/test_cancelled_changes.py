@@ -14,6 +14,7 @@ import pytest
 from cachedeco import Registry, cached, write_through
 from cachedeco.flows.spec import spec_of
 from tests.support.deployments import BACKENDS, REDIS_BACKENDS
+from tests.support.leases import ACutOnce
 from tests.support.polling import apoll
 
 pytestmark = pytest.mark.deployments(*BACKENDS)
@@ -62,47 +63,22 @@ async def test_a_writer_cancelled_after_its_commit_leaves_no_stale_entry(
     await _settled(reg, get, 1)
 
 
-class _CancelledOnce:
-    """A backend method whose first call is cancelled before its command goes out."""
-
-    def __init__(self, method: Any) -> None:
-        self.method, self.calls = method, 0
-
-    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self.calls += 1
-        if self.calls == 1:
-            raise asyncio.CancelledError
-        return await self.method(*args, **kwargs)
-
-
 @pytest.mark.deployments(*REDIS_BACKENDS)  # nothing interrupts in-process memory
-async def test_an_invalidation_cancelled_before_it_went_out_is_made_again(
-        reg: Registry) -> None:
+@pytest.mark.parametrize("method", ["invalidate_tags", "invalidate"])
+async def test_a_change_cancelled_before_it_went_out_is_made_again(
+        reg: Registry, method: str) -> None:
+    # the caller's own database write, then its invalidation (of the tag, or of the entry),
+    # cancelled before its command went out
     db = {1: 0}
     get, _ = _catalogue(reg, db, asyncio.Event())
     assert await get(1) == 0
     backend = spec_of(get).bound().slot.abackend()
-    cut = _CancelledOnce(backend.invalidate_tags)
-    backend.invalidate_tags = cut  # type: ignore[method-assign]
-    db[1] = 5  # the caller's own database write, then its invalidation, cancelled
+    cut = ACutOnce(getattr(backend, method), asyncio.CancelledError(), ran=False)
+    setattr(backend, method, cut)
+    db[1] = 5
     with pytest.raises(asyncio.CancelledError):
-        await reg.ainvalidate_tags("item:1")
+        await (reg.ainvalidate_tags("item:1") if method == "invalidate_tags"
+               else get.invalidate(1))
     assert await get(1) == 5  # not served meanwhile
     await _settled(reg, get, 5)  # made by auto-recovery: else the old entry would be a hit
-    assert cut.calls == 1
-
-
-@pytest.mark.deployments(*REDIS_BACKENDS)
-async def test_a_drop_cancelled_before_it_went_out_is_made_again(reg: Registry) -> None:
-    db = {1: 0}
-    get, _ = _catalogue(reg, db, asyncio.Event())
-    assert await get(1) == 0
-    backend = spec_of(get).bound().slot.abackend()
-    cut = _CancelledOnce(backend.invalidate)
-    backend.invalidate = cut  # type: ignore[method-assign]
-    db[1] = 7
-    with pytest.raises(asyncio.CancelledError):
-        await get.invalidate(1)
-    assert await get(1) == 7
-    await _settled(reg, get, 7)
     assert cut.calls == 1
