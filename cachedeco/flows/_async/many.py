@@ -231,6 +231,6 @@ async def release(c: ManyCall, held: dict[int, AsyncLease]) -> None:
 def release_aside(c: ManyCall, leases: Iterable[AsyncLease]) -> None:
     """Have background tasks release leases a cancelled caller holds (it cannot wait for
     that): else every process's callers of those ids would wait until they expire."""
-    background = c.b.background
+    background, ttl = c.b.background, lease_ttl(c.b.lock_timeout)
     for lease in leases:
-        background.aspawn(release_later, lease, lease_ttl(c.b.lock_timeout), background)
+        background.aspawn(release_later, lease, ttl, background)
