@@ -30,14 +30,14 @@ def write_through(target: Any = None, *, key: str | None = None, ttl: TtlArg = N
                   ) -> Callable[[F], F]:
     """Store a writer's result as a cached entry once the write succeeded.
 
-    The function (the database write) runs first; if it raises, the cache is untouched. Then
-    the `invalidate` tags are invalidated, and its result is stored as the entry named by
-    `target` or `key` (after the invalidation, so that it carries the tags' new tokens and
-    is a hit), with a compare-and-set that a concurrent read's fill can never overwrite. The
-    store holds only while the entry is what it was before the write (read then: one round
-    trip); when another write-through of the key, a fill or an invalidation changed it
-    meanwhile, the entry is dropped instead, since which write the database committed last
-    is not known: the next read loads it. If
+    The function (the database write) runs first; if it raises, the cache is untouched (but
+    for a cancellation, below). Then the `invalidate` tags are invalidated, and its result is
+    stored as the entry named by `target` or `key` (after the invalidation, so that it
+    carries the tags' new tokens and is a hit), with a compare-and-set that a concurrent
+    read's fill can never overwrite. The store holds only while the entry is what it was
+    before the write (read then: one round trip); when another write-through of the key, a
+    fill or an invalidation changed it meanwhile, the entry is dropped instead, since which
+    write the database committed last is not known: the next read loads it. If
     the store or the invalidation cannot reach the backend after the write succeeded, the
     old entry is not left to be served: auto-recovery drops it (and invalidates the tags)
     once the backend answers again, and this process does not serve it meanwhile (counted;
