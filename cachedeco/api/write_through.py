@@ -42,8 +42,9 @@ def write_through(target: Any = None, *, key: str | None = None, ttl: TtlArg = N
     old entry is not left to be served: auto-recovery drops it (and invalidates the tags)
     once the backend answers again, and this process does not serve it meanwhile (counted;
     raised under `on_error="raise"`, and retried all the same). An asyncio writer cancelled
-    by its caller (it may have committed) has the entry dropped and the `invalidate` tags
-    invalidated the same way. While caching is switched off the write runs alone.
+    by its caller, or a synchronous one interrupted (`KeyboardInterrupt`, `SystemExit`),
+    may have committed: the entry is dropped and the `invalidate` tags invalidated the same
+    way. While caching is switched off the write runs alone.
 
     Args:
         target: A `@cached` function: the result becomes its entry for the arguments the
@@ -77,63 +78,8 @@ def write_through(target: Any = None, *, key: str | None = None, ttl: TtlArg = N
         link = Link(func, "write_through", target, key=key, ttl=ttl, tags=tags,
                     invalidate=invalidate, backend=backend, registry=registry,
                     sensitive=sensitive)
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def awrapper(*args: Any, **kwargs: Any) -> Any:
-                bound = link.bound()
-                if not bound.enabled:  # caching is switched off: the write alone
-                    return await func(*args, **kwargs)
-                where = link.locate(bound, args, kwargs)
-                # before the write: its store holds only while nothing else changed since
-                seen = await change_async.read_marker(bound, where.key, where.tag_keys)
-                stale = link.stale_tags(where.values)
-                own = frozenset(map(bound.keyspace.tag, stale))
-                try:
-                    result = await func(*args, **kwargs)
-                    if stale:  # first, so the entry stored next carries the tags' new tokens
-                        try:
-                            await link.spec.registry.ainvalidate_tags(
-                                *stale, backend=bound.slot.name)
-                        except BackendError as exc:  # on_error="raise"; kept and retried
-                            await change_async.put(bound, where.key, where.tag_keys, result,
-                                                   where.aliases, seen=seen, own=own)
-                            raise exc from exc.__cause__
-                    await change_async.put(bound, where.key, where.tag_keys, result,
-                                           where.aliases, seen=seen, own=own)
-                except BaseException as exc:
-                    if not isinstance(exc, Exception):  # cancelled: the write may have
-                        # committed, its cache changes not: made by auto-recovery
-                        bound.unsettled([where.key, *where.aliases], sorted(own))
-                    raise
-                return result
-
-            wrapper: Callable[..., Any] = awrapper
-        else:
-
-            @functools.wraps(func)
-            def swrapper(*args: Any, **kwargs: Any) -> Any:
-                bound = link.bound()
-                if not bound.enabled:  # caching is switched off: the write alone
-                    return func(*args, **kwargs)
-                where = link.locate(bound, args, kwargs)
-                # before the write: its store holds only while nothing else changed since
-                seen = change_sync.read_marker(bound, where.key, where.tag_keys)
-                result = func(*args, **kwargs)
-                stale = link.stale_tags(where.values)
-                own = frozenset(map(bound.keyspace.tag, stale))
-                if stale:  # first, so the entry stored next carries the tags' new tokens
-                    try:
-                        link.spec.registry.invalidate_tags(*stale, backend=bound.slot.name)
-                    except BackendError as exc:  # on_error="raise"; kept and retried
-                        change_sync.put(bound, where.key, where.tag_keys, result, where.aliases,
-                                        seen=seen, own=own)
-                        raise exc from exc.__cause__
-                change_sync.put(bound, where.key, where.tag_keys, result, where.aliases,
-                                seen=seen, own=own)
-                return result
-
-            wrapper = swrapper
+        wrapper = (_async_writer if inspect.iscoroutinefunction(func) else _sync_writer)(
+            link, func)
         if kind == "staticmethod":
             return cast(F, staticmethod(wrapper))
         if kind == "classmethod":
@@ -141,3 +87,72 @@ def write_through(target: Any = None, *, key: str | None = None, ttl: TtlArg = N
         return cast(F, wrapper)
 
     return decorate
+
+
+def _async_writer(link: Link, func: Callable[..., Any]) -> Callable[..., Any]:
+    """The asyncio writer's wrapper: the write, then the cache's changes."""
+
+    @functools.wraps(func)
+    async def awrapper(*args: Any, **kwargs: Any) -> Any:
+        bound = link.bound()
+        if not bound.enabled:  # caching is switched off: the write alone
+            return await func(*args, **kwargs)
+        where = link.locate(bound, args, kwargs)
+        # before the write: its store holds only while nothing else changed since
+        seen = await change_async.read_marker(bound, where.key, where.tag_keys)
+        stale = link.stale_tags(where.values)
+        own = frozenset(map(bound.keyspace.tag, stale))
+        try:
+            result = await func(*args, **kwargs)
+            if stale:  # first, so the entry stored next carries the tags' new tokens
+                try:
+                    await link.spec.registry.ainvalidate_tags(
+                        *stale, backend=bound.slot.name)
+                except BackendError as exc:  # on_error="raise"; kept and retried
+                    await change_async.put(bound, where.key, where.tag_keys, result,
+                                           where.aliases, seen=seen, own=own)
+                    raise exc from exc.__cause__
+            await change_async.put(bound, where.key, where.tag_keys, result,
+                                   where.aliases, seen=seen, own=own)
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # cancelled: the write may have
+                # committed, its cache changes not: made by auto-recovery
+                bound.unsettled([where.key, *where.aliases], sorted(own))
+            raise
+        return result
+
+    return awrapper
+
+
+def _sync_writer(link: Link, func: Callable[..., Any]) -> Callable[..., Any]:
+    """The synchronous twin of `_async_writer`, differing only where I/O happens."""
+
+    @functools.wraps(func)
+    def swrapper(*args: Any, **kwargs: Any) -> Any:
+        bound = link.bound()
+        if not bound.enabled:  # caching is switched off: the write alone
+            return func(*args, **kwargs)
+        where = link.locate(bound, args, kwargs)
+        # before the write: its store holds only while nothing else changed since
+        seen = change_sync.read_marker(bound, where.key, where.tag_keys)
+        stale = link.stale_tags(where.values)
+        own = frozenset(map(bound.keyspace.tag, stale))
+        try:
+            result = func(*args, **kwargs)
+            if stale:  # first, so the entry stored next carries the tags' new tokens
+                try:
+                    link.spec.registry.invalidate_tags(*stale, backend=bound.slot.name)
+                except BackendError as exc:  # on_error="raise"; kept and retried
+                    change_sync.put(bound, where.key, where.tag_keys, result,
+                                    where.aliases, seen=seen, own=own)
+                    raise exc from exc.__cause__
+            change_sync.put(bound, where.key, where.tag_keys, result, where.aliases,
+                            seen=seen, own=own)
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # interrupted (KeyboardInterrupt,
+                # SystemExit): the write may have committed, as a cancelled one
+                bound.unsettled([where.key, *where.aliases], sorted(own))
+            raise
+        return result
+
+    return swrapper

@@ -2,20 +2,22 @@
 the call) leaves nothing stale behind: a ``@write_through`` writer cancelled after its
 database write committed (its reply lost, say) has the old entry dropped, since it cannot
 know whether the write landed; an invalidation or a store cancelled before its command went
-out is made again by auto-recovery, the entries not served meanwhile."""
+out is made again by auto-recovery, the entries not served meanwhile. A synchronous writer
+interrupted after its commit (``KeyboardInterrupt``, a worker's ``SystemExit``) likewise."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from cachedeco import Registry, cached, write_through
 from cachedeco.flows.spec import spec_of
-from tests.support.deployments import BACKENDS, REDIS_BACKENDS
+from tests.support.deployments import BACKENDS, REDIS_BACKENDS, Deployment
 from tests.support.leases import ACutOnce
-from tests.support.polling import apoll
+from tests.support.polling import apoll, poll
 
 pytestmark = pytest.mark.deployments(*BACKENDS)
 
@@ -61,6 +63,34 @@ async def test_a_writer_cancelled_after_its_commit_leaves_no_stale_entry(
         await task
     assert await get(1) == 1  # not the entry the write replaced
     await _settled(reg, get, 1)
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize("invalidate", [(), ("item:{x}",)], ids=["store", "invalidate"])
+def test_a_sync_writer_interrupted_after_its_commit_leaves_no_stale_entry(
+        deployment: Deployment, make_registry: Callable[..., Registry],
+        invalidate: tuple[str, ...], interrupt: type[BaseException]) -> None:
+    reg = make_registry(deployment.url)
+    db = {1: 0}
+
+    @cached(registry=reg, tags=["item:{x}"])
+    def get(x: int) -> int:
+        return db[x]
+
+    @write_through(get, registry=reg, invalidate=list(invalidate))
+    def put(x: int) -> int:
+        db[x] += 1
+        raise interrupt  # committed, then interrupted (Ctrl-C, a worker's shutdown)
+
+    assert get(1) == 0
+    with pytest.raises(interrupt):
+        put(1)
+    assert get(1) == 1  # not the entry the write replaced
+    poll(lambda: reg.stats().recoveries_pending == 0)
+    assert get(1) == 1
+    loads = get.stats().loads
+    assert get(1) == 1
+    assert get.stats().loads == loads
 
 
 @pytest.mark.deployments(*REDIS_BACKENDS)  # nothing interrupts in-process memory
