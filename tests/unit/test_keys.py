@@ -403,6 +403,28 @@ def test_bad_templates_fail_at_decoration(template: str, message: str) -> None:
         KeyBuilder(load, key=template)
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        ((7, "a1", {"k": 5}), "AttributeError: 'int' object has no attribute 'id'"),
+        ((Account(7, "eu"), "a1", {}), "KeyError: 'k'"),
+        ((Account(7, "eu"), "a1", None), "TypeError"),
+    ],
+    ids=["attribute", "index", "not-indexable"],
+)
+@pytest.mark.parametrize("sensitive", [False, True], ids=["plain", "sensitive"])
+def test_a_template_field_the_arguments_lack_is_a_serialization_error(
+        args: tuple[Any, ...], said: str, sensitive: bool) -> None:
+    builder = KeyBuilder(load, key="acct:{account.id}:{opts[k]}").for_prefix(
+        "p", (lambda text: "h") if sensitive else None)
+    with pytest.raises(SerializationError) as info:
+        builder(args, {})
+    message = str(info.value)
+    assert "'acct:{account.id}:{opts[k]}'" in message and said in message
+    assert "eu" not in message and "a1" not in message  # no argument's value
+    assert isinstance(info.value.__cause__, AttributeError | LookupError | TypeError)
+
+
 def test_template_class_works_for_tags() -> None:
     tag = Template("analysis:{analysis_id}", load, what="tag")
     bound = Binder(load).arguments((None, 5), {})

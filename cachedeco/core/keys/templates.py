@@ -14,7 +14,7 @@ import string
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from cachedeco.errors import ConfigurationError
+from cachedeco.errors import ConfigurationError, SerializationError
 
 __all__ = ["POSITIONAL", "Binder", "Template", "escape_text", "items", "keyed_value", "unwrap"]
 
@@ -132,7 +132,7 @@ def _check_field(field: str, params: frozenset[str], template: str, what: str) -
 class Template:
     """A str.format-style template over the function's parameters, validated at decoration."""
 
-    __slots__ = ("_parts", "text")
+    __slots__ = ("_parts", "_what", "text")
 
     @property
     def fields(self) -> bool:
@@ -162,7 +162,7 @@ class Template:
         params = frozenset(
             Binder(func_or_params).parameters if callable(func_or_params) else func_or_params
         )
-        self.text = template
+        self.text, self._what = template, what
         try:
             self._parts = tuple(self._compile(template, params, what))
         except ConfigurationError:
@@ -205,7 +205,7 @@ class Template:
                 elif kind is str:
                     out.append(escape_text(value))
                 else:
-                    out.append(escape_text(fmt.format_map(bound)))
+                    out.append(escape_text(self._format(fmt, bound)))
         return "".join(out)
 
     def render_keyed(self, bound: dict[str, Any], *, namer: Callable[[str], str]) -> str:
@@ -214,5 +214,18 @@ class Template:
         for literal, fmt in self._parts:
             out += literal
             if fmt is not None:
-                out += keyed_value(out, fmt.format_map(bound), namer=namer)
+                out += keyed_value(out, self._format(fmt, bound), namer=namer)
         return out
+
+    def _format(self, fmt: str, bound: dict[str, Any]) -> str:
+        """One field formatted; an argument the field cannot be read from (``{user.id}`` of
+        an int, a format spec its type lacks) is a SerializationError naming the template,
+        with no argument's value in it."""
+        try:
+            return fmt.format_map(bound)
+        except Exception as exc:
+            # these name the template's own attribute, index or type, not an argument's value
+            said = f": {exc}" if isinstance(exc, AttributeError | LookupError) else ""
+            raise SerializationError(
+                f"cannot render the {self._what} template {self.text!r} from the call's "
+                f"arguments: {exc.__class__.__name__}{said}") from exc
