@@ -20,7 +20,7 @@ from django.db import connection, transaction
 from django.test import Client, override_settings
 
 import cachedeco
-from cachedeco import MISS, ConfigurationError
+from cachedeco import MISS, ConfigurationError, SerializationError
 from cachedeco.contrib.django import configure_from_settings, invalidate_on_save
 from tests.support.commands import commandstats, ran, sweep_prefix
 from tests.support.deployments import TIMEOUT
@@ -138,6 +138,43 @@ def test_tag_templates_are_checked_against_the_model() -> None:
         invalidate_on_save(Product, ["product:{sku}"])
     with pytest.raises(ConfigurationError, match="strings or a function"):
         invalidate_on_save(Product, [42])  # type: ignore[list-item]
+
+
+def test_registering_a_model_again_replaces_its_tags(loads: list[int]) -> None:
+    from tests.contrib.djangoapp.models import Product
+    from tests.contrib.djangoapp.views import product_card
+
+    bowl = product("bowl")
+    pk = bowl.pk
+    product_card(pk)
+    invalidate_on_save(Product, ["other:{pk}"], delete=False)  # none of the card's tags
+    try:
+        bowl.name = "dish"
+        bowl.save()
+        assert card(pk) == {"id": pk, "name": "bowl"}  # the old tags are gone
+        bowl.delete()
+        assert card(pk) == {"id": pk, "name": "bowl"}  # and so is post_delete
+    finally:
+        invalidate_on_save(Product, ["product:{pk}", "products"])  # as the app's ready()
+    plate = product("plate")
+    pk = plate.pk
+    product_card(pk)
+    plate.delete()
+    assert card(pk) is MISS  # both receivers back
+
+
+def test_a_tag_the_instance_cannot_give_is_a_serialization_error(loads: list[int]) -> None:
+    from tests.contrib.djangoapp.models import Product
+
+    invalidate_on_save(Product, ["product:{pk}", "name:{name.nope}"])
+    try:
+        with pytest.raises(SerializationError, match=r"'name:\{name.nope\}' from a Product: "
+                           r"AttributeError: 'str' object has no attribute 'nope'"), \
+                transaction.atomic():
+            product("doomed")
+        assert not Product.objects.filter(name="doomed").exists()  # rolled back
+    finally:
+        invalidate_on_save(Product, ["product:{pk}", "products"])  # as the app's ready()
 
 
 def test_a_bad_setting_is_improperly_configured(redis_url: str) -> None:

@@ -12,7 +12,7 @@ from django.db.models.signals import post_delete, post_save
 
 from cachedeco.api.registry import Registry
 from cachedeco.api.registry import registry as default_registry
-from cachedeco.errors import ConfigurationError
+from cachedeco.errors import ConfigurationError, SerializationError
 
 __all__ = ["invalidate_on_save"]
 
@@ -44,7 +44,20 @@ def _renderer(model: type[Any], tags: Tags) -> Callable[[Any], list[str]]:
             if field is not None and not hasattr(model, name):
                 raise ConfigurationError(f"tag template {template!r}: {model.__name__} has no "
                                          f"attribute {name!r}")
-    return lambda instance: [t.format_map(_Attributes(instance)) for t in templates]
+    return lambda instance: [_render(t, instance) for t in templates]
+
+
+def _render(template: str, instance: Any) -> str:
+    """One tag of ``instance``; an attribute it cannot give (``{brand.slug}`` of a product
+    without a brand) is a SerializationError naming the template and the model, raised
+    from the ``save()`` (in an ``atomic`` block: before the commit, so it rolls back)."""
+    try:
+        return template.format_map(_Attributes(instance))
+    except Exception as exc:
+        said = f": {exc}" if isinstance(exc, AttributeError | LookupError) else ""
+        raise SerializationError(
+            f"cannot render the tag template {template!r} from a "
+            f"{type(instance).__name__}: {exc.__class__.__name__}{said}") from exc
 
 
 def invalidate_on_save(model: type[Any], tags: Tags, *, delete: bool = True,
@@ -88,8 +101,9 @@ def invalidate_on_save(model: type[Any], tags: Tags, *, delete: bool = True,
                 lambda: chosen.invalidate_tags(*rendered, backend=backend), using=using)
 
     uid = f"cachedeco.invalidate_on_save:{model._meta.label}"
+    # Django keeps the first receiver of a dispatch_uid and ignores a later one: replaced here
+    for signal in (post_save, post_delete):
+        signal.disconnect(sender=model, dispatch_uid=uid)
     post_save.connect(receiver, sender=model, weak=False, dispatch_uid=uid)
     if delete:
         post_delete.connect(receiver, sender=model, weak=False, dispatch_uid=uid)
-    else:
-        post_delete.disconnect(sender=model, dispatch_uid=uid)
