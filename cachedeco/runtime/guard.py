@@ -75,6 +75,8 @@ class Breaker:
         self._opened_at = 0.0
         self._probing = False
         self._lock = threading.Lock()
+        #: Called (no lock held) when a call works after failures: the backend answers again.
+        self.on_back: Callable[[], None] | None = None
 
     def allow(self) -> bool:
         """Whether a call may use the backend now (closed, or the one half-open probe)."""
@@ -93,11 +95,13 @@ class Breaker:
             time.monotonic() - self._opened_at < self.cooldown)
 
     def success(self) -> None:
-        """A call worked: close the breaker."""
+        """A call worked: close the breaker (after failures: tell ``on_back``)."""
         if self._failures:
             with self._lock:
                 self._failures = 0
                 self._probing = False
+            if self.on_back is not None:
+                self.on_back()
 
     def failure(self) -> None:
         """A call failed: count it, and (re)open the breaker past the threshold."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import threading
 import time
@@ -214,7 +215,7 @@ class Recovery:
         queued = self.stats.recoveries_pending = sum(map(len, self._queues.values()))
         self.pending = queued + self._held.moves  # what a call looks at: a move holds too
 
-    # -- the worker ----------------------------------------------------------------------------
+    # -- the worker and its attempts -----------------------------------------------------------
 
     def ensure(self) -> None:
         """The registry is in use: with a spool, start looking for changes left there (and
@@ -224,8 +225,6 @@ class Recovery:
         self._worker.note_loop()
         if self._worker.thread is None and self._host() is not None:
             self._worker.start()
-
-    # -- attempts ------------------------------------------------------------------------------
 
     def _runs(self, host: Host, sync: bool) -> Iterator[tuple[str, BackendSlot]]:
         """The backends with changes waiting that this flavour of worker serves."""
@@ -238,16 +237,16 @@ class Recovery:
             if ("sync" in slot.flavours) == sync:
                 yield name, slot
 
-    def attempt(self) -> int:
-        """Apply what waits, backend by backend, in order, until one fails; return how many
-        changes still wait (the thread's attempt: backends with a sync client)."""
+    def attempt(self, urgent: bool = False) -> int:
+        """Apply what waits, backend by backend, until one fails; return how many changes
+        wait (the thread's; ``urgent``: drops and tag invalidations only, :meth:`hurry`)."""
         host = self._host()
         if host is None:
             return 0
-        with self._attempting:
+        with contextlib.nullcontext() if urgent else self._attempting:
             for name, slot in self._runs(host, sync=True):
                 backend = slot.backend()
-                while run := self._head(name):
+                while run := self._head(name, urgent):
                     moves = slot.moves
                     try:
                         apply(backend, run)
@@ -257,7 +256,7 @@ class Recovery:
                 self._ended(name)
         return self.stats.recoveries_pending
 
-    async def aattempt(self) -> int:
+    async def aattempt(self, urgent: bool = False) -> int:
         """The asyncio form of :meth:`attempt`, for backends given an asyncio client only."""
         host = self._host()
         if host is None:
@@ -265,7 +264,7 @@ class Recovery:
         mine = list(self._runs(host, sync=False))
         for name, slot in mine:
             backend = slot.abackend()
-            while run := self._head(name):
+            while run := self._head(name, urgent):
                 moves = slot.moves
                 try:
                     await aapply(backend, run)
@@ -275,12 +274,18 @@ class Recovery:
             self._ended(name)
         return sum(len(self._queues.get(name) or ()) for name, _ in mine)
 
-    def _head(self, name: str) -> list[Change]:
+    def _head(self, name: str, urgent: bool = False) -> list[Change]:
         """What goes out next to a backend (:func:`~cachedeco.runtime.changes.next_run`):
-        drops and tag invalidations first, then records, many at a time."""
+        drops and tag invalidations first, then records (not when ``urgent``), many at once."""
         with self._lock:
             queue = self._queues.get(name)
-            return next_run(queue.values(), RUN) if queue else []
+            run = next_run(queue.values(), RUN) if queue else []
+        return [] if urgent and run and run[0].kind == RECORD else run
+
+    def hurry(self, backend: str) -> None:
+        """``backend`` answers again: its drops go now (:meth:`.Retrying.hurry`)."""
+        if self.pending and backend in self._queues and (host := self._host()) is not None:
+            self._worker.hurry("sync" in host.slot(backend).flavours)
 
     def _landed(self, host: Host, name: str, run: list[Change], slot: BackendSlot,
                 moves: int) -> None:

@@ -149,6 +149,8 @@ class Registry(Invalidation):
         self._breakers = {name: Breaker(checked.breaker_threshold, checked.breaker_cooldown,
                                         explain=slot.server_problem)
                           for name, slot in slots.items()}
+        for name, breaker in self._breakers.items():  # back after failures: recovery hurries
+            breaker.on_back = functools.partial(self.recovery.hurry, name)
         self._guards = {name: self.guard(name, self._stats) for name in slots}
         self.advance()
         for slot in old.values():

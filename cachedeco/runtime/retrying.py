@@ -11,7 +11,7 @@ import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Any, Final
 
 from cachedeco.runtime.guard import warn
 
@@ -28,6 +28,14 @@ def _pause(began: float) -> float:
     return max(0.0, RETRY - (time.monotonic() - began))
 
 
+def _current_task() -> asyncio.Task[Any] | None:
+    """The task running here, if a loop runs here."""
+    try:
+        return asyncio.current_task()
+    except RuntimeError:
+        return None
+
+
 def _failed(exc: Exception) -> None:
     warn("recovery", "cachedeco: the recovery worker failed (%s: %s)", type(exc).__name__, exc,
          level=logging.ERROR)
@@ -39,7 +47,8 @@ class Retrying:
     wait, at once when kicked, and, while ``spooled()``, every :data:`ADOPT_EVERY` seconds
     even when nothing waits."""
 
-    def __init__(self, attempt: Callable[[], int], aattempt: Callable[[], Awaitable[int]],
+    def __init__(self, attempt: Callable[[bool], int],
+                 aattempt: Callable[[bool], Awaitable[int]],
                  adopt: Callable[[], None], spooled: Callable[[], bool]) -> None:
         self._attempt = attempt
         self._aattempt = aattempt
@@ -52,6 +61,8 @@ class Retrying:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self.thread: threading.Thread | None = None
+        self._hurrying = False  # an urgent attempt runs (see hurry)
+        self._urgent: asyncio.Task[None] | None = None  # its task (a loop keeps weak ones)
         self._tasks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (
             weakref.WeakKeyDictionary())
         self._loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
@@ -87,6 +98,44 @@ class Retrying:
             with contextlib.suppress(RuntimeError):  # closed meanwhile
                 loop.call_soon_threadsafe(self.kick, False)
 
+    def hurry(self, sync: bool) -> None:
+        """A call got an answer after failures while changes wait: the attempt under way may
+        be stuck on a connection the server never took (frozen, its accept queue filled by
+        the connections every process opened meanwhile: the connect waits for TCP to send it
+        again, a second later, or times out), and until the drops and tag invalidations land
+        other processes serve the entries they concern. So those go now, from a thread (or
+        a task on the running loop) of their own, one at a time, beside that attempt (a
+        change sent twice drops or invalidates twice: at most one more miss). Not from
+        inside an attempt: one whose change landed also tells the breaker."""
+        if self._hurrying or threading.current_thread() is self.thread or (
+                not sync and _current_task() in list(self._tasks.values())):
+            return
+        self._hurrying = True
+        try:
+            if sync:
+                threading.Thread(target=self._hurried, daemon=True,
+                                 name="cachedeco-recovery-hurry").start()
+            else:
+                self._urgent = asyncio.get_running_loop().create_task(self._ahurried())
+        except RuntimeError:  # no loop runs here, or the interpreter shuts down
+            self._hurrying = False
+
+    def _hurried(self) -> None:
+        try:
+            self._attempt(True)
+        except Exception as exc:  # as the thread: log; the regular attempts go on
+            _failed(exc)
+        finally:
+            self._hurrying = False
+
+    async def _ahurried(self) -> None:
+        try:
+            await self._aattempt(True)
+        except Exception as exc:
+            _failed(exc)
+        finally:
+            self._hurrying = False
+
     def wake(self) -> None:
         """Have the thread look again now (changes were taken over from the spool)."""
         self._wake.set()
@@ -106,7 +155,7 @@ class Retrying:
             began = time.monotonic()
             try:
                 self._adopt()
-                left = self._attempt()
+                left = self._attempt(False)
             except Exception as exc:  # never let the worker die: log, and try again later
                 _failed(exc)
                 left = 1
@@ -119,7 +168,7 @@ class Retrying:
         while not self.closed:
             began = time.monotonic()
             try:
-                if not await self._aattempt():
+                if not await self._aattempt(False):
                     return
             except Exception as exc:  # as the thread: log, and try again later
                 _failed(exc)

@@ -281,7 +281,7 @@ def test_changes_kept_by_one_call_land_in_one_outage(
 
     monkeypatch.setattr(backend, "invalidate_tags", blip_once)
     # the worker at its quickest: it attempts as soon as it is woken, before the caller goes on
-    monkeypatch.setattr(Retrying, "kick", lambda self, sync: self._attempt())
+    monkeypatch.setattr(Retrying, "kick", lambda self, sync: self._attempt(False))
     caplog.set_level(logging.WARNING, logger="cachedeco")
     reg.invalidate_tags("a", "b", "c")
     stats = reg.stats()

@@ -1,6 +1,8 @@
 """Auto-recovery's worker paces its attempts from their start: after one that timed out (a
 frozen server) the next goes at once, so one is under way when the server answers again;
-after one that failed at once it waits; an error never ends it, in a thread or on a loop."""
+after one that failed at once it waits; an error never ends it, in a thread or on a loop.
+Hurried (a call got an answer after failures), an urgent attempt goes at once beside the one
+under way, which may be stuck on a connection the server never took."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ def _gaps(took: float, attempts: int = 3) -> list[float]:
     spans: list[tuple[float, float]] = []
     done = threading.Event()
 
-    def attempt() -> int:
+    def attempt(urgent: bool) -> int:
         began = time.monotonic()
         time.sleep(took)
         spans.append((began, time.monotonic()))
@@ -27,7 +29,7 @@ def _gaps(took: float, attempts: int = 3) -> list[float]:
             return 0
         return 1
 
-    async def aattempt() -> int:
+    async def aattempt(urgent: bool) -> int:
         return 0
 
     worker = Retrying(attempt, aattempt, lambda: None, lambda: False)
@@ -51,15 +53,76 @@ def test_an_attempt_that_failed_at_once_is_followed_after_a_pause() -> None:
 async def test_a_failing_attempt_on_a_loop_does_not_end_its_task() -> None:
     calls: list[str] = []
 
-    async def aattempt() -> int:
+    async def aattempt(urgent: bool) -> int:
         calls.append("attempt")
         if len(calls) == 1:
             raise RuntimeError("boom")
         return 0
 
-    worker = Retrying(lambda: 0, aattempt, lambda: None, lambda: False)
+    worker = Retrying(lambda urgent: 0, aattempt, lambda: None, lambda: False)
     worker.kick(False)
     deadline = time.monotonic() + 5
     while len(calls) < 2 and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
     assert calls == ["attempt", "attempt"]
+
+
+def test_a_hurry_sends_an_urgent_attempt_beside_a_stuck_one() -> None:
+    stuck, released, urgent_goes = threading.Event(), threading.Event(), threading.Event()
+    calls: list[tuple[str, bool]] = []
+
+    def attempt(urgent: bool) -> int:
+        calls.append((threading.current_thread().name, urgent))
+        if not urgent:
+            stuck.set()
+            released.wait(10)  # a connect the frozen server never took
+            worker.hurry(True)  # from inside an attempt (its change landed): nothing more
+        else:
+            urgent_goes.wait(10)
+        return 0
+
+    async def aattempt(urgent: bool) -> int:
+        return 0
+
+    worker = Retrying(attempt, aattempt, lambda: None, lambda: False)
+    worker.kick(True)
+    try:
+        assert stuck.wait(5)
+        worker.hurry(True)
+        deadline = time.monotonic() + 5
+        while len(calls) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        worker.hurry(True)  # one at a time
+        time.sleep(0.1)
+        assert calls == [("cachedeco-recovery", False), ("cachedeco-recovery-hurry", True)]
+        urgent_goes.set()
+        time.sleep(0.1)
+        worker.hurry(True)  # the first is over: another may go
+        deadline = time.monotonic() + 5
+        while len(calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert calls[2] == ("cachedeco-recovery-hurry", True)
+    finally:
+        released.set()
+        assert worker.close()
+    assert len(calls) == 3  # the stuck attempt's own hurry sent nothing
+
+
+async def test_a_hurry_on_a_loop_runs_an_urgent_task() -> None:
+    calls: list[bool] = []
+    landed = asyncio.Event()
+
+    async def aattempt(urgent: bool) -> int:
+        calls.append(urgent)
+        if urgent:
+            landed.set()
+        return 0
+
+    worker = Retrying(lambda urgent: 0, aattempt, lambda: None, lambda: False)
+    worker.hurry(False)
+    await asyncio.wait_for(landed.wait(), 5)
+    assert calls == [True]
+    await asyncio.sleep(0)
+    worker.hurry(False)  # the first is over
+    await asyncio.sleep(0.05)
+    assert calls == [True, True]

@@ -84,13 +84,17 @@ class Server(Group):
 
 
 def start_single(*, appendonly: bool = False, maxmemory: str | None = None,
-                 policy: str | None = None, tls: bool = False, unix: bool = False) -> Server:
+                 policy: str | None = None, tls: bool = False, unix: bool = False,
+                 backlog: int | None = None) -> Server:
     """Start one redis-server on a free port and wait until it answers; with ``tls`` it
     also listens with TLS on a second port (clients are not asked for a certificate), with
-    ``unix`` on a Unix socket in its directory (this user only)."""
+    ``unix`` on a Unix socket in its directory (this user only); ``backlog``: its
+    ``tcp-backlog`` (how many connections the kernel queues until the server takes them)."""
     def build(ports: list[int], directory: Path) -> list[str]:
         args = server_args(ports[0], directory, appendonly=appendonly, maxmemory=maxmemory,
                            policy=policy)
+        if backlog is not None:
+            args += ["--tcp-backlog", str(backlog)]
         if tls:
             write_certificate(directory, HOST)
             args += tls_args(ports[1], directory)

@@ -1,0 +1,137 @@
+"""A freeze long enough to fill the server's accept queue (each process opens connections
+while it waits, and the kernel queues at most ``tcp-backlog`` of them): the connection
+auto-recovery's attempt opens then is one the server never takes, and its connect waits for
+TCP to send it again, a second later. Meanwhile the entries its kept drops concern are
+served by every other process. The first call this process gets answered after the heal
+hurries those drops out beside the stuck attempt, so they land within milliseconds of it
+(the stuck attempt alone took about a second)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from cachedeco import Registry
+from tests.support.polling import apoll, poll
+from tools.servers import Server, start_single
+
+#: The stuck attempt's connect waits for TCP's second SYN, a second after the first; a
+#: hurried drop lands well within this.
+HURRIED = 0.5
+OPTIONS = {"socket_timeout": 0.3, "socket_connect_timeout": 5.0, "stats_interval": 0}
+
+
+@pytest.fixture
+def narrow() -> Iterator[Server]:
+    """A private server whose kernel queues one connection it has not taken (``tcp-backlog
+    1``: two, on Linux), resumed and stopped after the test."""
+    server = start_single(backlog=1)
+    try:
+        yield server
+    finally:
+        server.resume()
+        server.process.stop()
+
+
+@contextlib.contextmanager
+def full_accept_queue(server: Server) -> Iterator[None]:
+    """While ``server`` is frozen: connections opened until one is not taken (the queue is
+    full), closed once the block ends (the server then takes and drops them)."""
+    port = int(server.url.rsplit(":", 1)[1].split("/")[0])
+    opened: list[socket.socket] = []
+    try:
+        while True:
+            sock = socket.socket()
+            opened.append(sock)
+            sock.settimeout(0.2)
+            try:
+                sock.connect(("127.0.0.1", port))
+            except TimeoutError:
+                break
+        yield
+    finally:
+        for sock in opened:
+            sock.close()
+
+
+def _catalogue(reg: Registry, db: dict[int, int], flavour: str) -> tuple[Any, Any]:
+    """A reader over ``db`` and its write-through writer, sync or asyncio."""
+    if flavour == "sync":
+        @reg.cached(ttl=300, key="item:{x}")
+        def get(x: int) -> int:
+            return db[x]
+
+        @reg.write_through(get)
+        def put(x: int) -> int:
+            db[x] += 1
+            return db[x]
+
+        return get, put
+
+    @reg.cached(ttl=300, key="item:{x}")
+    async def aget(x: int) -> int:
+        return db[x]
+
+    @reg.write_through(aget)
+    async def aput(x: int) -> int:
+        db[x] += 1
+        return db[x]
+
+    return aget, aput
+
+
+def test_a_drop_kept_in_a_freeze_lands_once_a_call_is_answered(
+        narrow: Server, make_registry: Callable[..., Registry]) -> None:
+    db = {1: 0, 2: 0}
+    reg = make_registry(narrow.url, **OPTIONS)
+    other = make_registry(narrow.url, **OPTIONS)  # another process, in effect
+    get, put = _catalogue(reg, db, "sync")
+    oget, _ = _catalogue(other, db, "sync")
+    assert (get(1), get(2), oget(1)) == (0, 0, 0)
+    narrow.pause()
+    with full_accept_queue(narrow):
+        assert put(1) == 1  # its store times out: the drop is kept, an attempt connects
+        assert reg.stats().recoveries_pending == 1
+        time.sleep(0.1)  # the attempt's connect is on its way, never taken
+        narrow.resume()
+    assert get(2) == 0  # a hit, answered: the backend is back
+    answered = time.monotonic()
+    poll(lambda: reg.stats().recoveries_pending == 0, timeout=5.0)
+    assert time.monotonic() - answered < HURRIED
+    assert oget(1) == 1  # the other process no longer reads the old entry
+
+
+async def test_an_asyncio_client_hurries_its_drops_too(
+        narrow: Server, amake_registry: Callable[..., Registry]) -> None:
+    db = {1: 0, 2: 0}
+    client = redis.asyncio.Redis.from_url(narrow.url, socket_timeout=0.3,
+                                          socket_connect_timeout=5.0,
+                                          retry=Retry(NoBackoff(), 0))
+    reg = amake_registry(client, stats_interval=0)
+    other = amake_registry(narrow.url, **OPTIONS)
+    get, put = _catalogue(reg, db, "asyncio")
+    oget, _ = _catalogue(other, db, "asyncio")
+    assert (await get(1), await get(2), await oget(1)) == (0, 0, 0)
+    narrow.pause()
+    try:
+        with full_accept_queue(narrow):
+            assert await put(1) == 1
+            assert reg.stats().recoveries_pending == 1
+            await asyncio.sleep(0.1)
+            narrow.resume()
+        assert await get(2) == 0
+        answered = time.monotonic()
+        await apoll(lambda: reg.stats().recoveries_pending == 0, timeout=5.0)
+        assert time.monotonic() - answered < HURRIED
+        assert await oget(1) == 1
+    finally:
+        await client.aclose()
