@@ -19,6 +19,7 @@ from fastapi import Depends
 from cachedeco.api.registry import Registry
 from cachedeco.api.registry import registry as default_registry
 from cachedeco.contrib.starlette import lifespan
+from cachedeco.runtime.invalidation import check_tags
 
 __all__ = ["Invalidations", "invalidations", "lifespan", "registry_dependency"]
 
@@ -52,7 +53,12 @@ class Invalidations:
 
         Args:
             *tags: Tags to invalidate; one given twice is invalidated once.
+
+        Raises:
+            ConfigurationError: A tag that is not a non-empty string, here rather than when
+                the route has ended (the tags added before it are still invalidated then).
         """
+        check_tags(tags)
         self._tags.update(dict.fromkeys(tags))
 
     @property

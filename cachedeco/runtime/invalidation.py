@@ -7,6 +7,8 @@ for auto-recovery, :mod:`cachedeco.runtime.recovery`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.backends.open import BackendSlot
 from cachedeco.core.entry import new_tag_token
@@ -18,8 +20,18 @@ from cachedeco.runtime.changes import TAGS
 from cachedeco.runtime.guard import Breaker, Guard
 from cachedeco.runtime.recovery import Recovery
 
-__all__ = ["Invalidation"]
+__all__ = ["Invalidation", "check_tags"]
 
+
+
+def check_tags(tags: Iterable[object]) -> None:
+    """Each tag to invalidate is a non-empty str (rendered: ``"product:42"``), else a
+    ConfigurationError, which names a list passed as one tag."""
+    for tag in tags:
+        if not isinstance(tag, str) or not tag:
+            hint = (" (the tags are separate arguments: invalidate_tags(*tags))"
+                    if isinstance(tag, list | tuple | set | frozenset) else "")
+            raise ConfigurationError(f"a tag must be a non-empty string, not {tag!r}{hint}")
 
 class Invalidation:
     """Tag, pattern and whole-prefix invalidation over a registry's backends."""
@@ -102,11 +114,7 @@ class Invalidation:
         return True
 
     def _tag_keys(self, tags: tuple[str, ...]) -> list[str]:
-        for tag in tags:
-            if not isinstance(tag, str) or not tag:
-                hint = (" (the tags are separate arguments: invalidate_tags(*tags))"
-                        if isinstance(tag, list | tuple | set | frozenset) else "")
-                raise ConfigurationError(f"a tag must be a non-empty string, not {tag!r}{hint}")
+        check_tags(tags)
         # The same escaping as a rendered tag template, so "item:50%" names f("50%")'s tag.
         return [self.keyspace.tag(escape_text(tag)) for tag in dict.fromkeys(tags)]
 

@@ -228,3 +228,13 @@ async def test_tags_are_invalidated_before_the_response_starts(
              "headers": [], "client": ("127.0.0.1", 1), "server": ("testserver", 80)}
     await shop.app(scope, receive, send)
     assert at_response_start == [MISS]
+
+
+@pytest.mark.parametrize(("tag", "said"), [(42, "not 42"), ("", "not ''"),
+                                           (["a", "b"], "separate arguments")])
+def test_a_bad_tag_is_refused_when_added_not_when_the_route_ends(tag: Any, said: str) -> None:
+    changes = Invalidations()
+    changes.add("product:1")
+    with pytest.raises(ConfigurationError, match=said):
+        changes.add(tag)
+    assert changes.tags == ("product:1",)  # still invalidated when the route ends
