@@ -165,7 +165,10 @@ def test_registering_a_model_again_replaces_its_tags(loads: list[int]) -> None:
 
 def test_a_tag_the_instance_cannot_give_is_a_serialization_error(loads: list[int]) -> None:
     from tests.contrib.djangoapp.models import Product
+    from tests.contrib.djangoapp.views import product_card
 
+    lamp = product("lamp")
+    product_card(lamp.pk)
     invalidate_on_save(Product, ["product:{pk}", "name:{name.nope}"])
     try:
         with pytest.raises(SerializationError, match=r"'name:\{name.nope\}' from a Product: "
@@ -173,6 +176,10 @@ def test_a_tag_the_instance_cannot_give_is_a_serialization_error(loads: list[int
                 transaction.atomic():
             product("doomed")
         assert not Product.objects.filter(name="doomed").exists()  # rolled back
+        lamp.name = "lantern"
+        with pytest.raises(SerializationError, match="nope"):
+            lamp.save()  # outside a transaction: the row is committed before the signal
+        assert card(lamp.pk) is MISS  # so the tags that rendered are invalidated all the same
     finally:
         invalidate_on_save(Product, ["product:{pk}", "products"])  # as the app's ready()
 

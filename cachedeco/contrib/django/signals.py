@@ -31,10 +31,15 @@ class _Attributes(dict[str, Any]):
         return getattr(self.instance, name)
 
 
-def _renderer(model: type[Any], tags: Tags) -> Callable[[Any], list[str]]:
+#: An instance's tags, and the error of a template it could not give (raised after the others
+#: are invalidated: outside a transaction the row is already committed).
+Rendered = tuple[list[str], SerializationError | None]
+
+
+def _renderer(model: type[Any], tags: Tags) -> Callable[[Any], Rendered]:
     """A function of an instance returning its tags; templates are checked against `model`."""
     if callable(tags):
-        return lambda instance: list(tags(instance))
+        return lambda instance: (list(tags(instance)), None)
     templates = [tags] if isinstance(tags, str) else list(tags)
     if not all(isinstance(t, str) for t in templates):
         raise ConfigurationError(f"tags must be strings or a function, not {tags!r}")
@@ -44,13 +49,24 @@ def _renderer(model: type[Any], tags: Tags) -> Callable[[Any], list[str]]:
             if field is not None and not hasattr(model, name):
                 raise ConfigurationError(f"tag template {template!r}: {model.__name__} has no "
                                          f"attribute {name!r}")
-    return lambda instance: [_render(t, instance) for t in templates]
+
+    def render(instance: Any) -> Rendered:
+        done, failed = [], None
+        for template in templates:
+            try:
+                done.append(_render(template, instance))
+            except SerializationError as exc:
+                failed = failed or exc
+        return done, failed
+
+    return render
 
 
 def _render(template: str, instance: Any) -> str:
     """One tag of ``instance``; an attribute it cannot give (``{brand.slug}`` of a product
     without a brand) is a SerializationError naming the template and the model, raised
-    from the ``save()`` (in an ``atomic`` block: before the commit, so it rolls back)."""
+    from the ``save()`` (in an ``atomic`` block: before the commit, so it rolls back;
+    outside one, after the commit and the invalidation of the tags that rendered)."""
     try:
         return template.format_map(_Attributes(instance))
     except Exception as exc:
@@ -95,10 +111,12 @@ def invalidate_on_save(model: type[Any], tags: Tags, *, delete: bool = True,
 
     def receiver(sender: type[Any], instance: Any, using: str = "default",
                  **kwargs: Any) -> None:
-        rendered = render(instance)
+        rendered, failed = render(instance)
         if rendered:
             transaction.on_commit(
                 lambda: chosen.invalidate_tags(*rendered, backend=backend), using=using)
+        if failed is not None:
+            raise failed
 
     uid = f"cachedeco.invalidate_on_save:{model._meta.label}"
     # Django keeps the first receiver of a dispatch_uid and ignores a later one: replaced here
