@@ -33,7 +33,7 @@ class Batch:
     @classmethod
     def of(cls, b: Bound, ids: Iterable[Any]) -> Batch:
         """The batch for ``ids``: duplicates asked once, each id bound alone to the templates."""
-        if isinstance(ids, str | bytes):
+        if isinstance(ids, str | bytes) or not isinstance(ids, Iterable):
             raise ConfigurationError(f"@cached_many {b.name} takes an iterable of ids, not the "
                                      f"{type(ids).__name__} {ids!r}")
         unique = list(dict.fromkeys(ids))

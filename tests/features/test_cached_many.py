@@ -295,6 +295,8 @@ def test_bad_uses_are_configuration_errors(make_registry: Make, prefix: str) -> 
         not_a_mapping([1])
     with pytest.raises(ConfigurationError, match="iterable of ids"):
         not_a_mapping("12")
+    with pytest.raises(ConfigurationError, match="iterable of ids, not the int 12"):
+        not_a_mapping(12)  # type: ignore[arg-type]
 
 
 async def test_on_sentinel(make_registry: Make, amake_registry: Make, prefix: str,
