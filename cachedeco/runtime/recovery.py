@@ -3,13 +3,12 @@
 
 A worker (:mod:`.retrying`: a daemon thread; a task on the caller's loop for an
 asyncio-client backend) applies them, drops and tag invalidations ahead of the write-behind
-records of other keys (:func:`~cachedeco.runtime.changes.next_run`), probing every
-``RETRY`` seconds without waiting out the breaker. Meanwhile this process never serves an
-entry with a pending change from the backend (:meth:`Recovery.blocks`) nor from its near
-cache. When an outage begins, the changes that landed in the second before it are kept too
-(a failover may have lost them: :mod:`.recent`). An outage is logged when it starts and
-ends, never per call, and a flapping link at most once per ``LOG_INTERVAL`` (the next line
-counts the ones it kept quiet).
+records of other keys (:func:`~cachedeco.runtime.changes.next_run`), probing every ``RETRY``
+seconds without waiting out the breaker (each try after a probe: :mod:`.reach`). This
+process never serves an entry with a pending change from the backend (:meth:`Recovery.blocks`)
+nor from its near cache. When an outage begins, the changes that landed in the second before
+it are kept too (a failover may have lost them: :mod:`.recent`). An outage is logged when it
+starts and ends, never per call, a flapping link at most once per ``LOG_INTERVAL``.
 """
 
 from __future__ import annotations
@@ -43,6 +42,7 @@ from cachedeco.runtime.changes import (
 from cachedeco.runtime.guard import Breaker, LogLimit
 from cachedeco.runtime.held import Held, unserved
 from cachedeco.runtime.process import redo_after_fork
+from cachedeco.runtime.reach import Reach
 from cachedeco.runtime.recent import RecentChanges
 from cachedeco.runtime.retrying import Retrying
 from cachedeco.runtime.spool import Spool
@@ -86,7 +86,7 @@ class Recovery:
         self.recent = RecentChanges()  # what landed lately: a failover may lose it
         self._outage_log: dict[str, LogLimit] = {}  # per backend: a flapping link is quiet
         self._worker = Retrying(self.attempt, self.aattempt, self.adopt,
-                                lambda: self.spool is not None)
+                                lambda: self.spool is not None, Reach(host, self._queues.keys))
         self._reset()
         redo_after_fork(self)
 

@@ -14,11 +14,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from cachedeco.runtime.guard import warn
+from cachedeco.runtime.reach import Reach
 
-__all__ = ["ADOPT_EVERY", "RETRY", "Retrying"]
+__all__ = ["ADOPT_EVERY", "REACH", "RETRY", "Retrying"]
 
 RETRY: Final = 0.25  # seconds between two attempts while changes wait
 ADOPT_EVERY: Final = 2.0  # seconds between two looks at the spool for changes left by others
+#: The most seconds a worker probes (:mod:`.reach`) before a try, which then goes all the
+#: same (a probe that cannot connect where the client can).
+REACH: Final = 5.0
 
 
 def _pause(began: float) -> float:
@@ -49,7 +53,9 @@ class Retrying:
 
     def __init__(self, attempt: Callable[[bool], int],
                  aattempt: Callable[[bool], Awaitable[int]],
-                 adopt: Callable[[], None], spooled: Callable[[], bool]) -> None:
+                 adopt: Callable[[], None], spooled: Callable[[], bool],
+                 reach: Reach | None = None) -> None:
+        self._reach = reach
         self._attempt = attempt
         self._aattempt = aattempt
         self._adopt = adopt
@@ -155,6 +161,8 @@ class Retrying:
             began = time.monotonic()
             try:
                 self._adopt()
+                if self._reach is not None:  # a try on a connection the server takes
+                    self._reach.wait(REACH, lambda: self.closed)
                 left = self._attempt(False)
             except Exception as exc:  # never let the worker die: log, and try again later
                 _failed(exc)
@@ -168,6 +176,8 @@ class Retrying:
         while not self.closed:
             began = time.monotonic()
             try:
+                if self._reach is not None:
+                    await self._reach.await_(REACH, lambda: self.closed)
                 if not await self._aattempt(False):
                     return
             except Exception as exc:  # as the thread: log, and try again later

@@ -2,9 +2,11 @@
 while it waits, and the kernel queues at most ``tcp-backlog`` of them): the connection
 auto-recovery's attempt opens then is one the server never takes, and its connect waits for
 TCP to send it again, a second later. Meanwhile the entries its kept drops concern are
-served by every other process. The first call this process gets answered after the heal
-hurries those drops out beside the stuck attempt, so they land within milliseconds of it
-(the stuck attempt alone took about a second)."""
+served by every other process. So each try goes only once a bare connect (a probe every 50 ms)
+got through, and lands within milliseconds of the heal even when the process makes no call
+(its breaker open, say); and the first call this process gets answered after the heal hurries
+those drops out beside a try under way. (A try on a connection the server never took alone
+landed about a second after the heal.)"""
 
 from __future__ import annotations
 
@@ -135,3 +137,23 @@ async def test_an_asyncio_client_hurries_its_drops_too(
         assert await oget(1) == 1
     finally:
         await client.aclose()
+
+
+def test_with_no_call_the_drop_lands_once_the_server_takes_connections(
+        narrow: Server, make_registry: Callable[..., Registry]) -> None:
+    db = {1: 0}
+    reg = make_registry(narrow.url, **OPTIONS)
+    other = make_registry(narrow.url, **OPTIONS)
+    get, put = _catalogue(reg, db, "sync")
+    oget, _ = _catalogue(other, db, "sync")
+    assert (get(1), oget(1)) == (0, 0)
+    narrow.pause()
+    with full_accept_queue(narrow):
+        assert put(1) == 1
+        time.sleep(0.3)  # the worker probes: none gets through
+        assert reg.stats().recoveries_pending == 1
+        narrow.resume()
+    healed = time.monotonic()
+    poll(lambda: reg.stats().recoveries_pending == 0, timeout=5.0)
+    assert time.monotonic() - healed < HURRIED
+    assert oget(1) == 1

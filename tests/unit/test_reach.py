@@ -1,0 +1,86 @@
+"""Auto-recovery's probe: where a single server listens (a URL's or a ready client's; no
+address for Cluster, Sentinel or memory), and a wait that returns once a bare connect gets
+through, or after its budget."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import redis.asyncio
+
+from cachedeco.runtime.reach import PROBE, address, await_reachable, wait_reachable
+
+
+@pytest.mark.parametrize(("kind", "spec", "where"), [
+    ("redis", "redis://127.0.0.1:6390/0", ("127.0.0.1", 6390)),
+    ("redis", "rediss://user:pw@cache.example:6380", ("cache.example", 6380)),
+    ("redis", "redis://localhost", ("localhost", 6379)),
+    ("redis", "unix:///run/redis.sock?db=2", "/run/redis.sock"),
+    ("cluster", "redis+cluster://127.0.0.1:7000,127.0.0.1:7001", None),
+    ("sentinel", "redis+sentinel://127.0.0.1:26379/mymaster/0", None),
+    ("memory", "memory://", None),
+])
+def test_the_address_of_a_url(kind: str, spec: str, where: object) -> None:
+    assert address(kind, spec) == where
+
+
+def test_the_address_of_a_ready_client() -> None:
+    assert address("redis", redis.Redis(host="10.0.0.5", port=6381)) == ("10.0.0.5", 6381)
+    assert address("redis", redis.asyncio.Redis(unix_socket_path="/tmp/r.sock")) == "/tmp/r.sock"
+    assert address("redis", object()) is None
+
+
+@pytest.fixture
+def listening() -> Iterator[tuple[str, int]]:
+    """A socket that takes connections (the kernel completes them)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        yield server.getsockname()
+
+
+def _closed_port() -> tuple[str, int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()  # nothing listens there once it is closed
+
+
+def test_a_wait_returns_at_once_when_the_server_takes_connections(
+        listening: tuple[str, int]) -> None:
+    began = time.monotonic()
+    wait_reachable(listening, budget=5.0)
+    assert time.monotonic() - began < 1.0
+
+
+def test_a_wait_ends_after_its_budget_when_no_connect_gets_through() -> None:
+    began = time.monotonic()
+    wait_reachable(_closed_port(), budget=0.3)
+    took = time.monotonic() - began
+    assert 0.3 - PROBE <= took < 2.0
+
+
+def test_a_unix_socket_is_probed_too(tmp_path: Path) -> None:
+    path = str(tmp_path / "r.sock")
+    began = time.monotonic()
+    wait_reachable(path, budget=0.2)  # nothing there yet: the budget
+    assert time.monotonic() - began >= 0.2 - PROBE
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(path)
+        server.listen(1)
+        began = time.monotonic()
+        wait_reachable(path, budget=5.0)
+        assert time.monotonic() - began < 1.0
+
+
+async def test_the_asyncio_wait_alike(listening: tuple[str, int]) -> None:
+    began = time.monotonic()
+    await await_reachable(listening, budget=5.0)
+    assert time.monotonic() - began < 1.0
+    began = time.monotonic()
+    await await_reachable(_closed_port(), budget=0.3)
+    assert 0.3 - PROBE <= time.monotonic() - began < 2.0
