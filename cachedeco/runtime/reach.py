@@ -6,8 +6,9 @@ a second later. A recovery try on such a connection waits out ``socket_connect_t
 although the server answers others again, and meanwhile other processes serve the entries
 its kept drops concern. So before each try auto-recovery probes, every :data:`PROBE` seconds
 until one connects (at once, against a server that takes connections), and the try then
-goes on a connection the server takes. Only a single server is probed (a URL's host and
-port or Unix socket, or a ready client's); Cluster and Sentinel tries go as before.
+goes on a connection the server takes. Only a single server without TLS is probed (a URL's
+host and port or Unix socket, or a ready client's); Cluster, Sentinel and TLS tries go as
+before.
 """
 
 from __future__ import annotations
@@ -33,16 +34,21 @@ Address = tuple[str, int] | str
 
 def address(kind: str, spec: object) -> Address | None:
     """Where the single server of a backend (its URL, or a ready client) listens; None for
-    other kinds, or a client that does not say."""
+    other kinds, a client that does not say, and TLS (a server logs a warning for each
+    connection closed before its handshake: one per try)."""
     if kind != "redis":
         return None
     if isinstance(spec, str):
         parts = urlsplit(spec)
         if parts.scheme.lower() == "unix":
             return parts.path or None
+        if parts.scheme.lower() != "redis":
+            return None
         return (parts.hostname or "localhost", parts.port or 6379)
-    kwargs: dict[str, Any] = getattr(getattr(spec, "connection_pool", None),
-                                     "connection_kwargs", {})
+    pool = getattr(spec, "connection_pool", None)
+    if "SSL" in getattr(getattr(pool, "connection_class", None), "__name__", ""):
+        return None
+    kwargs: dict[str, Any] = getattr(pool, "connection_kwargs", {})
     if kwargs.get("path"):
         return str(kwargs["path"])
     if kwargs.get("host"):

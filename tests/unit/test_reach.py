@@ -18,7 +18,8 @@ from cachedeco.runtime.reach import PROBE, address, await_reachable, wait_reacha
 
 @pytest.mark.parametrize(("kind", "spec", "where"), [
     ("redis", "redis://127.0.0.1:6390/0", ("127.0.0.1", 6390)),
-    ("redis", "rediss://user:pw@cache.example:6380", ("cache.example", 6380)),
+    ("redis", "redis://user:pw@cache.example:6380", ("cache.example", 6380)),
+    ("redis", "rediss://cache.example:6380", None),  # TLS: not probed
     ("redis", "redis://localhost", ("localhost", 6379)),
     ("redis", "unix:///run/redis.sock?db=2", "/run/redis.sock"),
     ("cluster", "redis+cluster://127.0.0.1:7000,127.0.0.1:7001", None),
@@ -33,6 +34,7 @@ def test_the_address_of_a_ready_client() -> None:
     assert address("redis", redis.Redis(host="10.0.0.5", port=6381)) == ("10.0.0.5", 6381)
     assert address("redis", redis.asyncio.Redis(unix_socket_path="/tmp/r.sock")) == "/tmp/r.sock"
     assert address("redis", object()) is None
+    assert address("redis", redis.Redis(host="10.0.0.5", ssl=True)) is None
 
 
 @pytest.fixture
