@@ -23,7 +23,6 @@ from cachedeco.runtime.recovery import Recovery
 __all__ = ["Invalidation", "check_tags"]
 
 
-
 def check_tags(tags: Iterable[object]) -> None:
     """Each tag to invalidate is a non-empty str (rendered: ``"product:42"``), else a
     ConfigurationError, which names a list passed as one tag."""
@@ -32,6 +31,7 @@ def check_tags(tags: Iterable[object]) -> None:
             hint = (" (the tags are separate arguments: invalidate_tags(*tags))"
                     if isinstance(tag, list | tuple | set | frozenset) else "")
             raise ConfigurationError(f"a tag must be a non-empty string, not {tag!r}{hint}")
+
 
 class Invalidation:
     """Tag, pattern and whole-prefix invalidation over a registry's backends."""

@@ -12,6 +12,7 @@ from django.db.models.signals import post_delete, post_save
 
 from cachedeco.api.registry import Registry
 from cachedeco.api.registry import registry as default_registry
+from cachedeco.core.keys.templates import unrendered
 from cachedeco.errors import ConfigurationError, SerializationError
 
 __all__ = ["invalidate_on_save"]
@@ -70,10 +71,8 @@ def _render(template: str, instance: Any) -> str:
     try:
         return template.format_map(_Attributes(instance))
     except Exception as exc:
-        said = f": {exc}" if isinstance(exc, AttributeError | LookupError) else ""
-        raise SerializationError(
-            f"cannot render the tag template {template!r} from a "
-            f"{type(instance).__name__}: {exc.__class__.__name__}{said}") from exc
+        raise unrendered(f"tag template {template!r}", f"a {type(instance).__name__}",
+                         exc) from exc
 
 
 def invalidate_on_save(model: type[Any], tags: Tags, *, delete: bool = True,

@@ -16,7 +16,8 @@ from typing import Any
 
 from cachedeco.errors import ConfigurationError, SerializationError
 
-__all__ = ["POSITIONAL", "Binder", "Template", "escape_text", "items", "keyed_value", "unwrap"]
+__all__ = ["POSITIONAL", "Binder", "Template", "escape_text", "items", "keyed_value",
+           "unrendered", "unwrap"]
 
 _TEXT_SPECIAL = re.compile(r"[%{}]")
 
@@ -224,8 +225,14 @@ class Template:
         try:
             return fmt.format_map(bound)
         except Exception as exc:
-            # these name the template's own attribute, index or type, not an argument's value
-            said = f": {exc}" if isinstance(exc, AttributeError | LookupError) else ""
-            raise SerializationError(
-                f"cannot render the {self._what} template {self.text!r} from the call's "
-                f"arguments: {exc.__class__.__name__}{said}") from exc
+            raise unrendered(f"{self._what} template {self.text!r}", "the call's arguments",
+                             exc) from exc
+
+
+def unrendered(template: str, source: str, exc: Exception) -> SerializationError:
+    """The error of a ``template`` (``"key template 'u:{x.id}'"``) that ``source`` could not
+    fill: the exception's type, and its message only when it names the template's own
+    attribute, index or type (AttributeError, LookupError), never an argument's value."""
+    said = f": {exc}" if isinstance(exc, AttributeError | LookupError) else ""
+    return SerializationError(
+        f"cannot render the {template} from {source}: {exc.__class__.__name__}{said}")
