@@ -108,7 +108,8 @@ class Retrying:
         """A call got an answer after failures while changes wait: the attempt under way may
         be stuck on a connection the server never took (frozen, its accept queue filled by
         the connections every process opened meanwhile: the connect waits for TCP to send it
-        again, a second later, or times out), and until the drops and tag invalidations land
+        again, a second later, or times out; :mod:`.reach`'s probe spares a single server
+        that, not TLS, Cluster or Sentinel), and until the drops and tag invalidations land
         other processes serve the entries they concern. So those go now, from a thread (or
         a task on the running loop) of their own, one at a time, beside that attempt (a
         change sent twice drops or invalidates twice: at most one more miss). Not from
