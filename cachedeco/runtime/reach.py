@@ -6,9 +6,9 @@ a second later. A recovery try on such a connection waits out ``socket_connect_t
 although the server answers others again, and meanwhile other processes serve the entries
 its kept drops concern. So before each try auto-recovery probes, every :data:`PROBE` seconds
 until one connects (at once, against a server that takes connections), and the try then
-goes on a connection the server takes. Only a single server without TLS is probed (a URL's
-host and port or Unix socket, or a ready client's); Cluster, Sentinel and TLS tries go as
-before.
+goes on a connection the server takes. Probed: a single server without TLS (a URL's host
+and port or Unix socket, or a ready client's) and the primary a Sentinel URL's watch last
+named (asked again at each probe: a failover moves it); Cluster and TLS tries go as before.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from cachedeco.errors import CacheError
 
-__all__ = ["PROBE", "Address", "Reach", "address", "await_reachable", "wait_reachable"]
+__all__ = ["PROBE", "Address", "Reach", "address", "await_reachable", "primary", "wait_reachable"]
 
 #: Seconds between two probes, and the most one waits for its connect.
 PROBE: Final = 0.05
@@ -56,6 +56,24 @@ def address(kind: str, spec: object) -> Address | None:
     return None
 
 
+def primary(slot: Any) -> Address | None:
+    """The primary a Sentinel URL's watch last named (None before its first answer, for a
+    ready client, which has no watch, and for TLS connections: see :func:`address`)."""
+    watch = getattr(slot, "watch", None)
+    if slot.kind != "sentinel" or watch is None or slot.options.extra.get("ssl"):
+        return None
+    found: Address | None = watch.address
+    return found
+
+
+#: Where to probe: an address, or a question asked before each probe (None: stop probing).
+Where = Address | Callable[[], Address | None]
+
+
+def _asker(where: Where) -> Callable[[], Address | None]:
+    return where if callable(where) else (lambda: where)
+
+
 def _connects(where: Address) -> bool:
     """One probe: whether a connect to ``where`` completes within :data:`PROBE`."""
     try:
@@ -70,14 +88,14 @@ def _connects(where: Address) -> bool:
     return True
 
 
-def wait_reachable(where: Address, budget: float,
+def wait_reachable(where: Where, budget: float,
                    stop: Callable[[], bool] = lambda: False) -> None:
-    """Return once a probe of ``where`` connects, after ``budget`` seconds, or once
-    ``stop()`` (the worker closes)."""
-    end = time.monotonic() + budget
-    while True:
+    """Return once a probe of ``where`` connects, after ``budget`` seconds, once ``stop()``
+    (the worker closes), or once ``where()`` says None."""
+    ask, end = _asker(where), time.monotonic() + budget
+    while (now := ask()) is not None:
         began = time.monotonic()
-        if stop() or _connects(where) or began + PROBE >= end:
+        if stop() or _connects(now) or began + PROBE >= end:
             return
         time.sleep(max(0.0, PROBE - (time.monotonic() - began)))
 
@@ -98,13 +116,13 @@ async def _aconnects(where: Address) -> bool:
     return True
 
 
-async def await_reachable(where: Address, budget: float,
+async def await_reachable(where: Where, budget: float,
                           stop: Callable[[], bool] = lambda: False) -> None:
     """The asyncio form of :func:`wait_reachable`."""
-    end = time.monotonic() + budget
-    while True:
+    ask, end = _asker(where), time.monotonic() + budget
+    while (now := ask()) is not None:
         began = time.monotonic()
-        if stop() or await _aconnects(where) or began + PROBE >= end:
+        if stop() or await _aconnects(now) or began + PROBE >= end:
             return
         await asyncio.sleep(max(0.0, PROBE - (time.monotonic() - began)))
 
@@ -126,16 +144,16 @@ class Reach:
                 slot = host.slot(name)
             except CacheError:  # the backend is gone after configure()
                 continue
-            if ("sync" in slot.flavours) == sync and (where := address(slot.kind, slot.spec)):
+            if ("sync" in slot.flavours) == sync and (
+                    where := address(slot.kind, slot.spec) or primary(slot)):
                 return where
         return None
 
     def wait(self, budget: float, stop: Callable[[], bool]) -> None:
-        """The thread's wait (:func:`wait_reachable`), at once when nothing is probed."""
-        if (where := self.where(True)) is not None:
-            wait_reachable(where, budget, stop)
+        """The thread's wait (:func:`wait_reachable`; where is asked before each probe), at
+        once when nothing is probed."""
+        wait_reachable(lambda: self.where(True), budget, stop)
 
     async def await_(self, budget: float, stop: Callable[[], bool]) -> None:
         """The asyncio worker's wait (:func:`await_reachable`)."""
-        if (where := self.where(False)) is not None:
-            await await_reachable(where, budget, stop)
+        await await_reachable(lambda: self.where(False), budget, stop)

@@ -109,10 +109,11 @@ class Retrying:
         be stuck on a connection the server never took (frozen, its accept queue filled by
         the connections every process opened meanwhile: the connect waits for TCP to send it
         again, a second later, or times out; :mod:`.reach`'s probe spares a single server
-        that, not TLS, Cluster or Sentinel), and until the drops and tag invalidations land
-        other processes serve the entries they concern. So those go now, from a thread (or
-        a task on the running loop) of their own, one at a time, beside that attempt (a
-        change sent twice drops or invalidates twice: at most one more miss). Not from
+        and a Sentinel primary that, not TLS or Cluster), and until the drops and tag
+        invalidations land other processes serve the entries they concern. So those go now,
+        from a thread (or a task on the running loop) of their own, one at a time, beside
+        that attempt (a change sent twice drops or invalidates twice: at most one more
+        miss). Not from
         inside an attempt: one whose change landed also tells the breaker."""
         if self._hurrying or threading.current_thread() is self.thread or (
                 not sync and _current_task() in list(self._tasks.values())):

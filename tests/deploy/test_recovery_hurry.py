@@ -3,11 +3,11 @@ while it waits, and the kernel queues at most ``tcp-backlog`` of them): the conn
 auto-recovery's attempt opens then is one the server never takes, and its connect waits for
 TCP to send it again, a second later. Meanwhile the entries its kept drops concern are
 served by every other process. So each try goes only once a bare connect (a probe every 50 ms)
-got through, and lands within milliseconds of the heal even when the process makes no call
-(its breaker open, say); and, where no probe goes (TLS, Cluster, Sentinel: switched off
-here), the first call this process gets answered after the heal hurries those drops out
-beside a try under way. (A try on a connection the server never took alone landed about a
-second after the heal.)"""
+to the server, or to a Sentinel service's primary, got through, and lands within milliseconds
+of the heal even when the process makes no call (its breaker open, say); and, where no probe
+goes (TLS, Cluster: switched off here), the first call this process gets answered after the
+heal hurries those drops out beside a try under way. (A try on a connection the server never
+took alone landed about a second after the heal.)"""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ from redis.backoff import NoBackoff
 from cachedeco import Registry
 from cachedeco.runtime import reach
 from tests.support.polling import apoll, poll
-from tools.servers import Server, start_single
+from tools.servers import SentinelSetup, Server, start_sentinel, start_single
+from tools.servers.process import RedisProcess
 
 #: The stuck attempt's connect waits for TCP's second SYN, a second after the first; a
 #: hurried drop lands well within this.
@@ -46,11 +47,22 @@ def narrow() -> Iterator[Server]:
         server.process.stop()
 
 
+@pytest.fixture
+def narrow_sentinel() -> Iterator[SentinelSetup]:
+    """A private Sentinel setup whose servers queue one connection they have not taken, and
+    whose sentinels hold the primary down only after 10 s: no failover during a freeze."""
+    with start_sentinel(backlog=1, down_after=10_000) as setup:
+        try:
+            yield setup
+        finally:
+            setup.primary.resume()
+
+
 @contextlib.contextmanager
-def full_accept_queue(server: Server) -> Iterator[None]:
-    """While ``server`` is frozen: connections opened until one is not taken (the queue is
-    full), closed once the block ends (the server then takes and drops them)."""
-    port = int(server.url.rsplit(":", 1)[1].split("/")[0])
+def full_accept_queue(port: int) -> Iterator[None]:
+    """While the server on ``port`` is frozen: connections opened until one is not taken
+    (the queue is full), closed once the block ends (the server then takes and drops
+    them)."""
     opened: list[socket.socket] = []
     try:
         while True:
@@ -110,7 +122,7 @@ def test_a_drop_kept_in_a_freeze_lands_once_a_call_is_answered(
     oget, _ = _catalogue(other, db, "sync")
     assert (get(1), get(2), oget(1)) == (0, 0, 0)
     narrow.pause()
-    with full_accept_queue(narrow):
+    with full_accept_queue(narrow.port):
         assert put(1) == 1  # its store times out: the drop is kept, an attempt connects
         assert reg.stats().recoveries_pending == 1
         time.sleep(0.1)  # the attempt's connect is on its way, never taken
@@ -136,7 +148,7 @@ async def test_an_asyncio_client_hurries_its_drops_too(
     assert (await get(1), await get(2), await oget(1)) == (0, 0, 0)
     narrow.pause()
     try:
-        with full_accept_queue(narrow):
+        with full_accept_queue(narrow.port):
             assert await put(1) == 1
             assert reg.stats().recoveries_pending == 1
             await asyncio.sleep(0.1)
@@ -150,21 +162,33 @@ async def test_an_asyncio_client_hurries_its_drops_too(
         await client.aclose()
 
 
-def test_with_no_call_the_drop_lands_once_the_server_takes_connections(
-        narrow: Server, make_registry: Callable[..., Registry]) -> None:
+def _lands_without_a_call(url: str, frozen: RedisProcess,
+                          make_registry: Callable[..., Registry]) -> None:
+    """A drop kept while ``frozen`` (the server ``url`` leads to) is frozen with its accept
+    queue full lands within :data:`HURRIED` of the heal, with no call in between."""
     db = {1: 0}
-    reg = make_registry(narrow.url, **OPTIONS)
-    other = make_registry(narrow.url, **OPTIONS)
+    reg = make_registry(url, **OPTIONS)
+    other = make_registry(url, **OPTIONS)
     get, put = _catalogue(reg, db, "sync")
     oget, _ = _catalogue(other, db, "sync")
     assert (get(1), oget(1)) == (0, 0)
-    narrow.pause()
-    with full_accept_queue(narrow):
+    frozen.pause()
+    with full_accept_queue(frozen.port):
         assert put(1) == 1
         time.sleep(0.3)  # the worker probes: none gets through
         assert reg.stats().recoveries_pending == 1
-        narrow.resume()
+        frozen.resume()
     healed = time.monotonic()
     poll(lambda: reg.stats().recoveries_pending == 0, timeout=5.0)
     assert time.monotonic() - healed < HURRIED
     assert oget(1) == 1
+
+
+def test_with_no_call_the_drop_lands_once_the_server_takes_connections(
+        narrow: Server, make_registry: Callable[..., Registry]) -> None:
+    _lands_without_a_call(narrow.url, narrow.process, make_registry)
+
+
+def test_a_sentinel_services_primary_is_probed_too(
+        narrow_sentinel: SentinelSetup, make_registry: Callable[..., Registry]) -> None:
+    _lands_without_a_call(narrow_sentinel.url, narrow_sentinel.primary, make_registry)

@@ -1,6 +1,7 @@
 """Auto-recovery's probe: where a single server listens (a URL's or a ready client's; no
-address for Cluster, Sentinel or memory), and a wait that returns once a bare connect gets
-through, or after its budget."""
+address for Cluster or memory), the primary a Sentinel URL's watch names, and a wait that
+returns once a bare connect gets through, or after its budget, asking where before each
+probe."""
 
 from __future__ import annotations
 
@@ -8,12 +9,20 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import redis
 import redis.asyncio
 
-from cachedeco.runtime.reach import PROBE, address, await_reachable, wait_reachable
+from cachedeco.runtime.reach import (
+    PROBE,
+    Address,
+    address,
+    await_reachable,
+    primary,
+    wait_reachable,
+)
 
 
 @pytest.mark.parametrize(("kind", "spec", "where"), [
@@ -35,6 +44,19 @@ def test_the_address_of_a_ready_client() -> None:
     assert address("redis", redis.asyncio.Redis(unix_socket_path="/tmp/r.sock")) == "/tmp/r.sock"
     assert address("redis", object()) is None
     assert address("redis", redis.Redis(host="10.0.0.5", ssl=True)) is None
+
+
+def _slot(kind: str, named: tuple[str, int] | None, **extra: object) -> SimpleNamespace:
+    """A backend slot as :func:`primary` reads it: its kind, watch and options."""
+    watch = None if kind != "sentinel" else SimpleNamespace(address=named)
+    return SimpleNamespace(kind=kind, watch=watch, options=SimpleNamespace(extra=extra))
+
+
+def test_a_sentinel_urls_primary_is_where_its_watch_says() -> None:
+    assert primary(_slot("sentinel", ("10.0.0.7", 6390))) == ("10.0.0.7", 6390)
+    assert primary(_slot("sentinel", None)) is None  # the sentinels have not answered yet
+    assert primary(_slot("sentinel", ("10.0.0.7", 6390), ssl=True)) is None  # TLS
+    assert primary(_slot("redis", None)) is None  # no watch: a single server, a ready client
 
 
 @pytest.fixture
@@ -86,3 +108,33 @@ async def test_the_asyncio_wait_alike(listening: tuple[str, int]) -> None:
     began = time.monotonic()
     await await_reachable(_closed_port(), budget=0.3)
     assert 0.3 - PROBE <= time.monotonic() - began < 2.0
+
+
+def test_where_is_asked_again_before_each_probe(listening: tuple[str, int]) -> None:
+    asked: list[Address | None] = []
+    closed = _closed_port()
+
+    def where() -> Address | None:  # a primary that moved after two probes
+        asked.append(closed if len(asked) < 2 else listening)
+        return asked[-1]
+
+    began = time.monotonic()
+    wait_reachable(where, budget=5.0)
+    assert time.monotonic() - began < 1.0
+    assert asked == [closed, closed, listening]
+
+
+def test_a_wait_ends_once_nothing_is_left_to_probe() -> None:
+    answers: list[Address | None] = [_closed_port(), None]
+    began = time.monotonic()
+    wait_reachable(lambda: answers.pop(0), budget=5.0)
+    assert time.monotonic() - began < 1.0
+    assert answers == []
+
+
+async def test_the_asyncio_wait_asks_again_too(listening: tuple[str, int]) -> None:
+    answers: list[Address | None] = [_closed_port(), listening]
+    began = time.monotonic()
+    await await_reachable(lambda: answers.pop(0), budget=5.0)
+    assert time.monotonic() - began < 1.0
+    assert answers == []

@@ -179,7 +179,7 @@ class SentinelSetup(Group):
         return time.time()
 
 
-def _sentinel_args(primary_port: int, tls: Path | None = None
+def _sentinel_args(primary_port: int, tls: Path | None = None, down_after: int = 1000
                    ) -> Callable[[list[int], Path], list[str]]:
     def build(ports: list[int], directory: Path) -> list[str]:
         conf = directory / "sentinel.conf"
@@ -198,7 +198,7 @@ def _sentinel_args(primary_port: int, tls: Path | None = None
             'logfile ""',
             "sentinel resolve-hostnames no",
             f"sentinel monitor {SERVICE_NAME} {HOST} {primary_port} 2",
-            f"sentinel down-after-milliseconds {SERVICE_NAME} 1000",
+            f"sentinel down-after-milliseconds {SERVICE_NAME} {down_after}",
             f"sentinel failover-timeout {SERVICE_NAME} 5000",
             "",
         ]))
@@ -248,17 +248,20 @@ def _pairs(reply: object) -> dict[str, str]:
     return {str(k): str(v) for k, v in zip(reply[::2], reply[1::2], strict=True)}
 
 
-def start_sentinel(sentinels: int = 3, *, appendonly: bool = False,
-                   tls: bool = False) -> SentinelSetup:
+def start_sentinel(sentinels: int = 3, *, appendonly: bool = False, tls: bool = False,
+                   backlog: int | None = None, down_after: int = 1000) -> SentinelSetup:
     """Start a primary, a replica of it and ``sentinels`` sentinels (quorum 2); wait until
     every sentinel reports the primary and knows the replica and the other sentinels.
     ``appendonly`` gives both servers an AOF fsynced on every write; ``tls``: see the
-    module's docstring."""
+    module's docstring; ``backlog``: the servers' ``tcp-backlog``; ``down_after``: the
+    milliseconds without an answer after which a sentinel holds the primary down."""
     started: list[RedisProcess] = []
     shared = certificates(HOST) if tls else None
 
     def server(ports: list[int], directory: Path) -> list[str]:
         args = server_args(ports[0], directory, appendonly=appendonly)
+        if backlog is not None:
+            args += ["--tcp-backlog", str(backlog)]
         if shared is not None:
             args += tls_args(ports[1], shared, replication=True)
         return args
@@ -274,7 +277,7 @@ def start_sentinel(sentinels: int = 3, *, appendonly: bool = False,
         wait_until("the replica to link", lambda: _replica_linked(primary, replica))
         for i in range(sentinels):
             started.append(launch(f"sentinel{i + 1}",
-                                  _sentinel_args(primary.announced_port, shared),
+                                  _sentinel_args(primary.announced_port, shared, down_after),
                                   ports=2 if tls else 1))
         setup = SentinelSetup(primary, replica, started[2:], certificates=shared)
         for sentinel in setup.sentinels:
