@@ -1,4 +1,4 @@
-"""Whether a server takes connections again, asked with a bare connect of a short timeout.
+"""Whether a server takes connections again, asked with a connect of a short timeout.
 
 A server frozen long enough, while every process opened connections to it, has its kernel's
 accept queue full: a connection opened then has its SYN dropped, and TCP sends it again only
@@ -6,64 +6,133 @@ a second later. A recovery try on such a connection waits out ``socket_connect_t
 although the server answers others again, and meanwhile other processes serve the entries
 its kept drops concern. So before each try auto-recovery probes, every :data:`PROBE` seconds
 until one connects (at once, against a server that takes connections), and the try then
-goes on a connection the server takes. Probed: a single server without TLS (a URL's host
-and port or Unix socket, or a ready client's) and the primary a Sentinel URL's watch last
-named (asked again at each probe: a failover moves it); Cluster and TLS tries go as before.
+goes on a connection the server takes. Probed: a single server (a URL's host and port or
+Unix socket, or a ready client's) and the primary a Sentinel URL's watch last named (asked
+again at each probe: a failover moves it); Cluster tries go as before. Behind TLS a probe
+completes the handshake (with the client's certificate, if it has one) before it closes: a
+connection closed before its handshake is a warning in the server's log, and a frozen
+server, which takes connections but answers nothing, does not complete one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
+import ssl
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from cachedeco.errors import CacheError
 
-__all__ = ["PROBE", "Address", "Reach", "address", "await_reachable", "primary", "wait_reachable"]
+__all__ = [
+    "PROBE", "Address", "Reach", "Secured", "address", "await_reachable", "primary",
+    "wait_reachable",
+]
 
-#: Seconds between two probes, and the most one waits for its connect.
+#: Seconds between two probes, and the most one waits for its connect (and, behind TLS, for
+#: the handshake after it).
 PROBE: Final = 0.05
 
-#: Where a single server listens: (host, port), or a Unix socket's path.
-Address = tuple[str, int] | str
+
+@dataclass(frozen=True, slots=True)
+class Secured:
+    """A server behind TLS, and the client certificate the client presents (if any)."""
+
+    host: str
+    port: int
+    certfile: str | None = None
+    keyfile: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+#: Where a single server listens: (host, port), a Unix socket's path, or a TLS server.
+Address = tuple[str, int] | str | Secured
+
+
+def _secured(host: str, port: int, options: Mapping[str, Any]) -> Secured:
+    """``host:port`` behind TLS, with the client certificate among redis-py's ``options``."""
+    def option(name: str) -> str | None:
+        value = options.get(name)
+        value = value[0] if isinstance(value, list) and value else value
+        return value if isinstance(value, str) and value else None
+
+    return Secured(host, port, option("ssl_certfile"), option("ssl_keyfile"),
+                   option("ssl_password"))
 
 
 def address(kind: str, spec: object) -> Address | None:
     """Where the single server of a backend (its URL, or a ready client) listens; None for
-    other kinds, a client that does not say, and TLS (a server logs a warning for each
-    connection closed before its handshake: one per try)."""
+    other kinds and a client that does not say."""
     if kind != "redis":
         return None
     if isinstance(spec, str):
         parts = urlsplit(spec)
-        if parts.scheme.lower() == "unix":
+        scheme = parts.scheme.lower()
+        if scheme == "unix":
             return parts.path or None
-        if parts.scheme.lower() != "redis":
-            return None
-        return (parts.hostname or "localhost", parts.port or 6379)
+        host, port = parts.hostname or "localhost", parts.port or 6379
+        if scheme == "rediss":
+            return _secured(host, port, parse_qs(parts.query))
+        return (host, port) if scheme == "redis" else None
     pool = getattr(spec, "connection_pool", None)
-    if "SSL" in getattr(getattr(pool, "connection_class", None), "__name__", ""):
-        return None
     kwargs: dict[str, Any] = getattr(pool, "connection_kwargs", {})
     if kwargs.get("path"):
         return str(kwargs["path"])
     if kwargs.get("host"):
-        return (str(kwargs["host"]), int(kwargs.get("port") or 6379))
+        host, port = str(kwargs["host"]), int(kwargs.get("port") or 6379)
+        tls = "SSL" in getattr(getattr(pool, "connection_class", None), "__name__", "")
+        return _secured(host, port, kwargs) if tls else (host, port)
     return None
 
 
 def primary(slot: Any) -> Address | None:
-    """The primary a Sentinel URL's watch last named (None before its first answer, for a
-    ready client, which has no watch, and for TLS connections: see :func:`address`)."""
+    """The primary a Sentinel URL's watch last named (None before its first answer, and for
+    a ready client, which has no watch)."""
     watch = getattr(slot, "watch", None)
-    if slot.kind != "sentinel" or watch is None or slot.options.extra.get("ssl"):
+    if slot.kind != "sentinel" or watch is None or watch.address is None:
         return None
-    found: Address | None = watch.address
-    return found
+    host, port = watch.address
+    return _secured(host, port, slot.options.extra) if slot.options.extra.get("ssl") else (
+        host, port)
+
+
+@functools.lru_cache(maxsize=8)
+def _context(certfile: str | None, keyfile: str | None,
+             password: str | None) -> ssl.SSLContext | None:
+    """A TLS context for probes (None when the certificate cannot be loaded: the probe is
+    then skipped). The server is not verified: a probe only completes a handshake and
+    sends nothing else."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if certfile:
+        try:
+            context.load_cert_chain(certfile, keyfile, password)
+        except (OSError, ValueError):
+            return None
+    return context
+
+
+def _handshakes(where: Secured) -> bool:
+    """One probe of a TLS server: whether a connect and a handshake each complete within
+    :data:`PROBE` (a handshake the server refused was answered: it takes connections)."""
+    context = _context(where.certfile, where.keyfile, where.password)
+    if context is None:
+        return True
+    try:
+        with socket.create_connection((where.host, where.port), timeout=PROBE) as sock:
+            try:
+                context.wrap_socket(sock, server_hostname=where.host).close()
+            except ssl.SSLError:
+                return True
+    except OSError:
+        return False
+    return True
 
 
 #: Where to probe: an address, or a question asked before each probe (None: stop probing).
@@ -76,6 +145,8 @@ def _asker(where: Where) -> Callable[[], Address | None]:
 
 def _connects(where: Address) -> bool:
     """One probe: whether a connect to ``where`` completes within :data:`PROBE`."""
+    if isinstance(where, Secured):
+        return _handshakes(where)
     try:
         if isinstance(where, str):
             with socket.socket(socket.AF_UNIX) as sock:
@@ -101,15 +172,27 @@ def wait_reachable(where: Where, budget: float,
 
 
 async def _aconnects(where: Address) -> bool:
-    """The asyncio form of :func:`_connects`."""
+    """The asyncio form of :func:`_connects` (behind TLS, the handshake within another
+    :data:`PROBE`)."""
     try:
-        async with asyncio.timeout(PROBE):
+        async with asyncio.timeout(PROBE * (2 if isinstance(where, Secured) else 1)):
             if isinstance(where, str):
                 _, writer = await asyncio.open_unix_connection(where)
+            elif isinstance(where, Secured):
+                context = _context(where.certfile, where.keyfile, where.password)
+                if context is None:
+                    return True
+                _, writer = await asyncio.open_connection(
+                    where.host, where.port, ssl=context, server_hostname=where.host)
             else:
                 _, writer = await asyncio.open_connection(*where)
+    except ssl.SSLError:  # refused, so answered
+        return True
     except (OSError, TimeoutError):
         return False
+    if isinstance(where, Secured):  # no close_notify to wait for: EOF after the handshake
+        writer.transport.abort()
+        return True
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()

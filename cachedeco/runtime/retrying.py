@@ -109,7 +109,7 @@ class Retrying:
         be stuck on a connection the server never took (frozen, its accept queue filled by
         the connections every process opened meanwhile: the connect waits for TCP to send it
         again, a second later, or times out; :mod:`.reach`'s probe spares a single server
-        and a Sentinel primary that, not TLS or Cluster), and until the drops and tag
+        and a Sentinel primary that, not Cluster), and until the drops and tag
         invalidations land other processes serve the entries they concern. So those go now,
         from a thread (or a task on the running loop) of their own, one at a time, beside
         that attempt (a change sent twice drops or invalidates twice: at most one more

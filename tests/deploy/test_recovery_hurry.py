@@ -2,11 +2,12 @@
 while it waits, and the kernel queues at most ``tcp-backlog`` of them): the connection
 auto-recovery's attempt opens then is one the server never takes, and its connect waits for
 TCP to send it again, a second later. Meanwhile the entries its kept drops concern are
-served by every other process. So each try goes only once a bare connect (a probe every 50 ms)
-to the server, or to a Sentinel service's primary, got through, and lands within milliseconds
-of the heal even when the process makes no call (its breaker open, say); and, where no probe
-goes (TLS, Cluster: switched off here), the first call this process gets answered after the
-heal hurries those drops out beside a try under way. (A try on a connection the server never
+served by every other process. So each try goes only once a probe (every 50 ms: a connect,
+and behind TLS its handshake) to the server, or to a Sentinel service's primary, got through,
+and lands within milliseconds of the heal even when the process makes no call (its breaker
+open, say); and, where no probe goes (Cluster; switched off here), the first call this
+process gets answered after the heal hurries those drops out beside a try under way. Each
+single-server test runs over plain TCP and over TLS. (A try on a connection the server never
 took alone landed about a second after the heal.)"""
 
 from __future__ import annotations
@@ -35,16 +36,23 @@ HURRIED = 0.5
 OPTIONS = {"socket_timeout": 0.3, "socket_connect_timeout": 5.0, "stats_interval": 0}
 
 
-@pytest.fixture
-def narrow() -> Iterator[Server]:
+@pytest.fixture(params=["plain", "tls"])
+def narrow(request: pytest.FixtureRequest) -> Iterator[Server]:
     """A private server whose kernel queues one connection it has not taken (``tcp-backlog
-    1``: two, on Linux), resumed and stopped after the test."""
-    server = start_single(backlog=1)
+    1``: two, on Linux), with a TLS port too (``tls``), resumed and stopped after the test."""
+    server = start_single(backlog=1, tls=request.param == "tls")
     try:
         yield server
     finally:
         server.resume()
         server.process.stop()
+
+
+def _front(server: Server) -> tuple[str, int]:
+    """The URL the test's clients use, and its port: TLS when the server has it."""
+    if server.tls_port is not None:
+        return server.tls_url, server.tls_port
+    return server.url, server.port
 
 
 @pytest.fixture
@@ -107,8 +115,8 @@ def _catalogue(reg: Registry, db: dict[int, int], flavour: str) -> tuple[Any, An
 
 @pytest.fixture
 def unprobed(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Recovery tries go without a probe first, as on TLS, Cluster or Sentinel: the
-    hurry alone lands the drops before the stuck try would."""
+    """Recovery tries go without a probe first, as on Cluster: the hurry alone lands the
+    drops before the stuck try would."""
     monkeypatch.setattr(reach, "address", lambda kind, spec: None)
 
 
@@ -116,13 +124,14 @@ def unprobed(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_drop_kept_in_a_freeze_lands_once_a_call_is_answered(
         narrow: Server, make_registry: Callable[..., Registry]) -> None:
     db = {1: 0, 2: 0}
-    reg = make_registry(narrow.url, **OPTIONS)
-    other = make_registry(narrow.url, **OPTIONS)  # another process, in effect
+    url, port = _front(narrow)
+    reg = make_registry(url, **OPTIONS)
+    other = make_registry(url, **OPTIONS)  # another process, in effect
     get, put = _catalogue(reg, db, "sync")
     oget, _ = _catalogue(other, db, "sync")
     assert (get(1), get(2), oget(1)) == (0, 0, 0)
     narrow.pause()
-    with full_accept_queue(narrow.port):
+    with full_accept_queue(port):
         assert put(1) == 1  # its store times out: the drop is kept, an attempt connects
         assert reg.stats().recoveries_pending == 1
         time.sleep(0.1)  # the attempt's connect is on its way, never taken
@@ -138,17 +147,18 @@ def test_a_drop_kept_in_a_freeze_lands_once_a_call_is_answered(
 async def test_an_asyncio_client_hurries_its_drops_too(
         narrow: Server, amake_registry: Callable[..., Registry]) -> None:
     db = {1: 0, 2: 0}
-    client = redis.asyncio.Redis.from_url(narrow.url, socket_timeout=0.3,
+    url, port = _front(narrow)
+    client = redis.asyncio.Redis.from_url(url, socket_timeout=0.3,
                                           socket_connect_timeout=5.0,
                                           retry=Retry(NoBackoff(), 0))
     reg = amake_registry(client, stats_interval=0)
-    other = amake_registry(narrow.url, **OPTIONS)
+    other = amake_registry(url, **OPTIONS)
     get, put = _catalogue(reg, db, "asyncio")
     oget, _ = _catalogue(other, db, "asyncio")
     assert (await get(1), await get(2), await oget(1)) == (0, 0, 0)
     narrow.pause()
     try:
-        with full_accept_queue(narrow.port):
+        with full_accept_queue(port):
             assert await put(1) == 1
             assert reg.stats().recoveries_pending == 1
             await asyncio.sleep(0.1)
@@ -162,7 +172,7 @@ async def test_an_asyncio_client_hurries_its_drops_too(
         await client.aclose()
 
 
-def _lands_without_a_call(url: str, frozen: RedisProcess,
+def _lands_without_a_call(url: str, frozen: RedisProcess, port: int,
                           make_registry: Callable[..., Registry]) -> None:
     """A drop kept while ``frozen`` (the server ``url`` leads to) is frozen with its accept
     queue full lands within :data:`HURRIED` of the heal, with no call in between."""
@@ -173,7 +183,7 @@ def _lands_without_a_call(url: str, frozen: RedisProcess,
     oget, _ = _catalogue(other, db, "sync")
     assert (get(1), oget(1)) == (0, 0)
     frozen.pause()
-    with full_accept_queue(frozen.port):
+    with full_accept_queue(port):
         assert put(1) == 1
         time.sleep(0.3)  # the worker probes: none gets through
         assert reg.stats().recoveries_pending == 1
@@ -186,9 +196,11 @@ def _lands_without_a_call(url: str, frozen: RedisProcess,
 
 def test_with_no_call_the_drop_lands_once_the_server_takes_connections(
         narrow: Server, make_registry: Callable[..., Registry]) -> None:
-    _lands_without_a_call(narrow.url, narrow.process, make_registry)
+    url, port = _front(narrow)
+    _lands_without_a_call(url, narrow.process, port, make_registry)
 
 
 def test_a_sentinel_services_primary_is_probed_too(
         narrow_sentinel: SentinelSetup, make_registry: Callable[..., Registry]) -> None:
-    _lands_without_a_call(narrow_sentinel.url, narrow_sentinel.primary, make_registry)
+    primary = narrow_sentinel.primary
+    _lands_without_a_call(narrow_sentinel.url, primary, primary.port, make_registry)

@@ -1,7 +1,7 @@
 """Auto-recovery's probe: where a single server listens (a URL's or a ready client's; no
-address for Cluster or memory), the primary a Sentinel URL's watch names, and a wait that
-returns once a bare connect gets through, or after its budget, asking where before each
-probe."""
+address for Cluster or memory; behind TLS, with the client's certificate), the primary a
+Sentinel URL's watch names, and a wait that returns once a probe gets through, or after its
+budget, asking where before each probe (TLS probes: tests/deploy/test_reach_tls.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import redis.asyncio
 from cachedeco.runtime.reach import (
     PROBE,
     Address,
+    Secured,
     address,
     await_reachable,
     primary,
@@ -28,7 +29,9 @@ from cachedeco.runtime.reach import (
 @pytest.mark.parametrize(("kind", "spec", "where"), [
     ("redis", "redis://127.0.0.1:6390/0", ("127.0.0.1", 6390)),
     ("redis", "redis://user:pw@cache.example:6380", ("cache.example", 6380)),
-    ("redis", "rediss://cache.example:6380", None),  # TLS: not probed
+    ("redis", "rediss://cache.example:6380", Secured("cache.example", 6380)),  # handshakes
+    ("redis", "rediss://h:6380?ssl_certfile=/c.pem&ssl_keyfile=/k.pem",
+     Secured("h", 6380, "/c.pem", "/k.pem")),
     ("redis", "redis://localhost", ("localhost", 6379)),
     ("redis", "unix:///run/redis.sock?db=2", "/run/redis.sock"),
     ("cluster", "redis+cluster://127.0.0.1:7000,127.0.0.1:7001", None),
@@ -43,7 +46,8 @@ def test_the_address_of_a_ready_client() -> None:
     assert address("redis", redis.Redis(host="10.0.0.5", port=6381)) == ("10.0.0.5", 6381)
     assert address("redis", redis.asyncio.Redis(unix_socket_path="/tmp/r.sock")) == "/tmp/r.sock"
     assert address("redis", object()) is None
-    assert address("redis", redis.Redis(host="10.0.0.5", ssl=True)) is None
+    assert address("redis", redis.Redis(host="10.0.0.5", ssl=True, ssl_certfile="/c.pem")) == (
+        Secured("10.0.0.5", 6379, "/c.pem"))
 
 
 def _slot(kind: str, named: tuple[str, int] | None, **extra: object) -> SimpleNamespace:
@@ -55,7 +59,7 @@ def _slot(kind: str, named: tuple[str, int] | None, **extra: object) -> SimpleNa
 def test_a_sentinel_urls_primary_is_where_its_watch_says() -> None:
     assert primary(_slot("sentinel", ("10.0.0.7", 6390))) == ("10.0.0.7", 6390)
     assert primary(_slot("sentinel", None)) is None  # the sentinels have not answered yet
-    assert primary(_slot("sentinel", ("10.0.0.7", 6390), ssl=True)) is None  # TLS
+    assert primary(_slot("sentinel", ("10.0.0.7", 6390), ssl=True)) == Secured("10.0.0.7", 6390)
     assert primary(_slot("redis", None)) is None  # no watch: a single server, a ready client
 
 
@@ -138,3 +142,14 @@ async def test_the_asyncio_wait_asks_again_too(listening: tuple[str, int]) -> No
     await await_reachable(lambda: answers.pop(0), budget=5.0)
     assert time.monotonic() - began < 1.0
     assert answers == []
+
+
+def test_a_tls_probe_with_a_certificate_that_cannot_be_loaded_is_skipped(
+        tmp_path: Path) -> None:
+    began = time.monotonic()  # the client could not connect either: its tries go unprobed
+    wait_reachable(Secured(*_closed_port(), certfile=str(tmp_path / "absent.pem")), budget=5.0)
+    assert time.monotonic() - began < 1.0
+
+
+def test_a_secured_address_never_shows_its_password() -> None:
+    assert "hunter2" not in repr(Secured("h", 1, "/c.pem", "/k.pem", "hunter2"))
