@@ -74,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     tags = sub.add_parser("invalidate-tags", parents=[common], help="invalidate tags")
     tags.add_argument("tags", nargs="+", metavar="TAG",
                       help="a tag as rendered, e.g. product:42 (not a template)")
-    clear = sub.add_parser("clear", parents=[common], help="delete every key under the prefix")
+    doing = "delete every entry under the prefix (cachedeco's own keys stay)"
+    clear = sub.add_parser("clear", parents=[common], help=doing, description=doing)
     clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     inspect = sub.add_parser("inspect", parents=[common],
                              help="show one entry, its tags and whether it is still valid")
@@ -323,7 +324,7 @@ def _run(registry: Registry, args: argparse.Namespace) -> dict[str, Any] | None:
     if args.command == "invalidate-tags":
         registry.invalidate_tags(*args.tags)
         return {"invalidated": args.tags}
-    if not args.yes and not _confirm(f"delete every key under {registry.prefix!r}?"):
+    if not args.yes and not _confirm(f"delete every entry under {registry.prefix!r}?"):
         return None
     return {"deleted": registry.clear()}
 

@@ -127,6 +127,9 @@ def test_clear_needs_confirmation_and_spares_foreign_keys(redis_url: str, prefix
     assert json.loads(done.stdout) == {"deleted": 3}
     assert redis_client.exists(f"{prefix}:user:0", f"{prefix}:user:1") == 0
     assert redis_client.get(f"{prefix}x:foreign") == b"1"
+    assert any(redis_client.scan_iter(match=f"{prefix}:~tag:*"))  # its own keys stay
+    helped = cli("clear", "--help")
+    assert "every entry" in helped.stdout and "own keys stay" in helped.stdout
 
 
 def test_usage_errors() -> None:
