@@ -30,13 +30,17 @@ from urllib.parse import parse_qs, urlsplit
 from cachedeco.errors import CacheError
 
 __all__ = [
-    "PROBE", "Address", "Reach", "Secured", "address", "await_reachable", "primary",
-    "wait_reachable",
+    "HANDSHAKE", "PROBE", "Address", "Reach", "Secured", "address", "await_reachable",
+    "primary", "wait_reachable",
 ]
 
-#: Seconds between two probes, and the most one waits for its connect (and, behind TLS, for
-#: the handshake after it).
+#: Seconds between two probes, and the most one waits for its connect.
 PROBE: Final = 0.05
+#: The most a probe behind TLS waits for its handshake once connected: a connection the
+#: server's queue took is in line, and a server that heals, busy with the connections queued
+#: while it was frozen, handshakes with it in its turn (a short wait would give up, and
+#: queue another, each time).
+HANDSHAKE: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,13 +123,15 @@ def _context(certfile: str | None, keyfile: str | None,
 
 
 def _handshakes(where: Secured) -> bool:
-    """One probe of a TLS server: whether a connect and a handshake each complete within
-    :data:`PROBE` (a handshake the server refused was answered: it takes connections)."""
+    """One probe of a TLS server: whether a connect completes within :data:`PROBE`, then a
+    handshake within :data:`HANDSHAKE` (one the server refused was answered: it takes
+    connections)."""
     context = _context(where.certfile, where.keyfile, where.password)
     if context is None:
         return True
     try:
         with socket.create_connection((where.host, where.port), timeout=PROBE) as sock:
+            sock.settimeout(HANDSHAKE)
             try:
                 context.wrap_socket(sock, server_hostname=where.host).close()
             except ssl.SSLError:
@@ -172,30 +178,42 @@ def wait_reachable(where: Where, budget: float,
 
 
 async def _aconnects(where: Address) -> bool:
-    """The asyncio form of :func:`_connects` (behind TLS, the handshake within another
-    :data:`PROBE`)."""
+    """The asyncio form of :func:`_connects` (behind TLS, :func:`_ahandshakes`)."""
+    if isinstance(where, Secured):
+        return await _ahandshakes(where)
     try:
-        async with asyncio.timeout(PROBE * (2 if isinstance(where, Secured) else 1)):
+        async with asyncio.timeout(PROBE):
             if isinstance(where, str):
                 _, writer = await asyncio.open_unix_connection(where)
-            elif isinstance(where, Secured):
-                context = _context(where.certfile, where.keyfile, where.password)
-                if context is None:
-                    return True
-                _, writer = await asyncio.open_connection(
-                    where.host, where.port, ssl=context, server_hostname=where.host)
             else:
                 _, writer = await asyncio.open_connection(*where)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+async def _ahandshakes(where: Secured) -> bool:
+    """The asyncio form of :func:`_handshakes`."""
+    context = _context(where.certfile, where.keyfile, where.password)
+    if context is None:
+        return True
+    try:
+        async with asyncio.timeout(PROBE):
+            _, writer = await asyncio.open_connection(where.host, where.port)
+    except (OSError, TimeoutError):
+        return False
+    try:
+        async with asyncio.timeout(HANDSHAKE):
+            await writer.start_tls(context, server_hostname=where.host)
     except ssl.SSLError:  # refused, so answered
         return True
     except (OSError, TimeoutError):
         return False
-    if isinstance(where, Secured):  # no close_notify to wait for: EOF after the handshake
+    finally:  # no close_notify to wait for: EOF after the handshake
         writer.transport.abort()
-        return True
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
     return True
 
 

@@ -5,6 +5,7 @@ connects to, is not taken for one that answers."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 
@@ -72,3 +73,19 @@ async def test_the_asyncio_probe_of_a_frozen_tls_server_alike(tls_server: Server
     began = time.monotonic()
     await await_reachable(_where(tls_server), budget=0.3)
     assert time.monotonic() - began >= 0.3 - PROBE
+
+
+def test_a_probe_taken_while_frozen_handshakes_in_its_turn_after_the_heal(
+        tls_server: Server) -> None:
+    tls_server.pause()
+    done: list[float] = []
+    waiter = threading.Thread(target=lambda: (wait_reachable(_where(tls_server), budget=5.0),
+                                              done.append(time.monotonic())))
+    waiter.start()
+    time.sleep(0.3)  # a probe that gave up on its handshake here would leave a warning
+    tls_server.resume()
+    healed = time.monotonic()
+    waiter.join(5.0)
+    assert done and done[0] - healed < 0.5
+    time.sleep(0.2)
+    assert WARNING not in tls_server.process.log_tail(50)

@@ -36,16 +36,23 @@ HURRIED = 0.5
 OPTIONS = {"socket_timeout": 0.3, "socket_connect_timeout": 5.0, "stats_interval": 0}
 
 
-@pytest.fixture(params=["plain", "tls"])
-def narrow(request: pytest.FixtureRequest) -> Iterator[Server]:
+@contextlib.contextmanager
+def narrow_server(tls: bool) -> Iterator[Server]:
     """A private server whose kernel queues one connection it has not taken (``tcp-backlog
-    1``: two, on Linux), with a TLS port too (``tls``), resumed and stopped after the test."""
-    server = start_single(backlog=1, tls=request.param == "tls")
+    1``: two, on Linux), with a TLS port too (``tls``), resumed and stopped on the way out."""
+    server = start_single(backlog=1, tls=tls)
     try:
         yield server
     finally:
         server.resume()
         server.process.stop()
+
+
+@pytest.fixture(params=["plain", "tls"])
+def narrow(request: pytest.FixtureRequest) -> Iterator[Server]:
+    """:func:`narrow_server`, plain then TLS."""
+    with narrow_server(request.param == "tls") as server:
+        yield server
 
 
 def _front(server: Server) -> tuple[str, int]:
@@ -173,9 +180,11 @@ async def test_an_asyncio_client_hurries_its_drops_too(
 
 
 def _lands_without_a_call(url: str, frozen: RedisProcess, port: int,
-                          make_registry: Callable[..., Registry]) -> None:
+                          make_registry: Callable[..., Registry], *, freeze: float = 0.3,
+                          within: float = HURRIED) -> None:
     """A drop kept while ``frozen`` (the server ``url`` leads to) is frozen with its accept
-    queue full lands within :data:`HURRIED` of the heal, with no call in between."""
+    queue full (``freeze`` seconds after the write) lands within ``within`` seconds of the
+    heal, with no call in between."""
     db = {1: 0}
     reg = make_registry(url, **OPTIONS)
     other = make_registry(url, **OPTIONS)
@@ -185,12 +194,12 @@ def _lands_without_a_call(url: str, frozen: RedisProcess, port: int,
     frozen.pause()
     with full_accept_queue(port):
         assert put(1) == 1
-        time.sleep(0.3)  # the worker probes: none gets through
+        time.sleep(freeze)  # the worker probes: none gets through
         assert reg.stats().recoveries_pending == 1
         frozen.resume()
     healed = time.monotonic()
     poll(lambda: reg.stats().recoveries_pending == 0, timeout=5.0)
-    assert time.monotonic() - healed < HURRIED
+    assert time.monotonic() - healed < within
     assert oget(1) == 1
 
 
@@ -198,6 +207,15 @@ def test_with_no_call_the_drop_lands_once_the_server_takes_connections(
         narrow: Server, make_registry: Callable[..., Registry]) -> None:
     url, port = _front(narrow)
     _lands_without_a_call(url, narrow.process, port, make_registry)
+
+
+def test_a_freeze_longer_than_a_few_seconds_does_not_send_a_try_into_the_queue(
+        make_registry: Callable[..., Registry]) -> None:
+    # Probes gave way to a try after 5 s (as before): its connection, which the full queue
+    # never took, landed 0.53-0.56 s after a heal at 6.5 s; milliseconds now (5-26 ms).
+    with narrow_server(tls=False) as server:
+        _lands_without_a_call(server.url, server.process, server.port, make_registry,
+                              freeze=6.5, within=0.3)
 
 
 def test_a_sentinel_services_primary_is_probed_too(
