@@ -141,12 +141,16 @@ def _handshakes(where: Secured) -> bool:
     return True
 
 
-#: Where to probe: an address, or a question asked before each probe (None: stop probing).
-Where = Address | Callable[[], Address | None]
+#: Where to probe: an address, or a question asked before each round of probes, whose
+#: answer is the addresses of the round (it ends at the first that connects; None or none:
+#: stop probing).
+Where = Address | Callable[[], list[Address] | None]
 
 
-def _asker(where: Where) -> Callable[[], Address | None]:
-    return where if callable(where) else (lambda: where)
+def _asker(where: Where) -> Callable[[], list[Address]]:
+    if callable(where):
+        return lambda: where() or []
+    return lambda: [where]
 
 
 def _connects(where: Address) -> bool:
@@ -168,11 +172,11 @@ def _connects(where: Address) -> bool:
 def wait_reachable(where: Where, budget: float,
                    stop: Callable[[], bool] = lambda: False) -> None:
     """Return once a probe of ``where`` connects, after ``budget`` seconds, once ``stop()``
-    (the worker closes), or once ``where()`` says None."""
+    (the worker closes), or once ``where()`` names nothing to probe."""
     ask, end = _asker(where), time.monotonic() + budget
-    while (now := ask()) is not None:
+    while targets := ask():
         began = time.monotonic()
-        if stop() or _connects(now) or began + PROBE >= end:
+        if stop() or any(_connects(target) for target in targets) or began + PROBE >= end:
             return
         time.sleep(max(0.0, PROBE - (time.monotonic() - began)))
 
@@ -193,6 +197,14 @@ async def _aconnects(where: Address) -> bool:
     with contextlib.suppress(OSError):
         await writer.wait_closed()
     return True
+
+
+async def _aany(targets: list[Address]) -> bool:
+    """Whether a probe of one of ``targets`` connects (the first that does ends the round)."""
+    for target in targets:
+        if await _aconnects(target):
+            return True
+    return False
 
 
 async def _ahandshakes(where: Secured) -> bool:
@@ -221,40 +233,46 @@ async def await_reachable(where: Where, budget: float,
                           stop: Callable[[], bool] = lambda: False) -> None:
     """The asyncio form of :func:`wait_reachable`."""
     ask, end = _asker(where), time.monotonic() + budget
-    while (now := ask()) is not None:
+    while targets := ask():
         began = time.monotonic()
-        if stop() or await _aconnects(now) or began + PROBE >= end:
+        if stop() or await _aany(targets) or began + PROBE >= end:
             return
         await asyncio.sleep(max(0.0, PROBE - (time.monotonic() - began)))
 
 
 class Reach:
-    """The probes of auto-recovery's worker: where the first backend with changes waiting
-    for this flavour of worker listens (``host()``: the registry, or None once it is gone;
+    """The probes of auto-recovery's worker: where the backends with changes waiting for
+    this flavour of worker listen (``host()``: the registry, or None once it is gone;
     ``waiting()``: the backends with changes waiting)."""
 
     def __init__(self, host: Callable[[], Any], waiting: Callable[[], Iterable[str]]) -> None:
         self._host = host
         self._waiting = waiting
 
-    def where(self, sync: bool) -> Address | None:
-        """The address to probe for the ``sync`` (thread) or asyncio worker, if any."""
+    def targets(self, sync: bool) -> list[Address] | None:
+        """The addresses to probe for the ``sync`` (thread) or asyncio worker: one per
+        backend with changes waiting (a try goes once one of them connects); None when one
+        of those is not probed (Cluster, a client that does not say where it connects):
+        its tries go at once, as they would without probes."""
         host = self._host()
+        found: list[Address] = []
         for name in list(self._waiting()) if host is not None else ():
             try:
                 slot = host.slot(name)
             except CacheError:  # the backend is gone after configure()
                 continue
-            if ("sync" in slot.flavours) == sync and (
-                    where := address(slot.kind, slot.spec) or primary(slot)):
-                return where
-        return None
+            if ("sync" in slot.flavours) != sync:
+                continue
+            if (where := address(slot.kind, slot.spec) or primary(slot)) is None:
+                return None
+            found.append(where)
+        return found or None
 
     def wait(self, budget: float, stop: Callable[[], bool]) -> None:
-        """The thread's wait (:func:`wait_reachable`; where is asked before each probe), at
-        once when nothing is probed."""
-        wait_reachable(lambda: self.where(True), budget, stop)
+        """The thread's wait (:func:`wait_reachable`; the targets are asked before each
+        round), at once when nothing is probed."""
+        wait_reachable(lambda: self.targets(True), budget, stop)
 
     async def await_(self, budget: float, stop: Callable[[], bool]) -> None:
         """The asyncio worker's wait (:func:`await_reachable`)."""
-        await await_reachable(lambda: self.where(False), budget, stop)
+        await await_reachable(lambda: self.targets(False), budget, stop)

@@ -18,6 +18,7 @@ import redis.asyncio
 from cachedeco.runtime.reach import (
     PROBE,
     Address,
+    Reach,
     Secured,
     address,
     await_reachable,
@@ -115,12 +116,12 @@ async def test_the_asyncio_wait_alike(listening: tuple[str, int]) -> None:
 
 
 def test_where_is_asked_again_before_each_probe(listening: tuple[str, int]) -> None:
-    asked: list[Address | None] = []
+    asked: list[Address] = []
     closed = _closed_port()
 
-    def where() -> Address | None:  # a primary that moved after two probes
+    def where() -> list[Address]:  # a primary that moved after two probes
         asked.append(closed if len(asked) < 2 else listening)
-        return asked[-1]
+        return [asked[-1]]
 
     began = time.monotonic()
     wait_reachable(where, budget=5.0)
@@ -129,7 +130,7 @@ def test_where_is_asked_again_before_each_probe(listening: tuple[str, int]) -> N
 
 
 def test_a_wait_ends_once_nothing_is_left_to_probe() -> None:
-    answers: list[Address | None] = [_closed_port(), None]
+    answers: list[list[Address] | None] = [[_closed_port()], None]
     began = time.monotonic()
     wait_reachable(lambda: answers.pop(0), budget=5.0)
     assert time.monotonic() - began < 1.0
@@ -137,7 +138,7 @@ def test_a_wait_ends_once_nothing_is_left_to_probe() -> None:
 
 
 async def test_the_asyncio_wait_asks_again_too(listening: tuple[str, int]) -> None:
-    answers: list[Address | None] = [_closed_port(), listening]
+    answers: list[list[Address] | None] = [[_closed_port()], [_closed_port(), listening]]
     began = time.monotonic()
     await await_reachable(lambda: answers.pop(0), budget=5.0)
     assert time.monotonic() - began < 1.0
@@ -153,3 +154,40 @@ def test_a_tls_probe_with_a_certificate_that_cannot_be_loaded_is_skipped(
 
 def test_a_secured_address_never_shows_its_password() -> None:
     assert "hunter2" not in repr(Secured("h", 1, "/c.pem", "/k.pem", "hunter2"))
+
+
+def test_a_round_ends_at_the_first_server_that_connects(listening: tuple[str, int]) -> None:
+    began = time.monotonic()  # one backend's server down, another's back
+    wait_reachable(lambda: [_closed_port(), listening], budget=5.0)
+    assert time.monotonic() - began < 1.0
+
+
+class _Host:
+    """A registry as :class:`Reach` reads it: its backend slots by name."""
+
+    def __init__(self, **slots: SimpleNamespace) -> None:
+        self.slots = slots
+
+    def slot(self, name: str) -> SimpleNamespace:
+        return self.slots[name]
+
+
+def _backend(spec: str, kind: str = "redis") -> SimpleNamespace:
+    return SimpleNamespace(kind=kind, spec=spec, flavours=("sync", "async"), watch=None,
+                           options=SimpleNamespace(extra={}))
+
+
+def test_every_waiting_backend_is_probed_and_an_unprobed_one_is_not_held_back() -> None:
+    one, two = _closed_port(), _closed_port()  # two servers down
+    host = _Host(a=_backend(f"redis://127.0.0.1:{one[1]}"),
+                 b=_backend(f"redis://127.0.0.1:{two[1]}"),
+                 c=_backend("redis+cluster://127.0.0.1:7000", kind="cluster"))
+    waiting = ["a", "b"]
+    reach = Reach(lambda: host, lambda: waiting)
+    assert reach.targets(True) == [one, two]
+    assert reach.targets(False) is None  # no asyncio-only backend waits
+    waiting.append("c")  # a Cluster try goes without a probe, so the wait ends at once
+    assert reach.targets(True) is None
+    began = time.monotonic()
+    reach.wait(5.0, lambda: False)
+    assert time.monotonic() - began < 0.5
