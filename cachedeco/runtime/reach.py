@@ -25,7 +25,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import parse_qs, urlsplit
+
+import redis.connection
 
 from cachedeco.errors import CacheError
 
@@ -62,34 +63,34 @@ def _secured(host: str, port: int, options: Mapping[str, Any]) -> Secured:
     """``host:port`` behind TLS, with the client certificate among redis-py's ``options``."""
     def option(name: str) -> str | None:
         value = options.get(name)
-        value = value[0] if isinstance(value, list) and value else value
         return value if isinstance(value, str) and value else None
 
     return Secured(host, port, option("ssl_certfile"), option("ssl_keyfile"),
                    option("ssl_password"))
 
 
-def address(kind: str, spec: object) -> Address | None:
-    """Where the single server of a backend (its URL, or a ready client) listens; None for
-    other kinds and a client that does not say."""
+def address(kind: str, spec: object, options: Mapping[str, Any] | None = None
+            ) -> Address | None:
+    """Where the single server of a backend (its URL with the backend's connection
+    ``options``, as redis-py merges them, or a ready client) listens; None for other kinds
+    and a client that does not say."""
     if kind != "redis":
         return None
     if isinstance(spec, str):
-        parts = urlsplit(spec)
-        scheme = parts.scheme.lower()
-        if scheme == "unix":
-            return parts.path or None
-        host, port = parts.hostname or "localhost", parts.port or 6379
-        if scheme == "rediss":
-            return _secured(host, port, parse_qs(parts.query))
-        return (host, port) if scheme == "redis" else None
-    pool = getattr(spec, "connection_pool", None)
-    kwargs: dict[str, Any] = getattr(pool, "connection_kwargs", {})
+        # the URL's own options win over the backend's, as in redis-py's from_url
+        parsed: dict[str, Any] = redis.connection.parse_url(  # type: ignore[no-untyped-call, unused-ignore]
+            spec)
+        kwargs: Mapping[str, Any] = {**(options or {}), **parsed}
+        connection_class = parsed.get("connection_class")
+    else:
+        pool = getattr(spec, "connection_pool", None)
+        kwargs = getattr(pool, "connection_kwargs", {})
+        connection_class = getattr(pool, "connection_class", None)
     if kwargs.get("path"):
         return str(kwargs["path"])
     if kwargs.get("host"):
         host, port = str(kwargs["host"]), int(kwargs.get("port") or 6379)
-        tls = "SSL" in getattr(getattr(pool, "connection_class", None), "__name__", "")
+        tls = "SSL" in getattr(connection_class, "__name__", "")
         return _secured(host, port, kwargs) if tls else (host, port)
     return None
 
@@ -98,9 +99,10 @@ def primary(slot: Any) -> Address | None:
     """The primary a Sentinel URL's watch last named (None before its first answer, and for
     a ready client, which has no watch)."""
     watch = getattr(slot, "watch", None)
-    if slot.kind != "sentinel" or watch is None or watch.address is None:
+    named = watch.address if watch is not None and slot.kind == "sentinel" else None
+    if named is None:
         return None
-    host, port = watch.address
+    host, port = named
     return _secured(host, port, slot.options.extra) if slot.options.extra.get("ssl") else (
         host, port)
 
@@ -263,7 +265,8 @@ class Reach:
                 continue
             if ("sync" in slot.flavours) != sync:
                 continue
-            if (where := address(slot.kind, slot.spec) or primary(slot)) is None:
+            if (where := address(slot.kind, slot.spec, slot.options.extra)
+                    or primary(slot)) is None:
                 return None
             found.append(where)
         return found or None

@@ -124,7 +124,7 @@ def _catalogue(reg: Registry, db: dict[int, int], flavour: str) -> tuple[Any, An
 def unprobed(monkeypatch: pytest.MonkeyPatch) -> None:
     """Recovery tries go without a probe first, as on Cluster: the hurry alone lands the
     drops before the stuck try would."""
-    monkeypatch.setattr(reach, "address", lambda kind, spec: None)
+    monkeypatch.setattr(reach, "address", lambda *where: None)
 
 
 @pytest.mark.usefixtures("unprobed")

@@ -43,6 +43,14 @@ def test_the_address_of_a_url(kind: str, spec: str, where: object) -> None:
     assert address(kind, spec) == where
 
 
+def test_a_url_takes_the_backends_certificate_as_its_client_does() -> None:
+    options = {"ssl_certfile": "/c.pem", "ssl_keyfile": "/k.pem", "socket_timeout": 1.0}
+    assert address("redis", "rediss://h:6380", options) == Secured("h", 6380, "/c.pem", "/k.pem")
+    assert address("redis", "rediss://h:6380?ssl_certfile=/u.pem", options) == (
+        Secured("h", 6380, "/u.pem", "/k.pem"))  # the URL's own option wins, as in redis-py
+    assert address("redis", "redis://h:6380", options) == ("h", 6380)
+
+
 def test_the_address_of_a_ready_client() -> None:
     assert address("redis", redis.Redis(host="10.0.0.5", port=6381)) == ("10.0.0.5", 6381)
     assert address("redis", redis.asyncio.Redis(unix_socket_path="/tmp/r.sock")) == "/tmp/r.sock"
