@@ -117,8 +117,8 @@ class Retrying:
         invalidations land other processes serve the entries they concern. So those go now,
         from a thread (or a task on the running loop) of their own, one at a time, beside
         that attempt (a change sent twice drops or invalidates twice: at most one more
-        miss). Not from
-        inside an attempt: one whose change landed also tells the breaker."""
+        miss). Not from inside an attempt: one whose change landed also tells the
+        breaker."""
         if self._hurrying or threading.current_thread() is self.thread or (
                 not sync and _current_task() in list(self._tasks.values())):
             return
