@@ -1,17 +1,19 @@
-"""Whether a server takes connections again, asked with a connect of a short timeout.
+"""Whether a server takes connections again, asked with a bare connect every 50 ms.
 
 A server frozen long enough, while every process opened connections to it, has its kernel's
 accept queue full: a connection opened then has its SYN dropped, and TCP sends it again only
 a second later. A recovery try on such a connection waits out ``socket_connect_timeout``
 although the server answers others again, and meanwhile other processes serve the entries
-its kept drops concern. So before each try auto-recovery probes, every :data:`PROBE` seconds
-until one connects (at once, against a server that takes connections), and the try then
-goes on a connection the server takes. Probed: a single server (a URL's host and port or
-Unix socket, or a ready client's) and the primary a Sentinel URL's watch last named (asked
-again at each probe: a failover moves it); Cluster tries go as before. Behind TLS a probe
-completes the handshake (with the client's certificate, if it has one) before it closes: a
-connection closed before its handshake is a warning in the server's log, and a frozen
-server, which takes connections but answers nothing, does not complete one.
+its kept drops concern. So before each try auto-recovery probes, starting a connect every
+:data:`PROBE` seconds until one connects (at once, against a server that takes connections;
+each goes on for up to :data:`CONNECT`, so a server farther away than :data:`PROBE` gets
+through too), and the try then goes on a connection the server takes. Probed: a single
+server (a URL's host and port or Unix socket, or a ready client's) and the primary a
+Sentinel URL's watch last named (asked again at each probe: a failover moves it); Cluster
+tries go as before. Behind TLS a probe completes the handshake (with the client's
+certificate, if it has one) before it closes: a connection closed before its handshake is a
+warning in the server's log, and a frozen server, which takes connections but answers
+nothing, does not complete one.
 """
 
 from __future__ import annotations
@@ -31,12 +33,17 @@ import redis.connection
 from cachedeco.errors import CacheError
 
 __all__ = [
-    "HANDSHAKE", "PROBE", "Address", "Reach", "Secured", "address", "await_reachable",
-    "primary", "wait_reachable",
+    "CONNECT", "HANDSHAKE", "PROBE", "Address", "Reach", "Secured", "address",
+    "await_reachable", "primary", "wait_reachable",
 ]
 
-#: Seconds between two probes, and the most one waits for its connect.
+#: Seconds between two probes.
 PROBE: Final = 0.05
+#: The most a probe's connect goes on. Probes overlap (a new one every :data:`PROBE`), so a
+#: server more than 50 ms away still gets through, while a frozen server whose full queue
+#: dropped a connect's first packet (TCP sends it again only a second later) gets a fresh
+#: one every :data:`PROBE`.
+CONNECT: Final = 1.0
 #: The most a probe behind TLS waits for its handshake once connected: a connection the
 #: server's queue took is in line, and a server that heals, busy with the connections queued
 #: while it was frozen, handshakes with it in its turn (a short wait would give up, and
@@ -124,25 +131,6 @@ def _context(certfile: str | None, keyfile: str | None,
     return context
 
 
-def _handshakes(where: Secured) -> bool:
-    """One probe of a TLS server: whether a connect completes within :data:`PROBE`, then a
-    handshake within :data:`HANDSHAKE` (one the server refused was answered: it takes
-    connections)."""
-    context = _context(where.certfile, where.keyfile, where.password)
-    if context is None:
-        return True
-    try:
-        with socket.create_connection((where.host, where.port), timeout=PROBE) as sock:
-            sock.settimeout(HANDSHAKE)
-            try:
-                context.wrap_socket(sock, server_hostname=where.host).close()
-            except ssl.SSLError:
-                return True
-    except OSError:
-        return False
-    return True
-
-
 #: Where to probe: an address, or a question asked before each round of probes, whose
 #: answer is the addresses of the round (it ends at the first that connects; None or none:
 #: stop probing).
@@ -155,70 +143,39 @@ def _asker(where: Where) -> Callable[[], list[Address]]:
     return lambda: [where]
 
 
-def _connects(where: Address) -> bool:
-    """One probe: whether a connect to ``where`` completes within :data:`PROBE`."""
-    if isinstance(where, Secured):
-        return _handshakes(where)
-    try:
-        if isinstance(where, str):
-            with socket.socket(socket.AF_UNIX) as sock:
-                sock.settimeout(PROBE)
-                sock.connect(where)
-        else:
-            socket.create_connection(where, timeout=PROBE).close()
-    except OSError:
-        return False
+def _unix(path: str) -> bool:
+    """A probe of a Unix socket: it connects at once, or not at all (its queue full)."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.setblocking(False)
+        try:
+            sock.connect(path)
+        except OSError:
+            return False
     return True
 
 
-def wait_reachable(where: Where, budget: float,
-                   stop: Callable[[], bool] = lambda: False) -> None:
-    """Return once a probe of ``where`` connects, after ``budget`` seconds, once ``stop()``
-    (the worker closes), or once ``where()`` names nothing to probe."""
-    ask, end = _asker(where), time.monotonic() + budget
-    while targets := ask():
-        began = time.monotonic()
-        if stop() or any(_connects(target) for target in targets) or began + PROBE >= end:
-            return
-        time.sleep(max(0.0, PROBE - (time.monotonic() - began)))
-
-
-async def _aconnects(where: Address) -> bool:
-    """The asyncio form of :func:`_connects` (behind TLS, :func:`_ahandshakes`)."""
-    if isinstance(where, Secured):
-        return await _ahandshakes(where)
+async def _connect(where: tuple[str, int] | Secured) -> asyncio.StreamWriter | None:
+    """One probe's TCP connect, given up after :data:`CONNECT` (None: not connected)."""
+    host, port = (where.host, where.port) if isinstance(where, Secured) else where
     try:
-        async with asyncio.timeout(PROBE):
-            if isinstance(where, str):
-                _, writer = await asyncio.open_unix_connection(where)
-            else:
-                _, writer = await asyncio.open_connection(*where)
+        async with asyncio.timeout(CONNECT):
+            _, writer = await asyncio.open_connection(host, port)
     except (OSError, TimeoutError):
-        return False
+        return None
+    return writer
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
-    return True
 
 
-async def _aany(targets: list[Address]) -> bool:
-    """Whether a probe of one of ``targets`` connects (the first that does ends the round)."""
-    for target in targets:
-        if await _aconnects(target):
-            return True
-    return False
-
-
-async def _ahandshakes(where: Secured) -> bool:
-    """The asyncio form of :func:`_handshakes`."""
+async def _handshakes(where: Secured, writer: asyncio.StreamWriter) -> bool:
+    """Whether the server behind ``writer`` completes a TLS handshake within
+    :data:`HANDSHAKE` (one it refused was answered: it takes connections)."""
     context = _context(where.certfile, where.keyfile, where.password)
-    if context is None:
-        return True
-    try:
-        async with asyncio.timeout(PROBE):
-            _, writer = await asyncio.open_connection(where.host, where.port)
-    except (OSError, TimeoutError):
-        return False
+    assert context is not None  # a target without one is not probed
     try:
         async with asyncio.timeout(HANDSHAKE):
             await writer.start_tls(context, server_hostname=where.host)
@@ -231,15 +188,78 @@ async def _ahandshakes(where: Secured) -> bool:
     return True
 
 
+class _Probes:
+    """The probes in flight: TCP connects started one round after another, each going on
+    for up to :data:`CONNECT`; behind TLS the first that connects handshakes alone (the
+    others are dropped before they connect: a connection closed before its handshake is a
+    warning in the server's log)."""
+
+    def __init__(self) -> None:
+        self._flying: dict[asyncio.Task[asyncio.StreamWriter | None],
+                           tuple[str, int] | Secured] = {}
+
+    async def round(self, targets: list[Address], until: float) -> bool:
+        """Start a probe of each target, then wait until ``until`` for one to get through;
+        whether one did."""
+        for target in targets:
+            if isinstance(target, str):
+                if _unix(target):
+                    return True
+            elif isinstance(target, Secured) and _context(
+                    target.certfile, target.keyfile, target.password) is None:
+                return True  # a certificate the probe cannot load: the try goes unprobed
+            else:
+                self._flying[asyncio.create_task(_connect(target))] = target
+        while (left := until - time.monotonic()) > 0 and self._flying:
+            done, _ = await asyncio.wait(self._flying, timeout=left,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            connected = [(self._flying.pop(task), task.result()) for task in done]
+            for target, writer in connected:
+                if writer is None:
+                    continue
+                if not isinstance(target, Secured):
+                    await self.drop(connected)
+                    return True
+                await self.drop(connected, keep=writer)  # it handshakes alone
+                if await _handshakes(target, writer):
+                    return True
+                break  # the others are dropped: the next round starts anew
+        await asyncio.sleep(max(0.0, until - time.monotonic()))
+        return False
+
+    async def drop(self, connected: Iterable[tuple[Address, asyncio.StreamWriter | None]] = (),
+                   keep: asyncio.StreamWriter | None = None) -> None:
+        """Give up the probes in flight, and close ``connected``'s but ``keep``."""
+        for task in self._flying:
+            task.cancel()
+        if self._flying:
+            await asyncio.wait(self._flying)
+        late = [task.result() for task in self._flying if not task.cancelled()]
+        self._flying.clear()
+        for writer in [writer for _, writer in connected] + late:
+            if writer is not None and writer is not keep:
+                await _close(writer)
+
+
 async def await_reachable(where: Where, budget: float,
                           stop: Callable[[], bool] = lambda: False) -> None:
-    """The asyncio form of :func:`wait_reachable`."""
-    ask, end = _asker(where), time.monotonic() + budget
-    while targets := ask():
-        began = time.monotonic()
-        if stop() or await _aany(targets) or began + PROBE >= end:
-            return
-        await asyncio.sleep(max(0.0, PROBE - (time.monotonic() - began)))
+    """Return once a probe of ``where`` gets through, after ``budget`` seconds, once
+    ``stop()`` (the worker closes), or once ``where()`` names nothing to probe."""
+    ask, end, probes = _asker(where), time.monotonic() + budget, _Probes()
+    try:
+        while targets := ask():
+            began = time.monotonic()
+            if stop() or await probes.round(targets, began + PROBE) or began + PROBE >= end:
+                return
+    finally:
+        await probes.drop()
+
+
+def wait_reachable(where: Where, budget: float,
+                   stop: Callable[[], bool] = lambda: False) -> None:
+    """The thread's form of :func:`await_reachable`: the same probes, on a loop of its own
+    (auto-recovery's thread runs none)."""
+    asyncio.run(await_reachable(where, budget, stop))
 
 
 class Reach:

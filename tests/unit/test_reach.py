@@ -5,11 +5,15 @@ budget, asking where before each probe (TLS probes: tests/deploy/test_reach_tls.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import redis
@@ -199,3 +203,57 @@ def test_every_waiting_backend_is_probed_and_an_unprobed_one_is_not_held_back() 
     began = time.monotonic()
     reach.wait(5.0, lambda: False)
     assert time.monotonic() - began < 0.5
+
+
+@pytest.fixture
+def far(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every probe's connect takes 0.15 s (a server three times :data:`PROBE` away: a delay
+    before each real connect, as a round trip that long would add)."""
+    real = asyncio.open_connection
+
+    async def slow(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.15)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "open_connection", slow)
+
+
+@pytest.mark.usefixtures("far")
+def test_a_server_farther_away_than_a_probe_gets_through(listening: tuple[str, int]) -> None:
+    began = time.monotonic()  # probes overlap: each goes on for up to CONNECT
+    wait_reachable(listening, budget=3.0)
+    assert 0.15 <= time.monotonic() - began < 0.6
+
+
+@pytest.mark.usefixtures("far")
+async def test_the_asyncio_probe_of_a_far_server_alike(listening: tuple[str, int]) -> None:
+    began = time.monotonic()
+    await await_reachable(listening, budget=3.0)
+    assert 0.15 <= time.monotonic() - began < 0.6
+
+
+def test_a_unix_socket_with_its_queue_full_does_not_pass(tmp_path: Path) -> None:
+    path = str(tmp_path / "r.sock")
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(path)
+        server.listen(0)
+        queued = []
+        for _ in range(4):  # fill the queue (a frozen server takes none)
+            sock = socket.socket(socket.AF_UNIX)
+            sock.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                sock.connect(path)
+            queued.append(sock)
+        began = time.monotonic()
+        wait_reachable(path, budget=0.3)
+        assert time.monotonic() - began >= 0.3 - PROBE
+
+        def take() -> None:
+            server.accept()[0].close()
+
+        threading.Timer(0.2, take).start()
+        began = time.monotonic()  # the server takes its queue again
+        wait_reachable(path, budget=5.0)
+        assert 0.2 <= time.monotonic() - began < 1.0
+        for sock in queued:
+            sock.close()
