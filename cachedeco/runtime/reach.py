@@ -31,6 +31,7 @@ from typing import Any, Final
 import redis.connection
 
 from cachedeco.errors import CacheError
+from cachedeco.runtime.guard import logger
 
 __all__ = [
     "CONNECT", "HANDSHAKE", "PROBE", "Address", "Reach", "Secured", "address",
@@ -242,24 +243,28 @@ class _Probes:
 
 
 async def await_reachable(where: Where, budget: float,
-                          stop: Callable[[], bool] = lambda: False) -> None:
+                          stop: Callable[[], bool] = lambda: False) -> bool:
     """Return once a probe of ``where`` gets through, after ``budget`` seconds, once
-    ``stop()`` (the worker closes), or once ``where()`` names nothing to probe."""
+    ``stop()`` (the worker closes), or once ``where()`` names nothing to probe; False when
+    the budget ran out."""
     ask, end, probes = _asker(where), time.monotonic() + budget, _Probes()
     try:
         while targets := ask():
             began = time.monotonic()
-            if stop() or await probes.round(targets, began + PROBE) or began + PROBE >= end:
-                return
+            if stop() or await probes.round(targets, began + PROBE):
+                return True
+            if began + PROBE >= end:
+                return False
+        return True
     finally:
         await probes.drop()
 
 
 def wait_reachable(where: Where, budget: float,
-                   stop: Callable[[], bool] = lambda: False) -> None:
+                   stop: Callable[[], bool] = lambda: False) -> bool:
     """The thread's form of :func:`await_reachable`: the same probes, on a loop of its own
     (auto-recovery's thread runs none)."""
-    asyncio.run(await_reachable(where, budget, stop))
+    return asyncio.run(await_reachable(where, budget, stop))
 
 
 class Reach:
@@ -270,14 +275,14 @@ class Reach:
     def __init__(self, host: Callable[[], Any], waiting: Callable[[], Iterable[str]]) -> None:
         self._host = host
         self._waiting = waiting
+        #: Addresses a bare connect does not reach though their clients do: not probed.
+        self.blind: set[Address] = set()
+        #: Per flavour (sync?), the backends whose probes ran out of budget before a try.
+        self._unmet: dict[bool, dict[str, Address]] = {}
 
-    def targets(self, sync: bool) -> list[Address] | None:
-        """The addresses to probe for the ``sync`` (thread) or asyncio worker: one per
-        backend with changes waiting (a try goes once one of them connects); None when one
-        of those is not probed (Cluster, a client that does not say where it connects):
-        its tries go at once, as they would without probes."""
+    def _targets(self, sync: bool) -> dict[str, Address] | None:
         host = self._host()
-        found: list[Address] = []
+        found: dict[str, Address] = {}
         for name in list(self._waiting()) if host is not None else ():
             try:
                 slot = host.slot(name)
@@ -285,17 +290,47 @@ class Reach:
                 continue
             if ("sync" in slot.flavours) != sync:
                 continue
-            if (where := address(slot.kind, slot.spec, slot.options.extra)
-                    or primary(slot)) is None:
+            where = address(slot.kind, slot.spec, slot.options.extra) or primary(slot)
+            if where is None or where in self.blind:
                 return None
-            found.append(where)
+            found[name] = where
         return found or None
 
-    def wait(self, budget: float, stop: Callable[[], bool]) -> None:
-        """The thread's wait (:func:`wait_reachable`; the targets are asked before each
-        round), at once when nothing is probed."""
-        wait_reachable(lambda: self.targets(True), budget, stop)
+    def targets(self, sync: bool) -> list[Address] | None:
+        """The addresses to probe for the ``sync`` (thread) or asyncio worker: one per
+        backend with changes waiting (a try goes once one of them connects); None when one
+        of those is not probed (Cluster, a client that does not say where it connects, a
+        server its probes do not reach: see :meth:`asettle`): its tries go at once, as they
+        would without probes."""
+        found = self._targets(sync)
+        return None if found is None else list(found.values())
 
-    async def await_(self, budget: float, stop: Callable[[], bool]) -> None:
-        """The asyncio worker's wait (:func:`await_reachable`)."""
-        await await_reachable(lambda: self.targets(False), budget, stop)
+    async def await_(self, budget: float, stop: Callable[[], bool], sync: bool = False) -> None:
+        """The worker's wait (:func:`await_reachable`; the targets are asked before each
+        round), at once when nothing is probed."""
+        if not await await_reachable(lambda: self.targets(sync), budget, stop):
+            self._unmet[sync] = self._targets(sync) or {}
+
+    def wait(self, budget: float, stop: Callable[[], bool]) -> None:
+        """The thread's wait, on a loop of its own."""
+        asyncio.run(self.await_(budget, stop, sync=True))
+
+    async def asettle(self, sync: bool = False) -> None:
+        """After a try. A backend whose changes landed although no probe got through before
+        it, and which one more probe does not reach either, is behind something that treats
+        a bare connect apart from its client's (a proxy, a firewall): its tries go unprobed
+        from then on, each one else waiting out the probes' budget."""
+        unmet, self._unmet[sync] = self._unmet.get(sync, {}), {}
+        waiting = set(self._waiting())
+        for name, where in unmet.items():
+            if name not in waiting and not await await_reachable(where, CONNECT):
+                self.blind.add(where)
+                logger.warning("cachedeco: backend %r: its recovery tries land but a bare "
+                               "connect to its server does not get through; they go without "
+                               "a probe from now on", name)
+
+    def settle(self) -> None:
+        """The thread's :meth:`asettle` (on a loop of its own, only when it has a probe to
+        make)."""
+        if self._unmet.get(True):
+            asyncio.run(self.asettle(sync=True))

@@ -21,7 +21,8 @@ __all__ = ["ADOPT_EVERY", "REACH", "RETRY", "Retrying"]
 RETRY: Final = 0.25  # seconds between two attempts while changes wait
 ADOPT_EVERY: Final = 2.0  # seconds between two looks at the spool for changes left by others
 #: The most seconds a worker probes (:mod:`.reach`) before a try, which then goes all the
-#: same (a probe that cannot connect where the client can). Long: a try that goes while the
+#: same (a probe that cannot connect where the client can: once such a try lands, that
+#: server's tries go unprobed). Long: a try that goes while the
 #: server is frozen may open a connection its full accept queue never takes, and wait on it
 #: past the heal (up to ``socket_connect_timeout``), which the probes are there to spare; a
 #: server that is down refuses probes and tries alike, and the first probe that connects
@@ -170,6 +171,8 @@ class Retrying:
                 if self._reach is not None:  # a try on a connection the server takes
                     self._reach.wait(REACH, lambda: self.closed)
                 left = self._attempt(False)
+                if self._reach is not None:
+                    self._reach.settle()
             except Exception as exc:  # never let the worker die: log, and try again later
                 _failed(exc)
                 left = 1
@@ -184,7 +187,10 @@ class Retrying:
             try:
                 if self._reach is not None:
                     await self._reach.await_(REACH, lambda: self.closed)
-                if not await self._aattempt(False):
+                left = await self._aattempt(False)
+                if self._reach is not None:
+                    await self._reach.asettle()
+                if not left:
                     return
             except Exception as exc:  # as the thread: log, and try again later
                 _failed(exc)

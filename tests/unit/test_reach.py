@@ -257,3 +257,36 @@ def test_a_unix_socket_with_its_queue_full_does_not_pass(tmp_path: Path) -> None
         assert 0.2 <= time.monotonic() - began < 1.0
         for sock in queued:
             sock.close()
+
+
+def test_a_server_probed_in_vain_before_a_try_that_landed_is_tried_unprobed() -> None:
+    where = _closed_port()
+    host = _Host(a=_backend(f"redis://127.0.0.1:{where[1]}"))
+    waiting = ["a"]
+    reach = Reach(lambda: host, lambda: waiting)
+    reach.wait(0.2, lambda: False)  # no probe got through: the budget ran out
+    reach.settle()  # the try failed: the changes still wait
+    assert reach.targets(True) == [where]
+    reach.wait(0.2, lambda: False)
+    waiting.clear()  # the try landed, yet one more probe does not get through
+    reach.settle()
+    waiting.append("a")
+    assert reach.targets(True) is None  # its tries go unprobed
+    assert reach.blind == {where}
+
+
+def test_a_server_that_came_back_as_the_budget_ran_out_stays_probed() -> None:
+    where = _closed_port()
+    host = _Host(a=_backend(f"redis://127.0.0.1:{where[1]}"))
+    waiting = ["a"]
+    reach = Reach(lambda: host, lambda: waiting)
+    reach.wait(0.2, lambda: False)
+    with socket.socket() as server:  # up again: the try lands, and so does a probe
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(where)
+        server.listen(8)
+        waiting.clear()
+        reach.settle()
+    waiting.append("a")
+    assert reach.targets(True) == [where]
+    assert not reach.blind
