@@ -50,6 +50,28 @@ def _failed(exc: Exception) -> None:
          level=logging.ERROR)
 
 
+def _probe(step: Callable[..., None], *args: Any) -> None:
+    """A step of the probes (:mod:`.reach`): one that fails is logged, and the try goes
+    without it (a probe never holds a try back)."""
+    try:
+        step(*args)
+    except Exception as exc:
+        _probe_failed(exc)
+
+
+async def _aprobe(step: Awaitable[None]) -> None:
+    """The asyncio form of :func:`_probe`."""
+    try:
+        await step
+    except Exception as exc:
+        _probe_failed(exc)
+
+
+def _probe_failed(exc: Exception) -> None:
+    warn("reach", "cachedeco: a recovery probe failed (%s: %s); the try goes without it",
+         type(exc).__name__, exc)
+
+
 class Retrying:
     """Runs ``adopt`` then ``attempt`` (which returns how many changes still wait) every
     :data:`RETRY` seconds (or at once after an attempt that took that long) while changes
@@ -169,10 +191,10 @@ class Retrying:
             try:
                 self._adopt()
                 if self._reach is not None:  # a try on a connection the server takes
-                    self._reach.wait(REACH, lambda: self.closed)
+                    _probe(self._reach.wait, REACH, lambda: self.closed)
                 left = self._attempt(False)
                 if self._reach is not None:
-                    self._reach.settle()
+                    _probe(self._reach.settle)
             except Exception as exc:  # never let the worker die: log, and try again later
                 _failed(exc)
                 left = 1
@@ -186,10 +208,10 @@ class Retrying:
             began = time.monotonic()
             try:
                 if self._reach is not None:
-                    await self._reach.await_(REACH, lambda: self.closed)
+                    await _aprobe(self._reach.await_(REACH, lambda: self.closed))
                 left = await self._aattempt(False)
                 if self._reach is not None:
-                    await self._reach.asettle()
+                    await _aprobe(self._reach.asettle())
                 if not left:
                     return
             except Exception as exc:  # as the thread: log, and try again later

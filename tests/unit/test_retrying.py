@@ -10,7 +10,11 @@ import asyncio
 import itertools
 import threading
 import time
+from collections.abc import Callable
 
+import pytest
+
+from cachedeco.runtime.reach import Reach
 from cachedeco.runtime.retrying import RETRY, Retrying
 
 
@@ -126,3 +130,47 @@ async def test_a_hurry_on_a_loop_runs_an_urgent_task() -> None:
     worker.hurry(False)  # the first is over
     await asyncio.sleep(0.05)
     assert calls == [True, True]
+
+
+class _BrokenReach(Reach):
+    """Probes that fail (whatever the cause: a loop the process cannot run, say)."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda: None, lambda: ())
+
+    def wait(self, budget: float, stop: Callable[[], bool]) -> None:
+        raise RuntimeError("no loop here")
+
+    async def await_(self, budget: float, stop: Callable[[], bool], sync: bool = False) -> None:
+        raise RuntimeError("no loop here")
+
+
+def test_a_probe_that_fails_never_holds_a_try_back(caplog: pytest.LogCaptureFixture) -> None:
+    landed = threading.Event()
+
+    def attempt(urgent: bool) -> int:
+        landed.set()
+        return 0
+
+    async def aattempt(urgent: bool) -> int:
+        return 0
+
+    worker = Retrying(attempt, aattempt, lambda: None, lambda: False, _BrokenReach())
+    worker.kick(True)
+    try:
+        assert landed.wait(5)
+    finally:
+        assert worker.close()
+    assert "a recovery probe failed (RuntimeError: no loop here)" in caplog.text
+
+
+async def test_nor_on_a_loop() -> None:
+    landed = asyncio.Event()
+
+    async def aattempt(urgent: bool) -> int:
+        landed.set()
+        return 0
+
+    worker = Retrying(lambda urgent: 0, aattempt, lambda: None, lambda: False, _BrokenReach())
+    worker.kick(False)
+    await asyncio.wait_for(landed.wait(), 5)
