@@ -14,15 +14,17 @@ Target: p99 <= 2 ms.
 Zipf: a hot set, 40,000 calls over 100 keys drawn from Zipf(1.1) (400 calls per key on
 average), 400 callers, a 50 ms function, split over 4 worker processes (asyncio tasks,
 ``lock=True`` so that the processes share one load per key), once without and once with
-``near_cache``, on the same stream; ``--quick`` leaves it out (at a smoke run's size it would
-say nothing). A key costs a fixed number of commands whatever its calls: every process reads
-it once before it can keep it near (the process that stored it too: Redis reports a
-process's own store back to it, and that report cannot be told apart from another client's
-change made in the same instant), plus the lease, the store and the release; so the commands
-per call measure that fixed cost against the calls per key. Reported: loads against distinct
-keys, Redis commands per call (``INFO commandstats`` delta over the run, every process's,
-commands run by scripts included), and wall time. Targets with the near cache: loads =
-distinct, commands per call <= 0.05 and wall <= 0.5x the run without it.
+``near_cache``, on the same stream, in ``ZIPF_ROUNDS`` rounds taking turns going first (the
+rows shown are the round with the median ratio; the verdict reads the rounds' p10-p90);
+``--quick`` leaves it out (at a smoke run's size it would say nothing). A key costs a fixed
+number of commands whatever its calls: every process reads it once before it can keep it
+near (the process that stored it too: Redis reports a process's own store back to it, and
+that report cannot be told apart from another client's change made in the same instant),
+plus the lease, the store and the release; so the commands per call measure that fixed cost
+against the calls per key. Reported: loads against distinct keys, Redis commands per call
+(``INFO commandstats`` delta over the run, every process's, commands run by scripts
+included), and wall time. Targets with the near cache: loads = distinct, commands per call
+<= 0.05 and wall <= 0.5x the run without it.
 
 Workers are ``python -m benchmarks.scenarios.near_procs --worker reach|zipf ...``.
 """
@@ -44,6 +46,7 @@ import redis
 
 import cachedeco
 from benchmarks import verdicts
+from benchmarks.harness import quantiles
 from benchmarks.servers import command_calls, new_prefix, sweep
 from benchmarks.workload import zipf_keys
 
@@ -58,6 +61,9 @@ PROCESSES = 4
 #: is a hot set sized to fit the full run's time budget on a 2-core machine (every call of
 #: the run without near cache is a round trip).
 ZIPF = {False: (40_000, 100, 400, 0.05), True: (1_200, 200, 40, 0.005)}  # True: by hand
+#: Rounds of the Zipf pair (the near cache on and off, taking turns going first): the wall
+#: time of one 4-process run moves a lot between runs on a small machine.
+ZIPF_ROUNDS = 3
 
 
 # --- the parent --------------------------------------------------------------------------------
@@ -168,17 +174,33 @@ def run(redis_url: str | None, quick: bool) -> list[dict[str, Any]]:
     rows = [_reach(redis_url, quick, pause) for pause in ((0.001,) if quick else (0.0, 0.001))]
     if quick:  # a Zipf stream small enough for a smoke run says nothing: 8 processes for it
         return rows
-    off, on = _zipf(redis_url, quick, False), _zipf(redis_url, quick, True)
+    pairs = []
+    for turn in range(ZIPF_ROUNDS):  # the two take turns going first
+        order = (False, True) if turn % 2 == 0 else (True, False)
+        runs = {near: _zipf(redis_url, quick, near) for near in order}
+        pairs.append((runs[False], runs[True]))
+    return [*rows, *_zipf_rows(pairs)]
+
+
+def _zipf_rows(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The rows without and with the near cache: those of the round with the median wall-time
+    ratio, judged on the p10-p90 of the rounds' ratios (and on every round's loads)."""
+    ratios = [on["wall_s"] / off["wall_s"] for off, on in pairs]
+    off, on = pairs[ratios.index(statistics.median_low(ratios))]
+    low, _, high = quantiles(ratios)
     off.update(baseline="(baseline)", ratio=1.0)
     on["ratio"] = on["wall_s"] / off["wall_s"]
-    on.update(baseline=off["row"],
+    loads_ok = all(run["loads"] == run["distinct"] for _, run in pairs)
+    runs = ", ".join(f"{ratio:.2f}x" for ratio in ratios)
+    on.update(baseline=off["row"], rounds=len(pairs),
               target="loads = distinct; <= 0.05 cmds/call; <= 0.5x wall",
-              met=on["loads"] == on["distinct"] and on["cmds_per_op"] <= 0.05
-              and on["wall_s"] <= 0.5 * off["wall_s"],
+              met=loads_ok and on["cmds_per_op"] <= 0.05 and on["ratio"] <= 0.5,
               result=f"{on['loads']:,} loads for {on['distinct']:,} distinct keys, "
-              f"{on['cmds_per_op']:.2f} commands per call, {on['ratio']:.2f}x the wall time")
-    on["verdict"] = verdicts.MET if on["met"] else verdicts.NOT_MET
-    return [*rows, off, on]
+              f"{on['cmds_per_op']:.2f} commands per call, {on['ratio']:.2f}x the wall time "
+              f"(rounds: {runs})")
+    on["verdict"] = (verdicts.judge(low, high, 0.5) if loads_ok and on["cmds_per_op"] <= 0.05
+                     else verdicts.NOT_MET)
+    return [off, on]
 
 
 # --- the workers -------------------------------------------------------------------------------
