@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import ipaddress
 import socket
 import ssl
 import time
@@ -155,15 +156,13 @@ def _unix(path: str) -> bool:
     return True
 
 
-async def _connect(where: tuple[str, int] | Secured) -> asyncio.StreamWriter | None:
-    """One probe's TCP connect, given up after :data:`CONNECT` (None: not connected)."""
-    host, port = (where.host, where.port) if isinstance(where, Secured) else where
+def _literal(host: str) -> bool:
+    """Whether ``host`` is an IP address (no lookup needed)."""
     try:
-        async with asyncio.timeout(CONNECT):
-            _, writer = await asyncio.open_connection(host, port)
-    except (OSError, TimeoutError):
-        return None
-    return writer
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:
@@ -198,6 +197,34 @@ class _Probes:
     def __init__(self) -> None:
         self._flying: dict[asyncio.Task[asyncio.StreamWriter | None],
                            tuple[str, int] | Secured] = {}
+        #: Each host name's lookup under way, shared by the probes that need it: a resolver
+        #: that hangs holds one lookup, not one per probe (a lookup runs in a thread that
+        #: cannot be stopped, and the loop waits for it as it closes).
+        self._lookups: dict[str, asyncio.Future[list[Any]]] = {}
+
+    async def _addresses(self, host: str, port: int) -> list[str]:
+        """``host`` itself when it is an IP address, else the answer of the lookup under
+        way or of a new one (so a server whose name now leads elsewhere is followed)."""
+        if _literal(host):
+            return [host]
+        lookup = self._lookups.get(host)
+        if lookup is None or lookup.done():
+            lookup = self._lookups[host] = asyncio.ensure_future(
+                asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        answer = await asyncio.shield(lookup)
+        return list(dict.fromkeys(str(info[4][0]) for info in answer))
+
+    async def _connect(self, where: tuple[str, int] | Secured) -> asyncio.StreamWriter | None:
+        """One probe's TCP connect (to each of the host's addresses in turn), given up after
+        :data:`CONNECT` (None: not connected)."""
+        host, port = (where.host, where.port) if isinstance(where, Secured) else where
+        with contextlib.suppress(OSError, TimeoutError):  # a failed lookup is an OSError
+            async with asyncio.timeout(CONNECT):
+                for ip in await self._addresses(host, port):
+                    with contextlib.suppress(OSError):
+                        _, writer = await asyncio.open_connection(ip, port)
+                        return writer
+        return None
 
     async def round(self, targets: list[Address], until: float) -> bool:
         """Start a probe of each target, then wait until ``until`` for one to get through;
@@ -210,7 +237,7 @@ class _Probes:
                     target.certfile, target.keyfile, target.password) is None:
                 return True  # a certificate the probe cannot load: the try goes unprobed
             else:
-                self._flying[asyncio.create_task(_connect(target))] = target
+                self._flying[asyncio.create_task(self._connect(target))] = target
         while (left := until - time.monotonic()) > 0 and self._flying:
             done, _ = await asyncio.wait(self._flying, timeout=left,
                                          return_when=asyncio.FIRST_COMPLETED)
@@ -237,6 +264,12 @@ class _Probes:
             await asyncio.wait(self._flying)
         late = [task.result() for task in self._flying if not task.cancelled()]
         self._flying.clear()
+        for lookup in self._lookups.values():  # none left running, no failure unread
+            if not lookup.done():
+                lookup.cancel()
+            elif not lookup.cancelled():
+                lookup.exception()
+        self._lookups.clear()
         for writer in [writer for _, writer in connected] + late:
             if writer is not None and writer is not keep:
                 await _close(writer)

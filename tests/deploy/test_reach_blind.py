@@ -38,10 +38,10 @@ def server() -> Iterator[Server]:
 def blind(monkeypatch: pytest.MonkeyPatch) -> None:
     """No probe's connect gets through (the client's do), and probes give up after
     :data:`BUDGET`."""
-    async def never(where: object) -> None:
+    async def never(probes: object, where: object) -> None:
         return None
 
-    monkeypatch.setattr(reach, "_connect", never)
+    monkeypatch.setattr(reach._Probes, "_connect", never)
     monkeypatch.setattr(retrying, "REACH", BUDGET)
 
 

@@ -1,7 +1,10 @@
 """Auto-recovery's probe: where a single server listens (a URL's or a ready client's; no
 address for Cluster or memory; behind TLS, with the client's certificate), the primary a
 Sentinel URL's watch names, and a wait that returns once a probe gets through, or after its
-budget, asking where before each probe (TLS probes: tests/deploy/test_reach_tls.py)."""
+budget, asking where before each probe; probes that overlap, so a server farther away than
+the gap between two gets through; and a server no probe reaches though a try landed, tried
+unprobed from then on (TLS probes: tests/deploy/test_reach_tls.py; that guard against real
+servers: tests/deploy/test_reach_blind.py)."""
 
 from __future__ import annotations
 
@@ -290,3 +293,25 @@ def test_a_server_that_came_back_as_the_budget_ran_out_stays_probed() -> None:
     waiting.append("a")
     assert reach.targets(True) == [where]
     assert not reach.blind
+
+
+def test_a_host_name_is_looked_up(listening: tuple[str, int]) -> None:
+    began = time.monotonic()  # localhost: ::1 refused (nothing listens there), then 127.0.0.1
+    wait_reachable(("localhost", listening[1]), budget=5.0)
+    assert time.monotonic() - began < 1.0
+
+
+def test_a_resolver_that_hangs_holds_one_lookup_not_one_per_probe(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str] = []
+
+    async def hangs(self: asyncio.AbstractEventLoop, host: str, *args: Any,
+                    **kwargs: Any) -> Any:
+        asked.append(host)
+        await asyncio.sleep(10)
+
+    monkeypatch.setattr(asyncio.base_events.BaseEventLoop, "getaddrinfo", hangs)
+    began = time.monotonic()
+    wait_reachable(("cache.example", 6379), budget=0.5)
+    assert time.monotonic() - began < 1.5
+    assert asked == ["cache.example"]  # each probe's own lookup: one per 50 ms
