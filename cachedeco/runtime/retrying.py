@@ -22,11 +22,10 @@ RETRY: Final = 0.25  # seconds between two attempts while changes wait
 ADOPT_EVERY: Final = 2.0  # seconds between two looks at the spool for changes left by others
 #: The most seconds a worker probes (:mod:`.reach`) before a try, which then goes all the
 #: same (a probe that cannot connect where the client can: once such a try lands, that
-#: server's tries go unprobed). Long: a try that goes while the
-#: server is frozen may open a connection its full accept queue never takes, and wait on it
-#: past the heal (up to ``socket_connect_timeout``), which the probes are there to spare; a
-#: server that is down refuses probes and tries alike, and the first probe that connects
-#: starts the try.
+#: server's tries go unprobed). Long: a try that goes while the server is frozen may open a
+#: connection its full accept queue never takes, and wait on it past the heal (up to
+#: ``socket_connect_timeout``), which the probes are there to spare; a server that is down
+#: refuses probes and tries alike, and the first probe that connects starts the try.
 REACH: Final = 30.0
 
 
