@@ -180,11 +180,19 @@ async def _handshakes(where: Secured, writer: asyncio.StreamWriter) -> bool:
         async with asyncio.timeout(HANDSHAKE):
             await writer.start_tls(context, server_hostname=where.host)
     except ssl.SSLError:  # refused, so answered
+        writer.transport.abort()
         return True
     except (OSError, TimeoutError):
-        return False
-    finally:  # no close_notify to wait for: EOF after the handshake
         writer.transport.abort()
+        return False
+    # A close that sends what the handshake left to send (uvloop may still hold its last
+    # message: cut off, the server logs an unexpected EOF), waiting for the server's end
+    # only briefly (a server that just healed answers the connections queued before it).
+    writer.close()
+    with contextlib.suppress(OSError, TimeoutError):
+        async with asyncio.timeout(PROBE):
+            await writer.wait_closed()
+    writer.transport.abort()
     return True
 
 
@@ -286,7 +294,7 @@ async def await_reachable(where: Where, budget: float,
             began = time.monotonic()
             if stop() or await probes.round(targets, began + PROBE):
                 return True
-            if began + PROBE >= end:
+            if max(time.monotonic(), began + PROBE) >= end:  # a handshake may take a second
                 return False
         return True
     finally:
