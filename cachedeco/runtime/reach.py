@@ -166,9 +166,15 @@ def _literal(host: str) -> bool:
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:
+    """Close a probe's connection: what it still holds goes out first (after a handshake
+    uvloop may still hold its last message: cut off, the server logs an unexpected EOF),
+    and the server's end is waited for only briefly (a server that just healed answers the
+    connections queued before it)."""
     writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
+    with contextlib.suppress(OSError, TimeoutError):
+        async with asyncio.timeout(PROBE):
+            await writer.wait_closed()
+    writer.transport.abort()
 
 
 async def _handshakes(where: Secured, writer: asyncio.StreamWriter) -> bool:
@@ -185,14 +191,7 @@ async def _handshakes(where: Secured, writer: asyncio.StreamWriter) -> bool:
     except (OSError, TimeoutError):
         writer.transport.abort()
         return False
-    # A close that sends what the handshake left to send (uvloop may still hold its last
-    # message: cut off, the server logs an unexpected EOF), waiting for the server's end
-    # only briefly (a server that just healed answers the connections queued before it).
-    writer.close()
-    with contextlib.suppress(OSError, TimeoutError):
-        async with asyncio.timeout(PROBE):
-            await writer.wait_closed()
-    writer.transport.abort()
+    await _close(writer)
     return True
 
 
