@@ -93,6 +93,10 @@ class Bound:
     #: in another slot than the tag keys): its reads take the entry's lease key along, so a
     #: miss also tells whether another process is loading the entry.
     lease_read: bool = False
+    #: A writer's result made the type its target's readers return, where the backend keeps
+    #: objects (memory://) and the writer declares another return type than its target
+    #: (``flows.link``): what a reader on Redis would decode. None for every other Bound.
+    convert: Callable[[Any], Any] | None = None
 
     def decode(self, entry: Entry, key: str) -> Any:
         """The value of the entry at ``key``, or NO_VALUE (logged, counted) when it cannot be
@@ -102,11 +106,15 @@ class Bound:
         try:
             return self.codec.loads(entry.value, key)
         except SerializationError as exc:
-            self.stats.decode_errors += 1
-            warn(f"decode:{self.keyspace.prefix}:{self.name}", "cachedeco: cannot decode a "
-                 "stored value of %s (%s); treating it as a miss and overwriting it", self.name,
-                 exc)
-            return NO_VALUE
+            return self.undecodable(exc)
+
+    def undecodable(self, exc: SerializationError) -> Any:
+        """A stored value that cannot be decoded: counted, logged (rate-limited), a miss."""
+        self.stats.decode_errors += 1
+        warn(f"decode:{self.keyspace.prefix}:{self.name}", "cachedeco: cannot decode a "
+             "stored value of %s (%s); treating it as a miss and overwriting it", self.name,
+             exc)
+        return NO_VALUE
 
     def corrupt(self) -> None:
         """A stored value that is not a readable envelope: count and log; it is overwritten."""
@@ -121,7 +129,9 @@ class Bound:
             return NO_VALUE
         if self.condition is not None and not self.condition(value):
             return NO_VALUE
-        return value if self.codec is None else self.codec.dumps(value, key)
+        if self.codec is None:
+            return value if self.convert is None else self.convert(value)
+        return self.codec.dumps(value, key)
 
     def keep_drops(self, keys: Sequence[str], exc: BaseException | None) -> None:
         """Have auto-recovery drop these entries of the function once the backend takes

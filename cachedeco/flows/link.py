@@ -8,11 +8,13 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
+from cachedeco.core.codec.annotations import return_annotation
+from cachedeco.core.codec.factory import Codec, make_codec
 from cachedeco.core.keys.builder import KeyBuilder
 from cachedeco.core.keys.tags import TagsArg, TagSet
 from cachedeco.core.keys.templates import Binder, Template, items
 from cachedeco.core.policy import Policy, TtlFn, check_ttl_option
-from cachedeco.errors import ConfigurationError
+from cachedeco.errors import ConfigurationError, SerializationError
 from cachedeco.flows.bound import Bound
 from cachedeco.flows.spec import CachedOptions, Spec, spec_of
 from cachedeco.runtime.registry import Registry
@@ -71,6 +73,11 @@ class Link:
             self.params = ()
         self.registry = registry
         self._cache: tuple[Bound, Bound] | None = None  # (the target's Bound, ours)
+        #: The writer declares a return type of its own for a target's entry (a dict for a
+        #: reader of dataclasses): see :meth:`_typed`.
+        self.own_type = (target is not None and self.spec.func is not writer
+                         and "return" in getattr(writer, "__annotations__", {}))
+        self.name = f"{writer.__module__}.{writer.__qualname__}"
 
     def _shared_params(self, spec: Spec, what: str) -> tuple[str, ...]:
         """The target's parameters, each of which the writer must have by name."""
@@ -95,8 +102,40 @@ class Link:
                 policy = Policy(self.ttl or base.policy.ttl, base.policy.jitter,
                                 base.policy.stale_ttl, ttl_of=self.ttl_of)
                 derived = dataclasses.replace(base, policy=policy)
+            if self.own_type:
+                derived = self._typed(derived)
             cache = self._cache = (base, derived)
         return cache[1]
+
+    def _typed(self, bound: Bound) -> Bound:
+        """The Bound of a writer whose return annotation is not its target's. With the default
+        serializer a stored entry reads back as the target's type (its readers decode it), so
+        the writer's result is encoded, and its write-behind records decoded for ``flush``,
+        as the writer's own type; where the backend keeps objects (memory://) the entry is
+        made the target's type as a reader on Redis would decode it, so both backends serve
+        readers the same type and hand ``flush`` the same records. Pickle and custom
+        serializers keep the type the writer returned: nothing to do."""
+        registry = self.spec.registry
+        serializer = self.spec.options.serializer
+        if (serializer if serializer is not None else registry.serializer) not in (None,
+                                                                                    "orjson"):
+            return bound
+        annotation = self.spec.annotation
+        try:
+            mine = return_annotation(self.writer, self.name)
+            theirs = annotation() if annotation is not None else return_annotation(
+                self.spec.func, self.spec.keys.name)
+        except ConfigurationError:  # (a TYPE_CHECKING-only import; on Redis the target's
+            return bound  # own binding has resolved its type): the result is kept as it is
+        if mine == theirs:
+            return bound
+        if bound.codec is not None:
+            keyring = registry.keyring if self.spec.options.sensitive else None
+            return dataclasses.replace(bound, codec=make_codec(
+                "orjson", name=self.name, keyring=keyring, annotation=lambda: mine))
+        return dataclasses.replace(bound, convert=_converter(
+            bound, make_codec("orjson", name=self.name, annotation=lambda: mine),
+            make_codec("orjson", name=bound.name, annotation=lambda: theirs)))
 
     def locate(self, bound: Bound, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Located:
         """The entry key, the tag keys, the writer's bound arguments and the entry's keys
@@ -121,3 +160,18 @@ class Link:
     def stale_tags(self, values: dict[str, Any]) -> tuple[str, ...]:
         """The tags a write invalidates (before it stores its entry)."""
         return tuple(t.render(values) for t in self.invalidate)
+
+
+def _converter(bound: Bound, write: Codec, read: Codec) -> Callable[[Any], Any]:
+    """A writer's result as the target's readers would decode it from Redis: a result that
+    does not encode raises (as it would there), one the target's type cannot hold is
+    NO_VALUE (the entry is dropped: on Redis it would be stored and read as a miss)."""
+
+    def convert(value: Any) -> Any:
+        data = write.dumps(value)
+        try:
+            return read.loads(data)
+        except SerializationError as exc:
+            return bound.undecodable(exc)
+
+    return convert
