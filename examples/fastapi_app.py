@@ -181,6 +181,7 @@ def tour(backend: str) -> None:
         print("views        3 recorded,", len(db.views), "written so far; last view",
               client.get("/products/2/views/last").json())
         print("cache stats ", client.get("/cache/stats").json())
+        cachedeco.registry.clear()  # the served app's fake database starts afresh: so do we
     print(f"shutdown     {len(db.views)} views written by the lifespan's flush")
 
 
