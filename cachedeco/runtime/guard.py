@@ -188,7 +188,8 @@ class Guard:
         if suppressed is None:
             return
         logger.warning(
-            "cachedeco: backend %r failed to %s (function=%s): %s: %s%s",
-            self.name, action, function, type(exc).__name__, exc,
+            "cachedeco: backend %r failed to %s%s: %s: %s%s",
+            self.name, action, "" if function is None else f" (function={function})",
+            type(exc).__name__, exc,
             f" ({suppressed} similar errors suppressed)" if suppressed else "",
         )

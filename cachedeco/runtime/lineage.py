@@ -218,7 +218,9 @@ class Lineage(Periodic):
                 "cachedeco: backend %r %s: every entry under the prefix is invalidated",
                 slot.name, "holds no lineage counter any more (FLUSHDB, or a restart without "
                 "its data)" if emptied else "lost changes (its lineage counter went back: a "
-                "restart from an older snapshot, or a failover to a replica that lagged)")
+                "restart without its data or from an older snapshot, FLUSHDB, or a failover "
+                "to a replica that lagged; another process may have counted from 1 again "
+                "first)")
             self._losses.renew_all(slot.name)
         if since is not None:
             self._losses.replay(slot.name, since)

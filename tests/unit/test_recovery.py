@@ -341,3 +341,15 @@ def test_a_child_forked_while_a_thread_holds_a_spool_lock_uses_the_spool(
     done = subprocess.run([sys.executable, "-c", FORKED, str(tmp_path / "spool.db")],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.stdout.split() == ["0", "0"], done.stdout + done.stderr
+
+
+def test_a_registry_wide_fault_names_no_function(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="cachedeco")
+    Guard("default", Stats(), raise_errors=False).absorb(
+        ConnectionError("down"), action="report the service-wide counters")
+    Guard("other", Stats(), raise_errors=False).absorb(
+        ConnectionError("down"), function="app.f", action="store")
+    assert [r.getMessage() for r in caplog.records] == [
+        "cachedeco: backend 'default' failed to report the service-wide counters: "
+        "ConnectionError: down",
+        "cachedeco: backend 'other' failed to store (function=app.f): ConnectionError: down"]
