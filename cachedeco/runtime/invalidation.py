@@ -144,6 +144,7 @@ class Invalidation:
         if not self.enabled:
             return 0
         self._stats.invalidations += 1
+        self.recovery.ensure()  # the registry is in use: what a spool holds is delivered
         try:
             return self.slot(backend).backend().delete_matching(pattern, self.keyspace.internal)
         except BACKEND_ERRORS as exc:
@@ -156,6 +157,7 @@ class Invalidation:
         if not self.enabled:
             return 0
         self._stats.invalidations += 1
+        self.recovery.ensure()  # the registry is in use: what a spool holds is delivered
         try:
             return await self.slot(backend).abackend().delete_matching(pattern,
                                                                        self.keyspace.internal)

@@ -7,6 +7,7 @@ a ConfigurationError when the registry is configured."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -235,6 +236,41 @@ def test_a_new_process_on_the_same_spool_delivers_what_killed_ones_kept(
     assert reg.stats().recoveries_done == 11
     with fresh_redis.process.client() as raw:
         assert raw.exists(reg.keyspace.tag("events"))
+
+
+@pytest.mark.parametrize("operation", ["clear", "invalidate_pattern", "lock",
+                                       "ainvalidate_pattern", "alock"])
+def test_any_registry_operation_takes_over_what_the_spool_holds(
+        make_registry: Callable[..., Registry], fresh_redis: Server, tmp_path: Path,
+        operation: str) -> None:
+    """A maintenance process that only clears, cleans a pattern or takes a lock uses its
+    registry too: what killed processes left in the spool is delivered (it waited for a
+    decorated call or an invalidate_tags before)."""
+    spool = tmp_path / "spool.db"
+    fresh_redis.kill()
+    prefix = "spooled"  # (the writer's; the test's own prefix fixture is for its registries)
+    _killed_once_queued([[WRITER, fresh_redis.url, prefix, str(spool), "a"]], "queued\n")
+    fresh_redis.restart()
+    reg = make_registry(fresh_redis.url, prefix=prefix, spool=spool, **FAST)
+    if operation == "clear":
+        reg.clear()
+    elif operation == "invalidate_pattern":
+        reg.invalidate_pattern("nothing:*")
+    elif operation == "lock":
+        with reg.lock("maintenance"):
+            pass
+    else:
+        async def use() -> None:
+            if operation == "ainvalidate_pattern":
+                await reg.ainvalidate_pattern("nothing:*")
+            else:
+                async with reg.lock("maintenance"):
+                    pass
+        asyncio.run(use())
+    with fresh_redis.process.client() as raw:
+        stream = reg.keyspace.queue("__main__.record").stream
+        poll(lambda: raw.exists(reg.keyspace.tag("events")) and raw.xlen(stream) == 5)
+    assert reg.stats().recoveries_done == 6  # the five records and the invalidation
 
 
 DROPPER = SPOOLED + textwrap.dedent("""

@@ -24,6 +24,7 @@ class AsyncLockIO(LockCore):
         if owner in self._held:
             raise CacheError(f"lock {self.name!r} is already held by this owner "
                              "(cachedeco.lock is not reentrant)")
+        self.registry.recovery.ensure()  # in use: what a spool holds is delivered
         leases = self.registry.slot(self.backend).abackend().leases()
         try:
             lease = await take(leases, self.lease_name(), self.ttl, self.timeout)
