@@ -23,9 +23,10 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from inspect import Parameter, signature
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import orjson
+import redis.exceptions
 
 from cachedeco.api.registry import Registry
 from cachedeco.backends.base import BACKEND_ERRORS
@@ -74,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     tags = sub.add_parser("invalidate-tags", parents=[common], help="invalidate tags")
     tags.add_argument("tags", nargs="+", metavar="TAG",
                       help="a tag as rendered, e.g. product:42 (not a template)")
+    tags.add_argument("--yes", action="store_true",  # a script may pass it to every change
+                      help="accepted for scripts; invalidate-tags does not ask")
     doing = "delete every entry under the prefix (cachedeco's own keys stay)"
     clear = sub.add_parser("clear", parents=[common], help=doing, description=doing)
     clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -107,11 +110,20 @@ def stats(registry: Registry) -> dict[str, Any]:
         else:
             kind = FAMILIES.get(family, "other keys of cachedeco's own")
         counts[kind] += 1
-    info = client.info("memory")
-    server = info if "used_memory_human" in info else next(iter(info.values()), {})
     return {"prefix": registry.prefix, "keys": sum(counts.values()),
-            **dict(sorted(counts.items())), "used_memory": server.get("used_memory_human"),
+            **dict(sorted(counts.items())), "used_memory": _used_memory(client),
             "functions": functions(registry)}
+
+
+def _used_memory(client: Any) -> str | None:
+    """The server's memory in use, or None where the user may not ask (INFO is in
+    ``@dangerous``, which an ACL user limited to the prefix lacks)."""
+    try:
+        info = client.info("memory")
+    except redis.exceptions.NoPermissionError:
+        return None
+    server = info if "used_memory_human" in info else next(iter(info.values()), {})
+    return cast(str | None, server.get("used_memory_human"))
 
 
 def functions(registry: Registry) -> dict[str, dict[str, Any]]:
