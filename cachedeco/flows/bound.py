@@ -108,6 +108,16 @@ class Bound:
         except SerializationError as exc:
             return self.undecodable(exc)
 
+    def held(self, key: str, tag_keys: Sequence[str]) -> bool:
+        """Whether auto-recovery holds the entry back (a change of it or of one of its tags
+        waits, or a Sentinel move): it is not served from the backend meanwhile, and the
+        call loads uncached, or, under ``on_error="raise"``, raises BackendError as it would
+        have while the backend could not take that change."""
+        if not self.recovery.blocks(self.slot.name, key, tag_keys):
+            return False
+        self.guard.withheld(key, self.name)
+        return True
+
     def undecodable(self, exc: SerializationError) -> Any:
         """A stored value that cannot be decoded: counted, logged (rate-limited), a miss."""
         self.stats.decode_errors += 1

@@ -195,6 +195,7 @@ class WriteBehindCore:
         guard.stats.backend_errors += 1
         if exc is not None:
             guard.breaker.failure()
+        self.counters.write_behind_pending += 1  # waiting in the spool (a drain recounts)
         px = item.write.px if item.write is not None else item.tomb_px
         bound.recovery.keep([Change(bound.slot.name, RECORD, item.key, px, function=self.name,
                                     names=bound.keyspace.queue(self.name), push=item)], exc)

@@ -133,6 +133,15 @@ class Guard:
                                key=key, function=function)
         return False
 
+    def withheld(self, key: str, function: str) -> None:
+        """An entry auto-recovery holds back is not served: nothing to count under
+        on_error="fallback" (the change's own failure was); BackendError under "raise"."""
+        if self.raise_errors:
+            self.stats.backend_errors += 1
+            raise BackendError(f"backend {self.name!r} holds a change of this entry that "
+                               "auto-recovery has not landed yet: it is not served until then",
+                               key=key, function=function)
+
     def absorb(self, exc: BaseException, *, key: str | None = None,
                function: str | None = None, action: str = "call") -> None:
         """Record a fault the caller can fall back from: count and log it, or raise

@@ -88,9 +88,11 @@ def test_write_behind_returns_during_an_outage_and_its_records_arrive_after_it(
     assert save("a", 2) == {"id": "a", "v": 2}  # then a record of ev:a: kept after it
     assert save("b", 3) == {"id": "b", "v": 3}
     assert reg.stats().recoveries_pending == 3
+    assert reg.stats().write_behind_pending == 2  # the records waiting in the spool
     fresh_redis.restart()
     poll(lambda: reg.stats().recoveries_pending == 0, timeout=3.0)
     assert reg.stats().recoveries_done == 3
+    poll(lambda: reg.stats().write_behind_pending == 0)  # flushed (flush_interval 0.1 s)
     loads = len(calls)
     assert get("a") == {"id": "a", "v": 2}  # the record's entry, stored after the drop
     assert len(calls) == loads  # a hit: the changes landed in the order they were made

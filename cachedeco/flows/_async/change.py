@@ -189,7 +189,7 @@ async def cached_value(b: Bound, args: Args, kwargs: Kwargs) -> Any:
         return kept.value
     tag_keys = b.tags(args, kwargs)
     if not b.guard.allow(key, b.name) or (
-            b.recovery.pending and b.recovery.blocks(b.slot.name, key, tag_keys)):
+            b.recovery.pending and b.held(key, tag_keys)):
         return NO_VALUE
     try:
         entry, tokens = await b.slot.abackend().read(key, tag_keys)
@@ -197,7 +197,7 @@ async def cached_value(b: Bound, args: Args, kwargs: Kwargs) -> Any:
         b.guard.absorb(exc, key=key, function=b.name, action="read")
         return NO_VALUE
     b.guard.breaker.success()
-    if b.recovery.pending and b.recovery.blocks(b.slot.name, key, tag_keys):
+    if b.recovery.pending and b.held(key, tag_keys):
         return NO_VALUE  # held while the read was under way: see get_or_load
     if entry is None or not is_current(entry, tokens) or time.time() >= entry.soft:
         return NO_VALUE

@@ -55,7 +55,7 @@ async def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kw
         tag_keys = b.tags(args, kwargs)
     since = b.flights.landings
     if not b.guard.allow(key, b.name) or (
-            b.recovery.pending and b.recovery.blocks(b.slot.name, key, tag_keys)):
+            b.recovery.pending and b.held(key, tag_keys)):
         return await load(b, Call(func, args, kwargs, key, tag_keys), UNCACHED, since)
     try:
         # near-cached: the same read under way in the process may serve this call too
@@ -66,7 +66,7 @@ async def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kw
         b.guard.absorb(exc, key=key, function=b.name, action="read")
         return await load(b, Call(func, args, kwargs, key, tag_keys), UNCACHED, since)
     b.guard.breaker.success()
-    if b.recovery.pending and b.recovery.blocks(b.slot.name, key, tag_keys):
+    if b.recovery.pending and b.held(key, tag_keys):
         # held while the read was under way (a Sentinel move, say: redis-py may have sent it
         # again to the new primary): what it found may be what the change undoes
         return await load(b, Call(func, args, kwargs, key, tag_keys), UNCACHED, since)

@@ -217,7 +217,7 @@ def serve(b: Bound, call: Call, entry: Entry | None, tokens: tuple[str | None, .
     """:func:`servable`'s verdict on what a read returned (kept near when fresh); an entry
     auto-recovery holds back now (a change pending, a Sentinel move) is not served."""
     if entry is None or not is_current(entry, tokens) or (
-            b.recovery.pending and b.recovery.blocks(b.slot.name, call.key, call.tag_keys)):
+            b.recovery.pending and b.held(call.key, call.tag_keys)):
         return NO_VALUE
     fresh = time.time() < entry.soft
     if not fresh and not b.policy.stale_ttl:

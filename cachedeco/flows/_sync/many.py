@@ -61,7 +61,7 @@ def get_many(b: Bound, func: Callable[..., Any], head: Args, ids: Iterable[Any])
             found, missing = found_and_missing(b, rest, results)
             if b.recovery.pending:  # entries with a change pending are not served meanwhile
                 for i, (key, tag_keys) in enumerate(rest.reads()):
-                    if b.recovery.blocks(b.slot.name, key, tag_keys):
+                    if b.held(key, tag_keys):
                         found.pop(rest.ids[i], None)
                         missing[i] = UNCACHED
             if ticket is not None:

@@ -56,7 +56,7 @@ def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs,
         tag_keys = b.tags(args, kwargs)
     since = b.flights.landings
     if not b.guard.allow(key, b.name) or (
-            b.recovery.pending and b.recovery.blocks(b.slot.name, key, tag_keys)):
+            b.recovery.pending and b.held(key, tag_keys)):
         return load(b, Call(func, args, kwargs, key, tag_keys), UNCACHED, since)
     try:
         # near-cached: the same read under way in the process may serve this call too
@@ -67,7 +67,7 @@ def get_or_load(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs,
         b.guard.absorb(exc, key=key, function=b.name, action="read")
         return load(b, Call(func, args, kwargs, key, tag_keys), UNCACHED, since)
     b.guard.breaker.success()
-    if b.recovery.pending and b.recovery.blocks(b.slot.name, key, tag_keys):
+    if b.recovery.pending and b.held(key, tag_keys):
         # held while the read was under way (a Sentinel move, say: redis-py may have sent it
         # again to the new primary): what it found may be what the change undoes
         return load(b, Call(func, args, kwargs, key, tag_keys), UNCACHED, since)

@@ -68,6 +68,30 @@ async def test_on_error_raise_raises_backend_error(
         await reg.ainvalidate_tags("t")
 
 
+async def test_under_raise_an_entry_whose_change_waits_raises_instead_of_loading(
+        amake_registry: Callable[..., Registry], silent_url: str) -> None:
+    """A read of an entry auto-recovery holds back (its tag's invalidation could not land)
+    raises like every other call the backend cannot serve; it loaded uncached, silently."""
+    reg = amake_registry(silent_url, socket_timeout=0.2, socket_connect_timeout=0.2,
+                         on_error="raise")
+    calls = Calls()
+
+    @cached(registry=reg, tags=["t"])
+    async def f(x: int) -> int:
+        calls(x)
+        return x
+
+    with pytest.raises(BackendError):
+        await reg.ainvalidate_tags("t")  # kept for auto-recovery all the same
+    errors = reg.stats().backend_errors
+    with pytest.raises(BackendError, match="auto-recovery has not landed"):
+        await f(1)
+    with pytest.raises(BackendError, match="auto-recovery has not landed"):
+        await f.get(1)
+    assert calls.log == []
+    assert reg.stats().backend_errors == errors + 2
+
+
 async def test_an_unreachable_cluster_fails_open(
         amake_registry: Callable[..., Registry]) -> None:
     reg = amake_registry(f"redis+cluster://127.0.0.1:{dead_port()}")

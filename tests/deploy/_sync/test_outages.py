@@ -69,6 +69,30 @@ def test_on_error_raise_raises_backend_error(
         reg.invalidate_tags("t")
 
 
+def test_under_raise_an_entry_whose_change_waits_raises_instead_of_loading(
+        make_registry: Callable[..., Registry], silent_url: str) -> None:
+    """A read of an entry auto-recovery holds back (its tag's invalidation could not land)
+    raises like every other call the backend cannot serve; it loaded uncached, silently."""
+    reg = make_registry(silent_url, socket_timeout=0.2, socket_connect_timeout=0.2,
+                         on_error="raise")
+    calls = Calls()
+
+    @cached(registry=reg, tags=["t"])
+    def f(x: int) -> int:
+        calls(x)
+        return x
+
+    with pytest.raises(BackendError):
+        reg.invalidate_tags("t")  # kept for auto-recovery all the same
+    errors = reg.stats().backend_errors
+    with pytest.raises(BackendError, match="auto-recovery has not landed"):
+        f(1)
+    with pytest.raises(BackendError, match="auto-recovery has not landed"):
+        f.get(1)
+    assert calls.log == []
+    assert reg.stats().backend_errors == errors + 2
+
+
 def test_an_unreachable_cluster_fails_open(
         make_registry: Callable[..., Registry]) -> None:
     reg = make_registry(f"redis+cluster://127.0.0.1:{dead_port()}")
