@@ -23,6 +23,7 @@ __all__ = [
     "ajoin_flight",
     "akeep_alive",
     "asleep",
+    "cancel_lost",
     "join_flight",
     "keep_alive",
     "sleep",
@@ -30,6 +31,15 @@ __all__ = [
 
 Stop = Callable[[], bool]  # asked by a drain between batches: True means end now
 ErrorHook = Callable[[Exception], None]
+
+
+def cancel_lost() -> bool:
+    """Whether the running task was asked to cancel and the request was lost on its way (on
+    Python 3.11, redis-py's ``asyncio.wait_for`` returns a command's reply when the cancel
+    comes as the command completes): a long-lived task must then end as if cancelled, or
+    ``asyncio.run()``, which cancels the tasks left and waits for them, waits for good."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 # --- waiting for a flight ------------------------------------------------------------------

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections import Counter
@@ -145,6 +148,47 @@ def test_each_asyncio_run_delivers_what_it_queued(
     assert reg.stats().write_behind_pending == 0
     reg.close()
     assert sorted(events.rows()) == sorted((f"j{n}-{i}", i) for n in range(4) for i in range(3))
+
+
+#: Jobs on short-lived loops, each queuing more records than a batch holds: the worker drains
+#: while the job runs, so the job's end cancels it in the middle of a take or a flush.
+SHORT_JOBS = textwrap.dedent("""
+    import asyncio, sys
+    import cachedeco
+
+    reg = cachedeco.Registry(sys.argv[1], prefix=sys.argv[2])
+    got = []
+
+    async def flush(records):
+        await asyncio.sleep(0)
+        got.extend(r["n"] for r in records)
+
+    @reg.write_behind(key="e:{n}", flush=flush, batch_size=3, flush_interval=3600)
+    async def record(n: int) -> dict:
+        return {"n": n}
+
+    async def job(j):
+        for i in range(7):
+            await record(j * 7 + i)
+
+    for j in range(10):
+        asyncio.run(job(j))
+    reg.close()
+    print(sorted(set(got)) == list(range(70)), flush=True)
+""")
+
+
+@TWO_REGISTRIES
+def test_a_job_ending_in_the_middle_of_a_drain_neither_hangs_nor_strands_a_batch(
+        deployment: Deployment, prefix: str) -> None:
+    """asyncio.run() cancels the worker task as its loop ends: a cancel redis-py swallowed
+    left the task waiting for good (asyncio.run never returned), and a take whose reply the
+    cancel cut off left its batch pending for this consumer until another process claimed
+    it, 30 s later (close() did not deliver it)."""
+    done = subprocess.run([sys.executable, "-c", SHORT_JOBS, deployment.url, prefix],
+                          check=False, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "True\n", done.stderr
 
 
 def test_a_loop_shutting_down_does_not_wait_to_retry_a_failing_flush(

@@ -2,11 +2,13 @@
 frozen server) the next goes at once, so one is under way when the server answers again;
 after one that failed at once it waits; an error never ends it, in a thread or on a loop.
 Hurried (a call got an answer after failures), an urgent attempt goes at once beside the one
-under way, which may be stuck on a connection the server never took."""
+under way, which may be stuck on a connection the server never took. A cancel an attempt (or a
+write-behind drain) swallowed still ends its task when its loop shuts down."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 import time
@@ -16,6 +18,7 @@ import pytest
 
 from cachedeco.runtime.reach import Reach
 from cachedeco.runtime.retrying import RETRY, Retrying
+from cachedeco.runtime.workers import TaskWorker
 
 
 def _gaps(took: float, attempts: int = 3) -> list[float]:
@@ -174,3 +177,48 @@ async def test_nor_on_a_loop() -> None:
     worker = Retrying(lambda urgent: 0, aattempt, lambda: None, lambda: False, _BrokenReach())
     worker.kick(False)
     await asyncio.wait_for(landed.wait(), 5)
+
+
+async def _swallowing(urgent: bool) -> int:
+    """An attempt whose I/O swallows a cancel that comes as it completes (redis-py's
+    ``asyncio.wait_for`` on Python 3.11), and leaves its change waiting."""
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.sleep(10)
+    return 1
+
+
+def _ends_with_its_loop(start: Callable[[], object]) -> bool:
+    """Whether ``asyncio.run()`` of a job that starts a long-lived task returns (it cancels
+    the tasks left and waits for them), within 5 s."""
+    async def job() -> None:
+        start()
+        await asyncio.sleep(0.05)  # the task is in its I/O when the job ends
+
+    runner = threading.Thread(target=asyncio.run, args=(job(),), daemon=True)
+    runner.start()
+    runner.join(5)
+    return not runner.is_alive()
+
+
+def test_a_cancel_swallowed_by_an_attempt_still_ends_the_task_with_its_loop() -> None:
+    worker = Retrying(lambda urgent: 0, _swallowing, lambda: None, lambda: False)
+    assert _ends_with_its_loop(lambda: worker.kick(False))
+
+
+def test_a_cancel_swallowed_by_a_drain_still_ends_the_task_worker_with_its_loop() -> None:
+    finals: list[str] = []
+
+    async def drain(stop: Callable[[], bool]) -> None:
+        await _swallowing(False)
+
+    async def final() -> None:
+        finals.append("final")
+
+    worker = TaskWorker("w", 3600, drain, final)
+
+    def start() -> None:
+        worker.ensure()
+        worker.notify()
+
+    assert _ends_with_its_loop(start)
+    assert finals == ["final"]  # its last drain ran as the loop shut down

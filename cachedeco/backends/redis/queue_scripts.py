@@ -78,28 +78,47 @@ redis.call('XADD', stream, '*', 'r', ARGV[7], 'k', KEYS[1], 'm', ARGV[8])
 return redis.call('XLEN', stream)
 """
 
-#: Take up to COUNT records for one consumer: first those idle in a dead consumer's pending
-#: list for ARGV[4] ms (XAUTOCLAIM from the cursor ARGV[5]), then never-delivered ones. The
-#: group is created (reading from the start) the first time it is missing.
-#: KEYS[1] stream; ARGV[1] group; ARGV[2] consumer; ARGV[3] count; ARGV[4] min idle ms;
-#: ARGV[5] cursor. Returns {length, next cursor, claimed entries, new entries}.
+#: Take up to COUNT records for one consumer: first those already delivered to it and not
+#: acknowledged (a take whose reply its caller never read, cancelled on its way: a process's
+#: drains run one at a time, so no batch of its own is in flight), then those idle in a dead
+#: consumer's pending list for ARGV[4] ms (XAUTOCLAIM from the cursor ARGV[5]), then
+#: never-delivered ones. The group is created (reading from the start) the first time it is
+#: missing. KEYS[1] stream; ARGV[1] group; ARGV[2] consumer; ARGV[3] count; ARGV[4] min idle
+#: ms; ARGV[5] cursor. Returns {length, next cursor, claimed entries, new entries}.
 WB_TAKE: Final = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0, '0-0', {}, {}} end
 local count = tonumber(ARGV[3])
-local claim = {'XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[4], ARGV[5], 'COUNT', count}
-local auto = redis.pcall(unpack(claim))
-if auto.err then
-  redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0')
-  auto = redis.call(unpack(claim))
+local claimed = {}
+local own = redis.pcall('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', count,
+                        'STREAMS', KEYS[1], '0')
+if own and not own.err and own[1] then
+  for _, entry in ipairs(own[1][2]) do
+    if entry[2] then
+      claimed[#claimed + 1] = entry
+    else  -- deleted meanwhile: nothing to deliver, and it must not come back
+      redis.call('XACK', KEYS[1], ARGV[1], entry[1])
+    end
+  end
 end
-local claimed = auto[2]
+local cursor = ARGV[5]
+if #claimed < count then
+  local claim = {'XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[4], cursor, 'COUNT',
+                 count - #claimed}
+  local auto = redis.pcall(unpack(claim))
+  if auto.err then
+    redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0')
+    auto = redis.call(unpack(claim))
+  end
+  cursor = auto[1]
+  for _, entry in ipairs(auto[2]) do claimed[#claimed + 1] = entry end
+end
 local fresh = {}
 if #claimed < count then
   local got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', count - #claimed,
                          'STREAMS', KEYS[1], '>')
   if got then fresh = got[1][2] end
 end
-return {redis.call('XLEN', KEYS[1]), auto[1], claimed, fresh}
+return {redis.call('XLEN', KEYS[1]), cursor, claimed, fresh}
 """
 
 #: Keep a lease: of the ids ARGV[3..], those still pending for consumer ARGV[2] get their idle
