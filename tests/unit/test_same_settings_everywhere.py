@@ -175,6 +175,16 @@ def test_a_bad_url_option_is_a_configuration_error_naming_it(url: str, option: s
         Registry("memory://", backends={"other": url})
 
 
+@pytest.mark.parametrize("url", ["memory://redis-host:6379/0", "memory://x", "memory:///path",
+                                 "memory://user:pw@h"])
+def test_a_memory_url_that_names_a_place_is_refused(url: str) -> None:
+    """Meant for a server: never a silent in-process cache (the password stays out)."""
+    with pytest.raises(ConfigurationError, match="names a place") as info:
+        Registry(url)
+    assert "pw" not in str(info.value)
+    Registry("memory:///").close()  # an empty path is no place
+
+
 @pytest.mark.parametrize("url", [
     "redis://127.0.0.1:6379/0?socket_timeout=2.5&socket_connect_timeout=1&health_check_interval=5",
     "redis://:pw@127.0.0.1:6379/1?client_name=app&retry_on_timeout=yes&max_connections=8",

@@ -194,7 +194,13 @@ def redact(url: str) -> str:
 
 
 def memory_size(url: str, default: int) -> int:
-    """``memory://?maxsize=N`` (N >= 1, the only option), else ``default``."""
+    """``memory://?maxsize=N`` (N >= 1, the only option), else ``default``. A host, a path or
+    credentials are refused: such a URL was meant for a server (``memory://redis:6379``)."""
+    parts = urlsplit(url)
+    if parts.netloc or parts.path not in ("", "/") or parts.fragment:
+        raise ConfigurationError(f"memory backend: {redact(url)!r} names a place, but the "
+                                 "memory backend lives in the process: write memory:// (with "
+                                 "?maxsize=N at most), or redis://host:port for a server")
     query = _query(url, "memory backend")
     unknown = sorted(set(query) - {"maxsize"})
     if unknown:
