@@ -178,7 +178,7 @@ def _sync_wrapper(spec: Spec) -> Callable[..., Any]:
         return change_sync.cached_value(spec.bound(), args, kwargs)
 
     def set_(value: Any, /, *args: Any, **kwargs: Any) -> None:
-        change_sync.set_value(spec.bound(), args, kwargs, value)
+        change_sync.set_value(spec.setter(), args, kwargs, value)
 
     return _attach(wrapper, spec, invalidate=invalidate, refresh=refresh,
                    invalidate_all=invalidate_all, get=get, set=set_)
@@ -207,7 +207,7 @@ def _async_wrapper(spec: Spec) -> Callable[..., Any]:
         return await change_async.cached_value(spec.bound(), args, kwargs)
 
     async def set_(value: Any, /, *args: Any, **kwargs: Any) -> None:
-        await change_async.set_value(spec.bound(), args, kwargs, value)
+        await change_async.set_value(spec.setter(), args, kwargs, value)
 
     return _attach(wrapper, spec, invalidate=invalidate, refresh=refresh,
                    invalidate_all=invalidate_all, get=get, set=set_)

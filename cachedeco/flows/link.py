@@ -4,18 +4,20 @@ parameter name) or of a key template, with the target's ttl and tags unless give
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from cachedeco.core.codec.annotations import return_annotation
-from cachedeco.core.codec.factory import Codec, make_codec
+from cachedeco.core.codec.factory import make_codec
 from cachedeco.core.keys.builder import KeyBuilder
 from cachedeco.core.keys.tags import TagsArg, TagSet
 from cachedeco.core.keys.templates import Binder, Template, items
 from cachedeco.core.policy import Policy, TtlFn, check_ttl_option
-from cachedeco.errors import ConfigurationError, SerializationError
+from cachedeco.errors import ConfigurationError
 from cachedeco.flows.bound import Bound
+from cachedeco.flows.foreign import adopting, rebuilds
 from cachedeco.flows.spec import CachedOptions, Spec, spec_of
 from cachedeco.runtime.registry import Registry
 
@@ -73,10 +75,12 @@ class Link:
             self.params = ()
         self.registry = registry
         self._cache: tuple[Bound, Bound] | None = None  # (the target's Bound, ours)
-        #: The writer declares a return type of its own for a target's entry (a dict for a
-        #: reader of dataclasses): see :meth:`_typed`.
-        self.own_type = (target is not None and self.spec.func is not writer
-                         and "return" in getattr(writer, "__annotations__", {}))
+        #: The writer stores a target's entry: the target's readers decode it (:meth:`_typed`).
+        self.foreign = target is not None and self.spec.func is not writer
+        #: Its write-behind records reach ``flush`` as the target's entries do: the writer
+        #: declares no type of its own (on Redis they are decoded as the target's type).
+        self.records_as_entries = self.foreign and "return" not in getattr(
+            writer, "__annotations__", {})
         self.name = f"{writer.__module__}.{writer.__qualname__}"
 
     def _shared_params(self, spec: Spec, what: str) -> tuple[str, ...]:
@@ -102,40 +106,34 @@ class Link:
                 policy = Policy(self.ttl or base.policy.ttl, base.policy.jitter,
                                 base.policy.stale_ttl, ttl_of=self.ttl_of)
                 derived = dataclasses.replace(base, policy=policy)
-            if self.own_type:
+            if self.foreign:
                 derived = self._typed(derived)
             cache = self._cache = (base, derived)
         return cache[1]
 
     def _typed(self, bound: Bound) -> Bound:
-        """The Bound of a writer whose return annotation is not its target's. With the default
-        serializer a stored entry reads back as the target's type (its readers decode it), so
-        the writer's result is encoded, and its write-behind records decoded for ``flush``,
-        as the writer's own type; where the backend keeps objects (memory://) the entry is
-        made the target's type as a reader on Redis would decode it, so both backends serve
-        readers the same type and hand ``flush`` the same records. Pickle and custom
-        serializers keep the type the writer returned: nothing to do."""
-        registry = self.spec.registry
+        """The Bound of a writer storing a target's entry. A stored entry reads back as the
+        target's type (its readers decode it), so a writer declaring another return type
+        has its result encoded, and its write-behind records decoded for ``flush``, as its
+        own type; on memory://, which keeps objects, the result is made the target's type
+        as a reader on Redis would decode it (:mod:`.foreign`), so both backends serve
+        readers the same type and hand ``flush`` the same records."""
         serializer = self.spec.options.serializer
-        if (serializer if serializer is not None else registry.serializer) not in (None,
-                                                                                    "orjson"):
+        if not rebuilds(serializer if serializer is not None else self.spec.registry.serializer):
+            return bound  # pickle and custom serializers keep the type the writer returned
+        mine: Any = None
+        if "return" in getattr(self.writer, "__annotations__", {}):
+            with contextlib.suppress(ConfigurationError):  # a TYPE_CHECKING-only import
+                mine = return_annotation(self.writer, self.name)
+        if bound.codec is None:
+            write = None if mine is None else make_codec("orjson", name=self.name,
+                                                          annotation=lambda: mine)
+            return adopting(bound, self.spec.hint, write)
+        if mine is None or mine == self.spec.hint():  # (resolved: the target is bound)
             return bound
-        annotation = self.spec.annotation
-        try:
-            mine = return_annotation(self.writer, self.name)
-            theirs = annotation() if annotation is not None else return_annotation(
-                self.spec.func, self.spec.keys.name)
-        except ConfigurationError:  # (a TYPE_CHECKING-only import; on Redis the target's
-            return bound  # own binding has resolved its type): the result is kept as it is
-        if mine == theirs:
-            return bound
-        if bound.codec is not None:
-            keyring = registry.keyring if self.spec.options.sensitive else None
-            return dataclasses.replace(bound, codec=make_codec(
-                "orjson", name=self.name, keyring=keyring, annotation=lambda: mine))
-        return dataclasses.replace(bound, convert=_converter(
-            bound, make_codec("orjson", name=self.name, annotation=lambda: mine),
-            make_codec("orjson", name=bound.name, annotation=lambda: theirs)))
+        keyring = self.spec.registry.keyring if self.spec.options.sensitive else None
+        return dataclasses.replace(bound, codec=make_codec(
+            "orjson", name=self.name, keyring=keyring, annotation=lambda: mine))
 
     def locate(self, bound: Bound, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Located:
         """The entry key, the tag keys, the writer's bound arguments and the entry's keys
@@ -161,17 +159,3 @@ class Link:
         """The tags a write invalidates (before it stores its entry)."""
         return tuple(t.render(values) for t in self.invalidate)
 
-
-def _converter(bound: Bound, write: Codec, read: Codec) -> Callable[[Any], Any]:
-    """A writer's result as the target's readers would decode it from Redis: a result that
-    does not encode raises (as it would there), one the target's type cannot hold is
-    NO_VALUE (the entry is dropped: on Redis it would be stored and read as a miss)."""
-
-    def convert(value: Any) -> Any:
-        data = write.dumps(value)
-        try:
-            return read.loads(data)
-        except SerializationError as exc:
-            return bound.undecodable(exc)
-
-    return convert

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from cachedeco.backends.memory.store import MemoryBackend
+from cachedeco.core.codec.annotations import return_annotation
 from cachedeco.core.codec.base import decoder
 from cachedeco.core.codec.factory import Codec, make_codec
 from cachedeco.core.keys.builder import KeyBuilder
@@ -18,6 +19,7 @@ from cachedeco.core.policy import Policy, TtlFn
 from cachedeco.core.stats import Stats
 from cachedeco.errors import ConfigurationError
 from cachedeco.flows.bound import Bound
+from cachedeco.flows.foreign import adopting, rebuilds
 from cachedeco.flows.hot import Hit, memory_hit, near_hit
 from cachedeco.runtime.guard import warn
 from cachedeco.runtime.registry import Registry, default_registry
@@ -68,6 +70,7 @@ class Spec:
         self.hit: Hit | None = None
         self._revision = -1
         self._registry: Registry | None = None
+        self._setter: tuple[Bound, Bound] | None = None  # (the Bound, f.set()'s: see setter)
         if registry is not None:  # known now: what it lacks is an error at decoration
             self._codec(registry, stores_objects=True)  # the settings only: annotations later
 
@@ -168,6 +171,25 @@ class Spec:
                      "functions under the same name): they read and write each other's "
                      "entries; tell them apart with key= (a template) or version=", space)
                 return
+
+    def hint(self) -> Any:
+        """The resolved type entries decode to (ConfigurationError when it cannot be)."""
+        annotation = self.annotation
+        return annotation() if annotation is not None else return_annotation(self.func,
+                                                                             self.keys.name)
+
+    def setter(self) -> Bound:
+        """The Bound ``f.set()`` stores with: on memory://, a value of another type than
+        the function returns is made that type as Redis would decode it (:mod:`.foreign`)."""
+        bound = self.bound()
+        serializer = self.options.serializer
+        if bound.codec is not None or not rebuilds(
+                serializer if serializer is not None else self.registry.serializer):
+            return bound
+        setter = self._setter
+        if setter is None or setter[0] is not bound:
+            setter = self._setter = (bound, adopting(bound, self.hint))
+        return setter[1]
 
     def drop_hit(self) -> None:
         """Stop using the compiled hit (the registry moved on): the next call binds again."""

@@ -143,8 +143,11 @@ class WriteBehindCore:
         key, tag_keys, _, aliases = self.link.locate(bound, args, kwargs)
         payload = bound.encode(value, key)
         codec = bound.codec
-        record = value if codec is None else payload if payload is not NO_VALUE else (
-            codec.dumps(value, key))
+        if codec is None:  # memory://: the record as Redis would decode it (see Link)
+            record = payload if (self.link.records_as_entries
+                                 and payload is not NO_VALUE) else value
+        else:
+            record = payload if payload is not NO_VALUE else codec.dumps(value, key)
         bound.flights.forget(key)
         guard = self._guard_pair(bound)[0]
         if payload is NO_VALUE:

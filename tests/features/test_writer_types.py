@@ -1,8 +1,10 @@
-"""A writer that declares another return type than its target's (a dict for a reader of
-dataclasses, as in the API's write-behind example): on every backend the target's readers get
-the target's type and ``flush`` gets the records as the writer returned them. (Redis decoded
-the entry as the target's type while memory:// served the writer's dict, and Redis handed
-``flush`` dataclasses where memory:// handed it dicts.)"""
+"""Values stored as a reader's entry by something else than its load: a writer that declares
+another return type than its target's (a dict for a reader of dataclasses, as in the API's
+write-behind example), an unannotated writer, ``f.set()``. On every backend the target's
+readers get the target's type, and ``flush`` the records as the writer declared them (the
+target's type when it declares none). (Redis decoded the entry as the target's type while
+memory:// served the writer's dict, and Redis handed ``flush`` dataclasses where memory://
+handed it dicts.)"""
 
 from __future__ import annotations
 
@@ -167,3 +169,49 @@ async def test_async_writers_alike(reg: Registry) -> None:
         Analysis("a7", "queued"), Analysis("a8", "done")]
     await reg.aflush()
     assert flushed == [{"id": "a7", "status": "queued"}] and type(flushed[0]) is dict
+
+
+def test_an_unannotated_writer_stores_and_flushes_the_target_type(reg: Registry) -> None:
+    """It declares no type: its entry and its records are the target's, on every backend."""
+    get_analysis, loads = readers(reg)
+    flushed: list[Any] = []
+
+    @cachedeco.write_through(get_analysis, registry=reg)
+    def update_analysis(analysis_id, status):  # type: ignore[no-untyped-def]
+        return {"id": analysis_id, "status": status}
+
+    @cachedeco.write_behind(get_analysis, flush=flushed.extend, registry=reg)
+    def save_analysis(analysis_id, status):  # type: ignore[no-untyped-def]
+        return {"id": analysis_id, "status": status}
+
+    update_analysis("b1", "done")
+    save_analysis("b2", "queued")
+    read = [get_analysis("b1"), get_analysis("b2")]
+    assert read == [Analysis("b1", "done"), Analysis("b2", "queued")]
+    assert all(type(r) is Analysis for r in read) and loads == []
+    reg.flush()
+    assert flushed == [Analysis("b2", "queued")] and type(flushed[0]) is Analysis
+
+
+def test_set_stores_the_function_type(reg: Registry, deployment: Deployment) -> None:
+    """f.set() stores as a write-through would: a dict for a function of dataclasses is read
+    back as the dataclass, on memory:// as on Redis; a value of its type is kept as it is."""
+    get_analysis, loads = readers(reg)
+    get_analysis.set({"id": "c1", "status": "set"}, "c1")
+    read = get_analysis("c1")
+    assert read == Analysis("c1", "set") and type(read) is Analysis and loads == []
+    mine = Analysis("c2", "set")
+    get_analysis.set(mine, "c2")
+    assert get_analysis("c2") == mine
+    if not deployment.has_server:
+        assert get_analysis("c2") is mine  # memory:// keeps the object: nothing converted
+
+
+def test_set_on_a_function_of_plain_json_types_keeps_the_value(reg: Registry) -> None:
+    @cachedeco.cached(ttl=60, registry=reg)
+    def get_doc(doc_id: str) -> dict[str, Any]:
+        return {}
+
+    doc = {"id": "d1", "tags": ["a"]}
+    get_doc.set(doc, "d1")
+    assert get_doc("d1") == doc
