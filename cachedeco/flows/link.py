@@ -112,28 +112,30 @@ class Link:
         return cache[1]
 
     def _typed(self, bound: Bound) -> Bound:
-        """The Bound of a writer storing a target's entry. A stored entry reads back as the
-        target's type (its readers decode it), so a writer declaring another return type
-        has its result encoded, and its write-behind records decoded for ``flush``, as its
-        own type; on memory://, which keeps objects, the result is made the target's type
-        as a reader on Redis would decode it (:mod:`.foreign`), so both backends serve
-        readers the same type and hand ``flush`` the same records."""
+        """The Bound of a writer storing a target's entry, with a codec of its own: for the
+        type the writer declares (else the target's), named after the writer in what it
+        logs. A stored entry reads back as the target's type (its readers decode it); the
+        writer's write-behind records are decoded for ``flush`` as the writer declared them.
+        On memory://, which keeps objects, the result is made the target's type as a reader
+        on Redis would decode it (:mod:`.foreign`), so both backends serve readers the same
+        type and hand ``flush`` the same records."""
         serializer = self.spec.options.serializer
         if not rebuilds(serializer if serializer is not None else self.spec.registry.serializer):
             return bound  # pickle and custom serializers keep the type the writer returned
-        mine: Any = None
+        try:
+            theirs = self.spec.hint()
+        except ConfigurationError:  # memory:// only (on Redis the target's binding resolved
+            return bound  # it): the result is kept as it is
+        own = theirs
         if "return" in getattr(self.writer, "__annotations__", {}):
             with contextlib.suppress(ConfigurationError):  # a TYPE_CHECKING-only import
-                mine = return_annotation(self.writer, self.name)
+                own = return_annotation(self.writer, self.name)
         if bound.codec is None:
-            write = None if mine is None else make_codec("orjson", name=self.name,
-                                                          annotation=lambda: mine)
-            return adopting(bound, self.spec.hint, write)
-        if mine is None or mine == self.spec.hint():  # (resolved: the target is bound)
-            return bound
+            write = make_codec("orjson", name=self.name, annotation=lambda: own)
+            return adopting(bound, lambda: theirs, write)
         keyring = self.spec.registry.keyring if self.spec.options.sensitive else None
         return dataclasses.replace(bound, codec=make_codec(
-            "orjson", name=self.name, keyring=keyring, annotation=lambda: mine))
+            "orjson", name=self.name, keyring=keyring, annotation=lambda: own))
 
     def locate(self, bound: Bound, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Located:
         """The entry key, the tag keys, the writer's bound arguments and the entry's keys

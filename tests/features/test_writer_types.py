@@ -171,8 +171,11 @@ async def test_async_writers_alike(reg: Registry) -> None:
     assert flushed == [{"id": "a7", "status": "queued"}] and type(flushed[0]) is dict
 
 
-def test_an_unannotated_writer_stores_and_flushes_the_target_type(reg: Registry) -> None:
-    """It declares no type: its entry and its records are the target's, on every backend."""
+def test_an_unannotated_writer_stores_and_flushes_the_target_type(
+        reg: Registry, caplog: pytest.LogCaptureFixture) -> None:
+    """It declares no type: its entry and its records are the target's, on every backend;
+    the warning that a hit returns another type than it returned names the writer."""
+    caplog.set_level(logging.WARNING, logger="cachedeco")
     get_analysis, loads = readers(reg)
     flushed: list[Any] = []
 
@@ -191,6 +194,9 @@ def test_an_unannotated_writer_stores_and_flushes_the_target_type(reg: Registry)
     assert all(type(r) is Analysis for r in read) and loads == []
     reg.flush()
     assert flushed == [Analysis("b2", "queued")] and type(flushed[0]) is Analysis
+    warned = [r.getMessage() for r in caplog.records if "a cache hit returns" in r.getMessage()]
+    assert len(warned) == 2 and "update_analysis returned a value of type dict" in warned[0]
+    assert "save_analysis returned a value of type dict" in warned[1]
 
 
 def test_set_stores_the_function_type(reg: Registry, deployment: Deployment) -> None:
