@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cachedeco import ConfigurationError, Registry, cached, write_through
+from cachedeco import ConfigurationError, Registry, SerializationError, cached, write_through
 from cachedeco.core.entry import Entry, decode_entry
 from tests.support import by_url as support
 
@@ -135,3 +135,18 @@ def test_ttl_forms_refused_at_decoration() -> None:
         Registry(ttl=dt.timedelta(0))
     with pytest.raises(ConfigurationError, match="takes the result"):
         write_through(key="k:{x}", ttl=lambda a, b: 1)(lambda x: x)
+
+
+def test_a_callable_ttl_given_positionally_is_named_at_decoration() -> None:
+    """@cached(pick_ttl) caches pick_ttl itself (the bare decorator's form), which then gets
+    the decorated function as its argument: the error says what probably happened."""
+    reg = Registry("memory://")
+
+    def pick_ttl(result: Any) -> float:
+        return 60
+
+    with pytest.raises(SerializationError, match=r"meant as ttl=fn.*by keyword"):
+        @reg.cached(pick_ttl)
+        def f(x: int) -> int:
+            return x
+    reg.close()

@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import inspect
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -206,10 +207,15 @@ def encode_values(values: Iterable[tuple[str, Any]], function: str | None = None
         try:
             parts.append(_encode(value))
         except _UnsupportedError as exc:
+            # a function given to a cached function: most likely a decorator's argument,
+            # @cached(pick_ttl) for @cached(ttl=pick_ttl), which cached pick_ttl itself
+            hint = ("; if this call is a decorator's (@cached(fn) where fn was meant as "
+                    "ttl=fn), give the callable by keyword" if inspect.isfunction(value)
+                    else "")
             raise SerializationError(
                 f"cannot build a cache key from argument {name!r}: values of type "
                 f"{_type_name(exc.kind)} are not supported; pass key= to build the key "
-                f"yourself or ignore=[{name!r}] to leave the argument out",
+                f"yourself or ignore=[{name!r}] to leave the argument out{hint}",
                 function=function,
             ) from None
         except RecursionError:
