@@ -71,6 +71,28 @@ def test_more_replicas_than_there_are_raises_after_replicas_timeout(
     assert events.rows() == [("a", 1)]
 
 
+@pytest.mark.parametrize("where", ["redis", "cluster"])
+def test_a_replicas_timeout_as_long_as_the_socket_timeout_still_raises(
+        make_registry: Callable[..., Registry], request: pytest.FixtureRequest,
+        events: Events, tmp_path: Any, where: str) -> None:
+    """One WAIT as long as the socket timeout was read as a dead connection: the record
+    went to the spool, queued a second time, and the call returned without its replicas
+    (with a longer replicas_timeout it never raised). WAIT now goes in steps under the
+    socket timeout."""
+    url: str = request.getfixturevalue(f"{where}_url")
+    reg = make_registry(url, spool=tmp_path / "spool.db", socket_timeout=0.3, **SETTINGS)
+    save = _saver(reg, events, replicas=1, replicas_timeout=0.6)  # no replica there
+    for v in range(2):
+        start = time.monotonic()
+        with pytest.raises(BackendError, match=r"0 of the 1 replica"):
+            save(f"e{v}", v)
+        assert time.monotonic() - start >= 0.55  # it waited for the replica, all of it
+    stats = reg.stats()
+    assert (stats.recoveries_pending, stats.recoveries_done) == (0, 0)  # nothing kept
+    reg.flush()
+    assert events.rows() == [("e0", 0), ("e1", 1)]  # each once
+
+
 @pytest.mark.parametrize("options", [{"replicas": -1}, {"replicas": True},
                                      {"replicas": 1.5}, {"replicas": 101},
                                      {"replicas_timeout": 0}, {"replicas_timeout": "1"},

@@ -8,6 +8,7 @@ value, not the one the write replaced. Real servers; sync and asyncio."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -104,9 +105,11 @@ def test_a_write_through_taken_by_the_old_primary_is_not_lost(
 
 
 def test_a_near_cache_hears_the_changes_made_on_the_new_primary(
-        fresh_sentinel: SentinelSetup, prefix: str) -> None:
+        fresh_sentinel: SentinelSetup, prefix: str, caplog: pytest.LogCaptureFixture) -> None:
     """Its change stream moves with the data connections: a write-through on the new primary
-    (whichever process made it) drops the value the near cache kept."""
+    (whichever process made it) drops the value the near cache kept. A loss of the stream
+    that was logged (a move's too) has its end logged."""
+    caplog.set_level(logging.WARNING, logger="cachedeco")
     db = {3: 1}
     writer = Registry(fresh_sentinel.url, prefix=prefix)
     other = Registry(fresh_sentinel.url, prefix=prefix, near_cache=100)
@@ -123,6 +126,8 @@ def test_a_near_cache_hears_the_changes_made_on_the_new_primary(
         poll(lambda: other_read(3) == 2, timeout=2.0)
         tracker = other.slot("default")._tracker
         assert tracker is not None and tracker._primaries == {f"127.0.0.1:{new}"}
+        stream = [r.getMessage() for r in caplog.records if "change stream" in r.getMessage()]
+        assert stream and "change stream back" in stream[-1], stream
     finally:
         writer.close()
         other.close()

@@ -153,7 +153,7 @@ class Tracker:
                 conns = self._connect()
                 self.store.up()
                 self.connects += 1
-                if self._failing and self._told:
+                if self._told:  # its loss was logged (a move's too): so is its end
                     logger.warning("cachedeco: near cache of %s: change stream back", self.prefix)
                 self._failing, self._told, wait = False, False, RETRY[0]
                 self._listen(conns, stop)

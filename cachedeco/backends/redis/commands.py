@@ -54,6 +54,7 @@ MOVING_MS: Final = 200
 MOVING_ERRORS: Final = (TryAgainError, ClusterError)
 MIN_BLOCK: Final = 0.01  # seconds: BLMOVE's 0 means "for ever", so never ask for less
 MAX_BLOCK: Final = 5.0  # seconds: the longest single block, whatever the socket timeout
+OVERRUN: Final = 0.12  # seconds a blocking command may answer after its timeout, and some
 WAKE_MS: Final = (1000, 10_000)  # bounds of a lease's wake list TTL
 SlotCall = tuple[list[str], list[Any]]  # KEYS and ARGV of one script call on one hash slot
 logger = logging.getLogger("cachedeco")
@@ -127,13 +128,16 @@ def count_removed(replies: Sequence[bytes | None]) -> int:
 
 
 def block_limit(client: Any) -> float:
-    """The longest one blocking call may last: under the client's socket timeout, so a wait
-    is never mistaken for a dead connection."""
+    """The longest one blocking call may last: under the client's socket timeout by a
+    quarter of it and by ``OVERRUN`` at least (a server answers a blocking command's timeout
+    up to 1/hz late: 100 ms at the default hz 10), so a wait is never mistaken for a dead
+    connection."""
     pool = getattr(client, "connection_pool", None) or getattr(client, "nodes_manager", None)
     timeout = getattr(pool, "connection_kwargs", {}).get("socket_timeout")
     if not timeout:
         return MAX_BLOCK
-    return min(max(float(timeout) * 0.75, MIN_BLOCK), MAX_BLOCK)
+    seconds = float(timeout)
+    return min(max(min(seconds * 0.75, seconds - OVERRUN), MIN_BLOCK), MAX_BLOCK)
 
 
 def wake_ms(ttl: float) -> int:
@@ -202,6 +206,20 @@ def slot_moving(exc: BaseException) -> bool:
 def text(value: Any) -> str:
     """A reply's bytes as text."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def waits(client: Any, replicas: int, timeout_ms: int) -> list[tuple[Any, ...]]:
+    """``WAIT replicas timeout_ms`` as WAITs sent together, each shorter than one blocking
+    call may last (:func:`block_limit`): one WAIT as long as the socket timeout is read as a
+    dead connection when no replica answers (the call then took the server for down, and
+    with a spool returned without its replicas). A WAIT once the replicas acknowledged the
+    connection's writes answers at once, so together they wait as one would."""
+    step = max(1, int(block_limit(client) * 1000))
+    left, out = max(timeout_ms, 1), []
+    while left > 0:
+        out.append(("WAIT", replicas, min(step, left)))
+        left -= step
+    return out
 
 
 def push_args(item: Push, stream: str) -> tuple[list[str], list[Any]]:

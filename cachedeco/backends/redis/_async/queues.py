@@ -45,6 +45,7 @@ from cachedeco.backends.redis.commands import (
     restore_calls,
     restore_failed,
     text,
+    waits,
 )
 from cachedeco.core.entry import new_tombstone
 
@@ -85,10 +86,12 @@ class AsyncRedisQueue:
             return int(await self._push(keys=keys, args=args))
         async with self.client.pipeline(transaction=False) as pipe:
             await self._push(keys=keys, args=args, client=cast(Any, pipe))
-            pipe.wait(replicas, timeout_ms)
-            length, acked = await pipe.execute()
-        if int(acked) < replicas:
-            raise NotReplicated(int(length), int(acked), replicas)
+            for _, wanted, ms in waits(self.client, replicas, timeout_ms):
+                pipe.wait(wanted, ms)
+            length, *acks = await pipe.execute()
+        acked = max(map(int, acks))
+        if acked < replicas:
+            raise NotReplicated(int(length), acked, replicas)
         return int(length)
 
     async def push_many(self, items: Sequence[Push]) -> None:
@@ -162,10 +165,10 @@ class AsyncClusterQueue(AsyncRedisQueue):
         if not replicas:
             length = int(await self._add(keys=[stream], args=add_args(item)))
         else:
-            added, acked = await self.backend.on_node(stream, [
+            added, *acks = await self.backend.on_node(stream, [
                 ("EVAL", scripts.WB_ADD, 1, stream, *add_args(item)),
-                ("WAIT", replicas, timeout_ms)])
-            length, acked = int(added), int(acked)
+                *waits(self.client, replicas, timeout_ms)])
+            length, acked = int(added), max(map(int, acks))
         try:
             if item.write is None:
                 await self.backend.invalidate([item.key], item.tombstone, item.tomb_px)

@@ -46,6 +46,7 @@ from cachedeco.backends.redis.commands import (
     restore_calls,
     restore_failed,
     text,
+    waits,
 )
 from cachedeco.core.entry import new_tombstone
 
@@ -86,10 +87,12 @@ class RedisQueue:
             return int(self._push(keys=keys, args=args))
         with self.client.pipeline(transaction=False) as pipe:
             self._push(keys=keys, args=args, client=cast(Any, pipe))
-            pipe.wait(replicas, timeout_ms)
-            length, acked = pipe.execute()
-        if int(acked) < replicas:
-            raise NotReplicated(int(length), int(acked), replicas)
+            for _, wanted, ms in waits(self.client, replicas, timeout_ms):
+                pipe.wait(wanted, ms)
+            length, *acks = pipe.execute()
+        acked = max(map(int, acks))
+        if acked < replicas:
+            raise NotReplicated(int(length), acked, replicas)
         return int(length)
 
     def push_many(self, items: Sequence[Push]) -> None:
@@ -163,10 +166,10 @@ class ClusterQueue(RedisQueue):
         if not replicas:
             length = int(self._add(keys=[stream], args=add_args(item)))
         else:
-            added, acked = self.backend.on_node(stream, [
+            added, *acks = self.backend.on_node(stream, [
                 ("EVAL", scripts.WB_ADD, 1, stream, *add_args(item)),
-                ("WAIT", replicas, timeout_ms)])
-            length, acked = int(added), int(acked)
+                *waits(self.client, replicas, timeout_ms)])
+            length, acked = int(added), max(map(int, acks))
         try:
             if item.write is None:
                 self.backend.invalidate([item.key], item.tombstone, item.tomb_px)
