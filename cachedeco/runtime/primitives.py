@@ -20,6 +20,7 @@ from cachedeco.runtime.singleflight import Flight, Read, WaitTimeout
 __all__ = [
     "Background",
     "Stop",
+    "acancel_lost",
     "ajoin_flight",
     "akeep_alive",
     "asleep",
@@ -34,6 +35,11 @@ ErrorHook = Callable[[Exception], None]
 
 
 def cancel_lost() -> bool:
+    """The sync form of :func:`acancel_lost`: a thread has no cancel to lose."""
+    return False
+
+
+def acancel_lost() -> bool:
     """Whether the running task was asked to cancel and the request was lost on its way (on
     Python 3.11, redis-py's ``asyncio.wait_for`` returns a command's reply when the cancel
     comes as the command completes): a long-lived task must then end as if cancelled, or

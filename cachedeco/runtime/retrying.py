@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from cachedeco.runtime.guard import warn
-from cachedeco.runtime.primitives import cancel_lost
+from cachedeco.runtime.primitives import acancel_lost
 from cachedeco.runtime.reach import Reach
 
 __all__ = ["ADOPT_EVERY", "REACH", "RETRY", "Retrying"]
@@ -216,7 +216,7 @@ class Retrying:
                     return
             except Exception as exc:  # as the thread: log, and try again later
                 _failed(exc)
-            if cancel_lost():  # its loop shuts down, and an attempt swallowed the cancel
+            if acancel_lost():  # its loop shuts down, and an attempt swallowed the cancel
                 raise asyncio.CancelledError
             await asyncio.sleep(_pause(began))
 

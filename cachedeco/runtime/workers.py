@@ -11,7 +11,7 @@ import threading
 from collections.abc import Awaitable, Callable
 
 from cachedeco.runtime.guard import logger
-from cachedeco.runtime.primitives import Stop, cancel_lost
+from cachedeco.runtime.primitives import Stop, acancel_lost
 
 __all__ = ["Periodic", "TaskWorker", "ThreadWorker"]
 
@@ -197,11 +197,16 @@ class TaskWorker(_Worker):
                 except Exception:
                     logger.exception("cachedeco: the %s worker of %s failed", self.role,
                                      self.name)
-                if cancel_lost():  # its loop shuts down, and the drain swallowed the cancel
+                if acancel_lost():  # its loop shuts down, and the drain swallowed the cancel
                     raise asyncio.CancelledError
         except asyncio.CancelledError:
             # its loop shuts down (asyncio.run() cancels the tasks left): deliver what waits
             # now, on this loop, rather than leave it to a loop that may never run long enough
+            # (the cancel taken back for it, so that its drain does not stop at once; the
+            # task still ends cancelled)
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
             await self._shutdown()
             raise
         await self._final()

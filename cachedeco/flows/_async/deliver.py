@@ -28,7 +28,7 @@ from cachedeco.flows.delivery import (
     Take,
 )
 from cachedeco.runtime.guard import warn
-from cachedeco.runtime.primitives import akeep_alive, asleep
+from cachedeco.runtime.primitives import acancel_lost, akeep_alive, asleep
 
 __all__ = ["run"]
 
@@ -75,6 +75,8 @@ async def run(flow: Flow, queue: AsyncQueue, consumer: str, flush: Callable[[lis
     error: Exception | None = None
     try:
         while True:
+            if acancel_lost():  # a cancel swallowed on the way (see acancel_lost): stop here
+                raise asyncio.CancelledError
             try:
                 op = flow.send(result) if error is None else flow.throw(error)
             except StopIteration:

@@ -29,7 +29,7 @@ from cachedeco.flows.delivery import (
     Take,
 )
 from cachedeco.runtime.guard import warn
-from cachedeco.runtime.primitives import keep_alive, sleep
+from cachedeco.runtime.primitives import cancel_lost, keep_alive, sleep
 
 __all__ = ["run"]
 
@@ -76,6 +76,8 @@ def run(flow: Flow, queue: Queue, consumer: str, flush: Callable[[list[Any]], An
     error: Exception | None = None
     try:
         while True:
+            if cancel_lost():  # a cancel swallowed on the way (see cancel_lost): stop here
+                raise asyncio.CancelledError
             try:
                 op = flow.send(result) if error is None else flow.throw(error)
             except StopIteration:
