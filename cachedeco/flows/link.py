@@ -77,10 +77,10 @@ class Link:
         self._cache: tuple[Bound, Bound] | None = None  # (the target's Bound, ours)
         #: The writer stores a target's entry: the target's readers decode it (:meth:`_typed`).
         self.foreign = target is not None and self.spec.func is not writer
+        self._declares = "return" in getattr(writer, "__annotations__", {})
         #: Its write-behind records reach ``flush`` as the target's entries do: the writer
         #: declares no type of its own (on Redis they are decoded as the target's type).
-        self.records_as_entries = self.foreign and "return" not in getattr(
-            writer, "__annotations__", {})
+        self.records_as_entries = self.foreign and not self._declares
         self.name = f"{writer.__module__}.{writer.__qualname__}"
 
     def _shared_params(self, spec: Spec, what: str) -> tuple[str, ...]:
@@ -119,15 +119,14 @@ class Link:
         On memory://, which keeps objects, the result is made the target's type as a reader
         on Redis would decode it (:mod:`.foreign`), so both backends serve readers the same
         type and hand ``flush`` the same records."""
-        serializer = self.spec.options.serializer
-        if not rebuilds(serializer if serializer is not None else self.spec.registry.serializer):
+        if not rebuilds(self.spec.serializer(self.spec.registry)):
             return bound  # pickle and custom serializers keep the type the writer returned
         try:
             theirs = self.spec.hint()
         except ConfigurationError:  # memory:// only (on Redis the target's binding resolved
             return bound  # it): the result is kept as it is
         own = theirs
-        if "return" in getattr(self.writer, "__annotations__", {}):
+        if self._declares:
             with contextlib.suppress(ConfigurationError):  # a TYPE_CHECKING-only import
                 own = return_annotation(self.writer, self.name)
         if bound.codec is None:
@@ -160,4 +159,3 @@ class Link:
     def stale_tags(self, values: dict[str, Any]) -> tuple[str, ...]:
         """The tags a write invalidates (before it stores its entry)."""
         return tuple(t.render(values) for t in self.invalidate)
-

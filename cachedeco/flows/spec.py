@@ -100,8 +100,7 @@ class Spec:
             raise ConfigurationError(
                 f"{self.keys.name} is sensitive=True, but its registry has no encryption_key=: "
                 "configure one (at least 32 bytes) to cache it", function=self.keys.name)
-        serializer = self.options.serializer
-        spec = serializer if serializer is not None else registry.serializer
+        spec = self.serializer(registry)
         if stores_objects:
             if spec not in (None, "orjson"):
                 make_codec(spec, func=self.func, name=self.keys.name, secret=registry.secret)
@@ -178,13 +177,16 @@ class Spec:
         return annotation() if annotation is not None else return_annotation(self.func,
                                                                              self.keys.name)
 
+    def serializer(self, registry: Registry) -> object:
+        """The serializer setting in force under ``registry``: the function's, else its."""
+        own = self.options.serializer
+        return own if own is not None else registry.serializer
+
     def setter(self) -> Bound:
         """The Bound ``f.set()`` stores with: on memory://, a value of another type than
         the function returns is made that type as Redis would decode it (:mod:`.foreign`)."""
         bound = self.bound()
-        serializer = self.options.serializer
-        if bound.codec is not None or not rebuilds(
-                serializer if serializer is not None else self.registry.serializer):
+        if bound.codec is not None or not rebuilds(self.serializer(self.registry)):
             return bound
         setter = self._setter
         if setter is None or setter[0] is not bound:
