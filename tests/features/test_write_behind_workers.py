@@ -22,6 +22,7 @@ import pytest
 
 import cachedeco
 from cachedeco import Registry
+from cachedeco.backends.redis._async import queues
 from tests.support._sync.writers import event_functions
 from tests.support.connections import settled
 from tests.support.deployments import ALL, BACKENDS, REDIS_BACKENDS, Deployment
@@ -189,6 +190,77 @@ def test_a_job_ending_in_the_middle_of_a_drain_neither_hangs_nor_strands_a_batch
                           check=False, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "True\n", done.stderr
+
+
+def test_a_job_ending_as_its_flush_returns_has_its_batch_delivered_once(
+        make_registry: Callable[..., Registry], deployment: Deployment) -> None:
+    """A job that waits for its records' flush and returns: asyncio.run() cancels the worker
+    right after the flush returned (as the batch's lease keep-alive stopped, before the ack);
+    the batch was given back and the worker's last drain delivered it a second time."""
+    reg = make_registry(deployment.url)
+    calls: Counter[int] = Counter()
+    flushed = [asyncio.Event()]
+
+    async def flush(records: list[dict[str, int]]) -> None:
+        calls.update(r["n"] for r in records)
+        flushed[0].set()
+
+    @cachedeco.write_behind(key="e:{n}", flush=flush, batch_size=5, flush_interval=3600,
+                            registry=reg)
+    async def record(n: int) -> dict[str, int]:
+        return {"n": n}
+
+    async def job(j: int) -> None:
+        flushed[0] = asyncio.Event()
+        for i in range(5):  # the fifth record fills a batch: the worker drains it
+            await record(j * 5 + i)
+        await flushed[0].wait()
+
+    for j in range(10):
+        asyncio.run(job(j))
+    reg.close()
+    assert sorted(calls) == list(range(50))
+    assert set(calls.values()) == {1}, f"{sum(c > 1 for c in calls.values())} delivered twice"
+
+
+@TWO_REGISTRIES
+def test_an_ack_cut_short_by_the_loops_end_runs_again(
+        make_registry: Callable[..., Registry], deployment: Deployment,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cancel that ends the worker lands in the ack of a batch already flushed: the ack
+    runs again before the task ends, so the last drain finds nothing to deliver twice."""
+    reg = make_registry(deployment.url)
+    calls: Counter[int] = Counter()
+    kind = queues.AsyncClusterQueue if deployment.name == "cluster" else queues.AsyncRedisQueue
+    real_ack, cut = kind.ack, []
+
+    async def ack(self: Any, ids: Any, restores: Any) -> int:
+        if not cut:  # the first ack: cancel the task it runs in, as asyncio.run() would
+            cut.append(ids)
+            asyncio.current_task().cancel()  # type: ignore[union-attr]
+            await asyncio.sleep(0)  # where the cancel lands, before the ack was sent
+        return await real_ack(self, ids, restores)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(kind, "ack", ack)
+
+    async def flush(records: list[dict[str, int]]) -> None:
+        calls.update(r["n"] for r in records)
+
+    @cachedeco.write_behind(key="e:{n}", flush=flush, batch_size=3, flush_interval=3600,
+                            registry=reg)
+    async def record(n: int) -> dict[str, int]:
+        return {"n": n}
+
+    async def job() -> None:
+        for n in range(3):
+            await record(n)
+        await asyncio.sleep(0.2)  # the worker's drain
+
+    asyncio.run(job())
+    reg.close()
+    assert len(cut) == 1
+    assert calls == Counter(range(3))
+    assert reg.stats().write_behind_pending == 0
 
 
 def test_a_loop_shutting_down_does_not_wait_to_retry_a_failing_flush(

@@ -3,8 +3,9 @@ I/O-free flow (:mod:`cachedeco.flows.delivery`) against a queue.
 
 While the user's ``flush`` runs (and while a retry waits) the lease on the batch is kept
 alive (renewed every ``claim_after / 3``); when the delivery is interrupted (a cancelled task,
-a ``KeyboardInterrupt``) the batch is given back so the next take claims it at once; so it is
-when a retry must wait and the caller said not to (``wait=False``: :class:`Deferred`).
+a ``KeyboardInterrupt``) the batch is given back so the next take claims it at once, unless
+its ``flush`` had returned (then it is acknowledged first); so it is when a retry must wait
+and the caller said not to (``wait=False``: :class:`Deferred`).
 """
 
 from __future__ import annotations
@@ -46,18 +47,43 @@ def _keeping(queue: AsyncQueue, consumer: str, ids: tuple[str, ...], settings: S
                        _renew_failed)
 
 
-async def _do(op: Op, queue: AsyncQueue, consumer: str, flush: Callable[[list[Any]], Any],
-              settings: Settings) -> Any:
+async def _flush(op: Flush, queue: AsyncQueue, consumer: str, flush: Callable[[list[Any]], Any],
+                 settings: Settings) -> tuple[Any, BaseException | None]:
+    """Call ``flush`` under the batch's lease: its result, and an interruption (a cancel) that
+    came once it had returned, as the lease's keep-alive stopped; the batch is delivered then,
+    and the driver acknowledges it before it lets the interruption through."""
+    returned = False
+    result: Any = None
+    try:
+        async with _keeping(queue, consumer, op.ids, settings):
+            result = await flush(op.records)
+            returned = True
+    except BaseException as exc:
+        if not returned or isinstance(exc, Exception):
+            raise
+        return result, exc
+    return result, None
+
+
+async def _ack(op: Ack, queue: AsyncQueue, interrupted: BaseException | None
+               ) -> tuple[Any, BaseException | None]:
+    """Acknowledge a batch: the queue's length, and the interruption to raise once done; an
+    interruption that cuts the ack short lets it run once more first."""
+    try:
+        return await queue.ack(op.ids, op.restores), interrupted
+    except BaseException as exc:
+        if isinstance(exc, Exception):
+            raise
+        return await queue.ack(op.ids, op.restores), interrupted or exc
+
+
+async def _do(op: Op, queue: AsyncQueue, consumer: str, settings: Settings) -> Any:
+    """Carry out a take, renew, bury or sleep."""
     match op:
         case Take(count):
             return await queue.take(consumer, count, settings.claim_after_ms)
         case Renew(ids):
             return await queue.renew(consumer, ids)
-        case Flush(records, ids):
-            async with _keeping(queue, consumer, ids, settings):
-                return await flush(records)
-        case Ack(ids, restores):
-            return await queue.ack(ids, restores)
         case Bury(ids, error):
             return await queue.bury(ids, error)
         case Sleep(seconds, ids):
@@ -69,23 +95,41 @@ async def _do(op: Op, queue: AsyncQueue, consumer: str, flush: Callable[[list[An
 async def run(flow: Flow, queue: AsyncQueue, consumer: str, flush: Callable[[list[Any]], Any],
               settings: Settings, *, wait: bool = True) -> None:
     """Carry out a flow; a failing operation's error goes back into the flow. Without
-    ``wait``, a retry's wait ends the run instead (:class:`Deferred`, the batch given back)."""
+    ``wait``, a retry's wait ends the run instead (:class:`Deferred`, the batch given back).
+
+    Once ``flush`` returned, its batch is acknowledged whatever comes: a cancel (the loop of
+    ``asyncio.run()`` ending as the job that waited for the flush returns) waits for the ack,
+    and an ack the cancel cut short runs again (had it reached the server, the second one
+    leaves the batch's entries as tombstones: misses, not stale values). Given back instead,
+    the batch would be delivered twice."""
     held: tuple[str, ...] = ()
     result: Any = None
     error: Exception | None = None
+    interrupted: BaseException | None = None  # came once a flush returned: raised after its ack
+    flushed = False  # the last operation was a flush that returned
     try:
         while True:
-            if acancel_lost():  # a cancel swallowed on the way (see acancel_lost): stop here
-                raise asyncio.CancelledError
+            if interrupted is None and acancel_lost():  # a cancel swallowed on the way (see
+                raise asyncio.CancelledError           # acancel_lost): stop here
             try:
                 op = flow.send(result) if error is None else flow.throw(error)
             except StopIteration:
+                if interrupted is not None:
+                    raise interrupted from None
                 return
-            result, error = None, None
+            if interrupted is not None and not (flushed and isinstance(op, Ack)):
+                raise interrupted
+            result, error, flushed = None, None, False
             if isinstance(op, Sleep) and not wait:
                 raise Deferred(f"a retry in {op.seconds:.2f}s")
             try:
-                result = await _do(op, queue, consumer, flush, settings)
+                if isinstance(op, Flush):
+                    result, interrupted = await _flush(op, queue, consumer, flush, settings)
+                    flushed = True
+                elif isinstance(op, Ack):
+                    result, interrupted = await _ack(op, queue, interrupted)
+                else:
+                    result = await _do(op, queue, consumer, settings)
             except Exception as exc:
                 error = exc
             if isinstance(op, Take) and error is None:
