@@ -1,6 +1,6 @@
 """``invalidate_pattern`` and ``clear`` on the servers: they stay within the registry's prefix
 (even one full of glob characters) and spare cachedeco's own keys (tags, leases, queues) and
-every foreign key."""
+every foreign key; after ``close()`` every operation works again."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from cachedeco import Registry, cached
 from tests.support.calls import Calls
-from tests.support.deployments import REDIS_BACKENDS, Deployment
+from tests.support.deployments import ALL, REDIS_BACKENDS, Deployment
 
 pytestmark = pytest.mark.deployments(*REDIS_BACKENDS)
 
@@ -113,3 +113,27 @@ def test_clear_leaves_foreign_keys_alone(make_registry: Callable[..., Registry],
     for x in range(5):
         f(x)
     assert len(calls) == 10
+
+
+@pytest.mark.deployments(*ALL)
+def test_every_operation_works_on_a_registry_used_again_after_close(
+        make_registry: Callable[..., Registry], deployment: Deployment) -> None:
+    """close() keeps a registry usable: on Redis Cluster, redis-py's sync client forgot its
+    default node on close, and every command whose keys it resolves there failed for good
+    (an invalidation, a pattern, clear(), a lock, the dead letters); the changes among them
+    were kept for a backend that answered every other command."""
+    reg = make_registry(deployment.url)
+    calls = Calls()
+    user, _ = _fill(reg, calls)
+    reg.close()
+    assert user(0) == 0 and calls.count(("user", 0)) == 1  # a hit: reads never failed
+    user.invalidate(0)
+    assert user(0) == 0 and calls.count(("user", 0)) == 2
+    with reg.lock("after-close", ttl=5):
+        pass
+    assert reg.dead_letters() == []
+    assert reg.invalidate_pattern("user:*") == 3
+    assert reg.clear() >= 3
+    stats = reg.stats()
+    assert (stats.backend_errors, stats.recoveries_pending) == (0, 0)
+    reg.close()

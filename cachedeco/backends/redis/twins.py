@@ -63,12 +63,17 @@ class NodeLink:
 
     def close(self) -> None:
         """Close the client and its nodes' pools: redis-py closes a node's client, but not a
-        pool it was given (the blocking pools a URL makes)."""
+        pool it was given (the blocking pools a URL makes). Its default node is set back, as
+        the registry may be used again: redis-py forgets it on close, and a command whose
+        keys it resolves on that node (``XRANGE``, ``INCR``, ``UNLINK``) then fails for good
+        where the pools would just reconnect."""
         nodes = self.client.get_nodes()
+        default = self.client.get_default_node()
         self.client.close()
         for node in nodes:
             if node.redis_connection is not None:
                 node.redis_connection.connection_pool.disconnect()
+        self.client.set_default_node(default)
 
 
 class AsyncNodeLink:
