@@ -5,10 +5,11 @@
 A sync ``flush`` is driven by a thread worker; an async one by a task, on the running loop of
 its first use or, when first used outside any loop, on a loop of its own in a thread. A task
 whose loop shuts down (``asyncio.run()`` ending) delivers what waits first, and the next
-loop to queue a record starts another; ``close()`` drains once more after a worker that
+loop to queue a record starts another (one on a loop of its own when a loop in another
+thread queued one during that last drain); ``close()`` drains once more after a worker that
 ended with its loop (its last drain may have failed, or never ran when the loop was closed
-without cancelling its tasks). Records are delivered at least once: a drain that is
-interrupted gives its batch back.
+without cancelling its tasks) or waits on a parked one. Records are delivered at least once:
+a drain that is interrupted gives its batch back (unless its ``flush`` had returned).
 """
 
 from __future__ import annotations
@@ -193,8 +194,10 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
     def _left_behind(self) -> bool:
         """Whether records may wait that no worker will deliver: in an in-process queue, or
         in a queue whose task ended with its loop (a last drain that failed, or never ran
-        when the loop was closed without cancelling its tasks)."""
-        return self.left_in_memory() or self.worker.take_ended()
+        when the loop was closed without cancelling its tasks) or waits on a parked loop
+        (one reused with ``run_until_complete()`` and not running now)."""
+        return (self.left_in_memory() or self.worker.take_ended()
+                or self.worker.take_parked())
 
     def wake(self) -> None:
         """Records were queued again (auto-recovery): deliver them soon."""

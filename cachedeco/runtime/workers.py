@@ -50,6 +50,11 @@ class _Worker:
         once. Only a task can: its loop ends under it."""
         return False
 
+    def take_parked(self) -> bool:
+        """Whether it cannot run until its loop runs again, its last drain left to the
+        caller; True once. Only a task can (see :meth:`TaskWorker.take_parked`)."""
+        return False
+
 
 class ThreadWorker(_Worker):
     """Drains a sync flush's queue (or does any periodic work) from a daemon thread."""
@@ -122,12 +127,35 @@ class TaskWorker(_Worker):
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._host: threading.Thread | None = None
+        self._asked = False  # ensure() was called during the last drain of a loop's end
+        self._ended = False  # that last drain is over: the next ensure() starts another
 
     @property
     def running(self) -> bool:
         """Whether the task is alive on an open loop."""
         task, loop = self._task, self.loop
         return task is not None and not task.done() and loop is not None and not loop.is_closed()
+
+    def ensure(self) -> None:
+        """Start it unless it runs. A call while it runs is noted: one made during the last
+        drain of a loop that shuts down may have queued a record after that drain's take."""
+        with self._lock:
+            if self.running and not self._ended:
+                self._asked = True
+                return
+            self.stopping = self._ended = False
+            self._begin()
+
+    def take_parked(self) -> bool:
+        """Whether its loop is parked: open but not running, the task unfinished (a loop
+        reused with ``run_until_complete()`` between jobs), so that the task can neither
+        drain nor be awaited; True once (the task is forgotten: the caller runs a last drain
+        on a loop of its own)."""
+        task, loop = self._task, self.loop
+        if task is None or task.done() or loop is None or loop.is_closed() or loop.is_running():
+            return False
+        self._task = None
+        return True
 
     def take_ended(self) -> bool:
         """Whether the task ended without being stopped: cancelled as its loop shut down
@@ -147,14 +175,18 @@ class TaskWorker(_Worker):
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            ready = threading.Event()
-            self._host = threading.Thread(target=self._run_host, args=(ready,), daemon=True,
-                                          name=f"cachedeco-{self.role}:{self.name}")
-            self._host.start()
-            ready.wait()
+            self._begin_host()
         else:
             self._host = None
             self._start(loop)
+
+    def _begin_host(self) -> None:
+        """The task, on a loop of its own in a thread."""
+        ready = threading.Event()
+        self._host = threading.Thread(target=self._run_host, args=(ready,), daemon=True,
+                                      name=f"cachedeco-{self.role}:{self.name}")
+        self._host.start()
+        ready.wait()
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> asyncio.Task[None]:
         self._wake = asyncio.Event()
@@ -182,7 +214,7 @@ class TaskWorker(_Worker):
                 loop.call_soon_threadsafe(wake.set)
 
     async def _run(self) -> None:
-        wake = self._wake
+        wake, me = self._wake, asyncio.current_task()
         assert wake is not None
         try:
             while True:
@@ -190,6 +222,8 @@ class TaskWorker(_Worker):
                     async with asyncio.timeout(self.interval):
                         await wake.wait()
                 wake.clear()
+                if self._task is not me:  # forgotten on a parked loop, run again since
+                    return
                 if self.stopping:
                     break
                 try:
@@ -204,12 +238,26 @@ class TaskWorker(_Worker):
             # now, on this loop, rather than leave it to a loop that may never run long enough
             # (the cancel taken back for it, so that its drain does not stop at once; the
             # task still ends cancelled)
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
+            if me is not None:
+                me.uncancel()
+            with self._lock:
+                self._asked = False
             await self._shutdown()
+            self._hand_over()
             raise
         await self._final()
+
+    def _hand_over(self) -> None:
+        """After the last drain of a loop that shuts down, the next ``ensure()`` starts
+        another worker. A call made during that drain, from another loop (in another
+        thread), saw this one at work and started none, and its record may have been queued
+        after the drain's take, with no loop of its caller left to deliver it: a loop of
+        this worker's own (in a thread) takes over then, as when first used outside a loop."""
+        with self._lock:
+            self._ended = True
+            if self._asked and not self.stopping:
+                self._ended = False
+                self._begin_host()
 
     def in_loop_thread(self) -> bool:
         """Whether this thread runs the worker's loop."""

@@ -310,6 +310,63 @@ def test_close_delivers_what_a_loop_closed_under_its_worker_left(
     assert sorted(events.rows()) == [(f"e{i}", i) for i in range(5)]
 
 
+def test_a_record_queued_from_another_loop_during_a_loops_last_drain_is_delivered(
+        make_registry: Callable[..., Registry], deployment: Deployment) -> None:
+    """Loops in two threads (asyncio.run, async_to_sync): thread B's job queues a record while
+    the worker, on thread A's loop, runs its last drain as that loop ends. B saw a worker at
+    work and started none, and its record came after the drain's take: it waited for the next
+    call or close(). A loop of the worker's own now takes over and delivers it."""
+    reg = make_registry(deployment.url)
+    flushed: list[int] = []
+    in_flush, delivered = threading.Event(), threading.Event()
+
+    async def flush(records: list[dict[str, int]]) -> None:
+        in_flush.set()
+        await asyncio.sleep(0.2)  # B queues its record meanwhile
+        flushed.extend(r["n"] for r in records)
+        if 4 in flushed:
+            delivered.set()
+
+    @cachedeco.write_behind(key="e:{n}", flush=flush, batch_size=5, flush_interval=0.5,
+                            registry=reg)
+    async def record(n: int) -> dict[str, int]:
+        return {"n": n}
+
+    async def job(ns: list[int]) -> None:
+        for n in ns:
+            await record(n)
+
+    a = threading.Thread(target=asyncio.run, args=(job([1, 2, 3]),))
+    a.start()
+    assert in_flush.wait(10)  # A's loop is ending: its worker's last drain flushes 1-3
+    asyncio.run(job([4]))  # B's job, in this thread; then no call follows
+    a.join()
+    assert delivered.wait(10), f"flushed {flushed}: record 4 waits for a call"
+    assert sorted(flushed) == [1, 2, 3, 4]
+    reg.close()
+    assert sorted(flushed) == [1, 2, 3, 4]
+
+
+def test_close_delivers_what_waits_on_a_parked_loop(
+        make_registry: Callable[..., Registry], deployment: Deployment, events: Events) -> None:
+    """One loop reused with run_until_complete() per job and never closed: between jobs it is
+    parked, and its worker can neither drain nor be awaited. close() delivered nothing, the
+    records left to the next process; it now runs the last drain on a loop of its own."""
+    reg = make_registry(deployment.url)
+    record_event = _async_writer(reg, events)
+    loop = asyncio.new_event_loop()
+    try:
+        for i in range(5):
+            loop.run_until_complete(record_event(f"e{i}", i))
+        reg.close()
+        assert sorted(events.rows()) == [(f"e{i}", i) for i in range(5)]
+        loop.run_until_complete(record_event("e5", 5))  # the loop used again: a new worker
+        loop.run_until_complete(reg.aclose())
+        assert len(events.rows()) == 6
+    finally:
+        loop.close()
+
+
 def test_a_registry_used_again_after_close_delivers_again(
         make_registry: Callable[..., Registry], deployment: Deployment, events: Events) -> None:
     reg = make_registry(deployment.url)
