@@ -48,8 +48,8 @@ _WHAT: Final = {DROP: "entry drop(s)", TAGS: "tag invalidation(s)", RELEASE: "le
 class Outage:
     """One backend's outage as a process saw it: since when, and what landed since."""
 
-    def __init__(self, said: bool = True) -> None:
-        self.since = time.monotonic()
+    def __init__(self, said: bool = True, since: float | None = None) -> None:
+        self.since = time.monotonic() if since is None else since
         self.landed: collections.Counter[str] = collections.Counter()
         self.said = said  # its start was logged, so its end is too (else both are quiet)
 

@@ -73,6 +73,8 @@ class Breaker:
         self.cooldown = cooldown
         self._failures = 0
         self._opened_at = 0.0
+        #: When the current run of failures began (monotonic; None while calls work).
+        self.failing_since: float | None = None
         self._probing = False
         self._lock = threading.Lock()
         #: Called (no lock held) when a call works after failures: the backend answers again.
@@ -100,12 +102,15 @@ class Breaker:
             with self._lock:
                 self._failures = 0
                 self._probing = False
+                self.failing_since = None
             if self.on_back is not None:
                 self.on_back()
 
     def failure(self) -> None:
         """A call failed: count it, and (re)open the breaker past the threshold."""
         with self._lock:
+            if not self._failures:
+                self.failing_since = time.monotonic()
             self._failures += 1
             self._probing = False
             if self._failures >= self.threshold:

@@ -176,7 +176,9 @@ class Recovery:
             if began:
                 limit = self._outage_log.setdefault(backend, LogLimit())
                 hushed = limit.allow()
-                self._outages[backend] = Outage(said=hushed is not None)
+                # it began with the first call that failed, which may have read
+                self._outages[backend] = Outage(hushed is not None,
+                                                host.breaker(backend).failing_since)
         unserved(host.slot, changes)
         if hushed is not None:
             Outage.began(backend, exc, hushed)

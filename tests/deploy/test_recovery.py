@@ -356,6 +356,27 @@ def test_an_outage_is_logged_when_it_starts_and_when_it_ends(
     assert len(lines) <= 3, lines  # never one per call
 
 
+def test_an_outages_end_counts_from_its_first_failed_call(
+        make_registry: Callable[..., Registry], frozen: Server,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Reads failed for a second before the first change was kept: "answers again after"
+    counted from that change (0.3 s), so an operator read a short blip."""
+    db = {x: str(x) for x in range(3)}
+    reg = make_registry(frozen.url, **FAST)
+    get, put = _catalogue(reg, db)
+    caplog.set_level(logging.WARNING, logger="cachedeco")
+    frozen.pause()
+    began = time.monotonic()
+    while time.monotonic() - began < 1.2:
+        assert get(1) == "1"  # each read fails (its socket timeout), served by the function
+    put(2, "new")  # the first change kept
+    frozen.resume()
+    poll(lambda: any("answers again" in r.getMessage() for r in caplog.records), timeout=3.0)
+    ended = [r.getMessage() for r in caplog.records if "answers again" in r.getMessage()]
+    after = float(ended[0].split("answers again after ")[1].split("s;")[0])
+    assert after >= 1.2, ended
+
+
 def test_a_flapping_backend_logs_one_outage_per_interval(
         make_registry: Callable[..., Registry], frozen: Server,
         caplog: pytest.LogCaptureFixture) -> None:
