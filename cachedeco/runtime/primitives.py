@@ -21,10 +21,14 @@ __all__ = [
     "Background",
     "Stop",
     "acancel_lost",
+    "acollected",
+    "ahere",
     "ajoin_flight",
     "akeep_alive",
     "asleep",
     "cancel_lost",
+    "collected",
+    "here",
     "join_flight",
     "keep_alive",
     "sleep",
@@ -37,6 +41,32 @@ ErrorHook = Callable[[Exception], None]
 def cancel_lost() -> bool:
     """The sync form of :func:`acancel_lost`: a thread has no cancel to lose."""
     return False
+
+
+def here() -> asyncio.AbstractEventLoop | None:
+    """The sync form of :func:`ahere`: a thread has no loop to note."""
+    return None
+
+
+def ahere() -> asyncio.AbstractEventLoop | None:
+    """The running loop, as a long-lived coroutine notes it to ask :func:`acollected` later."""
+    return asyncio.get_running_loop()
+
+
+def collected(loop: asyncio.AbstractEventLoop | None) -> bool:
+    """The sync form of :func:`acollected`: a thread always runs."""
+    return False
+
+
+def acollected(loop: asyncio.AbstractEventLoop | None) -> bool:
+    """Whether this coroutine no longer runs on ``loop``, where it started: the collector
+    closes it, its loop closed under it (``loop.close()`` with tasks pending), from no loop or
+    from another loop's task. A step that failed for that (a command cut off) must not lead
+    to another: nothing can be awaited any more."""
+    try:
+        return asyncio.get_running_loop() is not loop
+    except RuntimeError:
+        return True
 
 
 def acancel_lost() -> bool:
@@ -149,13 +179,15 @@ async def akeep_alive(renew: Callable[[], Awaitable[object]], every: float,
             except Exception as exc:
                 on_error(exc)
 
-    task = asyncio.get_running_loop().create_task(run())
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(run())
     try:
         yield
     finally:
         stopped = True
-        task.cancel()
-        await asyncio.wait([task])
+        if not acollected(loop):  # else closed unfinished, its loop gone: nothing to wait for
+            task.cancel()
+            await asyncio.wait([task])
 
 
 # --- background work -----------------------------------------------------------------------

@@ -29,7 +29,7 @@ from cachedeco.flows.delivery import (
     Take,
 )
 from cachedeco.runtime.guard import warn
-from cachedeco.runtime.primitives import acancel_lost, akeep_alive, asleep
+from cachedeco.runtime.primitives import acancel_lost, acollected, ahere, akeep_alive, asleep
 
 __all__ = ["run"]
 
@@ -65,14 +65,15 @@ async def _flush(op: Flush, queue: AsyncQueue, consumer: str, flush: Callable[[l
     return result, None
 
 
-async def _ack(op: Ack, queue: AsyncQueue, interrupted: BaseException | None
-               ) -> tuple[Any, BaseException | None]:
+async def _ack(op: Ack, queue: AsyncQueue, interrupted: BaseException | None,
+               loop: asyncio.AbstractEventLoop | None) -> tuple[Any, BaseException | None]:
     """Acknowledge a batch: the queue's length, and the interruption to raise once done; an
-    interruption that cuts the ack short lets it run once more first."""
+    interruption that cuts the ack short lets it run once more first (not on a ``loop``
+    gone: see :func:`acollected`)."""
     try:
         return await queue.ack(op.ids, op.restores), interrupted
     except BaseException as exc:
-        if isinstance(exc, Exception):
+        if isinstance(exc, Exception) or acollected(loop):
             raise
         return await queue.ack(op.ids, op.restores), interrupted or exc
 
@@ -102,6 +103,7 @@ async def run(flow: Flow, queue: AsyncQueue, consumer: str, flush: Callable[[lis
     and an ack the cancel cut short runs again (had it reached the server, the second one
     leaves the batch's entries as tombstones: misses, not stale values). Given back instead,
     the batch would be delivered twice."""
+    loop = ahere()
     held: tuple[str, ...] = ()
     result: Any = None
     error: Exception | None = None
@@ -127,15 +129,19 @@ async def run(flow: Flow, queue: AsyncQueue, consumer: str, flush: Callable[[lis
                     result, interrupted = await _flush(op, queue, consumer, flush, settings)
                     flushed = True
                 elif isinstance(op, Ack):
-                    result, interrupted = await _ack(op, queue, interrupted)
+                    result, interrupted = await _ack(op, queue, interrupted, loop)
                 else:
                     result = await _do(op, queue, consumer, settings)
             except Exception as exc:
+                if acollected(loop):  # closed by the collector: a step that failed for it (a
+                    raise GeneratorExit from None  # command cut off) must not lead to another
                 error = exc
             if isinstance(op, Take) and error is None:
                 held = tuple(m.id for m in result[0])
     except BaseException:
         flow.close()
+        if acollected(loop):  # closed by the collector, whatever a step raised for it: it
+            raise GeneratorExit from None  # awaits nothing (the batch's lease runs out instead)
         if held:
             with contextlib.suppress(Exception):
                 await asyncio.shield(queue.release(consumer, held, settings.claim_after_ms))

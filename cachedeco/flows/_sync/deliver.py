@@ -30,7 +30,7 @@ from cachedeco.flows.delivery import (
     Take,
 )
 from cachedeco.runtime.guard import warn
-from cachedeco.runtime.primitives import cancel_lost, keep_alive, sleep
+from cachedeco.runtime.primitives import cancel_lost, collected, here, keep_alive, sleep
 
 __all__ = ["run"]
 
@@ -66,14 +66,15 @@ def _flush(op: Flush, queue: Queue, consumer: str, flush: Callable[[list[Any]], 
     return result, None
 
 
-def _ack(op: Ack, queue: Queue, interrupted: BaseException | None
-               ) -> tuple[Any, BaseException | None]:
+def _ack(op: Ack, queue: Queue, interrupted: BaseException | None,
+               loop: asyncio.AbstractEventLoop | None) -> tuple[Any, BaseException | None]:
     """Acknowledge a batch: the queue's length, and the interruption to raise once done; an
-    interruption that cuts the ack short lets it run once more first."""
+    interruption that cuts the ack short lets it run once more first (not on a ``loop``
+    gone: see :func:`collected`)."""
     try:
         return queue.ack(op.ids, op.restores), interrupted
     except BaseException as exc:
-        if isinstance(exc, Exception):
+        if isinstance(exc, Exception) or collected(loop):
             raise
         return queue.ack(op.ids, op.restores), interrupted or exc
 
@@ -103,6 +104,7 @@ def run(flow: Flow, queue: Queue, consumer: str, flush: Callable[[list[Any]], An
     and an ack the cancel cut short runs again (had it reached the server, the second one
     leaves the batch's entries as tombstones: misses, not stale values). Given back instead,
     the batch would be delivered twice."""
+    loop = here()
     held: tuple[str, ...] = ()
     result: Any = None
     error: Exception | None = None
@@ -128,15 +130,19 @@ def run(flow: Flow, queue: Queue, consumer: str, flush: Callable[[list[Any]], An
                     result, interrupted = _flush(op, queue, consumer, flush, settings)
                     flushed = True
                 elif isinstance(op, Ack):
-                    result, interrupted = _ack(op, queue, interrupted)
+                    result, interrupted = _ack(op, queue, interrupted, loop)
                 else:
                     result = _do(op, queue, consumer, settings)
             except Exception as exc:
+                if collected(loop):  # closed by the collector: a step that failed for it (a
+                    raise GeneratorExit from None  # command cut off) must not lead to another
                 error = exc
             if isinstance(op, Take) and error is None:
                 held = tuple(m.id for m in result[0])
     except BaseException:
         flow.close()
+        if collected(loop):  # closed by the collector, whatever a step raised for it: it
+            raise GeneratorExit from None  # awaits nothing (the batch's lease runs out instead)
         if held:
             with contextlib.suppress(Exception):
                 (queue.release(consumer, held, settings.claim_after_ms))
