@@ -29,6 +29,7 @@ from cachedeco.backends.base import UNREACHABLE, AsyncBackend, Backend
 from cachedeco.backends.contracts.queues import AsyncQueue, NotStored, Push, Queue
 from cachedeco.core.entry import Release, Write, new_tag_token, new_tombstone
 from cachedeco.core.keyspace import QueueNames
+from cachedeco.runtime.guard import Breaker
 from cachedeco.runtime.spool import Spool
 
 __all__ = ["DROP", "EVERY", "KINDS", "RECORD", "RELEASE", "TAGS", "Change", "Outage", "aapply",
@@ -48,7 +49,9 @@ _WHAT: Final = {DROP: "entry drop(s)", TAGS: "tag invalidation(s)", RELEASE: "le
 class Outage:
     """One backend's outage as a process saw it: since when, and what landed since."""
 
-    def __init__(self, said: bool = True, since: float | None = None) -> None:
+    def __init__(self, said: bool = True, breaker: Breaker | None = None) -> None:
+        #: since the first call that failed (``breaker``'s), a read's too, else from now
+        since = breaker.failing_since if breaker is not None else None
         self.since = time.monotonic() if since is None else since
         self.landed: collections.Counter[str] = collections.Counter()
         self.said = said  # its start was logged, so its end is too (else both are quiet)

@@ -176,9 +176,7 @@ class Recovery:
             if began:
                 limit = self._outage_log.setdefault(backend, LogLimit())
                 hushed = limit.allow()
-                # it began with the first call that failed, which may have read
-                self._outages[backend] = Outage(hushed is not None,
-                                                host.breaker(backend).failing_since)
+                self._outages[backend] = Outage(hushed is not None, host.breaker(backend))
         unserved(host.slot, changes)
         if hushed is not None:
             Outage.began(backend, exc, hushed)
