@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal
 
 from cachedeco.api.registry import Registry
 from cachedeco.core.stats import GAUGES
@@ -33,6 +33,12 @@ __all__ = ["INTERVAL", "Mirror"]
 INTERVAL: Final = 1.0  # seconds between two copies
 _KEY: Final = "cachedeco.exporters.multiprocess"  # one load watcher per registry, whoever asks
 Counts = dict[tuple[str, str, str], int]  # by (prefix, function, counter)
+#: How a scrape joins the workers' gauges: a Redis queue's length is the same in every worker
+#: (the latest holds); the changes auto-recovery keeps are each worker's own (the sum of the
+#: live ones: a worker that exits writes 0, its changes given up or left to its spool's next
+#: process, which counts them; one killed keeps its last value until ``mark_process_dead``).
+_MODES: Final[dict[str, Literal["mostrecent", "livesum"]]] = {
+    "write_behind_pending": "mostrecent", "recoveries_pending": "livesum"}
 
 
 class Mirror:
@@ -64,10 +70,9 @@ class Mirror:
         self._counters: dict[str, Counter] = {
             m.field: Counter(m.prometheus, m.help, LABELS, registry=None)
             for m in METRICS if not m.gauge}
-        # the pending gauges of a Redis queue are the same in every worker: the latest holds
         self._gauges: dict[str, Gauge] = {
             m.field: Gauge(m.prometheus, m.help, LABELS, registry=None,
-                           multiprocess_mode="mostrecent")
+                           multiprocess_mode=_MODES[m.field])
             for m in METRICS if m.gauge}
         self._everything = False
         self._registries: weakref.WeakSet[Registry] = weakref.WeakSet()
@@ -124,6 +129,14 @@ class Mirror:
         if not self._worker.stop():
             self.copy()
 
+    def exit(self) -> None:
+        """The process ends: its last counts, and no changes kept any more (see _MODES)."""
+        self.stop()
+        with self._copying:
+            for prefix, function, name in self._set:
+                if _MODES[name] == "livesum":
+                    self._gauges[name].labels(prefix, function).set(0)
+
     def after_fork(self) -> None:
         """In a child: its own lock, thread and series (prometheus_client opens its files)."""
         self._copying = threading.Lock()
@@ -137,4 +150,4 @@ def _stop() -> None:
     """At exit: the process's last counts go to its files."""
     mirror = Mirror._instance
     if mirror is not None:
-        mirror.stop()
+        mirror.exit()

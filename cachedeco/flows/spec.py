@@ -79,6 +79,11 @@ class Spec:
         """The registry this function uses now."""
         return self.explicit_registry or default_registry()
 
+    @property
+    def used(self) -> bool:
+        """Whether it was ever bound (called, or a registry operation reached it)."""
+        return self._bound is not None
+
     def bound(self) -> Bound:
         """The Bound for the registry's current configuration (rebuilt after configure())."""
         registry = self.explicit_registry or default_registry()

@@ -161,7 +161,11 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
             await asyncio.to_thread(self.drain, raise_errors=True)
 
     def left_in_memory(self) -> bool:
-        """Whether records wait in an in-process queue that no worker will deliver."""
+        """Whether records wait in an in-process queue that no worker will deliver (none
+        when never bound: binding it here, before a configure(), would make it a function of
+        the old settings: its metrics series under the old prefix)."""
+        if not self.link.spec.used:
+            return False
         try:
             bound = self.link.bound()
             return bool(bound.slot.stores_objects and getattr(self.queue(bound), "pending", 0))

@@ -15,6 +15,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.outages import dead_port
+
 ROOT = Path(__file__).resolve().parents[2]
 
 #: One worker: calls a cached function over Redis (shared with the other workers) and a
@@ -155,3 +157,46 @@ collector.close()
     assert done.returncode == 0, done.stderr
     samples = scrape(tmp_path)  # the files hold its counts
     assert samples["cachedeco_misses_total", (("function", "__main__.f"), ("prefix", "mp"))] == 1
+
+
+#: A worker whose backend does not answer: it keeps ``argv[3]`` tag invalidations for
+#: auto-recovery, says so, and exits (atexit runs) once its stdin closes.
+KEEPING = '''
+import sys, time
+import cachedeco
+from cachedeco.metrics import PrometheusCollector
+
+reg = cachedeco.Registry(sys.argv[1], prefix=sys.argv[2], socket_connect_timeout=0.2)
+PrometheusCollector(reg)
+for n in range(int(sys.argv[3])):
+    reg.invalidate_tags(f"t{n}")
+assert reg.stats().recoveries_pending == int(sys.argv[3])
+time.sleep(2.5)  # two copies into the directory
+print("kept", flush=True)
+sys.stdin.read()
+'''
+
+
+def test_the_changes_kept_are_summed_over_the_live_workers(prefix: str,
+                                                          tmp_path: Path) -> None:
+    """recoveries_pending is each worker's own: a scrape showed the worker that wrote last
+    (one with none hid another's), and a worker gone kept its count for good."""
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "PYTHONPATH": str(ROOT)}
+    url = f"redis://127.0.0.1:{dead_port()}/0"  # nothing listens there
+    procs = [subprocess.Popen([sys.executable, "-c", KEEPING, url, prefix, str(n)], env=env,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for n in (2, 1, 0)]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline() == "kept\n"
+        labels = (("function", ""), ("prefix", prefix))
+        assert scrape(metrics_dir)["cachedeco_recoveries_pending", labels] == 3
+        _, err = procs[0].communicate("", timeout=60)  # it exits: its changes given up
+        assert procs[0].returncode == 0, err
+        assert scrape(metrics_dir)["cachedeco_recoveries_pending", labels] == 1
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.communicate()

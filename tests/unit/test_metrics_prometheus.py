@@ -215,6 +215,24 @@ def test_counters_survive_configure_and_garbage_collection(reg: Registry) -> Non
     assert reg.stats().misses == 4
 
 
+def test_configure_binds_no_function_under_the_old_prefix(reg: Registry) -> None:
+    """configure() looks for records left in memory:// queues: it bound every write-behind
+    function not used yet, under the old settings, so each showed a series of the old prefix
+    for good (a collector made at import, configure() in the app's start-up)."""
+    prom = CollectorRegistry()
+    prom.register(PrometheusCollector(reg))
+
+    @reg.write_behind(key="v:{i}", flush=lambda records: None)
+    def record(i: int) -> dict[str, int]:
+        return {"i": i}
+
+    reg.configure("memory://", prefix="app")
+    record(1)
+    reg.flush()
+    prefixes = {dict(labels).get("prefix") for _, labels in scrape(prom)}
+    assert prefixes == {"app"}, prefixes
+
+
 def test_a_load_gets_a_hook_only_while_an_exporter_watches(reg: Registry) -> None:
     @reg.cached(ttl=60)
     def f(x: int) -> int:
