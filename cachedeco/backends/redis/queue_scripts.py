@@ -82,9 +82,13 @@ return redis.call('XLEN', stream)
 #: acknowledged (a take whose reply its caller never read, cancelled on its way: a process's
 #: drains run one at a time, so no batch of its own is in flight), then those idle in a dead
 #: consumer's pending list for ARGV[4] ms (XAUTOCLAIM from the cursor ARGV[5]), then
-#: never-delivered ones. The group is created (reading from the start) the first time it is
-#: missing. KEYS[1] stream; ARGV[1] group; ARGV[2] consumer; ARGV[3] count; ARGV[4] min idle
-#: ms; ARGV[5] cursor. Returns {length, next cursor, claimed entries, new entries}.
+#: never-delivered ones, but only while no other consumer holds records: one batch in flight
+#: per queue, so that the records of one key reach ``flush`` in the order they were queued
+#: (two processes delivering two batches at once flushed a newer record before an older
+#: one, and a plain upsert kept the older). The group is created (reading from the start)
+#: the first time it is missing. KEYS[1] stream; ARGV[1] group; ARGV[2] consumer; ARGV[3]
+#: count; ARGV[4] min idle ms; ARGV[5] cursor. Returns {length, next cursor, claimed
+#: entries, new entries}.
 WB_TAKE: Final = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0, '0-0', {}, {}} end
 local count = tonumber(ARGV[3])
@@ -114,9 +118,15 @@ if #claimed < count then
 end
 local fresh = {}
 if #claimed < count then
-  local got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', count - #claimed,
-                         'STREAMS', KEYS[1], '>')
-  if got then fresh = got[1][2] end
+  local held = 0
+  for _, c in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1])[4] or {}) do
+    if c[1] ~= ARGV[2] then held = held + tonumber(c[2]) end
+  end
+  if held == 0 then
+    local got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', count - #claimed,
+                           'STREAMS', KEYS[1], '>')
+    if got then fresh = got[1][2] end
+  end
 end
 return {redis.call('XLEN', KEYS[1]), cursor, claimed, fresh}
 """
