@@ -285,6 +285,37 @@ def test_rotation_reads_the_older_keys_entries_and_invalidates_them(
     deploy.assert_no_plaintext()
 
 
+@every_deployment
+def test_a_rolling_rotation_through_old_then_new_serves_nothing_stale(
+        deploy: Deployment) -> None:
+    """The documented rollout: every process on [old, new] before any on [new, old]. A
+    process on [old, new] still writes under the old name but updates and invalidates the
+    name a [new, old] process stored under (one on the old key alone could not: its write
+    left the new name's entry, stale, to every [new, old] process)."""
+    db = {"note": "v0"}
+
+    def load(email: str) -> dict[str, str]:
+        return {"email": email, "note": db["note"]}
+
+    first = deploy.registry(encryption_key=[OLD, NEW])
+    reader = first.cached(ttl=60, sensitive=True, key="p:{email}")(load)
+
+    @first.write_through(reader)
+    def update(email: str) -> dict[str, str]:
+        db["note"] = "v1"
+        return {"email": email, "note": "v1"}
+
+    rolled = deploy.registry(encryption_key=[NEW, OLD]).cached(
+        ttl=60, sensitive=True, key="p:{email}")(load)
+    assert rolled(EMAIL)["note"] == "v0"  # stored under the new name
+    update(EMAIL)
+    assert rolled(EMAIL)["note"] == "v1"
+    db["note"] = "v2"
+    reader.invalidate(EMAIL)
+    assert rolled(EMAIL)["note"] == "v2"
+    deploy.assert_no_plaintext()
+
+
 @pytest.mark.parametrize("deploy", ["redis", "cluster"], indirect=True)
 async def test_a_write_behind_after_a_rotation_drops_the_older_keys_copy(
         deploy: Deployment) -> None:
