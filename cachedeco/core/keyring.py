@@ -120,7 +120,8 @@ class Keyring:
 
 def make_keyring(encryption_key: object) -> Keyring | None:
     """The keyring for ``encryption_key`` (a key, or ``[current, older, …]``), None for None;
-    ConfigurationError for a short or mistyped key, an empty list, or no ``cryptography``."""
+    ConfigurationError for a short or mistyped key, an empty list, a key listed twice, or no
+    ``cryptography``."""
     if encryption_key is None:
         return None
     if isinstance(encryption_key, str | bytes | bytearray):
@@ -134,6 +135,11 @@ def make_keyring(encryption_key: object) -> Keyring | None:
     if not listed:
         raise ConfigurationError("encryption_key is an empty list: give at least one key")
     materials = [_material(key, i) for i, key in enumerate(listed)]
+    for i, material in enumerate(materials):
+        if material in materials[:i]:  # each would cost a round trip more per miss
+            raise ConfigurationError(
+                f"encryption_key[{i}] repeats encryption_key[{materials.index(material)}]: "
+                "list each key once")
     aesgcm, hkdf, hashes = _crypto()
 
     def derive(material: bytes, purpose: bytes, size: int) -> bytes:

@@ -36,7 +36,8 @@ def codec(keys: object, func: Callable[..., Any] | None = None) -> EncryptedCode
 # --- the keys ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad", ["x" * 31, b"\x00" * 31, 42, [], ["k" * 32, "short"], {"k": 1}])
+@pytest.mark.parametrize("bad", ["x" * 31, b"\x00" * 31, 42, [], ["k" * 32, "short"], {"k": 1},
+                                 [OLD, OLD], [OLD, NEW, OLD.encode()]])
 def test_a_bad_encryption_key_is_a_configuration_error(bad: object) -> None:
     with pytest.raises(ConfigurationError, match="encryption_key"):
         Registry("memory://", encryption_key=bad)  # type: ignore[arg-type]
