@@ -221,10 +221,19 @@ class WriteBehindCore:
             self.since_take = 0
             self.worker.notify()
 
+    @staticmethod
+    def waits_at_close(bound: Bound) -> bool:
+        """Whether the last drain retries a failing ``flush`` as its backoff says: only on
+        memory://, whose records end with the process. A durable queue keeps the batch for
+        the next drain (another process, the next start): close() must not wait out the
+        retries of a database that is down (seconds to minutes: a rolling restart held)."""
+        return bound.slot.stores_objects
+
     def deferred(self) -> None:
-        """A last drain that could not wait for a retry (its event loop shuts down)."""
-        logger.warning("cachedeco: the flush of %s failed as its event loop shut down; the "
-                       "batch stays queued for a later drain (close(), or another worker)",
+        """A last drain that did not wait for a retry (its event loop shuts down, or the
+        registry closes with the queue in Redis)."""
+        logger.warning("cachedeco: the flush of %s failed as its worker stopped; the batch "
+                       "stays queued for a later drain (another worker, or the next start)",
                        self.name)
 
     def not_stored(self, guard: Guard, item: Push, exc: NotStored) -> None:

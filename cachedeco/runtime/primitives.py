@@ -13,7 +13,7 @@ import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
-from typing import Any
+from typing import Any, Final
 
 from cachedeco.runtime.singleflight import Flight, Read, WaitTimeout
 
@@ -122,14 +122,26 @@ def _expire(waiter: asyncio.Future[None]) -> None:
 # --- sleeping ------------------------------------------------------------------------------
 
 
-def sleep(seconds: float) -> None:
-    """Block this thread for ``seconds``."""
-    time.sleep(seconds)
+#: How often a sleep that may end early asks whether it should (seconds).
+NAP: Final = 0.1
 
 
-async def asleep(seconds: float) -> None:
-    """Suspend this task for ``seconds``."""
-    await asyncio.sleep(seconds)
+def _never() -> bool:
+    return False
+
+
+def sleep(seconds: float, until: Stop = _never) -> None:
+    """Block this thread for ``seconds``, or until ``until()`` is true (asked every NAP)."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0 and not until():
+        time.sleep(min(left, NAP))
+
+
+async def asleep(seconds: float, until: Stop = _never) -> None:
+    """Suspend this task for ``seconds``, or until ``until()`` is true (asked every NAP)."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0 and not until():
+        await asyncio.sleep(min(left, NAP))
 
 
 # --- keeping something alive while work runs -----------------------------------------------

@@ -308,8 +308,9 @@ class Registry(Invalidation):
             await service.aflush()
 
     def close(self) -> None:
-        """Flush and stop background work, then close the backends' connections. Used
-        again, the registry reconnects and starts its background work again."""
+        """Flush and stop background work, then close the backends' connections (a
+        write-behind batch whose flush fails then is left queued on Redis, not retried
+        here). Used again, the registry reconnects and starts its background work again."""
         for service in list(self._services.values()):
             service.close()
         self.recovery.close()

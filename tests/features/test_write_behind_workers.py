@@ -292,6 +292,35 @@ def test_a_loop_shutting_down_does_not_wait_to_retry_a_failing_flush(
     assert sorted(events.rows()) == [(f"e{n}", n) for n in range(3)]
 
 
+@TWO_REGISTRIES
+def test_close_does_not_wait_out_the_retries_of_a_failing_flush(
+        make_registry: Callable[..., Registry], deployment: Deployment, events: Events) -> None:
+    """The database is down as a process stops: close() waited through every retry of the
+    batch (its backoff: seconds to minutes), holding a rolling restart, though the records
+    are kept in Redis. It now tries once more and leaves the batch queued for the next start;
+    memory://, whose records end with the process, still retries."""
+    calls = []
+
+    def failing(records: list[dict[str, Any]]) -> None:
+        calls.append(len(records))
+        raise RuntimeError("the database is down")
+
+    reg = make_registry(deployment.url)
+    _, record_event = event_functions(reg, failing, flush_interval=0.05, retry_delay=30)
+    record_event("e1", 1)
+    deadline = time.monotonic() + 10
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    began = time.monotonic()
+    reg.close()  # the worker waits 15-30 s before its first retry
+    assert time.monotonic() - began < 10
+    assert reg.stats().write_behind_dead == 0
+    restarted = make_registry(deployment.url)
+    event_functions(restarted, events.flush)
+    restarted.flush()
+    assert events.rows() == [("e1", 1)]
+
+
 def test_close_delivers_what_a_loop_closed_under_its_worker_left(
         make_registry: Callable[..., Registry], deployment: Deployment, events: Events) -> None:
     # A loop closed without cancelling its tasks takes the worker down unfinished: the
@@ -560,5 +589,7 @@ def test_two_competing_flushers_deliver_each_record_once(
     for r in regs:
         r.close()
     assert events.rows() == sorted((f"e{i}", i) for i in range(1000))
-    assert flushed_by[0] > 0 and flushed_by[1] > 0
+    # one batch in flight per queue: whoever asks first after an ack takes the next, so
+    # either may deliver most; none is delivered twice
+    assert sum(flushed_by.values()) == 1000
     assert sum(r.stats().write_behind_flushed for r in regs) == 1000

@@ -26,12 +26,18 @@ from cachedeco.flows.delivery import (
     Renew,
     Settings,
     Sleep,
+    Stop,
     Take,
 )
 from cachedeco.runtime.guard import warn
 from cachedeco.runtime.primitives import acancel_lost, acollected, ahere, akeep_alive, asleep
 
 __all__ = ["run"]
+
+
+def _never() -> bool:
+    """A stop condition that never asks a drain to hurry."""
+    return False
 
 
 def _renew_failed(exc: Exception) -> None:
@@ -78,8 +84,9 @@ async def _ack(op: Ack, queue: AsyncQueue, interrupted: BaseException | None,
         return await queue.ack(op.ids, op.restores), interrupted or exc
 
 
-async def _do(op: Op, queue: AsyncQueue, consumer: str, settings: Settings) -> Any:
-    """Carry out a take, renew, bury or sleep."""
+async def _do(op: Op, queue: AsyncQueue, consumer: str, settings: Settings,
+              hurry: Stop) -> Any:
+    """Carry out a take, renew, bury or sleep (cut short once ``hurry()``)."""
     match op:
         case Take(count):
             return await queue.take(consumer, count, settings.claim_after_ms)
@@ -89,14 +96,16 @@ async def _do(op: Op, queue: AsyncQueue, consumer: str, settings: Settings) -> A
             return await queue.bury(ids, error)
         case Sleep(seconds, ids):
             async with _keeping(queue, consumer, ids, settings):
-                await asleep(seconds)
+                await asleep(seconds, hurry)
     return None
 
 
 async def run(flow: Flow, queue: AsyncQueue, consumer: str, flush: Callable[[list[Any]], Any],
-              settings: Settings, *, wait: bool = True) -> None:
+              settings: Settings, *, wait: bool = True, stop: Stop = _never) -> None:
     """Carry out a flow; a failing operation's error goes back into the flow. Without
-    ``wait``, a retry's wait ends the run instead (:class:`Deferred`, the batch given back).
+    ``wait``, a retry's wait ends the run instead (:class:`Deferred`, the batch given back);
+    so it does once ``stop()`` (its worker stops) on a durable queue, which keeps the batch
+    for the next drain (memory:// retries on: its records end with the process).
 
     Once ``flush`` returned, its batch is acknowledged whatever comes: a cancel (the loop of
     ``asyncio.run()`` ending as the job that waited for the flush returns) waits for the ack,
@@ -104,6 +113,7 @@ async def run(flow: Flow, queue: AsyncQueue, consumer: str, flush: Callable[[lis
     leaves the batch's entries as tombstones: misses, not stale values). Given back instead,
     the batch would be delivered twice."""
     loop = ahere()
+    hurry = stop if queue.durable else _never
     held: tuple[str, ...] = ()
     result: Any = None
     error: Exception | None = None
@@ -122,7 +132,7 @@ async def run(flow: Flow, queue: AsyncQueue, consumer: str, flush: Callable[[lis
             if interrupted is not None and not (flushed and isinstance(op, Ack)):
                 raise interrupted
             result, error, flushed = None, None, False
-            if isinstance(op, Sleep) and not wait:
+            if isinstance(op, Sleep) and (not wait or hurry()):
                 raise Deferred(f"a retry in {op.seconds:.2f}s")
             try:
                 if isinstance(op, Flush):
@@ -131,13 +141,15 @@ async def run(flow: Flow, queue: AsyncQueue, consumer: str, flush: Callable[[lis
                 elif isinstance(op, Ack):
                     result, interrupted = await _ack(op, queue, interrupted, loop)
                 else:
-                    result = await _do(op, queue, consumer, settings)
+                    result = await _do(op, queue, consumer, settings, hurry)
             except Exception as exc:
                 if acollected(loop):  # closed by the collector: a step that failed for it (a
                     raise GeneratorExit from None  # command cut off) must not lead to another
                 error = exc
             if isinstance(op, Take) and error is None:
                 held = tuple(m.id for m in result[0])
+            if isinstance(op, Sleep) and hurry():  # cut short: no retry now
+                raise Deferred(f"a retry cut short ({op.seconds:.2f}s)")
     except BaseException:
         flow.close()
         if acollected(loop):  # closed by the collector, whatever a step raised for it: it

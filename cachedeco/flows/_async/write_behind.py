@@ -70,7 +70,7 @@ class AsyncWriteBehindIO(WriteBehindCore):
             queue = self.aqueue(bound)
             try:
                 await run(drain_flow(self.job(bound, queue.durable, stop)), queue, self.consumer,
-                          self.flush_fn, self.settings, wait=wait)
+                          self.flush_fn, self.settings, wait=wait, stop=stop)
             except Deferred:
                 self.deferred()
             except BACKEND_ERRORS as exc:
@@ -80,11 +80,13 @@ class AsyncWriteBehindIO(WriteBehindCore):
                     raise guard.error(exc, function=self.name, action=action) from exc
                 guard.absorb(exc, function=self.name, action=action)
 
-    async def afinal(self, *, wait: bool = True) -> None:
+    async def afinal(self, *, wait: bool | None = None) -> None:
         """The last drain before the worker ends; then this consumer leaves the group.
-        Without ``wait`` (its event loop shuts down), a failed ``flush`` is left queued."""
-        await self.adrain(raise_errors=False, wait=wait)
+        Without ``wait`` (its event loop shuts down), a failed ``flush`` is left queued;
+        by default so on a durable queue (see :meth:`WriteBehindCore.waits_at_close`)."""
         bound = self.link.bound()
+        wait = self.waits_at_close(bound) if wait is None else wait
+        await self.adrain(raise_errors=False, wait=wait)
         try:
             await self.aqueue(bound).release(self.consumer, (), 0)
         except BACKEND_ERRORS as exc:

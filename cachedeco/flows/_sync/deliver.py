@@ -27,12 +27,18 @@ from cachedeco.flows.delivery import (
     Renew,
     Settings,
     Sleep,
+    Stop,
     Take,
 )
 from cachedeco.runtime.guard import warn
 from cachedeco.runtime.primitives import cancel_lost, collected, here, keep_alive, sleep
 
 __all__ = ["run"]
+
+
+def _never() -> bool:
+    """A stop condition that never asks a drain to hurry."""
+    return False
 
 
 def _renew_failed(exc: Exception) -> None:
@@ -79,8 +85,9 @@ def _ack(op: Ack, queue: Queue, interrupted: BaseException | None,
         return queue.ack(op.ids, op.restores), interrupted or exc
 
 
-def _do(op: Op, queue: Queue, consumer: str, settings: Settings) -> Any:
-    """Carry out a take, renew, bury or sleep."""
+def _do(op: Op, queue: Queue, consumer: str, settings: Settings,
+              hurry: Stop) -> Any:
+    """Carry out a take, renew, bury or sleep (cut short once ``hurry()``)."""
     match op:
         case Take(count):
             return queue.take(consumer, count, settings.claim_after_ms)
@@ -90,14 +97,16 @@ def _do(op: Op, queue: Queue, consumer: str, settings: Settings) -> Any:
             return queue.bury(ids, error)
         case Sleep(seconds, ids):
             with _keeping(queue, consumer, ids, settings):
-                sleep(seconds)
+                sleep(seconds, hurry)
     return None
 
 
 def run(flow: Flow, queue: Queue, consumer: str, flush: Callable[[list[Any]], Any],
-              settings: Settings, *, wait: bool = True) -> None:
+              settings: Settings, *, wait: bool = True, stop: Stop = _never) -> None:
     """Carry out a flow; a failing operation's error goes back into the flow. Without
-    ``wait``, a retry's wait ends the run instead (:class:`Deferred`, the batch given back).
+    ``wait``, a retry's wait ends the run instead (:class:`Deferred`, the batch given back);
+    so it does once ``stop()`` (its worker stops) on a durable queue, which keeps the batch
+    for the next drain (memory:// retries on: its records end with the process).
 
     Once ``flush`` returned, its batch is acknowledged whatever comes: a cancel (the loop of
     ``asyncio.run()`` ending as the job that waited for the flush returns) waits for the ack,
@@ -105,6 +114,7 @@ def run(flow: Flow, queue: Queue, consumer: str, flush: Callable[[list[Any]], An
     leaves the batch's entries as tombstones: misses, not stale values). Given back instead,
     the batch would be delivered twice."""
     loop = here()
+    hurry = stop if queue.durable else _never
     held: tuple[str, ...] = ()
     result: Any = None
     error: Exception | None = None
@@ -123,7 +133,7 @@ def run(flow: Flow, queue: Queue, consumer: str, flush: Callable[[list[Any]], An
             if interrupted is not None and not (flushed and isinstance(op, Ack)):
                 raise interrupted
             result, error, flushed = None, None, False
-            if isinstance(op, Sleep) and not wait:
+            if isinstance(op, Sleep) and (not wait or hurry()):
                 raise Deferred(f"a retry in {op.seconds:.2f}s")
             try:
                 if isinstance(op, Flush):
@@ -132,13 +142,15 @@ def run(flow: Flow, queue: Queue, consumer: str, flush: Callable[[list[Any]], An
                 elif isinstance(op, Ack):
                     result, interrupted = _ack(op, queue, interrupted, loop)
                 else:
-                    result = _do(op, queue, consumer, settings)
+                    result = _do(op, queue, consumer, settings, hurry)
             except Exception as exc:
                 if collected(loop):  # closed by the collector: a step that failed for it (a
                     raise GeneratorExit from None  # command cut off) must not lead to another
                 error = exc
             if isinstance(op, Take) and error is None:
                 held = tuple(m.id for m in result[0])
+            if isinstance(op, Sleep) and hurry():  # cut short: no retry now
+                raise Deferred(f"a retry cut short ({op.seconds:.2f}s)")
     except BaseException:
         flow.close()
         if collected(loop):  # closed by the collector, whatever a step raised for it: it

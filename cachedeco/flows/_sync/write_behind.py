@@ -71,7 +71,7 @@ class WriteBehindIO(WriteBehindCore):
             queue = self.queue(bound)
             try:
                 run(drain_flow(self.job(bound, queue.durable, stop)), queue, self.consumer,
-                          self.flush_fn, self.settings, wait=wait)
+                          self.flush_fn, self.settings, wait=wait, stop=stop)
             except Deferred:
                 self.deferred()
             except BACKEND_ERRORS as exc:
@@ -81,11 +81,13 @@ class WriteBehindIO(WriteBehindCore):
                     raise guard.error(exc, function=self.name, action=action) from exc
                 guard.absorb(exc, function=self.name, action=action)
 
-    def final(self, *, wait: bool = True) -> None:
+    def final(self, *, wait: bool | None = None) -> None:
         """The last drain before the worker ends; then this consumer leaves the group.
-        Without ``wait`` (its event loop shuts down), a failed ``flush`` is left queued."""
-        self.drain(raise_errors=False, wait=wait)
+        Without ``wait`` (its event loop shuts down), a failed ``flush`` is left queued;
+        by default so on a durable queue (see :meth:`WriteBehindCore.waits_at_close`)."""
         bound = self.link.bound()
+        wait = self.waits_at_close(bound) if wait is None else wait
+        self.drain(raise_errors=False, wait=wait)
         try:
             self.queue(bound).release(self.consumer, (), 0)
         except BACKEND_ERRORS as exc:
