@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -174,26 +175,35 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
 
     def close(self) -> None:
         """Stop the worker after its batch, once it delivered what waits (no-op if unused);
-        a last drain runs here when the worker's loop ended before."""
+        a last drain runs here when the worker's loop ended before. A failing ``flush`` is
+        retried for CLOSE_GRACE at most on Redis (see :meth:`hurry`)."""
         with contextlib.suppress(CacheError):  # not bound (never used): nothing to fit
             self._fit()
-        if self.worker.stop() or not self._left_behind():
-            return
-        if self.is_async:
-            self._blocking(self.afinal)
-        else:
-            self.final()
+        self.closing_since = time.monotonic()
+        try:
+            if self.worker.stop() or not self._left_behind():
+                return
+            if self.is_async:
+                self._blocking(self.afinal)
+            else:
+                self.final()
+        finally:
+            self.closing_since = None
 
     async def aclose(self) -> None:
         """The asyncio form of :meth:`close`."""
         with contextlib.suppress(CacheError):
             self._fit()
-        if self.is_async:
+        if not self.is_async:
+            await asyncio.to_thread(self.close)
+            return
+        self.closing_since = time.monotonic()
+        try:
             if await cast(TaskWorker, self.worker).astop() or not self._left_behind():
                 return
             await self.afinal()
-        else:
-            await asyncio.to_thread(self.close)
+        finally:
+            self.closing_since = None
 
     def _left_behind(self) -> bool:
         """Whether records may wait that no worker will deliver: in an in-process queue, or

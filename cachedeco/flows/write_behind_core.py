@@ -48,6 +48,9 @@ from cachedeco.runtime.workers import TaskWorker, ThreadWorker
 __all__ = ["HOLD", "WriteBehindCore", "is_async"]
 
 HOLD: Final = 30 * 24 * 3600.0  # seconds an entry is held, at least, while its record waits
+#: Seconds close() goes on retrying a failing flush of a queue in Redis before it leaves the
+#: batch queued for the next start.
+CLOSE_GRACE: Final = 5.0
 
 
 def _identity(value: Any, key: str) -> Any:
@@ -74,6 +77,7 @@ class WriteBehindCore:
         self.flush_fn = flush
         self.counters = Stats()
         self.since_take = 0
+        self.closing_since: float | None = None  # when close() began (monotonic), while it runs
         self._guards: tuple[Bound, Guard, Guard] | None = None
         self._lock = threading.Lock()
         self._alocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
@@ -221,13 +225,14 @@ class WriteBehindCore:
             self.since_take = 0
             self.worker.notify()
 
-    @staticmethod
-    def waits_at_close(bound: Bound) -> bool:
-        """Whether the last drain retries a failing ``flush`` as its backoff says: only on
-        memory://, whose records end with the process. A durable queue keeps the batch for
-        the next drain (another process, the next start): close() must not wait out the
-        retries of a database that is down (seconds to minutes: a rolling restart held)."""
-        return bound.slot.stores_objects
+    def hurry(self) -> bool:
+        """Whether a drain stops retrying a failing ``flush`` (on a durable queue): once the
+        registry has been closing for CLOSE_GRACE. The batch stays queued for another worker
+        or the next start: close() must not wait out the retries of a database that is
+        down (seconds to minutes: a rolling restart held), while a flush that failed once
+        gets its retries (memory:// retries on: its records end with the process)."""
+        since = self.closing_since
+        return since is not None and time.monotonic() - since >= CLOSE_GRACE
 
     def deferred(self) -> None:
         """A last drain that did not wait for a retry (its event loop shuts down, or the

@@ -308,9 +308,10 @@ class Registry(Invalidation):
             await service.aflush()
 
     def close(self) -> None:
-        """Flush and stop background work, then close the backends' connections (a
-        write-behind batch whose flush fails then is left queued on Redis, not retried
-        here). Used again, the registry reconnects and starts its background work again."""
+        """Flush and stop background work, then close the backends' connections (on
+        Redis, a write-behind flush that keeps failing is retried for 5 s, then its batch
+        is left queued). Used again, the registry reconnects and starts its background work
+        again."""
         for service in list(self._services.values()):
             service.close()
         self.recovery.close()

@@ -297,8 +297,8 @@ def test_close_does_not_wait_out_the_retries_of_a_failing_flush(
         make_registry: Callable[..., Registry], deployment: Deployment, events: Events) -> None:
     """The database is down as a process stops: close() waited through every retry of the
     batch (its backoff: seconds to minutes), holding a rolling restart, though the records
-    are kept in Redis. It now tries once more and leaves the batch queued for the next start;
-    memory://, whose records end with the process, still retries."""
+    are kept in Redis. It now retries for CLOSE_GRACE (5 s) at most and leaves the batch
+    queued for the next start; memory://, whose records end with the process, retries on."""
     calls = []
 
     def failing(records: list[dict[str, Any]]) -> None:

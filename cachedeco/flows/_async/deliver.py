@@ -101,11 +101,12 @@ async def _do(op: Op, queue: AsyncQueue, consumer: str, settings: Settings,
 
 
 async def run(flow: Flow, queue: AsyncQueue, consumer: str, flush: Callable[[list[Any]], Any],
-              settings: Settings, *, wait: bool = True, stop: Stop = _never) -> None:
+              settings: Settings, *, wait: bool = True, hurry: Stop = _never) -> None:
     """Carry out a flow; a failing operation's error goes back into the flow. Without
     ``wait``, a retry's wait ends the run instead (:class:`Deferred`, the batch given back);
-    so it does once ``stop()`` (its worker stops) on a durable queue, which keeps the batch
-    for the next drain (memory:// retries on: its records end with the process).
+    so it does once ``hurry()`` (its registry has been closing for a while) on a durable
+    queue, which keeps the batch for the next drain (memory:// retries on: its records end
+    with the process).
 
     Once ``flush`` returned, its batch is acknowledged whatever comes: a cancel (the loop of
     ``asyncio.run()`` ending as the job that waited for the flush returns) waits for the ack,
@@ -113,7 +114,7 @@ async def run(flow: Flow, queue: AsyncQueue, consumer: str, flush: Callable[[lis
     leaves the batch's entries as tombstones: misses, not stale values). Given back instead,
     the batch would be delivered twice."""
     loop = ahere()
-    hurry = stop if queue.durable else _never
+    hurry = hurry if queue.durable else _never
     held: tuple[str, ...] = ()
     result: Any = None
     error: Exception | None = None

@@ -61,17 +61,19 @@ class WriteBehindIO(WriteBehindCore):
                 guard.absorb(exc, key=item.key, function=self.name,
                              action="drop the entry's copies under older encryption keys")
 
-    def drain(self, *, raise_errors: bool, stop: Stop = _never, wait: bool = True) -> None:
+    def drain(self, *, raise_errors: bool, stop: Stop = _never, wait: bool = True
+                     ) -> None:
         """Deliver what waits, in this task; a backend fault is a BackendError when
         ``raise_errors``, else a (rate-limited) log line. Without ``wait`` a failed
-        ``flush`` is not retried now: its batch stays queued for a later drain."""
+        ``flush`` is not retried now: its batch stays queued for a later drain; nor, on a
+        durable queue, once the registry has closed for CLOSE_GRACE (see ``hurry``)."""
         with self.lock():
             self.since_take = 0
             bound = self.link.bound()
             queue = self.queue(bound)
             try:
                 run(drain_flow(self.job(bound, queue.durable, stop)), queue, self.consumer,
-                          self.flush_fn, self.settings, wait=wait, stop=stop)
+                          self.flush_fn, self.settings, wait=wait, hurry=self.hurry)
             except Deferred:
                 self.deferred()
             except BACKEND_ERRORS as exc:
@@ -81,13 +83,11 @@ class WriteBehindIO(WriteBehindCore):
                     raise guard.error(exc, function=self.name, action=action) from exc
                 guard.absorb(exc, function=self.name, action=action)
 
-    def final(self, *, wait: bool | None = None) -> None:
+    def final(self, *, wait: bool = True) -> None:
         """The last drain before the worker ends; then this consumer leaves the group.
-        Without ``wait`` (its event loop shuts down), a failed ``flush`` is left queued;
-        by default so on a durable queue (see :meth:`WriteBehindCore.waits_at_close`)."""
-        bound = self.link.bound()
-        wait = self.waits_at_close(bound) if wait is None else wait
+        Without ``wait`` (its event loop shuts down), a failed ``flush`` is left queued."""
         self.drain(raise_errors=False, wait=wait)
+        bound = self.link.bound()
         try:
             self.queue(bound).release(self.consumer, (), 0)
         except BACKEND_ERRORS as exc:
