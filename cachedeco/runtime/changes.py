@@ -29,7 +29,7 @@ from cachedeco.backends.base import UNREACHABLE, AsyncBackend, Backend
 from cachedeco.backends.contracts.queues import AsyncQueue, NotStored, Push, Queue
 from cachedeco.core.entry import Release, Write, new_tag_token, new_tombstone
 from cachedeco.core.keyspace import QueueNames
-from cachedeco.runtime.guard import Breaker
+from cachedeco.runtime.guard import LOG_INTERVAL, Breaker
 from cachedeco.runtime.spool import Spool
 
 __all__ = ["DROP", "EVERY", "KINDS", "RECORD", "RELEASE", "TAGS", "Change", "Outage", "aapply",
@@ -41,6 +41,7 @@ RECORD: Final = "record"
 RELEASE: Final = "release"
 EVERY: Final = "every"
 KINDS: Final = (DROP, TAGS, RECORD, EVERY)  # the kinds a spool holds
+QUIET: Final = 1.0  # seconds without a failed call before an outage's end is said
 logger = logging.getLogger("cachedeco")
 _WHAT: Final = {DROP: "entry drop(s)", TAGS: "tag invalidation(s)", RELEASE: "lease release(s)",
                 RECORD: "write-behind record(s)", EVERY: "invalidation(s) of every entry"}
@@ -53,8 +54,24 @@ class Outage:
         #: since the first call that failed (``breaker``'s), a read's too, else from now
         since = breaker.failing_since if breaker is not None else None
         self.since = time.monotonic() if since is None else since
+        self.emptied: float | None = None  # when its changes had all landed, if they have
         self.landed: collections.Counter[str] = collections.Counter()
         self.said = said  # its start was logged, so its end is too (else both are quiet)
+
+    def over(self, breaker: Breaker) -> bool:
+        """Whether it may be said to end, its changes landed: once no call failed for QUIET
+        seconds (one Redis Cluster primary down fails the calls of its slots while changes
+        of the others land: an end said then was no end), or LOG_INTERVAL after they did."""
+        now = time.monotonic()
+        self.emptied = self.emptied or now
+        return (not self.said or now - breaker.last_failure >= QUIET
+                or now - self.emptied >= LOG_INTERVAL)
+
+    def end(self, backend: str) -> None:
+        """Say that the outage of ``backend`` ended (if its start was said)."""
+        if self.said:
+            logger.warning("cachedeco: backend %r answers again after %.1fs; recovered %s",
+                           backend, time.monotonic() - self.since, self.summary())
 
     @staticmethod
     def began(backend: str, exc: BaseException | None, hushed: int) -> None:

@@ -75,6 +75,7 @@ class Breaker:
         self._opened_at = 0.0
         #: When the current run of failures began (monotonic; None while calls work).
         self.failing_since: float | None = None
+        self.last_failure = float("-inf")  # when the last call failed (monotonic)
         self._probing = False
         self._lock = threading.Lock()
         #: Called (no lock held) when a call works after failures: the backend answers again.
@@ -109,8 +110,9 @@ class Breaker:
     def failure(self) -> None:
         """A call failed: count it, and (re)open the breaker past the threshold."""
         with self._lock:
+            self.last_failure = time.monotonic()
             if not self._failures:
-                self.failing_since = time.monotonic()
+                self.failing_since = self.last_failure
             self._failures += 1
             self._probing = False
             if self._failures >= self.threshold:

@@ -18,7 +18,6 @@ import collections
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Final, Protocol
 
@@ -72,9 +71,7 @@ class Recovery:
         self.stats = stats
         self.spool: Spool | None = None
         self.active = True  # False: nothing is kept (a one-shot process: the CLI)
-        #: Whether anything is held back (read on every call: an int): how many changes wait
-        #: (``stats.recoveries_pending``), and how many backends a move holds.
-        self.pending = 0
+        self.pending = 0  # changes waiting + backends a move holds: read by every call
         self._host = host  # a weak reference to the registry
         self._queues: dict[str, collections.OrderedDict[str, Change]] = {}
         self._held = Held()
@@ -118,8 +115,7 @@ class Recovery:
 
     def invalidate(self, backend: str, tag_keys: Sequence[str], px: int,
                    exc: BaseException | None, *, failed: bool = True) -> None:
-        """Keep the invalidation of tags that could not reach ``backend`` (``failed``: see
-        :meth:`keep`)."""
+        """Keep the invalidation of tags that could not reach ``backend`` (see :meth:`keep`)."""
         self.keep([Change(backend, TAGS, tag, px) for tag in tag_keys], exc, failed=failed)
 
     def replay(self, backend: str, since: float | None = None) -> None:
@@ -173,6 +169,8 @@ class Recovery:
                     merges.append(merge)
             self._count()
             hushed, began = None, failed and backend not in self._outages
+            if (ongoing := self._outages.get(backend)) is not None:
+                ongoing.emptied = None  # changes wait again: its end is not near
             if began:
                 limit = self._outage_log.setdefault(backend, LogLimit())
                 hushed = limit.allow()
@@ -253,8 +251,8 @@ class Recovery:
                     except BACKEND_ERRORS:
                         break
                     self._landed(host, name, run, slot, moves)
-                self._ended(name)
-        return self.stats.recoveries_pending
+                self._ended(host, name)
+        return self.stats.recoveries_pending + len(self._queues)
 
     async def aattempt(self, urgent: bool = False) -> int:
         """The asyncio form of :meth:`attempt`, for backends given an asyncio client only."""
@@ -271,8 +269,9 @@ class Recovery:
                 except BACKEND_ERRORS:
                     break
                 self._landed(host, name, run, slot, moves)
-            self._ended(name)
-        return sum(len(self._queues.get(name) or ()) for name, _ in mine)
+            self._ended(host, name)
+        return sum(len(q) or 1 for name, _ in mine  # empty: its outage's end is not said yet
+                   if (q := self._queues.get(name)) is not None)
 
     def _head(self, name: str, urgent: bool = False) -> list[Change]:
         """What goes out next to a backend (:func:`~cachedeco.runtime.changes.next_run`):
@@ -315,16 +314,17 @@ class Recovery:
         for function in {c.function for c in run if c.kind == RECORD}:
             host.wake(function)
 
-    def _ended(self, name: str) -> None:
-        """When a backend's queue is empty: its outage is over, say so once."""
+    def _ended(self, host: Host, name: str) -> None:
+        """When a backend's queue is empty: its outage is over (see Outage.over), say so (if
+        not yet, the queue stays, empty: the worker looks again after RETRY)."""
         with self._lock:
-            if self._queues.get(name):
+            outage = self._outages.get(name)
+            if self._queues.get(name) or (outage and not outage.over(host.breaker(name))):
                 return
             self._queues.pop(name, None)
-            outage = self._outages.pop(name, None)
-        if outage is not None and outage.said:
-            logger.warning("cachedeco: backend %r answers again after %.1fs; recovered %s",
-                           name, time.monotonic() - outage.since, outage.summary())
+            self._outages.pop(name, None)
+        if outage is not None:
+            outage.end(name)
 
     def _forget(self, name: str) -> None:
         with self._lock:

@@ -391,10 +391,38 @@ def test_a_flapping_backend_logs_one_outage_per_interval(
         frozen.resume()
         poll(lambda: reg.stats().recoveries_pending == 0, timeout=3.0)
     assert reg.stats().recoveries_done >= 3
+    # the end is said once no call failed for a second (the blips may make one outage)
+    poll(lambda: any("answers again" in r.getMessage() for r in caplog.records), timeout=5.0)
     lines = [r.getMessage() for r in caplog.records if r.name == "cachedeco"]
     assert sum("is unreachable" in line for line in lines) == 1, lines
     assert sum("answers again" in line for line in lines) == 1, lines
     assert get(1) == "v2"
+
+
+def test_an_outages_end_waits_until_calls_stop_failing(
+        make_registry: Callable[..., Registry], frozen: Server,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Changes landed while calls still failed (one Redis Cluster primary down: the others'
+    slots answer): the end was said then ("answers again after 0.1s") and the real one,
+    seconds later, never. It is said once no call failed for a second."""
+    db = {x: str(x) for x in range(3)}
+    reg = make_registry(frozen.url, **FAST)
+    get, put = _catalogue(reg, db)
+    caplog.set_level(logging.WARNING, logger="cachedeco")
+    frozen.pause()
+    put(1, "new")  # kept: the outage begins
+    frozen.resume()
+    poll(lambda: reg.stats().recoveries_pending == 0, timeout=3.0)  # landed
+    breaker = reg.breaker("default")
+    for _ in range(8):  # calls of another node's slots go on failing for a while
+        breaker.failure()
+        breaker.success()  # (the breaker stays closed: those fail, the others answer)
+        time.sleep(0.2)
+        assert not any("answers again" in r.getMessage() for r in caplog.records)
+    poll(lambda: any("answers again" in r.getMessage() for r in caplog.records), timeout=5.0)
+    ended = [r.getMessage() for r in caplog.records if "answers again" in r.getMessage()]
+    assert len(ended) == 1 and "1 entry drop(s)" in ended[0], ended
+    assert float(ended[0].split("answers again after ")[1].split("s;")[0]) >= 1.6
 
 
 def test_under_on_error_raise_the_call_raises_and_the_change_still_lands(
