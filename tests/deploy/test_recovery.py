@@ -407,7 +407,7 @@ def test_an_outages_end_waits_until_calls_stop_failing(
     seconds later, never. It is said once no call failed for a second."""
     db = {x: str(x) for x in range(3)}
     reg = make_registry(frozen.url, **FAST)
-    get, put = _catalogue(reg, db)
+    _, put = _catalogue(reg, db)
     caplog.set_level(logging.WARNING, logger="cachedeco")
     frozen.pause()
     put(1, "new")  # kept: the outage begins
