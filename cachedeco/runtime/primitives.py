@@ -31,6 +31,7 @@ __all__ = [
     "here",
     "join_flight",
     "keep_alive",
+    "never",
     "sleep",
 ]
 
@@ -126,18 +127,19 @@ def _expire(waiter: asyncio.Future[None]) -> None:
 NAP: Final = 0.1
 
 
-def _never() -> bool:
+def never() -> bool:
+    """A stop condition that never asks to stop (a drain, a sleep that may end early)."""
     return False
 
 
-def sleep(seconds: float, until: Stop = _never) -> None:
+def sleep(seconds: float, until: Stop = never) -> None:
     """Block this thread for ``seconds``, or until ``until()`` is true (asked every NAP)."""
     end = time.monotonic() + seconds
     while (left := end - time.monotonic()) > 0 and not until():
         time.sleep(min(left, NAP))
 
 
-async def asleep(seconds: float, until: Stop = _never) -> None:
+async def asleep(seconds: float, until: Stop = never) -> None:
     """Suspend this task for ``seconds``, or until ``until()`` is true (asked every NAP)."""
     end = time.monotonic() + seconds
     while (left := end - time.monotonic()) > 0 and not until():

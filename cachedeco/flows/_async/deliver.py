@@ -30,14 +30,16 @@ from cachedeco.flows.delivery import (
     Take,
 )
 from cachedeco.runtime.guard import warn
-from cachedeco.runtime.primitives import acancel_lost, acollected, ahere, akeep_alive, asleep
+from cachedeco.runtime.primitives import (
+    acancel_lost,
+    acollected,
+    ahere,
+    akeep_alive,
+    asleep,
+    never,
+)
 
 __all__ = ["run"]
-
-
-def _never() -> bool:
-    """A stop condition that never asks a drain to hurry."""
-    return False
 
 
 def _renew_failed(exc: Exception) -> None:
@@ -101,7 +103,7 @@ async def _do(op: Op, queue: AsyncQueue, consumer: str, settings: Settings,
 
 
 async def run(flow: Flow, queue: AsyncQueue, consumer: str, flush: Callable[[list[Any]], Any],
-              settings: Settings, *, wait: bool = True, hurry: Stop = _never) -> None:
+              settings: Settings, *, wait: bool = True, hurry: Stop = never) -> None:
     """Carry out a flow; a failing operation's error goes back into the flow. Without
     ``wait``, a retry's wait ends the run instead (:class:`Deferred`, the batch given back);
     so it does once ``hurry()`` (its registry has been closing for a while) on a durable
@@ -114,7 +116,7 @@ async def run(flow: Flow, queue: AsyncQueue, consumer: str, flush: Callable[[lis
     leaves the batch's entries as tombstones: misses, not stale values). Given back instead,
     the batch would be delivered twice."""
     loop = ahere()
-    hurry = hurry if queue.durable else _never
+    hurry = hurry if queue.durable else never
     held: tuple[str, ...] = ()
     result: Any = None
     error: Exception | None = None

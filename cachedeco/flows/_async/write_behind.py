@@ -14,16 +14,11 @@ from cachedeco.flows._async.deliver import run
 from cachedeco.flows.delivery import Deferred
 from cachedeco.flows.delivery import drain as drain_flow
 from cachedeco.flows.write_behind_core import WriteBehindCore
-from cachedeco.runtime.primitives import Stop
+from cachedeco.runtime.primitives import Stop, never
 
 __all__ = ["AsyncWriteBehindIO"]
 
 REPLAY_CHUNK: Final = 500
-
-
-def _never() -> bool:
-    """A stop condition that never asks a drain to end early."""
-    return False
 
 
 class AsyncWriteBehindIO(WriteBehindCore):
@@ -60,7 +55,7 @@ class AsyncWriteBehindIO(WriteBehindCore):
                 guard.absorb(exc, key=item.key, function=self.name,
                              action="drop the entry's copies under older encryption keys")
 
-    async def adrain(self, *, raise_errors: bool, stop: Stop = _never, wait: bool = True
+    async def adrain(self, *, raise_errors: bool, stop: Stop = never, wait: bool = True
                      ) -> None:
         """Deliver what waits, in this task; a backend fault is a BackendError when
         ``raise_errors``, else a (rate-limited) log line. Without ``wait`` a failed

@@ -31,14 +31,16 @@ from cachedeco.flows.delivery import (
     Take,
 )
 from cachedeco.runtime.guard import warn
-from cachedeco.runtime.primitives import cancel_lost, collected, here, keep_alive, sleep
+from cachedeco.runtime.primitives import (
+    cancel_lost,
+    collected,
+    here,
+    keep_alive,
+    sleep,
+    never,
+)
 
 __all__ = ["run"]
-
-
-def _never() -> bool:
-    """A stop condition that never asks a drain to hurry."""
-    return False
 
 
 def _renew_failed(exc: Exception) -> None:
@@ -102,7 +104,7 @@ def _do(op: Op, queue: Queue, consumer: str, settings: Settings,
 
 
 def run(flow: Flow, queue: Queue, consumer: str, flush: Callable[[list[Any]], Any],
-              settings: Settings, *, wait: bool = True, hurry: Stop = _never) -> None:
+              settings: Settings, *, wait: bool = True, hurry: Stop = never) -> None:
     """Carry out a flow; a failing operation's error goes back into the flow. Without
     ``wait``, a retry's wait ends the run instead (:class:`Deferred`, the batch given back);
     so it does once ``hurry()`` (its registry has been closing for a while) on a durable
@@ -115,7 +117,7 @@ def run(flow: Flow, queue: Queue, consumer: str, flush: Callable[[list[Any]], An
     leaves the batch's entries as tombstones: misses, not stale values). Given back instead,
     the batch would be delivered twice."""
     loop = here()
-    hurry = hurry if queue.durable else _never
+    hurry = hurry if queue.durable else never
     held: tuple[str, ...] = ()
     result: Any = None
     error: Exception | None = None
