@@ -59,13 +59,14 @@ class Outage:
         self.said = said  # its start was logged, so its end is too (else both are quiet)
 
     def over(self, breaker: Breaker) -> bool:
-        """Whether it may be said to end, its changes landed: once no call failed for QUIET
-        seconds (one Redis Cluster primary down fails the calls of its slots while changes
-        of the others land: an end said then was no end), or LOG_INTERVAL after they did."""
+        """Whether it may be said to end, its changes landed: once no call failed (or was
+        skipped by the open breaker) for QUIET seconds (one Redis Cluster primary down fails
+        the calls of its slots while changes of the others land: an end said then was no
+        end), or LOG_INTERVAL after they did."""
         now = time.monotonic()
         self.emptied = self.emptied or now
-        return (not self.said or now - breaker.last_failure >= QUIET
-                or now - self.emptied >= LOG_INTERVAL)
+        quiet = not breaker.open() and now - breaker.last_failure >= QUIET
+        return not self.said or quiet or now - self.emptied >= LOG_INTERVAL
 
     def end(self, backend: str) -> None:
         """Say that the outage of ``backend`` ended (if its start was said)."""

@@ -75,7 +75,7 @@ class Breaker:
         self._opened_at = 0.0
         #: When the current run of failures began (monotonic; None while calls work).
         self.failing_since: float | None = None
-        self.last_failure = float("-inf")  # when the last call failed (monotonic)
+        self.last_failure = float("-inf")  # when a call last failed or was skipped (monotonic)
         self._probing = False
         self._lock = threading.Lock()
         #: Called (no lock held) when a call works after failures: the backend answers again.
@@ -87,6 +87,7 @@ class Breaker:
             return True
         with self._lock:
             if self._probing or time.monotonic() - self._opened_at < self.cooldown:
+                self.last_failure = time.monotonic()  # a call skipped fails as one sent would
                 return False
             self._probing = True
             return True

@@ -425,6 +425,31 @@ def test_an_outages_end_waits_until_calls_stop_failing(
     assert float(ended[0].split("answers again after ")[1].split("s;")[0]) >= 1.6
 
 
+def test_an_outages_end_waits_while_the_breaker_skips_calls(
+        make_registry: Callable[..., Registry], frozen: Server,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The breaker opened on the calls that kept failing: calls skipped since counted as no
+    failure, so the end was said a second after the changes landed, the backend still
+    skipped."""
+    db = {x: str(x) for x in range(3)}
+    reg = make_registry(frozen.url, **FAST)
+    _, put = _catalogue(reg, db)
+    caplog.set_level(logging.WARNING, logger="cachedeco")
+    frozen.pause()
+    put(1, "new")
+    frozen.resume()
+    poll(lambda: reg.stats().recoveries_pending == 0, timeout=3.0)
+    breaker = reg.breaker("default")
+    for _ in range(breaker.threshold):  # the calls of the dead node's slots open it
+        breaker.failure()
+    for _ in range(8):
+        assert not breaker.allow()  # skipped
+        time.sleep(0.2)
+        assert not any("answers again" in r.getMessage() for r in caplog.records)
+    breaker.success()
+    poll(lambda: any("answers again" in r.getMessage() for r in caplog.records), timeout=5.0)
+
+
 def test_under_on_error_raise_the_call_raises_and_the_change_still_lands(
         make_registry: Callable[..., Registry], frozen: Server) -> None:
     db = {1: "a"}
