@@ -213,6 +213,20 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
         return (self.left_in_memory() or self.worker.take_ended()
                 or self.worker.take_parked())
 
+    def start(self) -> None:
+        """Its registry is in use: a queue on a server gets its worker now, so that records a
+        process that died (or a close() during a database outage) left there are delivered
+        without waiting for a call of this function here. A setting it refuses is left for
+        its own calls to raise."""
+        try:
+            bound = self.link.bound()
+            if bound.slot.stores_objects or not bound.enabled:
+                return
+            self._fit(bound)
+            self.worker.ensure()
+        except (CacheError, RuntimeError):  # RuntimeError: the interpreter shuts down
+            return
+
     def wake(self) -> None:
         """Records were queued again (auto-recovery): deliver them soon."""
         self.worker.ensure()

@@ -63,6 +63,7 @@ class Service(Protocol):
     def replay_dead_letters(self) -> int: ...
     async def areplay_dead_letters(self) -> int: ...
     def wake(self) -> None: ...
+    def start(self) -> None: ...
 
 
 class Registry(Invalidation):
@@ -76,6 +77,7 @@ class Registry(Invalidation):
                  encryption_key: EncryptionKey = None, spool: object = None,
                  **backend_options: Any) -> None:
         self.revision = 0
+        self._in_use = -1  # the revision its services were last started at
         self._compiled: weakref.WeakSet[Compiled] = weakref.WeakSet()
         self._compiled_lock = threading.Lock()
         self.enabled = True  # False between disable() and enable(): nothing reads or writes
@@ -208,6 +210,10 @@ class Registry(Invalidation):
         self.reporter.ensure()
         self.recovery.ensure()
         self.lineage.ensure()
+        if self._in_use != self.revision:  # the first binding since close() or configure()
+            self._in_use = self.revision
+            for service in list(self._services.values()):
+                service.start()
 
     @property
     def lineage_key(self) -> str:

@@ -1,6 +1,7 @@
-"""Write-behind order across processes: the records of one key reach ``flush`` in the order
-their calls returned, whichever process queued and whichever delivers them, so the plain
-upsert the docs recommend leaves the database at the newest record."""
+"""Write-behind across processes: the records of one key reach ``flush`` in the order their
+calls returned, whichever process queued and whichever delivers them, so the plain upsert
+the docs recommend leaves the database at the newest record; and a restarted process
+delivers what a dead one left, whether or not it calls the writer."""
 
 from __future__ import annotations
 
@@ -88,3 +89,47 @@ def test_the_records_of_one_key_are_flushed_in_the_order_their_calls_returned(
             backwards.append((k, v, seen[k]))
         seen[k] = max(seen.get(k, 0), v)
     assert not backwards, f"{len(backwards)} of {len(log)} deliveries went back: {backwards[:5]}"
+
+
+#: A process that queues records and dies before delivering any (os._exit: no close()), or
+#: (argv[3] == "reads") one that only reads, then says how many records its worker flushed.
+RESTARTS = textwrap.dedent("""
+    import os, sys, time
+    import cachedeco
+
+    reg = cachedeco.Registry(sys.argv[1], prefix=sys.argv[2])
+    flushed = []
+
+    dies = sys.argv[3] == "dies"  # its worker would drain in an hour: it dies before
+
+    @reg.write_behind(key="row:{k}", flush=flushed.extend, flush_interval=3600 if dies else 0.05)
+    def save(k: int, v: int) -> dict:
+        return {"k": k, "v": v}
+
+    @reg.cached(ttl=60)
+    def read(k: int) -> int:
+        return k
+
+    if dies:
+        for k in range(5):
+            save(k, k)
+        os._exit(0)
+    assert read(1) == 1  # the registry is in use; save is never called here
+    deadline = time.monotonic() + 10
+    while len(flushed) < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    reg.close()
+    print(sorted(r["k"] for r in flushed), flush=True)
+""")
+
+
+def test_a_restarted_process_delivers_what_a_dead_one_left_without_calling_the_writer(
+        deployment: Deployment, prefix: str) -> None:
+    """The records a process left queued when it died waited for a call of their writer in
+    another process: a restarted service that only read left them there for good (their
+    entries held 30 days). A registry in use starts the workers of its queues on a server."""
+    for mode in ("dies", "reads"):
+        done = subprocess.run([sys.executable, "-c", RESTARTS, deployment.url, prefix, mode],
+                              check=False, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    assert done.stdout == "[0, 1, 2, 3, 4]\n", done.stderr
