@@ -75,6 +75,11 @@ class Stats:
         for name in COUNTERS:
             yield name, getattr(self, name)
 
+    def since(self, base: Stats) -> Stats:
+        """What the counters gained since ``base`` (a snapshot of them); gauges as they are."""
+        return Stats(*(getattr(self, f.name) - (0 if f.name in GAUGES else getattr(base, f.name))
+                       for f in fields(self)))
+
     def retired(self) -> Stats:
         """This snapshot as the counts of something gone: its gauges are zero."""
         return replace(self, **dict.fromkeys(GAUGES, 0))

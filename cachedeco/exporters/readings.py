@@ -70,8 +70,7 @@ def read(registries: Iterable[Registry] | None) -> Readings:
         r.ledger for r in registries)
     out: Readings = {}
     for ledger in ledgers:
-        prefix = ledger.prefix
-        for function, stats in ledger.by_function().items():
-            have = out.get((prefix, function))
-            out[prefix, function] = stats if have is None else have + stats
+        for key, stats in ledger.by_prefix().items():
+            have = out.get(key)
+            out[key] = stats if have is None else have + stats
     return out

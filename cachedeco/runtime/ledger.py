@@ -35,11 +35,50 @@ class Ledger:
         self._named: dict[str, set[int]] = {}  # the keys of _live by name
         self._retired: dict[str, Stats] = {}
         self._services: dict[str, Callable[[], Stats]] = {}
+        #: Counts made under the registry's earlier prefixes (configure() changed it), by
+        #: (prefix, function), and every function's counts when the current prefix began.
+        self._earlier: dict[tuple[str, str], Stats] = {}
+        self._base: dict[str, Stats] = {}
+        self._naming = threading.Lock()
         redo_after_fork(self)
 
+    def rename(self, prefix: str) -> None:
+        """configure() gave the registry ``prefix``: what was counted so far stays under the
+        old one, in exporters (a series of the old prefix keeps its value, the new one
+        starts from zero); ``total()`` and ``by_function()`` go on counting everything."""
+        with self._naming:
+            if prefix == self.prefix:
+                return
+            now = self.by_function()
+            for name, gained in self._current(now).items():
+                if not any(v for _, v in gained.counters()):
+                    continue  # nothing counted there: no series of the old prefix
+                key = (self.prefix, name)
+                have = self._earlier.get(key)
+                self._earlier[key] = gained.retired() if have is None else have + gained.retired()
+            self._base = {name: stats.retired() for name, stats in now.items()}
+            self.prefix = prefix
+
+    def _current(self, now: dict[str, Stats]) -> dict[str, Stats]:
+        """The counts of ``now`` (``by_function()``) made under the current prefix."""
+        base = self._base
+        return {name: stats if name not in base else stats.since(base[name])
+                for name, stats in now.items()}
+
+    def by_prefix(self) -> dict[tuple[str, str], Stats]:
+        """A snapshot per (prefix, function): the current prefix's counts, and those made
+        under the registry's earlier prefixes."""
+        with self._naming:  # never halfway through a rename: a scrape would count twice
+            out = dict(self._earlier)
+            for name, stats in self._current(self.by_function()).items():
+                have = out.get((self.prefix, name))
+                out[self.prefix, name] = stats if have is None else have + stats
+        return out
+
     def after_fork(self) -> None:
-        """In a child: the lock may have been held by a thread the child does not have."""
+        """In a child: the locks may have been held by a thread the child does not have."""
         self._lock = threading.Lock()
+        self._naming = threading.Lock()
 
     def track(self, owner: object, name: str, stats: Stats) -> None:
         """Count ``stats`` under ``name`` while ``owner`` lives, and after (once per owner)."""
@@ -94,11 +133,10 @@ class Ledger:
             total = total + stats
         return total
 
-    def absorb(self, other: Ledger) -> None:
-        """Take over the counts of a ledger whose registry is gone."""
-        for name, stats in other.by_function().items():
-            with self._lock:
-                self._retired[name] = self._retired.get(name, Stats()) + stats.retired()
+    def absorb(self, name: str, stats: Stats) -> None:
+        """Take over what a function of a registry that is gone counted under this prefix."""
+        with self._lock:
+            self._retired[name] = self._retired.get(name, Stats()) + stats.retired()
 
 
 # --- the book of every registry's ledger -----------------------------------------------------
@@ -133,8 +171,8 @@ def _fold_book() -> None:
     for key, (ref, ledger) in list(_enrolled.items()):
         if ref() is None:
             del _enrolled[key]
-            merged = _retired.setdefault(ledger.prefix, Ledger(Stats(), ledger.prefix))
-            merged.absorb(ledger)
+            for (prefix, name), stats in ledger.by_prefix().items():
+                _retired.setdefault(prefix, Ledger(Stats(), prefix)).absorb(name, stats)
 
 
 def book() -> list[Ledger]:

@@ -139,7 +139,8 @@ class Registry(Invalidation):
         self.serializer, self.secret, self.on_error = serializer, secret, on_error
         self.keyring: Keyring | None = checked.keyring
         self.lock_timeout, self.tag_ttl = checked.lock_timeout, checked.tag_ttl
-        self.ledger.prefix, self.reporter.interval = prefix, checked.stats_interval
+        self.ledger.rename(prefix)
+        self.reporter.interval = checked.stats_interval
         replaced, self.recovery.spool = self.recovery.spool, spooled
         if replaced is not None:  # reopened if a change kept there lands (then closed again)
             replaced.close()

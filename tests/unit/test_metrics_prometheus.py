@@ -233,6 +233,37 @@ def test_configure_binds_no_function_under_the_old_prefix(reg: Registry) -> None
     assert prefixes == {"app"}, prefixes
 
 
+def test_a_new_prefix_counts_from_zero_and_the_old_keeps_its_counts(reg: Registry) -> None:
+    """configure(prefix=...) moved the whole history to the new prefix's series (the old ones
+    vanished), and in multiprocess mode, where both stayed, a sum over prefixes counted it
+    twice. Counts made under a prefix stay under it; reg.stats() counts everything."""
+    prom = CollectorRegistry()
+    prom.register(PrometheusCollector(reg))
+
+    @reg.cached(ttl=60)
+    def f(x: int) -> int:
+        return x
+
+    for _ in range(8):
+        f(1)  # 1 miss, 7 hits under "shop"
+    name = f"{HERE}.test_a_new_prefix_counts_from_zero_and_the_old_keeps_its_counts" \
+           ".<locals>.f"
+    reg.configure("memory://", prefix="app")
+    f(1)  # a miss: a new backend
+    f(1)
+    samples = scrape(prom)
+    assert value(samples, "cachedeco_hits_total", "shop", name) == 7
+    assert value(samples, "cachedeco_misses_total", "shop", name) == 1
+    assert value(samples, "cachedeco_hits_total", "app", name) == 1
+    assert value(samples, "cachedeco_misses_total", "app", name) == 1
+    assert (reg.stats().hits, reg.stats().misses) == (8, 2)
+    reg.configure("memory://", prefix="shop")  # back: counted on from where it was
+    f(1)
+    samples = scrape(prom)
+    assert value(samples, "cachedeco_misses_total", "shop", name) == 2
+    assert value(samples, "cachedeco_misses_total", "app", name) == 1
+
+
 def test_a_load_gets_a_hook_only_while_an_exporter_watches(reg: Registry) -> None:
     @reg.cached(ttl=60)
     def f(x: int) -> int:
