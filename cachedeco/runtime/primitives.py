@@ -134,6 +134,9 @@ def never() -> bool:
 
 def sleep(seconds: float, until: Stop = never) -> None:
     """Block this thread for ``seconds``, or until ``until()`` is true (asked every NAP)."""
+    if until is never:
+        time.sleep(seconds)
+        return
     end = time.monotonic() + seconds
     while (left := end - time.monotonic()) > 0 and not until():
         time.sleep(min(left, NAP))
@@ -141,6 +144,9 @@ def sleep(seconds: float, until: Stop = never) -> None:
 
 async def asleep(seconds: float, until: Stop = never) -> None:
     """Suspend this task for ``seconds``, or until ``until()`` is true (asked every NAP)."""
+    if until is never:
+        await asyncio.sleep(seconds)
+        return
     end = time.monotonic() + seconds
     while (left := end - time.monotonic()) > 0 and not until():
         await asyncio.sleep(min(left, NAP))
