@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -179,16 +178,13 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
         retried for CLOSE_GRACE at most on Redis (see :meth:`hurry`)."""
         with contextlib.suppress(CacheError):  # not bound (never used): nothing to fit
             self._fit()
-        self.closing_since = time.monotonic()
-        try:
+        with self.closing():
             if self.worker.stop() or not self._left_behind():
                 return
             if self.is_async:
                 self._blocking(self.afinal)
             else:
                 self.final()
-        finally:
-            self.closing_since = None
 
     async def aclose(self) -> None:
         """The asyncio form of :meth:`close`."""
@@ -197,13 +193,10 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
         if not self.is_async:
             await asyncio.to_thread(self.close)
             return
-        self.closing_since = time.monotonic()
-        try:
+        with self.closing():
             if await cast(TaskWorker, self.worker).astop() or not self._left_behind():
                 return
             await self.afinal()
-        finally:
-            self.closing_since = None
 
     def _left_behind(self) -> bool:
         """Whether records may wait that no worker will deliver: in an in-process queue, or

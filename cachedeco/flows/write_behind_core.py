@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final, NoReturn
 
 from cachedeco.backends.contracts.queues import (
@@ -224,6 +224,15 @@ class WriteBehindCore:
         if self.since_take >= self.settings.batch_size:
             self.since_take = 0
             self.worker.notify()
+
+    @contextlib.contextmanager
+    def closing(self) -> Iterator[None]:
+        """While close() runs: a failing ``flush`` is retried for CLOSE_GRACE (see hurry)."""
+        self.closing_since = time.monotonic()
+        try:
+            yield
+        finally:
+            self.closing_since = None
 
     def hurry(self) -> bool:
         """Whether a drain stops retrying a failing ``flush`` (on a durable queue): once the
