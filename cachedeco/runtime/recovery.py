@@ -237,7 +237,8 @@ class Recovery:
 
     def attempt(self, urgent: bool = False) -> int:
         """Apply what waits, backend by backend, until one fails; return how many changes
-        wait (the thread's; ``urgent``: drops and tag invalidations only, :meth:`hurry`)."""
+        wait, an outage whose end is not said yet counting one (``urgent``: drops and tag
+        invalidations only, :meth:`hurry`)."""
         host = self._host()
         if host is None:
             return 0
@@ -252,7 +253,7 @@ class Recovery:
                         break
                     self._landed(host, name, run, slot, moves)
                 self._ended(host, name)
-        return self.stats.recoveries_pending + len(self._queues)
+        return sum(len(q) or 1 for q in list(self._queues.values()))
 
     async def aattempt(self, urgent: bool = False) -> int:
         """The asyncio form of :meth:`attempt`, for backends given an asyncio client only."""
@@ -315,8 +316,7 @@ class Recovery:
             host.wake(function)
 
     def _ended(self, host: Host, name: str) -> None:
-        """When a backend's queue is empty: its outage is over (see Outage.over), say so (if
-        not yet, the queue stays, empty: the worker looks again after RETRY)."""
+        """An empty queue: its outage ends once Outage.over (the queue stays till then)."""
         with self._lock:
             outage = self._outages.get(name)
             if self._queues.get(name) or (outage and not outage.over(host.breaker(name))):
