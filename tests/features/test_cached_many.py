@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from cachedeco import ConfigurationError, Registry, cached_many
+from cachedeco.backends.redis._sync.leases import RedisLeases
 from tests.support import by_url as support
 from tests.support.polling import apoll
 
@@ -222,6 +223,39 @@ def test_lock_per_id_across_processes(deployment: str, make_registry: Make, pref
     assert sorted(loaded) == [1, 2, 3, 4]
 
 
+
+@pytest.mark.parametrize("deployment", ["redis", "cluster"])
+def test_lock_reads_what_landed_between_its_read_and_its_leases(
+        deployment: str, make_registry: Make, prefix: str, *, redis_url: str, cluster_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A caller whose read missed while another process was storing takes the ids' leases
+    after that one released them: it reads the values that landed instead of loading them
+    once more (as the single-entry lock does)."""
+    target = redis_url if deployment == "redis" else cluster_url
+    loaded: list[list[int]] = []
+
+    def make(reg: Registry) -> Callable[[list[int]], dict[int, int]]:
+        @reg.cached_many(key="lr:{id}", lock=True)
+        def load(ids: list[int]) -> dict[int, int]:
+            loaded.append(sorted(ids))
+            return {i: i * 10 for i in ids}
+
+        return load
+
+    one = make(make_registry(target, prefix=prefix, lock_timeout=20))
+    two = make(make_registry(target, prefix=prefix, lock_timeout=20))
+    acquire = RedisLeases.acquire
+    between: list[bool] = []
+
+    def late(self: RedisLeases, *args: Any, **kwargs: Any) -> Any:
+        if not between:  # two's read missed; one loads, stores and releases before two asks
+            between.append(True)
+            assert one([1, 2, 3]) == {1: 10, 2: 20, 3: 30}
+        return acquire(self, *args, **kwargs)
+
+    monkeypatch.setattr(RedisLeases, "acquire", late)
+    assert two([1, 2, 3]) == {1: 10, 2: 20, 3: 30}
+    assert loaded == [[1, 2, 3]]
 
 @pytest.mark.parametrize("deployment", ["redis", "cluster"])
 async def test_async_lock_per_id_across_processes(deployment: str, amake_registry: Make,

@@ -15,7 +15,7 @@ from typing import Any
 
 from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.backends.contracts.leases import AsyncLease, Busy, lease_ttl
-from cachedeco.core.entry import NO_VALUE
+from cachedeco.core.entry import ENTRY, NO_VALUE
 from cachedeco.flows._async.lease import fault, obtain, release_later, release_noted, servable
 from cachedeco.flows._async.read import store, timed
 from cachedeco.flows.bound import UNCACHED, Bound, ReadState
@@ -156,8 +156,9 @@ async def leased(c: ManyCall, missing: Missing) -> dict[Any, Any]:
     held: dict[int, AsyncLease] = {}
     busy: list[int] = []
     try:
-        for i in missing:
-            got = await leases.acquire(b.keyspace.lease(c.batch.keys[i]), ttl)
+        for i, (marker, _) in missing.items():  # a value landed since the read is read
+            seen = None if marker.startswith(ENTRY) else marker
+            got = await leases.acquire(b.keyspace.lease(c.batch.keys[i]), ttl, seen)
             if isinstance(got, Busy):
                 busy.append(i)
             else:

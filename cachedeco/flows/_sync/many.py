@@ -16,7 +16,7 @@ from typing import Any
 
 from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.backends.contracts.leases import Lease, Busy, lease_ttl
-from cachedeco.core.entry import NO_VALUE
+from cachedeco.core.entry import ENTRY, NO_VALUE
 from cachedeco.flows._sync.lease import fault, obtain, release_later, release_noted, servable
 from cachedeco.flows._sync.read import store, timed
 from cachedeco.flows.bound import UNCACHED, Bound, ReadState
@@ -157,8 +157,9 @@ def leased(c: ManyCall, missing: Missing) -> dict[Any, Any]:
     held: dict[int, Lease] = {}
     busy: list[int] = []
     try:
-        for i in missing:
-            got = leases.acquire(b.keyspace.lease(c.batch.keys[i]), ttl)
+        for i, (marker, _) in missing.items():  # a value landed since the read is read
+            seen = None if marker.startswith(ENTRY) else marker
+            got = leases.acquire(b.keyspace.lease(c.batch.keys[i]), ttl, seen)
             if isinstance(got, Busy):
                 busy.append(i)
             else:
