@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import pathlib
+import re
 import subprocess
 import sys
 import textwrap
@@ -426,6 +428,15 @@ CLOSED_UNDER = textwrap.dedent("""
 """)
 
 
+def _ours(qualname: str) -> bool:
+    """Whether the coroutine named so (a warning's qualname) is defined in cachedeco: redis-py's
+    own, cut off when the loop was closed under them, may be named in such warnings too."""
+    outer = qualname.split(".", maxsplit=1)[0]
+    pattern = re.compile(rf"^\s*(async def|def|class) {re.escape(outer)}\b", re.MULTILINE)
+    return any(pattern.search(path.read_text())
+               for path in pathlib.Path(cachedeco.__file__).parent.rglob("*.py"))
+
+
 @TWO_REGISTRIES
 def test_a_worker_abandoned_with_its_loop_ends_quietly(deployment: Deployment,
                                                        prefix: str) -> None:
@@ -440,7 +451,8 @@ def test_a_worker_abandoned_with_its_loop_ends_quietly(deployment: Deployment,
     # asyncio's own "Task was destroyed but it is pending!" stays (the loop was closed so),
     # and redis-py's coroutines may complain of their own: none of ours does
     assert "ERROR:cachedeco" not in done.stderr, done.stderr
-    assert "never awaited" not in done.stderr, done.stderr
+    assert not [name for name in re.findall(r"coroutine '([^']+)' was never awaited",
+                                            done.stderr) if _ours(name)], done.stderr
     ignored = done.stderr.split("Exception ignored in:")[1:]
     assert not [i for i in ignored if "/cachedeco/" in i.split("\nERROR:")[0]], done.stderr
 
