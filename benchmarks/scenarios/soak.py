@@ -80,11 +80,12 @@ NEAR = 1000  # the near cache's size (entries kept in process)
 class Limit:
     """How much a series may grow from the first third to the last: ``rel`` of the first
     third's mean plus ``floor`` (absolute, in the series' unit); or, for a table with a
-    fixed bound, never above ``cap``."""
+    fixed bound, never above ``cap`` plus ``over`` (what it may hold beyond its bound)."""
 
     rel: float
     floor: float
     cap: float | None = None
+    over: float = 0.0
 
 
 LIMITS: dict[str, Limit] = {
@@ -96,7 +97,8 @@ LIMITS: dict[str, Limit] = {
     "flights_recent": Limit(0.0, 0.0, cap=2 * Flights.RECENT),
     "near": Limit(0.0, 0.0, cap=NEAR),
     "near_tags": Limit(0.25, 64.0),
-    "near_changed": Limit(0.0, 0.0, cap=CHANGED_LIMIT + 1000),
+    # the names of one report are added before the bound is checked (a margin of 1,000)
+    "near_changed": Limit(0.0, 0.0, cap=CHANGED_LIMIT, over=1000),
     "recoveries": Limit(0.0, 16.0), "wb_stream": Limit(0.5, 200.0), "wb_dead": Limit(0.0, 0.0),
     "functions": Limit(0.0, 2.0), "background": Limit(0.0, 8.0),
 }
@@ -313,7 +315,10 @@ def verdict(samples: list[dict[str, float]], warmup: float) -> list[Row]:
         after = statistics.fmean(s[name] for s in last)
         top = max(s[name] for s in samples)
         if limit.cap is not None:
-            target, met = f"never above {limit.cap:g} (its bound)", top <= limit.cap
+            most = limit.cap + limit.over
+            target = f"never above {most:,g} (its bound" + (
+                f", {limit.cap:,g}, plus {limit.over:,g})" if limit.over else ")")
+            met = top <= most
         else:
             allowed = before * (1 + limit.rel) + limit.floor
             target = (f"last third <= {allowed:.1f} (first third x {1 + limit.rel:.2f} + "
