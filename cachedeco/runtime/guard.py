@@ -13,6 +13,7 @@ from typing import Final
 
 from cachedeco.core.stats import Stats
 from cachedeco.errors import BackendError, ConfigurationError
+from cachedeco.runtime.process import redo_after_fork
 
 __all__ = ["LOG_INTERVAL", "Breaker", "Guard", "LogLimit", "logger", "warn"]
 
@@ -71,6 +72,15 @@ class Breaker:
         self.explain = explain
         self.threshold = threshold
         self.cooldown = cooldown
+        #: Called (no lock held) when a call works after failures: the backend answers again.
+        self.on_back: Callable[[], None] | None = None
+        self.after_fork()
+        redo_after_fork(self)
+
+    def after_fork(self) -> None:
+        """Closed, as in a child that forked: its parent's failures (a pre-fork server's
+        master, which makes no more calls, keeps an outage's open breaker for good) and its
+        probe (taken by a thread the child does not have) are not the child's."""
         self._failures = 0
         self._opened_at = 0.0
         #: When the current run of failures began (monotonic; None while calls work).
@@ -78,8 +88,6 @@ class Breaker:
         self.last_failure = float("-inf")  # when a call last failed or was skipped (monotonic)
         self._probing = False
         self._lock = threading.Lock()
-        #: Called (no lock held) when a call works after failures: the backend answers again.
-        self.on_back: Callable[[], None] | None = None
 
     def allow(self) -> bool:
         """Whether a call may use the backend now (closed, or the one half-open probe)."""

@@ -353,3 +353,31 @@ def test_a_registry_wide_fault_names_no_function(caplog: pytest.LogCaptureFixtur
         "cachedeco: backend 'default' failed to report the service-wide counters: "
         "ConnectionError: down",
         "cachedeco: backend 'other' failed to store (function=app.f): ConnectionError: down"]
+
+
+BREAKER_FORKED = """
+import os, sys, warnings
+warnings.simplefilter("ignore")  # fork() of a threaded process warns on Python 3.12+
+from cachedeco.runtime.guard import Breaker
+down = Breaker(threshold=2, cooldown=60)
+down.failure(), down.failure()  # open for a minute
+probed = Breaker(threshold=1, cooldown=0)
+probed.failure()
+assert probed.allow()  # this thread probes: the other calls are skipped until it ends
+pid = os.fork()
+if pid == 0:
+    print("child", down.open(), down.allow(), probed.allow(), probed.allow(), flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+print("parent", down.open(), down.allow(), probed.allow(), flush=True)
+"""
+
+
+def test_a_forked_child_starts_with_its_breakers_closed() -> None:
+    """A pre-fork server's master that saw an outage keeps its breaker open (it makes no
+    more calls), and a probe it had in flight never ends in a child: each child forked
+    after it skipped Redis, answering again, and logged it unreachable."""
+    done = subprocess.run([sys.executable, "-c", BREAKER_FORKED], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.stdout.splitlines() == ["child False True True True",
+                                        "parent True False False"], done.stdout + done.stderr
