@@ -20,7 +20,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Protocol, runtime_checkable
 
 import orjson
@@ -277,13 +277,25 @@ class _AsyncBatched(Protocol):
     async def push_many(self, items: Sequence[Push]) -> None: ...
 
 
+#: How long the tombstone of a record kept without one lives (a spool row of an older
+#: version): a fill of the entry's old row while the record waits is refused that long.
+KEPT_TOMB_PX: Final = 3_600_000
+
+
 def _by_queue(run: list[Change]) -> dict[Any, list[Push]]:
-    """The records of a run grouped by queue, each queue's in order."""
+    """The records of a run grouped by queue, each queue's in order, each with a tombstone in
+    place of its entry: a record kept during an outage may be queued after newer ones other
+    processes queued and flushed meanwhile (their entry is the newer value), so it leaves
+    the entry to the next read, which loads what the database holds once it is flushed."""
     groups: dict[Any, list[Push]] = {}
     for change in run:
         if change.kind == RECORD:
             assert change.names is not None and change.push is not None
-            groups.setdefault(change.names, []).append(change.push)
+            push = change.push
+            if push.write is not None:
+                push = replace(push, write=None, tombstone=new_tombstone(),
+                               tomb_px=push.tomb_px or KEPT_TOMB_PX)
+            groups.setdefault(change.names, []).append(push)
     return groups
 
 
