@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -28,10 +29,21 @@ from cachedeco.flows._sync.write_behind import WriteBehindIO
 from cachedeco.flows.bound import Bound
 from cachedeco.flows.delivery import Settings, Stop
 from cachedeco.flows.link import Link
+from cachedeco.flows.write_behind_core import CLOSE_GRACE
 from cachedeco.runtime.guard import Guard
+from cachedeco.runtime.process import at_exit, forks, redo_after_fork
 from cachedeco.runtime.workers import TaskWorker, ThreadWorker
 
 __all__ = ["WriteBehind"]
+
+_living: weakref.WeakSet[WriteBehind] = weakref.WeakSet()
+_hooked: list[bool] = []
+
+
+def _exiting() -> None:
+    """The interpreter exits: see :meth:`WriteBehind.exit` (module-level: it lives on)."""
+    for service in list(_living):
+        service.exit()
 
 
 class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
@@ -40,9 +52,49 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
 
     def __init__(self, link: Link, flush: Callable[[list[Any]], Any], settings: Settings) -> None:
         super().__init__(link, flush, settings)
-        self.worker = self._task_worker() if self.is_async else ThreadWorker(
-            self.name, settings.flush_interval, self._drain_quietly, self.final)
+        self.worker = self._new_worker()
         self._fitting = threading.Lock()
+        self.exiting = False  # the interpreter exits: the thread worker takes no more batches
+        redo_after_fork(self)
+        _living.add(self)
+        if not _hooked:
+            _hooked.append(True)
+            at_exit(_exiting)
+
+    def _new_worker(self) -> ThreadWorker | TaskWorker:
+        return self._task_worker() if self.is_async else ThreadWorker(
+            self.name, self.settings.flush_interval, self._drain_quietly, self._final_quietly)
+
+    def exit(self) -> None:
+        """The interpreter exits without a close() (a pre-fork server's worker recycled
+        after ``max_requests``): the thread worker's batch in flight is let finish and be
+        acknowledged (CLOSE_GRACE at most; a failing ``flush`` gives it back at once), then
+        no other is taken; what waits stays queued for the other processes. Killed with the
+        interpreter mid-batch, it held the queue (one batch in flight) for ``claim_after``."""
+        worker = self.worker
+        if not isinstance(worker, ThreadWorker) or not worker.running:
+            return
+        self.exiting = worker.stopping = True
+        worker.notify()
+        if self._lock.acquire(timeout=CLOSE_GRACE):
+            self._lock.release()
+
+    def _final_quietly(self) -> None:
+        """The thread worker's last drain, unless the interpreter exits (see :meth:`exit`)."""
+        if not self.exiting:
+            self.final()
+
+    def after_fork(self) -> None:
+        """In a child: locks and a worker of its own (the parent's worker may have held the
+        drain's lock at the fork, which no thread of the child would ever release), started
+        at once if the parent's was (the child delivers what waits, as its parent did)."""
+        self._lock, self._fitting = threading.Lock(), threading.Lock()
+        self._alocks = weakref.WeakKeyDictionary()
+        self.queued_here = False
+        started = isinstance(self.worker, ThreadWorker) and self.worker.started
+        self.worker = self._new_worker()
+        if started:
+            self.worker.ensure()
 
     def _task_worker(self) -> TaskWorker:
         return TaskWorker(self.name, self.settings.flush_interval, self._adrain_quietly,
@@ -73,7 +125,12 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
             self.flush_fn, self.worker, self.is_async = flush, self._task_worker(), True
 
     def _drain_quietly(self, stop: Stop) -> None:
-        """The thread worker's drain: backend failures are logged, not raised."""
+        """The thread worker's drain: backend failures are logged, not raised. A process
+        that forked and never queued a record (a pre-fork server's master, which read while
+        loading the app) leaves the queue to its children: a ``flush`` run there would open
+        the database's connections in the process every worker is forked from."""
+        if self.exiting or (forks() and not self.queued_here):
+            return
         self.drain(raise_errors=False, stop=stop)
 
     async def _adrain_quietly(self, stop: Stop) -> None:
@@ -222,6 +279,7 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
 
     def wake(self) -> None:
         """Records were queued again (auto-recovery): deliver them soon."""
+        self.queued_here = True  # this process kept them (or took them over from its spool)
         self.worker.ensure()
         self.worker.notify()
 

@@ -77,6 +77,7 @@ class WriteBehindCore:
         self.flush_fn = flush
         self.counters = Stats()
         self.since_take = 0
+        self.queued_here = False  # whether this process queued a record (see WriteBehind)
         self.closing_since: float | None = None  # when close() began (monotonic), while it runs
         self._guards: tuple[Bound, Guard, Guard] | None = None
         self._lock = threading.Lock()
@@ -219,6 +220,7 @@ class WriteBehindCore:
         """After a push: count it, start the worker, wake it when a batch is full."""
         guard.breaker.success()
         self.counters.write_behind_pending = length
+        self.queued_here = True
         self.worker.ensure()
         self.since_take += 1
         if self.since_take >= self.settings.batch_size:

@@ -16,7 +16,7 @@ import weakref
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["Forkable", "at_exit", "redo_after_fork"]
+__all__ = ["Forkable", "at_exit", "forks", "redo_after_fork"]
 
 
 class Forkable(Protocol):
@@ -27,19 +27,23 @@ class Forkable(Protocol):
 
 _objects: weakref.WeakSet[Forkable] = weakref.WeakSet()
 _lock = threading.Lock()
-_hooked: list[bool] = []
+_forks = [0]  # the children this process forked (a child starts at 0)
 
 
 def redo_after_fork(obj: Forkable) -> None:
     """Call ``obj.after_fork()`` in every child this process forks while ``obj`` lives."""
     with _lock:
-        if not _hooked and hasattr(os, "register_at_fork"):
-            os.register_at_fork(before=_before, after_in_child=_after)
-            _hooked.append(True)
         _objects.add(obj)
 
 
+def forks() -> int:
+    """How many children this process forked: above 0 in a pre-fork server's master, whose
+    children do the work."""
+    return _forks[0]
+
+
 def _before() -> None:
+    _forks[0] += 1
     for obj in list(_objects):
         before = getattr(obj, "before_fork", None)
         if before is not None:
@@ -47,8 +51,13 @@ def _before() -> None:
 
 
 def _after() -> None:
+    _forks[0] = 0
     for obj in list(_objects):
         obj.after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before, after_in_child=_after)
 
 
 def at_exit(func: Callable[[], None]) -> None:

@@ -31,6 +31,7 @@ from cachedeco.runtime.invalidation import Invalidation
 from cachedeco.runtime.ledger import Ledger, enrol
 from cachedeco.runtime.lineage import Lineage
 from cachedeco.runtime.primitives import Background
+from cachedeco.runtime.process import redo_after_fork
 from cachedeco.runtime.recovery import Recovery
 from cachedeco.runtime.report import Reporter, Target
 from cachedeco.runtime.settings import EncryptionKey, check_settings
@@ -95,6 +96,11 @@ class Registry(Invalidation):
                        lock_timeout=lock_timeout, near_cache=near_cache,
                        encryption_key=encryption_key, spool=spool, **backend_options)
         enrol(self, self.ledger)
+        redo_after_fork(self)
+
+    def after_fork(self) -> None:
+        """In a child: its first use starts the services (its parent's did, for the parent)."""
+        self._in_use = -1
 
     # -- settings ---------------------------------------------------------------------------
 

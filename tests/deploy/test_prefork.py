@@ -1,12 +1,17 @@
 """A registry warmed before a fork, as gunicorn's master does under ``--preload``, then closed:
 the master keeps no change stream (thread or tracking connection), and each forked worker
-opens its own at its first call, with its own near cache."""
+opens its own at its first call, with its own near cache. Left open, the master leaves the
+write-behind queues to its workers."""
 
 from __future__ import annotations
 
 import multiprocessing
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from cachedeco import Registry
 from tests.support.near import near_threads, tracking_clients
@@ -53,3 +58,102 @@ def test_a_registry_warmed_and_closed_before_a_fork_serves_each_worker_near(
         assert near_hits >= 1
         assert loaded == 1  # the master's warm-up only: no child ran the function
     poll(lambda: tracking_clients(admin) == [], timeout=5.0)  # their streams ended with them
+
+
+MASTER = textwrap.dedent("""
+    import os, sys, time, warnings
+    warnings.simplefilter("ignore")  # fork() of a threaded process warns on Python 3.12+
+    import cachedeco
+
+    url, prefix, out = sys.argv[1:4]
+    reg = cachedeco.Registry(url, prefix=prefix, stats_interval=0)
+
+    def flush(records):
+        with open(out, "a") as f:
+            f.writelines(f"{os.getpid()} {r['n']}\\n" for r in records)
+
+    @reg.write_behind(key="pf:{n}", flush=flush, flush_interval=0.2)
+    def record(n: int) -> dict:
+        return {"n": n}
+
+    @reg.cached(ttl=60, key="pr:{n}")
+    def read(n: int) -> int:
+        return n
+
+    read(0)  # the app is loaded: the registry is in use, its queue's worker started
+    writer = os.fork()
+    if writer == 0:  # a worker queues five records and is gone before it delivers them
+        for n in range(5):
+            record(n)
+        os._exit(0)
+    os.waitpid(writer, 0)
+    time.sleep(1.0)  # five rounds of the master's worker
+    reader = os.fork()
+    if reader == 0:  # a worker that only reads delivers what waits
+        read(1)
+        until = time.monotonic() + 20
+        while time.monotonic() < until and not (
+                os.path.exists(out) and len(open(out).readlines()) >= 5):
+            time.sleep(0.05)
+        os._exit(0)
+    os.waitpid(reader, 0)
+    print(os.getpid(), reader, flush=True)
+""")
+
+
+def test_a_master_left_open_leaves_the_write_behind_queue_to_its_workers(
+        fresh_redis: Server, prefix: str, tmp_path: Path) -> None:
+    """gunicorn --preload without a close(): the master used the registry while loading the
+    app, so its write-behind worker ran, and it delivered most records (in a trial, 7,492 of
+    8,401), running ``flush`` (the database's connections) in the process that forks the
+    workers. Now it leaves them to its children, and a child that only reads delivers."""
+    out = tmp_path / "flushed.txt"
+    done = subprocess.run([sys.executable, "-c", MASTER, fresh_redis.url, prefix, str(out)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    master, reader = done.stdout.split()
+    delivered = [line.split() for line in out.read_text().splitlines()]
+    assert sorted(int(n) for _, n in delivered) == [0, 1, 2, 3, 4]
+    assert master not in {pid for pid, _ in delivered}, delivered
+    assert {pid for pid, _ in delivered} == {reader}, delivered
+
+
+MID_FLUSH = textwrap.dedent("""
+    import os, signal, sys, threading, time, warnings
+    warnings.simplefilter("ignore")  # fork() of a threaded process warns on Python 3.12+
+    import cachedeco
+
+    url, prefix = sys.argv[1:3]
+    reg = cachedeco.Registry(url, prefix=prefix, stats_interval=0)
+    flushing, got = threading.Event(), []
+
+    def flush(records):
+        got.extend(r["n"] for r in records)
+        flushing.set()
+        time.sleep(1.0)  # the fork comes while this batch is in flush
+
+    @reg.write_behind(key="mf:{n}", flush=flush, flush_interval=0.05)
+    def record(n: int) -> dict:
+        return {"n": n}
+
+    record(0)
+    assert flushing.wait(10)
+    child = os.fork()
+    if child == 0:
+        signal.alarm(15)  # a child that waits on its parent's drain lock is killed
+        record(1)
+        reg.close()  # leaves record 1 queued: the parent's batch is in flight
+        os._exit(0)
+    _, status = os.waitpid(child, 0)
+    reg.close()  # delivers what waits: record 1
+    print(os.waitstatus_to_exitcode(status), got, flush=True)
+""")
+
+
+def test_a_child_forked_during_a_flush_drains_its_queue(fresh_redis: Server,
+                                                         prefix: str) -> None:
+    """The parent's worker held the drain's lock at the fork: the child's close() (and every
+    drain) waited for it for good."""
+    done = subprocess.run([sys.executable, "-c", MID_FLUSH, fresh_redis.url, prefix],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.stdout.split("\n")[0] == "0 [0, 1]", done.stdout + done.stderr
