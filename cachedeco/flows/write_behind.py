@@ -87,14 +87,11 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
     def after_fork(self) -> None:
         """In a child: locks and a worker of its own (the parent's worker may have held the
         drain's lock at the fork, which no thread of the child would ever release), started
-        at once if the parent's was (the child delivers what waits, as its parent did)."""
+        as anywhere: by a record the child queues, or its registry's first use there."""
         self._lock, self._fitting = threading.Lock(), threading.Lock()
         self._alocks = weakref.WeakKeyDictionary()
         self.queued_here = False
-        started = isinstance(self.worker, ThreadWorker) and self.worker.started
         self.worker = self._new_worker()
-        if started:
-            self.worker.ensure()
 
     def _task_worker(self) -> TaskWorker:
         return TaskWorker(self.name, self.settings.flush_interval, self._adrain_quietly,

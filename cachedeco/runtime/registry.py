@@ -99,7 +99,8 @@ class Registry(Invalidation):
         redo_after_fork(self)
 
     def after_fork(self) -> None:
-        """In a child: its first use starts the services (its parent's did, for the parent)."""
+        """In a child: its first binding there starts the services (its parent's started
+        them for the parent only: the child has none of its threads)."""
         self._in_use = -1
 
     # -- settings ---------------------------------------------------------------------------

@@ -73,12 +73,6 @@ class ThreadWorker(_Worker):
         thread = self._thread
         return thread is not None and thread.is_alive()
 
-    @property
-    def started(self) -> bool:
-        """Whether it was ever started (its thread may have ended since, or not be this
-        process's: a forked child has none of its parent's threads)."""
-        return self._thread is not None
-
     def _begin(self) -> None:
         self._wake.clear()
         self._thread = threading.Thread(target=self._run, daemon=True,

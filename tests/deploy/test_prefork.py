@@ -80,6 +80,10 @@ MASTER = textwrap.dedent("""
     def read(n: int) -> int:
         return n
 
+    @reg.cached(ttl=60, key="pw:{n}")
+    def other(n: int) -> int:
+        return n
+
     read(0)  # the app is loaded: the registry is in use, its queue's worker started
     writer = os.fork()
     if writer == 0:  # a worker queues five records and is gone before it delivers them
@@ -89,8 +93,8 @@ MASTER = textwrap.dedent("""
     os.waitpid(writer, 0)
     time.sleep(1.0)  # five rounds of the master's worker
     reader = os.fork()
-    if reader == 0:  # a worker that only reads delivers what waits
-        read(1)
+    if reader == 0:  # a worker that only reads delivers what waits: its first binding
+        other(1)  # (of a function the master did not call) starts the queue's worker
         until = time.monotonic() + 20
         while time.monotonic() < until and not (
                 os.path.exists(out) and len(open(out).readlines()) >= 5):
