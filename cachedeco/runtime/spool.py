@@ -205,6 +205,7 @@ class Spool:
                 return []
             conn.execute("BEGIN IMMEDIATE")
             try:
+                self._seen(conn, owner)  # listed as living: what it takes stays its own
                 gone = self._gone(conn, owner)
                 rows = conn.execute(
                     f"SELECT id, owner, body FROM changes WHERE prefix = ? AND owner != ? "

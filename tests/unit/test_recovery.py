@@ -226,6 +226,21 @@ def test_rows_of_a_dead_process_are_taken_over(tmp_path: Path) -> None:
     other.close()
 
 
+def test_rows_taken_over_are_not_taken_over_again_by_another_process(tmp_path: Path) -> None:
+    """Processes started together on a spool a dead one left: the first took its rows over,
+    but was not listed as a living owner until it kept a change of its own, so the next one
+    took them over again, and each delivered them (up to five times in a trial)."""
+    path = tmp_path / "spool.db"
+    spool = open_spool(path)
+    spool.add("p", "default", "tags\x00default\x00t", b"body", replace=True)
+    spool.connection().execute("UPDATE owners SET pid = ?", (os.getpid() + 1_000_000,))
+    first, second = open_spool(path), open_spool(path)
+    assert [body for _, body in first.adopt("p", ["default"])] == [b"body"]
+    assert second.adopt("p", ["default"]) == []  # the first lives: its rows stay its own
+    for each in (spool, first, second):
+        each.close()
+
+
 def test_a_new_spool_waits_for_another_process_holding_the_file(tmp_path: Path) -> None:
     # Workers started together open a new spool at the same moment; switching it to WAL needs
     # the file to itself, and SQLite refuses at once (no busy wait) while another connection
