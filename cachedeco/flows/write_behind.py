@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any, cast
@@ -68,16 +69,22 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
     def exit(self) -> None:
         """The interpreter exits without a close() (a pre-fork server's worker recycled
         after ``max_requests``): the thread worker's batch in flight is let finish and be
-        acknowledged (CLOSE_GRACE at most; a failing ``flush`` gives it back at once), then
-        no other is taken; what waits stays queued for the other processes. Killed with the
-        interpreter mid-batch, it held the queue (one batch in flight) for ``claim_after``."""
+        acknowledged (killed with the interpreter mid-batch, it held the queue, one batch
+        in flight, for ``claim_after``); then a process that queued records delivers what
+        waits, as close() would, for what is left of CLOSE_GRACE (a worker that lives less
+        than ``flush_interval`` delivered nothing before). A failing ``flush`` is not
+        retried: its batch stays queued for the other processes."""
         worker = self.worker
         if not isinstance(worker, ThreadWorker) or not worker.running:
             return
         self.exiting = worker.stopping = True
         worker.notify()
-        if self._lock.acquire(timeout=CLOSE_GRACE):
-            self._lock.release()
+        end = time.monotonic() + CLOSE_GRACE
+        if not self._lock.acquire(timeout=CLOSE_GRACE):
+            return
+        self._lock.release()
+        if self.queued_here and not self.left_in_memory():
+            self.drain(raise_errors=False, stop=lambda: time.monotonic() > end, wait=False)
 
     def _final_quietly(self) -> None:
         """The thread worker's last drain, unless the interpreter exits (see :meth:`exit`)."""
@@ -276,7 +283,6 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
 
     def wake(self) -> None:
         """Records were queued again (auto-recovery): deliver them soon."""
-        self.queued_here = True  # this process kept them (or took them over from its spool)
         self.worker.ensure()
         self.worker.notify()
 

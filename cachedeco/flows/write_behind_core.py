@@ -204,6 +204,7 @@ class WriteBehindCore:
         if exc is not None:
             guard.breaker.failure()
         self.counters.write_behind_pending += 1  # waiting in the spool (a drain recounts)
+        self.queued_here = True  # its own record: this process delivers it, forked or not
         px = item.write.px if item.write is not None else item.tomb_px
         bound.recovery.keep([Change(bound.slot.name, RECORD, item.key, px, function=self.name,
                                     names=bound.keyspace.queue(self.name), push=item)], exc)

@@ -1,6 +1,8 @@
 """A process that exits without ``close()`` while its write-behind worker flushes a batch (a
 pre-fork server's worker recycled after ``max_requests``): the batch is let finish and is
-acknowledged, so it does not hold the queue (one batch in flight) for ``claim_after``."""
+acknowledged, so it does not hold the queue (one batch in flight) for ``claim_after``, and
+what waits is delivered as close() would (a worker that lives less than ``flush_interval``
+delivered nothing)."""
 
 from __future__ import annotations
 
@@ -34,19 +36,62 @@ EXITS = textwrap.dedent("""
 
     record(1)
     assert flushing.wait(10)
-    record(2)  # queued behind the batch in flight: left for the other processes
+    record(2)  # queued behind the batch in flight
     sys.exit(0)  # no close(): the interpreter exits while the batch is in flush
 """)
 
 
-def test_an_exit_during_a_flush_lets_the_batch_finish_and_takes_no_other(
+def test_an_exit_during_a_flush_lets_the_batch_finish_then_delivers_what_waits(
         fresh_redis: Server, prefix: str, tmp_path: Path) -> None:
     out = tmp_path / "flushed.txt"
     done = subprocess.run([sys.executable, "-c", EXITS, fresh_redis.url, prefix, str(out)],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
-    assert out.read_text() == "1\n"  # the batch in flight was delivered, no other one
+    assert out.read_text() == "1\n2\n"  # the batch in flight, then what waited
     stream = Registry("memory://", prefix=prefix).keyspace.queue("__main__.record").stream
     with redis.Redis.from_url(fresh_redis.url) as raw:
         assert raw.xpending(stream, "cachedeco")["pending"] == 0  # acknowledged: not held
-        assert raw.xlen(stream) == 1  # record 2 waits for another process
+        assert raw.xlen(stream) == 0
+
+
+READS = textwrap.dedent("""
+    import os, sys, time
+    import cachedeco
+
+    url, prefix, out = sys.argv[1:4]
+    reg = cachedeco.Registry(url, prefix=prefix, stats_interval=0)
+
+    def flush(records):
+        with open(out, "a") as f:
+            f.writelines(f"{r['n']}\\n" for r in records)
+
+    @reg.write_behind(key="ex:{n}", flush=flush, flush_interval=3600)
+    def record(n: int) -> dict:
+        return {"n": n}
+
+    mode = sys.argv[4]
+    if mode == "read":
+        reg.invalidate_tags("nothing")  # in use: its worker runs, but it queued nothing
+        time.sleep(0.2)
+        sys.exit(0)
+    record(int(sys.argv[5]))  # its worker waits an hour before its first round
+    if mode == "killed":
+        os._exit(0)  # no exit hooks: the record stays queued
+    sys.exit(0)
+""")
+
+
+def test_a_short_lived_writer_delivers_at_exit_and_a_reader_does_not(
+        fresh_redis: Server, prefix: str, tmp_path: Path) -> None:
+    out = tmp_path / "flushed.txt"
+
+    def run(*args: str) -> None:
+        done = subprocess.run([sys.executable, "-c", READS, fresh_redis.url, prefix, str(out),
+                               *args], capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+
+    run("killed", "1")  # record 1 left queued
+    run("read")
+    assert not out.exists()  # a process that queued nothing leaves the queue at exit
+    run("write", "2")
+    assert out.read_text() == "1\n2\n"  # the writer delivered what waited as it exited
