@@ -396,3 +396,28 @@ def test_a_forked_child_starts_with_its_breakers_closed() -> None:
                           text=True, timeout=60, check=False)
     assert done.stdout.splitlines() == ["child False True True True",
                                         "parent True False False"], done.stdout + done.stderr
+
+
+FLIGHTS_FORKED = """
+import os, warnings
+warnings.simplefilter("ignore")  # fork() of a threaded process warns on Python 3.12+
+from cachedeco.runtime.singleflight import Flights
+flights = Flights()
+state = ("", ())
+_, leads = flights.join("k", state, 0)  # a load under way in the parent (its thread's)
+pid = os.fork()
+if pid == 0:
+    print("child", flights.join("k", state, 0)[1], flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+print("parent", leads, flights.join("k", state, 0)[1], flush=True)
+"""
+
+
+def test_a_forked_child_leads_the_loads_its_parent_had_under_way() -> None:
+    """A child joined the flight of a load its parent's thread ran, which never lands there:
+    its callers waited lock_timeout (10 s) before loading alone."""
+    done = subprocess.run([sys.executable, "-c", FLIGHTS_FORKED], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.stdout.splitlines() == ["child True", "parent True False"], (
+        done.stdout + done.stderr)
