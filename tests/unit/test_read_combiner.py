@@ -5,6 +5,8 @@ a latch wakes every waiter."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -144,3 +146,40 @@ def test_a_latch_wakes_hundreds_of_waiters_through_its_tree_after_some_gave_up()
 @pytest.mark.parametrize("timeout", [0.0, 0.02])
 def test_a_latch_wait_times_out(timeout: float) -> None:
     assert Latch().wait(timeout) is False
+
+
+COMBINER_FORKED = """
+import os, signal, threading, warnings
+warnings.simplefilter("ignore")  # fork() of a threaded process warns on Python 3.12+
+from cachedeco.backends.redis.combining import ReadCombiner
+inside, release = threading.Event(), threading.Event()
+
+def one(key, tag_keys):
+    inside.set()
+    release.wait()  # the parent's round trip is in flight during the fork
+    return (key, ())
+
+combiner = ReadCombiner(one, lambda requests: [(k, ()) for k, _ in requests])
+reader = threading.Thread(target=combiner.read, args=("a", ()))
+reader.start()
+inside.wait()
+pid = os.fork()
+if pid == 0:
+    release.set()  # the child's own reads are not held
+    signal.alarm(5)  # a child that waits for its parent's round trip is killed
+    print("child", combiner.read("b", ()), flush=True)
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+release.set()
+reader.join()
+print("parent", os.waitstatus_to_exitcode(status), flush=True)
+"""
+
+
+def test_a_forked_child_reads_though_its_parent_had_a_round_trip_in_flight() -> None:
+    """The child's first read joined the batch waiting for the parent's round trip, which
+    never returns there: it hung for good."""
+    done = subprocess.run([sys.executable, "-c", COMBINER_FORKED], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.stdout.splitlines() == ["child ('b', ())", "parent 0"], (
+        done.stdout + done.stderr)

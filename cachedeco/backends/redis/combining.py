@@ -12,6 +12,7 @@ and wake together.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 
@@ -54,12 +55,20 @@ class ReadCombiner:
     def __init__(self, one: ReadOne, many: ReadMany) -> None:
         self._one = one
         self._many = many
+        self._forked()
+
+    def _forked(self) -> None:
+        """Nothing in flight, in this process: a forked child has none of its parent's
+        threads, so a round trip one of them had in flight would never hand the turn on."""
+        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._busy = False  # a round trip is in flight (or its turn is being handed over)
         self._open: _Batch | None = None  # the batch collecting reads for the next one
 
     def read(self, key: str, tag_keys: Sequence[str]) -> ReadResult:
         """The entry at ``key`` and its tags' tokens, read after this call began."""
+        if self._pid != os.getpid():
+            self._forked()
         with self._lock:
             if not self._busy:
                 self._busy = True
