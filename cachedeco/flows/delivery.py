@@ -149,6 +149,9 @@ class Job:
     #: Entries an ack could not settle, and why: their drops go to auto-recovery (what they
     #: hold may be the database's row from before the flush).
     unsettled: Callable[[tuple[str, ...], BaseException | None], None]
+    taken: int = 0  # records this drain took
+    #: Its last take left records it could not take: another consumer's batch in flight.
+    blocked: bool = False
 
 
 @dataclass(slots=True)
@@ -191,6 +194,8 @@ def drain(job: Job) -> Flow:
     while True:
         messages, length = yield Take(size)
         job.stats.write_behind_pending = length
+        job.taken += len(messages)
+        job.blocked = length > len(messages)
         if messages:
             yield from deliver(job, messages)
         if len(messages) < size or job.stop():

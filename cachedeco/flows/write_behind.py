@@ -84,7 +84,8 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
             return
         self._lock.release()
         if self.queued_here and not self.left_in_memory():
-            self.drain(raise_errors=False, stop=lambda: time.monotonic() > end, wait=False)
+            self.drain(raise_errors=False, stop=lambda: time.monotonic() > end, wait=False,
+                       patience=end - time.monotonic())
 
     def _final_quietly(self) -> None:
         """The thread worker's last drain, unless the interpreter exits (see :meth:`exit`)."""
@@ -204,22 +205,24 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
     # -- lifecycle (reg.flush / aflush / close / aclose) -------------------------------------
 
     def flush(self) -> None:
-        """Deliver every waiting record now; BackendError if the queue cannot be read."""
+        """Deliver every waiting record now (once another process's batch in flight is
+        acknowledged, CLOSE_GRACE at most); BackendError if the queue cannot be read."""
         self._fit()
         self.worker.ensure()
         if self.is_async:
-            self._blocking(lambda: self.adrain(raise_errors=True))
+            self._blocking(lambda: self.adrain(raise_errors=True, patience=CLOSE_GRACE))
         else:
-            self.drain(raise_errors=True)
+            self.drain(raise_errors=True, patience=CLOSE_GRACE)
 
     async def aflush(self) -> None:
         """The asyncio form of :meth:`flush`."""
         self._fit()
         self.worker.ensure()
         if self.is_async:
-            await self._on_worker_loop(lambda: self.adrain(raise_errors=True))
+            await self._on_worker_loop(
+                lambda: self.adrain(raise_errors=True, patience=CLOSE_GRACE))
         else:
-            await asyncio.to_thread(self.drain, raise_errors=True)
+            await asyncio.to_thread(self.drain, raise_errors=True, patience=CLOSE_GRACE)
 
     def left_in_memory(self) -> bool:
         """Whether records wait in an in-process queue that no worker will deliver (none

@@ -9,10 +9,14 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from cachedeco import Registry
 from tests.support.deployments import REDIS_BACKENDS, Deployment
 
 pytestmark = pytest.mark.deployments(*REDIS_BACKENDS)
@@ -133,3 +137,37 @@ def test_a_restarted_process_delivers_what_a_dead_one_left_without_calling_the_w
                               check=False, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
     assert done.stdout == "[0, 1, 2, 3, 4]\n", done.stderr
+
+
+def test_a_flush_waits_for_another_process_batch_in_flight(
+        make_registry: Callable[..., Registry], deployment: Deployment, prefix: str) -> None:
+    """Two registries on one server stand for two processes sharing a queue. While one's
+    batch is in its (slow) flush, the other's reg.flush() took nothing (one batch in flight
+    per queue) and returned with its record still queued; it now waits for that batch."""
+    flushed: list[tuple[str, int]] = []
+    inside = threading.Event()
+
+    def writer(reg: Registry, who: str, slow: float) -> Callable[[int], dict[str, int]]:
+        def flush(records: list[dict[str, int]]) -> None:
+            inside.set()
+            time.sleep(slow)
+            flushed.extend((who, r["n"]) for r in records)
+
+        def record(n: int) -> dict[str, int]:
+            return {"n": n}
+
+        record.__qualname__ = "shared_record"  # one function, so one queue, in both
+        return reg.write_behind(key="fw:{n}", flush=flush, flush_interval=3600)(record)
+
+    first = make_registry(deployment.url, prefix=prefix)
+    second = make_registry(deployment.url, prefix=prefix)
+    record_first, record_second = writer(first, "first", 1.0), writer(second, "second", 0.0)
+    record_first(1)
+    slow = threading.Thread(target=first.flush)
+    slow.start()
+    assert inside.wait(10)
+    record_second(2)
+    second.flush()
+    assert ("second", 2) in flushed  # delivered by its own flush, after the first's batch
+    slow.join(10)
+    assert sorted(flushed) == [("first", 1), ("second", 2)]

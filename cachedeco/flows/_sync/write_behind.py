@@ -6,6 +6,7 @@ last drain before its worker ends, and the dead letters, over the state kept by
 
 from __future__ import annotations
 
+import time
 from typing import Any, Final
 
 from cachedeco.backends.base import BACKEND_ERRORS
@@ -14,12 +15,14 @@ from cachedeco.core.entry import new_tombstone
 from cachedeco.flows._sync.deliver import run
 from cachedeco.flows.delivery import Deferred
 from cachedeco.flows.delivery import drain as drain_flow
-from cachedeco.flows.write_behind_core import WriteBehindCore
-from cachedeco.runtime.primitives import Stop, never
+from cachedeco.flows.write_behind_core import CLOSE_GRACE, WriteBehindCore
+from cachedeco.runtime.primitives import Stop, sleep, never
 
 __all__ = ["WriteBehindIO"]
 
 REPLAY_CHUNK: Final = 500
+#: Seconds between two takes of a patient drain that found another process's batch in flight.
+BLOCKED_NAP: Final = 0.05
 
 
 class WriteBehindIO(WriteBehindCore):
@@ -56,32 +59,42 @@ class WriteBehindIO(WriteBehindCore):
                 guard.absorb(exc, key=item.key, function=self.name,
                              action="drop the entry's copies under older encryption keys")
 
-    def drain(self, *, raise_errors: bool, stop: Stop = never, wait: bool = True
-                     ) -> None:
+    def drain(self, *, raise_errors: bool, stop: Stop = never, wait: bool = True,
+                     patience: float = 0.0) -> None:
         """Deliver what waits, in this task; a backend fault is a BackendError when
         ``raise_errors``, else a (rate-limited) log line. Without ``wait`` a failed
         ``flush`` is not retried now: its batch stays queued for a later drain; nor, on a
-        durable queue, once the registry has closed for CLOSE_GRACE (see ``hurry``)."""
-        with self.lock():
-            self.since_take = 0
-            bound = self.link.bound()
-            queue = self.queue(bound)
-            try:
-                run(drain_flow(self.job(bound, queue.durable, stop)), queue, self.consumer,
-                          self.flush_fn, self.settings, wait=wait, hurry=self.hurry)
-            except Deferred:
-                self.deferred()
-            except BACKEND_ERRORS as exc:
-                guard = self.quiet(bound)
-                action = "flush the write-behind queue"
-                if raise_errors:
-                    raise guard.error(exc, function=self.name, action=action) from exc
-                guard.absorb(exc, function=self.name, action=action)
+        durable queue, once the registry has closed for CLOSE_GRACE (see ``hurry``). With
+        ``patience`` (seconds), a drain that could take nothing while another process's
+        batch is in flight (one per queue) tries again until it takes some (an explicit
+        flush or close: it returned with this process's records still queued)."""
+        until = time.monotonic() + patience
+        while True:
+            with self.lock():
+                self.since_take = 0
+                bound = self.link.bound()
+                queue = self.queue(bound)
+                job = self.job(bound, queue.durable, stop)
+                try:
+                    run(drain_flow(job), queue, self.consumer, self.flush_fn,
+                              self.settings, wait=wait, hurry=self.hurry)
+                except Deferred:
+                    self.deferred()
+                except BACKEND_ERRORS as exc:
+                    guard = self.quiet(bound)
+                    action = "flush the write-behind queue"
+                    if raise_errors:
+                        raise guard.error(exc, function=self.name, action=action) from exc
+                    guard.absorb(exc, function=self.name, action=action)
+                    return
+            if job.taken or not job.blocked or stop() or time.monotonic() >= until:
+                return
+            sleep(BLOCKED_NAP)
 
     def final(self, *, wait: bool = True) -> None:
         """The last drain before the worker ends; then this consumer leaves the group.
         Without ``wait`` (its event loop shuts down), a failed ``flush`` is left queued."""
-        self.drain(raise_errors=False, wait=wait)
+        self.drain(raise_errors=False, wait=wait, patience=CLOSE_GRACE if wait else 0.0)
         bound = self.link.bound()
         try:
             self.queue(bound).release(self.consumer, (), 0)
