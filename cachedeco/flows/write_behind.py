@@ -56,6 +56,7 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
         self.worker = self._new_worker()
         self._fitting = threading.Lock()
         self.exiting = False  # the interpreter exits: the thread worker takes no more batches
+        self._looked = float("-inf")  # when a process that queued nothing last looked
         redo_after_fork(self)
         _living.add(self)
         if not _hooked:
@@ -134,13 +135,26 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
         that forked and never queued a record (a pre-fork server's master, which read while
         loading the app) leaves the queue to its children: a ``flush`` run there would open
         the database's connections in the process every worker is forked from."""
-        if self.exiting or (forks() and not self.queued_here):
+        if self.exiting or (forks() and not self.queued_here) or self._idle():
             return
         self.drain(raise_errors=False, stop=stop)
 
     async def _adrain_quietly(self, stop: Stop) -> None:
         """The task worker's drain: backend failures are logged, not raised."""
-        await self.adrain(raise_errors=False, stop=stop)
+        if not self._idle():
+            await self.adrain(raise_errors=False, stop=stop)
+
+    def _idle(self) -> bool:
+        """Whether to skip this round: a process that queued no record looks only for what
+        others left (a dead process's records) and does so every ``claim_after`` seconds,
+        not every ``flush_interval`` (every reader of a service polled each queue so)."""
+        if self.queued_here:
+            return False
+        now = time.monotonic()
+        if now - self._looked < self.settings.claim_after:
+            return True
+        self._looked = now
+        return False
 
     async def _afinal_now(self) -> None:
         """The task worker's last drain as its loop shuts down: a failing ``flush`` is not

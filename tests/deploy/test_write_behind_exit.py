@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import redis
@@ -95,3 +96,33 @@ def test_a_short_lived_writer_delivers_at_exit_and_a_reader_does_not(
     assert not out.exists()  # a process that queued nothing leaves the queue at exit
     run("write", "2")
     assert out.read_text() == "1\n2\n"  # the writer delivered what waited as it exited
+
+
+def test_a_process_that_queued_nothing_looks_for_left_records_every_claim_after(
+        fresh_redis: Server, prefix: str) -> None:
+    """A registry in use runs its queues' workers (to deliver what dead processes left), and
+    each took the queue every flush_interval: every reader process of a service polled every
+    queue so. One that queued nothing now looks every claim_after."""
+    reg = Registry(fresh_redis.url, prefix=prefix, stats_interval=0)
+
+    @reg.write_behind(key="id:{n}", flush=lambda records: None, flush_interval=0.05,
+                      claim_after=30)
+    def record(n: int) -> dict[str, int]:
+        return {"n": n}
+
+    @reg.cached(ttl=60, key="ir:{n}")
+    def read(n: int) -> int:
+        return n
+
+    def takes(raw: redis.Redis) -> int:  # each take's script asks whether the stream exists
+        return int(raw.info("commandstats").get("cmdstat_exists", {}).get("calls", 0))
+
+    with redis.Redis.from_url(fresh_redis.url) as raw:
+        before = takes(raw)
+        read(1)  # in use: the queue's worker starts
+        time.sleep(1.0)  # twenty rounds
+        assert takes(raw) - before <= 1  # one look at the start, the next in 30 s
+        record(1)  # now it queued: every round again
+        time.sleep(0.5)
+        assert takes(raw) - before > 3
+    reg.close()

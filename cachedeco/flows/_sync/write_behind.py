@@ -121,6 +121,7 @@ class WriteBehindIO(WriteBehindCore):
         except BACKEND_ERRORS as exc:
             raise self.quiet(bound).error(exc, function=self.name,
                                           action="replay dead letters") from exc
+        self.queued_here = True  # queued by this process: its worker delivers them now
         self.worker.ensure()
         self.worker.notify()
         return total
