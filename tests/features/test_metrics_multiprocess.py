@@ -129,8 +129,10 @@ def test_one_scrape_sums_every_process(redis_url: str, prefix: str, tmp_path: Pa
     assert samples["cachedeco_load_duration_seconds_count", labels] == sum(
         m["loads"] for m in mine)
     writer = (("function", "__main__.save"), ("prefix", prefix))
-    assert samples["cachedeco_write_behind_flushed_total", writer] == sum(
-        m["flushed"] for m in mine) == 7
+    # every record once; a process that queued one delivers what waits as it exits, after it
+    # wrote down its own counts, so those may miss a few the scrape has
+    assert samples["cachedeco_write_behind_flushed_total", writer] == 7
+    assert sum(m["flushed"] for m in mine) <= 7
     assert samples["cachedeco_write_behind_pending", writer] == 0
 
 
