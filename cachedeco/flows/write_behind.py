@@ -32,19 +32,10 @@ from cachedeco.flows.delivery import Settings, Stop
 from cachedeco.flows.link import Link
 from cachedeco.flows.write_behind_core import CLOSE_GRACE
 from cachedeco.runtime.guard import Guard
-from cachedeco.runtime.process import at_exit, forks, redo_after_fork
+from cachedeco.runtime.process import exit_with_process, forks, redo_after_fork
 from cachedeco.runtime.workers import TaskWorker, ThreadWorker
 
 __all__ = ["WriteBehind"]
-
-_living: weakref.WeakSet[WriteBehind] = weakref.WeakSet()
-_hooked: list[bool] = []
-
-
-def _exiting() -> None:
-    """The interpreter exits: see :meth:`WriteBehind.exit` (module-level: it lives on)."""
-    for service in list(_living):
-        service.exit()
 
 
 class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
@@ -58,10 +49,7 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
         self.exiting = False  # the interpreter exits: the thread worker takes no more batches
         self._looked = float("-inf")  # when a process that queued nothing last looked
         redo_after_fork(self)
-        _living.add(self)
-        if not _hooked:
-            _hooked.append(True)
-            at_exit(_exiting)
+        exit_with_process(self)
 
     def _new_worker(self) -> ThreadWorker | TaskWorker:
         return self._task_worker() if self.is_async else ThreadWorker(

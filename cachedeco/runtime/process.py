@@ -10,19 +10,26 @@ which skips ``atexit``: uvicorn's workers are such children).
 from __future__ import annotations
 
 import atexit
+import itertools
 import os
 import threading
 import weakref
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["Forkable", "at_exit", "forks", "redo_after_fork"]
+__all__ = ["Forkable", "Leaving", "at_exit", "exit_with_process", "forks", "redo_after_fork"]
 
 
 class Forkable(Protocol):
     """Something with per-process state to reset in a forked child."""
 
     def after_fork(self) -> None: ...
+
+
+class Leaving(Protocol):
+    """Something with work to end when the process exits without having closed it."""
+
+    def exit(self) -> None: ...
 
 
 _objects: weakref.WeakSet[Forkable] = weakref.WeakSet()
@@ -69,3 +76,25 @@ def at_exit(func: Callable[[], None]) -> None:
     util.Finalize(None, func, exitpriority=100)
     # a forked multiprocessing child forgets its parent's finalizers: register again there
     util.register_after_fork(func, lambda _: util.Finalize(None, func, exitpriority=100))
+
+
+_leaving: weakref.WeakKeyDictionary[Leaving, int] = weakref.WeakKeyDictionary()
+_leaving_order = itertools.count()
+_exit_hooked: list[bool] = []
+
+
+def exit_with_process(obj: Leaving) -> None:
+    """Call ``obj.exit()`` when this process exits normally (see :func:`at_exit`), if ``obj``
+    lives then; the objects enrolled last exit first, as atexit's functions do."""
+    with _lock:
+        if not _exit_hooked:
+            _exit_hooked.append(True)
+            at_exit(_exit_all)  # at_exit's functions may run twice: each exit() is idempotent
+        _leaving.setdefault(obj, next(_leaving_order))
+
+
+def _exit_all() -> None:
+    with _lock:
+        leaving = sorted(_leaving.items(), key=lambda item: -item[1])
+    for obj, _ in leaving:
+        obj.exit()

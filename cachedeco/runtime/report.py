@@ -12,7 +12,6 @@ sent with the next one. A forked child reports only what it counts itself.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from typing import Final
 
@@ -22,7 +21,7 @@ from cachedeco.core.stats import Stats, join_field
 from cachedeco.errors import CacheError
 from cachedeco.runtime.guard import Breaker, Guard
 from cachedeco.runtime.ledger import Cursor, Ledger
-from cachedeco.runtime.process import at_exit, redo_after_fork
+from cachedeco.runtime.process import exit_with_process, redo_after_fork
 from cachedeco.runtime.workers import Periodic, ThreadWorker
 
 __all__ = ["INTERVAL", "Reporter"]
@@ -57,7 +56,13 @@ class Reporter(Periodic):
             return
         target = self._target()
         if target is not None and self._launch("sync" in target[0].flavours, self.interval):
-            _at_exit(self)
+            exit_with_process(self)
+
+    def exit(self) -> None:
+        """The process exits without its registry closed: a thread reporter reports once
+        more what was counted last (a task's loop is gone by then)."""
+        if isinstance(self._worker, ThreadWorker):
+            self.stop()
 
     def _target(self) -> Target | None:
         """Where reports go now: None on memory:// only, or once the registry is gone."""
@@ -118,20 +123,3 @@ def _fields(taken: Counts) -> dict[str, int]:
     return {join_field(function, name): count
             for (function, name), count in taken.items()}
 
-
-_running: weakref.WeakSet[Reporter] = weakref.WeakSet()
-_hooked: list[bool] = []
-
-
-def _at_exit(reporter: Reporter) -> None:
-    """Report once more at exit what registries that were never closed counted last."""
-    _running.add(reporter)
-    if not _hooked:
-        _hooked.append(True)
-        at_exit(_last_reports)
-
-
-def _last_reports() -> None:
-    for reporter in list(_running):
-        if isinstance(reporter._worker, ThreadWorker):
-            reporter.stop()
