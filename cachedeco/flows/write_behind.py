@@ -287,7 +287,9 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
             return
 
     def wake(self) -> None:
-        """Records were queued again (auto-recovery): deliver them soon."""
+        """Records were queued again (auto-recovery): deliver them soon (a process that
+        queued none itself looks now, not at its next ``claim_after`` round)."""
+        self._looked = float("-inf")
         self.worker.ensure()
         self.worker.notify()
 
