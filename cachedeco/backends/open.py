@@ -43,6 +43,7 @@ from cachedeco.backends.redis.primary_watch import PrimaryWatch
 from cachedeco.backends.redis.ready import slow_failures
 from cachedeco.backends.redis.urls import kind_of_url, memory_size, refused_options
 from cachedeco.backends.redis.versions import aask, ask
+from cachedeco.core.forking import redo_after_fork
 from cachedeco.errors import ConfigurationError
 
 __all__ = ["ASK_AGAIN", "BackendSlot"]
@@ -105,6 +106,7 @@ class BackendSlot:
                                no_source(spec))
         if self._tracker is not None or self.watch is not None:  # dropped without close()
             weakref.finalize(self, _abandon, self._tracker, self.watch).atexit = False
+        redo_after_fork(self)  # new locks in a forked child, its backends' and store's too
 
     def on_switch(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` (in another thread) when the sentinels name another primary: the

@@ -16,13 +16,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final, Literal
 
 from cachedeco.api.registry import Registry
+from cachedeco.core.forking import redo_after_fork
 from cachedeco.core.stats import GAUGES
 from cachedeco.errors import ConfigurationError
 from cachedeco.exporters.errors import missing
 from cachedeco.exporters.readings import METRICS, read
 from cachedeco.exporters.timing import LABELS, LoadTimer, histogram, watch
 from cachedeco.runtime.ledger import Cursor
-from cachedeco.runtime.process import at_exit, redo_after_fork
+from cachedeco.runtime.process import at_exit
 from cachedeco.runtime.workers import ThreadWorker
 
 if TYPE_CHECKING:
@@ -138,8 +139,7 @@ class Mirror:
                     self._gauges[name].labels(prefix, function).set(0)
 
     def after_fork(self) -> None:
-        """In a child: its own lock, thread and series (prometheus_client opens its files)."""
-        self._copying = threading.Lock()
+        """In a child: its own thread and series (prometheus_client opens its files)."""
         self._shown, self._set = set(), {}
         self._worker = self._new_worker()
         if self._everything or len(self._registries):

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from cachedeco.backends.contracts.queues import Push
+from cachedeco.core.forking import forks, redo_after_fork
 from cachedeco.core.stats import Stats
 from cachedeco.errors import CacheError
 from cachedeco.flows._async.write_behind import AsyncWriteBehindIO
@@ -32,7 +33,7 @@ from cachedeco.flows.delivery import Settings, Stop
 from cachedeco.flows.link import Link
 from cachedeco.flows.write_behind_core import CLOSE_GRACE
 from cachedeco.runtime.guard import Guard
-from cachedeco.runtime.process import exit_with_process, forks, redo_after_fork
+from cachedeco.runtime.process import exit_with_process
 from cachedeco.runtime.workers import TaskWorker, ThreadWorker
 
 __all__ = ["WriteBehind"]
@@ -82,10 +83,9 @@ class WriteBehind(WriteBehindIO, AsyncWriteBehindIO):
             self.final()
 
     def after_fork(self) -> None:
-        """In a child: locks and a worker of its own (the parent's worker may have held the
-        drain's lock at the fork, which no thread of the child would ever release), started
-        as anywhere: by a record the child queues, or its registry's first use there."""
-        self._lock, self._fitting = threading.Lock(), threading.Lock()
+        """In a child: a worker of its own (its locks are new: the parent's worker may
+        have held the drain's at the fork), started as anywhere: by a record the child
+        queues, or its registry's first use there."""
         self._alocks = weakref.WeakKeyDictionary()
         self.queued_here = False
         self.worker = self._new_worker()

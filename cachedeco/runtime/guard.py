@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable
 from typing import Final
 
+from cachedeco.core.forking import redo_after_fork
 from cachedeco.core.stats import Stats
 from cachedeco.errors import BackendError, ConfigurationError
-from cachedeco.runtime.process import redo_after_fork
 
 __all__ = ["LOG_INTERVAL", "Breaker", "Guard", "LogLimit", "logger", "warn"]
 
@@ -74,6 +74,7 @@ class Breaker:
         self.cooldown = cooldown
         #: Called (no lock held) when a call works after failures: the backend answers again.
         self.on_back: Callable[[], None] | None = None
+        self._lock = threading.Lock()
         self.after_fork()
         redo_after_fork(self)
 
@@ -87,7 +88,6 @@ class Breaker:
         self.failing_since: float | None = None
         self.last_failure = float("-inf")  # when a call last failed or was skipped (monotonic)
         self._probing = False
-        self._lock = threading.Lock()
 
     def allow(self) -> bool:
         """Whether a call may use the backend now (closed, or the one half-open probe)."""

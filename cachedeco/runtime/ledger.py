@@ -15,8 +15,8 @@ import weakref
 from collections.abc import Callable, Hashable
 from typing import Final, Generic, TypeVar
 
+from cachedeco.core.forking import redo_after_fork
 from cachedeco.core.stats import Stats
-from cachedeco.runtime.process import redo_after_fork
 
 __all__ = ["REGISTRY_WIDE", "Cursor", "Ledger", "book", "enrol"]
 
@@ -74,11 +74,6 @@ class Ledger:
                 have = out.get((self.prefix, name))
                 out[self.prefix, name] = stats if have is None else have + stats
         return out
-
-    def after_fork(self) -> None:
-        """In a child: the locks may have been held by a thread the child does not have."""
-        self._lock = threading.Lock()
-        self._naming = threading.Lock()
 
     def track(self, owner: object, name: str, stats: Stats) -> None:
         """Count ``stats`` under ``name`` while ``owner`` lives, and after (once per owner)."""
@@ -152,9 +147,6 @@ class _BookLock:
         self.lock = threading.Lock()
         redo_after_fork(self)
 
-    def after_fork(self) -> None:
-        self.lock = threading.Lock()
-
 
 _book = _BookLock()
 
@@ -220,5 +212,4 @@ class Cursor(Generic[K]):
 
     def after_fork(self) -> None:
         """In a child: report only what this process counts from now on."""
-        self._lock = threading.Lock()
         self._sent, self._at_fork = self._at_fork, {}

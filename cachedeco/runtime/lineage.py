@@ -35,8 +35,8 @@ import redis.exceptions
 
 from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.backends.open import BackendSlot
+from cachedeco.core.forking import redo_after_fork
 from cachedeco.errors import CacheError
-from cachedeco.runtime.process import redo_after_fork
 from cachedeco.runtime.recent import WINDOW
 from cachedeco.runtime.workers import Periodic
 

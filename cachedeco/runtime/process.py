@@ -1,10 +1,9 @@
-"""Per-process state at a fork and at exit.
+"""Work to end when the process exits without having been told.
 
-Objects that keep per-process state (a lock, a report cursor, a background thread) register
-with :func:`redo_after_fork`: ``before_fork()`` (if they have one) runs in the parent just
-before ``os.fork()``, ``after_fork()`` in every child. :func:`at_exit` runs a function when
-the process ends normally, multiprocessing children included (they end with ``os._exit``,
-which skips ``atexit``: uvicorn's workers are such children).
+:func:`at_exit` runs a function when the process ends normally, multiprocessing children
+included (they end with ``os._exit``, which skips ``atexit``: uvicorn's workers are such
+children); :func:`exit_with_process` calls an object's ``exit()`` then. What a forked child
+makes anew is :mod:`cachedeco.core.forking`'s.
 """
 
 from __future__ import annotations
@@ -17,13 +16,7 @@ import weakref
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["Forkable", "Leaving", "at_exit", "exit_with_process", "forks", "redo_after_fork"]
-
-
-class Forkable(Protocol):
-    """Something with per-process state to reset in a forked child."""
-
-    def after_fork(self) -> None: ...
+__all__ = ["Leaving", "at_exit", "exit_with_process"]
 
 
 class Leaving(Protocol):
@@ -32,39 +25,15 @@ class Leaving(Protocol):
     def exit(self) -> None: ...
 
 
-_objects: weakref.WeakSet[Forkable] = weakref.WeakSet()
 _lock = threading.Lock()
-_forks = [0]  # the children this process forked (a child starts at 0)
 
 
-def redo_after_fork(obj: Forkable) -> None:
-    """Call ``obj.after_fork()`` in every child this process forks while ``obj`` lives."""
-    with _lock:
-        _objects.add(obj)
+def _after_fork() -> None:
+    global _lock
+    _lock = threading.Lock()  # a parent's thread may have been enrolling at the fork
 
 
-def forks() -> int:
-    """How many children this process forked: above 0 in a pre-fork server's master, whose
-    children do the work."""
-    return _forks[0]
-
-
-def _before() -> None:
-    _forks[0] += 1
-    for obj in list(_objects):
-        before = getattr(obj, "before_fork", None)
-        if before is not None:
-            before()
-
-
-def _after() -> None:
-    _forks[0] = 0
-    for obj in list(_objects):
-        obj.after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_before, after_in_child=_after)
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def at_exit(func: Callable[[], None]) -> None:

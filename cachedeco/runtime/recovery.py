@@ -23,6 +23,7 @@ from typing import Final, Protocol
 
 from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.backends.open import BackendSlot
+from cachedeco.core.forking import redo_after_fork
 from cachedeco.core.keyspace import KeySpace
 from cachedeco.core.stats import Stats
 from cachedeco.errors import CacheError
@@ -40,7 +41,6 @@ from cachedeco.runtime.changes import (
 )
 from cachedeco.runtime.guard import Breaker, LogLimit
 from cachedeco.runtime.held import Held, unserved
-from cachedeco.runtime.process import redo_after_fork
 from cachedeco.runtime.reach import Reach
 from cachedeco.runtime.recent import RecentChanges
 from cachedeco.runtime.retrying import Retrying

@@ -22,6 +22,7 @@ from typing import Any, Protocol, Self
 
 from cachedeco.backends.contracts.queues import DeadLetter
 from cachedeco.backends.open import BackendSlot
+from cachedeco.core.forking import redo_after_fork
 from cachedeco.core.keyring import Keyring
 from cachedeco.core.keyspace import KeySpace
 from cachedeco.core.stats import Stats
@@ -31,7 +32,6 @@ from cachedeco.runtime.invalidation import Invalidation
 from cachedeco.runtime.ledger import Ledger, enrol
 from cachedeco.runtime.lineage import Lineage
 from cachedeco.runtime.primitives import Background
-from cachedeco.runtime.process import redo_after_fork
 from cachedeco.runtime.recovery import Recovery
 from cachedeco.runtime.report import Reporter, Target
 from cachedeco.runtime.settings import EncryptionKey, check_settings

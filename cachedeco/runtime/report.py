@@ -17,11 +17,12 @@ from typing import Final
 
 from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.backends.open import BackendSlot
+from cachedeco.core.forking import redo_after_fork
 from cachedeco.core.stats import Stats, join_field
 from cachedeco.errors import CacheError
 from cachedeco.runtime.guard import Breaker, Guard
 from cachedeco.runtime.ledger import Cursor, Ledger
-from cachedeco.runtime.process import exit_with_process, redo_after_fork
+from cachedeco.runtime.process import exit_with_process
 from cachedeco.runtime.workers import Periodic, ThreadWorker
 
 __all__ = ["INTERVAL", "Reporter"]

@@ -17,8 +17,8 @@ from collections import OrderedDict
 from typing import Any, Final
 
 from cachedeco.backends.near.store import Ticket
+from cachedeco.core.forking import redo_after_fork
 from cachedeco.core.latch import Latch
-from cachedeco.runtime.process import redo_after_fork
 
 __all__ = ["STARTING", "Flight", "Flights", "LeaderGone", "Read", "WaitTimeout", "generation"]
 
@@ -157,18 +157,18 @@ class Flights:
     def __init__(self) -> None:
         self._recent: OrderedDict[str, Flight] = OrderedDict()
         self.landings = 0
+        self._lock = threading.Lock()
         self.after_fork()
         redo_after_fork(self)
 
     def after_fork(self) -> None:
         """Empty, as in a forked child: the loads and reads under way were the parent's
         threads', which would never land there (its callers would wait ``lock_timeout``),
-        and a thread of the parent may have held the lock."""
+        and the parent's lock."""
         self._flights: dict[str, Flight] = {}
         self._reads: dict[str, Read] = {}
         #: background refreshes spawned and not ended, by key: when (monotonic)
         self._starting: dict[str, float] = {}
-        self._lock = threading.Lock()
 
     def join(self, key: str, state: State, since: int,
              ticket: Ticket | None = None) -> tuple[Flight, bool]:

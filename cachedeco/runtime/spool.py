@@ -20,8 +20,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Final
 
+from cachedeco.core.forking import redo_after_fork
 from cachedeco.errors import ConfigurationError
-from cachedeco.runtime.process import redo_after_fork
 
 __all__ = ["LEASE", "Spool", "open_spool"]
 
@@ -104,12 +104,8 @@ class Spool:
         self._lock = threading.Lock()  # over the connection; this process's
         self._conn: tuple[int, sqlite3.Connection] | None = None
         self._owner = (0, "")
-        redo_after_fork(self)
-
-    def after_fork(self) -> None:
-        """In a child: a lock of its own (a thread of the parent may have held the parent's
-        at the fork); the connection is opened again at its first use (its pid differs)."""
-        self._lock = threading.Lock()
+        redo_after_fork(self)  # a lock of its own in a child; the connection is opened
+        # again at its first use there (its pid differs)
 
     @property
     def owner(self) -> str:

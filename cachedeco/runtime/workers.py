@@ -385,7 +385,8 @@ class Periodic:
             await asyncio.to_thread(worker.stop)
 
     def after_fork(self) -> None:
-        """In a child: its own lock, and its own thread if the parent had one."""
+        """In a child: its own lock (one held by the registered object that owns it is
+        renewed already), and its own thread if the parent had one."""
         self._lock = threading.Lock()
         had = isinstance(self._worker, ThreadWorker)
         self._worker = None

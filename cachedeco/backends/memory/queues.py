@@ -24,6 +24,7 @@ from cachedeco.backends.contracts.queues import (
     order,
 )
 from cachedeco.core.entry import NO_VALUE, Write
+from cachedeco.core.forking import redo_after_fork
 
 __all__ = ["MemoryQueue"]
 
@@ -51,6 +52,12 @@ class MemoryQueue:
         self._taken: dict[str, Message] = {}
         self._dead: list[DeadLetter] = []
         self._ids = itertools.count(1)
+        redo_after_fork(self)
+
+    def after_fork(self) -> None:
+        """Empty in a forked child: the records queued so far are the parent's to deliver
+        (a copy in every child would be delivered once by each)."""
+        self._ready, self._taken, self._dead = deque(), {}, []
 
     @property
     def pending(self) -> int:

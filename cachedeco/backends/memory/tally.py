@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
+from cachedeco.core.forking import redo_after_fork
+
 __all__ = ["MemoryTally"]
 
 
@@ -15,6 +17,7 @@ class MemoryTally:
     def __init__(self) -> None:
         self._sums: dict[str, int] = {}
         self._lock = threading.Lock()
+        redo_after_fork(self)  # a lock of its own in a forked child
 
     def add(self, counts: Mapping[str, int]) -> None:
         """Add each count to its name's sum, all at once."""

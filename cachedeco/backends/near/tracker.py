@@ -36,12 +36,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import select
 import socket
 import threading
 import time
-import weakref
 from typing import Any, Final
 
 from cachedeco.backends.near.links import Link, make_poller
@@ -49,6 +47,7 @@ from cachedeco.backends.near.pushes import Push
 from cachedeco.backends.near.sources import Source
 from cachedeco.backends.near.store import NearStore
 from cachedeco.backends.redis.cluster_plan import plain_tag_key
+from cachedeco.core.forking import redo_after_fork
 
 __all__ = ["Tracker"]
 
@@ -90,7 +89,7 @@ class Tracker:
         #: object is not shared: one shared under a lock left the other threads serving while
         #: its holder waited for the GIL after its poll)
         self._pollers = threading.local()
-        _trackers.add(self)
+        redo_after_fork(self)  # a forked child has none of its threads
 
     def ensure(self) -> None:
         """Start the thread unless it runs (a cheap check on every backend read)."""
@@ -315,20 +314,11 @@ class Tracker:
         """A push redis-py's parser read (before the socket is read directly)."""
         self.on_frame(Push(message))
 
-
-#: Every tracker of the process: a forked child has none of their threads.
-_trackers: weakref.WeakSet[Tracker] = weakref.WeakSet()
-
-
-def _after_fork() -> None:
-    """In a forked child, nothing kept near is known to be current: start over."""
-    for tracker in list(_trackers):
-        tracker.store.lost()
-        tracker._links = None
-        tracker._wake = None  # the parent's thread's: not to be woken from here
-        tracker._pollers = threading.local()
-        tracker._thread = None
-        tracker._lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork)
+    def after_fork(self) -> None:
+        """In a forked child, nothing kept near is known to be current: start over (the
+        stream is opened again at the child's first read)."""
+        self.store.lost()
+        self._links = None
+        self._wake = None  # the parent's thread's: not to be woken from here
+        self._pollers = threading.local()
+        self._thread = None

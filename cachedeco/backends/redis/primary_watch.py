@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -39,6 +37,7 @@ import redis.sentinel
 from cachedeco.backends.base import ConnectionOptions
 from cachedeco.backends.redis.sentinel_push import listen_for_switches
 from cachedeco.backends.redis.urls import parse_url, sentinel_settings
+from cachedeco.core.forking import redo_after_fork
 
 __all__ = ["INTERVAL", "PrimaryWatch"]
 
@@ -76,7 +75,7 @@ class PrimaryWatch:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._checking = threading.Lock()  # the thread's rounds and a new pool's question
-        _WATCHES.add(self)
+        redo_after_fork(self)  # a pre-forking server's workers watch on their own
 
     def listen(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` (in the watch's thread) when the primary changed."""
@@ -190,12 +189,11 @@ class PrimaryWatch:
             self._echo_at = [at for at in self._echo_at if at > now]
         return bool(due)
 
-    def _after_fork(self) -> None:
+    def after_fork(self) -> None:
         """In a forked child: no thread came along; one is started if the parent watched."""
         watched = self._thread is not None and not self._stop.is_set()
-        self._lock, self._stop = threading.Lock(), threading.Event()
+        self._stop = threading.Event()
         self._nudge, self._hurried = threading.Event(), 0.0
-        self._checking = threading.Lock()
         self._thread, self._echo_at = None, []
         if watched:
             self.start()
@@ -235,15 +233,3 @@ def _flags(state: dict[str, Any]) -> set[str] | frozenset[str]:
     if isinstance(flags, str):
         return set(flags.split(","))
     return frozenset(flags)
-
-
-#: Every watch of the process, for the fork handler (a pre-forking server's workers).
-_WATCHES: weakref.WeakSet[PrimaryWatch] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for watch in list(_WATCHES):
-        watch._after_fork()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -39,6 +39,7 @@ from cachedeco.backends.redis.commands import (
 from cachedeco.backends.redis.scripts import STORE, STORE_RELEASE
 from cachedeco.backends.redis.tag_lives import TagLives, stored
 from cachedeco.core.entry import Entry, Write, decode_entry, page_token, tag_token
+from cachedeco.core.forking import redo_after_fork
 from cachedeco.core.keyspace import QueueNames
 
 __all__ = ["AsyncRedisBackend"]
@@ -65,6 +66,7 @@ class AsyncRedisBackend:
         self._leases = AsyncRedisLeases(client)
         self._queues: dict[str, AsyncRedisQueue] = {}
         self._lock = threading.Lock()
+        redo_after_fork(self)  # a lock of its own in a forked child
 
     async def read(self, key: str, tag_keys: Sequence[str]) -> ReadResult:
         """One round trip: the entry and its tags' tokens."""

@@ -53,6 +53,7 @@ from cachedeco.backends.redis.pools import NoFreeConnection
 from cachedeco.backends.redis.scripts import CHECK_TAGS, STORE_ENTRY
 from cachedeco.backends.redis.twins import NodeLink, cluster_errors
 from cachedeco.core.entry import Entry, Write, page_token, tag_token
+from cachedeco.core.forking import redo_after_fork
 from cachedeco.core.keyspace import QueueNames
 
 __all__ = ["ClusterBackend"]
@@ -76,6 +77,7 @@ class ClusterBackend:
         self._leases = RedisLeases(client)
         self._queues: dict[str, ClusterQueue] = {}
         self._lock = threading.Lock()
+        redo_after_fork(self)  # a lock of its own in a forked child
         self._counters: dict[str, int] = {}  # the slot of each primary's lineage counter
         #: The near cache's change stream in front of this backend, if any: told of every
         #: read answered by a server it does not listen to (set by the backend's slot).

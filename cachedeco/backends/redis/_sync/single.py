@@ -40,6 +40,7 @@ from cachedeco.backends.redis.commands import (
 from cachedeco.backends.redis.scripts import STORE, STORE_RELEASE
 from cachedeco.backends.redis.tag_lives import TagLives, stored
 from cachedeco.core.entry import Entry, Write, decode_entry, page_token, tag_token
+from cachedeco.core.forking import redo_after_fork
 from cachedeco.core.keyspace import QueueNames
 
 __all__ = ["RedisBackend"]
@@ -66,6 +67,7 @@ class RedisBackend:
         self._leases = RedisLeases(client)
         self._queues: dict[str, RedisQueue] = {}
         self._lock = threading.Lock()
+        redo_after_fork(self)  # a lock of its own in a forked child
 
     def read(self, key: str, tag_keys: Sequence[str]) -> ReadResult:
         """One round trip: the entry and its tags' tokens."""
