@@ -13,6 +13,7 @@ from cachedeco.api.cached_many import cached_many
 from cachedeco.api.lock import Lock
 from cachedeco.api.write_behind import write_behind
 from cachedeco.api.write_through import write_through
+from cachedeco.backends.contracts.queues import DeadLetter
 from cachedeco.errors import ConfigurationError
 from cachedeco.runtime import registry as core
 
@@ -124,6 +125,31 @@ class Registry(core.Registry):
             A [`Lock`][cachedeco.api.lock.Lock].
         """
         return Lock(self, name, ttl=ttl, timeout=timeout, backend=backend)
+
+    def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
+        """The write-behind records that used up their retries.
+
+        Args:
+            limit: The most dead letters returned per `@write_behind` function.
+
+        Returns:
+            The dead letters of every `@write_behind` function bound to this registry.
+        """
+        return [d for s in self._services.values() for d in s.dead_letters(limit)]
+
+    async def adead_letters(self, limit: int = 1000) -> list[DeadLetter]:
+        """The asyncio form of [`dead_letters`][cachedeco.Registry.dead_letters]: the same
+        arguments."""
+        return [d for s in self._services.values() for d in await s.adead_letters(limit)]
+
+    def replay_dead_letters(self) -> int:
+        """Queue every write-behind dead letter again; return how many."""
+        return sum(s.replay_dead_letters() for s in self._services.values())
+
+    async def areplay_dead_letters(self) -> int:
+        """The asyncio form of
+        [`replay_dead_letters`][cachedeco.Registry.replay_dead_letters]."""
+        return sum([await s.areplay_dead_letters() for s in self._services.values()])
 
 
 registry: Final = Registry()

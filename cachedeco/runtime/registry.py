@@ -79,6 +79,7 @@ class Registry(Invalidation):
                  **backend_options: Any) -> None:
         self.revision = 0
         self._in_use = -1  # the revision its services were last started at
+        self._closing = 0  # close() calls under way: the bindings they make start nothing
         self._compiled: weakref.WeakSet[Compiled] = weakref.WeakSet()
         self._compiled_lock = threading.Lock()
         self.enabled = True  # False between disable() and enable(): nothing reads or writes
@@ -215,6 +216,8 @@ class Registry(Invalidation):
         """Count a function bound to this registry (``stats`` under ``name``, also once it is
         gone) and report its counts with the service's."""
         self.ledger.track(function, name, stats)
+        if self._closing:  # close() looking at what a queue holds: not a use of the registry
+            return
         self.reporter.ensure()
         self.recovery.ensure()
         self.lineage.ensure()
@@ -279,33 +282,6 @@ class Registry(Invalidation):
         garbage-collected since included: counters never go down)."""
         return self.ledger.total()
 
-    # -- write-behind dead letters ------------------------------------------------------------
-
-    def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
-        """The write-behind records that used up their retries.
-
-        Args:
-            limit: The most dead letters returned per `@write_behind` function.
-
-        Returns:
-            The dead letters of every `@write_behind` function bound to this registry.
-        """
-        return [d for s in self._services.values() for d in s.dead_letters(limit)]
-
-    async def adead_letters(self, limit: int = 1000) -> list[DeadLetter]:
-        """The asyncio form of [`dead_letters`][cachedeco.Registry.dead_letters]: the same
-        arguments."""
-        return [d for s in self._services.values() for d in await s.adead_letters(limit)]
-
-    def replay_dead_letters(self) -> int:
-        """Queue every write-behind dead letter again; return how many."""
-        return sum(s.replay_dead_letters() for s in self._services.values())
-
-    async def areplay_dead_letters(self) -> int:
-        """The asyncio form of
-        [`replay_dead_letters`][cachedeco.Registry.replay_dead_letters]."""
-        return sum([await s.areplay_dead_letters() for s in self._services.values()])
-
     # -- lifecycle --------------------------------------------------------------------------
 
     def flush(self) -> None:
@@ -326,27 +302,35 @@ class Registry(Invalidation):
         Redis, a write-behind flush that keeps failing is retried for 5 s, then its batch
         is left queued). Used again, the registry reconnects and starts its background work
         again."""
-        for service in list(self._services.values()):
-            service.close()
-        self.recovery.close()
-        self.reporter.stop()
-        self.lineage.stop()
-        self.background.close()
-        for slot in self._slots.values():
-            slot.close()
+        self._closing += 1
+        try:
+            for service in list(self._services.values()):
+                service.close()
+            self.recovery.close()
+            self.reporter.stop()
+            self.lineage.stop()
+            self.background.close()
+            for slot in self._slots.values():
+                slot.close()
+        finally:
+            self._closing -= 1
         # Functions bind again at their next call, which starts the reporter, the beats and
         # the spool's worker again (binding is where a function says the registry is in use).
         self.advance()
 
     async def aclose(self) -> None:
         """The asyncio form of [`close`][cachedeco.Registry.close]."""
-        for service in list(self._services.values()):
-            await service.aclose()
-        await self.reporter.astop()
-        await self.lineage.astop()
-        await self.background.aclose()
-        await self.aclose_clients_here()  # then close(): other loops' clients, on their loops
-        self.close()
+        self._closing += 1
+        try:
+            for service in list(self._services.values()):
+                await service.aclose()
+            await self.reporter.astop()
+            await self.lineage.astop()
+            await self.background.aclose()
+            await self.aclose_clients_here()  # then close(): other loops' clients, on theirs
+            self.close()
+        finally:
+            self._closing -= 1
 
     async def aclose_clients_here(self) -> None:
         """Close the asyncio clients the backends made for the running loop: before a loop
