@@ -1,13 +1,13 @@
 """Per-process state at a fork: what a forked child makes anew.
 
 Objects that keep per-process state (a lock, a background thread, a connection) register with
-:func:`redo_after_fork`: ``before_fork()`` (if they have one) runs in the parent just before
-``os.fork()``; in every child, the locks they hold in their attributes (or in the attributes
-of the objects of the package they hold) are made anew, in every one of them, and then their
-``after_fork()`` (if they have one) runs. A child has only the
-thread that forked: a lock another thread of the parent held at the fork would stay held there
-for good, and an ``after_fork()`` may call into another registered object. Here in ``core`` so
-that the backends, which keep such locks too, register with the same hooks as the runtime.
+:func:`redo_after_fork`. ``before_fork()`` (if they have one) runs in the parent just before
+``os.fork()``. In the child, the locks of every registered object are made anew first (those in
+its attributes, and in the attributes of the package's objects it holds), then each one's
+``after_fork()`` (if it has one) runs. A child has only the thread that forked: a lock another
+thread of the parent held at the fork would stay held there for good, and an ``after_fork()``
+may call into another registered object. Here in ``core`` so that the backends, which keep
+such locks too, register with the same hooks as the runtime.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ _forks = [0]  # the children this process forked (a child starts at 0)
 
 
 def redo_after_fork(obj: object) -> None:
-    """In every child this process forks while ``obj`` lives, make its locks anew (each
-    attribute holding a ``threading.Lock`` or ``RLock``), then call its ``after_fork()``."""
+    """In every child this process forks while ``obj`` lives, make its locks anew (see the
+    module's docstring), then call its ``after_fork()`` if it has one."""
     with _lock:
         _objects.add(obj)
 
