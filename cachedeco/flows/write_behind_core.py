@@ -20,13 +20,13 @@ import asyncio
 import contextlib
 import inspect
 import os
-import socket
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, Final, NoReturn
 
+from cachedeco.backends.contracts.consumers import consumer_name
 from cachedeco.backends.contracts.queues import (
     AsyncQueue,
     DeadLetter,
@@ -90,7 +90,7 @@ class WriteBehindCore:
         """This process's consumer name (a forked child gets its own)."""
         pid = os.getpid()
         if self._consumer[0] != pid:
-            self._consumer = (pid, f"{socket.gethostname()}:{pid}:{os.urandom(4).hex()}")
+            self._consumer = (pid, consumer_name())
         return self._consumer[1]
 
     def queue(self, bound: Bound) -> Queue:

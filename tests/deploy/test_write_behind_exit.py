@@ -126,3 +126,56 @@ def test_a_process_that_queued_nothing_looks_for_left_records_every_claim_after(
         time.sleep(0.5)
         assert takes(raw) - before > 3
     reg.close()
+
+
+GONE = textwrap.dedent("""
+    import os, sys
+    import cachedeco
+
+    url, prefix, out, role = sys.argv[1:5]
+    reg = cachedeco.Registry(url, prefix=prefix, stats_interval=0)
+
+    def flush(records):
+        with open(out, "a") as f:
+            f.writelines(f"{role} {r['n']}\\n" for r in records)
+        if role == "gone":  # flushed, never acknowledged: as an exit while Redis is down
+            os._exit(0)
+
+    @reg.write_behind(key="gone:{n}", flush=flush, flush_interval=3600)
+    def record(n: int) -> dict:
+        return {"n": n}
+
+    if role == "gone":
+        for n in range(3):
+            record(n)
+        reg.flush()
+    record(10)
+    reg.flush()  # a batch in flight waits for 5 s at most: then it returns, records queued
+    print(len(open(out).readlines()), flush=True)
+""")
+
+
+def test_a_batch_whose_process_is_gone_is_taken_over_at_once(
+        fresh_redis: Server, prefix: str, tmp_path: Path) -> None:
+    """A process that ended between its flush and the acknowledgement (it exited while Redis
+    was down) left its batch pending: one batch in flight per queue, so every process's
+    records waited for ``claim_after`` (30 s: 23 s of undelivered records after an outage
+    in a gunicorn trial). A consumer of this host whose process is gone is taken over at
+    once; its batch is flushed again (at least once)."""
+    out = tmp_path / "flushed.txt"
+    args = [sys.executable, "-c", GONE, fresh_redis.url, prefix, str(out)]
+    gone = subprocess.run([*args, "gone"], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert gone.returncode == 0 and gone.stdout == "", gone.stderr
+    assert out.read_text() == "gone 0\ngone 1\ngone 2\n"
+    stream = Registry("memory://", prefix=prefix).keyspace.queue("__main__.record").stream
+    with redis.Redis.from_url(fresh_redis.url) as raw:
+        assert raw.xpending(stream, "cachedeco")["pending"] == 3  # held by a gone consumer
+        later = subprocess.run([*args, "later"], capture_output=True, text=True, timeout=60,
+                               check=False)
+        assert later.returncode == 0, later.stderr
+        assert out.read_text().splitlines()[3:] == ["later 0", "later 1", "later 2",
+                                                    "later 10"]
+        assert raw.xpending(stream, "cachedeco")["pending"] == 0 and raw.xlen(stream) == 0
+        assert [c["name"] for c in raw.xinfo_consumers(stream, "cachedeco")
+                if c["pending"]] == []

@@ -255,12 +255,13 @@ def _message(entry: Sequence[Any], claimed: bool) -> Message:
                    text(fields.get("m", b"")), claimed)
 
 
-def parse_take(reply: Sequence[Any]) -> tuple[list[Message], int, str]:
-    """WB_TAKE's reply: the messages (claimed first), the length and the next cursor."""
-    length, cursor, claimed, fresh = reply
+def parse_take(reply: Sequence[Any]) -> tuple[list[Message], int, str, list[str]]:
+    """WB_TAKE's reply: the messages (claimed first), the length, the next cursor and the
+    other consumers holding records."""
+    length, cursor, claimed, fresh, holders = reply
     messages = [_message(e, True) for e in claimed if e and e[1]]
     messages += [_message(e, False) for e in fresh]
-    return messages, int(length), text(cursor)
+    return messages, int(length), text(cursor), [text(h) for h in holders]
 
 
 def ack_args(group: str, ids: Sequence[str], restores: Sequence[Restore]

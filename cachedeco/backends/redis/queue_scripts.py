@@ -85,12 +85,15 @@ return redis.call('XLEN', stream)
 #: never-delivered ones, but only while no other consumer holds records: one batch in flight
 #: per queue, so that the records of one key reach ``flush`` in the order they were queued
 #: (two processes delivering two batches at once flushed a newer record before an older
-#: one, and a plain upsert kept the older). The group is created (reading from the start)
-#: the first time it is missing. KEYS[1] stream; ARGV[1] group; ARGV[2] consumer; ARGV[3]
-#: count; ARGV[4] min idle ms; ARGV[5] cursor. Returns {length, next cursor, claimed
-#: entries, new entries}.
+#: one, and a plain upsert kept the older). Before the idle ones, it claims at once what the
+#: consumers ARGV[6..] hold: the caller knows their processes gone (see
+#: :mod:`cachedeco.backends.contracts.consumers`). The group is created (reading from the
+#: start) the first time it is missing. KEYS[1] stream; ARGV[1] group; ARGV[2] consumer;
+#: ARGV[3] count; ARGV[4] min idle ms; ARGV[5] cursor. Returns {length, next cursor, claimed
+#: entries, new entries, the other consumers holding records (when new ones were looked
+#: for)}.
 WB_TAKE: Final = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0, '0-0', {}, {}} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, '0-0', {}, {}, {}} end
 local count = tonumber(ARGV[3])
 local claimed = {}
 local own = redis.pcall('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', count,
@@ -102,6 +105,21 @@ if own and not own.err and own[1] then
     else  -- deleted meanwhile: nothing to deliver, and it must not come back
       redis.call('XACK', KEYS[1], ARGV[1], entry[1])
     end
+  end
+end
+for i = 6, #ARGV do
+  local want = count - #claimed
+  if want <= 0 then break end
+  local held = redis.pcall('XPENDING', KEYS[1], ARGV[1], '-', '+', want, ARGV[i])
+  if type(held) == 'table' and held.err == nil and #held > 0 then
+    local claim = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0}
+    for _, p in ipairs(held) do claim[#claim + 1] = p[1] end
+    for _, entry in ipairs(redis.call(unpack(claim))) do
+      if entry[2] then claimed[#claimed + 1] = entry end
+    end
+  end
+  if type(held) == 'table' and held.err == nil and #held < want then  -- it holds none now
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[i])
   end
 end
 local cursor = ARGV[5]
@@ -117,18 +135,18 @@ if #claimed < count then
   for _, entry in ipairs(auto[2]) do claimed[#claimed + 1] = entry end
 end
 local fresh = {}
+local holders = {}
 if #claimed < count then
-  local held = 0
   for _, c in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1])[4] or {}) do
-    if c[1] ~= ARGV[2] then held = held + tonumber(c[2]) end
+    if c[1] ~= ARGV[2] and tonumber(c[2]) > 0 then holders[#holders + 1] = c[1] end
   end
-  if held == 0 then
+  if #holders == 0 then
     local got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', count - #claimed,
                            'STREAMS', KEYS[1], '>')
     if got then fresh = got[1][2] end
   end
 end
-return {redis.call('XLEN', KEYS[1]), cursor, claimed, fresh}
+return {redis.call('XLEN', KEYS[1]), cursor, claimed, fresh, holders}
 """
 
 #: Keep a lease: of the ids ARGV[3..], those still pending for consumer ARGV[2] get their idle

@@ -24,6 +24,7 @@ import redis.asyncio.cluster
 from redis.exceptions import NoScriptError
 
 from cachedeco.backends.base import BACKEND_ERRORS, AsyncBackend
+from cachedeco.backends.contracts.consumers import gone_here
 from cachedeco.backends.contracts.queues import (
     DeadLetter,
     NotReplicated,
@@ -105,11 +106,17 @@ class AsyncRedisQueue:
             await pipe.execute()
 
     async def take(self, consumer: str, count: int, claim_after_ms: int) -> Taken:
-        """One EVALSHA: XAUTOCLAIM, then XREADGROUP."""
+        """One EVALSHA: XAUTOCLAIM, then XREADGROUP. A second one when nothing came because
+        a consumer whose process is gone holds a batch (see ``contracts.consumers``): it
+        claims that batch at once rather than after ``claim_after``."""
         n = self.names
-        reply = await self._take(keys=[n.stream],
-                                 args=[n.group, consumer, count, claim_after_ms, self._cursor])
-        messages, length, self._cursor = parse_take(reply)
+        args: list[Any] = [n.group, consumer, count, claim_after_ms]
+        reply = await self._take(keys=[n.stream], args=[*args, self._cursor])
+        messages, length, self._cursor, holders = parse_take(reply)
+        gone = [name for name in holders if gone_here(name)]
+        if gone and not messages:
+            reply = await self._take(keys=[n.stream], args=[*args, self._cursor, *gone])
+            messages, length, self._cursor, _ = parse_take(reply)
         return messages, length
 
     async def renew(self, consumer: str, ids: Sequence[str]) -> list[str]:

@@ -25,6 +25,7 @@ import redis.cluster
 from redis.exceptions import NoScriptError
 
 from cachedeco.backends.base import BACKEND_ERRORS, Backend
+from cachedeco.backends.contracts.consumers import gone_here
 from cachedeco.backends.contracts.queues import (
     DeadLetter,
     NotReplicated,
@@ -106,11 +107,17 @@ class RedisQueue:
             pipe.execute()
 
     def take(self, consumer: str, count: int, claim_after_ms: int) -> Taken:
-        """One EVALSHA: XAUTOCLAIM, then XREADGROUP."""
+        """One EVALSHA: XAUTOCLAIM, then XREADGROUP. A second one when nothing came because
+        a consumer whose process is gone holds a batch (see ``contracts.consumers``): it
+        claims that batch at once rather than after ``claim_after``."""
         n = self.names
-        reply = self._take(keys=[n.stream],
-                                 args=[n.group, consumer, count, claim_after_ms, self._cursor])
-        messages, length, self._cursor = parse_take(reply)
+        args: list[Any] = [n.group, consumer, count, claim_after_ms]
+        reply = self._take(keys=[n.stream], args=[*args, self._cursor])
+        messages, length, self._cursor, holders = parse_take(reply)
+        gone = [name for name in holders if gone_here(name)]
+        if gone and not messages:
+            reply = self._take(keys=[n.stream], args=[*args, self._cursor, *gone])
+            messages, length, self._cursor, _ = parse_take(reply)
         return messages, length
 
     def renew(self, consumer: str, ids: Sequence[str]) -> list[str]:
