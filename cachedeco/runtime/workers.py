@@ -385,9 +385,8 @@ class Periodic:
             await asyncio.to_thread(worker.stop)
 
     def after_fork(self) -> None:
-        """In a child: its own lock (one held by the registered object that owns it is
-        renewed already), and its own thread if the parent had one."""
-        self._lock = threading.Lock()
+        """In a child: its own thread if the parent had one (its lock is new: every
+        Periodic is registered or held by a registered object)."""
         had = isinstance(self._worker, ThreadWorker)
         self._worker = None
         if had:

@@ -13,7 +13,6 @@ the data goes to would hear of none of the changes made there.
 from __future__ import annotations
 
 import inspect
-import os
 import socket
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -30,6 +29,7 @@ from cachedeco.backends.base import ConnectionOptions
 from cachedeco.backends.redis.connect import data_kwargs
 from cachedeco.backends.redis.primary_watch import PrimaryWatch
 from cachedeco.backends.redis.urls import parse_url
+from cachedeco.core.forking import redo_after_fork
 
 __all__ = ["ClusterSource", "SentinelSource", "SingleSource", "Source", "no_source",
            "source_for"]
@@ -123,13 +123,15 @@ class ClusterSource:
         self._seeds = seeds
         self._known: list[tuple[str, int]] = []
         self._kept: tuple[Any, str, int] | None = None  # connection, host, port
-        self._pid = os.getpid()  # the process ``_kept`` belongs to
+        redo_after_fork(self)
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's connection is not the child's to use."""
+        self._kept = None
 
     def primaries(self) -> dict[str, Factory]:
         """The primaries serving slots now, asked of a known primary or a startup node."""
         error: Exception | None = None
-        if self._pid != os.getpid():  # a forked child: the parent's socket is not ours
-            self._kept, self._pid = None, os.getpid()
         kept = self._kept
         candidates = dict.fromkeys(self._known + self._seeds)
         if kept is not None:

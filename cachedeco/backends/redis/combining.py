@@ -12,7 +12,6 @@ and wake together.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Sequence
 
@@ -21,6 +20,7 @@ import redis.exceptions
 
 from cachedeco.backends.base import ReadResult
 from cachedeco.backends.redis._sync.single import RedisBackend
+from cachedeco.core.forking import redo_after_fork
 from cachedeco.core.latch import Latch
 
 __all__ = ["CombiningRedisBackend", "ReadCombiner"]
@@ -55,20 +55,18 @@ class ReadCombiner:
     def __init__(self, one: ReadOne, many: ReadMany) -> None:
         self._one = one
         self._many = many
-        self._forked()
-
-    def _forked(self) -> None:
-        """Nothing in flight, in this process: a forked child has none of its parent's
-        threads, so a round trip one of them had in flight would never hand the turn on."""
-        self._pid = os.getpid()
         self._lock = threading.Lock()
+        self.after_fork()
+        redo_after_fork(self)
+
+    def after_fork(self) -> None:
+        """Nothing in flight, as in a forked child: it has none of its parent's threads, so
+        a round trip one of them had in flight would never hand the turn on."""
         self._busy = False  # a round trip is in flight (or its turn is being handed over)
         self._open: _Batch | None = None  # the batch collecting reads for the next one
 
     def read(self, key: str, tag_keys: Sequence[str]) -> ReadResult:
         """The entry at ``key`` and its tags' tokens, read after this call began."""
-        if self._pid != os.getpid():
-            self._forked()
         with self._lock:
             if not self._busy:
                 self._busy = True
