@@ -45,6 +45,17 @@ local function restore(key, marker, soft, px, fresh, tomb, older)
 end
 """
 
+#: A Lua function for the scripts that end a consumer's hold: ``forget(consumer)`` removes
+#: ``consumer`` from the group (KEYS[1] stream, ARGV[1] group) when it holds nothing.
+_FORGET_FN: Final = """
+local function forget(consumer)
+  local held = redis.pcall('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, consumer)
+  if type(held) == 'table' and held.err == nil and #held == 0 then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], consumer)
+  end
+end
+"""
+
 #: Store the record as the cache entry (unconditionally, as write-through does) and queue it.
 #: KEYS[1] entry, KEYS[2..#KEYS-1] tag keys, KEYS[#KEYS] stream.
 #: ARGV[1] "-" to store, else a tombstone marker to leave instead; ARGV[2] header up to the tag
@@ -92,7 +103,7 @@ return redis.call('XLEN', stream)
 #: ARGV[3] count; ARGV[4] min idle ms; ARGV[5] cursor. Returns {length, next cursor, claimed
 #: entries, new entries, the other consumers holding records (when new ones were looked
 #: for)}.
-WB_TAKE: Final = """
+WB_TAKE: Final = _FORGET_FN + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0, '0-0', {}, {}, {}} end
 local count = tonumber(ARGV[3])
 local claimed = {}
@@ -118,9 +129,7 @@ for i = 6, #ARGV do
       if entry[2] then claimed[#claimed + 1] = entry end
     end
   end
-  if type(held) == 'table' and held.err == nil and #held < want then  -- it holds none now
-    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[i])
-  end
+  forget(ARGV[i])
 end
 local cursor = ARGV[5]
 if #claimed < count then
@@ -250,7 +259,7 @@ return #dead
 #: Give records back (an interrupted delivery): those of ids ARGV[4..] still pending for
 #: consumer ARGV[2] are marked idle for ARGV[3] ms, so the next take claims them at once; a
 #: consumer left with nothing pending is removed from the group. KEYS[1] stream; ARGV[1] group.
-WB_RELEASE: Final = """
+WB_RELEASE: Final = _FORGET_FN + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local claim = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0}
 for i = 4, #ARGV do
@@ -263,9 +272,6 @@ if #claim > 5 then
   claim[#claim + 1] = 'JUSTID'
   redis.call(unpack(claim))
 end
-local held = redis.pcall('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
-if type(held) == 'table' and held.err == nil and #held == 0 then
-  redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
-end
+forget(ARGV[2])
 return #claim - 5
 """
