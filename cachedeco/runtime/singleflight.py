@@ -163,8 +163,7 @@ class Flights:
 
     def after_fork(self) -> None:
         """Empty, as in a forked child: the loads and reads under way were the parent's
-        threads', which would never land there (its callers would wait ``lock_timeout``),
-        and the parent's lock."""
+        threads', which would never land there (its callers would wait ``lock_timeout``)."""
         self._flights: dict[str, Flight] = {}
         self._reads: dict[str, Read] = {}
         #: background refreshes spawned and not ended, by key: when (monotonic)
