@@ -101,8 +101,9 @@ class Registry(Invalidation):
 
     def after_fork(self) -> None:
         """In a child: its first binding there starts the services (its parent's started
-        them for the parent only: the child has none of its threads)."""
-        self._in_use = -1
+        them for the parent only: the child has none of its threads, nor a close() one of
+        them had under way)."""
+        self._in_use, self._closing = -1, 0
 
     # -- settings ---------------------------------------------------------------------------
 

@@ -6,6 +6,8 @@ again, which started every background worker anew after the close, polling Redis
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -83,3 +85,51 @@ def test_a_registry_closed_twice_from_asyncio_stays_closed(fresh_redis: Server,
     asyncio.run(main())
     assert _silent(fresh_redis) == {}
     poll(lambda: _workers() == before, timeout=5.0)
+
+
+CLOSING_AT_FORK = """
+import os, sys, threading, warnings
+warnings.simplefilter("ignore")  # fork() of a threaded process warns on Python 3.12+
+import cachedeco
+
+url, prefix = sys.argv[1:3]
+reg = cachedeco.Registry(url, prefix=prefix, stats_interval=0)
+inside, release = threading.Event(), threading.Event()
+
+def flush(records):
+    inside.set()
+    release.wait(10)
+
+@reg.write_behind(key="cf:{n}", flush=flush, flush_interval=3600)
+def record(n: int) -> dict:
+    return {"n": n}
+
+record(1)
+closing = threading.Thread(target=reg.close)
+closing.start()
+assert inside.wait(10)  # another thread is inside close() at the fork
+pid = os.fork()
+if pid == 0:
+    @reg.cached(ttl=60, key="cg:{x}")
+    def get(x: int) -> int:
+        return x
+
+    get(1)  # the child's first binding: its services start
+    print(sorted(t.name for t in threading.enumerate() if t.name.startswith("cachedeco")),
+          flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+release.set()
+closing.join()
+"""
+
+
+def test_a_child_forked_while_its_parent_closed_the_registry_starts_its_services(
+        redis_url: str, prefix: str) -> None:
+    """A close() under way in another thread at the fork is not the child's: its bindings
+    there start the services as in any child (they started none: the child had inherited
+    the count of closes under way, which no thread of it would ever end)."""
+    done = subprocess.run([sys.executable, "-c", CLOSING_AT_FORK, redis_url, prefix],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "cachedeco-write-behind:__main__.record" in done.stdout, done.stdout + done.stderr
