@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from cachedeco.core.forking import redo_after_fork
 from cachedeco.errors import ConfigurationError
@@ -27,6 +28,9 @@ __all__ = ["LEASE", "Spool", "open_spool"]
 
 LEASE: Final = 10.0  # seconds after which an owner on another host that stays silent is gone
 _TIMEOUT: Final = 5.0  # seconds a writer waits for SQLite's lock
+_POLL: Final = 0.001  # seconds between two tries for it (on average: jittered)
+_INHERITED: list[sqlite3.Connection] = []  # a forked child's copies of its parent's connections
+_T = TypeVar("_T")
 _OPENING = threading.Lock()  # one connection made at a time (made anew in a forked child)
 
 
@@ -66,22 +70,49 @@ def open_spool(path: object) -> Spool:
     return spool
 
 
-def _into_wal(conn: sqlite3.Connection) -> None:
-    """Put the file in WAL mode (it stays so: later connections find it done). Switching
-    needs the file to itself, and SQLite answers "database is locked" at once, without its
-    busy wait, while another connection holds a write lock on it (another worker creating the
-    tables): so workers that open a new spool at the same moment try again, up to _TIMEOUT."""
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite refused because another connection holds the lock."""
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _retrying(attempt: Callable[[], _T]) -> _T:
+    """``attempt()``, tried again every millisecond or so while another connection holds the
+    lock, for up to _TIMEOUT. Our own wait rather than SQLite's: its busy handler backs off
+    to sleeps of 100 ms, and under load a process that sleeps that long can lose every turn
+    to the others for seconds (its callers then fail); polling this often, each process gets
+    its turn soon after the lock is free."""
     deadline = time.monotonic() + _TIMEOUT
     while True:
         try:
-            if str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower() == "wal":
-                return
+            return attempt()
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
+            if not _busy(exc) or time.monotonic() > deadline:
                 raise
-        if time.monotonic() > deadline:
+        time.sleep(_POLL * (0.5 + random.random()))
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction: the write lock taken at once (``BEGIN IMMEDIATE``, waited for
+    by :func:`_retrying`), committed at the end, rolled back on an error."""
+    _retrying(lambda: conn.execute("BEGIN IMMEDIATE"))
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _into_wal(conn: sqlite3.Connection) -> None:
+    """Put the file in WAL mode (it stays so: later connections find it done). Switching
+    needs the file to itself: while another connection holds a lock on it (another worker
+    creating the tables), SQLite says so, and this tries again."""
+    def switch() -> None:
+        if str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower() != "wal":
             raise sqlite3.OperationalError("database is locked: could not switch to WAL mode")
-        time.sleep(0.005)
+
+    _retrying(switch)
 
 
 def _alive(pid: int) -> bool:
@@ -95,6 +126,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
+_Row = tuple[str, str, str, bytes, bool]  # prefix, backend, ident, body, replace
+
+
+class _Batch:
+    """Rows that one transaction adds, and what came of it."""
+
+    __slots__ = ("done", "error", "ids", "rows")
+
+    def __init__(self) -> None:
+        self.rows: list[_Row] = []
+        self.ids: list[int] = []
+        self.error: BaseException | None = None
+        self.done = False
+
+
 class Spool:
     """One spool file, shared by the registries and processes that name it."""
 
@@ -102,18 +148,28 @@ class Spool:
         self.path = path
         self.host = socket.gethostname()
         self._lock = threading.Lock()  # over the connection; this process's
-        self._conn: tuple[int, sqlite3.Connection] | None = None
-        self._owner = (0, "")
-        redo_after_fork(self)  # a lock of its own in a child; the connection is opened
-        # again at its first use there (its pid differs)
+        self._conn: sqlite3.Connection | None = None
+        self.owner = self._name()  # this process's owner name
+        self._group = threading.Condition()  # over the rows waiting to be added together
+        self._filling: _Batch | None = None  # the rows that the next transaction adds
+        self._writing = False  # whether a thread is adding a batch
+        redo_after_fork(self)
 
-    @property
-    def owner(self) -> str:
-        """This process's owner name (a forked child gets its own)."""
-        pid = os.getpid()
-        if self._owner[0] != pid:
-            self._owner = (pid, f"{self.host}:{pid}:{os.urandom(4).hex()}")
-        return self._owner[1]
+    def _name(self) -> str:
+        return f"{self.host}:{os.getpid()}:{os.urandom(4).hex()}"
+
+    def after_fork(self) -> None:
+        """A child is an owner of its own, with its own connection, opened at its first use:
+        its parent's stays open there, never used (SQLite's connections do not cross a fork,
+        and closing that copy could touch the file's locks), and rows its parent's threads
+        were adding are theirs."""
+        if self._conn is not None:
+            _INHERITED.append(self._conn)
+        self._conn = None
+        self.owner = self._name()
+        self._group = threading.Condition()
+        self._filling = None
+        self._writing = False
 
     @contextlib.contextmanager
     def _using(self) -> Iterator[sqlite3.Connection]:
@@ -129,58 +185,77 @@ class Spool:
             return self._connect()
 
     def _connect(self) -> sqlite3.Connection:
-        """The connection (lock held), opened when this process has none."""
-        pid = os.getpid()
-        if self._conn is not None and self._conn[0] == pid:
-            return self._conn[1]
+        """The connection (lock held), opened when this process has none. SQLite's own busy
+        wait is off (``timeout=0``): :func:`_retrying` waits instead."""
+        if self._conn is not None:
+            return self._conn
         with _OPENING:
-            conn = sqlite3.connect(self.path, timeout=_TIMEOUT, isolation_level=None,
+            conn = sqlite3.connect(self.path, timeout=0, isolation_level=None,
                                    check_same_thread=False)
             _into_wal(conn)
             conn.execute("PRAGMA synchronous=FULL")
-            for statement in _SCHEMA:
-                conn.execute(statement)
-        self._conn = (pid, conn)
+            _retrying(lambda: [conn.execute(statement) for statement in _SCHEMA])
+        self._conn = conn
         return conn
 
     def add(self, prefix: str, backend: str, ident: str, body: bytes, replace: bool) -> int:
         """Keep one change (replacing this owner's pending one with the same ``ident`` when
-        ``replace``); return its row id. Durable when this returns (``synchronous=FULL``)."""
-        owner = self.owner
-        with self._using() as conn:
-            conn.execute("BEGIN IMMEDIATE")
+        ``replace``); return its row id. Durable when this returns (``synchronous=FULL``).
+
+        Group commit: the rows that this process's threads add while a transaction is under
+        way wait for it, then go in the next one together (one lock and one sync for them
+        all, where each would wait for the lock and sync on its own)."""
+        with self._group:
+            batch = self._filling
+            if batch is None:
+                batch = self._filling = _Batch()
+            index = len(batch.rows)
+            batch.rows.append((prefix, backend, ident, body, replace))
+            while self._writing and not batch.done:
+                self._group.wait()
+            lead = not batch.done
+            if lead:
+                self._writing, self._filling = True, None
+        if lead:
             try:
-                self._seen(conn, owner)
+                batch.ids = self._insert(batch.rows)
+            except BaseException as exc:
+                batch.error = exc
+            finally:
+                with self._group:
+                    batch.done, self._writing = True, False
+                    self._group.notify_all()
+        if batch.error is not None:
+            raise batch.error  # in every thread of the batch, as a Future's result() does
+        return batch.ids[index]
+
+    def _insert(self, rows: list[_Row]) -> list[int]:
+        """Add ``rows`` in one transaction; their ids, in order."""
+        owner, ids = self.owner, []
+        with self._using() as conn, _transaction(conn):
+            self._seen(conn, owner)
+            for prefix, backend, ident, body, replace in rows:
                 if replace:
                     conn.execute("DELETE FROM changes WHERE owner = ? AND ident = ?",
                                  (owner, ident))
                 row = conn.execute(
                     "INSERT INTO changes (owner, prefix, backend, ident, body) "
                     "VALUES (?, ?, ?, ?, ?)", (owner, prefix, backend, ident, body)).lastrowid
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        assert row is not None
-        return row
+                assert row is not None
+                ids.append(row)
+        return ids
 
     def done(self, rows: Iterable[int]) -> None:
-        """Forget changes that landed."""
+        """Forget changes that landed (one transaction, one sync, for the lot)."""
         ids = [(row,) for row in rows]
         if not ids:
             return
-        with self._using() as conn:
-            conn.execute("BEGIN IMMEDIATE")  # one transaction (one sync) for the lot
-            try:
-                conn.executemany("DELETE FROM changes WHERE id = ?", ids)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with self._using() as conn, _transaction(conn):
+            conn.executemany("DELETE FROM changes WHERE id = ?", ids)
 
     def heartbeat(self) -> None:
         """Show that this owner lives (its rows are not taken over meanwhile)."""
-        with self._using() as conn:
+        with self._using() as conn, _transaction(conn):
             self._seen(conn, self.owner)
 
     def _seen(self, conn: sqlite3.Connection, owner: str) -> None:
@@ -195,12 +270,12 @@ class Spool:
         names = sorted(set(backends))
         marks = ",".join("?" * len(names))
         with self._using() as conn:
-            others = conn.execute("SELECT 1 FROM changes WHERE prefix = ? AND owner != ? LIMIT 1",
-                                  (prefix, owner)).fetchone()
+            others = _retrying(lambda: conn.execute(
+                "SELECT 1 FROM changes WHERE prefix = ? AND owner != ? LIMIT 1",
+                (prefix, owner)).fetchone())
             if others is None:  # the usual case: nothing to look at, and no write lock taken
                 return []
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with _transaction(conn):
                 self._seen(conn, owner)  # listed as living: what it takes stays its own
                 gone = self._gone(conn, owner)
                 rows = conn.execute(
@@ -209,10 +284,6 @@ class Spool:
                 taken = [(row, body) for row, who, body in rows if who in gone]
                 conn.executemany("UPDATE changes SET owner = ? WHERE id = ?",
                                  [(owner, row) for row, _ in taken])
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
         return taken
 
     def _gone(self, conn: sqlite3.Connection, me: str) -> set[str]:
@@ -231,7 +302,7 @@ class Spool:
 
     def release(self) -> None:
         """This owner stops (a registry closed): its rows may be taken over at once."""
-        with self._using() as conn:
+        with self._using() as conn, _transaction(conn):
             conn.execute("DELETE FROM owners WHERE owner = ?", (self.owner,))
 
     def close(self) -> None:
@@ -239,5 +310,5 @@ class Spool:
         another)."""
         with self._lock:
             conn, self._conn = self._conn, None
-            if conn is not None and conn[0] == os.getpid():
-                conn[1].close()
+            if conn is not None:
+                conn.close()

@@ -330,7 +330,7 @@ import os, signal, sys, threading, warnings
 warnings.simplefilter("ignore")  # fork() of a threaded process warns on Python 3.12+
 from cachedeco.runtime import spool as spool_module
 spool = spool_module.open_spool(sys.argv[1])
-for hold in (lambda: spool._using(), lambda: spool_module._OPENING):
+for hold in (lambda: spool._using(), lambda: spool_module._OPENING, lambda: spool._group):
     held, release = threading.Event(), threading.Event()
     def holder():
         with hold():
@@ -355,7 +355,7 @@ def test_a_child_forked_while_a_thread_holds_a_spool_lock_uses_the_spool(
         tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", FORKED, str(tmp_path / "spool.db")],
                           capture_output=True, text=True, timeout=60, check=False)
-    assert done.stdout.split() == ["0", "0"], done.stdout + done.stderr
+    assert done.stdout.split() == ["0", "0", "0"], done.stdout + done.stderr
 
 
 def test_a_registry_wide_fault_names_no_function(caplog: pytest.LogCaptureFixture) -> None:

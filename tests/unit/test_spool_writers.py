@@ -1,0 +1,119 @@
+"""The spool under many writers: the rows a process's threads add while a transaction is
+under way go in the next one together (one lock, one sync), several rows of one ident in
+such a batch keep only the last, and writers of several processes all get their turn."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from cachedeco.runtime.spool import Spool, open_spool
+
+
+def _commits(spool: Spool) -> list[str]:
+    """The COMMITs of ``spool``'s connection from now on."""
+    seen: list[str] = []
+    spool.connection().set_trace_callback(
+        lambda statement: seen.append(statement) if statement == "COMMIT" else None)
+    return seen
+
+
+def _wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "the writers never queued"
+        time.sleep(0.001)
+
+
+@contextlib.contextmanager
+def _file_held(path: Path) -> Iterator[None]:
+    """Another connection holds the file's write lock until the block ends."""
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+
+
+def test_rows_added_while_the_file_is_busy_go_in_one_transaction(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    spool = open_spool(path)
+    commits = _commits(spool)
+    ids: list[int] = []
+    writers = [threading.Thread(target=lambda n=n: ids.append(
+        spool.add("p", "default", f"drop\x00default\x00k{n}", b"x", replace=True)))
+        for n in range(16)]
+    with _file_held(path):
+        for thread in writers:
+            thread.start()
+        _wait_for(lambda: spool._filling is not None and len(spool._filling.rows) == 15)
+    for thread in writers:
+        thread.join()
+    assert sorted(ids) == list(range(1, 17))  # each thread its own row
+    assert len(commits) == 2  # the first writer's own, then the 15 that queued behind it
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM changes").fetchone()[0] == 16
+    spool.close()
+
+
+def test_a_batch_keeps_the_last_of_the_rows_that_replace_one_another(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    spool = open_spool(path)
+    queued = [lambda: spool._writing, lambda: spool._filling is not None
+              and len(spool._filling.rows) == 1, lambda: spool._filling is not None
+              and len(spool._filling.rows) == 2]
+    rows = [("first", b"0"), ("same", b"older"), ("same", b"newer")]
+    writers = [threading.Thread(target=spool.add, args=("p", "default", ident, body, True))
+               for ident, body in rows]
+    with _file_held(path):
+        for thread, ready in zip(writers, queued, strict=True):
+            thread.start()  # one after another, in this order, into the batch
+            _wait_for(ready)
+    for thread in writers:
+        thread.join()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        held = conn.execute("SELECT ident, body FROM changes ORDER BY id").fetchall()
+    assert held == [("first", b"0"), ("same", b"newer")]
+    spool.close()
+
+
+WRITER = """
+import sys, threading
+from cachedeco.runtime.spool import open_spool
+spool = open_spool(sys.argv[1])
+errors = []
+def write(n):
+    for i in range(int(sys.argv[3])):
+        try:
+            spool.add("p", "default", f"{sys.argv[2]}-{n}-{i}", b"x" * 200, replace=False)
+        except Exception as exc:
+            errors.append(repr(exc))
+threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(len(errors), errors[:1])
+"""
+
+
+def test_writers_of_several_processes_all_get_their_turn(tmp_path: Path) -> None:
+    # SQLite's own busy wait backs off to sleeps of 100 ms: with four processes writing
+    # without a pause, one of them could lose every turn for the 5 s it waits, and fail.
+    path = tmp_path / "spool.db"
+    open_spool(path).close()
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(n), "150"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for n in range(4)]
+    outputs = [writer.communicate(timeout=120) for writer in writers]
+    assert [out.split()[0] if out else err for out, err in outputs] == ["0"] * 4, outputs
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM changes").fetchone()[0] == 4 * 8 * 150
