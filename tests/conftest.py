@@ -23,6 +23,7 @@ from tests.support.fixtures import (
     sentinel_primary,
     sentinel_url,
 )
+from tests.support.leaks import no_leaked_threads, shared_threads
 
 __all__ = [
     "_sentinel_deployment",
@@ -36,6 +37,7 @@ __all__ = [
     "fresh_redis",
     "fresh_sentinel",
     "make_registry",
+    "no_leaked_threads",
     "prefix",
     "pytest_generate_tests",
     "redis_client",
@@ -44,6 +46,7 @@ __all__ = [
     "sentinel_ports",
     "sentinel_primary",
     "sentinel_url",
+    "shared_threads",
 ]
 
 # Property tests judge correctness, not speed: on a loaded 2-core machine generating examples

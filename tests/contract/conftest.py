@@ -77,6 +77,12 @@ class _SyncClients:
         return Registry(where)  # sentinel: the backend a URL makes
 
 
+@pytest.fixture
+def shared_threads() -> frozenset[str]:
+    """The Sentinel registry of :class:`_SyncClients` lives for the session, watching."""
+    return frozenset({"cachedeco-primary-watch", "cachedeco-sentinel-push"})
+
+
 @pytest.fixture(scope="session")
 def _sync_clients() -> Iterator[_SyncClients]:
     clients = _SyncClients()

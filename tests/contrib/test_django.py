@@ -53,6 +53,12 @@ def project(redis_url: str) -> Iterator[None]:
 
 
 @pytest.fixture
+def shared_threads() -> frozenset[str]:
+    """The default registry runs for the module (closed after it)."""
+    return frozenset({"cachedeco-lineage:lineage", "cachedeco-report:stats"})
+
+
+@pytest.fixture
 def loads() -> list[int]:
     from tests.contrib.djangoapp.views import LOADS
 

@@ -48,9 +48,11 @@ API_NAMES = [
 
 @pytest.fixture
 def default_registry() -> Iterator[Registry]:
-    """The default registry, put back to its defaults (memory://) after the test."""
+    """The default registry, put back to its defaults (memory://) and closed after the
+    test."""
     yield cachedeco.registry
     cachedeco.configure("memory://")
+    cachedeco.registry.close()
 
 
 # --- the public surface ----------------------------------------------------------------------
@@ -265,6 +267,7 @@ async def test_sync_client_only_refuses_async_functions() -> None:
     assert "async" in str(info.value).lower()
     with pytest.raises(ConfigurationError, match=r"(?i)sync"):
         await reg.ainvalidate_tags("t")
+    reg.close()
     client.close()
 
 
@@ -292,12 +295,13 @@ async def test_async_client_only_refuses_sync_functions() -> None:
 async def test_real_client_flavours_are_checked_before_any_io() -> None:
     sync_client = redis.Redis(host="127.0.0.1", port=1)
     async_client = redis.asyncio.Redis(host="127.0.0.1", port=1)
+    on_sync, on_async = Registry(sync_client), Registry(async_client)
 
-    @cached(registry=Registry(sync_client))
+    @cached(registry=on_sync)
     async def a(x: int) -> int:
         return x
 
-    @cached(registry=Registry(async_client))
+    @cached(registry=on_async)
     def s(x: int) -> int:
         return x
 
@@ -305,6 +309,8 @@ async def test_real_client_flavours_are_checked_before_any_io() -> None:
         await a(1)
     with pytest.raises(ConfigurationError, match="asyncio client"):
         s(1)
+    on_sync.close()
+    await on_async.aclose()
     sync_client.close()
     await async_client.aclose()
 
