@@ -25,7 +25,7 @@ TREES = ("cachedeco", "tests")
 #: Names whose asyncio form is the sync name with an ``a`` in front.
 A_NAMES = (
     "aacquire", "abackend", "acancel_lost", "aclear", "aclient", "aclose", "adead_letters",
-    "acollected", "adrain", "afinal", "ahere",
+    "acollected", "adrain", "adrop", "afinal", "ahere", "ainvalidate", "akeep", "akeep_drops",
     "aflush", "ahand_over", "ainvalidate_pattern", "ainvalidate_tags", "aiter", "ajoin_flight",
     "akeep_alive", "alock", "amake_registry", "anext", "aowner", "apush", "aqueue", "arelease",
     "areplay_dead_letters", "aschedule", "asend_packed", "asleep", "aspawn", "astop",

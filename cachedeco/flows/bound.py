@@ -149,6 +149,11 @@ class Bound:
         self.recovery.drop(self.slot.name, keys, self.policy.hard_ms, exc,
                            family=(self.fn_tag, self.tag_px))
 
+    async def akeep_drops(self, keys: Sequence[str], exc: BaseException | None) -> None:
+        """The asyncio form of :meth:`keep_drops` (the spool written in a thread)."""
+        await self.recovery.adrop(self.slot.name, keys, self.policy.hard_ms, exc,
+                                  family=(self.fn_tag, self.tag_px))
+
     def unsettled(self, keys: Sequence[str], tag_keys: Sequence[str] = ()) -> None:
         """A change of these entries (and tags) whose caller was cancelled on the way: whether
         it landed is not known, so auto-recovery makes it again (no outage begins: the

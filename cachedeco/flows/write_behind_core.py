@@ -191,6 +191,17 @@ class WriteBehindCore:
         keep it in the registry's spool, delivered once the backend is back (this process
         does not serve its entry from the backend meanwhile), or, without a spool, raise
         BackendError: a call that returns never loses its record."""
+        bound.recovery.keep([self._kept(bound, guard, item, exc)], exc)
+
+    async def akeep(self, bound: Bound, guard: Guard, item: Push, exc: BaseException | None
+                    ) -> None:
+        """The asyncio form of :meth:`keep` (the spool written in a thread)."""
+        await bound.recovery.akeep([self._kept(bound, guard, item, exc)], exc)
+
+    def _kept(self, bound: Bound, guard: Guard, item: Push, exc: BaseException | None
+              ) -> Change:
+        """The change that keeps a record the backend cannot take, counted; BackendError
+        without a spool."""
         if bound.recovery.spool is None:
             hint = "the write-behind record was not queued (a registry spool= keeps records "
             hint += "while the backend is unreachable)"
@@ -206,8 +217,8 @@ class WriteBehindCore:
         self.counters.write_behind_pending += 1  # waiting in the spool (a drain recounts)
         self.queued_here = True  # its own record: this process delivers it, forked or not
         px = item.write.px if item.write is not None else item.tomb_px
-        bound.recovery.keep([Change(bound.slot.name, RECORD, item.key, px, function=self.name,
-                                    names=bound.keyspace.queue(self.name), push=item)], exc)
+        return Change(bound.slot.name, RECORD, item.key, px, function=self.name,
+                      names=bound.keyspace.queue(self.name), push=item)
 
     def hand_over(self, record: Any) -> None:
         """Caching is switched off: deliver one record to ``flush`` now (from a sync call)."""

@@ -78,8 +78,12 @@ class Invalidation:
     async def ainvalidate_tags(self, *tags: str, backend: str = "default") -> None:
         """The asyncio form of [`invalidate_tags`][cachedeco.Registry.invalidate_tags]: the
         same arguments."""
-        keys = self._to_send(tags, backend)
+        keys = self._counted(tags, backend)
         if not keys:
+            return
+        if self._breakers[backend].open():  # straight to auto-recovery
+            await self.recovery.ainvalidate(backend, keys, self._tag_px(), None)
+            self._guards[backend].kept(None, action="invalidate tags")
             return
         try:
             await self.slot(backend).abackend().invalidate_tags(keys, new_tag_token(True),
@@ -87,7 +91,7 @@ class Invalidation:
             self._breakers[backend].success()
             self.recovery.recent.note(backend, TAGS, keys, self._tag_px())
         except BACKEND_ERRORS as exc:
-            self.recovery.invalidate(backend, keys, self._tag_px(), exc)
+            await self.recovery.ainvalidate(backend, keys, self._tag_px(), exc)
             self._guards[backend].kept(exc, action="invalidate tags")
         except BaseException as exc:
             if not isinstance(exc, Exception):  # cancelled on the way: made again
@@ -95,23 +99,25 @@ class Invalidation:
             raise
 
     def _to_send(self, tags: tuple[str, ...], backend: str) -> list[str]:
-        """The tag keys an invalidation sends now (checked and counted); none when caching is
-        off, or when the backend's breaker is open and the change went to auto-recovery."""
+        """The tag keys an invalidation sends now (see :meth:`_counted`); none when the
+        backend's breaker is open: the change went to auto-recovery."""
+        keys = self._counted(tags, backend)
+        if not keys or not self._breakers[backend].open():
+            return keys
+        self.recovery.invalidate(backend, keys, self._tag_px(), None)
+        self._guards[backend].kept(None, action="invalidate tags")
+        return []
+
+    def _counted(self, tags: tuple[str, ...], backend: str) -> list[str]:
+        """The tag keys of an invalidation (checked and counted); none when caching is off.
+        The backend is looked up (an unknown name is an error) and the registry in use."""
         keys = self._tag_keys(tags)
         if not keys or not self.enabled:
             return []
         self._stats.invalidations += 1
-        return [] if self._skipped(backend, keys) else keys
-
-    def _skipped(self, backend: str, keys: list[str]) -> bool:
-        """While the backend's breaker is open, an invalidation goes to auto-recovery."""
         self.slot(backend)
         self.recovery.ensure()  # the registry is in use: what a spool holds is delivered
-        if not self._breakers[backend].open():
-            return False
-        self.recovery.invalidate(backend, keys, self._tag_px(), None)
-        self._guards[backend].kept(None, action="invalidate tags")
-        return True
+        return keys
 
     def _tag_keys(self, tags: tuple[str, ...]) -> list[str]:
         check_tags(tags)

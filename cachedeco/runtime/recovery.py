@@ -15,56 +15,43 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
+import functools
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from typing import Final, Protocol
+from collections.abc import Callable, Sequence
 
-from cachedeco.backends.base import BACKEND_ERRORS
-from cachedeco.backends.open import BackendSlot
 from cachedeco.core.forking import redo_after_fork
 from cachedeco.core.keyspace import KeySpace
 from cachedeco.core.stats import Stats
-from cachedeco.errors import CacheError
+from cachedeco.runtime.attempts import Attempts, Host
 from cachedeco.runtime.bounds import Merge, bound
 from cachedeco.runtime.changes import (
     DROP,
     EVERY,
-    RECORD,
     TAGS,
     Change,
     Outage,
-    aapply,
-    apply,
-    next_run,
 )
-from cachedeco.runtime.guard import Breaker, LogLimit
+from cachedeco.runtime.guard import LogLimit
 from cachedeco.runtime.held import Held, unserved
 from cachedeco.runtime.reach import Reach
 from cachedeco.runtime.recent import RecentChanges
 from cachedeco.runtime.retrying import Retrying
 from cachedeco.runtime.spool import Spool
-from cachedeco.runtime.spooling import forget, keep_in_spool, readable, replace_in_spool
+from cachedeco.runtime.spooling import (
+    akeep_in_spool,
+    forget,
+    keep_in_spool,
+    readable,
+    replace_in_spool,
+)
 
 __all__ = ["Host", "Recovery"]
 
 logger = logging.getLogger("cachedeco")
-RUN: Final = 500  # the most drops and tags, or records, sent in one round trip
 
 
-class Host(Protocol):
-    """What recovery needs of its registry."""
-    prefix: str
-    tag_ttl: float
-
-    def slot(self, name: str) -> BackendSlot: ...
-    def breaker(self, name: str) -> Breaker: ...
-    def backend_names(self) -> list[str]: ...
-    def wake(self, function: str) -> None: ...
-
-
-class Recovery:
+class Recovery(Attempts):
     """One registry's pending changes, their worker and their spool."""
 
     def __init__(self, stats: Stats, host: Callable[[], Host | None]) -> None:
@@ -113,10 +100,22 @@ class Recovery:
         self.keep([Change(backend, DROP, key, px, family=tag, family_px=tag_px)
                    for key in keys], exc, failed=failed)
 
+    async def adrop(self, backend: str, keys: Sequence[str], px: int,
+                    exc: BaseException | None, family: tuple[str, int] | None = None) -> None:
+        """The asyncio form of :meth:`drop` (see :meth:`akeep`)."""
+        tag, tag_px = family or ("", 0)
+        await self.akeep([Change(backend, DROP, key, px, family=tag, family_px=tag_px)
+                          for key in keys], exc)
+
     def invalidate(self, backend: str, tag_keys: Sequence[str], px: int,
                    exc: BaseException | None, *, failed: bool = True) -> None:
         """Keep the invalidation of tags that could not reach ``backend`` (see :meth:`keep`)."""
         self.keep([Change(backend, TAGS, tag, px) for tag in tag_keys], exc, failed=failed)
+
+    async def ainvalidate(self, backend: str, tag_keys: Sequence[str], px: int,
+                          exc: BaseException | None) -> None:
+        """The asyncio form of :meth:`invalidate` (see :meth:`akeep`)."""
+        await self.akeep([Change(backend, TAGS, tag, px) for tag in tag_keys], exc)
 
     def replay(self, backend: str, since: float | None = None) -> None:
         """The changes that reached ``backend`` lately (or since ``since``, monotonic) may be
@@ -148,10 +147,25 @@ class Recovery:
         host = self._host()
         if host is None or not self.active or not changes:
             return
+        if self.spool is not None:
+            keep_in_spool(self.spool, host.prefix, changes, self._spool_log)
+        self._queue(host, changes, exc, failed)
+
+    async def akeep(self, changes: Sequence[Change], exc: BaseException | None, *,
+                    failed: bool = True) -> None:
+        """The asyncio form of :meth:`keep`: the spool's write runs in a thread, the event
+        loop going on meanwhile (:func:`~cachedeco.runtime.spooling.akeep_in_spool`)."""
+        host, spool = self._host(), self.spool
+        if host is None or not self.active or not changes or spool is None:
+            self.keep(changes, exc, failed=failed)
+            return
+        await akeep_in_spool(spool, host.prefix, changes, self._spool_log,
+                             functools.partial(self._queue, host, changes, exc, failed))
+
+    def _queue(self, host: Host, changes: Sequence[Change], exc: BaseException | None,
+               failed: bool) -> None:
+        """Keep ``changes`` in memory (after the spool), then wake the worker."""
         backend = changes[0].backend
-        for change in changes:
-            if self.spool is not None and change.on_entries:
-                keep_in_spool(self.spool, host.prefix, change, self._spool_log)
         theirs: list[Change] = []  # replaced changes another spool keeps
         merges: list[Merge] = []
         with self._lock:
@@ -224,118 +238,10 @@ class Recovery:
         if self._worker.thread is None and self._host() is not None:
             self._worker.start()
 
-    def _runs(self, host: Host, sync: bool) -> Iterator[tuple[str, BackendSlot]]:
-        """The backends with changes waiting that this flavour of worker serves."""
-        for name in list(self._queues):
-            try:
-                slot = host.slot(name)
-            except CacheError:  # the backend is gone after configure(): nothing to reach
-                self._forget(name)
-                continue
-            if ("sync" in slot.flavours) == sync:
-                yield name, slot
-
-    def attempt(self, urgent: bool = False) -> int:
-        """Apply what waits, backend by backend, until one fails; return how many changes
-        wait, an outage whose end is not said yet counting one (``urgent``: drops and tag
-        invalidations only, :meth:`hurry`)."""
-        host = self._host()
-        if host is None:
-            return 0
-        with contextlib.nullcontext() if urgent else self._attempting:
-            for name, slot in self._runs(host, sync=True):
-                backend = slot.backend()
-                while run := self._head(name, urgent):
-                    moves = slot.moves
-                    try:
-                        apply(backend, run)
-                    except BACKEND_ERRORS:
-                        break
-                    self._landed(host, name, run, slot, moves)
-                self._ended(host, name)
-        return sum(len(q) or 1 for q in list(self._queues.values()))
-
-    async def aattempt(self, urgent: bool = False) -> int:
-        """The asyncio form of :meth:`attempt`, for backends given an asyncio client only."""
-        host = self._host()
-        if host is None:
-            return 0
-        mine = list(self._runs(host, sync=False))
-        for name, slot in mine:
-            backend = slot.abackend()
-            while run := self._head(name, urgent):
-                moves = slot.moves
-                try:
-                    await aapply(backend, run)
-                except BACKEND_ERRORS:
-                    break
-                self._landed(host, name, run, slot, moves)
-            self._ended(host, name)
-        return sum(len(q) or 1 for name, _ in mine  # empty: its outage's end is not said yet
-                   if (q := self._queues.get(name)) is not None)
-
-    def _head(self, name: str, urgent: bool = False) -> list[Change]:
-        """What goes out next to a backend (:func:`~cachedeco.runtime.changes.next_run`):
-        drops and tag invalidations first, then records (not when ``urgent``), many at once."""
-        with self._lock:
-            queue = self._queues.get(name)
-            run = next_run(queue.values(), RUN) if queue else []
-        return [] if urgent and run and run[0].kind == RECORD else run
-
     def hurry(self, backend: str) -> None:
         """``backend`` answers again: its drops go now (:meth:`.Retrying.hurry`)."""
         if self.pending and backend in self._queues and (host := self._host()) is not None:
             self._worker.hurry("sync" in host.slot(backend).flavours)
-
-    def _landed(self, host: Host, name: str, run: list[Change], slot: BackendSlot,
-                moves: int) -> None:
-        """Forget changes that landed (unless a newer one replaced them meanwhile). If the
-        primary moved while they were sent (``moves``: the slot's count before), they may
-        have reached the old one (restarted empty, say, before its REPLICAOF): noted first,
-        then looked at, so that either the move's replay takes them or this one does."""
-        with self._lock:
-            queue = self._queues.get(name) or collections.OrderedDict()
-            done = [c for c in run if queue.get(c.ident) is c]
-            for change in done:
-                del queue[change.ident]
-                self._held.let_go(change)
-            self._count()
-            outage = self._outages.get(name)
-            if outage is not None:
-                outage.landed.update(c.kind for c in done)
-        self.stats.recoveries_done += len(done)
-        for change in done:  # landed now: a failover right after may lose them again
-            if change.kind != RECORD:
-                self.recent.note(name, change.kind, (change.target,), change.px,
-                                 change.release)
-        forget(run, self.spool)
-        if slot.moves != moves:
-            self.replay(name)
-        host.breaker(name).success()
-        for function in {c.function for c in run if c.kind == RECORD}:
-            host.wake(function)
-
-    def _ended(self, host: Host, name: str) -> None:
-        """An empty queue: its outage ends once Outage.over (the queue stays till then)."""
-        with self._lock:
-            outage = self._outages.get(name)
-            if self._queues.get(name) or (outage and not outage.over(host.breaker(name))):
-                return
-            self._queues.pop(name, None)
-            self._outages.pop(name, None)
-        if outage is not None:
-            outage.end(name)
-
-    def _forget(self, name: str) -> None:
-        with self._lock:
-            queue = self._queues.pop(name, None) or collections.OrderedDict()
-            for change in queue.values():
-                self._held.let_go(change)
-            self._outages.pop(name, None)
-            self._count()
-        if queue:
-            logger.error("cachedeco: %d change(s) for backend %r are dropped: the registry no "
-                         "longer has that backend", len(queue), name)
 
     # -- the spool -----------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Final, TypeVar
 
@@ -200,7 +200,13 @@ class Spool:
 
     def add(self, prefix: str, backend: str, ident: str, body: bytes, replace: bool) -> int:
         """Keep one change (replacing this owner's pending one with the same ``ident`` when
-        ``replace``); return its row id. Durable when this returns (``synchronous=FULL``).
+        ``replace``); return its row id. Durable when this returns (``synchronous=FULL``)."""
+        return self.add_many(prefix, [(backend, ident, body, replace)])[0]
+
+    def add_many(self, prefix: str, changes: Sequence[tuple[str, str, bytes, bool]]
+                 ) -> list[int]:
+        """Keep changes (backend, ident, body, replace) as :meth:`add` does, in one
+        transaction; return their row ids, in order.
 
         Group commit: the rows that this process's threads add while a transaction is under
         way wait for it, then go in the next one together (one lock and one sync for them
@@ -209,8 +215,8 @@ class Spool:
             batch = self._filling
             if batch is None:
                 batch = self._filling = _Batch()
-            index = len(batch.rows)
-            batch.rows.append((prefix, backend, ident, body, replace))
+            first = len(batch.rows)
+            batch.rows.extend((prefix, *change) for change in changes)
             while self._writing and not batch.done:
                 self._group.wait()
             lead = not batch.done
@@ -227,7 +233,7 @@ class Spool:
                     self._group.notify_all()
         if batch.error is not None:
             raise batch.error  # in every thread of the batch, as a Future's result() does
-        return batch.ids[index]
+        return batch.ids[first:first + len(changes)]
 
     def _insert(self, rows: list[_Row]) -> list[int]:
         """Add ``rows`` in one transaction; their ids, in order."""

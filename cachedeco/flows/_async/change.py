@@ -35,7 +35,7 @@ async def refresh(b: Bound, func: Callable[..., Any], args: Args, kwargs: Kwargs
     value, delta = await timed(b, func, args, kwargs)
     payload = b.encode(value, key)
     if isinstance(seen, BaseException):  # a store now would only wait again
-        b.keep_drops([key], seen)
+        await b.akeep_drops([key], seen)
         b.guard.kept(seen, key=key, function=b.name, action="refresh")
         return value
     if payload is not NO_VALUE:
@@ -52,13 +52,13 @@ async def drop(b: Bound, keys: list[str], action: str) -> int:
     does it later (and this process does not serve those entries meanwhile). Returns how
     many values it removed."""
     if b.guard.breaker.open():  # the backend is skipped: straight to auto-recovery
-        b.keep_drops(keys, None)
+        await b.akeep_drops(keys, None)
         b.guard.kept(None, key=keys[0], function=b.name, action=action)
         return 0
     try:
         removed = await b.slot.abackend().invalidate(keys, new_tombstone(), b.policy.hard_ms)
     except BACKEND_ERRORS as exc:
-        b.keep_drops(keys, exc)
+        await b.akeep_drops(keys, exc)
         b.guard.kept(exc, key=keys[0], function=b.name, action=action)
         return 0
     except BaseException as exc:
@@ -101,7 +101,7 @@ async def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any,
     b.flights.forget(key)
     fault = seen if isinstance(seen, BaseException) else None
     if fault is not None or b.guard.breaker.open():  # straight to auto-recovery
-        b.keep_drops([key, *aliases], fault)
+        await b.akeep_drops([key, *aliases], fault)
         b.encode(value, key)  # a value that cannot be serialized is an error all the same
         b.guard.kept(fault, key=key, function=b.name, action="write through")
         return
@@ -124,7 +124,7 @@ async def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any,
             await b.slot.abackend().invalidate([key, *aliases], new_tombstone(),
                                                b.policy.hard_ms)
         except BACKEND_ERRORS as fault:
-            b.keep_drops([key, *aliases], fault)
+            await b.akeep_drops([key, *aliases], fault)
         raise
     except BACKEND_ERRORS as exc:
         if not isinstance(exc, UNREACHABLE):  # it answers, but refused the store: drop now
@@ -136,7 +136,7 @@ async def put(b: Bound, key: str, tag_keys: tuple[str, ...], value: Any,
             except BACKEND_ERRORS:
                 pass
         # unreachable (a second command now would only wait again): auto-recovery drops it
-        b.keep_drops([key, *aliases], exc)
+        await b.akeep_drops([key, *aliases], exc)
         b.guard.kept(exc, key=key, function=b.name, action="write through")
     except BaseException as exc:
         if not isinstance(exc, Exception):  # cancelled on the way: it may not have landed
@@ -162,7 +162,7 @@ async def invalidate_all(b: Bound) -> None:
         return
     b.stats.invalidations += 1
     if b.guard.breaker.open():
-        b.recovery.invalidate(b.slot.name, [b.fn_tag], b.tag_px, None)
+        await b.recovery.ainvalidate(b.slot.name, [b.fn_tag], b.tag_px, None)
         b.guard.kept(None, function=b.name, action="invalidate all")
         return
     try:
@@ -170,7 +170,7 @@ async def invalidate_all(b: Bound) -> None:
         b.guard.breaker.success()
         b.recovery.recent.note(b.slot.name, TAGS, [b.fn_tag], b.tag_px)
     except BACKEND_ERRORS as exc:
-        b.recovery.invalidate(b.slot.name, [b.fn_tag], b.tag_px, exc)
+        await b.recovery.ainvalidate(b.slot.name, [b.fn_tag], b.tag_px, exc)
         b.guard.kept(exc, function=b.name, action="invalidate all")
     except BaseException as exc:
         if not isinstance(exc, Exception):  # cancelled on the way: it may not have landed

@@ -244,7 +244,7 @@ async def store(b: Bound, call: Call, write: Write, *, fill: bool = True) -> boo
             b.guard.absorb(exc, key=call.key, function=b.name, action="store")
             return None
         # a refresh that did not land: the old entry must go
-        b.keep_drops([call.key], exc)
+        await b.akeep_drops([call.key], exc)
         b.guard.kept(exc, key=call.key, function=b.name, action="store")
         return None
     if not fill and stored:  # a refresh: a failover right after it must not lose it

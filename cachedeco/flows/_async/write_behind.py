@@ -37,7 +37,7 @@ class AsyncWriteBehindIO(WriteBehindCore):
             return
         guard, item, aliases = self.prepare(bound, args, kwargs, value)
         if not guard.breaker.allow():
-            self.keep(bound, guard, item, None)
+            await self.akeep(bound, guard, item, None)
             return
         try:
             length = await self.aqueue(bound).push(item, *self.replication(bound))
@@ -47,7 +47,7 @@ class AsyncWriteBehindIO(WriteBehindCore):
         except NotReplicated as exc:
             self.not_replicated(bound, guard, item, exc)
         except BACKEND_ERRORS as exc:
-            self.keep(bound, guard, item, exc)
+            await self.akeep(bound, guard, item, exc)
             return
         self.queued(guard, length)
         if aliases:  # after a key rotation: the entry's older copies must not outlive it

@@ -1,0 +1,114 @@
+"""The spool under an asyncio service: a change that goes to the spool (a write-behind
+record, a drop, a tag invalidation the backend could not take) is written from a thread, so
+the event loop runs on while the spool waits for the file or syncs it, and the changes of
+the loop's tasks at that time go in one transaction together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from cachedeco import Registry
+from tests.support.polling import apoll
+from tools.servers.process import free_port
+
+FAST = {"socket_timeout": 0.3, "socket_connect_timeout": 0.3, "stats_interval": 0}
+
+
+@contextlib.contextmanager
+def _file_held(path: Path) -> Iterator[Callable[[], None]]:
+    """Another connection holds the spool's write lock until the release it yields is
+    called (or the block ends)."""
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+
+    def release() -> None:
+        if holder.in_transaction:
+            holder.execute("COMMIT")
+
+    try:
+        yield release
+    finally:
+        release()
+        holder.close()
+
+
+def _rows(path: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return [ident for (ident,) in conn.execute("SELECT ident FROM changes ORDER BY id")]
+
+
+def _transactions_adding(statements: list[str]) -> list[int]:
+    """How many rows each committed transaction of ``statements`` added (those adding any:
+    not the heartbeats of the recovery's worker)."""
+    added, counts = 0, []
+    for statement in statements:
+        if statement.startswith("INSERT INTO changes"):
+            added += 1
+        elif statement == "COMMIT":
+            counts += [added] if added else []
+            added = 0
+    return counts
+
+
+def _down(amake_registry: Callable[..., Registry], tmp_path: Path) -> Registry:
+    """A registry whose server is down (nothing listens on its port), with a spool."""
+    return amake_registry(f"redis://127.0.0.1:{free_port()}/0", spool=tmp_path / "spool.db",
+                          **FAST)
+
+
+async def test_the_loop_runs_on_while_a_write_behind_call_waits_for_the_spool(
+        amake_registry: Callable[..., Registry], tmp_path: Path) -> None:
+    reg = _down(amake_registry, tmp_path)
+
+    @reg.write_behind(key="event:{id}", flush=print, flush_interval=60)
+    async def save(id: str) -> dict[str, Any]:
+        return {"id": id}
+
+    with _file_held(tmp_path / "spool.db") as release:
+        call = asyncio.ensure_future(save("e1"))
+        await asyncio.sleep(0.3)  # the loop runs: the call waits for the file in a thread
+        waiting = not call.done()
+        release()
+        assert await call == {"id": "e1"}
+    assert waiting
+    assert len(_rows(tmp_path / "spool.db")) == 1
+
+
+async def test_the_loops_tasks_changes_go_to_the_spool_in_one_transaction(
+        amake_registry: Callable[..., Registry], tmp_path: Path) -> None:
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(32))
+    reg = _down(amake_registry, tmp_path)
+
+    @reg.write_behind(key="event:{id}", flush=print, flush_interval=60)
+    async def save(id: str) -> dict[str, Any]:
+        return {"id": id}
+
+    @reg.cached(ttl=60, key="item:{x}", tags=["items"])
+    async def item(x: int) -> int:
+        return x
+
+    spool = reg.recovery.spool
+    assert spool is not None
+    statements: list[str] = []
+    spool.connection().set_trace_callback(statements.append)
+    with _file_held(tmp_path / "spool.db") as release:
+        calls = [asyncio.ensure_future(save(f"e{n}")) for n in range(16)]
+        calls.append(asyncio.ensure_future(item.invalidate(7)))  # a drop
+        calls.append(asyncio.ensure_future(reg.ainvalidate_tags("items")))  # a tag's
+        # the first change leads a transaction; the others wait in the next one
+        await apoll(lambda: spool._filling is not None and len(spool._filling.rows) == 17,
+                    timeout=10.0)
+        release()
+        results = await asyncio.gather(*calls)
+    assert results[:16] == [{"id": f"e{n}"} for n in range(16)]
+    assert results[16] is False  # the drop was kept for auto-recovery
+    assert _transactions_adding(statements) == [1, 17]  # the leader's, then the others'
+
+    assert len(_rows(tmp_path / "spool.db")) == 18
+    assert reg.stats().recoveries_pending == 18
