@@ -112,3 +112,26 @@ async def test_the_loops_tasks_changes_go_to_the_spool_in_one_transaction(
 
     assert len(_rows(tmp_path / "spool.db")) == 18
     assert reg.stats().recoveries_pending == 18
+
+
+async def test_a_call_cancelled_while_its_record_is_written_leaves_it_kept(
+        amake_registry: Callable[..., Registry], tmp_path: Path) -> None:
+    reg = _down(amake_registry, tmp_path)
+
+    @reg.write_behind(key="event:{id}", flush=print, flush_interval=60)
+    async def save(id: str) -> dict[str, Any]:
+        return {"id": id}
+
+    spool = reg.recovery.spool
+    assert spool is not None
+    with _file_held(tmp_path / "spool.db") as release:
+        call = asyncio.ensure_future(save("e1"))
+        await apoll(lambda: spool._writing, timeout=10.0)  # its row waits for the file
+        call.cancel()
+        await asyncio.gather(call, return_exceptions=True)
+        assert call.cancelled()
+        release()
+        # the write goes on: once it is done the record waits in memory too, as a
+        # returned call's does (delivered by this process when the server is back)
+        await apoll(lambda: reg.stats().recoveries_pending == 1, timeout=10.0)
+    assert len(_rows(tmp_path / "spool.db")) == 1
