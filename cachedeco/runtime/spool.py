@@ -98,10 +98,11 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
     _retrying(lambda: conn.execute("BEGIN IMMEDIATE"))
     try:
         yield
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # a COMMIT that failed (a full disk) leaves it open too
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
 
 
 def _into_wal(conn: sqlite3.Connection) -> None:
@@ -156,6 +157,7 @@ class Spool:
         redo_after_fork(self)
 
     def _name(self) -> str:
+        """A new owner name: the host, the process and a random part (a pid is reused)."""
         return f"{self.host}:{os.getpid()}:{os.urandom(4).hex()}"
 
     def after_fork(self) -> None:
