@@ -38,6 +38,7 @@ class Host(Protocol):
     def backend_names(self) -> list[str]: ...
     def wake(self, function: str) -> None: ...
 
+
 class Attempts:
     """The attempts of a :class:`.recovery.Recovery`, over the state it keeps."""
 

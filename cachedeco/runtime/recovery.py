@@ -51,6 +51,13 @@ __all__ = ["Host", "Recovery"]
 logger = logging.getLogger("cachedeco")
 
 
+def _drops(backend: str, keys: Sequence[str], px: int, family: tuple[str, int] | None
+           ) -> list[Change]:
+    """The drops of ``keys`` (``family``: their function's tag key and its px, if any)."""
+    tag, tag_px = family or ("", 0)
+    return [Change(backend, DROP, key, px, family=tag, family_px=tag_px) for key in keys]
+
+
 class Recovery(Attempts):
     """One registry's pending changes, their worker and their spool."""
 
@@ -96,16 +103,12 @@ class Recovery(Attempts):
         """Keep the drop of entries whose change could not reach ``backend`` (``failed``:
         see :meth:`keep`); ``family``: the tag key every entry of their function carries, and
         its px (see :mod:`.bounds`)."""
-        tag, tag_px = family or ("", 0)
-        self.keep([Change(backend, DROP, key, px, family=tag, family_px=tag_px)
-                   for key in keys], exc, failed=failed)
+        self.keep(_drops(backend, keys, px, family), exc, failed=failed)
 
     async def adrop(self, backend: str, keys: Sequence[str], px: int,
                     exc: BaseException | None, family: tuple[str, int] | None = None) -> None:
         """The asyncio form of :meth:`drop` (see :meth:`akeep`)."""
-        tag, tag_px = family or ("", 0)
-        await self.akeep([Change(backend, DROP, key, px, family=tag, family_px=tag_px)
-                          for key in keys], exc)
+        await self.akeep(_drops(backend, keys, px, family), exc)
 
     def invalidate(self, backend: str, tag_keys: Sequence[str], px: int,
                    exc: BaseException | None, *, failed: bool = True) -> None:

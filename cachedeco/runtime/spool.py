@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Final, TypeVar
 
+from cachedeco.backends.contracts.consumers import alive
 from cachedeco.core.forking import redo_after_fork
 from cachedeco.errors import ConfigurationError
 
@@ -114,17 +115,6 @@ def _into_wal(conn: sqlite3.Connection) -> None:
             raise sqlite3.OperationalError("database is locked: could not switch to WAL mode")
 
     _retrying(switch)
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process of this host runs with ``pid``."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 _Row = tuple[str, str, str, bytes, bool]  # prefix, backend, ident, body, replace
@@ -302,7 +292,7 @@ class Spool:
         gone = set()
         for (who,) in conn.execute("SELECT DISTINCT owner FROM changes WHERE owner != ?", (me,)):
             seen = living.get(who)
-            if seen is None or (seen[0] == self.host and not _alive(seen[1])) or (
+            if seen is None or (seen[0] == self.host and not alive(seen[1])) or (
                     seen[0] != self.host and now - seen[2] > LEASE):
                 gone.add(who)
         conn.executemany("DELETE FROM owners WHERE owner = ?", [(who,) for who in gone])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,16 @@ def _rows(path: Path) -> list[str]:
         return [ident for (ident,) in conn.execute("SELECT ident FROM changes ORDER BY id")]
 
 
+def _saver(reg: Registry) -> Callable[[str], Awaitable[dict[str, Any]]]:
+    """A write-behind function of ``reg`` (never flushed here: its server is down)."""
+
+    @reg.write_behind(key="event:{id}", flush=print, flush_interval=60)
+    async def save(id: str) -> dict[str, Any]:
+        return {"id": id}
+
+    return save
+
+
 def _transactions_adding(statements: list[str]) -> list[int]:
     """How many rows each committed transaction of ``statements`` added (those adding any:
     not the heartbeats of the recovery's worker)."""
@@ -65,10 +75,7 @@ def _down(amake_registry: Callable[..., Registry], tmp_path: Path) -> Registry:
 async def test_the_loop_runs_on_while_a_write_behind_call_waits_for_the_spool(
         amake_registry: Callable[..., Registry], tmp_path: Path) -> None:
     reg = _down(amake_registry, tmp_path)
-
-    @reg.write_behind(key="event:{id}", flush=print, flush_interval=60)
-    async def save(id: str) -> dict[str, Any]:
-        return {"id": id}
+    save = _saver(reg)
 
     with _file_held(tmp_path / "spool.db") as release:
         call = asyncio.ensure_future(save("e1"))
@@ -84,10 +91,7 @@ async def test_the_loops_tasks_changes_go_to_the_spool_in_one_transaction(
         amake_registry: Callable[..., Registry], tmp_path: Path) -> None:
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(32))
     reg = _down(amake_registry, tmp_path)
-
-    @reg.write_behind(key="event:{id}", flush=print, flush_interval=60)
-    async def save(id: str) -> dict[str, Any]:
-        return {"id": id}
+    save = _saver(reg)
 
     @reg.cached(ttl=60, key="item:{x}", tags=["items"])
     async def item(x: int) -> int:
@@ -117,10 +121,7 @@ async def test_the_loops_tasks_changes_go_to_the_spool_in_one_transaction(
 async def test_a_call_cancelled_while_its_record_is_written_leaves_it_kept(
         amake_registry: Callable[..., Registry], tmp_path: Path) -> None:
     reg = _down(amake_registry, tmp_path)
-
-    @reg.write_behind(key="event:{id}", flush=print, flush_interval=60)
-    async def save(id: str) -> dict[str, Any]:
-        return {"id": id}
+    save = _saver(reg)
 
     spool = reg.recovery.spool
     assert spool is not None

@@ -16,7 +16,7 @@ import os
 import socket
 from functools import lru_cache
 
-__all__ = ["consumer_name", "gone_here"]
+__all__ = ["alive", "consumer_name", "gone_here"]
 
 
 @lru_cache(maxsize=1)
@@ -45,10 +45,15 @@ def gone_here(name: str) -> bool:
     host, pid, _, namespace = parts
     if namespace != _namespace() or host != socket.gethostname():
         return False
+    return not alive(int(pid))
+
+
+def alive(pid: int) -> bool:
+    """Whether a process of this host (and pid namespace) runs with ``pid``."""
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
-        return True
-    except OSError:  # PermissionError: it runs, as another user
         return False
-    return False
+    except OSError:  # PermissionError: it runs, as another user
+        return True
+    return True
