@@ -18,6 +18,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Final, TypeVar
 
@@ -121,15 +122,14 @@ _Row = tuple[str, str, str, bytes, bool]  # prefix, backend, ident, body, replac
 
 
 class _Batch:
-    """Rows that one transaction adds, and what came of it."""
+    """Rows that one transaction adds, and what came of it: their ids, in order."""
 
-    __slots__ = ("done", "error", "ids", "rows")
+    __slots__ = ("led", "outcome", "rows")
 
     def __init__(self) -> None:
         self.rows: list[_Row] = []
-        self.ids: list[int] = []
-        self.error: BaseException | None = None
-        self.done = False
+        self.outcome: Future[list[int]] = Future()
+        self.led = False  # whether the spool's writer thread was asked to commit it
 
 
 class Spool:
@@ -144,6 +144,7 @@ class Spool:
         self._group = threading.Condition()  # over the rows waiting to be added together
         self._filling: _Batch | None = None  # the rows that the next transaction adds
         self._writing = False  # whether a thread is adding a batch
+        self._writer: ThreadPoolExecutor | None = None  # commits the batches of event loops
         redo_after_fork(self)
 
     def _name(self) -> str:
@@ -162,6 +163,7 @@ class Spool:
         self._group = threading.Condition()
         self._filling = None
         self._writing = False
+        self._writer = None  # its thread is the parent's
 
     @contextlib.contextmanager
     def _using(self) -> Iterator[sqlite3.Connection]:
@@ -203,29 +205,75 @@ class Spool:
         Group commit: the rows that this process's threads add while a transaction is under
         way wait for it, then go in the next one together (one lock and one sync for them
         all, where each would wait for the lock and sync on its own)."""
+        batch, first = self._join(prefix, changes)
+        self._commit(batch)
+        return batch.outcome.result()[first:first + len(changes)]
+
+    def submit_many(self, prefix: str, changes: Sequence[tuple[str, str, bytes, bool]]
+                    ) -> Future[list[int]]:
+        """:meth:`add_many` for an event loop, which must not wait: the rows join the next
+        transaction at once, which the spool's own writer thread commits (not the loop's
+        executor, which the application's blocking calls may fill); the future gives their
+        row ids."""
+        batch, first = self._join(prefix, changes)
+        mine: Future[list[int]] = Future()
+
+        def settle(outcome: Future[list[int]]) -> None:
+            if (exc := outcome.exception()) is not None:
+                mine.set_exception(exc)
+            else:
+                mine.set_result(outcome.result()[first:first + len(changes)])
+
+        batch.outcome.add_done_callback(settle)
+        with self._group:
+            lead, batch.led = not batch.led and not batch.outcome.done(), True
+        if lead:
+            self._submit(batch)
+        return mine
+
+    def _join(self, prefix: str, changes: Sequence[tuple[str, str, bytes, bool]]
+              ) -> tuple[_Batch, int]:
+        """Add ``changes`` to the rows the next transaction adds: that batch, and where
+        they start in it."""
         with self._group:
             batch = self._filling
             if batch is None:
                 batch = self._filling = _Batch()
             first = len(batch.rows)
             batch.rows.extend((prefix, *change) for change in changes)
-            while self._writing and not batch.done:
+        return batch, first
+
+    def _commit(self, batch: _Batch) -> None:
+        """Once no other thread is adding a batch, add ``batch`` unless another thread did
+        meanwhile."""
+        with self._group:
+            while self._writing and not batch.outcome.done():
                 self._group.wait()
-            lead = not batch.done
-            if lead:
-                self._writing, self._filling = True, None
-        if lead:
-            try:
-                batch.ids = self._insert(batch.rows)
-            except BaseException as exc:
-                batch.error = exc
-            finally:
-                with self._group:
-                    batch.done, self._writing = True, False
-                    self._group.notify_all()
-        if batch.error is not None:
-            raise batch.error  # in every thread of the batch, as a Future's result() does
-        return batch.ids[first:first + len(changes)]
+            if batch.outcome.done():
+                return
+            self._writing, self._filling = True, None
+        try:
+            batch.outcome.set_result(self._insert(batch.rows))
+        except BaseException as exc:  # in every thread of the batch, as in a Future
+            batch.outcome.set_exception(exc)
+        finally:
+            with self._group:
+                self._writing = False
+                self._group.notify_all()
+
+    def _submit(self, batch: _Batch) -> None:
+        """Have the writer thread commit ``batch`` (made at first use, and again after
+        :meth:`close`). Under ``_group``, held for moments only, not under the connection's
+        lock, which a transaction holds while it waits for the file. Should it refuse (shut
+        down by a :meth:`close` in between, or the interpreter exiting), this thread commits."""
+        with self._group:
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(1, thread_name_prefix="cachedeco-spool")
+            writer = self._writer
+        try:
+            writer.submit(self._commit, batch)
+        except RuntimeError:
+            self._commit(batch)
 
     def _insert(self, rows: list[_Row]) -> list[int]:
         """Add ``rows`` in one transaction; their ids, in order."""
@@ -304,8 +352,12 @@ class Spool:
             conn.execute("DELETE FROM owners WHERE owner = ?", (self.owner,))
 
     def close(self) -> None:
-        """Close this process's connection, once no thread uses it (the next use opens
-        another)."""
+        """Stop the writer thread once it has committed what it was given, and close this
+        process's connection once no thread uses it (the next use opens another of each)."""
+        with self._group:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.shutdown(wait=True)
         with self._lock:
             conn, self._conn = self._conn, None
             if conn is not None:

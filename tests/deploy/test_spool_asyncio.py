@@ -1,13 +1,15 @@
 """The spool under an asyncio service: a change that goes to the spool (a write-behind
 record, a drop, a tag invalidation the backend could not take) is written from a thread, so
 the event loop runs on while the spool waits for the file or syncs it, and the changes of
-the loop's tasks at that time go in one transaction together."""
+the loop's tasks at that time go in one transaction together. That thread is the spool's
+own: the loop's executor may be full of the application's blocking calls."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import sqlite3
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -89,7 +91,6 @@ async def test_the_loop_runs_on_while_a_write_behind_call_waits_for_the_spool(
 
 async def test_the_loops_tasks_changes_go_to_the_spool_in_one_transaction(
         amake_registry: Callable[..., Registry], tmp_path: Path) -> None:
-    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(32))
     reg = _down(amake_registry, tmp_path)
     save = _saver(reg)
 
@@ -136,3 +137,24 @@ async def test_a_call_cancelled_while_its_record_is_written_leaves_it_kept(
         # returned call's does (delivered by this process when the server is back)
         await apoll(lambda: reg.stats().recoveries_pending == 1, timeout=10.0)
     assert len(_rows(tmp_path / "spool.db")) == 1
+
+
+async def test_a_call_does_not_wait_for_the_loops_executor(
+        amake_registry: Callable[..., Registry], tmp_path: Path) -> None:
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(1))
+    gate = threading.Event()
+    busy = loop.run_in_executor(None, gate.wait, 30.0)  # an application's blocking call
+    try:
+        reg = _down(amake_registry, tmp_path)
+        save = _saver(reg)
+        assert await asyncio.wait_for(save("e1"), timeout=10.0) == {"id": "e1"}
+        assert not busy.done()  # the executor was busy all along
+    finally:
+        gate.set()
+        await busy
+    assert len(_rows(tmp_path / "spool.db")) == 1
+    writers = [t for t in threading.enumerate() if t.name.startswith("cachedeco-spool")]
+    assert len(writers) == 1
+    reg.close()
+    assert not any(t.is_alive() for t in writers)  # closing the registry stops it

@@ -117,3 +117,31 @@ def test_writers_of_several_processes_all_get_their_turn(tmp_path: Path) -> None
     assert [out.split()[0] if out else err for out, err in outputs] == ["0"] * 4, outputs
     with contextlib.closing(sqlite3.connect(path)) as conn:
         assert conn.execute("SELECT COUNT(*) FROM changes").fetchone()[0] == 4 * 8 * 150
+
+
+WRITER_FORKED = """
+import os, signal, sys, warnings
+warnings.simplefilter("ignore")  # fork() of a threaded process warns on Python 3.12+
+from cachedeco.runtime.spool import open_spool
+spool = open_spool(sys.argv[1])
+print(spool.submit_many("p", [("default", "parent", b"x", True)]).result(timeout=5))
+pid = os.fork()  # the parent's writer thread is not the child's
+if pid == 0:
+    signal.alarm(5)  # a child whose write waits for that thread is killed
+    spool.submit_many("p", [("default", "child", b"x", True)]).result()
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status))
+spool.close()
+"""
+
+
+def test_an_event_loops_rows_are_written_in_a_forked_child_too(tmp_path: Path) -> None:
+    """Rows from an event loop are committed by the spool's writer thread, which a child
+    forked after it started does not have: it starts its own."""
+    done = subprocess.run([sys.executable, "-c", WRITER_FORKED, str(tmp_path / "spool.db")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.stdout.split() == ["[1]", "0"], done.stdout + done.stderr
+    with contextlib.closing(sqlite3.connect(tmp_path / "spool.db")) as conn:
+        assert [ident for (ident,) in conn.execute("SELECT ident FROM changes ORDER BY id")
+                ] == ["parent", "child"]
