@@ -5,6 +5,7 @@ backend, never per function, naming the backend and the function each in its pla
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import logging
@@ -292,6 +293,8 @@ def test_warn_says_once_per_interval_per_subject(caplog: pytest.LogCaptureFixtur
 
 
 def test_a_spool_closed_while_threads_write_loses_nothing(tmp_path: Path) -> None:
+    """Threads and an event loop's tasks (whose rows the spool's writer thread commits) write
+    while the registry is closed and used again."""
     spool = open_spool(tmp_path / "spool.db")
     errors: list[BaseException] = []
     rows: list[int] = []
@@ -309,7 +312,22 @@ def test_a_spool_closed_while_threads_write_loses_nothing(tmp_path: Path) -> Non
                 return
             i += 1
 
+    async def task(n: int) -> None:
+        i = 0
+        while not stop.is_set():
+            try:
+                rows.extend(await asyncio.wrap_future(spool.submit_many(
+                    "p", [("default", f"task-{n}-{i}", b"x", True)])))
+            except BaseException as exc:
+                errors.append(exc)
+                return
+            i += 1
+
+    async def tasks() -> None:
+        await asyncio.gather(*(task(n) for n in range(8)))
+
     writers = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    writers.append(threading.Thread(target=asyncio.run, args=(tasks(),)))
     for thread in writers:
         thread.start()
     for _ in range(200):  # a registry closed (and used again) while its spool is written
@@ -322,6 +340,8 @@ def test_a_spool_closed_while_threads_write_loses_nothing(tmp_path: Path) -> Non
     spool.release()
     with contextlib.closing(sqlite3.connect(tmp_path / "spool.db")) as conn:
         assert conn.execute("SELECT COUNT(*) FROM changes").fetchone()[0] == len(rows) > 0
+        assert conn.execute("SELECT COUNT(*) FROM changes WHERE ident LIKE ?",
+                            ("task-%",)).fetchone()[0] > 0  # the tasks' rows among them
     spool.close()
 
 
