@@ -7,42 +7,18 @@ own: the loop's executor may be full of the application's blocking calls."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sqlite3
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from cachedeco import Registry
 from tests.support.polling import apoll
+from tests.support.spool_files import file_held, spooled
 from tools.servers.process import free_port
 
 FAST = {"socket_timeout": 0.3, "socket_connect_timeout": 0.3, "stats_interval": 0}
-
-
-@contextlib.contextmanager
-def _file_held(path: Path) -> Iterator[Callable[[], None]]:
-    """Another connection holds the spool's write lock until the release it yields is
-    called (or the block ends)."""
-    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    holder.execute("BEGIN IMMEDIATE")
-
-    def release() -> None:
-        if holder.in_transaction:
-            holder.execute("COMMIT")
-
-    try:
-        yield release
-    finally:
-        release()
-        holder.close()
-
-
-def _rows(path: Path) -> list[str]:
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        return [ident for (ident,) in conn.execute("SELECT ident FROM changes ORDER BY id")]
 
 
 def _saver(reg: Registry) -> Callable[[str], Awaitable[dict[str, Any]]]:
@@ -79,14 +55,14 @@ async def test_the_loop_runs_on_while_a_write_behind_call_waits_for_the_spool(
     reg = _down(amake_registry, tmp_path)
     save = _saver(reg)
 
-    with _file_held(tmp_path / "spool.db") as release:
+    with file_held(tmp_path / "spool.db") as release:
         call = asyncio.ensure_future(save("e1"))
         await asyncio.sleep(0.3)  # the loop runs: the call waits for the file in a thread
         waiting = not call.done()
         release()
         assert await call == {"id": "e1"}
     assert waiting
-    assert len(_rows(tmp_path / "spool.db")) == 1
+    assert len(spooled(tmp_path / "spool.db")) == 1
 
 
 async def test_the_loops_tasks_changes_go_to_the_spool_in_one_transaction(
@@ -102,7 +78,7 @@ async def test_the_loops_tasks_changes_go_to_the_spool_in_one_transaction(
     assert spool is not None
     statements: list[str] = []
     spool.connection().set_trace_callback(statements.append)
-    with _file_held(tmp_path / "spool.db") as release:
+    with file_held(tmp_path / "spool.db") as release:
         calls = [asyncio.ensure_future(save(f"e{n}")) for n in range(16)]
         calls.append(asyncio.ensure_future(item.invalidate(7)))  # a drop
         calls.append(asyncio.ensure_future(reg.ainvalidate_tags("items")))  # a tag's
@@ -115,7 +91,7 @@ async def test_the_loops_tasks_changes_go_to_the_spool_in_one_transaction(
     assert results[16] is False  # the drop was kept for auto-recovery
     assert _transactions_adding(statements) == [1, 17]  # the leader's, then the others'
 
-    assert len(_rows(tmp_path / "spool.db")) == 18
+    assert len(spooled(tmp_path / "spool.db")) == 18
     assert reg.stats().recoveries_pending == 18
 
 
@@ -126,7 +102,7 @@ async def test_a_call_cancelled_while_its_record_is_written_leaves_it_kept(
 
     spool = reg.recovery.spool
     assert spool is not None
-    with _file_held(tmp_path / "spool.db") as release:
+    with file_held(tmp_path / "spool.db") as release:
         call = asyncio.ensure_future(save("e1"))
         await apoll(lambda: spool._writing, timeout=10.0)  # its row waits for the file
         call.cancel()
@@ -136,7 +112,7 @@ async def test_a_call_cancelled_while_its_record_is_written_leaves_it_kept(
         # the write goes on: once it is done the record waits in memory too, as a
         # returned call's does (delivered by this process when the server is back)
         await apoll(lambda: reg.stats().recoveries_pending == 1, timeout=10.0)
-    assert len(_rows(tmp_path / "spool.db")) == 1
+    assert len(spooled(tmp_path / "spool.db")) == 1
 
 
 async def test_a_call_does_not_wait_for_the_loops_executor(
@@ -153,7 +129,7 @@ async def test_a_call_does_not_wait_for_the_loops_executor(
     finally:
         gate.set()
         await busy
-    assert len(_rows(tmp_path / "spool.db")) == 1
+    assert len(spooled(tmp_path / "spool.db")) == 1
     writers = [t for t in threading.enumerate() if t.name.startswith("cachedeco-spool")]
     assert len(writers) == 1
     reg.close()

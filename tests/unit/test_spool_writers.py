@@ -10,10 +10,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from cachedeco.runtime.spool import Spool, open_spool
+from tests.support.spool_files import file_held
 
 
 def _commits(spool: Spool) -> list[str]:
@@ -31,18 +32,6 @@ def _wait_for(condition: Callable[[], bool]) -> None:
         time.sleep(0.001)
 
 
-@contextlib.contextmanager
-def _file_held(path: Path) -> Iterator[None]:
-    """Another connection holds the file's write lock until the block ends."""
-    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    holder.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    finally:
-        holder.execute("COMMIT")
-        holder.close()
-
-
 def test_rows_added_while_the_file_is_busy_go_in_one_transaction(tmp_path: Path) -> None:
     path = tmp_path / "spool.db"
     spool = open_spool(path)
@@ -51,7 +40,7 @@ def test_rows_added_while_the_file_is_busy_go_in_one_transaction(tmp_path: Path)
     writers = [threading.Thread(target=lambda n=n: ids.append(
         spool.add("p", "default", f"drop\x00default\x00k{n}", b"x", replace=True)))
         for n in range(16)]
-    with _file_held(path):
+    with file_held(path):
         for thread in writers:
             thread.start()
         _wait_for(lambda: spool._filling is not None and len(spool._filling.rows) == 15)
@@ -73,7 +62,7 @@ def test_a_batch_keeps_the_last_of_the_rows_that_replace_one_another(tmp_path: P
     rows = [("first", b"0"), ("same", b"older"), ("same", b"newer")]
     writers = [threading.Thread(target=spool.add, args=("p", "default", ident, body, True))
                for ident, body in rows]
-    with _file_held(path):
+    with file_held(path):
         for thread, ready in zip(writers, queued, strict=True):
             thread.start()  # one after another, in this order, into the batch
             _wait_for(ready)
