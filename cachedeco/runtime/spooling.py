@@ -100,6 +100,7 @@ def _not_kept(spool: Spool, kept: list[Change], exc: sqlite3.Error, log: LogLimi
 
 
 def _noted(spool: Spool, kept: list[Change], rows: list[int]) -> None:
+    """Note on each change its row and the spool holding it (forgotten there once it lands)."""
     for change, row in zip(kept, rows, strict=True):
         change.row, change.spooled = row, spool
 
