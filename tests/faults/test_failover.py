@@ -1,8 +1,8 @@
 """Failovers under load: the Sentinel primary killed (``kill -9``) and its replica promoted,
 an operator's Sentinel switchover (``SENTINEL FAILOVER``: the old primary runs on and accepts
-writes until the sentinels demote it), a Cluster primary killed and its replica promoted,
-and a Cluster scaled out (a new primary receiving slots, as ``redis-cli --cluster reshard``
-moves them). Each on a private deployment.
+writes until the sentinels demote it), a Cluster primary killed or frozen and its replica
+promoted, and a Cluster scaled out (a new primary receiving slots, as
+``redis-cli --cluster reshard`` moves them). Each on a private deployment.
 
 With ``@write_behind(replicas=1)`` (when the library has it) a call returns only once a replica
 holds its record, so the failover loses none; without it, a record the dead primary had not
@@ -147,6 +147,31 @@ def test_cluster_primary_killed(cluster: Cluster, tmp_path: Path,
                                     "(cluster-node-timeout 1 s)")
                        + (f"; asyncio: {ASYNCIO_TASKS} tasks per worker on a ready "
                           "redis.asyncio.RedisCluster" if asyncio else ""))
+    fault_results.add(row)
+    check(row)
+
+
+def test_cluster_primary_frozen(cluster: Cluster, tmp_path: Path, fault_results: Results,
+                                spares: Spares) -> None:
+    """A primary that hangs (SIGSTOP: its connections stay open, nothing is answered, as a
+    hung host or a partition) until its replica is promoted, then resumes: it finds its slots
+    served by that replica and becomes its replica; commands its clients sent while it hung
+    run then, on a node about to drop what it holds."""
+    frozen: list[RedisProcess] = []
+
+    def heal() -> None:
+        cluster.wait_for_failover(frozen[0])
+        cluster.thaw(frozen[0])
+
+    with Load(tmp_path, cluster.url, replicas=REPLICAS, hold=0.0, spares=spares) as load:
+        cycle(load, lambda: frozen.append(cluster.freeze_primary()), heal)
+        results = load.stop()
+        load.drain()
+        row = load.row("Cluster primary frozen (SIGSTOP), replica promoted, then resumed",
+                       "cluster", results, lost_promised_zero=bool(REPLICAS),
+                       notes=_notes(f"failover took {load.held():.1f} s "
+                                    "(cluster-node-timeout 1 s)")
+                       + "; the frozen primary resumed as a replica")
     fault_results.add(row)
     check(row)
 

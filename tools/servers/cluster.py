@@ -84,6 +84,8 @@ class Cluster(Group):
     host: str = HOST
     node_timeout: int = 5000
     killed: list[RedisProcess] = field(default_factory=list)
+    #: Nodes paused by :meth:`freeze_primary` (SIGSTOP), until :meth:`thaw`.
+    frozen: list[RedisProcess] = field(default_factory=list)
     #: The directory of the certificate every node presents (``tls=True``), removed by stop.
     certificates: Path | None = None
     _followers: dict[int, list[RedisProcess]] = field(default_factory=dict, repr=False)
@@ -114,7 +116,8 @@ class Cluster(Group):
         return "redis+cluster://" + ",".join(f"{self.host}:{p}" for p in ports)
 
     def _live(self) -> list[RedisProcess]:
-        return [n for n in self.nodes if n.is_running() and n not in self.killed]
+        return [n for n in self.nodes
+                if n.is_running() and n not in self.killed and n not in self.frozen]
 
     def _view(self) -> list[ClusterNode]:
         """``CLUSTER NODES`` of the first live node that answers."""
@@ -129,8 +132,9 @@ class Cluster(Group):
         return next(n for n in self.nodes if n.port == port)
 
     def primaries(self) -> list[RedisProcess]:
-        """The nodes that are primaries now (not failed, not killed)."""
-        return [p for p in self._members(primary=True) if p not in self.killed]
+        """The nodes that are primaries now (not failed, not killed, not frozen)."""
+        return [p for p in self._members(primary=True)
+                if p not in self.killed and p not in self.frozen]
 
     def replicas(self) -> list[RedisProcess]:
         """The nodes that are replicas now (not failed, not killed)."""
@@ -143,13 +147,33 @@ class Cluster(Group):
     def kill_primary(self, node: RedisProcess | None = None) -> RedisProcess:
         """SIGKILL a primary (``node``, or the first one); the cluster fails over to its replica
         when it has one (:meth:`wait_for_failover`). Returns the killed node."""
+        victim = self._note_followers(node)
+        victim.kill()
+        self.killed.append(victim)
+        return victim
+
+    def freeze_primary(self, node: RedisProcess | None = None) -> RedisProcess:
+        """SIGSTOP a primary (``node``, or the first one): it keeps its connections open and
+        answers nothing, as a hung host or a partition; the cluster fails over to its replica
+        (:meth:`wait_for_failover` with ``old=`` it). Returns the frozen node."""
+        victim = self._note_followers(node)
+        victim.pause()
+        self.frozen.append(victim)
+        return victim
+
+    def thaw(self, node: RedisProcess) -> None:
+        """SIGCONT a frozen node: it finds its slots served by its promoted replica (when the
+        cluster failed over meanwhile) and becomes that node's replica."""
+        node.resume()
+        self.frozen.remove(node)
+
+    def _note_followers(self, node: RedisProcess | None) -> RedisProcess:
+        """``node`` (or the first primary), its replicas noted for :meth:`wait_for_failover`."""
         victim = node or self.primaries()[0]
         view = self._view()
         victim_id = next(n.id for n in view if n.port == victim.port)
         self._followers[victim.port] = [self._process(n.port) for n in view
                                         if n.primary_id == victim_id]
-        victim.kill()
-        self.killed.append(victim)
         return victim
 
     def wait_for_failover(self, old: RedisProcess | None = None,
