@@ -15,10 +15,15 @@ from cachedeco.core.forking import redo_after_fork
 from cachedeco.core.stats import Stats
 from cachedeco.errors import BackendError, ConfigurationError
 
-__all__ = ["LOG_INTERVAL", "Breaker", "Guard", "LogLimit", "logger", "warn"]
+__all__ = ["CLUSTER_GRACE", "LOG_INTERVAL", "Breaker", "Guard", "LogLimit", "logger", "warn"]
 
 logger: Final = logging.getLogger("cachedeco")
 LOG_INTERVAL: Final = 10.0  # seconds between two warnings of one guard
+#: The ``grace`` of a Redis Cluster backend's breaker: while one primary fails over, runs of
+#: failures come by chance (5 in a row are likely when a third of the keys fail) and would
+#: skip every primary, sending every call to the database; the calls the other primaries
+#: answer end those runs well within a second, so a run that lasts one is the cluster down.
+CLUSTER_GRACE: Final = 1.0
 
 
 class LogLimit:
@@ -60,18 +65,24 @@ def warn(subject: str, message: str, *args: object, level: int = logging.WARNING
 
 
 class Breaker:
-    """Opens after ``threshold`` failures in a row; after ``cooldown`` lets one probe through.
+    """Opens after ``threshold`` failures in a row (that have lasted ``grace`` seconds, on Redis
+    Cluster); after ``cooldown`` lets one probe through.
     One per backend of a registry, shared by every guard over that backend, as is its
     ``log`` limit: an outage logs a line per backend now and then, not one per function.
     ``explain(exc)`` says when a fault is the backend's configuration rather than an outage
     (a server too old: see ``BackendSlot.server_problem``)."""
 
     def __init__(self, threshold: int = 5, cooldown: float = 5.0,
-                 explain: Callable[[BaseException], str | None] | None = None) -> None:
+                 explain: Callable[[BaseException], str | None] | None = None,
+                 grace: float = 0.0) -> None:
         self.log = LogLimit()
         self.explain = explain
         self.threshold = threshold
         self.cooldown = cooldown
+        #: Seconds a run of failures must also last, without a success, before it opens:
+        #: on Redis Cluster, one primary failing over fails a share of the calls, whose
+        #: successes on the other primaries cut the runs short (see CLUSTER_GRACE).
+        self.grace = grace
         #: Called (no lock held) when a call works after failures: the backend answers again.
         self.on_back: Callable[[], None] | None = None
         self._lock = threading.Lock()
@@ -117,15 +128,19 @@ class Breaker:
                 self.on_back()
 
     def failure(self) -> None:
-        """A call failed: count it, and (re)open the breaker past the threshold."""
+        """A call failed: count it, and (re)open the breaker past the threshold (once the run
+        has lasted ``grace``)."""
         with self._lock:
-            self.last_failure = time.monotonic()
-            if not self._failures:
-                self.failing_since = self.last_failure
+            now = self.last_failure = time.monotonic()
+            if self.failing_since is None:
+                self.failing_since = now
             self._failures += 1
             self._probing = False
             if self._failures >= self.threshold:
-                self._opened_at = time.monotonic()
+                if now - self.failing_since < self.grace:  # too short a run yet
+                    self._failures = self.threshold - 1
+                else:
+                    self._opened_at = now
 
 
 class Guard:

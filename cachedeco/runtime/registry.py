@@ -27,7 +27,7 @@ from cachedeco.core.keyring import Keyring
 from cachedeco.core.keyspace import KeySpace
 from cachedeco.core.stats import Stats
 from cachedeco.errors import ConfigurationError
-from cachedeco.runtime.guard import Breaker, Guard
+from cachedeco.runtime.guard import CLUSTER_GRACE, Breaker, Guard
 from cachedeco.runtime.invalidation import Invalidation
 from cachedeco.runtime.ledger import Ledger, enrol
 from cachedeco.runtime.lineage import Lineage
@@ -159,7 +159,8 @@ class Registry(Invalidation):
         old, self._slots = self._slots, slots
         self.lineage.forget()  # beats keyed by slot: none of the old ones is compared again
         self._breakers = {name: Breaker(checked.breaker_threshold, checked.breaker_cooldown,
-                                        explain=slot.server_problem)
+                                        explain=slot.server_problem,
+                                        grace=CLUSTER_GRACE if slot.kind == "cluster" else 0.0)
                           for name, slot in slots.items()}
         for name, breaker in self._breakers.items():  # back after failures: recovery hurries
             breaker.on_back = functools.partial(self.recovery.hurry, name)

@@ -25,6 +25,7 @@ from cachedeco.backends.contracts.queues import Push
 from cachedeco.core.entry import new_tombstone
 from cachedeco.runtime import bounds as bounds_module
 from cachedeco.runtime.changes import EVERY, RECORD, Change, aapply, apply
+from cachedeco.runtime.guard import CLUSTER_GRACE
 from cachedeco.runtime.retrying import Retrying
 from tests.support.deployments import Deployment
 from tests.support.polling import apoll, poll
@@ -620,3 +621,11 @@ async def test_an_invalidation_of_every_entry_lands_sync_and_async(
             await aapply(slot.abackend(), [every])
         assert (tagged(1), plain(1), tagged(1), plain(1)) == (1, 1, 1, 1)
         assert runs == ["tagged", "plain"], flavour  # both missed once, then hit
+
+
+def test_a_cluster_breaker_waits_for_a_run_of_failures_to_last(
+        make_registry: Callable[..., Registry], cluster_url: str, redis_url: str) -> None:
+    """On Redis Cluster the breaker opens only on a run of failures that lasted a second (one
+    primary failing over fails a share of the calls); on one server, at once."""
+    assert make_registry(cluster_url).breaker("default").grace == CLUSTER_GRACE == 1.0
+    assert make_registry(redis_url).breaker("default").grace == 0.0
