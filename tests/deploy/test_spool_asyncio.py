@@ -8,27 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 from cachedeco import Registry
 from tests.support.polling import apoll
-from tests.support.spool_files import file_held, spooled
-from tools.servers.process import free_port
-
-FAST = {"socket_timeout": 0.3, "socket_connect_timeout": 0.3, "stats_interval": 0}
-
-
-def _saver(reg: Registry) -> Callable[[str], Awaitable[dict[str, Any]]]:
-    """A write-behind function of ``reg`` (never flushed here: its server is down)."""
-
-    @reg.write_behind(key="event:{id}", flush=print, flush_interval=60)
-    async def save(id: str) -> dict[str, Any]:
-        return {"id": id}
-
-    return save
+from tests.support.spool_files import asaver, down, file_held, spooled
 
 
 def _transactions_adding(statements: list[str]) -> list[int]:
@@ -44,16 +30,10 @@ def _transactions_adding(statements: list[str]) -> list[int]:
     return counts
 
 
-def _down(amake_registry: Callable[..., Registry], tmp_path: Path) -> Registry:
-    """A registry whose server is down (nothing listens on its port), with a spool."""
-    return amake_registry(f"redis://127.0.0.1:{free_port()}/0", spool=tmp_path / "spool.db",
-                          **FAST)
-
-
 async def test_the_loop_runs_on_while_a_write_behind_call_waits_for_the_spool(
         amake_registry: Callable[..., Registry], tmp_path: Path) -> None:
-    reg = _down(amake_registry, tmp_path)
-    save = _saver(reg)
+    reg = down(amake_registry, tmp_path)
+    save = asaver(reg)
 
     with file_held(tmp_path / "spool.db") as release:
         call = asyncio.ensure_future(save("e1"))
@@ -67,8 +47,8 @@ async def test_the_loop_runs_on_while_a_write_behind_call_waits_for_the_spool(
 
 async def test_the_loops_tasks_changes_go_to_the_spool_in_one_transaction(
         amake_registry: Callable[..., Registry], tmp_path: Path) -> None:
-    reg = _down(amake_registry, tmp_path)
-    save = _saver(reg)
+    reg = down(amake_registry, tmp_path)
+    save = asaver(reg)
 
     @reg.cached(ttl=60, key="item:{x}", tags=["items"])
     async def item(x: int) -> int:
@@ -97,8 +77,8 @@ async def test_the_loops_tasks_changes_go_to_the_spool_in_one_transaction(
 
 async def test_a_call_cancelled_while_its_record_is_written_leaves_it_kept(
         amake_registry: Callable[..., Registry], tmp_path: Path) -> None:
-    reg = _down(amake_registry, tmp_path)
-    save = _saver(reg)
+    reg = down(amake_registry, tmp_path)
+    save = asaver(reg)
 
     spool = reg.recovery.spool
     assert spool is not None
@@ -122,8 +102,8 @@ async def test_a_call_does_not_wait_for_the_loops_executor(
     gate = threading.Event()
     busy = loop.run_in_executor(None, gate.wait, 30.0)  # an application's blocking call
     try:
-        reg = _down(amake_registry, tmp_path)
-        save = _saver(reg)
+        reg = down(amake_registry, tmp_path)
+        save = asaver(reg)
         assert await asyncio.wait_for(save("e1"), timeout=10.0) == {"id": "e1"}
         assert not busy.done()  # the executor was busy all along
     finally:

@@ -17,21 +17,13 @@ import pytest
 from cachedeco import BackendError, Registry
 from cachedeco.runtime import spool as spool_module
 from tests.support.polling import apoll
-from tests.support.spool_files import file_held, spooled
-from tools.servers.process import free_port
-
-FAST = {"socket_timeout": 0.3, "socket_connect_timeout": 0.3, "stats_interval": 0}
+from tests.support.spool_files import asaver, down, file_held, spooled
 
 
 @pytest.fixture(autouse=True)
 def _short_wait(monkeypatch: pytest.MonkeyPatch) -> None:
     """A writer gives up on a locked file after 0.2 s here (5 s by default)."""
     monkeypatch.setattr(spool_module, "_TIMEOUT", 0.2)
-
-
-def _down(make: Callable[..., Registry], tmp_path: Path) -> Registry:
-    """A registry whose server is down (nothing listens on its port), with a spool."""
-    return make(f"redis://127.0.0.1:{free_port()}/0", spool=tmp_path / "spool.db", **FAST)
 
 
 def _refusals(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -42,7 +34,7 @@ def test_a_record_the_spool_cannot_keep_fails_its_call(
         make_registry: Callable[..., Registry], tmp_path: Path,
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="cachedeco")
-    reg = _down(make_registry, tmp_path)
+    reg = down(make_registry, tmp_path)
 
     @reg.write_behind(key="event:{id}", flush=print, flush_interval=60)
     def save(id: str) -> dict[str, Any]:
@@ -69,11 +61,8 @@ async def test_an_asyncio_record_the_spool_cannot_keep_fails_its_call(
         amake_registry: Callable[..., Registry], tmp_path: Path,
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="cachedeco")
-    reg = _down(amake_registry, tmp_path)
-
-    @reg.write_behind(key="event:{id}", flush=print, flush_interval=60)
-    async def save(id: str) -> dict[str, Any]:
-        return {"id": id}
+    reg = down(amake_registry, tmp_path)
+    save = asaver(reg)
 
     @reg.cached(ttl=60, key="item:{x}", tags=["items"])
     async def item(x: int) -> int:
@@ -97,11 +86,8 @@ async def test_a_cancelled_call_whose_record_the_spool_cannot_keep_leaves_nothin
         amake_registry: Callable[..., Registry], tmp_path: Path,
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR)
-    reg = _down(amake_registry, tmp_path)
-
-    @reg.write_behind(key="event:{id}", flush=print, flush_interval=60)
-    async def save(id: str) -> dict[str, Any]:
-        return {"id": id}
+    reg = down(amake_registry, tmp_path)
+    save = asaver(reg)
 
     spool = reg.recovery.spool
     assert spool is not None

@@ -1,14 +1,37 @@
-"""A spool's file seen from outside: another connection holding its write lock, and the
-changes it keeps."""
+"""A spool in tests: a registry whose server is down, writing to it; its file seen from
+outside (another connection holding its write lock, the changes it keeps)."""
 
 from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-__all__ = ["file_held", "spooled"]
+from cachedeco import Registry
+from tools.servers.process import free_port
+
+__all__ = ["FAST", "asaver", "down", "file_held", "spooled"]
+
+#: Short timeouts (a call to the down server fails at once) and no stats reporter.
+FAST = {"socket_timeout": 0.3, "socket_connect_timeout": 0.3, "stats_interval": 0}
+
+
+def down(make: Callable[..., Registry], tmp_path: Path) -> Registry:
+    """A registry made by ``make`` (a fixture) whose server is down (nothing listens on its
+    port), with a spool at ``tmp_path / "spool.db"``."""
+    return make(f"redis://127.0.0.1:{free_port()}/0", spool=tmp_path / "spool.db", **FAST)
+
+
+def asaver(reg: Registry) -> Callable[[str], Awaitable[dict[str, Any]]]:
+    """An asyncio write-behind function of ``reg`` (never flushed here: its server is down)."""
+
+    @reg.write_behind(key="event:{id}", flush=print, flush_interval=60)
+    async def save(id: str) -> dict[str, Any]:
+        return {"id": id}
+
+    return save
 
 
 @contextlib.contextmanager

@@ -9,11 +9,10 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from cachedeco.runtime.spool import Spool, open_spool
+from tests.support.polling import poll
 from tests.support.spool_files import file_held
 
 
@@ -23,13 +22,6 @@ def _commits(spool: Spool) -> list[str]:
     spool.connection().set_trace_callback(
         lambda statement: seen.append(statement) if statement == "COMMIT" else None)
     return seen
-
-
-def _wait_for(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 10
-    while not condition():
-        assert time.monotonic() < deadline, "the writers never queued"
-        time.sleep(0.001)
 
 
 def test_rows_added_while_the_file_is_busy_go_in_one_transaction(tmp_path: Path) -> None:
@@ -43,7 +35,8 @@ def test_rows_added_while_the_file_is_busy_go_in_one_transaction(tmp_path: Path)
     with file_held(path):
         for thread in writers:
             thread.start()
-        _wait_for(lambda: spool._filling is not None and len(spool._filling.rows) == 15)
+        poll(lambda: spool._filling is not None and len(spool._filling.rows) == 15,
+             timeout=10.0)
     for thread in writers:
         thread.join()
     assert sorted(ids) == list(range(1, 17))  # each thread its own row
@@ -65,7 +58,7 @@ def test_a_batch_keeps_the_last_of_the_rows_that_replace_one_another(tmp_path: P
     with file_held(path):
         for thread, ready in zip(writers, queued, strict=True):
             thread.start()  # one after another, in this order, into the batch
-            _wait_for(ready)
+            poll(ready, timeout=10.0)
     for thread in writers:
         thread.join()
     with contextlib.closing(sqlite3.connect(path)) as conn:
