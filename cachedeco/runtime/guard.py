@@ -21,8 +21,9 @@ logger: Final = logging.getLogger("cachedeco")
 LOG_INTERVAL: Final = 10.0  # seconds between two warnings of one guard
 #: The ``grace`` of a Redis Cluster backend's breaker: while one primary fails over, runs of
 #: failures come by chance (5 in a row are likely when a third of the keys fail) and would
-#: skip every primary, sending every call to the database; the calls the other primaries
-#: answer end those runs well within a second, so a run that lasts one is the cluster down.
+#: skip every primary, sending every call to the database; in a busy process the calls the
+#: other primaries answer end those runs well within a second. (Calls that fail slowly one
+#: after another can still make a run last one: the breaker counts per backend, not per node.)
 CLUSTER_GRACE: Final = 1.0
 
 
