@@ -44,11 +44,11 @@ from cachedeco.backends.redis.ready import slow_failures
 from cachedeco.backends.redis.urls import kind_of_url, memory_size, refused_options
 from cachedeco.backends.redis.versions import aask, ask
 from cachedeco.core.forking import redo_after_fork
+from cachedeco.core.logs import say
 from cachedeco.errors import ConfigurationError
 
 __all__ = ["ASK_AGAIN", "BackendSlot"]
 
-logger = logging.getLogger("cachedeco")
 
 #: Seconds before a server that did not answer the version question is asked again.
 ASK_AGAIN = 10.0
@@ -60,6 +60,7 @@ class BackendSlot:
     def __init__(self, name: str, spec: object, options: ConnectionOptions,
                  prefix: str = "cachedeco") -> None:
         self.name = name
+        self.prefix = prefix  # the registry's, for log lines
         self.spec = spec
         self.options = options
         self._lock = threading.Lock()
@@ -86,12 +87,12 @@ class BackendSlot:
             self.kind = "cluster" if "Cluster" in type(spec).__name__ else "redis"
             self.flavours = (flavour,)
             if slow := slow_failures(spec):  # it works, but a down Redis costs more than said
-                logger.warning("cachedeco: backend %r: %s", name, slow)
+                say(prefix, logging.WARNING, "backend %r: %s", name, slow)
         #: The near cache in front of this backend (None: none, always on memory://).
         self.near: NearStore | None = None
         self._tracker: Tracker | None = None
         #: A Sentinel URL's watch on its primary (None elsewhere): see ``on_switch``.
-        self.watch = (PrimaryWatch(spec, options)
+        self.watch = (PrimaryWatch(spec, options, prefix)
                       if self.kind == "sentinel" and isinstance(spec, str) else None)
         if self.kind == "memory":
             memory = MemoryBackend(memory_size(str(spec), options.maxsize))
@@ -100,10 +101,10 @@ class BackendSlot:
             source = source_for(self.kind, spec, options, self.watch)
             if source is not None:
                 self.near = NearStore(options.near_cache)
-                self._tracker = Tracker(self.near, source, prefix)
+                self._tracker = Tracker(self.near, source, prefix, name)
             else:  # it works without, but the caller asked for it: say why not
-                logger.warning("cachedeco: backend %r has no near cache: %s", name,
-                               no_source(spec))
+                say(prefix, logging.WARNING, "backend %r has no near cache: %s", name,
+                    no_source(spec))
         if self._tracker is not None or self.watch is not None:  # dropped without close()
             weakref.finalize(self, _abandon, self._tracker, self.watch).atexit = False
         redo_after_fork(self)  # new locks in a forked child, its backends' and store's too

@@ -17,11 +17,11 @@ from typing import Any
 
 from cachedeco.api.registry import Registry
 from cachedeco.api.registry import registry as default_registry
+from cachedeco.core.logs import say
 from cachedeco.errors import CacheError, ConfigurationError
 
 __all__ = ["Lifespan", "lifespan"]
 
-logger = logging.getLogger("cachedeco")
 
 #: What ``FastAPI(lifespan=...)`` and ``Starlette(lifespan=...)`` take: a callable of the app
 #: returning an async context manager.
@@ -88,6 +88,6 @@ async def shutdown(registry: Registry) -> None:
     try:
         await registry.aflush()
     except CacheError as exc:  # the backend is down: on Redis the records stay queued
-        logger.warning("cachedeco: write-behind records not flushed at shutdown (%s: %s); "
-                       "they stay queued", type(exc).__name__, exc)
+        say(registry.prefix, logging.WARNING, "write-behind records not flushed at shutdown "
+            "(%s: %s); they stay queued", type(exc).__name__, exc)
     await registry.aclose()

@@ -121,16 +121,17 @@ class Bound:
     def undecodable(self, exc: SerializationError) -> Any:
         """A stored value that cannot be decoded: counted, logged (rate-limited), a miss."""
         self.stats.decode_errors += 1
-        warn(f"decode:{self.keyspace.prefix}:{self.name}", "cachedeco: cannot decode a "
-             "stored value of %s (%s); treating it as a miss and overwriting it", self.name,
-             exc)
+        warn(f"decode:{self.keyspace.prefix}:{self.name}", "cannot decode a stored "
+             "value of %s (%s); treating it as a miss and overwriting it", self.name, exc,
+             prefix=self.keyspace.prefix)
         return NO_VALUE
 
     def corrupt(self) -> None:
         """A stored value that is not a readable envelope: count and log; it is overwritten."""
         self.stats.decode_errors += 1
-        warn(f"corrupt:{self.keyspace.prefix}:{self.name}", "cachedeco: a stored value of %s "
-             "is not a cachedeco entry; treating it as a miss and overwriting it", self.name)
+        warn(f"corrupt:{self.keyspace.prefix}:{self.name}", "a stored value of %s is not a "
+             "cachedeco entry; treating it as a miss and overwriting it", self.name,
+             prefix=self.keyspace.prefix)
 
     def encode(self, value: Any, key: str) -> Any:
         """The payload to store at ``key`` for a result, or NO_VALUE when it is not to be

@@ -37,6 +37,7 @@ from typing import Any, Final
 
 from cachedeco.backends.contracts.queues import Message, NotSettled, Restore, order
 from cachedeco.core.entry import new_marker, new_tombstone
+from cachedeco.core.logs import say
 from cachedeco.core.stats import Stats
 from cachedeco.errors import SerializationError
 from cachedeco.runtime.primitives import Stop
@@ -46,7 +47,6 @@ __all__ = [
     "describe", "drain", "withhold",
 ]
 
-logger = logging.getLogger("cachedeco")
 MAX_DELAY: Final = 60.0  # the longest backoff between two attempts, in seconds
 _ERROR_CHARS: Final = 1000
 
@@ -152,6 +152,7 @@ class Job:
     taken: int = 0  # records this drain took
     #: Its last take left records it could not take: another consumer's batch in flight.
     blocked: bool = False
+    prefix: str | None = None  # the registry's, for log lines
 
 
 @dataclass(slots=True)
@@ -211,8 +212,8 @@ def deliver(job: Job, messages: list[Message]) -> Flow:
         try:
             records.append(_Record(message, job.decode(message.record, message.key)))
         except SerializationError as exc:
-            logger.error("cachedeco: a write-behind record of %s cannot be decoded (%s); moved "
-                         "to the dead letters", job.settings.name, job.describe(exc))
+            say(job.prefix, logging.ERROR, "a write-behind record of %s cannot be decoded "
+                "(%s); moved to the dead letters", job.settings.name, job.describe(exc))
             yield from bury(job, (message.id,), f"undecodable record: {job.describe(exc)}")
     keep, superseded = coalesce(records) if job.settings.coalesce else (records, [])
     flushed, superseded = yield from attempt(job, keep, superseded)
@@ -258,10 +259,10 @@ def attempt(job: Job, keep: list[_Record], superseded: list[_Record]
             mine = set((yield Renew(_ids(keep) + _ids(superseded))))
             lost = [r for r in keep if r.message.id not in mine]
             if lost:
-                logger.warning("cachedeco: %d write-behind record(s) of %s were claimed by "
-                               "another process (this one stalled longer than claim_after=%ss);"
-                               " leaving them to it", len(lost), settings.name,
-                               settings.claim_after)
+                say(job.prefix, logging.WARNING, "%d write-behind record(s) of %s were "
+                    "claimed by another process (this one stalled longer than "
+                    "claim_after=%ss); leaving them to it", len(lost), settings.name,
+                    settings.claim_after)
             keep = [r for r in keep if r.message.id in mine]
             superseded = [r for r in superseded if r.message.id in mine]
             if not keep:
@@ -270,17 +271,17 @@ def attempt(job: Job, keep: list[_Record], superseded: list[_Record]
             yield Flush([r.value for r in keep], _ids(keep))
         except Exception as exc:
             if tries >= settings.max_retries:
-                logger.error("cachedeco: flush of %d write-behind record(s) of %s failed %d "
-                             "time(s), the last with %s; moved to the dead letters",
-                             len(keep), settings.name, tries + 1, job.describe(exc))
+                say(job.prefix, logging.ERROR, "flush of %d write-behind record(s) of %s "
+                    "failed %d time(s), the last with %s; moved to the dead letters",
+                    len(keep), settings.name, tries + 1, job.describe(exc))
                 yield from bury(job, _ids(keep), job.describe(exc))
                 return [], superseded
             tries += 1
             delay = settings.backoff(tries)
             job.stats.write_behind_retried += len(keep)
-            logger.warning("cachedeco: flush of %d write-behind record(s) of %s failed (%s); "
-                           "retry %d of %d in %.2fs", len(keep), settings.name, job.describe(exc),
-                           tries, settings.max_retries, delay)
+            say(job.prefix, logging.WARNING, "flush of %d write-behind record(s) of %s failed "
+                "(%s); retry %d of %d in %.2fs", len(keep), settings.name, job.describe(exc),
+                tries, settings.max_retries, delay)
             yield Sleep(delay, _ids(keep) + _ids(superseded))
         else:
             return keep, superseded

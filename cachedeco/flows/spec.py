@@ -170,10 +170,11 @@ class Spec:
         for other in registry.ledger.namesakes(self, self.keys.name):
             if (isinstance(other, Spec) and other.keys.by_name == space
                     and other.func is not self.func):
-                warn(f"namesake:{registry.prefix}:{space}", "cachedeco: two live functions "
-                     "build their keys from one name, %s (a factory makes each of its "
-                     "functions under the same name): they read and write each other's "
-                     "entries; tell them apart with key= (a template) or version=", space)
+                warn(f"namesake:{registry.prefix}:{space}", "two live functions build "
+                     "their keys from one name, %s (a factory makes each of its functions "
+                     "under the same name): they read and write each other's entries; tell "
+                     "them apart with key= (a template) or version=", space,
+                     prefix=registry.prefix)
                 return
 
     def hint(self) -> Any:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import os
 import threading
 import time
@@ -36,13 +37,14 @@ from cachedeco.backends.contracts.queues import (
     Queue,
 )
 from cachedeco.core.entry import HELD, NO_VALUE, Write, new_marker, new_tag_token, new_tombstone
+from cachedeco.core.logs import say
 from cachedeco.core.stats import Stats
 from cachedeco.errors import BackendError, ConfigurationError, SerializationError
 from cachedeco.flows.bound import Bound
 from cachedeco.flows.delivery import Job, Settings, Stop, describe, withhold
 from cachedeco.flows.link import Link
 from cachedeco.runtime.changes import RECORD, Change
-from cachedeco.runtime.guard import Guard, logger
+from cachedeco.runtime.guard import Guard
 from cachedeco.runtime.workers import TaskWorker, ThreadWorker
 
 __all__ = ["HOLD", "WriteBehindCore", "is_async"]
@@ -122,8 +124,9 @@ class WriteBehindCore:
             cached = self._guards = (
                 bound,
                 Guard(name, self.counters, raise_errors=bound.guard.raise_errors,
-                      breaker=breaker),
-                Guard(name, self.counters, raise_errors=False, breaker=breaker))
+                      breaker=breaker, prefix=bound.guard.prefix),
+                Guard(name, self.counters, raise_errors=False, breaker=breaker,
+                      prefix=bound.guard.prefix))
         return cached[1], cached[2]
 
     def quiet(self, bound: Bound) -> Guard:
@@ -137,7 +140,7 @@ class WriteBehindCore:
                    _identity if bound.codec is None else bound.codec.loads,
                    lambda now, value: policy.expiry(now, 0.0, policy.ttl_for(value)),
                    policy.hard_ms, stop, withhold if bound.sensitive else describe,
-                   bound.keep_drops)
+                   bound.keep_drops, prefix=bound.keyspace.prefix)
 
     # -- the call ---------------------------------------------------------------------------
 
@@ -257,12 +260,12 @@ class WriteBehindCore:
         since = self.closing_since
         return since is not None and time.monotonic() - since >= CLOSE_GRACE
 
-    def deferred(self) -> None:
+    def deferred(self, job: Job) -> None:
         """A last drain that did not wait for a retry (its event loop shuts down, or the
         registry closes with the queue in Redis)."""
-        logger.warning("cachedeco: the flush of %s failed as its worker stopped; the batch "
-                       "stays queued for a later drain (another worker, or the next start)",
-                       self.name)
+        say(job.prefix, logging.WARNING, "the flush of %s failed as its worker stopped; the "
+            "batch stays queued for a later drain (another worker, or the next start)",
+            self.name)
 
     def not_stored(self, guard: Guard, item: Push, exc: NotStored) -> None:
         """Queued, but the entry was not stored (Redis Cluster's second step failed): the

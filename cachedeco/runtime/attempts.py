@@ -13,6 +13,7 @@ from typing import Final, Protocol
 
 from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.backends.open import BackendSlot
+from cachedeco.core.logs import say
 from cachedeco.core.stats import Stats
 from cachedeco.errors import CacheError
 from cachedeco.runtime.changes import RECORD, Change, Outage, aapply, apply, next_run
@@ -24,7 +25,6 @@ from cachedeco.runtime.spooling import forget
 
 __all__ = ["RUN", "Attempts", "Host"]
 
-logger = logging.getLogger("cachedeco")
 RUN: Final = 500  # the most drops and tags, or records, sent in one round trip
 
 
@@ -66,7 +66,7 @@ class Attempts:
             try:
                 slot = host.slot(name)
             except CacheError:  # the backend is gone after configure(): nothing to reach
-                self._forget(name)
+                self._forget(name, host.prefix)
                 continue
             if ("sync" in slot.flavours) == sync:
                 yield name, slot
@@ -155,9 +155,9 @@ class Attempts:
             self._queues.pop(name, None)
             self._outages.pop(name, None)
         if outage is not None:
-            outage.end(name)
+            outage.end(host.prefix, name)
 
-    def _forget(self, name: str) -> None:
+    def _forget(self, name: str, prefix: str) -> None:
         with self._lock:
             queue = self._queues.pop(name, None) or collections.OrderedDict()
             for change in queue.values():
@@ -165,5 +165,5 @@ class Attempts:
             self._outages.pop(name, None)
             self._count()
         if queue:
-            logger.error("cachedeco: %d change(s) for backend %r are dropped: the registry no "
-                         "longer has that backend", len(queue), name)
+            say(prefix, logging.ERROR, "%d change(s) for backend %r are dropped: the registry "
+                "no longer has that backend", len(queue), name)

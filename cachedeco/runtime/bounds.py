@@ -35,14 +35,14 @@ class Merge:
     def log(self, prefix: str, backend: str) -> None:
         """Say it once per backend: the next misses are many, and this is why."""
         if self.everything:
-            warn(f"every:{prefix}:{backend}", "cachedeco: more than %d tag invalidations wait "
-                 "for backend %r: they became one invalidation of every entry under the "
-                 "prefix (each function's tag renewed when the backend answers)",
-                 MOST_TAGS, backend)
+            warn(f"every:{prefix}:{backend}", "more than %d tag invalidations wait for backend "
+                 "%r: they became one invalidation of every entry under the prefix (each "
+                 "function's tag renewed when the backend answers)", MOST_TAGS, backend,
+                 prefix=prefix)
         else:
-            warn(f"merged:{prefix}:{backend}", "cachedeco: more than %d changes wait for "
-                 "backend %r: %d entry drop(s) became %d invalidation(s) of their functions",
-                 MOST_PENDING, backend, len(self.gone), len(self.made))
+            warn(f"merged:{prefix}:{backend}", "more than %d changes wait for backend %r: %d "
+                 "entry drop(s) became %d invalidation(s) of their functions", MOST_PENDING,
+                 backend, len(self.gone), len(self.made), prefix=prefix)
 
 
 def bound(queue: collections.OrderedDict[str, Change], held: Held, change: Change,

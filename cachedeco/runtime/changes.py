@@ -29,6 +29,7 @@ from cachedeco.backends.base import UNREACHABLE, AsyncBackend, Backend
 from cachedeco.backends.contracts.queues import AsyncQueue, NotStored, Push, Queue
 from cachedeco.core.entry import Release, Write, new_tag_token, new_tombstone
 from cachedeco.core.keyspace import QueueNames
+from cachedeco.core.logs import say
 from cachedeco.runtime.guard import LOG_INTERVAL, Breaker
 from cachedeco.runtime.spool import Spool
 
@@ -42,7 +43,6 @@ RELEASE: Final = "release"
 EVERY: Final = "every"
 KINDS: Final = (DROP, TAGS, RECORD, EVERY)  # the kinds a spool holds
 QUIET: Final = 1.0  # seconds without a failed call before an outage's end is said
-logger = logging.getLogger("cachedeco")
 _WHAT: Final = {DROP: "entry drop(s)", TAGS: "tag invalidation(s)", RELEASE: "lease release(s)",
                 RECORD: "write-behind record(s)", EVERY: "invalidation(s) of every entry"}
 
@@ -68,21 +68,22 @@ class Outage:
         quiet = not breaker.open() and now - breaker.last_failure >= QUIET
         return not self.said or quiet or now - self.emptied >= LOG_INTERVAL
 
-    def end(self, backend: str) -> None:
-        """Say that the outage of ``backend`` ended (if its start was said)."""
+    def end(self, prefix: str, backend: str) -> None:
+        """Say that the outage of ``backend`` (of the registry under ``prefix``) ended (if its
+        start was said)."""
         if self.said:
-            logger.warning("cachedeco: backend %r answers again after %.1fs; recovered %s",
-                           backend, time.monotonic() - self.since, self.summary())
+            say(prefix, logging.WARNING, "backend %r answers again after %.1fs; recovered %s",
+                backend, time.monotonic() - self.since, self.summary())
 
     @staticmethod
-    def began(backend: str, exc: BaseException | None, hushed: int) -> None:
+    def began(prefix: str, backend: str, exc: BaseException | None, hushed: int) -> None:
         """Say that an outage of ``backend`` began (``hushed``: shorter ones kept quiet)."""
         refused = exc is not None and not isinstance(exc, UNREACHABLE)
-        logger.warning("cachedeco: backend %r %s (%s); changes that cannot reach it are kept "
-                       "and retried until they land%s", backend,
-                       "refuses changes" if refused else "is unreachable",
-                       "no answer" if exc is None else f"{type(exc).__name__}: {exc}",
-                       f" ({hushed} shorter outages since the last line)" if hushed else "")
+        say(prefix, logging.WARNING, "backend %r %s (%s); changes that cannot reach it are "
+            "kept and retried until they land%s", backend,
+            "refuses changes" if refused else "is unreachable",
+            "no answer" if exc is None else f"{type(exc).__name__}: {exc}",
+            f" ({hushed} shorter outages since the last line)" if hushed else "")
 
     def summary(self) -> str:
         """What landed, for the log line that ends the outage."""

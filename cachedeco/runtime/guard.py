@@ -12,12 +12,12 @@ from collections.abc import Callable
 from typing import Final
 
 from cachedeco.core.forking import redo_after_fork
+from cachedeco.core.logs import logger, say
 from cachedeco.core.stats import Stats
 from cachedeco.errors import BackendError, ConfigurationError
 
 __all__ = ["CLUSTER_GRACE", "LOG_INTERVAL", "Breaker", "Guard", "LogLimit", "logger", "warn"]
 
-logger: Final = logging.getLogger("cachedeco")
 LOG_INTERVAL: Final = 10.0  # seconds between two warnings of one guard
 #: The ``grace`` of a Redis Cluster backend's breaker: while one primary fails over, runs of
 #: failures come by chance (5 in a row are likely when a third of the keys fail) and would
@@ -51,10 +51,12 @@ _limits: dict[str, LogLimit] = {}
 _SUBJECTS: Final = 1024  # distinct subjects remembered (the oldest are forgotten)
 
 
-def warn(subject: str, message: str, *args: object, level: int = logging.WARNING) -> None:
+def warn(subject: str, message: str, *args: object, level: int = logging.WARNING,
+         prefix: str | None = None) -> None:
     """Log ``message % args`` at most once per LOG_INTERVAL per ``subject`` (e.g. the kind
     of warning and the function), saying how many were held back: a fault repeated on every
-    call is a line now and then, not a line per call."""
+    call is a line now and then, not a line per call. ``prefix``: the registry's (see
+    :func:`.say`)."""
     limit = _limits.get(subject)
     if limit is None:
         if len(_limits) >= _SUBJECTS:
@@ -62,7 +64,7 @@ def warn(subject: str, message: str, *args: object, level: int = logging.WARNING
         limit = _limits.setdefault(subject, LogLimit())
     held = limit.allow()
     if held is not None:
-        logger.log(level, message + (f" ({held} similar suppressed)" if held else ""), *args)
+        say(prefix, level, message + (f" ({held} similar suppressed)" if held else ""), *args)
 
 
 class Breaker:
@@ -149,8 +151,9 @@ class Guard:
     the registry's): fallback or raise, with a rate-limited log."""
 
     def __init__(self, name: str, stats: Stats, *, raise_errors: bool,
-                 breaker: Breaker | None = None) -> None:
+                 breaker: Breaker | None = None, prefix: str | None = None) -> None:
         self.name = name  # the backend's name in the registry
+        self.prefix = prefix  # the registry's, for its log lines
         self.stats = stats
         self.raise_errors = raise_errors
         self.breaker = breaker or Breaker()
@@ -228,8 +231,8 @@ class Guard:
         suppressed = self.breaker.log.allow()
         if suppressed is None:
             return
-        logger.warning(
-            "cachedeco: backend %r failed to %s%s: %s: %s%s",
+        say(self.prefix, logging.WARNING,
+            "backend %r failed to %s%s: %s: %s%s",
             self.name, action, "" if function is None else f" (function={function})",
             type(exc).__name__, exc,
             f" ({suppressed} similar errors suppressed)" if suppressed else "",

@@ -36,13 +36,13 @@ import redis.exceptions
 from cachedeco.backends.base import BACKEND_ERRORS
 from cachedeco.backends.open import BackendSlot
 from cachedeco.core.forking import redo_after_fork
+from cachedeco.core.logs import say
 from cachedeco.errors import CacheError
 from cachedeco.runtime.recent import WINDOW
 from cachedeco.runtime.workers import Periodic
 
 __all__ = ["BEAT", "Lineage"]
 
-logger = logging.getLogger("cachedeco")
 BEAT: Final = 1.0  # seconds between two beats of one process
 #: Seconds between two beats while the last one failed: the server is noticed soon after it
 #: answers again (a restart).
@@ -190,9 +190,8 @@ class Lineage(Periodic):
         self._pace(slot, AGAIN)
         if isinstance(exc, redis.exceptions.NoPermissionError):
             self._mute.add(id(slot))
-            logger.warning("cachedeco: backend %r refuses INCR on the lineage counter (%s): "
-                           "a restart from an older snapshot will not be noticed", slot.name,
-                           exc)
+            say(slot.prefix, logging.WARNING, "backend %r refuses INCR on the lineage counter "
+                "(%s): a restart from an older snapshot will not be noticed", slot.name, exc)
 
     def _seen(self, slot: BackendSlot, values: dict[str, int] | None, moves: int) -> None:
         """Note a beat's replies (a counter per primary on Cluster), sent when the Sentinel
@@ -214,8 +213,8 @@ class Lineage(Periodic):
                 emptied = emptied or value == 1  # no counter at all: flushed, or empty
             beats.append((now, value))
         if older:
-            logger.warning(
-                "cachedeco: backend %r %s: every entry under the prefix is invalidated",
+            say(slot.prefix, logging.WARNING,
+                "backend %r %s: every entry under the prefix is invalidated",
                 slot.name, "holds no lineage counter any more (FLUSHDB, or a restart without "
                 "its data)" if emptied else "lost changes (its lineage counter went back: a "
                 "restart without its data or from an older snapshot, FLUSHDB, or a failover "

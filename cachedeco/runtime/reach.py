@@ -22,17 +22,18 @@ import asyncio
 import contextlib
 import functools
 import ipaddress
+import logging
 import socket
 import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import redis.connection
 
+from cachedeco.core.logs import say
 from cachedeco.errors import CacheError
-from cachedeco.runtime.guard import logger
 
 __all__ = [
     "CONNECT", "HANDSHAKE", "PROBE", "Address", "Reach", "Secured", "address",
@@ -307,12 +308,21 @@ def wait_reachable(where: Where, budget: float,
     return asyncio.run(await_reachable(where, budget, stop))
 
 
+class Host(Protocol):
+    """What the probes need of their registry: its backends, and its prefix (log lines)."""
+
+    prefix: str
+
+    def slot(self, name: str) -> Any: ...
+
+
 class Reach:
     """The probes of auto-recovery's worker: where the backends with changes waiting for
     this flavour of worker listen (``host()``: the registry, or None once it is gone;
     ``waiting()``: the backends with changes waiting)."""
 
-    def __init__(self, host: Callable[[], Any], waiting: Callable[[], Iterable[str]]) -> None:
+    def __init__(self, host: Callable[[], Host | None], waiting: Callable[[], Iterable[str]]
+                 ) -> None:
         self._host = host
         self._waiting = waiting
         #: Addresses a bare connect does not reach though their clients do: not probed.
@@ -322,8 +332,10 @@ class Reach:
 
     def _targets(self, sync: bool) -> dict[str, Address] | None:
         host = self._host()
+        if host is None:
+            return None
         found: dict[str, Address] = {}
-        for name in list(self._waiting()) if host is not None else ():
+        for name in list(self._waiting()):
             try:
                 slot = host.slot(name)
             except CacheError:  # the backend is gone after configure()
@@ -365,9 +377,10 @@ class Reach:
         for name, where in unmet.items():
             if name not in waiting and not await await_reachable(where, CONNECT):
                 self.blind.add(where)
-                logger.warning("cachedeco: backend %r: its recovery tries land but a bare "
-                               "connect to its server does not get through; they go without "
-                               "a probe from now on", name)
+                host = self._host()
+                say(None if host is None else host.prefix, logging.WARNING, "backend %r: its "
+                    "recovery tries land but a bare connect to its server does not get "
+                    "through; they go without a probe from now on", name)
 
     def settle(self) -> None:
         """The thread's :meth:`asettle` (on a loop of its own, only when it has a probe to

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 
 from cachedeco.core.forking import redo_after_fork
 from cachedeco.core.keyspace import KeySpace
+from cachedeco.core.logs import say
 from cachedeco.core.stats import Stats
 from cachedeco.runtime.attempts import Attempts, Host
 from cachedeco.runtime.bounds import Merge, bound
@@ -47,8 +48,6 @@ from cachedeco.runtime.spooling import (
 )
 
 __all__ = ["Host", "Recovery"]
-
-logger = logging.getLogger("cachedeco")
 
 
 def _drops(backend: str, keys: Sequence[str], px: int, family: tuple[str, int] | None
@@ -194,7 +193,7 @@ class Recovery(Attempts):
                 self._outages[backend] = Outage(hushed is not None, host.breaker(backend))
         unserved(host.slot, changes)
         if hushed is not None:
-            Outage.began(backend, exc, hushed)
+            Outage.began(host.prefix, backend, exc, hushed)
         if theirs:
             forget(theirs, self.spool)
         for merge in merges:
@@ -260,7 +259,7 @@ class Recovery(Attempts):
         self._adopted = True
         if not rows:
             return
-        changes, taken, merges = list(readable(spool, rows)), [], []
+        changes, taken, merges = list(readable(spool, host.prefix, rows)), [], []
         with self._lock:
             for change in changes:
                 queue = self._queues.setdefault(change.backend, collections.OrderedDict())
@@ -275,8 +274,8 @@ class Recovery(Attempts):
                     merges.append((change.backend, merge))  # many processes' leftovers
             self._count()
         unserved(host.slot, taken)
-        logger.warning("cachedeco: took over %d change(s) left in the spool %s%s",
-                       len(taken), spool.path, " at start" if first else "")
+        say(host.prefix, logging.WARNING, "took over %d change(s) left in the spool %s%s",
+            len(taken), spool.path, " at start" if first else "")
         for backend, merge in merges:
             replace_in_spool(spool, host.prefix, merge.made, merge.gone, self._spool_log)
             merge.log(host.prefix, backend)
@@ -303,7 +302,8 @@ class Recovery(Attempts):
             if stopped:  # its connection too (a registry used again opens another)
                 self.spool.close()
         elif self.stats.recoveries_pending:
-            logger.error("cachedeco: the registry closes with %d change(s) that never reached "
-                         "their backend; entries they concern may be served until they expire",
-                         self.stats.recoveries_pending)
+            host = self._host()
+            say(None if host is None else host.prefix, logging.ERROR, "the registry closes "
+                "with %d change(s) that never reached their backend; entries they concern may "
+                "be served until they expire", self.stats.recoveries_pending)
 

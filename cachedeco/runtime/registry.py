@@ -212,7 +212,7 @@ class Registry(Invalidation):
         """A failure policy over backend ``name``'s breaker that counts into ``stats``."""
         self.slot(name)
         return Guard(name, stats, raise_errors=self.on_error == "raise",
-                     breaker=self._breakers[name])
+                     breaker=self._breakers[name], prefix=self.prefix)
 
     def track(self, function: object, name: str, stats: Stats) -> None:
         """Count a function bound to this registry (``stats`` under ``name``, also once it is

@@ -48,6 +48,7 @@ class Reporter(Periodic):
         self.interval = INTERVAL  # 0: never report
         self._where = where  # a weak method of the registry: gives None once it is gone
         self._cursor: Cursor[tuple[str, str]] = Cursor(lambda: _counts(ledger))
+        self._ledger = ledger
         self._guard = Guard("stats", Stats(), raise_errors=False, breaker=Breaker())
         redo_after_fork(self)
 
@@ -95,6 +96,7 @@ class Reporter(Periodic):
     def _failed(self, taken: Counts, exc: BaseException, backend: str) -> None:
         self._cursor.give_back(taken)
         self._guard.name = backend  # the log line names the backend the report went to
+        self._guard.prefix = self._ledger.prefix
         self._guard.absorb(exc, action="report the service-wide counters")
 
     def report(self) -> None:

@@ -46,7 +46,7 @@ def _current_task() -> asyncio.Task[Any] | None:
 
 
 def _failed(exc: Exception) -> None:
-    warn("recovery", "cachedeco: the recovery worker failed (%s: %s)", type(exc).__name__, exc,
+    warn("recovery", "the recovery worker failed (%s: %s)", type(exc).__name__, exc,
          level=logging.ERROR)
 
 
@@ -68,7 +68,7 @@ async def _aprobe(step: Awaitable[None]) -> None:
 
 
 def _probe_failed(exc: Exception) -> None:
-    warn("reach", "cachedeco: a recovery probe failed (%s: %s); the try goes without it",
+    warn("reach", "a recovery probe failed (%s: %s); the try goes without it",
          type(exc).__name__, exc)
 
 

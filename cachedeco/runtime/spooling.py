@@ -9,14 +9,13 @@ import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
+from cachedeco.core.logs import say
 from cachedeco.errors import BackendError
 from cachedeco.runtime.changes import RECORD, Change, decode_change, encode_change
 from cachedeco.runtime.guard import LogLimit
 from cachedeco.runtime.spool import Spool
 
 __all__ = ["akeep_in_spool", "forget", "keep_in_spool", "readable", "replace_in_spool"]
-
-logger = logging.getLogger("cachedeco")
 
 
 def keep_in_spool(spool: Spool, prefix: str, changes: Sequence[Change], log: LogLimit) -> None:
@@ -28,7 +27,7 @@ def keep_in_spool(spool: Spool, prefix: str, changes: Sequence[Change], log: Log
         try:
             rows = spool.add_many(prefix, _rows(kept))
         except sqlite3.Error as exc:
-            _not_kept(spool, kept, exc, log)
+            _not_kept(spool, prefix, kept, exc, log)
         else:
             _noted(spool, kept, rows)
 
@@ -51,7 +50,7 @@ async def akeep_in_spool(spool: Spool, prefix: str, changes: Sequence[Change], l
         try:
             rows = done.result()
         except sqlite3.Error as exc:
-            _not_kept(spool, kept, exc, log)
+            _not_kept(spool, prefix, kept, exc, log)
         else:
             _noted(spool, kept, rows)
 
@@ -86,7 +85,8 @@ def _rows(kept: list[Change]) -> list[tuple[str, str, bytes, bool]]:
             for change in kept]
 
 
-def _not_kept(spool: Spool, kept: list[Change], exc: sqlite3.Error, log: LogLimit) -> None:
+def _not_kept(spool: Spool, prefix: str, kept: list[Change], exc: sqlite3.Error,
+              log: LogLimit) -> None:
     """The spool failed to keep ``kept``: an error for a record among them (it was not
     queued), a rate-limited log line for other changes (they stay in memory only)."""
     if (record := next((c for c in kept if c.kind == RECORD), None)) is not None:
@@ -94,9 +94,9 @@ def _not_kept(spool: Spool, kept: list[Change], exc: sqlite3.Error, log: LogLimi
                            f"record ({exc}): it was not queued",
                            key=record.target, function=record.function) from exc
     if (held := log.allow()) is not None:
-        logger.error("cachedeco: the spool %s cannot keep a change (%s); it is kept in "
-                     "memory only%s", spool.path, exc,
-                     f" ({held} similar errors suppressed)" if held else "")
+        say(prefix, logging.ERROR, "the spool %s cannot keep a change (%s); it is kept in "
+            "memory only%s", spool.path, exc,
+            f" ({held} similar errors suppressed)" if held else "")
 
 
 def _noted(spool: Spool, kept: list[Change], rows: list[int]) -> None:
@@ -127,13 +127,14 @@ def forget(changes: Iterable[Change], current: Spool | None) -> None:
             spool.close()
 
 
-def readable(spool: Spool, rows: Iterable[tuple[int, bytes]]) -> Iterator[Change]:
+def readable(spool: Spool, prefix: str, rows: Iterable[tuple[int, bytes]]
+             ) -> Iterator[Change]:
     """The changes of ``rows`` taken from ``spool``; a row that cannot be read is logged and
     dropped from the spool."""
     for row, body in rows:
         try:
             yield decode_change(body, row, spool)
         except (ValueError, KeyError, TypeError) as exc:
-            logger.error("cachedeco: a change in the spool %s cannot be read (%s); dropped",
-                         spool.path, exc)
+            say(prefix, logging.ERROR, "a change in the spool %s cannot be read (%s); dropped",
+                spool.path, exc)
             spool.done([row])

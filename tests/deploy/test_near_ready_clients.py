@@ -139,10 +139,10 @@ def test_a_client_without_settings_to_reuse_has_no_near_cache_and_says_so(
         why = ("a ready Sentinel-managed client knows its primary in its pool alone; give a "
                "redis+sentinel:// URL")
     caplog.set_level(logging.WARNING, logger="cachedeco")
-    reg = Registry(client, near_cache=100, stats_interval=0)
+    reg = Registry(client, near_cache=100, stats_interval=0, prefix="shop")
     try:
         assert reg.slot("default").near is None
         lines = [r.getMessage() for r in caplog.records if r.name == "cachedeco"]
-        assert lines == [f"cachedeco: backend 'default' has no near cache: {why}"]
+        assert lines == [f"cachedeco[shop]: backend 'default' has no near cache: {why}"]
     finally:
         reg.close()

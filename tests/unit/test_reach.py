@@ -182,6 +182,7 @@ class _Host:
 
     def __init__(self, **slots: SimpleNamespace) -> None:
         self.slots = slots
+        self.prefix = "cachedeco"
 
     def slot(self, name: str) -> SimpleNamespace:
         return self.slots[name]

@@ -32,12 +32,13 @@ def test_a_client_without_timeouts_that_retries_is_named_once_with_the_advice(
     client = redis.Redis(port=1, socket_timeout=None, socket_connect_timeout=None,
                          retry=Retry(ExponentialBackoff(), 3))
     caplog.set_level(logging.WARNING, logger="cachedeco")
-    reg = Registry(backends={"default": "memory://", "shared": client}, stats_interval=0)
+    reg = Registry(backends={"default": "memory://", "shared": client}, stats_interval=0,
+                   prefix="shop")
     try:
         reg.slot("shared")
         reg.slot("shared")  # made once: said once
         assert _lines(caplog) == [
-            "cachedeco: backend 'shared': the ready client has no socket_timeout and no "
+            "cachedeco[shop]: backend 'shared': the ready client has no socket_timeout and no "
             "socket_connect_timeout (a frozen or unreachable Redis holds a call until the "
             "operating system gives up) and retries a failed command up to 3 time(s) (a call "
             f"waits through them all while Redis is down); {ADVICE}"]

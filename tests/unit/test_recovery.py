@@ -287,9 +287,9 @@ def test_the_error_of_a_raising_guard_names_the_backend() -> None:
 def test_warn_says_once_per_interval_per_subject(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="cachedeco")
     for _ in range(50):
-        warn("test:subject-a", "cachedeco: a %s", "thing")
-        warn("test:subject-b", "cachedeco: b")
-    assert [r.getMessage() for r in caplog.records] == ["cachedeco: a thing", "cachedeco: b"]
+        warn("test:subject-a", "a %s", "thing")
+        warn("test:subject-b", "b", prefix="shop")
+    assert [r.getMessage() for r in caplog.records] == ["cachedeco: a thing", "cachedeco[shop]: b"]
 
 
 def test_a_spool_closed_while_threads_write_loses_nothing(tmp_path: Path) -> None:

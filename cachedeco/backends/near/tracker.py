@@ -48,10 +48,10 @@ from cachedeco.backends.near.sources import Source
 from cachedeco.backends.near.store import NearStore
 from cachedeco.backends.redis.cluster_plan import plain_tag_key
 from cachedeco.core.forking import redo_after_fork
+from cachedeco.core.logs import say
 
 __all__ = ["Tracker"]
 
-logger = logging.getLogger("cachedeco")
 
 INTERVAL: Final = 0.25  # seconds between two pings of the tracking connections (at most)
 ANSWERED: Final = 0.8  # of the socket timeout: how long an answered ping vouches for the stream
@@ -67,10 +67,12 @@ class Moved(Exception):
 class Tracker:
     """The thread keeping ``store`` coherent with the keys under ``prefix`` on ``source``."""
 
-    def __init__(self, store: NearStore, source: Source, prefix: str) -> None:
+    def __init__(self, store: NearStore, source: Source, prefix: str,
+                 backend: str = "default") -> None:
         self.store = store
         self.source = source
         self.prefix = prefix
+        self.backend = backend  # its name in the registry, for log lines
         self.connects = 0  # times tracking was enabled on every primary
         self.messages = 0  # invalidation messages received
         self._thread: threading.Thread | None = None
@@ -153,7 +155,8 @@ class Tracker:
                 self.store.up()
                 self.connects += 1
                 if self._told:  # its loss was logged (a move's too): so is its end
-                    logger.warning("cachedeco: near cache of %s: change stream back", self.prefix)
+                    say(self.prefix, logging.WARNING, "near cache of backend %r: change "
+                        "stream back", self.backend)
                 self._failing, self._told, wait = False, False, RETRY[0]
                 self._listen(conns, stop)
             except Exception as exc:  # a stream that fails, however it fails, is lost
@@ -176,8 +179,8 @@ class Tracker:
             self._held += 1
             return
         held = f" ({self._held} more since the last such line)" if self._held else ""
-        logger.warning("cachedeco: near cache of %s bypassed: change stream lost (%s: %s); "
-                       "reconnecting%s", self.prefix, type(exc).__name__, exc, held)
+        say(self.prefix, logging.WARNING, "near cache of backend %r bypassed: change stream "
+            "lost (%s: %s); reconnecting%s", self.backend, type(exc).__name__, exc, held)
         self._said_lost, self._held, self._told = now, 0, True
 
     def _connect(self) -> list[Any]:

@@ -38,10 +38,11 @@ from cachedeco.backends.base import ConnectionOptions
 from cachedeco.backends.redis.sentinel_push import listen_for_switches
 from cachedeco.backends.redis.urls import parse_url, sentinel_settings
 from cachedeco.core.forking import redo_after_fork
+from cachedeco.core.logs import say
 
 __all__ = ["INTERVAL", "PrimaryWatch"]
 
-logger = logging.getLogger("cachedeco")
+
 INTERVAL: Final = 0.5  # seconds between two questions to the sentinels
 #: When the listeners are told of a move, in seconds after the watch saw it: at once, then
 #: again for the changes that were in flight (sent to the old primary, which may have been
@@ -56,8 +57,10 @@ HURRIED_FOR: Final = 5.0  # seconds of FAST questions after a connection was ope
 class PrimaryWatch:
     """The primary a Sentinel service has now, asked every :data:`INTERVAL` seconds."""
 
-    def __init__(self, url: str, options: ConnectionOptions) -> None:
+    def __init__(self, url: str, options: ConnectionOptions, prefix: str | None = None
+                 ) -> None:
         target = parse_url("sentinel", url)
+        self._prefix = prefix  # the registry's, for log lines
         kwargs = options.redis_kwargs()
         self._service = target.service
         self._sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
@@ -151,13 +154,14 @@ class PrimaryWatch:
         if self.address is None or address == self.address:
             self.address = address
             return False
-        logger.warning("cachedeco: Sentinel service %r moved its primary from %s:%d to %s:%d; "
-                       "following it", self._service, *self.address, *address)
+        say(self._prefix, logging.WARNING, "Sentinel service %r moved its primary from %s:%d "
+            "to %s:%d; following it", self._service, *self.address, *address)
         for listener in list(self._before):
             try:
                 listener(self.epoch + 1)
             except Exception:  # a listener's fault must not stop the move
-                logger.exception("cachedeco: a primary-change listener failed")
+                say(self._prefix, logging.ERROR, "a primary-change listener failed",
+                    exc_info=True)
         self.address, self.epoch = address, self.epoch + 1
         seen = time.monotonic()  # the watch's thread tells the listeners (see ECHOES)
         self._echo_at = [seen + after for after in ECHOES]
@@ -173,7 +177,8 @@ class PrimaryWatch:
                     try:
                         listener()
                     except Exception:  # a listener's fault must not stop the watch
-                        logger.exception("cachedeco: a primary-change listener failed")
+                        say(self._prefix, logging.ERROR, "a primary-change listener failed",
+                            exc_info=True)
             if stop.wait(FAST):
                 break
             if time.monotonic() >= self._hurried:

@@ -43,7 +43,7 @@ __all__ = ["run"]
 
 
 def _renew_failed(exc: Exception) -> None:
-    warn("renew", "cachedeco: cannot renew a write-behind lease (%s)", exc)
+    warn("renew", "cannot renew a write-behind lease (%s)", exc)
 
 
 def _keeping(queue: AsyncQueue, consumer: str, ids: tuple[str, ...], settings: Settings

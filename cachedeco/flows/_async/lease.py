@@ -250,9 +250,9 @@ async def hold(b: Bound, call: Call, lease: AsyncLease, ttl: float, run: AsyncRu
             if released:
                 b.recovery.recent.released(b.slot.name, fused)
             elif not unknown:
-                warn(f"lease:{b.keyspace.prefix}:{b.name}", "cachedeco: the lease on a load of "
-                     "%s expired before the load finished; other processes may have run it too",
-                     b.name)
+                warn(f"lease:{b.keyspace.prefix}:{b.name}", "the lease on a load of %s "
+                     "expired before the load finished; other processes may have run it too",
+                     b.name, prefix=b.keyspace.prefix)
         except BACKEND_ERRORS as exc:
             fault(b, call, exc, "release a lease")
             b.background.aspawn(release_later, lease, ttl, b.background)

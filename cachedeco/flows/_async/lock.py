@@ -62,4 +62,5 @@ class AsyncLockIO(LockCore):
         try:
             await self.arelease()
         except CacheError as lost:  # never hide the body's own exception behind this one
-            warn(f"lock:{self.registry.prefix}:{self.name}", "cachedeco: %s", lost)
+            warn(f"lock:{self.registry.prefix}:{self.name}", "%s", lost,
+                 prefix=self.registry.prefix)

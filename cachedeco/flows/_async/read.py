@@ -269,7 +269,7 @@ async def refresh_quietly(b: Bound, call: Call, state: ReadState, since: int) ->
     try:
         await load(b, call, state, since)
     except Exception as exc:
-        warn(f"refresh:{b.keyspace.prefix}:{b.name}", "cachedeco: background refresh of %s "
-             "failed (%s); serving the stale value", b.name, b.describe(exc))
+        warn(f"refresh:{b.keyspace.prefix}:{b.name}", "background refresh of %s failed (%s); "
+             "serving the stale value", b.name, b.describe(exc), prefix=b.keyspace.prefix)
     finally:
         b.flights.refreshed(call.key)

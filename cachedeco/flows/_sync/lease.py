@@ -251,9 +251,9 @@ def hold(b: Bound, call: Call, lease: Lease, ttl: float, run: Run) -> Any:
             if released:
                 b.recovery.recent.released(b.slot.name, fused)
             elif not unknown:
-                warn(f"lease:{b.keyspace.prefix}:{b.name}", "cachedeco: the lease on a load of "
-                     "%s expired before the load finished; other processes may have run it too",
-                     b.name)
+                warn(f"lease:{b.keyspace.prefix}:{b.name}", "the lease on a load of %s "
+                     "expired before the load finished; other processes may have run it too",
+                     b.name, prefix=b.keyspace.prefix)
         except BACKEND_ERRORS as exc:
             fault(b, call, exc, "release a lease")
             b.background.spawn(release_later, lease, ttl, b.background)

@@ -63,4 +63,5 @@ class LockIO(LockCore):
         try:
             self.release()
         except CacheError as lost:  # never hide the body's own exception behind this one
-            warn(f"lock:{self.registry.prefix}:{self.name}", "cachedeco: %s", lost)
+            warn(f"lock:{self.registry.prefix}:{self.name}", "%s", lost,
+                 prefix=self.registry.prefix)

@@ -270,7 +270,7 @@ def refresh_quietly(b: Bound, call: Call, state: ReadState, since: int) -> None:
     try:
         load(b, call, state, since)
     except Exception as exc:
-        warn(f"refresh:{b.keyspace.prefix}:{b.name}", "cachedeco: background refresh of %s "
-             "failed (%s); serving the stale value", b.name, b.describe(exc))
+        warn(f"refresh:{b.keyspace.prefix}:{b.name}", "background refresh of %s failed (%s); "
+             "serving the stale value", b.name, b.describe(exc), prefix=b.keyspace.prefix)
     finally:
         b.flights.refreshed(call.key)

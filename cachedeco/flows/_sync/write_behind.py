@@ -79,7 +79,7 @@ class WriteBehindIO(WriteBehindCore):
                     run(drain_flow(job), queue, self.consumer, self.flush_fn,
                               self.settings, wait=wait, hurry=self.hurry)
                 except Deferred:
-                    self.deferred()
+                    self.deferred(job)
                 except BACKEND_ERRORS as exc:
                     guard = self.quiet(bound)
                     action = "flush the write-behind queue"

@@ -1,0 +1,74 @@
+"""A log line about one registry names its prefix, in the text and on the record: two
+registries whose backends share a name ("default") are told apart in one service's log."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from cachedeco import Registry
+from cachedeco.core.logs import PREFIX_FIELD
+from tools.servers.process import free_port
+
+
+@pytest.fixture
+def two_down(caplog: pytest.LogCaptureFixture) -> Iterator[tuple[Registry, Registry]]:
+    """Two registries on one server that refuses connections, each under its own prefix."""
+    caplog.set_level(logging.WARNING, logger="cachedeco")
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    regs = (Registry(url, prefix="shop", stats_interval=0),
+            Registry(url, prefix="billing", stats_interval=0))
+    yield regs
+    for reg in regs:
+        reg.close()
+
+
+def _said(caplog: pytest.LogCaptureFixture, part: str) -> list[tuple[str, object]]:
+    """The lines that contain ``part``, each with the prefix its record carries."""
+    return [(r.getMessage(), getattr(r, PREFIX_FIELD, None)) for r in caplog.records
+            if r.name == "cachedeco" and part in r.getMessage()]
+
+
+def test_a_failed_read_names_the_registry(two_down: tuple[Registry, Registry],
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    shop, billing = two_down
+    for reg in (shop, billing):
+        @reg.cached(ttl=60)
+        def price(item: int) -> int:
+            return item * 2
+
+        assert price(3) == 6  # served by the function (fail open)
+    lines = _said(caplog, "failed to")
+    assert [(text.split(":")[0], field) for text, field in lines] == [
+        ("cachedeco[shop]", "shop"), ("cachedeco[billing]", "billing")]
+    assert all(text.split(": ", 1)[1].startswith("backend 'default' failed to ")
+               for text, _ in lines), lines
+
+
+def test_an_outage_begins_in_the_log_of_its_registry(two_down: tuple[Registry, Registry],
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    shop, billing = two_down
+    shop.invalidate_tags("product:1")  # kept by auto-recovery: its outage is said
+    lines = _said(caplog, "is unreachable")
+    assert [field for _, field in lines] == ["shop"]
+    assert lines[0][0].startswith("cachedeco[shop]: backend 'default' is unreachable "
+                                  "(ConnectionError: "), lines
+    assert billing.stats().recoveries_pending == 0
+
+
+def test_a_failed_flush_names_the_registry(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="cachedeco")
+    with Registry("memory://", prefix="shop", stats_interval=0) as reg:
+        def flush(records: list[dict[str, int]]) -> None:
+            raise RuntimeError("database down")
+
+        @reg.write_behind(key="event:{i}", flush=flush, max_retries=0)
+        def record(i: int) -> dict[str, int]:
+            return {"i": i}
+
+        record(1)
+        reg.flush()
+        assert len(reg.dead_letters()) == 1
+    assert [field for _, field in _said(caplog, "moved to the dead letters")] == ["shop"]
