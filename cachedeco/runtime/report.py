@@ -48,7 +48,6 @@ class Reporter(Periodic):
         self.interval = INTERVAL  # 0: never report
         self._where = where  # a weak method of the registry: gives None once it is gone
         self._cursor: Cursor[tuple[str, str]] = Cursor(lambda: _counts(ledger))
-        self._ledger = ledger
         self._guard = Guard("stats", Stats(), raise_errors=False, breaker=Breaker())
         redo_after_fork(self)
 
@@ -93,10 +92,10 @@ class Reporter(Periodic):
         taken = self._cursor.take()
         return (target, taken) if taken else None
 
-    def _failed(self, taken: Counts, exc: BaseException, backend: str) -> None:
+    def _failed(self, taken: Counts, exc: BaseException, slot: BackendSlot) -> None:
         self._cursor.give_back(taken)
-        self._guard.name = backend  # the log line names the backend the report went to
-        self._guard.prefix = self._ledger.prefix
+        # the log line names the backend the report went to, and its registry
+        self._guard.name, self._guard.prefix = slot.name, slot.prefix
         self._guard.absorb(exc, action="report the service-wide counters")
 
     def report(self) -> None:
@@ -108,7 +107,7 @@ class Reporter(Periodic):
         try:
             slot.backend().tally(key).add(_fields(taken))
         except _FAULTS as exc:
-            self._failed(taken, exc, slot.name)
+            self._failed(taken, exc, slot)
 
     async def areport(self) -> None:
         """The asyncio form of :meth:`report`."""
@@ -119,7 +118,7 @@ class Reporter(Periodic):
         try:
             await slot.abackend().tally(key).add(_fields(taken))
         except _FAULTS as exc:
-            self._failed(taken, exc, slot.name)
+            self._failed(taken, exc, slot)
 
 
 def _fields(taken: Counts) -> dict[str, int]:

@@ -60,9 +60,13 @@ def test_an_outage_begins_in_the_log_of_its_registry(two_down: tuple[Registry, R
 
 def test_a_failed_flush_names_the_registry(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="cachedeco")
+    written: list[dict[str, int]] = []
     with Registry("memory://", prefix="shop", stats_interval=0) as reg:
         def flush(records: list[dict[str, int]]) -> None:
-            raise RuntimeError("database down")
+            if not written:
+                written.append({})  # the database is down once
+                raise RuntimeError("database down")
+            written.extend(records)
 
         @reg.write_behind(key="event:{i}", flush=flush, max_retries=0)
         def record(i: int) -> dict[str, int]:
@@ -71,4 +75,7 @@ def test_a_failed_flush_names_the_registry(caplog: pytest.LogCaptureFixture) -> 
         record(1)
         reg.flush()
         assert len(reg.dead_letters()) == 1
+        assert reg.replay_dead_letters() == 1
+        reg.flush()  # delivered now: nothing is left in memory at exit
+    assert written == [{}, {"i": 1}]
     assert [field for _, field in _said(caplog, "moved to the dead letters")] == ["shop"]
