@@ -177,14 +177,15 @@ def test_four_processes_of_threads_run_the_function_once_and_share_reads(
     # the threads are scheduled: 42-62 commands in all for 4 x 150 threads on an idle 2-core
     # machine, 118 with the rest of the suite running beside (a CI run), 162 on Python 3.13
     # with the suite and other work beside; for 4 x 50 threads, 106-115 with three busy loops
-    # beside; one per thread would be 200 and 600, and more.
+    # beside, 138 in a CI run; one per thread would be 200 and 600, and more (with the scripts
+    # and waits above, over 210 for 4 x 50: the bound stays well below it).
     spent = ran(before, after)
     assert spent.get("blmove", 0) == 3, spent
     # 4 acquires, the store and the release: 6 scripts; the counts are the server's, and a
     # registry an earlier test of this pytest process left open may run one or two of its own
     # meanwhile (a write-behind take, a counters report), as a full run in one process showed
     assert spent.get("evalsha", 0) <= 6 + 2, spent
-    assert sum(spent.values()) <= max(130, 2 * threads), spent
+    assert sum(spent.values()) <= max(170, 2 * threads), spent
 
 
 def test_a_holder_that_dies_is_replaced_when_its_lease_ends(
