@@ -1,15 +1,19 @@
-"""A log line about one registry names its prefix, in the text and on the record: two
-registries whose backends share a name ("default") are told apart in one service's log."""
+"""A log line says whose it is: one about a registry names its prefix, in the text and on the
+record (two registries whose backends share a name, "default", are told apart in one
+service's log), and one about a write-behind batch names its function."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from cachedeco import Registry
 from cachedeco.core.logs import PREFIX_FIELD
+from cachedeco.flows._sync.deliver import _keeping
+from cachedeco.flows.delivery import Settings
 from tools.servers.process import free_port
 
 
@@ -79,3 +83,24 @@ def test_a_failed_flush_names_the_registry(caplog: pytest.LogCaptureFixture) -> 
         reg.flush()  # delivered now: nothing is left in memory at exit
     assert written == [{}, {"i": 1}]
     assert [field for _, field in _said(caplog, "moved to the dead letters")] == ["shop"]
+
+
+class _Unreachable:
+    """A durable queue whose server stopped answering: a batch's lease cannot be renewed."""
+
+    durable = True
+
+    def renew(self, consumer: str, ids: tuple[str, ...]) -> object:
+        raise ConnectionError("Connection refused")
+
+
+def test_a_lease_that_cannot_be_renewed_names_its_function(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="cachedeco")
+    settings = Settings(name="shop.record_view", batch_size=10, flush_interval=1.0,
+                        coalesce=True, max_retries=0, claim_after=0.03, retry_delay=0.01)
+    with _keeping(_Unreachable(), "me", ("1-0",), settings):
+        time.sleep(0.1)  # renewed every claim_after / 3: a few failures, one line
+    assert [text for text, _ in _said(caplog, "renew")] == [
+        "cachedeco: cannot renew the lease on a write-behind batch of shop.record_view "
+        "(Connection refused)"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -42,8 +43,9 @@ from cachedeco.runtime.primitives import (
 __all__ = ["run"]
 
 
-def _renew_failed(exc: Exception) -> None:
-    warn("renew", "cannot renew a write-behind lease (%s)", exc)
+def _renew_failed(function: str, exc: Exception) -> None:
+    warn(f"renew:{function}", "cannot renew the lease on a write-behind batch of %s (%s)",
+         function, exc)
 
 
 def _keeping(queue: AsyncQueue, consumer: str, ids: tuple[str, ...], settings: Settings
@@ -52,7 +54,7 @@ def _keeping(queue: AsyncQueue, consumer: str, ids: tuple[str, ...], settings: S
     if not queue.durable:
         return contextlib.nullcontext()
     return akeep_alive(lambda: queue.renew(consumer, ids), settings.claim_after / 3,
-                       _renew_failed)
+                       functools.partial(_renew_failed, settings.name))
 
 
 async def _flush(op: Flush, queue: AsyncQueue, consumer: str, flush: Callable[[list[Any]], Any],
