@@ -102,8 +102,11 @@ class Registry(Invalidation):
     def after_fork(self) -> None:
         """In a child: its first binding there starts the services (its parent's started
         them for the parent only: the child has none of its threads, nor a close() one of
-        them had under way)."""
+        them had under way), and every function binds again at its first call there, so a
+        child that only calls functions its parent bound (a pre-fork server's worker that
+        only reads) starts them too: write-behind records others left get delivered."""
         self._in_use, self._closing = -1, 0
+        self.advance()
 
     # -- settings ---------------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from cachedeco import Registry
 from tests.support.near import near_threads, tracking_clients
 from tests.support.polling import poll
@@ -65,7 +67,7 @@ MASTER = textwrap.dedent("""
     warnings.simplefilter("ignore")  # fork() of a threaded process warns on Python 3.12+
     import cachedeco
 
-    url, prefix, out = sys.argv[1:4]
+    url, prefix, out, reads = sys.argv[1:5]
     reg = cachedeco.Registry(url, prefix=prefix, stats_interval=0)
 
     def flush(records):
@@ -93,8 +95,9 @@ MASTER = textwrap.dedent("""
     os.waitpid(writer, 0)
     time.sleep(1.0)  # five rounds of the master's worker
     reader = os.fork()
-    if reader == 0:  # a worker that only reads delivers what waits: its first binding
-        other(1)  # (of a function the master did not call) starts the queue's worker
+    if reader == 0:  # a worker that only reads delivers what waits: its first call
+        (other if reads == "other" else read)(1)  # starts the queue's worker, whether or
+        # not the master called (and bound) that function before the fork
         until = time.monotonic() + 20
         while time.monotonic() < until and not (
                 os.path.exists(out) and len(open(out).readlines()) >= 5):
@@ -105,15 +108,18 @@ MASTER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.parametrize("reads", ["other", "read"])
 def test_a_master_left_open_leaves_the_write_behind_queue_to_its_workers(
-        fresh_redis: Server, prefix: str, tmp_path: Path) -> None:
+        fresh_redis: Server, prefix: str, tmp_path: Path, reads: str) -> None:
     """gunicorn --preload without a close(): the master used the registry while loading the
     app, so its write-behind worker ran, and it delivered most records (in a trial, 7,492 of
     8,401), running ``flush`` (the database's connections) in the process that forks the
-    workers. Now it leaves them to its children, and a child that only reads delivers."""
+    workers. Now it leaves them to its children, and a child that only reads delivers, also
+    when all it calls is a function the master called before the fork ("read": a child's
+    first call of it binds it again, as its first use of the registry there)."""
     out = tmp_path / "flushed.txt"
-    done = subprocess.run([sys.executable, "-c", MASTER, fresh_redis.url, prefix, str(out)],
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run([sys.executable, "-c", MASTER, fresh_redis.url, prefix, str(out),
+                           reads], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     master, reader = done.stdout.split()
     delivered = [line.split() for line in out.read_text().splitlines()]
