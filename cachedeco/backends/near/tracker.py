@@ -67,8 +67,7 @@ class Moved(Exception):
 class Tracker:
     """The thread keeping ``store`` coherent with the keys under ``prefix`` on ``source``."""
 
-    def __init__(self, store: NearStore, source: Source, prefix: str,
-                 backend: str = "default") -> None:
+    def __init__(self, store: NearStore, source: Source, prefix: str, backend: str) -> None:
         self.store = store
         self.source = source
         self.prefix = prefix

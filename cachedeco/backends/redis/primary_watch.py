@@ -42,7 +42,6 @@ from cachedeco.core.logs import say
 
 __all__ = ["INTERVAL", "PrimaryWatch"]
 
-
 INTERVAL: Final = 0.5  # seconds between two questions to the sentinels
 #: When the listeners are told of a move, in seconds after the watch saw it: at once, then
 #: again for the changes that were in flight (sent to the old primary, which may have been
