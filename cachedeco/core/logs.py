@@ -19,9 +19,11 @@ PREFIX_FIELD: Final = "cachedeco_prefix"
 def say(prefix: str | None, level: int, message: str, *args: object,
         exc_info: bool = False) -> None:
     """Log ``message % args`` as ``cachedeco[PREFIX]: …`` (``cachedeco: …`` when no
-    registry is concerned), with the prefix on the record as :data:`PREFIX_FIELD`."""
+    registry is concerned), with the prefix on the record as :data:`PREFIX_FIELD` (None
+    then: every line of the package has the field, so a format may name it)."""
     if prefix is None:
-        logger.log(level, "cachedeco: " + message, *args, exc_info=exc_info)
+        logger.log(level, "cachedeco: " + message, *args, exc_info=exc_info,
+                   extra={PREFIX_FIELD: None})
     else:
         logger.log(level, "cachedeco[%s]: " + message, prefix, *args, exc_info=exc_info,
                    extra={PREFIX_FIELD: prefix})

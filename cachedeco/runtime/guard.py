@@ -12,11 +12,11 @@ from collections.abc import Callable
 from typing import Final
 
 from cachedeco.core.forking import redo_after_fork
-from cachedeco.core.logs import logger, say
+from cachedeco.core.logs import say
 from cachedeco.core.stats import Stats
 from cachedeco.errors import BackendError, ConfigurationError
 
-__all__ = ["CLUSTER_GRACE", "LOG_INTERVAL", "Breaker", "Guard", "LogLimit", "logger", "warn"]
+__all__ = ["CLUSTER_GRACE", "LOG_INTERVAL", "Breaker", "Guard", "LogLimit", "warn"]
 
 LOG_INTERVAL: Final = 10.0  # seconds between two warnings of one guard
 #: The ``grace`` of a Redis Cluster backend's breaker: while one primary fails over, runs of

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 from collections.abc import Awaitable, Callable
 
-from cachedeco.runtime.guard import logger
+from cachedeco.core.logs import say
 from cachedeco.runtime.primitives import Stop, acancel_lost
 
 __all__ = ["Periodic", "TaskWorker", "ThreadWorker"]
@@ -92,7 +93,8 @@ class ThreadWorker(_Worker):
             try:
                 self._drain(lambda: self.stopping)
             except Exception:
-                logger.exception("cachedeco: the %s worker of %s failed", self.role, self.name)
+                say(None, logging.ERROR, "the %s worker of %s failed", self.role, self.name,
+                    exc_info=True)
         self._final()
 
     def stop(self) -> bool:
@@ -229,8 +231,8 @@ class TaskWorker(_Worker):
                 try:
                     await self._drain(lambda: self.stopping)
                 except Exception:
-                    logger.exception("cachedeco: the %s worker of %s failed", self.role,
-                                     self.name)
+                    say(None, logging.ERROR, "the %s worker of %s failed", self.role,
+                        self.name, exc_info=True)
                 if acancel_lost():  # its loop shuts down, and the drain swallowed the cancel
                     raise asyncio.CancelledError
         except asyncio.CancelledError:

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Iterator
 
+import fakeredis
 import pytest
 
 from cachedeco import Registry
@@ -104,3 +105,27 @@ def test_a_lease_that_cannot_be_renewed_names_its_function(
     assert [text for text, _ in _said(caplog, "renew")] == [
         "cachedeco: cannot renew the lease on a write-behind batch of shop.record_view "
         "(Connection refused)"]
+
+
+def test_every_line_carries_the_field_so_a_format_may_name_it(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="cachedeco")
+    with Registry(fakeredis.FakeRedis(), prefix="shop", stats_interval=0) as reg:
+        @reg.cached(ttl=60)
+        def pair(item):  # type: ignore[no-untyped-def]  # JSON reads a tuple back as a list
+            return (item, item)
+
+        assert pair(1) == (1, 1)  # a line about the function's values: no registry's
+    with Registry(f"redis://127.0.0.1:{free_port()}/0", prefix="shop",
+                  stats_interval=0) as down:
+        @down.cached(ttl=60)
+        def cost(item: int) -> int:
+            return item
+
+        assert cost(1) == 1  # a line about the registry's backend
+    line = logging.Formatter("%(cachedeco_prefix)s | %(message)s")
+    formatted = [line.format(r) for r in caplog.records if r.name == "cachedeco"]
+    assert [f.split(" | ")[0] for f in formatted] == ["None", "shop"], formatted
+    assert formatted[0].startswith("None | cachedeco: ") and "returned a value of type tuple" in (
+        formatted[0])
+    assert formatted[1].startswith("shop | cachedeco[shop]: backend 'default' failed to read")

@@ -25,10 +25,10 @@ from cachedeco.backends.contracts.queues import (
 )
 from cachedeco.core.entry import NO_VALUE, Write
 from cachedeco.core.forking import redo_after_fork
+from cachedeco.core.logs import say
 
 __all__ = ["MemoryQueue"]
 
-logger = logging.getLogger("cachedeco")
 _holding: set[MemoryQueue] = set()  # queues with records: kept alive until they are delivered
 _exit_hook: list[bool] = []  # the exit warning is registered once, with the first held record
 _SETTLE_TRIES = 8  # compare-and-set attempts to settle an entry that other writes keep changing
@@ -174,12 +174,11 @@ def _warn_pending_at_exit() -> None:
     """Log the records an exiting interpreter leaves in memory queues (they are lost)."""
     for queue in list(_holding):
         if queue.pending:
-            logger.warning("cachedeco: the interpreter exits with %d write-behind record(s) of "
-                           "%s queued in memory: they are lost; close the registry (reg.close(),"
-                           " `with reg:`) to flush them first", queue.pending, queue.names.stream)
+            say(None, logging.WARNING, "the interpreter exits with %d write-behind record(s) "
+                "of %s queued in memory: they are lost; close the registry (reg.close(), "
+                "`with reg:`) to flush them first", queue.pending, queue.names.stream)
         if queue.dead:
-            logger.warning("cachedeco: the interpreter exits with %d write-behind dead "
-                           "letter(s) of %s in memory: they are lost", queue.dead,
-                           queue.names.stream)
+            say(None, logging.WARNING, "the interpreter exits with %d write-behind dead "
+                "letter(s) of %s in memory: they are lost", queue.dead, queue.names.stream)
 
 

@@ -15,6 +15,7 @@ from cachedeco.backends.base import ReadResult
 from cachedeco.backends.contracts.leases import Busy
 from cachedeco.backends.contracts.queues import DeadLetter, Message, Push, Restore
 from cachedeco.core.entry import Write, decode_entry, encode_header
+from cachedeco.core.logs import say
 
 __all__ = [
     "LANDED_REPLY",
@@ -57,7 +58,6 @@ MAX_BLOCK: Final = 5.0  # seconds: the longest single block, whatever the socket
 OVERRUN: Final = 0.12  # seconds: how late a blocking command may answer (1/hz), with a margin
 WAKE_MS: Final = (1000, 10_000)  # bounds of a lease's wake list TTL
 SlotCall = tuple[list[str], list[Any]]  # KEYS and ARGV of one script call on one hash slot
-logger = logging.getLogger("cachedeco")
 
 
 # --- the cache core ------------------------------------------------------------------------
@@ -295,9 +295,9 @@ def restore_args(r: Restore) -> list[Any]:
 
 def restore_failed(exc: BaseException) -> None:
     """A cluster ack could not settle some entries: the ack goes on, their drops are kept."""
-    logger.warning("cachedeco: flushed write-behind entries could not be settled (%s: %s); "
-                   "the records are acknowledged and the entries dropped once their nodes "
-                   "answer", type(exc).__name__, exc)
+    say(None, logging.WARNING, "flushed write-behind entries could not be settled (%s: %s); the "
+        "records are acknowledged and the entries dropped once their nodes answer",
+        type(exc).__name__, exc)
 
 
 def parse_dead(entries: Sequence[Any]) -> list[DeadLetter]:

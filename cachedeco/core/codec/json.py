@@ -24,9 +24,8 @@ from cachedeco.core.codec.annotations import return_annotation, unwrap
 from cachedeco.core.codec.base import Codec, type_name
 from cachedeco.core.codec.converters import write_datetime
 from cachedeco.core.codec.typed import Converter, build_plan
+from cachedeco.core.logs import say
 from cachedeco.errors import SerializationError
-
-logger = logging.getLogger("cachedeco")
 
 __all__ = ["json_codec", "read_bytes"]
 
@@ -147,8 +146,8 @@ class _JsonCodec:
         except SerializationError:
             return
         if found is not None:
-            logger.warning(
-                "cachedeco: %s returned a value of type %s, which a cache hit returns as type "
+            say(None, logging.WARNING,
+                "%s returned a value of type %s, which a cache hit returns as type "
                 "%s (JSON keeps no other type); annotate its return type with the types it "
                 "returns, or choose serializer='pickle'", self._name, *found)
 
