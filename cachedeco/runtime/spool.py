@@ -245,16 +245,21 @@ class Spool:
 
     def _commit(self, batch: _Batch) -> None:
         """Once no other thread is adding a batch, add ``batch`` unless another thread did
-        meanwhile."""
+        meanwhile. An error of the transaction is every row's (each thread of the batch
+        raises it); an interruption of the thread adding it (KeyboardInterrupt in the main
+        thread) is that thread's alone: the batch is left for another of its threads (or the
+        spool's writer) to add, its rows the interrupted thread's too."""
         with self._group:
             while self._writing and not batch.outcome.done():
                 self._group.wait()
             if batch.outcome.done():
                 return
-            self._writing, self._filling = True, None
+            self._writing = True
+            if self._filling is batch:  # (an interrupted batch, added again, is not)
+                self._filling = None
         try:
             batch.outcome.set_result(self._insert(batch.rows))
-        except BaseException as exc:  # in every thread of the batch, as in a Future
+        except Exception as exc:  # in every thread of the batch, as in a Future
             batch.outcome.set_exception(exc)
         finally:
             with self._group:

@@ -127,3 +127,46 @@ def test_an_event_loops_rows_are_written_in_a_forked_child_too(tmp_path: Path) -
     with contextlib.closing(sqlite3.connect(tmp_path / "spool.db")) as conn:
         assert [ident for (ident,) in conn.execute("SELECT ident FROM changes ORDER BY id")
                 ] == ["parent", "child"]
+
+
+def test_a_thread_interrupted_while_adding_a_batch_leaves_it_to_the_batchs_others(
+        tmp_path: Path) -> None:
+    """A KeyboardInterrupt reaches the main thread wherever it is: inside the transaction
+    that adds a batch, it was every thread's of that batch (each raised it, its rows not
+    written). Now it is that thread's alone, and another thread of the batch adds it."""
+    path = tmp_path / "spool.db"
+    spool = open_spool(path)
+    real, sizes = spool._insert, []
+
+    def insert(rows: list[tuple[str, str, str, bytes, bool]]) -> list[int]:
+        sizes.append(len(rows))
+        if len(sizes) == 2:  # the thread adding the second batch is interrupted in it
+            raise KeyboardInterrupt
+        return real(rows)
+
+    spool._insert = insert  # type: ignore[method-assign]
+    results: dict[int, int | str] = {}
+
+    def write(n: int) -> None:
+        try:
+            results[n] = spool.add("p", "default", f"k{n}", b"x", replace=True)
+        except KeyboardInterrupt:
+            results[n] = "interrupted"
+
+    first = threading.Thread(target=write, args=(0,))
+    others = [threading.Thread(target=write, args=(n,)) for n in range(1, 4)]
+    with file_held(path):
+        first.start()  # its transaction waits for the file
+        poll(lambda: spool._writing, timeout=10.0)
+        for thread in others:
+            thread.start()  # they wait together for the next one
+        poll(lambda: spool._filling is not None and len(spool._filling.rows) == 3,
+             timeout=10.0)
+    for thread in [first, *others]:
+        thread.join(10)
+    assert sizes == [1, 3, 3]  # the second batch, interrupted, added again whole
+    assert sorted(map(str, results.values())).count("interrupted") == 1, results
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        held = sorted(ident for (ident,) in conn.execute("SELECT ident FROM changes"))
+    assert held == ["k0", "k1", "k2", "k3"]  # the interrupted thread's row with its batch
+    spool.close()
