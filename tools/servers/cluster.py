@@ -115,9 +115,12 @@ class Cluster(Group):
             raise ValueError("this cluster has no TLS ports: start_cluster(tls=True)")
         return "redis+cluster://" + ",".join(f"{self.host}:{p}" for p in ports)
 
+    def _out(self, node: RedisProcess) -> bool:
+        """Killed or frozen here: it serves nothing, whatever ``CLUSTER NODES`` says yet."""
+        return node in self.killed or node in self.frozen
+
     def _live(self) -> list[RedisProcess]:
-        return [n for n in self.nodes
-                if n.is_running() and n not in self.killed and n not in self.frozen]
+        return [n for n in self.nodes if n.is_running() and not self._out(n)]
 
     def _view(self) -> list[ClusterNode]:
         """``CLUSTER NODES`` of the first live node that answers."""
@@ -133,8 +136,7 @@ class Cluster(Group):
 
     def primaries(self) -> list[RedisProcess]:
         """The nodes that are primaries now (not failed, not killed, not frozen)."""
-        return [p for p in self._members(primary=True)
-                if p not in self.killed and p not in self.frozen]
+        return [p for p in self._members(primary=True) if not self._out(p)]
 
     def replicas(self) -> list[RedisProcess]:
         """The nodes that are replicas now (not failed, not killed)."""
